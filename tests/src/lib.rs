@@ -1,0 +1,1 @@
+//! Support for Paddock integration tests.
