@@ -1,1 +1,182 @@
-//! proxy-core
+//! # proxy-core
+//!
+//! Paddock's authenticating reverse proxy for Kubernetes API servers, as a
+//! library. A request arrives over TLS, the caller is authenticated, every
+//! credential and identity header the caller sent is removed, Kubernetes
+//! impersonation headers are added, and the request is streamed to the
+//! right downstream API server with Paddock's own credential: watches,
+//! `logs -f` and exec sessions included.
+//!
+//! The layer order lives in [`stack`]; each layer is one file in [`layers`].
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use proxy_core::{authn::token_file::TokenFileAuthenticator, authz::AllowAuthenticated,
+//!                  upstream::{ClusterConfig, UpstreamCredential}, Proxy, server::tls::ServerTls};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut cluster = ClusterConfig::new("prod", "https://10.0.0.1:6443");
+//! cluster.ca_pem = Some(std::fs::read("ca.crt")?);
+//! cluster.credential = UpstreamCredential::BearerTokenFile("proxy-token".into());
+//! let proxy = Proxy::builder()
+//!     .authenticator(TokenFileAuthenticator::watch("tokens.csv".as_ref())?)
+//!     .authorizer(Arc::new(AllowAuthenticated))
+//!     .cluster(cluster, true)
+//!     .build()?;
+//! let tls = ServerTls::self_signed("./paddock-data".as_ref(), &[])?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+//! proxy.serve(listener, tls.server_config()?, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Features
+//! - `kube` (default): read clusters from kubeconfig files
+//!   ([`upstream::ClusterConfig::from_kubeconfig`]).
+
+pub mod authn;
+pub mod authz;
+pub mod body;
+pub mod context;
+pub mod endpoints;
+pub mod error;
+pub mod impersonation;
+pub mod layers;
+pub mod plugin;
+pub mod plugins;
+pub mod reload;
+pub mod server;
+pub mod shutdown;
+pub mod stack;
+pub mod status;
+pub mod upstream;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use authn::{Authenticator, AuthenticatorChain};
+use authz::{Authorizer, DenyAll};
+use plugin::{Plugin, Plugins};
+use shutdown::Shutdown;
+use stack::{ProxyService, StackParts};
+use upstream::{Cluster, ClusterConfig, Router, UpstreamError};
+
+/// Default time in-flight requests get to finish on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Assembles a [`Proxy`].
+pub struct ProxyBuilder {
+    authenticators: AuthenticatorChain,
+    authorizer: Arc<dyn Authorizer>,
+    clusters: Vec<(ClusterConfig, bool)>,
+    plugins: Vec<Arc<dyn Plugin>>,
+    grace: Duration,
+}
+
+impl Default for ProxyBuilder {
+    fn default() -> Self {
+        Self {
+            authenticators: AuthenticatorChain::new(),
+            authorizer: Arc::new(DenyAll),
+            clusters: Vec::new(),
+            plugins: vec![Arc::new(plugins::access_log::AccessLog)],
+            grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl ProxyBuilder {
+    /// Adds an identity provider, asked after those already added.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticators = self.authenticators.with(authenticator);
+        self
+    }
+
+    /// Sets the policy decision point (default: [`DenyAll`]).
+    pub fn authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
+    }
+
+    /// Adds a downstream cluster; `default` serves it at `/` as well.
+    pub fn cluster(mut self, config: ClusterConfig, default: bool) -> Self {
+        self.clusters.push((config, default));
+        self
+    }
+
+    /// Adds a plugin after the built-in access log.
+    pub fn plugin(mut self, plugin: impl Plugin) -> Self {
+        self.plugins.push(Arc::new(plugin));
+        self
+    }
+
+    /// Removes every plugin, the access log included.
+    pub fn without_plugins(mut self) -> Self {
+        self.plugins.clear();
+        self
+    }
+
+    /// Time in-flight requests get to finish on shutdown.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Builds the clusters' clients and the stack. Must run inside a tokio
+    /// runtime (credential files are watched).
+    pub fn build(self) -> Result<Proxy, UpstreamError> {
+        let mut router = Router::new();
+        for (config, default) in &self.clusters {
+            router.add(Cluster::new(config)?, *default);
+        }
+        let shutdown = Shutdown::new();
+        let service = stack::build(StackParts {
+            authenticators: self.authenticators,
+            authorizer: self.authorizer,
+            router: Arc::new(router),
+            plugins: Plugins::new(self.plugins),
+            shutdown: shutdown.clone(),
+        });
+        Ok(Proxy {
+            service,
+            shutdown,
+            grace: self.grace,
+        })
+    }
+}
+
+/// A built proxy: its service, and a way to serve it.
+pub struct Proxy {
+    service: ProxyService,
+    shutdown: Shutdown,
+    grace: Duration,
+}
+
+impl Proxy {
+    /// Starts assembling a proxy.
+    pub fn builder() -> ProxyBuilder {
+        ProxyBuilder::default()
+    }
+
+    /// The request path as a tower service, for embedding in another server.
+    pub fn service(&self) -> ProxyService {
+        self.service.clone()
+    }
+
+    /// Serves on `listener` with `tls` until `signal` resolves, then shuts
+    /// down gracefully (see [`server::serve`]).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        server::serve(
+            listener,
+            tls,
+            self.service,
+            self.shutdown,
+            self.grace,
+            signal,
+        )
+        .await
+    }
+}

@@ -1,0 +1,131 @@
+//! Authentication: who is calling.
+//!
+//! Credentials are pulled out of a request once ([`Credential::from_request`]),
+//! then an [`AuthenticatorChain`] asks each configured [`Authenticator`] in
+//! turn. A provider that does not recognise a credential says `Ok(None)` and
+//! the next one is asked; a provider that is down says
+//! [`AuthnError::Unavailable`], which becomes 503 rather than 401 so clients
+//! retry instead of throwing their credentials away.
+
+pub mod client_cert;
+mod credential;
+mod identity;
+pub mod token_file;
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+pub use credential::{Credential, SESSION_COOKIE};
+pub use identity::{Identity, SYSTEM_AUTHENTICATED};
+
+use crate::error::ProxyError;
+
+/// A boxed future, as returned by the object-safe traits of this crate.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an authenticator could not produce an identity.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthnError {
+    /// The credential is wrong, expired, revoked or belongs to a disabled user.
+    #[error("invalid credentials")]
+    Invalid,
+    /// The backend needed to decide is down; the caller should retry.
+    #[error("provider {provider} is unavailable")]
+    Unavailable {
+        /// The provider's name.
+        provider: String,
+    },
+    /// Too many failed attempts: retry after this many seconds.
+    #[error("too many attempts")]
+    Throttled {
+        /// Seconds until the next attempt may succeed.
+        retry_after_secs: u64,
+    },
+}
+
+impl From<AuthnError> for ProxyError {
+    fn from(error: AuthnError) -> Self {
+        match error {
+            AuthnError::Invalid => ProxyError::InvalidCredentials,
+            AuthnError::Unavailable { provider } => {
+                ProxyError::AuthenticationUnavailable { provider }
+            }
+            AuthnError::Throttled { retry_after_secs } => {
+                ProxyError::TooManyRequests { retry_after_secs }
+            }
+        }
+    }
+}
+
+/// An identity provider: turns a credential into an [`Identity`].
+///
+/// Implementations must be cheap on the request path: a memory lookup, a
+/// cache hit, never a directory round trip per request.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Short name for logs and errors, e.g. `token-file`.
+    fn name(&self) -> &str;
+
+    /// `Ok(Some(identity))` when the credential is valid, `Ok(None)` when this
+    /// provider does not handle this kind of credential or does not know it.
+    fn authenticate<'a>(
+        &'a self,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<Option<Identity>, AuthnError>>;
+}
+
+/// Authenticators asked in order; the first identity wins.
+#[derive(Clone, Default)]
+pub struct AuthenticatorChain {
+    authenticators: Vec<Arc<dyn Authenticator>>,
+}
+
+impl AuthenticatorChain {
+    /// An empty chain: every credential is rejected.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends an authenticator, asked after the ones already present.
+    pub fn with(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticators.push(Arc::new(authenticator));
+        self
+    }
+
+    /// Appends a shared authenticator.
+    pub fn with_shared(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticators.push(authenticator);
+        self
+    }
+
+    /// Tries every credential with every authenticator. Invalid credentials
+    /// are 401; a provider that is down makes the result 503 unless another
+    /// one succeeded.
+    pub async fn authenticate(&self, credentials: &[Credential]) -> Result<Identity, ProxyError> {
+        if credentials.is_empty() {
+            return Err(ProxyError::MissingCredentials);
+        }
+        let mut failure = AuthnError::Invalid;
+        for credential in credentials {
+            for authenticator in &self.authenticators {
+                match authenticator.authenticate(credential).await {
+                    Ok(Some(identity)) => return Ok(identity.with_authenticated_group()),
+                    Ok(None) => {}
+                    Err(AuthnError::Invalid) => {}
+                    Err(error) => failure = error,
+                }
+            }
+        }
+        Err(failure.into())
+    }
+}
+
+impl std::fmt::Debug for AuthenticatorChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.authenticators.iter().map(|a| a.name()))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! Authorization: may this identity do this to this cluster?
+//!
+//! Deny by default. [`DenyAll`] is what runs when no policy is configured, so
+//! an unconfigured Paddock starts but forwards nothing; [`AllowAuthenticated`]
+//! must be chosen explicitly.
+
+use http::Method;
+
+use crate::{authn::Identity, context::Decision, impersonation::RequestedImpersonation};
+
+/// Everything an authorizer may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthzRequest<'a> {
+    /// The authenticated caller.
+    pub identity: &'a Identity,
+    /// The target cluster's id.
+    pub cluster: &'a str,
+    /// The request method.
+    pub method: &'a Method,
+    /// The path as the cluster sees it (the `/k8s/clusters/<id>` prefix removed).
+    pub path: &'a str,
+    /// The raw query string.
+    pub query: Option<&'a str>,
+    /// True for a connection upgrade (WebSocket or SPDY exec, attach, port-forward).
+    pub upgrade: bool,
+}
+
+/// A policy decision point. Called on every proxied request, so it must be
+/// a memory-only computation.
+pub trait Authorizer: Send + Sync + 'static {
+    /// Decides a request made as `request.identity`.
+    fn authorize(&self, request: &AuthzRequest<'_>) -> Decision;
+
+    /// Decides whether `request.identity` may act as `requested`
+    /// (`kubectl --as`). Refused unless an authorizer says otherwise.
+    fn authorize_impersonation(
+        &self,
+        request: &AuthzRequest<'_>,
+        requested: &RequestedImpersonation,
+    ) -> Decision {
+        let _ = (request, requested);
+        Decision {
+            allowed: false,
+            reason: "impersonation (kubectl --as, --as-group, --as-uid) is not allowed through \
+                     Paddock without a policy that grants it"
+                .to_owned(),
+        }
+    }
+}
+
+/// Denies every proxied request: the default until a policy is configured.
+#[derive(Debug, Clone, Default)]
+pub struct DenyAll;
+
+impl Authorizer for DenyAll {
+    fn authorize(&self, _request: &AuthzRequest<'_>) -> Decision {
+        Decision {
+            allowed: false,
+            reason: "no authorization policy is configured: Paddock denies every request \
+                     (set `authorization` in the config)"
+                .to_owned(),
+        }
+    }
+}
+
+/// Allows any authenticated caller everything. Only by explicit choice
+/// (`authorization: allow-authenticated`).
+#[derive(Debug, Clone, Default)]
+pub struct AllowAuthenticated;
+
+impl Authorizer for AllowAuthenticated {
+    fn authorize(&self, request: &AuthzRequest<'_>) -> Decision {
+        Decision {
+            allowed: true,
+            reason: format!(
+                "allowed: {} is authenticated and the policy is allow-authenticated",
+                request.identity.user
+            ),
+        }
+    }
+}

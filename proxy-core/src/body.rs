@@ -1,0 +1,157 @@
+//! The one response body type of the stack: streamed from the upstream or
+//! produced by Paddock, never buffered, with a tap for the access log.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// Errors carried by bodies: whatever the upstream connection reported.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Called once when a body ends or is dropped, with the bytes that went through.
+pub type OnEnd = Box<dyn FnOnce(BodyEnd) + Send>;
+
+/// How a response body ended, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyEnd {
+    /// Data bytes sent to the client.
+    pub bytes: u64,
+    /// False when the client went away or the upstream failed mid-stream.
+    pub complete: bool,
+}
+
+/// A response body: upstream bytes passed through frame by frame, or a
+/// small body Paddock built itself (Status errors, its own endpoints).
+pub struct ResponseBody {
+    kind: Kind,
+    bytes: u64,
+    on_end: Option<OnEnd>,
+    drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+impl ResponseBody {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self::from_kind(Kind::Full(None))
+    }
+
+    /// A complete body held in memory.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self::from_kind(Kind::Full((!bytes.is_empty()).then_some(bytes)))
+    }
+
+    /// A body streamed from the upstream, frame by frame.
+    pub fn upstream(body: Incoming) -> Self {
+        Self::from_kind(Kind::Upstream(body))
+    }
+
+    fn from_kind(kind: Kind) -> Self {
+        Self {
+            kind,
+            bytes: 0,
+            on_end: None,
+            drain: None,
+        }
+    }
+
+    /// Runs `on_end` once, when the body ends or is dropped.
+    pub fn on_end(&mut self, on_end: OnEnd) {
+        self.on_end = Some(on_end);
+    }
+
+    /// Ends the body cleanly (end of stream, not an error) when `token` is
+    /// cancelled: how watches finish on graceful shutdown.
+    pub fn end_on(&mut self, token: CancellationToken) {
+        self.drain = Some(Box::pin(token.cancelled_owned()));
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(on_end) = self.on_end.take() {
+            on_end(BodyEnd {
+                bytes: self.bytes,
+                complete,
+            });
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(drain) = this.drain.as_mut() {
+            if drain.as_mut().poll(cx).is_ready() {
+                this.drain = None;
+                this.kind = Kind::Full(None);
+                this.finish(true);
+                return Poll::Ready(None);
+            }
+        }
+        let polled = match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(None) => this.finish(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        let complete = self.is_end_stream();
+        self.finish(complete);
+    }
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Full(_) => "full",
+            Kind::Upstream(_) => "upstream",
+        };
+        f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}

@@ -1,0 +1,125 @@
+use super::*;
+
+#[test]
+fn escapes_extra_keys_like_client_go() {
+    // client-go TestImpersonationRoundTripper / TestHeaderEscapeRoundTrip vectors.
+    let cases = [
+        ("test.example.com/thing.thing", "test.example.com%2Fthing.thing"),
+        (
+            "test.example.com/thing.thing%20another.thing",
+            "test.example.com%2Fthing.thing%2520another.thing",
+        ),
+        ("percent%20encoded", "percent%2520encoded"),
+        ("almost%zzpercent%xxencoded", "almost%25zzpercent%25xxencoded"),
+        ("@=:", "%40%3D%3A"),
+        ("example.com/ᛒᚥᛏᛖᚥᚢとロビン", "example.com%2F%E1%9B%92%E1%9A%A5%E1%9B%8F%E1%9B%96%E1%9A%A5%E1%9A%A2%E3%81%A8%E3%83%AD%E3%83%93%E3%83%B3"),
+        ("plain-key_1.x", "plain-key_1.x"),
+        ("a b", "a%20b"),
+    ];
+    for (key, escaped) in cases {
+        assert_eq!(header_key_escape(key), escaped, "{key}");
+        // What the API server decodes is what we encoded.
+        assert_eq!(
+            decode_extra_key(&header_key_escape(key)),
+            key.to_lowercase(),
+            "{key}"
+        );
+    }
+}
+
+#[test]
+fn decodes_extra_keys_like_the_api_server() {
+    assert_eq!(
+        decode_extra_key("Test.example.com%2fthing.thing"),
+        "test.example.com/thing.thing"
+    );
+    // Lower-casing happens before unescaping.
+    assert_eq!(decode_extra_key("%41bc"), "Abc");
+    assert_eq!(decode_extra_key("bad%zzescape"), "bad%zzescape");
+    assert_eq!(decode_extra_key("trailing%2"), "trailing%2");
+}
+
+#[test]
+fn one_line_per_group_and_extra_value_uid_only_when_set() {
+    let identity = Identity {
+        user: "alice".into(),
+        groups: vec!["a,b".into(), "dev".into(), "system:authenticated".into()],
+        extra: [("Scopes".to_owned(), vec!["x".to_owned(), "y".to_owned()])].into(),
+        ..Identity::default()
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(USER, HeaderValue::from_static("stale"));
+    insert_headers(&mut headers, &identity).unwrap();
+    assert_eq!(headers.get_all(USER).iter().collect::<Vec<_>>(), ["alice"]);
+    assert!(!headers.contains_key(UID));
+    assert_eq!(
+        headers.get_all(GROUP).iter().collect::<Vec<_>>(),
+        ["a,b", "dev", "system:authenticated"]
+    );
+    assert_eq!(
+        headers
+            .get_all("impersonate-extra-scopes")
+            .iter()
+            .collect::<Vec<_>>(),
+        ["x", "y"]
+    );
+
+    let with_uid = Identity {
+        uid: Some("42".into()),
+        ..identity
+    };
+    let mut headers = HeaderMap::new();
+    insert_headers(&mut headers, &with_uid).unwrap();
+    assert_eq!(headers[UID], "42");
+}
+
+#[test]
+fn refuses_identities_headers_cannot_carry() {
+    let identity = Identity {
+        user: "bad\nuser".into(),
+        ..Identity::default()
+    };
+    assert!(insert_headers(&mut HeaderMap::new(), &identity).is_err());
+}
+
+#[test]
+fn reads_requested_impersonation() {
+    let mut headers = HeaderMap::new();
+    assert_eq!(
+        RequestedImpersonation::from_headers(&headers).unwrap(),
+        None
+    );
+    headers.insert(USER, HeaderValue::from_static("bob"));
+    headers.append(GROUP, HeaderValue::from_static("g1"));
+    headers.append(GROUP, HeaderValue::from_static("g,2"));
+    headers.append(
+        "impersonate-extra-example.com%2fkey",
+        HeaderValue::from_static("v"),
+    );
+    let requested = RequestedImpersonation::from_headers(&headers)
+        .unwrap()
+        .unwrap();
+    assert_eq!(requested.user.as_deref(), Some("bob"));
+    assert_eq!(requested.groups, ["g1", "g,2"]);
+    assert_eq!(requested.extra["example.com/key"], ["v"]);
+    let identity = requested.into_identity("impersonation");
+    assert_eq!(identity.groups, ["g1", "g,2", "system:authenticated"]);
+}
+
+#[test]
+fn refuses_groups_uid_or_extra_without_a_user() {
+    for (name, value) in [
+        ("impersonate-group", "g"),
+        ("impersonate-uid", "1"),
+        ("impersonate-extra-k", "v"),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers.insert(USER, HeaderValue::from_static(""));
+        let error = RequestedImpersonation::from_headers(&headers).unwrap_err();
+        assert!(
+            matches!(error, ProxyError::BadRequest { .. }),
+            "{name}: {error:?}"
+        );
+    }
+}

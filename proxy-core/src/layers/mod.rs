@@ -1,0 +1,21 @@
+//! The middleware of the request path, one job per file. Their order is
+//! decided in one place: [`crate::stack`].
+
+pub mod authenticate;
+pub mod authorize;
+pub mod impersonate;
+pub mod plugins;
+pub mod rescue;
+pub mod route;
+pub mod sanitize;
+pub mod trace;
+
+use http::Response;
+
+use crate::{body::ResponseBody, error::ProxyError};
+
+/// The response every layer produces.
+pub type ProxyResponse = Response<ResponseBody>;
+
+/// What inner layers return; the rescue layer turns errors into responses.
+pub type ProxyResult = Result<ProxyResponse, ProxyError>;

@@ -1,0 +1,169 @@
+//! Route: Paddock's own endpoints under `/paddock/`, cluster `<id>` under
+//! `/k8s/clusters/<id>/...` (prefix removed), the default cluster at `/`.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{uri::PathAndQuery, Request, Uri};
+use hyper::body::Incoming;
+use tower::{Layer, Service};
+
+use super::{ProxyResponse, ProxyResult};
+use crate::{
+    authn::BoxFuture,
+    context,
+    endpoints::Endpoints,
+    error::ProxyError,
+    upstream::{Cluster, Router},
+};
+
+/// The prefix of per-cluster paths.
+pub const CLUSTER_PREFIX: &str = "/k8s/clusters/";
+
+/// Adds [`Route`].
+#[derive(Debug, Clone)]
+pub struct RouteLayer {
+    router: Arc<Router>,
+    endpoints: Endpoints,
+}
+
+impl RouteLayer {
+    /// Routes to the clusters of `router`, and to `endpoints` under `/paddock/`.
+    pub fn new(router: Arc<Router>, endpoints: Endpoints) -> Self {
+        Self { router, endpoints }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+
+    fn layer(&self, inner: S) -> Route<S> {
+        Route {
+            inner,
+            router: self.router.clone(),
+            endpoints: self.endpoints.clone(),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct Route<S> {
+    inner: S,
+    router: Arc<Router>,
+    endpoints: Endpoints,
+}
+
+/// Where a path goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Paddock's own endpoints.
+    Paddock,
+    /// A cluster by id (`None`: the default cluster), and the path it sees.
+    Cluster(Option<&'a str>, &'a str),
+}
+
+/// Splits a request path into its target.
+pub fn target(path: &str) -> Target<'_> {
+    if path == "/paddock" || path.starts_with("/paddock/") {
+        return Target::Paddock;
+    }
+    match path.strip_prefix(CLUSTER_PREFIX) {
+        Some(rest) => {
+            let (id, rest) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+            Target::Cluster(Some(id), if rest.is_empty() { "/" } else { rest })
+        }
+        None => Target::Cluster(None, path),
+    }
+}
+
+impl<S> Service<Request<Incoming>> for Route<S>
+where
+    S: Service<Request<Incoming>, Response = ProxyResponse, Error = ProxyError>,
+    S::Future: Send + 'static,
+{
+    type Response = ProxyResponse;
+    type Error = ProxyError;
+    type Future = futures_util::future::Either<S::Future, BoxFuture<'static, ProxyResult>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        use futures_util::future::Either;
+        let (cluster, path) = match target(request.uri().path()) {
+            Target::Paddock => return Either::Right(self.endpoints.handle(request)),
+            Target::Cluster(id, path) => (self.router.resolve(id), path.to_owned()),
+        };
+        let cluster: Arc<Cluster> = match cluster {
+            Ok(cluster) => cluster,
+            Err(error) => return Either::Right(Box::pin(std::future::ready(Err(error)))),
+        };
+        if let Err(error) = rewrite_path(request.uri_mut(), &path) {
+            return Either::Right(Box::pin(std::future::ready(Err(error))));
+        }
+        context::of(&request).set_cluster(cluster.id());
+        request.extensions_mut().insert(cluster);
+        Either::Left(self.inner.call(request))
+    }
+}
+
+/// Replaces the path of `uri`, keeping its query.
+fn rewrite_path(uri: &mut Uri, path: &str) -> Result<(), ProxyError> {
+    if uri.path() == path {
+        return Ok(());
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    parts.path_and_query =
+        Some(
+            PathAndQuery::try_from(path_and_query).map_err(|_| ProxyError::BadRequest {
+                message: "invalid request path".to_owned(),
+            })?,
+        );
+    *uri = Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest {
+        message: "invalid request URI".to_owned(),
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_targets() {
+        assert_eq!(target("/paddock/healthz"), Target::Paddock);
+        assert_eq!(target("/paddock"), Target::Paddock);
+        assert_eq!(target("/paddockx"), Target::Cluster(None, "/paddockx"));
+        assert_eq!(
+            target("/api/v1/pods"),
+            Target::Cluster(None, "/api/v1/pods")
+        );
+        assert_eq!(
+            target("/k8s/clusters/prod/api/v1/pods"),
+            Target::Cluster(Some("prod"), "/api/v1/pods")
+        );
+        assert_eq!(
+            target("/k8s/clusters/prod"),
+            Target::Cluster(Some("prod"), "/")
+        );
+        assert_eq!(
+            target("/k8s/clusters/prod/"),
+            Target::Cluster(Some("prod"), "/")
+        );
+    }
+
+    #[test]
+    fn rewrites_keeping_the_query() {
+        let mut uri: Uri = "/k8s/clusters/a/api?watch=1&x=%2F".parse().unwrap();
+        rewrite_path(&mut uri, "/api").unwrap();
+        assert_eq!(uri, "/api?watch=1&x=%2F");
+    }
+}

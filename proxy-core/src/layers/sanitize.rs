@@ -1,0 +1,140 @@
+//! Sanitize: removes every identity and hop-by-hop header the caller sent,
+//! before anything else looks at the request.
+//!
+//! Names are matched case-insensitively (the `http` crate lower-cases them)
+//! and with `_` treated as `-`, because some intermediaries translate one
+//! into the other. What the caller asked to impersonate is kept aside for
+//! the authorize layer; an upgrade request is kept aside for forward.
+//! `Authorization` and `Cookie` stay until authenticate has consumed them.
+
+use std::task::{Context, Poll};
+
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use tower::{Layer, Service};
+
+use crate::{error::ProxyError, impersonation::RequestedImpersonation};
+
+/// Adds [`Sanitize`].
+#[derive(Debug, Clone, Default)]
+pub struct SanitizeLayer;
+
+impl<S> Layer<S> for SanitizeLayer {
+    type Service = Sanitize<S>;
+
+    fn layer(&self, inner: S) -> Sanitize<S> {
+        Sanitize { inner }
+    }
+}
+
+/// Strips caller-sent identity and hop-by-hop headers.
+#[derive(Debug, Clone)]
+pub struct Sanitize<S> {
+    inner: S,
+}
+
+/// What the caller asked to impersonate, read before the headers were
+/// removed: `Ok(None)` for nothing, an error for an invalid combination.
+#[derive(Debug, Clone)]
+pub struct CallerImpersonation(pub Result<Option<RequestedImpersonation>, ProxyError>);
+
+/// The protocol a caller asked to upgrade to (`Upgrade:` header), kept
+/// because `Upgrade` and `Connection` are hop-by-hop and removed here.
+#[derive(Debug, Clone)]
+pub struct UpgradeRequest(pub HeaderValue);
+
+impl<S, B> Service<Request<B>> for Sanitize<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        if let Some(upgrade) = upgrade_request(request.headers()) {
+            request.extensions_mut().insert(upgrade);
+        }
+        let requested = RequestedImpersonation::from_headers(request.headers());
+        request
+            .extensions_mut()
+            .insert(CallerImpersonation(requested));
+        strip(request.headers_mut());
+        self.inner.call(request)
+    }
+}
+
+/// Removes caller-sent `Impersonate-*`, `X-Remote-*`, hop-by-hop headers,
+/// headers listed in `Connection`, `Host` and `X-Forwarded-*`/`Forwarded`.
+pub fn strip(headers: &mut HeaderMap) {
+    let mut doomed: Vec<HeaderName> = connection_listed(headers);
+    doomed.extend(
+        headers
+            .keys()
+            .filter(|name| is_stripped(name.as_str()))
+            .cloned(),
+    );
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// True for a header name Paddock never forwards from a caller.
+pub fn is_stripped(name: &str) -> bool {
+    const PREFIXES: [&[u8]; 3] = [b"impersonate-", b"x-remote-", b"x-forwarded-"];
+    const HOP_BY_HOP: [&[u8]; 11] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"forwarded",
+    ];
+    let name = name.as_bytes();
+    PREFIXES
+        .iter()
+        .any(|prefix| name.len() >= prefix.len() && dash_eq(&name[..prefix.len()], prefix))
+        || HOP_BY_HOP.iter().any(|hop| dash_eq(name, hop))
+}
+
+/// Compares a lower-case header name with a lower-case pattern, `_` in the
+/// name matching `-` in the pattern.
+fn dash_eq(name: &[u8], pattern: &[u8]) -> bool {
+    name.len() == pattern.len()
+        && name
+            .iter()
+            .zip(pattern)
+            .all(|(&n, &p)| n == p || (n == b'_' && p == b'-'))
+}
+
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect()
+}
+
+fn upgrade_request(headers: &HeaderMap) -> Option<UpgradeRequest> {
+    let wants_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let protocol = headers.get(header::UPGRADE)?;
+    wants_upgrade.then(|| UpgradeRequest(protocol.clone()))
+}
+
+#[cfg(test)]
+mod tests;

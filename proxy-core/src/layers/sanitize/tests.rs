@@ -1,0 +1,83 @@
+use super::*;
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
+#[test]
+fn strips_every_identity_header_family_in_any_case_and_with_underscores() {
+    let families = [
+        "Impersonate-User",
+        "Impersonate-Group",
+        "Impersonate-Uid",
+        "Impersonate-Extra-Scopes",
+        "Impersonate-Extra-Example.com%2fkey",
+        "X-Remote-User",
+        "X-Remote-Group",
+        "X-Remote-Extra-Foo",
+        "X-Forwarded-For",
+        "Forwarded",
+    ];
+    for family in families {
+        for name in [
+            family.to_owned(),
+            family.to_lowercase(),
+            family.to_uppercase(),
+            family.replace('-', "_"),
+            family.to_lowercase().replace('-', "_"),
+        ] {
+            let mut map = headers(&[(&name, "caller-poison"), ("accept", "application/json")]);
+            strip(&mut map);
+            assert!(
+                map.keys().all(|k| k != name.to_lowercase().as_str()),
+                "{name} survived"
+            );
+            assert_eq!(map.len(), 1, "{name}: {map:?}");
+        }
+    }
+}
+
+#[test]
+fn strips_hop_by_hop_and_connection_listed_headers() {
+    let mut map = headers(&[
+        ("connection", "keep-alive, x-custom-hop"),
+        ("keep-alive", "timeout=5"),
+        ("x-custom-hop", "1"),
+        ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+        ("te", "trailers"),
+        ("upgrade", "websocket"),
+        ("host", "paddock.example"),
+        ("accept", "*/*"),
+        ("authorization", "Bearer kept-for-authn"),
+    ]);
+    strip(&mut map);
+    let left: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+    assert_eq!(left, ["accept", "authorization"]);
+}
+
+#[test]
+fn keeps_lookalike_names() {
+    let mut map = headers(&[
+        ("impersonatex-user", "a"),
+        ("x-remotes", "b"),
+        ("x-request-id", "c"),
+        ("sec-websocket-protocol", "v5.channel.k8s.io"),
+    ]);
+    strip(&mut map);
+    assert_eq!(map.len(), 4);
+}
+
+#[test]
+fn records_upgrades_only_with_connection_upgrade() {
+    let upgrade = headers(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+    assert_eq!(upgrade_request(&upgrade).unwrap().0, "websocket");
+    let no_connection = headers(&[("upgrade", "websocket")]);
+    assert!(upgrade_request(&no_connection).is_none());
+}

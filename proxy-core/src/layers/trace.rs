@@ -1,0 +1,148 @@
+//! Trace: gives each request an id, a span and a [`RequestContext`], runs
+//! the plugins' response and log phases, and returns `X-Request-Id`.
+//! Outermost, so even rescued errors are logged with their id.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+};
+
+use http::{HeaderName, HeaderValue, Request};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::ProxyResponse;
+use crate::{
+    authn::BoxFuture,
+    context::{ConnectionInfo, RequestContext},
+    plugin::{AccessRecord, Plugins},
+};
+
+/// `X-Request-Id`, returned on every response.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Adds [`Trace`].
+#[derive(Debug, Clone)]
+pub struct TraceLayer {
+    plugins: Plugins,
+    ids: Arc<RequestIds>,
+}
+
+impl TraceLayer {
+    /// Runs `plugins`' response and log phases for every request.
+    pub fn new(plugins: Plugins) -> Self {
+        Self {
+            plugins,
+            ids: Arc::new(RequestIds::new()),
+        }
+    }
+}
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace {
+            inner,
+            plugins: self.plugins.clone(),
+            ids: self.ids.clone(),
+        }
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, unique without
+/// a syscall per request.
+#[derive(Debug)]
+struct RequestIds {
+    prefix: u32,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self {
+            prefix: rand::random(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{:08x}-{:012x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+    plugins: Plugins,
+    ids: Arc<RequestIds>,
+}
+
+impl<S, B> Service<Request<B>> for Trace<S>
+where
+    S: Service<Request<B>, Response = ProxyResponse, Error = Infallible> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = ProxyResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<ProxyResponse, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let client_addr = request
+            .extensions()
+            .get::<Arc<ConnectionInfo>>()
+            .and_then(|c| c.remote_addr);
+        let context = Arc::new(RequestContext::new(
+            self.ids.next(),
+            request.method().clone(),
+            request.uri().path().to_owned(),
+            client_addr,
+        ));
+        let span = tracing::info_span!(
+            "request",
+            request.id = %context.id,
+            http.method = %context.method,
+            http.path = %context.path,
+        );
+        request.extensions_mut().insert(context.clone());
+        let response = self.inner.call(request);
+        let plugins = self.plugins.clone();
+        Box::pin(
+            async move {
+                let Ok(response) = response.await;
+                let (mut parts, mut body) = response.into_parts();
+                if let Ok(id) = HeaderValue::from_str(&context.id) {
+                    parts.headers.insert(REQUEST_ID, id);
+                }
+                if !plugins.is_empty() {
+                    plugins.run_response(&context, &mut parts).await;
+                    let status = parts.status;
+                    body.on_end(Box::new(move |end| {
+                        plugins.run_log(&AccessRecord {
+                            context: &context,
+                            status,
+                            bytes: end.bytes,
+                            complete: end.complete,
+                            duration: context.started.elapsed(),
+                        });
+                    }));
+                }
+                Ok(ProxyResponse::from_parts(parts, body))
+            }
+            .instrument(span),
+        )
+    }
+}

@@ -1,0 +1,147 @@
+//! The plugin API: a small set of phases a plugin can hook, in the spirit of
+//! pingora's `ProxyHttp`. Audit, metrics and the access log are plugins.
+//!
+//! Phases, in the order a request meets them:
+//! 1. [`Plugin::on_request`]: the caller is authenticated, not yet authorized.
+//! 2. [`Plugin::on_upstream_request`]: authorized, impersonation headers set,
+//!    about to be forwarded.
+//! 3. [`Plugin::on_response`]: response headers, before they reach the
+//!    client (Paddock's own error responses included).
+//! 4. [`Plugin::on_log`]: once, when the response body has ended.
+
+use std::{sync::Arc, time::Duration};
+
+use http::{request, response, Response, StatusCode};
+
+use crate::{authn::BoxFuture, body::ResponseBody, context::RequestContext, error::ProxyError};
+
+/// What the stack does after a phase.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on with the next phase.
+    Continue,
+    /// Stop here and answer with this response.
+    Respond(Response<ResponseBody>),
+}
+
+/// One finished request, for logging.
+#[derive(Debug)]
+pub struct AccessRecord<'a> {
+    /// Everything the stack learned about the request.
+    pub context: &'a RequestContext,
+    /// The status sent to the client.
+    pub status: StatusCode,
+    /// Body bytes sent to the client.
+    pub bytes: u64,
+    /// False when the body was cut short.
+    pub complete: bool,
+    /// From arrival to the end of the body.
+    pub duration: Duration,
+}
+
+/// A plugin: override the phases you need; the others do nothing.
+pub trait Plugin: Send + Sync + 'static {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+
+    /// After authentication, before authorization.
+    fn on_request<'a>(
+        &'a self,
+        _context: &'a RequestContext,
+        _request: &'a mut request::Parts,
+    ) -> BoxFuture<'a, Result<Flow, ProxyError>> {
+        Box::pin(std::future::ready(Ok(Flow::Continue)))
+    }
+
+    /// After impersonation, just before the request is forwarded.
+    fn on_upstream_request<'a>(
+        &'a self,
+        _context: &'a RequestContext,
+        _request: &'a mut request::Parts,
+    ) -> BoxFuture<'a, Result<Flow, ProxyError>> {
+        Box::pin(std::future::ready(Ok(Flow::Continue)))
+    }
+
+    /// Response headers on their way to the client.
+    fn on_response<'a>(
+        &'a self,
+        _context: &'a RequestContext,
+        _response: &'a mut response::Parts,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Once per request, when its response body has ended. Must not block.
+    fn on_log(&self, _record: &AccessRecord<'_>) {}
+}
+
+/// The configured plugins, run in order.
+#[derive(Clone, Default)]
+pub struct Plugins {
+    plugins: Arc<[Arc<dyn Plugin>]>,
+}
+
+/// Which request phase to run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RequestPhase {
+    Request,
+    UpstreamRequest,
+}
+
+impl Plugins {
+    /// The given plugins, run in this order.
+    pub fn new(plugins: Vec<Arc<dyn Plugin>>) -> Self {
+        Self {
+            plugins: plugins.into(),
+        }
+    }
+
+    /// True when there is no plugin.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    pub(crate) async fn run_request(
+        &self,
+        phase: RequestPhase,
+        context: &RequestContext,
+        request: &mut request::Parts,
+    ) -> Result<Flow, ProxyError> {
+        for plugin in self.plugins.iter() {
+            let flow = match phase {
+                RequestPhase::Request => plugin.on_request(context, request).await?,
+                RequestPhase::UpstreamRequest => {
+                    plugin.on_upstream_request(context, request).await?
+                }
+            };
+            if let Flow::Respond(response) = flow {
+                return Ok(Flow::Respond(response));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(crate) async fn run_response(
+        &self,
+        context: &RequestContext,
+        response: &mut response::Parts,
+    ) {
+        for plugin in self.plugins.iter() {
+            plugin.on_response(context, response).await;
+        }
+    }
+
+    pub(crate) fn run_log(&self, record: &AccessRecord<'_>) {
+        for plugin in self.plugins.iter() {
+            plugin.on_log(record);
+        }
+    }
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.plugins.iter().map(|p| p.name()))
+            .finish()
+    }
+}

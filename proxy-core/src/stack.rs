@@ -1,0 +1,68 @@
+//! THE layer order of the request path, in one function.
+
+use std::{convert::Infallible, sync::Arc};
+
+use http::Request;
+use hyper::body::Incoming;
+use tower::{util::BoxCloneSyncService, ServiceBuilder};
+
+use crate::{
+    authn::AuthenticatorChain,
+    authz::Authorizer,
+    endpoints::Endpoints,
+    layers::{
+        authenticate::AuthenticateLayer, authorize::AuthorizeLayer, impersonate::ImpersonateLayer,
+        plugins::PluginsLayer, rescue::RescueLayer, route::RouteLayer, sanitize::SanitizeLayer,
+        trace::TraceLayer, ProxyResponse,
+    },
+    plugin::Plugins,
+    shutdown::Shutdown,
+    upstream::{Forward, Router},
+};
+
+/// The complete request path as one cloneable service.
+pub type ProxyService = BoxCloneSyncService<Request<Incoming>, ProxyResponse, Infallible>;
+
+/// Everything the stack is built from.
+#[derive(Clone)]
+pub struct StackParts {
+    /// Identity providers, asked in order.
+    pub authenticators: AuthenticatorChain,
+    /// The policy decision point.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// Downstream clusters.
+    pub router: Arc<Router>,
+    /// Plugins, run at each phase in order.
+    pub plugins: Plugins,
+    /// Shutdown signals: watches end on drain, tunnels on abort.
+    pub shutdown: Shutdown,
+}
+
+/// Builds the stack, outermost layer first.
+pub fn build(parts: StackParts) -> ProxyService {
+    let service = ServiceBuilder::new()
+        // Id, span and context first, so everything below (errors included) is traced and logged.
+        .layer(TraceLayer::new(parts.plugins.clone()))
+        // Every typed error becomes a Kubernetes Status here, and only here.
+        .layer(RescueLayer)
+        // Caller-sent identity and hop-by-hop headers go before anything can read them.
+        .layer(SanitizeLayer)
+        // /paddock/ endpoints branch off; cluster requests get their target and relative path.
+        .layer(RouteLayer::new(
+            parts.router.clone(),
+            Endpoints::new(parts.router),
+        ))
+        // Credentials become an Identity; Authorization and Cookie are removed.
+        .layer(AuthenticateLayer::new(parts.authenticators))
+        // Plugins see who is calling before policy decides (audit, rate limits).
+        .layer(PluginsLayer::on_request(parts.plugins.clone()))
+        // Policy: may this identity (and its --as target) do this on this cluster?
+        .layer(AuthorizeLayer::new(parts.authorizer))
+        // Only an authorized identity is presented downstream.
+        .layer(ImpersonateLayer)
+        // Last look at the exact request that leaves Paddock.
+        .layer(PluginsLayer::on_upstream_request(parts.plugins))
+        // Stream to the cluster with Paddock's own credential.
+        .service(Forward::new(parts.shutdown));
+    BoxCloneSyncService::new(service)
+}

@@ -1,0 +1,316 @@
+use std::{fmt, time::Duration};
+
+use http::{uri::PathAndQuery, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioTimer},
+};
+
+use super::{credential::AuthorizationHeader, tls, UpstreamCredential};
+use crate::error::ProxyError;
+
+/// Why a cluster definition was rejected.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The server URL is not an absolute http(s) URL.
+    #[error("cluster {cluster}: invalid server URL {url:?}: {message}")]
+    Url {
+        /// The cluster id.
+        cluster: String,
+        /// The URL given.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The TLS settings are unusable.
+    #[error("cluster {cluster}: {message}")]
+    Tls {
+        /// The cluster id.
+        cluster: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The credential could not be loaded.
+    #[error("{message}")]
+    Credential {
+        /// What is wrong (never the secret).
+        message: String,
+    },
+    /// A kubeconfig could not be used.
+    #[error("kubeconfig: {message}")]
+    Kubeconfig {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One downstream cluster, as configured.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The id in `/k8s/clusters/<id>`.
+    pub id: String,
+    /// The API server's base URL, e.g. `https://10.0.0.1:6443`.
+    pub server: String,
+    /// CA bundle (PEM) to verify the server; the system roots when absent.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Paddock's own credential for this cluster.
+    pub credential: UpstreamCredential,
+    /// Skip TLS verification. Dangerous: only for throwaway test clusters.
+    pub dangerous_skip_tls_verify: bool,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Time allowed for response headers of ordinary (not long-running) requests.
+    pub request_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// A cluster at `server` with default timeouts and no credential.
+    pub fn new(id: impl Into<String>, server: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            server: server.into(),
+            ca_pem: None,
+            credential: UpstreamCredential::None,
+            dangerous_skip_tls_verify: false,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
+/// A downstream cluster ready to receive requests: pooled clients (HTTP/2
+/// when the server offers it, HTTP/1.1 only for upgrades) and the
+/// credential to present.
+pub struct Cluster {
+    id: String,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    base_path: String,
+    pub(super) authorization: AuthorizationHeader,
+    pub(super) client: HttpClient,
+    pub(super) upgrade_client: HttpClient,
+    pub(super) request_timeout: Duration,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("id", &self.id)
+            .field(
+                "server",
+                &format_args!("{}://{}{}", self.scheme, self.authority, self.base_path),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Builds the clients for `config`. Must run inside a tokio runtime
+    /// when the credential is a file (it is watched).
+    pub fn new(config: &ClusterConfig) -> Result<Self, UpstreamError> {
+        let url_error = |message: &str| UpstreamError::Url {
+            cluster: config.id.clone(),
+            url: config.server.clone(),
+            message: message.to_owned(),
+        };
+        let uri: Uri = config.server.parse().map_err(|_| url_error("not a URL"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| url_error("no scheme"))?;
+        if scheme != http::uri::Scheme::HTTPS && scheme != http::uri::Scheme::HTTP {
+            return Err(url_error("the scheme must be https (or http)"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| url_error("no host"))?;
+        if uri.query().is_some() {
+            return Err(url_error("a server URL cannot have a query"));
+        }
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+
+        let tls = tls::client_config(config)?;
+        let client = build_client(config, tls.clone(), true);
+        let upgrade_client = build_client(config, tls, false);
+        Ok(Self {
+            id: config.id.clone(),
+            scheme,
+            authority,
+            base_path,
+            authorization: AuthorizationHeader::new(&config.credential)?,
+            client,
+            upgrade_client,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    /// The cluster's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The upstream URI for a request whose cluster-relative URI is `uri`.
+    pub(super) fn upstream_uri(&self, uri: &Uri) -> Result<Uri, ProxyError> {
+        let path_and_query = match (self.base_path.is_empty(), uri.path_and_query()) {
+            (true, Some(pq)) => pq.clone(),
+            (_, pq) => {
+                let pq = pq.map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{pq}", self.base_path)).map_err(|_| {
+                    ProxyError::BadRequest {
+                        message: "invalid request path".to_owned(),
+                    }
+                })?
+            }
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| ProxyError::Internal {
+                message: format!("cannot build upstream URI: {e}"),
+            })
+    }
+}
+
+fn build_client(config: &ClusterConfig, tls: rustls::ClientConfig, allow_h2: bool) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(30)));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1();
+    let connector = if allow_h2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
+    };
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+        .http2_keep_alive_timeout(Duration::from_secs(15))
+        .http2_keep_alive_while_idle(true)
+        .http2_adaptive_window(true)
+        .build(connector)
+}
+
+#[cfg(feature = "kube")]
+impl ClusterConfig {
+    /// Reads cluster `id` from a kubeconfig file: the server, CA and
+    /// credential of `context` (the current context when `None`).
+    /// Exec and auth-provider plugins are not supported.
+    pub fn from_kubeconfig(
+        id: impl Into<String>,
+        path: &std::path::Path,
+        context: Option<&str>,
+    ) -> Result<Self, UpstreamError> {
+        use secrecy::SecretString;
+        let error = |message: String| UpstreamError::Kubeconfig { message };
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .map_err(|e| error(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let resolve = |p: &str| base.join(p);
+        let context_name = context
+            .map(str::to_owned)
+            .or_else(|| kubeconfig.current_context.clone())
+            .ok_or_else(|| error("no context given and no current-context set".to_owned()))?;
+        let named_context = kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == context_name)
+            .and_then(|c| c.context.as_ref())
+            .ok_or_else(|| error(format!("context {context_name:?} not found")))?;
+        let cluster = kubeconfig
+            .clusters
+            .iter()
+            .find(|c| c.name == named_context.cluster)
+            .and_then(|c| c.cluster.as_ref())
+            .ok_or_else(|| error(format!("cluster {:?} not found", named_context.cluster)))?;
+        let server = cluster
+            .server
+            .clone()
+            .ok_or_else(|| error(format!("cluster {:?} has no server", named_context.cluster)))?;
+        let mut config = ClusterConfig::new(id, server);
+        config.dangerous_skip_tls_verify = cluster.insecure_skip_tls_verify.unwrap_or(false);
+        config.ca_pem = match (
+            &cluster.certificate_authority_data,
+            &cluster.certificate_authority,
+        ) {
+            (Some(data), _) => Some(decode_base64(data).map_err(error)?),
+            (None, Some(file)) => {
+                Some(std::fs::read(resolve(file)).map_err(|e| error(format!("{file}: {e}")))?)
+            }
+            (None, None) => None,
+        };
+        let Some(user_name) = named_context.user.as_deref() else {
+            return Ok(config);
+        };
+        let user = kubeconfig
+            .auth_infos
+            .iter()
+            .find(|a| a.name == user_name)
+            .and_then(|a| a.auth_info.as_ref())
+            .ok_or_else(|| error(format!("user {user_name:?} not found")))?;
+        if user.exec.is_some() || user.auth_provider.is_some() {
+            return Err(error(format!(
+                "user {user_name:?} uses an exec or auth-provider plugin, which Paddock does not run; use a token, token file or client certificate"
+            )));
+        }
+        use secrecy::ExposeSecret;
+        config.credential = if let Some(token) = &user.token {
+            UpstreamCredential::BearerToken(SecretString::from(token.expose_secret().to_owned()))
+        } else if let Some(file) = &user.token_file {
+            UpstreamCredential::BearerTokenFile(resolve(file))
+        } else {
+            let cert = match (&user.client_certificate_data, &user.client_certificate) {
+                (Some(data), _) => Some(decode_base64(data).map_err(error)?),
+                (None, Some(file)) => {
+                    Some(std::fs::read(resolve(file)).map_err(|e| error(format!("{file}: {e}")))?)
+                }
+                _ => None,
+            };
+            let key = match (&user.client_key_data, &user.client_key) {
+                (Some(data), _) => Some(decode_base64(data.expose_secret()).map_err(error)?),
+                (None, Some(file)) => {
+                    Some(std::fs::read(resolve(file)).map_err(|e| error(format!("{file}: {e}")))?)
+                }
+                _ => None,
+            };
+            match (cert, key) {
+                (Some(cert_pem), Some(key_pem)) => UpstreamCredential::ClientCertificate {
+                    cert_pem,
+                    key_pem: SecretString::from(
+                        String::from_utf8(key_pem)
+                            .map_err(|_| error("client key is not PEM".into()))?,
+                    ),
+                },
+                (None, None) => UpstreamCredential::None,
+                _ => {
+                    return Err(error(
+                        "a client certificate needs both a certificate and a key".into(),
+                    ))
+                }
+            }
+        };
+        Ok(config)
+    }
+}
+
+#[cfg(feature = "kube")]
+fn decode_base64(data: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("invalid base64 data: {e}"))
+}

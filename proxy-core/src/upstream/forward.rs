@@ -1,0 +1,207 @@
+//! Forward: sends the request to its cluster and streams the answer back.
+//! Nothing is buffered; upgrades (WebSocket, SPDY) become a byte tunnel.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{header, HeaderMap, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tower::Service;
+
+use super::Cluster;
+use crate::{
+    authn::BoxFuture,
+    body::ResponseBody,
+    error::ProxyError,
+    layers::{sanitize::UpgradeRequest, ProxyResponse, ProxyResult},
+    shutdown::Shutdown,
+};
+
+/// Time allowed for the response headers of an ordinary request.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The innermost service of the stack.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    shutdown: Shutdown,
+}
+
+impl Forward {
+    /// A forwarder whose watches end on `shutdown`'s drain and whose
+    /// tunnels are cut on its abort.
+    pub fn new(shutdown: Shutdown) -> Self {
+        Self { shutdown }
+    }
+}
+
+impl Service<Request<Incoming>> for Forward {
+    type Response = ProxyResponse;
+    type Error = ProxyError;
+    type Future = BoxFuture<'static, ProxyResult>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        Box::pin(forward(request, self.shutdown.clone()))
+    }
+}
+
+async fn forward(mut request: Request<Incoming>, shutdown: Shutdown) -> ProxyResult {
+    let cluster = request
+        .extensions_mut()
+        .remove::<Arc<Cluster>>()
+        .ok_or_else(|| ProxyError::Internal {
+            message: "request reached forward without a cluster".to_owned(),
+        })?;
+    let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
+    let long_running = upgrade.is_some() || is_long_running(request.uri());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+
+    let uri = cluster.upstream_uri(request.uri())?;
+    *request.uri_mut() = uri;
+    // Let ALPN pick the upstream protocol; an HTTP/2 client may still be
+    // served over HTTP/1.1 upstream and vice versa.
+    *request.version_mut() = Version::HTTP_11;
+    let headers = request.headers_mut();
+    cluster.authorization.apply(headers);
+    if let Some(UpgradeRequest(protocol)) = &upgrade {
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("Upgrade"),
+        );
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+
+    let client = if upgrade.is_some() {
+        &cluster.upgrade_client
+    } else {
+        &cluster.client
+    };
+    let sent = client.request(request);
+    let response = if long_running {
+        sent.await
+    } else {
+        tokio::time::timeout(cluster.request_timeout, sent)
+            .await
+            .map_err(|_| ProxyError::UpstreamTimeout {
+                cluster: cluster.id().to_owned(),
+                timeout_secs: cluster.request_timeout.as_secs(),
+            })?
+    }
+    .map_err(|error| upstream_error(&cluster, &error))?;
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(ProxyError::UpstreamFailure {
+                cluster: cluster.id().to_owned(),
+                message: "switched protocols without being asked to".to_owned(),
+            });
+        };
+        return Ok(tunnel(&cluster, response, client_upgrade, shutdown));
+    }
+
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let mut body = ResponseBody::upstream(body);
+    if long_running {
+        body.end_on(shutdown.drain().clone());
+    }
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Relays the 101 to the client and, once both sides have switched, copies
+/// bytes both ways until both are closed or the grace period ends.
+fn tunnel(
+    cluster: &Cluster,
+    mut upstream_response: Response<Incoming>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+    shutdown: Shutdown,
+) -> ProxyResponse {
+    let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
+    let cluster_id = cluster.id().to_owned();
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(cluster.id = %cluster_id, %error, "upgrade failed");
+                return;
+            }
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        tokio::select! {
+            result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(error) = result {
+                    tracing::debug!(cluster.id = %cluster_id, %error, "tunnel closed with an error");
+                }
+            }
+            () = shutdown.abort().cancelled() => {
+                tracing::info!(cluster.id = %cluster_id, "tunnel cut at the end of the shutdown grace period");
+            }
+        }
+    });
+    let (parts, _) = upstream_response.into_parts();
+    Response::from_parts(parts, ResponseBody::empty())
+}
+
+/// Long-running requests are exempt from the request timeout: watches,
+/// `logs --follow`, and the streaming subresources.
+fn is_long_running(uri: &http::Uri) -> bool {
+    let query = uri.query().unwrap_or("");
+    let flag = |name: &str| {
+        query.split('&').any(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            key == name && !matches!(value, "" | "0" | "false")
+        })
+    };
+    let path = uri.path();
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    flag("watch")
+        || path.contains("/watch/")
+        || matches!(last, "exec" | "attach" | "portforward")
+        || path.contains("/proxy")
+        || (last == "log" && flag("follow"))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// Connect failures (refused, DNS, TLS handshake) are 503: the cluster is
+/// unavailable. Anything after the request was sent is 502.
+fn upstream_error(cluster: &Cluster, error: &hyper_util::client::legacy::Error) -> ProxyError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if error.is_connect() {
+        ProxyError::UpstreamUnavailable {
+            cluster: cluster.id().to_owned(),
+            message,
+        }
+    } else {
+        ProxyError::UpstreamFailure {
+            cluster: cluster.id().to_owned(),
+            message,
+        }
+    }
+}

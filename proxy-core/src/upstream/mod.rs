@@ -1,0 +1,13 @@
+//! Downstream API servers: cluster definitions, TLS towards them, routing,
+//! and the forwarder that streams requests and upgrades through.
+
+mod cluster;
+mod credential;
+mod forward;
+mod router;
+mod tls;
+
+pub use cluster::{Cluster, ClusterConfig, UpstreamError};
+pub use credential::UpstreamCredential;
+pub use forward::{Forward, DEFAULT_REQUEST_TIMEOUT};
+pub use router::Router;
