@@ -1,1 +1,117 @@
-fn main() {}
+//! `paddock`: an authenticating reverse proxy for Kubernetes API servers.
+
+// A command-line tool reports to stdout.
+#![allow(clippy::print_stdout)]
+
+mod config;
+mod serve;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{AuthorizationMode, Config};
+
+/// Exit code for invalid configuration (BSD `EX_USAGE`... `EX_DATAERR` is 65;
+/// 64 is what operators script against).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paddock",
+    version,
+    about = "An authenticating reverse proxy for Kubernetes API servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy (the default when no command is given).
+    Serve(Box<ServeArgs>),
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file: exit 0, or print the offending key path and exit 64.
+    Check {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Flags for the common settings; `--config` for everything else. Flags win over the file.
+#[derive(Debug, Default, clap::Args)]
+struct ServeArgs {
+    /// Configuration file (YAML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8443].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for Paddock's state [default: ./paddock-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Server certificate (PEM); a self-signed CA is generated when absent.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA for client certificates: enables client-certificate authentication.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// The downstream API server URL (becomes the default cluster, id `default`).
+    #[arg(long, conflicts_with = "kubeconfig")]
+    upstream: Option<String>,
+    /// CA bundle for --upstream.
+    #[arg(long, requires = "upstream")]
+    upstream_ca: Option<PathBuf>,
+    /// Paddock's bearer token for --upstream, re-read when it changes.
+    #[arg(long, requires = "upstream")]
+    upstream_token_file: Option<PathBuf>,
+    /// Take the downstream cluster from this kubeconfig.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context [default: its current-context].
+    #[arg(long, requires = "kubeconfig")]
+    context: Option<String>,
+    /// Static tokens in Kubernetes' --token-auth-file CSV format.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// deny-all (default) or allow-authenticated.
+    #[arg(long)]
+    authorization: Option<AuthorizationMode>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(Box::default())) {
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => match Config::load(&config) {
+            Ok(loaded) => {
+                println!(
+                    "{}: valid ({} cluster(s), authorization {:?})",
+                    config.display(),
+                    loaded.clusters.len(),
+                    loaded.authorization
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{}: invalid configuration: {error}", config.display());
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve(args) => serve::run(*args),
+    }
+}

@@ -27,7 +27,7 @@ impl Plugin for AccessLog {
         };
         tracing::info!(
             target: "paddock::access",
-            access = true,
+            kind = "access",
             request.id = %context.id,
             http.method = %context.method,
             http.path = %context.path,

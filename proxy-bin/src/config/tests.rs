@@ -1,0 +1,54 @@
+use super::*;
+
+fn check(yaml: &str) -> Result<Config, ConfigError> {
+    let config = Config::from_yaml(yaml)?;
+    config.validate()?;
+    Ok(config)
+}
+
+#[test]
+fn empty_file_is_the_embedded_defaults() {
+    let config = check("").unwrap();
+    assert!(config.clusters.is_empty());
+    assert_eq!(config.authorization, AuthorizationMode::DenyAll);
+}
+
+#[test]
+fn errors_name_the_key_path() {
+    let cases = [
+        ("listen: nowhere", "listen"),
+        ("clusters:\n  - id: a\n    server: https://x\n    bogus: 1\n", "clusters[0].bogus"),
+        ("clusters:\n  - id: a\n    server: https://x\n  - id: a\n    server: https://y\n", "clusters[1].id"),
+        ("clusters:\n  - id: Bad_Id\n    server: https://x\n", "clusters[0].id"),
+        ("clusters:\n  - id: a\n", "clusters[0].server"),
+        ("clusters:\n  - id: a\n    server: ftp://x\n", "clusters[0].server"),
+        ("clusters:\n  - id: a\n    server: https://x\n    caFile: /nonexistent/ca.crt\n", "clusters[0].caFile"),
+        ("clusters:\n  - id: a\n    server: https://x\n    requestTimeoutSeconds: zero\n", "clusters[0].requestTimeoutSeconds"),
+        ("clusters:\n  - {id: a, server: 'https://x', default: true}\n  - {id: b, server: 'https://y', default: true}\n", "clusters[1].default"),
+        ("tls:\n  certFile: /etc/hostname\n", "tls.keyFile"),
+        ("authorization: allow-everyone\n", "authorization"),
+        ("authentication:\n  tokenFile: /nonexistent\n", "authentication.tokenFile"),
+        ("authentication:\n  passwords: yes\n", "authentication.passwords"),
+        ("logging:\n  level: '[[['\n", "logging.level"),
+        ("unknownTopLevel: 1\n", "unknownTopLevel"),
+    ];
+    for (yaml, path) in cases {
+        let error = check(yaml).expect_err(yaml);
+        assert_eq!(error.path, path, "{yaml}\n=> {error}");
+    }
+}
+
+#[test]
+fn a_complete_config_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, "pem").unwrap();
+    let yaml = format!(
+        "listen: 0.0.0.0:9443\nauthorization: allow-authenticated\nclusters:\n  - id: prod\n    default: true\n    server: https://10.0.0.1:6443\n    caFile: {}\n    dangerous:\n      skipTLSVerify: true\n",
+        ca.display()
+    );
+    let config = check(&yaml).unwrap();
+    assert_eq!(config.clusters[0].id, "prod");
+    assert!(config.clusters[0].dangerous.skip_tls_verify);
+    assert_eq!(config.authorization, AuthorizationMode::AllowAuthenticated);
+}
