@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The one command that installs what Paddock's tests need and runs all of them:
+# formatting, lints, unit tests, doc tests and the integration tests that
+# start real components (kubectl today; slapd, Samba, etcd, Chromium as their
+# providers land). Run from anywhere; needs root (or sudo) only to install
+# missing Debian packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the integration tests start for real.
+packages=()
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "==> installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "kubectl is not installed: install it (Debian package 'kubectl' from the Kubernetes or Google Cloud apt repository, or a kubectl binary on PATH)" >&2
+  exit 1
+fi
+
+echo "==> cargo fmt"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "==> build"
+cargo build --workspace --all-targets
+echo "==> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+echo "==> doc tests"
+cargo test --workspace --doc
