@@ -1,0 +1,1 @@
+//! Runnable examples of embedding `proxy-core`; see `examples/`.
