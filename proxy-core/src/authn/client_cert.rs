@@ -4,6 +4,8 @@
 //! rustls has already verified the chain against the configured client CA
 //! by the time a certificate reaches this module.
 
+use std::sync::Arc;
+
 use rustls::pki_types::CertificateDer;
 
 use super::{Authenticator, AuthnError, BoxFuture, Credential, Identity};
@@ -53,15 +55,15 @@ impl Authenticator for ClientCertAuthenticator {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Identity>, AuthnError>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let identity = match credential {
-            Credential::ClientCertificate(cert) => Some(Identity {
+            Credential::ClientCertificate(cert) => Some(Arc::new(Identity {
                 user: cert.common_name.clone(),
                 username: cert.common_name.clone(),
                 groups: cert.organizations.clone(),
                 provider: "client-cert".to_owned(),
                 ..Identity::default()
-            }),
+            })),
             _ => None,
         };
         Box::pin(std::future::ready(Ok(identity)))

@@ -65,12 +65,15 @@ pub trait Authenticator: Send + Sync + 'static {
     /// Short name for logs and errors, e.g. `token-file`.
     fn name(&self) -> &str;
 
+    /// Identities are shared (`Arc`) so a provider can hand out the one it
+    /// keeps in memory without copying it per request.
+    ///
     /// `Ok(Some(identity))` when the credential is valid, `Ok(None)` when this
     /// provider does not handle this kind of credential or does not know it.
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Identity>, AuthnError>>;
+    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>>;
 }
 
 /// Authenticators asked in order; the first identity wins.
@@ -100,7 +103,10 @@ impl AuthenticatorChain {
     /// Tries every credential with every authenticator. Invalid credentials
     /// are 401; a provider that is down makes the result 503 unless another
     /// one succeeded.
-    pub async fn authenticate(&self, credentials: &[Credential]) -> Result<Identity, ProxyError> {
+    pub async fn authenticate(
+        &self,
+        credentials: &[Credential],
+    ) -> Result<Arc<Identity>, ProxyError> {
         if credentials.is_empty() {
             return Err(ProxyError::MissingCredentials);
         }
@@ -108,7 +114,7 @@ impl AuthenticatorChain {
         for credential in credentials {
             for authenticator in &self.authenticators {
                 match authenticator.authenticate(credential).await {
-                    Ok(Some(identity)) => return Ok(identity.with_authenticated_group()),
+                    Ok(Some(identity)) => return Ok(with_authenticated_group(identity)),
                     Ok(None) => {}
                     Err(AuthnError::Invalid) => {}
                     Err(error) => failure = error,
@@ -117,6 +123,16 @@ impl AuthenticatorChain {
         }
         Err(failure.into())
     }
+}
+
+/// Adds `system:authenticated`, copying the identity only if it lacks it.
+fn with_authenticated_group(mut identity: Arc<Identity>) -> Arc<Identity> {
+    if !identity.groups.iter().any(|g| g == SYSTEM_AUTHENTICATED) {
+        Arc::make_mut(&mut identity)
+            .groups
+            .push(SYSTEM_AUTHENTICATED.to_owned());
+    }
+    identity
 }
 
 impl std::fmt::Debug for AuthenticatorChain {

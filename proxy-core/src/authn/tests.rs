@@ -91,7 +91,7 @@ fn debug_never_prints_secrets() {
     }
 }
 
-struct Fixed(Result<Option<Identity>, AuthnError>, AtomicUsize);
+struct Fixed(Result<Option<Arc<Identity>>, AuthnError>, AtomicUsize);
 
 impl Authenticator for Fixed {
     fn name(&self) -> &str {
@@ -100,18 +100,18 @@ impl Authenticator for Fixed {
     fn authenticate<'a>(
         &'a self,
         _: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Identity>, AuthnError>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         self.1.fetch_add(1, Ordering::SeqCst);
         Box::pin(std::future::ready(self.0.clone()))
     }
 }
 
-fn alice() -> Identity {
-    Identity {
+fn alice() -> Arc<Identity> {
+    Arc::new(Identity {
         user: "alice".into(),
         username: "alice".into(),
         ..Identity::default()
-    }
+    })
 }
 
 #[tokio::test]
@@ -158,5 +158,5 @@ async fn chain_semantics() {
         .await
         .unwrap();
     assert_eq!(ok.groups, [SYSTEM_AUTHENTICATED]);
-    assert_eq!(ok.with_authenticated_group().groups.len(), 1);
+    assert_eq!(with_authenticated_group(ok).groups.len(), 1);
 }

@@ -79,7 +79,9 @@ impl TokenTable {
                 groups,
                 provider: "token-file".to_owned(),
                 ..Identity::default()
-            };
+            }
+            // Added here once rather than by the chain on every request.
+            .with_authenticated_group();
             if by_digest
                 .insert(digest(&record[0]), Arc::new(identity))
                 .is_some()
@@ -208,13 +210,9 @@ impl Authenticator for TokenFileAuthenticator {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Identity>, AuthnError>> {
+    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let identity = match credential {
-            Credential::Bearer(token) => self
-                .table
-                .load()
-                .lookup(token.expose_secret())
-                .map(|identity| Identity::clone(identity)),
+            Credential::Bearer(token) => self.table.load().lookup(token.expose_secret()).cloned(),
             _ => None,
         };
         Box::pin(std::future::ready(Ok(identity)))
@@ -234,12 +232,12 @@ mod tests {
         let alice = table.lookup("t1").unwrap();
         assert_eq!(alice.user, "alice");
         assert_eq!(alice.uid.as_deref(), Some("42"));
-        assert_eq!(alice.groups, ["dev", "ops"]);
+        assert_eq!(alice.groups, ["dev", "ops", "system:authenticated"]);
         let bob = table.lookup("t2").unwrap();
         assert_eq!(bob.uid, None);
-        assert!(bob.groups.is_empty());
+        assert_eq!(bob.groups, ["system:authenticated"]);
         let carol = table.lookup("t,3").unwrap();
-        assert_eq!(carol.groups, ["a \"quoted\" group"]);
+        assert_eq!(carol.groups, ["a \"quoted\" group", "system:authenticated"]);
         assert!(table.lookup("t").is_none());
         assert!(table.lookup("t1 ").is_none());
     }

@@ -78,7 +78,7 @@ where
             headers.remove(header::COOKIE);
             let identity = chain.authenticate(&credentials?).await?;
             tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
-            context::of(&request).set_identity(Arc::new(identity));
+            context::of(&request).set_identity(identity);
             inner.call(request).await
         })
     }
