@@ -1,0 +1,95 @@
+//! The `paddock` command line: exit codes and messages operators script against.
+
+use std::process::Command;
+
+fn paddock() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_paddock"))
+}
+
+fn write_config(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
+    let path = dir.path().join("paddock.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+#[test]
+fn config_check_accepts_a_valid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        "listen: 127.0.0.1:9443\nauthorization: allow-authenticated\nclusters:\n  - id: prod\n    default: true\n    server: https://10.0.0.1:6443\n",
+    );
+    let output = paddock()
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("valid (1 cluster(s)"));
+}
+
+#[test]
+fn bad_config_exits_64_naming_the_key_path() {
+    let cases = [
+        (
+            "clusters:\n  - id: prod\n    server: not a url\n",
+            "clusters[0].server",
+        ),
+        (
+            "clusters:\n  - id: prod\n    server: https://x\n    tokenFile: /nonexistent/token\n",
+            "clusters[0].tokenFile",
+        ),
+        ("tls:\n  certFile: /etc/hostname\n", "tls.keyFile"),
+        ("listen: [1, 2]\n", "listen"),
+        (
+            "authentication:\n  tokenFiel: x\n",
+            "authentication.tokenFiel",
+        ),
+    ];
+    for (yaml, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(&dir, yaml);
+        for args in [
+            &["config", "check", "--config"][..],
+            &["serve", "--config"][..],
+        ] {
+            let output = paddock().args(args).arg(&config).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(64), "{args:?} {yaml}: {stderr}");
+            assert!(
+                stderr.contains(key),
+                "{args:?}: {stderr:?} does not name {key}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_flags_exit_64_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = paddock()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "ftp://nowhere",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("clusters[0].server"), "{stderr}");
+}
+
+#[test]
+fn missing_config_file_exits_64() {
+    let output = paddock()
+        .args(["config", "check", "--config", "/nonexistent/paddock.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/paddock.yaml"));
+}
