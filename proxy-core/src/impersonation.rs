@@ -24,6 +24,8 @@ pub const EXTRA_PREFIX: &str = "impersonate-extra-";
 /// Replaces any impersonation headers in `headers` with ones presenting
 /// `identity`. Fails only if the identity holds bytes no header can carry.
 pub fn insert_headers(headers: &mut HeaderMap, identity: &Identity) -> Result<(), ProxyError> {
+    let extra_values: usize = identity.extra.values().map(Vec::len).sum();
+    headers.reserve(2 + identity.groups.len() + extra_values);
     headers.insert(USER, value(&identity.user)?);
     if let Some(uid) = identity.uid.as_deref().filter(|uid| !uid.is_empty()) {
         headers.insert(UID, value(uid)?);
