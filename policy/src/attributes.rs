@@ -1,0 +1,364 @@
+//! Request attributes: a port of Kubernetes' `RequestInfoFactory.NewRequestInfo`
+//! (`k8s.io/apiserver/pkg/endpoints/request/requestinfo.go`), quirks included.
+//!
+//! The proxy must authorise exactly what the API server will see, so this module
+//! decodes the path before splitting it (as Go's `URL.Path` is decoded) and keeps
+//! every oddity of the original: `HEAD` is `get`, `OPTIONS` has the empty verb,
+//! `watch=yes` is a watch, `/api/v1/namespaces/ns` has namespace *and* name `ns`.
+
+mod query;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+pub use self::query::parse_query;
+use self::query::{field_selector_exact_name, first_value, list_options_decode};
+
+/// Path prefix under which a cluster's API is served: `/k8s/clusters/<id>/...`.
+pub const CLUSTER_PATH_PREFIX: &str = "/k8s/clusters/";
+
+/// The attributes of one Kubernetes API request, as RBAC sees them.
+///
+/// Built by [`RequestAttributes::from_request`] from an HTTP request, or by
+/// [`RequestAttributes::resource_request`] / [`RequestAttributes::non_resource_request`]
+/// for questions such as `can-i`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RequestAttributes {
+    /// Whether this is a request for an API resource (`/api/...`, `/apis/...` with
+    /// enough parts); otherwise it is a non-resource URL such as `/healthz`.
+    pub is_resource_request: bool,
+    /// The RBAC verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`, `proxy`, the empty string for unknown methods; for
+    /// non-resource requests the lower-cased HTTP method (`get`, `head`, `post`...).
+    pub verb: String,
+    /// `api` or `apis`; set as soon as the first path part is one of them, even for
+    /// paths that end up as non-resource requests (`/apis/apps/v1`).
+    pub api_prefix: String,
+    /// The API group, `""` for the core group.
+    pub api_group: String,
+    /// The API version, e.g. `v1`.
+    pub api_version: String,
+    /// The namespace, `""` for cluster-scoped and all-namespace requests.
+    pub namespace: String,
+    /// The resource, e.g. `pods`.
+    pub resource: String,
+    /// The subresource, e.g. `log`, `exec`, `status`; `""` when there is none.
+    pub subresource: String,
+    /// The object name; `""` for collections (unless a `metadata.name` field selector
+    /// names one object on a list or watch).
+    pub name: String,
+    /// The percent-decoded request path, with any `/k8s/clusters/<id>` prefix removed.
+    pub path: String,
+    /// The first `fieldSelector` of a list, watch or deletecollection (not recorded for
+    /// the legacy `/watch/` prefix), as Kubernetes records it for selector-aware
+    /// authorisation.
+    pub field_selector: Option<String>,
+    /// The first `labelSelector` of a list, watch or deletecollection (same rules as
+    /// [`RequestAttributes::field_selector`]).
+    pub label_selector: Option<String>,
+    /// `follow` was requested on a `log` subresource (`kubectl logs -f`): the response
+    /// streams until the container ends.
+    pub follow: bool,
+}
+
+/// Why request attributes could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttributesError {
+    /// The path has a `%` not followed by two hex digits (Go's URL parser answers 400).
+    #[error("invalid percent-encoding in request path")]
+    InvalidPercentEncoding,
+    /// The decoded path is not valid UTF-8.
+    #[error("request path does not decode to UTF-8")]
+    NonUtf8Path,
+    /// A `/watch/` or `/proxy/` prefix with nothing after it; kube-apiserver answers 500
+    /// "failed to create RequestInfo".
+    #[error("unable to determine kind and namespace from url {path}")]
+    SpecialVerbWithoutResource {
+        /// The decoded path.
+        path: String,
+    },
+}
+
+const SPECIAL_VERBS: [&str; 2] = ["proxy", "watch"];
+const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
+const WEBSOCKET_CREATE_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
+const LONG_RUNNING_SUBRESOURCES: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
+
+/// Splits `/k8s/clusters/<id>/rest` into `(id, "/rest")` (the rest is `/` when empty).
+///
+/// Returns `None` when the path does not start with [`CLUSTER_PATH_PREFIX`] or the id
+/// is empty. Works on the raw (undecoded) path, as a router does.
+pub fn split_cluster_prefix(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix(CLUSTER_PATH_PREFIX)?;
+    let (id, rest) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if id.is_empty() {
+        return None;
+    }
+    Some((id, rest))
+}
+
+fn decode_path(raw: &str) -> Result<Cow<'_, str>, AttributesError> {
+    if !raw.contains('%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                _ => return Err(AttributesError::InvalidPercentEncoding),
+            }
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| AttributesError::NonUtf8Path)
+}
+
+fn split_path(path: &str) -> Vec<&str> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        return Vec::new();
+    }
+    trimmed.split('/').collect()
+}
+
+fn verb_from_method(method: &str) -> &'static str {
+    match method {
+        "POST" => "create",
+        "GET" | "HEAD" => "get",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        _ => "",
+    }
+}
+
+impl RequestAttributes {
+    /// Resolves the attributes of an HTTP request, like kube-apiserver does.
+    ///
+    /// `method` is the HTTP method as sent (case-sensitive, like Go's), `path` the raw
+    /// (still percent-encoded) path, `query` the raw query string without `?`.
+    /// A leading `/k8s/clusters/<id>` is removed first (see [`split_cluster_prefix`]).
+    pub fn from_request(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<RequestAttributes, AttributesError> {
+        let raw = split_cluster_prefix(path).map_or(path, |(_, rest)| rest);
+        let decoded = decode_path(raw)?;
+        let mut info = RequestAttributes {
+            path: decoded.clone().into_owned(),
+            verb: method.to_lowercase(),
+            ..RequestAttributes::default()
+        };
+
+        let mut parts = &split_path(&decoded)[..];
+        if parts.len() < 3 || !matches!(parts[0], "api" | "apis") {
+            return Ok(info);
+        }
+        info.api_prefix = parts[0].to_owned();
+        parts = &parts[1..];
+        if info.api_prefix != "api" {
+            if parts.len() < 3 {
+                return Ok(info);
+            }
+            info.api_group = parts[0].to_owned();
+            parts = &parts[1..];
+        }
+        info.is_resource_request = true;
+        info.api_version = parts[0].to_owned();
+        parts = &parts[1..];
+
+        let mut via_watch_prefix = false;
+        if SPECIAL_VERBS.contains(&parts[0]) {
+            if parts.len() < 2 {
+                return Err(AttributesError::SpecialVerbWithoutResource { path: info.path });
+            }
+            via_watch_prefix = parts[0] == "watch";
+            info.verb = parts[0].to_owned();
+            parts = &parts[1..];
+        } else {
+            info.verb = verb_from_method(method).to_owned();
+        }
+
+        if parts[0] == "namespaces" && parts.len() > 1 {
+            info.namespace = parts[1].to_owned();
+            if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
+                parts = &parts[2..];
+            }
+        }
+
+        if parts.len() >= 3 && info.verb != "proxy" {
+            info.subresource = parts[2].to_owned();
+        }
+        if parts.len() >= 2 {
+            info.name = parts[1].to_owned();
+        }
+        if !parts.is_empty() {
+            info.resource = parts[0].to_owned();
+        }
+
+        let params = query.map(parse_query).unwrap_or_default();
+        if info.name.is_empty() && info.verb == "get" {
+            // Errors decoding ListOptions fall back to `list` without a name, but a raw
+            // `watch` parameter is honoured either way.
+            info.verb = if watch_requested(&params) {
+                "watch"
+            } else {
+                "list"
+            }
+            .to_owned();
+            if list_options_decode(&params) {
+                if let Some(name) = first_value(&params, "fieldSelector")
+                    .and_then(field_selector_exact_name)
+                    .filter(|n| is_valid_path_segment_name(n))
+                {
+                    info.name = name;
+                }
+            }
+        }
+        if info.name.is_empty() && info.verb == "delete" {
+            info.verb = "deletecollection".to_owned();
+        }
+        if matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") && !via_watch_prefix
+        {
+            info.field_selector = first_value(&params, "fieldSelector").map(str::to_owned);
+            info.label_selector = first_value(&params, "labelSelector").map(str::to_owned);
+        }
+        if info.subresource == "log" {
+            info.follow = first_value(&params, "follow").is_some_and(go_bool);
+        }
+        Ok(info)
+    }
+
+    /// Attributes for a resource request, for questions like `kubectl auth can-i`.
+    /// Set the namespace, name and subresource with the `with_*` methods.
+    pub fn resource_request(verb: &str, api_group: &str, resource: &str) -> RequestAttributes {
+        RequestAttributes {
+            is_resource_request: true,
+            verb: verb.to_owned(),
+            api_prefix: if api_group.is_empty() { "api" } else { "apis" }.to_owned(),
+            api_group: api_group.to_owned(),
+            resource: resource.to_owned(),
+            ..RequestAttributes::default()
+        }
+    }
+
+    /// Attributes for a non-resource URL such as `/healthz` (verb is usually `get`).
+    pub fn non_resource_request(verb: &str, path: &str) -> RequestAttributes {
+        RequestAttributes {
+            verb: verb.to_owned(),
+            path: path.to_owned(),
+            ..RequestAttributes::default()
+        }
+    }
+
+    /// Sets the namespace.
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: &str) -> RequestAttributes {
+        self.namespace = namespace.to_owned();
+        self
+    }
+
+    /// Sets the object name.
+    #[must_use]
+    pub fn with_name(mut self, name: &str) -> RequestAttributes {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// Sets the subresource.
+    #[must_use]
+    pub fn with_subresource(mut self, subresource: &str) -> RequestAttributes {
+        self.subresource = subresource.to_owned();
+        self
+    }
+
+    /// Sets the verb.
+    #[must_use]
+    pub fn with_verb(mut self, verb: &str) -> RequestAttributes {
+        self.verb = verb.to_owned();
+        self
+    }
+
+    /// Whether the request may legitimately run for a long time and must be exempt from
+    /// request timeouts: watches, the `proxy` verb, the `exec`, `attach`, `portforward`
+    /// and `proxy` subresources, and `log` with `follow`.
+    ///
+    /// kube-apiserver exempts every `log` request; a log without `follow` ends on its
+    /// own, so Paddock keeps the timeout for it.
+    pub fn is_long_running(&self) -> bool {
+        if !self.is_resource_request {
+            return false;
+        }
+        self.verb == "watch"
+            || self.verb == "proxy"
+            || LONG_RUNNING_SUBRESOURCES.contains(&self.subresource.as_str())
+            || (self.subresource == "log" && self.follow)
+    }
+
+    /// Whether a WebSocket upgrade of this request needs `create` as well as `get`: a
+    /// `GET` on `pods/exec`, `pods/attach` or `pods/portforward` in the core group, as
+    /// kube-apiserver 1.35 checks (`AuthorizePodWebsocketUpgradeCreatePermission`).
+    pub fn websocket_needs_create(&self) -> bool {
+        self.is_resource_request
+            && self.verb == "get"
+            && self.api_group.is_empty()
+            && self.resource == "pods"
+            && WEBSOCKET_CREATE_SUBRESOURCES.contains(&self.subresource.as_str())
+    }
+
+    /// The attribute sets that must *all* be allowed for this request. For an ordinary
+    /// request that is the request itself; for a WebSocket upgrade (`upgrade` true) of
+    /// exec/attach/portforward it is the `get` and a `create` on the same subresource.
+    pub fn authorization_checks(&self, websocket_upgrade: bool) -> Vec<RequestAttributes> {
+        let mut checks = vec![self.clone()];
+        if websocket_upgrade && self.websocket_needs_create() {
+            checks.push(self.clone().with_verb("create"));
+        }
+        checks
+    }
+
+    /// `resource` or `resource/subresource`, as RBAC rules name it.
+    pub fn combined_resource(&self) -> Cow<'_, str> {
+        if self.subresource.is_empty() {
+            Cow::Borrowed(&self.resource)
+        } else {
+            Cow::Owned(format!("{}/{}", self.resource, self.subresource))
+        }
+    }
+}
+
+/// Go's query-parameter bool (`Convert_Slice_string_To_bool`): false only for `0` and
+/// case-insensitive `false`, so `watch=` and `watch=yes` are true.
+fn go_bool(value: &str) -> bool {
+    !(value == "0" || value.eq_ignore_ascii_case("false"))
+}
+
+fn watch_requested(params: &[(String, String)]) -> bool {
+    first_value(params, "watch").is_some_and(go_bool)
+}
+
+/// `path.IsValidPathSegmentName`: not `.` or `..`, no `/` or `%`.
+fn is_valid_path_segment_name(name: &str) -> bool {
+    name != "." && name != ".." && !name.contains('/') && !name.contains('%')
+}
