@@ -25,9 +25,9 @@ pub(crate) struct Config {
     /// Identity providers.
     #[serde(default)]
     pub(crate) authentication: AuthenticationConfig,
-    /// The authorization mode.
-    #[serde(default)]
-    pub(crate) authorization: AuthorizationMode,
+    /// How requests are authorized.
+    #[serde(default, deserialize_with = "authorization")]
+    pub(crate) authorization: AuthorizationConfig,
     /// Downstream clusters.
     #[serde(default)]
     pub(crate) clusters: Vec<ClusterEntry>,
@@ -60,7 +60,21 @@ pub(crate) struct AuthenticationConfig {
     pub(crate) token_file: Option<PathBuf>,
 }
 
-/// `authorization:`.
+/// `authorization:` — a mode name (`deny-all`, `allow-authenticated`,
+/// `policy`) or a map with `mode` and the policy settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct AuthorizationConfig {
+    /// How requests are authorized.
+    #[serde(default)]
+    pub(crate) mode: AuthorizationMode,
+    /// Directory of RBAC / Rancher policy YAML (mode `policy`), reloaded on change.
+    pub(crate) policy_dir: Option<PathBuf>,
+    /// The management cluster's id: where global roles' own rules apply.
+    pub(crate) management_cluster: Option<String>,
+}
+
+/// The authorization mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum AuthorizationMode {
@@ -69,6 +83,8 @@ pub(crate) enum AuthorizationMode {
     DenyAll,
     /// Allow any authenticated caller everything.
     AllowAuthenticated,
+    /// Kubernetes RBAC and Rancher's role model from `policyDir`.
+    Policy,
 }
 
 impl std::str::FromStr for AuthorizationMode {
@@ -78,10 +94,29 @@ impl std::str::FromStr for AuthorizationMode {
         match s {
             "deny-all" => Ok(Self::DenyAll),
             "allow-authenticated" => Ok(Self::AllowAuthenticated),
+            "policy" => Ok(Self::Policy),
             other => Err(format!(
-                "unknown authorization mode {other:?} (expected deny-all or allow-authenticated)"
+                "unknown authorization mode {other:?} (expected deny-all, allow-authenticated or policy)"
             )),
         }
+    }
+}
+
+fn authorization<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<AuthorizationConfig, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Mode(String),
+        Full(AuthorizationConfig),
+    }
+    match Form::deserialize(deserializer)? {
+        Form::Mode(mode) => Ok(AuthorizationConfig {
+            mode: mode.parse().map_err(serde::de::Error::custom)?,
+            ..AuthorizationConfig::default()
+        }),
+        Form::Full(config) => Ok(config),
     }
 }
 
@@ -322,6 +357,26 @@ impl Config {
                     return Err(error(at(key), "must be at least 1"));
                 }
             }
+        }
+        match (&self.authorization.mode, &self.authorization.policy_dir) {
+            (AuthorizationMode::Policy, Some(dir)) => {
+                if !dir.is_dir() {
+                    return Err(error(
+                        "authorization.policyDir",
+                        format!("{} is not a readable directory", dir.display()),
+                    ));
+                }
+            }
+            (AuthorizationMode::Policy, None) => {
+                return Err(error(
+                    "authorization.policyDir",
+                    "required with mode policy",
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(error("authorization.mode", "policyDir needs mode: policy"))
+            }
+            (_, None) => {}
         }
         if let Some(level) = &self.logging.level {
             tracing_subscriber::EnvFilter::try_new(level)

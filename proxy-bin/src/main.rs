@@ -87,9 +87,12 @@ struct ServeArgs {
     /// Static tokens in Kubernetes' --token-auth-file CSV format.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
-    /// deny-all (default) or allow-authenticated.
+    /// deny-all (default), allow-authenticated, or policy (with --policy-dir).
     #[arg(long)]
     authorization: Option<AuthorizationMode>,
+    /// Directory of RBAC / Rancher policy YAML; implies --authorization policy.
+    #[arg(long)]
+    policy_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -103,7 +106,7 @@ fn main() -> ExitCode {
                     "{}: valid ({} cluster(s), authorization {:?})",
                     config.display(),
                     loaded.clusters.len(),
-                    loaded.authorization
+                    loaded.authorization.mode
                 );
                 ExitCode::SUCCESS
             }

@@ -10,7 +10,10 @@ use std::{
 
 use proxy_core::{
     authn::{client_cert::ClientCertAuthenticator, token_file::TokenFileAuthenticator},
-    authz::{AllowAuthenticated, Authorizer, DenyAll},
+    authz::{
+        policy::{PolicyAuthorizer, PolicySource},
+        AllowAuthenticated, Authorizer, DenyAll,
+    },
     server::tls::ServerTls,
     upstream::{ClusterConfig, UpstreamCredential},
     Proxy,
@@ -18,7 +21,10 @@ use proxy_core::{
 use secrecy::SecretString;
 
 use crate::{
-    config::{AuthorizationMode, ClusterEntry, Config, ConfigError, KubeconfigRef, LogFormat},
+    config::{
+        AuthorizationConfig, AuthorizationMode, ClusterEntry, Config, ConfigError, KubeconfigRef,
+        LogFormat,
+    },
     ServeArgs, EXIT_CONFIG,
 };
 
@@ -93,7 +99,11 @@ fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
         config.authentication.token_file = Some(file.clone());
     }
     if let Some(mode) = args.authorization {
-        config.authorization = mode;
+        config.authorization.mode = mode;
+    }
+    if let Some(dir) = &args.policy_dir {
+        config.authorization.mode = AuthorizationMode::Policy;
+        config.authorization.policy_dir = Some(dir.clone());
     }
     let flag_cluster = if let Some(server) = &args.upstream {
         Some(ClusterEntry {
@@ -211,7 +221,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         tracing::info!(tokens = tokens.len(), file = %file.display(), "static token file loaded");
         builder = builder.authenticator(tokens);
     }
-    let authorizer: Arc<dyn Authorizer> = match config.authorization {
+    let authorizer: Arc<dyn Authorizer> = match config.authorization.mode {
         AuthorizationMode::DenyAll => {
             tracing::warn!("no authorization policy configured: every proxied request is denied");
             Arc::new(DenyAll)
@@ -221,6 +231,15 @@ async fn serve(config: Config) -> Result<(), ServeError> {
                 "authorization: allow-authenticated — any authenticated caller may do anything"
             );
             Arc::new(AllowAuthenticated)
+        }
+        AuthorizationMode::Policy => {
+            let source = policy_source(&config.authorization)?;
+            let authorizer = PolicyAuthorizer::watch(source).map_err(|e| ConfigError {
+                path: "authorization.policyDir".into(),
+                message: e.to_string(),
+            })?;
+            tracing::info!(stats = ?authorizer.current().stats(), "policy loaded");
+            Arc::new(authorizer)
         }
     };
     builder = builder.authorizer(authorizer);
@@ -252,6 +271,18 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .serve(listener, server_config, shutdown_signal())
         .await
         .map_err(|e| ServeError::Runtime(e.into()))
+}
+
+/// The policy directory of an `authorization:` section in mode `policy`.
+pub(crate) fn policy_source(config: &AuthorizationConfig) -> Result<PolicySource, ConfigError> {
+    let dir = config.policy_dir.clone().ok_or_else(|| ConfigError {
+        path: "authorization.policyDir".into(),
+        message: "required with mode policy".into(),
+    })?;
+    Ok(PolicySource {
+        dir,
+        management_cluster: config.management_cluster.clone(),
+    })
 }
 
 fn cluster_config(entry: &ClusterEntry) -> Result<ClusterConfig, String> {

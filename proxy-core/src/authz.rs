@@ -2,25 +2,24 @@
 //!
 //! Deny by default. [`DenyAll`] is what runs when no policy is configured, so
 //! an unconfigured Paddock starts but forwards nothing; [`AllowAuthenticated`]
-//! must be chosen explicitly.
+//! must be chosen explicitly; [`policy::PolicyAuthorizer`] evaluates
+//! Kubernetes RBAC and Rancher's role model.
 
-use http::Method;
+pub mod policy;
 
-use crate::{authn::Identity, context::Decision, impersonation::RequestedImpersonation};
+pub use ::policy::{Decision, ImpersonationRequest, RequestAttributes};
+
+use crate::authn::Identity;
 
 /// Everything an authorizer may look at.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthzRequest<'a> {
-    /// The authenticated caller.
+    /// The identity the request is made as.
     pub identity: &'a Identity,
     /// The target cluster's id.
     pub cluster: &'a str,
-    /// The request method.
-    pub method: &'a Method,
-    /// The path as the cluster sees it (the `/k8s/clusters/<id>` prefix removed).
-    pub path: &'a str,
-    /// The raw query string.
-    pub query: Option<&'a str>,
+    /// What the request does, as the API server will resolve it.
+    pub attributes: &'a RequestAttributes,
     /// True for a connection upgrade (WebSocket or SPDY exec, attach, port-forward).
     pub upgrade: bool,
 }
@@ -36,7 +35,7 @@ pub trait Authorizer: Send + Sync + 'static {
     fn authorize_impersonation(
         &self,
         request: &AuthzRequest<'_>,
-        requested: &RequestedImpersonation,
+        requested: &ImpersonationRequest,
     ) -> Decision {
         let _ = (request, requested);
         Decision {
@@ -69,13 +68,10 @@ impl Authorizer for DenyAll {
 pub struct AllowAuthenticated;
 
 impl Authorizer for AllowAuthenticated {
-    fn authorize(&self, request: &AuthzRequest<'_>) -> Decision {
+    fn authorize(&self, _request: &AuthzRequest<'_>) -> Decision {
         Decision {
             allowed: true,
-            reason: format!(
-                "allowed: {} is authenticated and the policy is allow-authenticated",
-                request.identity.user
-            ),
+            reason: "authorization is allow-authenticated".to_owned(),
         }
     }
 }

@@ -9,6 +9,8 @@ use std::{
 
 use http::Method;
 
+pub use policy::Decision;
+
 use crate::authn::Identity;
 
 /// What Paddock learned about one request as it went down the stack. Each
@@ -30,15 +32,6 @@ pub struct RequestContext {
     impersonated: OnceLock<Arc<Identity>>,
     cluster: OnceLock<String>,
     decision: OnceLock<Decision>,
-}
-
-/// The outcome of authorization, as logged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request may go on.
-    pub allowed: bool,
-    /// Why, in words a person can act on.
-    pub reason: String,
 }
 
 impl RequestContext {

@@ -5,10 +5,8 @@
 //! per extra value (never comma-joined), `Impersonate-Uid` only when set,
 //! extra keys lower-cased then escaped like client-go's `headerKeyEscape`.
 
-use std::collections::BTreeMap;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
-use percent_encoding::percent_decode_str;
+use policy::ImpersonationRequest;
 
 use crate::{authn::Identity, error::ProxyError};
 
@@ -80,104 +78,47 @@ fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
-/// The API server's decoding of an `Impersonate-Extra-` suffix: lower-cased,
-/// then path-unescaped; kept verbatim (lower-cased) if unescaping fails.
-pub fn decode_extra_key(suffix: &str) -> String {
-    let lower = suffix.to_ascii_lowercase();
-    if has_invalid_escape(&lower) {
-        return lower;
-    }
-    match percent_decode_str(&lower).decode_utf8() {
-        Ok(decoded) => decoded.into_owned(),
-        Err(_) => lower,
-    }
-}
-
-fn has_invalid_escape(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.iter().enumerate().any(|(i, &b)| {
-        b == b'%'
-            && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-    })
-}
-
-/// What a caller asked to be treated as (`kubectl --as`, `--as-group`,
-/// `--as-uid`, `Impersonate-Extra-*`), read before the headers are stripped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestedImpersonation {
-    /// `Impersonate-User` (first value), if non-empty.
-    pub user: Option<String>,
-    /// `Impersonate-Uid`, if non-empty.
-    pub uid: Option<String>,
-    /// Every `Impersonate-Group` line.
-    pub groups: Vec<String>,
-    /// Decoded extra keys and their values.
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-impl RequestedImpersonation {
-    /// Reads the caller's impersonation headers (canonical names only, any
-    /// case). `Ok(None)` when the caller asked for nothing; 400 for the
-    /// combinations the API server refuses (group, uid or extra without a user).
-    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ProxyError> {
-        let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
-        let mut requested = Self {
-            user: headers.get(USER).map(text).filter(|u| !u.is_empty()),
-            uid: headers.get(UID).map(text).filter(|u| !u.is_empty()),
-            groups: headers.get_all(GROUP).iter().map(text).collect(),
-            extra: BTreeMap::new(),
-        };
-        for (name, value) in headers {
-            if let Some(suffix) = name.as_str().strip_prefix(EXTRA_PREFIX) {
-                requested
-                    .extra
-                    .entry(decode_extra_key(suffix))
-                    .or_default()
-                    .push(text(value));
+/// What the caller asked to be treated as (`kubectl --as`, `--as-group`,
+/// `--as-uid`, `Impersonate-Extra-*`), read from the canonical header names
+/// (any case) before sanitize removes them. `None` when the caller sent none
+/// of them; the combination is validated by the authorize layer.
+pub fn requested(headers: &HeaderMap) -> Option<ImpersonationRequest> {
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+    let mut extra: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, value) in headers {
+        if let Some(suffix) = name.as_str().strip_prefix(EXTRA_PREFIX) {
+            let key = policy::decode_extra_key(suffix);
+            match extra.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, values)) => values.push(text(value)),
+                None => extra.push((key, vec![text(value)])),
             }
         }
-        if requested.user.is_none() {
-            let what = if !requested.groups.is_empty() {
-                Some("groups")
-            } else if !requested.extra.is_empty() {
-                Some("extra")
-            } else if requested.uid.is_some() {
-                Some("uid")
-            } else {
-                None
-            };
-            return match what {
-                Some(what) => Err(ProxyError::BadRequest {
-                    message: format!("requested {what} without impersonating a user"),
-                }),
-                None => Ok(None),
-            };
-        }
-        Ok(Some(requested))
     }
+    let request = ImpersonationRequest {
+        user: headers.get(USER).map(text),
+        uid: headers.get(UID).map(text).filter(|u| !u.is_empty()),
+        groups: headers.get_all(GROUP).iter().map(text).collect(),
+        extra,
+    };
+    let asked = request.user.is_some()
+        || request.uid.is_some()
+        || !request.groups.is_empty()
+        || !request.extra.is_empty();
+    asked.then_some(request)
+}
 
-    /// The identity the caller asked to act as, `system:authenticated`
-    /// added as the API server does for non-anonymous users.
-    pub fn into_identity(self, provider: &str) -> Identity {
-        let user = self.user.unwrap_or_default();
-        let mut groups = self.groups;
-        if user != "system:anonymous"
-            && !groups
-                .iter()
-                .any(|g| g == "system:authenticated" || g == "system:unauthenticated")
-        {
-            groups.push("system:authenticated".to_owned());
-        }
-        Identity {
-            username: user.clone(),
-            user,
-            uid: self.uid,
-            groups,
-            extra: self.extra,
-            provider: provider.to_owned(),
-        }
-    }
+/// The identity a validated impersonation request proceeds as, with the
+/// API server's group defaulting (`system:authenticated`, service accounts).
+pub fn impersonated_identity(request: &ImpersonationRequest, provider: &str) -> Option<Identity> {
+    let subject = request.impersonated_subject()?;
+    Some(Identity {
+        username: subject.user.clone(),
+        user: subject.user,
+        uid: request.uid.clone(),
+        groups: subject.groups,
+        extra: request.extra.iter().cloned().collect(),
+        provider: provider.to_owned(),
+    })
 }
 
 #[cfg(test)]

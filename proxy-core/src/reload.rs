@@ -1,6 +1,7 @@
-//! Re-reading files that change under a running proxy (token files,
-//! upstream credentials), by polling their metadata: works the same on
-//! every filesystem, including Kubernetes' symlink-swapped Secret volumes.
+//! Re-reading files and directories that change under a running proxy
+//! (token files, upstream credentials, policy directories), by polling their
+//! metadata: works the same on every filesystem, including Kubernetes'
+//! symlink-swapped Secret and ConfigMap volumes.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,20 +20,37 @@ struct Fingerprint {
     inode: u64,
 }
 
-fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    use std::os::unix::fs::MetadataExt;
-    // `metadata` follows symlinks, so a swapped `..data` link is noticed.
+/// A file's fingerprint, or for a directory those of all its entries.
+fn fingerprint(path: &Path) -> Option<Vec<(PathBuf, Fingerprint)>> {
     let meta = std::fs::metadata(path).ok()?;
-    Some(Fingerprint {
+    if !meta.is_dir() {
+        return Some(vec![(path.to_owned(), file_fingerprint(&meta))]);
+    }
+    let mut entries: Vec<(PathBuf, Fingerprint)> = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            // `metadata` follows symlinks, so a swapped `..data` link is noticed.
+            let meta = std::fs::metadata(entry.path()).ok()?;
+            Some((entry.path(), file_fingerprint(&meta)))
+        })
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(entries)
+}
+
+fn file_fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
+    use std::os::unix::fs::MetadataExt;
+    Fingerprint {
         modified: meta.modified().ok(),
         len: meta.len(),
         inode: meta.ino(),
-    })
+    }
 }
 
-/// A background task that calls `reload` with the file's new contents
-/// whenever it changes. A failed read or a rejected content is logged and
-/// the previous state is kept. Dropping the handle stops the watch.
+/// A background task that calls `reload` whenever the file, or anything in
+/// the directory, changes. A failed reload is logged and the caller keeps
+/// its previous state. Dropping the handle stops the watch.
 #[derive(Debug)]
 pub struct FileWatch {
     task: JoinHandle<()>,
@@ -42,7 +60,7 @@ impl FileWatch {
     /// Starts watching `path` (already loaded once by the caller).
     pub fn spawn<F>(path: impl Into<PathBuf>, interval: Duration, reload: F) -> Self
     where
-        F: Fn(&[u8]) -> Result<(), String> + Send + 'static,
+        F: Fn(&Path) -> Result<(), String> + Send + 'static,
     {
         let path = path.into();
         let mut last = fingerprint(&path);
@@ -56,16 +74,11 @@ impl FileWatch {
                     continue;
                 }
                 last = current;
-                match tokio::fs::read(&path).await {
-                    Ok(contents) => match reload(&contents) {
-                        Ok(()) => tracing::info!(file = %path.display(), "reloaded"),
-                        Err(error) => tracing::warn!(
-                            file = %path.display(), %error, "reload failed, keeping the previous contents"
-                        ),
-                    },
-                    Err(error) => {
-                        tracing::warn!(file = %path.display(), %error, "cannot read changed file");
-                    }
+                match reload(&path) {
+                    Ok(()) => tracing::info!(path = %path.display(), "reloaded"),
+                    Err(error) => tracing::warn!(
+                        path = %path.display(), %error, "reload failed, keeping the previous version"
+                    ),
                 }
             }
         });

@@ -10,7 +10,7 @@ fn check(yaml: &str) -> Result<Config, ConfigError> {
 fn empty_file_is_the_embedded_defaults() {
     let config = check("").unwrap();
     assert!(config.clusters.is_empty());
-    assert_eq!(config.authorization, AuthorizationMode::DenyAll);
+    assert_eq!(config.authorization.mode, AuthorizationMode::DenyAll);
 }
 
 #[test]
@@ -31,6 +31,8 @@ fn errors_name_the_key_path() {
         ("authentication:\n  passwords: yes\n", "authentication.passwords"),
         ("logging:\n  level: '[[['\n", "logging.level"),
         ("unknownTopLevel: 1\n", "unknownTopLevel"),
+        ("authorization:\n  mode: policy\n", "authorization.policyDir"),
+        ("authorization:\n  mode: policy\n  policyDir: /nonexistent\n", "authorization.policyDir"),
     ];
     for (yaml, path) in cases {
         let error = check(yaml).expect_err(yaml);
@@ -50,5 +52,8 @@ fn a_complete_config_loads() {
     let config = check(&yaml).unwrap();
     assert_eq!(config.clusters[0].id, "prod");
     assert!(config.clusters[0].dangerous.skip_tls_verify);
-    assert_eq!(config.authorization, AuthorizationMode::AllowAuthenticated);
+    assert_eq!(
+        config.authorization.mode,
+        AuthorizationMode::AllowAuthenticated
+    );
 }

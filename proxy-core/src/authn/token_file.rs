@@ -180,10 +180,10 @@ impl TokenFileAuthenticator {
         authenticator._watch = Some(Arc::new(FileWatch::spawn(
             path,
             DEFAULT_POLL_INTERVAL,
-            move |bytes| {
-                let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+            move |path| {
+                let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
                 table.store(Arc::new(
-                    TokenTable::parse(text).map_err(|e| e.to_string())?,
+                    TokenTable::parse(&text).map_err(|e| e.to_string())?,
                 ));
                 Ok(())
             },

@@ -1,6 +1,7 @@
 //! Authorize: asks the [`Authorizer`] whether the authenticated caller may
 //! make this request to this cluster, and whether it may act as whom it
-//! asked to (`kubectl --as`). Deny is a 403 `Status` carrying the reason.
+//! asked to (`kubectl --as`). Deny is a 403 `Status` carrying the reason,
+//! worded like the API server's so kubectl users recognise it.
 
 use std::{
     sync::Arc,
@@ -9,13 +10,15 @@ use std::{
 
 use futures_util::future::Either;
 use http::Request;
+use policy::RequestAttributes;
 use tower::{Layer, Service};
 
 use super::{sanitize::CallerImpersonation, sanitize::UpgradeRequest, ProxyResponse, ProxyResult};
 use crate::{
-    authz::{Authorizer, AuthzRequest},
-    context::{self, Decision},
+    authz::{Authorizer, AuthzRequest, Decision},
+    context::{self, RequestContext},
     error::ProxyError,
+    impersonation,
 };
 
 /// Adds [`Authorize`].
@@ -87,36 +90,41 @@ impl<S> Authorize<S> {
     fn decide<B>(&self, request: &Request<B>) -> Result<(), ProxyError> {
         let context = context::of(request);
         let identity = context.identity().ok_or(ProxyError::MissingCredentials)?;
-        let authz = AuthzRequest {
+        let attributes = request
+            .extensions()
+            .get::<RequestAttributes>()
+            .ok_or_else(|| ProxyError::Internal {
+                message: "request reached authorize without attributes".to_owned(),
+            })?;
+        let caller = AuthzRequest {
             identity,
             cluster: context.cluster().unwrap_or_default(),
-            method: request.method(),
-            path: request.uri().path(),
-            query: request.uri().query(),
+            attributes,
             upgrade: request.extensions().get::<UpgradeRequest>().is_some(),
         };
-        let requested = request
-            .extensions()
-            .get::<CallerImpersonation>()
-            .map(|c| c.0.clone())
-            .unwrap_or(Ok(None))?;
+
         let mut acting_as = None;
-        if let Some(requested) = requested {
-            let decision = self.authorizer.authorize_impersonation(&authz, &requested);
-            if !decision.allowed {
-                return Err(deny(&context, decision));
+        if let Some(CallerImpersonation(requested)) = request.extensions().get() {
+            let impersonating = requested.validate().map_err(|e| ProxyError::BadRequest {
+                message: e.to_string(),
+            })?;
+            if impersonating {
+                let decision = self.authorizer.authorize_impersonation(&caller, requested);
+                if !decision.allowed {
+                    return Err(deny(&context, &caller, decision));
+                }
+                acting_as = impersonation::impersonated_identity(requested, &identity.provider)
+                    .map(Arc::new);
             }
-            acting_as = Some(Arc::new(requested.into_identity(&identity.provider)));
         }
-        let decision = match &acting_as {
-            Some(acting_as) => self.authorizer.authorize(&AuthzRequest {
-                identity: acting_as,
-                ..authz
-            }),
-            None => self.authorizer.authorize(&authz),
+
+        let effective = AuthzRequest {
+            identity: acting_as.as_deref().unwrap_or(identity),
+            ..caller
         };
+        let decision = self.authorizer.authorize(&effective);
         if !decision.allowed {
-            return Err(deny(&context, decision));
+            return Err(deny(&context, &effective, decision));
         }
         tracing::debug!(authz.decision = "allow", authz.reason = %decision.reason, "authorized");
         if let Some(acting_as) = acting_as {
@@ -127,9 +135,11 @@ impl<S> Authorize<S> {
     }
 }
 
-fn deny(context: &context::RequestContext, decision: Decision) -> ProxyError {
+/// A 403 whose message reads like the API server's, with the reason appended.
+fn deny(context: &RequestContext, request: &AuthzRequest<'_>, decision: Decision) -> ProxyError {
     tracing::info!(authz.decision = "deny", authz.reason = %decision.reason, "forbidden");
-    let reason = decision.reason.clone();
+    let reason =
+        policy::forbidden_message(&request.identity.user, request.attributes, &decision.reason);
     context.set_decision(decision);
     ProxyError::Forbidden { reason }
 }

@@ -1,5 +1,7 @@
 //! Route: Paddock's own endpoints under `/paddock/`, cluster `<id>` under
 //! `/k8s/clusters/<id>/...` (prefix removed), the default cluster at `/`.
+//! A cluster request also gets its [`RequestAttributes`]: what the API server
+//! will resolve it to, for policy and for the long-running exemption.
 
 use std::{
     sync::Arc,
@@ -8,6 +10,7 @@ use std::{
 
 use http::{uri::PathAndQuery, Request, Uri};
 use hyper::body::Incoming;
+use policy::RequestAttributes;
 use tower::{Layer, Service};
 
 use super::{ProxyResponse, ProxyResult};
@@ -102,9 +105,20 @@ where
             Ok(cluster) => cluster,
             Err(error) => return Either::Right(Box::pin(std::future::ready(Err(error)))),
         };
-        if let Err(error) = rewrite_path(request.uri_mut(), &path) {
-            return Either::Right(Box::pin(std::future::ready(Err(error))));
-        }
+        let attributes = match rewrite_path(request.uri_mut(), &path).and_then(|()| {
+            RequestAttributes::from_request(
+                request.method().as_str(),
+                request.uri().path(),
+                request.uri().query(),
+            )
+            .map_err(|e| ProxyError::BadRequest {
+                message: e.to_string(),
+            })
+        }) {
+            Ok(attributes) => attributes,
+            Err(error) => return Either::Right(Box::pin(std::future::ready(Err(error)))),
+        };
+        request.extensions_mut().insert(attributes);
         context::of(&request).set_cluster(cluster.id());
         request.extensions_mut().insert(cluster);
         Either::Left(self.inner.call(request))

@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
 use tower::{Layer, Service};
 
-use crate::{error::ProxyError, impersonation::RequestedImpersonation};
+use policy::ImpersonationRequest;
+
+use crate::impersonation;
 
 /// Adds [`Sanitize`].
 #[derive(Debug, Clone, Default)]
@@ -33,9 +35,9 @@ pub struct Sanitize<S> {
 }
 
 /// What the caller asked to impersonate, read before the headers were
-/// removed: `Ok(None)` for nothing, an error for an invalid combination.
+/// removed; validated by the authorize layer.
 #[derive(Debug, Clone)]
-pub struct CallerImpersonation(pub Result<Option<RequestedImpersonation>, ProxyError>);
+pub struct CallerImpersonation(pub ImpersonationRequest);
 
 /// The protocol a caller asked to upgrade to (`Upgrade:` header), kept
 /// because `Upgrade` and `Connection` are hop-by-hop and removed here.
@@ -58,10 +60,11 @@ where
         if let Some(upgrade) = upgrade_request(request.headers()) {
             request.extensions_mut().insert(upgrade);
         }
-        let requested = RequestedImpersonation::from_headers(request.headers());
-        request
-            .extensions_mut()
-            .insert(CallerImpersonation(requested));
+        if let Some(requested) = impersonation::requested(request.headers()) {
+            request
+                .extensions_mut()
+                .insert(CallerImpersonation(requested));
+        }
         strip(request.headers_mut());
         self.inner.call(request)
     }

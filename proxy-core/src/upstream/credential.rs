@@ -61,8 +61,8 @@ impl AuthorizationHeader {
                     })?;
                 let value = Arc::new(ArcSwapOption::from_pointee(bearer(token.trim())?));
                 let target = value.clone();
-                let watch = FileWatch::spawn(path, DEFAULT_POLL_INTERVAL, move |bytes| {
-                    let token = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+                let watch = FileWatch::spawn(path, DEFAULT_POLL_INTERVAL, move |path| {
+                    let token = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
                     target.store(Some(Arc::new(
                         bearer(token.trim()).map_err(|e| e.to_string())?,
                     )));

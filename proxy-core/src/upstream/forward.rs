@@ -10,6 +10,7 @@ use std::{
 use http::{header, HeaderMap, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use policy::RequestAttributes;
 use tower::Service;
 
 use super::Cluster;
@@ -60,7 +61,11 @@ async fn forward(mut request: Request<Incoming>, shutdown: Shutdown) -> ProxyRes
             message: "request reached forward without a cluster".to_owned(),
         })?;
     let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
-    let long_running = upgrade.is_some() || is_long_running(request.uri());
+    let long_running = upgrade.is_some()
+        || request
+            .extensions()
+            .get::<RequestAttributes>()
+            .is_some_and(RequestAttributes::is_long_running);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
 
     let uri = cluster.upstream_uri(request.uri())?;
@@ -147,25 +152,6 @@ fn tunnel(
     });
     let (parts, _) = upstream_response.into_parts();
     Response::from_parts(parts, ResponseBody::empty())
-}
-
-/// Long-running requests are exempt from the request timeout: watches,
-/// `logs --follow`, and the streaming subresources.
-fn is_long_running(uri: &http::Uri) -> bool {
-    let query = uri.query().unwrap_or("");
-    let flag = |name: &str| {
-        query.split('&').any(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            key == name && !matches!(value, "" | "0" | "false")
-        })
-    };
-    let path = uri.path();
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
-    flag("watch")
-        || path.contains("/watch/")
-        || matches!(last, "exec" | "attach" | "portforward")
-        || path.contains("/proxy")
-        || (last == "log" && flag("follow"))
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

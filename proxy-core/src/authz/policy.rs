@@ -1,0 +1,154 @@
+//! The RBAC authorizer: Kubernetes rule semantics with Rancher's role
+//! model, from a directory of YAML files, swapped atomically on change.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use ::policy::{Decision, ImpersonationRequest, PolicySet, Subject};
+use arc_swap::ArcSwap;
+
+use super::{Authorizer, AuthzRequest};
+use crate::reload::{FileWatch, DEFAULT_POLL_INTERVAL};
+
+/// Why a policy directory could not be loaded: the file and, from the
+/// policy crate, the document index and what is wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyLoadError {
+    /// A file or the directory could not be read.
+    #[error("{path}: {message}")]
+    Read {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The policy is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where policy comes from, and the management cluster (whose id global
+/// roles' own rules apply to).
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// Directory of `*.yaml` / `*.yml` files (multi-document).
+    pub dir: PathBuf,
+    /// The management cluster's id, if any.
+    pub management_cluster: Option<String>,
+}
+
+impl PolicySource {
+    /// Reads and compiles every YAML file in the directory, in name order.
+    pub fn load(&self) -> Result<PolicySet, PolicyLoadError> {
+        let read_error = |path: &Path, e: std::io::Error| PolicyLoadError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map_err(|e| read_error(&self.dir, e))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                ) && path.is_file()
+            })
+            .collect();
+        files.sort();
+        let mut builder = PolicySet::builder();
+        builder.management_cluster(self.management_cluster.as_deref());
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|e| read_error(file, e))?;
+            builder
+                .add_yaml(&file.display().to_string(), &text)
+                .map_err(|e| PolicyLoadError::Invalid(e.to_string()))?;
+        }
+        builder
+            .build()
+            .map_err(|e| PolicyLoadError::Invalid(e.to_string()))
+    }
+}
+
+/// Decides with a compiled [`PolicySet`]; readers never wait for a reload.
+#[derive(Clone)]
+pub struct PolicyAuthorizer {
+    set: Arc<ArcSwap<PolicySet>>,
+    _watch: Option<Arc<FileWatch>>,
+}
+
+impl std::fmt::Debug for PolicyAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyAuthorizer")
+            .field("stats", &self.set.load().stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyAuthorizer {
+    /// A fixed policy.
+    pub fn new(set: PolicySet) -> Self {
+        Self {
+            set: Arc::new(ArcSwap::from_pointee(set)),
+            _watch: None,
+        }
+    }
+
+    /// Loads `source` now (an error stops startup) and reloads it whenever
+    /// a file in the directory changes; a bad new version is logged with
+    /// its file and document and the previous policy stays in force.
+    pub fn watch(source: PolicySource) -> Result<Self, PolicyLoadError> {
+        let mut authorizer = Self::new(source.load()?);
+        let set = authorizer.set.clone();
+        let dir = source.dir.clone();
+        authorizer._watch = Some(Arc::new(FileWatch::spawn(
+            dir,
+            DEFAULT_POLL_INTERVAL,
+            move |_| {
+                let new = source.load().map_err(|e| e.to_string())?;
+                tracing::info!(stats = ?new.stats(), "policy reloaded");
+                set.store(Arc::new(new));
+                Ok(())
+            },
+        )));
+        Ok(authorizer)
+    }
+
+    /// The policy in force.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.set.load_full()
+    }
+}
+
+fn subject(request: &AuthzRequest<'_>) -> Subject {
+    Subject {
+        user: request.identity.user.clone(),
+        groups: request.identity.groups.clone(),
+    }
+}
+
+impl Authorizer for PolicyAuthorizer {
+    fn authorize(&self, request: &AuthzRequest<'_>) -> Decision {
+        let checks = request.attributes.authorization_checks(request.upgrade);
+        self.set
+            .load()
+            .decide_all(&subject(request), request.cluster, &checks)
+    }
+
+    fn authorize_impersonation(
+        &self,
+        request: &AuthzRequest<'_>,
+        requested: &ImpersonationRequest,
+    ) -> Decision {
+        self.set
+            .load()
+            .can_impersonate(&subject(request), request.cluster, requested)
+            .unwrap_or_else(|error| Decision {
+                allowed: false,
+                reason: error.to_string(),
+            })
+    }
+}
