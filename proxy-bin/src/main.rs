@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod config;
+mod policy_cmd;
 mod serve;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -36,6 +37,21 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Check the authorization policy and ask it questions.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate the policy: exit 0, or print the file, document and error and exit 64.
+    Check(policy_cmd::PolicyLocation),
+    /// Print yes or no (exit 0 or 1), like `kubectl auth can-i`.
+    CanI(Box<policy_cmd::Question>),
+    /// Print yes or no and the reason: which binding allows it, or what is missing.
+    Explain(Box<policy_cmd::Question>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,5 +132,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => serve::run(*args),
+        Command::Policy { command } => match command {
+            PolicyCommand::Check(location) => policy_cmd::check(&location),
+            PolicyCommand::CanI(question) => policy_cmd::ask(&question, false),
+            PolicyCommand::Explain(question) => policy_cmd::ask(&question, true),
+        },
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     layers::{
         authenticate::AuthenticateLayer, authorize::AuthorizeLayer, impersonate::ImpersonateLayer,
         plugins::PluginsLayer, rescue::RescueLayer, route::RouteLayer, sanitize::SanitizeLayer,
-        trace::TraceLayer, ProxyResponse,
+        self_review::SelfReviewLayer, trace::TraceLayer, ProxyResponse,
     },
     plugin::Plugins,
     shutdown::Shutdown,
@@ -57,7 +57,9 @@ pub fn build(parts: StackParts) -> ProxyService {
         // Plugins see who is calling before policy decides (audit, rate limits).
         .layer(PluginsLayer::on_request(parts.plugins.clone()))
         // Policy: may this identity (and its --as target) do this on this cluster?
-        .layer(AuthorizeLayer::new(parts.authorizer))
+        .layer(AuthorizeLayer::new(parts.authorizer.clone()))
+        // `kubectl auth can-i` is answered by the same authorizer, not the downstream's RBAC.
+        .layer(SelfReviewLayer::new(parts.authorizer))
         // Only an authorized identity is presented downstream.
         .layer(ImpersonateLayer)
         // Last look at the exact request that leaves Paddock.

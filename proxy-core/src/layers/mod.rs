@@ -8,6 +8,7 @@ pub mod plugins;
 pub mod rescue;
 pub mod route;
 pub mod sanitize;
+pub mod self_review;
 pub mod trace;
 
 use http::Response;
