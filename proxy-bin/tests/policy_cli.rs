@@ -1,0 +1,132 @@
+//! `paddock policy check | can-i | explain` against a policy directory.
+
+use std::process::{Command, Output};
+
+const POLICY: &str = r#"
+apiVersion: management.cattle.io/v3
+kind: Project
+metadata: {name: p-dev, namespace: prod}
+spec: {clusterName: prod, namespaces: [dev-a, dev-b]}
+---
+apiVersion: management.cattle.io/v3
+kind: ProjectRoleTemplateBinding
+metadata: {name: prtb-alice, namespace: p-dev}
+projectName: prod:p-dev
+userPrincipalName: alice
+roleTemplateName: project-member
+"#;
+
+fn paddock(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn policy_dir(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), yaml).unwrap();
+    dir
+}
+
+#[test]
+fn can_i_answers_yes_or_no_with_exit_codes() {
+    let dir = policy_dir(POLICY);
+    let dir = dir.path().to_str().unwrap();
+    let ask = |ns: &str| {
+        paddock(&[
+            "policy",
+            "can-i",
+            "--policy-dir",
+            dir,
+            "--user",
+            "alice",
+            "--cluster",
+            "prod",
+            "list",
+            "pods",
+            "-n",
+            ns,
+        ])
+    };
+    let yes = ask("dev-a");
+    assert_eq!(String::from_utf8_lossy(&yes.stdout).trim(), "yes");
+    assert_eq!(yes.status.code(), Some(0));
+    let no = ask("kube-system");
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
+    assert_eq!(no.status.code(), Some(1));
+}
+
+#[test]
+fn explain_names_the_binding_or_what_is_missing() {
+    let dir = policy_dir(POLICY);
+    let dir = dir.path().to_str().unwrap();
+    let allowed = paddock(&[
+        "policy",
+        "explain",
+        "--policy-dir",
+        dir,
+        "--user",
+        "alice",
+        "--cluster",
+        "prod",
+        "create",
+        "deployments.apps",
+        "-n",
+        "dev-b",
+    ]);
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert!(
+        text.contains("ProjectRoleTemplateBinding p-dev/prtb-alice"),
+        "{text}"
+    );
+    assert!(text.contains("project-member"), "{text}");
+    let denied = paddock(&[
+        "policy",
+        "explain",
+        "--policy-dir",
+        dir,
+        "--user",
+        "bob",
+        "--group",
+        "devs",
+        "--cluster",
+        "prod",
+        "get",
+        "secrets",
+        "top",
+        "-n",
+        "dev-a",
+    ]);
+    let text = String::from_utf8_lossy(&denied.stdout);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(text.starts_with("no\n"), "{text}");
+    assert!(text.contains("bob") && text.contains("devs"), "{text}");
+}
+
+#[test]
+fn check_accepts_valid_and_rejects_broken_policy_naming_file_and_document() {
+    let dir = policy_dir(POLICY);
+    let ok = paddock(&[
+        "policy",
+        "check",
+        "--policy-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok.status.success(), "{ok:?}");
+
+    let broken = policy_dir(&format!(
+        "{POLICY}---\napiVersion: management.cattle.io/v3\nkind: ProjectRoleTemplateBinding\nmetadata: {{name: x, namespace: p-dev}}\nprojectName: prod:p-dev\nuserPrincipalName: carol\nroleTemplateName: no-such-role\n"
+    ));
+    let out = paddock(&[
+        "policy",
+        "check",
+        "--policy-dir",
+        broken.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("policy.yaml"), "{stderr}");
+    assert!(stderr.contains("document 3"), "{stderr}");
+    assert!(stderr.contains("no-such-role"), "{stderr}");
+}
