@@ -1,1 +1,3 @@
 //! proxy-core
+pub mod authn;
+pub mod store;
