@@ -59,9 +59,19 @@ impl StoreView {
     }
 
     /// Commits `ops` (see [`Store::commit`]) and refreshes the snapshot, so the
-    /// change is visible to readers when this returns. Blocking.
+    /// change is visible to readers when this returns. On a conflict the snapshot
+    /// is refreshed too, so a caller's retry works from the winning write.
+    /// Blocking.
     pub fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
-        let rev = self.store.commit(ops)?;
+        let rev = match self.store.commit(ops) {
+            Ok(rev) => rev,
+            Err(e @ StoreError::Conflict { .. }) => {
+                // Our snapshot is stale; catch up so a retry sees the winner.
+                let _ = self.refresh();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         // The write is durable; failing to refresh only delays its visibility to
         // the next poll, so report the commit as done.
         if let Err(e) = self.refresh() {

@@ -39,19 +39,33 @@ pub(crate) fn new_secret() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// `len` characters drawn uniformly from `alphabet` (at most 256 symbols) with
+/// the OS CSPRNG (rejection sampling, so no modulo bias).
+pub(crate) fn os_random_string(alphabet: &[u8], len: usize) -> String {
+    let n = alphabet.len();
+    debug_assert!(n > 0 && n <= 256);
+    let limit = 256 - 256 % n;
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 64];
+    while out.len() < len {
+        os_random(&mut buf);
+        for &b in &buf {
+            if usize::from(b) < limit && out.len() < len {
+                out.push(char::from(alphabet[usize::from(b) % n]));
+            }
+        }
+    }
+    out
+}
+
 /// A new token id: `t-` and 12 characters from a vowel-free alphabet (~57 bits;
 /// uniqueness is enforced by the store, this only has to make collisions rare).
 pub(crate) fn new_token_id() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut b = [0u8; 12];
-    os_random(&mut b);
-    let mut id = String::with_capacity(14);
-    id.push_str("t-");
-    for x in b {
-        id.push(char::from(ALPHABET[usize::from(x) % ALPHABET.len()]));
-    }
-    id
+    format!("t-{}", os_random_string(ID_ALPHABET, 12))
 }
+
+/// Vowel-free (no accidental words), no look-alikes (Rancher's alphabet).
+pub(crate) const ID_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// The server-side secret mixed into every token hash. Keep it out of the store
 /// (a file in the data directory with mode 0600, or a mounted secret), and give it

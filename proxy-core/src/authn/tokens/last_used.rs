@@ -173,7 +173,7 @@ impl LastUsed {
                 match r {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "flushing token last-used times failed")
+                        tracing::warn!(error = %e, "flushing token last-used times failed");
                     }
                     Err(e) => tracing::warn!(error = %e, "token last-used flush task failed"),
                 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 pub use cache::TokenCache;
+pub(crate) use hash::{os_random, os_random_string, ID_ALPHABET};
 pub use hash::{Pepper, TokenHasher, SECRET_BYTES};
 pub use last_used::LastUsed;
 pub use verify::{split_presented, TokenSource, TokenState, TokenVerifier, VerifiedToken};
