@@ -1,5 +1,6 @@
 //! Token verification cost: a cache hit, a cache miss (full HMAC verification and
-//! cache insert) and the bare verifier, against a snapshot holding 10 000 tokens.
+//! cache insert) and the bare verifier, against a snapshot holding 10 000 tokens;
+//! and the embedded store's poll and durable commit.
 //!
 //! Run: `cargo bench -p paddock-benches --bench tokens`
 
@@ -12,7 +13,7 @@ use proxy_core::authn::tokens::{
     issue, LastUsed, NewToken, Pepper, TokenCache, TokenHasher, TokenPolicy, TokenVerifier,
 };
 use proxy_core::store::{
-    EmbeddedOptions, EmbeddedStore, Expect, Object, Op, StoreView, Timestamp, TokenKind,
+    EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Project, StoreView, Timestamp, TokenKind,
     TokenRecord, User,
 };
 use secrecy::ExposeSecret;
@@ -21,6 +22,7 @@ const TOKENS: usize = 10_000;
 
 struct Setup {
     dir: std::path::PathBuf,
+    view: Arc<StoreView>,
     verifier: TokenVerifier,
     presented: String,
 }
@@ -73,9 +75,10 @@ fn setup() -> Setup {
     )
     .expect("issue");
     let activity = Arc::new(LastUsed::default());
-    let verifier = TokenVerifier::new(hasher, view).with_activity(activity);
+    let verifier = TokenVerifier::new(hasher, view.clone()).with_activity(activity);
     Setup {
         dir,
+        view,
         verifier,
         presented: token.token.expose_secret().to_string(),
     }
@@ -94,8 +97,8 @@ fn tokens(c: &mut Criterion) {
         b.iter(|| {
             cache
                 .verify(&s.verifier, black_box(&s.presented), now, |_| ())
-                .expect("valid")
-        })
+                .expect("valid");
+        });
     });
 
     g.bench_function("cache_miss", |b| {
@@ -107,16 +110,53 @@ fn tokens(c: &mut Criterion) {
                     .expect("valid")
             },
             BatchSize::SmallInput,
-        )
+        );
     });
 
     g.bench_function("uncached", |b| {
-        b.iter(|| s.verifier.verify(black_box(&s.presented), now).expect("valid"))
+        b.iter(|| {
+            s.verifier
+                .verify(black_box(&s.presented), now)
+                .expect("valid")
+        });
     });
 
     let wrong = format!("{}x", &s.presented[..s.presented.len() - 1]);
     g.bench_function("wrong_secret", |b| {
-        b.iter(|| s.verifier.verify(black_box(&wrong), now).expect_err("invalid"))
+        b.iter(|| {
+            s.verifier
+                .verify(black_box(&wrong), now)
+                .expect_err("invalid")
+        });
+    });
+    g.finish();
+
+    // What the CLI-alongside-server design costs: the server's poll when nothing
+    // changed (one read transaction on the shared file), and one durable commit.
+    let mut g = c.benchmark_group("store");
+    g.bench_function("poll_no_change", |b| {
+        b.iter(|| assert!(!s.view.refresh().expect("refresh")));
+    });
+    g.bench_function("revision", |b| {
+        b.iter(|| s.view.store().revision().expect("revision"));
+    });
+    g.sample_size(20);
+    let mut i = 0u64;
+    g.bench_function("durable_commit", |b| {
+        b.iter(|| {
+            i += 1;
+            s.view
+                .commit(vec![Op::put(
+                    Object::Project(Project {
+                        id: format!("p-{i}"),
+                        cluster_id: "c-1".into(),
+                        display_name: "bench".into(),
+                        namespaces: vec![],
+                    }),
+                    Expect::Any,
+                )])
+                .expect("commit")
+        });
     });
     g.finish();
     let _ = std::fs::remove_dir_all(&s.dir);
