@@ -39,8 +39,9 @@ use super::{
 /// in [`MIGRATIONS`]; newer ones are refused.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// How many revisions the change log keeps. A reader further behind reloads.
-pub(crate) const CHANGE_LOG_RETAIN: u64 = 10_000;
+/// How many revisions the change log keeps by default. A reader further behind
+/// reloads everything.
+pub const CHANGE_LOG_RETAIN: u64 = 10_000;
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const OBJECTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("objects");
@@ -68,14 +69,32 @@ pub enum Sharing {
 }
 
 /// Options for [`EmbeddedStore::open`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct EmbeddedOptions {
     /// How the file is shared between processes.
     pub sharing: Sharing,
+    /// Revisions kept in the change log ([`CHANGE_LOG_RETAIN`] by default, at
+    /// least 1).
+    pub change_log_retain: u64,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            sharing: Sharing::default(),
+            change_log_retain: CHANGE_LOG_RETAIN,
+        }
+    }
 }
 
 impl EmbeddedOptions {
+    /// Sets [`EmbeddedOptions::change_log_retain`].
+    pub fn change_log_retain(mut self, revisions: u64) -> Self {
+        self.change_log_retain = revisions.max(1);
+        self
+    }
+
     /// Sets [`EmbeddedOptions::sharing`].
     pub fn sharing(mut self, sharing: Sharing) -> Self {
         self.sharing = sharing;
@@ -87,6 +106,7 @@ impl EmbeddedOptions {
 pub struct EmbeddedStore {
     db: Database,
     path: PathBuf,
+    retain: u64,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -172,6 +192,7 @@ impl EmbeddedStore {
         let store = Self {
             db,
             path: path.to_path_buf(),
+            retain: options.change_log_retain.max(1),
         };
         store.init_or_migrate()?;
         Ok(store)
@@ -548,8 +569,8 @@ impl Store for EmbeddedStore {
             changes.insert(rev, list.as_str()).map_err(unavailable)?;
             meta.insert(K_REVISION, rev).map_err(unavailable)?;
             // Keep the log bounded: drop what falls out of the window.
-            if rev > CHANGE_LOG_RETAIN {
-                let floor = rev - CHANGE_LOG_RETAIN;
+            if rev > self.retain {
+                let floor = rev - self.retain;
                 let old_floor = Self::read_meta(&meta, K_LOG_FLOOR)?;
                 if floor > old_floor {
                     for r in old_floor + 1..=floor {

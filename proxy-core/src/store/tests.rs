@@ -448,3 +448,82 @@ fn another_process_writes_while_this_one_has_the_store_open() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn kill_9_of_a_cli_writer_while_the_server_has_the_store_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let server = StoreView::new(Arc::new(open(&path))).unwrap();
+    server
+        .commit(vec![Op::put(project("server-0", 1), Expect::Absent)])
+        .unwrap();
+    let mut child = spawn_child(&path, "cli", 1_000_000);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    while acked.len() < 25 {
+        let line = lines.next().expect("child died early").unwrap();
+        if let Some(id) = line.strip_prefix("ACK ") {
+            acked.push(id.to_string());
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for line in lines {
+        if let Some(id) = line.unwrap().strip_prefix("ACK ") {
+            acked.push(id.to_string());
+        }
+    }
+    // The server keeps working on the shared file after the writer died,
+    // possibly mid-transaction holding the write lock.
+    for i in 1..10 {
+        server
+            .commit(vec![Op::put(
+                project(&format!("server-{i}"), 2000),
+                Expect::Absent,
+            )])
+            .unwrap();
+    }
+    server.refresh().unwrap();
+    let snap = server.snapshot();
+    for id in &acked {
+        assert!(snap.project(id).is_some(), "acknowledged {id} lost");
+    }
+    assert!((0..10).all(|i| snap.project(&format!("server-{i}")).is_some()));
+    assert_eq!(snap.revision().0, snap.projects().count() as u64);
+    // And a new process (handle) opens it fine.
+    drop(server);
+    let again = Snapshot::from_loaded(open(&path).load().unwrap());
+    assert_eq!(again.projects().count(), snap.projects().count());
+}
+
+#[test]
+fn a_reader_behind_the_compacted_change_log_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let opts = EmbeddedOptions::default().change_log_retain(3);
+    let server =
+        StoreView::new(Arc::new(EmbeddedStore::open(&path, opts.clone()).unwrap())).unwrap();
+    let cli = EmbeddedStore::open(&path, opts).unwrap();
+    cli.commit(vec![Op::put(project("p-0", 1), Expect::Absent)])
+        .unwrap();
+    for i in 1..6 {
+        cli.commit(vec![Op::put(project(&format!("p-{i}"), 1), Expect::Absent)])
+            .unwrap();
+    }
+    cli.commit(vec![Op::delete(
+        Key::new(Kind::Project, "p-0"),
+        Expect::Exists,
+    )])
+    .unwrap();
+    assert_eq!(cli.changes_since(Revision(0)).unwrap(), Changes::Compacted);
+    assert!(matches!(
+        cli.changes_since(Revision(4)).unwrap(),
+        Changes::Events { .. }
+    ));
+    // The server was at revision 0: it must reload, and see the delete too.
+    assert!(server.refresh().unwrap());
+    let snap = server.snapshot();
+    assert_eq!(snap.revision(), Revision(7));
+    assert!(snap.project("p-0").is_none());
+    assert_eq!(snap.projects().count(), 5);
+}
