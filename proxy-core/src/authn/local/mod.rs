@@ -119,7 +119,8 @@ impl LocalProvider {
         client: IpAddr,
         now: Instant,
     ) -> Result<LocalLogin, LoginError> {
-        self.throttle.check(username, client, now)?;
+        // Counted as a failure up front: concurrent guesses cannot overtake it.
+        self.throttle.begin_attempt(username, client, now)?;
         let (user, phc) = self.view.with_snapshot(|s| {
             let user = s.user_by_name(username).map(|u| u.value.clone());
             let phc = user
@@ -133,7 +134,7 @@ impl LocalProvider {
         let verdict = self.hasher.verify_async(phc, password.clone()).await;
         match (user, verdict) {
             (Some(user), Verification::Match { needs_rehash }) if user.enabled && !empty => {
-                self.throttle.record_success(username);
+                self.throttle.attempt_succeeded(username, client);
                 if needs_rehash {
                     self.rehash(&user.id, password.clone()).await;
                 }
@@ -142,10 +143,8 @@ impl LocalProvider {
                     user,
                 })
             }
-            _ => {
-                self.throttle.record_failure(username, client, now);
-                Err(LoginError::InvalidCredentials)
-            }
+            // Already counted by `begin_attempt`.
+            _ => Err(LoginError::InvalidCredentials),
         }
     }
 

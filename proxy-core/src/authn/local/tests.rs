@@ -216,6 +216,41 @@ fn address_is_throttled_across_usernames_and_success_does_not_reset_it() {
 }
 
 #[test]
+fn a_burst_of_concurrent_attempts_cannot_overtake_the_count() {
+    let t = Arc::new(LoginThrottle::default());
+    let t0 = Instant::now();
+    // 50 attempts in flight at once (none finished): only the free ones start.
+    let started = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                let t = t.clone();
+                s.spawn(move || t.begin_attempt("alice", ADDR, t0).is_ok())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count()
+    });
+    assert_eq!(started, 5);
+}
+
+#[test]
+fn successful_attempts_do_not_accumulate_against_an_address() {
+    let t = LoginThrottle::default();
+    let t0 = Instant::now();
+    // A busy NAT: many users logging in successfully.
+    for i in 0..100 {
+        let user = format!("user{i}");
+        t.begin_attempt(&user, ADDR, t0).unwrap();
+        t.attempt_succeeded(&user, ADDR);
+    }
+    assert!(t.is_empty());
+    assert!(t.begin_attempt("late", ADDR, t0).is_ok());
+}
+
+#[test]
 fn throttle_memory_is_bounded() {
     let t = LoginThrottle::new(ThrottleConfig {
         max_entries: 100,

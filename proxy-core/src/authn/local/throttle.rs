@@ -179,8 +179,21 @@ impl LoginThrottle {
     /// any.
     pub fn record_failure(&self, username: &str, addr: IpAddr, now: Instant) -> Option<Throttled> {
         let mut records = self.lock();
+        let wait = self.count_failure(&mut records, username, addr, now);
+        (!wait.is_zero()).then(|| Throttled {
+            retry_after_secs: ceil_secs(wait).max(1),
+        })
+    }
+
+    fn count_failure(
+        &self,
+        records: &mut HashMap<Subject, Record>,
+        username: &str,
+        addr: IpAddr,
+        now: Instant,
+    ) -> Duration {
         if records.len() >= self.cfg.max_entries {
-            self.prune(&mut records, now);
+            self.prune(records, now);
         }
         let mut wait = Duration::ZERO;
         for (key, backoff) in [
@@ -201,9 +214,50 @@ impl LoginThrottle {
             r.blocked_until = now + d;
             wait = wait.max(d);
         }
-        (!wait.is_zero()).then(|| Throttled {
-            retry_after_secs: ceil_secs(wait).max(1),
-        })
+        wait
+    }
+
+    /// Atomically checks and counts an attempt *as a failure* before the password
+    /// is checked, so a burst of concurrent guesses cannot all pass
+    /// [`LoginThrottle::check`] before any failure is recorded. Call
+    /// [`LoginThrottle::attempt_succeeded`] when the password was right; a failed
+    /// attempt needs no further call.
+    pub fn begin_attempt(
+        &self,
+        username: &str,
+        addr: IpAddr,
+        now: Instant,
+    ) -> Result<(), Throttled> {
+        let mut records = self.lock();
+        let wait = [user_key(username), Subject::Addr(addr)]
+            .iter()
+            .filter_map(|k| records.get(k))
+            .map(|r| r.blocked_until.saturating_duration_since(now))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        if !wait.is_zero() {
+            return Err(Throttled {
+                retry_after_secs: ceil_secs(wait).max(1),
+            });
+        }
+        self.count_failure(&mut records, username, addr, now);
+        Ok(())
+    }
+
+    /// Undoes what [`LoginThrottle::begin_attempt`] counted: clears the
+    /// username's record and takes the attempt back from the address's.
+    pub fn attempt_succeeded(&self, username: &str, addr: IpAddr) {
+        let mut records = self.lock();
+        records.remove(&user_key(username));
+        let key = Subject::Addr(addr);
+        if let Some(r) = records.get_mut(&key) {
+            r.failures = r.failures.saturating_sub(1);
+            if r.failures == 0 {
+                records.remove(&key);
+            } else {
+                r.blocked_until = r.last_failure + self.cfg.per_addr.delay_after(r.failures);
+            }
+        }
     }
 
     /// Records a successful login: clears the username's record.
