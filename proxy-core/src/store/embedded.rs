@@ -410,19 +410,23 @@ fn map_db_error(path: &str, e: DatabaseError) -> StoreError {
         },
         DatabaseError::Storage(s) => {
             let detail = s.to_string();
-            // redb reports a file format newer than it knows as a corruption-like
-            // error mentioning the version; say so plainly.
-            if detail.to_ascii_lowercase().contains("version") {
-                StoreError::NewerVersion {
+            // How redb reports a file format newer than it knows.
+            match detail.split_once("Expected file format version <= ") {
+                Some((_, rest)) => StoreError::NewerVersion {
                     path: path.to_string(),
-                    found: detail,
-                    supported: format!("schema {SCHEMA_VERSION}"),
-                }
-            } else {
-                StoreError::Corrupt {
+                    found: format!(
+                        "redb file format {}",
+                        rest.rsplit("found ").next().unwrap_or("?")
+                    ),
+                    supported: format!(
+                        "redb file format {}",
+                        rest.split(',').next().unwrap_or("?")
+                    ),
+                },
+                None => StoreError::Corrupt {
                     path: path.to_string(),
                     detail,
-                }
+                },
             }
         }
         other => StoreError::Corrupt {

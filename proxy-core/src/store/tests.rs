@@ -527,3 +527,22 @@ fn a_reader_behind_the_compacted_change_log_reloads() {
     assert!(snap.project("p-0").is_none());
     assert_eq!(snap.projects().count(), 5);
 }
+
+#[test]
+fn newer_redb_file_format_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    drop(open(&path));
+    // Both commit slots' format version byte (redb header offsets 64 and 192).
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[64] = 9;
+    bytes[64 + 128] = 9;
+    std::fs::write(&path, &bytes).unwrap();
+    let before = file_hash(&path);
+    let err = EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap_err();
+    match &err {
+        StoreError::NewerVersion { found, .. } => assert_eq!(found, "redb file format 9"),
+        other => panic!("expected NewerVersion, got {other}"),
+    }
+    assert_eq!(file_hash(&path), before);
+}
