@@ -271,7 +271,7 @@ fn bench_policy(c: &mut Criterion) {
     let mut parsed = PolicySet::builder();
     parsed.add_yaml("synthetic.yaml", &yaml).expect("parses");
     group.bench_function("build_only", |b| {
-        b.iter(|| parsed.build().expect("compiles"))
+        b.iter(|| parsed.build().expect("compiles"));
     });
     group.finish();
 }

@@ -48,6 +48,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stack;
 pub mod status;
+pub mod store;
 pub mod upstream;
 
 use std::{future::Future, sync::Arc, time::Duration};

@@ -8,9 +8,11 @@
 //! retry instead of throwing their credentials away.
 
 pub mod client_cert;
+pub mod local;
 mod credential;
 mod identity;
 pub mod token_file;
+pub mod tokens;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 

@@ -1,0 +1,291 @@
+//! Login throttling per username and per client address, with exponential
+//! backoff (idp.md §4.6).
+//!
+//! After `free_attempts` consecutive failures, each further attempt must wait
+//! `base_delay * 2^(failures - free_attempts)`, capped at `max_delay`. A blocked
+//! attempt is answered 429 with `Retry-After` and is not checked against the
+//! password (nor forwarded to a directory), so it cannot lock a real account.
+//! A success clears the username's record; the address's record only expires, so
+//! one valid account cannot be used to reset an address that is guessing others.
+//!
+//! The state is in memory (one process), in a `Mutex<HashMap>` held only for a
+//! map update, never across an `.await`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Backoff parameters for one kind of key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// Failures allowed before any delay.
+    pub free_attempts: u32,
+    /// The first delay.
+    pub base_delay: Duration,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+impl Backoff {
+    /// Custom backoff.
+    pub fn new(free_attempts: u32, base_delay: Duration, max_delay: Duration) -> Self {
+        Self {
+            free_attempts,
+            base_delay,
+            max_delay,
+        }
+    }
+
+    /// The wait imposed after `failures` consecutive failures.
+    pub fn delay_after(&self, failures: u32) -> Duration {
+        if failures < self.free_attempts {
+            return Duration::ZERO;
+        }
+        let exp = (failures - self.free_attempts).min(31);
+        self.base_delay
+            .checked_mul(1u32 << exp)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+
+    /// The most failures an attacker who waits out every delay can make within
+    /// `window` (from the first attempt). Compare with a directory's lockout
+    /// threshold for its observation window: it should be well below it.
+    pub fn max_failures_within(&self, window: Duration) -> u32 {
+        if self.base_delay.is_zero() {
+            return u32::MAX;
+        }
+        let mut elapsed = Duration::ZERO;
+        let mut failures = 0u32;
+        loop {
+            let wait = self.delay_after(failures);
+            if elapsed + wait > window || failures == u32::MAX {
+                return failures;
+            }
+            elapsed += wait;
+            failures += 1;
+        }
+    }
+}
+
+/// Throttle configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ThrottleConfig {
+    /// Per username (case-insensitive): 5 free attempts, then 1 s doubling to 5 min.
+    pub per_user: Backoff,
+    /// Per client address: 20 free attempts (shared NATs), then 1 s doubling to
+    /// 5 min.
+    pub per_addr: Backoff,
+    /// A record with no failure for this long is forgotten. Default 30 min.
+    pub forget_after: Duration,
+    /// At most this many records are kept (memory bound). Default 100 000.
+    pub max_entries: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            per_user: Backoff::new(5, Duration::from_secs(1), Duration::from_secs(300)),
+            per_addr: Backoff::new(20, Duration::from_secs(1), Duration::from_secs(300)),
+            forget_after: Duration::from_secs(30 * 60),
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// A login attempt that must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many failed logins; retry after {retry_after_secs} s")]
+pub struct Throttled {
+    /// Seconds until the next attempt is allowed (`Retry-After`), at least 1.
+    pub retry_after_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Subject {
+    User(String),
+    Addr(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    failures: u32,
+    last_failure: Instant,
+    blocked_until: Instant,
+}
+
+/// The login throttle.
+#[derive(Debug)]
+pub struct LoginThrottle {
+    cfg: ThrottleConfig,
+    records: Mutex<HashMap<Subject, Record>>,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self::new(ThrottleConfig::default())
+    }
+}
+
+fn user_key(username: &str) -> Subject {
+    Subject::User(username.trim().to_lowercase())
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl LoginThrottle {
+    /// A throttle with `cfg`.
+    pub fn new(cfg: ThrottleConfig) -> Self {
+        Self {
+            cfg,
+            records: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.cfg
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Subject, Record>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an attempt for `username` from `addr` may proceed at `now`. Call
+    /// before checking the password.
+    pub fn check(&self, username: &str, addr: IpAddr, now: Instant) -> Result<(), Throttled> {
+        let records = self.lock();
+        let wait = [user_key(username), Subject::Addr(addr)]
+            .iter()
+            .filter_map(|k| records.get(k))
+            .map(|r| r.blocked_until.saturating_duration_since(now))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        if wait.is_zero() {
+            Ok(())
+        } else {
+            Err(Throttled {
+                retry_after_secs: ceil_secs(wait).max(1),
+            })
+        }
+    }
+
+    /// Records a failed attempt. Returns the wait now imposed on the next one, if
+    /// any.
+    pub fn record_failure(&self, username: &str, addr: IpAddr, now: Instant) -> Option<Throttled> {
+        let mut records = self.lock();
+        let wait = self.count_failure(&mut records, username, addr, now);
+        (!wait.is_zero()).then(|| Throttled {
+            retry_after_secs: ceil_secs(wait).max(1),
+        })
+    }
+
+    fn count_failure(
+        &self,
+        records: &mut HashMap<Subject, Record>,
+        username: &str,
+        addr: IpAddr,
+        now: Instant,
+    ) -> Duration {
+        if records.len() >= self.cfg.max_entries {
+            self.prune(records, now);
+        }
+        let mut wait = Duration::ZERO;
+        for (key, backoff) in [
+            (user_key(username), self.cfg.per_user),
+            (Subject::Addr(addr), self.cfg.per_addr),
+        ] {
+            let r = records.entry(key).or_insert(Record {
+                failures: 0,
+                last_failure: now,
+                blocked_until: now,
+            });
+            if now.saturating_duration_since(r.last_failure) >= self.cfg.forget_after {
+                r.failures = 0;
+            }
+            r.failures = r.failures.saturating_add(1);
+            r.last_failure = now;
+            let d = backoff.delay_after(r.failures);
+            r.blocked_until = now + d;
+            wait = wait.max(d);
+        }
+        wait
+    }
+
+    /// Atomically checks and counts an attempt *as a failure* before the password
+    /// is checked, so a burst of concurrent guesses cannot all pass
+    /// [`LoginThrottle::check`] before any failure is recorded. Call
+    /// [`LoginThrottle::attempt_succeeded`] when the password was right; a failed
+    /// attempt needs no further call.
+    pub fn begin_attempt(
+        &self,
+        username: &str,
+        addr: IpAddr,
+        now: Instant,
+    ) -> Result<(), Throttled> {
+        let mut records = self.lock();
+        let wait = [user_key(username), Subject::Addr(addr)]
+            .iter()
+            .filter_map(|k| records.get(k))
+            .map(|r| r.blocked_until.saturating_duration_since(now))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        if !wait.is_zero() {
+            return Err(Throttled {
+                retry_after_secs: ceil_secs(wait).max(1),
+            });
+        }
+        self.count_failure(&mut records, username, addr, now);
+        Ok(())
+    }
+
+    /// Undoes what [`LoginThrottle::begin_attempt`] counted: clears the
+    /// username's record and takes the attempt back from the address's.
+    pub fn attempt_succeeded(&self, username: &str, addr: IpAddr) {
+        let mut records = self.lock();
+        records.remove(&user_key(username));
+        let key = Subject::Addr(addr);
+        if let Some(r) = records.get_mut(&key) {
+            r.failures = r.failures.saturating_sub(1);
+            if r.failures == 0 {
+                records.remove(&key);
+            } else {
+                r.blocked_until = r.last_failure + self.cfg.per_addr.delay_after(r.failures);
+            }
+        }
+    }
+
+    /// Records a successful login: clears the username's record.
+    pub fn record_success(&self, username: &str) {
+        self.lock().remove(&user_key(username));
+    }
+
+    /// Number of records held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no record is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn prune(&self, records: &mut HashMap<Subject, Record>, now: Instant) {
+        let forget = self.cfg.forget_after;
+        records.retain(|_, r| {
+            now.saturating_duration_since(r.last_failure) < forget || r.blocked_until > now
+        });
+        if records.len() >= self.cfg.max_entries {
+            // Still full (a flood of distinct keys): drop the oldest half.
+            let mut ages: Vec<Instant> = records.values().map(|r| r.last_failure).collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            records.retain(|_, r| r.last_failure > cut);
+        }
+    }
+}

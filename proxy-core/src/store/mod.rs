@@ -1,0 +1,369 @@
+//! Paddock's state: users, password hashes, tokens (hashes only), role bindings,
+//! projects, clusters, provider settings and per-user attributes.
+//!
+//! Two layers:
+//!
+//! * [`Store`] is the backend contract, shaped so that both the embedded redb file
+//!   ([`EmbeddedStore`]) and etcd (a later backend) implement it directly: every
+//!   object has a *modification revision*, a commit is one transaction of [`Op`]s
+//!   guarded by per-key [`Expect`]ations (etcd `Txn` compares; a redb write
+//!   transaction), and a change feed returns what changed after a revision (etcd
+//!   watch from a revision; the embedded change log), or says the history was
+//!   compacted so the reader reloads.
+//! * [`StoreView`] is what the request path reads: an immutable [`Snapshot`] behind
+//!   an `Arc`, swapped atomically after every local commit and whenever the change
+//!   feed shows a newer revision (another process wrote). Readers never lock and
+//!   never touch the disk.
+
+mod embedded;
+mod snapshot;
+mod types;
+mod view;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use embedded::{EmbeddedOptions, EmbeddedStore, Sharing, CHANGE_LOG_RETAIN, SCHEMA_VERSION};
+pub use snapshot::{Entry, Snapshot};
+pub use types::{
+    BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, Timestamp,
+    TokenKind, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex,
+};
+pub use view::StoreView;
+
+/// A store-wide, monotonically increasing commit counter (like etcd's revision).
+/// Revision 0 is the empty store.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Revision(pub u64);
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The kinds of object the store holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// [`User`]
+    User,
+    /// [`UsernameIndex`]
+    Username,
+    /// [`PasswordRecord`]
+    Password,
+    /// [`TokenRecord`]
+    Token,
+    /// [`TokenUsage`]
+    TokenUsage,
+    /// [`RoleBinding`]
+    RoleBinding,
+    /// [`Project`]
+    Project,
+    /// [`Cluster`]
+    Cluster,
+    /// [`ProviderSettings`]
+    Provider,
+    /// [`UserAttributes`]
+    UserAttributes,
+}
+
+impl Kind {
+    /// Every kind, in key order.
+    pub const ALL: [Kind; 10] = [
+        Kind::User,
+        Kind::Username,
+        Kind::Password,
+        Kind::Token,
+        Kind::TokenUsage,
+        Kind::RoleBinding,
+        Kind::Project,
+        Kind::Cluster,
+        Kind::Provider,
+        Kind::UserAttributes,
+    ];
+
+    /// The key prefix (also the etcd key segment).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::User => "users",
+            Kind::Username => "usernames",
+            Kind::Password => "passwords",
+            Kind::Token => "tokens",
+            Kind::TokenUsage => "tokenusage",
+            Kind::RoleBinding => "rolebindings",
+            Kind::Project => "projects",
+            Kind::Cluster => "clusters",
+            Kind::Provider => "providers",
+            Kind::UserAttributes => "userattributes",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Identifies one object: its kind and id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// The kind.
+    pub kind: Kind,
+    /// The id, unique within the kind.
+    pub id: String,
+}
+
+impl Key {
+    /// A key.
+    pub fn new(kind: Kind, id: impl Into<String>) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// `<kind>/<id>`, the encoded form stored in the backend.
+    pub fn encode(&self) -> String {
+        format!("{}/{}", self.kind.as_str(), self.id)
+    }
+
+    /// Parses [`Key::encode`]'s output.
+    pub fn decode(s: &str) -> Option<Key> {
+        let (kind, id) = s.split_once('/')?;
+        Some(Key::new(Kind::parse(kind)?, id))
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.as_str(), self.id)
+    }
+}
+
+/// An object of any kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "spec", rename_all = "lowercase")]
+#[non_exhaustive]
+#[allow(missing_docs)] // each variant is its type, documented there
+pub enum Object {
+    User(User),
+    Username(UsernameIndex),
+    Password(PasswordRecord),
+    Token(TokenRecord),
+    TokenUsage(TokenUsage),
+    RoleBinding(RoleBinding),
+    Project(Project),
+    Cluster(Cluster),
+    Provider(ProviderSettings),
+    UserAttributes(UserAttributes),
+}
+
+impl Object {
+    /// The key this object is stored under.
+    pub fn key(&self) -> Key {
+        match self {
+            Object::User(u) => Key::new(Kind::User, &u.id),
+            Object::Username(u) => Key::new(Kind::Username, &u.username),
+            Object::Password(p) => Key::new(Kind::Password, &p.user_id),
+            Object::Token(t) => Key::new(Kind::Token, &t.id),
+            Object::TokenUsage(t) => Key::new(Kind::TokenUsage, &t.token_id),
+            Object::RoleBinding(r) => Key::new(Kind::RoleBinding, &r.id),
+            Object::Project(p) => Key::new(Kind::Project, &p.id),
+            Object::Cluster(c) => Key::new(Kind::Cluster, &c.id),
+            Object::Provider(p) => Key::new(Kind::Provider, &p.name),
+            Object::UserAttributes(a) => Key::new(Kind::UserAttributes, &a.user_id),
+        }
+    }
+}
+
+/// A precondition on one key, checked inside the commit's transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expect {
+    /// No precondition (last writer wins).
+    Any,
+    /// The key must not exist (create).
+    Absent,
+    /// The key must exist, at any revision.
+    Exists,
+    /// The key must exist and have been last modified at exactly this revision
+    /// (optimistic concurrency: read, modify, write back).
+    Revision(Revision),
+}
+
+/// One write in a commit.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Op {
+    /// Create or replace the object under [`Object::key`].
+    Put {
+        /// The new value.
+        object: Object,
+        /// Precondition on the current value.
+        expect: Expect,
+    },
+    /// Delete a key (deleting an absent key with [`Expect::Any`] is a no-op).
+    Delete {
+        /// The key.
+        key: Key,
+        /// Precondition on the current value.
+        expect: Expect,
+    },
+}
+
+impl Op {
+    /// `Put` with a precondition.
+    pub fn put(object: Object, expect: Expect) -> Self {
+        Op::Put { object, expect }
+    }
+
+    /// `Delete` with a precondition.
+    pub fn delete(key: Key, expect: Expect) -> Self {
+        Op::Delete { key, expect }
+    }
+
+    /// The key this op writes.
+    pub fn key(&self) -> Key {
+        match self {
+            Op::Put { object, .. } => object.key(),
+            Op::Delete { key, .. } => key.clone(),
+        }
+    }
+}
+
+/// An object with the revision of its last modification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Versioned {
+    /// Revision of the commit that last wrote it.
+    pub revision: Revision,
+    /// The value.
+    pub object: Object,
+}
+
+/// A change to one key, as reported by the change feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// The key.
+    pub key: Key,
+    /// The value at the feed's revision; `None` when deleted.
+    pub value: Option<Versioned>,
+}
+
+/// What [`Store::changes_since`] returns.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Changes {
+    /// Every key changed after the requested revision, with its value at
+    /// `revision` (several changes to one key are folded into one event).
+    Events {
+        /// The store's revision the events bring a reader up to.
+        revision: Revision,
+        /// The changed keys.
+        events: Vec<Event>,
+    },
+    /// The history needed was compacted; reload with [`Store::load`].
+    Compacted,
+}
+
+/// Everything in the store at one revision.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Loaded {
+    /// The revision the objects are current at.
+    pub revision: Revision,
+    /// Every object.
+    pub objects: Vec<Versioned>,
+}
+
+/// Errors from a store backend. None of them carries a dependency's error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A precondition failed: someone else changed `key` first. Re-read and retry.
+    #[error("conflict on {key}: it was changed concurrently (expected {expected})")]
+    Conflict {
+        /// The key whose precondition failed.
+        key: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// The file is damaged or not a Paddock store. Nothing was written to it.
+    #[error(
+        "the store file {path} is corrupt or not a Paddock store ({detail}); \
+         Paddock will not start on it and left it untouched: restore it from a backup \
+         or move it aside"
+    )]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The file was written by a newer Paddock (schema or file format).
+    #[error(
+        "the store file {path} was written by a newer version of Paddock \
+         (schema {found}, this version supports up to {supported}); \
+         Paddock will not start on it and left it untouched: run a newer Paddock"
+    )]
+    NewerVersion {
+        /// The file.
+        path: String,
+        /// The version found.
+        found: String,
+        /// The newest version this build understands.
+        supported: String,
+    },
+    /// Another process holds the file exclusively.
+    #[error(
+        "the store file {path} is in use by another process (a running `paddock serve`?) \
+         that opened it exclusively; stop it, or make the change through the admin API"
+    )]
+    Locked {
+        /// The file.
+        path: String,
+    },
+    /// An I/O or backend failure; the operation may be retried.
+    #[error("store unavailable: {detail}")]
+    Unavailable {
+        /// What failed.
+        detail: String,
+    },
+    /// A stored value could not be decoded (written by a buggy or newer build).
+    #[error("cannot decode {key} in the store: {detail}")]
+    Decode {
+        /// The key.
+        key: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A backend: transactional writes with per-key preconditions, full loads and a
+/// change feed by revision.
+///
+/// Methods block (disk fsync, or a network round trip for etcd): async callers run
+/// them on `tokio::task::spawn_blocking`. The request path never calls them; it
+/// reads a [`StoreView`]'s snapshot.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The latest committed revision (cheap: one small read).
+    fn revision(&self) -> Result<Revision, StoreError>;
+
+    /// Every object, consistent at one revision.
+    fn load(&self) -> Result<Loaded, StoreError>;
+
+    /// What changed after `since`, consistent at the returned revision.
+    fn changes_since(&self, since: Revision) -> Result<Changes, StoreError>;
+
+    /// Applies `ops` atomically and durably (the write is on stable storage when
+    /// this returns `Ok`), or not at all. Every op's [`Expect`] is checked inside
+    /// the transaction; the first that fails aborts the commit with
+    /// [`StoreError::Conflict`]. Returns the new revision, which every written key
+    /// now carries.
+    fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+//! The records the store holds: plain data, serialised as JSON inside the backend.
+//!
+//! Nothing here holds a secret: passwords are stored as PHC strings and tokens as
+//! salted, peppered hashes (see [`crate::authn::tokens`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time, in whole seconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current wall-clock time.
+    pub fn now() -> Self {
+        Self::from_system_time(SystemTime::now())
+    }
+
+    /// Converts a [`SystemTime`], saturating before the epoch to 0.
+    pub fn from_system_time(t: SystemTime) -> Self {
+        let secs = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    /// This time plus `d` (saturating).
+    pub fn plus(self, d: Duration) -> Self {
+        let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(secs))
+    }
+
+    /// Seconds from `earlier` to `self`, 0 when `earlier` is later.
+    pub fn seconds_since(self, earlier: Timestamp) -> u64 {
+        u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match time::OffsetDateTime::from_unix_timestamp(self.0) {
+            Ok(t) => {
+                let fmt = time::macros::format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+                );
+                match t.format(&fmt) {
+                    Ok(s) => f.write_str(&s),
+                    Err(_) => write!(f, "@{}", self.0),
+                }
+            }
+            Err(_) => write!(f, "@{}", self.0),
+        }
+    }
+}
+
+/// A user known to Paddock: local users, and external users on first login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Stable id, e.g. `u-3k9x2m4q7p1z`. Never reused.
+    pub id: String,
+    /// Login name, unique (case-insensitively) among local users.
+    pub username: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub display_name: String,
+    /// A disabled user cannot log in and none of their tokens work.
+    pub enabled: bool,
+    /// The next login must set a new password before anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+    /// Principal ids, e.g. `local://u-3k9x2m4q7p1z`, `github_user://583231`.
+    #[serde(default)]
+    pub principal_ids: Vec<String>,
+    /// When the user was created.
+    pub created_at: Timestamp,
+}
+
+/// A local user's password hash (argon2id PHC string), kept apart from [`User`] so
+/// that listing users never touches it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordRecord {
+    /// The [`User::id`] it belongs to.
+    pub user_id: String,
+    /// PHC string, `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+    pub phc: String,
+    /// When it was last set.
+    pub changed_at: Timestamp,
+}
+
+impl fmt::Debug for PasswordRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordRecord")
+            .field("user_id", &self.user_id)
+            .field("phc", &"<redacted>")
+            .field("changed_at", &self.changed_at)
+            .finish()
+    }
+}
+
+/// What a token is for; decides its default lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// Created by a login; TTL and idle timeout are fixed by policy.
+    Session,
+    /// An API key derived by a logged-in user.
+    Api,
+    /// Embedded in a generated kubeconfig.
+    Kubeconfig,
+}
+
+impl TokenKind {
+    /// Lower-case name, as stored and shown by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Session => "session",
+            TokenKind::Api => "api",
+            TokenKind::Kubeconfig => "kubeconfig",
+        }
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A token as stored: its id and the hash of its secret, never the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Lookup key, the part before `:` in the presented token.
+    pub id: String,
+    /// The [`User::id`] it authenticates as.
+    pub user_id: String,
+    /// Session, API or kubeconfig.
+    pub kind: TokenKind,
+    /// `v1$<salt hex>$<hmac-sha256(pepper, salt || secret) hex>`.
+    pub hash: String,
+    /// When set, the token is only valid for requests to this cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// The provider the user logged in with (`local`, `github`, ...).
+    #[serde(default)]
+    pub provider: String,
+    /// Free text shown in listings.
+    #[serde(default)]
+    pub description: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Absolute expiry; `None` never expires.
+    pub expires_at: Option<Timestamp>,
+    /// Idle timeout in seconds, measured from the last use; `None` disables it.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Disabled tokens are rejected (kept for audit).
+    pub enabled: bool,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("kind", &self.kind)
+            .field("hash", &"<redacted>")
+            .field("cluster", &self.cluster)
+            .field("provider", &self.provider)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+/// When a token was last used, as flushed (at most once a minute) by the
+/// last-used coalescer. Kept apart from [`TokenRecord`] so that flushing it does not
+/// change the token's revision or race with an admin editing the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// The [`TokenRecord::id`].
+    pub token_id: String,
+    /// Last use seen by any replica at flush time.
+    pub last_used_at: Timestamp,
+}
+
+/// Where a role binding applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "type", content = "id")]
+#[non_exhaustive]
+pub enum BindingScope {
+    /// A global role (`admin`, `user`, ...).
+    Global,
+    /// A cluster role template in one cluster.
+    Cluster(String),
+    /// A project role template in one project.
+    Project(String),
+}
+
+/// A role bound to a subject (a user id or a principal id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleBinding {
+    /// Stable id.
+    pub id: String,
+    /// User id (`u-...`) or principal id (`github_team://1234`).
+    pub subject: String,
+    /// Role or role template name.
+    pub role: String,
+    /// Global, cluster or project.
+    pub scope: BindingScope,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A project created through the API: a named group of namespaces in one cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    /// Stable id.
+    pub id: String,
+    /// The cluster the namespaces live in.
+    pub cluster_id: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Member namespaces.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// A downstream cluster registered through the API. Connection details are
+/// free-form until the upstream module fixes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Stable id, as in `/k8s/clusters/<id>`.
+    pub id: String,
+    /// Human-readable name.
+    pub display_name: String,
+    /// Connection details (server URL, CA, credential references; no secrets).
+    #[serde(default)]
+    pub spec: serde_json::Value,
+}
+
+/// One authentication provider's settings as edited through the API (no secrets:
+/// those are referenced, e.g. by file path).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderSettings {
+    /// Provider name: `local`, `github`, `activedirectory`, `openldap`.
+    pub name: String,
+    /// Whether logins through it are accepted.
+    pub enabled: bool,
+    /// Provider-specific settings.
+    #[serde(default)]
+    pub settings: serde_json::Value,
+}
+
+/// What providers said about a user at the last refresh.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserAttributes {
+    /// The [`User::id`].
+    pub user_id: String,
+    /// Group principal ids, per provider.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Extra attributes (`principalid`, `username`), per provider.
+    #[serde(default)]
+    pub extra: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Last successful refresh.
+    #[serde(default)]
+    pub last_refresh: Option<Timestamp>,
+}
+
+/// Username → user id; makes usernames unique through the store's conflict
+/// detection (written with [`crate::store::Expect::Absent`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsernameIndex {
+    /// Lower-cased username (the key).
+    pub username: String,
+    /// The user it names.
+    pub user_id: String,
+}

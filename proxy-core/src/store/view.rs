@@ -1,0 +1,124 @@
+//! The request path's read side: an immutable snapshot swapped atomically.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::{Changes, Op, Revision, Snapshot, Store, StoreError};
+
+/// A [`Store`] plus the in-memory [`Snapshot`] the request path reads.
+///
+/// Reads ([`StoreView::snapshot`]) are an atomic pointer load: no lock, no I/O.
+/// Writes go through [`StoreView::commit`], which commits to the backend and then
+/// brings the snapshot up to date, so a write is visible to this process's next
+/// request as soon as `commit` returns. Writes by other processes (the CLI, other
+/// replicas) are picked up by [`StoreView::refresh`], which a server runs
+/// periodically ([`StoreView::spawn_poller`]).
+pub struct StoreView {
+    store: Arc<dyn Store>,
+    current: ArcSwap<Snapshot>,
+    // Serialises refreshes so the snapshot's revision never goes backwards. Never
+    // held across an `.await` (refresh is synchronous).
+    refreshing: Mutex<()>,
+}
+
+impl std::fmt::Debug for StoreView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreView")
+            .field("store", &self.store)
+            .field("revision", &self.current.load().revision())
+            .finish()
+    }
+}
+
+impl StoreView {
+    /// Loads everything from `store` into a first snapshot.
+    pub fn new(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
+        let snap = Snapshot::from_loaded(store.load()?);
+        Ok(Arc::new(Self {
+            store,
+            current: ArcSwap::from_pointee(snap),
+            refreshing: Mutex::new(()),
+        }))
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Runs `f` on the current snapshot without taking a reference count.
+    pub fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        f(&self.current.load())
+    }
+
+    /// The backend.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Commits `ops` (see [`Store::commit`]) and refreshes the snapshot, so the
+    /// change is visible to readers when this returns. On a conflict the snapshot
+    /// is refreshed too, so a caller's retry works from the winning write.
+    /// Blocking.
+    pub fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
+        let rev = match self.store.commit(ops) {
+            Ok(rev) => rev,
+            Err(e @ StoreError::Conflict { .. }) => {
+                // Our snapshot is stale; catch up so a retry sees the winner.
+                let _ = self.refresh();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        // The write is durable; failing to refresh only delays its visibility to
+        // the next poll, so report the commit as done.
+        if let Err(e) = self.refresh() {
+            tracing::warn!(error = %e, "store committed but snapshot refresh failed");
+        }
+        Ok(rev)
+    }
+
+    /// Applies whatever the change feed reports after the snapshot's revision;
+    /// reloads everything when the feed was compacted. Returns whether the
+    /// snapshot changed. Blocking.
+    pub fn refresh(&self) -> Result<bool, StoreError> {
+        let _guard = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cur = self.current.load_full();
+        let next = match self.store.changes_since(cur.revision())? {
+            Changes::Events { revision, events } => {
+                if revision == cur.revision() && events.is_empty() {
+                    return Ok(false);
+                }
+                cur.apply(revision, events)
+            }
+            Changes::Compacted => Snapshot::from_loaded(self.store.load()?),
+        };
+        self.current.store(Arc::new(next));
+        Ok(true)
+    }
+
+    /// Spawns a task that calls [`StoreView::refresh`] every `every` (on the
+    /// blocking pool) until the view is dropped. Errors are logged and retried on
+    /// the next tick; they never reach a request.
+    pub fn spawn_poller(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(view) = weak.upgrade() else { return };
+                match tokio::task::spawn_blocking(move || view.refresh()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "store poll failed"),
+                    Err(e) => tracing::warn!(error = %e, "store poll task failed"),
+                }
+            }
+        })
+    }
+}
