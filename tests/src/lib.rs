@@ -1,1 +1,17 @@
-//! Support for Paddock integration tests.
+//! Support for Paddock's integration tests and benchmarks: a faithful fake
+//! kube-apiserver, a test certificate authority, an HTTPS client, helpers
+//! to run the real `paddock` binary and the real `kubectl`.
+
+pub mod client;
+pub mod fake_apiserver;
+pub mod kubectl;
+pub mod paddock;
+pub mod tls;
+
+use std::sync::Arc;
+
+/// The rustls crypto provider every test component uses, explicitly (never
+/// a process-wide default).
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}

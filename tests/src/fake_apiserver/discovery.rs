@@ -1,0 +1,206 @@
+//! `/version`, legacy discovery and OpenAPI v3: enough for kubectl's
+//! `api-resources`, `get` and `explain`.
+
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+
+use super::{json_value, status, Body};
+
+pub(super) fn version() -> http::Response<Body> {
+    json_value(
+        StatusCode::OK,
+        &json!({
+            "major": "1", "minor": "32", "gitVersion": "v1.32.4-fake",
+            "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc",
+            "platform": "linux/amd64",
+        }),
+    )
+}
+
+/// Legacy `APIVersions`; kubectl falls back to it when the answer is not
+/// the aggregated discovery type it offered first.
+pub(super) fn api(_headers: &HeaderMap) -> http::Response<Body> {
+    json_value(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+        }),
+    )
+}
+
+const GROUPS: [(&str, &str); 2] = [
+    ("authentication.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
+];
+
+pub(super) fn apis(_headers: &HeaderMap) -> http::Response<Body> {
+    let groups: Vec<Value> = GROUPS
+        .iter()
+        .map(|(group, version)| {
+            let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+            json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json_value(
+        StatusCode::OK,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+    )
+}
+
+fn resource(name: &str, namespaced: bool, kind: &str, verbs: &[&str], short: &[&str]) -> Value {
+    json!({
+        "name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+        "verbs": verbs, "shortNames": short,
+    })
+}
+
+pub(super) fn core_v1() -> http::Response<Body> {
+    let all = ["create", "delete", "get", "list", "watch"];
+    json_value(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIResourceList", "groupVersion": "v1",
+            "resources": [
+                resource("namespaces", false, "Namespace", &all, &["ns"]),
+                resource("pods", true, "Pod", &all, &["po"]),
+                resource("pods/exec", true, "PodExecOptions", &["create", "get"], &[]),
+                resource("pods/log", true, "Pod", &["get"], &[]),
+                resource("pods/status", true, "Pod", &["get"], &[]),
+            ],
+        }),
+    )
+}
+
+pub(super) fn group_version(group: &str, version: &str) -> http::Response<Body> {
+    let resources = match (group, version) {
+        ("authentication.k8s.io", "v1") => vec![resource(
+            "selfsubjectreviews",
+            false,
+            "SelfSubjectReview",
+            &["create"],
+            &[],
+        )],
+        ("authorization.k8s.io", "v1") => vec![resource(
+            "selfsubjectaccessreviews",
+            false,
+            "SelfSubjectAccessReview",
+            &["create"],
+            &[],
+        )],
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
+    };
+    json_value(
+        StatusCode::OK,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": format!("{group}/{version}"), "resources": resources}),
+    )
+}
+
+pub(super) fn openapi_index() -> http::Response<Body> {
+    json_value(
+        StatusCode::OK,
+        &json!({"paths": {
+            "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=F4KE0001"},
+        }}),
+    )
+}
+
+fn string(description: &str) -> Value {
+    json!({"type": "string", "description": description})
+}
+
+fn reference(name: &str, description: &str) -> Value {
+    json!({"allOf": [{"$ref": format!("#/components/schemas/{name}")}], "default": {}, "description": description})
+}
+
+fn operation(kind: &str, action: &str) -> Value {
+    json!({"get": {
+        "description": format!("{action} {kind}"),
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": {"group": "", "kind": kind, "version": "v1"},
+        "responses": {"200": {"description": "OK"}},
+    }})
+}
+
+pub(super) fn openapi_document(path: &str) -> http::Response<Body> {
+    if path != "api/v1" {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "no such OpenAPI document",
+        );
+    }
+    let meta = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+    json_value(
+        StatusCode::OK,
+        &json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.4-fake"},
+            // kubectl explain finds a resource's kind through its paths' GET operations.
+            "paths": {
+                "/api/v1/namespaces/{namespace}/pods": operation("Pod", "list"),
+                "/api/v1/namespaces/{namespace}/pods/{name}": operation("Pod", "get"),
+                "/api/v1/namespaces": operation("Namespace", "list"),
+                "/api/v1/namespaces/{name}": operation("Namespace", "get"),
+            },
+            "components": {"schemas": {
+                "io.k8s.api.core.v1.Pod": {
+                    "description": "Pod is a collection of containers that can run on a host. This resource is created by clients and scheduled onto hosts.",
+                    "type": "object",
+                    "properties": {
+                        "apiVersion": string("APIVersion defines the versioned schema of this representation of an object."),
+                        "kind": string("Kind is a string value representing the REST resource this object represents."),
+                        "metadata": reference(meta, "Standard object's metadata."),
+                        "spec": reference("io.k8s.api.core.v1.PodSpec", "Specification of the desired behavior of the pod."),
+                    },
+                    "x-kubernetes-group-version-kind": [{"group": "", "kind": "Pod", "version": "v1"}],
+                },
+                "io.k8s.api.core.v1.PodSpec": {
+                    "description": "PodSpec is a description of a pod.",
+                    "type": "object",
+                    "required": ["containers"],
+                    "properties": {
+                        "containers": {"type": "array", "description": "List of containers belonging to the pod.",
+                                       "items": {"allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"}], "default": {}}},
+                        "nodeName": string("NodeName indicates in which node this pod is scheduled."),
+                    },
+                },
+                "io.k8s.api.core.v1.Container": {
+                    "description": "A single application container that you want to run within a pod.",
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": string("Name of the container specified as a DNS_LABEL."),
+                        "image": string("Container image name."),
+                    },
+                },
+                "io.k8s.api.core.v1.Namespace": {
+                    "description": "Namespace provides a scope for Names.",
+                    "type": "object",
+                    "properties": {
+                        "apiVersion": string("APIVersion defines the versioned schema of this representation of an object."),
+                        "kind": string("Kind is a string value representing the REST resource this object represents."),
+                        "metadata": reference(meta, "Standard object's metadata."),
+                    },
+                    "x-kubernetes-group-version-kind": [{"group": "", "kind": "Namespace", "version": "v1"}],
+                },
+                meta: {
+                    "description": "ObjectMeta is metadata that all persisted resources must have.",
+                    "type": "object",
+                    "properties": {
+                        "name": string("Name must be unique within a namespace."),
+                        "namespace": string("Namespace defines the space within which each name must be unique."),
+                    },
+                },
+            }},
+        }),
+    )
+}

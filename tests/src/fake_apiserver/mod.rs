@@ -1,0 +1,475 @@
+//! A faithful stand-in for kube-apiserver, for tests and benchmarks (no
+//! kube-apiserver binary can be installed on these machines).
+//!
+//! It authenticates the proxy by its bearer token (401 otherwise), applies
+//! the Kubernetes impersonation filter's semantics, serves discovery,
+//! OpenAPI v3, namespaces and pods (with server-side Tables for kubectl),
+//! watches and `logs -f` the test can feed, SelfSubjectReview, and exec over
+//! WebSocket. It records every request, and every sign that a caller's
+//! credential or identity header got through is a *violation*: the request
+//! fails with 500 and [`FakeApiServer::assert_clean`] panics.
+
+// A refused request *is* its response here; boxing it buys nothing in test code.
+#![allow(clippy::result_large_err)]
+
+mod discovery;
+mod exec;
+mod impersonation;
+mod resources;
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode, Version};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use serde_json::{json, Value};
+use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
+
+pub use impersonation::{UserInfo, PROXY_USER};
+
+use crate::tls::TestCa;
+
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// How the fake is set up.
+#[derive(Debug, Clone)]
+pub struct FakeApiConfig {
+    /// The bearer token the proxy must present.
+    pub token: String,
+    /// Substrings that must never reach the apiserver (tests mark caller-sent values with them).
+    pub poison: Vec<String>,
+    /// Namespaces that exist at start (`default` always does).
+    pub namespaces: Vec<String>,
+    /// Pods `(namespace, name)` that exist at start.
+    pub pods: Vec<(String, String)>,
+    /// Serve plain HTTP instead of TLS.
+    pub plain_http: bool,
+    /// Listen address (port 0 for any).
+    pub listen: SocketAddr,
+}
+
+impl Default for FakeApiConfig {
+    fn default() -> Self {
+        Self {
+            token: "proxy-sa-token".to_owned(),
+            poison: vec!["caller-poison".to_owned()],
+            namespaces: vec!["default".to_owned()],
+            pods: Vec::new(),
+            plain_http: false,
+            listen: ([127, 0, 0, 1], 0).into(),
+        }
+    }
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: Method,
+    /// Path and query.
+    pub uri: String,
+    /// HTTP version.
+    pub version: Version,
+    /// All headers.
+    pub headers: HeaderMap,
+    /// The identity the request ran as (after impersonation).
+    pub user: Option<UserInfo>,
+}
+
+/// A watch event the test sends to open watches.
+#[derive(Debug, Clone)]
+struct WatchEvent {
+    namespace: String,
+    kind: &'static str,
+    object: Value,
+}
+
+pub(crate) struct State {
+    config: FakeApiConfig,
+    requests: Mutex<Vec<RecordedRequest>>,
+    violations: Mutex<Vec<String>>,
+    pods: Mutex<BTreeMap<(String, String), Value>>,
+    namespaces: Mutex<Vec<String>>,
+    logs: Mutex<BTreeMap<String, Vec<String>>>,
+    watch_tx: broadcast::Sender<WatchEvent>,
+    log_tx: broadcast::Sender<(String, String)>,
+    resource_version: std::sync::atomic::AtomicU64,
+    bench_pod: Bytes,
+}
+
+/// A running fake apiserver.
+pub struct FakeApiServer {
+    state: Arc<State>,
+    addr: SocketAddr,
+    ca_pem: String,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApiServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeApiServer {
+    /// Starts serving on `config.listen`.
+    pub async fn start(config: FakeApiConfig) -> anyhow::Result<Self> {
+        let ca = TestCa::new();
+        let cert = ca.issue_server(&["127.0.0.1", "localhost"]);
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut pods = BTreeMap::new();
+        for (ns, name) in &config.pods {
+            pods.insert((ns.clone(), name.clone()), resources::pod(ns, name, 1));
+        }
+        let mut namespaces = config.namespaces.clone();
+        if !namespaces.iter().any(|n| n == "default") {
+            namespaces.push("default".to_owned());
+        }
+        let state = Arc::new(State {
+            requests: Mutex::default(),
+            violations: Mutex::default(),
+            pods: Mutex::new(pods),
+            namespaces: Mutex::new(namespaces),
+            logs: Mutex::default(),
+            watch_tx: broadcast::channel(1024).0,
+            log_tx: broadcast::channel(1024).0,
+            resource_version: 100.into(),
+            bench_pod: Bytes::from(resources::pod("default", "bench", 1).to_string()),
+            config,
+        });
+        let tls = (!state.config.plain_http)
+            .then(|| tokio_rustls::TlsAcceptor::from(cert.server_config()));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(50_000)
+            .max_header_list_size(1 << 20);
+        let builder = Arc::new(builder);
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let (state, builder, tls) = (serving.clone(), builder.clone(), tls.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(handle(state, request).await) }
+                    });
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            state,
+            addr,
+            ca_pem: ca.pem().to_owned(),
+            task,
+        })
+    }
+
+    /// `https://127.0.0.1:<port>` (or `http://` in plain mode).
+    pub fn url(&self) -> String {
+        let scheme = if self.state.config.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The CA that signed the server certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The proxy credential it accepts.
+    pub fn token(&self) -> &str {
+        &self.state.config.token
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The last request whose path starts with `path`.
+    pub fn last_request(&self, path: &str) -> Option<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.uri.starts_with(path))
+    }
+
+    /// Adds a pod (and emits an ADDED watch event).
+    pub fn add_pod(&self, namespace: &str, name: &str) {
+        let rv = self.state.next_resource_version();
+        let pod = resources::pod(namespace, name, rv);
+        self.state
+            .pods
+            .lock()
+            .unwrap()
+            .insert((namespace.to_owned(), name.to_owned()), pod.clone());
+        self.send_watch_event(namespace, "ADDED", pod);
+    }
+
+    /// Sends an event to every open pod watch in `namespace` (`ADDED`, `MODIFIED`, `DELETED`).
+    pub fn send_watch_event(&self, namespace: &str, kind: &'static str, object: Value) {
+        let _ = self.state.watch_tx.send(WatchEvent {
+            namespace: namespace.to_owned(),
+            kind,
+            object,
+        });
+    }
+
+    /// The number of open pod watches.
+    pub fn watchers(&self) -> usize {
+        self.state.watch_tx.receiver_count()
+    }
+
+    /// Appends a line to a pod's log (seen by `logs -f` at once).
+    pub fn send_log_line(&self, pod: &str, line: &str) {
+        self.state
+            .logs
+            .lock()
+            .unwrap()
+            .entry(pod.to_owned())
+            .or_default()
+            .push(line.to_owned());
+        let _ = self.state.log_tx.send((pod.to_owned(), line.to_owned()));
+    }
+
+    /// What went wrong so far: caller credentials or identity headers that reached the apiserver.
+    pub fn violations(&self) -> Vec<String> {
+        self.state.violations.lock().unwrap().clone()
+    }
+
+    /// Takes the violations recorded so far, for tests that provoke them on purpose.
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut *self.state.violations.lock().unwrap())
+    }
+
+    /// Panics if any caller credential or identity header ever reached the fake.
+    pub fn assert_clean(&self) {
+        let violations = self.violations();
+        assert!(
+            violations.is_empty(),
+            "caller credentials or identity headers reached the apiserver:\n{}",
+            violations.join("\n")
+        );
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        if !std::thread::panicking() {
+            self.assert_clean();
+        }
+    }
+}
+
+impl State {
+    fn next_resource_version(&self) -> u64 {
+        self.resource_version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn violation(&self, what: String) -> Response<Body> {
+        self.violations.lock().unwrap().push(what.clone());
+        status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &format!("VIOLATION: {what}"),
+        )
+    }
+}
+
+/// Checks the proxy's credential and that nothing of the caller's got through.
+fn screen(state: &State, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    for (name, value) in headers {
+        let name = name.as_str();
+        let text = String::from_utf8_lossy(value.as_bytes());
+        if name.starts_with("x-remote-") || name.replace('_', "-").starts_with("x-remote-") {
+            return Err(state.violation(format!("header {name} reached the apiserver")));
+        }
+        if name == "cookie" {
+            return Err(state.violation("a Cookie reached the apiserver".to_owned()));
+        }
+        if let Some(poison) = state
+            .config
+            .poison
+            .iter()
+            .find(|p| text.contains(p.as_str()))
+        {
+            return Err(state.violation(format!(
+                "caller value {poison:?} reached the apiserver in {name}"
+            )));
+        }
+        if name.contains('_') && name.replace('_', "-").starts_with("impersonate-") {
+            return Err(state.violation(format!("header {name} reached the apiserver")));
+        }
+    }
+    let expected = format!("Bearer {}", state.config.token);
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    match (authorization.next(), authorization.next()) {
+        (Some(value), None) if value.as_bytes() == expected.as_bytes() => Ok(()),
+        (None, None) => Err(status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized",
+        )),
+        _ => Err(state
+            .violation("an Authorization other than the proxy's reached the apiserver".to_owned())),
+    }
+}
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body> {
+    // The load benchmark's endpoint: no recording, no locks.
+    if request.uri().path() == "/api/v1/namespaces/default/pods/bench"
+        && request.method() == Method::GET
+    {
+        if let Err(response) = screen(&state, request.headers()) {
+            return response;
+        }
+        return json_response(StatusCode::OK, state.bench_pod.clone());
+    }
+    let mut recorded = RecordedRequest {
+        method: request.method().clone(),
+        uri: request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned(),
+        version: request.version(),
+        headers: request.headers().clone(),
+        user: None,
+    };
+    let screened = screen(&state, request.headers());
+    let user = screened.and_then(|()| impersonation::user_info(request.headers()));
+    recorded.user = user.as_ref().ok().cloned();
+    state.requests.lock().unwrap().push(recorded);
+    match user {
+        Ok(user) => route(state, request, user).await,
+        Err(response) => response,
+    }
+}
+
+async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = request.method().clone();
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", ["version"]) => discovery::version(),
+        ("GET", ["api"]) => discovery::api(request.headers()),
+        ("GET", ["apis"]) => discovery::apis(request.headers()),
+        ("GET", ["api", "v1"]) => discovery::core_v1(),
+        ("GET", ["apis", group, version]) => discovery::group_version(group, version),
+        ("GET", ["openapi", "v3"]) => discovery::openapi_index(),
+        ("GET", ["openapi", "v3", rest @ ..]) => discovery::openapi_document(&rest.join("/")),
+        ("POST", ["apis", "authentication.k8s.io", version, "selfsubjectreviews"]) => {
+            resources::self_subject_review(version, &user)
+        }
+        ("POST", ["apis", "authorization.k8s.io", _, "selfsubjectaccessreviews"]) => {
+            resources::self_subject_access_review(request, &user).await
+        }
+        (_, ["api", "v1", "namespaces", ns, "pods", name, "exec"]) => {
+            exec::exec(request, ns, name).await
+        }
+        ("GET", ["api", "v1", "namespaces", _, "pods", name, "log"]) => {
+            let name = (*name).to_owned();
+            resources::logs(&state, &request, &name)
+        }
+        (_, ["api", "v1", "namespaces"]) | (_, ["api", "v1", "namespaces", _]) => {
+            resources::namespaces(&state, request, &segments).await
+        }
+        (_, ["api", "v1", "namespaces", _, "pods", ..]) | (_, ["api", "v1", "pods"]) => {
+            resources::pods(&state, request, &segments).await
+        }
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+    }
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+fn json_response(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn json_value(code: StatusCode, value: &Value) -> Response<Body> {
+    json_response(code, value.to_string())
+}
+
+fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    json_value(
+        code,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code.as_u16(),
+        }),
+    )
+}
+
+/// A watch or log body that ends after `timeout` (the apiserver's watch timeout).
+fn streaming(
+    stream: impl futures_util::Stream<Item = Bytes> + Send + 'static,
+    timeout: Option<Duration>,
+) -> Body {
+    use futures_util::StreamExt;
+    let frames = stream.map(|bytes| Ok::<_, Infallible>(http_body::Frame::data(bytes)));
+    match timeout {
+        Some(timeout) => {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let limited = frames.take_until(tokio::time::sleep_until(deadline));
+            http_body_util::StreamBody::new(limited).boxed_unsync()
+        }
+        None => http_body_util::StreamBody::new(frames).boxed_unsync(),
+    }
+}
