@@ -19,26 +19,17 @@ pub struct Paddock {
     log: PathBuf,
 }
 
-/// A free loopback port (bound then released: a tiny race, fine for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
-
 impl Paddock {
-    /// Starts `bin serve --listen 127.0.0.1:<port> --data-dir <tmp> <args>`
-    /// and waits until it accepts connections.
+    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir <tmp> <args>` and
+    /// waits until it logs the port it bound (no port races between tests).
     pub fn start(bin: &Path, args: &[String]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let log = dir.path().join("paddock.log");
         let log_file = fs::File::create(&log).expect("log file");
         let child = Command::new(bin)
             .arg("serve")
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(args)
@@ -50,7 +41,7 @@ impl Paddock {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let mut paddock = Self {
             child: Some(child),
-            port,
+            port: 0,
             dir,
             log,
         };
@@ -68,8 +59,11 @@ impl Paddock {
             {
                 panic!("paddock exited early with {status}:\n{}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if let Some(port) = self.logged_port() {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    self.port = port;
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -77,6 +71,14 @@ impl Paddock {
             "paddock did not start listening within 15 s:\n{}",
             self.log()
         );
+    }
+
+    /// The port from the "paddock listening addr=127.0.0.1:<port>" log line.
+    fn logged_port(&self) -> Option<u16> {
+        let log = self.log();
+        let line = log.lines().find(|l| l.contains("paddock listening"))?;
+        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+        addr.rsplit(':').next()?.parse().ok()
     }
 
     /// `https://127.0.0.1:<port>`.
