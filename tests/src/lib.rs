@@ -6,6 +6,7 @@ pub mod client;
 pub mod fake_apiserver;
 pub mod kubectl;
 pub mod paddock;
+pub mod proxy;
 pub mod tls;
 
 use std::sync::Arc;

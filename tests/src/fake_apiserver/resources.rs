@@ -105,6 +105,10 @@ pub(super) async fn pods(
             }
         }
         (Method::GET, Some(name)) => {
+            // Tests of in-flight requests ask for a slow answer.
+            if let Some(ms) = query_flag(&request, "fakeDelayMs").and_then(|v| v.parse().ok()) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             let key = (namespace.unwrap_or_default(), name.clone());
             match state.pods.lock().unwrap().get(&key) {
                 Some(pod) if wants_table(&request) => {
