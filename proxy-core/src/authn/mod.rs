@@ -8,9 +8,9 @@
 //! retry instead of throwing their credentials away.
 
 pub mod client_cert;
-pub mod local;
 mod credential;
 mod identity;
+pub mod local;
 pub mod token_file;
 pub mod tokens;
 

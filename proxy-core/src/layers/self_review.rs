@@ -26,6 +26,8 @@ use crate::{
     error::ProxyError,
 };
 
+mod protobuf;
+
 /// Largest review body Paddock reads (kubectl sends a few hundred bytes).
 const MAX_REVIEW_BYTES: usize = 64 * 1024;
 
@@ -159,8 +161,13 @@ async fn review(request: Request<Incoming>, authorizer: Arc<dyn Authorizer>) -> 
         .await
         .map_err(|e| bad(format!("cannot read the review: {e}")))?
         .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| bad(format!("invalid SelfSubjectAccessReview: {e}")))?;
+    let json: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(json) => json,
+        // kubectl sends built-in types as protobuf.
+        Err(e) => protobuf::review_spec(&body)
+            .map(|spec| serde_json::json!({ "spec": spec }))
+            .ok_or_else(|| bad(format!("invalid SelfSubjectAccessReview: {e}")))?,
+    };
     let review = Review::deserialize(&json)
         .map_err(|e| bad(format!("invalid SelfSubjectAccessReview: {e}")))?;
     let attributes = match (
