@@ -152,3 +152,90 @@ impl Authorizer for PolicyAuthorizer {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ::policy::RequestAttributes;
+
+    use super::*;
+    use crate::authn::Identity;
+
+    const GRANT: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: alice-view}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\nsubjects:\n- {kind: User, apiGroup: rbac.authorization.k8s.io, name: alice}\n";
+
+    fn allowed(authorizer: &PolicyAuthorizer) -> bool {
+        let identity = Identity {
+            user: "alice".into(),
+            groups: vec!["system:authenticated".into()],
+            ..Identity::default()
+        };
+        let attributes =
+            RequestAttributes::from_request("GET", "/api/v1/namespaces/default/pods", None)
+                .unwrap();
+        authorizer
+            .authorize(&AuthzRequest {
+                identity: &identity,
+                cluster: "prod",
+                attributes: &attributes,
+                upgrade: false,
+            })
+            .allowed
+    }
+
+    async fn eventually(authorizer: &PolicyAuthorizer, expected: bool) -> bool {
+        for _ in 0..60 {
+            if allowed(authorizer) == expected {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn reloads_on_change_and_keeps_the_old_policy_when_the_new_one_is_bad() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = PolicySource {
+            dir: dir.path().to_owned(),
+            management_cluster: None,
+        };
+        let authorizer = PolicyAuthorizer::watch(source).unwrap();
+        assert!(!allowed(&authorizer), "empty policy denies");
+
+        std::fs::write(dir.path().join("grant.yaml"), GRANT).unwrap();
+        assert!(
+            eventually(&authorizer, true).await,
+            "the new binding was not picked up"
+        );
+
+        // A broken file anywhere in the directory keeps the policy in force.
+        std::fs::write(
+            dir.path().join("broken.yaml"),
+            "kind: RoleBinding\nroleRef: [",
+        )
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(allowed(&authorizer), "a bad file replaced the policy");
+
+        std::fs::remove_file(dir.path().join("broken.yaml")).unwrap();
+        std::fs::remove_file(dir.path().join("grant.yaml")).unwrap();
+        assert!(
+            eventually(&authorizer, false).await,
+            "removing the binding did not revoke"
+        );
+    }
+
+    #[test]
+    fn a_bad_policy_at_startup_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.yaml"), "kind: ClusterRoleBinding\nroleRef: {kind: ClusterRole, name: nope}\nmetadata: {name: x}\nsubjects: []\n").unwrap();
+        let error = PolicySource {
+            dir: dir.path().to_owned(),
+            management_cluster: None,
+        }
+        .load()
+        .unwrap_err();
+        assert!(error.to_string().contains("bad.yaml"), "{error}");
+    }
+}
