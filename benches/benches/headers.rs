@@ -13,8 +13,14 @@ use proxy_core::{authn::Identity, impersonation, layers::sanitize};
 fn incoming_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in [
-        ("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
-        ("user-agent", "kubectl/v1.32.4 (linux/amd64) kubernetes/59526cd"),
+        (
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        ),
+        (
+            "user-agent",
+            "kubectl/v1.32.4 (linux/amd64) kubernetes/59526cd",
+        ),
         ("kubectl-command", "kubectl get"),
         ("kubectl-session", "8b7b8a8e-7c4f-4b8c-9b7a-6f1f0b5e6d8c"),
         ("accept-encoding", "gzip"),
@@ -23,7 +29,10 @@ fn incoming_headers() -> HeaderMap {
         ("x-remote-user", "caller-poison"),
         ("connection", "keep-alive"),
     ] {
-        headers.append(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.append(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     headers
 }
