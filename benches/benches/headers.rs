@@ -48,6 +48,7 @@ fn identity(groups: usize) -> Identity {
             vec!["github_user://583231".to_owned()],
         )]),
         provider: "github".into(),
+        ..Identity::default()
     }
 }
 

@@ -60,8 +60,8 @@ pub(crate) struct AuthenticationConfig {
     pub(crate) token_file: Option<PathBuf>,
 }
 
-/// `authorization:` — a mode name (`deny-all`, `allow-authenticated`,
-/// `policy`) or a map with `mode` and the policy settings.
+/// `authorization:` — a mode name (`policy`, the default; `deny-all`,
+/// `allow-authenticated`) or a map with `mode` and the policy settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AuthorizationConfig {
@@ -78,12 +78,14 @@ pub(crate) struct AuthorizationConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum AuthorizationMode {
-    /// Deny every proxied request (the default until a policy is configured).
-    #[default]
+    /// Deny every proxied request.
     DenyAll,
     /// Allow any authenticated caller everything.
     AllowAuthenticated,
-    /// Kubernetes RBAC and Rancher's role model from `policyDir`.
+    /// Kubernetes RBAC and Rancher's role model: the built-in roles, the
+    /// role bindings made through the store (the bootstrap admin's among
+    /// them) and, when set, the files of `policyDir`. The default.
+    #[default]
     Policy,
 }
 
@@ -366,12 +368,6 @@ impl Config {
                         format!("{} is not a readable directory", dir.display()),
                     ));
                 }
-            }
-            (AuthorizationMode::Policy, None) => {
-                return Err(error(
-                    "authorization.policyDir",
-                    "required with mode policy",
-                ))
             }
             (_, Some(_)) => {
                 return Err(error("authorization.mode", "policyDir needs mode: policy"))

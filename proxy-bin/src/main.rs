@@ -3,6 +3,7 @@
 // A command-line tool reports to stdout.
 #![allow(clippy::print_stdout)]
 
+mod accounts_cmd;
 mod config;
 mod policy_cmd;
 mod serve;
@@ -36,6 +37,27 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Manage local users in the data directory's store.
+    User {
+        #[command(flatten)]
+        location: accounts_cmd::StoreLocation,
+        #[command(subcommand)]
+        command: accounts_cmd::UserCommand,
+    },
+    /// Issue, list and revoke Paddock tokens.
+    Token {
+        #[command(flatten)]
+        location: accounts_cmd::StoreLocation,
+        #[command(subcommand)]
+        command: accounts_cmd::TokenCommand,
+    },
+    /// Print a kubeconfig for a user, with a fresh kubeconfig token.
+    Kubeconfig {
+        #[command(flatten)]
+        location: accounts_cmd::StoreLocation,
+        #[command(flatten)]
+        args: accounts_cmd::KubeconfigArgs,
     },
     /// Check the authorization policy and ask it questions.
     Policy {
@@ -103,7 +125,8 @@ struct ServeArgs {
     /// Static tokens in Kubernetes' --token-auth-file CSV format.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
-    /// deny-all (default), allow-authenticated, or policy (with --policy-dir).
+    /// policy (default: built-in roles, the store's bindings, --policy-dir),
+    /// allow-authenticated, or deny-all.
     #[arg(long)]
     authorization: Option<AuthorizationMode>,
     /// Directory of RBAC / Rancher policy YAML; implies --authorization policy.
@@ -132,6 +155,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve(args) => serve::run(*args),
+        Command::User { location, command } => accounts_cmd::user(&location, command),
+        Command::Token { location, command } => accounts_cmd::token(&location, command),
+        Command::Kubeconfig { location, args } => accounts_cmd::kubeconfig(&location, &args),
         Command::Policy { command } => match command {
             PolicyCommand::Check(location) => policy_cmd::check(&location),
             PolicyCommand::CanI(question) => policy_cmd::ask(&question, false),

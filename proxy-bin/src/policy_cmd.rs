@@ -56,7 +56,11 @@ pub(crate) fn check(location: &PolicyLocation) -> ExitCode {
     match load(location) {
         Ok((source, set)) => {
             let stats = set.stats();
-            println!("{}: valid ({stats:?})", source.dir.display());
+            let origin = source.dir.as_deref().map_or_else(
+                || "built-in roles".to_owned(),
+                |dir| dir.display().to_string(),
+            );
+            println!("{origin}: valid ({stats:?})");
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -122,11 +126,11 @@ fn load(location: &PolicyLocation) -> Result<(PolicySource, policy::PolicySet), 
                     file.display()
                 ));
             }
-            policy_source(&config.authorization).map_err(|e| e.to_string())?
+            policy_source(&config.authorization)
         }
         (None, Some(dir)) => PolicySource {
-            dir: dir.clone(),
             management_cluster: location.management_cluster.clone(),
+            ..PolicySource::dir(dir)
         },
         _ => return Err("give --config or --policy-dir".to_owned()),
     };

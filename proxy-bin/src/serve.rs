@@ -9,6 +9,7 @@ use std::{
 };
 
 use proxy_core::{
+    accounts::{Accounts, AccountsOptions},
     authn::{client_cert::ClientCertAuthenticator, token_file::TokenFileAuthenticator},
     authz::{
         policy::{PolicyAuthorizer, PolicySource},
@@ -18,7 +19,7 @@ use proxy_core::{
     upstream::{ClusterConfig, UpstreamCredential},
     Proxy,
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     config::{
@@ -29,7 +30,7 @@ use crate::{
 };
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
-const DEFAULT_DATA_DIR: &str = "paddock-data";
+pub(crate) const DEFAULT_DATA_DIR: &str = "paddock-data";
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let config = match load(&args) {
@@ -203,7 +204,14 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         _ => ServerTls::self_signed(&data_dir, &config.tls.extra_names)
             .map_err(|e| ServeError::Runtime(anyhow::anyhow!("self-signed certificate: {e}")))?,
     };
-    let mut builder = Proxy::builder();
+    let accounts = open_accounts(&data_dir)?;
+    let mut builder = Proxy::builder().accounts(accounts.clone());
+    if let Some(ca) = &tls.ca_pem {
+        builder = builder.server_ca(ca.clone());
+    }
+    if let Some(id) = &config.authorization.management_cluster {
+        builder = builder.management_cluster(id.clone());
+    }
     if let Some(ca) = &config.tls.client_ca_file {
         tls = tls.with_client_ca_file(ca).map_err(|e| ConfigError {
             path: "tls.clientCAFile".into(),
@@ -235,7 +243,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             Arc::new(AllowAuthenticated)
         }
         AuthorizationMode::Policy => {
-            let source = policy_source(&config.authorization)?;
+            let source = PolicySource {
+                store: Some(accounts.view().clone()),
+                ..policy_source(&config.authorization)
+            };
             let authorizer = PolicyAuthorizer::watch(source).map_err(|e| ConfigError {
                 path: "authorization.policyDir".into(),
                 message: e.to_string(),
@@ -275,16 +286,48 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Runtime(e.into()))
 }
 
-/// The policy directory of an `authorization:` section in mode `policy`.
-pub(crate) fn policy_source(config: &AuthorizationConfig) -> Result<PolicySource, ConfigError> {
-    let dir = config.policy_dir.clone().ok_or_else(|| ConfigError {
-        path: "authorization.policyDir".into(),
-        message: "required with mode policy".into(),
-    })?;
-    Ok(PolicySource {
-        dir,
+/// Opens the store in `data_dir` (refusing a corrupt or newer one), creates
+/// the bootstrap admin on first start and prints its password once, and
+/// starts the store's background work.
+fn open_accounts(data_dir: &Path) -> Result<Arc<Accounts>, ServeError> {
+    let accounts = Accounts::open(data_dir, AccountsOptions::default())
+        .map_err(|e| ServeError::Runtime(anyhow::anyhow!("{e}")))?;
+    if let Some(admin) = accounts
+        .bootstrap()
+        .map_err(|e| ServeError::Runtime(anyhow::anyhow!("bootstrap admin: {e}")))?
+    {
+        tracing::warn!(
+            user = %admin.user.username,
+            password_file = %admin.password_file.display(),
+            "bootstrap admin created; its password must be changed at first login"
+        );
+        // Printed once, on stdout (logs go to stderr); also in the 0600 file.
+        println!(
+            "Paddock created the user {} with the one-time password {}\n\
+             (also in {}). Log in with POST /paddock/v1/login and set a new one with \
+             POST /paddock/v1/password.",
+            admin.user.username,
+            admin.password.expose_secret(),
+            admin.password_file.display()
+        );
+    }
+    let accounts = Arc::new(accounts);
+    accounts.spawn_background();
+    tracing::info!(
+        users = accounts.view().with_snapshot(|s| s.user_count()),
+        "user store open"
+    );
+    Ok(accounts)
+}
+
+/// The policy files of an `authorization:` section in mode `policy` (the
+/// store, when there is one, is added by the caller).
+pub(crate) fn policy_source(config: &AuthorizationConfig) -> PolicySource {
+    PolicySource {
+        dir: config.policy_dir.clone(),
+        store: None,
         management_cluster: config.management_cluster.clone(),
-    })
+    }
 }
 
 fn cluster_config(entry: &ClusterEntry) -> Result<ClusterConfig, String> {

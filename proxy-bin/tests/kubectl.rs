@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     kubectl::{write_file, Kubeconfig},
-    paddock::Paddock,
+    paddock::{upstream_args, Paddock},
     tls::TestCa,
 };
 
@@ -27,23 +27,13 @@ async fn setup(extra_args: &[&str]) -> Setup {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ca = write_file(dir.path(), "upstream-ca.crt", fake.ca_pem());
-    let token = write_file(dir.path(), "proxy-token", fake.token());
     let tokens = write_file(
         dir.path(),
         "tokens.csv",
         &format!("{ALICE_TOKEN},alice,1001,\"developers,ops\"\n"),
     );
-    let mut args: Vec<String> = vec![
-        "--upstream".into(),
-        fake.url(),
-        "--upstream-ca".into(),
-        ca.display().to_string(),
-        "--upstream-token-file".into(),
-        token.display().to_string(),
-        "--token-auth-file".into(),
-        tokens.display().to_string(),
-    ];
+    let mut args = upstream_args(&fake, dir.path());
+    args.extend(["--token-auth-file".into(), tokens.display().to_string()]);
     args.extend(extra_args.iter().map(|s| (*s).to_owned()));
     let paddock = Paddock::start(env!("CARGO_BIN_EXE_paddock").as_ref(), &args);
     Setup {
@@ -164,12 +154,12 @@ async fn watches_and_logs_stream_through_paddock() {
 async fn errors_reach_kubectl_as_status_messages() {
     let setup = setup(&[]).await;
     let kube = Kubeconfig::new(&setup.paddock.url(), &setup.paddock.ca_pem(), ALICE_TOKEN);
-    // No policy configured: Paddock starts, and denies with a reason kubectl prints.
+    // No binding for alice: Paddock denies with a reason kubectl prints.
     let denied = kube.run(&["get", "--raw", "/api/v1/namespaces/default/pods"], None);
     let stderr = String::from_utf8_lossy(&denied.stderr);
     assert!(!denied.status.success());
     assert!(
-        stderr.contains("Forbidden") && stderr.contains("no authorization policy"),
+        stderr.contains("Forbidden") && stderr.contains("no binding"),
         "{stderr}"
     );
 

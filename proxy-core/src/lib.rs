@@ -33,6 +33,7 @@
 //! - `kube` (default): read clusters from kubeconfig files
 //!   ([`upstream::ClusterConfig::from_kubeconfig`]).
 
+pub mod accounts;
 pub mod authn;
 pub mod authz;
 pub mod body;
@@ -40,6 +41,7 @@ pub mod context;
 pub mod endpoints;
 pub mod error;
 pub mod impersonation;
+pub mod kubeconfig;
 pub mod layers;
 pub mod plugin;
 pub mod plugins;
@@ -53,6 +55,7 @@ pub mod upstream;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use accounts::Accounts;
 use authn::{Authenticator, AuthenticatorChain};
 use authz::{Authorizer, DenyAll};
 use plugin::{Plugin, Plugins};
@@ -70,6 +73,9 @@ pub struct ProxyBuilder {
     clusters: Vec<(ClusterConfig, bool)>,
     plugins: Vec<Arc<dyn Plugin>>,
     grace: Duration,
+    accounts: Option<Arc<Accounts>>,
+    ca_pem: Option<Vec<u8>>,
+    management_cluster: String,
 }
 
 impl Default for ProxyBuilder {
@@ -80,6 +86,9 @@ impl Default for ProxyBuilder {
             clusters: Vec::new(),
             plugins: vec![Arc::new(plugins::access_log::AccessLog)],
             grace: DEFAULT_SHUTDOWN_GRACE,
+            accounts: None,
+            ca_pem: None,
+            management_cluster: ::policy::DEFAULT_MANAGEMENT_CLUSTER.to_owned(),
         }
     }
 }
@@ -88,6 +97,31 @@ impl ProxyBuilder {
     /// Adds an identity provider, asked after those already added.
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
         self.authenticators = self.authenticators.with(authenticator);
+        self
+    }
+
+    /// Serves local users and Paddock-issued tokens: their tokens are
+    /// accepted (asked before the authenticators already added), and the
+    /// login, kubeconfig and admin endpoints are enabled.
+    pub fn accounts(mut self, accounts: Arc<Accounts>) -> Self {
+        let tokens: Arc<dyn Authenticator> = accounts.tokens().clone();
+        self.authenticators = AuthenticatorChain::new()
+            .with_shared(tokens)
+            .extend(self.authenticators);
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// The CA certificate (PEM) that downloaded kubeconfigs trust.
+    pub fn server_ca(mut self, pem: Vec<u8>) -> Self {
+        self.ca_pem = Some(pem);
+        self
+    }
+
+    /// The cluster id administration is authorized against (default
+    /// `local`, Rancher's management cluster).
+    pub fn management_cluster(mut self, id: impl Into<String>) -> Self {
+        self.management_cluster = id.into();
         self
     }
 
@@ -135,6 +169,9 @@ impl ProxyBuilder {
             router: Arc::new(router),
             plugins: Plugins::new(self.plugins),
             shutdown: shutdown.clone(),
+            accounts: self.accounts,
+            ca_pem: self.ca_pem,
+            management_cluster: self.management_cluster,
         });
         Ok(Proxy {
             service,

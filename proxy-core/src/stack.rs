@@ -7,9 +7,10 @@ use hyper::body::Incoming;
 use tower::{util::BoxCloneSyncService, ServiceBuilder};
 
 use crate::{
+    accounts::Accounts,
     authn::AuthenticatorChain,
     authz::Authorizer,
-    endpoints::Endpoints,
+    endpoints::{Endpoints, EndpointsConfig},
     layers::{
         authenticate::AuthenticateLayer, authorize::AuthorizeLayer, impersonate::ImpersonateLayer,
         plugins::PluginsLayer, rescue::RescueLayer, route::RouteLayer, sanitize::SanitizeLayer,
@@ -36,10 +37,26 @@ pub struct StackParts {
     pub plugins: Plugins,
     /// Shutdown signals: watches end on drain, tunnels on abort.
     pub shutdown: Shutdown,
+    /// Users and tokens for the `/paddock/v1/` endpoints, if any.
+    pub accounts: Option<Arc<Accounts>>,
+    /// Paddock's serving CA, handed out in kubeconfigs.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Where administration is authorized (global roles' own rules).
+    pub management_cluster: String,
 }
 
 /// Builds the stack, outermost layer first.
 pub fn build(parts: StackParts) -> ProxyService {
+    let endpoints = Endpoints::new(
+        parts.router.clone(),
+        EndpointsConfig {
+            accounts: parts.accounts,
+            authenticators: parts.authenticators.clone(),
+            authorizer: parts.authorizer.clone(),
+            ca_pem: parts.ca_pem,
+            management_cluster: parts.management_cluster,
+        },
+    );
     let service = ServiceBuilder::new()
         // Id, span and context first, so everything below (errors included) is traced and logged.
         .layer(TraceLayer::new(parts.plugins.clone()))
@@ -48,10 +65,7 @@ pub fn build(parts: StackParts) -> ProxyService {
         // Caller-sent identity and hop-by-hop headers go before anything can read them.
         .layer(SanitizeLayer)
         // /paddock/ endpoints branch off; cluster requests get their target and relative path.
-        .layer(RouteLayer::new(
-            parts.router.clone(),
-            Endpoints::new(parts.router),
-        ))
+        .layer(RouteLayer::new(parts.router, endpoints))
         // Credentials become an Identity; Authorization and Cookie are removed.
         .layer(AuthenticateLayer::new(parts.authenticators))
         // Plugins see who is calling before policy decides (audit, rate limits).

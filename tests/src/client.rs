@@ -115,6 +115,29 @@ impl TestClient {
         Collected { head, body }
     }
 
+    /// `method url` with a JSON body and an optional bearer token.
+    pub async fn send_json(
+        &self,
+        method: http::Method,
+        url: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Collected {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        self.fetch(
+            request
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request"),
+        )
+        .await
+    }
+
     /// `GET url` with a bearer token.
     pub async fn get(&self, url: &str, token: Option<&str>) -> Collected {
         let mut request = Request::get(url);

@@ -50,6 +50,13 @@ impl Kubeconfig {
         Self { dir }
     }
 
+    /// A kubeconfig file holding exactly `yaml` (e.g. one Paddock handed out).
+    pub fn from_yaml(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("config"), yaml).expect("write kubeconfig");
+        Self { dir }
+    }
+
     /// The kubeconfig's path.
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("config")

@@ -9,6 +9,21 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// `--upstream`, `--upstream-ca` and `--upstream-token-file` for `fake`, its
+/// CA and Paddock's credential written into `dir`.
+pub fn upstream_args(fake: &crate::fake_apiserver::FakeApiServer, dir: &Path) -> Vec<String> {
+    let ca = crate::kubectl::write_file(dir, "upstream-ca.crt", fake.ca_pem());
+    let token = crate::kubectl::write_file(dir, "proxy-token", fake.token());
+    vec![
+        "--upstream".into(),
+        fake.url(),
+        "--upstream-ca".into(),
+        ca.display().to_string(),
+        "--upstream-token-file".into(),
+        token.display().to_string(),
+    ]
+}
+
 /// A `paddock serve` child process on a free loopback port, with its own
 /// data directory. Killed on drop; its log is printed if a test panics.
 #[derive(Debug)]
@@ -89,6 +104,41 @@ impl Paddock {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Its data directory (store, generated TLS, bootstrap password).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The bootstrap admin's one-time password.
+    pub fn bootstrap_password(&self) -> String {
+        fs::read_to_string(self.data_dir().join("bootstrap-password"))
+            .expect("bootstrap password file")
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs `bin <args> --data-dir <its data dir>` (a CLI command on the
+    /// running server's store) with `stdin`, and returns its output.
+    pub fn cli(&self, bin: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
     }
 
     /// The generated CA clients must trust.

@@ -10,7 +10,7 @@ fn check(yaml: &str) -> Result<Config, ConfigError> {
 fn empty_file_is_the_embedded_defaults() {
     let config = check("").unwrap();
     assert!(config.clusters.is_empty());
-    assert_eq!(config.authorization.mode, AuthorizationMode::DenyAll);
+    assert_eq!(config.authorization.mode, AuthorizationMode::Policy);
 }
 
 #[test]
@@ -31,7 +31,7 @@ fn errors_name_the_key_path() {
         ("authentication:\n  passwords: yes\n", "authentication.passwords"),
         ("logging:\n  level: '[[['\n", "logging.level"),
         ("unknownTopLevel: 1\n", "unknownTopLevel"),
-        ("authorization:\n  mode: policy\n", "authorization.policyDir"),
+        ("authorization:\n  mode: deny-all\n  policyDir: /tmp\n", "authorization.mode"),
         ("authorization:\n  mode: policy\n  policyDir: /nonexistent\n", "authorization.policyDir"),
     ];
     for (yaml, path) in cases {

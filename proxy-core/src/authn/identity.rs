@@ -20,6 +20,9 @@ pub struct Identity {
     pub extra: BTreeMap<String, Vec<String>>,
     /// The provider that authenticated the caller, e.g. `token-file`.
     pub provider: String,
+    /// The only cluster this credential may be used for (a cluster-scoped
+    /// token); `None` for every cluster.
+    pub cluster_scope: Option<String>,
 }
 
 impl Identity {

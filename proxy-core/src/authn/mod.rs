@@ -43,6 +43,13 @@ pub enum AuthnError {
         /// Seconds until the next attempt may succeed.
         retry_after_secs: u64,
     },
+    /// The credential is valid but its user must change their password first
+    /// (the bootstrap admin's first login).
+    #[error("the password of {username} must be changed first")]
+    PasswordChangeRequired {
+        /// The user's login name.
+        username: String,
+    },
 }
 
 impl From<AuthnError> for ProxyError {
@@ -55,6 +62,12 @@ impl From<AuthnError> for ProxyError {
             AuthnError::Throttled { retry_after_secs } => {
                 ProxyError::TooManyRequests { retry_after_secs }
             }
+            AuthnError::PasswordChangeRequired { username } => ProxyError::Forbidden {
+                reason: format!(
+                    "user {username} must change their password before doing anything else: \
+                     POST /paddock/v1/password"
+                ),
+            },
         }
     }
 }
@@ -99,6 +112,12 @@ impl AuthenticatorChain {
     /// Appends a shared authenticator.
     pub fn with_shared(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
         self.authenticators.push(authenticator);
+        self
+    }
+
+    /// Appends every authenticator of `other`.
+    pub fn extend(mut self, other: AuthenticatorChain) -> Self {
+        self.authenticators.extend(other.authenticators);
         self
     }
 

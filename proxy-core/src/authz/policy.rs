@@ -6,11 +6,12 @@ use std::{
     sync::Arc,
 };
 
-use ::policy::{Decision, ImpersonationRequest, PolicySet, Subject};
+use ::policy::{Decision, ImpersonationRequest, PolicySet, PolicySetBuilder, Subject};
 use arc_swap::ArcSwap;
 
 use super::{Authorizer, AuthzRequest};
 use crate::reload::{FileWatch, DEFAULT_POLL_INTERVAL};
+use crate::store::{BindingScope, Revision, Snapshot, StoreView};
 
 /// Why a policy directory could not be loaded: the file and, from the
 /// policy crate, the document index and what is wrong.
@@ -30,41 +31,40 @@ pub enum PolicyLoadError {
     Invalid(String),
 }
 
-/// Where policy comes from, and the management cluster (whose id global
-/// roles' own rules apply to).
-#[derive(Debug, Clone)]
+/// Where policy comes from: a directory of YAML files, the role bindings
+/// and projects created through the store, or both; and the management
+/// cluster (whose id global roles' own rules apply to).
+#[derive(Debug, Clone, Default)]
 pub struct PolicySource {
     /// Directory of `*.yaml` / `*.yml` files (multi-document).
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
+    /// The store whose role bindings and projects join the files' objects.
+    pub store: Option<Arc<StoreView>>,
     /// The management cluster's id, if any.
     pub management_cluster: Option<String>,
 }
 
 impl PolicySource {
-    /// Reads and compiles every YAML file in the directory, in name order.
+    /// Policy from a directory only.
+    pub fn dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: Some(dir.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Reads and compiles every YAML file in the directory, in name order,
+    /// then the store's bindings and projects.
     pub fn load(&self) -> Result<PolicySet, PolicyLoadError> {
-        let read_error = |path: &Path, e: std::io::Error| PolicyLoadError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map_err(|e| read_error(&self.dir, e))?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| {
-                matches!(
-                    path.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml")
-                ) && path.is_file()
-            })
-            .collect();
-        files.sort();
         let mut builder = PolicySet::builder();
         builder.management_cluster(self.management_cluster.as_deref());
-        for file in &files {
-            let text = std::fs::read_to_string(file).map_err(|e| read_error(file, e))?;
+        if let Some(dir) = &self.dir {
+            add_dir(&mut builder, dir)?;
+        }
+        if let Some(store) = &self.store {
+            let documents = store.with_snapshot(store_documents);
             builder
-                .add_yaml(&file.display().to_string(), &text)
+                .add_yaml("store", &documents)
                 .map_err(|e| PolicyLoadError::Invalid(e.to_string()))?;
         }
         builder
@@ -73,11 +73,120 @@ impl PolicySource {
     }
 }
 
+fn add_dir(builder: &mut PolicySetBuilder, dir: &Path) -> Result<(), PolicyLoadError> {
+    let read_error = |path: &Path, e: std::io::Error| PolicyLoadError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| read_error(dir, e))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            ) && path.is_file()
+        })
+        .collect();
+    files.sort();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| read_error(file, e))?;
+        builder
+            .add_yaml(&file.display().to_string(), &text)
+            .map_err(|e| PolicyLoadError::Invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The store's role bindings and projects as Rancher objects (JSON documents,
+/// which are YAML). A binding's subject is a user id (`u-...`, matched as
+/// `userName`) or a principal id (`..._group://` is a group).
+fn store_documents(snap: &Snapshot) -> String {
+    use serde_json::{json, Map, Value};
+    let mut documents = Vec::new();
+    for project in snap.projects() {
+        let p = &project.value;
+        documents.push(json!({
+            "apiVersion": "management.cattle.io/v3", "kind": "Project",
+            "metadata": {"name": p.id},
+            "spec": {"clusterName": p.cluster_id, "namespaces": p.namespaces},
+        }));
+    }
+    for binding in snap.role_bindings() {
+        let b = &binding.value;
+        let mut object = Map::new();
+        object.insert("apiVersion".into(), json!("management.cattle.io/v3"));
+        object.insert("metadata".into(), json!({"name": b.id}));
+        let subject_field = if b.subject.contains("_group://") {
+            "groupPrincipalName"
+        } else if b.subject.contains("://") {
+            "userPrincipalName"
+        } else {
+            "userName"
+        };
+        object.insert(subject_field.into(), json!(b.subject));
+        match &b.scope {
+            BindingScope::Global => {
+                object.insert("kind".into(), json!("GlobalRoleBinding"));
+                object.insert("globalRoleName".into(), json!(b.role));
+            }
+            BindingScope::Cluster(cluster) => {
+                object.insert("kind".into(), json!("ClusterRoleTemplateBinding"));
+                object.insert("clusterName".into(), json!(cluster));
+                object.insert("roleTemplateName".into(), json!(b.role));
+            }
+            BindingScope::Project(project) => {
+                let cluster = snap
+                    .project(project)
+                    .map(|p| p.value.cluster_id.clone())
+                    .unwrap_or_default();
+                object.insert("kind".into(), json!("ProjectRoleTemplateBinding"));
+                object.insert("projectName".into(), json!(format!("{cluster}:{project}")));
+                object.insert("roleTemplateName".into(), json!(b.role));
+            }
+        }
+        documents.push(Value::Object(object));
+    }
+    documents
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// What the store's part of the policy depends on: bindings and projects at
+/// their revisions.
+fn store_fingerprint(snap: &Snapshot) -> Vec<(String, Revision)> {
+    snap.role_bindings()
+        .map(|b| (b.value.id.clone(), b.revision))
+        .chain(
+            snap.projects()
+                .map(|p| (format!("p/{}", p.value.id), p.revision)),
+        )
+        .collect()
+}
+
+/// How often the store's bindings are compared with the compiled policy's
+/// (an in-memory look at the snapshot).
+const STORE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Decides with a compiled [`PolicySet`]; readers never wait for a reload.
 #[derive(Clone)]
 pub struct PolicyAuthorizer {
     set: Arc<ArcSwap<PolicySet>>,
     _watch: Option<Arc<FileWatch>>,
+    _store_watch: Option<Arc<AbortOnDrop>>,
+}
+
+/// Stops the store watch with the last authorizer clone.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for PolicyAuthorizer {
@@ -94,26 +203,60 @@ impl PolicyAuthorizer {
         Self {
             set: Arc::new(ArcSwap::from_pointee(set)),
             _watch: None,
+            _store_watch: None,
         }
     }
 
     /// Loads `source` now (an error stops startup) and reloads it whenever
-    /// a file in the directory changes; a bad new version is logged with
-    /// its file and document and the previous policy stays in force.
+    /// a file in the directory or a binding or project in the store changes;
+    /// a bad new version is logged with its file and document and the
+    /// previous policy stays in force.
     pub fn watch(source: PolicySource) -> Result<Self, PolicyLoadError> {
         let mut authorizer = Self::new(source.load()?);
-        let set = authorizer.set.clone();
-        let dir = source.dir.clone();
-        authorizer._watch = Some(Arc::new(FileWatch::spawn(
-            dir,
-            DEFAULT_POLL_INTERVAL,
-            move |_| {
+        let source = Arc::new(source);
+        let reload = {
+            let (set, source) = (authorizer.set.clone(), source.clone());
+            move || -> Result<(), String> {
                 let new = source.load().map_err(|e| e.to_string())?;
                 tracing::info!(stats = ?new.stats(), "policy reloaded");
                 set.store(Arc::new(new));
                 Ok(())
-            },
-        )));
+            }
+        };
+        if let Some(dir) = &source.dir {
+            let reload = reload.clone();
+            authorizer._watch = Some(Arc::new(FileWatch::spawn(
+                dir.clone(),
+                DEFAULT_POLL_INTERVAL,
+                move |_| reload(),
+            )));
+        }
+        if let Some(store) = &source.store {
+            let store = Arc::downgrade(store);
+            let task = tokio::spawn(async move {
+                let mut last = None;
+                let mut tick = tokio::time::interval(STORE_POLL_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    let Some(view) = store.upgrade() else { return };
+                    let current = view.with_snapshot(store_fingerprint);
+                    if last.as_ref() == Some(&current) {
+                        continue;
+                    }
+                    if last.is_some() {
+                        let reload = reload.clone();
+                        let result = tokio::task::spawn_blocking(reload)
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()));
+                        if let Err(error) = result {
+                            tracing::warn!(%error, "policy reload failed, keeping the previous policy");
+                        }
+                    }
+                    last = Some(current);
+                }
+            });
+            authorizer._store_watch = Some(Arc::new(AbortOnDrop(task)));
+        }
         Ok(authorizer)
     }
 
@@ -196,10 +339,7 @@ mod tests {
     #[tokio::test]
     async fn reloads_on_change_and_keeps_the_old_policy_when_the_new_one_is_bad() {
         let dir = tempfile::tempdir().unwrap();
-        let source = PolicySource {
-            dir: dir.path().to_owned(),
-            management_cluster: None,
-        };
+        let source = PolicySource::dir(dir.path());
         let authorizer = PolicyAuthorizer::watch(source).unwrap();
         assert!(!allowed(&authorizer), "empty policy denies");
 
@@ -230,12 +370,7 @@ mod tests {
     fn a_bad_policy_at_startup_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bad.yaml"), "kind: ClusterRoleBinding\nroleRef: {kind: ClusterRole, name: nope}\nmetadata: {name: x}\nsubjects: []\n").unwrap();
-        let error = PolicySource {
-            dir: dir.path().to_owned(),
-            management_cluster: None,
-        }
-        .load()
-        .unwrap_err();
+        let error = PolicySource::dir(dir.path()).load().unwrap_err();
         assert!(error.to_string().contains("bad.yaml"), "{error}");
     }
 }

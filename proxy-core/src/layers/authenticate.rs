@@ -77,8 +77,19 @@ where
             headers.remove(header::AUTHORIZATION);
             headers.remove(header::COOKIE);
             let identity = chain.authenticate(&credentials?).await?;
+            let context = context::of(&request);
+            if let Some(scope) = &identity.cluster_scope {
+                if context.cluster() != Some(scope.as_str()) {
+                    return Err(ProxyError::Forbidden {
+                        reason: format!(
+                            "this token is valid only for cluster {scope}, not for {}",
+                            context.cluster().unwrap_or("this endpoint")
+                        ),
+                    });
+                }
+            }
             tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
-            context::of(&request).set_identity(identity);
+            context.set_identity(identity);
             inner.call(request).await
         })
     }

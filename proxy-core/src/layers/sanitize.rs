@@ -65,10 +65,25 @@ where
                 .extensions_mut()
                 .insert(CallerImpersonation(requested));
         }
+        // Kept for Paddock's own endpoints (kubeconfig server URLs); never forwarded.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()))
+            .map(|h| RequestHost(h.to_owned()));
+        if let Some(host) = host {
+            request.extensions_mut().insert(host);
+        }
         strip(request.headers_mut());
         self.inner.call(request)
     }
 }
+
+/// The `Host` (or HTTP/2 `:authority`) the caller addressed, as it was before
+/// sanitizing removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHost(pub String);
 
 /// Removes caller-sent `Impersonate-*`, `X-Remote-*`, hop-by-hop headers,
 /// headers listed in `Connection`, `Host` and `X-Forwarded-*`/`Forwarded`.

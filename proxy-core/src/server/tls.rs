@@ -101,6 +101,12 @@ impl ServerTls {
         Ok(tls)
     }
 
+    /// The CA of the certificate [`ServerTls::self_signed`] generated in
+    /// `data_dir`, if it exists.
+    pub fn generated_ca_pem(data_dir: &Path) -> Option<Vec<u8>> {
+        fs::read(SelfSignedPaths::new(&data_dir.join("tls")).ca).ok()
+    }
+
     /// The rustls configuration for the listener.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         use secrecy::ExposeSecret;

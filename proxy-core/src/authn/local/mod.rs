@@ -355,6 +355,47 @@ pub fn set_enabled(view: &StoreView, name_or_id: &str, enabled: bool) -> Result<
     Ok(updated)
 }
 
+/// Deletes a user with everything that belongs to them: password, tokens,
+/// role bindings and provider attributes. Their tokens fail from the next
+/// request on. Returns the deleted user. Blocking.
+pub fn delete_user(view: &StoreView, name_or_id: &str) -> Result<User, UserError> {
+    use crate::store::{Key, Kind};
+    let (user, ops) = view
+        .with_snapshot(|s| {
+            let user = find_user(s, name_or_id)?;
+            let rev = s.user(&user.id)?.revision;
+            let mut ops = vec![
+                Op::delete(Key::new(Kind::User, &user.id), Expect::Revision(rev)),
+                Op::delete(
+                    Key::new(Kind::Username, user.username.to_lowercase()),
+                    Expect::Any,
+                ),
+                Op::delete(Key::new(Kind::Password, &user.id), Expect::Any),
+                Op::delete(Key::new(Kind::UserAttributes, &user.id), Expect::Any),
+            ];
+            for token in s.tokens().filter(|t| t.value.user_id == user.id) {
+                ops.push(Op::delete(
+                    Key::new(Kind::Token, &token.value.id),
+                    Expect::Any,
+                ));
+                ops.push(Op::delete(
+                    Key::new(Kind::TokenUsage, &token.value.id),
+                    Expect::Any,
+                ));
+            }
+            for binding in s.role_bindings().filter(|b| b.value.subject == user.id) {
+                ops.push(Op::delete(
+                    Key::new(Kind::RoleBinding, &binding.value.id),
+                    Expect::Any,
+                ));
+            }
+            Some((user, ops))
+        })
+        .ok_or_else(|| UserError::NotFound(name_or_id.to_string()))?;
+    view.commit(ops)?;
+    Ok(user)
+}
+
 /// Every user, by username (`paddock user list`).
 pub fn list_users(view: &StoreView) -> Vec<User> {
     let mut v: Vec<User> = view.with_snapshot(|s| s.users().map(|u| u.value.clone()).collect());

@@ -10,6 +10,7 @@
 //!   short-TTL cache in front, keyed by a digest; [`LastUsed`] coalesces
 //!   last-used writes to one per token per minute.
 
+mod authenticator;
 mod cache;
 mod hash;
 mod last_used;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use authenticator::StoreTokens;
 pub use cache::TokenCache;
 pub(crate) use hash::{os_random, os_random_string, ID_ALPHABET};
 pub use hash::{Pepper, TokenHasher, SECRET_BYTES};

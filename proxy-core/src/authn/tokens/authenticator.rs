@@ -1,0 +1,130 @@
+//! [`StoreTokens`]: the [`Authenticator`] for Paddock-issued tokens, presented as
+//! `Authorization: Bearer` or in the session cookie.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use secrecy::ExposeSecret;
+
+use super::verify::VerifiedToken;
+use super::{split_presented, LastUsed, TokenCache, TokenError, TokenHasher, TokenVerifier};
+use crate::authn::{Authenticator, AuthnError, BoxFuture, Credential, Identity};
+use crate::store::{StoreView, Timestamp};
+
+/// How long a verified token is served from memory before the hash is checked
+/// again. Revocation does not wait for it: every hit is re-validated against the
+/// snapshot (see [`TokenCache`]).
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+const CACHE_CAPACITY: u64 = 100_000;
+
+/// Verifies Paddock-issued tokens against the store's snapshot, with a cache.
+pub struct StoreTokens {
+    view: Arc<StoreView>,
+    verifier: TokenVerifier,
+    cache: TokenCache<Arc<Identity>>,
+}
+
+impl std::fmt::Debug for StoreTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreTokens")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreTokens {
+    /// Tokens of `view`, hashed with `hasher`; uses are recorded in `last_used`.
+    pub fn new(view: Arc<StoreView>, hasher: Arc<TokenHasher>, last_used: Arc<LastUsed>) -> Self {
+        let verifier = TokenVerifier::new(hasher, view.clone()).with_activity(last_used);
+        Self {
+            view,
+            verifier,
+            cache: TokenCache::new(CACHE_TTL, CACHE_CAPACITY),
+        }
+    }
+
+    /// Verifies `presented` now: the token and the identity it stands for.
+    pub fn verify(&self, presented: &str) -> Result<(VerifiedToken, Arc<Identity>), TokenError> {
+        self.cache
+            .verify(&self.verifier, presented, Timestamp::now(), |token| {
+                self.identity(token)
+            })
+    }
+
+    /// Forgets a revoked token's cache entry at once.
+    pub fn invalidate_token(&self, id: &str) {
+        self.cache.invalidate_token(id);
+    }
+
+    /// The identity a verified token presents downstream: the user id as
+    /// `Impersonate-User`, the groups every provider reported at the last
+    /// refresh, and Rancher's two extras (`principalid`, `username`).
+    fn identity(&self, token: &VerifiedToken) -> Arc<Identity> {
+        self.view.with_snapshot(|snap| {
+            let user = snap.user(token.user_id()).map(|u| u.value.clone());
+            let attributes = snap.user_attributes(token.user_id());
+            let groups = attributes
+                .map(|a| a.value.groups.values().flatten().cloned().collect())
+                .unwrap_or_default();
+            let (username, principals) = user
+                .map(|u| (u.username, u.principal_ids))
+                .unwrap_or_default();
+            let mut extra = BTreeMap::new();
+            if !principals.is_empty() {
+                extra.insert("principalid".to_owned(), principals);
+            }
+            extra.insert("username".to_owned(), vec![username.clone()]);
+            Arc::new(Identity {
+                user: token.user_id().to_owned(),
+                username,
+                uid: None,
+                groups,
+                extra,
+                provider: token.record().provider.clone(),
+                cluster_scope: token.cluster().map(str::to_owned),
+            })
+        })
+    }
+
+    fn must_change_password(&self, user_id: &str) -> bool {
+        self.view.with_snapshot(|snap| {
+            snap.user(user_id)
+                .is_some_and(|u| u.value.must_change_password)
+        })
+    }
+}
+
+impl Authenticator for StoreTokens {
+    fn name(&self) -> &str {
+        "paddock-token"
+    }
+
+    fn authenticate<'a>(
+        &'a self,
+        credential: &'a Credential,
+    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
+        let result = match credential {
+            Credential::Bearer(token) | Credential::Session(token) => {
+                let presented = token.expose_secret();
+                if split_presented(presented).is_err() {
+                    // Not shaped like ours: another provider's token (a static token file).
+                    Ok(None)
+                } else {
+                    match self.verify(presented) {
+                        Ok((token, identity)) if self.must_change_password(token.user_id()) => {
+                            Err(AuthnError::PasswordChangeRequired {
+                                username: identity.username.clone(),
+                            })
+                        }
+                        Ok((_, identity)) => Ok(Some(identity)),
+                        Err(error) => {
+                            tracing::debug!(%error, "paddock token rejected");
+                            Err(AuthnError::Invalid)
+                        }
+                    }
+                }
+            }
+            _ => Ok(None),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}

@@ -1,0 +1,234 @@
+//! The admin API: users and tokens, authorized by the policy's global roles.
+
+use std::sync::Arc;
+
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::{
+    blocking, json, read_json,
+    session::{issue_error, token_json, user_error, user_json},
+    Caller, Endpoints,
+};
+use crate::{
+    accounts::Accounts,
+    authn::{local, tokens, tokens::NewToken},
+    error::ProxyError,
+    layers::ProxyResult,
+    store::{Timestamp, TokenKind},
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    password: SecretString,
+    #[serde(default)]
+    display_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ResetPassword {
+    password: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewApiToken {
+    #[serde(default = "api_kind")]
+    kind: String,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    description: String,
+}
+
+fn api_kind() -> String {
+    "api".to_owned()
+}
+
+pub(super) async fn handle(
+    endpoints: &Endpoints,
+    accounts: &Arc<Accounts>,
+    request: Request<Incoming>,
+    path: &[&str],
+) -> ProxyResult {
+    let (parts, body) = request.into_parts();
+    let caller = endpoints.caller(&parts, false).await?;
+    let method = parts.method.clone();
+    let view = accounts.view().clone();
+    match (&method, path) {
+        (&Method::GET, ["users"]) => {
+            endpoints.authorize_admin(&caller, "list", "users", None)?;
+            let users: Vec<_> = local::list_users(&view).iter().map(user_json).collect();
+            Ok(json(StatusCode::OK, &serde_json::json!({ "items": users })))
+        }
+        (&Method::POST, ["users"]) => {
+            endpoints.authorize_admin(&caller, "create", "users", None)?;
+            let new: NewUser = read_json(body).await?;
+            let accounts = accounts.clone();
+            let user = blocking(move || {
+                local::add_user(
+                    accounts.view(),
+                    accounts.password_hasher(),
+                    accounts.password_policy(),
+                    &new.username,
+                    &new.display_name,
+                    &new.password,
+                    Timestamp::now(),
+                )
+            })
+            .await?
+            .map_err(user_error)?;
+            tracing::info!(auth.user = %caller.identity.user, target.user = %user.id, "user created");
+            Ok(json(StatusCode::CREATED, &user_json(&user)))
+        }
+        (&Method::GET, ["users", id]) => {
+            endpoints.authorize_admin(&caller, "get", "users", Some(id))?;
+            let user = view
+                .with_snapshot(|s| local::find_user(s, id))
+                .ok_or_else(|| user_error(local::UserError::NotFound((*id).to_owned())))?;
+            Ok(json(StatusCode::OK, &user_json(&user)))
+        }
+        (&Method::DELETE, ["users", id]) => {
+            endpoints.authorize_admin(&caller, "delete", "users", Some(id))?;
+            let target = (*id).to_owned();
+            let deleted = blocking(move || local::delete_user(&view, &target))
+                .await?
+                .map_err(user_error)?;
+            tracing::info!(auth.user = %caller.identity.user, target.user = %deleted.id, "user deleted");
+            Ok(json(StatusCode::OK, &user_json(&deleted)))
+        }
+        (&Method::POST, ["users", id, action @ ("enable" | "disable")]) => {
+            endpoints.authorize_admin(&caller, "update", "users", Some(id))?;
+            let enabled = *action == "enable";
+            let target = (*id).to_owned();
+            let user = blocking(move || local::set_enabled(&view, &target, enabled))
+                .await?
+                .map_err(user_error)?;
+            tracing::info!(auth.user = %caller.identity.user, target.user = %user.id, enabled, "user updated");
+            Ok(json(StatusCode::OK, &user_json(&user)))
+        }
+        (&Method::POST, ["users", id, "password"]) => {
+            endpoints.authorize_admin(&caller, "update", "users", Some(id))?;
+            let reset: ResetPassword = read_json(body).await?;
+            let target = (*id).to_owned();
+            let accounts = accounts.clone();
+            blocking(move || {
+                local::set_password(
+                    accounts.view(),
+                    accounts.password_hasher(),
+                    accounts.password_policy(),
+                    &target,
+                    &reset.password,
+                    Timestamp::now(),
+                )
+            })
+            .await?
+            .map_err(|e| match e {
+                local::UserError::Password(e) => ProxyError::BadRequest {
+                    message: format!("password: {e}"),
+                },
+                other => user_error(other),
+            })?;
+            tracing::info!(auth.user = %caller.identity.user, target.user = %id, "password reset");
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "password reset"}),
+            ))
+        }
+        (&Method::GET, ["tokens"]) => {
+            let all = parts.uri.query().is_some_and(|q| {
+                policy::parse_query(q)
+                    .iter()
+                    .any(|(k, v)| k == "all" && v == "true")
+            });
+            let owner = if all {
+                endpoints.authorize_admin(&caller, "list", "tokens", None)?;
+                None
+            } else {
+                Some(caller.identity.user.as_str())
+            };
+            let items: Vec<_> = tokens::list(&view, owner).iter().map(token_json).collect();
+            Ok(json(StatusCode::OK, &serde_json::json!({ "items": items })))
+        }
+        (&Method::POST, ["tokens"]) => create_token(endpoints, accounts, &caller, body).await,
+        (&Method::DELETE, ["tokens", id]) => {
+            let owner = view.with_snapshot(|s| s.token(id).map(|t| t.value.user_id.clone()));
+            let Some(owner) = owner else {
+                return Err(ProxyError::NotFound {
+                    message: format!("no token {id}"),
+                });
+            };
+            if owner != caller.identity.user {
+                endpoints.authorize_admin(&caller, "delete", "tokens", Some(id))?;
+            }
+            let target = (*id).to_owned();
+            let accounts = accounts.clone();
+            blocking(move || accounts.revoke(&target))
+                .await?
+                .map_err(|e| ProxyError::Internal {
+                    message: e.to_string(),
+                })?;
+            tracing::info!(auth.user = %caller.identity.user, token.id = %id, "token revoked");
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "revoked", "id": id}),
+            ))
+        }
+        _ => Err(ProxyError::NotFound {
+            message: format!("{} {} is not a Paddock endpoint", method, parts.uri.path()),
+        }),
+    }
+}
+
+/// `POST /paddock/v1/tokens`: an API (or kubeconfig) token for the caller.
+async fn create_token(
+    endpoints: &Endpoints,
+    accounts: &Arc<Accounts>,
+    caller: &Caller,
+    body: Incoming,
+) -> ProxyResult {
+    if caller.token.is_none() {
+        return Err(ProxyError::BadRequest {
+            message: "tokens are issued to Paddock users: log in first".to_owned(),
+        });
+    }
+    let new: NewApiToken = read_json(body).await?;
+    let kind = match new.kind.as_str() {
+        "api" => TokenKind::Api,
+        "kubeconfig" => TokenKind::Kubeconfig,
+        other => {
+            return Err(ProxyError::BadRequest {
+                message: format!("kind: {other:?} is not one of api, kubeconfig"),
+            })
+        }
+    };
+    let mut request =
+        NewToken::new(caller.identity.user.clone(), kind).description(new.description);
+    if let Some(secs) = new.ttl_seconds {
+        request = request.ttl(std::time::Duration::from_secs(secs));
+    }
+    if let Some(cluster) = new.cluster {
+        endpoints
+            .router()
+            .resolve(Some(&cluster))
+            .map_err(|_| ProxyError::BadRequest {
+                message: format!("cluster: no cluster {cluster:?}"),
+            })?;
+        request = request.cluster(cluster);
+    }
+    let accounts = accounts.clone();
+    let issued = blocking(move || accounts.issue(request))
+        .await?
+        .map_err(issue_error)?;
+    tracing::info!(auth.user = %caller.identity.user, token.id = %issued.record.id, kind = %issued.record.kind, "token created");
+    let mut body = token_json(&issued.record);
+    body["token"] = issued.token.expose_secret().into();
+    Ok(json(StatusCode::CREATED, &body))
+}

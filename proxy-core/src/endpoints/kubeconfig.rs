@@ -1,0 +1,83 @@
+//! `GET /paddock/v1/kubeconfig?cluster=<id>`: a kubeconfig whose server is
+//! Paddock's `/k8s/clusters/<id>` (at the host the caller used), with a
+//! fresh kubeconfig token scoped to that cluster and Paddock's CA.
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::{blocking, session::issue_error, Endpoints};
+use crate::{
+    accounts::Accounts, authn::tokens::NewToken, body::ResponseBody, error::ProxyError,
+    layers::sanitize::RequestHost, layers::ProxyResult, store::TokenKind,
+};
+
+pub(super) async fn download(
+    endpoints: &Endpoints,
+    accounts: &Arc<Accounts>,
+    request: Request<Incoming>,
+) -> ProxyResult {
+    let (parts, _) = request.into_parts();
+    let caller = endpoints.caller(&parts, false).await?;
+    if caller.token.is_none() {
+        return Err(ProxyError::BadRequest {
+            message: "kubeconfig downloads are for Paddock users: log in first \
+                      (POST /paddock/v1/login)"
+                .to_owned(),
+        });
+    }
+    let query = policy::parse_query(parts.uri.query().unwrap_or(""));
+    let cluster = query
+        .iter()
+        .find(|(k, _)| k == "cluster")
+        .map(|(_, v)| v.clone());
+    let cluster = endpoints.router().resolve(cluster.as_deref())?;
+    let host = parts
+        .extensions
+        .get::<RequestHost>()
+        .map(|h| h.0.as_str())
+        .ok_or_else(|| ProxyError::BadRequest {
+            message: "the request has no Host to build the server URL from".to_owned(),
+        })?;
+    // The host becomes part of a YAML document: only what a host can contain.
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return Err(ProxyError::BadRequest {
+            message: "invalid Host header".to_owned(),
+        });
+    }
+    let user_id = caller.identity.user.clone();
+    let username = caller.identity.username.clone();
+    let request = NewToken::new(user_id, TokenKind::Kubeconfig)
+        .cluster(cluster.id())
+        .description(format!("kubeconfig for cluster {}", cluster.id()));
+    let issuer = accounts.clone();
+    let issued = blocking(move || issuer.issue(request))
+        .await?
+        .map_err(issue_error)?;
+    let name = cluster.id();
+    let yaml = crate::kubeconfig::render(
+        &format!("https://{host}"),
+        name,
+        &username,
+        &issued.token,
+        endpoints.config().ca_pem.as_deref(),
+    );
+    tracing::info!(auth.user = %caller.identity.user, cluster.id = %name, token.id = %issued.record.id, "kubeconfig issued");
+    let mut response = http::Response::new(ResponseBody::full(yaml));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.kubeconfig\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,277 @@
+//! Login, logout, `me` and the caller's own password change.
+
+use std::{net::IpAddr, sync::Arc, time::Instant};
+
+use http::{header, HeaderValue, Request, StatusCode};
+use hyper::body::Incoming;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::{blocking, json, read_json, Endpoints};
+use crate::{
+    accounts::Accounts,
+    authn::{
+        local::{ChangePasswordError, LoginError, UserError},
+        tokens::{IssueError, NewToken},
+        SESSION_COOKIE,
+    },
+    context::ConnectionInfo,
+    error::ProxyError,
+    layers::ProxyResult,
+    store::{TokenKind, TokenRecord, User},
+};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LoginRequest {
+    #[serde(default = "local")]
+    provider: String,
+    username: String,
+    password: SecretString,
+    /// Optional note shown in token listings.
+    #[serde(default)]
+    description: String,
+}
+
+fn local() -> String {
+    crate::authn::local::PROVIDER.to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PasswordRequest {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+/// The caller's address, for throttling; loopback when unknown (in-process use).
+fn client_ip<B>(request: &Request<B>) -> IpAddr {
+    request
+        .extensions()
+        .get::<Arc<ConnectionInfo>>()
+        .and_then(|c| c.remote_addr)
+        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
+}
+
+fn login_error(error: LoginError) -> ProxyError {
+    match error {
+        LoginError::InvalidCredentials => ProxyError::InvalidCredentials,
+        LoginError::Throttled(t) => ProxyError::TooManyRequests {
+            retry_after_secs: t.retry_after_secs,
+        },
+    }
+}
+
+pub(super) fn user_json(user: &User) -> serde_json::Value {
+    serde_json::json!({
+        "id": user.id,
+        "username": user.username,
+        "displayName": user.display_name,
+        "enabled": user.enabled,
+        "mustChangePassword": user.must_change_password,
+        "principalIds": user.principal_ids,
+        "createdAt": user.created_at.to_string(),
+    })
+}
+
+pub(super) fn token_json(token: &TokenRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": token.id,
+        "userId": token.user_id,
+        "kind": token.kind.as_str(),
+        "cluster": token.cluster,
+        "provider": token.provider,
+        "description": token.description,
+        "createdAt": token.created_at.to_string(),
+        "expiresAt": token.expires_at.map(|t| t.to_string()),
+        "enabled": token.enabled,
+    })
+}
+
+pub(super) fn issue_error(error: IssueError) -> ProxyError {
+    match error {
+        IssueError::UnknownUser(_) | IssueError::UserDisabled(_) => ProxyError::InvalidCredentials,
+        other => ProxyError::Internal {
+            message: other.to_string(),
+        },
+    }
+}
+
+pub(super) fn user_error(error: UserError) -> ProxyError {
+    match error {
+        UserError::NotFound(_) => ProxyError::NotFound {
+            message: error.to_string(),
+        },
+        UserError::Exists(_) | UserError::InvalidUsername(_) | UserError::Password(_) => {
+            ProxyError::BadRequest {
+                message: error.to_string(),
+            }
+        }
+        UserError::Store(e) => ProxyError::Internal {
+            message: e.to_string(),
+        },
+    }
+}
+
+/// `POST /paddock/v1/login`: `{"provider":"local","username":…,"password":…}`
+/// → `{"token":…,"expiresAt":…,"user":{…}}` and the session cookie.
+pub(super) async fn login(
+    _endpoints: &Endpoints,
+    accounts: &Arc<Accounts>,
+    request: Request<Incoming>,
+) -> ProxyResult {
+    let client = client_ip(&request);
+    let body: LoginRequest = read_json(request.into_body()).await?;
+    if body.provider != crate::authn::local::PROVIDER {
+        return Err(ProxyError::BadRequest {
+            message: format!(
+                "provider: unknown provider {:?} (configured: local)",
+                body.provider
+            ),
+        });
+    }
+    if body.password.expose_secret().is_empty() {
+        return Err(ProxyError::BadRequest {
+            message: "password: must not be empty".to_owned(),
+        });
+    }
+    let login = accounts
+        .local()
+        .login(&body.username, &body.password, client, Instant::now())
+        .await;
+    let login = match login {
+        Ok(login) => login,
+        Err(error) => {
+            tracing::info!(auth.provider = "local", auth.username = %body.username, %error, "login failed");
+            return Err(login_error(error));
+        }
+    };
+    let user = login.user;
+    let request = NewToken::new(user.id.clone(), TokenKind::Session).description(body.description);
+    let accounts = accounts.clone();
+    let issued = blocking(move || accounts.issue(request))
+        .await?
+        .map_err(issue_error)?;
+    tracing::info!(auth.provider = "local", auth.user = %user.id, auth.username = %user.username, "login");
+    let max_age = issued
+        .record
+        .expires_at
+        .map_or(0, |at| at.seconds_since(crate::store::Timestamp::now()));
+    let mut response = json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "token": issued.token.expose_secret(),
+            "expiresAt": issued.record.expires_at.map(|t| t.to_string()),
+            "mustChangePassword": login.must_change_password,
+            "user": user_json(&user),
+        }),
+    );
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax",
+        issued.token.expose_secret()
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `POST /paddock/v1/logout`: revokes the Paddock token the caller presented
+/// and clears the cookie.
+pub(super) async fn logout(
+    endpoints: &Endpoints,
+    accounts: &Arc<Accounts>,
+    request: Request<Incoming>,
+) -> ProxyResult {
+    let (parts, _) = request.into_parts();
+    let caller = endpoints.caller(&parts, true).await?;
+    let token = caller.token.ok_or_else(|| ProxyError::BadRequest {
+        message: "logout ends a Paddock session; this credential is not one".to_owned(),
+    })?;
+    let id = token.token_id().to_owned();
+    let accounts = accounts.clone();
+    blocking(move || accounts.revoke(&id))
+        .await?
+        .map_err(|e| ProxyError::Internal {
+            message: e.to_string(),
+        })?;
+    tracing::info!(auth.user = %caller.identity.user, "logout");
+    let mut response = json(StatusCode::OK, &serde_json::json!({"status": "logged out"}));
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "paddock_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
+        ),
+    );
+    Ok(response)
+}
+
+/// `GET /paddock/v1/me`: the caller's identity, and their user record when
+/// they have one.
+pub(super) async fn me(endpoints: &Endpoints, request: Request<Incoming>) -> ProxyResult {
+    let (parts, _) = request.into_parts();
+    let caller = endpoints.caller(&parts, true).await?;
+    let identity = &caller.identity;
+    let user = endpoints.accounts().ok().and_then(|accounts| {
+        accounts
+            .view()
+            .with_snapshot(|s| s.user(&identity.user).map(|u| user_json(&u.value)))
+    });
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "user": identity.user,
+            "username": identity.username,
+            "groups": identity.groups,
+            "extra": identity.extra,
+            "provider": identity.provider,
+            "account": user,
+            "token": caller.token.as_ref().map(|t| token_json(t.record())),
+        }),
+    ))
+}
+
+/// `POST /paddock/v1/password`: `{"currentPassword":…,"newPassword":…}`
+/// changes the caller's own local password (the bootstrap admin's required
+/// first step).
+pub(super) async fn change_password(
+    endpoints: &Endpoints,
+    accounts: &Arc<Accounts>,
+    request: Request<Incoming>,
+) -> ProxyResult {
+    let client = client_ip(&request);
+    let (parts, body) = request.into_parts();
+    let caller = endpoints.caller(&parts, true).await?;
+    if caller.token.is_none() {
+        return Err(ProxyError::BadRequest {
+            message: "only a Paddock user can change their password here".to_owned(),
+        });
+    }
+    let body: PasswordRequest = read_json(body).await?;
+    accounts
+        .local()
+        .change_password(
+            &caller.identity.user,
+            &body.current_password,
+            body.new_password,
+            accounts.password_policy(),
+            client,
+            Instant::now(),
+        )
+        .await
+        .map_err(|e| match e {
+            ChangePasswordError::Login(e) => login_error(e),
+            ChangePasswordError::User(UserError::Password(e)) => ProxyError::BadRequest {
+                message: format!("newPassword: {e}"),
+            },
+            ChangePasswordError::User(e) => user_error(e),
+        })?;
+    tracing::info!(auth.user = %caller.identity.user, "password changed");
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "password changed"}),
+    ))
+}
