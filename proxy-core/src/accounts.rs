@@ -13,9 +13,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{net::IpAddr, path::Path, sync::Arc, time::Duration, time::Instant};
+
+use secrecy::SecretString;
 
 use crate::{
+    authn::external::{user_id_for, ExternalUser, PasswordProvider},
+    authn::{local, AuthnError},
     authn::{
         local::{
             bootstrap_admin, BootstrapAdmin, BootstrapError, LocalProvider, LoginThrottle,
@@ -26,7 +30,10 @@ use crate::{
             TokenPolicy,
         },
     },
-    store::{EmbeddedOptions, EmbeddedStore, Store, StoreError, StoreView, Timestamp},
+    store::{
+        EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Store, StoreError, StoreView,
+        Timestamp, User, UserAttributes,
+    },
 };
 
 /// The pepper's file in the data directory.
@@ -87,6 +94,18 @@ pub struct Accounts {
     token_policy: TokenPolicy,
     last_used: Arc<LastUsed>,
     tokens: Arc<StoreTokens>,
+    providers: Vec<Arc<dyn PasswordProvider>>,
+}
+
+/// A successful login through [`Accounts::login`].
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    /// The stored user.
+    pub user: User,
+    /// The provider that checked the password.
+    pub provider: String,
+    /// Only a password change is allowed until it happens.
+    pub must_change_password: bool,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -139,6 +158,87 @@ impl Accounts {
             token_policy: options.token_policy,
             last_used,
             tokens,
+            providers: Vec::new(),
+        })
+    }
+
+    /// Adds a password provider (a directory), reachable by its name in logins.
+    pub fn with_provider(mut self, provider: Arc<dyn PasswordProvider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// The names of the password providers, `local` first.
+    pub fn provider_names(&self) -> Vec<&str> {
+        std::iter::once(local::PROVIDER)
+            .chain(self.providers.iter().map(|p| p.name()))
+            .collect()
+    }
+
+    /// Logs a user in with `provider`: throttled per user and address, the
+    /// password checked by the provider, an external user stored (created on
+    /// first login) with its groups. Every credential problem is
+    /// [`AuthnError::Invalid`].
+    pub async fn login(
+        self: &Arc<Self>,
+        provider: &str,
+        username: &str,
+        password: &SecretString,
+        client: IpAddr,
+    ) -> Result<LoggedIn, AuthnError> {
+        use secrecy::ExposeSecret;
+        if password.expose_secret().is_empty() {
+            return Err(AuthnError::Invalid);
+        }
+        if provider == local::PROVIDER {
+            return match self
+                .local
+                .login(username, password, client, Instant::now())
+                .await
+            {
+                Ok(login) => Ok(LoggedIn {
+                    user: login.user,
+                    provider: provider.to_owned(),
+                    must_change_password: login.must_change_password,
+                }),
+                Err(local::LoginError::InvalidCredentials) => Err(AuthnError::Invalid),
+                Err(local::LoginError::Throttled(t)) => Err(AuthnError::Throttled {
+                    retry_after_secs: t.retry_after_secs,
+                }),
+            };
+        }
+        let directory = self
+            .providers
+            .iter()
+            .find(|p| p.name() == provider)
+            .ok_or(AuthnError::Invalid)?;
+        let throttle = self.local.throttle();
+        let key = format!("{provider}/{username}");
+        throttle
+            .begin_attempt(&key, client, Instant::now())
+            .map_err(|t| AuthnError::Throttled {
+                retry_after_secs: t.retry_after_secs,
+            })?;
+        let external = directory.login(username, password).await?;
+        let this = self.clone();
+        let user = tokio::task::spawn_blocking(move || this.upsert_external(&external))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|error| {
+                tracing::warn!(%error, "storing an external user failed");
+                AuthnError::Unavailable {
+                    provider: "store".to_owned(),
+                }
+            })?;
+        if !user.enabled {
+            return Err(AuthnError::Invalid);
+        }
+        throttle.attempt_succeeded(&key, client);
+        Ok(LoggedIn {
+            user,
+            provider: provider.to_owned(),
+            must_change_password: false,
         })
     }
 
@@ -219,6 +319,81 @@ impl Accounts {
             request,
             Timestamp::now(),
         )
+    }
+
+    /// Creates or updates the user an external provider reported at login
+    /// or refresh, with that provider's groups and extras; the user id is
+    /// derived from the principal ([`user_id_for`]), so it never changes. A
+    /// disabled user stays disabled: the caller gets it back and must refuse
+    /// the login. Blocking.
+    pub fn upsert_external(&self, external: &ExternalUser) -> Result<User, StoreError> {
+        let id = user_id_for(&external.principal.id);
+        let now = Timestamp::now();
+        loop {
+            let (existing, attributes) = self.view.with_snapshot(|s| {
+                (
+                    s.user(&id).map(|u| (u.value.clone(), u.revision)),
+                    s.user_attributes(&id)
+                        .map(|a| (a.value.clone(), a.revision)),
+                )
+            });
+            let principal = external.principal.id.clone();
+            let (user, user_expect) = match existing {
+                Some((mut user, rev)) => {
+                    if !user.principal_ids.contains(&principal) {
+                        user.principal_ids.push(principal.clone());
+                    }
+                    user.display_name.clone_from(&external.display_name);
+                    user.username.clone_from(&external.username);
+                    (user, Expect::Revision(rev))
+                }
+                None => (
+                    User {
+                        id: id.clone(),
+                        username: external.username.clone(),
+                        display_name: external.display_name.clone(),
+                        enabled: true,
+                        must_change_password: false,
+                        principal_ids: vec![principal.clone()],
+                        created_at: now,
+                    },
+                    Expect::Absent,
+                ),
+            };
+            let (mut attrs, attrs_expect) = match attributes {
+                Some((a, rev)) => (a, Expect::Revision(rev)),
+                None => (
+                    UserAttributes {
+                        user_id: id.clone(),
+                        ..UserAttributes::default()
+                    },
+                    Expect::Absent,
+                ),
+            };
+            attrs.groups.insert(
+                external.provider.clone(),
+                external.groups.iter().map(|g| g.id.clone()).collect(),
+            );
+            attrs.extra.insert(
+                external.provider.clone(),
+                [
+                    ("principalid".to_owned(), vec![principal]),
+                    ("username".to_owned(), vec![external.username.clone()]),
+                ]
+                .into(),
+            );
+            attrs.last_refresh = Some(now);
+            let ops = vec![
+                Op::put(Object::User(user.clone()), user_expect),
+                Op::put(Object::UserAttributes(attrs), attrs_expect),
+            ];
+            match self.view.commit(ops) {
+                Ok(_) => return Ok(user),
+                // A concurrent login or refresh of the same user: redo on its result.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Revokes a token; the next request with it fails. Returns whether it

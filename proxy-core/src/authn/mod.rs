@@ -9,6 +9,7 @@
 
 pub mod client_cert;
 mod credential;
+pub mod external;
 mod identity;
 pub mod local;
 pub mod token_file;

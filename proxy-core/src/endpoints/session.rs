@@ -34,6 +34,7 @@ struct LoginRequest {
 }
 
 fn local() -> String {
+    // The default provider.
     crate::authn::local::PROVIDER.to_owned()
 }
 
@@ -122,11 +123,13 @@ pub(super) async fn login(
 ) -> ProxyResult {
     let client = client_ip(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
-    if body.provider != crate::authn::local::PROVIDER {
+    let providers = accounts.provider_names();
+    if !providers.contains(&body.provider.as_str()) {
         return Err(ProxyError::BadRequest {
             message: format!(
-                "provider: unknown provider {:?} (configured: local)",
-                body.provider
+                "provider: unknown provider {:?} (configured: {})",
+                body.provider,
+                providers.join(", ")
             ),
         });
     }
@@ -135,24 +138,25 @@ pub(super) async fn login(
             message: "password: must not be empty".to_owned(),
         });
     }
-    let login = accounts
-        .local()
-        .login(&body.username, &body.password, client, Instant::now())
-        .await;
-    let login = match login {
+    let login = match accounts
+        .login(&body.provider, &body.username, &body.password, client)
+        .await
+    {
         Ok(login) => login,
         Err(error) => {
-            tracing::info!(auth.provider = "local", auth.username = %body.username, %error, "login failed");
-            return Err(login_error(error));
+            tracing::info!(auth.provider = %body.provider, auth.username = %body.username, %error, "login failed");
+            return Err(error.into());
         }
     };
     let user = login.user;
-    let request = NewToken::new(user.id.clone(), TokenKind::Session).description(body.description);
+    let request = NewToken::new(user.id.clone(), TokenKind::Session)
+        .provider(login.provider.clone())
+        .description(body.description);
     let accounts = accounts.clone();
     let issued = blocking(move || accounts.issue(request))
         .await?
         .map_err(issue_error)?;
-    tracing::info!(auth.provider = "local", auth.user = %user.id, auth.username = %user.username, "login");
+    tracing::info!(auth.provider = %login.provider, auth.user = %user.id, auth.username = %user.username, "login");
     let max_age = issued
         .record
         .expires_at
