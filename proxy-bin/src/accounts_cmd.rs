@@ -11,7 +11,7 @@ use std::{
 };
 
 use proxy_core::{
-    accounts::{Accounts, AccountsOptions},
+    accounts::Accounts,
     authn::{local, tokens, tokens::NewToken},
     server::tls::ServerTls,
     store::{BindingScope, Expect, Object, Op, RoleBinding, Timestamp, TokenKind},
@@ -122,23 +122,20 @@ pub(crate) struct KubeconfigArgs {
 }
 
 impl StoreLocation {
-    fn data_dir(&self) -> Result<PathBuf, String> {
-        if let Some(dir) = &self.data_dir {
-            return Ok(dir.clone());
-        }
-        if let Some(file) = &self.config {
-            let config = Config::load(file).map_err(|e| format!("{}: {e}", file.display()))?;
-            if let Some(dir) = config.data_dir {
-                return Ok(dir);
-            }
-        }
-        Ok(PathBuf::from(crate::serve::DEFAULT_DATA_DIR))
-    }
-
+    /// The store, with the password policy and token lifetimes of the
+    /// configuration file when one is given.
     fn open(&self) -> Result<(Accounts, PathBuf), String> {
-        let dir = self.data_dir()?;
-        let accounts =
-            Accounts::open(&dir, AccountsOptions::default()).map_err(|e| e.to_string())?;
+        let config = match &self.config {
+            Some(file) => Config::load(file).map_err(|e| format!("{}: {e}", file.display()))?,
+            None => Config::default(),
+        };
+        let dir = self
+            .data_dir
+            .clone()
+            .or_else(|| config.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(crate::serve::DEFAULT_DATA_DIR));
+        let accounts = Accounts::open(&dir, crate::serve::accounts_options(&config))
+            .map_err(|e| e.to_string())?;
         Ok((accounts, dir))
     }
 }

@@ -58,6 +58,37 @@ pub(crate) struct TlsConfig {
 pub(crate) struct AuthenticationConfig {
     /// Static tokens, Kubernetes `--token-auth-file` format.
     pub(crate) token_file: Option<PathBuf>,
+    /// Local users.
+    #[serde(default)]
+    pub(crate) local: LocalUsersConfig,
+    /// Lifetimes of the tokens Paddock issues.
+    #[serde(default)]
+    pub(crate) tokens: TokenLifetimes,
+}
+
+/// `authentication.local:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct LocalUsersConfig {
+    /// Shortest password accepted (default 12, at least 8).
+    pub(crate) password_min_length: Option<usize>,
+}
+
+/// `authentication.tokens:` — seconds; each at least 60.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct TokenLifetimes {
+    /// Browser and login sessions (default 16 h).
+    #[serde(rename = "sessionTTLSeconds")]
+    pub(crate) session_ttl_seconds: Option<u64>,
+    /// A session unused for this long ends (default 16 h).
+    pub(crate) session_idle_seconds: Option<u64>,
+    /// Longest lifetime of an API token (default 90 days).
+    #[serde(rename = "apiMaxTTLSeconds")]
+    pub(crate) api_max_ttl_seconds: Option<u64>,
+    /// Lifetime of a downloaded kubeconfig's token (default 30 days).
+    #[serde(rename = "kubeconfigTTLSeconds")]
+    pub(crate) kubeconfig_ttl_seconds: Option<u64>,
 }
 
 /// `authorization:` — a mode name (`policy`, the default; `deny-all`,
@@ -282,6 +313,28 @@ impl Config {
         }
         if let Some(file) = &self.authentication.token_file {
             readable("authentication.tokenFile", file)?;
+        }
+        if let Some(n) = self.authentication.local.password_min_length {
+            if !(8..=256).contains(&n) {
+                return Err(error(
+                    "authentication.local.passwordMinLength",
+                    "must be between 8 and 256",
+                ));
+            }
+        }
+        let lifetimes = &self.authentication.tokens;
+        for (key, value) in [
+            ("sessionTTLSeconds", lifetimes.session_ttl_seconds),
+            ("sessionIdleSeconds", lifetimes.session_idle_seconds),
+            ("apiMaxTTLSeconds", lifetimes.api_max_ttl_seconds),
+            ("kubeconfigTTLSeconds", lifetimes.kubeconfig_ttl_seconds),
+        ] {
+            if value.is_some_and(|v| v < 60) {
+                return Err(error(
+                    format!("authentication.tokens.{key}"),
+                    "must be at least 60",
+                ));
+            }
         }
         let mut defaults = 0;
         for (index, cluster) in self.clusters.iter().enumerate() {

@@ -10,7 +10,10 @@ use std::{
 
 use proxy_core::{
     accounts::{Accounts, AccountsOptions},
-    authn::{client_cert::ClientCertAuthenticator, token_file::TokenFileAuthenticator},
+    authn::{
+        client_cert::ClientCertAuthenticator, local::PasswordPolicy,
+        token_file::TokenFileAuthenticator,
+    },
     authz::{
         policy::{PolicyAuthorizer, PolicySource},
         AllowAuthenticated, Authorizer, DenyAll,
@@ -204,7 +207,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         _ => ServerTls::self_signed(&data_dir, &config.tls.extra_names)
             .map_err(|e| ServeError::Runtime(anyhow::anyhow!("self-signed certificate: {e}")))?,
     };
-    let accounts = open_accounts(&data_dir)?;
+    let accounts = open_accounts(&data_dir, accounts_options(&config))?;
     let mut builder = Proxy::builder().accounts(accounts.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
@@ -286,11 +289,37 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Runtime(e.into()))
 }
 
+/// The password policy and token lifetimes of `authentication:`.
+pub(crate) fn accounts_options(config: &Config) -> AccountsOptions {
+    let mut options = AccountsOptions::default();
+    let auth = &config.authentication;
+    if let Some(n) = auth.local.password_min_length {
+        options.password_policy = PasswordPolicy::with_min_length(n);
+    }
+    let policy = &mut options.token_policy;
+    let secs = Duration::from_secs;
+    if let Some(s) = auth.tokens.session_ttl_seconds {
+        policy.session_ttl = secs(s);
+    }
+    if let Some(s) = auth.tokens.session_idle_seconds {
+        policy.session_idle = Some(secs(s));
+    }
+    if let Some(s) = auth.tokens.api_max_ttl_seconds {
+        policy.api_max_ttl = Some(secs(s));
+        policy.api_default_ttl = policy.api_default_ttl.min(secs(s));
+    }
+    if let Some(s) = auth.tokens.kubeconfig_ttl_seconds {
+        policy.kubeconfig_default_ttl = secs(s);
+        policy.kubeconfig_max_ttl = Some(secs(s));
+    }
+    options
+}
+
 /// Opens the store in `data_dir` (refusing a corrupt or newer one), creates
 /// the bootstrap admin on first start and prints its password once, and
 /// starts the store's background work.
-fn open_accounts(data_dir: &Path) -> Result<Arc<Accounts>, ServeError> {
-    let accounts = Accounts::open(data_dir, AccountsOptions::default())
+fn open_accounts(data_dir: &Path, options: AccountsOptions) -> Result<Arc<Accounts>, ServeError> {
+    let accounts = Accounts::open(data_dir, options)
         .map_err(|e| ServeError::Runtime(anyhow::anyhow!("{e}")))?;
     if let Some(admin) = accounts
         .bootstrap()

@@ -93,3 +93,40 @@ fn missing_config_file_exits_64() {
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/paddock.yaml"));
 }
+
+#[test]
+fn a_corrupt_store_stops_serve_and_the_cli_and_is_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let store = data.join("paddock.redb");
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&store, &garbage).unwrap();
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0"],
+        vec!["user", "list"],
+    ] {
+        let output = paddock()
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "{args:?} started on a corrupt store"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("corrupt") && stderr.contains("paddock.redb"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&store).unwrap(),
+            garbage,
+            "{args:?} modified the corrupt store"
+        );
+    }
+}

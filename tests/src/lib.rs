@@ -3,6 +3,7 @@
 //! to run the real `paddock` binary and the real `kubectl`.
 
 pub mod client;
+pub mod conformance;
 pub mod fake_apiserver;
 pub mod kubectl;
 pub mod paddock;
