@@ -451,7 +451,119 @@ async fn the_cli_adds_users_and_tokens_beside_a_running_server() {
     }
     assert!(denied, "the revoked token kept working");
 
+    // `paddock kubeconfig` hands out a working kubeconfig too.
+    let printed = setup.paddock.cli(
+        bin,
+        &[
+            "kubeconfig",
+            "--user",
+            "bob",
+            "--cluster",
+            "default",
+            "--server",
+            &setup.paddock.url(),
+        ],
+        "",
+    );
+    assert!(
+        printed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let kube = Arc::new(Kubeconfig::from_yaml(&String::from_utf8_lossy(
+        &printed.stdout,
+    )));
+    let mut listed = String::new();
+    for _ in 0..50 {
+        let k = kube.clone();
+        let out = tokio::task::spawn_blocking(move || kubectl(&k, &["get", "pods"]))
+            .await
+            .unwrap();
+        if out.status.success() {
+            listed = String::from_utf8_lossy(&out.stdout).into_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        listed.contains("web-1"),
+        "the CLI's kubeconfig never worked"
+    );
+
     let list = setup.paddock.cli(bin, &["user", "list"], "");
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("admin") && list.contains("bob"), "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubeconfig_token_works_only_for_its_cluster() {
+    let fake = FakeApiServer::start(FakeApiConfig {
+        pods: vec![("default".into(), "web-1".into())],
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = paddock_tests::kubectl::write_file(dir.path(), "upstream-ca.crt", fake.ca_pem());
+    let token = paddock_tests::kubectl::write_file(dir.path(), "proxy-token", fake.token());
+    let cluster = |id: &str| {
+        format!(
+            "  - id: {id}\n    server: {}\n    caFile: {}\n    tokenFile: {}\n",
+            fake.url(),
+            ca.display(),
+            token.display()
+        )
+    };
+    let config = paddock_tests::kubectl::write_file(
+        dir.path(),
+        "paddock.yaml",
+        &format!("clusters:\n{}{}", cluster("prod"), cluster("staging")),
+    );
+    let paddock = Paddock::start(
+        env!("CARGO_BIN_EXE_paddock").as_ref(),
+        &["--config".into(), config.display().to_string()],
+    );
+    let setup = Setup {
+        _fake: fake,
+        client: TestClient::new(&paddock.ca_pem(), Protocol::Http1, None),
+        paddock,
+        _dir: dir,
+    };
+    let admin = setup.admin_session().await;
+    let download = setup
+        .client
+        .get(
+            &setup.url("/paddock/v1/kubeconfig?cluster=staging"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(download.status(), 200, "{}", download.text());
+    let yaml = download.text();
+    let token = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap()
+        .to_owned();
+    let pods = "/api/v1/namespaces/default/pods";
+    let at_staging = setup
+        .client
+        .get(
+            &setup.url(&format!("/k8s/clusters/staging{pods}")),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(at_staging.status(), 200, "{}", at_staging.text());
+    let at_prod = setup
+        .client
+        .get(
+            &setup.url(&format!("/k8s/clusters/prod{pods}")),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(at_prod.status(), 403, "{}", at_prod.text());
+    assert!(
+        at_prod.text().contains("only for cluster staging"),
+        "{}",
+        at_prod.text()
+    );
 }

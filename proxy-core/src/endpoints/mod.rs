@@ -32,10 +32,7 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     accounts::Accounts,
-    authn::{
-        tokens::{split_presented, VerifiedToken},
-        AuthenticatorChain, AuthnError, BoxFuture, Credential, Identity,
-    },
+    authn::{tokens::VerifiedToken, AuthenticatorChain, BoxFuture, Credential, Identity},
     authz::{Authorizer, AuthzRequest, RequestAttributes},
     body::ResponseBody,
     context::ConnectionInfo,
@@ -171,21 +168,10 @@ impl Endpoints {
                 let (Credential::Bearer(token) | Credential::Session(token)) = credential else {
                     continue;
                 };
-                let presented = token.expose_secret();
-                if split_presented(presented).is_err() {
-                    continue;
-                }
-                if let Ok((token, identity)) = accounts.tokens().verify(presented) {
-                    let must_change = accounts.view().with_snapshot(|s| {
-                        s.user(token.user_id())
-                            .is_some_and(|u| u.value.must_change_password)
-                    });
-                    if must_change && !password_change_ok {
-                        return Err(AuthnError::PasswordChangeRequired {
-                            username: identity.username.clone(),
-                        }
-                        .into());
-                    }
+                if let Some((token, identity)) = accounts
+                    .tokens()
+                    .authenticate_token(token.expose_secret(), password_change_ok)?
+                {
                     return Ok(Caller {
                         identity: Arc::new((*identity).clone().with_authenticated_group()),
                         token: Some(token),

@@ -85,11 +85,32 @@ impl StoreTokens {
         })
     }
 
-    fn must_change_password(&self, user_id: &str) -> bool {
-        self.view.with_snapshot(|snap| {
-            snap.user(user_id)
+    /// Authenticates a presented token: `Ok(None)` when it is not shaped
+    /// like a Paddock token (another provider's), the token and identity when
+    /// valid. A user who must change their password is refused unless
+    /// `password_change_ok` (the password, `me` and `logout` endpoints).
+    pub fn authenticate_token(
+        &self,
+        presented: &str,
+        password_change_ok: bool,
+    ) -> Result<Option<(VerifiedToken, Arc<Identity>)>, AuthnError> {
+        if split_presented(presented).is_err() {
+            return Ok(None);
+        }
+        let (token, identity) = self.verify(presented).map_err(|error| {
+            tracing::debug!(%error, "paddock token rejected");
+            AuthnError::Invalid
+        })?;
+        let must_change = self.view.with_snapshot(|snap| {
+            snap.user(token.user_id())
                 .is_some_and(|u| u.value.must_change_password)
-        })
+        });
+        if must_change && !password_change_ok {
+            return Err(AuthnError::PasswordChangeRequired {
+                username: identity.username.clone(),
+            });
+        }
+        Ok(Some((token, identity)))
     }
 }
 
@@ -103,26 +124,9 @@ impl Authenticator for StoreTokens {
         credential: &'a Credential,
     ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let result = match credential {
-            Credential::Bearer(token) | Credential::Session(token) => {
-                let presented = token.expose_secret();
-                if split_presented(presented).is_err() {
-                    // Not shaped like ours: another provider's token (a static token file).
-                    Ok(None)
-                } else {
-                    match self.verify(presented) {
-                        Ok((token, identity)) if self.must_change_password(token.user_id()) => {
-                            Err(AuthnError::PasswordChangeRequired {
-                                username: identity.username.clone(),
-                            })
-                        }
-                        Ok((_, identity)) => Ok(Some(identity)),
-                        Err(error) => {
-                            tracing::debug!(%error, "paddock token rejected");
-                            Err(AuthnError::Invalid)
-                        }
-                    }
-                }
-            }
+            Credential::Bearer(token) | Credential::Session(token) => self
+                .authenticate_token(token.expose_secret(), false)
+                .map(|found| found.map(|(_, identity)| identity)),
             _ => Ok(None),
         };
         Box::pin(std::future::ready(result))
