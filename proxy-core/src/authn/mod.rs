@@ -10,6 +10,8 @@
 pub mod client_cert;
 mod credential;
 mod identity;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 pub mod local;
 pub mod token_file;
 pub mod tokens;
