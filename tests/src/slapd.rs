@@ -67,6 +67,53 @@ fn tool(name: &str) -> PathBuf {
     panic!("`{name}` is not installed: {INSTALL_HINT}");
 }
 
+/// Starts slapd from the config in `root`, appending to its log; `None`
+/// when it exits or does not answer within 10 s.
+fn spawn(root: &Path, port: u16, tls_port: u16) -> Option<Child> {
+    let log_path = root.join("slapd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("log file");
+    let closed_before = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .matches(" closed")
+        .count();
+    let mut child = Command::new(tool("slapd"))
+        .arg("-f")
+        .arg(root.join("slapd.conf"))
+        .arg("-h")
+        .arg(format!(
+            "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+        ))
+        // stats: connections, binds, searches, results.
+        .args(["-d", "256"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("running slapd: {e} ({INSTALL_HINT})"));
+    if !wait_ready(&mut child, port, tls_port) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    // The two readiness probes are logged asynchronously; wait for them so
+    // counts taken by tests start from a quiet log.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline
+        && std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .matches(" closed")
+            .count()
+            < closed_before + 2
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some(child)
+}
+
 fn wait_ready(child: &mut Child, port: u16, tls_port: u16) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -95,7 +142,7 @@ impl Slapd {
     /// `dc=example,dc=org` is added first, don't include it). Waits until it
     /// accepts connections.
     pub fn start(ldif: &str) -> Self {
-        let slapd = tool("slapd");
+        tool("slapd");
         let slapadd = tool("slapadd");
         let ca = TestCa::new();
         let dir = tempfile::Builder::new()
@@ -138,39 +185,9 @@ impl Slapd {
 
         // The ports are found free and then handed to slapd, which may lose a
         // race with a parallel test: retry with new ports.
-        let mut last_log = String::new();
         for _ in 0..5 {
             let (port, tls_port) = (free_port(), free_port());
-            let log = std::fs::File::create(root.join("slapd.log")).expect("log file");
-            let child = Command::new(&slapd)
-                .arg("-f")
-                .arg(&conf)
-                .arg("-h")
-                .arg(format!(
-                    "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
-                ))
-                // stats: connections, binds, searches, results.
-                .args(["-d", "256"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("running slapd: {e} ({INSTALL_HINT})"));
-            let mut child = child;
-            if wait_ready(&mut child, port, tls_port) {
-                // The two readiness probes are logged asynchronously; wait
-                // for them so counts taken by tests start from a quiet log.
-                let log = root.join("slapd.log");
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < deadline
-                    && std::fs::read_to_string(&log)
-                        .unwrap_or_default()
-                        .matches(" closed")
-                        .count()
-                        < 2
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+            if let Some(child) = spawn(root, port, tls_port) {
                 return Self {
                     dir,
                     child: Some(child),
@@ -179,11 +196,9 @@ impl Slapd {
                     ca,
                 };
             }
-            let _ = child.kill();
-            let _ = child.wait();
-            last_log = std::fs::read_to_string(root.join("slapd.log")).unwrap_or_default();
         }
-        panic!("slapd did not start:\n{last_log}");
+        let log = std::fs::read_to_string(root.join("slapd.log")).unwrap_or_default();
+        panic!("slapd did not start:\n{log}");
     }
 
     /// `ldap://127.0.0.1:<port>` (StartTLS or, under `dangerous`, plain).
@@ -258,6 +273,15 @@ impl Slapd {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Stops slapd and starts it again on the same ports with the same data
+    /// (connections open before are gone).
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = spawn(self.dir.path(), self.port, self.tls_port)
+            .unwrap_or_else(|| panic!("slapd did not restart:\n{}", self.log()));
+        self.child = Some(child);
     }
 
     /// Stops slapd now (tests of a directory going away).

@@ -613,3 +613,107 @@ async fn concurrent_logins_share_the_pool() {
         assert_eq!(name, if i % 2 == 0 { "alice" } else { "jdoe" });
     }
 }
+
+#[tokio::test]
+async fn pooled_connections_are_replaced_after_a_directory_restart() {
+    let mut slapd = Slapd::start(DATA);
+    for health_check_after in [0, 600] {
+        let mut c = config(&slapd, vec![slapd.ldap_url()]);
+        c.membership = member();
+        c.pool.max_size = 1;
+        c.pool.health_check_after_seconds = health_check_after;
+        let p = LdapProvider::new(&c).unwrap();
+        p.login("alice", &pw("alice-pw")).await.unwrap();
+        slapd.restart();
+        for _ in 0..2 {
+            let alice = p.login("alice", &pw("alice-pw")).await.unwrap();
+            assert_eq!(group_names(&alice), ["cycle-a", "developers"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_but_never_answers_fails_over() {
+    let slapd = Slapd::start(DATA);
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut c = config(
+        &slapd,
+        vec![format!("ldap://127.0.0.1:{hung_port}"), slapd.ldap_url()],
+    );
+    c.connect_timeout_seconds = 1;
+    let p = LdapProvider::new(&c).unwrap();
+    let started = std::time::Instant::now();
+    p.login("alice", &pw("alice-pw")).await.unwrap();
+    // A server that just failed is tried last for a while: no second wait.
+    p.login("alice", &pw("alice-pw")).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+
+    let mut only_hung = config(&slapd, vec![format!("ldap://127.0.0.1:{hung_port}")]);
+    only_hung.connect_timeout_seconds = 1;
+    let e = LdapProvider::new(&only_hung)
+        .unwrap()
+        .login("alice", &pw("alice-pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LdapLoginError::Unavailable { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn cancelled_logins_never_leave_a_user_bound_connection_in_the_pool() {
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.membership = member();
+    c.pool.max_size = 2;
+    let p = LdapProvider::new(&c).unwrap();
+    for i in 0..80u64 {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros(i * 40),
+            p.login("alice", &pw("alice-pw")),
+        )
+        .await;
+    }
+    // Groups are readable only by the service account: a connection still
+    // bound as alice would find none.
+    for _ in 0..4 {
+        assert_eq!(
+            p.search_principals("developers", 10).await.unwrap().len(),
+            1
+        );
+        let alice = p.login("alice", &pw("alice-pw")).await.unwrap();
+        assert_eq!(group_names(&alice), ["cycle-a", "developers"]);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_rebind_drops_the_user_bound_connection() {
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.membership = member();
+    c.pool.max_size = 1;
+    let p = LdapProvider::new(&c).unwrap();
+    p.login("alice", &pw("alice-pw")).await.unwrap();
+    let set_service_pw = |password: &str| {
+        slapd.modify(&format!(
+            "dn: {SERVICE_DN}\nchangetype: modify\nreplace: userPassword\nuserPassword: {password}\n"
+        ));
+    };
+    // The pooled connection is still bound as the service account; the user
+    // bind works, the re-bind does not.
+    set_service_pw("rotated");
+    let e = p.login("alice", &pw("alice-pw")).await.unwrap_err();
+    assert!(matches!(e, LdapLoginError::Misconfigured { .. }), "{e:?}");
+    set_service_pw("service-pw");
+    // Groups are readable only by the service account: reusing the
+    // connection left bound as alice would find none.
+    assert_eq!(
+        p.search_principals("developers", 10).await.unwrap().len(),
+        1
+    );
+}
