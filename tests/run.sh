@@ -7,9 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests start for real (slapd: the
-# OpenLDAP provider tests start their own on random loopback ports).
-packages=(slapd ldap-utils)
+# Debian packages the integration tests start for real: slapd (the OpenLDAP
+# tests start their own on random loopback ports) and a Samba AD DC (the
+# Active Directory test provisions one and runs it in its own network
+# namespace with unshare/nsenter from util-linux and ip from iproute2).
+packages=(slapd ldap-utils samba samba-ad-dc samba-ad-provision iproute2 procps)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

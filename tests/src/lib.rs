@@ -7,6 +7,7 @@ pub mod fake_apiserver;
 pub mod kubectl;
 pub mod paddock;
 pub mod proxy;
+pub mod samba;
 pub mod slapd;
 pub mod tls;
 
