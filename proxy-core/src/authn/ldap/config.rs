@@ -439,10 +439,10 @@ impl LdapConfig {
             return Err(err("userSearchBase", "must not be empty".into()));
         }
         if let Some(f) = &self.user_search_filter {
-            if !(f.starts_with('(') && f.ends_with(')')) {
+            if !one_balanced_filter(f) || ldap3::parse_filter(f).is_err() {
                 return Err(err(
                     "userSearchFilter",
-                    "must be a parenthesised filter".into(),
+                    format!("{f:?} is not one valid parenthesised LDAP filter"),
                 ));
             }
         }
@@ -598,6 +598,29 @@ impl LdapConfig {
             .with_no_client_auth();
         Ok(Arc::new(config))
     }
+}
+
+/// `true` when `f` is one parenthesised filter: parentheses balance and
+/// close only at the end (literal parentheses in values are `\28`/`\29`).
+fn one_balanced_filter(f: &str) -> bool {
+    let mut depth = 0usize;
+    for (i, c) in f.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                let Some(d) = depth.checked_sub(1) else {
+                    return false;
+                };
+                depth = d;
+                if depth == 0 && i + 1 != f.len() {
+                    return false;
+                }
+            }
+            _ if depth == 0 => return false,
+            _ => {}
+        }
+    }
+    depth == 0 && f.starts_with('(')
 }
 
 /// `true` for an attribute description (RFC 4512 `descr` or a numeric OID).
@@ -764,6 +787,15 @@ mod tests {
         let mut c = base(DirectoryKind::OpenLdap, &["ldaps://a"]);
         c.ca_pem = Some("not a pem".into());
         assert_eq!(c.validate().unwrap_err().key, "caPem");
+        let mut c = base(DirectoryKind::OpenLdap, &["ldaps://a"]);
+        c.user_search_filter = Some("(memberOf=cn=k8s".into());
+        assert_eq!(c.validate().unwrap_err().key, "userSearchFilter");
+        c.user_search_filter = Some("(&(a=b)(c=d)".into());
+        assert_eq!(c.validate().unwrap_err().key, "userSearchFilter");
+        c.user_search_filter = Some("(a=b)(c=d)".into());
+        assert_eq!(c.validate().unwrap_err().key, "userSearchFilter");
+        c.user_search_filter = Some("(&(a=b)(c=d))".into());
+        assert!(c.validate().is_ok());
     }
 
     #[test]

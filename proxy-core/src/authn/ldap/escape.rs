@@ -95,6 +95,29 @@ mod tests {
     }
 
     #[test]
+    fn escaped_values_always_make_a_single_equality_filter() {
+        let nasty = [
+            "*)(uid=*",
+            "admin)(|(uid=*",
+            r"\",
+            "(",
+            ")",
+            "\0",
+            "a\0b*c(d)e\\f",
+            "Jürgen (QA), Tier 2 + Co",
+            "",
+        ];
+        for value in nasty {
+            let filter = format!("(uid={})", filter_value(value));
+            use ldap3::asn1::ASNTag as _;
+            let parsed = ldap3::parse_filter(&filter);
+            assert!(parsed.is_ok(), "{filter}");
+            // Context 3 = equalityMatch: never a substring/presence filter.
+            assert_eq!(parsed.unwrap().into_structure().id, 3, "{filter}");
+        }
+    }
+
+    #[test]
     fn filter_keeps_utf8_and_escapes_once() {
         assert_eq!(filter_value("Jürgen"), "Jürgen");
         // An already escaped value is escaped again: the backslash is data.

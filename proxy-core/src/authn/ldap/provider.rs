@@ -287,7 +287,7 @@ impl LdapProvider {
 
     /// Users and groups whose names contain `query` (escaped; `*` is a
     /// literal), at most `limit` (capped at [`MAX_SEARCH_RESULTS`]). An empty
-    /// query finds nothing.
+    /// query, or one longer than 128 bytes, finds nothing.
     pub async fn search_principals(
         &self,
         query: &str,
@@ -295,11 +295,8 @@ impl LdapProvider {
     ) -> Result<Vec<Principal>, LdapLoginError> {
         let query = query.trim();
         let limit = limit.min(MAX_SEARCH_RESULTS);
-        if query.is_empty() || limit == 0 {
+        if query.is_empty() || query.len() > MAX_QUERY || limit == 0 {
             return Ok(Vec::new());
-        }
-        if query.len() > MAX_QUERY {
-            return Err(LdapLoginError::invalid(InvalidReason::InvalidLoginName));
         }
         let s = &self.settings;
         let q = filter_value(query);
