@@ -150,6 +150,7 @@ impl Pool {
                         ldap: idle.ldap,
                         server: server.clone(),
                         service_bound: true,
+                        broken: false,
                         reused: true,
                         timeout,
                         max_idle: self.settings.pool.max_idle,
@@ -224,6 +225,7 @@ impl Pool {
             ldap,
             server: server.clone(),
             service_bound: false,
+            broken: false,
             reused: false,
             timeout: s.operation_timeout,
             max_idle: s.pool.max_idle,
@@ -256,6 +258,9 @@ pub(crate) struct Conn {
     ldap: ldap3::Ldap,
     server: Arc<ServerPool>,
     service_bound: bool,
+    /// A transport error or timeout happened: the connection's state is
+    /// unknown (a late answer may still arrive), so it is never reused.
+    broken: bool,
     reused: bool,
     timeout: Duration,
     max_idle: usize,
@@ -263,6 +268,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    fn note<T>(&mut self, result: Result<T, OpError>) -> Result<T, OpError> {
+        if matches!(result, Err(OpError::Transport(_))) {
+            self.broken = true;
+        }
+        result
+    }
+
     /// Whether this connection came out of the idle list (a failure on it
     /// may be a connection the server dropped: worth one retry).
     pub(crate) fn reused(&self) -> bool {
@@ -275,9 +287,9 @@ impl Conn {
     }
 
     /// Returns the connection to the idle list, if it is bound as the
-    /// service account; otherwise it is closed.
+    /// service account and saw no transport error; otherwise it is closed.
     pub(crate) fn release(mut self) {
-        if !self.service_bound || self.ldap.is_closed() {
+        if !self.service_bound || self.broken || self.ldap.is_closed() {
             return;
         }
         let mut idle = lock(&self.server.idle);
@@ -298,9 +310,10 @@ impl Conn {
             self.ldap.simple_bind(dn, password.expose_secret()),
         )
         .await
-        .map_err(|_| OpError::Transport("bind timed out".into()))?
-        .map_err(|e| OpError::Transport(format!("bind failed: {e}")))?;
-        check(res)
+        .map_err(|_| OpError::Transport("bind timed out".into()))
+        .and_then(|r| r.map_err(|e| OpError::Transport(format!("bind failed: {e}"))))
+        .and_then(check);
+        self.note(res)
     }
 
     /// A search returning at most a few entries (no paging).
@@ -317,8 +330,9 @@ impl Conn {
             .with_search_options(SearchOptions::new().sizelimit(size_limit));
         let res = tokio::time::timeout(self.timeout, ldap.search(base, scope, filter, attrs))
             .await
-            .map_err(|_| OpError::Transport("search timed out".into()))?
-            .map_err(|e| OpError::Transport(format!("search failed: {e}")))?;
+            .map_err(|_| OpError::Transport("search timed out".into()))
+            .and_then(|r| r.map_err(|e| OpError::Transport(format!("search failed: {e}"))));
+        let res = self.note(res)?;
         let (entries, result) = (res.0, res.1);
         // 4 = sizeLimitExceeded: more entries than asked for.
         let truncated = result.rc == 4;
@@ -362,9 +376,11 @@ impl Conn {
             check(stream.finish().await)?;
             Ok(entries)
         };
-        tokio::time::timeout(self.timeout, work)
+        let res = tokio::time::timeout(self.timeout, work)
             .await
-            .map_err(|_| OpError::Transport("search timed out".into()))?
+            .map_err(|_| OpError::Transport("search timed out".into()))
+            .and_then(|r| r);
+        self.note(res)
     }
 }
 
