@@ -7,8 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests start for real.
-packages=()
+# Debian packages the integration tests start for real: slapd (the OpenLDAP
+# tests start their own on random loopback ports) and a Samba AD DC (the
+# Active Directory test provisions one and runs it in its own network
+# namespace with unshare/nsenter from util-linux and ip from iproute2).
+packages=(slapd ldap-utils samba samba-ad-dc samba-ad-provision iproute2 procps)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -17,8 +20,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "==> installing ${missing[*]}"
+  # Keep postinst scripts from starting system daemons (a slapd on port
+  # 389 is not wanted): a policy-rc.d that denies, only while installing.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ -n "$own_policy" ]; then
+    $sudo rm -f /usr/sbin/policy-rc.d
+  fi
 fi
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "kubectl is not installed: install it (Debian package 'kubectl' from the Kubernetes or Google Cloud apt repository, or a kubectl binary on PATH)" >&2

@@ -32,6 +32,8 @@
 //! ## Features
 //! - `kube` (default): read clusters from kubeconfig files
 //!   ([`upstream::ClusterConfig::from_kubeconfig`]).
+//! - `ldap` (default): Active Directory and OpenLDAP logins
+//!   ([`authn::ldap::LdapProvider`]), with `ldap3` over rustls.
 
 pub mod accounts;
 pub mod authn;

@@ -8,6 +8,8 @@ pub mod fake_apiserver;
 pub mod kubectl;
 pub mod paddock;
 pub mod proxy;
+pub mod samba;
+pub mod slapd;
 pub mod tls;
 
 use std::sync::Arc;

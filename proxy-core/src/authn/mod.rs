@@ -11,6 +11,8 @@ pub mod client_cert;
 mod credential;
 pub mod external;
 mod identity;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 pub mod local;
 pub mod token_file;
 pub mod tokens;

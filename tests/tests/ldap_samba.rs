@@ -1,0 +1,252 @@
+//! The Active Directory provider against a real Samba AD DC, provisioned by
+//! the test into a temp dir and run in its own network namespace.
+//!
+//! Needs root and `apt-get install samba samba-ad-dc samba-ad-provision
+//! ldap-utils`; without them this test fails. One DC (about 10 s to
+//! provision and start) serves every case, in order.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use paddock_tests::samba::{SambaDc, BASE_DN, SERVICE_PASSWORD, SERVICE_UPN};
+use proxy_core::authn::{
+    ldap::{
+        config::Membership, guid::guid_to_string, DirectoryKind, DirectoryUser, InvalidReason,
+        LdapConfig, LdapLoginError, LdapProvider,
+    },
+    AuthnError,
+};
+use secrecy::SecretString;
+
+fn pw(s: &str) -> SecretString {
+    SecretString::from(s)
+}
+
+fn config(dc: &SambaDc, url: String, membership: Membership, nested: bool) -> LdapConfig {
+    let mut c = LdapConfig::new(
+        "corp-ad",
+        DirectoryKind::ActiveDirectory,
+        vec![url],
+        SERVICE_UPN,
+        pw(SERVICE_PASSWORD),
+        // The domain root: AD answers subtree searches here with
+        // continuation references, which must be ignored.
+        BASE_DN,
+    );
+    c.ca_pem = Some(dc.ca_pem().to_owned());
+    c.default_login_domain = Some("example.test".into());
+    c.membership = membership;
+    c.nested_groups.enabled = nested;
+    c.connect_timeout_seconds = 3;
+    c.operation_timeout_seconds = 10;
+    c
+}
+
+fn provider(dc: &SambaDc, membership: Membership, nested: bool) -> LdapProvider {
+    LdapProvider::new(&config(dc, dc.ldaps_url(), membership, nested)).expect("valid config")
+}
+
+fn names(user: &DirectoryUser) -> Vec<&str> {
+    let mut n: Vec<&str> = user
+        .groups
+        .iter()
+        .map(|g| g.display_name.as_str())
+        .collect();
+    n.sort_unstable();
+    n
+}
+
+/// The objectGUID of `filter`'s entry as Samba itself reports it.
+fn guid_of(dc: &SambaDc, filter: &str) -> String {
+    let ldif = dc.ldapsearch(BASE_DN, filter, &["objectGUID"]);
+    let b64 = ldif
+        .lines()
+        .find_map(|l| l.strip_prefix("objectGUID:: "))
+        .unwrap_or_else(|| panic!("no objectGUID for {filter}: {ldif}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .expect("base64");
+    guid_to_string(&bytes).expect("16 bytes")
+}
+
+fn invalid(reason: InvalidReason) -> LdapLoginError {
+    LdapLoginError::InvalidCredentials { reason }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_directory_against_a_real_samba_dc() {
+    let pipe = Path::new(env!("CARGO_BIN_EXE_netns-pipe"));
+    let mut dc = tokio::task::spawn_blocking(move || SambaDc::start(pipe))
+        .await
+        .unwrap();
+
+    // In-chain: the server expands nesting (developers ⊂ engineering ⊂ company).
+    let in_chain = provider(&dc, Membership::InChain, false);
+    // The DC may need a moment after its port opens.
+    let mut ready = in_chain.check().await;
+    for _ in 0..50 {
+        if ready.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        ready = in_chain.check().await;
+    }
+    ready.unwrap_or_else(|e| panic!("{e}\n{}", dc.log()));
+
+    let alice = in_chain
+        .login("alice", &pw("Alice-Passw0rd!"))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.principal.id,
+        format!(
+            "activedirectory_user://{}",
+            guid_of(&dc, "(sAMAccountName=alice)")
+        ),
+        "objectGUID is formatted like Samba does (mixed-endian)"
+    );
+    assert_eq!(alice.username, "alice");
+    assert_eq!(alice.display_name, "Alice Liddell");
+    assert_eq!(alice.email.as_deref(), Some("alice@example.test"));
+    assert_eq!(names(&alice), ["company", "developers", "engineering"]);
+    let developers = alice
+        .groups
+        .iter()
+        .find(|g| g.display_name == "developers")
+        .unwrap();
+    assert_eq!(
+        developers.id,
+        format!(
+            "activedirectory_group://{}",
+            guid_of(&dc, "(sAMAccountName=developers)")
+        )
+    );
+
+    // Every name form finds the same account.
+    for name in [
+        r"EXAMPLE\alice",
+        "alice@example.test",
+        "ALICE",
+        "alice@EXAMPLE.TEST",
+    ] {
+        let u = in_chain.login(name, &pw("Alice-Passw0rd!")).await.unwrap();
+        assert_eq!(u.principal.id, alice.principal.id, "{name}");
+    }
+    // Parentheses in sAMAccountName are escaped, not filter syntax.
+    let jdoe = in_chain
+        .login("jdoe(qa)", &pw("Jdoe-Passw0rd!"))
+        .await
+        .unwrap();
+    assert_eq!(jdoe.username, "jdoe(qa)");
+    assert_eq!(names(&jdoe), ["company", "developers", "engineering"]);
+
+    // The other strategies agree.
+    let token_groups = provider(&dc, Membership::TokenGroups, false)
+        .login("alice", &pw("Alice-Passw0rd!"))
+        .await
+        .unwrap();
+    let tg = names(&token_groups);
+    for g in ["company", "developers", "engineering", "Domain Users"] {
+        assert!(tg.contains(&g), "{g} missing from tokenGroups {tg:?}");
+    }
+    let member_of = Membership::MemberOf {
+        attribute: "memberOf".into(),
+    };
+    let direct = provider(&dc, member_of.clone(), false)
+        .login("alice", &pw("Alice-Passw0rd!"))
+        .await
+        .unwrap();
+    assert_eq!(names(&direct), ["developers"]);
+    let walked = provider(&dc, member_of, true)
+        .login("alice", &pw("Alice-Passw0rd!"))
+        .await
+        .unwrap();
+    assert_eq!(names(&walked), ["company", "developers", "engineering"]);
+    let member = provider(
+        &dc,
+        Membership::Member {
+            attribute: "member".into(),
+        },
+        true,
+    )
+    .login("alice", &pw("Alice-Passw0rd!"))
+    .await
+    .unwrap();
+    assert_eq!(names(&member), ["company", "developers", "engineering"]);
+
+    // StartTLS on ldap:// (Samba refuses simple binds without TLS).
+    let starttls = LdapProvider::new(&config(&dc, dc.ldap_url(), Membership::InChain, false))
+        .unwrap()
+        .login("alice", &pw("Alice-Passw0rd!"))
+        .await
+        .unwrap();
+    assert_eq!(starttls.principal.id, alice.principal.id);
+
+    // Conformance and AD sub-codes.
+    let cases = [
+        ("alice", "", InvalidReason::EmptyPassword),
+        ("alice", "wrong", InvalidReason::WrongPassword),
+        ("nobody", "Alice-Passw0rd!", InvalidReason::UnknownUser),
+        ("carol", "Carol-Passw0rd!", InvalidReason::AccountDisabled),
+        (
+            "frank",
+            "Frank-Passw0rd!",
+            InvalidReason::PasswordMustChange,
+        ),
+        ("*", "Alice-Passw0rd!", InvalidReason::UnknownUser),
+        (
+            "*)(sAMAccountName=*",
+            "Alice-Passw0rd!",
+            InvalidReason::UnknownUser,
+        ),
+        (
+            "admin)(|(sAMAccountName=*",
+            "Alice-Passw0rd!",
+            InvalidReason::UnknownUser,
+        ),
+        ("al*", "Alice-Passw0rd!", InvalidReason::UnknownUser),
+    ];
+    for (user, password, reason) in cases {
+        let e = in_chain.login(user, &pw(password)).await.unwrap_err();
+        assert_eq!(e, invalid(reason), "{user}");
+        assert!(matches!(AuthnError::from(e), AuthnError::Invalid));
+    }
+    // Three bad passwords lock dave (threshold 3); then even the right one
+    // is refused with 775.
+    for _ in 0..3 {
+        assert_eq!(
+            in_chain.login("dave", &pw("nope")).await.unwrap_err(),
+            invalid(InvalidReason::WrongPassword)
+        );
+    }
+    assert_eq!(
+        in_chain
+            .login("dave", &pw("Dave-Passw0rd!"))
+            .await
+            .unwrap_err(),
+        invalid(InvalidReason::AccountLockedOut)
+    );
+
+    // Refresh and principal search.
+    let refreshed = in_chain.refresh(&alice).await.unwrap();
+    assert_eq!(refreshed.principal, alice.principal);
+    assert_eq!(refreshed.groups, alice.groups);
+    let found = in_chain.search_principals("develop", 10).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].id, developers.id);
+    let users = in_chain.search_principals("Liddell", 10).await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].id, alice.principal.id);
+
+    // The DC goes away: unavailable, not invalid.
+    dc.kill();
+    let e = in_chain
+        .login("alice", &pw("Alice-Passw0rd!"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, LdapLoginError::Unavailable { .. }), "{e:?}");
+    assert!(matches!(
+        AuthnError::from(e),
+        AuthnError::Unavailable { .. }
+    ));
+}
