@@ -64,6 +64,10 @@ pub(crate) struct AuthenticationConfig {
     /// Lifetimes of the tokens Paddock issues.
     #[serde(default)]
     pub(crate) tokens: TokenLifetimes,
+    /// Active Directory and OpenLDAP directories, one entry each, logged in
+    /// to by their `name`.
+    #[serde(default)]
+    pub(crate) ldap: Vec<proxy_core::authn::ldap::LdapConfig>,
 }
 
 /// `authentication.local:`.
@@ -319,6 +323,25 @@ impl Config {
                 return Err(error(
                     "authentication.local.passwordMinLength",
                     "must be between 8 and 256",
+                ));
+            }
+        }
+        for (index, directory) in self.authentication.ldap.iter().enumerate() {
+            let at = format!("authentication.ldap[{index}]");
+            directory
+                .validate()
+                .map_err(|e| error(format!("{at}.{}", e.key), e.message))?;
+            if directory.name == proxy_core::authn::local::PROVIDER
+                || self.authentication.ldap[..index]
+                    .iter()
+                    .any(|d| d.name == directory.name)
+            {
+                return Err(error(
+                    format!("{at}.name"),
+                    format!(
+                        "{:?} is taken: provider names must be unique",
+                        directory.name
+                    ),
                 ));
             }
         }

@@ -11,7 +11,7 @@ use std::{
 use proxy_core::{
     accounts::{Accounts, AccountsOptions},
     authn::{
-        client_cert::ClientCertAuthenticator, local::PasswordPolicy,
+        client_cert::ClientCertAuthenticator, ldap::LdapProvider, local::PasswordPolicy,
         token_file::TokenFileAuthenticator,
     },
     authz::{
@@ -207,7 +207,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         _ => ServerTls::self_signed(&data_dir, &config.tls.extra_names)
             .map_err(|e| ServeError::Runtime(anyhow::anyhow!("self-signed certificate: {e}")))?,
     };
-    let accounts = open_accounts(&data_dir, accounts_options(&config))?;
+    let accounts = open_accounts(&data_dir, accounts_options(&config), &config)?;
     let mut builder = Proxy::builder().accounts(accounts.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
@@ -318,9 +318,21 @@ pub(crate) fn accounts_options(config: &Config) -> AccountsOptions {
 /// Opens the store in `data_dir` (refusing a corrupt or newer one), creates
 /// the bootstrap admin on first start and prints its password once, and
 /// starts the store's background work.
-fn open_accounts(data_dir: &Path, options: AccountsOptions) -> Result<Arc<Accounts>, ServeError> {
-    let accounts = Accounts::open(data_dir, options)
+fn open_accounts(
+    data_dir: &Path,
+    options: AccountsOptions,
+    config: &Config,
+) -> Result<Arc<Accounts>, ServeError> {
+    let mut accounts = Accounts::open(data_dir, options)
         .map_err(|e| ServeError::Runtime(anyhow::anyhow!("{e}")))?;
+    for (index, directory) in config.authentication.ldap.iter().enumerate() {
+        let provider = LdapProvider::new(directory).map_err(|e| ConfigError {
+            path: format!("authentication.ldap[{index}].{}", e.key),
+            message: e.message,
+        })?;
+        tracing::info!(provider = %provider.name(), kind = ?provider.kind(), "directory configured");
+        accounts = accounts.with_provider(Arc::new(provider));
+    }
     if let Some(admin) = accounts
         .bootstrap()
         .map_err(|e| ServeError::Runtime(anyhow::anyhow!("bootstrap admin: {e}")))?

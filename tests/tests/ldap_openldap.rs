@@ -717,3 +717,51 @@ async fn a_failed_rebind_drops_the_user_bound_connection() {
         1
     );
 }
+
+/// The shared authenticator conformance suite (the one local users pass),
+/// through `Accounts::login` as the login endpoint uses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_authenticator_conformance_suite_passes_against_slapd() {
+    use paddock_tests::conformance::{self, ConformanceTarget};
+    use proxy_core::accounts::{Accounts, AccountsOptions};
+    use std::sync::Arc;
+
+    struct Directory {
+        accounts: Arc<Accounts>,
+        slapd: Slapd,
+        _dir: tempfile::TempDir,
+    }
+    impl ConformanceTarget for Directory {
+        fn accounts(&self) -> &Arc<Accounts> {
+            &self.accounts
+        }
+        fn provider(&self) -> &str {
+            "corp-ldap"
+        }
+        fn valid_user(&self) -> (String, String) {
+            ("alice".into(), "alice-pw".into())
+        }
+        fn disabled_user(&self) -> (String, String) {
+            ("carol".into(), "carol-pw".into())
+        }
+        fn stop_backend(&mut self) -> bool {
+            self.slapd.kill();
+            true
+        }
+    }
+
+    let slapd = Slapd::start(DATA);
+    let provider = LdapProvider::new(&config(&slapd, vec![slapd.ldap_url()])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = Accounts::open(dir.path(), AccountsOptions::default())
+        .unwrap()
+        .with_provider(std::sync::Arc::new(provider));
+    let report = conformance::run(Directory {
+        accounts: Arc::new(accounts),
+        slapd,
+        _dir: dir,
+    })
+    .await;
+    assert!(report.not_applicable.is_empty(), "{report:?}");
+    assert_eq!(report.passed.len(), 8, "{report:?}");
+}

@@ -30,7 +30,7 @@ pub trait PasswordProvider: Send + Sync + 'static {
 
 /// A principal: a stable, typed id (`github_team://1234`,
 /// `activedirectory_group://<objectGUID>`) and the name people read.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Principal {
     /// The immutable id, as written in bindings.
     pub id: String,

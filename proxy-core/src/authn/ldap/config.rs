@@ -242,8 +242,13 @@ pub struct LdapConfig {
     pub operation_timeout_seconds: u64,
     /// The service account's DN (AD also accepts a UPN here).
     pub bind_dn: String,
-    /// The service account's password.
+    /// The service account's password (or use `bindPasswordFile`).
+    #[serde(default = "empty_secret")]
     pub bind_password: SecretString,
+    /// A file holding the service account's password (a mounted secret);
+    /// read at load, trailing newline removed.
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
     /// Where users are searched (subtree).
     pub user_search_base: String,
     /// Extra filter ANDed to the user search, e.g. `(memberOf=CN=k8s,...)`.
@@ -295,6 +300,10 @@ pub struct LdapConfig {
     pub dangerous: Dangerous,
 }
 
+fn empty_secret() -> SecretString {
+    SecretString::from("")
+}
+
 fn default_connect_timeout() -> u64 {
     5
 }
@@ -342,6 +351,7 @@ impl LdapConfig {
             operation_timeout_seconds: default_operation_timeout(),
             bind_dn: bind_dn.into(),
             bind_password,
+            bind_password_file: None,
             user_search_base: user_search_base.into(),
             user_search_filter: None,
             user_object_class: None,
@@ -426,9 +436,19 @@ impl LdapConfig {
         if self.bind_dn.trim().is_empty() {
             return Err(err("bindDn", "a service account is required".into()));
         }
+        let mut bind_password = self.bind_password.clone();
+        if let Some(file) = &self.bind_password_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                err(
+                    "bindPasswordFile",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            bind_password = SecretString::from(text.trim_end_matches(['\r', '\n']));
+        }
         {
             use secrecy::ExposeSecret;
-            if self.bind_password.expose_secret().is_empty() {
+            if bind_password.expose_secret().is_empty() {
                 return Err(err(
                     "bindPassword",
                     "must not be empty (an empty password is an unauthenticated bind)".into(),
@@ -526,7 +546,7 @@ impl LdapConfig {
             connect_timeout: Duration::from_secs(self.connect_timeout_seconds),
             operation_timeout: Duration::from_secs(self.operation_timeout_seconds),
             bind_dn: self.bind_dn.clone(),
-            bind_password: self.bind_password.clone(),
+            bind_password,
             user_search_base: self.user_search_base.clone(),
             user_search_filter: self.user_search_filter.clone(),
             user_object_class: pick(&self.user_object_class, "user", "inetOrgPerson"),

@@ -28,18 +28,12 @@ mod provider;
 pub use config::{DirectoryKind, LdapConfig};
 pub use provider::{LdapProvider, MAX_SEARCH_RESULTS};
 
-use crate::authn::AuthnError;
+use crate::authn::{
+    external::{ExternalUser, PasswordProvider},
+    AuthnError, BoxFuture,
+};
 
-/// A directory object with a stable id, e.g.
-/// `activedirectory_group://499a00d4-9b03-4226-804e-2467dc7610af`, and a
-/// name for people.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Principal {
-    /// The stable, typed id.
-    pub id: String,
-    /// What to show (the group's `cn`, the user's display name).
-    pub display_name: String,
-}
+pub use crate::authn::external::Principal;
 
 /// A user the directory vouched for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +177,43 @@ impl From<LdapLoginError> for AuthnError {
                 AuthnError::Unavailable { provider }
             }
         }
+    }
+}
+
+impl DirectoryUser {
+    /// The user as the login flow stores it, under provider `provider`.
+    pub fn into_external(self, provider: &str) -> ExternalUser {
+        ExternalUser {
+            provider: provider.to_owned(),
+            principal: self.principal,
+            username: self.username,
+            display_name: self.display_name,
+            email: self.email,
+            groups: self.groups,
+        }
+    }
+}
+
+impl PasswordProvider for LdapProvider {
+    fn name(&self) -> &str {
+        LdapProvider::name(self)
+    }
+
+    fn login<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a secrecy::SecretString,
+    ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
+        Box::pin(async move {
+            match LdapProvider::login(self, username, password).await {
+                Ok(user) => Ok(user.into_external(self.name())),
+                Err(error) => {
+                    // The precise reason (AD sub-code, unknown user) is for the log only.
+                    tracing::info!(auth.provider = %self.name(), auth.username = %username, %error, reason = ?error, "directory login refused");
+                    Err(error.into())
+                }
+            }
+        })
     }
 }
 
