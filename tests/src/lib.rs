@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fake_apiserver;
+pub mod github_emulator;
 pub mod kubectl;
 pub mod paddock;
 pub mod proxy;

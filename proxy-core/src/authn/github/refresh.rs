@@ -1,0 +1,2 @@
+//! Background refresh of GitHub users' organisations and teams (placeholder
+//! until the refresher lands).
