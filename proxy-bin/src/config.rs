@@ -58,6 +58,8 @@ pub(crate) struct TlsConfig {
 pub(crate) struct AuthenticationConfig {
     /// Static tokens, Kubernetes `--token-auth-file` format.
     pub(crate) token_file: Option<PathBuf>,
+    /// GitHub / GitHub Enterprise logins (see [`crate::github`]).
+    pub(crate) github: Option<crate::github::GithubSection>,
 }
 
 /// `authorization:` — a mode name (`policy`, the default; `deny-all`,
@@ -282,6 +284,9 @@ impl Config {
         }
         if let Some(file) = &self.authentication.token_file {
             readable("authentication.tokenFile", file)?;
+        }
+        if let Some(github) = &self.authentication.github {
+            github.validate()?;
         }
         let mut defaults = 0;
         for (index, cluster) in self.clusters.iter().enumerate() {

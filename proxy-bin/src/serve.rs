@@ -10,7 +10,10 @@ use std::{
 
 use proxy_core::{
     accounts::{Accounts, AccountsOptions},
-    authn::{client_cert::ClientCertAuthenticator, token_file::TokenFileAuthenticator},
+    authn::{
+        client_cert::ClientCertAuthenticator, github::GithubProvider,
+        token_file::TokenFileAuthenticator,
+    },
     authz::{
         policy::{PolicyAuthorizer, PolicySource},
         AllowAuthenticated, Authorizer, DenyAll,
@@ -204,7 +207,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         _ => ServerTls::self_signed(&data_dir, &config.tls.extra_names)
             .map_err(|e| ServeError::Runtime(anyhow::anyhow!("self-signed certificate: {e}")))?,
     };
-    let accounts = open_accounts(&data_dir)?;
+    let github = match &config.authentication.github {
+        Some(section) => Some(section.provider(&data_dir)?),
+        None => None,
+    };
+    let accounts = open_accounts(&data_dir, github)?;
     let mut builder = Proxy::builder().accounts(accounts.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
@@ -289,9 +296,16 @@ async fn serve(config: Config) -> Result<(), ServeError> {
 /// Opens the store in `data_dir` (refusing a corrupt or newer one), creates
 /// the bootstrap admin on first start and prints its password once, and
 /// starts the store's background work.
-fn open_accounts(data_dir: &Path) -> Result<Arc<Accounts>, ServeError> {
-    let accounts = Accounts::open(data_dir, AccountsOptions::default())
+fn open_accounts(
+    data_dir: &Path,
+    github: Option<Arc<GithubProvider>>,
+) -> Result<Arc<Accounts>, ServeError> {
+    let mut accounts = Accounts::open(data_dir, AccountsOptions::default())
         .map_err(|e| ServeError::Runtime(anyhow::anyhow!("{e}")))?;
+    if let Some(github) = github {
+        tracing::info!(api = %github.config().endpoints.api, access_mode = ?github.config().access_mode, "GitHub login enabled");
+        accounts = accounts.with_github(github);
+    }
     if let Some(admin) = accounts
         .bootstrap()
         .map_err(|e| ServeError::Runtime(anyhow::anyhow!("bootstrap admin: {e}")))?

@@ -13,6 +13,7 @@
 //! tokens and token-endpoint errors. Every request is logged.
 
 mod model;
+pub mod stack;
 
 use std::{
     collections::{BTreeMap, HashMap},

@@ -31,6 +31,7 @@ pub use config::{AccessMode, GithubConfig, GithubEndpoints, RefreshSettings};
 pub use oauth::{OAuthError, OAuthFlow, Sealer};
 
 use super::external::{user_id_for, ExternalUser, Principal};
+use crate::accounts::{Accounts, LoggedIn};
 
 /// The provider's name, in logins and on tokens.
 pub const PROVIDER: &str = "github";
@@ -193,6 +194,46 @@ impl GithubProvider {
     pub fn open_token(&self, sealed: &str) -> Option<SecretString> {
         let plain = self.sealer.open(TOKEN_PURPOSE, sealed.trim())?;
         String::from_utf8(plain).ok().map(SecretString::from)
+    }
+}
+
+impl GithubProvider {
+    /// Logs in the owner of a GitHub `token` (from the browser flow or
+    /// presented directly): reads them and their groups, applies the access
+    /// mode, stores the user with their groups and the token (encrypted,
+    /// for the background refresh). Nothing else is asked of GitHub later
+    /// on the request path.
+    pub async fn login(
+        &self,
+        accounts: &Arc<Accounts>,
+        token: &SecretString,
+    ) -> Result<LoggedIn, GithubError> {
+        let external = self.identify(token).await?;
+        let view = accounts.view().clone();
+        self.check_access(&external, &|subject| {
+            view.with_snapshot(|s| s.role_bindings().any(|b| b.value.subject == subject))
+        })?;
+        let sealed = self.seal_token(token);
+        let vault = refresh::TokenVault::new(accounts.data_dir());
+        let store = accounts.clone();
+        let user = tokio::task::spawn_blocking(move || {
+            let user = store
+                .upsert_external(&external)
+                .map_err(|e| e.to_string())?;
+            vault.put(&user.id, &sealed).map_err(|e| e.to_string())?;
+            Ok::<_, String>(user)
+        })
+        .await
+        .map_err(|e| GithubError::Store(e.to_string()))?
+        .map_err(GithubError::Store)?;
+        if !user.enabled {
+            return Err(GithubError::Disabled);
+        }
+        Ok(LoggedIn {
+            user,
+            provider: PROVIDER.to_owned(),
+            must_change_password: false,
+        })
     }
 }
 
