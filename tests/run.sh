@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The one command that installs what Paddock's tests need and runs all of them:
 # formatting, lints, unit tests, doc tests and the integration tests that
-# start real components (kubectl today; slapd, Samba, etcd, Chromium as their
-# providers land). Run from anywhere; needs root (or sudo) only to install
-# missing Debian packages.
+# start real components (kubectl, headless Chromium for the GitHub browser
+# flow; slapd, Samba, etcd as their providers land). Run from anywhere; needs
+# root (or sudo) only to install missing Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests start for real.
-packages=()
+packages=(chromium chromium-driver)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -32,6 +32,8 @@
 //! ## Features
 //! - `kube` (default): read clusters from kubeconfig files
 //!   ([`upstream::ClusterConfig::from_kubeconfig`]).
+//! - `github` (default): GitHub and GitHub Enterprise logins
+//!   (`authn::github`): the browser flow, token login, background refresh.
 
 pub mod accounts;
 pub mod authn;

@@ -2,6 +2,7 @@
 //! kube-apiserver, a test certificate authority, an HTTPS client, helpers
 //! to run the real `paddock` binary and the real `kubectl`.
 
+pub mod browser;
 pub mod client;
 pub mod fake_apiserver;
 pub mod github_emulator;

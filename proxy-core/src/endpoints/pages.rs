@@ -139,7 +139,9 @@ pub(crate) fn page(
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Not `no-referrer`: with it browsers send `Origin: null` on the
+        // pages' own form posts, which the same-origin check refuses.
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
@@ -209,29 +211,28 @@ pub(crate) fn request_host(parts: &Parts) -> Option<&str> {
         })
 }
 
-/// Whether a form POST came from this origin (`Origin`, else `Referer`;
-/// neither is refused, as is `Sec-Fetch-Site: cross-site`).
+/// Whether a form POST came from this origin: `Sec-Fetch-Site` when the
+/// browser sends it, else `Origin`, else `Referer`; none of them is refused.
 fn same_origin(parts: &Parts) -> bool {
     let Some(host) = request_host(parts) else {
         return false;
     };
     let ours = format!("https://{host}");
-    let header = |name: header::HeaderName| {
+    let header = |name: &str| {
         parts
             .headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    if header(header::HeaderName::from_static("sec-fetch-site"))
-        .is_some_and(|v| v == "cross-site" || v == "same-site")
-    {
-        return false;
+    let origin_ok = header("origin").map(|origin| origin == ours);
+    if let Some(site) = header("sec-fetch-site") {
+        return site == "same-origin" && origin_ok != Some(false);
     }
-    if let Some(origin) = header(header::ORIGIN) {
-        return origin == ours;
+    if let Some(ok) = origin_ok {
+        return ok;
     }
-    header(header::REFERER).is_some_and(|r| r == ours || r.starts_with(&format!("{ours}/")))
+    header("referer").is_some_and(|r| r == ours || r.starts_with(&format!("{ours}/")))
 }
 
 fn login_page(
