@@ -277,10 +277,15 @@ impl Accounts {
     }
 
     /// Starts the server's background work: noticing other processes'
-    /// commits, flushing last-used times, purging expired tokens. The tasks
+    /// commits, flushing last-used times, purging expired tokens, and
+    /// refreshing GitHub users' groups. The tasks
     /// end when `self` is dropped.
     pub fn spawn_background(self: &Arc<Self>) {
         self.view.spawn_poller(POLL_INTERVAL);
+        #[cfg(feature = "github")]
+        if let Some(github) = &self.github {
+            crate::authn::github::refresh::spawn(Arc::downgrade(self), github.clone());
+        }
         self.last_used
             .spawn_flusher(self.view.clone(), LAST_USED_INTERVAL);
         let view = Arc::downgrade(&self.view);

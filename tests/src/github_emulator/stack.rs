@@ -43,6 +43,9 @@ pub struct StackOptions {
     pub access_mode: &'static str,
     /// `allowed`.
     pub allowed: Vec<String>,
+    /// More `authentication.github` keys, each line indented four spaces
+    /// (e.g. `    refresh: {maxAgeSeconds: 1}\n`).
+    pub extra: String,
 }
 
 impl Default for StackOptions {
@@ -51,6 +54,7 @@ impl Default for StackOptions {
             enterprise: false,
             access_mode: "required",
             allowed: vec!["acme".to_owned()],
+            extra: String::new(),
         }
     }
 }
@@ -123,11 +127,12 @@ fn write_config(dir: &Path, github: &GithubEmulator, options: &StackOptions) -> 
     };
     let allowed: Vec<String> = options.allowed.iter().map(|a| format!("\"{a}\"")).collect();
     let yaml = format!(
-        "authentication:\n  github:\n    clientId: {CLIENT_ID}\n    clientSecretFile: {}\n{location}    caFile: {}\n    accessMode: {}\n    allowed: [{}]\nauthorization:\n  policyDir: {}\n",
+        "authentication:\n  github:\n    clientId: {CLIENT_ID}\n    clientSecretFile: {}\n{location}    caFile: {}\n    accessMode: {}\n    allowed: [{}]\n{}authorization:\n  policyDir: {}\n",
         secret.display(),
         ca.display(),
         options.access_mode,
         allowed.join(", "),
+        options.extra,
         policy.display(),
     );
     write_file(dir, "paddock.yaml", &yaml).display().to_string()
