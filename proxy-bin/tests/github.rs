@@ -552,3 +552,64 @@ async fn a_user_outside_the_required_org_gets_a_refusal_page() {
         "a refused user got a session"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_login_page_lists_providers_and_its_password_form_shows_errors_on_the_page() {
+    let stack = GithubStack::start(bin(), StackOptions::default()).await;
+    let page = stack.client.get(&stack.url("/paddock/login"), None).await;
+    assert_eq!(page.status(), 200);
+    assert_eq!(
+        page.head.headers["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let html = page.text();
+    assert!(html.contains("Sign in with GitHub"), "{html}");
+    assert!(html.contains("href=\"/paddock/v1/github/login\""), "{html}");
+    assert!(html.contains("name=\"password\""), "{html}");
+
+    let post = |body: String| {
+        stack.client.fetch(
+            Request::post(stack.url("/paddock/login"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("origin", stack.paddock.url())
+                .header("sec-fetch-site", "same-origin")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap(),
+        )
+    };
+    let wrong =
+        post("provider=local&username=admin&password=nope&redirect=%2Fpaddock%2F".into()).await;
+    assert_eq!(wrong.status(), 401, "{}", wrong.text());
+    assert!(
+        wrong.text().contains("Wrong username or password."),
+        "{}",
+        wrong.text()
+    );
+    assert!(wrong.head.headers.get("set-cookie").is_none());
+
+    let password = urlencode(&stack.paddock.bootstrap_password());
+    let ok = post(format!(
+        "provider=local&username=admin&password={password}&redirect=%2Fpaddock%2F%3Fx%3D1"
+    ))
+    .await;
+    assert_eq!(ok.status(), 303, "{}", ok.text());
+    assert_eq!(ok.head.headers["location"], "/paddock/?x=1");
+    let cookie = ok.head.headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("paddock_session=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    // The bootstrap admin must change their password first: the landing page says so.
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let landing = get_with_cookie(&stack, &stack.url("/paddock/"), Some(&session)).await;
+    assert_eq!(landing.status(), 403, "{}", landing.text());
+    assert!(
+        landing.text().contains("change their password"),
+        "{}",
+        landing.text()
+    );
+    // Without a session the landing page sends the browser to sign in.
+    let anonymous = stack.client.get(&stack.url("/paddock/"), None).await;
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(anonymous.head.headers["location"], "/paddock/login");
+}
