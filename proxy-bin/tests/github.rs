@@ -613,3 +613,25 @@ async fn the_login_page_lists_providers_and_its_password_form_shows_errors_on_th
     assert_eq!(anonymous.status(), 303);
     assert_eq!(anonymous.head.headers["location"], "/paddock/login");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_github_tokens_is_throttled_but_github_outages_are_not_counted() {
+    let stack = GithubStack::start(bin(), StackOptions::default()).await;
+    let token = stack.github.issue_token("octocat");
+    stack.github.set_faults(Faults {
+        server_errors: 1000,
+        ..Faults::default()
+    });
+    for _ in 0..8 {
+        assert_eq!(token_login(&stack, &token).await.status(), 503);
+    }
+    stack.github.set_faults(Faults::default());
+    assert_eq!(token_login(&stack, &token).await.status(), 200);
+
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(token_login(&stack, "gho_guess").await.status());
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

@@ -52,17 +52,33 @@ pub(super) fn api_error(error: GithubError) -> ProxyError {
     }
 }
 
-/// `POST /paddock/v1/login` with provider `github`.
+/// `POST /paddock/v1/login` with provider `github`. Throttled like
+/// password logins (per token and per address), counting only tokens GitHub
+/// rejected: GitHub being down is not the caller's failure.
 pub(super) async fn token_login(
     accounts: &Arc<Accounts>,
     token: Option<SecretString>,
+    client: std::net::IpAddr,
 ) -> Result<LoggedIn, ProxyError> {
+    use sha2::Digest;
     let github = provider(accounts)?;
     let token = token.unwrap_or_else(|| SecretString::from(""));
     if token.expose_secret().trim().is_empty() {
         return Err(ProxyError::InvalidCredentials);
     }
-    github.login(accounts, &token).await.map_err(|error| {
+    let digest = sha2::Sha256::digest(token.expose_secret().as_bytes());
+    let key = format!("github-token/{}", hex::encode(&digest[..12]));
+    let throttle = accounts.local().throttle();
+    throttle
+        .begin_attempt(&key, client, std::time::Instant::now())
+        .map_err(|t| ProxyError::TooManyRequests {
+            retry_after_secs: t.retry_after_secs,
+        })?;
+    let result = github.login(accounts, &token).await;
+    if !matches!(result, Err(GithubError::InvalidToken)) {
+        throttle.attempt_succeeded(&key, client);
+    }
+    result.map_err(|error| {
         tracing::info!(auth.provider = "github", %error, "login failed");
         api_error(error)
     })

@@ -132,7 +132,7 @@ pub(super) async fn login(
     let body: LoginRequest = read_json(request.into_body()).await?;
     #[cfg(feature = "github")]
     if body.provider == crate::authn::github::PROVIDER && accounts.github().is_some() {
-        let login = super::github::token_login(accounts, body.token).await?;
+        let login = super::github::token_login(accounts, body.token, client).await?;
         return session_response(accounts, login, body.description).await;
     }
     let providers = accounts.provider_names();
