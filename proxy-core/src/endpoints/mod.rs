@@ -124,9 +124,9 @@ impl Endpoints {
             (&Method::GET | &Method::HEAD, ["readyz"]) => Ok(self.readyz()),
             (_, ["healthz" | "readyz"]) => Err(method_not_allowed(&method)),
             (&Method::GET | &Method::HEAD, ["login"]) => {
-                pages::login_get(self, self.accounts()?, request).await
+                pages::login_get(self.accounts()?, request).await
             }
-            (&Method::POST, ["login"]) => pages::login_post(self, self.accounts()?, request).await,
+            (&Method::POST, ["login"]) => pages::login_post(self.accounts()?, request).await,
             (&Method::POST, ["logout"]) => {
                 pages::logout_post(self, self.accounts()?, request).await
             }

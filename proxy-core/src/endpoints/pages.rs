@@ -236,13 +236,11 @@ fn same_origin(parts: &Parts) -> bool {
 }
 
 fn login_page(
-    endpoints: &Endpoints,
     accounts: &Accounts,
     redirect: &str,
     error: Option<&str>,
     status: StatusCode,
 ) -> Response<ResponseBody> {
-    let _ = endpoints;
     let mut body = String::from("<h1>Sign in</h1>");
     if let Some(error) = error {
         body.push_str(&format!(
@@ -299,11 +297,7 @@ fn login_page(
 }
 
 /// `GET /paddock/login[?redirect=/path]`.
-pub(super) async fn login_get(
-    endpoints: &Endpoints,
-    accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
-) -> ProxyResult {
+pub(super) async fn login_get(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
     let (parts, _) = request.into_parts();
     let redirect = match safe_redirect(query_param(&parts, "redirect").as_deref()) {
         Ok(r) => r,
@@ -315,18 +309,11 @@ pub(super) async fn login_get(
             ))
         }
     };
-    Ok(login_page(
-        endpoints,
-        accounts,
-        &redirect,
-        None,
-        StatusCode::OK,
-    ))
+    Ok(login_page(accounts, &redirect, None, StatusCode::OK))
 }
 
 /// `POST /paddock/login`: the password form.
 pub(super) async fn login_post(
-    endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
     request: Request<Incoming>,
 ) -> ProxyResult {
@@ -370,13 +357,7 @@ pub(super) async fn login_post(
     let username = field("username");
     let password = SecretString::from(field("password"));
     let again = |message: &str, status: StatusCode| {
-        Ok(login_page(
-            endpoints,
-            accounts,
-            &redirect,
-            Some(message),
-            status,
-        ))
+        Ok(login_page(accounts, &redirect, Some(message), status))
     };
     if !accounts.provider_names().contains(&provider.as_str()) {
         return again("Unknown directory.", StatusCode::BAD_REQUEST);

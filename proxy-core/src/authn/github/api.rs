@@ -282,7 +282,7 @@ impl GithubApi {
         })
     }
 
-    /// The user (`/user`) and their organisations and teams, for a refresh.
+    /// Every organisation and team of the token's owner, for a refresh.
     pub async fn groups(
         &self,
         token: &SecretString,
