@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The one command that installs what Paddock's tests need and runs all of them:
 # formatting, lints, unit tests, doc tests and the integration tests that
-# start real components (kubectl today; slapd, Samba, etcd, Chromium as their
-# providers land). Run from anywhere; needs root (or sudo) only to install
-# missing Debian packages.
+# start real components (kubectl, headless Chromium for the GitHub browser
+# flow; slapd, Samba, etcd as their providers land). Run from anywhere; needs
+# root (or sudo) only to install missing Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests start for real: slapd (the OpenLDAP
 # tests start their own on random loopback ports) and a Samba AD DC (the
 # Active Directory test provisions one and runs it in its own network
-# namespace with unshare/nsenter from util-linux and ip from iproute2).
-packages=(slapd ldap-utils samba samba-ad-dc samba-ad-provision iproute2 procps)
+# namespace with unshare/nsenter from util-linux and ip from iproute2), and
+# headless Chromium with its WebDriver for the browser sign-in tests.
+packages=(slapd ldap-utils samba samba-ad-dc samba-ad-provision iproute2 procps
+  chromium chromium-driver)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

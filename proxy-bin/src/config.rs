@@ -68,6 +68,8 @@ pub(crate) struct AuthenticationConfig {
     /// to by their `name`.
     #[serde(default)]
     pub(crate) ldap: Vec<proxy_core::authn::ldap::LdapConfig>,
+    /// GitHub / GitHub Enterprise logins (see [`crate::github`]).
+    pub(crate) github: Option<crate::github::GithubSection>,
 }
 
 /// `authentication.local:`.
@@ -358,6 +360,9 @@ impl Config {
                     "must be at least 60",
                 ));
             }
+        }
+        if let Some(github) = &self.authentication.github {
+            github.validate()?;
         }
         let mut defaults = 0;
         for (index, cluster) in self.clusters.iter().enumerate() {

@@ -5,6 +5,7 @@
 
 mod accounts_cmd;
 mod config;
+mod github;
 mod policy_cmd;
 mod serve;
 

@@ -11,8 +11,8 @@ use std::{
 use proxy_core::{
     accounts::{Accounts, AccountsOptions},
     authn::{
-        client_cert::ClientCertAuthenticator, ldap::LdapProvider, local::PasswordPolicy,
-        token_file::TokenFileAuthenticator,
+        client_cert::ClientCertAuthenticator, github::GithubProvider, ldap::LdapProvider,
+        local::PasswordPolicy, token_file::TokenFileAuthenticator,
     },
     authz::{
         policy::{PolicyAuthorizer, PolicySource},
@@ -207,7 +207,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         _ => ServerTls::self_signed(&data_dir, &config.tls.extra_names)
             .map_err(|e| ServeError::Runtime(anyhow::anyhow!("self-signed certificate: {e}")))?,
     };
-    let accounts = open_accounts(&data_dir, accounts_options(&config), &config)?;
+    let github = match &config.authentication.github {
+        Some(section) => Some(section.provider(&data_dir)?),
+        None => None,
+    };
+    let accounts = open_accounts(&data_dir, accounts_options(&config), &config, github)?;
     let mut builder = Proxy::builder().accounts(accounts.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
@@ -322,6 +326,7 @@ fn open_accounts(
     data_dir: &Path,
     options: AccountsOptions,
     config: &Config,
+    github: Option<Arc<GithubProvider>>,
 ) -> Result<Arc<Accounts>, ServeError> {
     let mut accounts = Accounts::open(data_dir, options)
         .map_err(|e| ServeError::Runtime(anyhow::anyhow!("{e}")))?;
@@ -332,6 +337,10 @@ fn open_accounts(
         })?;
         tracing::info!(provider = %provider.name(), kind = ?provider.kind(), "directory configured");
         accounts = accounts.with_provider(Arc::new(provider));
+    }
+    if let Some(github) = github {
+        tracing::info!(api = %github.config().endpoints.api, access_mode = ?github.config().access_mode, "GitHub login enabled");
+        accounts = accounts.with_github(github);
     }
     if let Some(admin) = accounts
         .bootstrap()

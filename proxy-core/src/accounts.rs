@@ -95,6 +95,8 @@ pub struct Accounts {
     last_used: Arc<LastUsed>,
     tokens: Arc<StoreTokens>,
     providers: Vec<Arc<dyn PasswordProvider>>,
+    #[cfg(feature = "github")]
+    github: Option<Arc<crate::authn::github::GithubProvider>>,
 }
 
 /// A successful login through [`Accounts::login`].
@@ -159,6 +161,8 @@ impl Accounts {
             last_used,
             tokens,
             providers: Vec::new(),
+            #[cfg(feature = "github")]
+            github: None,
         })
     }
 
@@ -166,6 +170,25 @@ impl Accounts {
     pub fn with_provider(mut self, provider: Arc<dyn PasswordProvider>) -> Self {
         self.providers.push(provider);
         self
+    }
+
+    /// Adds the GitHub provider: token logins (`{"provider":"github"}`) and
+    /// the browser flow.
+    #[cfg(feature = "github")]
+    pub fn with_github(mut self, provider: Arc<crate::authn::github::GithubProvider>) -> Self {
+        self.github = Some(provider);
+        self
+    }
+
+    /// The GitHub provider, when configured.
+    #[cfg(feature = "github")]
+    pub fn github(&self) -> Option<&Arc<crate::authn::github::GithubProvider>> {
+        self.github.as_ref()
+    }
+
+    /// The data directory (bootstrap password, provider state).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// The names of the password providers, `local` first.
@@ -254,10 +277,15 @@ impl Accounts {
     }
 
     /// Starts the server's background work: noticing other processes'
-    /// commits, flushing last-used times, purging expired tokens. The tasks
+    /// commits, flushing last-used times, purging expired tokens, and
+    /// refreshing GitHub users' groups. The tasks
     /// end when `self` is dropped.
     pub fn spawn_background(self: &Arc<Self>) {
         self.view.spawn_poller(POLL_INTERVAL);
+        #[cfg(feature = "github")]
+        if let Some(github) = &self.github {
+            crate::authn::github::refresh::spawn(Arc::downgrade(self), github.clone());
+        }
         self.last_used
             .spawn_flusher(self.view.clone(), LAST_USED_INTERVAL);
         let view = Arc::downgrade(&self.view);
@@ -394,6 +422,21 @@ impl Accounts {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Revokes every token of `user_id` (sessions, kubeconfig and API
+    /// tokens), as when a provider says the user lost access. Returns how
+    /// many. Blocking.
+    pub fn revoke_user_tokens(&self, user_id: &str) -> Result<usize, StoreError> {
+        let ids: Vec<String> = tokens::list(&self.view, Some(user_id))
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        let revoked = tokens::revoke_user_tokens(&self.view, user_id)?;
+        for id in &ids {
+            self.tokens.invalidate_token(id);
+        }
+        Ok(revoked)
     }
 
     /// Revokes a token; the next request with it fails. Returns whether it

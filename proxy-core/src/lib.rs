@@ -34,6 +34,8 @@
 //!   ([`upstream::ClusterConfig::from_kubeconfig`]).
 //! - `ldap` (default): Active Directory and OpenLDAP logins
 //!   ([`authn::ldap::LdapProvider`]), with `ldap3` over rustls.
+//! - `github` (default): GitHub and GitHub Enterprise logins
+//!   (`authn::github`): the browser flow, token login, background refresh.
 
 pub mod accounts;
 pub mod authn;

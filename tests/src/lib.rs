@@ -2,9 +2,11 @@
 //! kube-apiserver, a test certificate authority, an HTTPS client, helpers
 //! to run the real `paddock` binary and the real `kubectl`.
 
+pub mod browser;
 pub mod client;
 pub mod conformance;
 pub mod fake_apiserver;
+pub mod github_emulator;
 pub mod kubectl;
 pub mod paddock;
 pub mod proxy;

@@ -60,3 +60,49 @@ fn a_complete_config_loads() {
         AuthorizationMode::AllowAuthenticated
     );
 }
+
+#[test]
+fn github_settings_are_checked_with_their_key_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let base = format!(
+        "authentication:\n  github:\n    clientId: abc\n    clientSecretFile: {}\n",
+        secret.display()
+    );
+    check(&base).unwrap();
+    let cases = [
+        (
+            "authentication:\n  github:\n    clientSecretFile: /etc/hostname\n".to_owned(),
+            "authentication.github.clientId",
+        ),
+        (
+            "authentication:\n  github:\n    clientId: abc\n".to_owned(),
+            "authentication.github.clientSecretFile",
+        ),
+        (
+            "authentication:\n  github:\n    clientId: abc\n    clientSecretEnv: PADDOCK_TEST_SURELY_UNSET\n".to_owned(),
+            "authentication.github.clientSecretEnv",
+        ),
+        (format!("{base}    accessMode: open\n"), "authentication.github.accessMode"),
+        (format!("{base}    accessMode: required\n"), "authentication.github.allowed"),
+        (
+            format!("{base}    accessMode: required\n    allowed: [\"github_team://x\"]\n"),
+            "authentication.github.allowed[0]",
+        ),
+        (format!("{base}    host: \"ghe/x\"\n"), "authentication.github.host"),
+        (format!("{base}    apiUrl: https://x\n"), "authentication.github.oauthUrl"),
+        (format!("{base}    caFile: /nonexistent\n"), "authentication.github.caFile"),
+        (
+            format!("{base}    redirectUrl: http://p/paddock/v1/github/callback\n"),
+            "authentication.github.redirectUrl",
+        ),
+        (format!("{base}    clientSecret: inline\n"), "authentication.github.clientSecret"),
+    ];
+    for (yaml, path) in cases {
+        let error = check(&yaml).expect_err(&yaml);
+        assert_eq!(error.path, path, "{yaml}\n=> {error}");
+    }
+    let debug = format!("{:?}", check(&base).unwrap());
+    assert!(!debug.contains("s3cret"), "{debug}");
+}

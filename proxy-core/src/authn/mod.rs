@@ -10,6 +10,8 @@
 pub mod client_cert;
 mod credential;
 pub mod external;
+#[cfg(feature = "github")]
+pub mod github;
 mod identity;
 #[cfg(feature = "ldap")]
 pub mod ldap;

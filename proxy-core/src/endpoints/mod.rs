@@ -11,6 +11,10 @@
 //! | `GET /paddock/v1/kubeconfig?cluster=<id>` | a kubeconfig with a fresh token |
 //! | `/paddock/v1/users[/<id>[/enable\|/disable\|/password]]` | user administration |
 //! | `/paddock/v1/tokens[/<id>]` | the caller's tokens (all of them for admins) |
+//! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
+//! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
+//! | `POST /paddock/logout` | ends the browser session |
+//! | `GET /paddock/v1/github/login`, `…/callback` | GitHub's OAuth web flow (feature `github`) |
 //!
 //! The login, kubeconfig, user and token endpoints need [`Accounts`]; without
 //! them they answer 404. Administration is authorized by the same
@@ -18,7 +22,10 @@
 //! the management cluster (the global role `admin` may, `user` may not).
 
 mod admin;
+#[cfg(feature = "github")]
+mod github;
 mod kubeconfig;
+mod pages;
 mod session;
 
 use std::sync::Arc;
@@ -113,6 +120,24 @@ impl Endpoints {
             (&Method::GET | &Method::HEAD, ["healthz"]) => Ok(text("ok\n")),
             (&Method::GET | &Method::HEAD, ["readyz"]) => Ok(self.readyz()),
             (_, ["healthz" | "readyz"]) => Err(method_not_allowed(&method)),
+            (&Method::GET | &Method::HEAD, ["login"]) => {
+                pages::login_get(self.accounts()?, request).await
+            }
+            (&Method::POST, ["login"]) => pages::login_post(self.accounts()?, request).await,
+            (&Method::POST, ["logout"]) => {
+                pages::logout_post(self, self.accounts()?, request).await
+            }
+            (&Method::GET | &Method::HEAD, [""]) if path == "/paddock/" => {
+                pages::landing(self, request).await
+            }
+            #[cfg(feature = "github")]
+            (&Method::GET, ["v1", "github", "login"]) => {
+                github::login(self.accounts()?, request).await
+            }
+            #[cfg(feature = "github")]
+            (&Method::GET, ["v1", "github", "callback"]) => {
+                github::callback(self.accounts()?, request).await
+            }
             (_, ["v1", rest @ ..]) => {
                 let accounts = self.accounts()?.clone();
                 match (&method, rest) {

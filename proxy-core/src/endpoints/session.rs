@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::{blocking, json, read_json, Endpoints};
 use crate::{
-    accounts::Accounts,
+    accounts::{Accounts, LoggedIn},
     authn::{
         local::{ChangePasswordError, LoginError, UserError},
-        tokens::{IssueError, NewToken},
+        tokens::{IssueError, IssuedToken, NewToken},
         SESSION_COOKIE,
     },
     context::ConnectionInfo,
@@ -26,8 +26,14 @@ use crate::{
 struct LoginRequest {
     #[serde(default = "local")]
     provider: String,
+    #[serde(default)]
     username: String,
-    password: SecretString,
+    /// For password providers.
+    #[serde(default)]
+    password: Option<SecretString>,
+    /// For token providers (`github`): the provider's access token.
+    #[serde(default)]
+    token: Option<SecretString>,
     /// Optional note shown in token listings.
     #[serde(default)]
     description: String,
@@ -46,7 +52,7 @@ struct PasswordRequest {
 }
 
 /// The caller's address, for throttling; loopback when unknown (in-process use).
-fn client_ip<B>(request: &Request<B>) -> IpAddr {
+pub(super) fn client_ip<B>(request: &Request<B>) -> IpAddr {
     request
         .extensions()
         .get::<Arc<ConnectionInfo>>()
@@ -115,7 +121,8 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
 }
 
 /// `POST /paddock/v1/login`: `{"provider":"local","username":…,"password":…}`
-/// → `{"token":…,"expiresAt":…,"user":{…}}` and the session cookie.
+/// (or `{"provider":"github","token":…}`) → `{"token":…,"expiresAt":…,"user":{…}}`
+/// and the session cookie.
 pub(super) async fn login(
     _endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
@@ -123,6 +130,11 @@ pub(super) async fn login(
 ) -> ProxyResult {
     let client = client_ip(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
+    #[cfg(feature = "github")]
+    if body.provider == crate::authn::github::PROVIDER && accounts.github().is_some() {
+        let login = super::github::token_login(accounts, body.token, client).await?;
+        return session_response(accounts, login, body.description).await;
+    }
     let providers = accounts.provider_names();
     if !providers.contains(&body.provider.as_str()) {
         return Err(ProxyError::BadRequest {
@@ -133,13 +145,19 @@ pub(super) async fn login(
             ),
         });
     }
-    if body.password.expose_secret().is_empty() {
+    if body.token.is_some() {
+        return Err(ProxyError::BadRequest {
+            message: format!("token: provider {:?} takes a password", body.provider),
+        });
+    }
+    let password = body.password.unwrap_or_else(|| SecretString::from(""));
+    if password.expose_secret().is_empty() {
         return Err(ProxyError::BadRequest {
             message: "password: must not be empty".to_owned(),
         });
     }
     let login = match accounts
-        .login(&body.provider, &body.username, &body.password, client)
+        .login(&body.provider, &body.username, &password, client)
         .await
     {
         Ok(login) => login,
@@ -148,12 +166,45 @@ pub(super) async fn login(
             return Err(error.into());
         }
     };
-    let user = login.user;
+    session_response(accounts, login, body.description).await
+}
+
+/// Issues a session for `login` and answers with it as JSON and cookie.
+async fn session_response(
+    accounts: &Arc<Accounts>,
+    login: LoggedIn,
+    description: String,
+) -> ProxyResult {
+    let (issued, cookie) = start_session(accounts, &login, description).await?;
+    let mut response = json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "token": issued.token.expose_secret(),
+            "expiresAt": issued.record.expires_at.map(|t| t.to_string()),
+            "mustChangePassword": login.must_change_password,
+            "user": user_json(&login.user),
+        }),
+    );
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Issues a session token for a logged-in user, and its `paddock_session`
+/// cookie (HttpOnly, Secure, SameSite=Lax).
+pub(super) async fn start_session(
+    accounts: &Arc<Accounts>,
+    login: &LoggedIn,
+    description: String,
+) -> Result<(IssuedToken, HeaderValue), ProxyError> {
+    let user = &login.user;
     let request = NewToken::new(user.id.clone(), TokenKind::Session)
         .provider(login.provider.clone())
-        .description(body.description);
-    let accounts = accounts.clone();
-    let issued = blocking(move || accounts.issue(request))
+        .description(description);
+    let issuer = accounts.clone();
+    let issued = blocking(move || issuer.issue(request))
         .await?
         .map_err(issue_error)?;
     tracing::info!(auth.provider = %login.provider, auth.user = %user.id, auth.username = %user.username, "login");
@@ -161,26 +212,15 @@ pub(super) async fn login(
         .record
         .expires_at
         .map_or(0, |at| at.seconds_since(crate::store::Timestamp::now()));
-    let mut response = json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "token": issued.token.expose_secret(),
-            "expiresAt": issued.record.expires_at.map(|t| t.to_string()),
-            "mustChangePassword": login.must_change_password,
-            "user": user_json(&user),
-        }),
-    );
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax",
         issued.token.expose_secret()
     );
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    let mut cookie = HeaderValue::from_str(&cookie).map_err(|_| ProxyError::Internal {
+        message: "the session token is not a valid cookie value".to_owned(),
+    })?;
+    cookie.set_sensitive(true);
+    Ok((issued, cookie))
 }
 
 /// `POST /paddock/v1/logout`: revokes the Paddock token the caller presented

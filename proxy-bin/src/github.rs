@@ -1,0 +1,293 @@
+//! `authentication.github:`: the GitHub / GitHub Enterprise provider's
+//! settings, validated at load, and the provider built from them.
+//!
+//! ```yaml
+//! authentication:
+//!   github:
+//!     clientId: Iv1.0123456789abcdef
+//!     clientSecretFile: /etc/paddock/github-client-secret   # or clientSecretEnv: NAME
+//!     host: ghe.example.com          # GitHub Enterprise; omit for github.com
+//!     caFile: /etc/paddock/ghe-ca.crt
+//!     scopes: [read:org, user:email]
+//!     accessMode: required           # unrestricted | restricted | required
+//!     allowed: [acme, "acme:platform", octocat, "github_team://5001"]
+//!     redirectUrl: https://paddock.example.com/paddock/v1/github/callback
+//!     encryptionKeyFile: /etc/paddock/github-key  # default: <dataDir>/github-key
+//!     refresh: {maxAgeSeconds: 3600, jitterSeconds: 300}
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use proxy_core::authn::github::{
+    AccessMode, GithubConfig, GithubEndpoints, GithubProvider, RefreshSettings,
+};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+/// `authentication.github:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct GithubSection {
+    /// The OAuth app's client id.
+    #[serde(default)]
+    pub(crate) client_id: String,
+    /// File holding the client secret.
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
+    pub(crate) client_secret_env: Option<String>,
+    /// GitHub Enterprise host (`ghe.example.com[:port]`).
+    pub(crate) host: Option<String>,
+    /// Explicit OAuth base URL (with `apiUrl`; instead of `host`).
+    pub(crate) oauth_url: Option<String>,
+    /// Explicit API base URL.
+    pub(crate) api_url: Option<String>,
+    /// CA bundle to verify GitHub with.
+    #[serde(rename = "caFile")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Scopes (default `read:org`, `user:email`).
+    pub(crate) scopes: Option<Vec<String>>,
+    /// `unrestricted` (default), `restricted` or `required`.
+    pub(crate) access_mode: Option<String>,
+    /// Allowed users, organisations and teams (ids or names).
+    #[serde(default)]
+    pub(crate) allowed: Vec<String>,
+    /// The callback URL registered with the OAuth app.
+    pub(crate) redirect_url: Option<String>,
+    /// Key for the state cookie and stored tokens.
+    pub(crate) encryption_key_file: Option<PathBuf>,
+    /// Seconds per request to GitHub (default 10).
+    pub(crate) timeout_seconds: Option<u64>,
+    /// Background refresh.
+    #[serde(default)]
+    pub(crate) refresh: RefreshSection,
+}
+
+/// `authentication.github.refresh:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RefreshSection {
+    /// Groups older than this are refreshed (default 3600).
+    pub(crate) max_age_seconds: Option<u64>,
+    /// Random extra delay per user (default 300).
+    pub(crate) jitter_seconds: Option<u64>,
+    /// How often to look for stale users (default 60).
+    pub(crate) interval_seconds: Option<u64>,
+}
+
+const AT: &str = "authentication.github";
+
+fn error(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: format!("{AT}.{key}"),
+        message: message.into(),
+    }
+}
+
+impl GithubSection {
+    /// Checks everything before a port is bound (the secret is read here).
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.client_id.trim().is_empty() {
+            return Err(error("clientId", "required"));
+        }
+        self.client_secret()?;
+        self.endpoints()?;
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| error("caFile", format!("cannot read {}: {e}", ca.display())))?;
+            proxy_core::authn::github::HttpClient::new(Some(&pem), Duration::from_secs(1))
+                .map_err(|e| error("caFile", e))?;
+        }
+        let mode = self.access_mode()?;
+        if mode == AccessMode::Required && self.allowed.is_empty() {
+            return Err(error(
+                "allowed",
+                "accessMode required needs at least one allowed user, organisation or team",
+            ));
+        }
+        for (index, entry) in self.allowed.iter().enumerate() {
+            if let Some((kind, id)) = entry.split_once("://") {
+                let valid = matches!(kind, "github_user" | "github_org" | "github_team")
+                    && !id.is_empty()
+                    && id.bytes().all(|b| b.is_ascii_digit());
+                if !valid {
+                    return Err(error(
+                        &format!("allowed[{index}]"),
+                        format!(
+                            "{entry:?} is not a github_user://, github_org:// or github_team:// id"
+                        ),
+                    ));
+                }
+            } else if entry.trim().is_empty() {
+                return Err(error(&format!("allowed[{index}]"), "must not be empty"));
+            }
+        }
+        if let Some(url) = &self.redirect_url {
+            let parsed =
+                url::Url::parse(url).map_err(|e| error("redirectUrl", format!("{url:?}: {e}")))?;
+            if parsed.scheme() != "https" || parsed.path() != "/paddock/v1/github/callback" {
+                return Err(error(
+                    "redirectUrl",
+                    "must be https://<paddock host>/paddock/v1/github/callback",
+                ));
+            }
+        }
+        if let Some(file) = &self.encryption_key_file {
+            let key = std::fs::read_to_string(file).map_err(|e| {
+                error(
+                    "encryptionKeyFile",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            if key.trim().len() < 32 {
+                return Err(error(
+                    "encryptionKeyFile",
+                    "the key must be at least 32 characters",
+                ));
+            }
+        }
+        if self.timeout_seconds == Some(0) {
+            return Err(error("timeoutSeconds", "must be at least 1"));
+        }
+        for (key, value) in [
+            ("refresh.maxAgeSeconds", self.refresh.max_age_seconds),
+            ("refresh.intervalSeconds", self.refresh.interval_seconds),
+        ] {
+            if value == Some(0) {
+                return Err(error(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    fn client_secret(&self) -> Result<SecretString, ConfigError> {
+        let secret = match (&self.client_secret_file, &self.client_secret_env) {
+            (Some(file), None) => std::fs::read_to_string(file).map_err(|e| {
+                error(
+                    "clientSecretFile",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?,
+            (None, Some(name)) => std::env::var(name).map_err(|_| {
+                error(
+                    "clientSecretEnv",
+                    format!("the environment variable {name} is not set"),
+                )
+            })?,
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    "clientSecretFile",
+                    "set either clientSecretFile or clientSecretEnv, not both",
+                ))
+            }
+            (None, None) => return Err(error("clientSecretFile", "required (or clientSecretEnv)")),
+        };
+        let secret = secret.trim().to_owned();
+        if secret.is_empty() {
+            return Err(error("clientSecretFile", "the client secret is empty"));
+        }
+        Ok(SecretString::from(secret))
+    }
+
+    fn endpoints(&self) -> Result<GithubEndpoints, ConfigError> {
+        match (&self.host, &self.oauth_url, &self.api_url) {
+            (None, None, None) => Ok(GithubEndpoints::github_com()),
+            (Some(host), None, None) => {
+                GithubEndpoints::enterprise(host).map_err(|e| error("host", e))
+            }
+            (None, Some(oauth), Some(api)) => {
+                GithubEndpoints::custom(oauth, api).map_err(|e| error("oauthUrl", e))
+            }
+            (Some(_), _, _) => Err(error("host", "set either host or oauthUrl and apiUrl")),
+            (None, _, _) => Err(error("oauthUrl", "oauthUrl and apiUrl go together")),
+        }
+    }
+
+    fn access_mode(&self) -> Result<AccessMode, ConfigError> {
+        self.access_mode
+            .as_deref()
+            .map_or(Ok(AccessMode::Unrestricted), str::parse)
+            .map_err(|e: String| error("accessMode", e))
+    }
+
+    /// The provider; the encryption key is read from `encryptionKeyFile`,
+    /// else from (or created in) `<data_dir>/github-key`.
+    pub(crate) fn provider(&self, data_dir: &Path) -> Result<Arc<GithubProvider>, ConfigError> {
+        let key = match &self.encryption_key_file {
+            Some(file) => std::fs::read_to_string(file).map_err(|e| {
+                error(
+                    "encryptionKeyFile",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?,
+            None => generated_key(data_dir).map_err(|e| error("encryptionKeyFile", e))?,
+        };
+        let mut config = GithubConfig::new(
+            self.client_id.trim(),
+            self.client_secret()?,
+            SecretString::from(key.trim().to_owned()),
+        );
+        config.endpoints = self.endpoints()?;
+        if let Some(ca) = &self.ca_file {
+            config.ca_pem = Some(
+                std::fs::read(ca)
+                    .map_err(|e| error("caFile", format!("cannot read {}: {e}", ca.display())))?,
+            );
+        }
+        if let Some(scopes) = &self.scopes {
+            config.scopes.clone_from(scopes);
+        }
+        config.access_mode = self.access_mode()?;
+        config.allowed.clone_from(&self.allowed);
+        if let Some(url) = &self.redirect_url {
+            config.redirect_url =
+                Some(url::Url::parse(url).map_err(|e| error("redirectUrl", e.to_string()))?);
+        }
+        if let Some(secs) = self.timeout_seconds {
+            config.timeout = Duration::from_secs(secs);
+        }
+        let defaults = RefreshSettings::default();
+        config.refresh = RefreshSettings {
+            max_age: self
+                .refresh
+                .max_age_seconds
+                .map_or(defaults.max_age, Duration::from_secs),
+            jitter: self
+                .refresh
+                .jitter_seconds
+                .map_or(defaults.jitter, Duration::from_secs),
+            interval: self
+                .refresh
+                .interval_seconds
+                .map_or(defaults.interval, Duration::from_secs),
+        };
+        let provider = GithubProvider::new(config).map_err(|e| error("caFile", e))?;
+        Ok(Arc::new(provider))
+    }
+}
+
+/// `<data_dir>/github-key`: 32 random bytes, hex, mode 0600, created once.
+fn generated_key(data_dir: &Path) -> Result<String, String> {
+    use std::io::Write;
+    let path = data_dir.join("github-key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        return Ok(key);
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let bytes: [u8; 32] = rand::random();
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(key.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(key)
+}

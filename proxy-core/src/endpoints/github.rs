@@ -1,0 +1,210 @@
+//! GitHub logins: the browser flow (`GET /paddock/v1/github/login`, `GET
+//! /paddock/v1/github/callback`) and the token login behind `POST
+//! /paddock/v1/login` with `{"provider":"github","token":…}`.
+
+use std::sync::Arc;
+
+use http::{header, request::Parts, HeaderValue, Request, StatusCode};
+use hyper::body::Incoming;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{
+    pages::{refusal, request_host, safe_redirect, see_other, url_params},
+    session::start_session,
+};
+use crate::{
+    accounts::{Accounts, LoggedIn},
+    authn::github::{oauth::STATE_COOKIE, GithubError, GithubProvider, OAuthError},
+    body::ResponseBody,
+    error::ProxyError,
+    layers::ProxyResult,
+};
+
+/// Where GitHub sends the browser back to.
+const CALLBACK_PATH: &str = "/paddock/v1/github/callback";
+/// The state cookie's path: only the callback needs it.
+const COOKIE_PATH: &str = "/paddock/v1/github/";
+
+fn provider(accounts: &Accounts) -> Result<&Arc<GithubProvider>, ProxyError> {
+    accounts.github().ok_or_else(|| ProxyError::NotFound {
+        message: "GitHub login is not configured".to_owned(),
+    })
+}
+
+/// The typed GitHub failure as the API answers it: an invalid token is
+/// 401, GitHub being down or rate limited is 503/429 (never 401).
+pub(super) fn api_error(error: GithubError) -> ProxyError {
+    match error {
+        GithubError::InvalidToken | GithubError::Disabled => ProxyError::InvalidCredentials,
+        GithubError::AccessDenied { .. } => ProxyError::Forbidden {
+            reason: error.to_string(),
+        },
+        GithubError::RateLimited { retry_after_secs } => {
+            ProxyError::TooManyRequests { retry_after_secs }
+        }
+        GithubError::Unavailable(_) => ProxyError::AuthenticationUnavailable {
+            provider: "github".to_owned(),
+        },
+        GithubError::OAuth(e) => ProxyError::BadRequest {
+            message: e.to_string(),
+        },
+        GithubError::Store(message) => ProxyError::Internal { message },
+    }
+}
+
+/// `POST /paddock/v1/login` with provider `github`. Throttled like
+/// password logins (per token and per address), counting only tokens GitHub
+/// rejected: GitHub being down is not the caller's failure.
+pub(super) async fn token_login(
+    accounts: &Arc<Accounts>,
+    token: Option<SecretString>,
+    client: std::net::IpAddr,
+) -> Result<LoggedIn, ProxyError> {
+    use sha2::Digest;
+    let github = provider(accounts)?;
+    let token = token.unwrap_or_else(|| SecretString::from(""));
+    if token.expose_secret().trim().is_empty() {
+        return Err(ProxyError::InvalidCredentials);
+    }
+    let digest = sha2::Sha256::digest(token.expose_secret().as_bytes());
+    let key = format!("github-token/{}", hex::encode(&digest[..12]));
+    let throttle = accounts.local().throttle();
+    throttle
+        .begin_attempt(&key, client, std::time::Instant::now())
+        .map_err(|t| ProxyError::TooManyRequests {
+            retry_after_secs: t.retry_after_secs,
+        })?;
+    let result = github.login(accounts, &token).await;
+    if !matches!(result, Err(GithubError::InvalidToken)) {
+        throttle.attempt_succeeded(&key, client);
+    }
+    result.map_err(|error| {
+        tracing::info!(auth.provider = "github", %error, "login failed");
+        api_error(error)
+    })
+}
+
+fn callback_url(github: &GithubProvider, parts: &Parts) -> Result<url::Url, String> {
+    if let Some(url) = &github.config().redirect_url {
+        return Ok(url.clone());
+    }
+    let host = request_host(parts).ok_or("the request has no usable Host")?;
+    url::Url::parse(&format!("https://{host}{CALLBACK_PATH}")).map_err(|e| e.to_string())
+}
+
+fn state_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!(
+        "{STATE_COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
+    ))
+    .ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// `GET /paddock/v1/github/login[?redirect=/path]`: to GitHub's authorize page.
+pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+    let github = provider(accounts)?;
+    let (parts, _) = request.into_parts();
+    let params = url_params(parts.uri.query().unwrap_or(""));
+    let redirect = params
+        .iter()
+        .find(|(k, _)| k == "redirect")
+        .map(|(_, v)| v.as_str());
+    let redirect = match safe_redirect(redirect) {
+        Ok(r) => r,
+        Err(message) => {
+            return Ok(refusal(
+                StatusCode::BAD_REQUEST,
+                "Invalid redirect",
+                &message,
+            ))
+        }
+    };
+    let callback = match callback_url(github, &parts) {
+        Ok(c) => c,
+        Err(message) => return Err(ProxyError::BadRequest { message }),
+    };
+    let start = github.flow().start(&callback, &redirect);
+    let mut response = see_other(start.location.as_str());
+    if let Some(cookie) = state_cookie(
+        &start.cookie,
+        crate::authn::github::oauth::STATE_LIFETIME.as_secs(),
+    ) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn oauth_refusal(error: &OAuthError) -> http::Response<ResponseBody> {
+    let (status, title) = match error {
+        OAuthError::Denied(_) => (StatusCode::FORBIDDEN, "GitHub sign-in cancelled"),
+        OAuthError::TokenRejected(_) => (StatusCode::UNAUTHORIZED, "GitHub sign-in failed"),
+        OAuthError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "GitHub is unavailable"),
+        _ => (StatusCode::BAD_REQUEST, "Sign-in refused"),
+    };
+    refusal(status, title, &error.to_string())
+}
+
+/// `GET /paddock/v1/github/callback?code=…&state=…`: checks the state,
+/// exchanges the code, logs the user in and sends the browser on.
+pub(super) async fn callback(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+    let github = provider(accounts)?;
+    let (parts, _) = request.into_parts();
+    let cookie = cookie_value(&parts, STATE_COOKIE);
+    let query = parts.uri.query().unwrap_or("");
+    let mut response = match github.flow().finish(query, cookie.as_deref()).await {
+        Err(error) => {
+            tracing::info!(auth.provider = "github", %error, "browser login refused");
+            oauth_refusal(&error)
+        }
+        Ok(exchanged) => match github.login(accounts, &exchanged.access_token).await {
+            Err(error) => {
+                tracing::info!(auth.provider = "github", %error, "browser login failed");
+                let (status, title) = match &error {
+                    GithubError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "Access denied"),
+                    GithubError::InvalidToken | GithubError::Disabled => {
+                        (StatusCode::UNAUTHORIZED, "GitHub sign-in failed")
+                    }
+                    GithubError::Unavailable(_) | GithubError::RateLimited { .. } => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "GitHub is unavailable")
+                    }
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed"),
+                };
+                let message = match &error {
+                    GithubError::Unavailable(_) => {
+                        "GitHub could not be reached. Try again in a moment.".to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                refusal(status, title, &message)
+            }
+            Ok(login) => {
+                let redirect = safe_redirect(Some(&exchanged.redirect_to))
+                    .unwrap_or_else(|_| super::pages::LANDING.to_owned());
+                let (_, session) =
+                    start_session(accounts, &login, "GitHub browser session".to_owned()).await?;
+                let mut response = see_other(&redirect);
+                response.headers_mut().append(header::SET_COOKIE, session);
+                response
+            }
+        },
+    };
+    // The state is single-use: forget it whatever happened.
+    if let Some(clear) = state_cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, clear);
+    }
+    Ok(response)
+}
