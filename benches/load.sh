@@ -8,13 +8,19 @@
 # Every proxy terminates TLS with the same certificate and verifies the upstream.
 # Prints req/s, p50 and p99 per target and the ratios.
 #
-#   bash benches/load.sh            # DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=1
+# Every round runs every target once (the order rotates each round), so
+# noise from other work on the machine hits all targets alike; the table
+# shows the median of the rounds per target. Needs wrk and nginx (installed
+# with apt when missing), python3, and a release build (done here).
+#
+#   bash benches/load.sh                        # DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3
+#   ROUNDS=5 DURATION=15s bash benches/load.sh  # longer, steadier
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-3}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -55,16 +61,22 @@ upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 
-start_paddock() { # name RUST_LOG
-  RUST_LOG=$2 "$bin/paddock" serve --listen 127.0.0.1:0 --data-dir "$tmp/paddock" \
+# start_paddock NAME RUST_LOG [ARGS]: starts Paddock in the background (not in a
+# command substitution, which would wait for its stdout to close) and sets
+# $addr to the address it listens on.
+start_paddock() {
+  local name=$1 log=$2; shift 2
+  RUST_LOG=$log "$bin/paddock" serve "$@" --listen 127.0.0.1:0 --data-dir "$tmp/$name" \
     --upstream "$upstream" --upstream-ca "$tmp/ca.crt" --upstream-token-file "$tmp/proxy-token" \
-    --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated 2>"$tmp/$1.log" & pids+=($!)
-  wait_log "$tmp/$1.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/'
+    --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated >/dev/null 2>"$tmp/$name.log" &
+  pids+=($!)
+  addr=$(wait_log "$tmp/$name.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
 }
 # The access log is target paddock::access at info; "quiet" keeps only startup lines.
-paddock_addr=$(start_paddock paddock "warn,paddock::serve=info")
-paddock_log_addr=$(start_paddock paddock-log "info")
+start_paddock paddock "warn,paddock::serve=info"; paddock_addr=$addr
 cert="$tmp/paddock/tls/tls.crt"; key="$tmp/paddock/tls/tls.key"
+# Same certificate as the first instance, so every proxy presents the same chain.
+start_paddock paddock-log "info" --tls-cert "$cert" --tls-key "$key"; paddock_log_addr=$addr
 
 "$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" \
   --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough.log" & pids+=($!)
@@ -83,16 +95,30 @@ http {
   access_log off;
   client_body_temp_path $tmp/nginx/body;
   proxy_temp_path $tmp/nginx/proxy;
-  upstream api { server ${upstream#https://}; keepalive 64; }
+  # Client keepalive like Paddock's hyper server: no request cap per connection.
+  keepalive_timeout 90s;
+  keepalive_requests 1000000;
+  upstream api {
+    server ${upstream#https://};
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 90s;
+  }
   server {
-    listen 127.0.0.1:$nginx_port ssl http2;
+    listen 127.0.0.1:$nginx_port ssl http2;  # nginx 1.22 (bookworm) syntax
     ssl_certificate $cert;
     ssl_certificate_key $key;
     ssl_protocols TLSv1.2 TLSv1.3;
+    # rustls' server default: an in-memory session cache, no tickets.
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets off;
     location / {
       proxy_pass https://api;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # Stream like a Kubernetes proxy must (watches): no response buffering.
+      proxy_buffering off;
+      proxy_request_buffering off;
       proxy_ssl_trusted_certificate $tmp/ca.crt;
       proxy_ssl_verify on;
       proxy_ssl_name localhost;
@@ -117,7 +143,6 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-declare -A rps p50 p99
 targets=(upstream passthrough nginx paddock paddock+log)
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
   [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr")
@@ -125,21 +150,27 @@ declare -A token=([upstream]="$PROXY_TOKEN" [passthrough]="$PROXY_TOKEN" [nginx]
   [paddock]="$CALLER_TOKEN" [paddock+log]="$CALLER_TOKEN")
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
+results="$tmp/results"  # lines: round target req/s p50 p99
+: > "$results"
+n=${#targets[@]}
 for round in $(seq 1 "$ROUNDS"); do
-  for t in "${targets[@]}"; do
+  for i in $(seq 0 $((n - 1))); do
+    t=${targets[$(( (i + round - 1) % n ))]}
     read -r r a b < <(run "$t" "${url[$t]}" "${token[$t]}")
-    rps[$t]=$(awk -v x="${rps[$t]:-0}" -v y="$r" 'BEGIN{print x+y}')
-    p50[$t]=$(awk -v x="${p50[$t]:-0}" -v y="$a" 'BEGIN{print x+y}')
-    p99[$t]=$(awk -v x="${p99[$t]:-0}" -v y="$b" 'BEGIN{print x+y}')
+    echo "$round $t $r $a $b" | tee -a "$results" >&2
   done
 done
+# median FIELD TARGET (field 3 req/s, 4 p50, 5 p99)
+median() { awk -v t="$2" -v f="$1" '$2==t {print $f}' "$results" | sort -g |
+  awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 echo
-echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS round(s), GET $PATH_, $(nproc) cores"
+echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median per target, GET $PATH_, $(nproc) cores"
 printf "%-12s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
+declare -A rps
 for t in "${targets[@]}"; do
-  awk -v n="$t" -v r="${rps[$t]}" -v a="${p50[$t]}" -v b="${p99[$t]}" -v k="$ROUNDS" \
-    'BEGIN{printf "%-12s %12.0f %10.3f %10.3f\n", n, r/k, a/k, b/k}'
+  rps[$t]=$(median 3 "$t")
+  printf "%-12s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
 done
 awk -v p="${rps[paddock]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" 'BEGIN{
   printf "paddock / passthrough = %.2f (target >= 0.90)\n", p/b;
