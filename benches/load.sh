@@ -5,6 +5,8 @@
 #   nginx        nginx-light as a plain reverse proxy (no auth), TLS both ways, keepalive
 #   paddock      the full Paddock pipeline, static-token auth, access log at warn (off)
 #   paddock+log  the same with the default info-level access log (what users run)
+#   passthrough-h1  diagnostic: the bare proxy with an HTTP/1.1-only upstream pool
+#                (what nginx uses) instead of HTTP/2 by ALPN (what Paddock uses)
 # Every proxy terminates TLS with the same certificate and verifies the upstream.
 # Prints req/s, p50 and p99 per target and the ratios.
 #
@@ -81,6 +83,9 @@ start_paddock paddock-log "info" --tls-cert "$cert" --tls-key "$key"; paddock_lo
 "$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" \
   --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough.log" & pids+=($!)
 passthrough_addr=$(wait_log "$tmp/passthrough.log" "listening on" | awk '{print $NF}')
+"$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --http1-upstream \
+  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough-h1.log" & pids+=($!)
+passthrough_h1_addr=$(wait_log "$tmp/passthrough-h1.log" "listening on" | awk '{print $NF}')
 
 nginx_port=$(free_port)
 mkdir -p "$tmp/nginx"
@@ -143,11 +148,12 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-targets=(upstream passthrough nginx paddock paddock+log)
+targets=(upstream passthrough nginx paddock paddock+log passthrough-h1)
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
-  [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr")
+  [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
+  [passthrough-h1]="https://$passthrough_h1_addr")
 declare -A token=([upstream]="$PROXY_TOKEN" [passthrough]="$PROXY_TOKEN" [nginx]="$PROXY_TOKEN" \
-  [paddock]="$CALLER_TOKEN" [paddock+log]="$CALLER_TOKEN")
+  [paddock]="$CALLER_TOKEN" [paddock+log]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN")
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
 results="$tmp/results"  # lines: round target req/s p50 p99
@@ -166,13 +172,14 @@ median() { awk -v t="$2" -v f="$1" '$2==t {print $f}' "$results" | sort -g |
 
 echo
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median per target, GET $PATH_, $(nproc) cores"
-printf "%-12s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
+printf "%-15s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
 declare -A rps
 for t in "${targets[@]}"; do
   rps[$t]=$(median 3 "$t")
-  printf "%-12s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
+  printf "%-15s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
 done
-awk -v p="${rps[paddock]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" 'BEGIN{
+awk -v p="${rps[paddock]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v h="${rps[passthrough-h1]}" 'BEGIN{
   printf "paddock / passthrough = %.2f (target >= 0.90)\n", p/b;
   printf "paddock / nginx       = %.2f (target >= 1.00)\n", p/n;
-  printf "paddock+log / nginx   = %.2f\n", l/n }'
+  printf "paddock+log / nginx   = %.2f\n", l/n;
+  printf "passthrough / nginx   = %.2f, passthrough-h1 / nginx = %.2f (how much is the upstream protocol)\n", b/n, h/n }'

@@ -6,8 +6,12 @@
 //! ```sh
 //! cargo run --release -p paddock-benches --bin passthrough -- \
 //!     --listen 127.0.0.1:9444 --cert tls.crt --key tls.key \
-//!     --upstream https://127.0.0.1:6443 --upstream-ca ca.crt
+//!     --upstream https://127.0.0.1:6443 --upstream-ca ca.crt [--http1-upstream]
 //! ```
+//!
+//! `--http1-upstream` offers only HTTP/1.1 upstream (a keepalive pool, like
+//! nginx) instead of letting ALPN pick HTTP/2 (like Paddock): it shows how
+//! much of a gap to nginx is the upstream protocol rather than the proxy.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -59,12 +63,15 @@ async fn main() -> anyhow::Result<()> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    let connector = if args.iter().any(|a| a == "--http1-upstream") {
+        builder.wrap_connector(http)
+    } else {
+        builder.enable_http2().wrap_connector(http)
+    };
     let client: Client<_, Incoming> = Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
