@@ -28,14 +28,20 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The innermost service of the stack.
 #[derive(Debug, Clone)]
 pub struct Forward {
-    shutdown: Shutdown,
+    // Behind an `Arc`: the stack is cloned several times per request (per
+    // call, and by each layer that takes its ready inner service), and
+    // cloning or dropping a `Shutdown` locks the mutex of each of its two
+    // cancellation tokens, shared by every connection.
+    shutdown: Arc<Shutdown>,
 }
 
 impl Forward {
     /// A forwarder whose watches end on `shutdown`'s drain and whose
     /// tunnels are cut on its abort.
     pub fn new(shutdown: Shutdown) -> Self {
-        Self { shutdown }
+        Self {
+            shutdown: Arc::new(shutdown),
+        }
     }
 }
 
@@ -53,7 +59,7 @@ impl Service<Request<Incoming>> for Forward {
     }
 }
 
-async fn forward(mut request: Request<Incoming>, shutdown: Shutdown) -> ProxyResult {
+async fn forward(mut request: Request<Incoming>, shutdown: Arc<Shutdown>) -> ProxyResult {
     let cluster = request
         .extensions_mut()
         .remove::<Arc<Cluster>>()
@@ -126,7 +132,7 @@ fn tunnel(
     cluster: &Cluster,
     mut upstream_response: Response<Incoming>,
     client_upgrade: hyper::upgrade::OnUpgrade,
-    shutdown: Shutdown,
+    shutdown: Arc<Shutdown>,
 ) -> ProxyResponse {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
     let cluster_id = cluster.id().to_owned();

@@ -1,0 +1,121 @@
+//! The baseline for the load benchmark: a bare hyper reverse proxy with
+//! the same transport as Paddock (rustls in, ALPN h2/http1.1, hyper-util's
+//! pooled client out, streaming bodies) and none of its work (no
+//! authentication, no header handling, no policy).
+//!
+//! ```sh
+//! cargo run --release -p paddock-benches --bin passthrough -- \
+//!     --listen 127.0.0.1:9444 --cert tls.crt --key tls.key \
+//!     --upstream https://127.0.0.1:6443 --upstream-ca ca.crt [--http1-upstream]
+//! ```
+//!
+//! `--http1-upstream` offers only HTTP/1.1 upstream (a keepalive pool, like
+//! nginx) instead of letting ALPN pick HTTP/2 (like Paddock): it shows how
+//! much of a gap to nginx is the upstream protocol rather than the proxy.
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+
+fn arg(args: &[String], name: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| panic!("missing {name}"))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let cert = std::fs::read(arg(&args, "--cert"))?;
+    let key = std::fs::read(arg(&args, "--key"))?;
+    let upstream: http::Uri = arg(&args, "--upstream").parse()?;
+    let upstream_ca = std::fs::read(arg(&args, "--upstream-ca"))?;
+
+    let mut server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<_, _>>()?,
+            rustls_pemfile::private_key(&mut key.as_slice())?.expect("a key"),
+        )?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut upstream_ca.as_slice()) {
+        roots.add(cert?)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1();
+    let connector = if args.iter().any(|a| a == "--http1-upstream") {
+        builder.wrap_connector(http)
+    } else {
+        builder.enable_http2().wrap_connector(http)
+    };
+    let client: Client<_, Incoming> = Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .http2_adaptive_window(true)
+        .build(connector);
+
+    let listener = tokio::net::TcpListener::bind(arg(&args, "--listen")).await?;
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    eprintln!("passthrough listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let (acceptor, builder, client, upstream) = (
+            acceptor.clone(),
+            builder.clone(),
+            client.clone(),
+            upstream.clone(),
+        );
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let (mut parts, body) = request.into_parts();
+                    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                    parts.uri = format!("{upstream}{}", path.trim_start_matches('/'))
+                        .parse()
+                        .expect("uri");
+                    parts.version = Version::HTTP_11;
+                    parts.headers.remove(http::header::HOST);
+                    let response = match client.request(Request::from_parts(parts, body)).await {
+                        Ok(response) => response.map(http_body_util::Either::Left),
+                        Err(_) => Response::builder()
+                            .status(502)
+                            .body(http_body_util::Either::Right(http_body_util::Empty::new()))
+                            .expect("response"),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+        });
+    }
+}

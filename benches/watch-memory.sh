@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# 10,000 concurrent idle watch streams through Paddock (HTTP/2 clients,
+# HTTP/2 upstream), then Paddock's RSS before and with the watches open,
+# and the bytes per watch. Target: < 160 MiB. Loopback only, bounded
+# (the client gives up after 300 s). Builds the release binaries itself.
+#
+#   bash benches/watch-memory.sh                     # WATCHES=10000 PER_CONNECTION=500
+#   WATCHES=20000 bash benches/watch-memory.sh
+#
+# Streams are multiplexed (PER_CONNECTION per HTTP/2 connection, one
+# upstream connection), so 10,000 watches need only a few dozen file
+# descriptors; raising the limit is best effort and a hard limit below
+# 65536 (containers) is fine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WATCHES=${WATCHES:-10000}
+PER_CONNECTION=${PER_CONNECTION:-500}
+ulimit -n 65536 2>/dev/null || true
+cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
+  --bin paddock --bin fake-apiserver --bin watch_memory
+bin=target/release
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+wait_log() {
+  for _ in $(seq 1 200); do
+    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
+}
+"$bin/fake-apiserver" --listen 127.0.0.1:0 --token proxy-token --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
+upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+echo proxy-token > "$tmp/proxy-token"
+echo 'watch-token,alice,1001,"developers"' > "$tmp/tokens.csv"
+RUST_LOG="warn,paddock::serve=info" "$bin/paddock" serve --listen 127.0.0.1:0 --data-dir "$tmp/paddock" \
+  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" --upstream-token-file "$tmp/proxy-token" \
+  --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated 2>"$tmp/paddock.log" & paddock_pid=$!
+pids+=($paddock_pid)
+addr=$(wait_log "$tmp/paddock.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
+timeout 300 "$bin/watch_memory" --url "https://$addr" --ca "$tmp/paddock/tls/ca.crt" --token watch-token \
+  --pid "$paddock_pid" --watches "$WATCHES" --per-connection "$PER_CONNECTION"
