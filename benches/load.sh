@@ -80,6 +80,20 @@ cert="$tmp/paddock/tls/tls.crt"; key="$tmp/paddock/tls/tls.key"
 # Same certificate as the first instance, so every proxy presents the same chain.
 start_paddock paddock-log "info" --tls-cert "$cert" --tls-key "$key"; paddock_log_addr=$addr
 
+# A Paddock user's session token, from a real login, for the same first
+# instance: the store-token path (cached hash check, revision re-validation,
+# last-used coalescing) against the static token file.
+echo 'bench user password' | "$bin/paddock" user add bench --data-dir "$tmp/paddock" >/dev/null
+SESSION_TOKEN=""
+for _ in $(seq 1 50); do
+  SESSION_TOKEN=$(curl -sk "https://$paddock_addr/paddock/v1/login" \
+      -d '{"provider":"local","username":"bench","password":"bench user password"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin).get("token",""))' 2>/dev/null || true)
+  [ -n "$SESSION_TOKEN" ] && break
+  sleep 0.1
+done
+[ -n "$SESSION_TOKEN" ] || { echo "no session token from $paddock_addr" >&2; cat "$tmp/paddock.log" >&2; exit 1; }
+
 "$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" \
   --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough.log" & pids+=($!)
 passthrough_addr=$(wait_log "$tmp/passthrough.log" "listening on" | awk '{print $NF}')
@@ -148,12 +162,13 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-targets=(upstream passthrough nginx paddock paddock+log passthrough-h1)
+targets=(upstream passthrough nginx paddock paddock-session paddock+log passthrough-h1)
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
-  [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
+  [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" \
+  [paddock-session]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
   [passthrough-h1]="https://$passthrough_h1_addr")
 declare -A token=([upstream]="$PROXY_TOKEN" [passthrough]="$PROXY_TOKEN" [nginx]="$PROXY_TOKEN" \
-  [paddock]="$CALLER_TOKEN" [paddock+log]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN")
+  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN")
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
 results="$tmp/results"  # lines: round target req/s p50 p99
@@ -178,8 +193,9 @@ for t in "${targets[@]}"; do
   rps[$t]=$(median 3 "$t")
   printf "%-15s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
 done
-awk -v p="${rps[paddock]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v h="${rps[passthrough-h1]}" 'BEGIN{
+awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v h="${rps[passthrough-h1]}" 'BEGIN{
   printf "paddock / passthrough = %.2f (target >= 0.90)\n", p/b;
   printf "paddock / nginx       = %.2f (target >= 1.00)\n", p/n;
   printf "paddock+log / nginx   = %.2f\n", l/n;
+  printf "paddock session token / static token = %.2f (target >= 0.95)\n", s/p;
   printf "passthrough / nginx   = %.2f, passthrough-h1 / nginx = %.2f (how much is the upstream protocol)\n", b/n, h/n }'

@@ -336,7 +336,7 @@ fn open_accounts(
             message: e.message,
         })?;
         tracing::info!(provider = %provider.name(), kind = ?provider.kind(), "directory configured");
-        accounts = accounts.with_provider(Arc::new(provider));
+        accounts = accounts.with_directory(Arc::new(provider));
     }
     if let Some(github) = github {
         tracing::info!(api = %github.config().endpoints.api, access_mode = ?github.config().access_mode, "GitHub login enabled");

@@ -209,8 +209,94 @@ clusters:
         .unwrap();
     assert!(listed.contains("web-1"), "{listed}");
 
-    // The directory goes down: a login is 503, never 401.
-    drop(slapd);
+    // An admin finds principals to bind, escaped and capped.
+    let admin = admin_session(&client, &paddock).await;
+    let found = client
+        .get(
+            &url("/paddock/v1/principals?provider=corp&q=develop"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(found.status(), 200, "{}", found.text());
+    assert!(found.text().contains(&developers), "{}", found.text());
+    let injected = client
+        .get(
+            &url("/paddock/v1/principals?provider=corp&q=*)(uid=*"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(injected.json()["items"], json!([]), "{}", injected.text());
+    // alice, not an admin, may not search.
+    let denied = client
+        .get(
+            &url("/paddock/v1/principals?provider=corp&q=dev"),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(denied.status(), 403, "{}", denied.text());
+
+    // alice leaves the group in the directory; a refresh (not a new login)
+    // takes the group away, with nothing asked of the directory per request.
+    slapd.modify(
+        "dn: cn=developers,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: member\nmember: uid=alice,ou=people,dc=example,dc=org\n-\nadd: member\nmember: cn=paddock,ou=service,dc=example,dc=org\n",
+    );
+    let refresh_url = url(&format!("/paddock/v1/users/{user_id}/refresh"));
+    let refreshed = client
+        .send_json(Method::POST, &refresh_url, Some(&admin), &json!({}))
+        .await;
+    assert_eq!(refreshed.status(), 200, "{}", refreshed.text());
+    let me = client
+        .get(&url("/paddock/v1/me"), Some(&session))
+        .await
+        .json();
+    assert!(!me.to_string().contains(&developers), "{me}");
+
+    // alice is deleted in the directory: the next refresh revokes her tokens.
+    slapd.modify("dn: uid=alice,ou=people,dc=example,dc=org\nchangetype: delete\n");
+    let refreshed = client
+        .send_json(Method::POST, &refresh_url, Some(&admin), &json!({}))
+        .await;
+    assert!(
+        refreshed.text().contains("AccessLost"),
+        "{}",
+        refreshed.text()
+    );
+    let gone = client.get(&url("/paddock/v1/me"), Some(&session)).await;
+    assert_eq!(gone.status(), 401, "{}", gone.text());
+
+    // The directory goes down: a login is 503, never 401, and readyz says which.
+    let mut slapd = slapd;
+    slapd.kill();
     let down = login("alice-pw").await;
     assert_eq!(down.status(), 503, "{}", down.text());
+    let ready = client.get(&url("/paddock/readyz"), None).await;
+    assert_eq!(ready.status(), 200);
+    let ready = ready.json();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert!(ready["degradedProviders"]["corp"].is_string(), "{ready}");
+}
+
+/// Logs the bootstrap admin in and sets its password; a session token.
+async fn admin_session(client: &TestClient, paddock: &Paddock) -> String {
+    let url = |path: &str| format!("{}{path}", paddock.url());
+    let first = client
+        .send_json(
+            Method::POST,
+            &url("/paddock/v1/login"),
+            None,
+            &json!({"username": "admin", "password": paddock.bootstrap_password()}),
+        )
+        .await;
+    assert_eq!(first.status(), 200, "{}", first.text());
+    let token = first.json()["token"].as_str().unwrap().to_owned();
+    let changed = client
+        .send_json(
+            Method::POST,
+            &url("/paddock/v1/password"),
+            Some(&token),
+            &json!({"currentPassword": paddock.bootstrap_password(), "newPassword": "a new admin password"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200, "{}", changed.text());
+    token
 }

@@ -97,6 +97,10 @@ pub struct Accounts {
     providers: Vec<Arc<dyn PasswordProvider>>,
     #[cfg(feature = "github")]
     github: Option<Arc<crate::authn::github::GithubProvider>>,
+    #[cfg(feature = "ldap")]
+    directories: Vec<Arc<crate::authn::ldap::LdapProvider>>,
+    /// Providers whose backend failed last time it was asked, and why.
+    degraded: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// A successful login through [`Accounts::login`].
@@ -163,6 +167,9 @@ impl Accounts {
             providers: Vec::new(),
             #[cfg(feature = "github")]
             github: None,
+            #[cfg(feature = "ldap")]
+            directories: Vec::new(),
+            degraded: Default::default(),
         })
     }
 
@@ -170,6 +177,63 @@ impl Accounts {
     pub fn with_provider(mut self, provider: Arc<dyn PasswordProvider>) -> Self {
         self.providers.push(provider);
         self
+    }
+
+    /// Adds a directory: logins by its name, and the background refresh of
+    /// its users' groups.
+    #[cfg(feature = "ldap")]
+    pub fn with_directory(mut self, directory: Arc<crate::authn::ldap::LdapProvider>) -> Self {
+        self.providers.push(directory.clone());
+        self.directories.push(directory);
+        self
+    }
+
+    /// The directories, in configuration order.
+    #[cfg(feature = "ldap")]
+    pub fn directories(&self) -> &[Arc<crate::authn::ldap::LdapProvider>] {
+        &self.directories
+    }
+
+    /// Records whether `provider`'s backend answered (`None`) or why not.
+    pub fn set_provider_health(&self, provider: &str, problem: Option<String>) {
+        let mut degraded = self
+            .degraded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match problem {
+            Some(problem) => degraded.insert(provider.to_owned(), problem),
+            None => degraded.remove(provider),
+        };
+    }
+
+    /// The providers whose backend failed when last asked, and why.
+    pub fn degraded_providers(&self) -> std::collections::BTreeMap<String, String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Drops the groups `provider` reported for a user (access lost, or the
+    /// directory down past the grace period), keeping the time of the last
+    /// successful refresh. Blocking.
+    pub fn clear_provider_groups(&self, user_id: &str, provider: &str) -> Result<(), StoreError> {
+        let Some((mut attributes, revision)) = self.view.with_snapshot(|s| {
+            s.user_attributes(user_id)
+                .map(|a| (a.value.clone(), a.revision))
+        }) else {
+            return Ok(());
+        };
+        if attributes.groups.get(provider).is_none_or(Vec::is_empty) {
+            return Ok(());
+        }
+        attributes.groups.insert(provider.to_owned(), Vec::new());
+        self.view
+            .commit(vec![Op::put(
+                Object::UserAttributes(attributes),
+                Expect::Revision(revision),
+            )])
+            .map(drop)
     }
 
     /// Adds the GitHub provider: token logins (`{"provider":"github"}`) and
@@ -242,7 +306,17 @@ impl Accounts {
             .map_err(|t| AuthnError::Throttled {
                 retry_after_secs: t.retry_after_secs,
             })?;
-        let external = directory.login(username, password).await?;
+        let external = match directory.login(username, password).await {
+            Ok(external) => {
+                self.set_provider_health(provider, None);
+                external
+            }
+            Err(error @ AuthnError::Unavailable { .. }) => {
+                self.set_provider_health(provider, Some(error.to_string()));
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         let this = self.clone();
         let user = tokio::task::spawn_blocking(move || this.upsert_external(&external))
             .await
@@ -285,6 +359,10 @@ impl Accounts {
         #[cfg(feature = "github")]
         if let Some(github) = &self.github {
             crate::authn::github::refresh::spawn(Arc::downgrade(self), github.clone());
+        }
+        #[cfg(feature = "ldap")]
+        for directory in &self.directories {
+            crate::authn::ldap::refresh::spawn(Arc::downgrade(self), directory.clone());
         }
         self.last_used
             .spawn_flusher(self.view.clone(), LAST_USED_INTERVAL);
@@ -411,6 +489,11 @@ impl Accounts {
                 .into(),
             );
             attrs.last_refresh = Some(now);
+            if let Some(locator) = &external.locator {
+                attrs
+                    .locators
+                    .insert(external.provider.clone(), locator.clone());
+            }
             let ops = vec![
                 Op::put(Object::User(user.clone()), user_expect),
                 Op::put(Object::UserAttributes(attrs), attrs_expect),

@@ -63,6 +63,9 @@ pub struct ExternalUser {
     pub email: Option<String>,
     /// The groups (teams, organisations, directory groups).
     pub groups: Vec<Principal>,
+    /// Where the provider finds the user again at refresh (an LDAP DN); kept
+    /// with the user's attributes.
+    pub locator: Option<String>,
 }
 
 /// The Paddock user id for an external principal: `u-` and the first ten

@@ -142,6 +142,14 @@ pub(super) async fn handle(
                 &serde_json::json!({"status": "password reset"}),
             ))
         }
+        (&Method::POST, ["users", id, "refresh"]) => {
+            endpoints.authorize_admin(&caller, "update", "users", Some(id))?;
+            refresh_user(accounts, id).await
+        }
+        (&Method::GET, ["principals"]) => {
+            endpoints.authorize_admin(&caller, "list", "principals", None)?;
+            search_principals(accounts, parts.uri.query().unwrap_or("")).await
+        }
         (&Method::GET, ["tokens"]) => {
             let all = parts.uri.query().is_some_and(|q| {
                 policy::parse_query(q)
@@ -231,4 +239,78 @@ async fn create_token(
     let mut body = token_json(&issued.record);
     body["token"] = issued.token.expose_secret().into();
     Ok(json(StatusCode::CREATED, &body))
+}
+
+/// `POST /paddock/v1/users/<id>/refresh`: reads the user's groups from every
+/// directory that knows them, now.
+async fn refresh_user(accounts: &Arc<Accounts>, name_or_id: &str) -> ProxyResult {
+    let user = accounts
+        .view()
+        .with_snapshot(|s| local::find_user(s, name_or_id))
+        .ok_or_else(|| user_error(local::UserError::NotFound(name_or_id.to_owned())))?;
+    let mut outcomes = serde_json::Map::new();
+    #[cfg(feature = "ldap")]
+    for directory in accounts.directories() {
+        if let Some(outcome) =
+            crate::authn::ldap::refresh::refresh_user(accounts, directory, &user.id).await
+        {
+            outcomes.insert(directory.name().to_owned(), format!("{outcome:?}").into());
+        }
+    }
+    if outcomes.is_empty() {
+        return Err(ProxyError::BadRequest {
+            message: format!(
+                "user {} comes from no directory that can be refreshed",
+                user.username
+            ),
+        });
+    }
+    let groups = accounts.view().with_snapshot(|s| {
+        s.user_attributes(&user.id)
+            .map(|a| a.value.groups.clone())
+            .unwrap_or_default()
+    });
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "user": user_json(&user), "refresh": outcomes, "groups": groups }),
+    ))
+}
+
+/// `GET /paddock/v1/principals?provider=…&q=…[&limit=…]`: users and groups
+/// of a directory whose names contain `q` (escaped, capped), for admins
+/// writing bindings.
+async fn search_principals(accounts: &Arc<Accounts>, query: &str) -> ProxyResult {
+    let params = policy::parse_query(query);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let provider = param("provider").ok_or_else(|| ProxyError::BadRequest {
+        message: "provider: required".to_owned(),
+    })?;
+    let q = param("q").unwrap_or("");
+    let limit = match param("limit") {
+        Some(l) => l.parse::<usize>().map_err(|_| ProxyError::BadRequest {
+            message: "limit: not a number".to_owned(),
+        })?,
+        None => 50,
+    };
+    #[cfg(feature = "ldap")]
+    if let Some(directory) = accounts.directories().iter().find(|d| d.name() == provider) {
+        let found = directory
+            .search_principals(q, limit)
+            .await
+            .map_err(|e| ProxyError::from(crate::authn::AuthnError::from(e)))?;
+        let items: Vec<_> = found
+            .iter()
+            .map(|p| serde_json::json!({ "id": p.id, "displayName": p.display_name }))
+            .collect();
+        return Ok(json(StatusCode::OK, &serde_json::json!({ "items": items })));
+    }
+    let _ = (accounts, q, limit);
+    Err(ProxyError::BadRequest {
+        message: format!("provider: {provider:?} is not a directory that can be searched"),
+    })
 }

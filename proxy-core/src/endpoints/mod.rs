@@ -11,6 +11,8 @@
 //! | `GET /paddock/v1/kubeconfig?cluster=<id>` | a kubeconfig with a fresh token |
 //! | `/paddock/v1/users[/<id>[/enable\|/disable\|/password]]` | user administration |
 //! | `/paddock/v1/tokens[/<id>]` | the caller's tokens (all of them for admins) |
+//! | `POST /paddock/v1/users/<id>/refresh` | re-reads a directory user's groups now |
+//! | `GET /paddock/v1/principals?provider=…&q=…` | finds directory users and groups |
 //! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
 //! | `POST /paddock/logout` | ends the browser session |
@@ -150,7 +152,7 @@ impl Endpoints {
                     (&Method::GET, ["kubeconfig"]) => {
                         kubeconfig::download(self, &accounts, request).await
                     }
-                    (_, ["users", ..] | ["tokens", ..]) => {
+                    (_, ["users", ..] | ["tokens", ..] | ["principals"]) => {
                         admin::handle(self, &accounts, request, rest).await
                     }
                     (_, ["login" | "logout" | "me" | "password" | "kubeconfig"]) => {
@@ -254,12 +256,31 @@ impl Endpoints {
         &self.inner.config
     }
 
+    /// Ready while it can serve: a directory that is down degrades logins
+    /// and refreshes, not the proxying of already issued tokens, so it is
+    /// reported (`"degraded"`, with the provider and why) but stays 200.
     fn readyz(&self) -> Response<ResponseBody> {
         let mut clusters: Vec<&str> = self.inner.router.ids().collect();
         clusters.sort_unstable();
+        let degraded = self
+            .inner
+            .config
+            .accounts
+            .as_ref()
+            .map(|a| a.degraded_providers())
+            .unwrap_or_default();
+        let status = if degraded.is_empty() {
+            "ok"
+        } else {
+            "degraded"
+        };
         json(
             StatusCode::OK,
-            &serde_json::json!({ "status": "ok", "clusters": clusters }),
+            &serde_json::json!({
+                "status": status,
+                "clusters": clusters,
+                "degradedProviders": degraded,
+            }),
         )
     }
 }

@@ -273,6 +273,9 @@ pub struct UserAttributes {
     /// Last successful refresh.
     #[serde(default)]
     pub last_refresh: Option<Timestamp>,
+    /// Where each provider finds the user again at refresh (an LDAP DN).
+    #[serde(default)]
+    pub locators: BTreeMap<String, String>,
 }
 
 /// Username → user id; makes usernames unique through the store's conflict

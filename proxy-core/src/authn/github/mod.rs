@@ -267,6 +267,7 @@ pub fn external_user(profile: &Profile) -> ExternalUser {
             .unwrap_or_else(|| profile.user.login.clone()),
         email: profile.email.clone(),
         groups,
+        locator: None,
     }
 }
 

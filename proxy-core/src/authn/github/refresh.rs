@@ -237,6 +237,7 @@ async fn lose_access(
         display_name: user.display_name.clone(),
         email: None,
         groups: Vec::new(),
+        locator: None,
     };
     let (store, vault, id) = (accounts.clone(), vault.clone(), user.id.clone());
     let revoked = tokio::task::spawn_blocking(move || {

@@ -215,6 +215,49 @@ pub struct Dangerous {
     pub allow_plaintext: bool,
 }
 
+/// The background refresh of a directory's users (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// Groups older than this are read again, default 3600.
+    #[serde(default = "default_max_age")]
+    pub max_age_seconds: u64,
+    /// Up to this much is added per user, so refreshes spread out, default 300.
+    #[serde(default = "default_jitter")]
+    pub jitter_seconds: u64,
+    /// While the directory is down, the last known groups stay this long past
+    /// their maximum age, default 86400; then they are dropped.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: u64,
+    /// How often due users are looked for, default 60.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u64,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            max_age_seconds: default_max_age(),
+            jitter_seconds: default_jitter(),
+            grace_seconds: default_grace(),
+            interval_seconds: default_interval(),
+        }
+    }
+}
+
+fn default_max_age() -> u64 {
+    3600
+}
+fn default_jitter() -> u64 {
+    300
+}
+fn default_grace() -> u64 {
+    86_400
+}
+fn default_interval() -> u64 {
+    60
+}
+
 /// One directory, as written in the configuration file.
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -295,6 +338,9 @@ pub struct LdapConfig {
     /// Connection pool limits.
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Background refresh of groups and enabled state.
+    #[serde(default)]
+    pub refresh: RefreshConfig,
     /// Insecure settings.
     #[serde(default)]
     pub dangerous: Dangerous,
@@ -366,6 +412,7 @@ impl LdapConfig {
             membership: default_membership(),
             nested_groups: NestedGroups::default(),
             pool: PoolConfig::default(),
+            refresh: RefreshConfig::default(),
             dangerous: Dangerous::default(),
         }
     }
@@ -568,7 +615,14 @@ impl LdapConfig {
             membership: self.membership.clone(),
             nested_groups: self.nested_groups.clone(),
             pool: self.pool.clone(),
+            refresh: self.refresh,
         };
+        if self.refresh.max_age_seconds < 60 || self.refresh.interval_seconds == 0 {
+            return Err(err(
+                "refresh",
+                "maxAgeSeconds must be at least 60 and intervalSeconds at least 1".into(),
+            ));
+        }
         for (key, a) in [
             ("userObjectClass", &settings.user_object_class),
             ("displayNameAttribute", &settings.display_name_attribute),
@@ -729,6 +783,8 @@ pub struct Settings {
     pub nested_groups: NestedGroups,
     /// Pool limits.
     pub pool: PoolConfig,
+    /// Background refresh.
+    pub refresh: RefreshConfig,
 }
 
 impl std::fmt::Debug for Settings {

@@ -24,8 +24,9 @@ mod groups;
 pub mod guid;
 mod pool;
 mod provider;
+pub mod refresh;
 
-pub use config::{DirectoryKind, LdapConfig};
+pub use config::{DirectoryKind, LdapConfig, RefreshConfig};
 pub use provider::{LdapProvider, MAX_SEARCH_RESULTS};
 
 use crate::authn::{
@@ -190,6 +191,7 @@ impl DirectoryUser {
             display_name: self.display_name,
             email: self.email,
             groups: self.groups,
+            locator: Some(self.dn),
         }
     }
 }

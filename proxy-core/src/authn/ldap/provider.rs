@@ -68,6 +68,11 @@ impl LdapProvider {
         &self.settings.name
     }
 
+    /// How often and how long users' groups are refreshed.
+    pub fn refresh_settings(&self) -> super::RefreshConfig {
+        self.settings.refresh
+    }
+
     /// Active Directory or OpenLDAP.
     pub fn kind(&self) -> DirectoryKind {
         self.settings.kind
