@@ -84,6 +84,24 @@ fn kubectl(kube: &Arc<Kubeconfig>, args: &'static [&'static str]) -> std::proces
     kube.run(args, None)
 }
 
+/// `kubectl get pods`, retried for up to 5 s until it succeeds (or, with
+/// `success` false, fails): the server sees a CLI's commit within a second.
+async fn get_pods_until(kube: &Arc<Kubeconfig>, success: bool) -> std::process::Output {
+    let mut out = None;
+    for _ in 0..50 {
+        let k = kube.clone();
+        let o = tokio::task::spawn_blocking(move || kubectl(&k, &["get", "pods"]))
+            .await
+            .unwrap();
+        if o.status.success() == success {
+            return o;
+        }
+        out = Some(o);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.expect("at least one attempt")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bootstrap_admin_changes_password_then_a_downloaded_kubeconfig_works_until_revoked() {
     let setup = Setup::start().await;
@@ -413,18 +431,7 @@ async fn the_cli_adds_users_and_tokens_beside_a_running_server() {
         &setup.paddock.ca_pem(),
         &token,
     ));
-    let mut listed = String::new();
-    for _ in 0..50 {
-        let k = kube.clone();
-        let out = tokio::task::spawn_blocking(move || kubectl(&k, &["get", "pods"]))
-            .await
-            .unwrap();
-        if out.status.success() {
-            listed = String::from_utf8_lossy(&out.stdout).into_owned();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let listed = String::from_utf8_lossy(&get_pods_until(&kube, true).await.stdout).into_owned();
     assert!(
         listed.contains("web-1"),
         "bob's CLI token never worked: {listed}"
@@ -437,19 +444,8 @@ async fn the_cli_adds_users_and_tokens_beside_a_running_server() {
         "{}",
         String::from_utf8_lossy(&revoked.stderr)
     );
-    let mut denied = false;
-    for _ in 0..50 {
-        let k = kube.clone();
-        let out = tokio::task::spawn_blocking(move || kubectl(&k, &["get", "pods"]))
-            .await
-            .unwrap();
-        if !out.status.success() {
-            denied = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(denied, "the revoked token kept working");
+    let denied = get_pods_until(&kube, false).await;
+    assert!(!denied.status.success(), "the revoked token kept working");
 
     // `paddock kubeconfig` hands out a working kubeconfig too.
     let printed = setup.paddock.cli(
@@ -473,18 +469,7 @@ async fn the_cli_adds_users_and_tokens_beside_a_running_server() {
     let kube = Arc::new(Kubeconfig::from_yaml(&String::from_utf8_lossy(
         &printed.stdout,
     )));
-    let mut listed = String::new();
-    for _ in 0..50 {
-        let k = kube.clone();
-        let out = tokio::task::spawn_blocking(move || kubectl(&k, &["get", "pods"]))
-            .await
-            .unwrap();
-        if out.status.success() {
-            listed = String::from_utf8_lossy(&out.stdout).into_owned();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let listed = String::from_utf8_lossy(&get_pods_until(&kube, true).await.stdout).into_owned();
     assert!(
         listed.contains("web-1"),
         "the CLI's kubeconfig never worked"

@@ -68,6 +68,19 @@ pub struct ExternalUser {
     pub locator: Option<String>,
 }
 
+/// The per-user delay, in `0..jitter_secs`, added to a background refresh's
+/// maximum age: derived from the user id (FNV-1a), so it is stable and
+/// spreads users evenly.
+pub(crate) fn refresh_jitter(user_id: &str, jitter_secs: u64) -> u64 {
+    if jitter_secs == 0 {
+        return 0;
+    }
+    let hash = user_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % jitter_secs
+}
+
 /// The Paddock user id for an external principal: `u-` and the first ten
 /// characters of the lower-case base32 SHA-256 of the principal id, as
 /// Rancher derives them, so a repeated first login finds the same user.
@@ -90,6 +103,17 @@ pub fn user_id_for(principal_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refresh_jitter_is_stable_and_bounded() {
+        assert_eq!(refresh_jitter("u-abc", 300), refresh_jitter("u-abc", 300));
+        assert!(refresh_jitter("u-abc", 300) < 300);
+        assert_eq!(refresh_jitter("u-abc", 0), 0);
+        let spread: std::collections::BTreeSet<u64> = (0..50)
+            .map(|n| refresh_jitter(&format!("u-{n}"), 300))
+            .collect();
+        assert!(spread.len() > 30, "{spread:?}");
+    }
 
     #[test]
     fn user_ids_are_stable_base32_of_the_principal() {

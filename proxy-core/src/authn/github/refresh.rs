@@ -105,19 +105,6 @@ pub enum Outcome {
     },
 }
 
-/// The per-user delay added to the maximum age, in `0..jitter`: derived
-/// from the user id, so it is stable and spreads users evenly.
-fn jitter_for(user_id: &str, jitter: Duration) -> u64 {
-    let secs = jitter.as_secs();
-    if secs == 0 {
-        return 0;
-    }
-    let hash = user_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash % secs
-}
-
 /// GitHub users due for a refresh at `now`.
 fn due(accounts: &Accounts, provider: &GithubProvider, now: Timestamp) -> Vec<User> {
     let settings = provider.config().refresh;
@@ -135,7 +122,11 @@ fn due(accounts: &Accounts, provider: &GithubProvider, now: Timestamp) -> Vec<Us
                     .user_attributes(&u.value.id)
                     .and_then(|a| a.value.last_refresh)
                     .unwrap_or(Timestamp(0));
-                let age = settings.max_age.as_secs() + jitter_for(&u.value.id, settings.jitter);
+                let age = settings.max_age.as_secs()
+                    + crate::authn::external::refresh_jitter(
+                        &u.value.id,
+                        settings.jitter.as_secs(),
+                    );
                 now.seconds_since(last) >= age
             })
             .map(|u| u.value.clone())
@@ -300,20 +291,4 @@ pub fn spawn(accounts: Weak<Accounts>, provider: Arc<GithubProvider>) {
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_is_stable_and_bounded() {
-        let j = Duration::from_secs(300);
-        assert_eq!(jitter_for("u-abc", j), jitter_for("u-abc", j));
-        assert!(jitter_for("u-abc", j) < 300);
-        assert_eq!(jitter_for("u-abc", Duration::ZERO), 0);
-        let spread: std::collections::BTreeSet<u64> =
-            (0..50).map(|n| jitter_for(&format!("u-{n}"), j)).collect();
-        assert!(spread.len() > 30, "{spread:?}");
-    }
 }

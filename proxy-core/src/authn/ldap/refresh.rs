@@ -16,6 +16,7 @@ use std::{
 use super::{DirectoryUser, LdapLoginError, LdapProvider, Principal};
 use crate::{
     accounts::Accounts,
+    authn::external::refresh_jitter,
     store::{Timestamp, User},
 };
 
@@ -39,18 +40,6 @@ pub enum Outcome {
         /// Whether the grace period had ended.
         groups_dropped: bool,
     },
-}
-
-/// The per-user delay added to the maximum age, in `0..jitter`, derived from
-/// the user id so it is stable and spreads users evenly.
-fn jitter_for(user_id: &str, jitter: u64) -> u64 {
-    if jitter == 0 {
-        return 0;
-    }
-    let hash = user_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash % jitter
 }
 
 /// The users this directory knows, as stored at their last login or
@@ -168,7 +157,8 @@ pub fn spawn(accounts: Weak<Accounts>, provider: Arc<LdapProvider>) {
             };
             let now = Timestamp::now();
             for (user, stored, last) in stored_users(&accounts, provider.name()) {
-                let age = settings.max_age_seconds + jitter_for(&user.id, settings.jitter_seconds);
+                let age =
+                    settings.max_age_seconds + refresh_jitter(&user.id, settings.jitter_seconds);
                 if now.seconds_since(last) < age {
                     continue;
                 }
@@ -181,16 +171,4 @@ pub fn spawn(accounts: Weak<Accounts>, provider: Arc<LdapProvider>) {
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::jitter_for;
-
-    #[test]
-    fn jitter_is_stable_and_bounded() {
-        assert_eq!(jitter_for("u-abc", 300), jitter_for("u-abc", 300));
-        assert!(jitter_for("u-abc", 300) < 300);
-        assert_eq!(jitter_for("u-abc", 0), 0);
-    }
 }
