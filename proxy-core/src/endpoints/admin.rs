@@ -217,8 +217,10 @@ async fn create_token(
             })
         }
     };
-    let mut request =
-        NewToken::new(caller.identity.user.clone(), kind).description(new.description);
+    let provider = caller.token_provider();
+    let mut request = NewToken::new(caller.identity.user.clone(), kind)
+        .provider(provider)
+        .description(new.description);
     if let Some(secs) = new.ttl_seconds {
         request = request.ttl(std::time::Duration::from_secs(secs));
     }

@@ -51,7 +51,10 @@ pub(super) async fn download(
     }
     let user_id = caller.identity.user.clone();
     let username = caller.identity.username.clone();
+    // Refreshes that revoke a provider's tokens find this one too.
+    let provider = caller.token_provider();
     let request = NewToken::new(user_id, TokenKind::Kubeconfig)
+        .provider(provider)
         .cluster(cluster.id())
         .description(format!("kubeconfig for cluster {}", cluster.id()));
     let issuer = accounts.clone();

@@ -96,6 +96,18 @@ pub(crate) struct Caller {
     token: Option<VerifiedToken>,
 }
 
+impl Caller {
+    /// The provider the caller's Paddock token came from, for the tokens
+    /// issued on its strength (a refresh revoking a provider's tokens finds
+    /// them all).
+    pub(crate) fn token_provider(&self) -> String {
+        self.token
+            .as_ref()
+            .map(|t| t.record().provider.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl Endpoints {
     /// Endpoints reporting on the clusters of `router`.
     pub fn new(router: Arc<Router>, config: EndpointsConfig) -> Self {
