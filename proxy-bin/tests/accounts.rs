@@ -61,22 +61,9 @@ impl Setup {
 
     /// Logs the bootstrap admin in, sets its password, and returns a session token.
     async fn admin_session(&self) -> String {
-        let login = self
-            .login("admin", &self.paddock.bootstrap_password())
-            .await;
-        assert_eq!(login.status(), 200, "{}", login.text());
-        let token = login.json()["token"].as_str().unwrap().to_owned();
-        let changed = self
-            .client
-            .send_json(
-                Method::POST,
-                &self.url("/paddock/v1/password"),
-                Some(&token),
-                &json!({"currentPassword": self.paddock.bootstrap_password(), "newPassword": NEW_ADMIN_PASSWORD}),
-            )
-            .await;
-        assert_eq!(changed.status(), 200, "{}", changed.text());
-        token
+        self.paddock
+            .admin_session(&self.client, NEW_ADMIN_PASSWORD)
+            .await
     }
 }
 

@@ -210,7 +210,7 @@ clusters:
     assert!(listed.contains("web-1"), "{listed}");
 
     // An admin finds principals to bind, escaped and capped.
-    let admin = admin_session(&client, &paddock).await;
+    let admin = paddock.admin_session(&client, "a new admin password").await;
     let found = client
         .get(
             &url("/paddock/v1/principals?provider=corp&q=develop"),
@@ -274,29 +274,4 @@ clusters:
     let ready = ready.json();
     assert_eq!(ready["status"], "degraded", "{ready}");
     assert!(ready["degradedProviders"]["corp"].is_string(), "{ready}");
-}
-
-/// Logs the bootstrap admin in and sets its password; a session token.
-async fn admin_session(client: &TestClient, paddock: &Paddock) -> String {
-    let url = |path: &str| format!("{}{path}", paddock.url());
-    let first = client
-        .send_json(
-            Method::POST,
-            &url("/paddock/v1/login"),
-            None,
-            &json!({"username": "admin", "password": paddock.bootstrap_password()}),
-        )
-        .await;
-    assert_eq!(first.status(), 200, "{}", first.text());
-    let token = first.json()["token"].as_str().unwrap().to_owned();
-    let changed = client
-        .send_json(
-            Method::POST,
-            &url("/paddock/v1/password"),
-            Some(&token),
-            &json!({"currentPassword": paddock.bootstrap_password(), "newPassword": "a new admin password"}),
-        )
-        .await;
-    assert_eq!(changed.status(), 200, "{}", changed.text());
-    token
 }

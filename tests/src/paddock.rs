@@ -119,6 +119,36 @@ impl Paddock {
             .to_owned()
     }
 
+    /// Logs the bootstrap admin in over `client`, sets `new_password` (the
+    /// required first step), and returns the admin's session token.
+    pub async fn admin_session(
+        &self,
+        client: &crate::client::TestClient,
+        new_password: &str,
+    ) -> String {
+        let url = |path: &str| format!("{}{path}", self.url());
+        let login = client
+            .send_json(
+                http::Method::POST,
+                &url("/paddock/v1/login"),
+                None,
+                &serde_json::json!({"username": "admin", "password": self.bootstrap_password()}),
+            )
+            .await;
+        assert_eq!(login.status(), 200, "{}", login.text());
+        let token = login.json()["token"].as_str().expect("token").to_owned();
+        let changed = client
+            .send_json(
+                http::Method::POST,
+                &url("/paddock/v1/password"),
+                Some(&token),
+                &serde_json::json!({"currentPassword": self.bootstrap_password(), "newPassword": new_password}),
+            )
+            .await;
+        assert_eq!(changed.status(), 200, "{}", changed.text());
+        token
+    }
+
     /// Runs `bin <args> --data-dir <its data dir>` (a CLI command on the
     /// running server's store) with `stdin`, and returns its output.
     pub fn cli(&self, bin: &Path, args: &[&str], stdin: &str) -> std::process::Output {
