@@ -65,15 +65,18 @@ where
                 .extensions_mut()
                 .insert(CallerImpersonation(requested));
         }
-        // Kept for Paddock's own endpoints (kubeconfig server URLs); never forwarded.
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri().authority().map(|a| a.as_str()))
-            .map(|h| RequestHost(h.to_owned()));
-        if let Some(host) = host {
-            request.extensions_mut().insert(host);
+        // Kept for Paddock's own endpoints (kubeconfig server URLs), and only
+        // for them: proxied requests pay nothing for it. Never forwarded.
+        if request.uri().path().starts_with("/paddock/") {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| request.uri().authority().map(|a| a.as_str()))
+                .map(|h| RequestHost(h.to_owned()));
+            if let Some(host) = host {
+                request.extensions_mut().insert(host);
+            }
         }
         strip(request.headers_mut());
         self.inner.call(request)
