@@ -278,21 +278,15 @@ impl Accounts {
             return Err(AuthnError::Invalid);
         }
         if provider == local::PROVIDER {
-            return match self
+            let login = self
                 .local
                 .login(username, password, client, Instant::now())
-                .await
-            {
-                Ok(login) => Ok(LoggedIn {
-                    user: login.user,
-                    provider: provider.to_owned(),
-                    must_change_password: login.must_change_password,
-                }),
-                Err(local::LoginError::InvalidCredentials) => Err(AuthnError::Invalid),
-                Err(local::LoginError::Throttled(t)) => Err(AuthnError::Throttled {
-                    retry_after_secs: t.retry_after_secs,
-                }),
-            };
+                .await?;
+            return Ok(LoggedIn {
+                user: login.user,
+                provider: provider.to_owned(),
+                must_change_password: login.must_change_password,
+            });
         }
         let directory = self
             .providers
@@ -312,6 +306,8 @@ impl Accounts {
                 external
             }
             Err(error @ AuthnError::Unavailable { .. }) => {
+                // The directory being down is not the caller's failure.
+                throttle.attempt_succeeded(&key, client);
                 self.set_provider_health(provider, Some(error.to_string()));
                 return Err(error);
             }

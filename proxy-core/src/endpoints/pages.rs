@@ -501,9 +501,7 @@ pub(super) async fn logout_post(
     let mut response = see_other("/paddock/login");
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static(
-            "paddock_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
-        ),
+        HeaderValue::from_static(super::session::CLEAR_SESSION_COOKIE),
     );
     Ok(response)
 }

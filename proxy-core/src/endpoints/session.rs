@@ -11,7 +11,7 @@ use super::{blocking, json, read_json, Endpoints};
 use crate::{
     accounts::{Accounts, LoggedIn},
     authn::{
-        local::{ChangePasswordError, LoginError, UserError},
+        local::{ChangePasswordError, UserError},
         tokens::{IssueError, IssuedToken, NewToken},
         SESSION_COOKIE,
     },
@@ -60,14 +60,9 @@ pub(super) fn client_ip<B>(request: &Request<B>) -> IpAddr {
         .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
 }
 
-fn login_error(error: LoginError) -> ProxyError {
-    match error {
-        LoginError::InvalidCredentials => ProxyError::InvalidCredentials,
-        LoginError::Throttled(t) => ProxyError::TooManyRequests {
-            retry_after_secs: t.retry_after_secs,
-        },
-    }
-}
+/// The `Set-Cookie` that ends a browser session.
+pub(super) const CLEAR_SESSION_COOKIE: &str =
+    "paddock_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax";
 
 pub(super) fn user_json(user: &User) -> serde_json::Value {
     serde_json::json!({
@@ -246,9 +241,7 @@ pub(super) async fn logout(
     let mut response = json(StatusCode::OK, &serde_json::json!({"status": "logged out"}));
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static(
-            "paddock_session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax",
-        ),
+        HeaderValue::from_static(CLEAR_SESSION_COOKIE),
     );
     Ok(response)
 }
@@ -307,7 +300,7 @@ pub(super) async fn change_password(
         )
         .await
         .map_err(|e| match e {
-            ChangePasswordError::Login(e) => login_error(e),
+            ChangePasswordError::Login(e) => crate::authn::AuthnError::from(e).into(),
             ChangePasswordError::User(UserError::Password(e)) => ProxyError::BadRequest {
                 message: format!("newPassword: {e}"),
             },

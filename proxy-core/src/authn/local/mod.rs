@@ -47,6 +47,17 @@ pub enum LoginError {
     Throttled(#[from] Throttled),
 }
 
+impl From<LoginError> for crate::authn::AuthnError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::InvalidCredentials => Self::Invalid,
+            LoginError::Throttled(t) => Self::Throttled {
+                retry_after_secs: t.retry_after_secs,
+            },
+        }
+    }
+}
+
 /// A successful local login.
 #[derive(Debug, Clone)]
 pub struct LocalLogin {
