@@ -22,6 +22,9 @@ pub(crate) struct Config {
     pub(crate) tls: TlsConfig,
     /// Seconds in-flight requests get to finish on shutdown (default 30).
     pub(crate) shutdown_grace_seconds: Option<u64>,
+    /// Threads serving connections, each with its own event loop and
+    /// upstream connections (default: one per core).
+    pub(crate) workers: Option<usize>,
     /// Identity providers.
     #[serde(default)]
     pub(crate) authentication: AuthenticationConfig,
@@ -300,6 +303,11 @@ impl Config {
                     format!("{listen:?} is not an address like 127.0.0.1:8443"),
                 )
             })?;
+        }
+        if let Some(n) = self.workers {
+            if !(1..=1024).contains(&n) {
+                return Err(error("workers", "must be between 1 and 1024"));
+            }
         }
         match (&self.tls.cert_file, &self.tls.key_file) {
             (Some(cert), Some(key)) => {

@@ -274,6 +274,9 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(secs) = config.shutdown_grace_seconds {
         builder = builder.shutdown_grace(Duration::from_secs(secs));
     }
+    if let Some(workers) = config.workers {
+        builder = builder.workers(workers);
+    }
     let proxy = builder.build().map_err(|e| ConfigError {
         path: "clusters".into(),
         message: e.to_string(),

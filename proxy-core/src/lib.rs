@@ -77,6 +77,7 @@ pub struct ProxyBuilder {
     clusters: Vec<(ClusterConfig, bool)>,
     plugins: Vec<Arc<dyn Plugin>>,
     grace: Duration,
+    workers: usize,
     accounts: Option<Arc<Accounts>>,
     ca_pem: Option<Vec<u8>>,
     management_cluster: String,
@@ -90,6 +91,7 @@ impl Default for ProxyBuilder {
             clusters: Vec::new(),
             plugins: vec![Arc::new(plugins::access_log::AccessLog)],
             grace: DEFAULT_SHUTDOWN_GRACE,
+            workers: server::workers::default_count(),
             accounts: None,
             ca_pem: None,
             management_cluster: ::policy::DEFAULT_MANAGEMENT_CLUSTER.to_owned(),
@@ -159,12 +161,20 @@ impl ProxyBuilder {
         self
     }
 
+    /// Worker threads serving connections (default: one per core; at
+    /// least one). Each has its own event loop and its own connections to
+    /// every cluster, see [`server::workers`].
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
+    }
+
     /// Builds the clusters' clients and the stack. Must run inside a tokio
     /// runtime (credential files are watched).
     pub fn build(self) -> Result<Proxy, UpstreamError> {
         let mut router = Router::new();
         for (config, default) in &self.clusters {
-            router.add(Cluster::new(config)?, *default);
+            router.add(Cluster::new(config, self.workers)?, *default);
         }
         let shutdown = Shutdown::new();
         let service = stack::build(StackParts {
@@ -180,7 +190,10 @@ impl ProxyBuilder {
         Ok(Proxy {
             service,
             shutdown,
-            grace: self.grace,
+            options: server::ServeOptions {
+                grace: self.grace,
+                workers: self.workers,
+            },
         })
     }
 }
@@ -189,7 +202,7 @@ impl ProxyBuilder {
 pub struct Proxy {
     service: ProxyService,
     shutdown: Shutdown,
-    grace: Duration,
+    options: server::ServeOptions,
 }
 
 impl Proxy {
@@ -216,7 +229,7 @@ impl Proxy {
             tls,
             self.service,
             self.shutdown,
-            self.grace,
+            self.options,
             signal,
         )
         .await

@@ -1,17 +1,21 @@
 //! The baseline for the load benchmark: a bare hyper reverse proxy with
-//! the same transport as Paddock (rustls in, ALPN h2/http1.1, hyper-util's
-//! pooled client out, streaming bodies) and none of its work (no
+//! the same transport as Paddock (rustls in, ALPN h2/http1.1, connections
+//! served by Paddock's thread-per-core workers, each with its own
+//! hyper-util pooled client out, streaming bodies) and none of its work (no
 //! authentication, no header handling, no policy).
 //!
 //! ```sh
 //! cargo run --release -p paddock-benches --bin passthrough -- \
 //!     --listen 127.0.0.1:9444 --cert tls.crt --key tls.key \
-//!     --upstream https://127.0.0.1:6443 --upstream-ca ca.crt [--http1-upstream]
+//!     --upstream https://127.0.0.1:6443 --upstream-ca ca.crt \
+//!     [--http1-upstream] [--work-stealing]
 //! ```
 //!
-//! `--http1-upstream` offers only HTTP/1.1 upstream (a keepalive pool, like
-//! nginx) instead of letting ALPN pick HTTP/2 (like Paddock): it shows how
-//! much of a gap to nginx is the upstream protocol rather than the proxy.
+//! Two diagnostics show where a gap to nginx comes from:
+//! - `--http1-upstream` offers only HTTP/1.1 upstream (a keepalive pool,
+//!   like nginx) instead of letting ALPN pick HTTP/2 (like Paddock);
+//! - `--work-stealing` serves on one multi-threaded tokio runtime with a
+//!   single shared client (Paddock's transport before the workers).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -22,6 +26,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
+use proxy_core::server::workers::{self, Workers};
 
 fn arg(args: &[String], name: &str) -> String {
     args.iter()
@@ -37,6 +42,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    let workers = (!args.iter().any(|a| a == "--work-stealing"))
+        .then(|| Workers::start("passthrough-worker", workers::default_count()))
+        .transpose()?;
     let cert = std::fs::read(arg(&args, "--cert"))?;
     let key = std::fs::read(arg(&args, "--key"))?;
     let upstream: http::Uri = arg(&args, "--upstream").parse()?;
@@ -72,31 +80,49 @@ async fn main() -> anyhow::Result<()> {
     } else {
         builder.enable_http2().wrap_connector(http)
     };
-    let client: Client<_, Incoming> = Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .http2_adaptive_window(true)
-        .build(connector);
+    // One client per worker, so each worker's upstream connections run on
+    // its own runtime; the last one for the work-stealing runtime.
+    let clients: Arc<Vec<Client<_, Incoming>>> = Arc::new(
+        (0..=workers.as_ref().map_or(0, Workers::len))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .http2_adaptive_window(true)
+                    .build(connector.clone())
+            })
+            .collect(),
+    );
 
     let listener = tokio::net::TcpListener::bind(arg(&args, "--listen")).await?;
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     eprintln!("passthrough listening on {}", listener.local_addr()?);
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            // Exit normally on Ctrl-C, so profilers write their reports.
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
         let _ = stream.set_nodelay(true);
-        let (acceptor, builder, client, upstream) = (
+        let stream = stream.into_std()?;
+        let (acceptor, builder, clients, upstream) = (
             acceptor.clone(),
             builder.clone(),
-            client.clone(),
+            clients.clone(),
             upstream.clone(),
         );
-        tokio::spawn(async move {
+        let connection = async move {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                return;
+            };
             let Ok(tls) = acceptor.accept(stream).await else {
                 return;
             };
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let (client, upstream) = (client.clone(), upstream.clone());
+                let shared = clients.len() - 1;
+                let client = clients[workers::current().unwrap_or(shared)].clone();
+                let upstream = upstream.clone();
                 async move {
                     let (mut parts, body) = request.into_parts();
                     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -116,6 +142,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             });
             let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-        });
+        };
+        match &workers {
+            Some(workers) => workers.spawn_connection(connection),
+            None => drop(tokio::spawn(connection)),
+        }
     }
 }

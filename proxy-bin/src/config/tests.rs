@@ -17,6 +17,7 @@ fn empty_file_is_the_embedded_defaults() {
 fn errors_name_the_key_path() {
     let cases = [
         ("listen: nowhere", "listen"),
+        ("workers: 0", "workers"),
         ("clusters:\n  - id: a\n    server: https://x\n    bogus: 1\n", "clusters[0].bogus"),
         ("clusters:\n  - id: a\n    server: https://x\n  - id: a\n    server: https://y\n", "clusters[1].id"),
         ("clusters:\n  - id: Bad_Id\n    server: https://x\n", "clusters[0].id"),

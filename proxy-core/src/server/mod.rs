@@ -1,8 +1,9 @@
 //! Accepting connections: TCP, rustls, HTTP/1.1 or HTTP/2 by ALPN (hyper-util's
-//! auto builder, upgrades included), one span per connection, and graceful
-//! shutdown.
+//! auto builder, upgrades included), one span per connection, each connection
+//! served by one of the [`workers`], and graceful shutdown.
 
 pub mod tls;
+pub mod workers;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -25,17 +26,31 @@ use crate::{
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How connections are served.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Time in-flight requests get to finish on shutdown.
+    pub grace: Duration,
+    /// Worker threads serving connections (see [`workers`]).
+    pub workers: usize,
+}
+
 /// Serves `service` on `listener` until `signal` resolves, then shuts down
 /// gracefully: stop accepting, end watches cleanly, let other requests
-/// finish for up to `grace`, then close what is left.
+/// finish for up to `options.grace`, then close what is left.
+///
+/// Connections are accepted on the caller's runtime and served on
+/// `options.workers` worker threads started here and stopped on return.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     service: ProxyService,
     shutdown: Shutdown,
-    grace: Duration,
+    options: ServeOptions,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let grace = options.grace;
+    let workers = workers::Workers::start("paddock-worker", options.workers)?;
     let acceptor = TlsAcceptor::from(tls);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new());
@@ -65,13 +80,25 @@ pub async fn serve(
             () = &mut signal => break,
         };
         let _ = stream.set_nodelay(true);
+        // Re-registered with the chosen worker's reactor below.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%error, "cannot hand the connection to a worker");
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let builder = builder.clone();
         let service = service.clone();
         let watcher = graceful.watcher();
         let span = tracing::debug_span!("connection", client.addr = %remote_addr);
-        tokio::spawn(
+        workers.spawn_connection(
             async move {
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(error) => return tracing::debug!(%error, "cannot register the connection"),
+                };
                 let tls =
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => tls,
@@ -114,5 +141,7 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),
     }
+    // Joining threads blocks: not on this runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     Ok(())
 }

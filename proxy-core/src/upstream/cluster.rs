@@ -92,9 +92,15 @@ pub struct Cluster {
     authority: http::uri::Authority,
     base_path: String,
     pub(super) authorization: AuthorizationHeader,
-    pub(super) client: HttpClient,
-    pub(super) upgrade_client: HttpClient,
+    /// One pair per server worker, then one for callers outside the
+    /// workers: a worker's upstream connections run on its own runtime.
+    clients: Box<[Clients]>,
     pub(super) request_timeout: Duration,
+}
+
+struct Clients {
+    ordinary: HttpClient,
+    upgrade: HttpClient,
 }
 
 impl fmt::Debug for Cluster {
@@ -110,9 +116,10 @@ impl fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Builds the clients for `config`. Must run inside a tokio runtime
-    /// when the credential is a file (it is watched).
-    pub fn new(config: &ClusterConfig) -> Result<Self, UpstreamError> {
+    /// Builds the clients for `config`, one set per server worker (see
+    /// [`crate::server::workers`]). Must run inside a tokio runtime when the
+    /// credential is a file (it is watched).
+    pub fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
             cluster: config.id.clone(),
             url: config.server.clone(),
@@ -136,16 +143,19 @@ impl Cluster {
         let base_path = uri.path().trim_end_matches('/').to_owned();
 
         let tls = tls::client_config(config)?;
-        let client = build_client(config, tls.clone(), true);
-        let upgrade_client = build_client(config, tls, false);
+        let clients = (0..=workers)
+            .map(|_| Clients {
+                ordinary: build_client(config, tls.clone(), true),
+                upgrade: build_client(config, tls.clone(), false),
+            })
+            .collect();
         Ok(Self {
             id: config.id.clone(),
             scheme,
             authority,
             base_path,
             authorization: AuthorizationHeader::new(&config.credential)?,
-            client,
-            upgrade_client,
+            clients,
             request_timeout: config.request_timeout,
         })
     }
@@ -153,6 +163,19 @@ impl Cluster {
     /// The cluster's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The client for this thread's worker: upgrades go over HTTP/1.1, the
+    /// rest over HTTP/2 when the server offers it.
+    pub(super) fn client(&self, upgrade: bool) -> &HttpClient {
+        let shared = self.clients.len() - 1;
+        let clients =
+            &self.clients[crate::server::workers::current().map_or(shared, |i| i.min(shared))];
+        if upgrade {
+            &clients.upgrade
+        } else {
+            &clients.ordinary
+        }
     }
 
     /// The upstream URI for a request whose cluster-relative URI is `uri`.

@@ -89,12 +89,7 @@ async fn forward(mut request: Request<Incoming>, shutdown: Arc<Shutdown>) -> Pro
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    let client = if upgrade.is_some() {
-        &cluster.upgrade_client
-    } else {
-        &cluster.client
-    };
-    let sent = client.request(request);
+    let sent = cluster.client(upgrade.is_some()).request(request);
     let response = if long_running {
         sent.await
     } else {
