@@ -21,10 +21,11 @@ use std::sync::Arc;
 
 use http::{request, Method, StatusCode};
 use proxy_core::{
-    authn::{token_file::TokenFileAuthenticator, BoxFuture},
+    authn::token_file::TokenFileAuthenticator,
     authz::AllowAuthenticated,
     context::RequestContext,
     error::ProxyError,
+    future::ReadyOrBoxed,
     plugin::{Flow, Plugin},
     server::tls::ServerTls,
     status::Status,
@@ -44,7 +45,7 @@ impl Plugin for ReadOnly {
         &'a self,
         context: &'a RequestContext,
         request: &'a mut request::Parts,
-    ) -> BoxFuture<'a, Result<Flow, ProxyError>> {
+    ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
         let read = matches!(request.method, Method::GET | Method::HEAD | Method::OPTIONS);
         let flow = if read {
             Flow::Continue
@@ -62,7 +63,7 @@ impl Plugin for ReadOnly {
                 .into_response(),
             )
         };
-        Box::pin(std::future::ready(Ok(flow)))
+        ReadyOrBoxed::ready(Ok(flow))
     }
 }
 

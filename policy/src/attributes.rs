@@ -138,7 +138,9 @@ fn split_path(path: &str) -> Vec<&str> {
     if trimmed.is_empty() {
         return Vec::new();
     }
-    trimmed.split('/').collect()
+    let mut parts = Vec::with_capacity(trimmed.bytes().filter(|&b| b == b'/').count() + 1);
+    parts.extend(trimmed.split('/'));
+    parts
 }
 
 fn verb_from_method(method: &str) -> &'static str {
@@ -167,18 +169,19 @@ impl RequestAttributes {
         let decoded = decode_path(raw)?;
         let mut info = RequestAttributes {
             path: decoded.clone().into_owned(),
-            verb: method.to_lowercase(),
             ..RequestAttributes::default()
         };
 
         let mut parts = &split_path(&decoded)[..];
         if parts.len() < 3 || !matches!(parts[0], "api" | "apis") {
+            info.verb = method.to_lowercase();
             return Ok(info);
         }
         info.api_prefix = parts[0].to_owned();
         parts = &parts[1..];
         if info.api_prefix != "api" {
             if parts.len() < 3 {
+                info.verb = method.to_lowercase();
                 return Ok(info);
             }
             info.api_group = parts[0].to_owned();

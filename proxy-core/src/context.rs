@@ -8,10 +8,11 @@ use std::{
 };
 
 use http::Method;
+use policy::RequestAttributes;
 
 pub use policy::Decision;
 
-use crate::authn::Identity;
+use crate::{authn::Identity, upstream::Cluster};
 
 /// What Paddock learned about one request as it went down the stack. Each
 /// fact is set once, by the layer that owns it, and read by later ones and
@@ -30,7 +31,10 @@ pub struct RequestContext {
     pub client_addr: Option<SocketAddr>,
     identity: OnceLock<Arc<Identity>>,
     impersonated: OnceLock<Arc<Identity>>,
-    cluster: OnceLock<String>,
+    // Kept here rather than in the request's extensions: each extension is
+    // a separate allocation, the context is one.
+    cluster: OnceLock<Arc<Cluster>>,
+    attributes: OnceLock<RequestAttributes>,
     decision: OnceLock<Decision>,
 }
 
@@ -46,6 +50,7 @@ impl RequestContext {
             identity: OnceLock::new(),
             impersonated: OnceLock::new(),
             cluster: OnceLock::new(),
+            attributes: OnceLock::new(),
             decision: OnceLock::new(),
         }
     }
@@ -77,12 +82,27 @@ impl RequestContext {
 
     /// The target cluster's id, once routed.
     pub fn cluster(&self) -> Option<&str> {
-        self.cluster.get().map(String::as_str)
+        self.cluster.get().map(|cluster| cluster.id())
+    }
+
+    /// The target cluster, once routed.
+    pub fn target(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
     }
 
     /// Records the target cluster.
-    pub fn set_cluster(&self, cluster: &str) {
-        let _ = self.cluster.set(cluster.to_owned());
+    pub fn set_target(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// What the request asks for in RBAC terms, once routed to a cluster.
+    pub fn attributes(&self) -> Option<&RequestAttributes> {
+        self.attributes.get()
+    }
+
+    /// Records the request's attributes.
+    pub fn set_attributes(&self, attributes: RequestAttributes) {
+        let _ = self.attributes.set(attributes);
     }
 
     /// The authorization decision, once made.

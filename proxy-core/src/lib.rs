@@ -44,6 +44,7 @@ pub mod body;
 pub mod context;
 pub mod endpoints;
 pub mod error;
+pub mod future;
 pub mod impersonation;
 pub mod kubeconfig;
 pub mod layers;

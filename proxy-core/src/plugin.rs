@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use http::{request, response, Response, StatusCode};
 
-use crate::{authn::BoxFuture, body::ResponseBody, context::RequestContext, error::ProxyError};
+use crate::{body::ResponseBody, context::RequestContext, error::ProxyError, future::ReadyOrBoxed};
 
 /// What the stack does after a phase.
 #[derive(Debug)]
@@ -39,7 +39,9 @@ pub struct AccessRecord<'a> {
     pub duration: Duration,
 }
 
-/// A plugin: override the phases you need; the others do nothing.
+/// A plugin: override the phases you need; the others do nothing and cost
+/// nothing. A phase that knows its answer at once returns
+/// [`ReadyOrBoxed::ready`]; one that must wait returns [`ReadyOrBoxed::boxed`].
 pub trait Plugin: Send + Sync + 'static {
     /// Short name for logs.
     fn name(&self) -> &'static str;
@@ -49,8 +51,8 @@ pub trait Plugin: Send + Sync + 'static {
         &'a self,
         _context: &'a RequestContext,
         _request: &'a mut request::Parts,
-    ) -> BoxFuture<'a, Result<Flow, ProxyError>> {
-        Box::pin(std::future::ready(Ok(Flow::Continue)))
+    ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+        ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 
     /// After impersonation, just before the request is forwarded.
@@ -58,8 +60,8 @@ pub trait Plugin: Send + Sync + 'static {
         &'a self,
         _context: &'a RequestContext,
         _request: &'a mut request::Parts,
-    ) -> BoxFuture<'a, Result<Flow, ProxyError>> {
-        Box::pin(std::future::ready(Ok(Flow::Continue)))
+    ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+        ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 
     /// Response headers on their way to the client.
@@ -67,8 +69,8 @@ pub trait Plugin: Send + Sync + 'static {
         &'a self,
         _context: &'a RequestContext,
         _response: &'a mut response::Parts,
-    ) -> BoxFuture<'a, ()> {
-        Box::pin(std::future::ready(()))
+    ) -> ReadyOrBoxed<'a, ()> {
+        ReadyOrBoxed::ready(())
     }
 
     /// Once per request, when its response body has ended. Must not block.
@@ -101,7 +103,26 @@ impl Plugins {
         self.plugins.is_empty()
     }
 
-    pub(crate) async fn run_request(
+    /// Runs a request phase on `request`: `Ok(Ok(request))` to go on,
+    /// `Ok(Err(response))` when a plugin answered. Nothing is taken apart
+    /// when there is no plugin.
+    pub(crate) async fn run_request_phase<B>(
+        &self,
+        phase: RequestPhase,
+        context: &RequestContext,
+        request: http::Request<B>,
+    ) -> Result<Result<http::Request<B>, Response<ResponseBody>>, ProxyError> {
+        if self.is_empty() {
+            return Ok(Ok(request));
+        }
+        let (mut parts, body) = request.into_parts();
+        Ok(match self.run_request(phase, context, &mut parts).await? {
+            Flow::Continue => Ok(http::Request::from_parts(parts, body)),
+            Flow::Respond(response) => Err(response),
+        })
+    }
+
+    async fn run_request(
         &self,
         phase: RequestPhase,
         context: &RequestContext,

@@ -13,7 +13,7 @@ use crate::{
     endpoints::{Endpoints, EndpointsConfig},
     layers::{
         authenticate::AuthenticateLayer, authorize::AuthorizeLayer, impersonate::ImpersonateLayer,
-        plugins::PluginsLayer, rescue::RescueLayer, route::RouteLayer, sanitize::SanitizeLayer,
+        rescue::RescueLayer, route::RouteLayer, sanitize::SanitizeLayer,
         self_review::SelfReviewLayer, trace::TraceLayer, ProxyResponse,
     },
     plugin::Plugins,
@@ -67,18 +67,21 @@ pub fn build(parts: StackParts) -> ProxyService {
         // /paddock/ endpoints branch off; cluster requests get their target and relative path.
         .layer(RouteLayer::new(parts.router, endpoints))
         // Credentials become an Identity; Authorization and Cookie are removed.
-        .layer(AuthenticateLayer::new(parts.authenticators))
-        // Plugins see who is calling before policy decides (audit, rate limits).
-        .layer(PluginsLayer::on_request(parts.plugins.clone()))
+        // Then the plugins' on_request: they see who is calling before policy
+        // decides (audit, rate limits).
+        .layer(AuthenticateLayer::new(
+            parts.authenticators,
+            parts.plugins.clone(),
+        ))
         // Policy: may this identity (and its --as target) do this on this cluster?
         .layer(AuthorizeLayer::new(parts.authorizer.clone()))
         // `kubectl auth can-i` is answered by the same authorizer, not the downstream's RBAC.
         .layer(SelfReviewLayer::new(parts.authorizer))
         // Only an authorized identity is presented downstream.
         .layer(ImpersonateLayer)
-        // Last look at the exact request that leaves Paddock.
-        .layer(PluginsLayer::on_upstream_request(parts.plugins))
-        // Stream to the cluster with Paddock's own credential.
-        .service(Forward::new(parts.shutdown));
+        // The plugins' on_upstream_request (a last look at the exact request
+        // that leaves Paddock), then stream to the cluster with Paddock's own
+        // credential.
+        .service(Forward::new(parts.shutdown, parts.plugins));
     BoxCloneSyncService::new(service)
 }

@@ -13,8 +13,8 @@ use paddock_tests::{
 };
 use proxy_core::{
     authn::{
-        token_file::TokenFileAuthenticator, Authenticator, AuthnError, BoxFuture, Credential,
-        Identity,
+        token_file::TokenFileAuthenticator, Authenticator, AuthnError, Credential, Identity,
+        ReadyOrBoxed,
     },
     authz::AllowAuthenticated,
     upstream::{ClusterConfig, UpstreamCredential},
@@ -39,7 +39,7 @@ impl Authenticator for Fixture {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
+    ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let identity = match credential {
             Credential::Bearer(token) => match token.expose_secret() {
                 "extras-token" => Some(Identity {
@@ -81,7 +81,7 @@ impl Authenticator for Fixture {
             },
             _ => None,
         };
-        Box::pin(std::future::ready(Ok(identity.map(Arc::new))))
+        ReadyOrBoxed::ready(Ok(identity.map(Arc::new)))
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 
-use super::{Authenticator, AuthnError, BoxFuture, Credential, Identity};
+use super::{Authenticator, AuthnError, Credential, Identity, ReadyOrBoxed};
 
 /// The identity-relevant parts of a verified client certificate, parsed
 /// once per connection.
@@ -55,7 +55,7 @@ impl Authenticator for ClientCertAuthenticator {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
+    ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let identity = match credential {
             Credential::ClientCertificate(cert) => Some(Arc::new(Identity {
                 user: cert.common_name.clone(),
@@ -66,6 +66,6 @@ impl Authenticator for ClientCertAuthenticator {
             })),
             _ => None,
         };
-        Box::pin(std::future::ready(Ok(identity)))
+        ReadyOrBoxed::ready(Ok(identity))
     }
 }

@@ -19,7 +19,7 @@ pub mod local;
 pub mod token_file;
 pub mod tokens;
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::sync::Arc;
 
 pub use credential::{Credential, SESSION_COOKIE};
 pub use identity::{Identity, SYSTEM_AUTHENTICATED};
@@ -27,7 +27,7 @@ pub use identity::{Identity, SYSTEM_AUTHENTICATED};
 use crate::error::ProxyError;
 
 /// A boxed future, as returned by the object-safe traits of this crate.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::future::{BoxFuture, ReadyOrBoxed};
 
 /// Why an authenticator could not produce an identity.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -93,13 +93,14 @@ pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>>;
+    ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>>;
 }
 
 /// Authenticators asked in order; the first identity wins.
 #[derive(Clone, Default)]
 pub struct AuthenticatorChain {
-    authenticators: Vec<Arc<dyn Authenticator>>,
+    // Shared: the chain is cloned per request.
+    authenticators: Arc<[Arc<dyn Authenticator>]>,
 }
 
 impl AuthenticatorChain {
@@ -109,20 +110,23 @@ impl AuthenticatorChain {
     }
 
     /// Appends an authenticator, asked after the ones already present.
-    pub fn with(mut self, authenticator: impl Authenticator) -> Self {
-        self.authenticators.push(Arc::new(authenticator));
-        self
+    pub fn with(self, authenticator: impl Authenticator) -> Self {
+        self.with_shared(Arc::new(authenticator))
     }
 
     /// Appends a shared authenticator.
     pub fn with_shared(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
-        self.authenticators.push(authenticator);
+        let mut authenticators = self.authenticators.to_vec();
+        authenticators.push(authenticator);
+        self.authenticators = authenticators.into();
         self
     }
 
     /// Appends every authenticator of `other`.
     pub fn extend(mut self, other: AuthenticatorChain) -> Self {
-        self.authenticators.extend(other.authenticators);
+        let mut authenticators = self.authenticators.to_vec();
+        authenticators.extend(other.authenticators.iter().cloned());
+        self.authenticators = authenticators.into();
         self
     }
 
@@ -138,7 +142,7 @@ impl AuthenticatorChain {
         }
         let mut failure = AuthnError::Invalid;
         for credential in credentials {
-            for authenticator in &self.authenticators {
+            for authenticator in self.authenticators.iter() {
                 match authenticator.authenticate(credential).await {
                     Ok(Some(identity)) => return Ok(with_authenticated_group(identity)),
                     Ok(None) => {}

@@ -100,9 +100,9 @@ impl Authenticator for Fixed {
     fn authenticate<'a>(
         &'a self,
         _: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
+    ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         self.1.fetch_add(1, Ordering::SeqCst);
-        Box::pin(std::future::ready(self.0.clone()))
+        ReadyOrBoxed::ready(self.0.clone())
     }
 }
 

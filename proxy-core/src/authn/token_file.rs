@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Authenticator, AuthnError, BoxFuture, Credential, Identity};
+use super::{Authenticator, AuthnError, Credential, Identity, ReadyOrBoxed};
 use crate::reload::{FileWatch, DEFAULT_POLL_INTERVAL};
 
 type TokenDigest = [u8; 32];
@@ -210,12 +210,12 @@ impl Authenticator for TokenFileAuthenticator {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
+    ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let identity = match credential {
             Credential::Bearer(token) => self.table.load().lookup(token.expose_secret()).cloned(),
             _ => None,
         };
-        Box::pin(std::future::ready(Ok(identity)))
+        ReadyOrBoxed::ready(Ok(identity))
     }
 }
 

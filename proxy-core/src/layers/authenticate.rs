@@ -1,6 +1,7 @@
 //! Authenticate: turns the caller's credentials into an [`Identity`], then
 //! removes `Authorization` and `Cookie` so no caller credential can reach
-//! the upstream.
+//! the upstream. The plugins' `on_request` phase runs at its end: the caller
+//! is known, policy has not spoken yet.
 
 use std::{
     sync::Arc,
@@ -15,18 +16,20 @@ use crate::{
     authn::{AuthenticatorChain, BoxFuture, Credential},
     context::{self, ConnectionInfo},
     error::ProxyError,
+    plugin::{Plugins, RequestPhase},
 };
 
 /// Adds [`Authenticate`].
 #[derive(Debug, Clone)]
 pub struct AuthenticateLayer {
     chain: AuthenticatorChain,
+    plugins: Plugins,
 }
 
 impl AuthenticateLayer {
-    /// Authenticates with `chain`.
-    pub fn new(chain: AuthenticatorChain) -> Self {
-        Self { chain }
+    /// Authenticates with `chain`, then runs `plugins`' `on_request`.
+    pub fn new(chain: AuthenticatorChain, plugins: Plugins) -> Self {
+        Self { chain, plugins }
     }
 }
 
@@ -37,6 +40,7 @@ impl<S> Layer<S> for AuthenticateLayer {
         Authenticate {
             inner,
             chain: self.chain.clone(),
+            plugins: self.plugins.clone(),
         }
     }
 }
@@ -46,6 +50,7 @@ impl<S> Layer<S> for AuthenticateLayer {
 pub struct Authenticate<S> {
     inner: S,
     chain: AuthenticatorChain,
+    plugins: Plugins,
 }
 
 impl<S, B> Service<Request<B>> for Authenticate<S>
@@ -67,6 +72,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let chain = self.chain.clone();
+        let plugins = self.plugins.clone();
         Box::pin(async move {
             let client_cert = request
                 .extensions()
@@ -90,7 +96,13 @@ where
             }
             tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
             context.set_identity(identity);
-            inner.call(request).await
+            match plugins
+                .run_request_phase(RequestPhase::Request, &context, request)
+                .await?
+            {
+                Ok(request) => inner.call(request).await,
+                Err(response) => Ok(response),
+            }
         })
     }
 }

@@ -10,7 +10,6 @@ use std::{
 
 use futures_util::future::Either;
 use http::Request;
-use policy::RequestAttributes;
 use tower::{Layer, Service};
 
 use super::{sanitize::CallerImpersonation, sanitize::UpgradeRequest, ProxyResponse, ProxyResult};
@@ -90,12 +89,9 @@ impl<S> Authorize<S> {
     fn decide<B>(&self, request: &Request<B>) -> Result<(), ProxyError> {
         let context = context::of(request);
         let identity = context.identity().ok_or(ProxyError::MissingCredentials)?;
-        let attributes = request
-            .extensions()
-            .get::<RequestAttributes>()
-            .ok_or_else(|| ProxyError::Internal {
-                message: "request reached authorize without attributes".to_owned(),
-            })?;
+        let attributes = context.attributes().ok_or_else(|| ProxyError::Internal {
+            message: "request reached authorize without attributes".to_owned(),
+        })?;
         let caller = AuthzRequest {
             identity,
             cluster: context.cluster().unwrap_or_default(),

@@ -4,7 +4,6 @@
 pub mod authenticate;
 pub mod authorize;
 pub mod impersonate;
-pub mod plugins;
 pub mod rescue;
 pub mod route;
 pub mod sanitize;

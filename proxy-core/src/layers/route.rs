@@ -97,15 +97,25 @@ where
 
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         use futures_util::future::Either;
-        let (cluster, path) = match target(request.uri().path()) {
+        let (cluster, prefixed) = match target(request.uri().path()) {
             Target::Paddock => return Either::Right(self.endpoints.handle(request)),
-            Target::Cluster(id, path) => (self.router.resolve(id), path.to_owned()),
+            Target::Cluster(id, _) => (self.router.resolve(id), id.is_some()),
         };
         let cluster: Arc<Cluster> = match cluster {
             Ok(cluster) => cluster,
             Err(error) => return Either::Right(Box::pin(std::future::ready(Err(error)))),
         };
-        let attributes = match rewrite_path(request.uri_mut(), &path).and_then(|()| {
+        let rewritten = if prefixed {
+            // Owned: the path borrowed from the URI being replaced.
+            let Target::Cluster(_, path) = target(request.uri().path()) else {
+                unreachable!("the target was a cluster a moment ago")
+            };
+            let path = path.to_owned();
+            rewrite_path(request.uri_mut(), &path)
+        } else {
+            Ok(())
+        };
+        let attributes = match rewritten.and_then(|()| {
             RequestAttributes::from_request(
                 request.method().as_str(),
                 request.uri().path(),
@@ -118,9 +128,9 @@ where
             Ok(attributes) => attributes,
             Err(error) => return Either::Right(Box::pin(std::future::ready(Err(error)))),
         };
-        request.extensions_mut().insert(attributes);
-        context::of(&request).set_cluster(cluster.id());
-        request.extensions_mut().insert(cluster);
+        let context = context::of(&request);
+        context.set_attributes(attributes);
+        context.set_target(cluster);
         Either::Left(self.inner.call(request))
     }
 }

@@ -91,14 +91,18 @@ pub struct RequestHost(pub String);
 /// Removes caller-sent `Impersonate-*`, `X-Remote-*`, hop-by-hop headers,
 /// headers listed in `Connection`, `Host` and `X-Forwarded-*`/`Forwarded`.
 pub fn strip(headers: &mut HeaderMap) {
-    let mut doomed: Vec<HeaderName> = connection_listed(headers);
-    doomed.extend(
-        headers
-            .keys()
-            .filter(|name| is_stripped(name.as_str()))
-            .cloned(),
-    );
-    for name in doomed {
+    if headers.contains_key(header::CONNECTION) {
+        for name in connection_listed(headers) {
+            headers.remove(name);
+        }
+    }
+    // One name at a time, without collecting: a request carries a handful
+    // of headers and usually only `Host` goes.
+    while let Some(name) = headers
+        .keys()
+        .find(|name| is_stripped(name.as_str()))
+        .cloned()
+    {
         headers.remove(name);
     }
 }

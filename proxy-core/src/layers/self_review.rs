@@ -78,15 +78,12 @@ impl<S: std::fmt::Debug> std::fmt::Debug for SelfReview<S> {
 
 fn is_self_review(request: &Request<Incoming>) -> bool {
     request.method() == Method::POST
-        && request
-            .extensions()
-            .get::<RequestAttributes>()
-            .is_some_and(|a| {
-                a.is_resource_request
-                    && a.verb == "create"
-                    && a.api_group == "authorization.k8s.io"
-                    && a.resource == "selfsubjectaccessreviews"
-            })
+        && context::of(request).attributes().is_some_and(|a| {
+            a.is_resource_request
+                && a.verb == "create"
+                && a.api_group == "authorization.k8s.io"
+                && a.resource == "selfsubjectaccessreviews"
+        })
 }
 
 impl<S> Service<Request<Incoming>> for SelfReview<S>

@@ -5,7 +5,15 @@
 pub mod tls;
 pub mod workers;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    cell::RefCell,
+    future::Future,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+    time::Duration,
+};
+
+use futures_util::future::Either;
 
 use hyper::body::Incoming;
 use hyper_util::{
@@ -15,7 +23,7 @@ use hyper_util::{
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::{
@@ -116,10 +124,19 @@ pub async fn serve(
                     remote_addr: Some(remote_addr),
                     client_cert,
                 });
+                // One stack per connection, called in place: cloning it per
+                // request costs an allocation and an Arc count per layer.
+                let service = RefCell::new(service);
                 let hyper_service =
                     hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
                         request.extensions_mut().insert(info.clone());
-                        service.clone().oneshot(request)
+                        let mut service = service.borrow_mut();
+                        // No layer applies backpressure, but tower wants the question asked.
+                        let mut cx = Context::from_waker(Waker::noop());
+                        match service.poll_ready(&mut cx) {
+                            Poll::Ready(Ok(())) => Either::Left(service.call(request)),
+                            _ => Either::Right(service.clone().oneshot(request)),
+                        }
                     });
                 let connection =
                     builder.serve_connection_with_upgrades(TokioIo::new(tls), hyper_service);

@@ -1,5 +1,7 @@
 //! Forward: sends the request to its cluster and streams the answer back.
 //! Nothing is buffered; upgrades (WebSocket, SPDY) become a byte tunnel.
+//! The plugins' `on_upstream_request` phase runs first: it sees the exact
+//! request that leaves Paddock.
 
 use std::{
     sync::Arc,
@@ -17,8 +19,10 @@ use super::Cluster;
 use crate::{
     authn::BoxFuture,
     body::ResponseBody,
+    context,
     error::ProxyError,
     layers::{sanitize::UpgradeRequest, ProxyResponse, ProxyResult},
+    plugin::{Plugins, RequestPhase},
     shutdown::Shutdown,
 };
 
@@ -28,19 +32,21 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The innermost service of the stack.
 #[derive(Debug, Clone)]
 pub struct Forward {
-    // Behind an `Arc`: the stack is cloned several times per request (per
-    // call, and by each layer that takes its ready inner service), and
-    // cloning or dropping a `Shutdown` locks the mutex of each of its two
-    // cancellation tokens, shared by every connection.
+    // Behind an `Arc`: the stack is cloned per connection and by each layer
+    // that takes its ready inner service, and cloning or dropping a
+    // `Shutdown` locks the mutex of each of its two cancellation tokens,
+    // shared by every connection.
     shutdown: Arc<Shutdown>,
+    plugins: Plugins,
 }
 
 impl Forward {
     /// A forwarder whose watches end on `shutdown`'s drain and whose
-    /// tunnels are cut on its abort.
-    pub fn new(shutdown: Shutdown) -> Self {
+    /// tunnels are cut on its abort; `plugins` see every request first.
+    pub fn new(shutdown: Shutdown, plugins: Plugins) -> Self {
         Self {
             shutdown: Arc::new(shutdown),
+            plugins,
         }
     }
 }
@@ -55,22 +61,37 @@ impl Service<Request<Incoming>> for Forward {
     }
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        Box::pin(forward(request, self.shutdown.clone()))
+        Box::pin(forward(
+            request,
+            self.shutdown.clone(),
+            self.plugins.clone(),
+        ))
     }
 }
 
-async fn forward(mut request: Request<Incoming>, shutdown: Arc<Shutdown>) -> ProxyResult {
-    let cluster = request
-        .extensions_mut()
-        .remove::<Arc<Cluster>>()
+async fn forward(
+    request: Request<Incoming>,
+    shutdown: Arc<Shutdown>,
+    plugins: Plugins,
+) -> ProxyResult {
+    let context = context::of(&request);
+    let mut request = match plugins
+        .run_request_phase(RequestPhase::UpstreamRequest, &context, request)
+        .await?
+    {
+        Ok(request) => request,
+        Err(response) => return Ok(response),
+    };
+    let cluster = context
+        .target()
+        .cloned()
         .ok_or_else(|| ProxyError::Internal {
             message: "request reached forward without a cluster".to_owned(),
         })?;
     let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
     let long_running = upgrade.is_some()
-        || request
-            .extensions()
-            .get::<RequestAttributes>()
+        || context
+            .attributes()
             .is_some_and(RequestAttributes::is_long_running);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
 
@@ -113,7 +134,10 @@ async fn forward(mut request: Request<Incoming>, shutdown: Arc<Shutdown>) -> Pro
     }
 
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    // HTTP/2 has no connection-specific headers (h2 refuses them).
+    if parts.version != Version::HTTP_2 {
+        strip_hop_by_hop(&mut parts.headers);
+    }
     let mut body = ResponseBody::upstream(body);
     if long_running {
         body.end_on(shutdown.drain().clone());

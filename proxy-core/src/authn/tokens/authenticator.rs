@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 
 use super::verify::VerifiedToken;
 use super::{split_presented, LastUsed, TokenCache, TokenError, TokenHasher, TokenVerifier};
-use crate::authn::{Authenticator, AuthnError, BoxFuture, Credential, Identity};
+use crate::authn::{Authenticator, AuthnError, Credential, Identity, ReadyOrBoxed};
 use crate::store::{StoreView, Timestamp};
 
 /// How long a verified token is served from memory before the hash is checked
@@ -122,13 +122,13 @@ impl Authenticator for StoreTokens {
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
-    ) -> BoxFuture<'a, Result<Option<Arc<Identity>>, AuthnError>> {
+    ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let result = match credential {
             Credential::Bearer(token) | Credential::Session(token) => self
                 .authenticate_token(token.expose_secret(), false)
                 .map(|found| found.map(|(_, identity)| identity)),
             _ => Ok(None),
         };
-        Box::pin(std::future::ready(result))
+        ReadyOrBoxed::ready(result)
     }
 }
