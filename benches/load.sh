@@ -7,6 +7,8 @@
 #   paddock+log  the same with the default info-level access log (what users run)
 #   passthrough-h1  diagnostic: the bare proxy with an HTTP/1.1-only upstream pool
 #                (what nginx uses) instead of HTTP/2 by ALPN (what Paddock uses)
+#   passthrough-direct  the bare proxy with Paddock's own upstream transport
+#                (requests without a body over a direct h2 connection per worker)
 #   passthrough-ws  diagnostic: the bare proxy on one work-stealing runtime with
 #                one shared upstream client, instead of thread-per-core workers
 # Every proxy terminates TLS with the same certificate and verifies the upstream.
@@ -103,6 +105,9 @@ passthrough_addr=$(wait_log "$tmp/passthrough.log" "listening on" | awk '{print 
 "$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --http1-upstream \
   --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough-h1.log" & pids+=($!)
 passthrough_h1_addr=$(wait_log "$tmp/passthrough-h1.log" "listening on" | awk '{print $NF}')
+"$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --direct-h2 \
+  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough-direct.log" & pids+=($!)
+passthrough_direct_addr=$(wait_log "$tmp/passthrough-direct.log" "listening on" | awk '{print $NF}')
 "$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --work-stealing \
   --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough-ws.log" & pids+=($!)
 passthrough_ws_addr=$(wait_log "$tmp/passthrough-ws.log" "listening on" | awk '{print $NF}')
@@ -168,13 +173,13 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-read -r -a targets <<< "${TARGETS:-upstream passthrough nginx paddock paddock-session paddock+log passthrough-h1 passthrough-ws}"
+read -r -a targets <<< "${TARGETS:-upstream passthrough nginx paddock paddock-session paddock+log passthrough-direct passthrough-h1 passthrough-ws}"
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
   [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" \
   [paddock-session]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
-  [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr")
+  [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr" [passthrough-direct]="https://$passthrough_direct_addr")
 declare -A token=([upstream]="$PROXY_TOKEN" [passthrough]="$PROXY_TOKEN" [nginx]="$PROXY_TOKEN" \
-  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN" [passthrough-ws]="$PROXY_TOKEN")
+  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN" [passthrough-ws]="$PROXY_TOKEN" [passthrough-direct]="$PROXY_TOKEN")
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
 results="$tmp/results"  # lines: round target req/s p50 p99
@@ -200,8 +205,9 @@ for t in "${targets[@]}"; do
   printf "%-15s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
 done
 [ -n "${TARGETS:-}" ] && exit 0  # a subset: no ratios
-awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v h="${rps[passthrough-h1]}" 'BEGIN{
+awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v h="${rps[passthrough-h1]}" -v d="${rps[passthrough-direct]}" 'BEGIN{
   printf "paddock / passthrough = %.2f (target >= 0.90)\n", p/b;
+  printf "paddock / passthrough-direct = %.2f (the same upstream transport as Paddock)\n", p/d;
   printf "paddock / nginx       = %.2f (target >= 1.00)\n", p/n;
   printf "paddock+log / nginx   = %.2f\n", l/n;
   printf "paddock session token / static token = %.2f (target >= 0.95)\n", s/p;

@@ -40,6 +40,7 @@ pub struct ResponseBody {
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Incoming),
+    H2(h2::RecvStream),
 }
 
 impl ResponseBody {
@@ -57,6 +58,12 @@ impl ResponseBody {
     /// A body streamed from the upstream, frame by frame.
     pub fn upstream(body: Incoming) -> Self {
         Self::from_kind(Kind::Upstream(body))
+    }
+
+    /// A body streamed from an HTTP/2 upstream stream; flow-control
+    /// capacity is released as each frame is passed on.
+    pub fn upstream_h2(body: h2::RecvStream) -> Self {
+        Self::from_kind(Kind::H2(body))
     }
 
     fn from_kind(kind: Kind) -> Self {
@@ -109,6 +116,7 @@ impl Body for ResponseBody {
         let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Kind::H2(body) => poll_h2(body, cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -127,6 +135,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream(body) => body.is_end_stream(),
+            Kind::H2(body) => body.is_end_stream(),
         }
     }
 
@@ -135,7 +144,29 @@ impl Body for ResponseBody {
             Kind::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(body) => body.size_hint(),
+            Kind::H2(_) => SizeHint::default(),
         }
+    }
+}
+
+/// Data, then trailers, then the end, giving each data frame's capacity back.
+fn poll_h2(
+    body: &mut h2::RecvStream,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    match body.poll_data(cx) {
+        Poll::Ready(Some(Ok(data))) => {
+            let _ = body.flow_control().release_capacity(data.len());
+            Poll::Ready(Some(Ok(Frame::data(data))))
+        }
+        Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
+        Poll::Ready(None) => match body.poll_trailers(cx) {
+            Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Poll::Ready(Ok(None)) => Poll::Ready(None),
+            Poll::Ready(Err(error)) => Poll::Ready(Some(Err(error.into()))),
+            Poll::Pending => Poll::Pending,
+        },
+        Poll::Pending => Poll::Pending,
     }
 }
 
@@ -150,7 +181,7 @@ impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             Kind::Full(_) => "full",
-            Kind::Upstream(_) => "upstream",
+            Kind::Upstream(_) | Kind::H2(_) => "upstream",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }

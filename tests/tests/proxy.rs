@@ -546,3 +546,64 @@ async fn a_kube_rs_client_works_through_paddock() {
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.minor, "32");
 }
+
+/// Requests without a body go over each worker's own HTTP/2 connection to
+/// the cluster. When the apiserver drops its connections (a crash, a
+/// restart), the next requests reconnect instead of failing.
+#[tokio::test]
+async fn dropped_upstream_connections_are_replaced() {
+    let Setup { fake, proxy } = setup().await;
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http1, None);
+    let url = format!("{}{PODS}", proxy.url());
+    for _ in 0..4 {
+        let response = client.get(&url, Some(ALICE)).await;
+        assert_eq!(response.status(), 200, "{}", response.text());
+    }
+    let seen = fake
+        .last_request(PODS)
+        .expect("the request reached the fake");
+    assert_eq!(seen.version, http::Version::HTTP_2);
+
+    fake.drop_connections();
+    // Let the proxy's connection tasks see the close.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Several requests, so each worker's connection is exercised.
+    for _ in 0..8 {
+        let response = client.get(&url, Some(ALICE)).await;
+        assert_eq!(response.status(), 200, "{}", response.text());
+    }
+    fake.assert_clean();
+}
+
+/// A server that does not offer HTTP/2 is served over HTTP/1.1, with and
+/// without a request body.
+#[tokio::test]
+async fn http1_only_upstreams_are_served_over_http1() {
+    let fake = FakeApiServer::start(FakeApiConfig {
+        http1_only: true,
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    let proxy = ProxyUnderTest::start(proxy_to(&fake, "old")).await;
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http2, None);
+    let url = format!("{}{PODS}", proxy.url());
+    for _ in 0..3 {
+        let response = client.get(&url, Some(ALICE)).await;
+        assert_eq!(response.status(), 200, "{}", response.text());
+    }
+    let seen = fake
+        .last_request(PODS)
+        .expect("the request reached the fake");
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    let created = client
+        .send_json(
+            http::Method::POST,
+            &url,
+            Some(ALICE),
+            &serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-2"}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "{}", created.text());
+    fake.assert_clean();
+}

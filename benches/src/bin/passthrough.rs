@@ -8,8 +8,12 @@
 //! cargo run --release -p paddock-benches --bin passthrough -- \
 //!     --listen 127.0.0.1:9444 --cert tls.crt --key tls.key \
 //!     --upstream https://127.0.0.1:6443 --upstream-ca ca.crt \
-//!     [--http1-upstream] [--work-stealing]
+//!     [--direct-h2] [--http1-upstream] [--work-stealing]
 //! ```
+//!
+//! `--direct-h2` sends requests without a body over one `h2` connection per
+//! worker, driven directly like Paddock's own upstream transport does
+//! (`proxy-core/src/upstream/direct_h2.rs`), instead of hyper-util's client.
 //!
 //! Two diagnostics show where a gap to nginx comes from:
 //! - `--http1-upstream` offers only HTTP/1.1 upstream (a keepalive pool,
@@ -19,14 +23,57 @@
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
+use proxy_core::body::ResponseBody;
 use proxy_core::server::workers::{self, Workers};
+use std::cell::RefCell;
+use tower::ServiceExt;
+
+thread_local! {
+    /// This worker's direct HTTP/2 connection (`--direct-h2`).
+    static DIRECT: RefCell<Option<h2::client::SendRequest<Bytes>>> = const { RefCell::new(None) };
+}
+
+/// Sends a request without a body over this worker's `h2` connection,
+/// connecting first when there is none or it has ended.
+async fn send_direct(
+    connector: Connector,
+    upstream: &http::Uri,
+    request: Request<()>,
+) -> anyhow::Result<Response<h2::RecvStream>> {
+    let sender = match DIRECT.with(|d| d.borrow().clone()) {
+        Some(sender) => sender,
+        None => {
+            let io = connector
+                .oneshot(upstream.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let (sender, connection) = h2::client::Builder::new()
+                .initial_window_size(256 * 1024)
+                .initial_connection_window_size(4 * 1024 * 1024)
+                .handshake::<_, Bytes>(TokioIo::new(io))
+                .await?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+                DIRECT.with(|d| d.borrow_mut().take());
+            });
+            DIRECT.with(|d| *d.borrow_mut() = Some(sender.clone()));
+            sender
+        }
+    };
+    let mut ready = sender.ready().await?;
+    let (response, _) = ready.send_request(request, true)?;
+    Ok(response.await?)
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 fn arg(args: &[String], name: &str) -> String {
     args.iter()
@@ -94,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .collect(),
     );
+    let direct_h2 = args.iter().any(|a| a == "--direct-h2");
 
     let listener = tokio::net::TcpListener::bind(arg(&args, "--listen")).await?;
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
@@ -106,11 +154,12 @@ async fn main() -> anyhow::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let stream = stream.into_std()?;
-        let (acceptor, builder, clients, upstream) = (
+        let (acceptor, builder, clients, upstream, connector) = (
             acceptor.clone(),
             builder.clone(),
             clients.clone(),
             upstream.clone(),
+            connector.clone(),
         );
         let connection = async move {
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
@@ -122,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let shared = clients.len() - 1;
                 let client = clients[workers::current().unwrap_or(shared)].clone();
-                let upstream = upstream.clone();
+                let (upstream, connector) = (upstream.clone(), connector.clone());
                 async move {
                     let (mut parts, body) = request.into_parts();
                     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -131,14 +180,24 @@ async fn main() -> anyhow::Result<()> {
                         .expect("uri");
                     parts.version = Version::HTTP_11;
                     parts.headers.remove(http::header::HOST);
-                    let response = match client.request(Request::from_parts(parts, body)).await {
-                        Ok(response) => response.map(http_body_util::Either::Left),
-                        Err(_) => Response::builder()
-                            .status(502)
-                            .body(http_body_util::Either::Right(http_body_util::Empty::new()))
-                            .expect("response"),
+                    let response = if direct_h2 && body.is_end_stream() {
+                        send_direct(connector, &upstream, Request::from_parts(parts, ()))
+                            .await
+                            .map(|r| r.map(ResponseBody::upstream_h2))
+                            .map_err(|_| ())
+                    } else {
+                        client
+                            .request(Request::from_parts(parts, body))
+                            .await
+                            .map(|r| r.map(ResponseBody::upstream))
+                            .map_err(|_| ())
                     };
-                    Ok::<_, Infallible>(response)
+                    Ok::<_, Infallible>(response.unwrap_or_else(|()| {
+                        Response::builder()
+                            .status(502)
+                            .body(ResponseBody::empty())
+                            .expect("response")
+                    }))
                 }
             });
             let _ = builder.serve_connection(TokioIo::new(tls), service).await;

@@ -8,7 +8,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
-use super::{credential::AuthorizationHeader, tls, UpstreamCredential};
+use super::{credential::AuthorizationHeader, direct_h2::DirectH2, tls, UpstreamCredential};
 use crate::error::ProxyError;
 
 /// Why a cluster definition was rejected.
@@ -98,9 +98,13 @@ pub struct Cluster {
     pub(super) request_timeout: Duration,
 }
 
-struct Clients {
-    ordinary: HttpClient,
-    upgrade: HttpClient,
+pub(super) struct Clients {
+    /// Requests without a body, over this worker's own HTTP/2 connection.
+    pub(super) direct: DirectH2,
+    /// Requests with a body (HTTP/2 when offered).
+    pub(super) ordinary: HttpClient,
+    /// Upgrades (HTTP/1.1).
+    pub(super) upgrade: HttpClient,
 }
 
 impl fmt::Debug for Cluster {
@@ -143,10 +147,17 @@ impl Cluster {
         let base_path = uri.path().trim_end_matches('/').to_owned();
 
         let tls = tls::client_config(config)?;
+        let server = Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| url_error(&e.to_string()))?;
         let clients = (0..=workers)
             .map(|_| Clients {
-                ordinary: build_client(config, tls.clone(), true),
-                upgrade: build_client(config, tls.clone(), false),
+                direct: DirectH2::new(connector(config, tls.clone(), true), server.clone()),
+                ordinary: client(connector(config, tls.clone(), true)),
+                upgrade: client(connector(config, tls.clone(), false)),
             })
             .collect();
         Ok(Self {
@@ -165,17 +176,15 @@ impl Cluster {
         &self.id
     }
 
-    /// The client for this thread's worker: upgrades go over HTTP/1.1, the
-    /// rest over HTTP/2 when the server offers it.
-    pub(super) fn client(&self, upgrade: bool) -> &HttpClient {
+    /// The clients of this thread's worker.
+    pub(super) fn clients(&self) -> &Clients {
         let shared = self.clients.len() - 1;
-        let clients =
-            &self.clients[crate::server::workers::current().map_or(shared, |i| i.min(shared))];
-        if upgrade {
-            &clients.upgrade
-        } else {
-            &clients.ordinary
-        }
+        &self.clients[crate::server::workers::current().map_or(shared, |i| i.min(shared))]
+    }
+
+    /// Whether requests go over TLS (where ALPN can pick HTTP/2).
+    pub(super) fn is_https(&self) -> bool {
+        self.scheme == http::uri::Scheme::HTTPS
     }
 
     /// The upstream URI for a request whose cluster-relative URI is `uri`.
@@ -202,7 +211,11 @@ impl Cluster {
     }
 }
 
-fn build_client(config: &ClusterConfig, tls: rustls::ClientConfig, allow_h2: bool) -> HttpClient {
+fn connector(
+    config: &ClusterConfig,
+    tls: rustls::ClientConfig,
+    allow_h2: bool,
+) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -212,11 +225,14 @@ fn build_client(config: &ClusterConfig, tls: rustls::ClientConfig, allow_h2: boo
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
-    let connector = if allow_h2 {
+    if allow_h2 {
         builder.enable_http2().wrap_connector(http)
     } else {
         builder.wrap_connector(http)
-    };
+    }
+}
+
+fn client(connector: HttpsConnector<HttpConnector>) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

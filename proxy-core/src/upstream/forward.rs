@@ -10,12 +10,12 @@ use std::{
 };
 
 use http::{header, HeaderMap, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use policy::RequestAttributes;
 use tower::Service;
 
-use super::Cluster;
+use super::{direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
     body::ResponseBody,
@@ -110,18 +110,46 @@ async fn forward(
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    let sent = cluster.client(upgrade.is_some()).request(request);
-    let response = if long_running {
-        sent.await
-    } else {
-        tokio::time::timeout(cluster.request_timeout, sent)
-            .await
-            .map_err(|_| ProxyError::UpstreamTimeout {
-                cluster: cluster.id().to_owned(),
-                timeout_secs: cluster.request_timeout.as_secs(),
-            })?
+    let clients = cluster.clients();
+    if upgrade.is_none() && cluster.is_https() && request.body().is_end_stream() {
+        let (parts, body) = request.into_parts();
+        let sent = clients.direct.send(Request::from_parts(parts, ()));
+        match deadline(&cluster, long_running, sent).await? {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let mut body = ResponseBody::upstream_h2(body);
+                if long_running {
+                    body.end_on(shutdown.drain().clone());
+                }
+                return Ok(Response::from_parts(parts, body));
+            }
+            // An HTTP/1.1-only server: the pooled client below.
+            Err(DirectError::NotH2(unsent)) => {
+                request = Request::from_parts(unsent.into_parts().0, body);
+            }
+            Err(DirectError::Connect(message)) => {
+                return Err(ProxyError::UpstreamUnavailable {
+                    cluster: cluster.id().to_owned(),
+                    message,
+                })
+            }
+            Err(DirectError::Request(error)) => {
+                return Err(ProxyError::UpstreamFailure {
+                    cluster: cluster.id().to_owned(),
+                    message: error.to_string(),
+                })
+            }
+        }
     }
-    .map_err(|error| upstream_error(&cluster, &error))?;
+
+    let client = if upgrade.is_some() {
+        &clients.upgrade
+    } else {
+        &clients.ordinary
+    };
+    let response = deadline(&cluster, long_running, client.request(request))
+        .await?
+        .map_err(|error| upstream_error(&cluster, &error))?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -143,6 +171,24 @@ async fn forward(
         body.end_on(shutdown.drain().clone());
     }
     Ok(Response::from_parts(parts, body))
+}
+
+/// Waits for `sent` within the cluster's request timeout, or for as long
+/// as it takes for long-running requests.
+async fn deadline<T>(
+    cluster: &Cluster,
+    long_running: bool,
+    sent: impl std::future::Future<Output = T>,
+) -> Result<T, ProxyError> {
+    if long_running {
+        return Ok(sent.await);
+    }
+    tokio::time::timeout(cluster.request_timeout, sent)
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout {
+            cluster: cluster.id().to_owned(),
+            timeout_secs: cluster.request_timeout.as_secs(),
+        })
 }
 
 /// Relays the 101 to the client and, once both sides have switched, copies

@@ -34,7 +34,11 @@ use hyper_util::{
     server::conn::auto,
 };
 use serde_json::{json, Value};
-use tokio::{net::TcpListener, sync::broadcast, task::JoinHandle};
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
 
 pub use impersonation::{UserInfo, PROXY_USER};
 
@@ -55,6 +59,8 @@ pub struct FakeApiConfig {
     pub pods: Vec<(String, String)>,
     /// Serve plain HTTP instead of TLS.
     pub plain_http: bool,
+    /// Offer only HTTP/1.1 in ALPN, like a server without HTTP/2.
+    pub http1_only: bool,
     /// Listen address (port 0 for any).
     pub listen: SocketAddr,
 }
@@ -67,6 +73,7 @@ impl Default for FakeApiConfig {
             namespaces: vec!["default".to_owned()],
             pods: Vec::new(),
             plain_http: false,
+            http1_only: false,
             listen: ([127, 0, 0, 1], 0).into(),
         }
     }
@@ -106,6 +113,8 @@ pub(crate) struct State {
     log_tx: broadcast::Sender<(String, String)>,
     resource_version: std::sync::atomic::AtomicU64,
     bench_pod: Bytes,
+    /// Bumped to close every open connection.
+    generation: watch::Sender<u64>,
 }
 
 /// A running fake apiserver.
@@ -149,10 +158,16 @@ impl FakeApiServer {
             log_tx: broadcast::channel(1024).0,
             resource_version: 100.into(),
             bench_pod: Bytes::from(resources::pod("default", "bench", 1).to_string()),
+            generation: watch::channel(0).0,
             config,
         });
-        let tls = (!state.config.plain_http)
-            .then(|| tokio_rustls::TlsAcceptor::from(cert.server_config()));
+        let tls = (!state.config.plain_http).then(|| {
+            let mut server = (*cert.server_config()).clone();
+            if state.config.http1_only {
+                server.alpn_protocols = vec![b"http/1.1".to_vec()];
+            }
+            tokio_rustls::TlsAcceptor::from(Arc::new(server))
+        });
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http2()
@@ -168,7 +183,9 @@ impl FakeApiServer {
                 };
                 let _ = stream.set_nodelay(true);
                 let (state, builder, tls) = (serving.clone(), builder.clone(), tls.clone());
-                tokio::spawn(async move {
+                let mut generation = state.generation.subscribe();
+                generation.mark_unchanged();
+                let connection = async move {
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(handle(state, request).await) }
@@ -187,6 +204,13 @@ impl FakeApiServer {
                                 .await;
                         }
                     }
+                };
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = connection => {}
+                        // Dropped mid-flight, like a server that restarts.
+                        _ = generation.changed() => {}
+                    }
                 });
             }
         });
@@ -196,6 +220,12 @@ impl FakeApiServer {
             ca_pem: ca.pem().to_owned(),
             task,
         })
+    }
+
+    /// Closes every open connection at once (no GOAWAY), as a crashing or
+    /// restarting apiserver would; new connections are served as before.
+    pub fn drop_connections(&self) {
+        self.state.generation.send_modify(|g| *g += 1);
     }
 
     /// `https://127.0.0.1:<port>` (or `http://` in plain mode).
