@@ -35,6 +35,8 @@ pub struct ResponseBody {
     bytes: u64,
     on_end: Option<OnEnd>,
     drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// The upstream stream this body reads, counted as busy until dropped.
+    in_flight: Option<crate::upstream::InFlight>,
 }
 
 enum Kind {
@@ -72,7 +74,14 @@ impl ResponseBody {
             bytes: 0,
             on_end: None,
             drain: None,
+            in_flight: None,
         }
+    }
+
+    /// Keeps `in_flight` until the body is dropped.
+    pub(crate) fn holding(mut self, in_flight: crate::upstream::InFlight) -> Self {
+        self.in_flight = Some(in_flight);
+        self
     }
 
     /// Runs `on_end` once, when the body ends or is dropped.

@@ -607,3 +607,45 @@ async fn http1_only_upstreams_are_served_over_http1() {
     assert_eq!(created.status(), 201, "{}", created.text());
     fake.assert_clean();
 }
+
+/// Watches hold their upstream streams for hours. When they fill every
+/// stream the server allows on a connection, Paddock opens another one
+/// instead of queueing the next request behind them.
+#[tokio::test]
+async fn watches_that_fill_a_connection_do_not_block_other_requests() {
+    let fake = FakeApiServer::start(FakeApiConfig {
+        max_streams: 3,
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    // One worker, one client connection: every request shares the same
+    // upstream connections.
+    let proxy = ProxyUnderTest::start(proxy_to(&fake, "busy").workers(1)).await;
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http2, None);
+    let mut watches = Vec::new();
+    for i in 0..5 {
+        let watch = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.send(request(
+                &format!("{}{PODS}?watch=true", proxy.url()),
+                Some(ALICE),
+                &[],
+            )),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("watch {i} was answered"))
+        .unwrap();
+        assert_eq!(watch.status(), 200);
+        watches.push(watch);
+    }
+    let listed = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get(&format!("{}{PODS}", proxy.url()), Some(ALICE)),
+    )
+    .await
+    .expect("a list behind five open watches was answered");
+    assert_eq!(listed.status(), 200, "{}", listed.text());
+    assert_eq!(fake.watchers(), 5);
+    fake.assert_clean();
+}

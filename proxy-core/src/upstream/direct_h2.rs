@@ -9,7 +9,13 @@
 //! (`benches/RESULTS.md`). Requests with a body, upgrades and servers that do
 //! not offer HTTP/2 keep going through the pooled hyper-util clients.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -63,22 +69,58 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     message
 }
 
-/// The state of one worker's connection.
-enum Slot {
-    /// Not connected yet, or the last connection ended.
-    Idle,
-    Connected(h2::client::SendRequest<Bytes>),
+/// Connections a worker opens to one cluster at most. A new one opens only
+/// when every open one has as many streams in use as the server allows
+/// (`SETTINGS_MAX_CONCURRENT_STREAMS`, 250 for a Go server), so long-lived
+/// watches cannot starve the requests behind them.
+const MAX_CONNECTIONS: usize = 16;
+
+/// One open connection.
+struct Conn {
+    sender: h2::client::SendRequest<Bytes>,
+    in_flight: Arc<AtomicUsize>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn has_room(&self) -> bool {
+        let limit = self.sender.current_max_send_streams().max(1);
+        self.in_flight.load(Ordering::Relaxed) < limit
+    }
+}
+
+/// The state of one worker's connections.
+enum Pool {
+    Conns(Vec<Conn>),
     /// ALPN said HTTP/1.1: never try again for this worker.
     NotH2,
 }
 
-/// One worker's direct HTTP/2 connection to one cluster.
+/// Holds one stream of a connection until dropped: the response body keeps
+/// it for as long as the stream is open.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One worker's direct HTTP/2 connections to one cluster.
 pub(super) struct DirectH2 {
     connector: HttpsConnector<HttpConnector>,
     server: Uri,
-    // A tokio mutex: connecting happens under it, so concurrent first
-    // requests share one connection instead of racing to open several.
-    slot: Mutex<Slot>,
+    // A tokio mutex: connecting happens under it, so concurrent requests
+    // share a new connection instead of racing to open several.
+    pool: Mutex<Pool>,
 }
 
 impl DirectH2 {
@@ -86,62 +128,83 @@ impl DirectH2 {
         Self {
             connector,
             server,
-            slot: Mutex::new(Slot::Idle),
+            pool: Mutex::new(Pool::Conns(Vec::new())),
         }
     }
 
-    /// Sends a request that has no body and waits for the response head.
-    /// A connection that has ended is replaced once, before the request is
+    /// Sends a request that has no body and waits for the response head;
+    /// the [`InFlight`] must live as long as the response body. A
+    /// connection that has ended is replaced once, before the request is
     /// sent; a request is never sent twice.
     pub(super) async fn send(
         &self,
         request: Request<()>,
-    ) -> Result<Response<h2::RecvStream>, DirectError> {
-        let sender = match self.sender(false).await {
-            Ok(sender) => sender,
+    ) -> Result<(Response<h2::RecvStream>, InFlight), DirectError> {
+        let (sender, in_flight, ended) = match self.pick().await {
+            Ok(picked) => picked,
             Err(Unsendable::NotH2) => return Err(DirectError::NotH2(request)),
             Err(Unsendable::Connect(message)) => return Err(DirectError::Connect(message)),
         };
-        let ready = match sender.ready().await {
-            Ok(ready) => ready,
+        let (mut ready, in_flight) = match sender.ready().await {
+            Ok(ready) => (ready, in_flight),
             // The connection ended since it was last used (GOAWAY, reset,
-            // server restart): nothing was sent, reconnect and go on.
-            Err(_) => match self.sender(true).await {
-                Ok(sender) => sender.ready().await.map_err(DirectError::Request)?,
-                Err(Unsendable::NotH2) => return Err(DirectError::NotH2(request)),
-                Err(Unsendable::Connect(message)) => return Err(DirectError::Connect(message)),
-            },
+            // server restart): nothing was sent, pick another and go on.
+            Err(_) => {
+                ended.store(true, Ordering::Relaxed);
+                drop(in_flight);
+                match self.pick().await {
+                    Ok((sender, in_flight, _)) => (
+                        sender.ready().await.map_err(DirectError::Request)?,
+                        in_flight,
+                    ),
+                    Err(Unsendable::NotH2) => return Err(DirectError::NotH2(request)),
+                    Err(Unsendable::Connect(message)) => return Err(DirectError::Connect(message)),
+                }
+            }
         };
-        let mut ready = ready;
         let (response, _) = ready
             .send_request(request, true)
             .map_err(DirectError::Request)?;
-        response.await.map_err(DirectError::Request)
+        let response = response.await.map_err(DirectError::Request)?;
+        Ok((response, in_flight))
     }
 
-    /// The current connection's handle; a new connection when there is
-    /// none or `reconnect` says the current one has ended.
-    async fn sender(&self, reconnect: bool) -> Result<h2::client::SendRequest<Bytes>, Unsendable> {
-        let mut slot = self.slot.lock().await;
-        match &*slot {
-            Slot::Connected(sender) if !reconnect => return Ok(sender.clone()),
-            Slot::NotH2 => return Err(Unsendable::NotH2),
-            _ => {}
-        }
-        *slot = Slot::Idle;
-        let sender = match self.connect().await {
-            Ok(sender) => sender,
-            Err(Unsendable::NotH2) => {
-                *slot = Slot::NotH2;
-                return Err(Unsendable::NotH2);
-            }
-            Err(error) => return Err(error),
+    /// A connection with a free stream, the least busy first; a new one
+    /// when none has room and fewer than [`MAX_CONNECTIONS`] are open.
+    async fn pick(
+        &self,
+    ) -> Result<(h2::client::SendRequest<Bytes>, InFlight, Arc<AtomicBool>), Unsendable> {
+        let mut pool = self.pool.lock().await;
+        let conns = match &mut *pool {
+            Pool::Conns(conns) => conns,
+            Pool::NotH2 => return Err(Unsendable::NotH2),
         };
-        *slot = Slot::Connected(sender.clone());
-        Ok(sender)
+        conns.retain(|conn| !conn.ended.load(Ordering::Relaxed));
+        let least_busy = conns
+            .iter()
+            .min_by_key(|conn| conn.in_flight.load(Ordering::Relaxed));
+        let conn = match least_busy {
+            Some(conn) if conn.has_room() || conns.len() >= MAX_CONNECTIONS => conn,
+            _ => match self.connect().await {
+                Ok(conn) => {
+                    conns.push(conn);
+                    conns.last().expect("just pushed")
+                }
+                Err(Unsendable::NotH2) => {
+                    *pool = Pool::NotH2;
+                    return Err(Unsendable::NotH2);
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        Ok((
+            conn.sender.clone(),
+            InFlight::new(&conn.in_flight),
+            conn.ended.clone(),
+        ))
     }
 
-    async fn connect(&self) -> Result<h2::client::SendRequest<Bytes>, Unsendable> {
+    async fn connect(&self) -> Result<Conn, Unsendable> {
         let io = self
             .connector
             .clone()
@@ -160,6 +223,8 @@ impl DirectH2 {
             .await
             .map_err(|e| Unsendable::Connect(format!("HTTP/2 handshake: {e}")))?;
         let ping_pong = connection.ping_pong();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_on_exit = ended.clone();
         // Runs on this worker's runtime; ends when the server closes the
         // connection, every handle is dropped, or a ping goes unanswered.
         tokio::spawn(async move {
@@ -177,8 +242,13 @@ impl DirectH2 {
                 }
                 () = keepalive => tracing::debug!("upstream HTTP/2 ping timed out, connection dropped"),
             }
+            ended_on_exit.store(true, Ordering::Relaxed);
         });
-        Ok(sender)
+        Ok(Conn {
+            sender,
+            in_flight: Arc::default(),
+            ended,
+        })
     }
 }
 

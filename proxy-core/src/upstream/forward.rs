@@ -115,9 +115,9 @@ async fn forward(
         let (parts, body) = request.into_parts();
         let sent = clients.direct.send(Request::from_parts(parts, ()));
         match deadline(&cluster, long_running, sent).await? {
-            Ok(response) => {
+            Ok((response, in_flight)) => {
                 let (parts, body) = response.into_parts();
-                let mut body = ResponseBody::upstream_h2(body);
+                let mut body = ResponseBody::upstream_h2(body).holding(in_flight);
                 if long_running {
                     body.end_on(shutdown.drain().clone());
                 }

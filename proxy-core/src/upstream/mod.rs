@@ -10,5 +10,6 @@ mod tls;
 
 pub use cluster::{Cluster, ClusterConfig, UpstreamError};
 pub use credential::UpstreamCredential;
+pub(crate) use direct_h2::InFlight;
 pub use forward::{Forward, DEFAULT_REQUEST_TIMEOUT};
 pub use router::Router;

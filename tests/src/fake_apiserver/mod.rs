@@ -61,6 +61,8 @@ pub struct FakeApiConfig {
     pub plain_http: bool,
     /// Offer only HTTP/1.1 in ALPN, like a server without HTTP/2.
     pub http1_only: bool,
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` per HTTP/2 connection.
+    pub max_streams: u32,
     /// Listen address (port 0 for any).
     pub listen: SocketAddr,
 }
@@ -74,6 +76,7 @@ impl Default for FakeApiConfig {
             pods: Vec::new(),
             plain_http: false,
             http1_only: false,
+            max_streams: 50_000,
             listen: ([127, 0, 0, 1], 0).into(),
         }
     }
@@ -172,7 +175,7 @@ impl FakeApiServer {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(50_000)
+            .max_concurrent_streams(state.config.max_streams)
             .max_header_list_size(1 << 20);
         let builder = Arc::new(builder);
         let serving = state.clone();
