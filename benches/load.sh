@@ -212,3 +212,10 @@ awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v b="${rps[passthroug
   printf "paddock+log / nginx   = %.2f\n", l/n;
   printf "paddock session token / static token = %.2f (target >= 0.95)\n", s/p;
   printf "passthrough / nginx   = %.2f, passthrough-h1 / nginx = %.2f (how much is the upstream protocol)\n", b/n, h/n }'
+# The same ratios paired by round (median of each round's ratio): a round
+# where the machine was disturbed then weighs on both sides of its ratio.
+paired() { awk -v a="$1" -v b="$2" '$2==a {x[$1]=$3} $2==b {y[$1]=$3}
+  END {n=0; for (r in x) if (r in y) v[++n]=x[r]/y[r];
+       for (i=1;i<=n;i++) for (j=i+1;j<=n;j++) if (v[j]<v[i]) {t=v[i]; v[i]=v[j]; v[j]=t}
+       printf "%.2f", (n%2) ? v[(n+1)/2] : (v[n/2]+v[n/2+1])/2}' "$results"; }
+echo "paired by round: paddock / passthrough = $(paired paddock passthrough), paddock / nginx = $(paired paddock nginx)"
