@@ -11,7 +11,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -55,18 +55,8 @@ pub(super) enum DirectError {
 enum Unsendable {
     NotH2,
     Connect(String),
-}
-
-/// `error: cause: cause`, the way hyper-util's errors are reported.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
+    /// The replacement for an ended connection ended too.
+    Ended(h2::Error),
 }
 
 /// Connections a worker opens to one cluster at most. A new one opens only
@@ -91,7 +81,11 @@ impl Conn {
 
 /// The state of one worker's connections.
 enum Pool {
-    Conns(Vec<Conn>),
+    Conns {
+        conns: Vec<Conn>,
+        /// Why the last connection attempt failed, if it did.
+        last_error: Option<String>,
+    },
     /// ALPN said HTTP/1.1: never try again for this worker.
     NotH2,
 }
@@ -121,6 +115,11 @@ pub(super) struct DirectH2 {
     // A tokio mutex: connecting happens under it, so concurrent requests
     // share a new connection instead of racing to open several.
     pool: Mutex<Pool>,
+    /// Connection attempts made, so requests that waited for the lock
+    /// while one failed share its answer instead of each trying again in
+    /// turn (a blackholed server would otherwise cost a connect timeout per
+    /// queued request).
+    attempts: AtomicU64,
 }
 
 impl DirectH2 {
@@ -128,7 +127,11 @@ impl DirectH2 {
         Self {
             connector,
             server,
-            pool: Mutex::new(Pool::Conns(Vec::new())),
+            pool: Mutex::new(Pool::Conns {
+                conns: Vec::new(),
+                last_error: None,
+            }),
+            attempts: AtomicU64::new(0),
         }
     }
 
@@ -140,27 +143,11 @@ impl DirectH2 {
         &self,
         request: Request<()>,
     ) -> Result<(Response<h2::RecvStream>, InFlight), DirectError> {
-        let (sender, in_flight, ended) = match self.pick().await {
-            Ok(picked) => picked,
+        let (mut ready, in_flight) = match self.ready().await {
+            Ok(ready) => ready,
             Err(Unsendable::NotH2) => return Err(DirectError::NotH2(request)),
             Err(Unsendable::Connect(message)) => return Err(DirectError::Connect(message)),
-        };
-        let (mut ready, in_flight) = match sender.ready().await {
-            Ok(ready) => (ready, in_flight),
-            // The connection ended since it was last used (GOAWAY, reset,
-            // server restart): nothing was sent, pick another and go on.
-            Err(_) => {
-                ended.store(true, Ordering::Relaxed);
-                drop(in_flight);
-                match self.pick().await {
-                    Ok((sender, in_flight, _)) => (
-                        sender.ready().await.map_err(DirectError::Request)?,
-                        in_flight,
-                    ),
-                    Err(Unsendable::NotH2) => return Err(DirectError::NotH2(request)),
-                    Err(Unsendable::Connect(message)) => return Err(DirectError::Connect(message)),
-                }
-            }
+            Err(Unsendable::Ended(error)) => return Err(DirectError::Request(error)),
         };
         let (response, _) = ready
             .send_request(request, true)
@@ -169,14 +156,30 @@ impl DirectH2 {
         Ok((response, in_flight))
     }
 
+    /// A connection ready for one more stream. One that ended since it was
+    /// last used (GOAWAY, reset, server restart) is replaced once: nothing
+    /// was sent on it.
+    async fn ready(&self) -> Result<(h2::client::SendRequest<Bytes>, InFlight), Unsendable> {
+        let (sender, in_flight, ended) = self.pick().await?;
+        if let Ok(ready) = sender.ready().await {
+            return Ok((ready, in_flight));
+        }
+        ended.store(true, Ordering::Relaxed);
+        drop(in_flight);
+        let (sender, in_flight, _) = self.pick().await?;
+        let ready = sender.ready().await.map_err(Unsendable::Ended)?;
+        Ok((ready, in_flight))
+    }
+
     /// A connection with a free stream, the least busy first; a new one
     /// when none has room and fewer than [`MAX_CONNECTIONS`] are open.
     async fn pick(
         &self,
     ) -> Result<(h2::client::SendRequest<Bytes>, InFlight, Arc<AtomicBool>), Unsendable> {
+        let attempts_seen = self.attempts.load(Ordering::Relaxed);
         let mut pool = self.pool.lock().await;
-        let conns = match &mut *pool {
-            Pool::Conns(conns) => conns,
+        let (conns, last_error) = match &mut *pool {
+            Pool::Conns { conns, last_error } => (conns, last_error),
             Pool::NotH2 => return Err(Unsendable::NotH2),
         };
         conns.retain(|conn| !conn.ended.load(Ordering::Relaxed));
@@ -185,17 +188,32 @@ impl DirectH2 {
             .min_by_key(|conn| conn.in_flight.load(Ordering::Relaxed));
         let conn = match least_busy {
             Some(conn) if conn.has_room() || conns.len() >= MAX_CONNECTIONS => conn,
-            _ => match self.connect().await {
-                Ok(conn) => {
-                    conns.push(conn);
-                    conns.last().expect("just pushed")
+            _ => {
+                if let Some(message) = last_error
+                    .as_ref()
+                    .filter(|_| self.attempts.load(Ordering::Relaxed) != attempts_seen)
+                {
+                    return Err(Unsendable::Connect(message.clone()));
                 }
-                Err(Unsendable::NotH2) => {
-                    *pool = Pool::NotH2;
-                    return Err(Unsendable::NotH2);
+                self.attempts.fetch_add(1, Ordering::Relaxed);
+                match self.connect().await {
+                    Ok(conn) => {
+                        *last_error = None;
+                        conns.push(conn);
+                        conns.last().expect("just pushed")
+                    }
+                    Err(Unsendable::NotH2) => {
+                        *pool = Pool::NotH2;
+                        return Err(Unsendable::NotH2);
+                    }
+                    Err(error) => {
+                        if let Unsendable::Connect(message) = &error {
+                            *last_error = Some(message.clone());
+                        }
+                        return Err(error);
+                    }
                 }
-                Err(error) => return Err(error),
-            },
+            }
         };
         Ok((
             conn.sender.clone(),
@@ -210,7 +228,7 @@ impl DirectH2 {
             .clone()
             .oneshot(self.server.clone())
             .await
-            .map_err(|e| Unsendable::Connect(error_chain(&*e)))?;
+            .map_err(|e| Unsendable::Connect(super::error_chain(&*e)))?;
         if !io.connected().is_negotiated_h2() {
             return Err(Unsendable::NotH2);
         }

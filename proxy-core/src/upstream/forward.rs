@@ -243,13 +243,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Connect failures (refused, DNS, TLS handshake) are 503: the cluster is
 /// unavailable. Anything after the request was sent is 502.
 fn upstream_error(cluster: &Cluster, error: &hyper_util::client::legacy::Error) -> ProxyError {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let message = super::error_chain(error);
     if error.is_connect() {
         ProxyError::UpstreamUnavailable {
             cluster: cluster.id().to_owned(),
