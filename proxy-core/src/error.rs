@@ -133,6 +133,19 @@ impl ProxyError {
     }
 }
 
+/// `error: cause: cause`: an error and its sources on one line, for Status
+/// messages and logs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,7 +228,7 @@ impl DirectH2 {
             .clone()
             .oneshot(self.server.clone())
             .await
-            .map_err(|e| Unsendable::Connect(super::error_chain(&*e)))?;
+            .map_err(|e| Unsendable::Connect(crate::error::error_chain(&*e)))?;
         if !io.connected().is_negotiated_h2() {
             return Err(Unsendable::NotH2);
         }

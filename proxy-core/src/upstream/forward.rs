@@ -243,7 +243,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Connect failures (refused, DNS, TLS handshake) are 503: the cluster is
 /// unavailable. Anything after the request was sent is 502.
 fn upstream_error(cluster: &Cluster, error: &hyper_util::client::legacy::Error) -> ProxyError {
-    let message = super::error_chain(error);
+    let message = crate::error::error_chain(error);
     if error.is_connect() {
         ProxyError::UpstreamUnavailable {
             cluster: cluster.id().to_owned(),

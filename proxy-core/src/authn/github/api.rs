@@ -155,7 +155,7 @@ impl HttpClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| HttpError::Transport(error_chain(&e)))?;
+                .map_err(|e| HttpError::Transport(crate::error::error_chain(&e)))?;
             let (parts, body) = response.into_parts();
             let body = http_body_util::Limited::new(body, MAX_BODY)
                 .collect()
@@ -168,17 +168,6 @@ impl HttpClient {
             .await
             .map_err(|_| HttpError::Timeout(self.timeout))?
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 impl<'c> oauth2::AsyncHttpClient<'c> for HttpClient {
