@@ -118,7 +118,7 @@ pub fn impersonated_identity(request: &ImpersonationRequest, provider: &str) -> 
         groups: subject.groups,
         extra: request.extra.iter().cloned().collect(),
         provider: provider.to_owned(),
-        cluster_scope: None,
+        ..Identity::default()
     })
 }
 

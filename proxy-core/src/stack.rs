@@ -12,9 +12,9 @@ use crate::{
     authz::Authorizer,
     endpoints::{Endpoints, EndpointsConfig},
     layers::{
-        authenticate::AuthenticateLayer, authorize::AuthorizeLayer, impersonate::ImpersonateLayer,
-        rescue::RescueLayer, route::RouteLayer, sanitize::SanitizeLayer,
-        self_review::SelfReviewLayer, trace::TraceLayer, ProxyResponse,
+        authenticate::AuthenticateLayer, authorize::AuthorizeLayer, endpoints::EndpointsLayer,
+        impersonate::ImpersonateLayer, rescue::RescueLayer, route::RouteLayer,
+        sanitize::SanitizeLayer, self_review::SelfReviewLayer, trace::TraceLayer, ProxyResponse,
     },
     plugin::Plugins,
     shutdown::Shutdown,
@@ -51,8 +51,8 @@ pub fn build(parts: StackParts) -> ProxyService {
         parts.router.clone(),
         EndpointsConfig {
             accounts: parts.accounts,
-            authenticators: parts.authenticators.clone(),
             authorizer: parts.authorizer.clone(),
+            admin_authorizer: parts.authorizer.clone(),
             ca_pem: parts.ca_pem,
             management_cluster: parts.management_cluster,
         },
@@ -64,15 +64,21 @@ pub fn build(parts: StackParts) -> ProxyService {
         .layer(RescueLayer)
         // Caller-sent identity and hop-by-hop headers go before anything can read them.
         .layer(SanitizeLayer)
-        // /paddock/ endpoints branch off; cluster requests get their target and relative path.
-        .layer(RouteLayer::new(parts.router, endpoints))
-        // Credentials become an Identity; Authorization and Cookie are removed.
-        // Then the plugins' on_request: they see who is calling before policy
-        // decides (audit, rate limits).
+        // Parse the target once: one of Paddock's endpoints, or a cluster
+        // with its relative path and request attributes.
+        .layer(RouteLayer::new(parts.router))
+        // Credentials become an Identity; Authorization and Cookie are removed;
+        // a token's cluster scope is enforced. Paddock's endpoints pass here
+        // too: one way to find out who is calling. Then the plugins'
+        // on_request: they see who is calling before policy decides (audit,
+        // rate limits), logins and administration included.
         .layer(AuthenticateLayer::new(
             parts.authenticators,
             parts.plugins.clone(),
         ))
+        // Paddock's own endpoints answer here; they authorize administration
+        // with the same authorization step as below.
+        .layer(EndpointsLayer::new(endpoints))
         // Policy: may this identity (and its --as target) do this on this cluster?
         .layer(AuthorizeLayer::new(parts.authorizer.clone()))
         // `kubectl auth can-i` is answered by the same authorizer, not the downstream's RBAC.

@@ -23,6 +23,13 @@ pub struct Identity {
     /// The only cluster this credential may be used for (a cluster-scoped
     /// token); `None` for every cluster.
     pub cluster_scope: Option<String>,
+    /// The id of the Paddock-issued token the caller presented, if any: what
+    /// `logout` revokes and what audit records name.
+    pub token_id: Option<String>,
+    /// The user must change their password before anything else (the
+    /// bootstrap admin's first login): only the password, `me` and logout
+    /// endpoints admit them.
+    pub password_change_required: bool,
 }
 
 impl Identity {

@@ -8,13 +8,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{
-    blocking, json, read_json,
+    blocking, caller, json, paddock_token, read_json,
     session::{issue_error, token_json, user_error, user_json},
-    Caller, Endpoints,
+    Endpoints,
 };
 use crate::{
     accounts::Accounts,
+    authn::Identity,
     authn::{local, tokens, tokens::NewToken},
+    context,
     error::ProxyError,
     layers::ProxyResult,
     store::{Timestamp, TokenKind},
@@ -58,18 +60,19 @@ pub(super) async fn handle(
     request: Request<Incoming>,
     path: &[&str],
 ) -> ProxyResult {
+    let caller = caller(&request)?;
+    let context = context::of(&request);
     let (parts, body) = request.into_parts();
-    let caller = endpoints.caller(&parts, false).await?;
     let method = parts.method.clone();
     let view = accounts.view().clone();
     match (&method, path) {
         (&Method::GET, ["users"]) => {
-            endpoints.authorize_admin(&caller, "list", "users", None)?;
+            endpoints.authorize_admin(&context, &caller, "list", "users", None)?;
             let users: Vec<_> = local::list_users(&view).iter().map(user_json).collect();
             Ok(json(StatusCode::OK, &serde_json::json!({ "items": users })))
         }
         (&Method::POST, ["users"]) => {
-            endpoints.authorize_admin(&caller, "create", "users", None)?;
+            endpoints.authorize_admin(&context, &caller, "create", "users", None)?;
             let new: NewUser = read_json(body).await?;
             let accounts = accounts.clone();
             let user = blocking(move || {
@@ -85,37 +88,37 @@ pub(super) async fn handle(
             })
             .await?
             .map_err(user_error)?;
-            tracing::info!(auth.user = %caller.identity.user, target.user = %user.id, "user created");
+            tracing::info!(auth.user = %caller.user, target.user = %user.id, "user created");
             Ok(json(StatusCode::CREATED, &user_json(&user)))
         }
         (&Method::GET, ["users", id]) => {
-            endpoints.authorize_admin(&caller, "get", "users", Some(id))?;
+            endpoints.authorize_admin(&context, &caller, "get", "users", Some(id))?;
             let user = view
                 .with_snapshot(|s| local::find_user(s, id))
                 .ok_or_else(|| user_error(local::UserError::NotFound((*id).to_owned())))?;
             Ok(json(StatusCode::OK, &user_json(&user)))
         }
         (&Method::DELETE, ["users", id]) => {
-            endpoints.authorize_admin(&caller, "delete", "users", Some(id))?;
+            endpoints.authorize_admin(&context, &caller, "delete", "users", Some(id))?;
             let target = (*id).to_owned();
             let deleted = blocking(move || local::delete_user(&view, &target))
                 .await?
                 .map_err(user_error)?;
-            tracing::info!(auth.user = %caller.identity.user, target.user = %deleted.id, "user deleted");
+            tracing::info!(auth.user = %caller.user, target.user = %deleted.id, "user deleted");
             Ok(json(StatusCode::OK, &user_json(&deleted)))
         }
         (&Method::POST, ["users", id, action @ ("enable" | "disable")]) => {
-            endpoints.authorize_admin(&caller, "update", "users", Some(id))?;
+            endpoints.authorize_admin(&context, &caller, "update", "users", Some(id))?;
             let enabled = *action == "enable";
             let target = (*id).to_owned();
             let user = blocking(move || local::set_enabled(&view, &target, enabled))
                 .await?
                 .map_err(user_error)?;
-            tracing::info!(auth.user = %caller.identity.user, target.user = %user.id, enabled, "user updated");
+            tracing::info!(auth.user = %caller.user, target.user = %user.id, enabled, "user updated");
             Ok(json(StatusCode::OK, &user_json(&user)))
         }
         (&Method::POST, ["users", id, "password"]) => {
-            endpoints.authorize_admin(&caller, "update", "users", Some(id))?;
+            endpoints.authorize_admin(&context, &caller, "update", "users", Some(id))?;
             let reset: ResetPassword = read_json(body).await?;
             let target = (*id).to_owned();
             let accounts = accounts.clone();
@@ -136,18 +139,18 @@ pub(super) async fn handle(
                 },
                 other => user_error(other),
             })?;
-            tracing::info!(auth.user = %caller.identity.user, target.user = %id, "password reset");
+            tracing::info!(auth.user = %caller.user, target.user = %id, "password reset");
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"status": "password reset"}),
             ))
         }
         (&Method::POST, ["users", id, "refresh"]) => {
-            endpoints.authorize_admin(&caller, "update", "users", Some(id))?;
+            endpoints.authorize_admin(&context, &caller, "update", "users", Some(id))?;
             refresh_user(accounts, id).await
         }
         (&Method::GET, ["principals"]) => {
-            endpoints.authorize_admin(&caller, "list", "principals", None)?;
+            endpoints.authorize_admin(&context, &caller, "list", "principals", None)?;
             search_principals(accounts, parts.uri.query().unwrap_or("")).await
         }
         (&Method::GET, ["tokens"]) => {
@@ -157,10 +160,10 @@ pub(super) async fn handle(
                     .any(|(k, v)| k == "all" && v == "true")
             });
             let owner = if all {
-                endpoints.authorize_admin(&caller, "list", "tokens", None)?;
+                endpoints.authorize_admin(&context, &caller, "list", "tokens", None)?;
                 None
             } else {
-                Some(caller.identity.user.as_str())
+                Some(caller.user.as_str())
             };
             let items: Vec<_> = tokens::list(&view, owner).iter().map(token_json).collect();
             Ok(json(StatusCode::OK, &serde_json::json!({ "items": items })))
@@ -173,8 +176,8 @@ pub(super) async fn handle(
                     message: format!("no token {id}"),
                 });
             };
-            if owner != caller.identity.user {
-                endpoints.authorize_admin(&caller, "delete", "tokens", Some(id))?;
+            if owner != caller.user {
+                endpoints.authorize_admin(&context, &caller, "delete", "tokens", Some(id))?;
             }
             let target = (*id).to_owned();
             let accounts = accounts.clone();
@@ -183,7 +186,7 @@ pub(super) async fn handle(
                 .map_err(|e| ProxyError::Internal {
                     message: e.to_string(),
                 })?;
-            tracing::info!(auth.user = %caller.identity.user, token.id = %id, "token revoked");
+            tracing::info!(auth.user = %caller.user, token.id = %id, "token revoked");
             Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"status": "revoked", "id": id}),
@@ -199,14 +202,10 @@ pub(super) async fn handle(
 async fn create_token(
     endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
-    caller: &Caller,
+    caller: &Identity,
     body: Incoming,
 ) -> ProxyResult {
-    if caller.token.is_none() {
-        return Err(ProxyError::BadRequest {
-            message: "tokens are issued to Paddock users: log in first".to_owned(),
-        });
-    }
+    paddock_token(caller, "issuing tokens")?;
     let new: NewApiToken = read_json(body).await?;
     let kind = match new.kind.as_str() {
         "api" => TokenKind::Api,
@@ -217,9 +216,8 @@ async fn create_token(
             })
         }
     };
-    let provider = caller.token_provider();
-    let mut request = NewToken::new(caller.identity.user.clone(), kind)
-        .provider(provider)
+    let mut request = NewToken::new(caller.user.clone(), kind)
+        .provider(caller.provider.clone())
         .description(new.description);
     if let Some(secs) = new.ttl_seconds {
         request = request.ttl(std::time::Duration::from_secs(secs));
@@ -237,7 +235,7 @@ async fn create_token(
     let issued = blocking(move || accounts.issue(request))
         .await?
         .map_err(issue_error)?;
-    tracing::info!(auth.user = %caller.identity.user, token.id = %issued.record.id, kind = %issued.record.kind, "token created");
+    tracing::info!(auth.user = %caller.user, token.id = %issued.record.id, kind = %issued.record.kind, "token created");
     let mut body = token_json(&issued.record);
     body["token"] = issued.token.expose_secret().into();
     Ok(json(StatusCode::CREATED, &body))

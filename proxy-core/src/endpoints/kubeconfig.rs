@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::{blocking, session::issue_error, Endpoints};
+use super::{blocking, caller, paddock_token, session::issue_error, Endpoints};
 use crate::{
     accounts::Accounts, authn::tokens::NewToken, body::ResponseBody, error::ProxyError,
     layers::sanitize::RequestHost, layers::ProxyResult, store::TokenKind,
@@ -18,21 +18,26 @@ pub(super) async fn download(
     accounts: &Arc<Accounts>,
     request: Request<Incoming>,
 ) -> ProxyResult {
+    let caller = caller(&request)?;
+    paddock_token(&caller, "downloading a kubeconfig")?;
     let (parts, _) = request.into_parts();
-    let caller = endpoints.caller(&parts, false).await?;
-    if caller.token.is_none() {
-        return Err(ProxyError::BadRequest {
-            message: "kubeconfig downloads are for Paddock users: log in first \
-                      (POST /paddock/v1/login)"
-                .to_owned(),
-        });
-    }
     let query = policy::parse_query(parts.uri.query().unwrap_or(""));
     let cluster = query
         .iter()
         .find(|(k, _)| k == "cluster")
         .map(|(_, v)| v.clone());
     let cluster = endpoints.router().resolve(cluster.as_deref())?;
+    // A cluster-scoped token gets a kubeconfig for its own cluster only.
+    if let Some(scope) = caller.cluster_scope.as_deref() {
+        if scope != cluster.id() {
+            return Err(ProxyError::Forbidden {
+                reason: format!(
+                    "this token is valid only for cluster {scope}, not for {}",
+                    cluster.id()
+                ),
+            });
+        }
+    }
     let host = parts
         .extensions
         .get::<RequestHost>()
@@ -49,10 +54,10 @@ pub(super) async fn download(
             message: "invalid Host header".to_owned(),
         });
     }
-    let user_id = caller.identity.user.clone();
-    let username = caller.identity.username.clone();
+    let user_id = caller.user.clone();
+    let username = caller.username.clone();
     // Refreshes that revoke a provider's tokens find this one too.
-    let provider = caller.token_provider();
+    let provider = caller.provider.clone();
     let request = NewToken::new(user_id, TokenKind::Kubeconfig)
         .provider(provider)
         .cluster(cluster.id())
@@ -69,7 +74,7 @@ pub(super) async fn download(
         &issued.token,
         endpoints.config().ca_pem.as_deref(),
     );
-    tracing::info!(auth.user = %caller.identity.user, cluster.id = %name, token.id = %issued.record.id, "kubeconfig issued");
+    tracing::info!(auth.user = %caller.user, cluster.id = %name, token.id = %issued.record.id, "kubeconfig issued");
     let mut response = http::Response::new(ResponseBody::full(yaml));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();

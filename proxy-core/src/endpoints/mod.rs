@@ -19,36 +19,39 @@
 //! | `GET /paddock/v1/github/login`, `…/callback` | GitHub's OAuth web flow (feature `github`) |
 //!
 //! The login, kubeconfig, user and token endpoints need [`Accounts`]; without
-//! them they answer 404. Administration is authorized by the same
-//! [`Authorizer`] as proxied requests, as `management.cattle.io` resources in
-//! the management cluster (the global role `admin` may, `user` may not).
+//! them they answer 404. Callers are authenticated by the same authenticate
+//! layer as proxied requests (see [`path::Access`] for who may call what).
+//! Administration is authorized by the same authorization step, always
+//! against a policy, as `management.cattle.io` resources in the management
+//! cluster (the global role `admin` may, `user` may not).
 
 mod admin;
 #[cfg(feature = "github")]
 mod github;
 mod kubeconfig;
 mod pages;
+pub(crate) mod path;
 mod session;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, request::Parts, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
 use crate::{
     accounts::Accounts,
-    authn::{tokens::VerifiedToken, AuthenticatorChain, BoxFuture, Credential, Identity},
+    authn::{BoxFuture, Identity},
     authz::{Authorizer, AuthzRequest, RequestAttributes},
     body::ResponseBody,
-    context::ConnectionInfo,
+    context::{self, RequestContext},
     error::ProxyError,
-    layers::ProxyResult,
+    layers::{authorize::authorize, ProxyResult},
     upstream::Router,
 };
+use path::Endpoint;
 
 /// Largest request body the endpoints read.
 const MAX_BODY: usize = 64 * 1024;
@@ -58,10 +61,12 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct EndpointsConfig {
     /// Users and tokens; `None` disables login, kubeconfig and administration.
     pub accounts: Option<Arc<Accounts>>,
-    /// The proxy's authenticators, for callers of `me` and the admin API.
-    pub authenticators: AuthenticatorChain,
-    /// Decides administration requests.
+    /// Decides which clusters the landing page offers (the proxy's own
+    /// authorizer: what the caller may do on a cluster).
     pub authorizer: Arc<dyn Authorizer>,
+    /// Decides administration requests. Always a policy: the proxy's
+    /// `allow-authenticated` or `deny-all` decide Kubernetes requests only.
+    pub admin_authorizer: Arc<dyn Authorizer>,
     /// PEM of the CA that signed Paddock's serving certificate, put into
     /// downloaded kubeconfigs (`None`: clients use their system roots).
     pub ca_pem: Option<Vec<u8>>,
@@ -89,25 +94,6 @@ impl std::fmt::Debug for Endpoints {
     }
 }
 
-/// The caller of an endpoint.
-pub(crate) struct Caller {
-    identity: Arc<Identity>,
-    /// Set when the caller presented a Paddock-issued token.
-    token: Option<VerifiedToken>,
-}
-
-impl Caller {
-    /// The provider the caller's Paddock token came from, for the tokens
-    /// issued on its strength (a refresh revoking a provider's tokens finds
-    /// them all).
-    pub(crate) fn token_provider(&self) -> String {
-        self.token
-            .as_ref()
-            .map(|t| t.record().provider.clone())
-            .unwrap_or_default()
-    }
-}
-
 impl Endpoints {
     /// Endpoints reporting on the clusters of `router`.
     pub fn new(router: Arc<Router>, config: EndpointsConfig) -> Self {
@@ -116,64 +102,39 @@ impl Endpoints {
         }
     }
 
-    /// Answers a request whose path starts with `/paddock`.
-    pub fn handle(&self, request: Request<Incoming>) -> BoxFuture<'static, ProxyResult> {
+    /// Answers `request`, which the route layer parsed as `endpoint` and the
+    /// authenticate layer admitted.
+    pub(crate) fn handle(
+        &self,
+        endpoint: Endpoint,
+        request: Request<Incoming>,
+    ) -> BoxFuture<'static, ProxyResult> {
         let this = self.clone();
-        Box::pin(async move { this.dispatch(request).await })
+        Box::pin(async move { this.dispatch(endpoint, request).await })
     }
 
-    async fn dispatch(&self, request: Request<Incoming>) -> ProxyResult {
-        let path = request.uri().path().to_owned();
-        let method = request.method().clone();
-        let segments: Vec<&str> = path
-            .trim_start_matches("/paddock/")
-            .trim_end_matches('/')
-            .split('/')
-            .collect();
-        match (&method, segments.as_slice()) {
-            (&Method::GET | &Method::HEAD, ["healthz"]) => Ok(text("ok\n")),
-            (&Method::GET | &Method::HEAD, ["readyz"]) => Ok(self.readyz()),
-            (_, ["healthz" | "readyz"]) => Err(method_not_allowed(&method)),
-            (&Method::GET | &Method::HEAD, ["login"]) => {
-                pages::login_get(self.accounts()?, request).await
-            }
-            (&Method::POST, ["login"]) => pages::login_post(self.accounts()?, request).await,
-            (&Method::POST, ["logout"]) => {
-                pages::logout_post(self, self.accounts()?, request).await
-            }
-            (&Method::GET | &Method::HEAD, [""]) if path == "/paddock/" => {
-                pages::landing(self, request).await
-            }
+    async fn dispatch(&self, endpoint: Endpoint, request: Request<Incoming>) -> ProxyResult {
+        match endpoint {
+            Endpoint::Healthz => Ok(text("ok\n")),
+            Endpoint::Readyz => Ok(self.readyz()),
+            Endpoint::LoginPage => pages::login_get(self.accounts()?, request).await,
+            Endpoint::LoginForm => pages::login_post(self.accounts()?, request).await,
+            Endpoint::LogoutForm => pages::logout_post(self.accounts()?, request).await,
+            Endpoint::Landing => pages::landing(self, request).await,
             #[cfg(feature = "github")]
-            (&Method::GET, ["v1", "github", "login"]) => {
-                github::login(self.accounts()?, request).await
-            }
+            Endpoint::GithubLogin => github::login(self.accounts()?, request).await,
             #[cfg(feature = "github")]
-            (&Method::GET, ["v1", "github", "callback"]) => {
-                github::callback(self.accounts()?, request).await
-            }
-            (_, ["v1", rest @ ..]) => {
+            Endpoint::GithubCallback => github::callback(self.accounts()?, request).await,
+            Endpoint::Login => session::login(self.accounts()?, request).await,
+            Endpoint::Logout => session::logout(self.accounts()?, request).await,
+            Endpoint::Me => session::me(self, request).await,
+            Endpoint::Password => session::change_password(self.accounts()?, request).await,
+            Endpoint::Kubeconfig => kubeconfig::download(self, self.accounts()?, request).await,
+            Endpoint::Admin(segments) => {
                 let accounts = self.accounts()?.clone();
-                match (&method, rest) {
-                    (&Method::POST, ["login"]) => session::login(self, &accounts, request).await,
-                    (&Method::POST, ["logout"]) => session::logout(self, &accounts, request).await,
-                    (&Method::GET, ["me"]) => session::me(self, request).await,
-                    (&Method::POST, ["password"]) => {
-                        session::change_password(self, &accounts, request).await
-                    }
-                    (&Method::GET, ["kubeconfig"]) => {
-                        kubeconfig::download(self, &accounts, request).await
-                    }
-                    (_, ["users", ..] | ["tokens", ..] | ["principals"]) => {
-                        admin::handle(self, &accounts, request, rest).await
-                    }
-                    (_, ["login" | "logout" | "me" | "password" | "kubeconfig"]) => {
-                        Err(method_not_allowed(&method))
-                    }
-                    _ => Err(not_found(&path)),
-                }
+                let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+                admin::handle(self, &accounts, request, &segments).await
             }
-            _ => Err(not_found(&path)),
         }
     }
 
@@ -189,52 +150,12 @@ impl Endpoints {
             })
     }
 
-    /// Who is calling. A Paddock token of a user who must change their
-    /// password is accepted only when `password_change_ok` (the password,
-    /// `me` and `logout` endpoints).
-    pub(crate) async fn caller(
-        &self,
-        parts: &Parts,
-        password_change_ok: bool,
-    ) -> Result<Caller, ProxyError> {
-        let client_cert = parts
-            .extensions
-            .get::<Arc<ConnectionInfo>>()
-            .and_then(|c| c.client_cert.clone());
-        let credentials = Credential::from_request(&parts.headers, client_cert.as_ref())?;
-        if let Some(accounts) = &self.inner.config.accounts {
-            for credential in &credentials {
-                let (Credential::Bearer(token) | Credential::Session(token)) = credential else {
-                    continue;
-                };
-                if let Some((token, identity)) = accounts
-                    .tokens()
-                    .authenticate_token(token.expose_secret(), password_change_ok)?
-                {
-                    return Ok(Caller {
-                        identity: Arc::new((*identity).clone().with_authenticated_group()),
-                        token: Some(token),
-                    });
-                }
-            }
-        }
-        let identity = self
-            .inner
-            .config
-            .authenticators
-            .authenticate(&credentials)
-            .await?;
-        Ok(Caller {
-            identity,
-            token: None,
-        })
-    }
-
     /// Requires `verb` on the management resource `resource` (`users`,
-    /// `tokens`), optionally one object of it.
+    /// `tokens`), optionally one object of it, from the admin authorizer.
     pub(crate) fn authorize_admin(
         &self,
-        caller: &Caller,
+        context: &RequestContext,
+        caller: &Identity,
         verb: &str,
         resource: &str,
         name: Option<&str>,
@@ -242,22 +163,16 @@ impl Endpoints {
         let attributes =
             RequestAttributes::resource_request(verb, "management.cattle.io", resource)
                 .with_name(name.unwrap_or(""));
-        let decision = self.inner.config.authorizer.authorize(&AuthzRequest {
-            identity: &caller.identity,
-            cluster: &self.inner.config.management_cluster,
-            attributes: &attributes,
-            upgrade: false,
-        });
-        if decision.allowed {
-            Ok(())
-        } else {
-            Err(ProxyError::Forbidden {
-                reason: format!(
-                    "user {} cannot {verb} {resource}.management.cattle.io: {}",
-                    caller.identity.username, decision.reason
-                ),
-            })
-        }
+        authorize(
+            &*self.inner.config.admin_authorizer,
+            context,
+            &AuthzRequest {
+                identity: caller,
+                cluster: &self.inner.config.management_cluster,
+                attributes: &attributes,
+                upgrade: false,
+            },
+        )
     }
 
     pub(crate) fn router(&self) -> &Router {
@@ -297,16 +212,23 @@ impl Endpoints {
     }
 }
 
-fn method_not_allowed(method: &Method) -> ProxyError {
-    ProxyError::BadRequest {
-        message: format!("method {method} is not allowed here"),
-    }
+/// The caller the authenticate layer found for `request`; 401 without one.
+pub(crate) fn caller<B>(request: &Request<B>) -> Result<Arc<Identity>, ProxyError> {
+    context::of(request)
+        .identity()
+        .cloned()
+        .ok_or(ProxyError::MissingCredentials)
 }
 
-fn not_found(path: &str) -> ProxyError {
-    ProxyError::NotFound {
-        message: format!("{path} is not a Paddock endpoint"),
-    }
+/// The caller's Paddock token id: endpoints that issue or end Paddock
+/// tokens are for Paddock users, not for static tokens or certificates.
+pub(crate) fn paddock_token<'a>(caller: &'a Identity, what: &str) -> Result<&'a str, ProxyError> {
+    caller
+        .token_id
+        .as_deref()
+        .ok_or_else(|| ProxyError::BadRequest {
+            message: format!("{what} is for Paddock users: log in first (POST /paddock/v1/login)"),
+        })
 }
 
 /// A JSON response.

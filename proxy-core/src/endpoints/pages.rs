@@ -400,18 +400,21 @@ pub(super) async fn login_post(
 
 /// `GET /paddock/`: who the user is and a kubeconfig per accessible cluster.
 pub(super) async fn landing(endpoints: &Endpoints, request: Request<Incoming>) -> ProxyResult {
-    let (parts, _) = request.into_parts();
-    let caller = match endpoints.caller(&parts, false).await {
-        Ok(caller) if caller.token.is_some() => caller,
-        Ok(_) | Err(ProxyError::MissingCredentials | ProxyError::InvalidCredentials) => {
-            return Ok(see_other("/paddock/login"))
-        }
-        Err(ProxyError::Forbidden { reason }) => {
-            return Ok(refusal(StatusCode::FORBIDDEN, "Not yet", &reason))
-        }
-        Err(error) => return Err(error),
+    let identity = match super::caller(&request) {
+        Ok(identity) if identity.token_id.is_some() => identity,
+        _ => return Ok(see_other("/paddock/login")),
     };
-    let identity = &caller.identity;
+    if identity.password_change_required {
+        let reason = ProxyError::from(crate::authn::AuthnError::PasswordChangeRequired {
+            username: identity.username.clone(),
+        });
+        return Ok(refusal(
+            StatusCode::FORBIDDEN,
+            "Not yet",
+            &reason.to_string(),
+        ));
+    }
+    let identity = &*identity;
     let mut clusters: Vec<&str> = endpoints.router().ids().collect();
     clusters.sort_unstable();
     let attributes = RequestAttributes::resource_request("list", "", "namespaces");
@@ -475,10 +478,12 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<Incoming>) -
 
 /// `POST /paddock/logout`: ends the browser session and returns to the login page.
 pub(super) async fn logout_post(
-    endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
     request: Request<Incoming>,
 ) -> ProxyResult {
+    let token = super::caller(&request)
+        .ok()
+        .and_then(|caller| caller.token_id.clone());
     let (parts, _) = request.into_parts();
     if !same_origin(&parts) {
         return Ok(refusal(
@@ -487,16 +492,13 @@ pub(super) async fn logout_post(
             "The sign-out form was not submitted from this site.",
         ));
     }
-    if let Ok(caller) = endpoints.caller(&parts, true).await {
-        if let Some(token) = caller.token {
-            let id = token.token_id().to_owned();
-            let accounts = accounts.clone();
-            super::blocking(move || accounts.revoke(&id))
-                .await?
-                .map_err(|e| ProxyError::Internal {
-                    message: e.to_string(),
-                })?;
-        }
+    if let Some(id) = token {
+        let accounts = accounts.clone();
+        super::blocking(move || accounts.revoke(&id))
+            .await?
+            .map_err(|e| ProxyError::Internal {
+                message: e.to_string(),
+            })?;
     }
     let mut response = see_other("/paddock/login");
     response.headers_mut().insert(

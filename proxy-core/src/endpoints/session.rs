@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{blocking, json, read_json, Endpoints};
+use super::{blocking, caller, json, paddock_token, read_json, Endpoints};
 use crate::{
     accounts::{Accounts, LoggedIn},
     authn::{
@@ -118,11 +118,7 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
 /// `POST /paddock/v1/login`: `{"provider":"local","username":…,"password":…}`
 /// (or `{"provider":"github","token":…}`) → `{"token":…,"expiresAt":…,"user":{…}}`
 /// and the session cookie.
-pub(super) async fn login(
-    _endpoints: &Endpoints,
-    accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
-) -> ProxyResult {
+pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
     let client = client_ip(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
     #[cfg(feature = "github")]
@@ -220,24 +216,21 @@ pub(super) async fn start_session(
 
 /// `POST /paddock/v1/logout`: revokes the Paddock token the caller presented
 /// and clears the cookie.
-pub(super) async fn logout(
-    endpoints: &Endpoints,
-    accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
-) -> ProxyResult {
-    let (parts, _) = request.into_parts();
-    let caller = endpoints.caller(&parts, true).await?;
-    let token = caller.token.ok_or_else(|| ProxyError::BadRequest {
-        message: "logout ends a Paddock session; this credential is not one".to_owned(),
-    })?;
-    let id = token.token_id().to_owned();
+pub(super) async fn logout(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+    let caller = caller(&request)?;
+    let id = caller
+        .token_id
+        .clone()
+        .ok_or_else(|| ProxyError::BadRequest {
+            message: "logout ends a Paddock session; this credential is not one".to_owned(),
+        })?;
     let accounts = accounts.clone();
     blocking(move || accounts.revoke(&id))
         .await?
         .map_err(|e| ProxyError::Internal {
             message: e.to_string(),
         })?;
-    tracing::info!(auth.user = %caller.identity.user, "logout");
+    tracing::info!(auth.user = %caller.user, "logout");
     let mut response = json(StatusCode::OK, &serde_json::json!({"status": "logged out"}));
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -246,17 +239,22 @@ pub(super) async fn logout(
     Ok(response)
 }
 
-/// `GET /paddock/v1/me`: the caller's identity, and their user record when
-/// they have one.
+/// `GET /paddock/v1/me`: the caller's identity, and their user record and
+/// token when they have them.
 pub(super) async fn me(endpoints: &Endpoints, request: Request<Incoming>) -> ProxyResult {
-    let (parts, _) = request.into_parts();
-    let caller = endpoints.caller(&parts, true).await?;
-    let identity = &caller.identity;
-    let user = endpoints.accounts().ok().and_then(|accounts| {
-        accounts
-            .view()
-            .with_snapshot(|s| s.user(&identity.user).map(|u| user_json(&u.value)))
-    });
+    let identity = caller(&request)?;
+    let (user, token) = match endpoints.accounts() {
+        Ok(accounts) => accounts.view().with_snapshot(|s| {
+            let user = s.user(&identity.user).map(|u| user_json(&u.value));
+            let token = identity
+                .token_id
+                .as_deref()
+                .and_then(|id| s.token(id))
+                .map(|t| token_json(&t.value));
+            (user, token)
+        }),
+        Err(_) => (None, None),
+    };
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({
@@ -266,7 +264,7 @@ pub(super) async fn me(endpoints: &Endpoints, request: Request<Incoming>) -> Pro
             "extra": identity.extra,
             "provider": identity.provider,
             "account": user,
-            "token": caller.token.as_ref().map(|t| token_json(t.record())),
+            "token": token,
         }),
     ))
 }
@@ -275,23 +273,17 @@ pub(super) async fn me(endpoints: &Endpoints, request: Request<Incoming>) -> Pro
 /// changes the caller's own local password (the bootstrap admin's required
 /// first step).
 pub(super) async fn change_password(
-    endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
     request: Request<Incoming>,
 ) -> ProxyResult {
     let client = client_ip(&request);
-    let (parts, body) = request.into_parts();
-    let caller = endpoints.caller(&parts, true).await?;
-    if caller.token.is_none() {
-        return Err(ProxyError::BadRequest {
-            message: "only a Paddock user can change their password here".to_owned(),
-        });
-    }
-    let body: PasswordRequest = read_json(body).await?;
+    let caller = caller(&request)?;
+    paddock_token(&caller, "changing a password")?;
+    let body: PasswordRequest = read_json(request.into_body()).await?;
     accounts
         .local()
         .change_password(
-            &caller.identity.user,
+            &caller.user,
             &body.current_password,
             body.new_password,
             accounts.password_policy(),
@@ -306,7 +298,7 @@ pub(super) async fn change_password(
             },
             ChangePasswordError::User(e) => user_error(e),
         })?;
-    tracing::info!(auth.user = %caller.identity.user, "password changed");
+    tracing::info!(auth.user = %caller.user, "password changed");
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"status": "password changed"}),

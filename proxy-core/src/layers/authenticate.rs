@@ -1,6 +1,8 @@
 //! Authenticate: turns the caller's credentials into an [`Identity`], then
 //! removes `Authorization` and `Cookie` so no caller credential can reach
-//! the upstream. The plugins' `on_request` phase runs at its end: the caller
+//! the upstream. Paddock's own endpoints come through here too, each asking
+//! for a caller as its [`Access`] says, so there is one way to find out who
+//! is calling. The plugins' `on_request` phase runs at its end: the caller
 //! is known, policy has not spoken yet.
 
 use std::{
@@ -13,8 +15,9 @@ use tower::{Layer, Service};
 
 use super::{ProxyResponse, ProxyResult};
 use crate::{
-    authn::{AuthenticatorChain, BoxFuture, Credential},
-    context::{self, ConnectionInfo},
+    authn::{AuthenticatorChain, AuthnError, BoxFuture, Credential, Identity},
+    context::{self, ConnectionInfo, RequestContext},
+    endpoints::path::{Access, Caller, Endpoint},
     error::ProxyError,
     plugin::{Plugins, RequestPhase},
 };
@@ -74,28 +77,44 @@ where
         let chain = self.chain.clone();
         let plugins = self.plugins.clone();
         Box::pin(async move {
-            let client_cert = request
-                .extensions()
-                .get::<Arc<ConnectionInfo>>()
-                .and_then(|c| c.client_cert.clone());
-            let credentials = Credential::from_request(request.headers(), client_cert.as_ref());
+            let context = context::of(&request);
+            let access = request.extensions().get::<Endpoint>().map(Endpoint::access);
+            let credentials = match access {
+                Some(access) if access.caller == Caller::None => Ok(Vec::new()),
+                _ => {
+                    let client_cert = request
+                        .extensions()
+                        .get::<Arc<ConnectionInfo>>()
+                        .and_then(|c| c.client_cert.clone());
+                    Credential::from_request(request.headers(), client_cert.as_ref())
+                }
+            };
             let headers = request.headers_mut();
             headers.remove(header::AUTHORIZATION);
-            headers.remove(header::COOKIE);
-            let identity = chain.authenticate(&credentials?).await?;
-            let context = context::of(&request);
-            if let Some(scope) = &identity.cluster_scope {
-                if context.cluster() != Some(scope.as_str()) {
-                    return Err(ProxyError::Forbidden {
-                        reason: format!(
-                            "this token is valid only for cluster {scope}, not for {}",
-                            context.cluster().unwrap_or("this endpoint")
-                        ),
-                    });
-                }
+            if access.is_none() {
+                // Paddock's own endpoints keep their cookies (the GitHub
+                // flow's state); nothing of theirs is forwarded.
+                headers.remove(header::COOKIE);
             }
-            tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
-            context.set_identity(identity);
+            let identity = match access {
+                None => Some(chain.authenticate(&credentials?).await?),
+                Some(access) => match access.caller {
+                    Caller::None => None,
+                    Caller::Required => Some(chain.authenticate(&credentials?).await?),
+                    // Expired cookies and the like make an anonymous caller.
+                    Caller::Optional => match credentials {
+                        Ok(credentials) if !credentials.is_empty() => {
+                            chain.authenticate(&credentials).await.ok()
+                        }
+                        _ => None,
+                    },
+                },
+            };
+            if let Some(identity) = identity {
+                admit(&identity, &context, access)?;
+                tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
+                context.set_identity(identity);
+            }
             match plugins
                 .run_request_phase(RequestPhase::Request, &context, request)
                 .await?
@@ -105,4 +124,39 @@ where
             }
         })
     }
+}
+
+/// Whether what the credential allows covers this request: a cluster-scoped
+/// token only its cluster (and the few endpoints [`Access`] lets it reach),
+/// a user who must change their password only the endpoints that lead there.
+/// The one place both rules are enforced, for proxied requests and Paddock's
+/// own endpoints alike.
+fn admit(
+    identity: &Identity,
+    context: &RequestContext,
+    endpoint: Option<Access>,
+) -> Result<(), ProxyError> {
+    if let Some(scope) = &identity.cluster_scope {
+        let admitted = match endpoint {
+            Some(access) => access.cluster_scoped,
+            None => context.cluster() == Some(scope.as_str()),
+        };
+        if !admitted {
+            return Err(ProxyError::Forbidden {
+                reason: format!(
+                    "this token is valid only for cluster {scope}, not for {}",
+                    context.cluster().unwrap_or(&context.path)
+                ),
+            });
+        }
+    }
+    if identity.password_change_required
+        && !endpoint.is_some_and(|access| access.password_change_pending)
+    {
+        return Err(AuthnError::PasswordChangeRequired {
+            username: identity.username.clone(),
+        }
+        .into());
+    }
+    Ok(())
 }

@@ -118,17 +118,29 @@ impl<S> Authorize<S> {
             identity: acting_as.as_deref().unwrap_or(identity),
             ..caller
         };
-        let decision = self.authorizer.authorize(&effective);
-        if !decision.allowed {
-            return Err(deny(&context, &effective, decision));
-        }
-        tracing::debug!(authz.decision = "allow", authz.reason = %decision.reason, "authorized");
+        authorize(&*self.authorizer, &context, &effective)?;
         if let Some(acting_as) = acting_as {
             context.set_impersonated(acting_as);
         }
-        context.set_decision(decision);
         Ok(())
     }
+}
+
+/// Decides `request` with `authorizer` and records the decision in
+/// `context`: the one authorization step, shared by proxied requests and
+/// Paddock's own administration endpoints.
+pub(crate) fn authorize(
+    authorizer: &dyn Authorizer,
+    context: &RequestContext,
+    request: &AuthzRequest<'_>,
+) -> Result<(), ProxyError> {
+    let decision = authorizer.authorize(request);
+    if !decision.allowed {
+        return Err(deny(context, request, decision));
+    }
+    tracing::debug!(authz.decision = "allow", authz.reason = %decision.reason, "authorized");
+    context.set_decision(decision);
+    Ok(())
 }
 
 /// A 403 whose message reads like the API server's, with the reason appended.

@@ -3,6 +3,7 @@
 
 pub mod authenticate;
 pub mod authorize;
+pub mod endpoints;
 pub mod impersonate;
 pub mod rescue;
 pub mod route;

@@ -1,7 +1,10 @@
 //! Route: Paddock's own endpoints under `/paddock/`, cluster `<id>` under
 //! `/k8s/clusters/<id>/...` (prefix removed), the default cluster at `/`.
-//! A cluster request also gets its [`RequestAttributes`]: what the API server
-//! will resolve it to, for policy and for the long-running exemption.
+//! A cluster request gets its target and its [`RequestAttributes`]: what the
+//! API server will resolve it to, for policy and for the long-running
+//! exemption. A request for one of Paddock's own endpoints gets its parsed
+//! [`Endpoint`], and goes on to be authenticated like any other; the
+//! endpoints layer answers it.
 
 use std::{
     sync::Arc,
@@ -17,7 +20,7 @@ use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::BoxFuture,
     context,
-    endpoints::Endpoints,
+    endpoints::path::Endpoint,
     error::ProxyError,
     upstream::{Cluster, Router},
 };
@@ -29,13 +32,13 @@ pub const CLUSTER_PREFIX: &str = "/k8s/clusters/";
 #[derive(Debug, Clone)]
 pub struct RouteLayer {
     router: Arc<Router>,
-    endpoints: Endpoints,
 }
 
 impl RouteLayer {
-    /// Routes to the clusters of `router`, and to `endpoints` under `/paddock/`.
-    pub fn new(router: Arc<Router>, endpoints: Endpoints) -> Self {
-        Self { router, endpoints }
+    /// Routes to the clusters of `router`; paths under `/paddock/` to
+    /// Paddock's own endpoints.
+    pub fn new(router: Arc<Router>) -> Self {
+        Self { router }
     }
 }
 
@@ -46,7 +49,6 @@ impl<S> Layer<S> for RouteLayer {
         Route {
             inner,
             router: self.router.clone(),
-            endpoints: self.endpoints.clone(),
         }
     }
 }
@@ -56,7 +58,6 @@ impl<S> Layer<S> for RouteLayer {
 pub struct Route<S> {
     inner: S,
     router: Arc<Router>,
-    endpoints: Endpoints,
 }
 
 /// Where a path goes.
@@ -98,7 +99,15 @@ where
     fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
         use futures_util::future::Either;
         let (cluster, prefixed) = match target(request.uri().path()) {
-            Target::Paddock => return Either::Right(self.endpoints.handle(request)),
+            Target::Paddock => {
+                return match Endpoint::parse(request.method(), request.uri().path()) {
+                    Ok(endpoint) => {
+                        request.extensions_mut().insert(endpoint);
+                        Either::Left(self.inner.call(request))
+                    }
+                    Err(error) => Either::Right(Box::pin(std::future::ready(Err(error)))),
+                };
+            }
             Target::Cluster(id, _) => (self.router.resolve(id), id.is_some()),
         };
         let cluster: Arc<Cluster> = match cluster {

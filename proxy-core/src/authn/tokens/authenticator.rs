@@ -81,34 +81,35 @@ impl StoreTokens {
                 extra,
                 provider: token.record().provider.clone(),
                 cluster_scope: token.cluster().map(str::to_owned),
+                token_id: Some(token.token_id().to_owned()),
+                password_change_required: false,
             })
         })
     }
 
     /// Authenticates a presented token: `Ok(None)` when it is not shaped
     /// like a Paddock token (another provider's), the token and identity when
-    /// valid. A user who must change their password is refused unless
-    /// `password_change_ok` (the password, `me` and `logout` endpoints).
+    /// valid. A user who must change their password still gets an identity,
+    /// marked [`Identity::password_change_required`]: the authenticate layer
+    /// decides where that is enough (the password, `me` and logout endpoints).
     pub fn authenticate_token(
         &self,
         presented: &str,
-        password_change_ok: bool,
     ) -> Result<Option<(VerifiedToken, Arc<Identity>)>, AuthnError> {
         if split_presented(presented).is_err() {
             return Ok(None);
         }
-        let (token, identity) = self.verify(presented).map_err(|error| {
+        let (token, mut identity) = self.verify(presented).map_err(|error| {
             tracing::debug!(%error, "paddock token rejected");
             AuthnError::Invalid
         })?;
+        // Read now, not from the cached identity: the change ends the state.
         let must_change = self.view.with_snapshot(|snap| {
             snap.user(token.user_id())
                 .is_some_and(|u| u.value.must_change_password)
         });
-        if must_change && !password_change_ok {
-            return Err(AuthnError::PasswordChangeRequired {
-                username: identity.username.clone(),
-            });
+        if must_change {
+            Arc::make_mut(&mut identity).password_change_required = true;
         }
         Ok(Some((token, identity)))
     }
@@ -125,7 +126,7 @@ impl Authenticator for StoreTokens {
     ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
         let result = match credential {
             Credential::Bearer(token) | Credential::Session(token) => self
-                .authenticate_token(token.expose_secret(), false)
+                .authenticate_token(token.expose_secret())
                 .map(|found| found.map(|(_, identity)| identity)),
             _ => Ok(None),
         };

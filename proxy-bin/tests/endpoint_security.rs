@@ -1,0 +1,171 @@
+//! Regression tests for the holes an outside probe found around Paddock's
+//! own endpoints, through the real `paddock` binary: what a cluster-scoped
+//! token may do under `/paddock/v1/`, the admin API under
+//! `allow-authenticated`, sessions after a password change, login CSRF.
+
+use http::Method;
+use paddock_tests::{
+    client::{Collected, Protocol, TestClient},
+    fake_apiserver::{FakeApiConfig, FakeApiServer},
+    kubectl::write_file,
+    paddock::Paddock,
+};
+use serde_json::json;
+
+const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+struct Setup {
+    _fake: FakeApiServer,
+    paddock: Paddock,
+    client: TestClient,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// Paddock with clusters `prod` and `staging` (the same fake), and
+    /// `extra` appended to its config.
+    async fn start(extra: &str) -> Self {
+        let fake = FakeApiServer::start(FakeApiConfig {
+            pods: vec![("default".into(), "web-1".into())],
+            ..FakeApiConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write_file(dir.path(), "upstream-ca.crt", fake.ca_pem());
+        let token = write_file(dir.path(), "proxy-token", fake.token());
+        let cluster = |id: &str| {
+            format!(
+                "  - id: {id}\n    server: {}\n    caFile: {}\n    tokenFile: {}\n",
+                fake.url(),
+                ca.display(),
+                token.display()
+            )
+        };
+        let config = write_file(
+            dir.path(),
+            "paddock.yaml",
+            &format!(
+                "clusters:\n{}{}{extra}",
+                cluster("prod"),
+                cluster("staging")
+            ),
+        );
+        let paddock = Paddock::start(
+            env!("CARGO_BIN_EXE_paddock").as_ref(),
+            &["--config".into(), config.display().to_string()],
+        );
+        Setup {
+            _fake: fake,
+            client: TestClient::new(&paddock.ca_pem(), Protocol::Http1, None),
+            paddock,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.paddock.url())
+    }
+
+    async fn admin_session(&self) -> String {
+        self.paddock
+            .admin_session(&self.client, ADMIN_PASSWORD)
+            .await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: serde_json::Value) -> Collected {
+        self.client
+            .send_json(Method::POST, &self.url(path), Some(token), &body)
+            .await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Collected {
+        self.client.get(&self.url(path), Some(token)).await
+    }
+
+    /// Creates a local user and returns a session token of theirs.
+    async fn user_session(&self, admin: &str, username: &str, password: &str) -> String {
+        let created = self
+            .post(
+                "/paddock/v1/users",
+                admin,
+                json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(created.status(), 201, "{}", created.text());
+        let login = self
+            .client
+            .send_json(
+                Method::POST,
+                &self.url("/paddock/v1/login"),
+                None,
+                &json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(login.status(), 200, "{}", login.text());
+        login.json()["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A kubeconfig token scoped to `staging`, issued to the admin.
+async fn scoped_token(setup: &Setup, admin: &str) -> String {
+    let issued = setup
+        .post(
+            "/paddock/v1/tokens",
+            admin,
+            json!({"kind": "kubeconfig", "cluster": "staging"}),
+        )
+        .await;
+    assert_eq!(issued.status(), 201, "{}", issued.text());
+    issued.json()["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_scoped_token_reaches_only_me_logout_and_its_own_kubeconfig() {
+    let setup = Setup::start("").await;
+    let admin = setup.admin_session().await;
+    let scoped = scoped_token(&setup, &admin).await;
+
+    // The admin's own token may do all of this; the scoped one none of it.
+    let users = setup.get("/paddock/v1/users", &scoped).await;
+    assert_eq!(users.status(), 403, "{}", users.text());
+    assert!(
+        users.text().contains("only for cluster staging"),
+        "{}",
+        users.text()
+    );
+    let minted = setup
+        .post("/paddock/v1/tokens", &scoped, json!({"kind": "api"}))
+        .await;
+    assert_eq!(minted.status(), 403, "{}", minted.text());
+    let created = setup
+        .post(
+            "/paddock/v1/users",
+            &scoped,
+            json!({"username": "mallory", "password": "a long enough password"}),
+        )
+        .await;
+    assert_eq!(created.status(), 403, "{}", created.text());
+    let tokens = setup.get("/paddock/v1/tokens", &scoped).await;
+    assert_eq!(tokens.status(), 403, "{}", tokens.text());
+    let other = setup
+        .get("/paddock/v1/kubeconfig?cluster=prod", &scoped)
+        .await;
+    assert_eq!(other.status(), 403, "{}", other.text());
+
+    let me = setup.get("/paddock/v1/me", &scoped).await;
+    assert_eq!(me.status(), 200, "{}", me.text());
+    assert_eq!(me.json()["token"]["cluster"], "staging", "{}", me.text());
+    let own = setup
+        .get("/paddock/v1/kubeconfig?cluster=staging", &scoped)
+        .await;
+    assert_eq!(own.status(), 200, "{}", own.text());
+    let logout = setup.post("/paddock/v1/logout", &scoped, json!({})).await;
+    assert_eq!(logout.status(), 200, "{}", logout.text());
+    let after = setup.get("/paddock/v1/me", &scoped).await;
+    assert_eq!(after.status(), 401, "{}", after.text());
+
+    // The unscoped session is not affected.
+    let listed = setup.get("/paddock/v1/users", &admin).await;
+    assert_eq!(listed.status(), 200, "{}", listed.text());
+}
