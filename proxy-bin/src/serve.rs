@@ -262,6 +262,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             Arc::new(authorizer)
         }
     };
+    if config.authorization.mode == AuthorizationMode::Policy {
+        // The same policy decides administration; in the other modes the
+        // builder's default (the store's role bindings) does.
+        builder = builder.admin_authorizer(authorizer.clone());
+    }
     builder = builder.authorizer(authorizer);
     for (index, entry) in config.clusters.iter().enumerate() {
         let cluster = cluster_config(entry).map_err(|message| ConfigError {

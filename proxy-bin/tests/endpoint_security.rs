@@ -169,3 +169,36 @@ async fn a_cluster_scoped_token_reaches_only_me_logout_and_its_own_kubeconfig() 
     let listed = setup.get("/paddock/v1/users", &admin).await;
     assert_eq!(listed.status(), 200, "{}", listed.text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_authenticated_decides_kubernetes_requests_not_the_admin_api() {
+    let setup = Setup::start("authorization: allow-authenticated\n").await;
+    let admin = setup.admin_session().await;
+    let bob = setup
+        .user_session(&admin, "bob", "bob's long enough password")
+        .await;
+
+    // Kubernetes requests: any authenticated caller, as configured.
+    let pods = setup
+        .get("/k8s/clusters/prod/api/v1/namespaces/default/pods", &bob)
+        .await;
+    assert_eq!(pods.status(), 200, "{}", pods.text());
+
+    // The admin API still wants a global role.
+    let users = setup.get("/paddock/v1/users", &bob).await;
+    assert_eq!(users.status(), 403, "{}", users.text());
+    let reset = setup
+        .post(
+            "/paddock/v1/users/admin/password",
+            &bob,
+            json!({"password": "bob owns the admin now"}),
+        )
+        .await;
+    assert_eq!(reset.status(), 403, "{}", reset.text());
+    let all_tokens = setup.get("/paddock/v1/tokens?all=true", &bob).await;
+    assert_eq!(all_tokens.status(), 403, "{}", all_tokens.text());
+
+    // The bootstrap admin's global role still works.
+    let listed = setup.get("/paddock/v1/users", &admin).await;
+    assert_eq!(listed.status(), 200, "{}", listed.text());
+}

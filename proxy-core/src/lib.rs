@@ -75,6 +75,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub struct ProxyBuilder {
     authenticators: AuthenticatorChain,
     authorizer: Arc<dyn Authorizer>,
+    admin_authorizer: Option<Arc<dyn Authorizer>>,
     clusters: Vec<(ClusterConfig, bool)>,
     plugins: Vec<Arc<dyn Plugin>>,
     grace: Duration,
@@ -89,6 +90,7 @@ impl Default for ProxyBuilder {
         Self {
             authenticators: AuthenticatorChain::new(),
             authorizer: Arc::new(DenyAll),
+            admin_authorizer: None,
             clusters: Vec::new(),
             plugins: vec![Arc::new(plugins::access_log::AccessLog)],
             grace: DEFAULT_SHUTDOWN_GRACE,
@@ -138,6 +140,20 @@ impl ProxyBuilder {
         self
     }
 
+    /// Sets the policy that decides the admin API under `/paddock/v1/`
+    /// (users, tokens, principals). Default: the role bindings in the
+    /// [`accounts`](Self::accounts) store, so an [`AllowAuthenticated`] or
+    /// [`DenyAll`] proxy authorizer never decides administration; set it to
+    /// the same [`PolicyAuthorizer`] as [`authorizer`](Self::authorizer) when
+    /// that is one.
+    ///
+    /// [`AllowAuthenticated`]: authz::AllowAuthenticated
+    /// [`PolicyAuthorizer`]: authz::policy::PolicyAuthorizer
+    pub fn admin_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.admin_authorizer = Some(authorizer);
+        self
+    }
+
     /// Adds a downstream cluster; `default` serves it at `/` as well.
     pub fn cluster(mut self, config: ClusterConfig, default: bool) -> Self {
         self.clusters.push((config, default));
@@ -172,15 +188,28 @@ impl ProxyBuilder {
 
     /// Builds the clusters' clients and the stack. Must run inside a tokio
     /// runtime (credential files are watched).
-    pub fn build(self) -> Result<Proxy, UpstreamError> {
+    pub fn build(self) -> Result<Proxy, BuildError> {
         let mut router = Router::new();
         for (config, default) in &self.clusters {
             router.add(Cluster::new(config, self.workers)?, *default);
         }
         let shutdown = Shutdown::new();
+        let admin_authorizer = match (self.admin_authorizer, &self.accounts) {
+            (Some(authorizer), _) => authorizer,
+            (None, Some(accounts)) => Arc::new(
+                authz::policy::PolicyAuthorizer::watch(authz::policy::PolicySource {
+                    store: Some(accounts.view().clone()),
+                    management_cluster: Some(self.management_cluster.clone()),
+                    ..Default::default()
+                })
+                .map_err(BuildError::AdminPolicy)?,
+            ),
+            (None, None) => Arc::new(DenyAll),
+        };
         let service = stack::build(StackParts {
             authenticators: self.authenticators,
             authorizer: self.authorizer,
+            admin_authorizer,
             router: Arc::new(router),
             plugins: Plugins::new(self.plugins),
             shutdown: shutdown.clone(),
@@ -197,6 +226,18 @@ impl ProxyBuilder {
             },
         })
     }
+}
+
+/// Why [`ProxyBuilder::build`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A cluster's client could not be built.
+    #[error(transparent)]
+    Cluster(#[from] UpstreamError),
+    /// The store's role bindings, which decide the admin API, do not compile.
+    #[error("the admin API's policy: {0}")]
+    AdminPolicy(authz::policy::PolicyLoadError),
 }
 
 /// A built proxy: its service, and a way to serve it.

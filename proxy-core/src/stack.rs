@@ -31,6 +31,8 @@ pub struct StackParts {
     pub authenticators: AuthenticatorChain,
     /// The policy decision point.
     pub authorizer: Arc<dyn Authorizer>,
+    /// Decides the admin API (always a policy, see [`EndpointsConfig`]).
+    pub admin_authorizer: Arc<dyn Authorizer>,
     /// Downstream clusters.
     pub router: Arc<Router>,
     /// Plugins, run at each phase in order.
@@ -52,7 +54,7 @@ pub fn build(parts: StackParts) -> ProxyService {
         EndpointsConfig {
             accounts: parts.accounts,
             authorizer: parts.authorizer.clone(),
-            admin_authorizer: parts.authorizer.clone(),
+            admin_authorizer: parts.admin_authorizer,
             ca_pem: parts.ca_pem,
             management_cluster: parts.management_cluster,
         },
