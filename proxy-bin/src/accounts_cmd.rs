@@ -214,6 +214,7 @@ pub(crate) fn user(location: &StoreLocation, command: UserCommand) -> ExitCode {
                     accounts.password_policy(),
                     &user,
                     &password,
+                    None,
                     Timestamp::now(),
                 )
                 .map_err(|e| e.to_string())?;

@@ -202,3 +202,79 @@ async fn allow_authenticated_decides_kubernetes_requests_not_the_admin_api() {
     let listed = setup.get("/paddock/v1/users", &admin).await;
     assert_eq!(listed.status(), 200, "{}", listed.text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_ends_other_sessions_and_a_reset_or_disable_ends_all() {
+    let setup = Setup::start("").await;
+    let admin = setup.admin_session().await;
+    let login = |username: &'static str, password: &'static str| {
+        let setup = &setup;
+        async move {
+            let login = setup
+                .client
+                .send_json(
+                    Method::POST,
+                    &setup.url("/paddock/v1/login"),
+                    None,
+                    &json!({"username": username, "password": password}),
+                )
+                .await;
+            assert_eq!(login.status(), 200, "{}", login.text());
+            login.json()["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let me = |token: String| {
+        let setup = &setup;
+        async move { setup.get("/paddock/v1/me", &token).await.status() }
+    };
+
+    // The admin's own change: the session it was made from and the API
+    // token stay, the other session ends.
+    let other = login("admin", ADMIN_PASSWORD).await;
+    let api = setup
+        .post("/paddock/v1/tokens", &admin, json!({"kind": "api"}))
+        .await;
+    assert_eq!(api.status(), 201, "{}", api.text());
+    let api = api.json()["token"].as_str().unwrap().to_owned();
+    let changed = setup
+        .post(
+            "/paddock/v1/password",
+            &admin,
+            json!({"currentPassword": ADMIN_PASSWORD, "newPassword": "an even better admin password"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200, "{}", changed.text());
+    assert_eq!(me(admin.clone()).await, 200);
+    assert_eq!(me(other).await, 401);
+    assert_eq!(me(api).await, 200);
+
+    // An admin's reset ends every session of the user.
+    let carol = setup
+        .user_session(&admin, "carol", "carol's first password")
+        .await;
+    let carol_too = login("carol", "carol's first password").await;
+    let reset = setup
+        .post(
+            "/paddock/v1/users/carol/password",
+            &admin,
+            json!({"password": "carol's second password"}),
+        )
+        .await;
+    assert_eq!(reset.status(), 200, "{}", reset.text());
+    assert_eq!(me(carol).await, 401);
+    assert_eq!(me(carol_too).await, 401);
+
+    // Disabling ends them for good: enabling again does not revive them.
+    let carol = login("carol", "carol's second password").await;
+    for action in ["disable", "enable"] {
+        let done = setup
+            .post(
+                &format!("/paddock/v1/users/carol/{action}"),
+                &admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(done.status(), 200, "{}", done.text());
+    }
+    assert_eq!(me(carol).await, 401);
+}

@@ -129,6 +129,7 @@ pub(super) async fn handle(
                     accounts.password_policy(),
                     &target,
                     &reset.password,
+                    None,
                     Timestamp::now(),
                 )
             })

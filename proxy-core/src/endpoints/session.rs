@@ -278,7 +278,7 @@ pub(super) async fn change_password(
 ) -> ProxyResult {
     let client = client_ip(&request);
     let caller = caller(&request)?;
-    paddock_token(&caller, "changing a password")?;
+    let session = paddock_token(&caller, "changing a password")?;
     let body: PasswordRequest = read_json(request.into_body()).await?;
     accounts
         .local()
@@ -287,6 +287,7 @@ pub(super) async fn change_password(
             &body.current_password,
             body.new_password,
             accounts.password_policy(),
+            Some(session),
             client,
             Instant::now(),
         )

@@ -24,7 +24,7 @@ pub use bootstrap::{bootstrap_admin, BootstrapAdmin, BootstrapError, BOOTSTRAP_P
 pub use password::{PasswordError, PasswordHasher, PasswordParams, PasswordPolicy, Verification};
 pub use throttle::{Backoff, LoginThrottle, ThrottleConfig, Throttled};
 
-use crate::authn::tokens::{os_random_string, ID_ALPHABET};
+use crate::authn::tokens::{self, os_random_string, ID_ALPHABET};
 use crate::store::{
     Expect, Object, Op, PasswordRecord, Snapshot, StoreError, StoreView, Timestamp, User,
     UsernameIndex,
@@ -183,13 +183,17 @@ impl LocalProvider {
     }
 
     /// Changes a user's own password after checking the current one (also the
-    /// forced change after the bootstrap login). Clears `must_change_password`.
+    /// forced change after the bootstrap login). Clears `must_change_password`
+    /// and ends the user's other sessions: all but `session`, the one the
+    /// change was made from.
+    #[allow(clippy::too_many_arguments)]
     pub async fn change_password(
         &self,
         user_id: &str,
         current: &SecretString,
         new: SecretString,
         policy: &PasswordPolicy,
+        session: Option<&str>,
         client: IpAddr,
         now: Instant,
     ) -> Result<(), ChangePasswordError> {
@@ -202,8 +206,17 @@ impl LocalProvider {
         let hasher = self.hasher.clone();
         let policy = policy.clone();
         let user_id = user_id.to_string();
+        let session = session.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
-            set_password(&view, &hasher, &policy, &user_id, &new, Timestamp::now())
+            set_password(
+                &view,
+                &hasher,
+                &policy,
+                &user_id,
+                &new,
+                session.as_deref(),
+                Timestamp::now(),
+            )
         })
         .await
         .map_err(|e| {
@@ -309,14 +322,17 @@ pub(crate) fn new_user_ops(user: &User, phc: String, now: Timestamp) -> Vec<Op> 
     ]
 }
 
-/// Sets a user's password (`paddock user passwd`, or after the forced change) and
-/// clears `must_change_password`. Blocking.
+/// Sets a user's password (`paddock user passwd`, an admin's reset, or the
+/// user's own change) and clears `must_change_password`. Every login session
+/// of the user ends in the same commit, except `keep` (the session of a user
+/// changing their own password). Blocking.
 pub fn set_password(
     view: &StoreView,
     hasher: &PasswordHasher,
     policy: &PasswordPolicy,
     name_or_id: &str,
     password: &SecretString,
+    keep: Option<&str>,
     now: Timestamp,
 ) -> Result<(), UserError> {
     let (user, rev) = view
@@ -336,6 +352,7 @@ pub fn set_password(
         }),
         Expect::Any,
     )];
+    ops.extend(view.with_snapshot(|s| tokens::end_sessions(s, &user.id, keep)));
     if user.must_change_password {
         let updated = User {
             must_change_password: false,
@@ -348,21 +365,29 @@ pub fn set_password(
 }
 
 /// Enables or disables a user (`paddock user enable|disable`). A disabled user
-/// cannot log in, and every token of theirs is rejected from the next request on
-/// (the verifier checks the user). Returns the updated user. Blocking.
+/// cannot log in, every token of theirs is rejected from the next request on
+/// (the verifier checks the user), and their login sessions end for good (a
+/// later enable does not bring them back). Returns the updated user. Blocking.
 pub fn set_enabled(view: &StoreView, name_or_id: &str, enabled: bool) -> Result<User, UserError> {
-    let (user, rev) = view
+    let (user, rev, sessions) = view
         .with_snapshot(|s| {
             let u = find_user(s, name_or_id)?;
             let rev = s.user(&u.id)?.revision;
-            Some((u, rev))
+            let sessions = if enabled {
+                Vec::new()
+            } else {
+                tokens::end_sessions(s, &u.id, None)
+            };
+            Some((u, rev, sessions))
         })
         .ok_or_else(|| UserError::NotFound(name_or_id.to_string()))?;
     let updated = User { enabled, ..user };
-    view.commit(vec![Op::put(
+    let mut ops = vec![Op::put(
         Object::User(updated.clone()),
         Expect::Revision(rev),
-    )])?;
+    )];
+    ops.extend(sessions);
+    view.commit(ops)?;
     Ok(updated)
 }
 

@@ -478,6 +478,7 @@ async fn bootstrap_admin_once_with_a_0600_file_and_a_forced_password_change() {
             &admin.password,
             pw("short"),
             &policy,
+            None,
             ADDR,
             t0,
         )
@@ -493,6 +494,7 @@ async fn bootstrap_admin_once_with_a_0600_file_and_a_forced_password_change() {
             &admin.password,
             pw("a brand new admin password"),
             &policy,
+            None,
             ADDR,
             t0,
         )
@@ -537,6 +539,7 @@ fn set_password_by_admin() {
         &policy,
         "alice",
         &pw("a different password"),
+        None,
         NOW,
     )
     .unwrap();
@@ -554,6 +557,7 @@ fn set_password_by_admin() {
             &policy,
             "nobody",
             &pw("a different password"),
+            None,
             NOW
         ),
         Err(UserError::NotFound(_))

@@ -294,6 +294,29 @@ pub fn revoke_user_tokens(view: &StoreView, user_id: &str) -> Result<usize, Stor
     Ok(ids.len())
 }
 
+/// The operations that end `user_id`'s login sessions, all but `keep` (the
+/// caller's own session when they change their own password). API and
+/// kubeconfig tokens are separate credentials the user manages and stay.
+pub(crate) fn end_sessions(
+    snap: &crate::store::Snapshot,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Vec<Op> {
+    snap.tokens()
+        .filter(|t| {
+            t.value.user_id == user_id
+                && t.value.kind == TokenKind::Session
+                && Some(t.value.id.as_str()) != keep
+        })
+        .flat_map(|t| {
+            [
+                Op::delete(Key::new(Kind::Token, &t.value.id), Expect::Any),
+                Op::delete(Key::new(Kind::TokenUsage, &t.value.id), Expect::Any),
+            ]
+        })
+        .collect()
+}
+
 /// Deletes tokens that expired before `now` (the purge daemon's job). Blocking.
 pub fn purge_expired(view: &StoreView, now: Timestamp) -> Result<usize, StoreError> {
     let ids: Vec<String> = view
