@@ -92,7 +92,7 @@ echo 'bench user password' | "$bin/paddock" user add bench --data-dir "$tmp/padd
 SESSION_TOKEN=""
 for _ in $(seq 1 50); do
   SESSION_TOKEN=$(curl -sk "https://$paddock_addr/paddock/v1/login" \
-      -d '{"provider":"local","username":"bench","password":"bench user password"}' |
+      -H 'Content-Type: application/json' -d '{"provider":"local","username":"bench","password":"bench user password"}' |
     python3 -c 'import json,sys; print(json.load(sys.stdin).get("token",""))' 2>/dev/null || true)
   [ -n "$SESSION_TOKEN" ] && break
   sleep 0.1

@@ -278,3 +278,66 @@ async fn a_password_change_ends_other_sessions_and_a_reset_or_disable_ends_all()
     }
     assert_eq!(me(carol).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cross_site_or_non_json_login_sets_no_cookie() {
+    let setup = Setup::start("").await;
+    let password = setup.paddock.bootstrap_password();
+    let body = json!({"username": "admin", "password": password}).to_string();
+    let login = |content_type: &'static str, extra: Option<(&'static str, String)>| {
+        let (setup, body) = (&setup, body.clone());
+        async move {
+            let mut request = http::Request::builder()
+                .method(Method::POST)
+                .uri(setup.url("/paddock/v1/login"))
+                .header("content-type", content_type);
+            if let Some((name, value)) = extra {
+                request = request.header(name, value);
+            }
+            setup.client.fetch(request.body(body.into()).unwrap()).await
+        }
+    };
+    let ours = setup.paddock.url();
+
+    // What a cross-site HTML form or no-cors fetch can send.
+    for (content_type, extra) in [
+        ("text/plain", None),
+        ("application/x-www-form-urlencoded", None),
+        (
+            "text/plain",
+            Some(("origin", "https://evil.example".to_owned())),
+        ),
+        (
+            "application/json",
+            Some(("origin", "https://evil.example".to_owned())),
+        ),
+        (
+            "application/json",
+            Some(("sec-fetch-site", "cross-site".to_owned())),
+        ),
+        (
+            "application/json",
+            Some(("sec-fetch-site", "same-site".to_owned())),
+        ),
+    ] {
+        let refused = login(content_type, extra.clone()).await;
+        assert!(
+            refused.status() == 415 || refused.status() == 403,
+            "{content_type} {extra:?}: {} {}",
+            refused.status(),
+            refused.text()
+        );
+        assert_eq!(refused.json()["kind"], "Status", "{}", refused.text());
+        assert!(
+            refused.head.headers.get("set-cookie").is_none(),
+            "{content_type} {extra:?} set a cookie"
+        );
+    }
+
+    // A CLI (no Origin) and the same origin still log in.
+    for extra in [None, Some(("origin", ours))] {
+        let accepted = login("application/json; charset=utf-8", extra).await;
+        assert_eq!(accepted.status(), 200, "{}", accepted.text());
+        assert!(accepted.head.headers.get("set-cookie").is_some());
+    }
+}

@@ -42,6 +42,12 @@ pub enum ProxyError {
         /// What is wrong with it.
         message: String,
     },
+    /// The request body is in a format this endpoint does not read.
+    #[error("{message}")]
+    UnsupportedMediaType {
+        /// What is expected.
+        message: String,
+    },
     /// Nothing is served at this path.
     #[error("{message}")]
     NotFound {
@@ -99,6 +105,9 @@ impl ProxyError {
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
             Self::BadRequest { .. } => (StatusCode::BAD_REQUEST, "BadRequest"),
             Self::NotFound { .. } => (StatusCode::NOT_FOUND, "NotFound"),
+            Self::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
             Self::UpstreamFailure { .. } => (StatusCode::BAD_GATEWAY, "InternalError"),
             Self::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "Timeout"),

@@ -36,7 +36,7 @@ mod session;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
@@ -114,6 +114,9 @@ impl Endpoints {
     }
 
     async fn dispatch(&self, endpoint: Endpoint, request: Request<Incoming>) -> ProxyResult {
+        if endpoint.is_json_api() && !matches!(*request.method(), Method::GET | Method::HEAD) {
+            json_api_guard(&request)?;
+        }
         match endpoint {
             Endpoint::Healthz => Ok(text("ok\n")),
             Endpoint::Readyz => Ok(self.readyz()),
@@ -209,6 +212,51 @@ impl Endpoints {
                 "degradedProviders": degraded,
             }),
         )
+    }
+}
+
+/// Refuses a state-changing JSON API request a browser sent from another
+/// site, or with a body that is not JSON. Browsers send a cross-site
+/// `text/plain` or form POST without asking first (and with the cookies it
+/// may carry); `application/json` from another origin needs a CORS preflight
+/// Paddock never grants. CLIs and curl send no `Origin`: nothing to check.
+fn json_api_guard<B>(request: &Request<B>) -> Result<(), ProxyError> {
+    let header = |name: header::HeaderName| {
+        request
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or_default())
+    };
+    if let Some(site) = header(header::HeaderName::from_static("sec-fetch-site")) {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(cross_site());
+        }
+    }
+    if let Some(origin) = header(header::ORIGIN) {
+        let host = request
+            .extensions()
+            .get::<crate::layers::sanitize::RequestHost>()
+            .map(|h| h.0.as_str());
+        if host.is_none_or(|host| origin != format!("https://{host}")) {
+            return Err(cross_site());
+        }
+    }
+    if let Some(content_type) = header(header::CONTENT_TYPE) {
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ProxyError::UnsupportedMediaType {
+                message: format!(
+                    "the body must be JSON (Content-Type: application/json), not {essence:?}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn cross_site() -> ProxyError {
+    ProxyError::Forbidden {
+        reason: "cross-site requests to Paddock's API are refused".to_owned(),
     }
 }
 

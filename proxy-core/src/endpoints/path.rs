@@ -142,6 +142,20 @@ impl Endpoint {
         Ok(endpoint)
     }
 
+    /// Part of the JSON API under `/paddock/v1/` (the browser's forms and
+    /// the GitHub redirect flow are not).
+    pub(crate) fn is_json_api(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::Login
+                | Endpoint::Logout
+                | Endpoint::Me
+                | Endpoint::Password
+                | Endpoint::Kubeconfig
+                | Endpoint::Admin(_)
+        )
+    }
+
     /// Who may call this endpoint.
     pub(crate) fn access(&self) -> Access {
         match self {
