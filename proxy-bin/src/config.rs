@@ -210,6 +210,10 @@ pub(crate) struct DangerousCluster {
     /// Do not verify the API server's certificate.
     #[serde(default, rename = "skipTLSVerify")]
     pub(crate) skip_tls_verify: bool,
+    /// Allow an `http://` server: Paddock's bearer token and the caller's
+    /// impersonation headers then cross the network in clear.
+    #[serde(default)]
+    pub(crate) allow_plaintext: bool,
 }
 
 /// `logging:`.
@@ -397,6 +401,9 @@ impl Config {
                             format!("{server:?} is not an https:// URL"),
                         ));
                     }
+                    if uri.scheme_str() == Some("http") && !cluster.dangerous.allow_plaintext {
+                        return Err(error(at("server"), PLAINTEXT_REFUSED));
+                    }
                 }
                 (None, Some(kubeconfig)) => {
                     readable(&at("kubeconfig.file"), &kubeconfig.file)?;
@@ -470,6 +477,10 @@ impl Config {
         Ok(())
     }
 }
+
+/// Why an `http://` API server is refused.
+pub(crate) const PLAINTEXT_REFUSED: &str = "http:// sends Paddock's credential and the \
+     caller's identity in clear; use https:// (or set dangerous.allowPlaintext: true)";
 
 fn readable(path: &str, file: &Path) -> Result<(), ConfigError> {
     std::fs::File::open(file)

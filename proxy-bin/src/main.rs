@@ -120,6 +120,10 @@ struct ServeArgs {
     /// Paddock's bearer token for --upstream, re-read when it changes.
     #[arg(long, requires = "upstream")]
     upstream_token_file: Option<PathBuf>,
+    /// Allow an http:// --upstream: Paddock's token and the caller's
+    /// identity then cross the network in clear.
+    #[arg(long)]
+    dangerous_upstream_allow_plaintext: bool,
     /// Take the downstream cluster from this kubeconfig.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,

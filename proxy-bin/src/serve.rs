@@ -26,8 +26,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
     config::{
-        AuthorizationConfig, AuthorizationMode, ClusterEntry, Config, ConfigError, KubeconfigRef,
-        LogFormat,
+        AuthorizationConfig, AuthorizationMode, ClusterEntry, Config, ConfigError,
+        DangerousCluster, KubeconfigRef, LogFormat, PLAINTEXT_REFUSED,
     },
     ServeArgs, EXIT_CONFIG,
 };
@@ -114,6 +114,10 @@ fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
             server: Some(server.clone()),
             ca_file: args.upstream_ca.clone(),
             token_file: args.upstream_token_file.clone(),
+            dangerous: DangerousCluster {
+                allow_plaintext: args.dangerous_upstream_allow_plaintext,
+                ..DangerousCluster::default()
+            },
             ..ClusterEntry::default()
         })
     } else {
@@ -122,6 +126,10 @@ fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
                 file: file.clone(),
                 context: args.context.clone(),
             }),
+            dangerous: DangerousCluster {
+                allow_plaintext: args.dangerous_upstream_allow_plaintext,
+                ..DangerousCluster::default()
+            },
             ..ClusterEntry::default()
         })
     };
@@ -394,6 +402,10 @@ fn cluster_config(entry: &ClusterEntry) -> Result<ClusterConfig, String> {
         (Some(server), None) => ClusterConfig::new(entry.id.clone(), server.clone()),
         (None, None) => return Err("no server".to_owned()),
     };
+    let plaintext = cluster.server.to_ascii_lowercase().starts_with("http://");
+    if plaintext && !entry.dangerous.allow_plaintext {
+        return Err(format!("server {}: {PLAINTEXT_REFUSED}", cluster.server));
+    }
     let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
     if let Some(ca) = &entry.ca_file {
         cluster.ca_pem = Some(read(ca)?);
