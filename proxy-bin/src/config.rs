@@ -281,12 +281,12 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let deserializer = serde_norway::Deserializer::from_str(text);
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
             let path = if path == "." { String::new() } else { path };
             let message = e.into_inner().to_string();
-            // serde_yaml prefixes its own path ("clusters[0]: ..."); ours is
+            // serde_norway prefixes its own path ("clusters[0]: ..."); ours is
             // more precise. Its " at line L column C" suffix is kept.
             let message = match message.split_once(": ") {
                 Some((prefix, rest)) if !prefix.contains(' ') => rest.to_owned(),
