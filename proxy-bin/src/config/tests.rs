@@ -1,15 +1,14 @@
 use super::*;
 
-fn check(yaml: &str) -> Result<Config, ConfigError> {
-    let config = Config::from_yaml(yaml)?;
-    config.validate()?;
-    Ok(config)
+fn check(yaml: &str) -> Result<Checked, ConfigErrors> {
+    Config::from_yaml(yaml)?.check()
 }
 
 #[test]
 fn empty_file_is_the_embedded_defaults() {
     let config = check("").unwrap();
     assert!(config.clusters.is_empty());
+    assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(config.authorization.mode, AuthorizationMode::Policy);
 }
 
@@ -39,8 +38,8 @@ fn errors_name_the_key_path() {
         ("authorization:\n  mode: policy\n  policyDir: /nonexistent\n", "authorization.policyDir"),
     ];
     for (yaml, path) in cases {
-        let error = check(yaml).expect_err(yaml);
-        assert_eq!(error.path, path, "{yaml}\n=> {error}");
+        let errors = check(yaml).expect_err(yaml);
+        assert!(errors.names(path), "{yaml}\n=> {errors}");
     }
 }
 
@@ -48,14 +47,14 @@ fn errors_name_the_key_path() {
 fn a_complete_config_loads() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.crt");
-    std::fs::write(&ca, "pem").unwrap();
+    std::fs::write(&ca, "not checked: skipTLSVerify").unwrap();
     let yaml = format!(
         "listen: 0.0.0.0:9443\nauthorization: allow-authenticated\nclusters:\n  - id: prod\n    default: true\n    server: https://10.0.0.1:6443\n    caFile: {}\n    dangerous:\n      skipTLSVerify: true\n",
         ca.display()
     );
     let config = check(&yaml).unwrap();
-    assert_eq!(config.clusters[0].id, "prod");
-    assert!(config.clusters[0].dangerous.skip_tls_verify);
+    assert_eq!(config.clusters[0].config.id, "prod");
+    assert!(config.clusters[0].config.dangerous_skip_tls_verify);
     assert_eq!(
         config.authorization.mode,
         AuthorizationMode::AllowAuthenticated
@@ -101,8 +100,8 @@ fn github_settings_are_checked_with_their_key_paths() {
         (format!("{base}    clientSecret: inline\n"), "authentication.github.clientSecret"),
     ];
     for (yaml, path) in cases {
-        let error = check(&yaml).expect_err(&yaml);
-        assert_eq!(error.path, path, "{yaml}\n=> {error}");
+        let errors = check(&yaml).expect_err(&yaml);
+        assert!(errors.names(path), "{yaml}\n=> {errors}");
     }
     let debug = format!("{:?}", check(&base).unwrap());
     assert!(!debug.contains("s3cret"), "{debug}");
