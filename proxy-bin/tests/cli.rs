@@ -168,7 +168,7 @@ fn a_plaintext_cluster_is_refused_unless_dangerous_allows_it() {
         serve(&["--kubeconfig", kubeconfig.to_str().unwrap()]),
     ];
     for args in refused {
-        let output = exits(paddock().args(&args));
+        let output = paddock_tests::paddock::run_to_exit(paddock().args(&args));
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(64), "{args:?}: {stderr}");
         assert!(
@@ -187,26 +187,4 @@ fn a_plaintext_cluster_is_refused_unless_dangerous_allows_it() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-}
-
-/// Runs `command` to its end; a server that starts instead of refusing is
-/// killed after a while and the test fails (rather than hanging).
-fn exits(command: &mut Command) -> std::process::Output {
-    use std::process::Stdio;
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!("{command:?} did not exit: {output:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
 }

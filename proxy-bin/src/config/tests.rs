@@ -36,6 +36,14 @@ fn errors_name_the_key_path() {
         ("unknownTopLevel: 1\n", "unknownTopLevel"),
         ("authorization:\n  mode: deny-all\n  policyDir: /tmp\n", "authorization.mode"),
         ("authorization:\n  mode: policy\n  policyDir: /nonexistent\n", "authorization.policyDir"),
+        ("authorization:\n  mode: policy\n  polcyDir: /tmp\n", "authorization.polcyDir"),
+        ("authorization:\n  mode: allow-everyone\n", "authorization.mode"),
+        ("authorization:\n  managementCluster: Not_An_Id\n", "authorization.managementCluster"),
+        ("clusters:\n  - id: a\n    server: http://x\n", "clusters[0].server"),
+        ("clusters:\n  - id: a\n    server: https://x\n    dangerous: {allowPlaintxt: true}\n", "clusters[0].dangerous.allowPlaintxt"),
+        ("authentication:\n  ldap:\n    - {name: corp, kind: openldap, servers: [ldaps://x], bindDn: x, bindPassword: p, userSearchBase: dc=x, bogus: 1}\n", "authentication.ldap[0].bogus"),
+        ("authentication:\n  ldap:\n    - {name: corp, kind: openldap, servers: [ftp://x], bindDn: x, bindPassword: p, userSearchBase: dc=x}\n", "authentication.ldap[0].servers[0]"),
+        ("dataDir: /etc/hostname\n", "dataDir"),
     ];
     for (yaml, path) in cases {
         let errors = check(yaml).expect_err(yaml);
@@ -105,4 +113,33 @@ fn github_settings_are_checked_with_their_key_paths() {
     }
     let debug = format!("{:?}", check(&base).unwrap());
     assert!(!debug.contains("s3cret"), "{debug}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let yaml = "workers: 0\nlisten: nowhere\nauthentication:\n  tokenFile: /nonexistent\n  tokens: {apiMaxTTLSeconds: 5}\nclusters:\n  - id: a\n    server: http://x\n  - id: a\n    server: https://y\n    caFile: /nonexistent\n";
+    let errors = check(yaml).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "listen",
+            "workers",
+            "authentication.tokenFile",
+            "authentication.tokens.apiMaxTTLSeconds",
+            "clusters[0].server",
+            "clusters[1].id",
+            "clusters[1].caFile",
+        ],
+        "{errors}"
+    );
+}
+
+#[test]
+fn plaintext_needs_dangerous_allow_plaintext() {
+    let checked = check(
+        "clusters:\n  - id: a\n    server: http://x\n    dangerous: {allowPlaintext: true}\n",
+    )
+    .unwrap();
+    assert_eq!(checked.clusters[0].config.server, "http://x");
 }
