@@ -235,6 +235,14 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     builder = builder.authorizer(authorizer);
     for cluster in clusters {
         tracing::info!(cluster.id = %cluster.config.id, server = %cluster.config.server, default = cluster.default, "cluster");
+        if cluster
+            .config
+            .server
+            .to_ascii_lowercase()
+            .starts_with("http://")
+        {
+            tracing::warn!(cluster.id = %cluster.config.id, "dangerous.allowPlaintext: Paddock's credential and callers' identities cross the network in clear");
+        }
         builder = builder.cluster(cluster.config, cluster.default);
     }
     if let Some(grace) = shutdown_grace {
