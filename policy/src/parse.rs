@@ -2,7 +2,7 @@
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::error::PolicyError;
 use crate::model::k8s::{Binding, ClusterRole, Namespace, Role};
@@ -46,7 +46,7 @@ pub(crate) fn parse_documents(
     builtin: bool,
 ) -> Result<Vec<Parsed>, PolicyError> {
     let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let at = Location {
             origin: origin.to_owned(),
             document: i + 1,
@@ -92,7 +92,7 @@ fn parse_object(at: Location, value: Value, builtin: bool) -> Result<Parsed, Pol
         kind: &str,
         value: Value,
     ) -> Result<T, PolicyError> {
-        serde_yaml::from_value(value).map_err(|e| PolicyError::Yaml {
+        serde_norway::from_value(value).map_err(|e| PolicyError::Yaml {
             at: Box::new(at.clone()),
             message: format!("{kind}: {e}"),
         })

@@ -125,18 +125,11 @@ impl StoreLocation {
     /// The store, with the password policy and token lifetimes of the
     /// configuration file when one is given.
     fn open(&self) -> Result<(Accounts, PathBuf), String> {
-        let config = match &self.config {
-            Some(file) => Config::load(file).map_err(|e| format!("{}: {e}", file.display()))?,
-            None => Config::default(),
-        };
-        let dir = self
-            .data_dir
-            .clone()
-            .or_else(|| config.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(crate::serve::DEFAULT_DATA_DIR));
-        let accounts = Accounts::open(&dir, crate::serve::accounts_options(&config))
+        let config = Config::for_data_dir(self.config.as_deref(), self.data_dir.as_deref())
+            .map_err(|e| format!("invalid configuration:{e}"))?;
+        let accounts = Accounts::open(&config.data_dir, config.authentication.accounts)
             .map_err(|e| e.to_string())?;
-        Ok((accounts, dir))
+        Ok((accounts, config.data_dir))
     }
 }
 

@@ -5,7 +5,6 @@
 
 mod accounts_cmd;
 mod config;
-mod github;
 mod policy_cmd;
 mod serve;
 
@@ -16,7 +15,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{AuthorizationMode, Config};
+use crate::config::{AuthorizationMode, Config, ConfigErrors};
 
 /// Exit code for invalid configuration (BSD `EX_USAGE`... `EX_DATAERR` is 65;
 /// 64 is what operators script against).
@@ -82,7 +81,8 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a configuration file: exit 0, or print the offending key path and exit 64.
+    /// Check a configuration file as `serve` does: exit 0, or print every
+    /// error with its key path and exit 64.
     Check {
         /// The configuration file.
         #[arg(long)]
@@ -120,6 +120,10 @@ struct ServeArgs {
     /// Paddock's bearer token for --upstream, re-read when it changes.
     #[arg(long, requires = "upstream")]
     upstream_token_file: Option<PathBuf>,
+    /// Allow an http:// --upstream: Paddock's token and the caller's
+    /// identity then cross the network in clear.
+    #[arg(long)]
+    dangerous_upstream_allow_plaintext: bool,
     /// Take the downstream cluster from this kubeconfig.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
@@ -144,19 +148,16 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match Config::load(&config) {
-            Ok(loaded) => {
+            Ok(checked) => {
                 println!(
                     "{}: valid ({} cluster(s), authorization {:?})",
                     config.display(),
-                    loaded.clusters.len(),
-                    loaded.authorization.mode
+                    checked.clusters.len(),
+                    checked.authorization.mode
                 );
                 ExitCode::SUCCESS
             }
-            Err(error) => {
-                eprintln!("{}: invalid configuration: {error}", config.display());
-                ExitCode::from(EXIT_CONFIG)
-            }
+            Err(errors) => config_invalid(&errors),
         },
         Command::Serve(args) => serve::run(*args),
         Command::User { location, command } => accounts_cmd::user(&location, command),
@@ -168,4 +169,11 @@ fn main() -> ExitCode {
             PolicyCommand::Explain(question) => policy_cmd::ask(&question, true),
         },
     }
+}
+
+/// Reports an invalid configuration the same way for every command: one
+/// error per line, each with its key path; exit 64.
+fn config_invalid(errors: &ConfigErrors) -> ExitCode {
+    eprintln!("paddock: invalid configuration:{errors}");
+    ExitCode::from(EXIT_CONFIG)
 }

@@ -1,30 +1,39 @@
-//! `paddock policy`: check a policy, and ask it questions the way
-//! `kubectl auth can-i` does, without a running server.
+//! `paddock policy`: check the policy, and ask it questions the way
+//! `kubectl auth can-i` does, without a running server. The policy is the
+//! one `serve` enforces: the built-in roles, the policy directory, and the
+//! role bindings and projects in the data directory's store.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use policy::{RequestAttributes, Subject};
-use proxy_core::authz::policy::PolicySource;
+use proxy_core::accounts::Accounts;
 
 use crate::{
-    config::{AuthorizationMode, Config},
-    serve::policy_source,
+    config::{AuthorizationMode, Checked, Config},
     EXIT_CONFIG,
 };
 
-/// Where the policy comes from: a config file (its `authorization`
-/// section) or a directory.
+/// Where the policy comes from: a config file (its `authorization` section
+/// and `dataDir`), a policy directory, and the data directory's store.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PolicyLocation {
-    /// Configuration file whose `authorization.policyDir` holds the policy.
+    /// Configuration file: its authorization section, dataDir and default cluster.
     #[arg(long, conflicts_with = "policy_dir")]
     config: Option<PathBuf>,
-    /// The policy directory itself.
+    /// The policy directory (instead of --config's policyDir).
     #[arg(long)]
     policy_dir: Option<PathBuf>,
     /// The management cluster's id (with --policy-dir).
     #[arg(long, requires = "policy_dir")]
     management_cluster: Option<String>,
+    /// Paddock's data directory, whose store's role bindings and projects are
+    /// part of the policy [default: dataDir of --config, else ./paddock-data
+    /// when it holds a store].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 /// A question for the policy, in `kubectl auth can-i` form.
@@ -54,17 +63,26 @@ pub(crate) struct Question {
 
 pub(crate) fn check(location: &PolicyLocation) -> ExitCode {
     match load(location) {
-        Ok((source, set)) => {
-            let stats = set.stats();
-            let origin = source.dir.as_deref().map_or_else(
-                || "built-in roles".to_owned(),
-                |dir| dir.display().to_string(),
-            );
-            println!("{origin}: valid ({stats:?})");
+        Ok(effective) => {
+            let origin = effective
+                .config
+                .authorization
+                .policy_dir
+                .as_deref()
+                .map_or_else(
+                    || "built-in roles".to_owned(),
+                    |dir| dir.display().to_string(),
+                );
+            let store = if effective.store {
+                " and the store's bindings"
+            } else {
+                ""
+            };
+            println!("{origin}{store}: valid ({:?})", effective.set.stats());
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("paddock: invalid policy: {error}");
+            eprintln!("paddock: {error}");
             ExitCode::from(EXIT_CONFIG)
         }
     }
@@ -72,10 +90,10 @@ pub(crate) fn check(location: &PolicyLocation) -> ExitCode {
 
 /// Prints yes or no (exit 0 or 1); with `explain`, the reason too.
 pub(crate) fn ask(question: &Question, explain: bool) -> ExitCode {
-    let (_, set) = match load(&question.location) {
-        Ok(loaded) => loaded,
+    let effective = match load(&question.location) {
+        Ok(effective) => effective,
         Err(error) => {
-            eprintln!("paddock: invalid policy: {error}");
+            eprintln!("paddock: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -87,9 +105,9 @@ pub(crate) fn ask(question: &Question, explain: bool) -> ExitCode {
     let cluster = question
         .cluster
         .clone()
-        .or_else(|| default_cluster(&question.location))
+        .or_else(|| effective.config.default_cluster().map(str::to_owned))
         .unwrap_or_else(|| "local".to_owned());
-    let decision = set.decide(&subject, &cluster, &attributes);
+    let decision = effective.set.decide(&subject, &cluster, &attributes);
     println!("{}", if decision.allowed { "yes" } else { "no" });
     if explain {
         println!("{}", decision.reason);
@@ -116,33 +134,70 @@ fn attributes(question: &Question) -> RequestAttributes {
         .with_name(question.name.as_deref().unwrap_or(""))
 }
 
-fn load(location: &PolicyLocation) -> Result<(PolicySource, policy::PolicySet), String> {
-    let source = match (&location.config, &location.policy_dir) {
-        (Some(file), None) => {
-            let config = Config::load(file).map_err(|e| format!("{}: {e}", file.display()))?;
-            if config.authorization.mode != AuthorizationMode::Policy {
-                return Err(format!(
-                    "{}: authorization.mode is not policy",
-                    file.display()
-                ));
-            }
-            policy_source(&config.authorization)
-        }
-        (None, Some(dir)) => PolicySource {
-            management_cluster: location.management_cluster.clone(),
-            ..PolicySource::dir(dir)
-        },
-        _ => return Err("give --config or --policy-dir".to_owned()),
-    };
-    let set = source.load().map_err(|e| e.to_string())?;
-    Ok((source, set))
+/// The checked configuration and the policy compiled from it.
+struct Effective {
+    config: Checked,
+    set: policy::PolicySet,
+    /// Whether a store's bindings are part of the policy.
+    store: bool,
 }
 
-fn default_cluster(location: &PolicyLocation) -> Option<String> {
-    let config = Config::load(location.config.as_ref()?).ok()?;
-    config
-        .clusters
-        .iter()
-        .find(|c| c.default)
-        .map(|c| c.id.clone())
+/// The configuration (the file, with the flags over it), checked as `serve`
+/// checks it, and the policy `serve` would enforce with it.
+fn load(location: &PolicyLocation) -> Result<Effective, String> {
+    let mut config = match &location.config {
+        Some(file) => Config::read(file).map_err(|e| format!("invalid configuration:{e}"))?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &location.data_dir {
+        config.data_dir = Some(dir.clone());
+    }
+    if let Some(dir) = &location.policy_dir {
+        config.authorization.mode = AuthorizationMode::Policy;
+        config.authorization.policy_dir = Some(dir.clone());
+        config.authorization.management_cluster = location.management_cluster.clone();
+    }
+    // A data directory named on the command line or in the file must hold a store.
+    let explicit = config.data_dir.is_some();
+    let config = config
+        .check()
+        .map_err(|e| format!("invalid configuration:{e}"))?;
+    if config.authorization.mode != AuthorizationMode::Policy {
+        return Err(format!(
+            "authorization mode is {:?}, not policy: there is no policy to ask",
+            config.authorization.mode
+        ));
+    }
+    let store = open_store(&config, explicit)?;
+    let has_store = store.is_some();
+    let set = config
+        .authorization
+        .policy_source(store.map(|accounts| accounts.view().clone()))
+        .load()
+        .map_err(|e| format!("invalid policy: {e}"))?;
+    Ok(Effective {
+        config,
+        set,
+        store: has_store,
+    })
+}
+
+/// The data directory's store, when it has one. A data directory that was
+/// named must have one; the default one is used when present.
+/// Never creates a store.
+fn open_store(config: &Checked, explicit: bool) -> Result<Option<Accounts>, String> {
+    let dir: &Path = &config.data_dir;
+    if !dir
+        .join(proxy_core::store::EmbeddedStore::FILE_NAME)
+        .exists()
+    {
+        return if explicit {
+            Err(format!("no Paddock store in {}", dir.display()))
+        } else {
+            Ok(None)
+        };
+    }
+    Accounts::open(dir, config.authentication.accounts.clone())
+        .map(Some)
+        .map_err(|e| e.to_string())
 }

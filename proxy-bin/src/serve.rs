@@ -1,47 +1,36 @@
-//! `paddock serve`: merge flags over the config file, validate, wire
-//! proxy-core together, bind, and run until SIGTERM/SIGINT.
+//! `paddock serve`: merge flags over the config file, check it (the same
+//! check as `paddock config check`), build proxy-core from the checked
+//! configuration, bind, and run until SIGTERM/SIGINT.
 
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
-    time::Duration,
 };
 
 use proxy_core::{
     accounts::{Accounts, AccountsOptions},
     authn::{
         client_cert::ClientCertAuthenticator, github::GithubProvider, ldap::LdapProvider,
-        local::PasswordPolicy, token_file::TokenFileAuthenticator,
+        token_file::TokenFileAuthenticator,
     },
-    authz::{
-        policy::{PolicyAuthorizer, PolicySource},
-        AllowAuthenticated, Authorizer, DenyAll,
-    },
-    server::tls::ServerTls,
-    upstream::{ClusterConfig, UpstreamCredential},
+    authz::{policy::PolicyAuthorizer, AllowAuthenticated, Authorizer, DenyAll},
     Proxy,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::{
     config::{
-        AuthorizationConfig, AuthorizationMode, ClusterEntry, Config, ConfigError, KubeconfigRef,
-        LogFormat,
+        AuthorizationMode, Checked, ClusterEntry, Config, ConfigErrors, DangerousCluster,
+        KubeconfigRef, LogFormat,
     },
-    ServeArgs, EXIT_CONFIG,
+    ServeArgs,
 };
-
-const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
-pub(crate) const DEFAULT_DATA_DIR: &str = "paddock-data";
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
     let config = match load(&args) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("paddock: invalid configuration: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(errors) => return crate::config_invalid(&errors),
     };
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -56,12 +45,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(ServeError::Config(error)) => {
-            tracing::error!(%error, "invalid configuration");
-            eprintln!("paddock: invalid configuration: {error}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(ServeError::Runtime(error)) => {
+        Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "paddock stopped");
             eprintln!("paddock: {error:#}");
             ExitCode::FAILURE
@@ -69,21 +53,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-enum ServeError {
-    Config(ConfigError),
-    Runtime(anyhow::Error),
-}
-
-impl From<ConfigError> for ServeError {
-    fn from(error: ConfigError) -> Self {
-        Self::Config(error)
-    }
-}
-
-/// The config file (if any) with the flags applied on top, validated.
-fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+/// The config file (if any) with the flags applied on top, checked.
+fn load(args: &ServeArgs) -> Result<Checked, ConfigErrors> {
     let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::read(path)?,
         None => Config::default(),
     };
     if let Some(listen) = &args.listen {
@@ -109,11 +82,16 @@ fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
         config.authorization.mode = AuthorizationMode::Policy;
         config.authorization.policy_dir = Some(dir.clone());
     }
+    let dangerous = DangerousCluster {
+        allow_plaintext: args.dangerous_upstream_allow_plaintext,
+        ..DangerousCluster::default()
+    };
     let flag_cluster = if let Some(server) = &args.upstream {
         Some(ClusterEntry {
             server: Some(server.clone()),
             ca_file: args.upstream_ca.clone(),
             token_file: args.upstream_token_file.clone(),
+            dangerous,
             ..ClusterEntry::default()
         })
     } else {
@@ -122,6 +100,7 @@ fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
                 file: file.clone(),
                 context: args.context.clone(),
             }),
+            dangerous,
             ..ClusterEntry::default()
         })
     };
@@ -136,8 +115,7 @@ fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
     } else if config.clusters.is_empty() && args.config.is_none() {
         config.clusters.extend(discover_cluster());
     }
-    config.validate()?;
-    Ok(config)
+    config.check()
 }
 
 /// With no configuration at all: in-cluster credentials, else `$KUBECONFIG`,
@@ -179,7 +157,7 @@ fn discover_cluster() -> Option<ClusterEntry> {
     })
 }
 
-fn init_logging(config: &Config) {
+fn init_logging(config: &Checked) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(config.logging.level.as_deref().unwrap_or("info"))
     });
@@ -194,51 +172,49 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn serve(config: Config) -> Result<(), ServeError> {
-    let data_dir = config
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let mut tls = match (&config.tls.cert_file, &config.tls.key_file) {
-        (Some(cert), Some(key)) => ServerTls::from_files(cert, key).map_err(|e| ConfigError {
-            path: "tls.certFile".into(),
-            message: e.to_string(),
-        })?,
-        _ => ServerTls::self_signed(&data_dir, &config.tls.extra_names)
-            .map_err(|e| ServeError::Runtime(anyhow::anyhow!("self-signed certificate: {e}")))?,
-    };
-    let github = match &config.authentication.github {
+/// Builds the proxy from the checked configuration and serves until a
+/// signal. What fails here is the machine's state (the store, the port,
+/// writing the generated certificate), not the configuration.
+async fn serve(config: Checked) -> anyhow::Result<()> {
+    let Checked {
+        listen,
+        data_dir,
+        tls,
+        shutdown_grace,
+        workers,
+        authentication,
+        authorization,
+        clusters,
+        logging: _,
+    } = config;
+    let tls = tls.server_tls(&data_dir)?;
+    let server_config = tls.server_config()?;
+    let github = match &authentication.github {
         Some(section) => Some(section.provider(&data_dir)?),
         None => None,
     };
-    let accounts = open_accounts(&data_dir, accounts_options(&config), &config, github)?;
+    let accounts = open_accounts(
+        &data_dir,
+        authentication.accounts,
+        &authentication.ldap,
+        github,
+    )?;
     let mut builder = Proxy::builder().accounts(accounts.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
     }
-    if let Some(id) = &config.authorization.management_cluster {
+    if let Some(id) = &authorization.management_cluster {
         builder = builder.management_cluster(id.clone());
     }
-    if let Some(ca) = &config.tls.client_ca_file {
-        tls = tls.with_client_ca_file(ca).map_err(|e| ConfigError {
-            path: "tls.clientCAFile".into(),
-            message: e.to_string(),
-        })?;
+    if tls.client_ca_pem.is_some() {
         builder = builder.authenticator(ClientCertAuthenticator);
     }
-    let server_config = tls.server_config().map_err(|e| ConfigError {
-        path: "tls".into(),
-        message: e.to_string(),
-    })?;
-    if let Some(file) = &config.authentication.token_file {
-        let tokens = TokenFileAuthenticator::watch(file).map_err(|e| ConfigError {
-            path: "authentication.tokenFile".into(),
-            message: e.to_string(),
-        })?;
+    if let Some(file) = &authentication.token_file {
+        let tokens = TokenFileAuthenticator::watch(file)?;
         tracing::info!(tokens = tokens.len(), file = %file.display(), "static token file loaded");
         builder = builder.authenticator(tokens);
     }
-    let authorizer: Arc<dyn Authorizer> = match config.authorization.mode {
+    let authorizer: Arc<dyn Authorizer> = match authorization.mode {
         AuthorizationMode::DenyAll => {
             tracing::warn!("no authorization policy configured: every proxied request is denied");
             Arc::new(DenyAll)
@@ -250,14 +226,8 @@ async fn serve(config: Config) -> Result<(), ServeError> {
             Arc::new(AllowAuthenticated)
         }
         AuthorizationMode::Policy => {
-            let source = PolicySource {
-                store: Some(accounts.view().clone()),
-                ..policy_source(&config.authorization)
-            };
-            let authorizer = PolicyAuthorizer::watch(source).map_err(|e| ConfigError {
-                path: "authorization.policyDir".into(),
-                message: e.to_string(),
-            })?;
+            let source = authorization.policy_source(Some(accounts.view().clone()));
+            let authorizer = PolicyAuthorizer::watch(source)?;
             tracing::info!(stats = ?authorizer.current().stats(), "policy loaded");
             Arc::new(authorizer)
         }
@@ -268,63 +238,35 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         builder = builder.admin_authorizer(authorizer.clone());
     }
     builder = builder.authorizer(authorizer);
-    for (index, entry) in config.clusters.iter().enumerate() {
-        let cluster = cluster_config(entry).map_err(|message| ConfigError {
-            path: format!("clusters[{index}]"),
-            message,
-        })?;
-        tracing::info!(cluster.id = %entry.id, server = %cluster.server, default = entry.default, "cluster");
-        builder = builder.cluster(cluster, entry.default);
+    for cluster in clusters {
+        tracing::info!(cluster.id = %cluster.config.id, server = %cluster.config.server, default = cluster.default, "cluster");
+        if cluster
+            .config
+            .server
+            .to_ascii_lowercase()
+            .starts_with("http://")
+        {
+            tracing::warn!(cluster.id = %cluster.config.id, "dangerous.allowPlaintext: Paddock's credential and callers' identities cross the network in clear");
+        }
+        builder = builder.cluster(cluster.config, cluster.default);
     }
-    if let Some(secs) = config.shutdown_grace_seconds {
-        builder = builder.shutdown_grace(Duration::from_secs(secs));
+    if let Some(grace) = shutdown_grace {
+        builder = builder.shutdown_grace(grace);
     }
-    if let Some(workers) = config.workers {
+    if let Some(workers) = workers {
         builder = builder.workers(workers);
     }
-    let proxy = builder.build().map_err(|e| ConfigError {
-        path: "clusters".into(),
-        message: e.to_string(),
-    })?;
+    let proxy = builder.build()?;
 
-    let listen = config.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| ServeError::Runtime(anyhow::anyhow!("cannot listen on {listen}: {e}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServeError::Runtime(e.into()))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "paddock listening");
     proxy
         .serve(listener, server_config, shutdown_signal())
-        .await
-        .map_err(|e| ServeError::Runtime(e.into()))
-}
-
-/// The password policy and token lifetimes of `authentication:`.
-pub(crate) fn accounts_options(config: &Config) -> AccountsOptions {
-    let mut options = AccountsOptions::default();
-    let auth = &config.authentication;
-    if let Some(n) = auth.local.password_min_length {
-        options.password_policy = PasswordPolicy::with_min_length(n);
-    }
-    let policy = &mut options.token_policy;
-    let secs = Duration::from_secs;
-    if let Some(s) = auth.tokens.session_ttl_seconds {
-        policy.session_ttl = secs(s);
-    }
-    if let Some(s) = auth.tokens.session_idle_seconds {
-        policy.session_idle = Some(secs(s));
-    }
-    if let Some(s) = auth.tokens.api_max_ttl_seconds {
-        policy.api_max_ttl = Some(secs(s));
-        policy.api_default_ttl = policy.api_default_ttl.min(secs(s));
-    }
-    if let Some(s) = auth.tokens.kubeconfig_ttl_seconds {
-        policy.kubeconfig_default_ttl = secs(s);
-        policy.kubeconfig_max_ttl = Some(secs(s));
-    }
-    options
+        .await?;
+    Ok(())
 }
 
 /// Opens the store in `data_dir` (refusing a corrupt or newer one), creates
@@ -333,15 +275,13 @@ pub(crate) fn accounts_options(config: &Config) -> AccountsOptions {
 fn open_accounts(
     data_dir: &Path,
     options: AccountsOptions,
-    config: &Config,
+    directories: &[proxy_core::authn::ldap::LdapConfig],
     github: Option<Arc<GithubProvider>>,
-) -> Result<Arc<Accounts>, ServeError> {
-    let mut accounts = Accounts::open(data_dir, options)
-        .map_err(|e| ServeError::Runtime(anyhow::anyhow!("{e}")))?;
-    for (index, directory) in config.authentication.ldap.iter().enumerate() {
-        let provider = LdapProvider::new(directory).map_err(|e| ConfigError {
-            path: format!("authentication.ldap[{index}].{}", e.key),
-            message: e.message,
+) -> anyhow::Result<Arc<Accounts>> {
+    let mut accounts = Accounts::open(data_dir, options)?;
+    for directory in directories {
+        let provider = LdapProvider::new(directory).map_err(|e| {
+            anyhow::anyhow!("directory {}: {}: {}", directory.name, e.key, e.message)
         })?;
         tracing::info!(provider = %provider.name(), kind = ?provider.kind(), "directory configured");
         accounts = accounts.with_directory(Arc::new(provider));
@@ -352,7 +292,7 @@ fn open_accounts(
     }
     if let Some(admin) = accounts
         .bootstrap()
-        .map_err(|e| ServeError::Runtime(anyhow::anyhow!("bootstrap admin: {e}")))?
+        .map_err(|e| anyhow::anyhow!("bootstrap admin: {e}"))?
     {
         tracing::warn!(
             user = %admin.user.username,
@@ -376,55 +316,6 @@ fn open_accounts(
         "user store open"
     );
     Ok(accounts)
-}
-
-/// The policy files of an `authorization:` section in mode `policy` (the
-/// store, when there is one, is added by the caller).
-pub(crate) fn policy_source(config: &AuthorizationConfig) -> PolicySource {
-    PolicySource {
-        dir: config.policy_dir.clone(),
-        store: None,
-        management_cluster: config.management_cluster.clone(),
-    }
-}
-
-fn cluster_config(entry: &ClusterEntry) -> Result<ClusterConfig, String> {
-    let mut cluster = match (&entry.server, &entry.kubeconfig) {
-        (_, Some(kubeconfig)) => ClusterConfig::from_kubeconfig(
-            entry.id.clone(),
-            &kubeconfig.file,
-            kubeconfig.context.as_deref(),
-        )
-        .map_err(|e| e.to_string())?,
-        (Some(server), None) => ClusterConfig::new(entry.id.clone(), server.clone()),
-        (None, None) => return Err("no server".to_owned()),
-    };
-    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
-    if let Some(ca) = &entry.ca_file {
-        cluster.ca_pem = Some(read(ca)?);
-    }
-    if let Some(token) = &entry.token_file {
-        cluster.credential = UpstreamCredential::BearerTokenFile(token.clone());
-    }
-    if let (Some(cert), Some(key)) = (&entry.client_cert_file, &entry.client_key_file) {
-        cluster.credential = UpstreamCredential::ClientCertificate {
-            cert_pem: read(cert)?,
-            key_pem: SecretString::from(
-                String::from_utf8(read(key)?)
-                    .map_err(|_| "the client key is not PEM text".to_owned())?,
-            ),
-        };
-    }
-    if entry.dangerous.skip_tls_verify {
-        cluster.dangerous_skip_tls_verify = true;
-    }
-    if let Some(secs) = entry.request_timeout_seconds {
-        cluster.request_timeout = Duration::from_secs(secs);
-    }
-    if let Some(secs) = entry.connect_timeout_seconds {
-        cluster.connect_timeout = Duration::from_secs(secs);
-    }
-    Ok(cluster)
 }
 
 async fn shutdown_signal() {

@@ -130,3 +130,61 @@ fn a_corrupt_store_stops_serve_and_the_cli_and_is_left_untouched() {
         );
     }
 }
+
+/// Paddock's bearer token and the caller's identity must not cross the
+/// network in clear unless the operator says so under `dangerous`.
+#[test]
+fn a_plaintext_cluster_is_refused_unless_dangerous_allows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .unwrap();
+    let by_config = write_config(
+        &dir,
+        "clusters:\n  - id: prod\n    server: http://127.0.0.1:1\n",
+    );
+    let data = dir.path().join("data");
+    let serve = |extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()];
+        args.push("--data-dir".into());
+        args.push(data.clone().into());
+        args.extend(extra.iter().map(Into::into));
+        args
+    };
+    let check = vec![
+        "config".into(),
+        "check".into(),
+        "--config".into(),
+        by_config.clone().into(),
+    ];
+    let refused: [Vec<std::ffi::OsString>; 4] = [
+        check,
+        serve(&["--config", by_config.to_str().unwrap()]),
+        serve(&["--upstream", "http://127.0.0.1:1"]),
+        serve(&["--kubeconfig", kubeconfig.to_str().unwrap()]),
+    ];
+    for args in refused {
+        let output = paddock_tests::paddock::run_to_exit(paddock().args(&args));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("clusters[0]") && stderr.contains("allowPlaintext"),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    let allowed = write_config(
+        &dir,
+        "clusters:\n  - id: prod\n    server: http://127.0.0.1:1\n    dangerous: {allowPlaintext: true}\n",
+    );
+    let output = paddock()
+        .args(["config", "check", "--config"])
+        .arg(&allowed)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}

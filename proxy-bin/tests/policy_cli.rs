@@ -130,3 +130,138 @@ fn check_accepts_valid_and_rejects_broken_policy_naming_file_and_document() {
     assert!(stderr.contains("document 3"), "{stderr}");
     assert!(stderr.contains("no-such-role"), "{stderr}");
 }
+
+/// Runs `paddock <args>` in `cwd` with `stdin`.
+fn paddock_in(cwd: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The store is the default policy source: a role binding made with
+/// `paddock user bind` counts for `policy can-i` and `explain` as it does
+/// for `serve`, found through --data-dir or the configuration's dataDir.
+#[test]
+fn can_i_and_explain_see_the_stores_role_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let data = cwd.join("data");
+    let data = data.to_str().unwrap();
+    let added = paddock_in(
+        cwd,
+        &["user", "add", "alice", "--data-dir", data],
+        "a long enough password\n",
+    );
+    assert!(added.status.success(), "{added:?}");
+    let bound = paddock_in(
+        cwd,
+        &[
+            "user",
+            "bind",
+            "alice",
+            "cluster-owner",
+            "--cluster",
+            "prod",
+            "--data-dir",
+            data,
+        ],
+        "",
+    );
+    assert!(bound.status.success(), "{bound:?}");
+    let list = paddock_in(cwd, &["user", "list", "--data-dir", data], "");
+    let list = String::from_utf8_lossy(&list.stdout);
+    let id = list
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("alice"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("alice not listed: {list}"))
+        .to_owned();
+    let config = cwd.join("paddock.yaml");
+    std::fs::write(&config, format!("dataDir: {data}\n")).unwrap();
+    let config = config.to_str().unwrap();
+    let question = [
+        "--user",
+        &id,
+        "--cluster",
+        "prod",
+        "delete",
+        "pods",
+        "-n",
+        "web",
+    ];
+    for location in [["--data-dir", data], ["--config", config]] {
+        let can_i = paddock_in(
+            cwd,
+            &[&["policy", "can-i"], &location[..], &question].concat(),
+            "",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&can_i.stdout).trim(),
+            "yes",
+            "{location:?}: {can_i:?}"
+        );
+        assert_eq!(can_i.status.code(), Some(0));
+        let explain = paddock_in(
+            cwd,
+            &[&["policy", "explain"], &location[..], &question].concat(),
+            "",
+        );
+        let text = String::from_utf8_lossy(&explain.stdout);
+        assert!(
+            text.starts_with("yes\n") && text.contains("cluster-owner"),
+            "{location:?}: {text}"
+        );
+    }
+    // Without the store (a policy directory only, run where there is no
+    // ./paddock-data) the binding is not there.
+    let empty = policy_dir("");
+    let without = paddock_in(
+        cwd,
+        &[
+            &[
+                "policy",
+                "can-i",
+                "--policy-dir",
+                empty.path().to_str().unwrap(),
+            ],
+            &question[..],
+        ]
+        .concat(),
+        "",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&without.stdout).trim(),
+        "no",
+        "{without:?}"
+    );
+    // A data directory that was named must hold a store.
+    let missing = paddock_in(
+        cwd,
+        &[
+            &[
+                "policy",
+                "can-i",
+                "--data-dir",
+                empty.path().to_str().unwrap(),
+            ],
+            &question[..],
+        ]
+        .concat(),
+        "",
+    );
+    assert_eq!(missing.status.code(), Some(64), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no Paddock store"));
+}

@@ -37,5 +37,5 @@ pub fn render(
         "current-context": cluster_id,
     });
     // A JSON value of strings always serialises.
-    serde_yaml::to_string(&config).unwrap_or_default()
+    serde_norway::to_string(&config).unwrap_or_default()
 }

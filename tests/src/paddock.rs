@@ -24,6 +24,32 @@ pub fn upstream_args(fake: &crate::fake_apiserver::FakeApiServer, dir: &Path) ->
     ]
 }
 
+/// Runs `command` (a paddock command expected to exit by itself, such as
+/// `serve` on a configuration it must refuse) and returns its output. One
+/// that keeps running instead is killed after a minute and the test fails,
+/// rather than hanging.
+pub fn run_to_exit(command: &mut Command) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait");
+            panic!(
+                "{command:?} kept running; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}
+
 /// A `paddock serve` child process on a free loopback port, with its own
 /// data directory. Killed on drop; its log is printed if a test panics.
 #[derive(Debug)]

@@ -132,7 +132,7 @@ fn resource_and_url_rules_do_not_cross() {
 
 #[test]
 fn yaml_field_names() {
-    let rule: PolicyRule = serde_yaml::from_str(
+    let rule: PolicyRule = serde_norway::from_str(
         "verbs: [get]\napiGroups: ['']\nresources: [pods]\nresourceNames: [a]\nnonResourceURLs: [/x]\n",
     )
     .unwrap();

@@ -1,15 +1,14 @@
 use super::*;
 
-fn check(yaml: &str) -> Result<Config, ConfigError> {
-    let config = Config::from_yaml(yaml)?;
-    config.validate()?;
-    Ok(config)
+fn check(yaml: &str) -> Result<Checked, ConfigErrors> {
+    Config::from_yaml(yaml)?.check()
 }
 
 #[test]
 fn empty_file_is_the_embedded_defaults() {
     let config = check("").unwrap();
     assert!(config.clusters.is_empty());
+    assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(config.authorization.mode, AuthorizationMode::Policy);
 }
 
@@ -37,10 +36,18 @@ fn errors_name_the_key_path() {
         ("unknownTopLevel: 1\n", "unknownTopLevel"),
         ("authorization:\n  mode: deny-all\n  policyDir: /tmp\n", "authorization.mode"),
         ("authorization:\n  mode: policy\n  policyDir: /nonexistent\n", "authorization.policyDir"),
+        ("authorization:\n  mode: policy\n  polcyDir: /tmp\n", "authorization.polcyDir"),
+        ("authorization:\n  mode: allow-everyone\n", "authorization.mode"),
+        ("authorization:\n  managementCluster: Not_An_Id\n", "authorization.managementCluster"),
+        ("clusters:\n  - id: a\n    server: http://x\n", "clusters[0].server"),
+        ("clusters:\n  - id: a\n    server: https://x\n    dangerous: {allowPlaintxt: true}\n", "clusters[0].dangerous.allowPlaintxt"),
+        ("authentication:\n  ldap:\n    - {name: corp, kind: openldap, servers: [ldaps://x], bindDn: x, bindPassword: p, userSearchBase: dc=x, bogus: 1}\n", "authentication.ldap[0].bogus"),
+        ("authentication:\n  ldap:\n    - {name: corp, kind: openldap, servers: [ftp://x], bindDn: x, bindPassword: p, userSearchBase: dc=x}\n", "authentication.ldap[0].servers[0]"),
+        ("dataDir: /etc/hostname\n", "dataDir"),
     ];
     for (yaml, path) in cases {
-        let error = check(yaml).expect_err(yaml);
-        assert_eq!(error.path, path, "{yaml}\n=> {error}");
+        let errors = check(yaml).expect_err(yaml);
+        assert!(errors.names(path), "{yaml}\n=> {errors}");
     }
 }
 
@@ -48,14 +55,14 @@ fn errors_name_the_key_path() {
 fn a_complete_config_loads() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.crt");
-    std::fs::write(&ca, "pem").unwrap();
+    std::fs::write(&ca, "not checked: skipTLSVerify").unwrap();
     let yaml = format!(
         "listen: 0.0.0.0:9443\nauthorization: allow-authenticated\nclusters:\n  - id: prod\n    default: true\n    server: https://10.0.0.1:6443\n    caFile: {}\n    dangerous:\n      skipTLSVerify: true\n",
         ca.display()
     );
     let config = check(&yaml).unwrap();
-    assert_eq!(config.clusters[0].id, "prod");
-    assert!(config.clusters[0].dangerous.skip_tls_verify);
+    assert_eq!(config.clusters[0].config.id, "prod");
+    assert!(config.clusters[0].config.dangerous_skip_tls_verify);
     assert_eq!(
         config.authorization.mode,
         AuthorizationMode::AllowAuthenticated
@@ -101,9 +108,38 @@ fn github_settings_are_checked_with_their_key_paths() {
         (format!("{base}    clientSecret: inline\n"), "authentication.github.clientSecret"),
     ];
     for (yaml, path) in cases {
-        let error = check(&yaml).expect_err(&yaml);
-        assert_eq!(error.path, path, "{yaml}\n=> {error}");
+        let errors = check(&yaml).expect_err(&yaml);
+        assert!(errors.names(path), "{yaml}\n=> {errors}");
     }
     let debug = format!("{:?}", check(&base).unwrap());
     assert!(!debug.contains("s3cret"), "{debug}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let yaml = "workers: 0\nlisten: nowhere\nauthentication:\n  tokenFile: /nonexistent\n  tokens: {apiMaxTTLSeconds: 5}\nclusters:\n  - id: a\n    server: http://x\n  - id: a\n    server: https://y\n    caFile: /nonexistent\n";
+    let errors = check(yaml).unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "listen",
+            "workers",
+            "authentication.tokenFile",
+            "authentication.tokens.apiMaxTTLSeconds",
+            "clusters[0].server",
+            "clusters[1].id",
+            "clusters[1].caFile",
+        ],
+        "{errors}"
+    );
+}
+
+#[test]
+fn plaintext_needs_dangerous_allow_plaintext() {
+    let checked = check(
+        "clusters:\n  - id: a\n    server: http://x\n    dangerous: {allowPlaintext: true}\n",
+    )
+    .unwrap();
+    assert_eq!(checked.clusters[0].config.server, "http://x");
 }

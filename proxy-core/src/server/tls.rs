@@ -126,21 +126,7 @@ impl ServerTls {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| invalid(e.to_string()))?;
         let builder = match &self.client_ca_pem {
-            Some(pem) => {
-                let mut roots = RootCertStore::empty();
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert.map_err(|e| invalid(format!("invalid client CA PEM: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| invalid(format!("invalid client CA: {e}")))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .allow_unauthenticated()
-                        .build()
-                        .map_err(|e| invalid(format!("client CA: {e}")))?;
-                builder.with_client_cert_verifier(verifier)
-            }
+            Some(pem) => builder.with_client_cert_verifier(client_verifier(pem, provider)?),
             None => builder.with_no_client_auth(),
         };
         let mut config = builder
@@ -149,6 +135,32 @@ impl ServerTls {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+impl ServerTls {
+    /// Checks a client CA bundle (PEM) the way [`ServerTls::server_config`]
+    /// uses it, so a configuration can be validated before any certificate
+    /// exists.
+    pub fn check_client_ca(pem: &[u8]) -> Result<(), TlsError> {
+        client_verifier(pem, Arc::new(rustls::crypto::ring::default_provider())).map(drop)
+    }
+}
+
+fn client_verifier(
+    pem: &[u8],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &*pem) {
+        let cert = cert.map_err(|e| invalid(format!("invalid client CA PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| invalid(format!("invalid client CA: {e}")))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| invalid(format!("client CA: {e}")))
 }
 
 struct SelfSignedPaths {

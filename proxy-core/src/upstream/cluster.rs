@@ -81,6 +81,46 @@ impl ClusterConfig {
     }
 }
 
+impl ClusterConfig {
+    /// Checks what [`Cluster::new`] would reject (the server URL, the CA
+    /// bundle, the client certificate) without building clients or
+    /// watching files, so a configuration can be validated up front.
+    pub fn check(&self) -> Result<(), UpstreamError> {
+        self.parse_server()?;
+        tls::client_config(self).map(drop)
+    }
+
+    fn parse_server(
+        &self,
+    ) -> Result<(http::uri::Scheme, http::uri::Authority, String), UpstreamError> {
+        let url_error = |message: &str| UpstreamError::Url {
+            cluster: self.id.clone(),
+            url: self.server.clone(),
+            message: message.to_owned(),
+        };
+        let uri: Uri = self.server.parse().map_err(|_| url_error("not a URL"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| url_error("no scheme"))?;
+        if scheme != http::uri::Scheme::HTTPS && scheme != http::uri::Scheme::HTTP {
+            return Err(url_error("the scheme must be https (or http)"));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| url_error("no host"))?;
+        if uri.query().is_some() {
+            return Err(url_error("a server URL cannot have a query"));
+        }
+        Ok((
+            scheme,
+            authority,
+            uri.path().trim_end_matches('/').to_owned(),
+        ))
+    }
+}
+
 pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
 
 /// A downstream cluster ready to receive requests: pooled clients (HTTP/2
@@ -129,23 +169,7 @@ impl Cluster {
             url: config.server.clone(),
             message: message.to_owned(),
         };
-        let uri: Uri = config.server.parse().map_err(|_| url_error("not a URL"))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| url_error("no scheme"))?;
-        if scheme != http::uri::Scheme::HTTPS && scheme != http::uri::Scheme::HTTP {
-            return Err(url_error("the scheme must be https (or http)"));
-        }
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| url_error("no host"))?;
-        if uri.query().is_some() {
-            return Err(url_error("a server URL cannot have a query"));
-        }
-        let base_path = uri.path().trim_end_matches('/').to_owned();
-
+        let (scheme, authority, base_path) = config.parse_server()?;
         let tls = tls::client_config(config)?;
         let server = Uri::builder()
             .scheme(scheme.clone())

@@ -28,7 +28,7 @@ use proxy_core::authn::github::{
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use super::{ConfigError, Errors};
 
 /// `authentication.github:`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -90,25 +90,37 @@ fn error(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl GithubSection {
-    /// Checks everything before a port is bound (the secret is read here).
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks everything before a port is bound (the secret is read here),
+    /// recording each error found.
+    pub(crate) fn check(&self, errors: &mut Errors) {
+        let mut push = |e: ConfigError| errors.push(e.path, e.message);
         if self.client_id.trim().is_empty() {
-            return Err(error("clientId", "required"));
+            push(error("clientId", "required"));
         }
-        self.client_secret()?;
-        self.endpoints()?;
+        if let Err(e) = self.client_secret() {
+            push(e);
+        }
+        if let Err(e) = self.endpoints() {
+            push(e);
+        }
         if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| error("caFile", format!("cannot read {}: {e}", ca.display())))?;
-            proxy_core::authn::github::HttpClient::new(Some(&pem), Duration::from_secs(1))
-                .map_err(|e| error("caFile", e))?;
+            let checked = std::fs::read(ca)
+                .map_err(|e| error("caFile", format!("cannot read {}: {e}", ca.display())))
+                .and_then(|pem| {
+                    proxy_core::authn::github::HttpClient::new(Some(&pem), Duration::from_secs(1))
+                        .map_err(|e| error("caFile", e))
+                });
+            if let Err(e) = checked {
+                push(e);
+            }
         }
-        let mode = self.access_mode()?;
-        if mode == AccessMode::Required && self.allowed.is_empty() {
-            return Err(error(
+        match self.access_mode() {
+            Ok(AccessMode::Required) if self.allowed.is_empty() => push(error(
                 "allowed",
                 "accessMode required needs at least one allowed user, organisation or team",
-            ));
+            )),
+            Ok(_) => {}
+            Err(e) => push(e),
         }
         for (index, entry) in self.allowed.iter().enumerate() {
             if let Some((kind, id)) = entry.split_once("://") {
@@ -116,7 +128,7 @@ impl GithubSection {
                     && !id.is_empty()
                     && id.bytes().all(|b| b.is_ascii_digit());
                 if !valid {
-                    return Err(error(
+                    push(error(
                         &format!("allowed[{index}]"),
                         format!(
                             "{entry:?} is not a github_user://, github_org:// or github_team:// id"
@@ -124,45 +136,48 @@ impl GithubSection {
                     ));
                 }
             } else if entry.trim().is_empty() {
-                return Err(error(&format!("allowed[{index}]"), "must not be empty"));
+                push(error(&format!("allowed[{index}]"), "must not be empty"));
             }
         }
         if let Some(url) = &self.redirect_url {
-            let parsed =
-                url::Url::parse(url).map_err(|e| error("redirectUrl", format!("{url:?}: {e}")))?;
-            if parsed.scheme() != "https" || parsed.path() != "/paddock/v1/github/callback" {
-                return Err(error(
-                    "redirectUrl",
-                    "must be https://<paddock host>/paddock/v1/github/callback",
-                ));
+            match url::Url::parse(url) {
+                Err(e) => push(error("redirectUrl", format!("{url:?}: {e}"))),
+                Ok(parsed)
+                    if parsed.scheme() != "https"
+                        || parsed.path() != "/paddock/v1/github/callback" =>
+                {
+                    push(error(
+                        "redirectUrl",
+                        "must be https://<paddock host>/paddock/v1/github/callback",
+                    ));
+                }
+                Ok(_) => {}
             }
         }
         if let Some(file) = &self.encryption_key_file {
-            let key = std::fs::read_to_string(file).map_err(|e| {
-                error(
+            match std::fs::read_to_string(file) {
+                Err(e) => push(error(
                     "encryptionKeyFile",
                     format!("cannot read {}: {e}", file.display()),
-                )
-            })?;
-            if key.trim().len() < 32 {
-                return Err(error(
+                )),
+                Ok(key) if key.trim().len() < 32 => push(error(
                     "encryptionKeyFile",
                     "the key must be at least 32 characters",
-                ));
+                )),
+                Ok(_) => {}
             }
         }
         if self.timeout_seconds == Some(0) {
-            return Err(error("timeoutSeconds", "must be at least 1"));
+            push(error("timeoutSeconds", "must be at least 1"));
         }
         for (key, value) in [
             ("refresh.maxAgeSeconds", self.refresh.max_age_seconds),
             ("refresh.intervalSeconds", self.refresh.interval_seconds),
         ] {
             if value == Some(0) {
-                return Err(error(key, "must be at least 1"));
+                push(error(key, "must be at least 1"));
             }
         }
-        Ok(())
     }
 
     fn client_secret(&self) -> Result<SecretString, ConfigError> {
