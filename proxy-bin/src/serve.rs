@@ -232,7 +232,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
             Arc::new(authorizer)
         }
     };
-    if config.authorization.mode == AuthorizationMode::Policy {
+    if authorization.mode == AuthorizationMode::Policy {
         // The same policy decides administration; in the other modes the
         // builder's default (the store's role bindings) does.
         builder = builder.admin_authorizer(authorizer.clone());
