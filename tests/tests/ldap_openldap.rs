@@ -765,3 +765,61 @@ async fn the_authenticator_conformance_suite_passes_against_slapd() {
     assert!(report.not_applicable.is_empty(), "{report:?}");
     assert_eq!(report.passed.len(), 8, "{report:?}");
 }
+
+/// Several spellings of one account share one throttling budget: alice by
+/// `uid` and by `mail` (and with stray blanks, which the directory ignores)
+/// counts against her one account, and once it is blocked no spelling gets
+/// her password sent to the directory, the right one included.
+#[tokio::test(flavor = "multi_thread")]
+async fn spellings_of_one_account_share_its_login_throttle() {
+    use proxy_core::accounts::{Accounts, AccountsOptions};
+    use proxy_core::authn::local::Backoff;
+    use std::{sync::Arc, time::Duration};
+
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.login_attributes = vec!["uid".into(), "mail".into()];
+    let provider = LdapProvider::new(&c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = AccountsOptions::default();
+    options.throttle.per_user = Backoff::new(3, Duration::from_secs(60), Duration::from_secs(300));
+    let accounts = Arc::new(
+        Accounts::open(dir.path(), options)
+            .unwrap()
+            .with_provider(Arc::new(provider)),
+    );
+    // Each attempt from its own address: only the account can tie them.
+    let client = |n: u8| std::net::IpAddr::from([192, 0, 2, n]);
+    for (n, name) in ["alice", "alice@example.org", " alice "]
+        .into_iter()
+        .enumerate()
+    {
+        let e = accounts
+            .login("corp-ldap", name, &pw("wrong"), client(n as u8))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthnError::Invalid), "{name}: {e:?}");
+    }
+    let user_binds = || {
+        slapd
+            .bind_dns()
+            .iter()
+            .filter(|dn| dn.as_str() != SERVICE_DN)
+            .count()
+    };
+    let before = user_binds();
+    for (n, name) in ["alice", "ALICE@example.org"].into_iter().enumerate() {
+        let e = accounts
+            .login("corp-ldap", name, &pw("alice-pw"), client(10 + n as u8))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthnError::Throttled { .. }), "{name}: {e:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(user_binds(), before, "{}", slapd.log());
+    // Another account is not affected.
+    accounts
+        .login("corp-ldap", "bob", &pw("bob-pw"), client(20))
+        .await
+        .unwrap();
+}

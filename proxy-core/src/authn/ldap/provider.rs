@@ -5,6 +5,8 @@ use std::sync::Arc;
 use ldap3::{Scope, SearchEntry};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::authn::external::AccountGate;
+
 use super::{
     config::{ConfigError, DirectoryKind, EnabledCheck, LdapConfig, Settings},
     escape::{filter_bytes, filter_value},
@@ -89,7 +91,20 @@ impl LdapProvider {
         username: &str,
         password: &SecretString,
     ) -> Result<DirectoryUser, LdapLoginError> {
-        let result = self.login_inner(username, password).await;
+        self.login_gated(username, password, &|_| Ok(())).await
+    }
+
+    /// [`LdapProvider::login`], asking `gate` with the principal id of the
+    /// entry the login name found before the user bind: a refusal is
+    /// [`LdapLoginError::Throttled`] and no bind happens. `alice`,
+    /// `CORP\alice` and `alice@corp.example` reach the gate with one id.
+    pub async fn login_gated(
+        &self,
+        username: &str,
+        password: &SecretString,
+        gate: AccountGate<'_>,
+    ) -> Result<DirectoryUser, LdapLoginError> {
+        let result = self.login_inner(username, password, gate).await;
         match &result {
             Ok(user) => tracing::info!(
                 auth.provider = %self.settings.name,
@@ -101,6 +116,11 @@ impl LdapProvider {
                 auth.provider = %self.settings.name,
                 auth.reason = %reason,
                 "directory login refused"
+            ),
+            Err(LdapLoginError::Throttled { .. }) => tracing::info!(
+                auth.provider = %self.settings.name,
+                auth.reason = "throttled",
+                "directory login refused before the bind"
             ),
             Err(e) => tracing::warn!(
                 auth.provider = %self.settings.name,
@@ -115,6 +135,7 @@ impl LdapProvider {
         &self,
         username: &str,
         password: &SecretString,
+        gate: AccountGate<'_>,
     ) -> Result<DirectoryUser, LdapLoginError> {
         // RFC 4513 §5.1.2: a DN with an empty password is an unauthenticated
         // bind that many servers answer with success. Decided here, first.
@@ -127,7 +148,7 @@ impl LdapProvider {
         }
         let filter = self.user_filter(username);
         let mut conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
-        match self.login_on(&mut conn, &filter, password).await {
+        match self.login_on(&mut conn, &filter, password, gate).await {
             Ok(user) => {
                 conn.release();
                 Ok(user)
@@ -142,7 +163,7 @@ impl LdapProvider {
                     .get_fresh()
                     .await
                     .map_err(|e| self.pool_error(e))?;
-                match self.login_on(&mut conn, &filter, password).await {
+                match self.login_on(&mut conn, &filter, password, gate).await {
                     Ok(user) => {
                         conn.release();
                         Ok(user)
@@ -174,6 +195,7 @@ impl LdapProvider {
         conn: &mut Conn,
         filter: &str,
         password: &SecretString,
+        gate: AccountGate<'_>,
     ) -> Result<DirectoryUser, Failure> {
         let attrs = self.user_attrs();
         let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
@@ -201,6 +223,12 @@ impl LdapProvider {
                 InvalidReason::UnknownUser,
             )));
         };
+        let account = principal_id(self.settings.kind, self.settings.kind.user_scheme(), &entry);
+        if let Err(throttled) = gate(&account) {
+            return Err(Failure::Final(LdapLoginError::Throttled {
+                retry_after_secs: throttled.retry_after_secs,
+            }));
+        }
         let bound = conn.bind(&entry.dn, password).await;
         // Whatever the outcome, the connection goes back as the service
         // account or not at all.
@@ -394,7 +422,7 @@ impl LdapProvider {
             .get_fresh()
             .await
             .map_err(|e| self.pool_error(e))?;
-        self.login_on(&mut conn, &filter, password)
+        self.login_on(&mut conn, &filter, password, &|_| Ok(()))
             .await
             .map_err(|f| match f {
                 Failure::BeforeUserBind(e) => self.op_error(e),
