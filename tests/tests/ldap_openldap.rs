@@ -823,3 +823,41 @@ async fn spellings_of_one_account_share_its_login_throttle() {
         .await
         .unwrap();
 }
+
+/// A name the directory does not know costs a bind like a wrong password
+/// (a DN that cannot exist, then the service account again), so the answer
+/// time does not tell which names exist.
+#[tokio::test]
+async fn an_unknown_user_costs_a_bind_like_a_wrong_password() {
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.pool.max_size = 1;
+    let p = LdapProvider::new(&c).unwrap();
+    assert_eq!(
+        p.login("nobody", &pw("alice-pw")).await.unwrap_err(),
+        invalid(InvalidReason::UnknownUser)
+    );
+    assert_eq!(
+        p.login("alice", &pw("wrong")).await.unwrap_err(),
+        invalid(InvalidReason::WrongPassword)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let binds = slapd.bind_dns();
+    let shape: Vec<&str> = binds
+        .iter()
+        .map(|dn| if dn == SERVICE_DN { "service" } else { "user" })
+        .collect();
+    assert_eq!(
+        shape,
+        ["service", "user", "service", "user", "service"],
+        "{}",
+        slapd.log()
+    );
+    // The unknown name's bind is a DN no entry has, never the name typed.
+    assert!(
+        binds[1].starts_with("cn=paddock-no-such-user-"),
+        "{binds:?}"
+    );
+    assert!(binds[1].ends_with(PEOPLE), "{binds:?}");
+    assert!(!binds[1].contains("nobody"));
+}

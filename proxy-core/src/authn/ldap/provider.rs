@@ -209,19 +209,38 @@ impl LdapProvider {
             )
             .await
             .map_err(Failure::BeforeUserBind)?;
-        if truncated || entries.len() > 1 {
-            tracing::warn!(
-                auth.provider = %self.settings.name,
-                "the user filter matched several entries; refusing the login"
-            );
-            return Err(Failure::Final(LdapLoginError::invalid(
-                InvalidReason::AmbiguousUser,
-            )));
-        }
-        let Some(entry) = entries.pop() else {
-            return Err(Failure::Final(LdapLoginError::invalid(
-                InvalidReason::UnknownUser,
-            )));
+        let found = match entries.pop() {
+            Some(entry) if entries.is_empty() && !truncated => Ok(entry),
+            Some(_) => {
+                tracing::warn!(
+                    auth.provider = %self.settings.name,
+                    "the user filter matched several entries; refusing the login"
+                );
+                Err(InvalidReason::AmbiguousUser)
+            }
+            None => Err(InvalidReason::UnknownUser),
+        };
+        let entry = match found {
+            Ok(entry) => entry,
+            Err(reason) => {
+                // Bind anyway, as a DN that cannot exist and with a random
+                // password: a name the directory does not know then costs the
+                // same round trips as a wrong password, so the answer time does
+                // not tell which names exist.
+                let dn = format!(
+                    "cn=paddock-no-such-user-{:032x},{}",
+                    rand::random::<u128>(),
+                    self.settings.user_search_base
+                );
+                let password = SecretString::from(format!("{:032x}", rand::random::<u128>()));
+                if let Ok(()) = self.bind_as(conn, &dn, &password).await? {
+                    tracing::warn!(
+                        auth.provider = %self.settings.name,
+                        "the directory accepted a bind as a DN that does not exist"
+                    );
+                }
+                return Err(Failure::Final(LdapLoginError::invalid(reason)));
+            }
         };
         let account = principal_id(self.settings.kind, self.settings.kind.user_scheme(), &entry);
         if let Err(throttled) = gate(&account) {
@@ -229,23 +248,11 @@ impl LdapProvider {
                 retry_after_secs: throttled.retry_after_secs,
             }));
         }
-        let bound = conn.bind(&entry.dn, password).await;
-        // Whatever the outcome, the connection goes back as the service
-        // account or not at all.
-        let rebound = match &bound {
-            Err(OpError::Transport(_)) => Ok(()),
-            _ => self.pool.rebind_service(conn).await,
-        };
-        match bound {
-            Ok(()) => {}
-            Err(OpError::Result { rc, text }) => {
-                return Err(Failure::Final(LdapLoginError::invalid(bind_reason(
-                    rc, &text,
-                ))))
-            }
-            Err(e @ OpError::Transport(_)) => return Err(Failure::Final(self.op_error(e))),
+        if let Err((rc, text)) = self.bind_as(conn, &entry.dn, password).await? {
+            return Err(Failure::Final(LdapLoginError::invalid(bind_reason(
+                rc, &text,
+            ))));
         }
-        rebound.map_err(|e| Failure::Final(self.op_error(e)))?;
         if !self.enabled(&entry) {
             return Err(Failure::Final(LdapLoginError::invalid(
                 InvalidReason::AccountDisabled,
@@ -254,6 +261,29 @@ impl LdapProvider {
         self.user_from_entry(conn, entry)
             .await
             .map_err(|e| Failure::Final(self.op_error(e)))
+    }
+
+    /// Binds `conn` as `dn`, then as the service account again whatever the
+    /// outcome: the connection goes back to the pool as the service account
+    /// or not at all. `Ok(Err((code, text)))` is a refused bind.
+    async fn bind_as(
+        &self,
+        conn: &mut Conn,
+        dn: &str,
+        password: &SecretString,
+    ) -> Result<Result<(), (u32, String)>, Failure> {
+        let bound = conn.bind(dn, password).await;
+        let rebound = match &bound {
+            Err(OpError::Transport(_)) => Ok(()),
+            _ => self.pool.rebind_service(conn).await,
+        };
+        match bound {
+            Ok(()) => rebound
+                .map(Ok)
+                .map_err(|e| Failure::Final(self.op_error(e))),
+            Err(OpError::Result { rc, text }) => Ok(Err((rc, text))),
+            Err(e @ OpError::Transport(_)) => Err(Failure::Final(self.op_error(e))),
+        }
     }
 
     /// Reads `user` again (by DN, then by its stable id if the entry moved):
