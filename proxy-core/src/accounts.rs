@@ -228,6 +228,7 @@ impl Accounts {
             return Ok(());
         }
         attributes.groups.insert(provider.to_owned(), Vec::new());
+        attributes.group_names.remove(provider);
         self.view
             .commit(vec![Op::put(
                 Object::UserAttributes(attributes),
@@ -494,6 +495,14 @@ impl Accounts {
             attrs.groups.insert(
                 external.provider.clone(),
                 external.groups.iter().map(|g| g.id.clone()).collect(),
+            );
+            attrs.group_names.insert(
+                external.provider.clone(),
+                external
+                    .groups
+                    .iter()
+                    .map(|g| (g.id.clone(), g.display_name.clone()))
+                    .collect(),
             );
             attrs.extra.insert(
                 external.provider.clone(),

@@ -861,3 +861,42 @@ async fn an_unknown_user_costs_a_bind_like_a_wrong_password() {
     assert!(binds[1].ends_with(PEOPLE), "{binds:?}");
     assert!(!binds[1].contains("nobody"));
 }
+
+/// A login stores the groups' display names beside their ids (for the
+/// landing page); attributes stored before names were kept still load.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_stores_group_display_names() {
+    use proxy_core::accounts::{Accounts, AccountsOptions};
+    use proxy_core::store::UserAttributes;
+    use std::sync::Arc;
+
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.membership = member();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = Arc::new(
+        Accounts::open(dir.path(), AccountsOptions::default())
+            .unwrap()
+            .with_provider(Arc::new(LdapProvider::new(&c).unwrap())),
+    );
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    let alice = accounts
+        .login("corp-ldap", "alice", &pw("alice-pw"), client)
+        .await
+        .unwrap();
+    let attributes = accounts
+        .view()
+        .with_snapshot(|s| s.user_attributes(&alice.user.id).map(|a| a.value.clone()))
+        .unwrap();
+    let ids = &attributes.groups["corp-ldap"];
+    let names = &attributes.group_names["corp-ldap"];
+    assert_eq!(ids.len(), 2, "{attributes:?}");
+    let mut shown: Vec<&str> = ids.iter().map(|id| names[id].as_str()).collect();
+    shown.sort_unstable();
+    assert_eq!(shown, ["cycle-a", "developers"]);
+
+    let old: UserAttributes =
+        serde_json::from_str(r#"{"user_id":"u-1","groups":{"corp-ldap":["openldap_group://x"]}}"#)
+            .unwrap();
+    assert!(old.group_names.is_empty());
+}
