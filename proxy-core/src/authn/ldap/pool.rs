@@ -252,10 +252,10 @@ impl Pool {
             match contained(driver.drive()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::debug!(ldap.server = %url, error = %e, "directory connection ended")
+                    tracing::debug!(ldap.server = %url, error = %e, "directory connection ended");
                 }
                 Err(e) => {
-                    tracing::warn!(ldap.server = %url, error = %e, "directory connection ended")
+                    tracing::warn!(ldap.server = %url, error = %e, "directory connection ended");
                 }
             }
         });

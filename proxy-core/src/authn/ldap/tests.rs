@@ -118,9 +118,12 @@ async fn an_operation_timeout_is_unavailable_and_the_connection_is_not_reused() 
     assert_eq!(reused.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+/// The bytes a fake directory answers to the message with this id.
+type Reply = fn(u8) -> Vec<u8>;
+
 /// A fake directory on plain loopback LDAP that answers a bind with
 /// `bind_reply(msgid)` and a search with `search_reply(msgid)`.
-async fn scripted_server(bind_reply: fn(u8) -> Vec<u8>, search_reply: fn(u8) -> Vec<u8>) -> u16 {
+async fn scripted_server(bind_reply: Reply, search_reply: Reply) -> u16 {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -171,7 +174,7 @@ fn fake_provider(port: u16) -> LdapProvider {
 /// unavailable" (503), not a panic in the login task, nor a hang.
 #[tokio::test]
 async fn a_malformed_reply_is_unavailable_not_a_panic() {
-    let cases: [(&str, fn(u8) -> Vec<u8>, fn(u8) -> Vec<u8>); 3] = [
+    let cases: [(&str, Reply, Reply); 3] = [
         // BindResponse whose resultCode is an OCTET STRING, not ENUMERATED:
         // ldap3 panics in the caller (`LdapResultExt::from`).
         (
