@@ -13,7 +13,9 @@ mod tests;
 use std::borrow::Cow;
 
 pub use self::query::parse_query;
-use self::query::{field_selector_exact_name, first_value, list_options_decode};
+use self::query::{
+    field_selector_exact_name, first_value, go_param_bool, go_to_lower_is, list_options_decode,
+};
 
 /// Path prefix under which a cluster's API is served: `/k8s/clusters/<id>/...`.
 pub const CLUSTER_PATH_PREFIX: &str = "/k8s/clusters/";
@@ -224,13 +226,14 @@ impl RequestAttributes {
         if info.name.is_empty() && info.verb == "get" {
             // Errors decoding ListOptions fall back to `list` without a name, but a raw
             // `watch` parameter is honoured either way.
-            info.verb = if watch_requested(&params) {
+            let decoded = list_options_decode(&params);
+            info.verb = if watch_requested(&params, decoded) {
                 "watch"
             } else {
                 "list"
             }
             .to_owned();
-            if list_options_decode(&params) {
+            if decoded {
                 if let Some(name) = first_value(&params, "fieldSelector")
                     .and_then(field_selector_exact_name)
                     .filter(|n| is_valid_path_segment_name(n))
@@ -248,7 +251,7 @@ impl RequestAttributes {
             info.label_selector = first_value(&params, "labelSelector").map(str::to_owned);
         }
         if info.subresource == "log" {
-            info.follow = first_value(&params, "follow").is_some_and(go_bool);
+            info.follow = first_value(&params, "follow").is_some_and(go_param_bool);
         }
         Ok(info)
     }
@@ -351,14 +354,20 @@ impl RequestAttributes {
     }
 }
 
-/// Go's query-parameter bool (`Convert_Slice_string_To_bool`): false only for `0` and
-/// case-insensitive `false`, so `watch=` and `watch=yes` are true.
-fn go_bool(value: &str) -> bool {
-    !(value == "0" || value.eq_ignore_ascii_case("false"))
-}
-
-fn watch_requested(params: &[(String, String)]) -> bool {
-    first_value(params, "watch").is_some_and(go_bool)
+/// Whether the request asks for a watch, as `NewRequestInfo`
+/// (`k8s.io/apiserver/pkg/endpoints/request/requestinfo.go`) reads it. When the
+/// query decodes into `ListOptions`, `watch` went through the parameter codec
+/// ([`go_param_bool`], `strings.EqualFold`); when decoding failed, the raw value is
+/// compared after `strings.ToLower` with `false` and `0`. The two differ: with
+/// U+017F, `watch=falſe` is not a watch in the first case and is one in the second.
+fn watch_requested(params: &[(String, String)], decoded: bool) -> bool {
+    first_value(params, "watch").is_some_and(|v| {
+        if decoded {
+            go_param_bool(v)
+        } else {
+            !(go_to_lower_is(v, "false") || go_to_lower_is(v, "0"))
+        }
+    })
 }
 
 /// `path.IsValidPathSegmentName`: not `.` or `..`, no `/` or `%`.

@@ -6,8 +6,9 @@
 //! `project-member`, `read-only` plus the Kubernetes roles as external templates.
 //!
 //! The text is compiled into the binary (`include_str!`), so no file is read at run
-//! time. Sources: Kubernetes `bootstrappolicy/policy.go`, Rancher
-//! `pkg/data/management/role_data.go` (see shared/reference/rancher.md §4.5).
+//! time. Sources: Kubernetes
+//! `plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`, Rancher
+//! `pkg/data/management/role_data.go` (summarised in `docs/facts.md` §4).
 
 /// The origin name of built-in objects in error messages and reasons.
 pub(crate) const ORIGIN: &str = "<built-in>";

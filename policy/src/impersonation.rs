@@ -1,6 +1,8 @@
 //! Authorising `kubectl --as` (nested impersonation) with Kubernetes' semantics
-//! (shared/reference/k8s-proxies.md §1.1): which attribute sets are checked, which
-//! header combinations are a 400, and the identity that results.
+//! (`WithImpersonation` in
+//! `staging/src/k8s.io/apiserver/pkg/endpoints/filters/impersonation.go`; see
+//! `docs/facts.md` §2): which attribute sets are checked, which header
+//! combinations are a 400, and the identity that results.
 
 use crate::attributes::RequestAttributes;
 use crate::decision::{Decision, Subject};

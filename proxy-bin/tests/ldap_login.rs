@@ -152,6 +152,12 @@ clusters:
         Some("openldap_user"),
         "{me}"
     );
+    // The landing page names the group, not only its id.
+    let landing = client.get(&url("/paddock/"), Some(&session)).await.text();
+    assert!(
+        landing.contains(&format!("<li>developers <code>{developers}</code></li>")),
+        "{landing}"
+    );
     // A second login is the same user.
     assert_eq!(
         login("alice-pw").await.json()["user"]["id"],

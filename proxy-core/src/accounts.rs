@@ -228,6 +228,7 @@ impl Accounts {
             return Ok(());
         }
         attributes.groups.insert(provider.to_owned(), Vec::new());
+        attributes.group_names.remove(provider);
         self.view
             .commit(vec![Op::put(
                 Object::UserAttributes(attributes),
@@ -262,7 +263,8 @@ impl Accounts {
             .collect()
     }
 
-    /// Logs a user in with `provider`: throttled per user and address, the
+    /// Logs a user in with `provider`: throttled per name, per resolved
+    /// account and per address, the
     /// password checked by the provider, an external user stored (created on
     /// first login) with its groups. Every credential problem is
     /// [`AuthnError::Invalid`].
@@ -294,13 +296,25 @@ impl Accounts {
             .find(|p| p.name() == provider)
             .ok_or(AuthnError::Invalid)?;
         let throttle = self.local.throttle();
+        // Per name typed and per address first; then, once the directory
+        // resolved the name, per account: every spelling of one account
+        // (`alice`, `CORP\alice`, `alice@corp.example`) shares one budget.
         let key = format!("{provider}/{username}");
         throttle
             .begin_attempt(&key, client, Instant::now())
             .map_err(|t| AuthnError::Throttled {
                 retry_after_secs: t.retry_after_secs,
             })?;
-        let external = match directory.login(username, password).await {
+        let account = std::sync::Mutex::new(None::<String>);
+        let gate = |id: &str| {
+            let account_key = format!("{provider}/{id}");
+            throttle.begin_account_attempt(&account_key, Instant::now())?;
+            *account.lock().unwrap_or_else(|p| p.into_inner()) = Some(account_key);
+            Ok(())
+        };
+        let result = directory.login_gated(username, password, &gate).await;
+        let account = account.into_inner().unwrap_or_else(|p| p.into_inner());
+        let external = match result {
             Ok(external) => {
                 self.set_provider_health(provider, None);
                 external
@@ -308,6 +322,9 @@ impl Accounts {
             Err(error @ AuthnError::Unavailable { .. }) => {
                 // The directory being down is not the caller's failure.
                 throttle.attempt_succeeded(&key, client);
+                if let Some(account) = &account {
+                    throttle.account_attempt_void(account);
+                }
                 self.set_provider_health(provider, Some(error.to_string()));
                 return Err(error);
             }
@@ -328,6 +345,9 @@ impl Accounts {
             return Err(AuthnError::Invalid);
         }
         throttle.attempt_succeeded(&key, client);
+        if let Some(account) = &account {
+            throttle.account_attempt_succeeded(account);
+        }
         Ok(LoggedIn {
             user,
             provider: provider.to_owned(),
@@ -475,6 +495,14 @@ impl Accounts {
             attrs.groups.insert(
                 external.provider.clone(),
                 external.groups.iter().map(|g| g.id.clone()).collect(),
+            );
+            attrs.group_names.insert(
+                external.provider.clone(),
+                external
+                    .groups
+                    .iter()
+                    .map(|g| (g.id.clone(), g.display_name.clone()))
+                    .collect(),
             );
             attrs.extra.insert(
                 external.provider.clone(),

@@ -1,9 +1,11 @@
 //! Kubernetes impersonation headers: encoding an [`Identity`] exactly as
 //! client-go does, and reading what a caller asked for (`kubectl --as`).
 //!
-//! See shared/reference/k8s-proxies.md §1.1: one header line per group and
-//! per extra value (never comma-joined), `Impersonate-Uid` only when set,
-//! extra keys lower-cased then escaped like client-go's `headerKeyEscape`.
+//! As client-go's `NewImpersonatingRoundTripper`
+//! (`staging/src/k8s.io/client-go/transport/round_trippers.go`; see
+//! `docs/facts.md` §2): one header line per group and per extra value (never
+//! comma-joined), `Impersonate-Uid` only when set, extra keys lower-cased then
+//! escaped like `headerKeyEscape`.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use policy::ImpersonationRequest;

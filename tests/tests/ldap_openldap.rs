@@ -765,3 +765,138 @@ async fn the_authenticator_conformance_suite_passes_against_slapd() {
     assert!(report.not_applicable.is_empty(), "{report:?}");
     assert_eq!(report.passed.len(), 8, "{report:?}");
 }
+
+/// Several spellings of one account share one throttling budget: alice by
+/// `uid` and by `mail` (and with stray blanks, which the directory ignores)
+/// counts against her one account, and once it is blocked no spelling gets
+/// her password sent to the directory, the right one included.
+#[tokio::test(flavor = "multi_thread")]
+async fn spellings_of_one_account_share_its_login_throttle() {
+    use proxy_core::accounts::{Accounts, AccountsOptions};
+    use proxy_core::authn::local::Backoff;
+    use std::{sync::Arc, time::Duration};
+
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.login_attributes = vec!["uid".into(), "mail".into()];
+    let provider = LdapProvider::new(&c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = AccountsOptions::default();
+    options.throttle.per_user = Backoff::new(3, Duration::from_secs(60), Duration::from_secs(300));
+    let accounts = Arc::new(
+        Accounts::open(dir.path(), options)
+            .unwrap()
+            .with_provider(Arc::new(provider)),
+    );
+    // Each attempt from its own address: only the account can tie them.
+    let client = |n: u8| std::net::IpAddr::from([192, 0, 2, n]);
+    for (n, name) in ["alice", "alice@example.org", " alice "]
+        .into_iter()
+        .enumerate()
+    {
+        let e = accounts
+            .login("corp-ldap", name, &pw("wrong"), client(n as u8))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthnError::Invalid), "{name}: {e:?}");
+    }
+    let user_binds = || {
+        slapd
+            .bind_dns()
+            .iter()
+            .filter(|dn| dn.as_str() != SERVICE_DN)
+            .count()
+    };
+    let before = user_binds();
+    for (n, name) in ["alice", "ALICE@example.org"].into_iter().enumerate() {
+        let e = accounts
+            .login("corp-ldap", name, &pw("alice-pw"), client(10 + n as u8))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthnError::Throttled { .. }), "{name}: {e:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(user_binds(), before, "{}", slapd.log());
+    // Another account is not affected.
+    accounts
+        .login("corp-ldap", "bob", &pw("bob-pw"), client(20))
+        .await
+        .unwrap();
+}
+
+/// A name the directory does not know costs a bind like a wrong password
+/// (a DN that cannot exist, then the service account again), so the answer
+/// time does not tell which names exist.
+#[tokio::test]
+async fn an_unknown_user_costs_a_bind_like_a_wrong_password() {
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.pool.max_size = 1;
+    let p = LdapProvider::new(&c).unwrap();
+    assert_eq!(
+        p.login("nobody", &pw("alice-pw")).await.unwrap_err(),
+        invalid(InvalidReason::UnknownUser)
+    );
+    assert_eq!(
+        p.login("alice", &pw("wrong")).await.unwrap_err(),
+        invalid(InvalidReason::WrongPassword)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let binds = slapd.bind_dns();
+    let shape: Vec<&str> = binds
+        .iter()
+        .map(|dn| if dn == SERVICE_DN { "service" } else { "user" })
+        .collect();
+    assert_eq!(
+        shape,
+        ["service", "user", "service", "user", "service"],
+        "{}",
+        slapd.log()
+    );
+    // The unknown name's bind is a DN no entry has, never the name typed.
+    assert!(
+        binds[1].starts_with("cn=paddock-no-such-user-"),
+        "{binds:?}"
+    );
+    assert!(binds[1].ends_with(PEOPLE), "{binds:?}");
+    assert!(!binds[1].contains("nobody"));
+}
+
+/// A login stores the groups' display names beside their ids (for the
+/// landing page); attributes stored before names were kept still load.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_stores_group_display_names() {
+    use proxy_core::accounts::{Accounts, AccountsOptions};
+    use proxy_core::store::UserAttributes;
+    use std::sync::Arc;
+
+    let slapd = Slapd::start(DATA);
+    let mut c = config(&slapd, vec![slapd.ldap_url()]);
+    c.membership = member();
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = Arc::new(
+        Accounts::open(dir.path(), AccountsOptions::default())
+            .unwrap()
+            .with_provider(Arc::new(LdapProvider::new(&c).unwrap())),
+    );
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    let alice = accounts
+        .login("corp-ldap", "alice", &pw("alice-pw"), client)
+        .await
+        .unwrap();
+    let attributes = accounts
+        .view()
+        .with_snapshot(|s| s.user_attributes(&alice.user.id).map(|a| a.value.clone()))
+        .unwrap();
+    let ids = &attributes.groups["corp-ldap"];
+    let names = &attributes.group_names["corp-ldap"];
+    assert_eq!(ids.len(), 2, "{attributes:?}");
+    let mut shown: Vec<&str> = ids.iter().map(|id| names[id].as_str()).collect();
+    shown.sort_unstable();
+    assert_eq!(shown, ["cycle-a", "developers"]);
+
+    let old: UserAttributes =
+        serde_json::from_str(r#"{"user_id":"u-1","groups":{"corp-ldap":["openldap_group://x"]}}"#)
+            .unwrap();
+    assert!(old.group_names.is_empty());
+}

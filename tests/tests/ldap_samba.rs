@@ -227,6 +227,56 @@ async fn active_directory_against_a_real_samba_dc() {
         invalid(InvalidReason::AccountLockedOut)
     );
 
+    // Every spelling of one account shares one throttling budget (here 2
+    // failures, below the domain's lockout threshold of 3): once it is spent,
+    // no spelling gets a bind, the right password included, so the
+    // directory never locks the account.
+    {
+        use proxy_core::accounts::{Accounts, AccountsOptions};
+        use proxy_core::authn::local::Backoff;
+        use std::{sync::Arc, time::Duration};
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = AccountsOptions::default();
+        options.throttle.per_user =
+            Backoff::new(2, Duration::from_secs(60), Duration::from_secs(300));
+        let accounts = Arc::new(
+            Accounts::open(dir.path(), options)
+                .unwrap()
+                .with_directory(Arc::new(provider(&dc, Membership::InChain, false))),
+        );
+        let client = |n: u8| std::net::IpAddr::from([192, 0, 2, n]);
+        for (n, name) in [r"EXAMPLE\jdoe(qa)", "jdoe(qa)@example.test"]
+            .into_iter()
+            .enumerate()
+        {
+            let e = accounts
+                .login("corp-ad", name, &pw("nope"), client(n as u8))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, AuthnError::Invalid), "{name}: {e:?}");
+        }
+        for (n, name) in ["jdoe(qa)", "JDOE(QA)@EXAMPLE.TEST", r"EXAMPLE\jdoe(qa)"]
+            .into_iter()
+            .enumerate()
+        {
+            let e = accounts
+                .login(
+                    "corp-ad",
+                    name,
+                    &pw("Alice-Passw0rd!"),
+                    client(10 + n as u8),
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(e, AuthnError::Throttled { .. }), "{name}: {e:?}");
+        }
+        // Not locked in the directory; a good bind resets its count.
+        in_chain
+            .login("jdoe(qa)", &pw("Jdoe-Passw0rd!"))
+            .await
+            .unwrap();
+    }
+
     // Refresh and principal search.
     let refreshed = in_chain.refresh(&alice).await.unwrap();
     assert_eq!(refreshed.principal, alice.principal);

@@ -56,6 +56,62 @@ pub(crate) fn first_value<'a>(params: &'a [(String, String)], key: &str) -> Opti
         .map(|(_, v)| v.as_str())
 }
 
+/// Go's `strings.EqualFold(value, target)` (Unicode simple case folding) for an
+/// ASCII `target`.
+///
+/// Folding is compared rune by rune. An ASCII letter's simple-fold orbit holds its
+/// other ASCII case and, for two letters only, one more rune: `k` also matches
+/// U+212A KELVIN SIGN and `s` also matches U+017F LATIN SMALL LETTER LONG S
+/// (Unicode `CaseFolding.txt`, status C; Go's `unicode.SimpleFold`). The dotted and
+/// dotless Turkish `İ`/`ı` fold only under the Turkic mappings (status T), which
+/// neither Go nor this function applies. So for an ASCII target this is exact.
+pub(crate) fn go_equal_fold_ascii(value: &str, target: &str) -> bool {
+    debug_assert!(target.is_ascii());
+    rune_by_rune(value, target, |c, t| {
+        let t = t.to_ascii_lowercase();
+        match c {
+            '\u{212A}' => t == b'k',
+            '\u{017F}' => t == b's',
+            c if c.is_ascii() => (c as u8).to_ascii_lowercase() == t,
+            _ => false,
+        }
+    })
+}
+
+/// Go's `strings.ToLower(value) == target` for an ASCII, lower-case `target`.
+///
+/// `unicode.ToLower` maps two non-ASCII runes to ASCII: U+212A KELVIN SIGN to `k`
+/// and U+0130 LATIN CAPITAL LETTER I WITH DOT ABOVE to `i` (Go's `CaseRanges`);
+/// every other rune that lower-cases to an ASCII letter is that letter's upper case.
+pub(crate) fn go_to_lower_is(value: &str, target: &str) -> bool {
+    debug_assert!(target.is_ascii() && !target.bytes().any(|b| b.is_ascii_uppercase()));
+    rune_by_rune(value, target, |c, t| match c {
+        '\u{212A}' => t == b'k',
+        '\u{0130}' => t == b'i',
+        c if c.is_ascii() => (c as u8).to_ascii_lowercase() == t,
+        _ => false,
+    })
+}
+
+/// Whether `value` has as many runes as the ASCII `target` has bytes and each
+/// pair satisfies `matches`.
+fn rune_by_rune(value: &str, target: &str, matches: impl Fn(char, u8) -> bool) -> bool {
+    let mut value = value.chars();
+    target
+        .bytes()
+        .all(|t| value.next().is_some_and(|c| matches(c, t)))
+        && value.next().is_none()
+}
+
+/// A boolean query parameter as the parameter codec decodes it
+/// (`Convert_Slice_string_To_bool` in
+/// `k8s.io/apimachinery/pkg/runtime/conversion.go`): false only for `0` and for a
+/// value `strings.EqualFold` finds equal to `false`. So `watch=` and `watch=yes`
+/// are true, and `watch=FALſE` (with U+017F) is false.
+pub(crate) fn go_param_bool(value: &str) -> bool {
+    !(value == "0" || go_equal_fold_ascii(value, "false"))
+}
+
 /// Whether decoding the query into `metav1.ListOptions` would succeed: the field
 /// selector must parse, and the integer parameters must be integers.
 ///
@@ -181,6 +237,59 @@ mod tests {
                 ("d".into(), "".into()),
             ]
         );
+    }
+
+    /// Go's `strings.EqualFold(value, target)` and
+    /// `strings.ToLower(value) == target`.
+    #[test]
+    fn equal_fold_and_to_lower_are_go_s() {
+        #[rustfmt::skip]
+        let rows: &[(&str, &str, bool, bool)] = &[
+            ("false", "false", true, true),
+            ("FaLsE", "false", true, true),
+            ("fal\u{17F}e", "false", true, false), // LONG S: folds to s, already lower case
+            ("FAL\u{17F}E", "false", true, false),
+            ("\u{212A}ind", "kind", true, true),   // KELVIN SIGN: folds and lowers to k
+            ("\u{130}d", "id", false, true),       // ToLower(U+0130) is i; no simple fold
+            ("\u{131}d", "id", false, false),      // Turkic mapping only
+            ("fals", "false", false, false),
+            ("falsee", "false", false, false),
+            ("f\u{E4}lse", "false", false, false),
+            ("0", "0", true, true),
+            ("00", "0", false, false),
+            ("", "", true, true),
+        ];
+        for &(value, target, fold, lower) in rows {
+            assert_eq!(
+                go_equal_fold_ascii(value, target),
+                fold,
+                "fold {value:?} {target:?}"
+            );
+            assert_eq!(
+                go_to_lower_is(value, target),
+                lower,
+                "lower {value:?} {target:?}"
+            );
+        }
+        assert!(go_equal_fold_ascii("\u{212A}IND", "KIND"));
+    }
+
+    /// The exceptions the two functions list are all there are: apart from U+212A,
+    /// U+017F and U+0131 (which folds only under the Turkic mappings), no non-ASCII
+    /// character has an ASCII letter as its single-character upper or lower case.
+    #[test]
+    fn no_other_rune_cases_to_ascii() {
+        let single_ascii = |mut it: Box<dyn Iterator<Item = char>>| match (it.next(), it.next()) {
+            (Some(c), None) => c.is_ascii(),
+            _ => false,
+        };
+        let others: Vec<char> = (0x80..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|&c| {
+                single_ascii(Box::new(c.to_lowercase())) || single_ascii(Box::new(c.to_uppercase()))
+            })
+            .collect();
+        assert_eq!(others, ['\u{131}', '\u{17F}', '\u{212A}']);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Table tests for request-attribute resolution, mostly the rows of Kubernetes'
-//! `requestinfo_test.go` plus the quirks listed in the reference (§1.2).
+//! `requestinfo_test.go` plus the quirks of `requestinfo.go` that matter to an
+//! authorizer in front of the API server (see `docs/facts.md`).
 
 use super::*;
 
@@ -56,6 +57,14 @@ const ROWS: &[Row] = &[
     ("GET", "/api/v1/pods?watch=yes", true, "watch", "api", "", "v1", "", "pods", "", ""),
     ("GET", "/api/v1/pods?watch", true, "watch", "api", "", "v1", "", "pods", "", ""),
     ("GET", "/api/v1/pods?watch=false&watch=true", true, "list", "api", "", "v1", "", "pods", "", ""),
+    // `watch` is folded like Go's strings.EqualFold: U+017F is an `s`
+    ("GET", "/api/v1/pods?watch=fal%C5%BFe", true, "list", "api", "", "v1", "", "pods", "", ""),
+    ("GET", "/api/v1/pods?watch=FAL%C5%BFE", true, "list", "api", "", "v1", "", "pods", "", ""),
+    ("GET", "/api/v1/pods?watch=f%C3%A4lse", true, "watch", "api", "", "v1", "", "pods", "", ""),
+    ("GET", "/api/v1/pods?watch=fal%C5%BFe0", true, "watch", "api", "", "v1", "", "pods", "", ""),
+    // … but after a ListOptions decoding error, like strings.ToLower: U+017F stays
+    ("GET", "/api/v1/pods?limit=x&watch=fal%C5%BFe", true, "watch", "api", "", "v1", "", "pods", "", ""),
+    ("GET", "/api/v1/pods?limit=x&watch=FALSE", true, "list", "api", "", "v1", "", "pods", "", ""),
     // a watch on a named object is a get
     ("GET", "/api/v1/namespaces/other/pods/foo?watch=true", true, "get", "api", "", "v1", "other", "pods", "", "foo"),
     // subresources
@@ -229,6 +238,10 @@ fn long_running() {
     assert!(lr("GET", "/api/v1/namespaces/n/pods/p/log?follow=true"));
     assert!(lr("GET", "/api/v1/namespaces/n/pods/p/log?follow"));
     assert!(!lr("GET", "/api/v1/namespaces/n/pods/p/log?follow=false"));
+    assert!(!lr(
+        "GET",
+        "/api/v1/namespaces/n/pods/p/log?follow=FAL%C5%BFE"
+    ));
     assert!(!lr("GET", "/api/v1/namespaces/n/pods/p/log"));
     assert!(!lr("GET", "/api/v1/pods"));
     assert!(!lr("GET", "/api/v1/namespaces/n/pods/p?follow=true"));

@@ -1,5 +1,5 @@
 //! `RuleAllows` tables: `TestResourceMatches` (`pkg/apis/rbac/helpers_test.go`),
-//! `TestRuleMatches` and `TestAuthorizer` (`rbac_test.go`) and the reference's §1.3.
+//! `TestRuleMatches` and `TestAuthorizer` (`rbac_test.go`) and the rule semantics in `docs/facts.md` §3.
 
 use super::*;
 

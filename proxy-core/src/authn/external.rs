@@ -5,7 +5,7 @@
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use super::{AuthnError, BoxFuture};
+use super::{local::Throttled, AuthnError, BoxFuture};
 
 /// A provider people log in to with a username and password (a directory).
 /// Local users are [`crate::authn::local::LocalProvider`]; both are reached
@@ -26,7 +26,27 @@ pub trait PasswordProvider: Send + Sync + 'static {
         username: &'a str,
         password: &'a SecretString,
     ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>>;
+
+    /// Like [`PasswordProvider::login`], for a provider that accepts one
+    /// account under several names: once it knows which account `username`
+    /// means, and before the password is checked, it calls `gate` with a
+    /// stable id of that account (its principal id); a refusal ends the login
+    /// with [`AuthnError::Throttled`]. So the caller can throttle per account,
+    /// not per spelling. The default resolves nothing and never calls `gate`.
+    fn login_gated<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a SecretString,
+        gate: AccountGate<'a>,
+    ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
+        let _ = gate;
+        self.login(username, password)
+    }
 }
+
+/// What [`PasswordProvider::login_gated`] asks before checking a password: may
+/// this account (a stable id) try now?
+pub type AccountGate<'a> = &'a (dyn Fn(&str) -> Result<(), Throttled> + Send + Sync);
 
 /// A principal: a stable, typed id (`github_team://1234`,
 /// `activedirectory_group://<objectGUID>`) and the name people read.

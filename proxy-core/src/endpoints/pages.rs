@@ -468,8 +468,28 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<Incoming>) -
             "<h2>Groups ({})</h2><ul class=\"groups\" id=\"groups\">",
             groups.len()
         ));
+        // Display names as the providers reported them at the last login or
+        // refresh; the id alone when none is stored.
+        let names = endpoints
+            .config()
+            .accounts
+            .as_ref()
+            .and_then(|accounts| {
+                accounts.view().with_snapshot(|s| {
+                    s.user_attributes(&identity.user)
+                        .map(|a| a.value.group_names.clone())
+                })
+            })
+            .unwrap_or_default();
         for group in groups {
-            body.push_str(&format!("<li><code>{}</code></li>", escape(group)));
+            match names.values().find_map(|n| n.get(group.as_str())) {
+                Some(name) if name != group => body.push_str(&format!(
+                    "<li>{} <code>{}</code></li>",
+                    escape(name),
+                    escape(group)
+                )),
+                _ => body.push_str(&format!("<li><code>{}</code></li>", escape(group))),
+            }
         }
         body.push_str("</ul>");
     }

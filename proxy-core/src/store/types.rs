@@ -267,6 +267,11 @@ pub struct UserAttributes {
     /// Group principal ids, per provider.
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
+    /// The display names of those groups (`developers`, `CN=Ops,…`), per
+    /// provider then group id, for pages people read. Data written before
+    /// this field existed has none: readers fall back to the id.
+    #[serde(default)]
+    pub group_names: BTreeMap<String, BTreeMap<String, String>>,
     /// Extra attributes (`principalid`, `username`), per provider.
     #[serde(default)]
     pub extra: BTreeMap<String, BTreeMap<String, Vec<String>>>,

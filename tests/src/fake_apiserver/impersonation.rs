@@ -1,5 +1,7 @@
 //! The Kubernetes impersonation filter's semantics (legacy
-//! `WithImpersonation`, shared/reference/k8s-proxies.md §1.1).
+//! `WithImpersonation`,
+//! `staging/src/k8s.io/apiserver/pkg/endpoints/filters/impersonation.go`; see
+//! `docs/facts.md` §2).
 
 use std::collections::BTreeMap;
 

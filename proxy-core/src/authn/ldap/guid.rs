@@ -68,7 +68,7 @@ pub fn sid_to_string(bytes: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// The vector measured against Samba (idp.md §6.2): LDAP base64
+    /// A GUID read from a Samba AD DC's `objectGUID`: LDAP base64
     /// `1ACaSQObJkKATiRn3HYQrw==`.
     const SAMBA_GUID: [u8; 16] = [
         0xd4, 0x00, 0x9a, 0x49, 0x03, 0x9b, 0x26, 0x42, 0x80, 0x4e, 0x24, 0x67, 0xdc, 0x76, 0x10,

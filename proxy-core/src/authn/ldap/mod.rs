@@ -30,7 +30,7 @@ pub use config::{DirectoryKind, LdapConfig, RefreshConfig};
 pub use provider::{LdapProvider, MAX_SEARCH_RESULTS};
 
 use crate::authn::{
-    external::{ExternalUser, PasswordProvider},
+    external::{AccountGate, ExternalUser, PasswordProvider},
     AuthnError, BoxFuture,
 };
 
@@ -150,6 +150,13 @@ pub enum LdapLoginError {
         /// What went wrong, for logs (no secrets).
         message: String,
     },
+    /// The account the login name resolved to has failed too often; its
+    /// password was not sent to the directory.
+    #[error("too many failed logins; retry after {retry_after_secs} s")]
+    Throttled {
+        /// Seconds until the next attempt is allowed.
+        retry_after_secs: u64,
+    },
     /// The directory refused the service account or rejected a search the
     /// configuration built: an operator has to fix something.
     #[error("directory {provider} is misconfigured: {message}")]
@@ -171,6 +178,9 @@ impl From<LdapLoginError> for AuthnError {
     fn from(error: LdapLoginError) -> Self {
         match error {
             LdapLoginError::InvalidCredentials { .. } => AuthnError::Invalid,
+            LdapLoginError::Throttled { retry_after_secs } => {
+                AuthnError::Throttled { retry_after_secs }
+            }
             // A broken service account is not the caller's fault: 503, so
             // clients keep their credentials and retry.
             LdapLoginError::Unavailable { provider, .. }
@@ -206,8 +216,17 @@ impl PasswordProvider for LdapProvider {
         username: &'a str,
         password: &'a secrecy::SecretString,
     ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
+        PasswordProvider::login_gated(self, username, password, &|_| Ok(()))
+    }
+
+    fn login_gated<'a>(
+        &'a self,
+        username: &'a str,
+        password: &'a secrecy::SecretString,
+        gate: AccountGate<'a>,
+    ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
         Box::pin(async move {
-            match LdapProvider::login(self, username, password).await {
+            match LdapProvider::login_gated(self, username, password, gate).await {
                 Ok(user) => Ok(user.into_external(self.name())),
                 Err(error) => {
                     // The precise reason (AD sub-code, unknown user) is for the log only.

@@ -7,11 +7,22 @@
 //! closed, never reused. Idle connections are closed after
 //! `pool.idleTimeoutSeconds` and probed with a root DSE read after
 //! `pool.healthCheckAfterSeconds`.
+//!
+//! ldap3 0.12 decodes replies with `expect`: a malformed reply panics, in the
+//! connection's driver task (`decode_inner` in `protocol.rs`) or in the
+//! caller's (`LdapResultExt::from` in `result.rs`, `SearchEntry::construct`
+//! in `search.rs`). Every ldap3 call here runs under [`contained`], so such a
+//! reply is a transport error (the directory is unavailable, 503) on a
+//! connection that is never reused, never a panicking login or refresh task.
 
 use std::{
+    future::Future,
+    panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use futures_util::FutureExt as _;
 
 use ldap3::{
     adapters::{Adapter, EntriesOnly, PagedResults},
@@ -21,6 +32,24 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::config::{Settings, Transport};
+
+/// What a panic inside ldap3 is reported as.
+const MALFORMED: &str = "the directory sent a reply that could not be decoded";
+
+/// Runs an ldap3 future, turning a panic inside it into a transport error.
+async fn contained<T>(work: impl Future<Output = T>) -> Result<T, OpError> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|_| OpError::Transport(MALFORMED.into()))
+}
+
+/// `SearchEntry::construct` for each raw entry, a panic on a malformed one
+/// being a transport error.
+fn construct(entries: Vec<ldap3::ResultEntry>) -> Result<Vec<SearchEntry>, OpError> {
+    std::panic::catch_unwind(|| entries.into_iter().map(SearchEntry::construct).collect())
+        .map_err(|_| OpError::Transport(MALFORMED.into()))
+}
 
 /// The page size of every multi-entry search (AD's default MaxPageSize).
 pub(crate) const PAGE_SIZE: i32 = 1000;
@@ -209,16 +238,25 @@ impl Pool {
         // StartTLS and the TLS handshake get one more connect timeout.
         let opened = tokio::time::timeout(
             s.connect_timeout,
-            LdapConnAsync::with_settings(conn_settings, &server.url),
+            contained(LdapConnAsync::with_settings(conn_settings, &server.url)),
         )
         .await
         .map_err(|_| PoolError::Unavailable("TLS setup timed out".into()))?
+        .map_err(|e| PoolError::Unavailable(e.to_string()))?
         .map_err(|e| PoolError::Unavailable(format!("connect failed: {e}")))?;
         let (driver, ldap) = opened;
         let url = server.url.clone();
         tokio::spawn(async move {
-            if let Err(e) = driver.drive().await {
-                tracing::debug!(ldap.server = %url, error = %e, "directory connection ended");
+            // A panic ends the task like an error: the pending operations'
+            // answers are dropped and their callers see a transport error.
+            match contained(driver.drive()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(ldap.server = %url, error = %e, "directory connection ended");
+                }
+                Err(e) => {
+                    tracing::warn!(ldap.server = %url, error = %e, "directory connection ended");
+                }
             }
         });
         let mut conn = Conn {
@@ -307,10 +345,11 @@ impl Conn {
         self.service_bound = false;
         let res = tokio::time::timeout(
             self.timeout,
-            self.ldap.simple_bind(dn, password.expose_secret()),
+            contained(self.ldap.simple_bind(dn, password.expose_secret())),
         )
         .await
         .map_err(|_| OpError::Transport("bind timed out".into()))
+        .and_then(|r| r)
         .and_then(|r| r.map_err(|e| OpError::Transport(format!("bind failed: {e}"))))
         .and_then(check);
         self.note(res)
@@ -328,10 +367,14 @@ impl Conn {
         let ldap = self
             .ldap
             .with_search_options(SearchOptions::new().sizelimit(size_limit));
-        let res = tokio::time::timeout(self.timeout, ldap.search(base, scope, filter, attrs))
-            .await
-            .map_err(|_| OpError::Transport("search timed out".into()))
-            .and_then(|r| r.map_err(|e| OpError::Transport(format!("search failed: {e}"))));
+        let res = tokio::time::timeout(
+            self.timeout,
+            contained(ldap.search(base, scope, filter, attrs)),
+        )
+        .await
+        .map_err(|_| OpError::Transport("search timed out".into()))
+        .and_then(|r| r)
+        .and_then(|r| r.map_err(|e| OpError::Transport(format!("search failed: {e}"))));
         let res = self.note(res)?;
         let (entries, result) = (res.0, res.1);
         // 4 = sizeLimitExceeded: more entries than asked for.
@@ -339,10 +382,8 @@ impl Conn {
         if !truncated {
             check(result)?;
         }
-        Ok((
-            entries.into_iter().map(SearchEntry::construct).collect(),
-            truncated,
-        ))
+        let entries = construct(entries);
+        Ok((self.note(entries)?, truncated))
     }
 
     /// A subtree (or other) search fetched in pages of [`PAGE_SIZE`],
@@ -371,14 +412,15 @@ impl Conn {
                 .await
                 .map_err(|e| OpError::Transport(format!("search failed: {e}")))?
             {
-                entries.push(SearchEntry::construct(entry));
+                entries.push(entry);
             }
             check(stream.finish().await)?;
-            Ok(entries)
+            construct(entries)
         };
-        let res = tokio::time::timeout(self.timeout, work)
+        let res = tokio::time::timeout(self.timeout, contained(work))
             .await
             .map_err(|_| OpError::Transport("search timed out".into()))
+            .and_then(|r| r)
             .and_then(|r| r);
         self.note(res)
     }
@@ -390,10 +432,10 @@ async fn probe(ldap: &mut ldap3::Ldap, timeout: Duration) -> bool {
     matches!(
         tokio::time::timeout(
             timeout,
-            ldap.search("", Scope::Base, "(objectClass=*)", vec!["1.1"])
+            contained(ldap.search("", Scope::Base, "(objectClass=*)", vec!["1.1"]))
         )
         .await,
-        Ok(Ok(ref r)) if r.1.rc == 0
+        Ok(Ok(Ok(ref r))) if r.1.rc == 0
     )
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use ldap3::{Scope, SearchEntry};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::authn::external::AccountGate;
+
 use super::{
     config::{ConfigError, DirectoryKind, EnabledCheck, LdapConfig, Settings},
     escape::{filter_bytes, filter_value},
@@ -89,7 +91,20 @@ impl LdapProvider {
         username: &str,
         password: &SecretString,
     ) -> Result<DirectoryUser, LdapLoginError> {
-        let result = self.login_inner(username, password).await;
+        self.login_gated(username, password, &|_| Ok(())).await
+    }
+
+    /// [`LdapProvider::login`], asking `gate` with the principal id of the
+    /// entry the login name found before the user bind: a refusal is
+    /// [`LdapLoginError::Throttled`] and no bind happens. `alice`,
+    /// `CORP\alice` and `alice@corp.example` reach the gate with one id.
+    pub async fn login_gated(
+        &self,
+        username: &str,
+        password: &SecretString,
+        gate: AccountGate<'_>,
+    ) -> Result<DirectoryUser, LdapLoginError> {
+        let result = self.login_inner(username, password, gate).await;
         match &result {
             Ok(user) => tracing::info!(
                 auth.provider = %self.settings.name,
@@ -101,6 +116,11 @@ impl LdapProvider {
                 auth.provider = %self.settings.name,
                 auth.reason = %reason,
                 "directory login refused"
+            ),
+            Err(LdapLoginError::Throttled { .. }) => tracing::info!(
+                auth.provider = %self.settings.name,
+                auth.reason = "throttled",
+                "directory login refused before the bind"
             ),
             Err(e) => tracing::warn!(
                 auth.provider = %self.settings.name,
@@ -115,6 +135,7 @@ impl LdapProvider {
         &self,
         username: &str,
         password: &SecretString,
+        gate: AccountGate<'_>,
     ) -> Result<DirectoryUser, LdapLoginError> {
         // RFC 4513 §5.1.2: a DN with an empty password is an unauthenticated
         // bind that many servers answer with success. Decided here, first.
@@ -127,7 +148,7 @@ impl LdapProvider {
         }
         let filter = self.user_filter(username);
         let mut conn = self.pool.get().await.map_err(|e| self.pool_error(e))?;
-        match self.login_on(&mut conn, &filter, password).await {
+        match self.login_on(&mut conn, &filter, password, gate).await {
             Ok(user) => {
                 conn.release();
                 Ok(user)
@@ -142,7 +163,7 @@ impl LdapProvider {
                     .get_fresh()
                     .await
                     .map_err(|e| self.pool_error(e))?;
-                match self.login_on(&mut conn, &filter, password).await {
+                match self.login_on(&mut conn, &filter, password, gate).await {
                     Ok(user) => {
                         conn.release();
                         Ok(user)
@@ -174,6 +195,7 @@ impl LdapProvider {
         conn: &mut Conn,
         filter: &str,
         password: &SecretString,
+        gate: AccountGate<'_>,
     ) -> Result<DirectoryUser, Failure> {
         let attrs = self.user_attrs();
         let attrs: Vec<&str> = attrs.iter().map(String::as_str).collect();
@@ -187,37 +209,50 @@ impl LdapProvider {
             )
             .await
             .map_err(Failure::BeforeUserBind)?;
-        if truncated || entries.len() > 1 {
-            tracing::warn!(
-                auth.provider = %self.settings.name,
-                "the user filter matched several entries; refusing the login"
-            );
-            return Err(Failure::Final(LdapLoginError::invalid(
-                InvalidReason::AmbiguousUser,
-            )));
-        }
-        let Some(entry) = entries.pop() else {
-            return Err(Failure::Final(LdapLoginError::invalid(
-                InvalidReason::UnknownUser,
-            )));
-        };
-        let bound = conn.bind(&entry.dn, password).await;
-        // Whatever the outcome, the connection goes back as the service
-        // account or not at all.
-        let rebound = match &bound {
-            Err(OpError::Transport(_)) => Ok(()),
-            _ => self.pool.rebind_service(conn).await,
-        };
-        match bound {
-            Ok(()) => {}
-            Err(OpError::Result { rc, text }) => {
-                return Err(Failure::Final(LdapLoginError::invalid(bind_reason(
-                    rc, &text,
-                ))))
+        let found = match entries.pop() {
+            Some(entry) if entries.is_empty() && !truncated => Ok(entry),
+            Some(_) => {
+                tracing::warn!(
+                    auth.provider = %self.settings.name,
+                    "the user filter matched several entries; refusing the login"
+                );
+                Err(InvalidReason::AmbiguousUser)
             }
-            Err(e @ OpError::Transport(_)) => return Err(Failure::Final(self.op_error(e))),
+            None => Err(InvalidReason::UnknownUser),
+        };
+        let entry = match found {
+            Ok(entry) => entry,
+            Err(reason) => {
+                // Bind anyway, as a DN that cannot exist and with a random
+                // password: a name the directory does not know then costs the
+                // same round trips as a wrong password, so the answer time does
+                // not tell which names exist.
+                let dn = format!(
+                    "cn=paddock-no-such-user-{:032x},{}",
+                    rand::random::<u128>(),
+                    self.settings.user_search_base
+                );
+                let password = SecretString::from(format!("{:032x}", rand::random::<u128>()));
+                if let Ok(()) = self.bind_as(conn, &dn, &password).await? {
+                    tracing::warn!(
+                        auth.provider = %self.settings.name,
+                        "the directory accepted a bind as a DN that does not exist"
+                    );
+                }
+                return Err(Failure::Final(LdapLoginError::invalid(reason)));
+            }
+        };
+        let account = principal_id(self.settings.kind, self.settings.kind.user_scheme(), &entry);
+        if let Err(throttled) = gate(&account) {
+            return Err(Failure::Final(LdapLoginError::Throttled {
+                retry_after_secs: throttled.retry_after_secs,
+            }));
         }
-        rebound.map_err(|e| Failure::Final(self.op_error(e)))?;
+        if let Err((rc, text)) = self.bind_as(conn, &entry.dn, password).await? {
+            return Err(Failure::Final(LdapLoginError::invalid(bind_reason(
+                rc, &text,
+            ))));
+        }
         if !self.enabled(&entry) {
             return Err(Failure::Final(LdapLoginError::invalid(
                 InvalidReason::AccountDisabled,
@@ -226,6 +261,29 @@ impl LdapProvider {
         self.user_from_entry(conn, entry)
             .await
             .map_err(|e| Failure::Final(self.op_error(e)))
+    }
+
+    /// Binds `conn` as `dn`, then as the service account again whatever the
+    /// outcome: the connection goes back to the pool as the service account
+    /// or not at all. `Ok(Err((code, text)))` is a refused bind.
+    async fn bind_as(
+        &self,
+        conn: &mut Conn,
+        dn: &str,
+        password: &SecretString,
+    ) -> Result<Result<(), (u32, String)>, Failure> {
+        let bound = conn.bind(dn, password).await;
+        let rebound = match &bound {
+            Err(OpError::Transport(_)) => Ok(()),
+            _ => self.pool.rebind_service(conn).await,
+        };
+        match bound {
+            Ok(()) => rebound
+                .map(Ok)
+                .map_err(|e| Failure::Final(self.op_error(e))),
+            Err(OpError::Result { rc, text }) => Ok(Err((rc, text))),
+            Err(e @ OpError::Transport(_)) => Err(Failure::Final(self.op_error(e))),
+        }
     }
 
     /// Reads `user` again (by DN, then by its stable id if the entry moved):
@@ -394,7 +452,7 @@ impl LdapProvider {
             .get_fresh()
             .await
             .map_err(|e| self.pool_error(e))?;
-        self.login_on(&mut conn, &filter, password)
+        self.login_on(&mut conn, &filter, password, &|_| Ok(()))
             .await
             .map_err(|f| match f {
                 Failure::BeforeUserBind(e) => self.op_error(e),

@@ -1,5 +1,11 @@
-//! Login throttling per username and per client address, with exponential
-//! backoff (idp.md §4.6).
+//! Login throttling per username, per account and per client address, with
+//! exponential backoff.
+//!
+//! A directory accepts one account under several names (`alice`,
+//! `CORP\alice`, `alice@corp.example`), so the name typed is not enough: once
+//! the directory resolved the name to an account, the attempt is also counted
+//! against the account ([`LoginThrottle::begin_account_attempt`]), and a
+//! blocked account refuses every spelling before its password is sent.
 //!
 //! After `free_attempts` consecutive failures, each further attempt must wait
 //! `base_delay * 2^(failures - free_attempts)`, capped at `max_delay`. A blocked
@@ -74,7 +80,8 @@ impl Backoff {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ThrottleConfig {
-    /// Per username (case-insensitive): 5 free attempts, then 1 s doubling to 5 min.
+    /// Per username (case-insensitive) and per resolved account: 5 free
+    /// attempts, then 1 s doubling to 5 min.
     pub per_user: Backoff,
     /// Per client address: 20 free attempts (shared NATs), then 1 s doubling to
     /// 5 min.
@@ -107,6 +114,9 @@ pub struct Throttled {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Subject {
     User(String),
+    /// A resolved account (a provider and its stable id for the user), whatever
+    /// name was typed.
+    Account(String),
     Addr(IpAddr),
 }
 
@@ -136,6 +146,41 @@ fn user_key(username: &str) -> Subject {
 
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Counts one failure against `key`; returns the wait it now imposes.
+fn count(
+    records: &mut HashMap<Subject, Record>,
+    key: Subject,
+    backoff: Backoff,
+    forget_after: Duration,
+    now: Instant,
+) -> Duration {
+    let r = records.entry(key).or_insert(Record {
+        failures: 0,
+        last_failure: now,
+        blocked_until: now,
+    });
+    if now.saturating_duration_since(r.last_failure) >= forget_after {
+        r.failures = 0;
+    }
+    r.failures = r.failures.saturating_add(1);
+    r.last_failure = now;
+    let d = backoff.delay_after(r.failures);
+    r.blocked_until = now + d;
+    d
+}
+
+/// Takes one counted failure back from `key`.
+fn take_back(records: &mut HashMap<Subject, Record>, key: Subject, backoff: Backoff) {
+    if let Some(r) = records.get_mut(&key) {
+        r.failures = r.failures.saturating_sub(1);
+        if r.failures == 0 {
+            records.remove(&key);
+        } else {
+            r.blocked_until = r.last_failure + backoff.delay_after(r.failures);
+        }
+    }
 }
 
 impl LoginThrottle {
@@ -200,19 +245,7 @@ impl LoginThrottle {
             (user_key(username), self.cfg.per_user),
             (Subject::Addr(addr), self.cfg.per_addr),
         ] {
-            let r = records.entry(key).or_insert(Record {
-                failures: 0,
-                last_failure: now,
-                blocked_until: now,
-            });
-            if now.saturating_duration_since(r.last_failure) >= self.cfg.forget_after {
-                r.failures = 0;
-            }
-            r.failures = r.failures.saturating_add(1);
-            r.last_failure = now;
-            let d = backoff.delay_after(r.failures);
-            r.blocked_until = now + d;
-            wait = wait.max(d);
+            wait = wait.max(count(records, key, backoff, self.cfg.forget_after, now));
         }
         wait
     }
@@ -249,15 +282,50 @@ impl LoginThrottle {
     pub fn attempt_succeeded(&self, username: &str, addr: IpAddr) {
         let mut records = self.lock();
         records.remove(&user_key(username));
-        let key = Subject::Addr(addr);
-        if let Some(r) = records.get_mut(&key) {
-            r.failures = r.failures.saturating_sub(1);
-            if r.failures == 0 {
-                records.remove(&key);
-            } else {
-                r.blocked_until = r.last_failure + self.cfg.per_addr.delay_after(r.failures);
-            }
+        take_back(&mut records, Subject::Addr(addr), self.cfg.per_addr);
+    }
+
+    /// Checks and counts an attempt *as a failure* against a resolved account
+    /// (`<provider>/<stable id>`), once the directory told which account the
+    /// login name means and before the password is sent to it. Uses the
+    /// per-user backoff. Undo with [`LoginThrottle::account_attempt_succeeded`]
+    /// on success, or [`LoginThrottle::account_attempt_void`] when the
+    /// attempt never reached a decision (the directory went away).
+    pub fn begin_account_attempt(&self, account: &str, now: Instant) -> Result<(), Throttled> {
+        let mut records = self.lock();
+        let key = Subject::Account(account.to_owned());
+        if let Some(wait) = records
+            .get(&key)
+            .map(|r| r.blocked_until.saturating_duration_since(now))
+            .filter(|w| !w.is_zero())
+        {
+            return Err(Throttled {
+                retry_after_secs: ceil_secs(wait).max(1),
+            });
         }
+        if records.len() >= self.cfg.max_entries {
+            self.prune(&mut records, now);
+        }
+        count(
+            &mut records,
+            key,
+            self.cfg.per_user,
+            self.cfg.forget_after,
+            now,
+        );
+        Ok(())
+    }
+
+    /// The password was right: clears the account's record.
+    pub fn account_attempt_succeeded(&self, account: &str) {
+        self.lock().remove(&Subject::Account(account.to_owned()));
+    }
+
+    /// Takes back what [`LoginThrottle::begin_account_attempt`] counted, for an
+    /// attempt that was not the caller's failure.
+    pub fn account_attempt_void(&self, account: &str) {
+        let key = Subject::Account(account.to_owned());
+        take_back(&mut self.lock(), key, self.cfg.per_user);
     }
 
     /// Records a successful login: clears the username's record.
@@ -287,5 +355,56 @@ impl LoginThrottle {
             let cut = ages[ages.len() / 2];
             records.retain(|_, r| r.last_failure > cut);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle() -> LoginThrottle {
+        LoginThrottle::new(ThrottleConfig {
+            per_user: Backoff::new(3, Duration::from_secs(60), Duration::from_secs(300)),
+            ..ThrottleConfig::default()
+        })
+    }
+
+    #[test]
+    fn an_account_has_one_budget_and_blocks_before_the_password_is_sent() {
+        let t = throttle();
+        let now = Instant::now();
+        for _ in 0..3 {
+            t.begin_account_attempt("corp/openldap_user://a", now)
+                .unwrap();
+        }
+        assert_eq!(
+            t.begin_account_attempt("corp/openldap_user://a", now),
+            Err(Throttled {
+                retry_after_secs: 60
+            })
+        );
+        // Another account, and the same string as a typed name, are separate.
+        t.begin_account_attempt("corp/openldap_user://b", now)
+            .unwrap();
+        t.begin_attempt("corp/openldap_user://a", "192.0.2.1".parse().unwrap(), now)
+            .unwrap();
+        // A success clears the account.
+        t.account_attempt_succeeded("corp/openldap_user://a");
+        t.begin_account_attempt("corp/openldap_user://a", now)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_void_attempt_is_taken_back() {
+        let t = throttle();
+        let now = Instant::now();
+        for _ in 0..3 {
+            t.begin_account_attempt("corp/a", now).unwrap();
+            t.account_attempt_void("corp/a");
+        }
+        t.begin_account_attempt("corp/a", now).unwrap();
+        t.begin_account_attempt("corp/a", now).unwrap();
+        assert!(t.begin_account_attempt("corp/a", now).is_ok());
+        assert!(t.begin_account_attempt("corp/a", now).is_err());
     }
 }

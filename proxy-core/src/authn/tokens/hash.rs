@@ -2,7 +2,7 @@
 //!
 //! Format: `v1$<salt hex>$<hmac-sha256(pepper, salt || secret) hex>`. A fast
 //! keyed hash is right here: the secret is 256 random bits, so there is nothing to
-//! brute-force (idp.md §4.5, RFC 6819 §5.1.4.1.3); the pepper, kept outside the
+//! brute-force (RFC 6819 §5.1.4.1.3); the pepper, kept outside the
 //! store, makes a leaked store useless for forging or checking tokens.
 
 use std::fs;

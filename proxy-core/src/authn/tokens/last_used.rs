@@ -1,6 +1,6 @@
 //! Coalesced last-used times: recorded in memory per request, flushed to the store
 //! at most once per interval (default a minute) per token, never a write per
-//! request (rancher.md §1.8: a write per use is what hurt Rancher).
+//! request (a write per use is what hurt Rancher: rancher/rancher#49017).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //!
 //! * The secret is 256 bits from the OS CSPRNG ([`hash`]); only a salted,
 //!   peppered, versioned hash is stored ([`TokenHasher`]).
-//! * Kinds and lifetimes follow Rancher's settings (rancher.md §1.9), in
+//! * Kinds and lifetimes follow Rancher's settings (`docs/facts.md` §4), in
 //!   [`TokenPolicy`]: session 16 h with a 16 h idle timeout, API 90 days (capped),
 //!   kubeconfig 30 days (capped). Tokens may be scoped to one cluster.
 //! * [`TokenVerifier`] checks a presented token against any [`TokenSource`] (the
