@@ -17,9 +17,6 @@ use self::query::{
     field_selector_exact_name, first_value, go_param_bool, go_to_lower_is, list_options_decode,
 };
 
-/// Path prefix under which a cluster's API is served: `/k8s/clusters/<id>/...`.
-pub const CLUSTER_PATH_PREFIX: &str = "/k8s/clusters/";
-
 /// The attributes of one Kubernetes API request, as RBAC sees them.
 ///
 /// Built by [`RequestAttributes::from_request`] from an HTTP request, or by
@@ -89,22 +86,6 @@ const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
 const WEBSOCKET_CREATE_SUBRESOURCES: [&str; 3] = ["exec", "attach", "portforward"];
 const LONG_RUNNING_SUBRESOURCES: [&str; 4] = ["exec", "attach", "portforward", "proxy"];
 
-/// Splits `/k8s/clusters/<id>/rest` into `(id, "/rest")` (the rest is `/` when empty).
-///
-/// Returns `None` when the path does not start with [`CLUSTER_PATH_PREFIX`] or the id
-/// is empty. Works on the raw (undecoded) path, as a router does.
-pub fn split_cluster_prefix(path: &str) -> Option<(&str, &str)> {
-    let rest = path.strip_prefix(CLUSTER_PATH_PREFIX)?;
-    let (id, rest) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if id.is_empty() {
-        return None;
-    }
-    Some((id, rest))
-}
-
 fn decode_path(raw: &str) -> Result<Cow<'_, str>, AttributesError> {
     if !raw.contains('%') {
         return Ok(Cow::Borrowed(raw));
@@ -160,15 +141,16 @@ impl RequestAttributes {
     /// Resolves the attributes of an HTTP request, like kube-apiserver does.
     ///
     /// `method` is the HTTP method as sent (case-sensitive, like Go's), `path` the raw
-    /// (still percent-encoded) path, `query` the raw query string without `?`.
-    /// A leading `/k8s/clusters/<id>` is removed first (see [`split_cluster_prefix`]).
+    /// (still percent-encoded) path exactly as the API server will receive it, `query`
+    /// the raw query string without `?`. A proxy removes its own routing prefix before
+    /// calling this, once, and forwards that same path: what is authorized is what is
+    /// forwarded.
     pub fn from_request(
         method: &str,
         path: &str,
         query: Option<&str>,
     ) -> Result<RequestAttributes, AttributesError> {
-        let raw = split_cluster_prefix(path).map_or(path, |(_, rest)| rest);
-        let decoded = decode_path(raw)?;
+        let decoded = decode_path(path)?;
         let mut info = RequestAttributes {
             path: decoded.clone().into_owned(),
             ..RequestAttributes::default()

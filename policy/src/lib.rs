@@ -26,9 +26,7 @@ mod parse;
 mod rule;
 mod set;
 
-pub use attributes::{
-    parse_query, split_cluster_prefix, AttributesError, RequestAttributes, CLUSTER_PATH_PREFIX,
-};
+pub use attributes::{parse_query, AttributesError, RequestAttributes};
 pub use decision::{forbidden_message, forbidden_status, Decision, Subject};
 pub use error::PolicyError;
 pub use impersonation::{

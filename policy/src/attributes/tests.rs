@@ -106,10 +106,10 @@ const ROWS: &[Row] = &[
     // the path is decoded before splitting: a%2Fb is name a, subresource b
     ("GET", "/api/v1/namespaces/ns/configmaps/a%2Fb", true, "get", "api", "", "v1", "ns", "configmaps", "b", "a"),
     ("GET", "/api/v1/namespaces/n%73/pods", true, "list", "api", "", "v1", "ns", "pods", "", ""),
-    // a cluster prefix is removed first
-    ("GET", "/k8s/clusters/c-1/api/v1/namespaces/ns/pods", true, "list", "api", "", "v1", "ns", "pods", "", ""),
+    // a proxy's routing prefix is the proxy's business: left in, it is a
+    // path the API server does not serve, so a non-resource request
+    ("GET", "/k8s/clusters/c-1/api/v1/namespaces/ns/pods", false, "get", "", "", "", "", "", "", ""),
     ("GET", "/k8s/clusters/c-1/healthz", false, "get", "", "", "", "", "", "", ""),
-    ("GET", "/k8s/clusters/c-1", false, "get", "", "", "", "", "", "", ""),
     // field selectors name one object for list and watch only
     ("GET", "/api/v1/namespaces/default/pods?fieldSelector=metadata.name=name1", true, "list", "api", "", "v1", "default", "pods", "", "name1"),
     ("GET", "/api/v1/namespaces/default/pods?fieldSelector=metadata.name%3D%3Dname1", true, "list", "api", "", "v1", "default", "pods", "", "name1"),
@@ -156,25 +156,15 @@ fn request_info_table() {
 }
 
 #[test]
-fn path_is_decoded_and_prefix_stripped() {
-    let a = resolve(
-        "GET",
-        "/k8s/clusters/prod/api/v1/namespaces/ns/configmaps/a%2Fb",
-    )
-    .unwrap();
+fn path_is_decoded_and_kept_whole() {
+    let a = resolve("GET", "/api/v1/namespaces/ns/configmaps/a%2Fb").unwrap();
     assert_eq!(a.path, "/api/v1/namespaces/ns/configmaps/a/b");
     let a = resolve("GET", "/version%2F").unwrap();
     assert_eq!(a.path, "/version/");
-    assert_eq!(
-        split_cluster_prefix("/k8s/clusters/prod/api"),
-        Some(("prod", "/api"))
-    );
-    assert_eq!(
-        split_cluster_prefix("/k8s/clusters/prod"),
-        Some(("prod", "/"))
-    );
-    assert_eq!(split_cluster_prefix("/k8s/clusters//api"), None);
-    assert_eq!(split_cluster_prefix("/api/v1/pods"), None);
+    // What is authorized is the path that is forwarded, prefix and all.
+    let a = resolve("GET", "/k8s/clusters/prod/api/v1/secrets").unwrap();
+    assert_eq!(a.path, "/k8s/clusters/prod/api/v1/secrets");
+    assert!(!a.is_resource_request);
 }
 
 #[test]

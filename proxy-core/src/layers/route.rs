@@ -12,7 +12,6 @@ use std::{
 };
 
 use http::{uri::PathAndQuery, Request, Uri};
-use hyper::body::Incoming;
 use policy::RequestAttributes;
 use tower::{Layer, Service};
 
@@ -83,9 +82,9 @@ pub fn target(path: &str) -> Target<'_> {
     }
 }
 
-impl<S> Service<Request<Incoming>> for Route<S>
+impl<S, B> Service<Request<B>> for Route<S>
 where
-    S: Service<Request<Incoming>, Response = ProxyResponse, Error = ProxyError>,
+    S: Service<Request<B>, Response = ProxyResponse, Error = ProxyError>,
     S::Future: Send + 'static,
 {
     type Response = ProxyResponse;
@@ -96,9 +95,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         use futures_util::future::Either;
-        let (cluster, prefixed) = match target(request.uri().path()) {
+        // Parsed once: the relative path is what is forwarded and what the
+        // attributes (and so policy) are resolved from.
+        let (cluster, relative) = match target(request.uri().path()) {
             Target::Paddock => {
                 return match Endpoint::parse(request.method(), request.uri().path()) {
                     Ok(endpoint) => {
@@ -108,21 +109,17 @@ where
                     Err(error) => Either::Right(Box::pin(std::future::ready(Err(error)))),
                 };
             }
-            Target::Cluster(id, _) => (self.router.resolve(id), id.is_some()),
+            Target::Cluster(None, _) => (self.router.resolve(None), None),
+            // Owned: the path borrows from the URI being replaced.
+            Target::Cluster(id, path) => (self.router.resolve(id), Some(path.to_owned())),
         };
         let cluster: Arc<Cluster> = match cluster {
             Ok(cluster) => cluster,
             Err(error) => return Either::Right(Box::pin(std::future::ready(Err(error)))),
         };
-        let rewritten = if prefixed {
-            // Owned: the path borrowed from the URI being replaced.
-            let Target::Cluster(_, path) = target(request.uri().path()) else {
-                unreachable!("the target was a cluster a moment ago")
-            };
-            let path = path.to_owned();
-            rewrite_path(request.uri_mut(), &path)
-        } else {
-            Ok(())
+        let rewritten = match relative {
+            Some(path) => rewrite_path(request.uri_mut(), &path),
+            None => Ok(()),
         };
         let attributes = match rewritten.and_then(|()| {
             RequestAttributes::from_request(
@@ -191,6 +188,53 @@ mod tests {
             target("/k8s/clusters/prod/"),
             Target::Cluster(Some("prod"), "/")
         );
+    }
+
+    /// The path forwarded and the path policy decides on are one and the
+    /// same, however many cluster prefixes a caller stacks up.
+    #[tokio::test]
+    async fn authorizes_the_path_it_forwards() {
+        use crate::upstream::ClusterConfig;
+        use tower::ServiceExt;
+
+        let mut router = Router::new();
+        let cluster = Cluster::new(&ClusterConfig::new("a", "https://127.0.0.1:1"), 1).unwrap();
+        router.add(cluster, true);
+        let seen = tower::service_fn(|request: Request<()>| async move {
+            let context = context::of(&request);
+            let attributes = context.attributes().unwrap();
+            assert_eq!(attributes.path, request.uri().path());
+            Ok::<_, ProxyError>(
+                http::Response::builder()
+                    .header("x-path", request.uri().path())
+                    .header("x-resource", attributes.is_resource_request.to_string())
+                    .body(crate::body::ResponseBody::empty())
+                    .unwrap(),
+            )
+        });
+        let route = RouteLayer::new(Arc::new(router)).layer(seen);
+        for (path, forwarded, resource) in [
+            ("/k8s/clusters/a/api/v1/secrets", "/api/v1/secrets", "true"),
+            (
+                "/k8s/clusters/a/k8s/clusters/a/api/v1/secrets",
+                "/k8s/clusters/a/api/v1/secrets",
+                "false",
+            ),
+            ("/api/v1/secrets", "/api/v1/secrets", "true"),
+        ] {
+            let mut request = Request::get(path).body(()).unwrap();
+            request
+                .extensions_mut()
+                .insert(Arc::new(context::RequestContext::new(
+                    String::new(),
+                    http::Method::GET,
+                    path.to_owned(),
+                    None,
+                )));
+            let response = route.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.headers()["x-path"], forwarded, "{path}");
+            assert_eq!(response.headers()["x-resource"], resource, "{path}");
+        }
     }
 
     #[test]
