@@ -284,7 +284,7 @@ fn open_accounts(
             anyhow::anyhow!("directory {}: {}: {}", directory.name, e.key, e.message)
         })?;
         tracing::info!(provider = %provider.name(), kind = ?provider.kind(), "directory configured");
-        accounts = accounts.with_directory(Arc::new(provider));
+        accounts = accounts.with_provider(Arc::new(provider));
     }
     if let Some(github) = github {
         tracing::info!(api = %github.config().endpoints.api, access_mode = ?github.config().access_mode, "GitHub login enabled");
@@ -310,7 +310,6 @@ fn open_accounts(
         );
     }
     let accounts = Arc::new(accounts);
-    accounts.spawn_background();
     tracing::info!(
         users = accounts.view().with_snapshot(|s| s.user_count()),
         "user store open"

@@ -110,8 +110,9 @@ impl ProxyBuilder {
     }
 
     /// Serves local users and Paddock-issued tokens: their tokens are
-    /// accepted (asked before the authenticators already added), and the
-    /// login, kubeconfig and admin endpoints are enabled.
+    /// accepted (asked before the authenticators already added), the login,
+    /// kubeconfig and admin endpoints are enabled, and
+    /// [`build`](Self::build) starts the accounts' background work.
     pub fn accounts(mut self, accounts: Arc<Accounts>) -> Self {
         let tokens: Arc<dyn Authenticator> = accounts.tokens().clone();
         self.authenticators = AuthenticatorChain::new()
@@ -192,6 +193,11 @@ impl ProxyBuilder {
         let mut router = Router::new();
         for (config, default) in &self.clusters {
             router.add(Cluster::new(config, self.workers)?, *default);
+        }
+        if let Some(accounts) = &self.accounts {
+            // Store polling, token purge and providers' refresh run with the
+            // proxy: an embedder cannot forget them.
+            accounts.spawn_background();
         }
         let shutdown = Shutdown::new();
         let admin_authorizer = match (self.admin_authorizer, &self.accounts) {

@@ -48,12 +48,15 @@ async fn login(
     password: &str,
     n: u8,
 ) -> Result<String, AuthnError> {
+    let password = SecretString::from(password);
     target
         .accounts()
         .login(
             target.provider(),
-            username,
-            &SecretString::from(password),
+            proxy_core::accounts::LoginCredential::Password {
+                username,
+                password: &password,
+            },
             client(n),
         )
         .await

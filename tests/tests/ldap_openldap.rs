@@ -795,7 +795,14 @@ async fn spellings_of_one_account_share_its_login_throttle() {
         .enumerate()
     {
         let e = accounts
-            .login("corp-ldap", name, &pw("wrong"), client(n as u8))
+            .login(
+                "corp-ldap",
+                proxy_core::accounts::LoginCredential::Password {
+                    username: name,
+                    password: &pw("wrong"),
+                },
+                client(n as u8),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, AuthnError::Invalid), "{name}: {e:?}");
@@ -810,7 +817,14 @@ async fn spellings_of_one_account_share_its_login_throttle() {
     let before = user_binds();
     for (n, name) in ["alice", "ALICE@example.org"].into_iter().enumerate() {
         let e = accounts
-            .login("corp-ldap", name, &pw("alice-pw"), client(10 + n as u8))
+            .login(
+                "corp-ldap",
+                proxy_core::accounts::LoginCredential::Password {
+                    username: name,
+                    password: &pw("alice-pw"),
+                },
+                client(10 + n as u8),
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, AuthnError::Throttled { .. }), "{name}: {e:?}");
@@ -819,7 +833,14 @@ async fn spellings_of_one_account_share_its_login_throttle() {
     assert_eq!(user_binds(), before, "{}", slapd.log());
     // Another account is not affected.
     accounts
-        .login("corp-ldap", "bob", &pw("bob-pw"), client(20))
+        .login(
+            "corp-ldap",
+            proxy_core::accounts::LoginCredential::Password {
+                username: "bob",
+                password: &pw("bob-pw"),
+            },
+            client(20),
+        )
         .await
         .unwrap();
 }
@@ -881,7 +902,14 @@ async fn a_login_stores_group_display_names() {
     );
     let client = std::net::IpAddr::from([127, 0, 0, 1]);
     let alice = accounts
-        .login("corp-ldap", "alice", &pw("alice-pw"), client)
+        .login(
+            "corp-ldap",
+            proxy_core::accounts::LoginCredential::Password {
+                username: "alice",
+                password: &pw("alice-pw"),
+            },
+            client,
+        )
         .await
         .unwrap();
     let attributes = accounts

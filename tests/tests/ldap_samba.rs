@@ -242,7 +242,7 @@ async fn active_directory_against_a_real_samba_dc() {
         let accounts = Arc::new(
             Accounts::open(dir.path(), options)
                 .unwrap()
-                .with_directory(Arc::new(provider(&dc, Membership::InChain, false))),
+                .with_provider(Arc::new(provider(&dc, Membership::InChain, false))),
         );
         let client = |n: u8| std::net::IpAddr::from([192, 0, 2, n]);
         for (n, name) in [r"EXAMPLE\jdoe(qa)", "jdoe(qa)@example.test"]
@@ -250,7 +250,14 @@ async fn active_directory_against_a_real_samba_dc() {
             .enumerate()
         {
             let e = accounts
-                .login("corp-ad", name, &pw("nope"), client(n as u8))
+                .login(
+                    "corp-ad",
+                    proxy_core::accounts::LoginCredential::Password {
+                        username: name,
+                        password: &pw("nope"),
+                    },
+                    client(n as u8),
+                )
                 .await
                 .unwrap_err();
             assert!(matches!(e, AuthnError::Invalid), "{name}: {e:?}");
@@ -262,8 +269,10 @@ async fn active_directory_against_a_real_samba_dc() {
             let e = accounts
                 .login(
                     "corp-ad",
-                    name,
-                    &pw("Alice-Passw0rd!"),
+                    proxy_core::accounts::LoginCredential::Password {
+                        username: name,
+                        password: &pw("Alice-Passw0rd!"),
+                    },
                     client(10 + n as u8),
                 )
                 .await
@@ -320,7 +329,7 @@ async fn active_directory_against_a_real_samba_dc() {
     let dir = tempfile::tempdir().unwrap();
     let accounts = Accounts::open(dir.path(), AccountsOptions::default())
         .unwrap()
-        .with_directory(Arc::new(in_chain));
+        .with_provider(Arc::new(in_chain));
     let report = conformance::run(Directory {
         accounts: Arc::new(accounts),
         dc,

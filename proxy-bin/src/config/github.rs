@@ -248,6 +248,7 @@ impl GithubSection {
             SecretString::from(key.trim().to_owned()),
         );
         config.endpoints = self.endpoints()?;
+        config.token_dir = Some(data_dir.join("github-tokens"));
         if let Some(ca) = &self.ca_file {
             config.ca_pem = Some(
                 std::fs::read(ca)

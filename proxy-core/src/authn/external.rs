@@ -1,51 +1,160 @@
-//! Users of external providers (LDAP, Active Directory, GitHub) as the
-//! providers report them at login and at refresh. [`crate::accounts::Accounts::upsert_external`]
-//! turns one into a stored user with the provider's groups.
+//! The contract of external identity providers (LDAP, Active Directory,
+//! GitHub, and whatever comes next): an [`ExternalProvider`] turns a login
+//! credential into the user it stands for now, and reads a known user
+//! again. Providers return facts and know nothing else: the accounts wing
+//! (the `accounts` module) decides what to store, throttle, refresh and revoke.
+
+use std::time::Duration;
 
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use super::{local::Throttled, AuthnError, BoxFuture};
 
-/// A provider people log in to with a username and password (a directory).
-/// Local users are [`crate::authn::local::LocalProvider`]; both are reached
-/// through [`crate::accounts::Accounts::login`], which throttles, stores the
-/// user and issues the session.
+/// What a person presents to log in to an external provider.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginCredential<'a> {
+    /// A directory's username and password.
+    Password {
+        /// The name as typed (`alice`, `CORP\alice`, `alice@corp.example`).
+        username: &'a str,
+        /// The password.
+        password: &'a SecretString,
+    },
+    /// A token the provider issued (a GitHub access token).
+    Token(&'a SecretString),
+}
+
+/// Which [`LoginCredential`] a provider takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// Username and password.
+    Password,
+    /// A provider-issued token.
+    Token,
+}
+
+/// A user a provider reported before, as stored: what it needs to find
+/// them again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KnownUser {
+    /// Paddock's user id.
+    pub user_id: String,
+    /// The login name.
+    pub username: String,
+    /// The human-readable name.
+    pub display_name: String,
+    /// The user's principal id at this provider (`github_user://583231`).
+    pub principal: String,
+    /// Where the provider found the user last (an LDAP DN), if it said.
+    pub locator: Option<String>,
+}
+
+/// Why a known user could not be read again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The provider says the user is gone, disabled or no longer admitted:
+    /// their groups go and every Paddock token of theirs is revoked.
+    #[error("access lost: {reason}")]
+    AccessLost {
+        /// What the provider said.
+        reason: String,
+    },
+    /// The provider could not be asked; the last known groups stay (for the
+    /// grace period). Retry no earlier than `retry_after_secs` from now
+    /// (0: with the usual backoff).
+    #[error("{reason}")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+        /// Seconds to wait, for a rate limit.
+        retry_after_secs: u64,
+    },
+    /// The provider keeps nothing to read this user with (a GitHub user who
+    /// logged in before tokens were kept): groups stay until the next login.
+    #[error("nothing to refresh this user with")]
+    NotRefreshable,
+}
+
+/// When the accounts wing reads a provider's users again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshSchedule {
+    /// Groups older than this are read again.
+    pub max_age: Duration,
+    /// Up to this much is added per user, so refreshes spread out.
+    pub jitter: Duration,
+    /// How often due users are looked for.
+    pub interval: Duration,
+    /// While the provider is down, the last known groups stay this long past
+    /// their maximum age, then they are dropped; `None`: kept until the
+    /// provider answers.
+    pub grace: Option<Duration>,
+}
+
+/// An external identity provider, registered with the accounts wing under
+/// its [`name`](ExternalProvider::name). Adding one (OIDC, say) is one
+/// module implementing this and one registration.
 ///
-/// Implementations must reject an empty password before any I/O (an empty
-/// password is an unauthenticated bind that directories may accept), answer
+/// Implementations reject an empty password or token before any I/O, answer
 /// [`AuthnError::Invalid`] for every credential problem alike, and
 /// [`AuthnError::Unavailable`] when the backend cannot be asked.
-pub trait PasswordProvider: Send + Sync + 'static {
+pub trait ExternalProvider: Send + Sync + 'static {
     /// The provider's name, as in `{"provider": …}` of a login.
     fn name(&self) -> &str;
 
-    /// Checks `username` and `password`; on success, who the user is now.
+    /// Which credential its logins take.
+    fn credential_kind(&self) -> CredentialKind;
+
+    /// Checks `credential`; on success, who the user is now. A provider
+    /// that accepts one account under several names calls `gate` with a
+    /// stable id of the account (its principal id) once it knows which
+    /// account is meant and before the secret is checked; a refusal ends
+    /// the login with [`AuthnError::Throttled`], so the caller throttles per
+    /// account, not per spelling.
     fn login<'a>(
         &'a self,
-        username: &'a str,
-        password: &'a SecretString,
+        credential: LoginCredential<'a>,
+        gate: AccountGate<'a>,
     ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>>;
 
-    /// Like [`PasswordProvider::login`], for a provider that accepts one
-    /// account under several names: once it knows which account `username`
-    /// means, and before the password is checked, it calls `gate` with a
-    /// stable id of that account (its principal id); a refusal ends the login
-    /// with [`AuthnError::Throttled`]. So the caller can throttle per account,
-    /// not per spelling. The default resolves nothing and never calls `gate`.
-    fn login_gated<'a>(
+    /// Whether the provider's own access rules admit `user` (GitHub's
+    /// allowed organisations); `bound` says whether a principal has a role
+    /// binding. Asked after every login and refresh. Default: everyone.
+    fn admit(&self, user: &ExternalUser, bound: &dyn Fn(&str) -> bool) -> Result<(), AuthnError> {
+        let _ = (user, bound);
+        Ok(())
+    }
+
+    /// When its users are read again.
+    fn refresh_schedule(&self) -> RefreshSchedule;
+
+    /// Reads a known user again: never on the request path.
+    fn refresh<'a>(
         &'a self,
-        username: &'a str,
-        password: &'a SecretString,
-        gate: AccountGate<'a>,
-    ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
-        let _ = gate;
-        self.login(username, password)
+        known: &'a KnownUser,
+    ) -> BoxFuture<'a, Result<ExternalUser, RefreshError>>;
+
+    /// Forgets what the provider keeps for a user who lost access (a stored
+    /// GitHub token). Blocking; default: nothing kept.
+    fn forget(&self, user_id: &str) {
+        let _ = user_id;
+    }
+
+    /// Users and groups whose names contain `query`, at most `limit`, for
+    /// admins writing bindings. Default: the provider cannot search.
+    fn search<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<Principal>>, AuthnError>> {
+        let _ = (query, limit);
+        Box::pin(std::future::ready(Ok(None)))
     }
 }
 
-/// What [`PasswordProvider::login_gated`] asks before checking a password: may
-/// this account (a stable id) try now?
+/// What [`ExternalProvider::login`] asks before checking a secret: may this
+/// account (a stable id) try now?
 pub type AccountGate<'a> = &'a (dyn Fn(&str) -> Result<(), Throttled> + Send + Sync);
 
 /// A principal: a stable, typed id (`github_team://1234`,
@@ -68,7 +177,8 @@ impl Principal {
     }
 }
 
-/// A user as an external provider reported them.
+/// A user as an external provider reported them: the facts the accounts
+/// wing stores, with the provider's groups.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExternalUser {
     /// The provider's name (`openldap`, `activedirectory`, `github`).
@@ -86,19 +196,6 @@ pub struct ExternalUser {
     /// Where the provider finds the user again at refresh (an LDAP DN); kept
     /// with the user's attributes.
     pub locator: Option<String>,
-}
-
-/// The per-user delay, in `0..jitter_secs`, added to a background refresh's
-/// maximum age: derived from the user id (FNV-1a), so it is stable and
-/// spreads users evenly.
-pub(crate) fn refresh_jitter(user_id: &str, jitter_secs: u64) -> u64 {
-    if jitter_secs == 0 {
-        return 0;
-    }
-    let hash = user_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash % jitter_secs
 }
 
 /// The Paddock user id for an external principal: `u-` and the first ten
@@ -123,17 +220,6 @@ pub fn user_id_for(principal_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refresh_jitter_is_stable_and_bounded() {
-        assert_eq!(refresh_jitter("u-abc", 300), refresh_jitter("u-abc", 300));
-        assert!(refresh_jitter("u-abc", 300) < 300);
-        assert_eq!(refresh_jitter("u-abc", 0), 0);
-        let spread: std::collections::BTreeSet<u64> = (0..50)
-            .map(|n| refresh_jitter(&format!("u-{n}"), 300))
-            .collect();
-        assert!(spread.len() > 30, "{spread:?}");
-    }
 
     #[test]
     fn user_ids_are_stable_base32_of_the_principal() {

@@ -48,6 +48,13 @@ pub enum AuthnError {
         /// Seconds until the next attempt may succeed.
         retry_after_secs: u64,
     },
+    /// The provider's own access rules do not admit the user (GitHub's
+    /// allowed organisations).
+    #[error("access denied: {reason}")]
+    Denied {
+        /// Why, for the person logging in.
+        reason: String,
+    },
     /// The credential is valid but its user must change their password first
     /// (the bootstrap admin's first login).
     #[error("the password of {username} must be changed first")]
@@ -67,6 +74,7 @@ impl From<AuthnError> for ProxyError {
             AuthnError::Throttled { retry_after_secs } => {
                 ProxyError::TooManyRequests { retry_after_secs }
             }
+            AuthnError::Denied { reason } => ProxyError::Forbidden { reason },
             AuthnError::PasswordChangeRequired { username } => ProxyError::Forbidden {
                 reason: format!(
                     "user {username} must change their password before doing anything else: \

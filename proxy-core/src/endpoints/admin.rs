@@ -243,25 +243,22 @@ async fn create_token(
 }
 
 /// `POST /paddock/v1/users/<id>/refresh`: reads the user's groups from every
-/// directory that knows them, now.
+/// provider that knows them, now.
 async fn refresh_user(accounts: &Arc<Accounts>, name_or_id: &str) -> ProxyResult {
     let user = accounts
         .view()
         .with_snapshot(|s| local::find_user(s, name_or_id))
         .ok_or_else(|| user_error(local::UserError::NotFound(name_or_id.to_owned())))?;
-    let mut outcomes = serde_json::Map::new();
-    #[cfg(feature = "ldap")]
-    for directory in accounts.directories() {
-        if let Some(outcome) =
-            crate::authn::ldap::refresh::refresh_user(accounts, directory, &user.id).await
-        {
-            outcomes.insert(directory.name().to_owned(), format!("{outcome:?}").into());
-        }
-    }
+    let outcomes: serde_json::Map<String, serde_json::Value> = accounts
+        .refresh_user(&user.id)
+        .await
+        .into_iter()
+        .map(|(provider, outcome)| (provider, format!("{outcome:?}").into()))
+        .collect();
     if outcomes.is_empty() {
         return Err(ProxyError::BadRequest {
             message: format!(
-                "user {} comes from no directory that can be refreshed",
+                "user {} comes from no provider that can be refreshed",
                 user.username
             ),
         });
@@ -298,20 +295,18 @@ async fn search_principals(accounts: &Arc<Accounts>, query: &str) -> ProxyResult
         })?,
         None => 50,
     };
-    #[cfg(feature = "ldap")]
-    if let Some(directory) = accounts.directories().iter().find(|d| d.name() == provider) {
-        let found = directory
-            .search_principals(q, limit)
-            .await
-            .map_err(|e| ProxyError::from(crate::authn::AuthnError::from(e)))?;
-        let items: Vec<_> = found
-            .iter()
-            .map(|p| serde_json::json!({ "id": p.id, "displayName": p.display_name }))
-            .collect();
-        return Ok(json(StatusCode::OK, &serde_json::json!({ "items": items })));
-    }
-    let _ = (accounts, q, limit);
-    Err(ProxyError::BadRequest {
-        message: format!("provider: {provider:?} is not a directory that can be searched"),
-    })
+    let found = match accounts.provider(provider) {
+        Some(provider) => provider.search(q, limit).await.map_err(ProxyError::from)?,
+        None => None,
+    };
+    let Some(found) = found else {
+        return Err(ProxyError::BadRequest {
+            message: format!("provider: {provider:?} is not a directory that can be searched"),
+        });
+    };
+    let items: Vec<_> = found
+        .iter()
+        .map(|p| serde_json::json!({ "id": p.id, "displayName": p.display_name }))
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "items": items })))
 }

@@ -1,20 +1,23 @@
-//! GitHub logins: the browser flow (`GET /paddock/v1/github/login`, `GET
-//! /paddock/v1/github/callback`) and the token login behind `POST
-//! /paddock/v1/login` with `{"provider":"github","token":…}`.
+//! GitHub's browser flow (`GET /paddock/v1/github/login`, `GET
+//! /paddock/v1/github/callback`). The token it ends with logs in through
+//! [`Accounts::login`], like `POST /paddock/v1/login` with
+//! `{"provider":"github","token":…}`.
 
 use std::sync::Arc;
 
 use http::{header, request::Parts, HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
-use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     pages::{refusal, request_host, safe_redirect, see_other, url_params},
     session::start_session,
 };
 use crate::{
-    accounts::{Accounts, LoggedIn},
-    authn::github::{oauth::STATE_COOKIE, GithubError, GithubProvider, OAuthError},
+    accounts::{Accounts, LoginCredential},
+    authn::{
+        github::{oauth::STATE_COOKIE, GithubProvider, OAuthError, PROVIDER},
+        AuthnError,
+    },
     body::ResponseBody,
     error::ProxyError,
     layers::ProxyResult,
@@ -28,59 +31,6 @@ const COOKIE_PATH: &str = "/paddock/v1/github/";
 fn provider(accounts: &Accounts) -> Result<&Arc<GithubProvider>, ProxyError> {
     accounts.github().ok_or_else(|| ProxyError::NotFound {
         message: "GitHub login is not configured".to_owned(),
-    })
-}
-
-/// The typed GitHub failure as the API answers it: an invalid token is
-/// 401, GitHub being down or rate limited is 503/429 (never 401).
-pub(super) fn api_error(error: GithubError) -> ProxyError {
-    match error {
-        GithubError::InvalidToken | GithubError::Disabled => ProxyError::InvalidCredentials,
-        GithubError::AccessDenied { .. } => ProxyError::Forbidden {
-            reason: error.to_string(),
-        },
-        GithubError::RateLimited { retry_after_secs } => {
-            ProxyError::TooManyRequests { retry_after_secs }
-        }
-        GithubError::Unavailable(_) => ProxyError::AuthenticationUnavailable {
-            provider: "github".to_owned(),
-        },
-        GithubError::OAuth(e) => ProxyError::BadRequest {
-            message: e.to_string(),
-        },
-        GithubError::Store(message) => ProxyError::Internal { message },
-    }
-}
-
-/// `POST /paddock/v1/login` with provider `github`. Throttled like
-/// password logins (per token and per address), counting only tokens GitHub
-/// rejected: GitHub being down is not the caller's failure.
-pub(super) async fn token_login(
-    accounts: &Arc<Accounts>,
-    token: Option<SecretString>,
-    client: std::net::IpAddr,
-) -> Result<LoggedIn, ProxyError> {
-    use sha2::Digest;
-    let github = provider(accounts)?;
-    let token = token.unwrap_or_else(|| SecretString::from(""));
-    if token.expose_secret().trim().is_empty() {
-        return Err(ProxyError::InvalidCredentials);
-    }
-    let digest = sha2::Sha256::digest(token.expose_secret().as_bytes());
-    let key = format!("github-token/{}", hex::encode(&digest[..12]));
-    let throttle = accounts.local().throttle();
-    throttle
-        .begin_attempt(&key, client, std::time::Instant::now())
-        .map_err(|t| ProxyError::TooManyRequests {
-            retry_after_secs: t.retry_after_secs,
-        })?;
-    let result = github.login(accounts, &token).await;
-    if !matches!(result, Err(GithubError::InvalidToken)) {
-        throttle.attempt_succeeded(&key, client);
-    }
-    result.map_err(|error| {
-        tracing::info!(auth.provider = "github", %error, "login failed");
-        api_error(error)
     })
 }
 
@@ -162,6 +112,7 @@ fn oauth_refusal(error: &OAuthError) -> http::Response<ResponseBody> {
 /// exchanges the code, logs the user in and sends the browser on.
 pub(super) async fn callback(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
     let github = provider(accounts)?;
+    let client = super::session::client_ip(&request);
     let (parts, _) = request.into_parts();
     let cookie = cookie_value(&parts, STATE_COOKIE);
     let query = parts.uri.query().unwrap_or("");
@@ -170,24 +121,30 @@ pub(super) async fn callback(accounts: &Arc<Accounts>, request: Request<Incoming
             tracing::info!(auth.provider = "github", %error, "browser login refused");
             oauth_refusal(&error)
         }
-        Ok(exchanged) => match github.login(accounts, &exchanged.access_token).await {
+        Ok(exchanged) => match accounts
+            .login(
+                PROVIDER,
+                LoginCredential::Token(&exchanged.access_token),
+                client,
+            )
+            .await
+        {
             Err(error) => {
                 tracing::info!(auth.provider = "github", %error, "browser login failed");
-                let (status, title) = match &error {
-                    GithubError::AccessDenied { .. } => (StatusCode::FORBIDDEN, "Access denied"),
-                    GithubError::InvalidToken | GithubError::Disabled => {
-                        (StatusCode::UNAUTHORIZED, "GitHub sign-in failed")
+                let (status, title, message) = match error {
+                    AuthnError::Denied { reason } => {
+                        (StatusCode::FORBIDDEN, "Access denied", reason)
                     }
-                    GithubError::Unavailable(_) | GithubError::RateLimited { .. } => {
-                        (StatusCode::SERVICE_UNAVAILABLE, "GitHub is unavailable")
-                    }
-                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "Sign-in failed"),
-                };
-                let message = match &error {
-                    GithubError::Unavailable(_) => {
-                        "GitHub could not be reached. Try again in a moment.".to_owned()
-                    }
-                    other => other.to_string(),
+                    AuthnError::Unavailable { .. } | AuthnError::Throttled { .. } => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "GitHub is unavailable",
+                        "GitHub could not be reached. Try again in a moment.".to_owned(),
+                    ),
+                    other => (
+                        StatusCode::UNAUTHORIZED,
+                        "GitHub sign-in failed",
+                        other.to_string(),
+                    ),
                 };
                 refusal(status, title, &message)
             }

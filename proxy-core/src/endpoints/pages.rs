@@ -369,7 +369,14 @@ pub(super) async fn login_post(
         );
     }
     let login = match accounts
-        .login(&provider, &username, &password, client)
+        .login(
+            &provider,
+            crate::accounts::LoginCredential::Password {
+                username: &username,
+                password: &password,
+            },
+            client,
+        )
         .await
     {
         Ok(login) => login,

@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::{blocking, caller, json, paddock_token, read_json, Endpoints};
 use crate::{
-    accounts::{Accounts, LoggedIn},
+    accounts::{Accounts, LoggedIn, LoginCredential},
     authn::{
+        external::CredentialKind,
         local::{ChangePasswordError, UserError},
         tokens::{IssueError, IssuedToken, NewToken},
         SESSION_COOKIE,
@@ -121,36 +122,42 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
 pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
     let client = client_ip(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
-    #[cfg(feature = "github")]
-    if body.provider == crate::authn::github::PROVIDER && accounts.github().is_some() {
-        let login = super::github::token_login(accounts, body.token, client).await?;
-        return session_response(accounts, login, body.description).await;
-    }
-    let providers = accounts.provider_names();
-    if !providers.contains(&body.provider.as_str()) {
-        return Err(ProxyError::BadRequest {
-            message: format!(
-                "provider: unknown provider {:?} (configured: {})",
-                body.provider,
-                providers.join(", ")
-            ),
-        });
-    }
-    if body.token.is_some() {
-        return Err(ProxyError::BadRequest {
-            message: format!("token: provider {:?} takes a password", body.provider),
-        });
-    }
     let password = body.password.unwrap_or_else(|| SecretString::from(""));
-    if password.expose_secret().is_empty() {
-        return Err(ProxyError::BadRequest {
-            message: "password: must not be empty".to_owned(),
-        });
-    }
-    let login = match accounts
-        .login(&body.provider, &body.username, &password, client)
-        .await
-    {
+    let token = body.token.unwrap_or_else(|| SecretString::from(""));
+    let takes_token = accounts
+        .provider(&body.provider)
+        .map(|p| p.credential_kind() == CredentialKind::Token);
+    let credential = match (takes_token, token.expose_secret().is_empty()) {
+        // An empty token is refused like a wrong one: 401.
+        (Some(true), _) => LoginCredential::Token(&token),
+        (_, false) => {
+            return Err(ProxyError::BadRequest {
+                message: format!("token: provider {:?} takes a password", body.provider),
+            })
+        }
+        (takes_token, true) => {
+            if takes_token.is_none() && body.provider != crate::authn::local::PROVIDER {
+                let providers = accounts.provider_names();
+                return Err(ProxyError::BadRequest {
+                    message: format!(
+                        "provider: unknown provider {:?} (configured: {})",
+                        body.provider,
+                        providers.join(", ")
+                    ),
+                });
+            }
+            if password.expose_secret().is_empty() {
+                return Err(ProxyError::BadRequest {
+                    message: "password: must not be empty".to_owned(),
+                });
+            }
+            LoginCredential::Password {
+                username: &body.username,
+                password: &password,
+            }
+        }
+    };
+    let login = match accounts.login(&body.provider, credential, client).await {
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %body.provider, auth.username = %body.username, %error, "login failed");

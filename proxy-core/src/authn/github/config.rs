@@ -157,6 +157,10 @@ pub struct GithubConfig {
     pub timeout: Duration,
     /// Background refresh.
     pub refresh: RefreshSettings,
+    /// Where users' GitHub tokens are kept, encrypted, for the background
+    /// refresh (the binary uses `<data dir>/github-tokens`); `None` keeps
+    /// none, and groups are read again only at the next login.
+    pub token_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for GithubConfig {
@@ -173,6 +177,7 @@ impl std::fmt::Debug for GithubConfig {
             .field("encryption_key", &"[redacted]")
             .field("timeout", &self.timeout)
             .field("refresh", &self.refresh)
+            .field("token_dir", &self.token_dir)
             .finish()
     }
 }
@@ -199,6 +204,7 @@ impl GithubConfig {
             encryption_key,
             timeout: Duration::from_secs(10),
             refresh: RefreshSettings::default(),
+            token_dir: None,
         }
     }
 }

@@ -14,15 +14,16 @@
 //! | team | `github_team://<id>` | `org:team-slug` |
 //!
 //! Nothing is asked of GitHub per request: the user's GitHub token is kept
-//! encrypted at rest and used only by the background [`refresh`] of their
-//! organisations and teams.
+//! encrypted at rest ([`vault`]) and used only by the background refresh of
+//! their organisations and teams, which the accounts wing drives through
+//! [`ExternalProvider::refresh`].
 
 pub mod api;
 pub mod config;
 pub mod oauth;
-pub mod refresh;
+pub mod vault;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -30,8 +31,15 @@ pub use api::{ApiError, GithubApi, HttpClient, Profile};
 pub use config::{AccessMode, GithubConfig, GithubEndpoints, RefreshSettings};
 pub use oauth::{OAuthError, OAuthFlow, Sealer};
 
-use super::external::{user_id_for, ExternalUser, Principal};
-use crate::accounts::{Accounts, LoggedIn};
+use super::{
+    external::{
+        user_id_for, AccountGate, CredentialKind, ExternalProvider, ExternalUser, KnownUser,
+        LoginCredential, Principal, RefreshError, RefreshSchedule,
+    },
+    AuthnError, BoxFuture,
+};
+use api::ApiUser;
+use vault::TokenVault;
 
 /// The provider's name, in logins and on tokens.
 pub const PROVIDER: &str = "github";
@@ -87,6 +95,7 @@ pub struct GithubProvider {
     api: GithubApi,
     flow: OAuthFlow,
     sealer: Arc<Sealer>,
+    vault: Option<TokenVault>,
 }
 
 impl std::fmt::Debug for GithubProvider {
@@ -109,6 +118,7 @@ impl GithubProvider {
             api: GithubApi::new(http.clone(), config.endpoints.api.clone()),
             flow: OAuthFlow::new(&config, http, sealer.clone()),
             sealer,
+            vault: config.token_dir.as_deref().map(TokenVault::new),
             config,
         })
     }
@@ -197,43 +207,130 @@ impl GithubProvider {
     }
 }
 
-impl GithubProvider {
-    /// Logs in the owner of a GitHub `token` (from the browser flow or
-    /// presented directly): reads them and their groups, applies the access
-    /// mode, stores the user with their groups and the token (encrypted,
-    /// for the background refresh). Nothing else is asked of GitHub later
-    /// on the request path.
-    pub async fn login(
-        &self,
-        accounts: &Arc<Accounts>,
-        token: &SecretString,
-    ) -> Result<LoggedIn, GithubError> {
-        let external = self.identify(token).await?;
-        let view = accounts.view().clone();
-        self.check_access(&external, &|subject| {
-            view.with_snapshot(|s| s.role_bindings().any(|b| b.value.subject == subject))
-        })?;
-        let sealed = self.seal_token(token);
-        let vault = refresh::TokenVault::new(accounts.data_dir());
-        let store = accounts.clone();
-        let user = tokio::task::spawn_blocking(move || {
-            let user = store
-                .upsert_external(&external)
-                .map_err(|e| e.to_string())?;
-            vault.put(&user.id, &sealed).map_err(|e| e.to_string())?;
-            Ok::<_, String>(user)
+impl ExternalProvider for GithubProvider {
+    fn name(&self) -> &str {
+        PROVIDER
+    }
+
+    fn credential_kind(&self) -> CredentialKind {
+        CredentialKind::Token
+    }
+
+    /// Reads the owner of a GitHub token (from the browser flow or presented
+    /// directly) with their groups, and keeps the token, encrypted, for the
+    /// background refresh. Nothing else is asked of GitHub later on the
+    /// request path.
+    fn login<'a>(
+        &'a self,
+        credential: LoginCredential<'a>,
+        _gate: AccountGate<'a>,
+    ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
+        Box::pin(async move {
+            let LoginCredential::Token(token) = credential else {
+                return Err(AuthnError::Invalid);
+            };
+            let external = self.identify(token).await.map_err(authn_error)?;
+            if let Some(vault) = self.vault.clone() {
+                let sealed = self.seal_token(token);
+                let id = user_id_for(&external.principal.id);
+                let stored = tokio::task::spawn_blocking(move || vault.put(&id, &sealed)).await;
+                if !matches!(stored, Ok(Ok(()))) {
+                    tracing::warn!(
+                        auth.provider = PROVIDER,
+                        "keeping the GitHub token for refreshes failed"
+                    );
+                }
+            }
+            Ok(external)
         })
-        .await
-        .map_err(|e| GithubError::Store(e.to_string()))?
-        .map_err(GithubError::Store)?;
-        if !user.enabled {
-            return Err(GithubError::Disabled);
+    }
+
+    fn admit(&self, user: &ExternalUser, bound: &dyn Fn(&str) -> bool) -> Result<(), AuthnError> {
+        self.check_access(user, bound).map_err(authn_error)
+    }
+
+    fn refresh_schedule(&self) -> RefreshSchedule {
+        let settings = self.config.refresh;
+        RefreshSchedule {
+            max_age: settings.max_age,
+            jitter: settings.jitter,
+            interval: settings.interval.max(Duration::from_secs(1)),
+            // GitHub being down or limiting us keeps the last known groups.
+            grace: None,
         }
-        Ok(LoggedIn {
-            user,
-            provider: PROVIDER.to_owned(),
-            must_change_password: false,
+    }
+
+    /// Re-reads the user's organisations and teams with their stored token.
+    /// 401/404 (token revoked, user gone) is access lost; 5xx, timeouts and
+    /// rate limits keep the last known groups.
+    fn refresh<'a>(
+        &'a self,
+        known: &'a KnownUser,
+    ) -> BoxFuture<'a, Result<ExternalUser, RefreshError>> {
+        Box::pin(async move {
+            let Some(vault) = self.vault.clone() else {
+                return Err(RefreshError::NotRefreshable);
+            };
+            let id = known.user_id.clone();
+            let sealed = tokio::task::spawn_blocking(move || vault.get(&id))
+                .await
+                .ok()
+                .flatten();
+            let token = sealed
+                .and_then(|s| self.open_token(&s))
+                .ok_or(RefreshError::NotRefreshable)?;
+            let github_id = known
+                .principal
+                .strip_prefix("github_user://")
+                .and_then(|id| id.parse::<u64>().ok())
+                .ok_or(RefreshError::NotRefreshable)?;
+            let (orgs, teams) = self.api.groups(&token).await.map_err(|error| match error {
+                error if error.is_permanent() => RefreshError::AccessLost {
+                    reason: error.to_string(),
+                },
+                ApiError::RateLimited { retry_after_secs } => RefreshError::Unavailable {
+                    reason: "GitHub rate limit".to_owned(),
+                    retry_after_secs,
+                },
+                error => RefreshError::Unavailable {
+                    reason: error.to_string(),
+                    retry_after_secs: 0,
+                },
+            })?;
+            Ok(external_user(&Profile {
+                user: ApiUser {
+                    id: github_id,
+                    login: known.username.clone(),
+                    name: Some(known.display_name.clone()),
+                },
+                email: None,
+                orgs,
+                teams,
+            }))
         })
+    }
+
+    fn forget(&self, user_id: &str) {
+        if let Some(vault) = &self.vault {
+            vault.remove(user_id);
+        }
+    }
+}
+
+/// A failed GitHub login as the accounts wing counts it: an invalid token is
+/// the caller's failure; GitHub being down or rate limited is not.
+fn authn_error(error: GithubError) -> AuthnError {
+    match error {
+        GithubError::InvalidToken | GithubError::Disabled => AuthnError::Invalid,
+        GithubError::AccessDenied { .. } => AuthnError::Denied {
+            reason: error.to_string(),
+        },
+        GithubError::RateLimited { retry_after_secs } => AuthnError::Throttled { retry_after_secs },
+        GithubError::Unavailable(_) | GithubError::OAuth(_) | GithubError::Store(_) => {
+            AuthnError::Unavailable {
+                provider: PROVIDER.to_owned(),
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! * [`guid`]: AD `objectGUID` (mixed-endian) and `objectSid` formatting.
 //! * `pool`: a connection pool per server, failover in list order.
 //! * `groups`: the membership strategies, paged and batched.
-//! * [`LdapProvider`]: login (search-then-bind), refresh, principal search.
+//! * [`LdapProvider`]: login (search-then-bind), refresh, principal search;
+//!   registered with the accounts wing as an [`ExternalProvider`].
 //!
 //! Login order: an empty password is rejected before any I/O; the service
 //! account searches the user (every value escaped, exactly one hit); the
@@ -24,13 +25,17 @@ mod groups;
 pub mod guid;
 mod pool;
 mod provider;
-pub mod refresh;
 
 pub use config::{DirectoryKind, LdapConfig, RefreshConfig};
 pub use provider::{LdapProvider, MAX_SEARCH_RESULTS};
 
+use std::time::Duration;
+
 use crate::authn::{
-    external::{AccountGate, ExternalUser, PasswordProvider},
+    external::{
+        AccountGate, CredentialKind, ExternalProvider, ExternalUser, KnownUser, LoginCredential,
+        RefreshError, RefreshSchedule,
+    },
     AuthnError, BoxFuture,
 };
 
@@ -206,26 +211,24 @@ impl DirectoryUser {
     }
 }
 
-impl PasswordProvider for LdapProvider {
+impl ExternalProvider for LdapProvider {
     fn name(&self) -> &str {
         LdapProvider::name(self)
     }
 
-    fn login<'a>(
-        &'a self,
-        username: &'a str,
-        password: &'a secrecy::SecretString,
-    ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
-        PasswordProvider::login_gated(self, username, password, &|_| Ok(()))
+    fn credential_kind(&self) -> CredentialKind {
+        CredentialKind::Password
     }
 
-    fn login_gated<'a>(
+    fn login<'a>(
         &'a self,
-        username: &'a str,
-        password: &'a secrecy::SecretString,
+        credential: LoginCredential<'a>,
         gate: AccountGate<'a>,
     ) -> BoxFuture<'a, Result<ExternalUser, AuthnError>> {
         Box::pin(async move {
+            let LoginCredential::Password { username, password } = credential else {
+                return Err(AuthnError::Invalid);
+            };
             match LdapProvider::login_gated(self, username, password, gate).await {
                 Ok(user) => Ok(user.into_external(self.name())),
                 Err(error) => {
@@ -234,6 +237,58 @@ impl PasswordProvider for LdapProvider {
                     Err(error.into())
                 }
             }
+        })
+    }
+
+    fn refresh_schedule(&self) -> RefreshSchedule {
+        let settings = self.refresh_settings();
+        RefreshSchedule {
+            max_age: Duration::from_secs(settings.max_age_seconds),
+            jitter: Duration::from_secs(settings.jitter_seconds),
+            interval: Duration::from_secs(settings.interval_seconds.max(1)),
+            grace: Some(Duration::from_secs(settings.grace_seconds)),
+        }
+    }
+
+    /// By the stored DN, then by the immutable id if the entry moved.
+    fn refresh<'a>(
+        &'a self,
+        known: &'a KnownUser,
+    ) -> BoxFuture<'a, Result<ExternalUser, RefreshError>> {
+        Box::pin(async move {
+            let stored = DirectoryUser {
+                principal: Principal::new(known.principal.clone(), known.display_name.clone()),
+                username: known.username.clone(),
+                display_name: known.display_name.clone(),
+                email: None,
+                dn: known.locator.clone().unwrap_or_default(),
+                groups: Vec::new(),
+            };
+            match LdapProvider::refresh(self, &stored).await {
+                Ok(fresh) => Ok(fresh.into_external(self.name())),
+                Err(LdapLoginError::InvalidCredentials { reason }) => {
+                    Err(RefreshError::AccessLost {
+                        reason: reason.to_string(),
+                    })
+                }
+                Err(error) => Err(RefreshError::Unavailable {
+                    reason: error.to_string(),
+                    retry_after_secs: 0,
+                }),
+            }
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<Vec<Principal>>, AuthnError>> {
+        Box::pin(async move {
+            self.search_principals(query, limit)
+                .await
+                .map(Some)
+                .map_err(AuthnError::from)
         })
     }
 }

@@ -13,13 +13,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::{net::IpAddr, path::Path, sync::Arc, time::Duration, time::Instant};
+use std::{path::Path, sync::Arc, time::Duration};
 
-use secrecy::SecretString;
+mod login;
+mod refresh;
+
+pub use crate::authn::external::LoginCredential;
+pub use refresh::Outcome;
 
 use crate::{
-    authn::external::{user_id_for, ExternalUser, PasswordProvider},
-    authn::{local, AuthnError},
+    authn::external::{user_id_for, CredentialKind, ExternalProvider, ExternalUser},
+    authn::local,
     authn::{
         local::{
             bootstrap_admin, BootstrapAdmin, BootstrapError, LocalProvider, LoginThrottle,
@@ -94,11 +98,13 @@ pub struct Accounts {
     token_policy: TokenPolicy,
     last_used: Arc<LastUsed>,
     tokens: Arc<StoreTokens>,
-    providers: Vec<Arc<dyn PasswordProvider>>,
+    /// External providers by registration order; logins name them.
+    providers: Vec<Arc<dyn ExternalProvider>>,
+    /// The GitHub provider again, for its browser flow's endpoints.
     #[cfg(feature = "github")]
     github: Option<Arc<crate::authn::github::GithubProvider>>,
-    #[cfg(feature = "ldap")]
-    directories: Vec<Arc<crate::authn::ldap::LdapProvider>>,
+    throttle: Arc<LoginThrottle>,
+    background: std::sync::Once,
     /// Providers whose backend failed last time it was asked, and why.
     degraded: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
@@ -155,7 +161,7 @@ impl Accounts {
             last_used.clone(),
         ));
         Ok(Self {
-            local: LocalProvider::new(view.clone(), passwords.clone(), throttle),
+            local: LocalProvider::new(view.clone(), passwords.clone(), throttle.clone()),
             view,
             data_dir: data_dir.to_owned(),
             passwords,
@@ -167,31 +173,28 @@ impl Accounts {
             providers: Vec::new(),
             #[cfg(feature = "github")]
             github: None,
-            #[cfg(feature = "ldap")]
-            directories: Vec::new(),
+            throttle,
+            background: std::sync::Once::new(),
             degraded: Default::default(),
         })
     }
 
-    /// Adds a password provider (a directory), reachable by its name in logins.
-    pub fn with_provider(mut self, provider: Arc<dyn PasswordProvider>) -> Self {
+    /// Registers an external provider (a directory, GitHub): logins by its
+    /// name, and the background refresh of its users. Names are unique
+    /// (`local` included); the configuration checks that.
+    pub fn with_provider(mut self, provider: Arc<dyn ExternalProvider>) -> Self {
         self.providers.push(provider);
         self
     }
 
-    /// Adds a directory: logins by its name, and the background refresh of
-    /// its users' groups.
-    #[cfg(feature = "ldap")]
-    pub fn with_directory(mut self, directory: Arc<crate::authn::ldap::LdapProvider>) -> Self {
-        self.providers.push(directory.clone());
-        self.directories.push(directory);
-        self
+    /// The registered external providers, in registration order.
+    pub fn providers(&self) -> &[Arc<dyn ExternalProvider>] {
+        &self.providers
     }
 
-    /// The directories, in configuration order.
-    #[cfg(feature = "ldap")]
-    pub fn directories(&self) -> &[Arc<crate::authn::ldap::LdapProvider>] {
-        &self.directories
+    /// The external provider named `name`.
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn ExternalProvider>> {
+        self.providers.iter().find(|p| p.name() == name)
     }
 
     /// Records whether `provider`'s backend answered (`None`) or why not.
@@ -237,12 +240,12 @@ impl Accounts {
             .map(drop)
     }
 
-    /// Adds the GitHub provider: token logins (`{"provider":"github"}`) and
-    /// the browser flow.
+    /// Registers the GitHub provider: token logins (`{"provider":"github"}`),
+    /// the browser flow and the refresh of its users.
     #[cfg(feature = "github")]
     pub fn with_github(mut self, provider: Arc<crate::authn::github::GithubProvider>) -> Self {
-        self.github = Some(provider);
-        self
+        self.github = Some(provider.clone());
+        self.with_provider(provider)
     }
 
     /// The GitHub provider, when configured.
@@ -256,103 +259,17 @@ impl Accounts {
         &self.data_dir
     }
 
-    /// The names of the password providers, `local` first.
+    /// The names of the providers people log in to with a password, `local`
+    /// first.
     pub fn provider_names(&self) -> Vec<&str> {
         std::iter::once(local::PROVIDER)
-            .chain(self.providers.iter().map(|p| p.name()))
+            .chain(
+                self.providers
+                    .iter()
+                    .filter(|p| p.credential_kind() == CredentialKind::Password)
+                    .map(|p| p.name()),
+            )
             .collect()
-    }
-
-    /// Logs a user in with `provider`: throttled per name, per resolved
-    /// account and per address, the
-    /// password checked by the provider, an external user stored (created on
-    /// first login) with its groups. Every credential problem is
-    /// [`AuthnError::Invalid`].
-    pub async fn login(
-        self: &Arc<Self>,
-        provider: &str,
-        username: &str,
-        password: &SecretString,
-        client: IpAddr,
-    ) -> Result<LoggedIn, AuthnError> {
-        use secrecy::ExposeSecret;
-        if password.expose_secret().is_empty() {
-            return Err(AuthnError::Invalid);
-        }
-        if provider == local::PROVIDER {
-            let login = self
-                .local
-                .login(username, password, client, Instant::now())
-                .await?;
-            return Ok(LoggedIn {
-                user: login.user,
-                provider: provider.to_owned(),
-                must_change_password: login.must_change_password,
-            });
-        }
-        let directory = self
-            .providers
-            .iter()
-            .find(|p| p.name() == provider)
-            .ok_or(AuthnError::Invalid)?;
-        let throttle = self.local.throttle();
-        // Per name typed and per address first; then, once the directory
-        // resolved the name, per account: every spelling of one account
-        // (`alice`, `CORP\alice`, `alice@corp.example`) shares one budget.
-        let key = format!("{provider}/{username}");
-        throttle
-            .begin_attempt(&key, client, Instant::now())
-            .map_err(|t| AuthnError::Throttled {
-                retry_after_secs: t.retry_after_secs,
-            })?;
-        let account = std::sync::Mutex::new(None::<String>);
-        let gate = |id: &str| {
-            let account_key = format!("{provider}/{id}");
-            throttle.begin_account_attempt(&account_key, Instant::now())?;
-            *account.lock().unwrap_or_else(|p| p.into_inner()) = Some(account_key);
-            Ok(())
-        };
-        let result = directory.login_gated(username, password, &gate).await;
-        let account = account.into_inner().unwrap_or_else(|p| p.into_inner());
-        let external = match result {
-            Ok(external) => {
-                self.set_provider_health(provider, None);
-                external
-            }
-            Err(error @ AuthnError::Unavailable { .. }) => {
-                // The directory being down is not the caller's failure.
-                throttle.attempt_succeeded(&key, client);
-                if let Some(account) = &account {
-                    throttle.account_attempt_void(account);
-                }
-                self.set_provider_health(provider, Some(error.to_string()));
-                return Err(error);
-            }
-            Err(error) => return Err(error),
-        };
-        let this = self.clone();
-        let user = tokio::task::spawn_blocking(move || this.upsert_external(&external))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|error| {
-                tracing::warn!(%error, "storing an external user failed");
-                AuthnError::Unavailable {
-                    provider: "store".to_owned(),
-                }
-            })?;
-        if !user.enabled {
-            return Err(AuthnError::Invalid);
-        }
-        throttle.attempt_succeeded(&key, client);
-        if let Some(account) = &account {
-            throttle.account_attempt_succeeded(account);
-        }
-        Ok(LoggedIn {
-            user,
-            provider: provider.to_owned(),
-            must_change_password: false,
-        })
     }
 
     /// Creates the bootstrap admin on an empty store (see [`bootstrap_admin`]).
@@ -366,39 +283,21 @@ impl Accounts {
         )?)
     }
 
-    /// Starts the server's background work: noticing other processes'
-    /// commits, flushing last-used times, purging expired tokens, and
-    /// refreshing GitHub users' groups. The tasks
-    /// end when `self` is dropped.
+    /// Starts the background work: noticing other processes' commits,
+    /// flushing last-used times, purging expired tokens, and refreshing
+    /// external providers' users. Once per `Accounts` (later calls do
+    /// nothing); [`crate::ProxyBuilder::build`] calls it, so an embedder
+    /// cannot forget it. The tasks end when `self` is dropped. Needs a
+    /// tokio runtime.
     pub fn spawn_background(self: &Arc<Self>) {
-        self.view.spawn_poller(POLL_INTERVAL);
-        #[cfg(feature = "github")]
-        if let Some(github) = &self.github {
-            crate::authn::github::refresh::spawn(Arc::downgrade(self), github.clone());
-        }
-        #[cfg(feature = "ldap")]
-        for directory in &self.directories {
-            crate::authn::ldap::refresh::spawn(Arc::downgrade(self), directory.clone());
-        }
-        self.last_used
-            .spawn_flusher(self.view.clone(), LAST_USED_INTERVAL);
-        let view = Arc::downgrade(&self.view);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PURGE_INTERVAL);
-            loop {
-                tick.tick().await;
-                let Some(view) = view.upgrade() else { return };
-                let purged = tokio::task::spawn_blocking(move || {
-                    tokens::purge_expired(&view, Timestamp::now())
-                })
-                .await;
-                match purged {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => tracing::info!(tokens = n, "expired tokens purged"),
-                    Ok(Err(e)) => tracing::warn!(error = %e, "purging expired tokens failed"),
-                    Err(e) => tracing::warn!(error = %e, "token purge task failed"),
-                }
+        self.background.call_once(|| {
+            self.view.spawn_poller(POLL_INTERVAL);
+            for provider in &self.providers {
+                refresh::spawn(Arc::downgrade(self), provider.clone());
             }
+            self.last_used
+                .spawn_flusher(self.view.clone(), LAST_USED_INTERVAL);
+            spawn_purge(Arc::downgrade(&self.view));
         });
     }
 
@@ -553,4 +452,24 @@ impl Accounts {
         self.tokens.invalidate_token(id);
         Ok(existed)
     }
+}
+
+/// Deletes expired tokens every [`PURGE_INTERVAL`] while the store lives.
+fn spawn_purge(view: std::sync::Weak<StoreView>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let Some(view) = view.upgrade() else { return };
+            let purged =
+                tokio::task::spawn_blocking(move || tokens::purge_expired(&view, Timestamp::now()))
+                    .await;
+            match purged {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(tokens = n, "expired tokens purged"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "purging expired tokens failed"),
+                Err(e) => tracing::warn!(error = %e, "token purge task failed"),
+            }
+        }
+    });
 }

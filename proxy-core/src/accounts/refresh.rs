@@ -1,0 +1,262 @@
+//! The one refresh driver for every external provider: never per request,
+//! a task per provider looks for users whose groups are older than the
+//! provider's maximum age (plus a per-user jitter) and reads them again
+//! through [`ExternalProvider::refresh`].
+//!
+//! - The provider answers: the new groups are stored, if its access rules
+//!   still admit the user.
+//! - Access lost (gone, disabled, no longer admitted): the provider's groups
+//!   are dropped and every Paddock token of the user is revoked.
+//! - The provider is down: the last known groups stay for the provider's
+//!   grace period, then they are dropped; the user is retried with
+//!   exponential backoff, a rate limit pauses the provider until it lifts,
+//!   and `/paddock/readyz` shows the provider as degraded meanwhile.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use super::Accounts;
+use crate::{
+    authn::external::{ExternalProvider, KnownUser, RefreshError},
+    store::Timestamp,
+};
+
+/// What one refresh of one user did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The provider answered; the new groups are stored.
+    Refreshed {
+        /// How many groups.
+        groups: usize,
+    },
+    /// The user is gone, disabled or no longer admitted: groups dropped,
+    /// tokens revoked.
+    AccessLost {
+        /// How many Paddock tokens were revoked.
+        revoked: usize,
+    },
+    /// The provider could not be asked; the last known groups stay (until
+    /// the grace period ends: then `groups_dropped`).
+    Deferred {
+        /// Whether the grace period had ended.
+        groups_dropped: bool,
+        /// Retry no earlier than this many seconds from now (a rate limit).
+        retry_after_secs: u64,
+    },
+    /// The provider keeps nothing to read this user with; groups stay until
+    /// the next login.
+    NotRefreshable,
+}
+
+/// The enabled users `provider` reported before, with their last refresh.
+fn known_users(accounts: &Accounts, provider: &str) -> Vec<(KnownUser, Timestamp)> {
+    accounts.view().with_snapshot(|s| {
+        s.users()
+            .filter(|u| u.value.enabled)
+            .filter_map(|u| {
+                let attributes = s.user_attributes(&u.value.id)?;
+                let a = &attributes.value;
+                a.groups.get(provider)?;
+                let principal = a.extra.get(provider)?.get("principalid")?.first()?.clone();
+                let known = KnownUser {
+                    user_id: u.value.id.clone(),
+                    username: u.value.username.clone(),
+                    display_name: u.value.display_name.clone(),
+                    principal,
+                    locator: a.locators.get(provider).cloned(),
+                };
+                Some((known, a.last_refresh.unwrap_or(Timestamp(0))))
+            })
+            .collect()
+    })
+}
+
+impl Accounts {
+    /// Reads `user_id` again from every provider that knows them, now (the
+    /// admin's `POST /paddock/v1/users/<id>/refresh`). Empty when no
+    /// provider knows the user.
+    pub async fn refresh_user(self: &Arc<Self>, user_id: &str) -> Vec<(String, Outcome)> {
+        let mut outcomes = Vec::new();
+        for provider in self.providers.clone() {
+            let known = known_users(self, provider.name())
+                .into_iter()
+                .find(|(known, _)| known.user_id == user_id);
+            if let Some((known, last)) = known {
+                let outcome = refresh(self, &*provider, &known, last).await;
+                outcomes.push((provider.name().to_owned(), outcome));
+            }
+        }
+        outcomes
+    }
+}
+
+async fn refresh(
+    accounts: &Arc<Accounts>,
+    provider: &dyn ExternalProvider,
+    known: &KnownUser,
+    last: Timestamp,
+) -> Outcome {
+    let name = provider.name().to_owned();
+    let result = match provider.refresh(known).await {
+        Ok(fresh) => match provider.admit(&fresh, &|s| accounts.has_binding(s)) {
+            Ok(()) => Ok(fresh),
+            Err(error) => Err(RefreshError::AccessLost {
+                reason: error.to_string(),
+            }),
+        },
+        Err(error) => Err(error),
+    };
+    let store = accounts.clone();
+    let user_id = known.user_id.clone();
+    match result {
+        Ok(fresh) => {
+            accounts.set_provider_health(&name, None);
+            let groups = fresh.groups.len();
+            let stored = tokio::task::spawn_blocking(move || store.upsert_external(&fresh)).await;
+            if !matches!(stored, Ok(Ok(_))) {
+                tracing::warn!(auth.user = %known.user_id, auth.provider = %name, "storing refreshed groups failed");
+            }
+            Outcome::Refreshed { groups }
+        }
+        Err(RefreshError::AccessLost { reason }) => {
+            accounts.set_provider_health(&name, None);
+            let provider_name = name.clone();
+            let revoked = tokio::task::spawn_blocking(move || {
+                let revoked = store.revoke_user_tokens(&user_id).unwrap_or(0);
+                let _ = store.clear_provider_groups(&user_id, &provider_name);
+                if let Some(provider) = store.provider(&provider_name) {
+                    provider.forget(&user_id);
+                }
+                revoked
+            })
+            .await
+            .unwrap_or(0);
+            tracing::warn!(auth.user = %known.user_id, auth.username = %known.username, auth.provider = %name, %reason, revoked,
+                "the provider no longer admits the user: groups dropped, tokens revoked");
+            Outcome::AccessLost { revoked }
+        }
+        Err(RefreshError::Unavailable {
+            reason,
+            retry_after_secs,
+        }) => {
+            accounts.set_provider_health(&name, Some(reason.clone()));
+            let schedule = provider.refresh_schedule();
+            let expired = schedule.grace.is_some_and(|grace| {
+                Timestamp::now().seconds_since(last) >= (schedule.max_age + grace).as_secs()
+            });
+            if expired {
+                let provider_name = name.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    store.clear_provider_groups(&user_id, &provider_name)
+                })
+                .await;
+                tracing::warn!(auth.user = %known.user_id, auth.provider = %name, %reason,
+                    "provider down past the grace period: last known groups dropped");
+            } else {
+                tracing::info!(auth.user = %known.user_id, auth.provider = %name, %reason,
+                    "refresh failed; keeping the last known groups");
+            }
+            Outcome::Deferred {
+                groups_dropped: expired,
+                retry_after_secs,
+            }
+        }
+        Err(RefreshError::NotRefreshable) => Outcome::NotRefreshable,
+    }
+}
+
+/// The per-user delay, in `0..jitter`, added to a refresh's maximum age:
+/// derived from the user id (FNV-1a), so it is stable and spreads users
+/// evenly.
+fn jitter(user_id: &str, jitter: Duration) -> u64 {
+    let jitter_secs = jitter.as_secs();
+    if jitter_secs == 0 {
+        return 0;
+    }
+    let hash = user_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % jitter_secs
+}
+
+/// Starts the background refresh of `provider`'s users; it ends when the
+/// accounts are dropped.
+pub(super) fn spawn(accounts: Weak<Accounts>, provider: Arc<dyn ExternalProvider>) {
+    tokio::spawn(async move {
+        let schedule = provider.refresh_schedule();
+        let mut tick = tokio::time::interval(schedule.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Per user: failures in a row and the earliest next attempt.
+        let mut backoff: HashMap<String, (u32, Timestamp)> = HashMap::new();
+        // The whole provider: a rate limit pauses it until its reset.
+        let mut paused_until = Timestamp(0);
+        loop {
+            tick.tick().await;
+            let Some(accounts) = accounts.upgrade() else {
+                return;
+            };
+            let now = Timestamp::now();
+            if now < paused_until {
+                continue;
+            }
+            for (known, last) in known_users(&accounts, provider.name()) {
+                let age = schedule.max_age.as_secs() + jitter(&known.user_id, schedule.jitter);
+                if now.seconds_since(last) < age
+                    || backoff
+                        .get(&known.user_id)
+                        .is_some_and(|(_, next)| now < *next)
+                {
+                    continue;
+                }
+                let outcome = refresh(&accounts, &*provider, &known, last).await;
+                tracing::debug!(auth.user = %known.user_id, auth.provider = %provider.name(), ?outcome, "refresh");
+                match outcome {
+                    Outcome::Deferred {
+                        retry_after_secs, ..
+                    } => {
+                        if retry_after_secs > 0 {
+                            tracing::info!(auth.provider = %provider.name(), retry_after_secs, "rate limited: refresh paused");
+                            paused_until =
+                                Timestamp::now().plus(Duration::from_secs(retry_after_secs));
+                        }
+                        let failures = backoff.get(&known.user_id).map_or(0, |(f, _)| *f) + 1;
+                        let delay = schedule
+                            .interval
+                            .saturating_mul(1 << failures.min(10))
+                            .min(schedule.max_age.max(schedule.interval));
+                        backoff.insert(
+                            known.user_id.clone(),
+                            (failures, Timestamp::now().plus(delay)),
+                        );
+                        // The provider is down or limiting us: the others wait
+                        // for the next tick.
+                        break;
+                    }
+                    _ => {
+                        backoff.remove(&known.user_id);
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let window = Duration::from_secs(300);
+        assert_eq!(jitter("u-abc", window), jitter("u-abc", window));
+        assert!(jitter("u-abc", window) < 300);
+        assert_eq!(jitter("u-abc", Duration::ZERO), 0);
+        let spread: std::collections::BTreeSet<u64> =
+            (0..50).map(|n| jitter(&format!("u-{n}"), window)).collect();
+        assert!(spread.len() > 30, "{spread:?}");
+    }
+}
