@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use proxy_core::authn::tokens::{
-    issue, LastUsed, NewToken, Pepper, TokenCache, TokenHasher, TokenPolicy, TokenVerifier,
-};
+use proxy_core::accounts::tokens::{issue, NewToken, TokenPolicy};
+use proxy_core::authn::tokens::{LastUsed, Pepper, TokenCache, TokenHasher, TokenVerifier};
 use proxy_core::store::{
     EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Project, StoreView, Timestamp, TokenKind,
     TokenRecord, User,

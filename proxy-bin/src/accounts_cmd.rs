@@ -12,7 +12,7 @@ use std::{
 
 use proxy_core::{
     accounts::Accounts,
-    authn::{local, tokens, tokens::NewToken},
+    accounts::{local, tokens, tokens::NewToken},
     server::tls::ServerTls,
     store::{BindingScope, Expect, Object, Op, RoleBinding, Timestamp, TokenKind},
 };

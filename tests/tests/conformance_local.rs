@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use paddock_tests::conformance::{self, ConformanceTarget};
 use proxy_core::{
-    accounts::{Accounts, AccountsOptions},
-    authn::local,
+    accounts::{local, Accounts, AccountsOptions},
     store::Timestamp,
 };
 use secrecy::SecretString;

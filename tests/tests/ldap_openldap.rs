@@ -772,8 +772,8 @@ async fn the_authenticator_conformance_suite_passes_against_slapd() {
 /// her password sent to the directory, the right one included.
 #[tokio::test(flavor = "multi_thread")]
 async fn spellings_of_one_account_share_its_login_throttle() {
+    use proxy_core::accounts::local::Backoff;
     use proxy_core::accounts::{Accounts, AccountsOptions};
-    use proxy_core::authn::local::Backoff;
     use std::{sync::Arc, time::Duration};
 
     let slapd = Slapd::start(DATA);

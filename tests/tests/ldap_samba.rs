@@ -232,8 +232,8 @@ async fn active_directory_against_a_real_samba_dc() {
     // no spelling gets a bind, the right password included, so the
     // directory never locks the account.
     {
+        use proxy_core::accounts::local::Backoff;
         use proxy_core::accounts::{Accounts, AccountsOptions};
-        use proxy_core::authn::local::Backoff;
         use std::{sync::Arc, time::Duration};
         let dir = tempfile::tempdir().unwrap();
         let mut options = AccountsOptions::default();

@@ -4,8 +4,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use proxy_core::{
-    accounts::AccountsOptions,
-    authn::{ldap::LdapConfig, local::PasswordPolicy, token_file::TokenFileAuthenticator},
+    accounts::{local::PasswordPolicy, AccountsOptions},
+    authn::{ldap::LdapConfig, token_file::TokenFileAuthenticator},
 };
 use serde::Deserialize;
 
@@ -103,7 +103,7 @@ impl AuthenticationConfig {
         let mut ldap = Vec::new();
         for (index, section) in self.ldap.iter().enumerate() {
             let at = format!("authentication.ldap[{index}]");
-            let taken = section.name == proxy_core::authn::local::PROVIDER
+            let taken = section.name == proxy_core::accounts::local::PROVIDER
                 || self.ldap[..index].iter().any(|d| d.name == section.name);
             if taken {
                 errors.push(

@@ -6,10 +6,11 @@ use std::{net::IpAddr, sync::Arc, time::Instant};
 use secrecy::ExposeSecret;
 use sha2::Digest;
 
+use super::local;
 use super::{Accounts, LoggedIn};
 use crate::authn::{
-    external::{user_id_for, LoginCredential},
-    local, AuthnError,
+    external::{user_id_for, GateRefused, LoginCredential},
+    AuthnError,
 };
 
 /// The throttle key of an attempt at `provider`: the name typed, or a
@@ -75,7 +76,11 @@ impl Accounts {
         let account = std::sync::Mutex::new(None::<String>);
         let gate = |id: &str| {
             let account_key = format!("{provider}/{id}");
-            throttle.begin_account_attempt(&account_key, Instant::now())?;
+            throttle
+                .begin_account_attempt(&account_key, Instant::now())
+                .map_err(|t| GateRefused {
+                    retry_after_secs: t.retry_after_secs,
+                })?;
             *account.lock().unwrap_or_else(|p| p.into_inner()) = Some(account_key);
             Ok(())
         };

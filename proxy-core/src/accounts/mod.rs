@@ -15,25 +15,23 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+pub mod local;
 mod login;
 mod refresh;
+pub mod tokens;
 
 pub use crate::authn::external::LoginCredential;
 pub use refresh::Outcome;
 
+use local::{
+    bootstrap_admin, BootstrapAdmin, BootstrapError, LocalProvider, LoginThrottle, PasswordError,
+    PasswordHasher, PasswordParams, PasswordPolicy, ThrottleConfig,
+};
+use tokens::{IssueError, IssuedToken, NewToken, TokenPolicy};
+
 use crate::{
     authn::external::{user_id_for, CredentialKind, ExternalProvider, ExternalUser},
-    authn::local,
-    authn::{
-        local::{
-            bootstrap_admin, BootstrapAdmin, BootstrapError, LocalProvider, LoginThrottle,
-            PasswordError, PasswordHasher, PasswordParams, PasswordPolicy, ThrottleConfig,
-        },
-        tokens::{
-            self, IssueError, IssuedToken, LastUsed, NewToken, Pepper, StoreTokens, TokenHasher,
-            TokenPolicy,
-        },
-    },
+    authn::tokens::{LastUsed, Pepper, StoreTokens, TokenHasher},
     store::{
         EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Store, StoreError, StoreView,
         Timestamp, User, UserAttributes,

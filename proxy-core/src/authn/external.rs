@@ -9,7 +9,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use super::{local::Throttled, AuthnError, BoxFuture};
+use super::{AuthnError, BoxFuture};
 
 /// What a person presents to log in to an external provider.
 #[derive(Debug, Clone, Copy)]
@@ -155,7 +155,14 @@ pub trait ExternalProvider: Send + Sync + 'static {
 
 /// What [`ExternalProvider::login`] asks before checking a secret: may this
 /// account (a stable id) try now?
-pub type AccountGate<'a> = &'a (dyn Fn(&str) -> Result<(), Throttled> + Send + Sync);
+pub type AccountGate<'a> = &'a (dyn Fn(&str) -> Result<(), GateRefused> + Send + Sync);
+
+/// An [`AccountGate`]'s no: the account is locked out for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateRefused {
+    /// Seconds until the account may try again.
+    pub retry_after_secs: u64,
+}
 
 /// A principal: a stable, typed id (`github_team://1234`,
 /// `activedirectory_group://<objectGUID>`) and the name people read.

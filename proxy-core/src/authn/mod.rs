@@ -15,7 +15,7 @@ pub mod github;
 mod identity;
 #[cfg(feature = "ldap")]
 pub mod ldap;
-pub mod local;
+
 pub mod token_file;
 pub mod tokens;
 

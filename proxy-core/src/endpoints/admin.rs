@@ -14,8 +14,8 @@ use super::{
 };
 use crate::{
     accounts::Accounts,
+    accounts::{local, tokens, tokens::NewToken},
     authn::Identity,
-    authn::{local, tokens, tokens::NewToken},
     context,
     error::ProxyError,
     layers::ProxyResult,

@@ -9,8 +9,12 @@ use hyper::body::Incoming;
 
 use super::{blocking, caller, paddock_token, session::issue_error, Endpoints};
 use crate::{
-    accounts::Accounts, authn::tokens::NewToken, body::ResponseBody, error::ProxyError,
-    layers::sanitize::RequestHost, layers::ProxyResult, store::TokenKind,
+    accounts::{tokens::NewToken, Accounts},
+    body::ResponseBody,
+    error::ProxyError,
+    layers::sanitize::RequestHost,
+    layers::ProxyResult,
+    store::TokenKind,
 };
 
 pub(super) async fn download(

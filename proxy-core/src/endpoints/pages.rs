@@ -351,7 +351,7 @@ pub(super) async fn login_post(
         }
     };
     let provider = match field("provider") {
-        p if p.is_empty() => crate::authn::local::PROVIDER.to_owned(),
+        p if p.is_empty() => crate::accounts::local::PROVIDER.to_owned(),
         p => p,
     };
     let username = field("username");

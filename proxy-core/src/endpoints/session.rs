@@ -9,13 +9,12 @@ use serde::Deserialize;
 
 use super::{blocking, caller, json, paddock_token, read_json, Endpoints};
 use crate::{
-    accounts::{Accounts, LoggedIn, LoginCredential},
-    authn::{
-        external::CredentialKind,
+    accounts::{
         local::{ChangePasswordError, UserError},
         tokens::{IssueError, IssuedToken, NewToken},
-        SESSION_COOKIE,
+        Accounts, LoggedIn, LoginCredential,
     },
+    authn::{external::CredentialKind, SESSION_COOKIE},
     context::ConnectionInfo,
     error::ProxyError,
     layers::ProxyResult,
@@ -42,7 +41,7 @@ struct LoginRequest {
 
 fn local() -> String {
     // The default provider.
-    crate::authn::local::PROVIDER.to_owned()
+    crate::accounts::local::PROVIDER.to_owned()
 }
 
 #[derive(Deserialize)]
@@ -136,7 +135,7 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<Incoming>) 
             })
         }
         (takes_token, true) => {
-            if takes_token.is_none() && body.provider != crate::authn::local::PROVIDER {
+            if takes_token.is_none() && body.provider != crate::accounts::local::PROVIDER {
                 let providers = accounts.provider_names();
                 return Err(ProxyError::BadRequest {
                     message: format!(

@@ -6,6 +6,7 @@ use base64::Engine;
 use secrecy::ExposeSecret;
 
 use super::*;
+use crate::authn::tokens::*;
 use crate::store::{Changes, EmbeddedOptions, EmbeddedStore, Loaded, Revision, Store, User};
 
 const T0: Timestamp = Timestamp(1_800_000_000);
@@ -120,14 +121,14 @@ fn hash_format_is_versioned_salted_and_verifies() {
 
 #[test]
 fn secrets_are_256_bits_and_ids_are_distinct() {
-    let s = hash::new_secret();
+    let s = new_secret();
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&s)
         .unwrap();
     assert_eq!(raw.len(), SECRET_BYTES);
     assert_eq!(SECRET_BYTES * 8, 256);
-    assert_ne!(s, hash::new_secret());
-    let ids: std::collections::HashSet<_> = (0..1000).map(|_| hash::new_token_id()).collect();
+    assert_ne!(s, new_secret());
+    let ids: std::collections::HashSet<_> = (0..1000).map(|_| new_token_id()).collect();
     assert_eq!(ids.len(), 1000);
 }
 

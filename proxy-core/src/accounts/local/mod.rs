@@ -24,7 +24,8 @@ pub use bootstrap::{bootstrap_admin, BootstrapAdmin, BootstrapError, BOOTSTRAP_P
 pub use password::{PasswordError, PasswordHasher, PasswordParams, PasswordPolicy, Verification};
 pub use throttle::{Backoff, LoginThrottle, ThrottleConfig, Throttled};
 
-use crate::authn::tokens::{self, os_random_string, ID_ALPHABET};
+use crate::accounts::tokens;
+use crate::authn::tokens::{os_random_string, ID_ALPHABET};
 use crate::store::{
     Expect, Object, Op, PasswordRecord, Snapshot, StoreError, StoreView, Timestamp, User,
     UsernameIndex,
