@@ -17,6 +17,9 @@ use std::{net::IpAddr, path::Path, sync::Arc, time::Duration, time::Instant};
 
 use secrecy::SecretString;
 
+pub mod bindings;
+pub mod lookup;
+
 use crate::{
     authn::external::{user_id_for, ExternalUser, PasswordProvider},
     authn::{local, AuthnError},
