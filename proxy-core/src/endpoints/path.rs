@@ -38,8 +38,9 @@ pub(crate) enum Endpoint {
     Password,
     /// `GET /paddock/v1/kubeconfig`.
     Kubeconfig,
-    /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`:
-    /// the path segments after `v1/`.
+    /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`,
+    /// `/paddock/v1/bindings…`, `/paddock/v1/projects…`: the path segments
+    /// after `v1/`.
     Admin(Vec<String>),
 }
 
@@ -129,7 +130,10 @@ impl Endpoint {
                 return Err(method_not_allowed(method))
             }
             ["v1", rest @ ..]
-                if matches!(rest, ["users", ..] | ["tokens", ..] | ["principals"]) =>
+                if matches!(
+                    rest,
+                    ["users" | "tokens" | "bindings" | "projects", ..] | ["principals"]
+                ) =>
             {
                 Endpoint::Admin(rest.iter().map(|s| (*s).to_owned()).collect())
             }
@@ -229,6 +233,8 @@ mod tests {
             "/paddock/v1/users",
             "/paddock/v1/tokens",
             "/paddock/v1/principals",
+            "/paddock/v1/bindings",
+            "/paddock/v1/projects",
             "/paddock/",
         ]
         .into_iter()
