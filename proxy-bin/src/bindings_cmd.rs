@@ -2,7 +2,7 @@
 //! projects, in the data directory's store. The same checks as the admin
 //! API (`proxy_core::accounts::bindings`): the role must exist at the
 //! scope, with `--config` the cluster must be configured, and a duplicate
-//! is refused. A running server picks a change up within a second.
+//! is refused. A running server picks a change up within two seconds.
 
 use std::{collections::BTreeSet, process::ExitCode};
 

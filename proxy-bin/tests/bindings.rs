@@ -515,39 +515,28 @@ async fn the_bindings_api_refuses_non_admins_unknown_roles_clusters_and_duplicat
         answer["message"].as_str().unwrap().contains("already"),
         "{answer}"
     );
-    let (ok, out) = s.cli(&[
-        "binding",
-        "create",
-        "--group",
-        group,
-        "--role",
-        "cluster-owner",
-        "--cluster",
-        "prod",
-    ]);
-    assert!(!ok && out.contains("already"), "{out}");
-    let (ok, out) = s.cli(&[
-        "binding",
-        "create",
-        "--user",
-        "alice",
-        "--role",
-        "nope",
-        "--cluster",
-        "prod",
-    ]);
-    assert!(!ok && out.contains("\"nope\""), "{out}");
-    let (ok, out) = s.cli(&[
-        "binding",
-        "create",
-        "--user",
-        "alice",
-        "--role",
-        "cluster-owner",
-        "--cluster",
-        "staging",
-    ]);
-    assert!(!ok && out.contains("staging"), "{out}");
+    let group_flag = format!("--group={group}");
+    for (args, needle) in [
+        (
+            [
+                group_flag.as_str(),
+                "--role=cluster-owner",
+                "--cluster=prod",
+            ],
+            "already",
+        ),
+        (
+            ["--user=alice", "--role=nope", "--cluster=prod"],
+            "\"nope\"",
+        ),
+        (
+            ["--user=alice", "--role=cluster-owner", "--cluster=staging"],
+            "staging",
+        ),
+    ] {
+        let (ok, out) = s.cli(&[&["binding", "create"][..], &args[..]].concat());
+        assert!(!ok && out.contains(needle), "{args:?}: {out}");
+    }
 
     // alice bound through the CLI with a global role reaches the API.
     let (ok, out) = s.cli(&[

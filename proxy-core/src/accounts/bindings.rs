@@ -15,7 +15,8 @@
 //! bindings and projects ([`PolicySource::load_with`]), so an unknown role
 //! or a template of the wrong context is refused by name, and the running
 //! authorizer never meets a binding it has to reject. The authorizer picks
-//! a committed change up within a second (see [`crate::authz::policy`]).
+//! a committed change up within a second, two when another process
+//! committed it (see [`crate::authz::policy`]).
 
 use std::collections::BTreeSet;
 
