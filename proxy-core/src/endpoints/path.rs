@@ -210,6 +210,21 @@ mod tests {
                 "/paddock/v1/tokens/t-1",
                 Endpoint::Admin(vec!["tokens".into(), "t-1".into()]),
             ),
+            (
+                Method::POST,
+                "/paddock/v1/bindings",
+                Endpoint::Admin(vec!["bindings".into()]),
+            ),
+            (
+                Method::DELETE,
+                "/paddock/v1/projects/p-1/namespaces/web",
+                Endpoint::Admin(vec![
+                    "projects".into(),
+                    "p-1".into(),
+                    "namespaces".into(),
+                    "web".into(),
+                ]),
+            ),
         ];
         for (method, path, expected) in cases {
             assert_eq!(Endpoint::parse(&method, path).unwrap(), expected, "{path}");
