@@ -11,14 +11,19 @@ use std::{
 };
 
 use proxy_core::{
-    accounts::Accounts,
-    accounts::{local, tokens, tokens::NewToken},
+    accounts::{
+        bindings::{NewBinding, NewScope, NewSubject},
+        local, lookup, tokens,
+        tokens::NewToken,
+        Accounts,
+    },
     server::tls::ServerTls,
-    store::{BindingScope, Expect, Object, Op, RoleBinding, Timestamp, TokenKind},
+    store::{Timestamp, TokenKind, User},
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::Config;
+use crate::bindings_cmd;
+use crate::config::{Checked, Config};
 
 /// Where the store is.
 #[derive(Debug, clap::Args)]
@@ -62,15 +67,21 @@ pub(crate) enum UserCommand {
     },
     /// List users.
     List,
-    /// Bind a role to a user: a global role, or a cluster role template with --cluster.
+    /// Bind a role to a user: a global role, or a role template with
+    /// --cluster or --project (a shortcut of `paddock binding create --user`).
     Bind {
-        /// Username or user id.
+        /// The user: id, <provider>/<login> (corp/jdoe, github/octocat,
+        /// local/alice), principal id, or a local username.
         user: String,
-        /// The global role, or the role template with --cluster (e.g. cluster-owner).
+        /// The global role, or the role template with --cluster or
+        /// --project (e.g. cluster-owner, project-member).
         role: String,
         /// The cluster the role template applies in.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "project")]
         cluster: Option<String>,
+        /// The project the role template applies in: <cluster>:<project>.
+        #[arg(long)]
+        project: Option<String>,
     },
 }
 
@@ -125,15 +136,27 @@ impl StoreLocation {
     /// The store, with the password policy and token lifetimes of the
     /// configuration file when one is given.
     fn open(&self) -> Result<(Accounts, PathBuf), String> {
+        let (accounts, config) = self.open_checked()?;
+        Ok((accounts, config.data_dir))
+    }
+
+    /// The store and the checked configuration (the defaults without
+    /// `--config`).
+    pub(crate) fn open_checked(&self) -> Result<(Accounts, Checked), String> {
         let config = Config::for_data_dir(self.config.as_deref(), self.data_dir.as_deref())
             .map_err(|e| format!("invalid configuration:{e}"))?;
-        let accounts = Accounts::open(&config.data_dir, config.authentication.accounts)
+        let accounts = Accounts::open(&config.data_dir, config.authentication.accounts.clone())
             .map_err(|e| e.to_string())?;
-        Ok((accounts, config.data_dir))
+        Ok((accounts, config))
+    }
+
+    /// Whether a configuration file was given.
+    pub(crate) fn has_config(&self) -> bool {
+        self.config.is_some()
     }
 }
 
-fn finish(result: Result<(), String>) -> ExitCode {
+pub(crate) fn finish(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -156,17 +179,22 @@ fn read_password() -> Result<SecretString, String> {
     Ok(SecretString::from(password))
 }
 
-fn user_id(accounts: &Accounts, name_or_id: &str) -> Result<String, String> {
+/// The user `who` names: id, `<provider>/<login>`, principal id or local
+/// username (see `proxy_core::accounts::lookup`).
+fn resolve(accounts: &Accounts, who: &str) -> Result<User, String> {
     accounts
         .view()
-        .with_snapshot(|s| local::find_user(s, name_or_id))
-        .map(|u| u.id)
-        .ok_or_else(|| format!("no user {name_or_id}"))
+        .with_snapshot(|s| lookup::resolve_user(s, who))
+        .map_err(|e| e.to_string())
+}
+
+fn user_id(accounts: &Accounts, who: &str) -> Result<String, String> {
+    resolve(accounts, who).map(|u| u.id)
 }
 
 pub(crate) fn user(location: &StoreLocation, command: UserCommand) -> ExitCode {
     finish((|| {
-        let (accounts, _) = location.open()?;
+        let (accounts, config) = location.open_checked()?;
         let view = accounts.view();
         match command {
             UserCommand::Add {
@@ -191,7 +219,12 @@ pub(crate) fn user(location: &StoreLocation, command: UserCommand) -> ExitCode {
                 )
                 .map_err(|e| e.to_string())?;
                 if let Some(role) = global_role {
-                    bind(&accounts, &user.id, &role, BindingScope::Global)?;
+                    let new = NewBinding {
+                        subject: NewSubject::User(user.id.clone()),
+                        role,
+                        scope: NewScope::Global,
+                    };
+                    bindings_cmd::create(location, &accounts, &config, new)?;
                 }
                 println!("created user {} ({})", user.username, user.id);
                 if generated {
@@ -205,7 +238,7 @@ pub(crate) fn user(location: &StoreLocation, command: UserCommand) -> ExitCode {
                     view,
                     accounts.password_hasher(),
                     accounts.password_policy(),
-                    &user,
+                    &user_id(&accounts, &user)?,
                     &password,
                     None,
                     Timestamp::now(),
@@ -233,43 +266,25 @@ pub(crate) fn user(location: &StoreLocation, command: UserCommand) -> ExitCode {
                 user,
                 role,
                 cluster,
+                project,
             } => {
-                let id = user_id(&accounts, &user)?;
-                let scope = cluster.map_or(BindingScope::Global, BindingScope::Cluster);
-                bind(&accounts, &id, &role, scope)?;
-                println!("bound {role} to {user}");
-                Ok(())
+                let new = NewBinding {
+                    subject: NewSubject::User(user),
+                    role,
+                    scope: bindings_cmd::new_scope(cluster, project)?,
+                };
+                bindings_cmd::create(location, &accounts, &config, new)
             }
         }
     })())
 }
 
 fn set_enabled(accounts: &Accounts, user: &str, enable: bool) -> Result<(), String> {
-    let updated = local::set_enabled(accounts.view(), user, enable).map_err(|e| e.to_string())?;
+    let id = user_id(accounts, user)?;
+    let updated = local::set_enabled(accounts.view(), &id, enable).map_err(|e| e.to_string())?;
     let state = if enable { "enabled" } else { "disabled" };
     println!("user {} {state}", updated.username);
     Ok(())
-}
-
-fn bind(accounts: &Accounts, user_id: &str, role: &str, scope: BindingScope) -> Result<(), String> {
-    let id = match &scope {
-        BindingScope::Global => format!("grb-{user_id}-{role}"),
-        BindingScope::Cluster(c) => format!("crtb-{c}-{user_id}-{role}"),
-        BindingScope::Project(p) => format!("prtb-{p}-{user_id}-{role}"),
-        _ => format!("rb-{user_id}-{role}"),
-    };
-    let binding = RoleBinding {
-        id,
-        subject: user_id.to_owned(),
-        role: role.to_owned(),
-        scope,
-        created_at: Timestamp::now(),
-    };
-    accounts
-        .view()
-        .commit(vec![Op::put(Object::RoleBinding(binding), Expect::Any)])
-        .map(drop)
-        .map_err(|e| e.to_string())
 }
 
 fn random_password() -> String {
@@ -345,10 +360,7 @@ pub(crate) fn token(location: &StoreLocation, command: TokenCommand) -> ExitCode
 pub(crate) fn kubeconfig(location: &StoreLocation, args: &KubeconfigArgs) -> ExitCode {
     finish((|| {
         let (accounts, dir) = location.open()?;
-        let user = accounts
-            .view()
-            .with_snapshot(|s| local::find_user(s, &args.user))
-            .ok_or_else(|| format!("no user {}", args.user))?;
+        let user = resolve(&accounts, &args.user)?;
         let request = NewToken::new(user.id.clone(), TokenKind::Kubeconfig)
             .cluster(args.cluster.clone())
             .description(format!("kubeconfig for cluster {} (CLI)", args.cluster));

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod accounts_cmd;
+mod bindings_cmd;
 mod config;
 mod policy_cmd;
 mod serve;
@@ -41,12 +42,26 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Manage local users in the data directory's store.
+    /// Manage users in the data directory's store.
     User {
         #[command(flatten)]
         location: accounts_cmd::StoreLocation,
         #[command(subcommand)]
         command: accounts_cmd::UserCommand,
+    },
+    /// Bind roles to users and groups (global, cluster or project scope).
+    Binding {
+        #[command(flatten)]
+        location: accounts_cmd::StoreLocation,
+        #[command(subcommand)]
+        command: bindings_cmd::BindingCommand,
+    },
+    /// Create projects (named groups of namespaces) and change their namespaces.
+    Project {
+        #[command(flatten)]
+        location: accounts_cmd::StoreLocation,
+        #[command(subcommand)]
+        command: bindings_cmd::ProjectCommand,
     },
     /// Issue, list and revoke Paddock tokens.
     Token {
@@ -161,6 +176,8 @@ fn main() -> ExitCode {
         },
         Command::Serve(args) => serve::run(*args),
         Command::User { location, command } => accounts_cmd::user(&location, command),
+        Command::Binding { location, command } => bindings_cmd::binding(&location, command),
+        Command::Project { location, command } => bindings_cmd::project(&location, command),
         Command::Token { location, command } => accounts_cmd::token(&location, command),
         Command::Kubeconfig { location, args } => accounts_cmd::kubeconfig(&location, &args),
         Command::Policy { command } => match command {

@@ -9,6 +9,8 @@ pub mod policy;
 
 pub use ::policy::{Decision, ImpersonationRequest, RequestAttributes};
 
+use std::sync::Arc;
+
 use crate::authn::Identity;
 
 /// Everything an authorizer may look at.
@@ -29,6 +31,13 @@ pub struct AuthzRequest<'a> {
 pub trait Authorizer: Send + Sync + 'static {
     /// Decides a request made as `request.identity`.
     fn authorize(&self, request: &AuthzRequest<'_>) -> Decision;
+
+    /// Where this authorizer's policy comes from, when it is one that
+    /// watches a [`policy::PolicySource`]: the admin API checks new role
+    /// bindings and projects against it before storing them.
+    fn policy_source(&self) -> Option<Arc<policy::PolicySource>> {
+        None
+    }
 
     /// Decides whether `request.identity` may act as `requested`
     /// (`kubectl --as`). Refused unless an authorizer says otherwise.

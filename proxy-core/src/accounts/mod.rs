@@ -29,6 +29,9 @@ use local::{
 };
 use tokens::{IssueError, IssuedToken, NewToken, TokenPolicy};
 
+pub mod bindings;
+pub mod lookup;
+
 use crate::{
     authn::external::{user_id_for, CredentialKind, ExternalProvider, ExternalUser},
     authn::tokens::{LastUsed, Pepper, StoreTokens, TokenHasher},

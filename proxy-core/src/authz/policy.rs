@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use super::{Authorizer, AuthzRequest};
 use crate::reload::{FileWatch, DEFAULT_POLL_INTERVAL};
-use crate::store::{BindingScope, Revision, Snapshot, StoreView};
+use crate::store::{BindingScope, Project, Revision, RoleBinding, Snapshot, StoreView};
 
 /// Why a policy directory could not be loaded: the file and, from the
 /// policy crate, the document index and what is wrong.
@@ -62,7 +62,12 @@ impl PolicySource {
             add_dir(&mut builder, dir)?;
         }
         if let Some(store) = &self.store {
-            let documents = store.with_snapshot(store_documents);
+            let documents = store.with_snapshot(|snap| {
+                store_documents(
+                    snap.role_bindings().map(|b| &b.value),
+                    snap.projects().map(|p| &p.value),
+                )
+            });
             builder
                 .add_yaml("store", &documents)
                 .map_err(|e| PolicyLoadError::Invalid(e.to_string()))?;
@@ -70,6 +75,26 @@ impl PolicySource {
         builder
             .build()
             .map_err(|e| PolicyLoadError::Invalid(e.to_string()))
+    }
+
+    /// Compiles the policy as it would be if the store held `bindings` and
+    /// `projects` instead of its own: how a change is checked before it is
+    /// committed, so that a binding the policy cannot compile (an unknown
+    /// role, a template of the wrong context) never reaches the store.
+    pub fn load_with(
+        &self,
+        bindings: &[RoleBinding],
+        projects: &[Project],
+    ) -> Result<PolicySet, ::policy::PolicyError> {
+        let mut builder = PolicySet::builder();
+        builder.management_cluster(self.management_cluster.as_deref());
+        if let Some(dir) = &self.dir {
+            // The directory is checked when it is loaded; here it only
+            // contributes its roles, so an unreadable file is skipped.
+            let _ = add_dir(&mut builder, dir);
+        }
+        builder.add_yaml("store", &store_documents(bindings.iter(), projects.iter()))?;
+        builder.build()
     }
 }
 
@@ -99,26 +124,29 @@ fn add_dir(builder: &mut PolicySetBuilder, dir: &Path) -> Result<(), PolicyLoadE
     Ok(())
 }
 
-/// The store's role bindings and projects as Rancher objects (JSON documents,
-/// which are YAML). A binding's subject is a user id (`u-...`, matched as
-/// `userName`) or a principal id (`..._group://` is a group).
-fn store_documents(snap: &Snapshot) -> String {
+/// Role bindings and projects as Rancher objects (JSON documents, which
+/// are YAML). A binding's subject is a user id (`u-...`, matched as
+/// `userName`), a user principal id, or a group principal id.
+fn store_documents<'a>(
+    bindings: impl Iterator<Item = &'a RoleBinding>,
+    projects: impl Iterator<Item = &'a Project>,
+) -> String {
     use serde_json::{json, Map, Value};
     let mut documents = Vec::new();
-    for project in snap.projects() {
-        let p = &project.value;
+    let mut clusters = std::collections::HashMap::new();
+    for p in projects {
+        clusters.insert(p.id.as_str(), p.cluster_id.as_str());
         documents.push(json!({
             "apiVersion": "management.cattle.io/v3", "kind": "Project",
             "metadata": {"name": p.id},
             "spec": {"clusterName": p.cluster_id, "namespaces": p.namespaces},
         }));
     }
-    for binding in snap.role_bindings() {
-        let b = &binding.value;
+    for b in bindings {
         let mut object = Map::new();
         object.insert("apiVersion".into(), json!("management.cattle.io/v3"));
         object.insert("metadata".into(), json!({"name": b.id}));
-        let subject_field = if b.subject.contains("_group://") {
+        let subject_field = if b.subject_is_group() {
             "groupPrincipalName"
         } else if b.subject.contains("://") {
             "userPrincipalName"
@@ -137,10 +165,7 @@ fn store_documents(snap: &Snapshot) -> String {
                 object.insert("roleTemplateName".into(), json!(b.role));
             }
             BindingScope::Project(project) => {
-                let cluster = snap
-                    .project(project)
-                    .map(|p| p.value.cluster_id.clone())
-                    .unwrap_or_default();
+                let cluster = clusters.get(project.as_str()).copied().unwrap_or_default();
                 object.insert("kind".into(), json!("ProjectRoleTemplateBinding"));
                 object.insert("projectName".into(), json!(format!("{cluster}:{project}")));
                 object.insert("roleTemplateName".into(), json!(b.role));
@@ -175,6 +200,7 @@ const STORE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 #[derive(Clone)]
 pub struct PolicyAuthorizer {
     set: Arc<ArcSwap<PolicySet>>,
+    source: Option<Arc<PolicySource>>,
     _watch: Option<Arc<FileWatch>>,
     _store_watch: Option<Arc<AbortOnDrop>>,
 }
@@ -202,6 +228,7 @@ impl PolicyAuthorizer {
     pub fn new(set: PolicySet) -> Self {
         Self {
             set: Arc::new(ArcSwap::from_pointee(set)),
+            source: None,
             _watch: None,
             _store_watch: None,
         }
@@ -214,6 +241,7 @@ impl PolicyAuthorizer {
     pub fn watch(source: PolicySource) -> Result<Self, PolicyLoadError> {
         let mut authorizer = Self::new(source.load()?);
         let source = Arc::new(source);
+        authorizer.source = Some(source.clone());
         let reload = {
             let (set, source) = (authorizer.set.clone(), source.clone());
             move || -> Result<(), String> {
@@ -274,6 +302,10 @@ fn subject(request: &AuthzRequest<'_>) -> Subject {
 }
 
 impl Authorizer for PolicyAuthorizer {
+    fn policy_source(&self) -> Option<Arc<PolicySource>> {
+        self.source.clone()
+    }
+
     fn authorize(&self, request: &AuthzRequest<'_>) -> Decision {
         let checks = request.attributes.authorization_checks(request.upgrade);
         self.set

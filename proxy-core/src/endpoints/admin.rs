@@ -13,8 +13,7 @@ use super::{
     Endpoints,
 };
 use crate::{
-    accounts::Accounts,
-    accounts::{local, tokens, tokens::NewToken},
+    accounts::{local, lookup, tokens, tokens::NewToken, Accounts},
     authn::Identity,
     context,
     error::ProxyError,
@@ -93,14 +92,12 @@ pub(super) async fn handle(
         }
         (&Method::GET, ["users", id]) => {
             endpoints.authorize_admin(&context, &caller, "get", "users", Some(id))?;
-            let user = view
-                .with_snapshot(|s| local::find_user(s, id))
-                .ok_or_else(|| user_error(local::UserError::NotFound((*id).to_owned())))?;
+            let user = named_user(accounts, id)?;
             Ok(json(StatusCode::OK, &user_json(&user)))
         }
         (&Method::DELETE, ["users", id]) => {
             endpoints.authorize_admin(&context, &caller, "delete", "users", Some(id))?;
-            let target = (*id).to_owned();
+            let target = named_user(accounts, id)?.id;
             let deleted = blocking(move || local::delete_user(&view, &target))
                 .await?
                 .map_err(user_error)?;
@@ -110,7 +107,7 @@ pub(super) async fn handle(
         (&Method::POST, ["users", id, action @ ("enable" | "disable")]) => {
             endpoints.authorize_admin(&context, &caller, "update", "users", Some(id))?;
             let enabled = *action == "enable";
-            let target = (*id).to_owned();
+            let target = named_user(accounts, id)?.id;
             let user = blocking(move || local::set_enabled(&view, &target, enabled))
                 .await?
                 .map_err(user_error)?;
@@ -120,7 +117,7 @@ pub(super) async fn handle(
         (&Method::POST, ["users", id, "password"]) => {
             endpoints.authorize_admin(&context, &caller, "update", "users", Some(id))?;
             let reset: ResetPassword = read_json(body).await?;
-            let target = (*id).to_owned();
+            let target = named_user(accounts, id)?.id;
             let accounts = accounts.clone();
             blocking(move || {
                 local::set_password(
@@ -193,10 +190,31 @@ pub(super) async fn handle(
                 &serde_json::json!({"status": "revoked", "id": id}),
             ))
         }
+        (_, ["bindings" | "projects", ..]) => {
+            let call = super::bindings::Call {
+                endpoints,
+                accounts,
+                caller: &caller,
+                context: &context,
+            };
+            call.handle(&parts, body, path).await
+        }
         _ => Err(ProxyError::NotFound {
             message: format!("{} {} is not a Paddock endpoint", method, parts.uri.path()),
         }),
     }
+}
+
+/// The user a path segment names, in any spelling the resolver accepts
+/// (`corp%2Fjdoe` for `corp/jdoe`); 404 when none.
+fn named_user(accounts: &Accounts, segment: &str) -> Result<crate::store::User, ProxyError> {
+    let who = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    accounts
+        .view()
+        .with_snapshot(|s| lookup::resolve_user(s, &who))
+        .map_err(|e| ProxyError::NotFound {
+            message: e.to_string(),
+        })
 }
 
 /// `POST /paddock/v1/tokens`: an API (or kubeconfig) token for the caller.
@@ -245,10 +263,7 @@ async fn create_token(
 /// `POST /paddock/v1/users/<id>/refresh`: reads the user's groups from every
 /// provider that knows them, now.
 async fn refresh_user(accounts: &Arc<Accounts>, name_or_id: &str) -> ProxyResult {
-    let user = accounts
-        .view()
-        .with_snapshot(|s| local::find_user(s, name_or_id))
-        .ok_or_else(|| user_error(local::UserError::NotFound(name_or_id.to_owned())))?;
+    let user = named_user(accounts, name_or_id)?;
     let outcomes: serde_json::Map<String, serde_json::Value> = accounts
         .refresh_user(&user.id)
         .await

@@ -13,6 +13,7 @@
 //! | `/paddock/v1/tokens[/<id>]` | the caller's tokens (all of them for admins) |
 //! | `POST /paddock/v1/users/<id>/refresh` | re-reads a directory user's groups now |
 //! | `GET /paddock/v1/principals?provider=…&q=…` | finds directory users and groups |
+//! | `/paddock/v1/bindings[/<id>]`, `/paddock/v1/projects[/<id>[/namespaces[/<ns>]]]` | role bindings of users and groups, projects |
 //! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
 //! | `POST /paddock/logout` | ends the browser session |
@@ -26,6 +27,7 @@
 //! cluster (the global role `admin` may, `user` may not).
 
 mod admin;
+mod bindings;
 #[cfg(feature = "github")]
 mod github;
 mod kubeconfig;

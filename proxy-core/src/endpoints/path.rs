@@ -38,8 +38,9 @@ pub(crate) enum Endpoint {
     Password,
     /// `GET /paddock/v1/kubeconfig`.
     Kubeconfig,
-    /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`:
-    /// the path segments after `v1/`.
+    /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`,
+    /// `/paddock/v1/bindings…`, `/paddock/v1/projects…`: the path segments
+    /// after `v1/`.
     Admin(Vec<String>),
 }
 
@@ -129,7 +130,10 @@ impl Endpoint {
                 return Err(method_not_allowed(method))
             }
             ["v1", rest @ ..]
-                if matches!(rest, ["users", ..] | ["tokens", ..] | ["principals"]) =>
+                if matches!(
+                    rest,
+                    ["users" | "tokens" | "bindings" | "projects", ..] | ["principals"]
+                ) =>
             {
                 Endpoint::Admin(rest.iter().map(|s| (*s).to_owned()).collect())
             }
@@ -206,6 +210,21 @@ mod tests {
                 "/paddock/v1/tokens/t-1",
                 Endpoint::Admin(vec!["tokens".into(), "t-1".into()]),
             ),
+            (
+                Method::POST,
+                "/paddock/v1/bindings",
+                Endpoint::Admin(vec!["bindings".into()]),
+            ),
+            (
+                Method::DELETE,
+                "/paddock/v1/projects/p-1/namespaces/web",
+                Endpoint::Admin(vec![
+                    "projects".into(),
+                    "p-1".into(),
+                    "namespaces".into(),
+                    "web".into(),
+                ]),
+            ),
         ];
         for (method, path, expected) in cases {
             assert_eq!(Endpoint::parse(&method, path).unwrap(), expected, "{path}");
@@ -229,6 +248,8 @@ mod tests {
             "/paddock/v1/users",
             "/paddock/v1/tokens",
             "/paddock/v1/principals",
+            "/paddock/v1/bindings",
+            "/paddock/v1/projects",
             "/paddock/",
         ]
         .into_iter()

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 pub use embedded::{EmbeddedOptions, EmbeddedStore, Sharing, CHANGE_LOG_RETAIN, SCHEMA_VERSION};
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
-    BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, Timestamp,
-    TokenKind, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex,
+    BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, SubjectKind,
+    Timestamp, TokenKind, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex,
 };
 pub use view::StoreView;
 

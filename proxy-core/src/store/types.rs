@@ -204,6 +204,21 @@ pub enum BindingScope {
     Project(String),
 }
 
+/// What a [`RoleBinding`]'s subject names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SubjectKind {
+    /// A user: a user id (`u-...`) or a user principal id. Bindings written
+    /// before the kind was recorded read as this, except a subject with a
+    /// `_group://` principal id, which was always a group.
+    #[default]
+    User,
+    /// A group principal id (`openldap_group://…`, `github_team://1234`),
+    /// matched against the groups providers report for a user.
+    Group,
+}
+
 /// A role bound to a subject (a user id or a principal id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleBinding {
@@ -211,12 +226,23 @@ pub struct RoleBinding {
     pub id: String,
     /// User id (`u-...`) or principal id (`github_team://1234`).
     pub subject: String,
+    /// Whether `subject` is a user or a group.
+    #[serde(default)]
+    pub subject_kind: SubjectKind,
     /// Role or role template name.
     pub role: String,
     /// Global, cluster or project.
     pub scope: BindingScope,
     /// Creation time.
     pub created_at: Timestamp,
+}
+
+impl RoleBinding {
+    /// Whether the subject is a group: recorded as one, or (data written
+    /// before the kind was recorded) a `_group://` principal id.
+    pub fn subject_is_group(&self) -> bool {
+        self.subject_kind == SubjectKind::Group || self.subject.contains("_group://")
+    }
 }
 
 /// A project created through the API: a named group of namespaces in one cluster.

@@ -9,7 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{new_user_id, new_user_ops, PasswordError, PasswordHasher};
 use crate::authn::tokens::os_random_string;
 use crate::store::{
-    BindingScope, Expect, Object, Op, RoleBinding, StoreError, StoreView, Timestamp, User,
+    BindingScope, Expect, Object, Op, RoleBinding, StoreError, StoreView, SubjectKind, Timestamp,
+    User,
 };
 
 /// The file, in the data directory, that receives the one-time password.
@@ -91,6 +92,7 @@ pub fn bootstrap_admin(
         Object::RoleBinding(RoleBinding {
             id: format!("grb-{id}-admin"),
             subject: id.clone(),
+            subject_kind: SubjectKind::User,
             role: "admin".into(),
             scope: BindingScope::Global,
             created_at: now,
