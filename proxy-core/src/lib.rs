@@ -51,12 +51,14 @@ pub mod layers;
 pub mod plugin;
 pub mod plugins;
 pub mod reload;
+pub mod request;
 pub mod server;
 pub mod shutdown;
 pub mod stack;
 pub mod status;
 pub mod store;
 pub mod upstream;
+mod worker;
 
 use std::{future::Future, sync::Arc, time::Duration};
 

@@ -14,9 +14,10 @@ use crate::{
     layers::{
         authenticate::AuthenticateLayer, authorize::AuthorizeLayer, endpoints::EndpointsLayer,
         impersonate::ImpersonateLayer, rescue::RescueLayer, route::RouteLayer,
-        sanitize::SanitizeLayer, self_review::SelfReviewLayer, trace::TraceLayer, ProxyResponse,
+        sanitize::SanitizeLayer, self_review::SelfReviewLayer, trace::TraceLayer,
     },
     plugin::Plugins,
+    request::ProxyResponse,
     shutdown::Shutdown,
     upstream::{Forward, Router},
 };

@@ -18,7 +18,7 @@ use crate::{
     authn::{local, tokens, tokens::NewToken},
     context,
     error::ProxyError,
-    layers::ProxyResult,
+    request::ProxyResult,
     store::{Timestamp, TokenKind},
 };
 

@@ -17,7 +17,7 @@ use crate::{
     authn::github::{oauth::STATE_COOKIE, GithubError, GithubProvider, OAuthError},
     body::ResponseBody,
     error::ProxyError,
-    layers::ProxyResult,
+    request::ProxyResult,
 };
 
 /// Where GitHub sends the browser back to.

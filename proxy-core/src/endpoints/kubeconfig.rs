@@ -9,8 +9,12 @@ use hyper::body::Incoming;
 
 use super::{blocking, caller, paddock_token, session::issue_error, Endpoints};
 use crate::{
-    accounts::Accounts, authn::tokens::NewToken, body::ResponseBody, error::ProxyError,
-    layers::sanitize::RequestHost, layers::ProxyResult, store::TokenKind,
+    accounts::Accounts,
+    authn::tokens::NewToken,
+    body::ResponseBody,
+    error::ProxyError,
+    request::{ProxyResult, RequestHost},
+    store::TokenKind,
 };
 
 pub(super) async fn download(

@@ -48,7 +48,8 @@ use crate::{
     body::ResponseBody,
     context::{self, RequestContext},
     error::ProxyError,
-    layers::{authorize::authorize, ProxyResult},
+    layers::authorize::authorize,
+    request::ProxyResult,
     upstream::Router,
 };
 use path::Endpoint;
@@ -235,7 +236,7 @@ fn json_api_guard<B>(request: &Request<B>) -> Result<(), ProxyError> {
     if let Some(origin) = header(header::ORIGIN) {
         let host = request
             .extensions()
-            .get::<crate::layers::sanitize::RequestHost>()
+            .get::<crate::request::RequestHost>()
             .map(|h| h.0.as_str());
         if host.is_none_or(|host| origin != format!("https://{host}")) {
             return Err(cross_site());

@@ -21,7 +21,7 @@ use crate::{
     authz::{AuthzRequest, RequestAttributes},
     body::ResponseBody,
     error::ProxyError,
-    layers::{sanitize::RequestHost, ProxyResult},
+    request::{ProxyResult, RequestHost},
 };
 
 /// Where the browser goes after login unless told otherwise.

@@ -17,7 +17,7 @@ use crate::{
     },
     context::ConnectionInfo,
     error::ProxyError,
-    layers::ProxyResult,
+    request::ProxyResult,
     store::{TokenKind, TokenRecord, User},
 };
 

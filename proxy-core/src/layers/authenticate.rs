@@ -13,13 +13,13 @@ use std::{
 use http::{header, Request};
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::{AuthenticatorChain, AuthnError, BoxFuture, Credential, Identity},
     context::{self, ConnectionInfo, RequestContext},
     endpoints::path::{Access, Caller, Endpoint},
     error::ProxyError,
     plugin::{Plugins, RequestPhase},
+    request::{ProxyResponse, ProxyResult},
 };
 
 /// Adds [`Authenticate`].

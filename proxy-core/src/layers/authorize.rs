@@ -12,12 +12,12 @@ use futures_util::future::Either;
 use http::Request;
 use tower::{Layer, Service};
 
-use super::{sanitize::CallerImpersonation, sanitize::UpgradeRequest, ProxyResponse, ProxyResult};
 use crate::{
     authz::{Authorizer, AuthzRequest, Decision},
     context::{self, RequestContext},
     error::ProxyError,
     impersonation,
+    request::{CallerImpersonation, ProxyResponse, ProxyResult, UpgradeRequest},
 };
 
 /// Adds [`Authorize`].

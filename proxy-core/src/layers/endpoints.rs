@@ -11,11 +11,11 @@ use http::Request;
 use hyper::body::Incoming;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::BoxFuture,
     endpoints::{path::Endpoint, Endpoints},
     error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
 };
 
 /// Adds [`ServeEndpoints`].

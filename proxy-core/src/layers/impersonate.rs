@@ -8,8 +8,12 @@ use futures_util::future::Either;
 use http::Request;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
-use crate::{context, error::ProxyError, impersonation};
+use crate::{
+    context,
+    error::ProxyError,
+    impersonation,
+    request::{ProxyResponse, ProxyResult},
+};
 
 /// Adds [`Impersonate`].
 #[derive(Debug, Clone, Default)]

@@ -10,13 +10,3 @@ pub mod route;
 pub mod sanitize;
 pub mod self_review;
 pub mod trace;
-
-use http::Response;
-
-use crate::{body::ResponseBody, error::ProxyError};
-
-/// The response every layer produces.
-pub type ProxyResponse = Response<ResponseBody>;
-
-/// What inner layers return; the rescue layer turns errors into responses.
-pub type ProxyResult = Result<ProxyResponse, ProxyError>;

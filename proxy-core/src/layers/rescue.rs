@@ -10,8 +10,10 @@ use futures_util::{future::Map, FutureExt};
 use http::Request;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
-use crate::error::ProxyError;
+use crate::{
+    error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
+};
 
 /// Adds [`Rescue`].
 #[derive(Debug, Clone, Default)]

@@ -15,12 +15,12 @@ use http::{uri::PathAndQuery, Request, Uri};
 use policy::RequestAttributes;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::BoxFuture,
     context,
     endpoints::path::Endpoint,
     error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
     upstream::{Cluster, Router},
 };
 

@@ -9,12 +9,13 @@
 
 use std::task::{Context, Poll};
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use http::{header, HeaderMap, HeaderName, Request};
 use tower::{Layer, Service};
 
-use policy::ImpersonationRequest;
-
-use crate::impersonation;
+use crate::{
+    impersonation,
+    request::{CallerImpersonation, RequestHost, UpgradeRequest},
+};
 
 /// Adds [`Sanitize`].
 #[derive(Debug, Clone, Default)]
@@ -33,16 +34,6 @@ impl<S> Layer<S> for SanitizeLayer {
 pub struct Sanitize<S> {
     inner: S,
 }
-
-/// What the caller asked to impersonate, read before the headers were
-/// removed; validated by the authorize layer.
-#[derive(Debug, Clone)]
-pub struct CallerImpersonation(pub ImpersonationRequest);
-
-/// The protocol a caller asked to upgrade to (`Upgrade:` header), kept
-/// because `Upgrade` and `Connection` are hop-by-hop and removed here.
-#[derive(Debug, Clone)]
-pub struct UpgradeRequest(pub HeaderValue);
 
 impl<S, B> Service<Request<B>> for Sanitize<S>
 where
@@ -82,11 +73,6 @@ where
         self.inner.call(request)
     }
 }
-
-/// The `Host` (or HTTP/2 `:authority`) the caller addressed, as it was before
-/// sanitizing removed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestHost(pub String);
 
 /// Removes caller-sent `Impersonate-*`, `X-Remote-*`, hop-by-hop headers,
 /// headers listed in `Connection`, `Host` and `X-Forwarded-*`/`Forwarded`.

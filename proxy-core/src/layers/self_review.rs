@@ -17,13 +17,13 @@ use policy::RequestAttributes;
 use serde::Deserialize;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::BoxFuture,
     authz::{Authorizer, AuthzRequest},
     body::ResponseBody,
     context,
     error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
 };
 
 mod protobuf;

@@ -15,11 +15,11 @@ use http::{HeaderName, HeaderValue, Request};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::ProxyResponse;
 use crate::{
     authn::BoxFuture,
     context::{ConnectionInfo, RequestContext},
     plugin::{AccessRecord, Plugins},
+    request::ProxyResponse,
 };
 
 /// `X-Request-Id`, returned on every response.

@@ -160,8 +160,8 @@ impl fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Builds the clients for `config`, one set per server worker (see
-    /// [`crate::server::workers`]). Must run inside a tokio runtime when the
+    /// Builds the clients for `config`, one set per server worker, plus
+    /// one for callers outside the workers. Must run inside a tokio runtime when the
     /// credential is a file (it is watched).
     pub fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
@@ -203,7 +203,7 @@ impl Cluster {
     /// The clients of this thread's worker.
     pub(super) fn clients(&self) -> &Clients {
         let shared = self.clients.len() - 1;
-        &self.clients[crate::server::workers::current().map_or(shared, |i| i.min(shared))]
+        &self.clients[crate::worker::current().map_or(shared, |i| i.min(shared))]
     }
 
     /// Whether requests go over TLS (where ALPN can pick HTTP/2).

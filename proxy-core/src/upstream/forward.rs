@@ -21,8 +21,8 @@ use crate::{
     body::ResponseBody,
     context,
     error::ProxyError,
-    layers::{sanitize::UpgradeRequest, ProxyResponse, ProxyResult},
     plugin::{Plugins, RequestPhase},
+    request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
 };
 
