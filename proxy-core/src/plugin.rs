@@ -42,6 +42,64 @@ pub struct AccessRecord<'a> {
 /// A plugin: override the phases you need; the others do nothing and cost
 /// nothing. A phase that knows its answer at once returns
 /// [`ReadyOrBoxed::ready`]; one that must wait returns [`ReadyOrBoxed::boxed`].
+///
+/// Every phase gets the request's [`RequestContext`]; what a plugin wants
+/// to carry from one phase to a later one goes into its
+/// [`state`](RequestContext::state), keyed by a type of the plugin's own.
+/// This plugin times the part of a request after authentication:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// use http::request;
+/// use proxy_core::{
+///     context::RequestContext,
+///     error::ProxyError,
+///     future::ReadyOrBoxed,
+///     plugin::{AccessRecord, Flow, Plugin},
+/// };
+///
+/// /// When authentication was done; private, so no other plugin touches it.
+/// #[derive(Clone, Copy)]
+/// struct Authenticated(Instant);
+///
+/// struct Timing;
+///
+/// impl Plugin for Timing {
+///     fn name(&self) -> &'static str {
+///         "timing"
+///     }
+///
+///     fn on_request<'a>(
+///         &'a self,
+///         context: &'a RequestContext,
+///         _request: &'a mut request::Parts,
+///     ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+///         context.state().insert(Authenticated(Instant::now()));
+///         ReadyOrBoxed::ready(Ok(Flow::Continue))
+///     }
+///
+///     fn on_log(&self, record: &AccessRecord<'_>) {
+///         // Absent when the request was refused before authentication.
+///         if let Some(Authenticated(at)) = record.context.state().get() {
+///             let after: Duration = at.elapsed();
+///             tracing::info!(request.id = %record.context.id, ?after, "after authentication");
+///         }
+///     }
+/// }
+/// # let context = RequestContext::new("1".into(), http::Method::GET, "/api".into(), None);
+/// # let (mut parts, ()) = http::Request::new(()).into_parts();
+/// # let flow = futures_util::FutureExt::now_or_never(Timing.on_request(&context, &mut parts));
+/// # assert!(matches!(flow, Some(Ok(Flow::Continue))));
+/// # assert!(context.state().get::<Authenticated>().is_some());
+/// # Timing.on_log(&AccessRecord {
+/// #     context: &context,
+/// #     status: http::StatusCode::OK,
+/// #     bytes: 0,
+/// #     complete: true,
+/// #     duration: Duration::ZERO,
+/// # });
+/// ```
 pub trait Plugin: Send + Sync + 'static {
     /// Short name for logs.
     fn name(&self) -> &'static str;
