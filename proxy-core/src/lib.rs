@@ -255,9 +255,15 @@ impl Proxy {
         ProxyBuilder::default()
     }
 
-    /// The request path as a tower service, for embedding in another server.
-    pub fn service(&self) -> ProxyService {
-        self.service.clone()
+    /// The request path as a tower service, for embedding in another
+    /// server: it takes requests with any body of [`bytes::Bytes`] (hyper's
+    /// `Incoming`, `http_body_util::Full`, an axum body, ...), see
+    /// `examples/examples/mount.rs`. Behind another server, set the
+    /// [`ConnectionInfo`](context::ConnectionInfo) extension to report the
+    /// client's address and certificate; `kubectl exec` and port-forward
+    /// need a hyper server with upgrades enabled.
+    pub fn service<B>(&self) -> ProxyService<B> {
+        self.service.with_body()
     }
 
     /// Serves on `listener` with `tls` until `signal` resolves, then shuts

@@ -1,16 +1,24 @@
 //! THE layer order of the request path, in one function.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{
+    convert::Infallible,
+    marker::PhantomData,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
+use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
-use tower::{util::BoxCloneSyncService, ServiceBuilder};
+use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
 
 use crate::{
     accounts::Accounts,
     authn::AuthenticatorChain,
     authz::Authorizer,
+    body::{BoxError, RequestBody},
     endpoints::{Endpoints, EndpointsConfig},
+    future::BoxFuture,
     layers::{
         authenticate::AuthenticateLayer, authorize::AuthorizeLayer, endpoints::EndpointsLayer,
         impersonate::ImpersonateLayer, rescue::RescueLayer, route::RouteLayer,
@@ -22,8 +30,57 @@ use crate::{
     upstream::{Forward, Router},
 };
 
-/// The complete request path as one cloneable service.
-pub type ProxyService = BoxCloneSyncService<Request<Incoming>, ProxyResponse, Infallible>;
+/// The complete request path as one cloneable service, taking requests
+/// with a body of type `B`: hyper's [`Incoming`] (what Paddock's own server
+/// passes) or any other body with [`Bytes`] data, which is turned into a
+/// [`RequestBody`] on the way in. Never fails: errors are already Kubernetes
+/// `Status` responses.
+pub struct ProxyService<B = Incoming> {
+    inner: BoxCloneSyncService<Request<RequestBody>, ProxyResponse, Infallible>,
+    // `fn(B)`: the service takes `B`s and holds none, so it is Send, Sync
+    // and Clone whatever `B` is.
+    body: PhantomData<fn(B)>,
+}
+
+impl<B> ProxyService<B> {
+    /// The same service, taking requests with a body of type `C`.
+    pub(crate) fn with_body<C>(&self) -> ProxyService<C> {
+        ProxyService {
+            inner: self.inner.clone(),
+            body: PhantomData,
+        }
+    }
+}
+
+impl<B> Clone for ProxyService<B> {
+    fn clone(&self) -> Self {
+        self.with_body()
+    }
+}
+
+impl<B> std::fmt::Debug for ProxyService<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyService").finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for ProxyService<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = ProxyResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<ProxyResponse, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.inner.call(request.map(RequestBody::new))
+    }
+}
 
 /// Everything the stack is built from.
 #[derive(Clone)]
@@ -92,5 +149,8 @@ pub fn build(parts: StackParts) -> ProxyService {
         // that leaves Paddock), then stream to the cluster with Paddock's own
         // credential.
         .service(Forward::new(parts.shutdown, parts.plugins));
-    BoxCloneSyncService::new(service)
+    ProxyService {
+        inner: BoxCloneSyncService::new(service),
+        body: PhantomData,
+    }
 }

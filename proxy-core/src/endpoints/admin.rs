@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -16,6 +15,7 @@ use crate::{
     accounts::Accounts,
     authn::Identity,
     authn::{local, tokens, tokens::NewToken},
+    body::RequestBody,
     context,
     error::ProxyError,
     request::ProxyResult,
@@ -57,7 +57,7 @@ fn api_kind() -> String {
 pub(super) async fn handle(
     endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     path: &[&str],
 ) -> ProxyResult {
     let caller = caller(&request)?;
@@ -204,7 +204,7 @@ async fn create_token(
     endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
     caller: &Identity,
-    body: Incoming,
+    body: RequestBody,
 ) -> ProxyResult {
     paddock_token(caller, "issuing tokens")?;
     let new: NewApiToken = read_json(body).await?;

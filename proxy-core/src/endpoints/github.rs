@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use http::{header, request::Parts, HeaderValue, Request, StatusCode};
-use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
@@ -15,7 +14,7 @@ use super::{
 use crate::{
     accounts::{Accounts, LoggedIn},
     authn::github::{oauth::STATE_COOKIE, GithubError, GithubProvider, OAuthError},
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     error::ProxyError,
     request::ProxyResult,
 };
@@ -102,7 +101,7 @@ fn state_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
 }
 
 /// `GET /paddock/v1/github/login[?redirect=/path]`: to GitHub's authorize page.
-pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody>) -> ProxyResult {
     let github = provider(accounts)?;
     let (parts, _) = request.into_parts();
     let params = url_params(parts.uri.query().unwrap_or(""));
@@ -160,7 +159,10 @@ fn oauth_refusal(error: &OAuthError) -> http::Response<ResponseBody> {
 
 /// `GET /paddock/v1/github/callback?code=…&state=…`: checks the state,
 /// exchanges the code, logs the user in and sends the browser on.
-pub(super) async fn callback(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn callback(
+    accounts: &Arc<Accounts>,
+    request: Request<RequestBody>,
+) -> ProxyResult {
     let github = provider(accounts)?;
     let (parts, _) = request.into_parts();
     let cookie = cookie_value(&parts, STATE_COOKIE);

@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, StatusCode};
-use hyper::body::Incoming;
 
 use super::{blocking, caller, paddock_token, session::issue_error, Endpoints};
 use crate::{
     accounts::Accounts,
     authn::tokens::NewToken,
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     error::ProxyError,
     request::{ProxyResult, RequestHost},
     store::TokenKind,
@@ -20,7 +19,7 @@ use crate::{
 pub(super) async fn download(
     endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> ProxyResult {
     let caller = caller(&request)?;
     paddock_token(&caller, "downloading a kubeconfig")?;

@@ -37,15 +37,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::{
     accounts::Accounts,
     authn::{BoxFuture, Identity},
     authz::{Authorizer, AuthzRequest, RequestAttributes},
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     context::{self, RequestContext},
     error::ProxyError,
     layers::authorize::authorize,
@@ -108,13 +106,13 @@ impl Endpoints {
     pub(crate) fn handle(
         &self,
         endpoint: Endpoint,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
     ) -> BoxFuture<'static, ProxyResult> {
         let this = self.clone();
         Box::pin(async move { this.dispatch(endpoint, request).await })
     }
 
-    async fn dispatch(&self, endpoint: Endpoint, request: Request<Incoming>) -> ProxyResult {
+    async fn dispatch(&self, endpoint: Endpoint, request: Request<RequestBody>) -> ProxyResult {
         if endpoint.is_json_api() && !matches!(*request.method(), Method::GET | Method::HEAD) {
             json_api_guard(&request)?;
         }
@@ -303,14 +301,13 @@ fn text(body: &'static str) -> Response<ResponseBody> {
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes into `T`; errors name the
 /// offending field.
-pub(crate) async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ProxyError> {
-    let bytes = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
+pub(crate) async fn read_json<T: DeserializeOwned>(body: RequestBody) -> Result<T, ProxyError> {
+    let bytes = body
+        .read(MAX_BODY)
         .await
         .map_err(|e| ProxyError::BadRequest {
             message: format!("cannot read the request body: {e}"),
-        })?
-        .to_bytes();
+        })?;
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|e| ProxyError::BadRequest {
         message: match e.path().to_string().as_str() {

@@ -1,7 +1,6 @@
 use std::{fmt, time::Duration};
 
 use http::{uri::PathAndQuery, Uri};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -9,7 +8,7 @@ use hyper_util::{
 };
 
 use super::{credential::AuthorizationHeader, direct_h2::DirectH2, tls, UpstreamCredential};
-use crate::error::ProxyError;
+use crate::{body::RequestBody, error::ProxyError};
 
 /// Why a cluster definition was rejected.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -121,7 +120,7 @@ impl ClusterConfig {
     }
 }
 
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 /// A downstream cluster ready to receive requests: pooled clients (HTTP/2
 /// when the server offers it, HTTP/1.1 only for upgrades) and the

@@ -11,6 +11,7 @@ use std::{
 
 use http::{header, HeaderMap, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
+
 use hyper_util::rt::TokioIo;
 use policy::RequestAttributes;
 use tower::Service;
@@ -18,7 +19,7 @@ use tower::Service;
 use super::{direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     context,
     error::ProxyError,
     plugin::{Plugins, RequestPhase},
@@ -51,7 +52,7 @@ impl Forward {
     }
 }
 
-impl Service<Request<Incoming>> for Forward {
+impl Service<Request<RequestBody>> for Forward {
     type Response = ProxyResponse;
     type Error = ProxyError;
     type Future = BoxFuture<'static, ProxyResult>;
@@ -60,7 +61,7 @@ impl Service<Request<Incoming>> for Forward {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         Box::pin(forward(
             request,
             self.shutdown.clone(),
@@ -70,7 +71,7 @@ impl Service<Request<Incoming>> for Forward {
 }
 
 async fn forward(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     shutdown: Arc<Shutdown>,
     plugins: Plugins,
 ) -> ProxyResult {
