@@ -1,13 +1,21 @@
 //! The plugin API: a small set of phases a plugin can hook, in the spirit of
 //! pingora's `ProxyHttp`. Audit, metrics and the access log are plugins.
 //!
-//! Phases, in the order a request meets them:
-//! 1. [`Plugin::on_request`]: the caller is authenticated, not yet authorized.
+//! Phases, in the order a request meets them (the chart in [`crate::stack`]
+//! shows them between the layers):
+//! 1. [`Plugin::on_request`]: the caller is authenticated, not yet
+//!    authorized; requests to Paddock's own `/paddock/` endpoints (logins,
+//!    administration) included, just before they branch off.
 //! 2. [`Plugin::on_upstream_request`]: authorized, impersonation headers set,
-//!    about to be forwarded.
+//!    about to be forwarded; only requests that leave Paddock.
 //! 3. [`Plugin::on_response`]: response headers, before they reach the
-//!    client (Paddock's own error responses included).
+//!    client: every response, Paddock's own errors and endpoints included.
 //! 4. [`Plugin::on_log`]: once, when the response body has ended.
+//!
+//! A request refused before authentication skips the first two; one a
+//! phase answers with [`Flow::Respond`] skips what follows up to
+//! `on_response`. What a plugin keeps from one phase for a later one goes
+//! into [`RequestContext::state`].
 
 use std::{sync::Arc, time::Duration};
 
