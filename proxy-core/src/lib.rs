@@ -67,7 +67,8 @@ use authn::{Authenticator, AuthenticatorChain};
 use authz::{Authorizer, DenyAll};
 use plugin::{Plugin, Plugins};
 use shutdown::Shutdown;
-use stack::{ProxyService, StackParts};
+pub use stack::ProxyService;
+use stack::StackParts;
 use upstream::{Cluster, ClusterConfig, Router, UpstreamError};
 
 /// Default time in-flight requests get to finish on shutdown.

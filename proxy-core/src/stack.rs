@@ -192,3 +192,28 @@ pub fn build(parts: StackParts) -> ProxyService {
         body: PhantomData,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty, Full};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// What an embedder mounts takes any body with `Bytes` data, not only
+    /// hyper's, and is answered by the whole stack.
+    #[tokio::test]
+    async fn the_service_takes_any_body() {
+        let proxy = crate::Proxy::builder().build().unwrap();
+        let empty = Request::get("/paddock/healthz").body(Empty::<Bytes>::new());
+        let full = Request::get("/paddock/healthz").body(Full::new(Bytes::from_static(b"x")));
+        for response in [
+            proxy.service().oneshot(empty.unwrap()).await.unwrap(),
+            proxy.service().oneshot(full.unwrap()).await.unwrap(),
+        ] {
+            assert_eq!(response.status(), http::StatusCode::OK);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "ok\n");
+        }
+    }
+}
