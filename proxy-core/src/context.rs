@@ -69,7 +69,7 @@ impl RequestContext {
     }
 
     /// Records the authenticated caller.
-    pub fn set_identity(&self, identity: Arc<Identity>) {
+    pub(crate) fn set_identity(&self, identity: Arc<Identity>) {
         let _ = self.identity.set(identity);
     }
 
@@ -79,7 +79,7 @@ impl RequestContext {
     }
 
     /// Records the identity the caller acts as.
-    pub fn set_impersonated(&self, identity: Arc<Identity>) {
+    pub(crate) fn set_impersonated(&self, identity: Arc<Identity>) {
         let _ = self.impersonated.set(identity);
     }
 
@@ -94,12 +94,12 @@ impl RequestContext {
     }
 
     /// The target cluster, once routed.
-    pub fn target(&self) -> Option<&Arc<Cluster>> {
+    pub(crate) fn target(&self) -> Option<&Arc<Cluster>> {
         self.cluster.get()
     }
 
     /// Records the target cluster.
-    pub fn set_target(&self, cluster: Arc<Cluster>) {
+    pub(crate) fn set_target(&self, cluster: Arc<Cluster>) {
         let _ = self.cluster.set(cluster);
     }
 
@@ -109,7 +109,7 @@ impl RequestContext {
     }
 
     /// Records the request's attributes.
-    pub fn set_attributes(&self, attributes: RequestAttributes) {
+    pub(crate) fn set_attributes(&self, attributes: RequestAttributes) {
         let _ = self.attributes.set(attributes);
     }
 
@@ -119,7 +119,7 @@ impl RequestContext {
     }
 
     /// Records the authorization decision.
-    pub fn set_decision(&self, decision: Decision) {
+    pub(crate) fn set_decision(&self, decision: Decision) {
         let _ = self.decision.set(decision);
     }
 }
@@ -186,7 +186,7 @@ impl std::fmt::Debug for PluginState {
 
 /// Reads the context a request carries. Every request inside the stack has
 /// one (the trace layer inserts it); outside the stack a fresh one is made.
-pub fn of<B>(request: &http::Request<B>) -> Arc<RequestContext> {
+pub(crate) fn of<B>(request: &http::Request<B>) -> Arc<RequestContext> {
     request
         .extensions()
         .get::<Arc<RequestContext>>()

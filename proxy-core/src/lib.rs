@@ -7,7 +7,8 @@
 //! right downstream API server with Paddock's own credential: watches,
 //! `logs -f` and exec sessions included.
 //!
-//! The layer order lives in [`stack`]; each layer is one file in [`layers`].
+//! The layer order, and where each [`plugin`] phase runs, lives in
+//! [`stack`]; each layer is one file in `proxy-core/src/layers/`.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -40,17 +41,19 @@
 pub mod accounts;
 pub mod authn;
 pub mod authz;
+#[doc(hidden)]
+pub mod bench;
 pub mod body;
 pub mod context;
-pub mod endpoints;
+pub(crate) mod endpoints;
 pub mod error;
 pub mod future;
-pub mod impersonation;
+pub(crate) mod impersonation;
 pub mod kubeconfig;
-pub mod layers;
+pub(crate) mod layers;
 pub mod plugin;
 pub mod plugins;
-pub mod reload;
+pub(crate) mod reload;
 pub mod request;
 pub mod server;
 pub mod shutdown;

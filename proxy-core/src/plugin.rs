@@ -145,7 +145,7 @@ pub trait Plugin: Send + Sync + 'static {
 
 /// The configured plugins, run in order.
 #[derive(Clone, Default)]
-pub struct Plugins {
+pub(crate) struct Plugins {
     plugins: Arc<[Arc<dyn Plugin>]>,
 }
 
@@ -158,14 +158,14 @@ pub(crate) enum RequestPhase {
 
 impl Plugins {
     /// The given plugins, run in this order.
-    pub fn new(plugins: Vec<Arc<dyn Plugin>>) -> Self {
+    pub(crate) fn new(plugins: Vec<Arc<dyn Plugin>>) -> Self {
         Self {
             plugins: plugins.into(),
         }
     }
 
     /// True when there is no plugin.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.plugins.is_empty()
     }
 

@@ -1,4 +1,4 @@
-//! THE layer order of the request path, in one function: [`build`].
+//! THE layer order of the request path, in one function: `build`.
 //!
 //! Every request meets the layers below in this order, and the plugins'
 //! phases ([`Plugin`](crate::plugin::Plugin)) at the marked places. A layer
@@ -118,29 +118,29 @@ where
 
 /// Everything the stack is built from.
 #[derive(Clone)]
-pub struct StackParts {
+pub(crate) struct StackParts {
     /// Identity providers, asked in order.
-    pub authenticators: AuthenticatorChain,
+    pub(crate) authenticators: AuthenticatorChain,
     /// The policy decision point.
-    pub authorizer: Arc<dyn Authorizer>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
     /// Decides the admin API (always a policy, see [`EndpointsConfig`]).
-    pub admin_authorizer: Arc<dyn Authorizer>,
+    pub(crate) admin_authorizer: Arc<dyn Authorizer>,
     /// Downstream clusters.
-    pub router: Arc<Router>,
+    pub(crate) router: Arc<Router>,
     /// Plugins, run at each phase in order.
-    pub plugins: Plugins,
+    pub(crate) plugins: Plugins,
     /// Shutdown signals: watches end on drain, tunnels on abort.
-    pub shutdown: Shutdown,
+    pub(crate) shutdown: Shutdown,
     /// Users and tokens for the `/paddock/v1/` endpoints, if any.
-    pub accounts: Option<Arc<Accounts>>,
+    pub(crate) accounts: Option<Arc<Accounts>>,
     /// Paddock's serving CA, handed out in kubeconfigs.
-    pub ca_pem: Option<Vec<u8>>,
+    pub(crate) ca_pem: Option<Vec<u8>>,
     /// Where administration is authorized (global roles' own rules).
-    pub management_cluster: String,
+    pub(crate) management_cluster: String,
 }
 
 /// Builds the stack, outermost layer first.
-pub fn build(parts: StackParts) -> ProxyService {
+pub(crate) fn build(parts: StackParts) -> ProxyService {
     let endpoints = Endpoints::new(
         parts.router.clone(),
         EndpointsConfig {

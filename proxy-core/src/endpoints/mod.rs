@@ -57,7 +57,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// What the endpoints are built from.
 #[derive(Clone)]
-pub struct EndpointsConfig {
+pub(crate) struct EndpointsConfig {
     /// Users and tokens; `None` disables login, kubeconfig and administration.
     pub accounts: Option<Arc<Accounts>>,
     /// Decides which clusters the landing page offers (the proxy's own
@@ -76,7 +76,7 @@ pub struct EndpointsConfig {
 
 /// The `/paddock/` endpoints.
 #[derive(Clone)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     inner: Arc<Inner>,
 }
 
@@ -95,7 +95,7 @@ impl std::fmt::Debug for Endpoints {
 
 impl Endpoints {
     /// Endpoints reporting on the clusters of `router`.
-    pub fn new(router: Arc<Router>, config: EndpointsConfig) -> Self {
+    pub(crate) fn new(router: Arc<Router>, config: EndpointsConfig) -> Self {
         Self {
             inner: Arc::new(Inner { router, config }),
         }

@@ -24,14 +24,14 @@ use crate::{
 
 /// Adds [`Authenticate`].
 #[derive(Debug, Clone)]
-pub struct AuthenticateLayer {
+pub(crate) struct AuthenticateLayer {
     chain: AuthenticatorChain,
     plugins: Plugins,
 }
 
 impl AuthenticateLayer {
     /// Authenticates with `chain`, then runs `plugins`' `on_request`.
-    pub fn new(chain: AuthenticatorChain, plugins: Plugins) -> Self {
+    pub(crate) fn new(chain: AuthenticatorChain, plugins: Plugins) -> Self {
         Self { chain, plugins }
     }
 }
@@ -50,7 +50,7 @@ impl<S> Layer<S> for AuthenticateLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Authenticate<S> {
+pub(crate) struct Authenticate<S> {
     inner: S,
     chain: AuthenticatorChain,
     plugins: Plugins,

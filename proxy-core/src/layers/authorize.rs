@@ -22,13 +22,13 @@ use crate::{
 
 /// Adds [`Authorize`].
 #[derive(Clone)]
-pub struct AuthorizeLayer {
+pub(crate) struct AuthorizeLayer {
     authorizer: Arc<dyn Authorizer>,
 }
 
 impl AuthorizeLayer {
     /// Decides with `authorizer`.
-    pub fn new(authorizer: Arc<dyn Authorizer>) -> Self {
+    pub(crate) fn new(authorizer: Arc<dyn Authorizer>) -> Self {
         Self { authorizer }
     }
 }
@@ -52,7 +52,7 @@ impl<S> Layer<S> for AuthorizeLayer {
 
 /// See the module docs.
 #[derive(Clone)]
-pub struct Authorize<S> {
+pub(crate) struct Authorize<S> {
     inner: S,
     authorizer: Arc<dyn Authorizer>,
 }

@@ -20,13 +20,13 @@ use crate::{
 
 /// Adds [`ServeEndpoints`].
 #[derive(Debug, Clone)]
-pub struct EndpointsLayer {
+pub(crate) struct EndpointsLayer {
     endpoints: Endpoints,
 }
 
 impl EndpointsLayer {
     /// Answers with `endpoints`.
-    pub fn new(endpoints: Endpoints) -> Self {
+    pub(crate) fn new(endpoints: Endpoints) -> Self {
         Self { endpoints }
     }
 }
@@ -44,7 +44,7 @@ impl<S> Layer<S> for EndpointsLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct ServeEndpoints<S> {
+pub(crate) struct ServeEndpoints<S> {
     inner: S,
     endpoints: Endpoints,
 }

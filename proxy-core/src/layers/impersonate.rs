@@ -17,7 +17,7 @@ use crate::{
 
 /// Adds [`Impersonate`].
 #[derive(Debug, Clone, Default)]
-pub struct ImpersonateLayer;
+pub(crate) struct ImpersonateLayer;
 
 impl<S> Layer<S> for ImpersonateLayer {
     type Service = Impersonate<S>;
@@ -29,7 +29,7 @@ impl<S> Layer<S> for ImpersonateLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Impersonate<S> {
+pub(crate) struct Impersonate<S> {
     inner: S,
 }
 

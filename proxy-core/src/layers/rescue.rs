@@ -17,7 +17,7 @@ use crate::{
 
 /// Adds [`Rescue`].
 #[derive(Debug, Clone, Default)]
-pub struct RescueLayer;
+pub(crate) struct RescueLayer;
 
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
@@ -29,7 +29,7 @@ impl<S> Layer<S> for RescueLayer {
 
 /// Maps `Err(ProxyError)` to its `Status` response.
 #[derive(Debug, Clone)]
-pub struct Rescue<S> {
+pub(crate) struct Rescue<S> {
     inner: S,
 }
 

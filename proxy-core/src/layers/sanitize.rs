@@ -19,7 +19,7 @@ use crate::{
 
 /// Adds [`Sanitize`].
 #[derive(Debug, Clone, Default)]
-pub struct SanitizeLayer;
+pub(crate) struct SanitizeLayer;
 
 impl<S> Layer<S> for SanitizeLayer {
     type Service = Sanitize<S>;
@@ -31,7 +31,7 @@ impl<S> Layer<S> for SanitizeLayer {
 
 /// Strips caller-sent identity and hop-by-hop headers.
 #[derive(Debug, Clone)]
-pub struct Sanitize<S> {
+pub(crate) struct Sanitize<S> {
     inner: S,
 }
 
@@ -94,7 +94,7 @@ pub fn strip(headers: &mut HeaderMap) {
 }
 
 /// True for a header name Paddock never forwards from a caller.
-pub fn is_stripped(name: &str) -> bool {
+pub(crate) fn is_stripped(name: &str) -> bool {
     const PREFIXES: [&[u8]; 3] = [b"impersonate-", b"x-remote-", b"x-forwarded-"];
     const HOP_BY_HOP: [&[u8]; 11] = [
         b"connection",

@@ -31,13 +31,13 @@ const MAX_REVIEW_BYTES: usize = 64 * 1024;
 
 /// Adds [`SelfReview`].
 #[derive(Clone)]
-pub struct SelfReviewLayer {
+pub(crate) struct SelfReviewLayer {
     authorizer: Arc<dyn Authorizer>,
 }
 
 impl SelfReviewLayer {
     /// Answers reviews with `authorizer`.
-    pub fn new(authorizer: Arc<dyn Authorizer>) -> Self {
+    pub(crate) fn new(authorizer: Arc<dyn Authorizer>) -> Self {
         Self { authorizer }
     }
 }
@@ -61,7 +61,7 @@ impl<S> Layer<S> for SelfReviewLayer {
 
 /// See the module docs.
 #[derive(Clone)]
-pub struct SelfReview<S> {
+pub(crate) struct SelfReview<S> {
     inner: S,
     authorizer: Arc<dyn Authorizer>,
 }

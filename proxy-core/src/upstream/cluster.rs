@@ -81,9 +81,10 @@ impl ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Checks what [`Cluster::new`] would reject (the server URL, the CA
-    /// bundle, the client certificate) without building clients or
-    /// watching files, so a configuration can be validated up front.
+    /// Checks what [`ProxyBuilder::build`](crate::ProxyBuilder::build) would
+    /// reject for this cluster (the server URL, the CA bundle, the client
+    /// certificate) without building clients or watching files, so a
+    /// configuration can be validated up front.
     pub fn check(&self) -> Result<(), UpstreamError> {
         self.parse_server()?;
         tls::client_config(self).map(drop)
@@ -125,7 +126,7 @@ pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 /// A downstream cluster ready to receive requests: pooled clients (HTTP/2
 /// when the server offers it, HTTP/1.1 only for upgrades) and the
 /// credential to present.
-pub struct Cluster {
+pub(crate) struct Cluster {
     id: String,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -159,10 +160,10 @@ impl fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Builds the clients for `config`, one set per server worker, plus
-    /// one for callers outside the workers. Must run inside a tokio runtime when the
-    /// credential is a file (it is watched).
-    pub fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
+    /// Builds the clients for `config`, one set per server worker, plus one
+    /// for callers outside the workers. Must run inside a tokio runtime when
+    /// the credential is a file (it is watched).
+    pub(crate) fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
             cluster: config.id.clone(),
             url: config.server.clone(),
@@ -195,7 +196,7 @@ impl Cluster {
     }
 
     /// The cluster's id.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 

@@ -32,7 +32,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The innermost service of the stack.
 #[derive(Debug, Clone)]
-pub struct Forward {
+pub(crate) struct Forward {
     // Behind an `Arc`: the stack is cloned per connection and by each layer
     // that takes its ready inner service, and cloning or dropping a
     // `Shutdown` locks the mutex of each of its two cancellation tokens,
@@ -44,7 +44,7 @@ pub struct Forward {
 impl Forward {
     /// A forwarder whose watches end on `shutdown`'s drain and whose
     /// tunnels are cut on its abort; `plugins` see every request first.
-    pub fn new(shutdown: Shutdown, plugins: Plugins) -> Self {
+    pub(crate) fn new(shutdown: Shutdown, plugins: Plugins) -> Self {
         Self {
             shutdown: Arc::new(shutdown),
             plugins,
