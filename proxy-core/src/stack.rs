@@ -120,23 +120,23 @@ where
 #[derive(Clone)]
 pub(crate) struct StackParts {
     /// Identity providers, asked in order.
-    pub(crate) authenticators: AuthenticatorChain,
+    pub authenticators: AuthenticatorChain,
     /// The policy decision point.
-    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub authorizer: Arc<dyn Authorizer>,
     /// Decides the admin API (always a policy, see [`EndpointsConfig`]).
-    pub(crate) admin_authorizer: Arc<dyn Authorizer>,
+    pub admin_authorizer: Arc<dyn Authorizer>,
     /// Downstream clusters.
-    pub(crate) router: Arc<Router>,
+    pub router: Arc<Router>,
     /// Plugins, run at each phase in order.
-    pub(crate) plugins: Plugins,
+    pub plugins: Plugins,
     /// Shutdown signals: watches end on drain, tunnels on abort.
-    pub(crate) shutdown: Shutdown,
+    pub shutdown: Shutdown,
     /// Users and tokens for the `/paddock/v1/` endpoints, if any.
-    pub(crate) accounts: Option<Arc<Accounts>>,
+    pub accounts: Option<Arc<Accounts>>,
     /// Paddock's serving CA, handed out in kubeconfigs.
-    pub(crate) ca_pem: Option<Vec<u8>>,
+    pub ca_pem: Option<Vec<u8>>,
     /// Where administration is authorized (global roles' own rules).
-    pub(crate) management_cluster: String,
+    pub management_cluster: String,
 }
 
 /// Builds the stack, outermost layer first.
