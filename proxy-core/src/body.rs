@@ -1,7 +1,13 @@
-//! The one response body type of the stack: streamed from the upstream or
-//! produced by Paddock, never buffered, with a tap for the access log.
+//! The body types of the stack, one for requests and one for responses.
+//!
+//! [`RequestBody`] is what every layer, Paddock's endpoints and the
+//! forwarder see, whatever body the server or an embedder handed in: hyper's
+//! own body is kept as it is, any other is boxed once at the entry.
+//! [`ResponseBody`] is streamed from the upstream or produced by Paddock,
+//! never buffered, with a tap for the access log.
 
 use std::{
+    any::Any,
     fmt,
     future::Future,
     pin::Pin,
@@ -10,11 +16,122 @@ use std::{
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Errors carried by bodies: whatever the upstream connection reported.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body inside the stack.
+///
+/// Made by [`RequestBody::new`] from any body: hyper's [`Incoming`], what
+/// Paddock's own server hands in, is kept unboxed, so serving costs no
+/// allocation for it; a body that has already ended (a GET from
+/// `http_body_util::Empty`, say) becomes [`RequestBody::empty`], also
+/// without one. Any other body is boxed once.
+pub struct RequestBody {
+    kind: RequestKind,
+}
+
+enum RequestKind {
+    Empty,
+    Incoming(Incoming),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+impl RequestBody {
+    /// A body without data.
+    pub fn empty() -> Self {
+        Self {
+            kind: RequestKind::Empty,
+        }
+    }
+
+    /// Wraps `body`, boxing it unless it is hyper's own or already ended.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // A type test, not a trait: a blanket impl for every body cannot be
+        // specialised for the two types that need no box.
+        let mut slot = Some(body);
+        let any: &mut dyn Any = &mut slot;
+        if let Some(incoming) = any.downcast_mut::<Option<Incoming>>() {
+            if let Some(incoming) = incoming.take() {
+                return Self {
+                    kind: RequestKind::Incoming(incoming),
+                };
+            }
+        } else if let Some(ready) = any.downcast_mut::<Option<Self>>() {
+            if let Some(ready) = ready.take() {
+                return ready;
+            }
+        }
+        match slot {
+            Some(body) if !body.is_end_stream() => Self {
+                kind: RequestKind::Boxed(body.map_err(Into::into).boxed_unsync()),
+            },
+            _ => Self::empty(),
+        }
+    }
+
+    /// Reads the whole body, refusing more than `limit` bytes: how
+    /// Paddock's own endpoints read what they are sent.
+    pub(crate) async fn read(self, limit: usize) -> Result<Bytes, BoxError> {
+        Ok(Limited::new(self, limit).collect().await?.to_bytes())
+    }
+}
+
+impl Default for RequestBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            RequestKind::Empty => Poll::Ready(None),
+            RequestKind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            RequestKind::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            RequestKind::Empty => true,
+            RequestKind::Incoming(body) => body.is_end_stream(),
+            RequestKind::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            RequestKind::Empty => SizeHint::with_exact(0),
+            RequestKind::Incoming(body) => body.size_hint(),
+            RequestKind::Boxed(body) => body.size_hint(),
+        }
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            RequestKind::Empty => "empty",
+            RequestKind::Incoming(_) => "incoming",
+            RequestKind::Boxed(_) => "boxed",
+        };
+        f.debug_struct("RequestBody").field("kind", &kind).finish()
+    }
+}
 
 /// Called once when a body ends or is dropped, with the bytes that went through.
 pub type OnEnd = Box<dyn FnOnce(BodyEnd) + Send>;
@@ -193,5 +310,41 @@ impl fmt::Debug for ResponseBody {
             Kind::Upstream(_) | Kind::H2(_) => "upstream",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{Empty, Full};
+
+    use super::*;
+
+    fn kind(body: &RequestBody) -> &'static str {
+        match body.kind {
+            RequestKind::Empty => "empty",
+            RequestKind::Incoming(_) => "incoming",
+            RequestKind::Boxed(_) => "boxed",
+        }
+    }
+
+    #[tokio::test]
+    async fn request_bodies_are_boxed_only_when_they_carry_data() {
+        let empty = RequestBody::new(Empty::<Bytes>::new());
+        assert_eq!(kind(&empty), "empty");
+        assert!(empty.is_end_stream());
+
+        let full = RequestBody::new(Full::new(Bytes::from_static(b"{\"a\":1}")));
+        assert_eq!(kind(&full), "boxed");
+        // Already a RequestBody: passed through, not boxed a second time.
+        let again = RequestBody::new(full);
+        assert_eq!(kind(&again), "boxed");
+        assert_eq!(again.read(64).await.unwrap(), &b"{\"a\":1}"[..]);
+    }
+
+    #[tokio::test]
+    async fn reading_refuses_more_than_the_limit() {
+        let body = RequestBody::new(Full::new(Bytes::from(vec![b'x'; 65])));
+        let error = body.read(64).await.unwrap_err();
+        assert!(error.to_string().contains("length limit"), "{error}");
     }
 }

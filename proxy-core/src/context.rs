@@ -3,7 +3,7 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
     time::Instant,
 };
 
@@ -36,6 +36,7 @@ pub struct RequestContext {
     cluster: OnceLock<Arc<Cluster>>,
     attributes: OnceLock<RequestAttributes>,
     decision: OnceLock<Decision>,
+    state: PluginState,
 }
 
 impl RequestContext {
@@ -52,7 +53,14 @@ impl RequestContext {
             cluster: OnceLock::new(),
             attributes: OnceLock::new(),
             decision: OnceLock::new(),
+            state: PluginState::default(),
         }
+    }
+
+    /// The plugins' own per-request state: what one phase leaves for a
+    /// later one (see [`PluginState`]).
+    pub fn state(&self) -> &PluginState {
+        &self.state
     }
 
     /// The authenticated caller, once known.
@@ -61,7 +69,7 @@ impl RequestContext {
     }
 
     /// Records the authenticated caller.
-    pub fn set_identity(&self, identity: Arc<Identity>) {
+    pub(crate) fn set_identity(&self, identity: Arc<Identity>) {
         let _ = self.identity.set(identity);
     }
 
@@ -71,7 +79,7 @@ impl RequestContext {
     }
 
     /// Records the identity the caller acts as.
-    pub fn set_impersonated(&self, identity: Arc<Identity>) {
+    pub(crate) fn set_impersonated(&self, identity: Arc<Identity>) {
         let _ = self.impersonated.set(identity);
     }
 
@@ -86,12 +94,12 @@ impl RequestContext {
     }
 
     /// The target cluster, once routed.
-    pub fn target(&self) -> Option<&Arc<Cluster>> {
+    pub(crate) fn target(&self) -> Option<&Arc<Cluster>> {
         self.cluster.get()
     }
 
     /// Records the target cluster.
-    pub fn set_target(&self, cluster: Arc<Cluster>) {
+    pub(crate) fn set_target(&self, cluster: Arc<Cluster>) {
         let _ = self.cluster.set(cluster);
     }
 
@@ -101,7 +109,7 @@ impl RequestContext {
     }
 
     /// Records the request's attributes.
-    pub fn set_attributes(&self, attributes: RequestAttributes) {
+    pub(crate) fn set_attributes(&self, attributes: RequestAttributes) {
         let _ = self.attributes.set(attributes);
     }
 
@@ -111,14 +119,74 @@ impl RequestContext {
     }
 
     /// Records the authorization decision.
-    pub fn set_decision(&self, decision: Decision) {
+    pub(crate) fn set_decision(&self, decision: Decision) {
         let _ = self.decision.set(decision);
+    }
+}
+
+/// Per-request values the plugins keep between phases, one per type: a
+/// start time set in `on_request` and read in `on_log`, a rate-limit
+/// permit held until the request ends, an audit record filled in phase by
+/// phase. See the example on [`Plugin`](crate::plugin::Plugin).
+///
+/// Values are keyed by their type, so a plugin should store a type of its
+/// own (a newtype around an `Instant` rather than the `Instant`), which no
+/// other plugin can read or overwrite. Each value lives as long as the
+/// request's context: until the access log has run.
+///
+/// Free when unused: an empty state is a lock around an empty map, and
+/// nothing is allocated until the first [`insert`](Self::insert). The lock
+/// is held only inside these methods, never across an `.await`.
+#[derive(Default)]
+pub struct PluginState {
+    values: Mutex<http::Extensions>,
+}
+
+impl PluginState {
+    /// Stores `value`, returning the value of the same type stored before.
+    pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
+        self.lock().insert(value)
+    }
+
+    /// A copy of the value of type `T`, if one was stored. Store an `Arc`
+    /// to share something expensive to clone.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.lock().get::<T>().cloned()
+    }
+
+    /// Takes the value of type `T` out.
+    pub fn remove<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.lock().remove::<T>()
+    }
+
+    /// Runs `f` on the value of type `T`, inserting `T::default()` first
+    /// when there is none (a counter, a list of notes). `f` runs with the
+    /// state locked: it must not block nor use this state again.
+    pub fn with_mut<T, R>(&self, f: impl FnOnce(&mut T) -> R) -> R
+    where
+        T: Clone + Default + Send + Sync + 'static,
+    {
+        f(self.lock().get_or_insert_default::<T>())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, http::Extensions> {
+        // A plugin that panicked mid-update leaves its own value as it
+        // was; the map itself is never half-written.
+        self.values.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginState")
+            .field("values", &self.lock().len())
+            .finish()
     }
 }
 
 /// Reads the context a request carries. Every request inside the stack has
 /// one (the trace layer inserts it); outside the stack a fresh one is made.
-pub fn of<B>(request: &http::Request<B>) -> Arc<RequestContext> {
+pub(crate) fn of<B>(request: &http::Request<B>) -> Arc<RequestContext> {
     request
         .extensions()
         .get::<Arc<RequestContext>>()
@@ -141,4 +209,31 @@ pub struct ConnectionInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The verified client certificate, if the client presented one.
     pub client_cert: Option<Arc<crate::authn::client_cert::ClientCertificate>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_state_keeps_one_value_per_type() {
+        #[derive(Clone, Debug, PartialEq)]
+        struct Started(u32);
+        #[derive(Clone, Default, Debug, PartialEq)]
+        struct Notes(Vec<&'static str>);
+
+        let context = RequestContext::new(String::new(), Method::GET, "/".into(), None);
+        let state = context.state();
+        assert_eq!(state.get::<Started>(), None);
+        assert_eq!(state.insert(Started(1)), None);
+        assert_eq!(state.insert(Started(2)), Some(Started(1)));
+        state.with_mut(|notes: &mut Notes| notes.0.push("authenticated"));
+        state.with_mut(|notes: &mut Notes| notes.0.push("forwarded"));
+        assert_eq!(state.get::<Started>(), Some(Started(2)));
+        assert_eq!(
+            state.remove::<Notes>(),
+            Some(Notes(vec!["authenticated", "forwarded"]))
+        );
+        assert_eq!(state.get::<Notes>(), None);
+    }
 }

@@ -13,13 +13,13 @@ use policy::ImpersonationRequest;
 use crate::{authn::Identity, error::ProxyError};
 
 /// `Impersonate-User`.
-pub const USER: HeaderName = HeaderName::from_static("impersonate-user");
+pub(crate) const USER: HeaderName = HeaderName::from_static("impersonate-user");
 /// `Impersonate-Uid`.
-pub const UID: HeaderName = HeaderName::from_static("impersonate-uid");
+pub(crate) const UID: HeaderName = HeaderName::from_static("impersonate-uid");
 /// `Impersonate-Group`.
-pub const GROUP: HeaderName = HeaderName::from_static("impersonate-group");
+pub(crate) const GROUP: HeaderName = HeaderName::from_static("impersonate-group");
 /// Prefix of `Impersonate-Extra-<key>` (lower case, as on the wire in HTTP/2).
-pub const EXTRA_PREFIX: &str = "impersonate-extra-";
+pub(crate) const EXTRA_PREFIX: &str = "impersonate-extra-";
 
 /// Replaces any impersonation headers in `headers` with ones presenting
 /// `identity`. Fails only if the identity holds bytes no header can carry.
@@ -50,7 +50,7 @@ fn value(text: &str) -> Result<HeaderValue, ProxyError> {
 
 /// `Impersonate-Extra-<escaped key>` for `key`, lower-cased first so the key
 /// the API server decodes is the key Paddock authorized.
-pub fn extra_header_name(key: &str) -> Result<HeaderName, ProxyError> {
+pub(crate) fn extra_header_name(key: &str) -> Result<HeaderName, ProxyError> {
     let mut name = String::with_capacity(EXTRA_PREFIX.len() + key.len());
     name.push_str(EXTRA_PREFIX);
     name.push_str(&header_key_escape(&key.to_ascii_lowercase()));
@@ -61,7 +61,7 @@ pub fn extra_header_name(key: &str) -> Result<HeaderName, ProxyError> {
 
 /// client-go's `headerKeyEscape`: every byte that is not an RFC 7230 token
 /// byte, and `%` itself, becomes `%XX` with upper-case hex.
-pub fn header_key_escape(key: &str) -> String {
+pub(crate) fn header_key_escape(key: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut escaped = String::with_capacity(key.len());
     for &byte in key.as_bytes() {
@@ -84,7 +84,7 @@ fn is_token_byte(byte: u8) -> bool {
 /// `--as-uid`, `Impersonate-Extra-*`), read from the canonical header names
 /// (any case) before sanitize removes them. `None` when the caller sent none
 /// of them; the combination is validated by the authorize layer.
-pub fn requested(headers: &HeaderMap) -> Option<ImpersonationRequest> {
+pub(crate) fn requested(headers: &HeaderMap) -> Option<ImpersonationRequest> {
     let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     let mut extra: Vec<(String, Vec<String>)> = Vec::new();
     for (name, value) in headers {
@@ -111,7 +111,10 @@ pub fn requested(headers: &HeaderMap) -> Option<ImpersonationRequest> {
 
 /// The identity a validated impersonation request proceeds as, with the
 /// API server's group defaulting (`system:authenticated`, service accounts).
-pub fn impersonated_identity(request: &ImpersonationRequest, provider: &str) -> Option<Identity> {
+pub(crate) fn impersonated_identity(
+    request: &ImpersonationRequest,
+    provider: &str,
+) -> Option<Identity> {
     let subject = request.impersonated_subject()?;
     Some(Identity {
         username: subject.user.clone(),

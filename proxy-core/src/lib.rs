@@ -7,7 +7,8 @@
 //! right downstream API server with Paddock's own credential: watches,
 //! `logs -f` and exec sessions included.
 //!
-//! The layer order lives in [`stack`]; each layer is one file in [`layers`].
+//! The layer order, and where each [`plugin`] phase runs, lives in
+//! [`stack`]; each layer is one file in `proxy-core/src/layers/`.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -40,23 +41,27 @@
 pub mod accounts;
 pub mod authn;
 pub mod authz;
+#[doc(hidden)]
+pub mod bench;
 pub mod body;
 pub mod context;
-pub mod endpoints;
+pub(crate) mod endpoints;
 pub mod error;
 pub mod future;
-pub mod impersonation;
+pub(crate) mod impersonation;
 pub mod kubeconfig;
-pub mod layers;
+pub(crate) mod layers;
 pub mod plugin;
 pub mod plugins;
-pub mod reload;
+pub(crate) mod reload;
+pub mod request;
 pub mod server;
 pub mod shutdown;
 pub mod stack;
 pub mod status;
 pub mod store;
 pub mod upstream;
+mod worker;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -65,7 +70,8 @@ use authn::{Authenticator, AuthenticatorChain};
 use authz::{Authorizer, DenyAll};
 use plugin::{Plugin, Plugins};
 use shutdown::Shutdown;
-use stack::{ProxyService, StackParts};
+pub use stack::ProxyService;
+use stack::StackParts;
 use upstream::{Cluster, ClusterConfig, Router, UpstreamError};
 
 /// Default time in-flight requests get to finish on shutdown.
@@ -259,9 +265,15 @@ impl Proxy {
         ProxyBuilder::default()
     }
 
-    /// The request path as a tower service, for embedding in another server.
-    pub fn service(&self) -> ProxyService {
-        self.service.clone()
+    /// The request path as a tower service, for embedding in another
+    /// server: it takes requests with any body of [`bytes::Bytes`] (hyper's
+    /// `Incoming`, `http_body_util::Full`, an axum body, ...), see
+    /// `examples/examples/mount.rs`. Behind another server, set the
+    /// [`ConnectionInfo`](context::ConnectionInfo) extension to report the
+    /// client's address and certificate; `kubectl exec` and port-forward
+    /// need a hyper server with upgrades enabled.
+    pub fn service<B>(&self) -> ProxyService<B> {
+        self.service.with_body()
     }
 
     /// Serves on `listener` with `tls` until `signal` resolves, then shuts

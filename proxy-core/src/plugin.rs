@@ -1,13 +1,21 @@
 //! The plugin API: a small set of phases a plugin can hook, in the spirit of
 //! pingora's `ProxyHttp`. Audit, metrics and the access log are plugins.
 //!
-//! Phases, in the order a request meets them:
-//! 1. [`Plugin::on_request`]: the caller is authenticated, not yet authorized.
+//! Phases, in the order a request meets them (the chart in [`crate::stack`]
+//! shows them between the layers):
+//! 1. [`Plugin::on_request`]: the caller is authenticated, not yet
+//!    authorized; requests to Paddock's own `/paddock/` endpoints (logins,
+//!    administration) included, just before they branch off.
 //! 2. [`Plugin::on_upstream_request`]: authorized, impersonation headers set,
-//!    about to be forwarded.
+//!    about to be forwarded; only requests that leave Paddock.
 //! 3. [`Plugin::on_response`]: response headers, before they reach the
-//!    client (Paddock's own error responses included).
+//!    client: every response, Paddock's own errors and endpoints included.
 //! 4. [`Plugin::on_log`]: once, when the response body has ended.
+//!
+//! A request refused before authentication skips the first two; one a
+//! phase answers with [`Flow::Respond`] skips what follows up to
+//! `on_response`. What a plugin keeps from one phase for a later one goes
+//! into [`RequestContext::state`].
 
 use std::{sync::Arc, time::Duration};
 
@@ -42,6 +50,64 @@ pub struct AccessRecord<'a> {
 /// A plugin: override the phases you need; the others do nothing and cost
 /// nothing. A phase that knows its answer at once returns
 /// [`ReadyOrBoxed::ready`]; one that must wait returns [`ReadyOrBoxed::boxed`].
+///
+/// Every phase gets the request's [`RequestContext`]; what a plugin wants
+/// to carry from one phase to a later one goes into its
+/// [`state`](RequestContext::state), keyed by a type of the plugin's own.
+/// This plugin times the part of a request after authentication:
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// use http::request;
+/// use proxy_core::{
+///     context::RequestContext,
+///     error::ProxyError,
+///     future::ReadyOrBoxed,
+///     plugin::{AccessRecord, Flow, Plugin},
+/// };
+///
+/// /// When authentication was done; private, so no other plugin touches it.
+/// #[derive(Clone, Copy)]
+/// struct Authenticated(Instant);
+///
+/// struct Timing;
+///
+/// impl Plugin for Timing {
+///     fn name(&self) -> &'static str {
+///         "timing"
+///     }
+///
+///     fn on_request<'a>(
+///         &'a self,
+///         context: &'a RequestContext,
+///         _request: &'a mut request::Parts,
+///     ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+///         context.state().insert(Authenticated(Instant::now()));
+///         ReadyOrBoxed::ready(Ok(Flow::Continue))
+///     }
+///
+///     fn on_log(&self, record: &AccessRecord<'_>) {
+///         // Absent when the request was refused before authentication.
+///         if let Some(Authenticated(at)) = record.context.state().get() {
+///             let after: Duration = at.elapsed();
+///             tracing::info!(request.id = %record.context.id, ?after, "after authentication");
+///         }
+///     }
+/// }
+/// # let context = RequestContext::new("1".into(), http::Method::GET, "/api".into(), None);
+/// # let (mut parts, ()) = http::Request::new(()).into_parts();
+/// # let flow = futures_util::FutureExt::now_or_never(Timing.on_request(&context, &mut parts));
+/// # assert!(matches!(flow, Some(Ok(Flow::Continue))));
+/// # assert!(context.state().get::<Authenticated>().is_some());
+/// # Timing.on_log(&AccessRecord {
+/// #     context: &context,
+/// #     status: http::StatusCode::OK,
+/// #     bytes: 0,
+/// #     complete: true,
+/// #     duration: Duration::ZERO,
+/// # });
+/// ```
 pub trait Plugin: Send + Sync + 'static {
     /// Short name for logs.
     fn name(&self) -> &'static str;
@@ -79,7 +145,7 @@ pub trait Plugin: Send + Sync + 'static {
 
 /// The configured plugins, run in order.
 #[derive(Clone, Default)]
-pub struct Plugins {
+pub(crate) struct Plugins {
     plugins: Arc<[Arc<dyn Plugin>]>,
 }
 
@@ -92,14 +158,14 @@ pub(crate) enum RequestPhase {
 
 impl Plugins {
     /// The given plugins, run in this order.
-    pub fn new(plugins: Vec<Arc<dyn Plugin>>) -> Self {
+    pub(crate) fn new(plugins: Vec<Arc<dyn Plugin>>) -> Self {
         Self {
             plugins: plugins.into(),
         }
     }
 
     /// True when there is no plugin.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.plugins.is_empty()
     }
 

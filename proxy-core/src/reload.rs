@@ -11,7 +11,7 @@ use std::{
 use tokio::task::JoinHandle;
 
 /// How often watched files are checked.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fingerprint {
@@ -52,13 +52,13 @@ fn file_fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
 /// the directory, changes. A failed reload is logged and the caller keeps
 /// its previous state. Dropping the handle stops the watch.
 #[derive(Debug)]
-pub struct FileWatch {
+pub(crate) struct FileWatch {
     task: JoinHandle<()>,
 }
 
 impl FileWatch {
     /// Starts watching `path` (already loaded once by the caller).
-    pub fn spawn<F>(path: impl Into<PathBuf>, interval: Duration, reload: F) -> Self
+    pub(crate) fn spawn<F>(path: impl Into<PathBuf>, interval: Duration, reload: F) -> Self
     where
         F: Fn(&Path) -> Result<(), String> + Send + 'static,
     {

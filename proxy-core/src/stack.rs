@@ -1,32 +1,124 @@
-//! THE layer order of the request path, in one function.
+//! THE layer order of the request path, in one function: `build`.
+//!
+//! Every request meets the layers below in this order, and the plugins'
+//! phases ([`Plugin`](crate::plugin::Plugin)) at the marked places. A layer
+//! that answers (an error, an endpoint, a plugin's `Flow::Respond`) sends
+//! its response back up through the layers above it; nothing below runs.
+//!
+//! ```text
+//!  request (any body: ProxyService turns it into a RequestBody)
+//!     │
+//!  1  Trace          request id, span, RequestContext (and the plugins' state)
+//!  2  Rescue         from here down, a ProxyError becomes a Kubernetes Status
+//!  3  Sanitize       caller-sent identity and hop-by-hop headers removed
+//!  4  Route          /paddock/… → its Endpoint; else cluster, path, attributes
+//!  5  Authenticate   credentials → Identity, token scope enforced
+//!       ▸ on_request            every request that got this far, /paddock/ too
+//!  6  Endpoints      /paddock/… branches off here and is answered ──────┐
+//!  7  Authorize      policy decides the request (and its --as)          │
+//!  8  SelfReview     `kubectl auth can-i` answered here ────────────────┤
+//!  9  Impersonate    Impersonate-* headers for the authorized identity  │
+//! 10  Forward                                                           │
+//!       ▸ on_upstream_request   only requests that leave Paddock        │
+//!                    streamed to the cluster with Paddock's credential  │
+//!     │                                                                 │
+//!  response ◄───────────────────────────────────────────────────────────┘
+//!  1  Trace
+//!       ▸ on_response           every response: Paddock's errors and
+//!                               endpoints included
+//!       ▸ on_log                once, when the response body has ended
+//!                               (or was dropped)
+//! ```
+//!
+//! So a plugin sees a refused login in `on_request`, `on_response` and
+//! `on_log`; a request refused before authentication (a malformed path, an
+//! unknown cluster) in `on_response` and `on_log` only.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{
+    convert::Infallible,
+    marker::PhantomData,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
+use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
-use tower::{util::BoxCloneSyncService, ServiceBuilder};
+use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
 
 use crate::{
     accounts::Accounts,
     authn::AuthenticatorChain,
     authz::Authorizer,
+    body::{BoxError, RequestBody},
     endpoints::{Endpoints, EndpointsConfig},
+    future::BoxFuture,
     layers::{
         authenticate::AuthenticateLayer, authorize::AuthorizeLayer, endpoints::EndpointsLayer,
         impersonate::ImpersonateLayer, rescue::RescueLayer, route::RouteLayer,
-        sanitize::SanitizeLayer, self_review::SelfReviewLayer, trace::TraceLayer, ProxyResponse,
+        sanitize::SanitizeLayer, self_review::SelfReviewLayer, trace::TraceLayer,
     },
     plugin::Plugins,
+    request::ProxyResponse,
     shutdown::Shutdown,
     upstream::{Forward, Router},
 };
 
-/// The complete request path as one cloneable service.
-pub type ProxyService = BoxCloneSyncService<Request<Incoming>, ProxyResponse, Infallible>;
+/// The complete request path as one cloneable service, taking requests
+/// with a body of type `B`: hyper's [`Incoming`] (what Paddock's own server
+/// passes) or any other body with [`Bytes`] data, which is turned into a
+/// [`RequestBody`] on the way in. Never fails: errors are already Kubernetes
+/// `Status` responses.
+pub struct ProxyService<B = Incoming> {
+    inner: BoxCloneSyncService<Request<RequestBody>, ProxyResponse, Infallible>,
+    // `fn(B)`: the service takes `B`s and holds none, so it is Send, Sync
+    // and Clone whatever `B` is.
+    body: PhantomData<fn(B)>,
+}
+
+impl<B> ProxyService<B> {
+    /// The same service, taking requests with a body of type `C`.
+    pub(crate) fn with_body<C>(&self) -> ProxyService<C> {
+        ProxyService {
+            inner: self.inner.clone(),
+            body: PhantomData,
+        }
+    }
+}
+
+impl<B> Clone for ProxyService<B> {
+    fn clone(&self) -> Self {
+        self.with_body()
+    }
+}
+
+impl<B> std::fmt::Debug for ProxyService<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyService").finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for ProxyService<B>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = ProxyResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<ProxyResponse, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.inner.call(request.map(RequestBody::new))
+    }
+}
 
 /// Everything the stack is built from.
 #[derive(Clone)]
-pub struct StackParts {
+pub(crate) struct StackParts {
     /// Identity providers, asked in order.
     pub authenticators: AuthenticatorChain,
     /// The policy decision point.
@@ -48,7 +140,7 @@ pub struct StackParts {
 }
 
 /// Builds the stack, outermost layer first.
-pub fn build(parts: StackParts) -> ProxyService {
+pub(crate) fn build(parts: StackParts) -> ProxyService {
     let endpoints = Endpoints::new(
         parts.router.clone(),
         EndpointsConfig {
@@ -60,16 +152,19 @@ pub fn build(parts: StackParts) -> ProxyService {
         },
     );
     let service = ServiceBuilder::new()
-        // Id, span and context first, so everything below (errors included) is traced and logged.
+        // 1. Id, span and context first, so everything below (errors
+        // included) is traced and logged; on the way out the plugins'
+        // on_response, and their on_log when the body ends.
         .layer(TraceLayer::new(parts.plugins.clone()))
-        // Every typed error becomes a Kubernetes Status here, and only here.
+        // 2. Every typed error becomes a Kubernetes Status here, and only
+        // here: inside Trace, so the plugins see the Status too.
         .layer(RescueLayer)
-        // Caller-sent identity and hop-by-hop headers go before anything can read them.
+        // 3. Caller-sent identity and hop-by-hop headers go before anything can read them.
         .layer(SanitizeLayer)
-        // Parse the target once: one of Paddock's endpoints, or a cluster
+        // 4. Parse the target once: one of Paddock's endpoints, or a cluster
         // with its relative path and request attributes.
         .layer(RouteLayer::new(parts.router))
-        // Credentials become an Identity; Authorization and Cookie are removed;
+        // 5. Credentials become an Identity; Authorization and Cookie are removed;
         // a token's cluster scope is enforced. Paddock's endpoints pass here
         // too: one way to find out who is calling. Then the plugins'
         // on_request: they see who is calling before policy decides (audit,
@@ -78,18 +173,47 @@ pub fn build(parts: StackParts) -> ProxyService {
             parts.authenticators,
             parts.plugins.clone(),
         ))
-        // Paddock's own endpoints answer here; they authorize administration
-        // with the same authorization step as below.
+        // 6. Paddock's own endpoints branch off and answer here, after the
+        // plugins' on_request; they authorize administration with the same
+        // authorization step as below.
         .layer(EndpointsLayer::new(endpoints))
-        // Policy: may this identity (and its --as target) do this on this cluster?
+        // 7. Policy: may this identity (and its --as target) do this on this cluster?
         .layer(AuthorizeLayer::new(parts.authorizer.clone()))
-        // `kubectl auth can-i` is answered by the same authorizer, not the downstream's RBAC.
+        // 8. `kubectl auth can-i` is answered by the same authorizer, not the downstream's RBAC.
         .layer(SelfReviewLayer::new(parts.authorizer))
-        // Only an authorized identity is presented downstream.
+        // 9. Only an authorized identity is presented downstream.
         .layer(ImpersonateLayer)
-        // The plugins' on_upstream_request (a last look at the exact request
+        // 10. The plugins' on_upstream_request (a last look at the exact request
         // that leaves Paddock), then stream to the cluster with Paddock's own
         // credential.
         .service(Forward::new(parts.shutdown, parts.plugins));
-    BoxCloneSyncService::new(service)
+    ProxyService {
+        inner: BoxCloneSyncService::new(service),
+        body: PhantomData,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty, Full};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// What an embedder mounts takes any body with `Bytes` data, not only
+    /// hyper's, and is answered by the whole stack.
+    #[tokio::test]
+    async fn the_service_takes_any_body() {
+        let proxy = crate::Proxy::builder().build().unwrap();
+        let empty = Request::get("/paddock/healthz").body(Empty::<Bytes>::new());
+        let full = Request::get("/paddock/healthz").body(Full::new(Bytes::from_static(b"x")));
+        for response in [
+            proxy.service().oneshot(empty.unwrap()).await.unwrap(),
+            proxy.service().oneshot(full.unwrap()).await.unwrap(),
+        ] {
+            assert_eq!(response.status(), http::StatusCode::OK);
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "ok\n");
+        }
+    }
 }

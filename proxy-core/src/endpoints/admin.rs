@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -15,9 +14,10 @@ use super::{
 use crate::{
     accounts::{local, lookup, tokens, tokens::NewToken, Accounts},
     authn::Identity,
+    body::RequestBody,
     context,
     error::ProxyError,
-    layers::ProxyResult,
+    request::ProxyResult,
     store::{Timestamp, TokenKind},
 };
 
@@ -56,7 +56,7 @@ fn api_kind() -> String {
 pub(super) async fn handle(
     endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     path: &[&str],
 ) -> ProxyResult {
     let caller = caller(&request)?;
@@ -222,7 +222,7 @@ async fn create_token(
     endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
     caller: &Identity,
-    body: Incoming,
+    body: RequestBody,
 ) -> ProxyResult {
     paddock_token(caller, "issuing tokens")?;
     let new: NewApiToken = read_json(body).await?;

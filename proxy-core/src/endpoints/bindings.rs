@@ -19,7 +19,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use http::{request::Parts, Method, StatusCode};
-use hyper::body::Incoming;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -31,9 +31,10 @@ use crate::{
     },
     authn::Identity,
     authz::policy::PolicySource,
+    body::RequestBody,
     context::RequestContext,
     error::ProxyError,
-    layers::ProxyResult,
+    request::ProxyResult,
     store::{BindingScope, Project, RoleBinding, Snapshot, StoreError},
 };
 
@@ -87,7 +88,12 @@ impl Call<'_> {
     }
 
     /// Answers `path` (the segments after `v1/`).
-    pub(super) async fn handle(self, parts: &Parts, body: Incoming, path: &[&str]) -> ProxyResult {
+    pub(super) async fn handle(
+        self,
+        parts: &Parts,
+        body: RequestBody,
+        path: &[&str],
+    ) -> ProxyResult {
         let view = self.accounts.view().clone();
         match (&parts.method, path) {
             (&Method::GET, ["bindings"]) => {

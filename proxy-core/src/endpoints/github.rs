@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use http::{header, request::Parts, HeaderValue, Request, StatusCode};
-use hyper::body::Incoming;
 
 use super::{
     pages::{refusal, request_host, safe_redirect, see_other, url_params},
@@ -18,9 +17,9 @@ use crate::{
         github::{oauth::STATE_COOKIE, GithubProvider, OAuthError, PROVIDER},
         AuthnError,
     },
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     error::ProxyError,
-    layers::ProxyResult,
+    request::ProxyResult,
 };
 
 /// Where GitHub sends the browser back to.
@@ -52,7 +51,7 @@ fn state_cookie(value: &str, max_age: u64) -> Option<HeaderValue> {
 }
 
 /// `GET /paddock/v1/github/login[?redirect=/path]`: to GitHub's authorize page.
-pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody>) -> ProxyResult {
     let github = provider(accounts)?;
     let (parts, _) = request.into_parts();
     let params = url_params(parts.uri.query().unwrap_or(""));
@@ -110,7 +109,10 @@ fn oauth_refusal(error: &OAuthError) -> http::Response<ResponseBody> {
 
 /// `GET /paddock/v1/github/callback?code=…&state=…`: checks the state,
 /// exchanges the code, logs the user in and sends the browser on.
-pub(super) async fn callback(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn callback(
+    accounts: &Arc<Accounts>,
+    request: Request<RequestBody>,
+) -> ProxyResult {
     let github = provider(accounts)?;
     let client = super::session::client_ip(&request);
     let (parts, _) = request.into_parts();

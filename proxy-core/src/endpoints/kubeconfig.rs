@@ -5,22 +5,20 @@
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, StatusCode};
-use hyper::body::Incoming;
 
 use super::{blocking, caller, paddock_token, session::issue_error, Endpoints};
 use crate::{
     accounts::{tokens::NewToken, Accounts},
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     error::ProxyError,
-    layers::sanitize::RequestHost,
-    layers::ProxyResult,
+    request::{ProxyResult, RequestHost},
     store::TokenKind,
 };
 
 pub(super) async fn download(
     endpoints: &Endpoints,
     accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> ProxyResult {
     let caller = caller(&request)?;
     paddock_token(&caller, "downloading a kubeconfig")?;

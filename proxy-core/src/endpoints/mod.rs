@@ -39,18 +39,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::{
     accounts::Accounts,
     authn::{BoxFuture, Identity},
     authz::{Authorizer, AuthzRequest, RequestAttributes},
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     context::{self, RequestContext},
     error::ProxyError,
-    layers::{authorize::authorize, ProxyResult},
+    layers::authorize::authorize,
+    request::ProxyResult,
     upstream::Router,
 };
 use path::Endpoint;
@@ -60,7 +59,7 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// What the endpoints are built from.
 #[derive(Clone)]
-pub struct EndpointsConfig {
+pub(crate) struct EndpointsConfig {
     /// Users and tokens; `None` disables login, kubeconfig and administration.
     pub accounts: Option<Arc<Accounts>>,
     /// Decides which clusters the landing page offers (the proxy's own
@@ -79,7 +78,7 @@ pub struct EndpointsConfig {
 
 /// The `/paddock/` endpoints.
 #[derive(Clone)]
-pub struct Endpoints {
+pub(crate) struct Endpoints {
     inner: Arc<Inner>,
 }
 
@@ -98,7 +97,7 @@ impl std::fmt::Debug for Endpoints {
 
 impl Endpoints {
     /// Endpoints reporting on the clusters of `router`.
-    pub fn new(router: Arc<Router>, config: EndpointsConfig) -> Self {
+    pub(crate) fn new(router: Arc<Router>, config: EndpointsConfig) -> Self {
         Self {
             inner: Arc::new(Inner { router, config }),
         }
@@ -109,13 +108,13 @@ impl Endpoints {
     pub(crate) fn handle(
         &self,
         endpoint: Endpoint,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
     ) -> BoxFuture<'static, ProxyResult> {
         let this = self.clone();
         Box::pin(async move { this.dispatch(endpoint, request).await })
     }
 
-    async fn dispatch(&self, endpoint: Endpoint, request: Request<Incoming>) -> ProxyResult {
+    async fn dispatch(&self, endpoint: Endpoint, request: Request<RequestBody>) -> ProxyResult {
         if endpoint.is_json_api() && !matches!(*request.method(), Method::GET | Method::HEAD) {
             json_api_guard(&request)?;
         }
@@ -237,7 +236,7 @@ fn json_api_guard<B>(request: &Request<B>) -> Result<(), ProxyError> {
     if let Some(origin) = header(header::ORIGIN) {
         let host = request
             .extensions()
-            .get::<crate::layers::sanitize::RequestHost>()
+            .get::<crate::request::RequestHost>()
             .map(|h| h.0.as_str());
         if host.is_none_or(|host| origin != format!("https://{host}")) {
             return Err(cross_site());
@@ -304,14 +303,13 @@ fn text(body: &'static str) -> Response<ResponseBody> {
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes into `T`; errors name the
 /// offending field.
-pub(crate) async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ProxyError> {
-    let bytes = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
+pub(crate) async fn read_json<T: DeserializeOwned>(body: RequestBody) -> Result<T, ProxyError> {
+    let bytes = body
+        .read(MAX_BODY)
         .await
         .map_err(|e| ProxyError::BadRequest {
             message: format!("cannot read the request body: {e}"),
-        })?
-        .to_bytes();
+        })?;
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|e| ProxyError::BadRequest {
         message: match e.path().to_string().as_str() {

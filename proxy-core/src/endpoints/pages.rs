@@ -11,17 +11,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use secrecy::SecretString;
 
 use super::{session::start_session, Endpoints, MAX_BODY};
 use crate::{
     accounts::Accounts,
     authz::{AuthzRequest, RequestAttributes},
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     error::ProxyError,
-    layers::{sanitize::RequestHost, ProxyResult},
+    request::{ProxyResult, RequestHost},
 };
 
 /// Where the browser goes after login unless told otherwise.
@@ -297,7 +295,10 @@ fn login_page(
 }
 
 /// `GET /paddock/login[?redirect=/path]`.
-pub(super) async fn login_get(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn login_get(
+    accounts: &Arc<Accounts>,
+    request: Request<RequestBody>,
+) -> ProxyResult {
     let (parts, _) = request.into_parts();
     let redirect = match safe_redirect(query_param(&parts, "redirect").as_deref()) {
         Ok(r) => r,
@@ -315,7 +316,7 @@ pub(super) async fn login_get(accounts: &Arc<Accounts>, request: Request<Incomin
 /// `POST /paddock/login`: the password form.
 pub(super) async fn login_post(
     accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> ProxyResult {
     let client = super::session::client_ip(&request);
     let (parts, body) = request.into_parts();
@@ -326,13 +327,12 @@ pub(super) async fn login_post(
             "The sign-in form was not submitted from this site.",
         ));
     }
-    let bytes = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
+    let bytes = body
+        .read(MAX_BODY)
         .await
         .map_err(|e| ProxyError::BadRequest {
             message: format!("cannot read the form: {e}"),
-        })?
-        .to_bytes();
+        })?;
     let form = url_params(&String::from_utf8_lossy(&bytes));
     let field = |name: &str| {
         form.iter()
@@ -406,7 +406,7 @@ pub(super) async fn login_post(
 }
 
 /// `GET /paddock/`: who the user is and a kubeconfig per accessible cluster.
-pub(super) async fn landing(endpoints: &Endpoints, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn landing(endpoints: &Endpoints, request: Request<RequestBody>) -> ProxyResult {
     let identity = match super::caller(&request) {
         Ok(identity) if identity.token_id.is_some() => identity,
         _ => return Ok(see_other("/paddock/login")),
@@ -506,7 +506,7 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<Incoming>) -
 /// `POST /paddock/logout`: ends the browser session and returns to the login page.
 pub(super) async fn logout_post(
     accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> ProxyResult {
     let token = super::caller(&request)
         .ok()

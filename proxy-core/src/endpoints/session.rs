@@ -3,7 +3,6 @@
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use http::{header, HeaderValue, Request, StatusCode};
-use hyper::body::Incoming;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
@@ -15,9 +14,10 @@ use crate::{
         Accounts, LoggedIn, LoginCredential,
     },
     authn::{external::CredentialKind, SESSION_COOKIE},
+    body::RequestBody,
     context::ConnectionInfo,
     error::ProxyError,
-    layers::ProxyResult,
+    request::ProxyResult,
     store::{TokenKind, TokenRecord, User},
 };
 
@@ -118,7 +118,7 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
 /// `POST /paddock/v1/login`: `{"provider":"local","username":…,"password":…}`
 /// (or `{"provider":"github","token":…}`) → `{"token":…,"expiresAt":…,"user":{…}}`
 /// and the session cookie.
-pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody>) -> ProxyResult {
     let client = client_ip(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
     let password = body.password.unwrap_or_else(|| SecretString::from(""));
@@ -222,7 +222,7 @@ pub(super) async fn start_session(
 
 /// `POST /paddock/v1/logout`: revokes the Paddock token the caller presented
 /// and clears the cookie.
-pub(super) async fn logout(accounts: &Arc<Accounts>, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn logout(accounts: &Arc<Accounts>, request: Request<RequestBody>) -> ProxyResult {
     let caller = caller(&request)?;
     let id = caller
         .token_id
@@ -247,7 +247,7 @@ pub(super) async fn logout(accounts: &Arc<Accounts>, request: Request<Incoming>)
 
 /// `GET /paddock/v1/me`: the caller's identity, and their user record and
 /// token when they have them.
-pub(super) async fn me(endpoints: &Endpoints, request: Request<Incoming>) -> ProxyResult {
+pub(super) async fn me(endpoints: &Endpoints, request: Request<RequestBody>) -> ProxyResult {
     let identity = caller(&request)?;
     let (user, token) = match endpoints.accounts() {
         Ok(accounts) => accounts.view().with_snapshot(|s| {
@@ -280,7 +280,7 @@ pub(super) async fn me(endpoints: &Endpoints, request: Request<Incoming>) -> Pro
 /// first step).
 pub(super) async fn change_password(
     accounts: &Arc<Accounts>,
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
 ) -> ProxyResult {
     let client = client_ip(&request);
     let caller = caller(&request)?;

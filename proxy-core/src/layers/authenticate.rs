@@ -13,25 +13,25 @@ use std::{
 use http::{header, Request};
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::{AuthenticatorChain, AuthnError, BoxFuture, Credential, Identity},
     context::{self, ConnectionInfo, RequestContext},
     endpoints::path::{Access, Caller, Endpoint},
     error::ProxyError,
     plugin::{Plugins, RequestPhase},
+    request::{ProxyResponse, ProxyResult},
 };
 
 /// Adds [`Authenticate`].
 #[derive(Debug, Clone)]
-pub struct AuthenticateLayer {
+pub(crate) struct AuthenticateLayer {
     chain: AuthenticatorChain,
     plugins: Plugins,
 }
 
 impl AuthenticateLayer {
     /// Authenticates with `chain`, then runs `plugins`' `on_request`.
-    pub fn new(chain: AuthenticatorChain, plugins: Plugins) -> Self {
+    pub(crate) fn new(chain: AuthenticatorChain, plugins: Plugins) -> Self {
         Self { chain, plugins }
     }
 }
@@ -50,7 +50,7 @@ impl<S> Layer<S> for AuthenticateLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Authenticate<S> {
+pub(crate) struct Authenticate<S> {
     inner: S,
     chain: AuthenticatorChain,
     plugins: Plugins,

@@ -12,23 +12,23 @@ use futures_util::future::Either;
 use http::Request;
 use tower::{Layer, Service};
 
-use super::{sanitize::CallerImpersonation, sanitize::UpgradeRequest, ProxyResponse, ProxyResult};
 use crate::{
     authz::{Authorizer, AuthzRequest, Decision},
     context::{self, RequestContext},
     error::ProxyError,
     impersonation,
+    request::{CallerImpersonation, ProxyResponse, ProxyResult, UpgradeRequest},
 };
 
 /// Adds [`Authorize`].
 #[derive(Clone)]
-pub struct AuthorizeLayer {
+pub(crate) struct AuthorizeLayer {
     authorizer: Arc<dyn Authorizer>,
 }
 
 impl AuthorizeLayer {
     /// Decides with `authorizer`.
-    pub fn new(authorizer: Arc<dyn Authorizer>) -> Self {
+    pub(crate) fn new(authorizer: Arc<dyn Authorizer>) -> Self {
         Self { authorizer }
     }
 }
@@ -52,7 +52,7 @@ impl<S> Layer<S> for AuthorizeLayer {
 
 /// See the module docs.
 #[derive(Clone)]
-pub struct Authorize<S> {
+pub(crate) struct Authorize<S> {
     inner: S,
     authorizer: Arc<dyn Authorizer>,
 }

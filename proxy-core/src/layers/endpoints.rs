@@ -8,25 +8,25 @@ use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 use http::Request;
-use hyper::body::Incoming;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::BoxFuture,
+    body::RequestBody,
     endpoints::{path::Endpoint, Endpoints},
     error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
 };
 
 /// Adds [`ServeEndpoints`].
 #[derive(Debug, Clone)]
-pub struct EndpointsLayer {
+pub(crate) struct EndpointsLayer {
     endpoints: Endpoints,
 }
 
 impl EndpointsLayer {
     /// Answers with `endpoints`.
-    pub fn new(endpoints: Endpoints) -> Self {
+    pub(crate) fn new(endpoints: Endpoints) -> Self {
         Self { endpoints }
     }
 }
@@ -44,14 +44,14 @@ impl<S> Layer<S> for EndpointsLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct ServeEndpoints<S> {
+pub(crate) struct ServeEndpoints<S> {
     inner: S,
     endpoints: Endpoints,
 }
 
-impl<S> Service<Request<Incoming>> for ServeEndpoints<S>
+impl<S> Service<Request<RequestBody>> for ServeEndpoints<S>
 where
-    S: Service<Request<Incoming>, Response = ProxyResponse, Error = ProxyError>,
+    S: Service<Request<RequestBody>, Response = ProxyResponse, Error = ProxyError>,
 {
     type Response = ProxyResponse;
     type Error = ProxyError;
@@ -61,7 +61,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<RequestBody>) -> Self::Future {
         match request.extensions_mut().remove::<Endpoint>() {
             Some(endpoint) => Either::Right(self.endpoints.handle(endpoint, request)),
             None => Either::Left(self.inner.call(request)),

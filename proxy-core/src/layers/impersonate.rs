@@ -8,12 +8,16 @@ use futures_util::future::Either;
 use http::Request;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
-use crate::{context, error::ProxyError, impersonation};
+use crate::{
+    context,
+    error::ProxyError,
+    impersonation,
+    request::{ProxyResponse, ProxyResult},
+};
 
 /// Adds [`Impersonate`].
 #[derive(Debug, Clone, Default)]
-pub struct ImpersonateLayer;
+pub(crate) struct ImpersonateLayer;
 
 impl<S> Layer<S> for ImpersonateLayer {
     type Service = Impersonate<S>;
@@ -25,7 +29,7 @@ impl<S> Layer<S> for ImpersonateLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Impersonate<S> {
+pub(crate) struct Impersonate<S> {
     inner: S,
 }
 

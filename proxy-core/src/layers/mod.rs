@@ -1,22 +1,12 @@
 //! The middleware of the request path, one job per file. Their order is
 //! decided in one place: [`crate::stack`].
 
-pub mod authenticate;
-pub mod authorize;
-pub mod endpoints;
-pub mod impersonate;
-pub mod rescue;
-pub mod route;
-pub mod sanitize;
-pub mod self_review;
-pub mod trace;
-
-use http::Response;
-
-use crate::{body::ResponseBody, error::ProxyError};
-
-/// The response every layer produces.
-pub type ProxyResponse = Response<ResponseBody>;
-
-/// What inner layers return; the rescue layer turns errors into responses.
-pub type ProxyResult = Result<ProxyResponse, ProxyError>;
+pub(crate) mod authenticate;
+pub(crate) mod authorize;
+pub(crate) mod endpoints;
+pub(crate) mod impersonate;
+pub(crate) mod rescue;
+pub(crate) mod route;
+pub(crate) mod sanitize;
+pub(crate) mod self_review;
+pub(crate) mod trace;

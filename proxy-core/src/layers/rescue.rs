@@ -10,12 +10,14 @@ use futures_util::{future::Map, FutureExt};
 use http::Request;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
-use crate::error::ProxyError;
+use crate::{
+    error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
+};
 
 /// Adds [`Rescue`].
 #[derive(Debug, Clone, Default)]
-pub struct RescueLayer;
+pub(crate) struct RescueLayer;
 
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
@@ -27,7 +29,7 @@ impl<S> Layer<S> for RescueLayer {
 
 /// Maps `Err(ProxyError)` to its `Status` response.
 #[derive(Debug, Clone)]
-pub struct Rescue<S> {
+pub(crate) struct Rescue<S> {
     inner: S,
 }
 

@@ -15,28 +15,28 @@ use http::{uri::PathAndQuery, Request, Uri};
 use policy::RequestAttributes;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::BoxFuture,
     context,
     endpoints::path::Endpoint,
     error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
     upstream::{Cluster, Router},
 };
 
 /// The prefix of per-cluster paths.
-pub const CLUSTER_PREFIX: &str = "/k8s/clusters/";
+pub(crate) const CLUSTER_PREFIX: &str = "/k8s/clusters/";
 
 /// Adds [`Route`].
 #[derive(Debug, Clone)]
-pub struct RouteLayer {
+pub(crate) struct RouteLayer {
     router: Arc<Router>,
 }
 
 impl RouteLayer {
     /// Routes to the clusters of `router`; paths under `/paddock/` to
     /// Paddock's own endpoints.
-    pub fn new(router: Arc<Router>) -> Self {
+    pub(crate) fn new(router: Arc<Router>) -> Self {
         Self { router }
     }
 }
@@ -54,14 +54,14 @@ impl<S> Layer<S> for RouteLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Route<S> {
+pub(crate) struct Route<S> {
     inner: S,
     router: Arc<Router>,
 }
 
 /// Where a path goes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Target<'a> {
+pub(crate) enum Target<'a> {
     /// Paddock's own endpoints.
     Paddock,
     /// A cluster by id (`None`: the default cluster), and the path it sees.
@@ -69,7 +69,7 @@ pub enum Target<'a> {
 }
 
 /// Splits a request path into its target.
-pub fn target(path: &str) -> Target<'_> {
+pub(crate) fn target(path: &str) -> Target<'_> {
     if path == "/paddock" || path.starts_with("/paddock/") {
         return Target::Paddock;
     }

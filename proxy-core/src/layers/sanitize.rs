@@ -9,16 +9,17 @@
 
 use std::task::{Context, Poll};
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use http::{header, HeaderMap, HeaderName, Request};
 use tower::{Layer, Service};
 
-use policy::ImpersonationRequest;
-
-use crate::impersonation;
+use crate::{
+    impersonation,
+    request::{CallerImpersonation, RequestHost, UpgradeRequest},
+};
 
 /// Adds [`Sanitize`].
 #[derive(Debug, Clone, Default)]
-pub struct SanitizeLayer;
+pub(crate) struct SanitizeLayer;
 
 impl<S> Layer<S> for SanitizeLayer {
     type Service = Sanitize<S>;
@@ -30,19 +31,9 @@ impl<S> Layer<S> for SanitizeLayer {
 
 /// Strips caller-sent identity and hop-by-hop headers.
 #[derive(Debug, Clone)]
-pub struct Sanitize<S> {
+pub(crate) struct Sanitize<S> {
     inner: S,
 }
-
-/// What the caller asked to impersonate, read before the headers were
-/// removed; validated by the authorize layer.
-#[derive(Debug, Clone)]
-pub struct CallerImpersonation(pub ImpersonationRequest);
-
-/// The protocol a caller asked to upgrade to (`Upgrade:` header), kept
-/// because `Upgrade` and `Connection` are hop-by-hop and removed here.
-#[derive(Debug, Clone)]
-pub struct UpgradeRequest(pub HeaderValue);
 
 impl<S, B> Service<Request<B>> for Sanitize<S>
 where
@@ -83,11 +74,6 @@ where
     }
 }
 
-/// The `Host` (or HTTP/2 `:authority`) the caller addressed, as it was before
-/// sanitizing removed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestHost(pub String);
-
 /// Removes caller-sent `Impersonate-*`, `X-Remote-*`, hop-by-hop headers,
 /// headers listed in `Connection`, `Host` and `X-Forwarded-*`/`Forwarded`.
 pub fn strip(headers: &mut HeaderMap) {
@@ -108,7 +94,7 @@ pub fn strip(headers: &mut HeaderMap) {
 }
 
 /// True for a header name Paddock never forwards from a caller.
-pub fn is_stripped(name: &str) -> bool {
+pub(crate) fn is_stripped(name: &str) -> bool {
     const PREFIXES: [&[u8]; 3] = [b"impersonate-", b"x-remote-", b"x-forwarded-"];
     const HOP_BY_HOP: [&[u8]; 11] = [
         b"connection",

@@ -11,19 +11,17 @@ use std::{
 use bytes::Bytes;
 use futures_util::future::Either;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use policy::RequestAttributes;
 use serde::Deserialize;
 use tower::{Layer, Service};
 
-use super::{ProxyResponse, ProxyResult};
 use crate::{
     authn::BoxFuture,
     authz::{Authorizer, AuthzRequest},
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     context,
     error::ProxyError,
+    request::{ProxyResponse, ProxyResult},
 };
 
 mod protobuf;
@@ -33,13 +31,13 @@ const MAX_REVIEW_BYTES: usize = 64 * 1024;
 
 /// Adds [`SelfReview`].
 #[derive(Clone)]
-pub struct SelfReviewLayer {
+pub(crate) struct SelfReviewLayer {
     authorizer: Arc<dyn Authorizer>,
 }
 
 impl SelfReviewLayer {
     /// Answers reviews with `authorizer`.
-    pub fn new(authorizer: Arc<dyn Authorizer>) -> Self {
+    pub(crate) fn new(authorizer: Arc<dyn Authorizer>) -> Self {
         Self { authorizer }
     }
 }
@@ -63,7 +61,7 @@ impl<S> Layer<S> for SelfReviewLayer {
 
 /// See the module docs.
 #[derive(Clone)]
-pub struct SelfReview<S> {
+pub(crate) struct SelfReview<S> {
     inner: S,
     authorizer: Arc<dyn Authorizer>,
 }
@@ -76,7 +74,7 @@ impl<S: std::fmt::Debug> std::fmt::Debug for SelfReview<S> {
     }
 }
 
-fn is_self_review(request: &Request<Incoming>) -> bool {
+fn is_self_review(request: &Request<RequestBody>) -> bool {
     request.method() == Method::POST
         && context::of(request).attributes().is_some_and(|a| {
             a.is_resource_request
@@ -86,9 +84,9 @@ fn is_self_review(request: &Request<Incoming>) -> bool {
         })
 }
 
-impl<S> Service<Request<Incoming>> for SelfReview<S>
+impl<S> Service<Request<RequestBody>> for SelfReview<S>
 where
-    S: Service<Request<Incoming>, Response = ProxyResponse, Error = ProxyError>,
+    S: Service<Request<RequestBody>, Response = ProxyResponse, Error = ProxyError>,
 {
     type Response = ProxyResponse;
     type Error = ProxyError;
@@ -98,7 +96,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         if !is_self_review(&request) {
             return Either::Left(self.inner.call(request));
         }
@@ -145,7 +143,7 @@ struct NonResourceAttributes {
     verb: String,
 }
 
-async fn review(request: Request<Incoming>, authorizer: Arc<dyn Authorizer>) -> ProxyResult {
+async fn review(request: Request<RequestBody>, authorizer: Arc<dyn Authorizer>) -> ProxyResult {
     let context = context::of(&request);
     let identity = context
         .effective_identity()
@@ -153,11 +151,11 @@ async fn review(request: Request<Incoming>, authorizer: Arc<dyn Authorizer>) -> 
         .ok_or(ProxyError::MissingCredentials)?;
     let cluster = context.cluster().unwrap_or_default().to_owned();
     let bad = |message: String| ProxyError::BadRequest { message };
-    let body = Limited::new(request.into_body(), MAX_REVIEW_BYTES)
-        .collect()
+    let body = request
+        .into_body()
+        .read(MAX_REVIEW_BYTES)
         .await
-        .map_err(|e| bad(format!("cannot read the review: {e}")))?
-        .to_bytes();
+        .map_err(|e| bad(format!("cannot read the review: {e}")))?;
     let json: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(json) => json,
         // kubectl sends built-in types as protobuf.

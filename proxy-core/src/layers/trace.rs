@@ -15,26 +15,26 @@ use http::{HeaderName, HeaderValue, Request};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::ProxyResponse;
 use crate::{
     authn::BoxFuture,
     context::{ConnectionInfo, RequestContext},
     plugin::{AccessRecord, Plugins},
+    request::ProxyResponse,
 };
 
 /// `X-Request-Id`, returned on every response.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Adds [`Trace`].
 #[derive(Debug, Clone)]
-pub struct TraceLayer {
+pub(crate) struct TraceLayer {
     plugins: Plugins,
     ids: Arc<RequestIds>,
 }
 
 impl TraceLayer {
     /// Runs `plugins`' response and log phases for every request.
-    pub fn new(plugins: Plugins) -> Self {
+    pub(crate) fn new(plugins: Plugins) -> Self {
         Self {
             plugins,
             ids: Arc::new(RequestIds::new()),
@@ -116,7 +116,7 @@ mod tests {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Trace<S> {
+pub(crate) struct Trace<S> {
     inner: S,
     plugins: Plugins,
     ids: Arc<RequestIds>,

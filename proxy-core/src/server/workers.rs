@@ -15,7 +15,6 @@
 //! spread out instead of piling onto whichever worker a hash picked.
 
 use std::{
-    cell::Cell,
     future::Future,
     io,
     sync::{
@@ -27,14 +26,7 @@ use std::{
 
 use tokio::{runtime, sync::oneshot};
 
-thread_local! {
-    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-/// The index of the worker this thread is, `None` outside the workers.
-pub fn current() -> Option<usize> {
-    WORKER.with(Cell::get)
-}
+pub use crate::worker::current;
 
 /// The default number of workers: one per available core.
 pub fn default_count() -> usize {
@@ -70,7 +62,7 @@ impl Workers {
                 let thread = thread::Builder::new()
                     .name(format!("{name}-{index}"))
                     .spawn(move || {
-                        WORKER.with(|worker| worker.set(Some(index)));
+                        crate::worker::enter(index);
                         // Returns when stopped (or the set is dropped); dropping
                         // the runtime then cancels whatever is still running.
                         let _ = runtime.block_on(stopped);

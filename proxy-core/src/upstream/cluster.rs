@@ -1,7 +1,6 @@
 use std::{fmt, time::Duration};
 
 use http::{uri::PathAndQuery, Uri};
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
@@ -9,7 +8,7 @@ use hyper_util::{
 };
 
 use super::{credential::AuthorizationHeader, direct_h2::DirectH2, tls, UpstreamCredential};
-use crate::error::ProxyError;
+use crate::{body::RequestBody, error::ProxyError};
 
 /// Why a cluster definition was rejected.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -82,9 +81,10 @@ impl ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Checks what [`Cluster::new`] would reject (the server URL, the CA
-    /// bundle, the client certificate) without building clients or
-    /// watching files, so a configuration can be validated up front.
+    /// Checks what [`ProxyBuilder::build`](crate::ProxyBuilder::build) would
+    /// reject for this cluster (the server URL, the CA bundle, the client
+    /// certificate) without building clients or watching files, so a
+    /// configuration can be validated up front.
     pub fn check(&self) -> Result<(), UpstreamError> {
         self.parse_server()?;
         tls::client_config(self).map(drop)
@@ -121,12 +121,12 @@ impl ClusterConfig {
     }
 }
 
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
 
 /// A downstream cluster ready to receive requests: pooled clients (HTTP/2
 /// when the server offers it, HTTP/1.1 only for upgrades) and the
 /// credential to present.
-pub struct Cluster {
+pub(crate) struct Cluster {
     id: String,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -160,10 +160,10 @@ impl fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Builds the clients for `config`, one set per server worker (see
-    /// [`crate::server::workers`]). Must run inside a tokio runtime when the
-    /// credential is a file (it is watched).
-    pub fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
+    /// Builds the clients for `config`, one set per server worker, plus one
+    /// for callers outside the workers. Must run inside a tokio runtime when
+    /// the credential is a file (it is watched).
+    pub(crate) fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
             cluster: config.id.clone(),
             url: config.server.clone(),
@@ -196,14 +196,14 @@ impl Cluster {
     }
 
     /// The cluster's id.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
     /// The clients of this thread's worker.
     pub(super) fn clients(&self) -> &Clients {
         let shared = self.clients.len() - 1;
-        &self.clients[crate::server::workers::current().map_or(shared, |i| i.min(shared))]
+        &self.clients[crate::worker::current().map_or(shared, |i| i.min(shared))]
     }
 
     /// Whether requests go over TLS (where ALPN can pick HTTP/2).

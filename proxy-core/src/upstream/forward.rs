@@ -11,6 +11,7 @@ use std::{
 
 use http::{header, HeaderMap, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
+
 use hyper_util::rt::TokioIo;
 use policy::RequestAttributes;
 use tower::Service;
@@ -18,11 +19,11 @@ use tower::Service;
 use super::{direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
-    body::ResponseBody,
+    body::{RequestBody, ResponseBody},
     context,
     error::ProxyError,
-    layers::{sanitize::UpgradeRequest, ProxyResponse, ProxyResult},
     plugin::{Plugins, RequestPhase},
+    request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
 };
 
@@ -31,7 +32,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The innermost service of the stack.
 #[derive(Debug, Clone)]
-pub struct Forward {
+pub(crate) struct Forward {
     // Behind an `Arc`: the stack is cloned per connection and by each layer
     // that takes its ready inner service, and cloning or dropping a
     // `Shutdown` locks the mutex of each of its two cancellation tokens,
@@ -43,7 +44,7 @@ pub struct Forward {
 impl Forward {
     /// A forwarder whose watches end on `shutdown`'s drain and whose
     /// tunnels are cut on its abort; `plugins` see every request first.
-    pub fn new(shutdown: Shutdown, plugins: Plugins) -> Self {
+    pub(crate) fn new(shutdown: Shutdown, plugins: Plugins) -> Self {
         Self {
             shutdown: Arc::new(shutdown),
             plugins,
@@ -51,7 +52,7 @@ impl Forward {
     }
 }
 
-impl Service<Request<Incoming>> for Forward {
+impl Service<Request<RequestBody>> for Forward {
     type Response = ProxyResponse;
     type Error = ProxyError;
     type Future = BoxFuture<'static, ProxyResult>;
@@ -60,7 +61,7 @@ impl Service<Request<Incoming>> for Forward {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
         Box::pin(forward(
             request,
             self.shutdown.clone(),
@@ -70,7 +71,7 @@ impl Service<Request<Incoming>> for Forward {
 }
 
 async fn forward(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     shutdown: Arc<Shutdown>,
     plugins: Plugins,
 ) -> ProxyResult {

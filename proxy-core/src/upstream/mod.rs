@@ -8,8 +8,10 @@ mod forward;
 mod router;
 mod tls;
 
-pub use cluster::{Cluster, ClusterConfig, UpstreamError};
+pub(crate) use cluster::Cluster;
+pub use cluster::{ClusterConfig, UpstreamError};
 pub use credential::UpstreamCredential;
 pub(crate) use direct_h2::InFlight;
-pub use forward::{Forward, DEFAULT_REQUEST_TIMEOUT};
-pub use router::Router;
+pub(crate) use forward::Forward;
+pub use forward::DEFAULT_REQUEST_TIMEOUT;
+pub(crate) use router::Router;

@@ -5,19 +5,19 @@ use crate::error::ProxyError;
 
 /// The clusters Paddock forwards to, by id, and which one serves `/`.
 #[derive(Debug, Default)]
-pub struct Router {
+pub(crate) struct Router {
     clusters: HashMap<String, Arc<Cluster>>,
     default: Option<Arc<Cluster>>,
 }
 
 impl Router {
     /// An empty router: every proxied request gets 404.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Adds a cluster; `default` makes it the one served at `/`.
-    pub fn add(&mut self, cluster: Cluster, default: bool) {
+    pub(crate) fn add(&mut self, cluster: Cluster, default: bool) {
         let cluster = Arc::new(cluster);
         if default {
             self.default = Some(cluster.clone());
@@ -26,7 +26,7 @@ impl Router {
     }
 
     /// The cluster with this id, or the default one for `None`.
-    pub fn resolve(&self, id: Option<&str>) -> Result<Arc<Cluster>, ProxyError> {
+    pub(crate) fn resolve(&self, id: Option<&str>) -> Result<Arc<Cluster>, ProxyError> {
         match id {
             Some(id) => self
                 .clusters
@@ -42,7 +42,7 @@ impl Router {
     }
 
     /// The ids of all clusters.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
         self.clusters.keys().map(String::as_str)
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use http::HeaderValue;
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
