@@ -199,6 +199,13 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    // First, before anything writes into it: mode 0700.
+    proxy_core::store::create_data_dir(&data_dir).map_err(|e| {
+        ServeError::Runtime(anyhow::anyhow!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
     let mut tls = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(cert), Some(key)) => ServerTls::from_files(cert, key).map_err(|e| ConfigError {
             path: "tls.certFile".into(),
