@@ -35,7 +35,7 @@ use crate::{
 const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 pub(crate) const DEFAULT_DATA_DIR: &str = "paddock-data";
 
-pub(crate) fn run(args: ServeArgs) -> ExitCode {
+pub(crate) fn run(args: ServeArgs, open_files: &crate::OpenFileLimit) -> ExitCode {
     let config = match load(&args) {
         Ok(config) => config,
         Err(error) => {
@@ -44,6 +44,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         }
     };
     init_logging(&config);
+    open_files.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,15 +1,18 @@
 //! The one response body type of the stack: streamed from the upstream or
-//! produced by Paddock, never buffered, with a tap for the access log.
+//! produced by Paddock, never buffered, with a tap for the access log; and
+//! [`read_limited`], how Paddock reads the few request bodies it reads itself.
 
 use std::{
     fmt,
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -193,5 +196,43 @@ impl fmt::Debug for ResponseBody {
             Kind::Upstream(_) | Kind::H2(_) => "upstream",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}
+
+tokio::task_local! {
+    /// The serving connection's [`ConnectionLimits::body_read_timeout`](crate::server::ConnectionLimits::body_read_timeout),
+    /// set by the server around each request.
+    static BODY_READ_TIMEOUT: Duration;
+}
+
+/// Runs `request` (a request's handling) with `timeout` as the time its
+/// body may take to arrive when Paddock reads it whole.
+pub(crate) fn with_body_read_timeout<F: Future>(
+    timeout: Duration,
+    request: F,
+) -> impl Future<Output = F::Output> {
+    BODY_READ_TIMEOUT.scope(timeout, request)
+}
+
+/// The body read timeout of the request being handled
+/// ([`crate::server::DEFAULT_BODY_READ_TIMEOUT`] outside Paddock's server,
+/// e.g. when an embedder serves [`crate::Proxy::service`] itself).
+pub(crate) fn body_read_timeout() -> Duration {
+    BODY_READ_TIMEOUT
+        .try_with(|timeout| *timeout)
+        .unwrap_or(crate::server::DEFAULT_BODY_READ_TIMEOUT)
+}
+
+/// Reads a whole request body of at most `max` bytes that must arrive
+/// within `deadline`: a client trickling its body cannot hold a connection
+/// (and a request) open.
+pub(crate) async fn read_limited(
+    body: Incoming,
+    max: usize,
+    deadline: Duration,
+) -> Result<Bytes, BoxError> {
+    match tokio::time::timeout(deadline, http_body_util::Limited::new(body, max).collect()).await {
+        Ok(collected) => Ok(collected?.to_bytes()),
+        Err(_) => Err(format!("it did not arrive within {deadline:?}").into()),
     }
 }

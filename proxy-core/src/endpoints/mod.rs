@@ -34,7 +34,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -333,13 +332,11 @@ fn text(body: &'static str) -> Response<ResponseBody> {
 /// Reads a JSON body of at most [`MAX_BODY`] bytes into `T`; errors name the
 /// offending field.
 pub(crate) async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ProxyError> {
-    let bytes = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
+    let bytes = crate::body::read_limited(body, MAX_BODY, crate::body::body_read_timeout())
         .await
         .map_err(|e| ProxyError::BadRequest {
             message: format!("cannot read the request body: {e}"),
-        })?
-        .to_bytes();
+        })?;
     let deserializer = &mut serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|e| ProxyError::BadRequest {
         message: match e.path().to_string().as_str() {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use secrecy::SecretString;
 
@@ -326,13 +325,11 @@ pub(super) async fn login_post(
             "The sign-in form was not submitted from this site.",
         ));
     }
-    let bytes = http_body_util::Limited::new(body, MAX_BODY)
-        .collect()
+    let bytes = crate::body::read_limited(body, MAX_BODY, crate::body::body_read_timeout())
         .await
         .map_err(|e| ProxyError::BadRequest {
             message: format!("cannot read the form: {e}"),
-        })?
-        .to_bytes();
+        })?;
     let form = url_params(&String::from_utf8_lossy(&bytes));
     let field = |name: &str| {
         form.iter()
