@@ -94,6 +94,24 @@ async fn connect(proxy: &ProxyUnderTest, alpn: &[u8]) -> TlsStream<tokio::net::T
     tls
 }
 
+/// An HTTP/2 client connection to the proxy, driven by a task that ends
+/// with the connection.
+async fn http2_connection(
+    proxy: &ProxyUnderTest,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tls = connect(proxy, b"h2").await;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
 /// Reads until the server closes the connection (EOF or reset), returning
 /// what it sent.
 async fn read_until_closed(tls: &mut TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
@@ -169,14 +187,7 @@ async fn an_http2_connection_with_no_open_stream_is_closed_when_idle() {
         None,
     )))
     .await;
-    let tls = connect(&proxy, b"h2").await;
-    let (mut sender, connection) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    let connection = tokio::spawn(connection);
+    let (mut sender, connection) = http2_connection(&proxy).await;
     let response = sender
         .send_request(
             Request::get(format!("{}/paddock/healthz", proxy.url()))
@@ -362,4 +373,39 @@ async fn a_quiet_exec_session_outlives_the_idle_and_header_timeouts() {
     assert_eq!(echoed.into_data().as_ref(), b"\x01still here");
     // The session holds the only connection place until it ends.
     assert_waits_for_the_place_of(&proxy, socket).await;
+}
+
+/// HEAD on Paddock's own responses over HTTP/2: headers (with the length a
+/// GET would have), no body, and no stream reset.
+#[tokio::test(flavor = "multi_thread")]
+async fn head_on_paddock_responses_works_over_http2() {
+    let proxy = ProxyUnderTest::start(builder(None)).await;
+    let (mut sender, _connection) = http2_connection(&proxy).await;
+    for path in ["/paddock/healthz", "/paddock/readyz", "/paddock/nope"] {
+        let url = format!("{}{path}", proxy.url());
+        let get = sender
+            .send_request(Request::get(&url).body(Full::<Bytes>::default()).unwrap())
+            .await
+            .unwrap();
+        let (get, get_body) = get.into_parts();
+        let get_body = get_body.collect().await.unwrap().to_bytes();
+        let head = sender
+            .send_request(Request::head(&url).body(Full::<Bytes>::default()).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("HEAD {path}: {e}"));
+        assert_eq!(head.status(), get.status, "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-length"),
+            get.headers.get("content-length"),
+            "HEAD {path}: not the length of a GET"
+        );
+        let body = head
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("HEAD {path}: {e}"))
+            .to_bytes();
+        assert!(body.is_empty(), "HEAD {path}: a body");
+        assert!(!get_body.is_empty(), "GET {path}: no body");
+    }
 }

@@ -158,16 +158,40 @@ impl Drop for Busy {
 }
 
 /// A response body that keeps its request in flight until it is dropped
-/// (sent whole, or abandoned).
+/// (sent whole, or abandoned); for a HEAD request, no content at all.
 #[derive(Debug)]
 pub(super) struct TrackedBody<B> {
     inner: B,
+    head: bool,
     _busy: Busy,
 }
 
-impl<B> TrackedBody<B> {
-    pub(super) fn new(inner: B, busy: Busy) -> Self {
-        Self { inner, _busy: busy }
+impl<B: Body> TrackedBody<B> {
+    /// The response to a request, `head` when it was a HEAD request.
+    ///
+    /// A response to HEAD has no content (RFC 9110, section 9.3.2) but
+    /// should carry the length a GET would have. hyper's HTTP/1.1 server
+    /// knows that; its HTTP/2 server sends the body anyway, and clients
+    /// reset the stream with PROTOCOL_ERROR. So the length goes into the
+    /// headers here and the body is withheld, whatever produced it.
+    pub(super) fn response(
+        mut response: http::Response<B>,
+        head: bool,
+        busy: Busy,
+    ) -> http::Response<Self> {
+        if head && !response.body().is_end_stream() {
+            if let Some(length) = response.body().size_hint().exact() {
+                response
+                    .headers_mut()
+                    .entry(http::header::CONTENT_LENGTH)
+                    .or_insert_with(|| length.into());
+            }
+        }
+        response.map(|inner| Self {
+            inner,
+            head,
+            _busy: busy,
+        })
     }
 }
 
@@ -179,14 +203,21 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        if this.head {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.head || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
+        if self.head {
+            return SizeHint::with_exact(0);
+        }
         self.inner.size_hint()
     }
 }

@@ -183,6 +183,7 @@ pub async fn serve(
                         hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
                             request.extensions_mut().insert(info.clone());
                             let busy = activity.busy();
+                            let head = request.method() == http::Method::HEAD;
                             let mut service = service.borrow_mut();
                             // No layer applies backpressure, but tower wants the question asked.
                             let mut cx = Context::from_waker(Waker::noop());
@@ -192,9 +193,7 @@ pub async fn serve(
                             };
                             crate::body::with_body_read_timeout(body_read_timeout, async move {
                                 let response = response.await?;
-                                Ok::<_, Infallible>(
-                                    response.map(|body| TrackedBody::new(body, busy)),
-                                )
+                                Ok::<_, Infallible>(TrackedBody::response(response, head, busy))
                             })
                         })
                     };
