@@ -64,7 +64,8 @@ pub struct ServeOptions {
 /// finish for up to `options.grace`, then close what is left.
 ///
 /// Connections are accepted on the caller's runtime and served on
-/// `options.workers` worker threads started here and stopped on return.
+/// `options.workers` worker threads started here and stopped on return,
+/// each held to `options.limits` (see [`ConnectionLimits`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
