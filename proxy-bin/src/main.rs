@@ -157,7 +157,37 @@ struct ServeArgs {
     policy_dir: Option<PathBuf>,
 }
 
+/// The soft open-file limit before and after [`raise_open_file_limit`].
+#[derive(Debug)]
+struct OpenFileLimit(std::io::Result<(u64, u64)>);
+
+impl OpenFileLimit {
+    /// Logs it (at debug; a failure at warn), once logging is set up.
+    fn log(&self) {
+        match &self.0 {
+            Ok((before, after)) => tracing::debug!(
+                before,
+                after,
+                "soft open-file limit (RLIMIT_NOFILE) raised to the hard limit"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+        }
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit: each client connection
+/// is a file descriptor, and the usual soft default (1024) is far below
+/// what a proxy serving watches needs.
+fn raise_open_file_limit() -> OpenFileLimit {
+    OpenFileLimit(
+        rlimit::getrlimit(rlimit::Resource::NOFILE).and_then(|(before, _)| {
+            rlimit::increase_nofile_limit(u64::MAX).map(|after| (before, after))
+        }),
+    )
+}
+
 fn main() -> ExitCode {
+    let open_files = raise_open_file_limit();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(Box::default())) {
         Command::Config {
@@ -174,7 +204,7 @@ fn main() -> ExitCode {
             }
             Err(errors) => config_invalid(&errors),
         },
-        Command::Serve(args) => serve::run(*args),
+        Command::Serve(args) => serve::run(*args, &open_files),
         Command::User { location, command } => accounts_cmd::user(&location, command),
         Command::Binding { location, command } => bindings_cmd::binding(&location, command),
         Command::Project { location, command } => bindings_cmd::project(&location, command),

@@ -27,12 +27,13 @@ use crate::{
     ServeArgs,
 };
 
-pub(crate) fn run(args: ServeArgs) -> ExitCode {
+pub(crate) fn run(args: ServeArgs, open_files: &crate::OpenFileLimit) -> ExitCode {
     let config = match load(&args) {
         Ok(config) => config,
         Err(errors) => return crate::config_invalid(&errors),
     };
     init_logging(&config);
+    open_files.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,6 +188,13 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         clusters,
         logging: _,
     } = config;
+    // First, before anything writes into it: mode 0700.
+    proxy_core::store::create_data_dir(&data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
     let tls = tls.server_tls(&data_dir)?;
     let server_config = tls.server_config()?;
     let github = match &authentication.github {

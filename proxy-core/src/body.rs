@@ -12,6 +12,7 @@ use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -79,8 +80,16 @@ impl RequestBody {
 
     /// Reads the whole body, refusing more than `limit` bytes: how
     /// Paddock's own endpoints read what they are sent.
+    /// Reads the whole body, at most `limit` bytes, which must arrive
+    /// within the serving connection's body read timeout
+    /// ([`ConnectionLimits::body_read_timeout`](crate::server::ConnectionLimits::body_read_timeout)):
+    /// a client trickling its body cannot hold a connection (and a request) open.
     pub(crate) async fn read(self, limit: usize) -> Result<Bytes, BoxError> {
-        Ok(Limited::new(self, limit).collect().await?.to_bytes())
+        let deadline = body_read_timeout();
+        match tokio::time::timeout(deadline, Limited::new(self, limit).collect()).await {
+            Ok(collected) => Ok(collected?.to_bytes()),
+            Err(_) => Err(format!("it did not arrive within {deadline:?}").into()),
+        }
     }
 }
 
@@ -311,6 +320,30 @@ impl fmt::Debug for ResponseBody {
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }
+}
+
+tokio::task_local! {
+    /// The serving connection's [`ConnectionLimits::body_read_timeout`](crate::server::ConnectionLimits::body_read_timeout),
+    /// set by the server around each request.
+    static BODY_READ_TIMEOUT: Duration;
+}
+
+/// Runs `request` (a request's handling) with `timeout` as the time its
+/// body may take to arrive when Paddock reads it whole.
+pub(crate) fn with_body_read_timeout<F: Future>(
+    timeout: Duration,
+    request: F,
+) -> impl Future<Output = F::Output> {
+    BODY_READ_TIMEOUT.scope(timeout, request)
+}
+
+/// The body read timeout of the request being handled
+/// ([`crate::server::DEFAULT_BODY_READ_TIMEOUT`] outside Paddock's server,
+/// e.g. when an embedder serves [`crate::Proxy::service`] itself).
+fn body_read_timeout() -> Duration {
+    BODY_READ_TIMEOUT
+        .try_with(|timeout| *timeout)
+        .unwrap_or(crate::server::DEFAULT_BODY_READ_TIMEOUT)
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ pub struct ProxyBuilder {
     plugins: Vec<Arc<dyn Plugin>>,
     grace: Duration,
     workers: usize,
+    limits: server::ConnectionLimits,
     accounts: Option<Arc<Accounts>>,
     ca_pem: Option<Vec<u8>>,
     management_cluster: String,
@@ -101,6 +102,7 @@ impl Default for ProxyBuilder {
             plugins: vec![Arc::new(plugins::access_log::AccessLog)],
             grace: DEFAULT_SHUTDOWN_GRACE,
             workers: server::workers::default_count(),
+            limits: server::ConnectionLimits::default(),
             accounts: None,
             ca_pem: None,
             management_cluster: ::policy::DEFAULT_MANAGEMENT_CLUSTER.to_owned(),
@@ -193,6 +195,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Timeouts for slow or silent clients and the cap on open connections
+    /// (default: [`server::ConnectionLimits::default`]).
+    pub fn connection_limits(mut self, limits: server::ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Builds the clusters' clients and the stack. Must run inside a tokio
     /// runtime (credential files are watched).
     pub fn build(self) -> Result<Proxy, BuildError> {
@@ -235,6 +244,7 @@ impl ProxyBuilder {
             options: server::ServeOptions {
                 grace: self.grace,
                 workers: self.workers,
+                limits: self.limits,
             },
         })
     }

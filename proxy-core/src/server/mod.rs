@@ -1,28 +1,36 @@
-//! Accepting connections: TCP, rustls, HTTP/1.1 or HTTP/2 by ALPN (hyper-util's
-//! auto builder, upgrades included), one span per connection, each connection
-//! served by one of the [`workers`], and graceful shutdown.
+//! Accepting connections: TCP, rustls, HTTP/1.1 or HTTP/2 by ALPN (upgrades
+//! included), one span per connection, each connection served by one of the
+//! [`workers`], the [`ConnectionLimits`], and graceful shutdown.
 
+mod limits;
 pub mod tls;
 pub mod workers;
 
+pub use limits::{
+    ConnectionLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+};
+
 use std::{
     cell::RefCell,
+    convert::Infallible,
     future::Future,
+    pin::Pin,
     sync::Arc,
     task::{Context, Poll, Waker},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures_util::future::Either;
 
-use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+use hyper::{
+    body::Incoming,
+    server::conn::{http1, http2},
 };
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
@@ -30,9 +38,15 @@ use crate::{
     authn::client_cert::ClientCertificate, context::ConnectionInfo, shutdown::Shutdown,
     stack::ProxyService,
 };
+use limits::{Activity, Counted, TrackedBody};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection closed for being idle gets to say goodbye
+/// (HTTP/2 GOAWAY and its ping) before it is dropped, at most: never
+/// longer than the idle timeout itself.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How connections are served.
 #[derive(Debug, Clone)]
@@ -41,6 +55,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Worker threads serving connections (see [`workers`]).
     pub workers: usize,
+    /// Timeouts and the connection cap.
+    pub limits: ConnectionLimits,
 }
 
 /// Serves `service` on `listener` until `signal` resolves, then shuts down
@@ -48,7 +64,8 @@ pub struct ServeOptions {
 /// finish for up to `options.grace`, then close what is left.
 ///
 /// Connections are accepted on the caller's runtime and served on
-/// `options.workers` worker threads started here and stopped on return.
+/// `options.workers` worker threads started here and stopped on return,
+/// each held to `options.limits` (see [`ConnectionLimits`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -58,23 +75,51 @@ pub async fn serve(
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let grace = options.grace;
+    let limits = options.limits;
+    let max_connections = limits.effective_max_connections();
+    tracing::debug!(max_connections, ?limits, "connection limits");
     let workers = workers::Workers::start("paddock-worker", options.workers)?;
     let acceptor = TlsAcceptor::from(tls);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder
-        .http2()
+    let mut http1 = http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(15))
         .max_concurrent_streams(1000)
         .max_header_list_size(1 << 20)
         .adaptive_window(true);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new((http1, http2));
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let tracker = TaskTracker::new();
+    let draining = shutdown.drain().clone();
+    let mut limit_logged: Option<Instant> = None;
     tokio::pin!(signal);
 
     loop {
+        // A place under the cap first: beyond it, clients wait in the backlog.
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if limit_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(
+                        max_connections,
+                        "connection limit reached: new connections wait until one closes"
+                    );
+                    limit_logged = Some(Instant::now());
+                }
+                tokio::select! {
+                    permit = connections.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = &mut signal => break,
+                }
+            }
+        };
         let (stream, remote_addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -97,54 +142,79 @@ pub async fn serve(
             }
         };
         let acceptor = acceptor.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let service = service.clone();
-        let watcher = graceful.watcher();
+        let draining = draining.clone();
+        let limits = limits.clone();
         let span = tracing::debug_span!("connection", client.addr = %remote_addr);
         workers.spawn_connection(
-            async move {
-                let stream = match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => stream,
-                    Err(error) => return tracing::debug!(%error, "cannot register the connection"),
-                };
-                let tls =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            tracker.track_future(
+                async move {
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            return tracing::debug!(%error, "cannot register the connection")
+                        }
+                    };
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     };
-                let client_cert = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .and_then(ClientCertificate::from_der)
-                    .map(Arc::new);
-                let info = Arc::new(ConnectionInfo {
-                    remote_addr: Some(remote_addr),
-                    client_cert,
-                });
-                // One stack per connection, called in place: cloning it per
-                // request costs an allocation and an Arc count per layer.
-                let service = RefCell::new(service);
-                let hyper_service =
-                    hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-                        request.extensions_mut().insert(info.clone());
-                        let mut service = service.borrow_mut();
-                        // No layer applies backpressure, but tower wants the question asked.
-                        let mut cx = Context::from_waker(Waker::noop());
-                        match service.poll_ready(&mut cx) {
-                            Poll::Ready(Ok(())) => Either::Left(service.call(request)),
-                            _ => Either::Right(service.clone().oneshot(request)),
-                        }
+                    let (_, session) = tls.get_ref();
+                    let h2 = session.alpn_protocol() == Some(b"h2");
+                    let client_cert = session
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(ClientCertificate::from_der)
+                        .map(Arc::new);
+                    let info = Arc::new(ConnectionInfo {
+                        remote_addr: Some(remote_addr),
+                        client_cert,
                     });
-                let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(tls), hyper_service);
-                if let Err(error) = watcher.watch(connection.into_owned()).await {
-                    tracing::debug!(error = %error, "connection ended with an error");
+                    let activity = Activity::new();
+                    let body_read_timeout = limits.body_read_timeout;
+                    let hyper_service = {
+                        let activity = activity.clone();
+                        // One stack per connection, called in place: cloning it per
+                        // request costs an allocation and an Arc count per layer.
+                        let service = RefCell::new(service);
+                        hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                            request.extensions_mut().insert(info.clone());
+                            let busy = activity.busy();
+                            let head = request.method() == http::Method::HEAD;
+                            let mut service = service.borrow_mut();
+                            // No layer applies backpressure, but tower wants the question asked.
+                            let mut cx = Context::from_waker(Waker::noop());
+                            let response = match service.poll_ready(&mut cx) {
+                                Poll::Ready(Ok(())) => Either::Left(service.call(request)),
+                                _ => Either::Right(service.clone().oneshot(request)),
+                            };
+                            crate::body::with_body_read_timeout(body_read_timeout, async move {
+                                let response = response.await?;
+                                Ok::<_, Infallible>(TrackedBody::response(response, head, busy))
+                            })
+                        })
+                    };
+                    // ALPN decides, as in Go's net/http: no sniffing, which would
+                    // wait for bytes no timeout covers.
+                    let io = Counted::new(TokioIo::new(tls), permit);
+                    let (http1, http2) = &*builders;
+                    let ended = if h2 {
+                        let connection = http2.serve_connection(io, hyper_service);
+                        drive(connection, &activity, &limits, &draining).await
+                    } else {
+                        let connection = http1.serve_connection(io, hyper_service).with_upgrades();
+                        drive(connection, &activity, &limits, &draining).await
+                    };
+                    if let Err(error) = ended {
+                        tracing::debug!(error = %error, "connection ended with an error");
+                    }
                 }
-            }
-            .instrument(span),
+                .instrument(span),
+            ),
         );
     }
 
@@ -154,11 +224,82 @@ pub async fn serve(
         "shutting down: draining connections"
     );
     shutdown.trigger(grace);
+    tracker.close();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tracker.wait() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over, closing remaining connections"),
     }
     // Joining threads blocks: not on this runtime's threads.
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     Ok(())
+}
+
+/// A hyper server connection that can be asked to close gracefully.
+trait GracefulConnection: Future<Output = hyper::Result<()>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulConnection for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B, E> GracefulConnection for http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Serves `connection` until it ends; closes it gracefully when the server
+/// drains or when no request has been in flight for the idle timeout, and
+/// drops it if an idle close does not finish within [`CLOSE_TIMEOUT`] or
+/// the idle timeout, whichever is shorter (at once if it never carried a
+/// request).
+async fn drive(
+    connection: impl GracefulConnection,
+    activity: &Activity,
+    limits: &ConnectionLimits,
+    draining: &CancellationToken,
+) -> hyper::Result<()> {
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => return ended,
+        () = draining.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            return connection.await;
+        }
+        () = activity.idle(limits.idle_timeout) => {
+            if !activity.served() {
+                // Never a request (an HTTP/2 client may not even have sent
+                // its preface, and hyper only says goodbye after it): drop.
+                tracing::debug!("closing a connection that never sent a request");
+                return Ok(());
+            }
+            tracing::debug!("closing an idle connection");
+            connection.as_mut().graceful_shutdown();
+        }
+    }
+    match tokio::time::timeout(CLOSE_TIMEOUT.min(limits.idle_timeout), connection).await {
+        Ok(ended) => ended,
+        Err(_) => {
+            tracing::debug!("an idle connection did not close in time: dropped");
+            Ok(())
+        }
+    }
 }

@@ -90,6 +90,7 @@ impl ServerTls {
     /// The certificate generated on first start in `data_dir/tls/`, reused
     /// on every later start: a CA (`ca.crt`, the one clients trust) and a
     /// server certificate for localhost, 127.0.0.1, ::1 and `extra_names`.
+    /// Directories it creates get mode 0700.
     pub fn self_signed(data_dir: &Path, extra_names: &[String]) -> Result<Self, TlsError> {
         let dir = data_dir.join("tls");
         let paths = SelfSignedPaths::new(&dir);
@@ -209,7 +210,8 @@ fn generate(dir: &Path, paths: &SelfSignedPaths, extra_names: &[String]) -> Resu
     let key = KeyPair::generate().map_err(rc)?;
     let cert = params.signed_by(&key, &issuer).map_err(rc)?;
 
-    fs::create_dir_all(dir).map_err(|e| TlsError::File {
+    // Mode 0700, the data directory's too when this creates it: keys live here.
+    crate::store::create_data_dir(dir).map_err(|e| TlsError::File {
         path: dir.display().to_string(),
         message: e.to_string(),
     })?;
@@ -237,4 +239,23 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), TlsError
         .map_err(error)?;
     file.write_all(contents).map_err(error)?;
     file.sync_all().map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_generated_certificate_creates_the_data_directory_0700() {
+        let root = tempfile::tempdir().unwrap();
+        let data_dir = root.path().join("data");
+        let tls = ServerTls::self_signed(&data_dir, &[]).unwrap();
+        assert!(tls.server_config().is_ok());
+        for dir in [data_dir.clone(), data_dir.join("tls")] {
+            let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
+    }
 }

@@ -140,49 +140,67 @@ impl EmbeddedStore {
     pub const FILE_NAME: &'static str = "paddock.redb";
 
     /// Opens (creating if needed) `<dir>/paddock.redb`, creating `dir` with mode
-    /// 0700 if it does not exist.
+    /// 0700 if it does not exist (see [`create_data_dir`]).
     pub fn open_in_dir(dir: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
-        if !dir.exists() {
-            let mut b = fs::DirBuilder::new();
-            b.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            b.create(dir).map_err(|e| StoreError::Unavailable {
-                detail: format!("cannot create data directory {}: {e}", dir.display()),
-            })?;
-        }
+        create_data_dir(dir).map_err(|e| StoreError::Unavailable {
+            detail: format!("cannot create data directory {}: {e}", dir.display()),
+        })?;
         Self::open(&dir.join(Self::FILE_NAME), options)
     }
 
     /// Opens the store file at `path`, creating and initialising it when it does not
-    /// exist or is empty.
+    /// exist.
     ///
-    /// An existing file is first probed read-only, with redb's full integrity check:
-    /// a damaged file, a file that is not a Paddock store, or one written by a newer
-    /// schema or redb format is refused without writing a byte. A file left open by
-    /// a crash (`kill -9`) fails the read-only probe as needing recovery; it is then
-    /// opened for writing, which runs redb's recovery (it rolls back to the last
-    /// durable commit, never further).
+    /// An existing file is first probed read-only, with redb's full integrity check
+    /// and a read of every entry: a damaged file, an empty one, a file that is not a
+    /// Paddock store, or one written by a newer schema or redb format is refused
+    /// without writing a byte. A file left open by a crash (`kill -9`) fails the
+    /// read-only probe as needing recovery; it is then opened for writing, which runs
+    /// redb's recovery (it rolls back to the last durable commit, never further), and
+    /// read in full before anything else is written.
+    ///
+    /// A new file is built under a temporary name and linked into place when
+    /// initialised, so a crash during creation never leaves an empty or
+    /// half-written `path` behind (an empty one is refused, never re-created: it
+    /// may be a store whose contents were lost).
     pub fn open(path: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
+        // redb may panic on a file damaged outside redb (debug builds assert on
+        // damaged pages; reads of a damaged page hit `unreachable!`): every step
+        // that reads the file runs under the guard.
+        guard_panics(&shown, || Self::open_guarded(path, &shown, &options))?
+    }
+
+    fn open_guarded(
+        path: &Path,
+        shown: &str,
+        options: &EmbeddedOptions,
+    ) -> Result<Self, StoreError> {
         let mode = match options.sharing {
             Sharing::MultiProcess => ConcurrencyMode::MultiWriter,
             Sharing::Exclusive => ConcurrencyMode::ExclusiveWriter,
         };
-        let exists = fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
-        if exists {
-            Self::probe(path, mode)?;
+        match fs::metadata(path) {
+            Ok(meta) if meta.len() == 0 => {
+                return Err(StoreError::Corrupt {
+                    path: shown.to_string(),
+                    detail: "the file is empty".into(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Self::create_file(path, mode, options.change_log_retain)?;
+            }
+            Err(e) => {
+                return Err(StoreError::Unavailable {
+                    detail: format!("{shown}: {e}"),
+                })
+            }
         }
+        let verified = Self::probe(path, mode)?;
         let mut builder = Database::builder();
         builder.set_concurrency_mode(mode);
-        let db = guard_panics(&shown, || {
-            if exists {
-                builder.open(path)
-            } else {
-                builder.create(path)
-            }
-        })?
-        .map_err(|e| map_db_error(&shown, e))?;
+        let db = builder.open(path).map_err(|e| map_db_error(shown, e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -194,27 +212,76 @@ impl EmbeddedStore {
             path: path.to_path_buf(),
             retain: options.change_log_retain.max(1),
         };
+        if !verified {
+            let txn = store.db.begin_read().map_err(|e| map_storage(shown, e))?;
+            read_everything(shown, &txn)?;
+        }
         store.init_or_migrate()?;
         Ok(store)
     }
 
-    /// Read-only checks that never modify the file.
+    /// Creates and initialises a new store at `<path>.new-<pid>` and links it
+    /// to `path` (unless another process created `path` meanwhile: then that
+    /// one is used).
+    fn create_file(path: &Path, mode: ConcurrencyMode, retain: u64) -> Result<(), StoreError> {
+        let shown = path.display().to_string();
+        let io_error = |e: std::io::Error| StoreError::Unavailable {
+            detail: format!("cannot create {shown}: {e}"),
+        };
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".new-{}", std::process::id()));
+        let temporary = PathBuf::from(name);
+        let _ = fs::remove_file(&temporary);
+        let mut file = fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        file.open(&temporary).map_err(io_error)?;
+        let created = (|| {
+            let mut builder = Database::builder();
+            builder.set_concurrency_mode(mode);
+            let db = builder
+                .create(&temporary)
+                .map_err(|e| map_db_error(&shown, e))?;
+            Self {
+                db,
+                path: temporary.clone(),
+                retain,
+            }
+            .init_or_migrate()
+        })();
+        let linked = created.and_then(|()| match fs::hard_link(&temporary, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io_error(e)),
+        });
+        let _ = fs::remove_file(&temporary);
+        linked?;
+        // The new name must survive a crash too.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = fs::File::open(parent).and_then(|dir| dir.sync_all());
+        }
+        Ok(())
+    }
+
+    /// Read-only checks that never modify the file; `Ok(true)` when every
+    /// entry was read, `Ok(false)` when the file needs redb's recovery first.
     ///
     /// First with redb's full integrity check. redb reports both "damaged" and
     /// "not closed cleanly" as needing a repair, which a read-only open refuses;
     /// a second read-only open that trusts the clean-shutdown flag tells them
     /// apart: if it succeeds, the file was closed cleanly and is damaged.
-    fn probe(path: &Path, mode: ConcurrencyMode) -> Result<(), StoreError> {
+    fn probe(path: &Path, mode: ConcurrencyMode) -> Result<bool, StoreError> {
         let shown = path.display().to_string();
         let ro_open = |verify: bool| {
             let mut builder = Database::builder();
             builder.set_concurrency_mode(mode);
             builder.set_check_integrity_on_open(verify);
-            guard_panics(&shown, || builder.open_read_only(path))
+            builder.open_read_only(path)
         };
-        let ro = match ro_open(true)? {
+        let ro = match ro_open(true) {
             Ok(ro) => ro,
-            Err(DatabaseError::RepairAborted) => match ro_open(false)? {
+            Err(DatabaseError::RepairAborted) => match ro_open(false) {
                 Ok(_) => {
                     return Err(StoreError::Corrupt {
                         path: shown,
@@ -222,14 +289,15 @@ impl EmbeddedStore {
                     })
                 }
                 // Not closed cleanly (crash): the writable open recovers it.
-                Err(DatabaseError::RepairAborted) => return Ok(()),
+                Err(DatabaseError::RepairAborted) => return Ok(false),
                 Err(e) => return Err(map_db_error(&shown, e)),
             },
             Err(e) => return Err(map_db_error(&shown, e)),
         };
         let txn = ro.begin_read().map_err(|e| map_storage(&shown, e))?;
         check_schema(&shown, &txn)?;
-        Ok(())
+        read_everything(&shown, &txn)?;
+        Ok(true)
     }
 
     fn init_or_migrate(&self) -> Result<(), StoreError> {
@@ -292,11 +360,54 @@ impl EmbeddedStore {
     }
 }
 
+/// Creates `dir` and its missing parents with mode 0700 (the data directory
+/// holds the store, keys and secrets); an existing directory is left as it is.
+pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Reads every entry of every table, so that a damaged page is found (as an
+/// error or a panic, both caught by [`guard_panics`]) before anything is
+/// written rather than later on the request path.
+fn read_everything(path: &str, txn: &redb::ReadTransaction) -> Result<(), StoreError> {
+    fn all<K: redb::Key + 'static, V: redb::Value + 'static>(
+        path: &str,
+        txn: &redb::ReadTransaction,
+        table: TableDefinition<'_, K, V>,
+    ) -> Result<(), StoreError> {
+        let table = match txn.open_table(table) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(map_storage(path, e)),
+        };
+        for row in table.iter().map_err(|e| map_storage(path, e))? {
+            let (key, value) = row.map_err(|e| map_storage(path, e))?;
+            let _ = (key.value(), value.value());
+        }
+        Ok(())
+    }
+    all(path, txn, META)?;
+    all(path, txn, OBJECTS)?;
+    all(path, txn, CHANGES)
+}
+
 /// redb may panic on a file damaged outside redb (it says so for opens that trust
 /// the clean-shutdown flag, and debug builds assert on damaged pages): report that
-/// as corruption instead of taking the process down.
+/// as corruption instead of taking the process down, and without the panic
+/// message (and backtrace) the panic hook would print before the clean error.
 fn guard_panics<T>(path: &str, f: impl FnOnce() -> T) -> Result<T, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+    let result = {
+        let _quiet = QuietPanics::new();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    };
+    result.map_err(|p| {
         let detail = p
             .downcast_ref::<String>()
             .cloned()
@@ -307,6 +418,39 @@ fn guard_panics<T>(path: &str, f: impl FnOnce() -> T) -> Result<T, StoreError> {
             detail,
         }
     })
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While alive, panics on this thread skip the panic hook. The hook is
+/// wrapped once per process; other threads' panics are reported as before.
+struct QuietPanics {
+    was: bool,
+}
+
+impl QuietPanics {
+    fn new() -> Self {
+        static WRAP: std::sync::Once = std::sync::Once::new();
+        WRAP.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !QUIET.with(std::cell::Cell::get) {
+                    previous(info);
+                }
+            }));
+        });
+        Self {
+            was: QUIET.with(|quiet| quiet.replace(true)),
+        }
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        QUIET.with(|quiet| quiet.set(self.was));
+    }
 }
 
 /// `Ok(None)`: a fresh file (no tables). `Ok(Some(v))`: schema `v`, supported.

@@ -24,7 +24,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use embedded::{EmbeddedOptions, EmbeddedStore, Sharing, CHANGE_LOG_RETAIN, SCHEMA_VERSION};
+pub use embedded::{
+    create_data_dir, EmbeddedOptions, EmbeddedStore, Sharing, CHANGE_LOG_RETAIN, SCHEMA_VERSION,
+};
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
     BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, SubjectKind,
