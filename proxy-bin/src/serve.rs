@@ -183,6 +183,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         tls,
         shutdown_grace,
         workers,
+        limits,
         authentication,
         authorization,
         clusters,
@@ -261,6 +262,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     if let Some(grace) = shutdown_grace {
         builder = builder.shutdown_grace(grace);
     }
+    builder = builder.connection_limits(limits);
     if let Some(workers) = workers {
         builder = builder.workers(workers);
     }

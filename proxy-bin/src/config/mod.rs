@@ -17,6 +17,7 @@ mod authorization;
 mod clusters;
 mod github;
 mod ldap;
+mod limits;
 mod logging;
 mod tls;
 
@@ -33,6 +34,7 @@ pub(crate) use self::{
     authentication::{AuthenticationConfig, CheckedAuthentication},
     authorization::{AuthorizationConfig, AuthorizationMode, CheckedAuthorization},
     clusters::{CheckedCluster, ClusterEntry, DangerousCluster, KubeconfigRef},
+    limits::LimitsConfig,
     logging::{LogFormat, LoggingConfig},
     tls::{CheckedTls, TlsConfig},
 };
@@ -59,6 +61,9 @@ pub(crate) struct Config {
     /// Threads serving connections, each with its own event loop and
     /// upstream connections (default: one per core).
     pub(crate) workers: Option<usize>,
+    /// Client timeouts and the connection cap.
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
     /// Identity providers.
     #[serde(default)]
     pub(crate) authentication: AuthenticationConfig,
@@ -89,6 +94,8 @@ pub(crate) struct Checked {
     pub(crate) shutdown_grace: Option<Duration>,
     /// Server threads.
     pub(crate) workers: Option<usize>,
+    /// Client timeouts and the connection cap.
+    pub(crate) limits: proxy_core::server::ConnectionLimits,
     /// Identity providers and account settings.
     pub(crate) authentication: CheckedAuthentication,
     /// How requests are authorized.
@@ -279,6 +286,7 @@ impl Config {
                 errors.push("workers", "must be between 1 and 1024");
             }
         }
+        let limits = self.limits.check(&mut errors);
         let tls = self.tls.check(&data_dir, &mut errors);
         let authentication = self.authentication.check(&mut errors);
         let authorization = self.authorization.check(&mut errors);
@@ -297,6 +305,7 @@ impl Config {
                 tls,
                 shutdown_grace: self.shutdown_grace_seconds.map(Duration::from_secs),
                 workers: self.workers,
+                limits,
                 authentication,
                 authorization,
                 clusters,

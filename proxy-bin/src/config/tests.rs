@@ -143,3 +143,18 @@ fn plaintext_needs_dangerous_allow_plaintext() {
     .unwrap();
     assert_eq!(checked.clusters[0].config.server, "http://x");
 }
+
+#[test]
+fn limits_are_checked_and_reach_the_server() {
+    let errors = check("limits: {idleTimeoutSeconds: 0, maxConnections: 0}\n").unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["limits.idleTimeoutSeconds", "limits.maxConnections"],
+        "{errors}"
+    );
+    let checked = check("limits: {headerReadTimeoutSeconds: 5, maxConnections: 100}\n").unwrap();
+    assert_eq!(checked.limits.header_read_timeout.as_secs(), 5);
+    assert_eq!(checked.limits.max_connections, Some(100));
+    assert_eq!(checked.limits.idle_timeout.as_secs(), 90);
+}
