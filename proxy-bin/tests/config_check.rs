@@ -300,3 +300,69 @@ fn a_good_configuration_passes_config_check_and_serve_binds() {
     let paddock = Paddock::start(bin(), &["--config".into(), config.display().to_string()]);
     assert!(paddock.port() > 0);
 }
+
+/// `config check` compiles the policy as `serve` does: the policy files
+/// together with the store's projects and bindings, and a damaged store
+/// fails it as it fails `serve`.
+#[test]
+fn config_check_reads_the_store_serve_will_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let created = run_to_exit(paddock().args([
+        "project",
+        "create",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cluster",
+        "prod",
+        "web",
+        "--namespace",
+        "web",
+    ]));
+    assert!(created.status.success(), "{created:?}");
+    let stdout = String::from_utf8_lossy(&created.stdout);
+    // "created project web (prod:p-xxxxxxxx)"
+    let project = stdout
+        .trim()
+        .rsplit_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    let policy = dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    std::fs::write(
+        policy.join("web.yaml"),
+        format!(
+            "apiVersion: management.cattle.io/v3\nkind: ProjectRoleTemplateBinding\nmetadata: {{name: prtb-web, namespace: {}}}\nprojectName: {project}\nuserPrincipalName: alice\nroleTemplateName: project-member\n",
+            project.split(':').nth(1).unwrap()
+        ),
+    )
+    .unwrap();
+    let config = write_file(
+        dir.path(),
+        "paddock.yaml",
+        &format!(
+            "dataDir: {}\nauthorization: {{mode: policy, policyDir: {}}}\n",
+            data.display(),
+            policy.display()
+        ),
+    );
+    let check =
+        |config: &Path| run_to_exit(paddock().args(["config", "check", "--config"]).arg(config));
+    let checked = check(&config);
+    assert!(checked.status.success(), "{checked:?}");
+
+    // A damaged store: refused by config check, as serve refuses it.
+    let store = data.join("paddock.redb");
+    std::fs::write(&store, b"").unwrap();
+    let refused = check(&config);
+    assert_eq!(refused.status.code(), Some(64), "{refused:?}");
+    assert!(
+        error_lines(&refused).iter().any(|l| l.contains("dataDir")),
+        "{refused:?}"
+    );
+    assert!(
+        std::fs::read(&store).unwrap().is_empty(),
+        "the store was touched"
+    );
+}

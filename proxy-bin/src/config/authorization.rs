@@ -120,7 +120,14 @@ impl CheckedAuthorization {
 }
 
 impl AuthorizationConfig {
-    pub(super) fn check(&self, errors: &mut Errors) -> Option<CheckedAuthorization> {
+    /// Checks the section; the policy is compiled as `serve` will compile
+    /// it: `policyDir` (mode `policy`) together with the role bindings and
+    /// projects of `store`, the data directory's existing store.
+    pub(super) fn check(
+        &self,
+        store: Option<Arc<StoreView>>,
+        errors: &mut Errors,
+    ) -> Option<CheckedAuthorization> {
         let checked = CheckedAuthorization {
             mode: self.mode,
             policy_dir: self.policy_dir.clone(),
@@ -143,14 +150,25 @@ impl AuthorizationConfig {
                 }
                 errors.ok(
                     "authorization.policyDir",
-                    checked.policy_source(None).load(),
+                    checked.policy_source(store).load(),
                 )?;
             }
             (_, Some(_)) => {
                 errors.push("authorization.mode", "policyDir needs mode: policy");
                 return None;
             }
-            (_, None) => {}
+            (_, None) => {
+                // The store's bindings alone: the admin API's policy in
+                // every mode, and the whole policy in mode `policy`.
+                if store.is_some() {
+                    let source = PolicySource {
+                        store,
+                        management_cluster: self.management_cluster.clone(),
+                        ..PolicySource::default()
+                    };
+                    errors.ok("dataDir", source.load())?;
+                }
+            }
         }
         Some(checked)
     }

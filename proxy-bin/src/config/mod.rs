@@ -289,7 +289,8 @@ impl Config {
         let limits = self.limits.check(&mut errors);
         let tls = self.tls.check(&data_dir, &mut errors);
         let authentication = self.authentication.check(&mut errors);
-        let authorization = self.authorization.check(&mut errors);
+        let store = existing_store(&data_dir, &mut errors);
+        let authorization = self.authorization.check(store, &mut errors);
         let clusters = clusters::check(&self.clusters, &mut errors);
         self.logging.check(&mut errors);
         match (listen, tls, authentication, authorization, clusters) {
@@ -314,6 +315,23 @@ impl Config {
             _ => Err(ConfigErrors(errors.0)),
         }
     }
+}
+
+/// The data directory's store, when there is one, read as `serve` will
+/// read it: a damaged store fails the check as it would fail `serve`.
+/// Nothing is created or written.
+fn existing_store(
+    data_dir: &Path,
+    errors: &mut Errors,
+) -> Option<std::sync::Arc<proxy_core::store::StoreView>> {
+    use proxy_core::store::{EmbeddedOptions, EmbeddedStore, StoreView};
+    let path = data_dir.join(EmbeddedStore::FILE_NAME);
+    if !path.exists() {
+        return None;
+    }
+    let view = EmbeddedStore::open(&path, EmbeddedOptions::default())
+        .and_then(|store| StoreView::new(std::sync::Arc::new(store)));
+    errors.ok("dataDir", view)
 }
 
 #[cfg(test)]
