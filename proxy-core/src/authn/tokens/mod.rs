@@ -1,6 +1,6 @@
 //! Paddock-issued tokens: `<token-id>:<secret>`, opaque to clients.
 //!
-//! * The secret is 256 bits from the OS CSPRNG ([`hash`]); only a salted,
+//! * The secret is 256 bits from the OS CSPRNG (the `hash` module); only a salted,
 //!   peppered, versioned hash is stored ([`TokenHasher`]).
 //! * Issuing, listing and revoking them is the accounts wing's
 //!   (`accounts::tokens`); this module only verifies them, on the request
