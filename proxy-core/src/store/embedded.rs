@@ -36,7 +36,7 @@ use super::{
 };
 
 /// The schema version this build writes. Older files are migrated by explicit code
-/// in [`MIGRATIONS`]; newer ones are refused.
+/// in `MIGRATIONS`; newer ones are refused.
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// How many revisions the change log keeps by default. A reader further behind
