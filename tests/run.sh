@@ -53,5 +53,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast
 fi
+echo "==> library docs"
+RUSTDOCFLAGS="-D warnings" cargo doc -p proxy-core -p policy --no-deps
 echo "==> doc tests"
 cargo test --workspace --doc
