@@ -13,7 +13,7 @@ use crate::{
         tokens::{IssueError, IssuedToken, NewToken},
         Accounts, LoggedIn, LoginCredential,
     },
-    authn::{external::CredentialKind, SESSION_COOKIE},
+    authn::{external::CredentialKind, AuthnAttempt, AuthnOutcome, SESSION_COOKIE},
     body::RequestBody,
     context::ConnectionInfo,
     error::ProxyError,
@@ -120,6 +120,7 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
 /// and the session cookie.
 pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody>) -> ProxyResult {
     let client = client_ip(&request);
+    let context = crate::context::of(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
     let password = body.password.unwrap_or_else(|| SecretString::from(""));
     let token = body.token.unwrap_or_else(|| SecretString::from(""));
@@ -156,7 +157,15 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody
             }
         }
     };
-    let login = match accounts.login(&body.provider, credential, client).await {
+    let result = accounts.login(&body.provider, credential, client).await;
+    context.state().insert(AuthnAttempt {
+        provider: Some(body.provider.clone()),
+        outcome: match &result {
+            Ok(_) => AuthnOutcome::Success,
+            Err(error) => AuthnOutcome::of(error),
+        },
+    });
+    let login = match result {
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %body.provider, auth.username = %body.username, %error, "login failed");
