@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod fake_apiserver;
 pub mod github_emulator;
 pub mod kubectl;
+pub mod metrics;
 pub mod paddock;
 pub mod proxy;
 pub mod samba;

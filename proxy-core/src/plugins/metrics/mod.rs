@@ -35,7 +35,7 @@ use std::sync::Arc;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
-    registry::{Registry, Unit},
+    registry::Registry,
 };
 
 use self::labels::{Bounded, STREAM_KINDS};
@@ -166,10 +166,11 @@ impl Metrics {
             requests.clone(),
         );
         let durations = DurationFamily::new_with_constructor(duration_histogram);
-        paddock.register_with_unit(
-            "request_duration",
+        // The unit is in the name; no `# UNIT` line, which some OpenMetrics
+        // parsers refuse on a histogram.
+        paddock.register(
+            "request_duration_seconds",
             "Time from a request's arrival to the end of its response body, long-running requests excluded",
-            Unit::Seconds,
             durations.clone(),
         );
         let stream_family = Family::<StreamLabels, Gauge>::default();
