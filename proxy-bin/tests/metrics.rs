@@ -247,6 +247,45 @@ async fn known_traffic_reads_back_from_the_metrics_listener() {
         "{}",
         scrape.text
     );
+
+    // The documentation and the dashboard name only metrics that exist:
+    // a family or one of its samples.
+    let served: Vec<&str> = scrape
+        .text
+        .lines()
+        .filter_map(|line| match line.strip_prefix("# TYPE ") {
+            Some(family) => family.split(' ').next(),
+            None if line.starts_with('#') => None,
+            None => line.split(['{', ' ']).next(),
+        })
+        .collect();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for doc in ["docs/metrics.md", "docs/grafana/paddock.json", "README.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        for name in metric_names(&text) {
+            assert!(
+                served.contains(&name),
+                "{doc} names {name}, which is not served"
+            );
+        }
+    }
+}
+
+/// Every `paddock_<name>` in `text`.
+fn metric_names(text: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("paddock_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        if end > "paddock_".len() {
+            names.push(&tail[..end]);
+        }
+        rest = &tail[end..];
+    }
+    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
