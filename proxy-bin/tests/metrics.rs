@@ -13,7 +13,7 @@ use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     kubectl::write_file,
     metrics::{request, scrape, Scrape},
-    paddock::Paddock,
+    paddock::{upstream_args, Paddock},
 };
 use serde_json::json;
 
@@ -55,8 +55,6 @@ async fn setup() -> Setup {
     let policy = dir.path().join("policy");
     std::fs::create_dir(&policy).unwrap();
     write_file(&policy, "rbac.yaml", POLICY);
-    let ca = write_file(dir.path(), "ca.crt", fake.ca_pem());
-    let token = write_file(dir.path(), "token", fake.token());
     let tokens = write_file(
         dir.path(),
         "tokens.csv",
@@ -67,23 +65,17 @@ async fn setup() -> Setup {
         "paddock.yaml",
         "metrics: {listen: '127.0.0.1:0'}\n",
     );
-    let args: Vec<String> = [
+    let mut args = upstream_args(&fake, dir.path());
+    for arg in [
         "--config",
         config.to_str().unwrap(),
-        "--upstream",
-        &fake.url(),
-        "--upstream-ca",
-        ca.to_str().unwrap(),
-        "--upstream-token-file",
-        token.to_str().unwrap(),
         "--token-auth-file",
         tokens.to_str().unwrap(),
         "--policy-dir",
         policy.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    ] {
+        args.push(arg.to_owned());
+    }
     let paddock = Paddock::start(env!("CARGO_BIN_EXE_paddock").as_ref(), &args);
     let log = paddock.log();
     let metrics = log

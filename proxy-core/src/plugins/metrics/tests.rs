@@ -81,43 +81,25 @@ fn counts_requests_decisions_and_latency_with_bounded_labels() {
     log(&metrics, &odd, StatusCode::NOT_FOUND);
 
     let text = metrics.encode();
-    let requests = "paddock_requests_total";
-    assert_eq!(
-        value(
-            &text,
-            requests,
-            r#"cluster="",verb="get",group="",resource="pods",code="200""#
+    for (labels, count) in [
+        (r#"verb="get",group="",resource="pods",code="200""#, 3.0),
+        (
+            r#"verb="get",group="other",resource="other",code="403""#,
+            1.0,
         ),
-        Some(3.0),
-        "{text}"
-    );
-    assert_eq!(
-        value(
-            &text,
-            requests,
-            r#"cluster="",verb="get",group="other",resource="other",code="403""#
+        (
+            r#"verb="get",group="other",resource="other",code="404""#,
+            1.0,
         ),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        value(
-            &text,
-            requests,
-            r#"cluster="",verb="get",group="other",resource="other",code="404""#
-        ),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        value(
-            &text,
-            requests,
-            r#"cluster="",verb="other",group="",resource="",code="404""#
-        ),
-        Some(1.0),
-        "{text}"
-    );
+        (r#"verb="other",group="",resource="",code="404""#, 1.0),
+    ] {
+        let labels = format!(r#"cluster="",{labels}"#);
+        assert_eq!(
+            value(&text, "paddock_requests_total", &labels),
+            Some(count),
+            "{labels}: {text}"
+        );
+    }
     assert!(
         !text.contains("evil.example") && !text.contains("x-123"),
         "{text}"
