@@ -17,7 +17,7 @@ use paddock_tests::{
 };
 use serde_json::json;
 
-/// alice may read pods in `dev-a`; bob may do nothing.
+/// alice may read pods and exec into them; bob may do nothing.
 const POLICY: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
@@ -26,6 +26,9 @@ rules:
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [pods/exec]
+  verbs: [get, create]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -278,6 +281,33 @@ fn metric_names(text: &str) -> Vec<&str> {
         rest = &tail[end..];
     }
     names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_session_is_counted_until_its_connection_closes() {
+    let setup = setup().await;
+    let exec_sessions = |s: &Scrape| s.value("paddock_long_running_requests", &[("kind", "exec")]);
+    let mut session = paddock_tests::exec::open(
+        &setup.paddock.url(),
+        &setup.paddock.ca_pem(),
+        "alice-token",
+        "/api/v1/namespaces/dev-a/pods/api-1/exec?command=cat&stdin=true&stdout=true",
+    )
+    .await;
+    // Past the 101 (whose body ended at once), the session is still open.
+    assert_eq!(session.echo(b"hello").await, b"hello");
+    setup
+        .scrape_until("the session is counted", |s| exec_sessions(s) == Some(1.0))
+        .await;
+    assert_eq!(session.echo(b"still here").await, b"still here");
+    let scrape = scrape(&setup.metrics).await;
+    assert_eq!(exec_sessions(&scrape), Some(1.0), "{}", scrape.text);
+    drop(session);
+    setup
+        .scrape_until("the session is no longer counted", |s| {
+            exec_sessions(s) == Some(0.0)
+        })
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
