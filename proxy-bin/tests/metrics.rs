@@ -284,6 +284,45 @@ fn metric_names(text: &str) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_logins_are_counted_apart_from_wrong_passwords() {
+    let setup = setup().await;
+    let mut statuses = Vec::new();
+    while !statuses.contains(&429) {
+        assert!(statuses.len() < 20, "never throttled: {statuses:?}");
+        let login = setup
+            .client
+            .send_json(
+                Method::POST,
+                &format!("{}/paddock/v1/login", setup.paddock.url()),
+                None,
+                &json!({"username": "mallory", "password": "guess"}),
+            )
+            .await;
+        statuses.push(login.status());
+    }
+    let invalid = statuses.iter().filter(|s| **s == 401).count() as f64;
+    let throttled = statuses.iter().filter(|s| **s == 429).count() as f64;
+    let attempts = |s: &Scrape, result| {
+        s.value(
+            "paddock_authentication_attempts",
+            &[("provider", "local"), ("result", result)],
+        )
+    };
+    let scrape = setup
+        .scrape_until("every login is counted", |s| {
+            attempts(s, "throttled") == Some(throttled)
+        })
+        .await;
+    assert_eq!(
+        attempts(&scrape, "invalid"),
+        Some(invalid),
+        "{}",
+        scrape.text
+    );
+    assert!(!scrape.text.contains("mallory"), "{}", scrape.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exec_session_is_counted_until_its_connection_closes() {
     let setup = setup().await;
     let exec_sessions = |s: &Scrape| s.value("paddock_long_running_requests", &[("kind", "exec")]);
