@@ -128,9 +128,7 @@ impl AuthnOutcome {
             AuthnOutcome::Throttled => "throttled",
         }
     }
-}
 
-impl AuthnOutcome {
     /// The outcome an authenticator's error stands for.
     pub fn of(error: &AuthnError) -> Self {
         match error {

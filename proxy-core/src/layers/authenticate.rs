@@ -136,6 +136,7 @@ where
     }
 }
 
+/// Asks the chain, when the request's credentials could be read.
 async fn authenticate(
     chain: &AuthenticatorChain,
     credentials: Result<Vec<Credential>, ProxyError>,
