@@ -188,6 +188,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         authorization,
         clusters,
         logging: _,
+        metrics,
     } = config;
     // First, before anything writes into it: mode 0700.
     proxy_core::store::create_data_dir(&data_dir).map_err(|e| {
@@ -266,6 +267,14 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     if let Some(workers) = workers {
         builder = builder.workers(workers);
     }
+    let metrics = match metrics {
+        Some(checked) => {
+            let plugin = proxy_core::plugins::metrics::Metrics::new();
+            builder = builder.plugin(plugin.clone());
+            Some(MetricsListener::bind(checked, &plugin).await?)
+        }
+        None => None,
+    };
     let proxy = builder.build()?;
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -273,10 +282,52 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "paddock listening");
-    proxy
+    let served = proxy
         .serve(listener, server_config, shutdown_signal())
-        .await?;
+        .await;
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
+    }
+    served?;
     Ok(())
+}
+
+/// The running metrics listener: up until the proxy has drained, so a
+/// scrape can watch the drain.
+struct MetricsListener {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsListener {
+    async fn bind(
+        checked: crate::config::CheckedMetrics,
+        metrics: &proxy_core::plugins::metrics::Metrics,
+    ) -> anyhow::Result<Self> {
+        let listen = checked.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr()?;
+        if checked.public {
+            tracing::warn!(%addr, "metrics.dangerous.allowPublicMetrics: the metrics are served in clear, without authentication, to whoever can reach this address");
+        }
+        tracing::info!(%addr, "metrics listening");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(proxy_core::plugins::metrics::serve(
+            listener,
+            metrics.registry(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self { stop, task })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// Opens the store in `data_dir` (refusing a corrupt or newer one), creates

@@ -3,3 +3,21 @@
 //! the API: hidden from the docs, may change without notice.
 
 pub use crate::{impersonation::insert_headers, layers::sanitize::strip};
+
+/// A request context as the stack leaves it for `on_log`: resolved to
+/// `attributes`, authenticated as `identity`, decided `allowed`.
+pub fn decided_context(
+    attributes: policy::RequestAttributes,
+    identity: std::sync::Arc<crate::authn::Identity>,
+    allowed: bool,
+) -> crate::context::RequestContext {
+    let context =
+        crate::context::RequestContext::new(String::new(), http::Method::GET, String::new(), None);
+    context.set_attributes(attributes);
+    context.set_identity(identity);
+    context.set_decision(policy::Decision {
+        allowed,
+        reason: String::new(),
+    });
+    context
+}

@@ -5,9 +5,11 @@
 pub mod browser;
 pub mod client;
 pub mod conformance;
+pub mod exec;
 pub mod fake_apiserver;
 pub mod github_emulator;
 pub mod kubectl;
+pub mod metrics;
 pub mod paddock;
 pub mod proxy;
 pub mod samba;

@@ -74,24 +74,7 @@ async fn fake_with_a_pod() -> FakeApiServer {
 
 /// A TLS connection to the proxy offering only `alpn`, sending nothing yet.
 async fn connect(proxy: &ProxyUnderTest, alpn: &[u8]) -> TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut proxy.ca_pem()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(paddock_tests::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let addr = proxy.url().trim_start_matches("https://").to_owned();
-    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .expect("TLS handshake");
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
-    tls
+    paddock_tests::tls::connect(proxy.url(), proxy.ca_pem(), alpn).await
 }
 
 /// An HTTP/2 client connection to the proxy, driven by a task that ends

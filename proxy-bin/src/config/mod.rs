@@ -19,6 +19,7 @@ mod github;
 mod ldap;
 mod limits;
 mod logging;
+mod metrics;
 mod tls;
 
 use std::{
@@ -36,6 +37,7 @@ pub(crate) use self::{
     clusters::{CheckedCluster, ClusterEntry, DangerousCluster, KubeconfigRef},
     limits::LimitsConfig,
     logging::{LogFormat, LoggingConfig},
+    metrics::{CheckedMetrics, MetricsConfig},
     tls::{CheckedTls, TlsConfig},
 };
 
@@ -76,6 +78,8 @@ pub(crate) struct Config {
     /// Log output.
     #[serde(default)]
     pub(crate) logging: LoggingConfig,
+    /// The Prometheus listener; none when absent.
+    pub(crate) metrics: Option<MetricsConfig>,
 }
 
 /// A configuration that passed [`Config::check`]: everything `serve` needs,
@@ -104,6 +108,8 @@ pub(crate) struct Checked {
     pub(crate) clusters: Vec<CheckedCluster>,
     /// Log output.
     pub(crate) logging: LoggingConfig,
+    /// The Prometheus listener, if any.
+    pub(crate) metrics: Option<CheckedMetrics>,
 }
 
 impl Checked {
@@ -293,6 +299,10 @@ impl Config {
         let authorization = self.authorization.check(store, &mut errors);
         let clusters = clusters::check(&self.clusters, &mut errors);
         self.logging.check(&mut errors);
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.check(listen, &mut errors));
         match (listen, tls, authentication, authorization, clusters) {
             (
                 Some(listen),
@@ -311,6 +321,7 @@ impl Config {
                 authorization,
                 clusters,
                 logging: self.logging.clone(),
+                metrics: metrics.flatten(),
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

@@ -85,6 +85,82 @@ impl From<AuthnError> for ProxyError {
     }
 }
 
+/// How one attempt to authenticate ended, kept in the request's
+/// [`PluginState`](crate::context::PluginState) for the plugins (metrics,
+/// audit) to read in `on_log`. Recorded when a credential was refused and
+/// by the login endpoint; a request whose credential was accepted needs no
+/// record, its [`identity`](crate::context::RequestContext::identity) says
+/// so. A request that carried no credential made no attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthnAttempt {
+    /// The provider that decided, when known: the one that was down, the
+    /// one a login named; `None` when no provider took the credential.
+    pub provider: Option<String>,
+    /// How it ended.
+    pub outcome: AuthnOutcome,
+}
+
+/// The end of an [`AuthnAttempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthnOutcome {
+    /// The credential was accepted.
+    Success,
+    /// The credential was wrong, expired, revoked or malformed.
+    Invalid,
+    /// The credential was valid but the user is not admitted (a provider's
+    /// access rules, a token used outside its scope, a password to change).
+    Denied,
+    /// The provider needed to decide was down.
+    Unavailable,
+    /// Too many failed attempts: refused without asking the provider.
+    Throttled,
+}
+
+impl AuthnOutcome {
+    /// The outcome's name, as metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthnOutcome::Success => "success",
+            AuthnOutcome::Invalid => "invalid",
+            AuthnOutcome::Denied => "denied",
+            AuthnOutcome::Unavailable => "unavailable",
+            AuthnOutcome::Throttled => "throttled",
+        }
+    }
+
+    /// The outcome an authenticator's error stands for.
+    pub fn of(error: &AuthnError) -> Self {
+        match error {
+            AuthnError::Invalid => AuthnOutcome::Invalid,
+            AuthnError::Unavailable { .. } => AuthnOutcome::Unavailable,
+            AuthnError::Throttled { .. } => AuthnOutcome::Throttled,
+            AuthnError::Denied { .. } | AuthnError::PasswordChangeRequired { .. } => {
+                AuthnOutcome::Denied
+            }
+        }
+    }
+}
+
+impl AuthnAttempt {
+    /// The attempt a refused credential made, `None` when the error says
+    /// no credential was tried (none was sent) or nothing about one.
+    pub fn refused(error: &ProxyError) -> Option<AuthnAttempt> {
+        let (provider, outcome) = match error {
+            ProxyError::InvalidCredentials | ProxyError::MalformedCredentials { .. } => {
+                (None, AuthnOutcome::Invalid)
+            }
+            ProxyError::AuthenticationUnavailable { provider } => {
+                (Some(provider.clone()), AuthnOutcome::Unavailable)
+            }
+            ProxyError::TooManyRequests { .. } => (None, AuthnOutcome::Throttled),
+            ProxyError::Forbidden { .. } => (None, AuthnOutcome::Denied),
+            _ => return None,
+        };
+        Some(AuthnAttempt { provider, outcome })
+    }
+}
+
 /// An identity provider: turns a credential into an [`Identity`].
 ///
 /// Implementations must be cheap on the request path: a memory lookup, a

@@ -115,6 +115,7 @@ pub(super) async fn callback(
 ) -> ProxyResult {
     let github = provider(accounts)?;
     let client = super::session::client_ip(&request);
+    let context = crate::context::of(&request);
     let (parts, _) = request.into_parts();
     let cookie = cookie_value(&parts, STATE_COOKIE);
     let query = parts.uri.query().unwrap_or("");
@@ -123,14 +124,17 @@ pub(super) async fn callback(
             tracing::info!(auth.provider = "github", %error, "browser login refused");
             oauth_refusal(&error)
         }
-        Ok(exchanged) => match accounts
-            .login(
-                PROVIDER,
-                LoginCredential::Token(&exchanged.access_token),
-                client,
-            )
-            .await
-        {
+        Ok(exchanged) => match super::session::recorded_login(
+            &context,
+            PROVIDER,
+            accounts
+                .login(
+                    PROVIDER,
+                    LoginCredential::Token(&exchanged.access_token),
+                    client,
+                )
+                .await,
+        ) {
             Err(error) => {
                 tracing::info!(auth.provider = "github", %error, "browser login failed");
                 let (status, title, message) = match error {

@@ -319,6 +319,7 @@ pub(super) async fn login_post(
     request: Request<RequestBody>,
 ) -> ProxyResult {
     let client = super::session::client_ip(&request);
+    let context = crate::context::of(&request);
     let (parts, body) = request.into_parts();
     if !same_origin(&parts) {
         return Ok(refusal(
@@ -368,7 +369,7 @@ pub(super) async fn login_post(
             StatusCode::UNAUTHORIZED,
         );
     }
-    let login = match accounts
+    let result = accounts
         .login(
             &provider,
             crate::accounts::LoginCredential::Password {
@@ -377,8 +378,8 @@ pub(super) async fn login_post(
             },
             client,
         )
-        .await
-    {
+        .await;
+    let login = match super::session::recorded_login(&context, &provider, result) {
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %provider, auth.username = %username, %error, "login failed");

@@ -13,9 +13,9 @@ use crate::{
         tokens::{IssueError, IssuedToken, NewToken},
         Accounts, LoggedIn, LoginCredential,
     },
-    authn::{external::CredentialKind, SESSION_COOKIE},
+    authn::{external::CredentialKind, AuthnAttempt, AuthnError, AuthnOutcome, SESSION_COOKIE},
     body::RequestBody,
-    context::ConnectionInfo,
+    context::{ConnectionInfo, RequestContext},
     error::ProxyError,
     request::ProxyResult,
     store::{TokenKind, TokenRecord, User},
@@ -120,6 +120,7 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
 /// and the session cookie.
 pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody>) -> ProxyResult {
     let client = client_ip(&request);
+    let context = crate::context::of(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
     let password = body.password.unwrap_or_else(|| SecretString::from(""));
     let token = body.token.unwrap_or_else(|| SecretString::from(""));
@@ -156,7 +157,8 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody
             }
         }
     };
-    let login = match accounts.login(&body.provider, credential, client).await {
+    let result = accounts.login(&body.provider, credential, client).await;
+    let login = match recorded_login(&context, &body.provider, result) {
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %body.provider, auth.username = %body.username, %error, "login failed");
@@ -164,6 +166,23 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody
         }
     };
     session_response(accounts, login, body.description).await
+}
+
+/// Leaves the login's [`AuthnAttempt`] in the request's context for the
+/// plugins; every login endpoint passes its result through here.
+pub(super) fn recorded_login<T>(
+    context: &RequestContext,
+    provider: &str,
+    result: Result<T, AuthnError>,
+) -> Result<T, AuthnError> {
+    context.state().insert(AuthnAttempt {
+        provider: Some(provider.to_owned()),
+        outcome: match &result {
+            Ok(_) => AuthnOutcome::Success,
+            Err(error) => AuthnOutcome::of(error),
+        },
+    });
+    result
 }
 
 /// Issues a session for `login` and answers with it as JSON and cookie.

@@ -14,7 +14,9 @@ use http::{header, Request};
 use tower::{Layer, Service};
 
 use crate::{
-    authn::{AuthenticatorChain, AuthnError, BoxFuture, Credential, Identity},
+    authn::{
+        AuthenticatorChain, AuthnAttempt, AuthnError, AuthnOutcome, BoxFuture, Credential, Identity,
+    },
     context::{self, ConnectionInfo, RequestContext},
     endpoints::path::{Access, Caller, Endpoint},
     error::ProxyError,
@@ -97,10 +99,12 @@ where
                 headers.remove(header::COOKIE);
             }
             let identity = match access {
-                None => Some(chain.authenticate(&credentials?).await?),
+                None => Some(recorded(&context, authenticate(&chain, credentials).await)?),
                 Some(access) => match access.caller {
                     Caller::None => None,
-                    Caller::Required => Some(chain.authenticate(&credentials?).await?),
+                    Caller::Required => {
+                        Some(recorded(&context, authenticate(&chain, credentials).await)?)
+                    }
                     // Expired cookies and the like make an anonymous caller.
                     Caller::Optional => match credentials {
                         Ok(credentials) if !credentials.is_empty() => {
@@ -111,7 +115,13 @@ where
                 },
             };
             if let Some(identity) = identity {
-                admit(&identity, &context, access)?;
+                if let Err(error) = admit(&identity, &context, access) {
+                    context.state().insert(AuthnAttempt {
+                        provider: Some(identity.provider.clone()),
+                        outcome: AuthnOutcome::Denied,
+                    });
+                    return Err(error);
+                }
                 tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
                 context.set_identity(identity);
             }
@@ -124,6 +134,25 @@ where
             }
         })
     }
+}
+
+/// Asks the chain, when the request's credentials could be read.
+async fn authenticate(
+    chain: &AuthenticatorChain,
+    credentials: Result<Vec<Credential>, ProxyError>,
+) -> Result<Arc<Identity>, ProxyError> {
+    chain.authenticate(&credentials?).await
+}
+
+/// Leaves a refused credential's [`AuthnAttempt`] in the context for the
+/// plugins.
+fn recorded<T>(context: &RequestContext, result: Result<T, ProxyError>) -> Result<T, ProxyError> {
+    if let Err(error) = &result {
+        if let Some(attempt) = AuthnAttempt::refused(error) {
+            context.state().insert(attempt);
+        }
+    }
+    result
 }
 
 /// Whether what the credential allows covers this request: a cluster-scoped

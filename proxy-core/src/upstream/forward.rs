@@ -20,7 +20,7 @@ use super::{direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
     body::{RequestBody, ResponseBody},
-    context,
+    context::{self, RequestContext},
     error::ProxyError,
     plugin::{Plugins, RequestPhase},
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
@@ -159,7 +159,13 @@ async fn forward(
                 message: "switched protocols without being asked to".to_owned(),
             });
         };
-        return Ok(tunnel(&cluster, response, client_upgrade, shutdown));
+        return Ok(tunnel(
+            &cluster,
+            response,
+            client_upgrade,
+            shutdown,
+            context,
+        ));
     }
 
     let (mut parts, body) = response.into_parts();
@@ -193,16 +199,20 @@ async fn deadline<T>(
 }
 
 /// Relays the 101 to the client and, once both sides have switched, copies
-/// bytes both ways until both are closed or the grace period ends.
+/// bytes both ways until both are closed or the grace period ends. The
+/// request's context lives as long as the tunnel, and with it what the
+/// plugins keep in its state (the metrics' open-stream count).
 fn tunnel(
     cluster: &Cluster,
     mut upstream_response: Response<Incoming>,
     client_upgrade: hyper::upgrade::OnUpgrade,
     shutdown: Arc<Shutdown>,
+    context: Arc<RequestContext>,
 ) -> ProxyResponse {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
     let cluster_id = cluster.id().to_owned();
     tokio::spawn(async move {
+        let _context = context;
         let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok(pair) => pair,
             Err(error) => {

@@ -1,0 +1,258 @@
+use std::{sync::Arc, time::Duration};
+
+use futures_util::FutureExt;
+use http::{Method, StatusCode};
+use policy::{Decision, RequestAttributes};
+
+use super::{labels::Bounded, Metrics};
+use crate::{
+    authn::{AuthnAttempt, AuthnOutcome, Identity},
+    context::RequestContext,
+    plugin::{AccessRecord, Flow, Plugin},
+};
+
+fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> RequestContext {
+    let context = RequestContext::new("1".into(), Method::GET, "/api/v1/pods".into(), None);
+    if let Some(attributes) = attributes {
+        context.set_attributes(attributes);
+    }
+    if let Some(allowed) = allowed {
+        context.set_decision(Decision {
+            allowed,
+            reason: String::new(),
+        });
+    }
+    context
+}
+
+fn log(metrics: &Metrics, context: &RequestContext, status: StatusCode) {
+    metrics.on_log(&AccessRecord {
+        context,
+        status,
+        bytes: 10,
+        complete: true,
+        duration: Duration::from_millis(3),
+    });
+}
+
+fn upstream(metrics: &Metrics, context: &RequestContext) {
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    let flow = metrics
+        .on_upstream_request(context, &mut parts)
+        .now_or_never();
+    assert!(matches!(flow, Some(Ok(Flow::Continue))));
+}
+
+/// The line of `metric` whose labels are exactly `labels`, its value.
+fn value(text: &str, metric: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{metric}{{{labels}}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|v| v.parse().expect("a number"))
+}
+
+#[test]
+fn counts_requests_decisions_and_latency_with_bounded_labels() {
+    let metrics = Metrics::new();
+    let pods = || RequestAttributes::resource_request("get", "", "pods");
+    for _ in 0..3 {
+        log(&metrics, &context(Some(pods()), Some(true)), StatusCode::OK);
+    }
+    // A resource nobody was allowed to see yet: `other`, not a new series.
+    let made_up = RequestAttributes::resource_request("get", "evil.example", "x-123");
+    log(
+        &metrics,
+        &context(Some(made_up.clone()), Some(false)),
+        StatusCode::FORBIDDEN,
+    );
+    // Allowed but not found: still not learnt.
+    log(
+        &metrics,
+        &context(Some(made_up), Some(true)),
+        StatusCode::NOT_FOUND,
+    );
+    // An unknown method on a path that resolved to nothing.
+    let odd = RequestContext::new(
+        "2".into(),
+        Method::from_bytes(b"BREW").unwrap(),
+        "/x".into(),
+        None,
+    );
+    log(&metrics, &odd, StatusCode::NOT_FOUND);
+
+    let text = metrics.encode();
+    for (labels, count) in [
+        (r#"verb="get",group="",resource="pods",code="200""#, 3.0),
+        (
+            r#"verb="get",group="other",resource="other",code="403""#,
+            1.0,
+        ),
+        (
+            r#"verb="get",group="other",resource="other",code="404""#,
+            1.0,
+        ),
+        (r#"verb="other",group="",resource="",code="404""#, 1.0),
+    ] {
+        let labels = format!(r#"cluster="",{labels}"#);
+        assert_eq!(
+            value(&text, "paddock_requests_total", &labels),
+            Some(count),
+            "{labels}: {text}"
+        );
+    }
+    assert!(
+        !text.contains("evil.example") && !text.contains("x-123"),
+        "{text}"
+    );
+    let decisions = "paddock_authorization_decisions_total";
+    assert_eq!(value(&text, decisions, r#"decision="allow""#), Some(4.0));
+    assert_eq!(value(&text, decisions, r#"decision="deny""#), Some(1.0));
+    let count = "paddock_request_duration_seconds_count";
+    assert_eq!(
+        value(&text, count, r#"cluster="",verb="get""#),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "paddock_request_duration_seconds_bucket",
+            r#"le="0.0025",cluster="",verb="get""#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "paddock_request_duration_seconds_bucket",
+            r#"le="0.005",cluster="",verb="get""#
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn open_streams_are_counted_until_they_end() {
+    let metrics = Metrics::new();
+    let gauge = |kind: &str| {
+        value(
+            &metrics.encode(),
+            "paddock_long_running_requests",
+            &format!(r#"kind="{kind}""#),
+        )
+    };
+    assert_eq!(
+        gauge("watch"),
+        Some(0.0),
+        "every kind reads 0 from the start"
+    );
+
+    let watch = context(
+        Some(RequestAttributes::resource_request("watch", "", "pods")),
+        Some(true),
+    );
+    upstream(&metrics, &watch);
+    assert_eq!(gauge("watch"), Some(1.0));
+    log(&metrics, &watch, StatusCode::OK);
+    assert_eq!(gauge("watch"), Some(0.0));
+
+    // An exec session outlives its 101 response: it ends with the context,
+    // which the tunnel holds.
+    let exec = context(
+        Some(RequestAttributes::resource_request("create", "", "pods").with_subresource("exec")),
+        Some(true),
+    );
+    upstream(&metrics, &exec);
+    log(&metrics, &exec, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(gauge("exec"), Some(1.0));
+    drop(exec);
+    assert_eq!(gauge("exec"), Some(0.0));
+
+    // Neither is in the latency histogram; both are in the request count.
+    let text = metrics.encode();
+    assert!(
+        !text.contains("paddock_request_duration_seconds_count{"),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "paddock_requests_total",
+            r#"cluster="",verb="watch",group="",resource="pods",code="200""#
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn counts_authentication_attempts_by_provider_and_result() {
+    let metrics = Metrics::new();
+    let authenticated = context(None, None);
+    authenticated.set_identity(Arc::new(Identity {
+        provider: "token-file".into(),
+        ..Identity::default()
+    }));
+    log(&metrics, &authenticated, StatusCode::OK);
+    let refused = context(None, None);
+    refused.state().insert(AuthnAttempt {
+        provider: None,
+        outcome: AuthnOutcome::Invalid,
+    });
+    log(&metrics, &refused, StatusCode::UNAUTHORIZED);
+    let throttled = context(None, None);
+    throttled.state().insert(AuthnAttempt {
+        provider: Some("local".into()),
+        outcome: AuthnOutcome::Throttled,
+    });
+    log(&metrics, &throttled, StatusCode::TOO_MANY_REQUESTS);
+    // No credential, no attempt.
+    log(&metrics, &context(None, None), StatusCode::UNAUTHORIZED);
+
+    let text = metrics.encode();
+    let attempts = "paddock_authentication_attempts_total";
+    assert_eq!(
+        value(&text, attempts, r#"provider="token-file",result="success""#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, attempts, r#"provider="",result="invalid""#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, attempts, r#"provider="local",result="throttled""#),
+        Some(1.0)
+    );
+    let total: usize = text.lines().filter(|l| l.starts_with(attempts)).count();
+    assert_eq!(total, 3, "{text}");
+}
+
+#[test]
+fn bounded_labels_stop_growing_at_their_cap() {
+    let set = Bounded::new(4); // "" and "other" take two places
+    assert_eq!(&*set.get("pods"), "other");
+    assert_eq!(&*set.learn("pods"), "pods");
+    assert_eq!(&*set.learn("nodes"), "nodes");
+    assert_eq!(&*set.learn("secrets"), "other");
+    assert_eq!(&*set.get("pods"), "pods");
+    assert_eq!(&*set.get(""), "");
+}
+
+#[test]
+fn an_embedders_registry_keeps_its_own_metrics() {
+    use prometheus_client::{metrics::counter::Counter, registry::Registry};
+    let mut registry = Registry::default();
+    let mine = Counter::<u64>::default();
+    registry.register("my_app_things", "Things", mine.clone());
+    mine.inc();
+    let metrics = Metrics::with_registry(registry);
+    let text = metrics.encode();
+    assert!(text.contains("my_app_things_total 1"), "{text}");
+    assert!(
+        text.contains("# TYPE paddock_long_running_requests gauge"),
+        "{text}"
+    );
+    assert!(text.contains("paddock_build_info{version="), "{text}");
+}
