@@ -15,7 +15,7 @@ use crate::{
     },
     authn::{external::CredentialKind, SESSION_COOKIE},
     body::RequestBody,
-    context::ConnectionInfo,
+    context::{ConnectionInfo, Login, LoginOutcome},
     error::ProxyError,
     request::ProxyResult,
     store::{TokenKind, TokenRecord, User},
@@ -120,6 +120,7 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
 /// and the session cookie.
 pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody>) -> ProxyResult {
     let client = client_ip(&request);
+    let context = crate::context::of(&request);
     let body: LoginRequest = read_json(request.into_body()).await?;
     let password = body.password.unwrap_or_else(|| SecretString::from(""));
     let token = body.token.unwrap_or_else(|| SecretString::from(""));
@@ -160,9 +161,21 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %body.provider, auth.username = %body.username, %error, "login failed");
+            let reason = error.to_string();
+            context.set_login(Login::new(
+                &body.provider,
+                &body.username,
+                LoginOutcome::Failed { reason },
+            ));
             return Err(error.into());
         }
     };
+    let user = login.user.id.clone();
+    context.set_login(Login::new(
+        &body.provider,
+        &body.username,
+        LoginOutcome::Succeeded { user },
+    ));
     session_response(accounts, login, body.description).await
 }
 

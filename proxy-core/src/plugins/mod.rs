@@ -1,3 +1,4 @@
 //! Built-in plugins.
 
 pub mod access_log;
+pub mod audit;
