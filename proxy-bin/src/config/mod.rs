@@ -12,6 +12,7 @@
 //! belongs) stops the YAML parser, so it comes alone, with its key path and
 //! line.
 
+mod audit;
 mod authentication;
 mod authorization;
 mod clusters;
@@ -31,6 +32,7 @@ use std::{
 use serde::Deserialize;
 
 pub(crate) use self::{
+    audit::{AuditConfig, CheckedAudit},
     authentication::{AuthenticationConfig, CheckedAuthentication},
     authorization::{AuthorizationConfig, AuthorizationMode, CheckedAuthorization},
     clusters::{CheckedCluster, ClusterEntry, DangerousCluster, KubeconfigRef},
@@ -76,6 +78,8 @@ pub(crate) struct Config {
     /// Log output.
     #[serde(default)]
     pub(crate) logging: LoggingConfig,
+    /// The Kubernetes-format audit log; off when absent.
+    pub(crate) audit: Option<AuditConfig>,
 }
 
 /// A configuration that passed [`Config::check`]: everything `serve` needs,
@@ -104,6 +108,8 @@ pub(crate) struct Checked {
     pub(crate) clusters: Vec<CheckedCluster>,
     /// Log output.
     pub(crate) logging: LoggingConfig,
+    /// The audit log, when configured.
+    pub(crate) audit: Option<CheckedAudit>,
 }
 
 impl Checked {
@@ -293,6 +299,7 @@ impl Config {
         let authorization = self.authorization.check(store, &mut errors);
         let clusters = clusters::check(&self.clusters, &mut errors);
         self.logging.check(&mut errors);
+        let audit = self.audit.as_ref().map(|a| a.check(&mut errors));
         match (listen, tls, authentication, authorization, clusters) {
             (
                 Some(listen),
@@ -311,6 +318,7 @@ impl Config {
                 authorization,
                 clusters,
                 logging: self.logging.clone(),
+                audit: audit.flatten(),
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

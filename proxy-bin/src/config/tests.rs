@@ -158,3 +158,66 @@ fn limits_are_checked_and_reach_the_server() {
     assert_eq!(checked.limits.max_connections, Some(100));
     assert_eq!(checked.limits.idle_timeout.as_secs(), 90);
 }
+
+#[test]
+fn audit_is_checked_and_reaches_the_server() {
+    use proxy_core::plugins::audit::{Attributes, Level, OnFull};
+
+    let errors = check(
+        "audit: {policyFile: /nonexistent/policy.yaml, queueSize: 0, file: {path: /nonexistent/dir/audit.log, maxSizeMB: 0}}\n",
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "audit.policyFile",
+            "audit.file.path",
+            "audit.file.maxSizeMB",
+            "audit.queueSize"
+        ],
+        "{errors}"
+    );
+    assert!(check("audit: {}\n").unwrap_err().names("audit.file"));
+    assert!(check("audit: {file: {path: /tmp/a.log}, onFull: later}\n")
+        .unwrap_err()
+        .names("audit.onFull"));
+    assert!(check("audit: {file: {path: /tmp/a.log, maxSize: 1}}\n")
+        .unwrap_err()
+        .names("audit.file.maxSize"));
+
+    // The policy file is parsed at check time, its errors under its key.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Loud\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.log");
+    let yaml = format!(
+        "audit:\n  policyFile: {}\n  file: {{path: {}, maxSizeMB: 2, maxFiles: 3}}\n  queueSize: 7\n  onFull: block\n",
+        policy.display(),
+        log.display()
+    );
+    let errors = check(&yaml).unwrap_err();
+    assert!(errors.names("audit.policyFile"), "{errors}");
+    assert!(errors.to_string().contains("Loud"), "{errors}");
+
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n",
+    )
+    .unwrap();
+    let audit = check(&yaml).unwrap().audit.unwrap();
+    assert_eq!(audit.file.path, log);
+    assert_eq!(audit.file.max_size_bytes, 2 * 1024 * 1024);
+    assert_eq!(audit.file.max_files, 3);
+    assert_eq!(audit.queue.capacity, 7);
+    assert_eq!(audit.queue.on_full, OnFull::Block);
+    let anything = Attributes::default();
+    assert_eq!(audit.policy.decide(&anything).level, Level::RequestResponse);
+    // Nothing is written at check time.
+    assert!(!log.exists());
+    assert!(check("").unwrap().audit.is_none());
+}
