@@ -20,8 +20,11 @@
 //! refused the request itself) and the annotations
 //! `authorization.k8s.io/decision` (`allow`/`forbid`),
 //! `authorization.k8s.io/reason`, `paddock.io/cluster`, and on
-//! `ResponseComplete` `paddock.io/bytes-sent` and
-//! `paddock.io/duration-seconds`. A login adds `paddock.io/login-provider`,
+//! `ResponseComplete` `paddock.io/bytes-sent` (response body bytes) and
+//! `paddock.io/duration-seconds`. An exec, attach or port-forward session
+//! gets its `ResponseComplete` when the connection closes, with the bytes
+//! relayed each way (`paddock.io/bytes-sent` to the client,
+//! `paddock.io/bytes-received` from it). A login adds `paddock.io/login-provider`,
 //! `paddock.io/login-username` and, on failure, `paddock.io/login-failure`.
 //!
 //! Paddock's `/paddock/v1/<resource>[/<name>[/<subresource>]]` endpoints are
@@ -186,6 +189,12 @@ impl Plugin for Audit {
         event
             .annotations
             .insert("paddock.io/bytes-sent", record.bytes.to_string());
+        if record.status == StatusCode::SWITCHING_PROTOCOLS {
+            event.annotations.insert(
+                "paddock.io/bytes-received",
+                record.bytes_received.to_string(),
+            );
+        }
         event.annotations.insert(
             "paddock.io/duration-seconds",
             format!("{:.6}", record.duration.as_secs_f64()),
