@@ -56,11 +56,7 @@ mod event;
 mod policy;
 mod sink;
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
 use http::{request, response, Method, StatusCode};
 
@@ -105,6 +101,9 @@ impl Audit {
 #[derive(Debug)]
 struct Noted {
     decision: Decision,
+    /// When the request arrived, by the wall clock: computed once, so every
+    /// stage's event carries the same `requestReceivedTimestamp`.
+    received: SystemTime,
     user_agent: Option<String>,
     request_uri: String,
 }
@@ -345,8 +344,10 @@ impl Audit {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
         }
+        let now = SystemTime::now();
         Noted {
             decision,
+            received: now.checked_sub(context.started.elapsed()).unwrap_or(now),
             user_agent,
             request_uri,
         }
@@ -361,9 +362,6 @@ impl Audit {
         failure: Option<&Status>,
     ) -> Event {
         let now = SystemTime::now();
-        let received = now
-            .checked_sub(context.started.elapsed())
-            .unwrap_or(now - Duration::ZERO);
         let target = Target::of(context);
         let mut annotations = BTreeMap::new();
         if let Some(decision) = context.decision() {
@@ -412,7 +410,7 @@ impl Audit {
             user_agent: noted.user_agent.clone(),
             object_ref: target.object_ref(),
             response_status: Some(response_status(code, failure)),
-            request_received_timestamp: received,
+            request_received_timestamp: noted.received,
             stage_timestamp: now,
             annotations,
         }
