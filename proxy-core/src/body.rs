@@ -445,4 +445,39 @@ mod tests {
         let error = body.read(64).await.unwrap_err();
         assert!(error.to_string().contains("length limit"), "{error}");
     }
+
+    /// A tunnel's body reports its end once, with the tunnel's counts,
+    /// whichever of the body and the tunnel ends first.
+    #[test]
+    fn a_tunnel_body_ends_when_the_tunnel_closes() {
+        let carried = BodyEnd {
+            bytes: 7,
+            bytes_received: 5,
+            complete: true,
+        };
+        for tunnel_first in [false, true] {
+            let ends = Arc::new(Mutex::new(Vec::new()));
+            let tunnel = TunnelEnd::default();
+            let mut body = ResponseBody::tunnel(tunnel.clone());
+            let seen = ends.clone();
+            body.on_end(Box::new(move |end| seen.lock().unwrap().push(end)));
+            if tunnel_first {
+                tunnel.close(carried);
+                assert!(ends.lock().unwrap().is_empty());
+                drop(body);
+            } else {
+                drop(body);
+                assert!(
+                    ends.lock().unwrap().is_empty(),
+                    "reported before the tunnel closed"
+                );
+                tunnel.close(carried);
+            }
+            assert_eq!(
+                *ends.lock().unwrap(),
+                [carried],
+                "tunnel first: {tunnel_first}"
+            );
+        }
+    }
 }
