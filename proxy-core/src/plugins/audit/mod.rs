@@ -455,3 +455,6 @@ fn response_status(code: StatusCode, failure: Option<&Status>) -> ResponseStatus
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

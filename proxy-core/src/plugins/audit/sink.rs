@@ -101,7 +101,8 @@ impl AuditSink {
         Ok(sink)
     }
 
-    fn channel(queue: QueueOptions) -> (Self, Receiver<Event>) {
+    /// A sink and the receiving end of its queue, without a writer.
+    pub(super) fn channel(queue: QueueOptions) -> (Self, Receiver<Event>) {
         let (sender, receiver) = mpsc::sync_channel(queue.capacity.max(1));
         let sink = Self {
             sender,
