@@ -311,13 +311,10 @@ impl Audit {
     fn note(&self, context: &RequestContext, request: Option<&request::Parts>) -> Noted {
         let target = Target::of(context);
         let identity = context.identity();
-        let names: Vec<&str> = identity
-            .map(|i| vec![i.user.as_str(), i.username.as_str()])
-            .unwrap_or_default();
-        let no_groups = Vec::new();
+        let names = identity.map(|i| [i.user.as_str(), i.username.as_str()]);
         let decision = self.policy.decide(&Attributes {
-            user_names: &names,
-            groups: identity.map_or(&no_groups, |i| &i.groups),
+            user_names: names.as_ref().map_or(&[], |n| &n[..]),
+            groups: identity.map_or(&[], |i| &i.groups[..]),
             verb: &target.verb,
             is_resource_request: target.is_resource,
             api_group: target.api_group,
@@ -342,7 +339,7 @@ impl Audit {
                 .headers
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+                .map(user_agent_of);
         }
         let now = SystemTime::now();
         Noted {
@@ -415,6 +412,21 @@ impl Audit {
             annotations,
         }
     }
+}
+
+/// The `User-Agent`, cut to 1024 bytes as kube-apiserver cuts it
+/// (`maxUserAgentLength` in `staging/src/k8s.io/apiserver/pkg/audit/request.go`):
+/// the caller chooses it, and one event should not grow by a header's worth.
+fn user_agent_of(value: &str) -> String {
+    const MAX: usize = 1024;
+    if value.len() <= MAX {
+        return value.to_owned();
+    }
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...TRUNCATED", &value[..end])
 }
 
 fn user_info(identity: &Identity) -> UserInfo {
