@@ -81,23 +81,42 @@ impl Default for QueueOptions {
 }
 
 /// The sending end of a sink: cheap to clone, shared by every worker.
+/// When the last clone is dropped (the proxy shut down), the writer writes
+/// what is still queued and the drop waits for it: no event is lost to a
+/// clean exit.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
+    // Dropped before `writer`, so that the last clone's drop disconnects
+    // the queue before it waits for the thread.
     sender: SyncSender<Event>,
     on_full: OnFull,
     dropped: Arc<AtomicU64>,
+    writer: Option<Arc<Writer>>,
+}
+
+/// The writer thread, joined when the last sink clone goes.
+#[derive(Debug)]
+struct Writer(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl AuditSink {
     /// Opens (or creates) the file and starts the thread that writes it.
     /// Fails when the file cannot be opened.
     pub fn file(file: FileSink, queue: QueueOptions) -> io::Result<Self> {
-        let writer = RotatingFile::open(file)?;
-        let (sink, receiver) = Self::channel(queue);
+        let file = RotatingFile::open(file)?;
+        let (mut sink, receiver) = Self::channel(queue);
         let dropped = sink.dropped.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("paddock-audit".to_owned())
-            .spawn(move || write_events(receiver, writer, &dropped))?;
+            .spawn(move || write_events(receiver, file, &dropped))?;
+        sink.writer = Some(Arc::new(Writer(Some(thread))));
         Ok(sink)
     }
 
@@ -108,6 +127,7 @@ impl AuditSink {
             sender,
             on_full: queue.on_full,
             dropped: Arc::default(),
+            writer: None,
         };
         (sink, receiver)
     }
@@ -362,6 +382,31 @@ mod tests {
         drop(receiver);
         clone.send(sample("gone"));
         assert_eq!(sink.dropped(), 4);
+    }
+
+    /// Everything queued is on disk once the last clone of a file sink is
+    /// dropped: what a clean shutdown relies on.
+    #[test]
+    fn dropping_the_sink_writes_what_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let sink = AuditSink::file(
+            FileSink::new(&path),
+            QueueOptions {
+                capacity: 1000,
+                on_full: OnFull::Block,
+            },
+        )
+        .unwrap();
+        let clone = sink.clone();
+        for id in 0..500 {
+            clone.send(sample(&id.to_string()));
+        }
+        drop(clone);
+        drop(sink);
+        let written = lines(&path);
+        assert_eq!(written.len(), 500);
+        assert_eq!(written[499]["auditID"], "499");
     }
 
     /// The writer thread writes what is queued, and ends (flushing) when
