@@ -95,6 +95,11 @@ impl Audit {
     pub fn dropped(&self) -> u64 {
         self.sink.dropped()
     }
+
+    /// Events waiting in the sink's queue.
+    pub fn queued(&self) -> u64 {
+        self.sink.queued()
+    }
 }
 
 /// What the request phase learned, kept for the response phases.

@@ -17,7 +17,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
         Arc,
     },
     time::{Duration, Instant},
@@ -90,8 +90,17 @@ pub struct AuditSink {
     // the queue before it waits for the thread.
     sender: SyncSender<Event>,
     on_full: OnFull,
-    dropped: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     writer: Option<Arc<Writer>>,
+}
+
+/// What the sink counts, for metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Events lost to a full queue.
+    dropped: AtomicU64,
+    /// Events in the queue (or waiting for room in it, with `Block`).
+    queued: AtomicU64,
 }
 
 /// The writer thread, joined when the last sink clone goes.
@@ -112,10 +121,10 @@ impl AuditSink {
     pub fn file(file: FileSink, queue: QueueOptions) -> io::Result<Self> {
         let file = RotatingFile::open(file)?;
         let (mut sink, receiver) = Self::channel(queue);
-        let dropped = sink.dropped.clone();
+        let counters = sink.counters.clone();
         let thread = std::thread::Builder::new()
             .name("paddock-audit".to_owned())
-            .spawn(move || write_events(receiver, file, &dropped))?;
+            .spawn(move || write_events(receiver, file, &counters))?;
         sink.writer = Some(Arc::new(Writer(Some(thread))));
         Ok(sink)
     }
@@ -126,7 +135,7 @@ impl AuditSink {
         let sink = Self {
             sender,
             on_full: queue.on_full,
-            dropped: Arc::default(),
+            counters: Arc::default(),
             writer: None,
         };
         (sink, receiver)
@@ -134,47 +143,54 @@ impl AuditSink {
 
     /// Events dropped because the queue was full, since the sink started.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting to be written now.
+    pub fn queued(&self) -> u64 {
+        self.counters.queued.load(Ordering::Relaxed)
     }
 
     /// Queues an event; never waits with [`OnFull::Drop`].
     pub(crate) fn send(&self, event: Event) {
+        // Counted before it is sent: the writer may take it at once.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
         let sent = match self.on_full {
-            OnFull::Drop => match self.sender.try_send(event) {
-                Err(TrySendError::Full(_)) => Err(()),
-                // The writer is gone (it failed to start or panicked):
-                // counted like a drop.
-                Err(TrySendError::Disconnected(_)) => Err(()),
-                Ok(()) => Ok(()),
-            },
+            // Full, or the writer is gone (it panicked): dropped either way.
+            OnFull::Drop => self.sender.try_send(event).map_err(|_| ()),
             OnFull::Block => self.sender.send(event).map_err(|_| ()),
         };
         if sent.is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 /// The writer thread: writes what arrives, flushes whenever the queue is
 /// empty, reports drops now and then; ends when every sender is gone.
-fn write_events(receiver: Receiver<Event>, mut file: RotatingFile, dropped: &AtomicU64) {
+fn write_events(receiver: Receiver<Event>, mut file: RotatingFile, counters: &Counters) {
     const REPORT_EVERY: Duration = Duration::from_secs(10);
     let mut reported = 0;
     let mut last_report = Instant::now();
     let mut line = Vec::with_capacity(1024);
+    let mut write = |file: &mut RotatingFile, event: Event| {
+        counters.queued.fetch_sub(1, Ordering::Relaxed);
+        file.write_event(&event, &mut line);
+    };
     loop {
         match receiver.recv_timeout(REPORT_EVERY) {
             Ok(event) => {
-                file.write_event(&event, &mut line);
+                write(&mut file, event);
                 while let Ok(event) = receiver.try_recv() {
-                    file.write_event(&event, &mut line);
+                    write(&mut file, event);
                 }
                 file.flush();
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        let now = dropped.load(Ordering::Relaxed);
+        let now = counters.dropped.load(Ordering::Relaxed);
         if now != reported && last_report.elapsed() >= REPORT_EVERY {
             tracing::warn!(
                 dropped = now - reported,
@@ -376,6 +392,7 @@ mod tests {
             sink.send(sample(&id.to_string()));
         }
         assert_eq!(sink.dropped(), 3);
+        assert_eq!(sink.queued(), 2);
         assert_eq!(receiver.try_iter().count(), 2);
         // A clone shares the count.
         let clone = sink.clone();
@@ -422,10 +439,13 @@ mod tests {
         for id in 0..10 {
             sink.send(sample(&id.to_string()));
         }
+        assert_eq!(sink.queued(), 10);
+        let sink_counters = sink.counters.clone();
         drop(sink);
         let writer = RotatingFile::open(FileSink::new(&path)).unwrap();
-        let dropped = AtomicU64::new(0);
-        write_events(receiver, writer, &dropped);
+        let counters = sink_counters.clone();
+        write_events(receiver, writer, &counters);
         assert_eq!(lines(&path).len(), 10);
+        assert_eq!(counters.queued.load(Ordering::Relaxed), 0);
     }
 }
