@@ -55,6 +55,7 @@
 mod event;
 mod policy;
 mod sink;
+mod webhook;
 
 use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
 
@@ -64,6 +65,7 @@ use self::event::{Event, ObjectReference, ResponseStatus, UserInfo};
 pub use self::{
     policy::{Attributes, Decision, GroupResources, Level, Policy, PolicyError, PolicyRule, Stage},
     sink::{AuditSink, FileSink, OnFull, QueueOptions},
+    webhook::{WebhookError, WebhookSink},
 };
 use crate::{
     authn::Identity,

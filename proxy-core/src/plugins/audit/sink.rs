@@ -23,7 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::event::Event;
+use super::{
+    event::Event,
+    webhook::{WebhookError, WebhookSink},
+};
 
 /// What to do with an event when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,17 +93,56 @@ pub struct AuditSink {
     // the queue before it waits for the thread.
     sender: SyncSender<Event>,
     on_full: OnFull,
-    counters: Arc<Counters>,
+    pub(super) counters: Arc<Counters>,
     writer: Option<Arc<Writer>>,
 }
 
 /// What the sink counts, for metrics.
 #[derive(Debug, Default)]
-struct Counters {
-    /// Events lost to a full queue.
-    dropped: AtomicU64,
+pub(super) struct Counters {
+    /// Events lost: to a full queue, or a webhook batch that never got
+    /// through.
+    pub(super) dropped: AtomicU64,
     /// Events in the queue (or waiting for room in it, with `Block`).
-    queued: AtomicU64,
+    pub(super) queued: AtomicU64,
+}
+
+/// Rate-limited reports from a sink's thread: drops at most every ten
+/// seconds (never one line per event, kubernetes/kubernetes#61280), write
+/// errors at most every minute.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    dropped: u64,
+    last_drop_report: Option<Instant>,
+    last_error: Option<Instant>,
+}
+
+impl Report {
+    /// Logs the drops since the last report, if it is time.
+    pub(super) fn dropped(&mut self, counters: &Counters) {
+        let now = counters.dropped.load(Ordering::Relaxed);
+        if now != self.dropped && due(self.last_drop_report, Duration::from_secs(10)) {
+            tracing::warn!(
+                dropped = now - self.dropped,
+                total = now,
+                "audit events dropped: the sink cannot keep up"
+            );
+            self.dropped = now;
+            self.last_drop_report = Some(Instant::now());
+        }
+    }
+
+    /// Logs a failure to write to or deliver to `target`, if it is time.
+    pub(super) fn error(&mut self, target: &str, error: &dyn std::fmt::Display) {
+        if due(self.last_error, Duration::from_secs(60)) {
+            tracing::error!(target = target, %error, "cannot write audit events");
+            self.last_error = Some(Instant::now());
+        }
+    }
+}
+
+fn due(last: Option<Instant>, every: Duration) -> bool {
+    last.is_none_or(|at| at.elapsed() >= every)
 }
 
 /// The writer thread, joined when the last sink clone goes.
@@ -125,6 +167,24 @@ impl AuditSink {
         let thread = std::thread::Builder::new()
             .name("paddock-audit".to_owned())
             .spawn(move || write_events(receiver, file, &counters))?;
+        sink.writer = Some(Arc::new(Writer(Some(thread))));
+        Ok(sink)
+    }
+
+    /// Starts the thread that POSTs batches of events to `webhook`. Fails
+    /// when the TLS setup (the CA bundle) or the thread cannot start.
+    pub fn webhook(webhook: WebhookSink, queue: QueueOptions) -> Result<Self, WebhookError> {
+        let client = webhook.client()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (mut sink, receiver) = Self::channel(queue);
+        let counters = sink.counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("paddock-audit-webhook".to_owned())
+            .spawn(move || {
+                super::webhook::deliver_events(receiver, webhook, client, counters, runtime)
+            })?;
         sink.writer = Some(Arc::new(Writer(Some(thread))));
         Ok(sink)
     }
@@ -170,16 +230,13 @@ impl AuditSink {
 /// The writer thread: writes what arrives, flushes whenever the queue is
 /// empty, reports drops now and then; ends when every sender is gone.
 fn write_events(receiver: Receiver<Event>, mut file: RotatingFile, counters: &Counters) {
-    const REPORT_EVERY: Duration = Duration::from_secs(10);
-    let mut reported = 0;
-    let mut last_report = Instant::now();
     let mut line = Vec::with_capacity(1024);
     let mut write = |file: &mut RotatingFile, event: Event| {
         counters.queued.fetch_sub(1, Ordering::Relaxed);
         file.write_event(&event, &mut line);
     };
     loop {
-        match receiver.recv_timeout(REPORT_EVERY) {
+        match receiver.recv_timeout(Duration::from_secs(10)) {
             Ok(event) => {
                 write(&mut file, event);
                 while let Ok(event) = receiver.try_recv() {
@@ -190,16 +247,7 @@ fn write_events(receiver: Receiver<Event>, mut file: RotatingFile, counters: &Co
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        let now = counters.dropped.load(Ordering::Relaxed);
-        if now != reported && last_report.elapsed() >= REPORT_EVERY {
-            tracing::warn!(
-                dropped = now - reported,
-                total = now,
-                "audit queue full: events dropped"
-            );
-            reported = now;
-            last_report = Instant::now();
-        }
+        file.report.dropped(counters);
     }
     file.flush();
 }
@@ -209,8 +257,7 @@ struct RotatingFile {
     config: FileSink,
     out: Option<BufWriter<File>>,
     size: u64,
-    /// When a write error was last logged: one line per minute at most.
-    last_error: Option<Instant>,
+    report: Report,
 }
 
 impl RotatingFile {
@@ -221,7 +268,7 @@ impl RotatingFile {
             config,
             out: Some(BufWriter::new(file)),
             size,
-            last_error: None,
+            report: Report::default(),
         })
     }
 
@@ -288,13 +335,8 @@ impl RotatingFile {
     }
 
     fn report(&mut self, error: &io::Error) {
-        if self
-            .last_error
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
-        {
-            tracing::error!(path = %self.config.path.display(), %error, "cannot write the audit log");
-            self.last_error = Some(Instant::now());
-        }
+        let path = self.config.path.display().to_string();
+        self.report.error(&path, error);
     }
 }
 
