@@ -206,7 +206,7 @@ impl Errors {
             .ok()
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 }

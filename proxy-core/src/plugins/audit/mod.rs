@@ -37,15 +37,21 @@
 //! secret is ever written: no header values but `User-Agent`, no query on
 //! Paddock's own endpoints (the GitHub callback's code), no bodies.
 //!
-//! Writing happens off the request path: see [`AuditSink`].
+//! Writing happens off the request path, each sink on its own thread
+//! behind a bounded queue: see [`AuditSink`] (a file rotated by size,
+//! [`FileSink`]; batches POSTed to a webhook, [`WebhookSink`]).
 //!
 //! ```no_run
-//! use proxy_core::{plugins::audit::{Audit, AuditSink, FileSink, Policy, QueueOptions}, Proxy};
+//! use proxy_core::{
+//!     plugins::audit::{Audit, AuditSink, FileSink, Policy, QueueOptions, WebhookSink},
+//!     Proxy,
+//! };
 //!
 //! # fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let policy = Policy::from_yaml(&std::fs::read_to_string("audit-policy.yaml")?)?;
-//! let sink = AuditSink::file(FileSink::new("/var/log/paddock/audit.log"), QueueOptions::default())?;
-//! let audit = Audit::new(policy, sink);
+//! let file = AuditSink::file(FileSink::new("/var/log/paddock/audit.log"), QueueOptions::default())?;
+//! let webhook = AuditSink::webhook(WebhookSink::new("https://audit.example.com/events")?, QueueOptions::default())?;
+//! let audit = Audit::new(policy, file).sink(webhook);
 //! let proxy = Proxy::builder().plugin(audit.clone()).build()?;
 //! // Later: events dropped because the disk could not keep up.
 //! let _dropped: u64 = audit.dropped();
@@ -77,11 +83,11 @@ use crate::{
 };
 
 /// The audit plugin: add it with [`ProxyBuilder::plugin`](crate::ProxyBuilder::plugin).
-/// Cheap to clone; clones share the sink (and its drop count).
+/// Cheap to clone; clones share the sinks (and their counts).
 #[derive(Debug, Clone)]
 pub struct Audit {
     policy: Arc<Policy>,
-    sink: AuditSink,
+    sinks: Vec<AuditSink>,
 }
 
 impl Audit {
@@ -89,18 +95,34 @@ impl Audit {
     pub fn new(policy: Policy, sink: AuditSink) -> Self {
         Self {
             policy: Arc::new(policy),
-            sink,
+            sinks: vec![sink],
         }
     }
 
-    /// Events dropped because the sink's queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.sink.dropped()
+    /// Records every event into `sink` too (a file and a webhook, say).
+    pub fn sink(mut self, sink: AuditSink) -> Self {
+        self.sinks.push(sink);
+        self
     }
 
-    /// Events waiting in the sink's queue.
+    /// Events lost by the sinks: to a full queue, or a webhook batch that
+    /// never got through.
+    pub fn dropped(&self) -> u64 {
+        self.sinks.iter().map(AuditSink::dropped).sum()
+    }
+
+    /// Events waiting in the sinks' queues.
     pub fn queued(&self) -> u64 {
-        self.sink.queued()
+        self.sinks.iter().map(AuditSink::queued).sum()
+    }
+
+    fn send(&self, event: Event) {
+        if let Some((last, others)) = self.sinks.split_last() {
+            for sink in others {
+                sink.send(event.clone());
+            }
+            last.send(event);
+        }
     }
 }
 
@@ -168,7 +190,7 @@ impl Plugin for Audit {
                 response.status,
                 status.as_deref(),
             );
-            self.sink.send(event);
+            self.send(event);
         }
         if let Some(status) = status {
             state.insert(Failure(status));
@@ -210,7 +232,7 @@ impl Plugin for Audit {
                 .annotations
                 .insert("paddock.io/complete", "false".to_owned());
         }
-        self.sink.send(event);
+        self.send(event);
     }
 }
 

@@ -57,10 +57,10 @@ pub struct WebhookSink {
 #[non_exhaustive]
 pub enum WebhookError {
     /// The URL is not usable.
-    #[error("url: {0}")]
+    #[error("{0}")]
     Url(String),
     /// The CA bundle or TLS setup failed.
-    #[error("caFile: {0}")]
+    #[error("{0}")]
     Tls(String),
     /// The thread or its event loop could not start.
     #[error("cannot start the webhook sender: {0}")]
@@ -102,6 +102,12 @@ impl WebhookSink {
             retries: 3,
             initial_backoff: Duration::from_secs(10),
         })
+    }
+
+    /// Checks the TLS setup (the CA bundle) without starting anything: what
+    /// [`AuditSink::webhook`](super::AuditSink::webhook) would refuse.
+    pub fn check(&self) -> Result<(), WebhookError> {
+        self.client().map(drop)
     }
 
     /// The HTTP client, checked before the thread starts.
