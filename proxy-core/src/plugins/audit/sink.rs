@@ -183,7 +183,7 @@ impl AuditSink {
         let thread = std::thread::Builder::new()
             .name("paddock-audit-webhook".to_owned())
             .spawn(move || {
-                super::webhook::deliver_events(receiver, webhook, client, counters, runtime)
+                super::webhook::deliver_events(receiver, webhook, client, counters, runtime);
             })?;
         sink.writer = Some(Arc::new(Writer(Some(thread))));
         Ok(sink)
