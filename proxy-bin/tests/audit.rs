@@ -74,7 +74,7 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn setup() -> Setup {
+async fn setup(webhook: Option<&str>) -> Setup {
     let fake = FakeApiServer::start(FakeApiConfig {
         namespaces: vec!["dev-a".into()],
         pods: vec![
@@ -100,9 +100,12 @@ async fn setup() -> Setup {
         dir.path(),
         "paddock.yaml",
         &format!(
-            "audit:\n  policyFile: {}\n  file: {{path: {}, maxSizeMB: 10, maxFiles: 2}}\n",
+            "audit:\n  policyFile: {}\n  file: {{path: {}, maxSizeMB: 10, maxFiles: 2}}\n{}",
             audit_policy.display(),
-            log.display()
+            log.display(),
+            webhook
+                .map(|url| format!("  webhook: {{url: '{url}', batchSize: 1}}\n"))
+                .unwrap_or_default(),
         ),
     );
     let mut args = upstream_args(&fake, dir.path());
@@ -189,7 +192,7 @@ fn alice_user() -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_sessions_and_logins_are_audited() {
-    let setup = setup().await;
+    let setup = setup(None).await;
     let log = setup.log.clone();
     let kube = Arc::new(Kubeconfig::new(
         &format!("{}/k8s/clusters/default", setup.paddock.url()),
@@ -554,4 +557,83 @@ async fn kubectl_sessions_and_logins_are_audited() {
         assert_ne!(event["level"], "None");
         assert!(!event.to_string().contains(&bootstrap), "{event}");
     }
+}
+
+/// A minimal HTTP/1.1 receiver on loopback: every POST body (an
+/// `EventList`) goes to the channel and is answered 200.
+async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/audit", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end().to_ascii_lowercase();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some(value) = line.strip_prefix("content-length:") {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    stream.read_exact(&mut body).await.unwrap();
+                    let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    stream.get_mut().write_all(ok).await.unwrap();
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// With `webhook:` beside `file:`, the receiver gets the events the file
+/// gets, as `EventList`s.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_receives_the_events_the_file_gets() {
+    let (url, mut lists) = receiver().await;
+    let setup = setup(Some(&url)).await;
+    let kube = Arc::new(Kubeconfig::new(
+        &format!("{}/k8s/clusters/default", setup.paddock.url()),
+        &setup.paddock.ca_pem(),
+        "alice-token",
+    ));
+    let k = kube.clone();
+    let pods = tokio::task::spawn_blocking(move || k.ok(&["get", "pods", "-n", "dev-a"]))
+        .await
+        .unwrap();
+    assert!(pods.contains("api-1"), "{pods}");
+    let uri = "/k8s/clusters/default/api/v1/namespaces/dev-a/pods?limit=500";
+    let log = setup.log.clone();
+    let in_file = tokio::task::spawn_blocking(move || {
+        wait_for(&log, "list", |e| uri_is(e, "ResponseComplete", uri))
+    })
+    .await
+    .unwrap();
+    let posted = loop {
+        let list = tokio::time::timeout(Duration::from_secs(60), lists.recv())
+            .await
+            .expect("no EventList within a minute")
+            .unwrap();
+        assert_eq!(list["kind"], "EventList");
+        assert_eq!(list["apiVersion"], "audit.k8s.io/v1");
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "batchSize: 1");
+        if uri_is(&items[0], "ResponseComplete", uri) {
+            break items[0].clone();
+        }
+    };
+    assert_eq!(posted, in_file);
 }
