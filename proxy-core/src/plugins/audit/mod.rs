@@ -69,7 +69,10 @@ use http::{request, response, Method, StatusCode};
 
 use self::event::{Event, ObjectReference, ResponseStatus, UserInfo};
 pub use self::{
-    policy::{Attributes, Decision, GroupResources, Level, Policy, PolicyError, PolicyRule, Stage},
+    policy::{
+        Attributes, GroupResources, Level, Policy, PolicyError, PolicyRule, RequestAuditConfig,
+        Stage,
+    },
     sink::{AuditSink, FileSink, OnFull, QueueOptions},
     webhook::{WebhookError, WebhookSink},
 };
@@ -129,7 +132,7 @@ impl Audit {
 /// What the request phase learned, kept for the response phases.
 #[derive(Debug)]
 struct Noted {
-    decision: Decision,
+    decision: RequestAuditConfig,
     /// When the request arrived, by the wall clock: computed once, so every
     /// stage's event carries the same `requestReceivedTimestamp`.
     received: SystemTime,
@@ -137,9 +140,9 @@ struct Noted {
     request_uri: String,
 }
 
-/// The plugin's per-request state.
+/// The plugin's per-request state: `None` when the policy records nothing.
 #[derive(Debug, Clone)]
-struct State(Arc<Noted>);
+struct State(Option<Arc<Noted>>);
 
 /// A failure Status Paddock answered with, kept from `on_response` for
 /// `on_log`.
@@ -156,8 +159,9 @@ impl Plugin for Audit {
         context: &'a RequestContext,
         request: &'a mut request::Parts,
     ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
-        let noted = self.note(context, Some(request));
-        context.state().insert(State(Arc::new(noted)));
+        context
+            .state()
+            .insert(State(self.note(context, Some(request))));
         ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 
@@ -171,14 +175,14 @@ impl Plugin for Audit {
         let noted = match state.get::<State>() {
             Some(State(noted)) => noted,
             None => {
-                let noted = Arc::new(self.note(context, None));
+                let noted = self.note(context, None);
                 state.insert(State(noted.clone()));
                 noted
             }
         };
-        if noted.decision.level == Level::None {
+        let Some(noted) = noted else {
             return ReadyOrBoxed::ready(());
-        }
+        };
         let status = response.extensions.get::<Status>().cloned().map(Arc::new);
         let long_running = response.status == StatusCode::SWITCHING_PROTOCOLS
             || context.attributes().is_some_and(|a| a.is_long_running());
@@ -200,7 +204,7 @@ impl Plugin for Audit {
 
     fn on_log(&self, record: &AccessRecord<'_>) {
         let state = record.context.state();
-        let Some(State(noted)) = state.get::<State>() else {
+        let Some(State(Some(noted))) = state.get::<State>() else {
             return;
         };
         if !noted.decision.records(Stage::ResponseComplete) {
@@ -337,7 +341,13 @@ fn method_verb(method: &Method) -> String {
 
 impl Audit {
     /// The policy's decision, and what of the request is still at hand.
-    fn note(&self, context: &RequestContext, request: Option<&request::Parts>) -> Noted {
+    /// The policy's verdict and, unless it is `None`, what the events will
+    /// need of the request; `None` costs no allocation.
+    fn note(
+        &self,
+        context: &RequestContext,
+        request: Option<&request::Parts>,
+    ) -> Option<Arc<Noted>> {
         let target = Target::of(context);
         let identity = context.identity();
         let names = identity.map(|i| [i.user.as_str(), i.username.as_str()]);
@@ -353,9 +363,12 @@ impl Audit {
             name: target.name,
             path: target.path,
         });
+        if decision.level == Level::None {
+            return None;
+        }
         let mut request_uri = context.path.clone();
         let mut user_agent = None;
-        if let Some(request) = request.filter(|_| decision.level != Level::None) {
+        if let Some(request) = request {
             // Paddock's own endpoints keep their query out of the log: the
             // GitHub callback's carries an authorization code.
             if let Some(query) = request.uri.query() {
@@ -371,12 +384,12 @@ impl Audit {
                 .map(user_agent_of);
         }
         let now = SystemTime::now();
-        Noted {
+        Some(Arc::new(Noted {
             decision,
             received: now.checked_sub(context.started.elapsed()).unwrap_or(now),
             user_agent,
             request_uri,
-        }
+        }))
     }
 
     fn event(

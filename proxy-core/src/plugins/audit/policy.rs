@@ -141,15 +141,16 @@ pub struct Attributes<'a> {
     pub path: &'a str,
 }
 
-/// What the policy says about one request.
+/// What the policy says about one request (kube-apiserver's
+/// `RequestAuditConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub struct RequestAuditConfig {
     /// The level to record at.
     pub level: Level,
     omit: [bool; 4],
 }
 
-impl Decision {
+impl RequestAuditConfig {
     /// Whether events of `stage` are written.
     pub fn records(&self, stage: Stage) -> bool {
         self.level != Level::None && !self.omit[stage as usize]
@@ -260,7 +261,7 @@ impl Policy {
 
     /// The level and stages for a request: the first matching rule's, or
     /// `None`.
-    pub fn decide(&self, attributes: &Attributes<'_>) -> Decision {
+    pub fn decide(&self, attributes: &Attributes<'_>) -> RequestAuditConfig {
         let mut omit = [false; 4];
         for stage in &self.omit_stages {
             omit[*stage as usize] = true;
@@ -270,12 +271,12 @@ impl Policy {
                 for stage in &rule.omit_stages {
                     omit[*stage as usize] = true;
                 }
-                Decision {
+                RequestAuditConfig {
                     level: rule.level,
                     omit,
                 }
             }
-            None => Decision {
+            None => RequestAuditConfig {
                 level: Level::None,
                 omit,
             },
