@@ -240,3 +240,187 @@ fn refuses_what_kube_apiserver_refuses() {
         assert!(error.starts_with(expected), "{error:?} for {text:?}");
     }
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const LEVELS: &[&str] = &["None", "Metadata", "Request", "RequestResponse"];
+    const USERS: &[&str] = &["alice", "bob"];
+    const GROUPS: &[&str] = &["devs", "ops"];
+    const VERBS: &[&str] = &["get", "list", "watch", "create"];
+    const API_GROUPS: &[&str] = &["", "apps", "paddock.io"];
+    const RESOURCES: &[&str] = &["pods", "pods/log", "pods/*", "*/log", "*", "deployments"];
+    const NAMESPACES: &[&str] = &["", "ns1"];
+    const URLS: &[&str] = &["/healthz", "/healthz*", "/api*", "*", "/version"];
+    const PATHS: &[&str] = &["/healthz", "/healthz/etcd", "/api", "/version", "/"];
+
+    fn some(from: &'static [&'static str]) -> impl Strategy<Value = Vec<&'static str>> {
+        prop::collection::vec(prop::sample::select(from), 0..=2)
+    }
+
+    /// One rule, as policy-file YAML, and whether it is a resource rule
+    /// (`Some(true)`), a non-resource one, or neither (it matches anything).
+    fn rule() -> impl Strategy<Value = (String, Option<bool>)> {
+        let resources =
+            prop::collection::vec((prop::sample::select(API_GROUPS), some(RESOURCES)), 0..=2);
+        (
+            prop::sample::select(LEVELS),
+            some(USERS),
+            some(GROUPS),
+            some(VERBS),
+            prop::bool::ANY,
+            resources,
+            some(NAMESPACES),
+            some(URLS),
+        )
+            .prop_map(
+                |(level, users, groups, verbs, by_resource, resources, namespaces, urls)| {
+                    let list = |v: &[&str]| format!("{v:?}");
+                    let mut rule = format!(
+                        "- level: {level}\n  users: {}\n  userGroups: {}\n  verbs: {}\n",
+                        list(&users),
+                        list(&groups),
+                        list(&verbs)
+                    );
+                    let kind = if by_resource {
+                        (!resources.is_empty() || !namespaces.is_empty()).then_some(true)
+                    } else {
+                        (!urls.is_empty()).then_some(false)
+                    };
+                    if by_resource {
+                        let resources: Vec<String> = resources
+                            .iter()
+                            .map(|(g, r)| format!("{{group: {g:?}, resources: {}}}", list(r)))
+                            .collect();
+                        rule += &format!(
+                            "  resources: [{}]\n  namespaces: {}\n",
+                            resources.join(", "),
+                            list(&namespaces)
+                        );
+                    } else {
+                        rule += &format!("  nonResourceURLs: {}\n", list(&urls));
+                    }
+                    (rule, kind)
+                },
+            )
+    }
+
+    fn policy_text(rules: &[String]) -> String {
+        format!(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n{}",
+            rules.concat()
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    struct Request {
+        user: &'static str,
+        group: &'static str,
+        verb: &'static str,
+        resource: Option<(&'static str, &'static str, &'static str)>,
+        namespace: &'static str,
+        path: &'static str,
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        let resource = prop::option::of((
+            prop::sample::select(API_GROUPS),
+            prop::sample::select(&["pods", "deployments", "secrets"][..]),
+            prop::sample::select(&["", "log", "scale"][..]),
+        ));
+        (
+            prop::sample::select(USERS),
+            prop::sample::select(GROUPS),
+            prop::sample::select(VERBS),
+            resource,
+            prop::sample::select(NAMESPACES),
+            prop::sample::select(PATHS),
+        )
+            .prop_map(|(user, group, verb, resource, namespace, path)| Request {
+                user,
+                group,
+                verb,
+                resource,
+                namespace,
+                path,
+            })
+    }
+
+    fn decide(policy: &Policy, r: &Request) -> Level {
+        let names = [r.user];
+        let groups = [r.group.to_owned()];
+        let (api_group, resource, subresource) = r.resource.unwrap_or_default();
+        policy
+            .decide(&Attributes {
+                user_names: &names,
+                groups: &groups,
+                verb: r.verb,
+                is_resource_request: r.resource.is_some(),
+                api_group,
+                resource,
+                subresource,
+                namespace: r.namespace,
+                name: "",
+                path: if r.resource.is_some() { "" } else { r.path },
+            })
+            .level
+    }
+
+    proptest! {
+        /// Every generated policy parses, and a catch-all rule put first
+        /// decides every request: the first match wins.
+        #[test]
+        fn a_first_catch_all_decides_everything(
+            rules in prop::collection::vec(rule().prop_map(|(r, _)| r), 0..6),
+            level in prop::sample::select(LEVELS),
+            request in request(),
+        ) {
+            let policy = Policy::from_yaml(&policy_text(&rules)).unwrap();
+            let mut first = vec![format!("- level: {level}\n")];
+            first.extend(rules.iter().cloned());
+            let caught = Policy::from_yaml(&policy_text(&first)).unwrap();
+            prop_assert_eq!(decide(&caught, &request).to_string(), level);
+            // A catch-all put last changes only what matched nothing.
+            let mut last = rules.clone();
+            last.push("- level: Metadata\n".to_owned());
+            let fallback = Policy::from_yaml(&policy_text(&last)).unwrap();
+            let before = decide(&policy, &request);
+            let after = decide(&fallback, &request);
+            if before == Level::None && !rules_match(&policy, &request) {
+                prop_assert_eq!(after, Level::Metadata);
+            } else {
+                prop_assert_eq!(after, before);
+            }
+        }
+
+        /// A resource rule never matches a non-resource request, nor a
+        /// non-resource rule a resource request.
+        #[test]
+        fn resource_and_non_resource_rules_never_cross(
+            (rule, kind) in rule(),
+            request in request(),
+        ) {
+            // Level Metadata, so a match shows.
+            let rule = rule.replacen(
+                &rule[..rule.find('\n').unwrap()],
+                "- level: Metadata",
+                1,
+            );
+            let policy = Policy::from_yaml(&policy_text(&[rule])).unwrap();
+            if kind.is_some_and(|by_resource| by_resource != request.resource.is_some()) {
+                prop_assert_eq!(decide(&policy, &request), Level::None);
+            }
+        }
+    }
+
+    /// Whether some rule of `policy` matches (a `None` level included).
+    fn rules_match(policy: &Policy, r: &Request) -> bool {
+        let mut relabelled = policy.clone();
+        for rule in &mut relabelled.rules {
+            rule.level = Level::Metadata;
+        }
+        decide(&relabelled, r) != Level::None
+    }
+}
