@@ -4,11 +4,13 @@
 //!
 //! Events and stages follow kube-apiserver
 //! (`staging/src/k8s.io/apiserver/pkg/endpoints/filters/audit.go`):
+//! - `RequestReceived` once the caller is known, unless the policy omits
+//!   it (the default policy does: the complete event says all it would,
+//!   at half the volume); a request refused before authentication has none;
 //! - `ResponseStarted` when the response headers go out, for long-running
 //!   requests only (watch, exec, attach, port-forward, `logs -f`, proxy);
 //! - `ResponseComplete` when the response body ends: for a watch, when the
-//!   watch closes. `RequestReceived` is not written (the complete event
-//!   says all it would); a policy may still name it in `omitStages`.
+//!   watch closes.
 //!
 //! Each event names the caller (`user`, with Paddock's principal, provider
 //! and token id under `extra` as `paddock.io/principal`,
@@ -159,9 +161,17 @@ impl Plugin for Audit {
         context: &'a RequestContext,
         request: &'a mut request::Parts,
     ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
-        context
-            .state()
-            .insert(State(self.note(context, Some(request))));
+        let noted = self.note(context, Some(request));
+        if let Some(noted) = noted
+            .as_ref()
+            .filter(|n| n.decision.records(Stage::RequestReceived))
+        {
+            let mut event =
+                self.event(context, noted, Stage::RequestReceived, StatusCode::OK, None);
+            event.response_status = None;
+            self.send(event);
+        }
+        context.state().insert(State(noted));
         ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 

@@ -26,9 +26,8 @@ pub enum Level {
 /// When in a request's life an event is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Stage {
-    /// As soon as the request arrives. Paddock does not write this stage
-    /// (one event at the end says everything it would); accepted in
-    /// `omitStages` for compatibility.
+    /// As soon as the request arrives (in Paddock: once the caller is
+    /// known). The default policy omits it.
     RequestReceived,
     /// Response headers sent; only for long-running requests (watch, exec,
     /// attach, port-forward, `logs -f`, proxy).
@@ -175,9 +174,12 @@ pub enum PolicyError {
 }
 
 impl Default for Policy {
-    /// `Metadata` for everything: what Paddock records without a policy file.
+    /// `Metadata` for everything, `RequestReceived` omitted: what Paddock
+    /// records without a policy file.
     fn default() -> Self {
-        Self::with_level(Level::Metadata)
+        let mut policy = Self::with_level(Level::Metadata);
+        policy.omit_stages = vec![Stage::RequestReceived];
+        policy
     }
 }
 

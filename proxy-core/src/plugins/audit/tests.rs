@@ -90,3 +90,45 @@ fn long_user_agents_are_cut() {
     assert!(cut.ends_with("...TRUNCATED"));
     assert_eq!(cut.len(), 1024 + "...TRUNCATED".len());
 }
+
+/// A policy that does not omit `RequestReceived` gets it, before the
+/// complete event, without a response status; the default policy omits it.
+#[tokio::test]
+async fn request_received_unless_omitted() {
+    for (policy, expected) in [
+        (
+            Policy::with_level(Level::Metadata),
+            &["RequestReceived", "ResponseComplete"][..],
+        ),
+        (Policy::default(), &["ResponseComplete"][..]),
+    ] {
+        let (sink, receiver) = AuditSink::channel(QueueOptions::default());
+        let proxy = crate::Proxy::builder()
+            .without_plugins()
+            .plugin(Audit::new(policy, sink))
+            .build()
+            .unwrap();
+        let request = http::Request::get("/paddock/healthz")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = proxy.service().oneshot(request).await.unwrap();
+        response.into_body().collect().await.unwrap();
+        let events: Vec<serde_json::Value> = receiver
+            .try_iter()
+            .map(|e| serde_json::to_value(&e).unwrap())
+            .collect();
+        let stages: Vec<&str> = events
+            .iter()
+            .map(|e| e["stage"].as_str().unwrap())
+            .collect();
+        assert_eq!(stages, expected);
+        let last = &events[events.len() - 1];
+        assert_eq!(
+            events[0]["requestReceivedTimestamp"],
+            last["requestReceivedTimestamp"]
+        );
+        if expected.len() == 2 {
+            assert!(events[0].get("responseStatus").is_none(), "{}", events[0]);
+        }
+    }
+}

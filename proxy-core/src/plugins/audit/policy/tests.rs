@@ -207,6 +207,7 @@ fn without_a_file_everything_is_metadata() {
     };
     let decision = Policy::default().decide(&anything);
     assert_eq!(decision.level, Level::Metadata);
+    assert!(!decision.records(Stage::RequestReceived));
     assert!(decision.records(Stage::ResponseStarted));
     assert!(decision.records(Stage::ResponseComplete));
 }
