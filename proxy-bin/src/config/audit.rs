@@ -26,7 +26,7 @@ use super::Errors;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct AuditConfig {
     /// An `audit.k8s.io/v1` `Policy`; without one, every request is
-    /// recorded at `Metadata`.
+    /// recorded at `Metadata`, `RequestReceived` omitted.
     policy_file: Option<PathBuf>,
     /// The file sink.
     file: Option<FileConfig>,
