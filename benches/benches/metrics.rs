@@ -31,6 +31,7 @@ fn bench(c: &mut Criterion) {
         context: &context,
         status: StatusCode::OK,
         bytes: 2048,
+        bytes_received: 0,
         complete: true,
         duration: Duration::from_micros(1800),
     };

@@ -189,6 +189,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         clusters,
         logging: _,
         metrics,
+        audit,
     } = config;
     // First, before anything writes into it: mode 0700.
     proxy_core::store::create_data_dir(&data_dir).map_err(|e| {
@@ -264,6 +265,9 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         builder = builder.shutdown_grace(grace);
     }
     builder = builder.connection_limits(limits);
+    if let Some(audit) = audit {
+        builder = builder.plugin(audit.plugin()?);
+    }
     if let Some(workers) = workers {
         builder = builder.workers(workers);
     }

@@ -11,6 +11,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
     time::Duration,
 };
@@ -148,8 +149,12 @@ pub type OnEnd = Box<dyn FnOnce(BodyEnd) + Send>;
 /// How a response body ended, for the access log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyEnd {
-    /// Data bytes sent to the client.
+    /// Data bytes sent to the client; for an upgraded connection (exec,
+    /// attach, port-forward), the bytes relayed from the cluster to it.
     pub bytes: u64,
+    /// Bytes the client sent through an upgraded connection; 0 for every
+    /// other request (request bodies are not counted).
+    pub bytes_received: u64,
     /// False when the client went away or the upstream failed mid-stream.
     pub complete: bool,
 }
@@ -163,6 +168,8 @@ pub struct ResponseBody {
     drain: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// The upstream stream this body reads, counted as busy until dropped.
     in_flight: Option<crate::upstream::InFlight>,
+    /// The tunnel a 101 response opened: its end is this body's end.
+    tunnel: Option<TunnelEnd>,
 }
 
 enum Kind {
@@ -201,7 +208,17 @@ impl ResponseBody {
             on_end: None,
             drain: None,
             in_flight: None,
+            tunnel: None,
         }
+    }
+
+    /// The empty body of a 101 response whose connection `tunnel` relays:
+    /// its end (and `on_end`) comes when the tunnel closes, with the bytes
+    /// it carried, not when the 101 has been sent.
+    pub(crate) fn tunnel(tunnel: TunnelEnd) -> Self {
+        let mut body = Self::empty();
+        body.tunnel = Some(tunnel);
+        body
     }
 
     /// Keeps `in_flight` until the body is dropped.
@@ -223,11 +240,59 @@ impl ResponseBody {
 
     fn finish(&mut self, complete: bool) {
         if let Some(on_end) = self.on_end.take() {
-            on_end(BodyEnd {
-                bytes: self.bytes,
-                complete,
-            });
+            match self.tunnel.take() {
+                Some(tunnel) => tunnel.defer(on_end),
+                None => on_end(BodyEnd {
+                    bytes: self.bytes,
+                    bytes_received: 0,
+                    complete,
+                }),
+            }
         }
+    }
+}
+
+/// Joins the body of a 101 response to the tunnel task that outlives it:
+/// whichever of the body's end and the tunnel's close comes last reports
+/// the end, once, with the tunnel's byte counts. So the access log and the
+/// audit log see an exec session end when it ends, and how much it carried.
+#[derive(Clone, Default)]
+pub(crate) struct TunnelEnd(Arc<Mutex<TunnelState>>);
+
+#[derive(Default)]
+enum TunnelState {
+    #[default]
+    Open,
+    /// The body ended first; its `on_end` waits for the tunnel.
+    Waiting(OnEnd),
+    /// The tunnel closed first.
+    Closed(BodyEnd),
+}
+
+impl TunnelEnd {
+    /// The tunnel closed having carried `end`.
+    pub(crate) fn close(&self, end: BodyEnd) {
+        let previous = std::mem::replace(&mut *self.lock(), TunnelState::Closed(end));
+        if let TunnelState::Waiting(on_end) = previous {
+            on_end(end);
+        }
+    }
+
+    /// The body ended: run `on_end` when the tunnel closes (now if it has).
+    fn defer(&self, on_end: OnEnd) {
+        let mut state = self.lock();
+        match std::mem::take(&mut *state) {
+            TunnelState::Closed(end) => {
+                *state = TunnelState::Closed(end);
+                drop(state);
+                on_end(end);
+            }
+            _ => *state = TunnelState::Waiting(on_end),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TunnelState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -379,5 +444,40 @@ mod tests {
         let body = RequestBody::new(Full::new(Bytes::from(vec![b'x'; 65])));
         let error = body.read(64).await.unwrap_err();
         assert!(error.to_string().contains("length limit"), "{error}");
+    }
+
+    /// A tunnel's body reports its end once, with the tunnel's counts,
+    /// whichever of the body and the tunnel ends first.
+    #[test]
+    fn a_tunnel_body_ends_when_the_tunnel_closes() {
+        let carried = BodyEnd {
+            bytes: 7,
+            bytes_received: 5,
+            complete: true,
+        };
+        for tunnel_first in [false, true] {
+            let ends = Arc::new(Mutex::new(Vec::new()));
+            let tunnel = TunnelEnd::default();
+            let mut body = ResponseBody::tunnel(tunnel.clone());
+            let seen = ends.clone();
+            body.on_end(Box::new(move |end| seen.lock().unwrap().push(end)));
+            if tunnel_first {
+                tunnel.close(carried);
+                assert!(ends.lock().unwrap().is_empty());
+                drop(body);
+            } else {
+                drop(body);
+                assert!(
+                    ends.lock().unwrap().is_empty(),
+                    "reported before the tunnel closed"
+                );
+                tunnel.close(carried);
+            }
+            assert_eq!(
+                *ends.lock().unwrap(),
+                [carried],
+                "tunnel first: {tunnel_first}"
+            );
+        }
     }
 }

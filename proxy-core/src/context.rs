@@ -36,6 +36,7 @@ pub struct RequestContext {
     cluster: OnceLock<Arc<Cluster>>,
     attributes: OnceLock<RequestAttributes>,
     decision: OnceLock<Decision>,
+    login: OnceLock<Login>,
     state: PluginState,
 }
 
@@ -53,6 +54,7 @@ impl RequestContext {
             cluster: OnceLock::new(),
             attributes: OnceLock::new(),
             decision: OnceLock::new(),
+            login: OnceLock::new(),
             state: PluginState::default(),
         }
     }
@@ -121,6 +123,57 @@ impl RequestContext {
     /// Records the authorization decision.
     pub(crate) fn set_decision(&self, decision: Decision) {
         let _ = self.decision.set(decision);
+    }
+
+    /// The outcome of a login at one of Paddock's login endpoints, once
+    /// known: who tried, with which provider, and how it went.
+    pub fn login(&self) -> Option<&Login> {
+        self.login.get()
+    }
+
+    /// Records a login's outcome.
+    pub(crate) fn set_login(&self, login: Login) {
+        let _ = self.login.set(login);
+    }
+}
+
+/// A login attempt (`POST /paddock/v1/login`, the sign-in form), for the
+/// audit log: the caller is not authenticated yet, so the context's
+/// identity says nothing about who tried. Never holds the credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Login {
+    /// The provider asked, e.g. `local`, `ldap`, `github`.
+    pub provider: String,
+    /// The login name given (empty for token providers).
+    pub username: String,
+    /// How it went.
+    pub outcome: LoginOutcome,
+}
+
+/// How a login went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginOutcome {
+    /// Logged in as this Paddock user id.
+    Succeeded {
+        /// The user's id.
+        user: String,
+    },
+    /// Refused, and why (wrong credentials, throttled, provider down).
+    Failed {
+        /// The reason, as logged.
+        reason: String,
+    },
+}
+
+impl Login {
+    pub(crate) fn new(provider: &str, username: &str, outcome: LoginOutcome) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            username: username.to_owned(),
+            outcome,
+        }
     }
 }
 

@@ -39,8 +39,11 @@ pub struct AccessRecord<'a> {
     pub context: &'a RequestContext,
     /// The status sent to the client.
     pub status: StatusCode,
-    /// Body bytes sent to the client.
+    /// Body bytes sent to the client; for an upgraded connection (exec,
+    /// attach, port-forward), the bytes relayed to the client until it closed.
     pub bytes: u64,
+    /// Bytes the client sent through an upgraded connection; 0 otherwise.
+    pub bytes_received: u64,
     /// False when the body was cut short.
     pub complete: bool,
     /// From arrival to the end of the body.
@@ -104,6 +107,7 @@ pub struct AccessRecord<'a> {
 /// #     context: &context,
 /// #     status: http::StatusCode::OK,
 /// #     bytes: 0,
+/// #     bytes_received: 0,
 /// #     complete: true,
 /// #     duration: Duration::ZERO,
 /// # });

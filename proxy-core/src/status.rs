@@ -46,6 +46,9 @@ impl Status {
         let body = serde_json::to_vec(&self).unwrap_or_default();
         let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
         *response.status_mut() = code;
+        // For the plugins' on_response (the audit log's responseStatus):
+        // reading it back from the body would mean buffering the body.
+        response.extensions_mut().insert(self);
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

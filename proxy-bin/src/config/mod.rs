@@ -12,6 +12,7 @@
 //! belongs) stops the YAML parser, so it comes alone, with its key path and
 //! line.
 
+mod audit;
 mod authentication;
 mod authorization;
 mod clusters;
@@ -32,6 +33,7 @@ use std::{
 use serde::Deserialize;
 
 pub(crate) use self::{
+    audit::{AuditConfig, CheckedAudit},
     authentication::{AuthenticationConfig, CheckedAuthentication},
     authorization::{AuthorizationConfig, AuthorizationMode, CheckedAuthorization},
     clusters::{CheckedCluster, ClusterEntry, DangerousCluster, KubeconfigRef},
@@ -80,6 +82,8 @@ pub(crate) struct Config {
     pub(crate) logging: LoggingConfig,
     /// The Prometheus listener; none when absent.
     pub(crate) metrics: Option<MetricsConfig>,
+    /// The Kubernetes-format audit log; off when absent.
+    pub(crate) audit: Option<AuditConfig>,
 }
 
 /// A configuration that passed [`Config::check`]: everything `serve` needs,
@@ -110,6 +114,8 @@ pub(crate) struct Checked {
     pub(crate) logging: LoggingConfig,
     /// The Prometheus listener, if any.
     pub(crate) metrics: Option<CheckedMetrics>,
+    /// The audit log, when configured.
+    pub(crate) audit: Option<CheckedAudit>,
 }
 
 impl Checked {
@@ -206,7 +212,7 @@ impl Errors {
             .ok()
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 }
@@ -303,6 +309,7 @@ impl Config {
             .metrics
             .as_ref()
             .map(|metrics| metrics.check(listen, &mut errors));
+        let audit = self.audit.as_ref().map(|a| a.check(&mut errors));
         match (listen, tls, authentication, authorization, clusters) {
             (
                 Some(listen),
@@ -322,6 +329,7 @@ impl Config {
                 clusters,
                 logging: self.logging.clone(),
                 metrics: metrics.flatten(),
+                audit: audit.flatten(),
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

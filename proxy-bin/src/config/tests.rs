@@ -158,3 +158,116 @@ fn limits_are_checked_and_reach_the_server() {
     assert_eq!(checked.limits.max_connections, Some(100));
     assert_eq!(checked.limits.idle_timeout.as_secs(), 90);
 }
+
+#[test]
+fn audit_is_checked_and_reaches_the_server() {
+    use proxy_core::plugins::audit::{Attributes, Level, OnFull};
+
+    let errors = check(
+        "audit: {policyFile: /nonexistent/policy.yaml, queueSize: 0, file: {path: /nonexistent/dir/audit.log, maxSizeMB: 0}}\n",
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "audit.policyFile",
+            "audit.queueSize",
+            "audit.file.path",
+            "audit.file.maxSizeMB"
+        ],
+        "{errors}"
+    );
+    assert!(check("audit: {}\n").unwrap_err().names("audit"));
+    let errors = check(
+        "audit: {webhook: {url: 'http://collector.example/audit', batchSize: 0, caFile: /nonexistent/ca.crt}}\n",
+    )
+    .unwrap_err();
+    assert!(errors.names("audit.webhook.url"), "{errors}");
+    let errors = check(
+        "audit: {webhook: {url: 'https://collector.example/audit', batchSize: 0, caFile: /nonexistent/ca.crt, queueSize: 0}}\n",
+    )
+    .unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "audit.webhook.queueSize",
+            "audit.webhook.caFile",
+            "audit.webhook.batchSize"
+        ],
+        "{errors}"
+    );
+    assert!(check("audit: {file: {path: /tmp/a.log}, onFull: later}\n")
+        .unwrap_err()
+        .names("audit.onFull"));
+    assert!(check("audit: {file: {path: /tmp/a.log, maxSize: 1}}\n")
+        .unwrap_err()
+        .names("audit.file.maxSize"));
+
+    // The policy file is parsed at check time, its errors under its key.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Loud\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.log");
+    let yaml = format!(
+        "audit:\n  policyFile: {}\n  file: {{path: {}, maxSizeMB: 2, maxFiles: 3}}\n  queueSize: 7\n  onFull: block\n",
+        policy.display(),
+        log.display()
+    );
+    let errors = check(&yaml).unwrap_err();
+    assert!(errors.names("audit.policyFile"), "{errors}");
+    assert!(errors.to_string().contains("Loud"), "{errors}");
+
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: RequestResponse\n",
+    )
+    .unwrap();
+    let audit = check(&yaml).unwrap().audit.unwrap();
+    let (file, queue) = audit.file.unwrap();
+    assert_eq!(file.path, log);
+    assert_eq!(file.max_size_bytes, 2 * 1024 * 1024);
+    assert_eq!(file.max_files, 3);
+    assert_eq!(queue.capacity, 7);
+    assert_eq!(queue.on_full, OnFull::Block);
+    assert!(audit.webhook.is_none());
+    let anything = Attributes::default();
+    assert_eq!(audit.policy.decide(&anything).level, Level::RequestResponse);
+    // Nothing is written at check time.
+    assert!(!log.exists());
+
+    // A webhook beside the file: its own queue settings over the shared ones.
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let webhook = format!(
+        "audit:\n  queueSize: 7\n  onFull: block\n  webhook: {{url: 'http://127.0.0.1:9880/audit', caFile: {}, batchSize: 5, retries: 1, onFull: drop}}\n",
+        ca.display()
+    );
+    let errors = check(&webhook).unwrap_err();
+    assert!(errors.names("audit.webhook.caFile"), "{errors}");
+    let pem = paddock_ca_pem();
+    std::fs::write(&ca, pem).unwrap();
+    let audit = check(&webhook).unwrap().audit.unwrap();
+    let (webhook, queue) = audit.webhook.unwrap();
+    assert_eq!(webhook.url, "http://127.0.0.1:9880/audit");
+    assert_eq!(webhook.batch_size, 5);
+    assert_eq!(webhook.retries, 1);
+    assert_eq!(queue.capacity, 7);
+    assert_eq!(queue.on_full, OnFull::Drop);
+    assert!(audit.file.is_none());
+    assert!(check("").unwrap().audit.is_none());
+}
+
+/// A CA certificate, PEM: the one Paddock generates for itself.
+fn paddock_ca_pem() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    proxy_core::server::tls::ServerTls::self_signed(dir.path(), &[])
+        .unwrap()
+        .ca_pem
+        .unwrap()
+}

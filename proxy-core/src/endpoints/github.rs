@@ -18,6 +18,7 @@ use crate::{
         AuthnError,
     },
     body::{RequestBody, ResponseBody},
+    context::{Login, LoginOutcome},
     error::ProxyError,
     request::ProxyResult,
 };
@@ -116,12 +117,16 @@ pub(super) async fn callback(
     let github = provider(accounts)?;
     let client = super::session::client_ip(&request);
     let context = crate::context::of(&request);
+    let failed = |reason: String| {
+        context.set_login(Login::new(PROVIDER, "", LoginOutcome::Failed { reason }));
+    };
     let (parts, _) = request.into_parts();
     let cookie = cookie_value(&parts, STATE_COOKIE);
     let query = parts.uri.query().unwrap_or("");
     let mut response = match github.flow().finish(query, cookie.as_deref()).await {
         Err(error) => {
             tracing::info!(auth.provider = "github", %error, "browser login refused");
+            failed(error.to_string());
             oauth_refusal(&error)
         }
         Ok(exchanged) => match super::session::recorded_login(
@@ -137,6 +142,7 @@ pub(super) async fn callback(
         ) {
             Err(error) => {
                 tracing::info!(auth.provider = "github", %error, "browser login failed");
+                failed(error.to_string());
                 let (status, title, message) = match error {
                     AuthnError::Denied { reason } => {
                         (StatusCode::FORBIDDEN, "Access denied", reason)
@@ -155,6 +161,12 @@ pub(super) async fn callback(
                 refusal(status, title, &message)
             }
             Ok(login) => {
+                let user = login.user.id.clone();
+                context.set_login(Login::new(
+                    PROVIDER,
+                    &login.user.username,
+                    LoginOutcome::Succeeded { user },
+                ));
                 let redirect = safe_redirect(Some(&exchanged.redirect_to))
                     .unwrap_or_else(|_| super::pages::LANDING.to_owned());
                 let (_, session) =

@@ -15,7 +15,7 @@ use crate::{
     },
     authn::{external::CredentialKind, AuthnAttempt, AuthnError, AuthnOutcome, SESSION_COOKIE},
     body::RequestBody,
-    context::{ConnectionInfo, RequestContext},
+    context::{ConnectionInfo, Login, LoginOutcome, RequestContext},
     error::ProxyError,
     request::ProxyResult,
     store::{TokenKind, TokenRecord, User},
@@ -162,9 +162,21 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %body.provider, auth.username = %body.username, %error, "login failed");
+            let reason = error.to_string();
+            context.set_login(Login::new(
+                &body.provider,
+                &body.username,
+                LoginOutcome::Failed { reason },
+            ));
             return Err(error.into());
         }
     };
+    let user = login.user.id.clone();
+    context.set_login(Login::new(
+        &body.provider,
+        &body.username,
+        LoginOutcome::Succeeded { user },
+    ));
     session_response(accounts, login, body.description).await
 }
 

@@ -170,6 +170,7 @@ where
                             context: &context,
                             status,
                             bytes: end.bytes,
+                            bytes_received: end.bytes_received,
                             complete: end.complete,
                             duration: context.started.elapsed(),
                         });

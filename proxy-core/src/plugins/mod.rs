@@ -1,4 +1,5 @@
 //! Built-in plugins.
 
 pub mod access_log;
+pub mod audit;
 pub mod metrics;

@@ -4,6 +4,7 @@
 //! request that leaves Paddock.
 
 use std::{
+    pin::Pin,
     sync::Arc,
     task::{Context, Poll},
     time::Duration,
@@ -14,12 +15,13 @@ use hyper::body::{Body as _, Incoming};
 
 use hyper_util::rt::TokioIo;
 use policy::RequestAttributes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::Service;
 
 use super::{direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
-    body::{RequestBody, ResponseBody},
+    body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
     context::{self, RequestContext},
     error::ProxyError,
     plugin::{Plugins, RequestPhase},
@@ -211,29 +213,103 @@ fn tunnel(
 ) -> ProxyResponse {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
     let cluster_id = cluster.id().to_owned();
+    let end = TunnelEnd::default();
+    let closed = end.clone();
     tokio::spawn(async move {
+        // The request's context lives as long as the session: plugins
+        // count it as open until it ends.
         let _context = context;
-        let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok(pair) => pair,
+        // Incomplete unless the copy ends with both sides closed.
+        let mut carried = BodyEnd {
+            bytes: 0,
+            bytes_received: 0,
+            complete: false,
+        };
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let mut client = Counted::new(TokioIo::new(client));
+                let mut upstream = Counted::new(TokioIo::new(upstream));
+                tokio::select! {
+                    result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                        match result {
+                            Ok(_) => carried.complete = true,
+                            Err(error) => {
+                                // Go clients (kubectl) close without TLS
+                                // close_notify, and a side that has gone
+                                // resets the other's last write: the session
+                                // still ended by itself.
+                                carried.complete = matches!(
+                                    error.kind(),
+                                    std::io::ErrorKind::UnexpectedEof
+                                        | std::io::ErrorKind::ConnectionReset
+                                        | std::io::ErrorKind::BrokenPipe
+                                        | std::io::ErrorKind::NotConnected
+                                );
+                                tracing::debug!(cluster.id = %cluster_id, %error, "tunnel closed with an error");
+                            }
+                        }
+                    }
+                    () = shutdown.abort().cancelled() => {
+                        tracing::info!(cluster.id = %cluster_id, "tunnel cut at the end of the shutdown grace period");
+                    }
+                }
+                // Counted as read, whatever ended the copy.
+                carried.bytes_received = client.read;
+                carried.bytes = upstream.read;
+            }
             Err(error) => {
                 tracing::warn!(cluster.id = %cluster_id, %error, "upgrade failed");
-                return;
-            }
-        };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        tokio::select! {
-            result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
-                if let Err(error) = result {
-                    tracing::debug!(cluster.id = %cluster_id, %error, "tunnel closed with an error");
-                }
-            }
-            () = shutdown.abort().cancelled() => {
-                tracing::info!(cluster.id = %cluster_id, "tunnel cut at the end of the shutdown grace period");
             }
         }
+        closed.close(carried);
     });
     let (parts, _) = upstream_response.into_parts();
-    Response::from_parts(parts, ResponseBody::empty())
+    Response::from_parts(parts, ResponseBody::tunnel(end))
+}
+
+/// Counts the bytes read through an upgraded connection, for the access
+/// and audit logs: still there when the copy fails or is cut, unlike the
+/// totals `copy_bidirectional` returns only on success.
+struct Counted<T> {
+    inner: T,
+    read: u64,
+}
+
+impl<T> Counted<T> {
+    fn new(inner: T) -> Self {
+        Self { inner, read: 0 }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.read += (buf.filled().len() - before) as u64;
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

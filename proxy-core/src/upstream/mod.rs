@@ -6,7 +6,7 @@ mod credential;
 mod direct_h2;
 mod forward;
 mod router;
-mod tls;
+pub(crate) mod tls;
 
 pub(crate) use cluster::Cluster;
 pub use cluster::{ClusterConfig, UpstreamError};

@@ -13,8 +13,32 @@ use secrecy::ExposeSecret;
 
 use super::{ClusterConfig, UpstreamCredential, UpstreamError};
 
-pub(super) fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificates of `ca_pem`, or the system's when there is none.
+pub(crate) fn roots(ca_pem: Option<&[u8]>) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    match ca_pem {
+        Some(mut pem) => {
+            for cert in rustls_pemfile::certs(&mut pem) {
+                let cert = cert.map_err(|e| format!("invalid CA PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("invalid CA certificate: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err("the CA bundle holds no certificate".to_owned());
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    Ok(roots)
 }
 
 pub(super) fn client_config(config: &ClusterConfig) -> Result<ClientConfig, UpstreamError> {
@@ -31,26 +55,7 @@ pub(super) fn client_config(config: &ClusterConfig) -> Result<ClientConfig, Upst
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
     } else {
-        let mut roots = RootCertStore::empty();
-        match &config.ca_pem {
-            Some(pem) => {
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert.map_err(|e| tls_error(format!("invalid CA PEM: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| tls_error(format!("invalid CA certificate: {e}")))?;
-                }
-                if roots.is_empty() {
-                    return Err(tls_error("the CA bundle holds no certificate".to_owned()));
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        builder.with_root_certificates(roots)
+        builder.with_root_certificates(roots(config.ca_pem.as_deref()).map_err(tls_error)?)
     };
     match &config.credential {
         UpstreamCredential::ClientCertificate { cert_pem, key_pem } => {

@@ -30,6 +30,7 @@ fn log(metrics: &Metrics, context: &RequestContext, status: StatusCode) {
         context,
         status,
         bytes: 10,
+        bytes_received: 0,
         complete: true,
         duration: Duration::from_millis(3),
     });

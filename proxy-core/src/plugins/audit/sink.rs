@@ -1,0 +1,493 @@
+//! Where audit events go: a bounded queue drained by one background thread
+//! that serializes them and appends them to a file, rotating it by size.
+//!
+//! The request path only ever puts an event on the queue. The file is
+//! written by a plain OS thread, not a task on one of the server's event
+//! loops, so a slow disk never holds up a worker. When the queue is full,
+//! [`OnFull`] decides: `Drop` counts the event and goes on (kube-apiserver's
+//! batch webhook does the same, `plugin/pkg/audit/buffered/buffered.go`);
+//! `Block` waits for room, which slows the request that wanted to log down
+//! to the disk's pace — and, with it, every request on the same worker
+//! thread. Drops are logged from the writer thread at most once every ten
+//! seconds, never once per event (kubernetes/kubernetes#61280).
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufWriter, Write},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use super::{
+    event::Event,
+    webhook::{WebhookError, WebhookSink},
+};
+
+/// What to do with an event when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// Wait for room: no event is lost, but the request that produced it
+    /// (and its worker thread) waits for the disk.
+    Block,
+    /// Drop the event and count it ([`AuditSink::dropped`]): the request
+    /// path never waits.
+    #[default]
+    Drop,
+}
+
+/// A file that is rotated by size: `path` is written; when the next event
+/// would take it past `max_size_bytes` it becomes `path.1`, `path.1`
+/// becomes `path.2`, and so on; files past `max_files` are deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSink {
+    /// The file events are appended to (created with mode 0600).
+    pub path: PathBuf,
+    /// Rotate before the file grows past this many bytes (default 100 MiB).
+    pub max_size_bytes: u64,
+    /// Rotated files kept (default 5); 0 keeps none.
+    pub max_files: usize,
+}
+
+impl FileSink {
+    /// A sink writing to `path` with the default size and retention.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            max_size_bytes: 100 * 1024 * 1024,
+            max_files: 5,
+        }
+    }
+}
+
+/// The queue's size and what to do when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// Events waiting to be written at most (default 10 000, as
+    /// kube-apiserver's buffered backend).
+    pub capacity: usize,
+    /// Full-queue behaviour (default [`OnFull::Drop`]).
+    pub on_full: OnFull,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            on_full: OnFull::Drop,
+        }
+    }
+}
+
+/// The sending end of a sink: cheap to clone, shared by every worker.
+/// When the last clone is dropped (the proxy shut down), the writer writes
+/// what is still queued and the drop waits for it: no event is lost to a
+/// clean exit.
+#[derive(Debug, Clone)]
+pub struct AuditSink {
+    // Dropped before `writer`, so that the last clone's drop disconnects
+    // the queue before it waits for the thread.
+    sender: SyncSender<Event>,
+    on_full: OnFull,
+    pub(super) counters: Arc<Counters>,
+    writer: Option<Arc<Writer>>,
+}
+
+/// What the sink counts, for metrics.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    /// Events lost: to a full queue, or a webhook batch that never got
+    /// through.
+    pub(super) dropped: AtomicU64,
+    /// Events in the queue (or waiting for room in it, with `Block`).
+    pub(super) queued: AtomicU64,
+}
+
+/// Rate-limited reports from a sink's thread: drops at most every ten
+/// seconds (never one line per event, kubernetes/kubernetes#61280), write
+/// errors at most every minute.
+#[derive(Debug, Default)]
+pub(super) struct Report {
+    dropped: u64,
+    last_drop_report: Option<Instant>,
+    last_error: Option<Instant>,
+}
+
+impl Report {
+    /// Logs the drops since the last report, if it is time.
+    pub(super) fn dropped(&mut self, counters: &Counters) {
+        let now = counters.dropped.load(Ordering::Relaxed);
+        if now != self.dropped && due(self.last_drop_report, Duration::from_secs(10)) {
+            tracing::warn!(
+                dropped = now - self.dropped,
+                total = now,
+                "audit events dropped: the sink cannot keep up"
+            );
+            self.dropped = now;
+            self.last_drop_report = Some(Instant::now());
+        }
+    }
+
+    /// Logs a failure to write to or deliver to `target`, if it is time.
+    pub(super) fn error(&mut self, target: &str, error: &dyn std::fmt::Display) {
+        if due(self.last_error, Duration::from_secs(60)) {
+            tracing::error!(target = target, %error, "cannot write audit events");
+            self.last_error = Some(Instant::now());
+        }
+    }
+}
+
+fn due(last: Option<Instant>, every: Duration) -> bool {
+    last.is_none_or(|at| at.elapsed() >= every)
+}
+
+/// The writer thread, joined when the last sink clone goes.
+#[derive(Debug)]
+struct Writer(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl AuditSink {
+    /// Opens (or creates) the file and starts the thread that writes it.
+    /// Fails when the file cannot be opened.
+    pub fn file(file: FileSink, queue: QueueOptions) -> io::Result<Self> {
+        let file = RotatingFile::open(file)?;
+        let (mut sink, receiver) = Self::channel(queue);
+        let counters = sink.counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("paddock-audit".to_owned())
+            .spawn(move || write_events(receiver, file, &counters))?;
+        sink.writer = Some(Arc::new(Writer(Some(thread))));
+        Ok(sink)
+    }
+
+    /// Starts the thread that POSTs batches of events to `webhook`. Fails
+    /// when the TLS setup (the CA bundle) or the thread cannot start.
+    pub fn webhook(webhook: WebhookSink, queue: QueueOptions) -> Result<Self, WebhookError> {
+        let client = webhook.client()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (mut sink, receiver) = Self::channel(queue);
+        let counters = sink.counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("paddock-audit-webhook".to_owned())
+            .spawn(move || {
+                super::webhook::deliver_events(receiver, webhook, client, counters, runtime);
+            })?;
+        sink.writer = Some(Arc::new(Writer(Some(thread))));
+        Ok(sink)
+    }
+
+    /// A sink and the receiving end of its queue, without a writer.
+    pub(super) fn channel(queue: QueueOptions) -> (Self, Receiver<Event>) {
+        let (sender, receiver) = mpsc::sync_channel(queue.capacity.max(1));
+        let sink = Self {
+            sender,
+            on_full: queue.on_full,
+            counters: Arc::default(),
+            writer: None,
+        };
+        (sink, receiver)
+    }
+
+    /// Events dropped because the queue was full, since the sink started.
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Events waiting to be written now.
+    pub fn queued(&self) -> u64 {
+        self.counters.queued.load(Ordering::Relaxed)
+    }
+
+    /// Queues an event; never waits with [`OnFull::Drop`].
+    pub(crate) fn send(&self, event: Event) {
+        // Counted before it is sent: the writer may take it at once.
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = match self.on_full {
+            // Full, or the writer is gone (it panicked): dropped either way.
+            OnFull::Drop => self.sender.try_send(event).map_err(|_| ()),
+            OnFull::Block => self.sender.send(event).map_err(|_| ()),
+        };
+        if sent.is_err() {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The writer thread: writes what arrives, flushes whenever the queue is
+/// empty, reports drops now and then; ends when every sender is gone.
+fn write_events(receiver: Receiver<Event>, mut file: RotatingFile, counters: &Counters) {
+    let mut line = Vec::with_capacity(1024);
+    let mut write = |file: &mut RotatingFile, event: Event| {
+        counters.queued.fetch_sub(1, Ordering::Relaxed);
+        file.write_event(&event, &mut line);
+    };
+    loop {
+        match receiver.recv_timeout(Duration::from_secs(10)) {
+            Ok(event) => {
+                write(&mut file, event);
+                while let Ok(event) = receiver.try_recv() {
+                    write(&mut file, event);
+                }
+                file.flush();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        file.report.dropped(counters);
+    }
+    file.flush();
+}
+
+/// The file being written and its rotation.
+struct RotatingFile {
+    config: FileSink,
+    out: Option<BufWriter<File>>,
+    size: u64,
+    report: Report,
+}
+
+impl RotatingFile {
+    fn open(config: FileSink) -> io::Result<Self> {
+        let file = open_append(&config.path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            config,
+            out: Some(BufWriter::new(file)),
+            size,
+            report: Report::default(),
+        })
+    }
+
+    fn write_event(&mut self, event: &Event, line: &mut Vec<u8>) {
+        line.clear();
+        if let Err(error) = serde_json::to_writer(&mut *line, event) {
+            self.report(&io::Error::other(error));
+            return;
+        }
+        line.push(b'\n');
+        if let Err(error) = self.write_line(line) {
+            self.report(&error);
+        }
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let len = line.len() as u64;
+        if self.size > 0 && self.size + len > self.config.max_size_bytes {
+            self.rotate()?;
+        }
+        if self.out.is_none() {
+            // A failed rotation left no file: try again.
+            let file = open_append(&self.config.path)?;
+            self.size = file.metadata()?.len();
+            self.out = Some(BufWriter::new(file));
+        }
+        if let Some(out) = &mut self.out {
+            out.write_all(line)?;
+            self.size += len;
+        }
+        Ok(())
+    }
+
+    /// `path.{n-1}` → `path.{n}`, …, `path` → `path.1`; the oldest goes.
+    fn rotate(&mut self) -> io::Result<()> {
+        if let Some(mut out) = self.out.take() {
+            out.flush()?;
+        }
+        let path = &self.config.path;
+        let max = self.config.max_files;
+        if max == 0 {
+            fs::remove_file(path)?;
+        } else {
+            let _ = fs::remove_file(numbered(path, max));
+            for n in (1..max).rev() {
+                let from = numbered(path, n);
+                if from.exists() {
+                    fs::rename(&from, numbered(path, n + 1))?;
+                }
+            }
+            fs::rename(path, numbered(path, 1))?;
+        }
+        self.out = Some(BufWriter::new(open_append(path)?));
+        self.size = 0;
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if let Some(out) = &mut self.out {
+            if let Err(error) = out.flush() {
+                self.report(&error);
+            }
+        }
+    }
+
+    fn report(&mut self, error: &io::Error) {
+        let path = self.config.path.display().to_string();
+        self.report.error(&path, error);
+    }
+}
+
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::audit::event::tests::sample;
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let one = serde_json::to_vec(&sample("1")).unwrap().len() as u64 + 1;
+        let mut file = RotatingFile::open(FileSink {
+            path: path.clone(),
+            // Two events per file.
+            max_size_bytes: one * 2,
+            max_files: 2,
+        })
+        .unwrap();
+        let mut line = Vec::new();
+        for id in ["1", "2", "3", "4", "5", "6", "7"] {
+            file.write_event(&sample(id), &mut line);
+        }
+        file.flush();
+        let ids = |p: &Path| {
+            lines(p)
+                .iter()
+                .map(|e| e["auditID"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&path), ["7"]);
+        assert_eq!(ids(&numbered(&path, 1)), ["5", "6"]);
+        assert_eq!(ids(&numbered(&path, 2)), ["3", "4"]);
+        // "1" and "2" were in the third rotated file: gone.
+        assert!(!numbered(&path, 3).exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn an_existing_file_is_appended_to_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        fs::write(&path, "{\"auditID\":\"old\"}\n").unwrap();
+        let mut file = RotatingFile::open(FileSink {
+            path: path.clone(),
+            max_size_bytes: 20,
+            max_files: 0,
+        })
+        .unwrap();
+        file.write_event(&sample("new"), &mut Vec::new());
+        file.flush();
+        // Rotated with nothing kept: the old line is gone, the new one written.
+        assert_eq!(lines(&path).len(), 1);
+        assert_eq!(lines(&path)[0]["auditID"], "new");
+        assert!(!numbered(&path, 1).exists());
+    }
+
+    /// A queue nobody drains: with `Drop`, every event past its capacity is
+    /// counted, and `send` returns at once.
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (sink, receiver) = AuditSink::channel(QueueOptions {
+            capacity: 2,
+            on_full: OnFull::Drop,
+        });
+        for id in 0..5 {
+            sink.send(sample(&id.to_string()));
+        }
+        assert_eq!(sink.dropped(), 3);
+        assert_eq!(sink.queued(), 2);
+        assert_eq!(receiver.try_iter().count(), 2);
+        // A clone shares the count.
+        let clone = sink.clone();
+        drop(receiver);
+        clone.send(sample("gone"));
+        assert_eq!(sink.dropped(), 4);
+    }
+
+    /// Everything queued is on disk once the last clone of a file sink is
+    /// dropped: what a clean shutdown relies on.
+    #[test]
+    fn dropping_the_sink_writes_what_is_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let sink = AuditSink::file(
+            FileSink::new(&path),
+            QueueOptions {
+                capacity: 1000,
+                on_full: OnFull::Block,
+            },
+        )
+        .unwrap();
+        let clone = sink.clone();
+        for id in 0..500 {
+            clone.send(sample(&id.to_string()));
+        }
+        drop(clone);
+        drop(sink);
+        let written = lines(&path);
+        assert_eq!(written.len(), 500);
+        assert_eq!(written[499]["auditID"], "499");
+    }
+
+    /// The writer thread writes what is queued, and ends (flushing) when
+    /// the last sender is dropped.
+    #[test]
+    fn the_writer_thread_drains_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let (sink, receiver) = AuditSink::channel(QueueOptions {
+            capacity: 16,
+            on_full: OnFull::Block,
+        });
+        for id in 0..10 {
+            sink.send(sample(&id.to_string()));
+        }
+        assert_eq!(sink.queued(), 10);
+        let sink_counters = sink.counters.clone();
+        drop(sink);
+        let writer = RotatingFile::open(FileSink::new(&path)).unwrap();
+        let counters = sink_counters.clone();
+        write_events(receiver, writer, &counters);
+        assert_eq!(lines(&path).len(), 10);
+        assert_eq!(counters.queued.load(Ordering::Relaxed), 0);
+    }
+}

@@ -1,0 +1,417 @@
+//! The webhook sink: batches of events POSTed as an `audit.k8s.io/v1`
+//! `EventList`, as kube-apiserver's batch webhook backend sends them
+//! (`staging/src/k8s.io/apiserver/plugin/pkg/audit/webhook/webhook.go`,
+//! `plugin/pkg/audit/buffered/buffered.go`).
+//!
+//! One background thread with its own event loop takes what is queued (up
+//! to a batch), POSTs it, and on failure retries with a doubling backoff;
+//! a batch that still fails is dropped and counted. Meanwhile new events
+//! wait in the bounded queue, where [`OnFull`](super::OnFull) applies: the
+//! memory held is the queue plus one batch, however slow the receiver
+//! (the unbounded retries that let a throttled receiver exhaust an API
+//! server's memory, kubernetes/kubernetes#85489, cannot happen here).
+
+use std::{
+    net::IpAddr,
+    sync::{atomic::Ordering, mpsc::Receiver, Arc},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{header, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::{TokioExecutor, TokioTimer},
+};
+use serde::Serialize;
+
+use super::{
+    event::Event,
+    sink::{Counters, Report},
+};
+
+/// Where and how a webhook sink delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebhookSink {
+    /// `https://…`; `http://` only to a loopback address (a local
+    /// collector), since events name users and what they did.
+    pub url: Uri,
+    /// The CA bundle (PEM) that signs the receiver's certificate; the
+    /// system's roots when `None`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Events per POST at most (default 400, as kube-apiserver).
+    pub batch_size: usize,
+    /// Time one POST may take (default 10 s).
+    pub timeout: Duration,
+    /// Retries of a failed batch before it is dropped (default 3).
+    pub retries: u32,
+    /// Wait before the first retry, doubled for each next one (default
+    /// 10 s, as kube-apiserver).
+    pub initial_backoff: Duration,
+}
+
+/// Why a webhook sink could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The URL is not usable.
+    #[error("{0}")]
+    Url(String),
+    /// The CA bundle or TLS setup failed.
+    #[error("{0}")]
+    Tls(String),
+    /// The thread or its event loop could not start.
+    #[error("cannot start the webhook sender: {0}")]
+    Start(#[from] std::io::Error),
+}
+
+impl WebhookSink {
+    /// A sink POSTing to `url` with the defaults; checks the URL.
+    pub fn new(url: &str) -> Result<Self, WebhookError> {
+        let url: Uri = url
+            .parse()
+            .map_err(|e| WebhookError::Url(format!("{url:?}: {e}")))?;
+        let host = url.host().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        match url.scheme_str() {
+            Some("https") if !host.is_empty() => {}
+            Some("http") if loopback => {}
+            Some("http") => {
+                return Err(WebhookError::Url(
+                    "http:// only to a loopback address: events name users and what they did; use https://".to_owned(),
+                ))
+            }
+            _ => {
+                return Err(WebhookError::Url(format!(
+                    "{url:?} is not an https:// URL"
+                )))
+            }
+        }
+        Ok(Self {
+            url,
+            ca_pem: None,
+            batch_size: 400,
+            timeout: Duration::from_secs(10),
+            retries: 3,
+            initial_backoff: Duration::from_secs(10),
+        })
+    }
+
+    /// Checks the TLS setup (the CA bundle) without starting anything: what
+    /// [`AuditSink::webhook`](super::AuditSink::webhook) would refuse.
+    pub fn check(&self) -> Result<(), WebhookError> {
+        self.client().map(drop)
+    }
+
+    /// The HTTP client, checked before the thread starts.
+    pub(super) fn client(&self) -> Result<HttpClient, WebhookError> {
+        let roots =
+            crate::upstream::tls::roots(self.ca_pem.as_deref()).map_err(WebhookError::Tls)?;
+        let tls = rustls::ClientConfig::builder_with_provider(crate::upstream::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| WebhookError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(self.timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector))
+    }
+}
+
+pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// `audit.k8s.io/v1` `EventList`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventList<'a> {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: super::event::Empty,
+    items: &'a [Event],
+}
+
+/// The sender thread's loop: batch, POST, retry, drop; ends when every
+/// sender is gone and the queue is empty.
+pub(super) fn deliver_events(
+    receiver: Receiver<Event>,
+    webhook: WebhookSink,
+    client: HttpClient,
+    counters: Arc<Counters>,
+    runtime: tokio::runtime::Runtime,
+) {
+    let mut report = Report::default();
+    let mut batch = Vec::with_capacity(webhook.batch_size.min(1024));
+    // Blocking receives on this thread are fine: its event loop has nothing
+    // else to run while there is nothing to send.
+    while let Ok(event) = receiver.recv() {
+        batch.push(event);
+        while batch.len() < webhook.batch_size.max(1) {
+            match receiver.try_recv() {
+                Ok(event) => batch.push(event),
+                Err(_) => break,
+            }
+        }
+        counters
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        let body = match serde_json::to_vec(&EventList {
+            kind: "EventList",
+            api_version: "audit.k8s.io/v1",
+            metadata: super::event::Empty {},
+            items: &batch,
+        }) {
+            Ok(body) => Bytes::from(body),
+            Err(error) => {
+                tracing::error!(%error, "cannot serialize audit events");
+                batch.clear();
+                continue;
+            }
+        };
+        let delivered = runtime.block_on(deliver(&webhook, &client, body, &mut report));
+        if !delivered {
+            counters
+                .dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        batch.clear();
+        report.dropped(&counters);
+    }
+}
+
+/// POSTs one batch, retrying with backoff; false when it never got through.
+async fn deliver(
+    webhook: &WebhookSink,
+    client: &HttpClient,
+    body: Bytes,
+    report: &mut Report,
+) -> bool {
+    let mut backoff = webhook.initial_backoff;
+    for attempt in 0..=webhook.retries {
+        if attempt > 0 {
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+        }
+        let request = Request::post(webhook.url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.clone()));
+        let Ok(request) = request else { return false };
+        let sent = tokio::time::timeout(webhook.timeout, async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| crate::error::error_chain(&e))?;
+            let status = response.status();
+            // Read the (small) answer so the connection can be reused.
+            let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+                .collect()
+                .await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("the receiver answered {status}"))
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {:?}", webhook.timeout)));
+        match sent {
+            Ok(()) => return true,
+            Err(error) => report.error(&webhook.url.to_string(), &error),
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use http::StatusCode;
+    use hyper::{server::conn::http1, service::service_fn};
+    use hyper_util::rt::TokioIo;
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+    use crate::plugins::audit::{event::tests::sample, AuditSink, OnFull, QueueOptions};
+
+    /// A receiver on loopback: each POST's `EventList` goes to the channel,
+    /// then `answer` decides the status (and may make it wait).
+    async fn receiver<F, Fut>(answer: F) -> (String, mpsc::UnboundedReceiver<Value>)
+    where
+        F: Fn() -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = StatusCode> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/audit", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (tx, answer) = (tx.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let (tx, answer) = (tx.clone(), answer.clone());
+                        async move {
+                            let body = request.into_body().collect().await?.to_bytes();
+                            let _ = tx.send(serde_json::from_slice::<Value>(&body).unwrap());
+                            let mut response = http::Response::new(Full::new(Bytes::new()));
+                            *response.status_mut() = answer().await;
+                            Ok::<_, hyper::Error>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    type Value = serde_json::Value;
+
+    fn ids(list: &Value) -> Vec<String> {
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["auditID"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn webhook(url: &str) -> WebhookSink {
+        let mut webhook = WebhookSink::new(url).unwrap();
+        webhook.initial_backoff = Duration::from_millis(1);
+        webhook.retries = 2;
+        webhook
+    }
+
+    /// Dropping the last clone waits for the sender thread (so nothing may
+    /// hold another clone): off the runtime.
+    async fn close(sink: AuditSink) {
+        tokio::task::spawn_blocking(move || drop(sink))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn posts_event_lists_in_batches() {
+        let (url, mut lists) = receiver(|| async { StatusCode::OK }).await;
+        let mut webhook = webhook(&url);
+        webhook.batch_size = 2;
+        let sink = AuditSink::webhook(webhook, QueueOptions::default()).unwrap();
+        for id in 0..5 {
+            sink.send(sample(&id.to_string()));
+        }
+        let counters = sink.counters.clone();
+        close(sink).await;
+        let mut seen = Vec::new();
+        while let Ok(list) = lists.try_recv() {
+            assert_eq!(list["kind"], "EventList");
+            assert_eq!(list["apiVersion"], "audit.k8s.io/v1");
+            let batch = ids(&list);
+            assert!((1..=2).contains(&batch.len()), "{list}");
+            seen.extend(batch);
+        }
+        assert_eq!(seen, ["0", "1", "2", "3", "4"]);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.queued.load(Ordering::Relaxed), 0);
+    }
+
+    /// A receiver that always fails: each batch is tried 1 + retries
+    /// times, then dropped and counted.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_receiver_costs_retries_then_drops() {
+        let (url, mut lists) = receiver(|| async { StatusCode::INTERNAL_SERVER_ERROR }).await;
+        let sink = AuditSink::webhook(webhook(&url), QueueOptions::default()).unwrap();
+        let counters = sink.counters.clone();
+        sink.send(sample("lost"));
+        close(sink).await;
+        let mut attempts = 0;
+        while let Ok(list) = lists.try_recv() {
+            assert_eq!(ids(&list), ["lost"]);
+            attempts += 1;
+        }
+        assert_eq!(attempts, 3);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    /// A receiver that does not answer: while the sender waits on it, the
+    /// queue holds at most its capacity and the rest is dropped and
+    /// counted; once it answers, what was queued is delivered.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_slow_receiver_bounds_memory_and_counts_drops() {
+        let (release, released) = oneshot::channel::<()>();
+        let released = Arc::new(Mutex::new(Some(released)));
+        let (url, mut lists) = receiver(move || {
+            let gate = released.lock().unwrap().take();
+            async move {
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+                StatusCode::OK
+            }
+        })
+        .await;
+        let mut webhook = webhook(&url);
+        webhook.timeout = Duration::from_secs(600);
+        let sink = AuditSink::webhook(
+            webhook,
+            QueueOptions {
+                capacity: 2,
+                on_full: OnFull::Drop,
+            },
+        )
+        .unwrap();
+        sink.send(sample("first"));
+        // The sender is now stuck on the first POST.
+        assert_eq!(ids(&lists.recv().await.unwrap()), ["first"]);
+        for id in 0..10 {
+            sink.send(sample(&id.to_string()));
+        }
+        assert_eq!(sink.dropped(), 8);
+        assert_eq!(sink.queued(), 2);
+        release.send(()).unwrap();
+        let counters = sink.counters.clone();
+        close(sink).await;
+        assert_eq!(ids(&lists.recv().await.unwrap()), ["0", "1"]);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn urls_must_be_https_or_loopback() {
+        for ok in [
+            "https://audit.example.com/events",
+            "http://127.0.0.1:9880/audit",
+            "http://localhost:9880/",
+            "http://[::1]:9880/",
+        ] {
+            assert!(WebhookSink::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://audit.example.com/",
+            "ftp://x/",
+            "not a url",
+            "https:///x",
+        ] {
+            assert!(WebhookSink::new(bad).is_err(), "{bad}");
+        }
+    }
+}
