@@ -37,6 +37,7 @@ pub struct RequestContext {
     attributes: OnceLock<RequestAttributes>,
     decision: OnceLock<Decision>,
     login: OnceLock<Login>,
+    authn_attempt: OnceLock<crate::authn::AuthnAttempt>,
     state: PluginState,
 }
 
@@ -55,6 +56,7 @@ impl RequestContext {
             attributes: OnceLock::new(),
             decision: OnceLock::new(),
             login: OnceLock::new(),
+            authn_attempt: OnceLock::new(),
             state: PluginState::default(),
         }
     }
@@ -134,6 +136,19 @@ impl RequestContext {
     /// Records a login's outcome.
     pub(crate) fn set_login(&self, login: Login) {
         let _ = self.login.set(login);
+    }
+
+    /// How authenticating this request's credential ended, when it was
+    /// refused or was a login at one of Paddock's login endpoints (an
+    /// accepted credential needs no record: [`identity`](Self::identity)
+    /// says so; a request without a credential made no attempt).
+    pub fn authn_attempt(&self) -> Option<&crate::authn::AuthnAttempt> {
+        self.authn_attempt.get()
+    }
+
+    /// Records how authenticating the request's credential ended.
+    pub(crate) fn set_authn_attempt(&self, attempt: crate::authn::AuthnAttempt) {
+        let _ = self.authn_attempt.set(attempt);
     }
 }
 

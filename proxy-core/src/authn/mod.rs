@@ -85,12 +85,13 @@ impl From<AuthnError> for ProxyError {
     }
 }
 
-/// How one attempt to authenticate ended, kept in the request's
-/// [`PluginState`](crate::context::PluginState) for the plugins (metrics,
-/// audit) to read in `on_log`. Recorded when a credential was refused and
-/// by the login endpoint; a request whose credential was accepted needs no
-/// record, its [`identity`](crate::context::RequestContext::identity) says
-/// so. A request that carried no credential made no attempt.
+/// How one attempt to authenticate ended, a fact of the request's context
+/// ([`RequestContext::authn_attempt`](crate::context::RequestContext::authn_attempt))
+/// for the plugins (metrics, audit) to read. Recorded when a credential was
+/// refused and by the login endpoints; a request whose credential was
+/// accepted needs no record, its
+/// [`identity`](crate::context::RequestContext::identity) says so. A request
+/// that carried no credential made no attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthnAttempt {
     /// The provider that decided, when known: the one that was down, the

@@ -132,6 +132,7 @@ pub(super) async fn callback(
         Ok(exchanged) => match super::session::recorded_login(
             &context,
             PROVIDER,
+            "",
             accounts
                 .login(
                     PROVIDER,
@@ -142,7 +143,6 @@ pub(super) async fn callback(
         ) {
             Err(error) => {
                 tracing::info!(auth.provider = "github", %error, "browser login failed");
-                failed(error.to_string());
                 let (status, title, message) = match error {
                     AuthnError::Denied { reason } => {
                         (StatusCode::FORBIDDEN, "Access denied", reason)
@@ -161,12 +161,6 @@ pub(super) async fn callback(
                 refusal(status, title, &message)
             }
             Ok(login) => {
-                let user = login.user.id.clone();
-                context.set_login(Login::new(
-                    PROVIDER,
-                    &login.user.username,
-                    LoginOutcome::Succeeded { user },
-                ));
                 let redirect = safe_redirect(Some(&exchanged.redirect_to))
                     .unwrap_or_else(|_| super::pages::LANDING.to_owned());
                 let (_, session) =

@@ -18,7 +18,6 @@ use crate::{
     accounts::Accounts,
     authz::{AuthzRequest, RequestAttributes},
     body::{RequestBody, ResponseBody},
-    context::{Login, LoginOutcome},
     error::ProxyError,
     request::{ProxyResult, RequestHost},
 };
@@ -380,16 +379,10 @@ pub(super) async fn login_post(
             client,
         )
         .await;
-    let login = match super::session::recorded_login(&context, &provider, result) {
+    let login = match super::session::recorded_login(&context, &provider, &username, result) {
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %provider, auth.username = %username, %error, "login failed");
-            let reason = error.to_string();
-            context.set_login(Login::new(
-                &provider,
-                &username,
-                LoginOutcome::Failed { reason },
-            ));
             let (message, status) = match ProxyError::from(error) {
                 ProxyError::TooManyRequests { retry_after_secs } => (
                     format!("Too many attempts. Try again in {retry_after_secs} seconds."),
@@ -407,12 +400,6 @@ pub(super) async fn login_post(
             return again(&message, status);
         }
     };
-    let user = login.user.id.clone();
-    context.set_login(Login::new(
-        &provider,
-        &username,
-        LoginOutcome::Succeeded { user },
-    ));
     let (_, cookie) = start_session(accounts, &login, "browser session".to_owned()).await?;
     let mut response = see_other(&redirect);
     response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -158,42 +158,47 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody
         }
     };
     let result = accounts.login(&body.provider, credential, client).await;
-    let login = match recorded_login(&context, &body.provider, result) {
+    let login = match recorded_login(&context, &body.provider, &body.username, result) {
         Ok(login) => login,
         Err(error) => {
             tracing::info!(auth.provider = %body.provider, auth.username = %body.username, %error, "login failed");
-            let reason = error.to_string();
-            context.set_login(Login::new(
-                &body.provider,
-                &body.username,
-                LoginOutcome::Failed { reason },
-            ));
             return Err(error.into());
         }
     };
-    let user = login.user.id.clone();
-    context.set_login(Login::new(
-        &body.provider,
-        &body.username,
-        LoginOutcome::Succeeded { user },
-    ));
     session_response(accounts, login, body.description).await
 }
 
-/// Leaves the login's [`AuthnAttempt`] in the request's context for the
-/// plugins; every login endpoint passes its result through here.
-pub(super) fn recorded_login<T>(
+/// Records a login's outcome in the request's context, for the plugins:
+/// the [`Login`] (who tried, with which provider, how it went: the audit
+/// log) and its [`AuthnAttempt`] (metrics). Every login endpoint passes its
+/// result through here.
+pub(super) fn recorded_login(
     context: &RequestContext,
     provider: &str,
-    result: Result<T, AuthnError>,
-) -> Result<T, AuthnError> {
-    context.state().insert(AuthnAttempt {
+    username: &str,
+    result: Result<LoggedIn, AuthnError>,
+) -> Result<LoggedIn, AuthnError> {
+    context.set_authn_attempt(AuthnAttempt {
         provider: Some(provider.to_owned()),
         outcome: match &result {
             Ok(_) => AuthnOutcome::Success,
             Err(error) => AuthnOutcome::of(error),
         },
     });
+    let outcome = match &result {
+        Ok(login) => LoginOutcome::Succeeded {
+            user: login.user.id.clone(),
+        },
+        Err(error) => LoginOutcome::Failed {
+            reason: error.to_string(),
+        },
+    };
+    let username = match &result {
+        // A token login learns the name from the provider.
+        Ok(login) if username.is_empty() => login.user.username.as_str(),
+        _ => username,
+    };
+    context.set_login(Login::new(provider, username, outcome));
     result
 }
 

@@ -116,7 +116,7 @@ where
             };
             if let Some(identity) = identity {
                 if let Err(error) = admit(&identity, &context, access) {
-                    context.state().insert(AuthnAttempt {
+                    context.set_authn_attempt(AuthnAttempt {
                         provider: Some(identity.provider.clone()),
                         outcome: AuthnOutcome::Denied,
                     });
@@ -149,7 +149,7 @@ async fn authenticate(
 fn recorded<T>(context: &RequestContext, result: Result<T, ProxyError>) -> Result<T, ProxyError> {
     if let Err(error) = &result {
         if let Some(attempt) = AuthnAttempt::refused(error) {
-            context.state().insert(attempt);
+            context.set_authn_attempt(attempt);
         }
     }
     result

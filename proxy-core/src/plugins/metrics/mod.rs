@@ -41,7 +41,6 @@ use prometheus_client::{
 use self::labels::{Bounded, STREAM_KINDS};
 pub use self::serve::{serve, CONTENT_TYPE};
 use crate::{
-    authn::AuthnAttempt,
     context::RequestContext,
     error::ProxyError,
     future::ReadyOrBoxed,
@@ -348,7 +347,7 @@ impl Inner {
     }
 
     fn record_authentication(&self, context: &RequestContext) {
-        let (provider, result) = match context.state().get::<AuthnAttempt>() {
+        let (provider, result) = match context.authn_attempt() {
             Some(attempt) => (
                 self.providers
                     .learn(attempt.provider.as_deref().unwrap_or("")),

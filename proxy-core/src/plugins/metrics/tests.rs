@@ -198,13 +198,13 @@ fn counts_authentication_attempts_by_provider_and_result() {
     }));
     log(&metrics, &authenticated, StatusCode::OK);
     let refused = context(None, None);
-    refused.state().insert(AuthnAttempt {
+    refused.set_authn_attempt(AuthnAttempt {
         provider: None,
         outcome: AuthnOutcome::Invalid,
     });
     log(&metrics, &refused, StatusCode::UNAUTHORIZED);
     let throttled = context(None, None);
-    throttled.state().insert(AuthnAttempt {
+    throttled.set_authn_attempt(AuthnAttempt {
         provider: Some("local".into()),
         outcome: AuthnOutcome::Throttled,
     });
