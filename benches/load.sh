@@ -5,6 +5,8 @@
 #   nginx        nginx-light as a plain reverse proxy (no auth), TLS both ways, keepalive
 #   paddock      the full Paddock pipeline, static-token auth, access log at warn (off)
 #   paddock+log  the same with the default info-level access log (what users run)
+#   paddock+plugins  the access log, the audit log at Metadata (to a file) and
+#                the Prometheus metrics, all on
 #   passthrough-h1  diagnostic: the bare proxy with an HTTP/1.1-only upstream pool
 #                (what nginx uses) instead of HTTP/2 by ALPN (what Paddock uses)
 #   passthrough-direct  the bare proxy with Paddock's own upstream transport
@@ -84,6 +86,15 @@ start_paddock paddock "warn,paddock::serve=info"; paddock_addr=$addr
 cert="$tmp/paddock/tls/tls.crt"; key="$tmp/paddock/tls/tls.key"
 # Same certificate as the first instance, so every proxy presents the same chain.
 start_paddock paddock-log "info" --tls-cert "$cert" --tls-key "$key"; paddock_log_addr=$addr
+cat > "$tmp/plugins.yaml" <<CONF
+audit:
+  file: {path: $tmp/audit.log}
+  onFull: drop
+metrics:
+  listen: 127.0.0.1:$(free_port)
+CONF
+start_paddock paddock-plugins "info" --config "$tmp/plugins.yaml" --tls-cert "$cert" --tls-key "$key"
+paddock_plugins_addr=$addr
 
 # A Paddock user's session token, from a real login, for the same first
 # instance: the store-token path (cached hash check, revision re-validation,
@@ -173,13 +184,14 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-read -r -a targets <<< "${TARGETS:-upstream passthrough nginx paddock paddock-session paddock+log passthrough-direct passthrough-h1 passthrough-ws}"
+read -r -a targets <<< "${TARGETS:-upstream passthrough nginx paddock paddock-session paddock+log paddock+plugins passthrough-direct passthrough-h1 passthrough-ws}"
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
   [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" \
   [paddock-session]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
+  [paddock+plugins]="https://$paddock_plugins_addr" \
   [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr" [passthrough-direct]="https://$passthrough_direct_addr")
 declare -A token=([upstream]="$PROXY_TOKEN" [passthrough]="$PROXY_TOKEN" [nginx]="$PROXY_TOKEN" \
-  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN" [passthrough-ws]="$PROXY_TOKEN" [passthrough-direct]="$PROXY_TOKEN")
+  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" [paddock+plugins]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN" [passthrough-ws]="$PROXY_TOKEN" [passthrough-direct]="$PROXY_TOKEN")
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
 results="$tmp/results"  # lines: round target req/s p50 p99
@@ -205,11 +217,12 @@ for t in "${targets[@]}"; do
   printf "%-15s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
 done
 [ -n "${TARGETS:-}" ] && exit 0  # a subset: no ratios
-awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v h="${rps[passthrough-h1]}" -v d="${rps[passthrough-direct]}" 'BEGIN{
+awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v g="${rps[paddock+plugins]}" -v h="${rps[passthrough-h1]}" -v d="${rps[passthrough-direct]}" 'BEGIN{
   printf "paddock / passthrough = %.2f (target >= 0.90)\n", p/b;
   printf "paddock / passthrough-direct = %.2f (the same upstream transport as Paddock)\n", p/d;
   printf "paddock / nginx       = %.2f (target >= 1.00)\n", p/n;
   printf "paddock+log / nginx   = %.2f\n", l/n;
+  printf "paddock+plugins / paddock = %.2f (access log, audit at Metadata, metrics; target >= 0.95)\n", g/p;
   printf "paddock session token / static token = %.2f (target >= 0.95)\n", s/p;
   printf "passthrough / nginx   = %.2f, passthrough-h1 / nginx = %.2f (how much is the upstream protocol)\n", b/n, h/n }'
 # The same ratios paired by round (median of each round's ratio): a round
