@@ -114,8 +114,17 @@ impl CheckedAuthorization {
         PolicySource {
             dir: self.policy_dir.clone(),
             store,
-            management_cluster: self.management_cluster.clone(),
+            management_cluster: Some(self.management_cluster()),
         }
+    }
+
+    /// The management cluster's id: as configured, else the proxy's default
+    /// (`local`, Rancher's), so global roles' own rules apply where the
+    /// admin API is authorized.
+    pub(crate) fn management_cluster(&self) -> String {
+        self.management_cluster
+            .clone()
+            .unwrap_or_else(|| policy::DEFAULT_MANAGEMENT_CLUSTER.to_owned())
     }
 }
 
@@ -163,7 +172,7 @@ impl AuthorizationConfig {
                 if store.is_some() {
                     let source = PolicySource {
                         store,
-                        management_cluster: self.management_cluster.clone(),
+                        management_cluster: Some(checked.management_cluster()),
                         ..PolicySource::default()
                     };
                     errors.ok("dataDir", source.load())?;

@@ -271,3 +271,25 @@ fn paddock_ca_pem() -> Vec<u8> {
         .ca_pem
         .unwrap()
 }
+
+#[test]
+fn global_role_rules_apply_in_the_default_management_cluster() {
+    let checked = check("authorization: policy\n").unwrap();
+    assert_eq!(
+        checked
+            .authorization
+            .policy_source(None)
+            .management_cluster
+            .as_deref(),
+        Some("local")
+    );
+    let checked = check("authorization: {mode: policy, managementCluster: mgmt}\n").unwrap();
+    assert_eq!(
+        checked
+            .authorization
+            .policy_source(None)
+            .management_cluster
+            .as_deref(),
+        Some("mgmt")
+    );
+}
