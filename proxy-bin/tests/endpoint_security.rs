@@ -341,3 +341,61 @@ async fn a_cross_site_or_non_json_login_sets_no_cookie() {
         assert!(accepted.head.headers.get("set-cookie").is_some());
     }
 }
+
+/// A delegate who may create cluster role template bindings, and nothing
+/// else, cannot grant a role they were not given `bind` on: not to
+/// themselves, not to anyone.
+#[tokio::test(flavor = "multi_thread")]
+async fn creating_a_binding_needs_bind_on_the_role_it_grants() {
+    let policy = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policy.path().join("delegate.yaml"),
+        "apiVersion: management.cattle.io/v3\nkind: GlobalRole\nmetadata: {name: binding-manager}\nrules:\n  - apiGroups: [management.cattle.io]\n    resources: [clusterroletemplatebindings]\n    verbs: [create, list]\n  - apiGroups: [management.cattle.io]\n    resources: [roletemplates]\n    resourceNames: [cluster-member]\n    verbs: [bind]\n",
+    )
+    .unwrap();
+    let setup = Setup::start(&format!(
+        "authorization: {{mode: policy, policyDir: {}}}\n",
+        policy.path().display()
+    ))
+    .await;
+    let admin = setup.admin_session().await;
+    let delegate = setup
+        .user_session(&admin, "dana", "dana's long enough password")
+        .await;
+    let granted = setup
+        .post(
+            "/paddock/v1/bindings",
+            &admin,
+            json!({"user": "dana", "role": "binding-manager"}),
+        )
+        .await;
+    assert_eq!(granted.status(), 201, "{}", granted.text());
+
+    let grant = |role: &'static str| {
+        let (setup, delegate) = (&setup, delegate.clone());
+        async move {
+            let mut last = None;
+            // The new global binding reaches the policy within a second.
+            for _ in 0..50 {
+                let created = setup
+                    .post(
+                        "/paddock/v1/bindings",
+                        &delegate,
+                        json!({"user": "dana", "role": role, "cluster": "prod"}),
+                    )
+                    .await;
+                if created.status() != 403 || role != "cluster-member" {
+                    return created;
+                }
+                last = Some(created);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            last.unwrap()
+        }
+    };
+    let allowed = grant("cluster-member").await;
+    assert_eq!(allowed.status(), 201, "{}", allowed.text());
+    let escalation = grant("cluster-owner").await;
+    assert_eq!(escalation.status(), 403, "{}", escalation.text());
+    assert!(escalation.text().contains("bind"), "{}", escalation.text());
+}

@@ -126,6 +126,15 @@ impl Call<'_> {
                     _ => PROJECT,
                 };
                 self.authorize("create", resource, None)?;
+                // No escalation: granting a role takes `bind` on it, as
+                // Kubernetes' RBAC asks of whoever creates a role binding
+                // (admins have it; a delegate allowed to create bindings
+                // grants only the roles they were given `bind` on).
+                let roles = match new.scope {
+                    NewScope::Global => "globalroles",
+                    _ => "roletemplates",
+                };
+                self.authorize("bind", roles, Some(&new.role))?;
                 let (source, clusters) = (self.policy_source(), self.clusters());
                 let created = {
                     let view = view.clone();
