@@ -12,6 +12,7 @@
 //! server's memory, kubernetes/kubernetes#85489, cannot happen here).
 
 use std::{
+    fmt,
     net::IpAddr,
     sync::{atomic::Ordering, mpsc::Receiver, Arc},
     time::Duration,
@@ -31,8 +32,10 @@ use super::{
     sink::{Counters, Report},
 };
 
-/// Where and how a webhook sink delivers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where and how a webhook sink delivers. Its `Debug` shows only the
+/// receiver's scheme, host and port: a webhook URL often carries its secret
+/// in the path (Slack's) or in user info.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WebhookSink {
     /// `https://…`; `http://` only to a loopback address (a local
@@ -67,12 +70,36 @@ pub enum WebhookError {
     Start(#[from] std::io::Error),
 }
 
+impl fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("receiver", &receiver(&self.url))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "[PEM]"))
+            .field("batch_size", &self.batch_size)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("initial_backoff", &self.initial_backoff)
+            .finish()
+    }
+}
+
+/// The receiver as logs and errors name it: scheme, host and port, never
+/// the path, query or user info that may hold the webhook's secret.
+fn receiver(url: &Uri) -> String {
+    let scheme = url.scheme_str().unwrap_or("?");
+    let host = url.host().unwrap_or_default();
+    match url.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    }
+}
+
 impl WebhookSink {
     /// A sink POSTing to `url` with the defaults; checks the URL.
     pub fn new(url: &str) -> Result<Self, WebhookError> {
         let url: Uri = url
             .parse()
-            .map_err(|e| WebhookError::Url(format!("{url:?}: {e}")))?;
+            .map_err(|e| WebhookError::Url(format!("not a URL: {e}")))?;
         let host = url.host().unwrap_or_default();
         let loopback = host == "localhost"
             || host
@@ -90,7 +117,8 @@ impl WebhookSink {
             }
             _ => {
                 return Err(WebhookError::Url(format!(
-                    "{url:?} is not an https:// URL"
+                    "{} is not an https:// URL",
+                    receiver(&url)
                 )))
             }
         }
@@ -231,7 +259,7 @@ async fn deliver(
         .unwrap_or_else(|_| Err(format!("no answer within {:?}", webhook.timeout)));
         match sent {
             Ok(()) => return true,
-            Err(error) => report.error(&webhook.url.to_string(), &error),
+            Err(error) => report.error(&receiver(&webhook.url), &error),
         }
     }
     false
@@ -413,5 +441,17 @@ mod tests {
         ] {
             assert!(WebhookSink::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_url_s_secret_stays_out_of_debug_and_errors() {
+        let secret = "T000/B000/XXXXsecretXXXX";
+        let sink =
+            WebhookSink::new(&format!("https://hooks.example.com/services/{secret}")).unwrap();
+        let shown = format!("{sink:?}");
+        assert!(shown.contains("https://hooks.example.com"), "{shown}");
+        assert!(!shown.contains(secret), "{shown}");
+        let refused = WebhookSink::new(&format!("ftp://user:{secret}@x/")).unwrap_err();
+        assert!(!refused.to_string().contains(secret), "{refused}");
     }
 }
