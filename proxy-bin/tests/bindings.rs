@@ -15,29 +15,12 @@ use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     kubectl::{write_file, Kubeconfig},
     paddock::Paddock,
-    slapd::{Slapd, SERVICE_DN},
+    slapd::{Slapd, BASE_LDIF, SERVICE_DN},
 };
 use serde_json::{json, Value};
 
-const DATA: &str = r#"dn: ou=people,dc=example,dc=org
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=example,dc=org
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=service,dc=example,dc=org
-objectClass: organizationalUnit
-ou: service
-
-dn: cn=paddock,ou=service,dc=example,dc=org
-objectClass: person
-cn: paddock
-sn: service
-userPassword: service-pw
-
-dn: uid=jdoe,ou=people,dc=example,dc=org
+/// Added to the directory after [`BASE_LDIF`].
+const DATA: &str = r#"dn: uid=jdoe,ou=people,dc=example,dc=org
 objectClass: inetOrgPerson
 uid: jdoe
 cn: Jane Doe
@@ -244,7 +227,7 @@ const PODS_PROD: &str = "/k8s/clusters/prod/api/v1/namespaces/apps/pods";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_directory_group_and_a_directory_user_are_bound_at_cluster_and_project_scope() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let s = Setup::start(Some(&slapd)).await;
     let admin = s
         .paddock

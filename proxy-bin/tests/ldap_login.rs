@@ -14,29 +14,12 @@ use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     kubectl::{write_file, Kubeconfig},
     paddock::Paddock,
-    slapd::{Slapd, SERVICE_DN},
+    slapd::{Slapd, BASE_LDIF, SERVICE_DN},
 };
 use serde_json::json;
 
-const DATA: &str = r#"dn: ou=people,dc=example,dc=org
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=example,dc=org
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=service,dc=example,dc=org
-objectClass: organizationalUnit
-ou: service
-
-dn: cn=paddock,ou=service,dc=example,dc=org
-objectClass: person
-cn: paddock
-sn: service
-userPassword: service-pw
-
-dn: uid=alice,ou=people,dc=example,dc=org
+/// Added to the directory after [`BASE_LDIF`].
+const DATA: &str = r#"dn: uid=alice,ou=people,dc=example,dc=org
 objectClass: inetOrgPerson
 uid: alice
 cn: Alice Liddell
@@ -51,7 +34,7 @@ member: uid=alice,ou=people,dc=example,dc=org
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_directory_user_logs_in_and_kubectl_sees_their_groups_as_principals() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let fake = FakeApiServer::start(FakeApiConfig {
         pods: vec![("default".into(), "web-1".into())],
         ..FakeApiConfig::default()

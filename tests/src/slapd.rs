@@ -28,6 +28,29 @@ const ROOT_PW: &str = "admin-pw";
 /// connection left bound as a user finds no groups.
 pub const SERVICE_DN: &str = "cn=paddock,ou=service,dc=example,dc=org";
 
+/// The entries every test directory starts with: `ou=people`, `ou=groups`,
+/// `ou=service` and the service account [`SERVICE_DN`] (password
+/// `service-pw`). A test's own LDIF follows it.
+pub const BASE_LDIF: &str = "dn: ou=people,dc=example,dc=org
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,dc=example,dc=org
+objectClass: organizationalUnit
+ou: groups
+
+dn: ou=service,dc=example,dc=org
+objectClass: organizationalUnit
+ou: service
+
+dn: cn=paddock,ou=service,dc=example,dc=org
+objectClass: person
+cn: paddock
+sn: service
+userPassword: service-pw
+
+";
+
 const INSTALL_HINT: &str =
     "run `apt-get install slapd ldap-utils` (Debian), or `bash tests/run.sh`, which installs it";
 

@@ -3,7 +3,7 @@
 //!
 //! Needs `apt-get install slapd ldap-utils`; without them these tests fail.
 
-use paddock_tests::slapd::Slapd;
+use paddock_tests::slapd::{Slapd, BASE_LDIF};
 use proxy_core::authn::{
     ldap::{
         config::{EnabledCheck, Membership},
@@ -22,27 +22,10 @@ const JDOE_DN: &str = r"cn=Doe\, John \+ Co,ou=people,dc=example,dc=org";
 /// and `+`), `star*user` (uid with `*`), carol (disabled), admin, bob (no
 /// groups). Groups: developers ⊂ engineering ⊂ company, cycle-a ⇄ cycle-b,
 /// "QA, Tier 2", posixGroup ops.
-const DATA: &str = r#"dn: ou=people,dc=example,dc=org
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,dc=example,dc=org
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=service,dc=example,dc=org
-objectClass: organizationalUnit
-ou: service
-
-dn: ou=moved,dc=example,dc=org
+/// Added to the directory after [`BASE_LDIF`].
+const DATA: &str = r#"dn: ou=moved,dc=example,dc=org
 objectClass: organizationalUnit
 ou: moved
-
-dn: cn=paddock,ou=service,dc=example,dc=org
-objectClass: person
-cn: paddock
-sn: service
-userPassword: service-pw
 
 dn: uid=alice,ou=people,dc=example,dc=org
 objectClass: inetOrgPerson
@@ -195,7 +178,7 @@ fn invalid(reason: InvalidReason) -> LdapLoginError {
 
 #[tokio::test]
 async fn login_over_starttls_returns_entry_uuid_principals_and_nested_member_of() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(&slapd, member_of(), false);
     let alice = p.login("alice", &pw("alice-pw")).await.unwrap();
     assert!(
@@ -226,7 +209,7 @@ async fn login_over_starttls_returns_entry_uuid_principals_and_nested_member_of(
 
 #[tokio::test]
 async fn ldaps_with_the_test_ca_works_and_a_wrong_ca_is_unavailable() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let c = config(&slapd, vec![slapd.ldaps_url()]);
     let p = LdapProvider::new(&c).unwrap();
     let alice = p.login("alice", &pw("alice-pw")).await.unwrap();
@@ -250,7 +233,7 @@ async fn ldaps_with_the_test_ca_works_and_a_wrong_ca_is_unavailable() {
 
 #[tokio::test]
 async fn member_strategy_walks_nested_groups_with_cycle_detection_and_depth_cap() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let direct = provider(&slapd, member(), false)
         .login("alice", &pw("alice-pw"))
         .await
@@ -292,7 +275,7 @@ async fn member_strategy_walks_nested_groups_with_cycle_detection_and_depth_cap(
 
 #[tokio::test]
 async fn memberof_with_a_recursive_walk_terminates_on_cycles() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let alice = provider(&slapd, member_of(), true)
         .login("alice", &pw("alice-pw"))
         .await
@@ -306,7 +289,7 @@ async fn memberof_with_a_recursive_walk_terminates_on_cycles() {
 
 #[tokio::test]
 async fn posix_groups_by_member_uid() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(
         &slapd,
         Membership::MemberUid {
@@ -325,7 +308,7 @@ async fn posix_groups_by_member_uid() {
 
 #[tokio::test]
 async fn special_characters_in_dns_and_uids() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(&slapd, member(), true);
     let jdoe = p.login("jdoe", &pw("jdoe-pw")).await.unwrap();
     // slapd hands the DN back with hex escapes: the same DN.
@@ -360,7 +343,7 @@ async fn special_characters_in_dns_and_uids() {
 
 #[tokio::test]
 async fn injection_attempts_never_match_anyone() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(&slapd, member(), false);
     let attacks = [
         "*",
@@ -390,7 +373,7 @@ async fn injection_attempts_never_match_anyone() {
 
 #[tokio::test]
 async fn conformance_empty_password_is_rejected_before_any_bind() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(&slapd, member(), false);
     let (connections, binds) = (slapd.connections(), slapd.binds());
     for user in ["alice", "carol", "nobody", "*"] {
@@ -416,7 +399,7 @@ async fn conformance_empty_password_is_rejected_before_any_bind() {
 
 #[tokio::test]
 async fn conformance_wrong_password_unknown_and_disabled_users_are_invalid() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(&slapd, member(), false);
     let cases = [
         ("alice", "wrong", InvalidReason::WrongPassword),
@@ -437,7 +420,7 @@ async fn conformance_wrong_password_unknown_and_disabled_users_are_invalid() {
 
 #[tokio::test]
 async fn conformance_backend_down_is_unavailable_not_invalid() {
-    let mut slapd = Slapd::start(DATA);
+    let mut slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec!["ldap://127.0.0.1:1".into()]);
     c.connect_timeout_seconds = 1;
     let down = LdapProvider::new(&c).unwrap();
@@ -460,7 +443,7 @@ async fn conformance_backend_down_is_unavailable_not_invalid() {
 
 #[tokio::test]
 async fn failover_when_the_first_server_is_unreachable() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -482,7 +465,7 @@ async fn failover_when_the_first_server_is_unreachable() {
 
 #[tokio::test]
 async fn pooled_connection_is_reused_and_rebound_as_the_service_account() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec![slapd.ldap_url()]);
     c.membership = member();
     c.pool.max_size = 1;
@@ -515,7 +498,7 @@ async fn pooled_connection_is_reused_and_rebound_as_the_service_account() {
 
 #[tokio::test]
 async fn refresh_rereads_groups_enabled_state_and_follows_a_moved_entry() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(&slapd, member(), true);
     let alice = p.login("alice", &pw("alice-pw")).await.unwrap();
     assert!(group_names(&alice).contains(&"company"));
@@ -550,7 +533,7 @@ async fn refresh_rereads_groups_enabled_state_and_follows_a_moved_entry() {
 
 #[tokio::test]
 async fn search_principals_escapes_and_caps() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = provider(&slapd, member(), false);
     let found = p.search_principals("Liddell", 10).await.unwrap();
     assert_eq!(found.len(), 1);
@@ -580,7 +563,7 @@ async fn search_principals_escapes_and_caps() {
 
 #[tokio::test]
 async fn a_refused_service_account_is_misconfigured_not_invalid() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec![slapd.ldap_url()]);
     c.bind_password = pw("not-the-service-pw");
     let p = LdapProvider::new(&c).unwrap();
@@ -594,7 +577,7 @@ async fn a_refused_service_account_is_misconfigured_not_invalid() {
 
 #[tokio::test]
 async fn concurrent_logins_share_the_pool() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let p = std::sync::Arc::new(provider(&slapd, member(), true));
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -616,7 +599,7 @@ async fn concurrent_logins_share_the_pool() {
 
 #[tokio::test]
 async fn pooled_connections_are_replaced_after_a_directory_restart() {
-    let mut slapd = Slapd::start(DATA);
+    let mut slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     for health_check_after in [0, 600] {
         let mut c = config(&slapd, vec![slapd.ldap_url()]);
         c.membership = member();
@@ -634,7 +617,7 @@ async fn pooled_connections_are_replaced_after_a_directory_restart() {
 
 #[tokio::test]
 async fn a_server_that_accepts_but_never_answers_fails_over() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hung_port = hung.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -667,7 +650,7 @@ async fn a_server_that_accepts_but_never_answers_fails_over() {
 
 #[tokio::test]
 async fn cancelled_logins_never_leave_a_user_bound_connection_in_the_pool() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec![slapd.ldap_url()]);
     c.membership = member();
     c.pool.max_size = 2;
@@ -693,7 +676,7 @@ async fn cancelled_logins_never_leave_a_user_bound_connection_in_the_pool() {
 
 #[tokio::test]
 async fn a_failed_rebind_drops_the_user_bound_connection() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec![slapd.ldap_url()]);
     c.membership = member();
     c.pool.max_size = 1;
@@ -750,7 +733,7 @@ async fn the_authenticator_conformance_suite_passes_against_slapd() {
         }
     }
 
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let provider = LdapProvider::new(&config(&slapd, vec![slapd.ldap_url()])).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let accounts = Accounts::open(dir.path(), AccountsOptions::default())
@@ -776,7 +759,7 @@ async fn spellings_of_one_account_share_its_login_throttle() {
     use proxy_core::accounts::{Accounts, AccountsOptions};
     use std::{sync::Arc, time::Duration};
 
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec![slapd.ldap_url()]);
     c.login_attributes = vec!["uid".into(), "mail".into()];
     let provider = LdapProvider::new(&c).unwrap();
@@ -850,7 +833,7 @@ async fn spellings_of_one_account_share_its_login_throttle() {
 /// time does not tell which names exist.
 #[tokio::test]
 async fn an_unknown_user_costs_a_bind_like_a_wrong_password() {
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec![slapd.ldap_url()]);
     c.pool.max_size = 1;
     let p = LdapProvider::new(&c).unwrap();
@@ -891,7 +874,7 @@ async fn a_login_stores_group_display_names() {
     use proxy_core::store::UserAttributes;
     use std::sync::Arc;
 
-    let slapd = Slapd::start(DATA);
+    let slapd = Slapd::start(&format!("{BASE_LDIF}{DATA}"));
     let mut c = config(&slapd, vec![slapd.ldap_url()]);
     c.membership = member();
     let dir = tempfile::tempdir().unwrap();

@@ -81,9 +81,11 @@ where
         Box::pin(async move {
             let context = context::of(&request);
             let access = request.extensions().get::<Endpoint>().map(Endpoint::access);
-            let credentials = match access {
-                Some(access) if access.caller == Caller::None => Ok(Vec::new()),
-                _ => {
+            // A cluster request always needs a caller.
+            let caller = access.map_or(Caller::Required, |access| access.caller);
+            let credentials = match caller {
+                Caller::None => Ok(Vec::new()),
+                Caller::Optional | Caller::Required => {
                     let client_cert = request
                         .extensions()
                         .get::<Arc<ConnectionInfo>>()
@@ -98,20 +100,17 @@ where
                 // flow's state); nothing of theirs is forwarded.
                 headers.remove(header::COOKIE);
             }
-            let identity = match access {
-                None => Some(recorded(&context, authenticate(&chain, credentials).await)?),
-                Some(access) => match access.caller {
-                    Caller::None => None,
-                    Caller::Required => {
-                        Some(recorded(&context, authenticate(&chain, credentials).await)?)
+            let identity = match caller {
+                Caller::None => None,
+                Caller::Required => {
+                    Some(recorded(&context, authenticate(&chain, credentials).await)?)
+                }
+                // Expired cookies and the like make an anonymous caller.
+                Caller::Optional => match credentials {
+                    Ok(credentials) if !credentials.is_empty() => {
+                        chain.authenticate(&credentials).await.ok()
                     }
-                    // Expired cookies and the like make an anonymous caller.
-                    Caller::Optional => match credentials {
-                        Ok(credentials) if !credentials.is_empty() => {
-                            chain.authenticate(&credentials).await.ok()
-                        }
-                        _ => None,
-                    },
+                    _ => None,
                 },
             };
             if let Some(identity) = identity {
