@@ -32,12 +32,10 @@ pub(super) async fn download(
     // A cluster-scoped token gets a kubeconfig for its own cluster only.
     if let Some(scope) = caller.cluster_scope.as_deref() {
         if scope != cluster.id() {
-            return Err(ProxyError::Forbidden {
-                reason: format!(
-                    "this token is valid only for cluster {scope}, not for {}",
-                    cluster.id()
-                ),
-            });
+            return Err(crate::layers::authenticate::out_of_scope(
+                scope,
+                cluster.id(),
+            ));
         }
     }
     let host = parts

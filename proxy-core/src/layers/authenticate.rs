@@ -170,12 +170,10 @@ fn admit(
             None => context.cluster() == Some(scope.as_str()),
         };
         if !admitted {
-            return Err(ProxyError::Forbidden {
-                reason: format!(
-                    "this token is valid only for cluster {scope}, not for {}",
-                    context.cluster().unwrap_or(&context.path)
-                ),
-            });
+            return Err(out_of_scope(
+                scope,
+                context.cluster().unwrap_or(&context.path),
+            ));
         }
     }
     if identity.password_change_required
@@ -187,4 +185,12 @@ fn admit(
         .into());
     }
     Ok(())
+}
+
+/// The refusal of a cluster-scoped token used for `target` (a cluster or
+/// a path) outside its `scope`.
+pub(crate) fn out_of_scope(scope: &str, target: &str) -> ProxyError {
+    ProxyError::Forbidden {
+        reason: format!("this token is valid only for cluster {scope}, not for {target}"),
+    }
 }
