@@ -37,6 +37,8 @@
 //!   ([`authn::ldap::LdapProvider`]), with `ldap3` over rustls.
 //! - `github` (default): GitHub and GitHub Enterprise logins
 //!   (`authn::github`): the browser flow, token login, background refresh.
+//! - `oidc` (default): OpenID Connect providers (`authn::oidc`): the
+//!   browser code flow, JWT bearer tokens verified locally, background refresh.
 
 pub mod accounts;
 pub mod authn;
@@ -123,9 +125,13 @@ impl ProxyBuilder {
     /// [`build`](Self::build) starts the accounts' background work.
     pub fn accounts(mut self, accounts: Arc<Accounts>) -> Self {
         let tokens: Arc<dyn Authenticator> = accounts.tokens().clone();
-        self.authenticators = AuthenticatorChain::new()
-            .with_shared(tokens)
-            .extend(self.authenticators);
+        let mut chain = AuthenticatorChain::new().with_shared(tokens);
+        // Providers' own bearer tokens (OIDC JWTs): after Paddock's tokens,
+        // whose shape check is cheaper still.
+        if let Some(bearer) = accounts.provider_bearer() {
+            chain = chain.with(bearer);
+        }
+        self.authenticators = chain.extend(self.authenticators);
         self.accounts = Some(accounts);
         self
     }

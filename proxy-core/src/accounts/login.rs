@@ -144,7 +144,6 @@ impl Accounts {
 
     /// Whether `subject` (a user id or principal id) has a role binding.
     pub(crate) fn has_binding(&self, subject: &str) -> bool {
-        self.view
-            .with_snapshot(|s| s.role_bindings().any(|b| b.value.subject == subject))
+        super::has_binding(&self.view, subject)
     }
 }

@@ -15,12 +15,14 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
+mod bearer;
 pub mod local;
 mod login;
 mod refresh;
 pub mod tokens;
 
 pub use crate::authn::external::LoginCredential;
+pub use bearer::ProviderBearer;
 pub use refresh::Outcome;
 
 use local::{
@@ -104,6 +106,9 @@ pub struct Accounts {
     /// The GitHub provider again, for its browser flow's endpoints.
     #[cfg(feature = "github")]
     github: Option<Arc<crate::authn::github::GithubProvider>>,
+    /// The OpenID Connect providers again, for their browser flows.
+    #[cfg(feature = "oidc")]
+    oidc: Vec<Arc<crate::authn::oidc::OidcProvider>>,
     throttle: Arc<LoginThrottle>,
     background: std::sync::Once,
     /// Providers whose backend failed last time it was asked, and why.
@@ -174,6 +179,8 @@ impl Accounts {
             providers: Vec::new(),
             #[cfg(feature = "github")]
             github: None,
+            #[cfg(feature = "oidc")]
+            oidc: Vec::new(),
             throttle,
             background: std::sync::Once::new(),
             degraded: Default::default(),
@@ -247,6 +254,31 @@ impl Accounts {
     pub fn with_github(mut self, provider: Arc<crate::authn::github::GithubProvider>) -> Self {
         self.github = Some(provider.clone());
         self.with_provider(provider)
+    }
+
+    /// Registers an OpenID Connect provider: its browser flow, its bearer
+    /// JWTs on the request path, its logins and the refresh of its users.
+    #[cfg(feature = "oidc")]
+    pub fn with_oidc(mut self, provider: Arc<crate::authn::oidc::OidcProvider>) -> Self {
+        self.oidc.push(provider.clone());
+        self.with_provider(provider)
+    }
+
+    /// The OpenID Connect providers, in registration order.
+    #[cfg(feature = "oidc")]
+    pub fn oidc_providers(&self) -> &[Arc<crate::authn::oidc::OidcProvider>] {
+        &self.oidc
+    }
+
+    /// The authenticator of the bearer tokens providers verify themselves
+    /// (OpenID Connect JWTs), for the request path's chain; `None` when no
+    /// registered provider has such tokens.
+    pub fn provider_bearer(&self) -> Option<ProviderBearer> {
+        #[cfg(feature = "oidc")]
+        let any = !self.oidc.is_empty();
+        #[cfg(not(feature = "oidc"))]
+        let any = false;
+        any.then(|| ProviderBearer::new(self.providers.clone(), self.view.clone()))
     }
 
     /// The GitHub provider, when configured.
@@ -453,6 +485,11 @@ impl Accounts {
         self.tokens.invalidate_token(id);
         Ok(existed)
     }
+}
+
+/// Whether `subject` (a user id or principal id) has a role binding.
+pub(crate) fn has_binding(view: &StoreView, subject: &str) -> bool {
+    view.with_snapshot(|s| s.role_bindings().any(|b| b.value.subject == subject))
 }
 
 /// Deletes expired tokens every [`PURGE_INTERVAL`] while the store lives.

@@ -92,6 +92,80 @@ pub struct RefreshSchedule {
     pub grace: Option<Duration>,
 }
 
+/// Who may log in through a provider (Rancher's access modes), with its
+/// allowed list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessMode {
+    /// Anyone the provider vouches for.
+    #[default]
+    Unrestricted,
+    /// Users on the allowed list, or whose user or groups have a role
+    /// binding in the store.
+    Restricted,
+    /// Only users on the allowed list (by their user or one of their groups).
+    Required,
+}
+
+impl std::str::FromStr for AccessMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "unrestricted" => Ok(Self::Unrestricted),
+            "restricted" => Ok(Self::Restricted),
+            "required" => Ok(Self::Required),
+            other => Err(format!(
+                "unknown access mode {other:?} (expected unrestricted, restricted or required)"
+            )),
+        }
+    }
+}
+
+impl AccessMode {
+    /// Whether this mode admits `user`: `allowed` holds principal ids
+    /// (`github_team://5001`, compared exactly) or display names (`acme`,
+    /// compared case-insensitively); `bound` says whether a subject (user
+    /// id or principal id) has a role binding.
+    pub fn admits(
+        self,
+        allowed: &[String],
+        user: &ExternalUser,
+        bound: &dyn Fn(&str) -> bool,
+    ) -> bool {
+        let principals = || std::iter::once(&user.principal).chain(&user.groups);
+        let listed = || {
+            principals().any(|p| {
+                allowed.iter().any(|a| {
+                    if a.contains("://") {
+                        *a == p.id
+                    } else {
+                        a.eq_ignore_ascii_case(&p.display_name)
+                    }
+                })
+            })
+        };
+        let has_binding =
+            || bound(&user_id_for(&user.principal.id)) || principals().any(|p| bound(&p.id));
+        match self {
+            Self::Unrestricted => true,
+            Self::Required => listed(),
+            Self::Restricted => listed() || has_binding(),
+        }
+    }
+}
+
+/// A bearer token a provider verified on its own, without I/O (a JWT
+/// signed with keys it already holds): who presented it, and until when
+/// the answer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBearer {
+    /// The user the token stands for, with the groups it carries.
+    pub user: ExternalUser,
+    /// When the token expires.
+    pub expires_at: std::time::SystemTime,
+}
+
 /// An external identity provider, registered with the accounts wing under
 /// its [`name`](ExternalProvider::name). Adding one (OIDC, say) is one
 /// module implementing this and one registration.
@@ -139,6 +213,27 @@ pub trait ExternalProvider: Send + Sync + 'static {
     /// GitHub token). Blocking; default: nothing kept.
     fn forget(&self, user_id: &str) {
         let _ = user_id;
+    }
+
+    /// Whether `token` (presented as `Authorization: Bearer`) is a token
+    /// this provider signs: a cheap, I/O-free look at its shape and issuer.
+    /// Default: no provider's bearer tokens are accepted.
+    fn recognizes_bearer(&self, token: &str) -> bool {
+        let _ = token;
+        false
+    }
+
+    /// Verifies a bearer token [`recognized`](Self::recognizes_bearer) as
+    /// this provider's, on the request path: locally, with no call to the
+    /// provider except a bounded refresh of its keys. Every problem with the
+    /// token is [`AuthnError::Invalid`]; keys that cannot be had are
+    /// [`AuthnError::Unavailable`].
+    fn verify_bearer<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<VerifiedBearer, AuthnError>> {
+        let _ = token;
+        Box::pin(std::future::ready(Err(AuthnError::Invalid)))
     }
 
     /// Users and groups whose names contain `query`, at most `limit`, for

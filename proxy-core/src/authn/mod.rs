@@ -12,12 +12,20 @@ mod credential;
 pub mod external;
 #[cfg(feature = "github")]
 pub mod github;
+#[cfg(any(feature = "github", feature = "oidc"))]
+pub mod https;
 mod identity;
 #[cfg(feature = "ldap")]
 pub mod ldap;
+#[cfg(feature = "oidc")]
+pub mod oidc;
+#[cfg(any(feature = "github", feature = "oidc"))]
+pub mod seal;
 
 pub mod token_file;
 pub mod tokens;
+#[cfg(any(feature = "github", feature = "oidc"))]
+pub mod vault;
 
 use std::sync::Arc;
 

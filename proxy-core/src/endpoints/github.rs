@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::{header, request::Parts, HeaderValue, Request, StatusCode};
 
 use super::{
-    pages::{refusal, request_host, safe_redirect, see_other, url_params},
+    pages::{cookie_value, refusal, request_host, safe_redirect, see_other, url_params},
     session::start_session,
 };
 use crate::{
@@ -83,19 +83,6 @@ pub(super) async fn login(accounts: &Arc<Accounts>, request: Request<RequestBody
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response)
-}
-
-fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty())
 }
 
 fn oauth_refusal(error: &OAuthError) -> http::Response<ResponseBody> {

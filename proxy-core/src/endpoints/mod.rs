@@ -18,6 +18,7 @@
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
 //! | `POST /paddock/logout` | ends the browser session |
 //! | `GET /paddock/v1/github/login`, `…/callback` | GitHub's OAuth web flow (feature `github`) |
+//! | `GET /paddock/v1/oidc/<name>/login`, `…/callback` | an OpenID Connect provider's code flow (feature `oidc`) |
 //!
 //! The login, kubeconfig, user and token endpoints need [`Accounts`]; without
 //! them they answer 404. Callers are authenticated by the same authenticate
@@ -31,6 +32,8 @@ mod bindings;
 #[cfg(feature = "github")]
 mod github;
 mod kubeconfig;
+#[cfg(feature = "oidc")]
+mod oidc;
 mod pages;
 pub(crate) mod path;
 mod session;
@@ -129,6 +132,10 @@ impl Endpoints {
             Endpoint::GithubLogin => github::login(self.accounts()?, request).await,
             #[cfg(feature = "github")]
             Endpoint::GithubCallback => github::callback(self.accounts()?, request).await,
+            #[cfg(feature = "oidc")]
+            Endpoint::OidcLogin(name) => oidc::login(self.accounts()?, &name, request).await,
+            #[cfg(feature = "oidc")]
+            Endpoint::OidcCallback(name) => oidc::callback(self.accounts()?, &name, request).await,
             Endpoint::Login => session::login(self.accounts()?, request).await,
             Endpoint::Logout => session::logout(self.accounts()?, request).await,
             Endpoint::Me => session::me(self, request).await,

@@ -71,6 +71,20 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// The value of cookie `name`, if the request carries a non-empty one.
+pub(crate) fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 fn encode_component(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -88,6 +102,8 @@ h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
 a.button,button{display:block;width:100%;padding:.7rem 1rem;border-radius:8px;border:1px solid #1f2328;font:inherit;font-weight:600;text-align:center;text-decoration:none;cursor:pointer}
 a.github{background:#24292f;color:#fff;border-color:#24292f}
 a.github:hover{background:#32383f}
+a.oidc{margin-bottom:.5rem;background:#fff;color:#1f2328}
+a.oidc:hover{background:#f4f6f8}
 button.primary{background:#0b6e4f;color:#fff;border-color:#0b6e4f}
 button.secondary{background:#fff;color:#1f2328;width:auto;display:inline-block}
 label{display:block;font-weight:600;margin:.75rem 0 .25rem}
@@ -261,8 +277,24 @@ fn login_page(
             escape(&redirect_param)
         ));
     }
+    #[cfg(feature = "oidc")]
+    let oidc = accounts.oidc_providers();
+    #[cfg(feature = "oidc")]
+    for provider in oidc {
+        let config = provider.config();
+        body.push_str(&format!(
+            "<a class=\"button oidc\" id=\"oidc-login-{0}\" href=\"/paddock/v1/oidc/{0}/login{1}\">Sign in with {2}</a>",
+            escape(&encode_component(&config.name)),
+            escape(&redirect_param),
+            escape(&config.display_name),
+        ));
+    }
+    #[cfg(feature = "oidc")]
+    let buttons = github || !oidc.is_empty();
+    #[cfg(not(feature = "oidc"))]
+    let buttons = github;
     let providers = accounts.provider_names();
-    if github {
+    if buttons {
         body.push_str("<div class=\"divider\">or with a username and password</div>");
     }
     body.push_str("<form class=\"password\" method=\"post\" action=\"/paddock/login\">");

@@ -28,6 +28,12 @@ pub(crate) enum Endpoint {
     /// `GET /paddock/v1/github/callback`.
     #[cfg(feature = "github")]
     GithubCallback,
+    /// `GET /paddock/v1/oidc/<name>/login`.
+    #[cfg(feature = "oidc")]
+    OidcLogin(String),
+    /// `GET /paddock/v1/oidc/<name>/callback`.
+    #[cfg(feature = "oidc")]
+    OidcCallback(String),
     /// `POST /paddock/v1/login`.
     Login,
     /// `POST /paddock/v1/logout`.
@@ -121,6 +127,14 @@ impl Endpoint {
             ["v1", "github", "login"] if method == Method::GET => Endpoint::GithubLogin,
             #[cfg(feature = "github")]
             ["v1", "github", "callback"] if method == Method::GET => Endpoint::GithubCallback,
+            #[cfg(feature = "oidc")]
+            ["v1", "oidc", name, "login"] if method == Method::GET => {
+                Endpoint::OidcLogin((*name).to_owned())
+            }
+            #[cfg(feature = "oidc")]
+            ["v1", "oidc", name, "callback"] if method == Method::GET => {
+                Endpoint::OidcCallback((*name).to_owned())
+            }
             ["v1", "login"] if post => Endpoint::Login,
             ["v1", "logout"] if post => Endpoint::Logout,
             ["v1", "me"] if method == Method::GET => Endpoint::Me,
@@ -168,6 +182,8 @@ impl Endpoint {
             }
             #[cfg(feature = "github")]
             Endpoint::GithubLogin | Endpoint::GithubCallback => Access::PUBLIC,
+            #[cfg(feature = "oidc")]
+            Endpoint::OidcLogin(_) | Endpoint::OidcCallback(_) => Access::PUBLIC,
             // Logging in needs no caller; a session cookie that comes along
             // must not make the login fail.
             Endpoint::Login => Access::PUBLIC,

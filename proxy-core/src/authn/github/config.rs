@@ -74,34 +74,7 @@ impl GithubEndpoints {
     }
 }
 
-/// Who may log in with GitHub (Rancher's access modes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AccessMode {
-    /// Any GitHub user.
-    #[default]
-    Unrestricted,
-    /// Users on the allowed list, or whose user or groups have a role
-    /// binding in the store.
-    Restricted,
-    /// Only users on the allowed list (by their user, an organisation or a team).
-    Required,
-}
-
-impl std::str::FromStr for AccessMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "unrestricted" => Ok(Self::Unrestricted),
-            "restricted" => Ok(Self::Restricted),
-            "required" => Ok(Self::Required),
-            other => Err(format!(
-                "unknown access mode {other:?} (expected unrestricted, restricted or required)"
-            )),
-        }
-    }
-}
+pub use crate::authn::external::AccessMode;
 
 /// How the background refresh of organisations and teams runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

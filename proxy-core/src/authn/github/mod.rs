@@ -14,14 +14,13 @@
 //! | team | `github_team://<id>` | `org:team-slug` |
 //!
 //! Nothing is asked of GitHub per request: the user's GitHub token is kept
-//! encrypted at rest ([`vault`]) and used only by the background refresh of
+//! encrypted at rest ([`crate::authn::vault`]) and used only by the background refresh of
 //! their organisations and teams, which the accounts wing drives through
 //! [`ExternalProvider::refresh`].
 
 pub mod api;
 pub mod config;
 pub mod oauth;
-pub mod vault;
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,6 +30,7 @@ pub use api::{ApiError, GithubApi, HttpClient, Profile};
 pub use config::{AccessMode, GithubConfig, GithubEndpoints, RefreshSettings};
 pub use oauth::{OAuthError, OAuthFlow, Sealer};
 
+use super::vault::TokenVault;
 use super::{
     external::{
         user_id_for, AccountGate, CredentialKind, ExternalProvider, ExternalUser, KnownUser,
@@ -39,7 +39,6 @@ use super::{
     AuthnError, BoxFuture,
 };
 use api::ApiUser;
-use vault::TokenVault;
 
 /// The provider's name, in logins and on tokens.
 pub const PROVIDER: &str = "github";
@@ -154,30 +153,10 @@ impl GithubProvider {
         user: &ExternalUser,
         has_binding: &dyn Fn(&str) -> bool,
     ) -> Result<(), GithubError> {
-        let allowed = || {
-            std::iter::once(&user.principal)
-                .chain(&user.groups)
-                .any(|p| {
-                    self.config.allowed.iter().any(|a| {
-                        if a.contains("://") {
-                            *a == p.id
-                        } else {
-                            a.eq_ignore_ascii_case(&p.display_name)
-                        }
-                    })
-                })
-        };
-        let bound = || {
-            has_binding(&user_id_for(&user.principal.id))
-                || std::iter::once(&user.principal)
-                    .chain(&user.groups)
-                    .any(|p| has_binding(&p.id))
-        };
-        let ok = match self.config.access_mode {
-            AccessMode::Unrestricted => true,
-            AccessMode::Required => allowed(),
-            AccessMode::Restricted => allowed() || bound(),
-        };
+        let ok = self
+            .config
+            .access_mode
+            .admits(&self.config.allowed, user, has_binding);
         if ok {
             Ok(())
         } else {

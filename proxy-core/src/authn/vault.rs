@@ -1,13 +1,14 @@
-//! The encrypted store of GitHub tokens the background refresh reads
-//! users' organisations and teams with.
+//! The store of provider tokens (GitHub access tokens, OpenID Connect
+//! refresh tokens), sealed by the provider, that the background refresh
+//! reads users' groups with.
 
 use std::{
     io::Write,
     path::{Path, PathBuf},
 };
 
-/// GitHub tokens sealed by [`super::GithubProvider::seal_token`], one file
-/// per user (mode 0600) under `<data dir>/github-tokens/`.
+/// Sealed provider tokens, one file per user (mode 0600) in one directory
+/// per provider (`<data dir>/github-tokens/`, `<data dir>/oidc-tokens/<name>/`).
 #[derive(Debug, Clone)]
 pub struct TokenVault {
     dir: PathBuf,
