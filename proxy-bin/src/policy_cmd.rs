@@ -107,7 +107,18 @@ pub(crate) fn ask(question: &Question, explain: bool) -> ExitCode {
         .clone()
         .or_else(|| effective.config.default_cluster().map(str::to_owned))
         .unwrap_or_else(|| "local".to_owned());
-    let decision = effective.set.decide(&subject, &cluster, &attributes);
+    let mut decision = effective.set.decide(&subject, &cluster, &attributes);
+    if !decision.allowed && question.user.contains("://") {
+        // The proxy presents a provider's user (`oidc_user://…`,
+        // `github_user://…`) as its Paddock user id: ask as that one too.
+        subject.user = match &effective.accounts {
+            Some(accounts) => accounts.view().with_snapshot(|snap| {
+                proxy_core::accounts::lookup::user_id_for_principal(snap, &question.user)
+            }),
+            None => proxy_core::authn::external::user_id_for(&question.user),
+        };
+        decision = effective.set.decide(&subject, &cluster, &attributes);
+    }
     println!("{}", if decision.allowed { "yes" } else { "no" });
     if explain {
         println!("{}", decision.reason);
@@ -140,6 +151,8 @@ struct Effective {
     set: policy::PolicySet,
     /// Whether a store's bindings are part of the policy.
     store: bool,
+    /// The store, when there is one.
+    accounts: Option<Accounts>,
 }
 
 /// The configuration (the file, with the flags over it), checked as `serve`
@@ -172,13 +185,14 @@ fn load(location: &PolicyLocation) -> Result<Effective, String> {
     let has_store = store.is_some();
     let set = config
         .authorization
-        .policy_source(store.map(|accounts| accounts.view().clone()))
+        .policy_source(store.as_ref().map(|accounts| accounts.view().clone()))
         .load()
         .map_err(|e| format!("invalid policy: {e}"))?;
     Ok(Effective {
         config,
         set,
         store: has_store,
+        accounts: store,
     })
 }
 

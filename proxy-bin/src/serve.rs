@@ -12,7 +12,7 @@ use proxy_core::{
     accounts::{Accounts, AccountsOptions},
     authn::{
         client_cert::ClientCertAuthenticator, github::GithubProvider, ldap::LdapProvider,
-        token_file::TokenFileAuthenticator,
+        oidc::OidcProvider, token_file::TokenFileAuthenticator,
     },
     authz::{policy::PolicyAuthorizer, AllowAuthenticated, Authorizer, DenyAll},
     Proxy,
@@ -204,12 +204,32 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         Some(section) => Some(section.provider(&data_dir)?),
         None => None,
     };
+    let mut oidc = Vec::new();
+    for (index, section) in authentication.oidc.iter().enumerate() {
+        oidc.push(section.provider(&format!("authentication.oidc[{index}]"), &data_dir)?);
+    }
     let accounts = open_accounts(
         &data_dir,
         authentication.accounts,
         &authentication.ldap,
         github,
+        &oidc,
     )?;
+    for provider in oidc {
+        // Keys in memory before the first bearer token, so tokens keep
+        // verifying if the provider goes down later; failures are retried
+        // by the first token or login that needs them.
+        tokio::spawn(async move {
+            match provider.prefetch().await {
+                Ok(()) => {
+                    tracing::info!(auth.provider = %provider.config().name, "OIDC discovery and keys fetched")
+                }
+                Err(error) => {
+                    tracing::warn!(auth.provider = %provider.config().name, %error, "OIDC provider not reachable yet")
+                }
+            }
+        });
+    }
     let mut builder = Proxy::builder().accounts(accounts.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
@@ -342,6 +362,7 @@ fn open_accounts(
     options: AccountsOptions,
     directories: &[proxy_core::authn::ldap::LdapConfig],
     github: Option<Arc<GithubProvider>>,
+    oidc: &[Arc<OidcProvider>],
 ) -> anyhow::Result<Arc<Accounts>> {
     let mut accounts = Accounts::open(data_dir, options)?;
     for directory in directories {
@@ -354,6 +375,10 @@ fn open_accounts(
     if let Some(github) = github {
         tracing::info!(api = %github.config().endpoints.api, access_mode = ?github.config().access_mode, "GitHub login enabled");
         accounts = accounts.with_github(github);
+    }
+    for provider in oidc {
+        tracing::info!(auth.provider = %provider.config().name, issuer = %provider.config().issuer, access_mode = ?provider.config().access_mode, "OpenID Connect login enabled");
+        accounts = accounts.with_oidc(provider.clone());
     }
     if let Some(admin) = accounts
         .bootstrap()

@@ -1,5 +1,5 @@
 //! `authentication:`: the static token file, local users, token lifetimes,
-//! and the LDAP and GitHub providers (their own files).
+//! and the LDAP, GitHub and OpenID Connect providers (their own files).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -9,7 +9,7 @@ use proxy_core::{
 };
 use serde::Deserialize;
 
-use super::{github::GithubSection, ldap::LdapSection, Errors};
+use super::{github::GithubSection, ldap::LdapSection, oidc::OidcSection, Errors};
 
 /// `authentication:`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -29,6 +29,9 @@ pub(crate) struct AuthenticationConfig {
     pub(crate) ldap: Vec<LdapSection>,
     /// GitHub / GitHub Enterprise logins.
     pub(crate) github: Option<GithubSection>,
+    /// OpenID Connect providers, one entry each, logged in to by their `name`.
+    #[serde(default)]
+    pub(crate) oidc: Vec<OidcSection>,
 }
 
 /// `authentication.local:`.
@@ -67,6 +70,8 @@ pub(crate) struct CheckedAuthentication {
     pub(crate) ldap: Vec<LdapConfig>,
     /// GitHub logins, validated.
     pub(crate) github: Option<GithubSection>,
+    /// OpenID Connect providers, validated.
+    pub(crate) oidc: Vec<OidcSection>,
 }
 
 impl AuthenticationConfig {
@@ -120,11 +125,27 @@ impl AuthenticationConfig {
         if let Some(github) = &self.github {
             github.check(errors);
         }
+        for (index, section) in self.oidc.iter().enumerate() {
+            let at = format!("authentication.oidc[{index}]");
+            let name = section.name.as_str();
+            let taken = name == proxy_core::accounts::local::PROVIDER
+                || (self.github.is_some() && name == "github")
+                || self.ldap.iter().any(|d| d.name == name)
+                || self.oidc[..index].iter().any(|o| o.name == name);
+            if taken {
+                errors.push(
+                    format!("{at}.name"),
+                    format!("{name:?} is taken: provider names must be unique"),
+                );
+            }
+            section.check(&at, errors);
+        }
         (errors.len() == before).then(|| CheckedAuthentication {
             token_file: self.token_file.clone(),
             accounts: self.accounts_options(),
             ldap,
             github: self.github.clone(),
+            oidc: self.oidc.clone(),
         })
     }
 

@@ -154,18 +154,10 @@ impl GithubSection {
                 Ok(_) => {}
             }
         }
-        if let Some(file) = &self.encryption_key_file {
-            match std::fs::read_to_string(file) {
-                Err(e) => push(error(
-                    "encryptionKeyFile",
-                    format!("cannot read {}: {e}", file.display()),
-                )),
-                Ok(key) if key.trim().len() < 32 => push(error(
-                    "encryptionKeyFile",
-                    "the key must be at least 32 characters",
-                )),
-                Ok(_) => {}
-            }
+        if let Err(e) =
+            super::secrets::check_encryption_key(AT, self.encryption_key_file.as_deref())
+        {
+            push(e);
         }
         if self.timeout_seconds == Some(0) {
             push(error("timeoutSeconds", "must be at least 1"));
@@ -181,32 +173,11 @@ impl GithubSection {
     }
 
     fn client_secret(&self) -> Result<SecretString, ConfigError> {
-        let secret = match (&self.client_secret_file, &self.client_secret_env) {
-            (Some(file), None) => std::fs::read_to_string(file).map_err(|e| {
-                error(
-                    "clientSecretFile",
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?,
-            (None, Some(name)) => std::env::var(name).map_err(|_| {
-                error(
-                    "clientSecretEnv",
-                    format!("the environment variable {name} is not set"),
-                )
-            })?,
-            (Some(_), Some(_)) => {
-                return Err(error(
-                    "clientSecretFile",
-                    "set either clientSecretFile or clientSecretEnv, not both",
-                ))
-            }
-            (None, None) => return Err(error("clientSecretFile", "required (or clientSecretEnv)")),
-        };
-        let secret = secret.trim().to_owned();
-        if secret.is_empty() {
-            return Err(error("clientSecretFile", "the client secret is empty"));
-        }
-        Ok(SecretString::from(secret))
+        super::secrets::client_secret(
+            AT,
+            self.client_secret_file.as_deref(),
+            self.client_secret_env.as_deref(),
+        )
     }
 
     fn endpoints(&self) -> Result<GithubEndpoints, ConfigError> {
@@ -233,20 +204,12 @@ impl GithubSection {
     /// The provider; the encryption key is read from `encryptionKeyFile`,
     /// else from (or created in) `<data_dir>/github-key`.
     pub(crate) fn provider(&self, data_dir: &Path) -> Result<Arc<GithubProvider>, ConfigError> {
-        let key = match &self.encryption_key_file {
-            Some(file) => std::fs::read_to_string(file).map_err(|e| {
-                error(
-                    "encryptionKeyFile",
-                    format!("cannot read {}: {e}", file.display()),
-                )
-            })?,
-            None => generated_key(data_dir).map_err(|e| error("encryptionKeyFile", e))?,
-        };
-        let mut config = GithubConfig::new(
-            self.client_id.trim(),
-            self.client_secret()?,
-            SecretString::from(key.trim().to_owned()),
-        );
+        let key = super::secrets::encryption_key(
+            AT,
+            self.encryption_key_file.as_deref(),
+            &data_dir.join("github-key"),
+        )?;
+        let mut config = GithubConfig::new(self.client_id.trim(), self.client_secret()?, key);
         config.endpoints = self.endpoints()?;
         config.token_dir = Some(data_dir.join("github-tokens"));
         if let Some(ca) = &self.ca_file {
@@ -285,25 +248,4 @@ impl GithubSection {
         let provider = GithubProvider::new(config).map_err(|e| error("caFile", e))?;
         Ok(Arc::new(provider))
     }
-}
-
-/// `<data_dir>/github-key`: 32 random bytes, hex, mode 0600, created once.
-fn generated_key(data_dir: &Path) -> Result<String, String> {
-    use std::io::Write;
-    let path = data_dir.join("github-key");
-    if let Ok(key) = std::fs::read_to_string(&path) {
-        return Ok(key);
-    }
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let bytes: [u8; 32] = rand::random();
-    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(key.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(key)
 }

@@ -21,6 +21,8 @@ mod ldap;
 mod limits;
 mod logging;
 mod metrics;
+mod oidc;
+mod secrets;
 mod tls;
 
 use std::{

@@ -116,6 +116,80 @@ fn github_settings_are_checked_with_their_key_paths() {
 }
 
 #[test]
+fn oidc_settings_are_checked_with_their_key_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let entry = format!(
+        "  - name: corp\n    issuerUrl: https://idp.example/realms/ops\n    clientId: paddock\n    clientSecretFile: {}\n",
+        secret.display()
+    );
+    let base = format!("authentication:\n  oidc:\n{entry}");
+    check(&base).unwrap();
+    let at = "authentication.oidc[0]";
+    let cases = [
+        (
+            base.replace("name: corp", "name: Corp_1"),
+            format!("{at}.name"),
+        ),
+        (
+            base.replace("https://idp", "http://idp"),
+            format!("{at}.issuerUrl"),
+        ),
+        (
+            base.replace("clientId: paddock", "clientId: ''"),
+            format!("{at}.clientId"),
+        ),
+        (
+            format!("{base}    accessMode: required\n"),
+            format!("{at}.allowed"),
+        ),
+        (
+            format!("{base}    accessMode: open\n"),
+            format!("{at}.accessMode"),
+        ),
+        (
+            format!("{base}    allowed: [\"github_team://1\"]\n"),
+            format!("{at}.allowed[0]"),
+        ),
+        (
+            format!("{base}    caFile: /nonexistent\n"),
+            format!("{at}.caFile"),
+        ),
+        (
+            format!("{base}    leewaySeconds: 3600\n"),
+            format!("{at}.leewaySeconds"),
+        ),
+        (
+            format!("{base}    keyRefreshMinIntervalSeconds: 0\n"),
+            format!("{at}.keyRefreshMinIntervalSeconds"),
+        ),
+        (
+            format!("{base}    redirectUrl: https://p/paddock/v1/oidc/other/callback\n"),
+            format!("{at}.redirectUrl"),
+        ),
+        (
+            format!("{base}    clientSecret: inline\n"),
+            format!("{at}.clientSecret"),
+        ),
+        (
+            format!("{base}{entry}"),
+            "authentication.oidc[1].name".to_owned(),
+        ),
+        (
+            base.replace("name: corp", "name: local"),
+            format!("{at}.name"),
+        ),
+    ];
+    for (yaml, path) in cases {
+        let errors = check(&yaml).expect_err(&yaml);
+        assert!(errors.names(&path), "{yaml}\n=> {errors}");
+    }
+    let debug = format!("{:?}", check(&base).unwrap());
+    assert!(!debug.contains("s3cret"), "{debug}");
+}
+
+#[test]
 fn every_error_is_reported_at_once() {
     let yaml = "workers: 0\nlisten: nowhere\nauthentication:\n  tokenFile: /nonexistent\n  tokens: {apiMaxTTLSeconds: 5}\nclusters:\n  - id: a\n    server: http://x\n  - id: a\n    server: https://y\n    caFile: /nonexistent\n";
     let errors = check(yaml).unwrap_err();
