@@ -2,7 +2,8 @@
 # The one command that installs what Paddock's tests need and runs all of them:
 # formatting, lints, unit tests, doc tests and the integration tests that
 # start real components (kubectl, headless Chromium for the GitHub browser
-# flow; slapd, Samba, etcd as their providers land). Run from anywhere; needs
+# flow; slapd, Samba, etcd as their providers land; oidc-provider from npm
+# for the OpenID Connect tests). Run from anywhere; needs
 # root (or sudo) only to install missing Debian packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,20 @@ fi
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "kubectl is not installed: install it (Debian package 'kubectl' from the Kubernetes or Google Cloud apt repository, or a kubectl binary on PATH)" >&2
   exit 1
+fi
+
+# The real OpenID provider of the OIDC tests: npm oidc-provider, pinned in
+# tests/oidc/package-lock.json. Node.js and npm come from Debian when missing.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "==> installing nodejs npm"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "==> npm ci (tests/oidc)"
+  (cd tests/oidc && npm ci --no-audit --no-fund)
 fi
 
 echo "==> cargo fmt"

@@ -235,6 +235,16 @@ impl Browser {
         .await;
     }
 
+    /// Types `text` into `element` (an input).
+    pub async fn type_text(&self, element: &Element, text: &str) {
+        self.session_call(
+            Method::POST,
+            &format!("/element/{}/value", element.0),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
     /// The visible text of `element`.
     pub async fn text(&self, element: &Element) -> String {
         self.session_call(Method::GET, &format!("/element/{}/text", element.0), None)

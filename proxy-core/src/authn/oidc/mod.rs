@@ -361,10 +361,14 @@ impl Inner {
         let mut keys = self.keys.current();
         if !keys.knows(kid.as_deref()) {
             keys = match self.refresh_keys(keys.generation).await {
-                Ok(Refreshed::Fresh(keys) | Refreshed::RateLimited(keys)) => keys,
+                Ok(Refreshed::Fresh(keys) | Refreshed::RateLimited(keys))
+                    if keys.fetched_at.is_some() =>
+                {
+                    keys
+                }
                 // Nothing cached to decide with: not the caller's fault.
-                Err(_) if keys.fetched_at.is_none() => return Err(self.unavailable()),
-                Err(_) => keys,
+                Ok(_) | Err(_) if keys.fetched_at.is_none() => return Err(self.unavailable()),
+                Ok(_) | Err(_) => keys,
             };
         } else {
             self.refresh_if_old(&keys);
