@@ -38,7 +38,7 @@ fn now() -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_through_oidc_in_chromium_then_use_the_downloaded_kubeconfig() {
-    let stack = OidcStack::start(bin(), "").await;
+    let mut stack = OidcStack::start(bin(), "").await;
     let browser = Browser::start().await;
 
     browser.goto(&stack.url("/paddock/login")).await;
@@ -112,6 +112,51 @@ async fn sign_in_through_oidc_in_chromium_then_use_the_downloaded_kubeconfig() {
     assert_eq!(files.len(), 1, "{files:?}");
     let sealed = std::fs::read_to_string(files[0].path()).unwrap();
     assert!(!sealed.contains('.'), "a refresh token is kept sealed");
+
+    // The provider moves alice from ops to platform; the refresh (here
+    // asked for by an admin, normally the background one) redeems the
+    // kept refresh token and stores the new groups.
+    stack.idp.set_user("alice", &["platform"], false);
+    let admin = stack
+        .paddock
+        .admin_session(&stack.client, "a new admin password 1")
+        .await;
+    let id = proxy_core::authn::external::user_id_for(&proxy_core::authn::oidc::user_principal(
+        &stack.idp.issuer(),
+        "alice",
+    ));
+    let refreshed = stack
+        .client
+        .send_json(
+            http::Method::POST,
+            &stack.url(&format!("/paddock/v1/users/{id}/refresh")),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(refreshed.status(), 200, "{}", refreshed.text());
+    let answer = refreshed.text();
+    assert!(answer.contains("oidc_group://platform"), "{answer}");
+    assert!(!answer.contains("oidc_group://ops"), "{answer}");
+
+    // Disabled at the provider: the refresh token is refused, access is
+    // lost, and the downloaded kubeconfig's token with it.
+    stack.idp.set_user("alice", &["platform"], true);
+    let refreshed = stack
+        .client
+        .send_json(
+            http::Method::POST,
+            &stack.url(&format!("/paddock/v1/users/{id}/refresh")),
+            Some(&admin),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(refreshed.status(), 200, "{}", refreshed.text());
+    let k = kube.clone();
+    let after = tokio::task::spawn_blocking(move || k.run(&["get", "pods"], None))
+        .await
+        .unwrap();
+    assert!(!after.status.success(), "{}", refreshed.text());
     stack.fake.assert_clean();
 }
 

@@ -13,6 +13,9 @@
 //   "users": {"alice": {"password": "...", "email": "...", "groups": [...], "disabled": false}}
 // }
 //
+// `users` is read again at every login and refresh: rewriting the file
+// changes a user's groups or disables them without a restart.
+//
 // Prints `LISTENING <port>` once it serves. Keys it makes are written to
 // keysDir as `<kid>.jwk.json` (private JWK), `<kid>.pem` (PKCS#8) and
 // `<kid>.pub.pem` (SPKI), so the test can sign crafted tokens with them;
@@ -49,10 +52,13 @@ function signingKey({ kid, kty }) {
 }
 
 const keys = config.keys.map(signingKey);
-const users = config.users;
+// Read at every use: a test changes a user's groups by rewriting the file.
+function usersNow() {
+  return JSON.parse(fs.readFileSync(process.argv[2], 'utf8')).users;
+}
 
 async function findAccount(ctx, sub) {
-  const user = users[sub];
+  const user = usersNow()[sub];
   if (!user || user.disabled) {
     return undefined;
   }
@@ -106,7 +112,7 @@ server.listen(config.port, '127.0.0.1', () => {
   });
   provider.registerGrantType('password', async (ctx) => {
     const { username, password } = ctx.oidc.params;
-    const user = users[username];
+    const user = usersNow()[username];
     const given = Buffer.from(password ?? '');
     const expected = Buffer.from(user?.password ?? '');
     if (!user || user.disabled || given.length === 0 || given.length !== expected.length

@@ -1,6 +1,6 @@
 //! The authenticator conformance suite: one set of cases every login
-//! provider passes (local users now; LDAP, Active Directory and GitHub token
-//! logins as they land), run through [`Accounts::login`], the entry point
+//! provider passes (local users, directories, OpenID Connect providers'
+//! password grant), run through [`Accounts::login`], the entry point
 //! the login endpoint uses.
 //!
 //! A provider's test implements [`ConformanceTarget`] over a real backend

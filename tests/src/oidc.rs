@@ -87,6 +87,7 @@ pub struct OidcProvider {
     dir: tempfile::TempDir,
     users: Vec<TestUser>,
     redirect_uris: Vec<String>,
+    keys: Vec<(String, String)>,
 }
 
 impl OidcProvider {
@@ -110,6 +111,7 @@ impl OidcProvider {
             dir,
             users,
             redirect_uris: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -138,11 +140,19 @@ impl OidcProvider {
         std::fs::read(self.keys_dir().join(format!("{kid}.pub.pem"))).expect("public key")
     }
 
-    /// Starts (or restarts) it publishing `keys` (`(kid, "RSA"|"EC")`, the
-    /// first signs), accepting `redirect_uris`; waits until it serves.
-    pub fn start(&mut self, keys: &[(&str, &str)], redirect_uris: &[String]) {
-        self.stop();
-        self.redirect_uris = redirect_uris.to_vec();
+    /// Changes a user at the provider (groups, disabled) without a restart.
+    pub fn set_user(&mut self, login: &str, groups: &[&'static str], disabled: bool) {
+        let user = self
+            .users
+            .iter_mut()
+            .find(|u| u.login == login)
+            .expect("a known user");
+        user.groups = groups.to_vec();
+        user.disabled = disabled;
+        self.write_config(&self.keys.clone());
+    }
+
+    fn write_config(&self, keys: &[(String, String)]) -> PathBuf {
         let users: serde_json::Map<String, Value> = self
             .users
             .iter()
@@ -173,7 +183,22 @@ impl OidcProvider {
             "users": users,
         });
         let path = self.dir.path().join("provider.json");
-        std::fs::write(&path, config.to_string()).expect("provider config");
+        let tmp = self.dir.path().join("provider.json.tmp");
+        std::fs::write(&tmp, config.to_string()).expect("provider config");
+        std::fs::rename(&tmp, &path).expect("provider config");
+        path
+    }
+
+    /// Starts (or restarts) it publishing `keys` (`(kid, "RSA"|"EC")`, the
+    /// first signs), accepting `redirect_uris`; waits until it serves.
+    pub fn start(&mut self, keys: &[(&str, &str)], redirect_uris: &[String]) {
+        self.stop();
+        self.redirect_uris = redirect_uris.to_vec();
+        self.keys = keys
+            .iter()
+            .map(|(kid, kty)| ((*kid).to_owned(), (*kty).to_owned()))
+            .collect();
+        let path = self.write_config(&self.keys.clone());
         let log = std::fs::File::create(self.dir.path().join("provider.log")).expect("log");
         let mut child = Command::new("node")
             .arg(provider_dir().join("provider.mjs"))
