@@ -4,6 +4,8 @@
 #   passthrough  a bare hyper reverse proxy (benches/src/bin/passthrough.rs)
 #   nginx        nginx-light as a plain reverse proxy (no auth), TLS both ways, keepalive
 #   paddock      the full Paddock pipeline, static-token auth, access log at warn (off)
+#   paddock+jwt  the same instance with an OIDC ID token (from a real
+#                oidc-provider) as the bearer token instead of a static token
 #   paddock+log  the same with the default info-level access log (what users run)
 #   paddock+plugins  the access log, the audit log at Metadata (to a file) and
 #                the Prometheus metrics, all on
@@ -70,6 +72,34 @@ upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 
+# A real OpenID provider (npm oidc-provider, tests/oidc) for the JWT bearer
+# target: the first Paddock instance verifies its ID tokens.
+[ -d tests/oidc/node_modules/oidc-provider ] || (cd tests/oidc && npm ci --no-audit --no-fund >/dev/null)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/idp.key" -out "$tmp/idp.crt" 2>/dev/null
+idp_port=$(free_port)
+cat > "$tmp/idp.json" <<CONF
+{"port": $idp_port, "certFile": "$tmp/idp.crt", "keyFile": "$tmp/idp.key", "keysDir": "$tmp/idp-keys",
+ "keys": [{"kid": "rsa-1", "kty": "RSA"}],
+ "clients": [{"client_id": "paddock", "client_secret": "bench-oidc-secret", "redirect_uris": ["https://127.0.0.1/cb"]}],
+ "users": {"bench": {"password": "bench oidc password", "email": "bench@example.com", "groups": ["ops"]}}}
+CONF
+node tests/oidc/provider.mjs "$tmp/idp.json" >"$tmp/idp.out" 2>"$tmp/idp.log" & pids+=($!)
+wait_log "$tmp/idp.out" LISTENING >/dev/null
+echo bench-oidc-secret > "$tmp/idp-secret"
+cat > "$tmp/oidc.yaml" <<CONF
+authentication:
+  oidc:
+  - name: bench
+    issuerUrl: https://127.0.0.1:$idp_port
+    clientId: paddock
+    clientSecretFile: $tmp/idp-secret
+    caFile: $tmp/idp.crt
+CONF
+JWT_TOKEN=$(curl -s --cacert "$tmp/idp.crt" -u paddock:bench-oidc-secret "https://127.0.0.1:$idp_port/token" \
+    -d grant_type=password -d username=bench -d 'password=bench oidc password' -d 'scope=openid email groups' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])')
+
 # start_paddock NAME RUST_LOG [ARGS]: starts Paddock in the background (not in a
 # command substitution, which would wait for its stdout to close) and sets
 # $addr to the address it listens on.
@@ -82,7 +112,7 @@ start_paddock() {
   addr=$(wait_log "$tmp/$name.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
 }
 # The access log is target paddock::access at info; "quiet" keeps only startup lines.
-start_paddock paddock "warn,paddock::serve=info"; paddock_addr=$addr
+start_paddock paddock "warn,paddock::serve=info" --config "$tmp/oidc.yaml"; paddock_addr=$addr
 cert="$tmp/paddock/tls/tls.crt"; key="$tmp/paddock/tls/tls.key"
 # Same certificate as the first instance, so every proxy presents the same chain.
 start_paddock paddock-log "info" --tls-cert "$cert" --tls-key "$key"; paddock_log_addr=$addr
@@ -184,14 +214,14 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-read -r -a targets <<< "${TARGETS:-upstream passthrough nginx paddock paddock-session paddock+log paddock+plugins passthrough-direct passthrough-h1 passthrough-ws}"
+read -r -a targets <<< "${TARGETS:-upstream passthrough nginx paddock paddock-session paddock+jwt paddock+log paddock+plugins passthrough-direct passthrough-h1 passthrough-ws}"
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
   [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" \
-  [paddock-session]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
+  [paddock-session]="https://$paddock_addr" [paddock+jwt]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
   [paddock+plugins]="https://$paddock_plugins_addr" \
   [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr" [passthrough-direct]="https://$passthrough_direct_addr")
 declare -A token=([upstream]="$PROXY_TOKEN" [passthrough]="$PROXY_TOKEN" [nginx]="$PROXY_TOKEN" \
-  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" [paddock+plugins]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN" [passthrough-ws]="$PROXY_TOKEN" [passthrough-direct]="$PROXY_TOKEN")
+  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+jwt]="$JWT_TOKEN" [paddock+log]="$CALLER_TOKEN" [paddock+plugins]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN" [passthrough-ws]="$PROXY_TOKEN" [passthrough-direct]="$PROXY_TOKEN")
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
 results="$tmp/results"  # lines: round target req/s p50 p99
@@ -217,13 +247,14 @@ for t in "${targets[@]}"; do
   printf "%-15s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
 done
 [ -n "${TARGETS:-}" ] && exit 0  # a subset: no ratios
-awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v g="${rps[paddock+plugins]}" -v h="${rps[passthrough-h1]}" -v d="${rps[passthrough-direct]}" 'BEGIN{
+awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v j="${rps[paddock+jwt]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v g="${rps[paddock+plugins]}" -v h="${rps[passthrough-h1]}" -v d="${rps[passthrough-direct]}" 'BEGIN{
   printf "paddock / passthrough = %.2f (target >= 0.90)\n", p/b;
   printf "paddock / passthrough-direct = %.2f (the same upstream transport as Paddock)\n", p/d;
   printf "paddock / nginx       = %.2f (target >= 1.00)\n", p/n;
   printf "paddock+log / nginx   = %.2f\n", l/n;
   printf "paddock+plugins / paddock = %.2f (access log, audit at Metadata, metrics; target >= 0.95)\n", g/p;
   printf "paddock session token / static token = %.2f (target >= 0.95)\n", s/p;
+  printf "paddock OIDC JWT / static token = %.2f (target >= 0.95)\n", j/p;
   printf "passthrough / nginx   = %.2f, passthrough-h1 / nginx = %.2f (how much is the upstream protocol)\n", b/n, h/n }'
 # The same ratios paired by round (median of each round's ratio): a round
 # where the machine was disturbed then weighs on both sides of its ratio.

@@ -72,6 +72,7 @@ pub(crate) fn escape(text: &str) -> String {
 }
 
 /// The value of cookie `name`, if the request carries a non-empty one.
+#[cfg(any(feature = "github", feature = "oidc"))]
 pub(crate) fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
     parts
         .headers
