@@ -190,6 +190,8 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         logging: _,
         metrics,
         audit,
+        health,
+        alerts,
     } = config;
     // First, before anything writes into it: mode 0700.
     proxy_core::store::create_data_dir(&data_dir).map_err(|e| {
@@ -267,6 +269,12 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     builder = builder.connection_limits(limits);
     if let Some(audit) = audit {
         builder = builder.plugin(audit.plugin()?);
+    }
+    if let Some(alerts) = alerts {
+        builder = builder.plugin(alerts.plugin()?);
+    }
+    if let Some(health) = health {
+        builder = builder.cluster_health(health);
     }
     if let Some(workers) = workers {
         builder = builder.workers(workers);

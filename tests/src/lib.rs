@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod samba;
 pub mod slapd;
 pub mod tls;
+pub mod webhook;
 
 use std::sync::Arc;
 
