@@ -143,6 +143,22 @@ impl ClusterHealth {
     }
 }
 
+#[cfg(test)]
+impl ClusterHealth {
+    /// A reachable cluster with `total` nodes, `ready` of them ready, read
+    /// in 0.25 s.
+    pub(crate) fn for_tests(cluster: &str, total: u64, ready: u64) -> Self {
+        Self {
+            reachable: true,
+            checked_at: Some(SystemTime::now()),
+            latency_seconds: Some(0.25),
+            nodes: Some(NodeCount { total, ready }),
+            last_error: None,
+            ..Self::pending(cluster)
+        }
+    }
+}
+
 /// Where the checker finds the clusters to check, at each round: the
 /// configured clusters today; any registry of clusters (runtime ones) can
 /// implement it.

@@ -241,6 +241,16 @@ impl Alerts {
     }
 }
 
+impl crate::plugins::metrics::QueueStats for Alerts {
+    fn queued(&self) -> u64 {
+        Alerts::queued(self)
+    }
+
+    fn dropped(&self) -> u64 {
+        Alerts::dropped(self)
+    }
+}
+
 impl Inner {
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(PoisonError::into_inner)
