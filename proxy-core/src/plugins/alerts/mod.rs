@@ -71,9 +71,9 @@ use crate::{
     plugin::{AccessRecord, Plugin},
 };
 
-/// Which rules are on. All off by default.
+/// Which rules are on. All off by default; write
+/// `AlertRules { rule: …, ..AlertRules::default() }`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct AlertRules {
     /// A burst of failed logins for one user, or from one address.
     pub failed_logins: Option<Burst>,
