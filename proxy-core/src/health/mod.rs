@@ -14,11 +14,10 @@
 //!   still reported, with the nodes' error.
 //!
 //! A change of reachability is an
-//! [`Event::ClusterReachability`](crate::events::Event::ClusterReachability),
-//! and each check an [`Event::ClusterChecked`](crate::events::Event::ClusterChecked)
+//! [`Event::ClusterReachability`], and each check an [`Event::ClusterChecked`]
 //! (the alert and metrics plugins listen).
 //!
-//! The checker reads its clusters from a [`ClusterSource`] at each round,
+//! The checker reads its clusters from a cluster source at each round,
 //! so clusters added while Paddock runs are checked from the next round on.
 
 use std::{

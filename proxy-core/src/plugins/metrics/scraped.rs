@@ -64,7 +64,7 @@ impl Collector for ScrapedCollector {
         if !queues.is_empty() {
             let mut family = encoder.encode_descriptor(
                 "queue_depth",
-                "Items waiting in a plugin's bounded queue (audit sinks, alert delivery)",
+                "Items waiting in a plugin's bounded queue (audit sinks, alert delivery).",
                 None,
                 MetricType::Gauge,
             )?;
@@ -77,7 +77,7 @@ impl Collector for ScrapedCollector {
         if !queues.is_empty() {
             let mut family = encoder.encode_descriptor(
                 "queue_dropped",
-                "Items a plugin's bounded queue lost: full, or delivery given up",
+                "Items a plugin's bounded queue lost: full, or delivery given up.",
                 None,
                 MetricType::Counter,
             )?;
@@ -97,7 +97,7 @@ impl Collector for ScrapedCollector {
             let gauge = ConstGauge::new(revision);
             gauge.encode(encoder.encode_descriptor(
                 "store_revision",
-                "The store revision this process has loaded",
+                "The store revision this process has loaded.",
                 None,
                 gauge.metric_type(),
             )?)?;
