@@ -212,12 +212,19 @@ impl Engine {
             let key_alert = Alert {
                 name: "PaddockFailedLoginBurst",
                 severity: "warning",
-                summary: format!(
-                    "{} failed logins {} {value} within {}s",
-                    burst.threshold,
-                    if label == "user" { "for" } else { "from" },
-                    burst.window.as_secs()
-                ),
+                summary: if label == "user" {
+                    format!(
+                        "{} failed logins for {value} within {}s",
+                        burst.threshold,
+                        burst.window.as_secs()
+                    )
+                } else {
+                    format!(
+                        "{} failed logins or refused credentials from {value} within {}s",
+                        burst.threshold,
+                        burst.window.as_secs()
+                    )
+                },
                 labels: BTreeMap::from([(label, value.to_owned())]),
                 status: Status::Firing,
                 starts_at: wall,
