@@ -190,6 +190,8 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         logging: _,
         metrics,
         audit,
+        health,
+        alerts,
     } = config;
     // First, before anything writes into it: mode 0700.
     proxy_core::store::create_data_dir(&data_dir).map_err(|e| {
@@ -285,8 +287,22 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         builder = builder.shutdown_grace(grace);
     }
     builder = builder.connection_limits(limits);
-    if let Some(audit) = audit {
-        builder = builder.plugin(audit.plugin()?);
+    let audit = match audit {
+        Some(audit) => Some(audit.plugin()?),
+        None => None,
+    };
+    if let Some(audit) = &audit {
+        builder = builder.plugin(audit.clone());
+    }
+    let alerts = match alerts {
+        Some(alerts) => Some(alerts.plugin()?),
+        None => None,
+    };
+    if let Some(alerts) = &alerts {
+        builder = builder.plugin(alerts.clone());
+    }
+    if let Some(health) = health {
+        builder = builder.cluster_health(health);
     }
     if let Some(workers) = workers {
         builder = builder.workers(workers);
@@ -294,6 +310,13 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     let metrics = match metrics {
         Some(checked) => {
             let plugin = proxy_core::plugins::metrics::Metrics::new();
+            if let Some(audit) = audit {
+                plugin.queue("audit", audit);
+            }
+            if let Some(alerts) = alerts {
+                plugin.queue("alerts", alerts);
+            }
+            plugin.store(accounts.view().clone());
             builder = builder.plugin(plugin.clone());
             Some(MetricsListener::bind(checked, &plugin).await?)
         }
@@ -338,9 +361,13 @@ impl MetricsListener {
         }
         tracing::info!(%addr, "metrics listening");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(proxy_core::plugins::metrics::serve(
+        if checked.options.tls.is_some() {
+            tracing::info!(%addr, authenticated = checked.options.bearer_token.is_some(), "metrics served over TLS");
+        }
+        let task = tokio::spawn(proxy_core::plugins::metrics::serve_with(
             listener,
             metrics.registry(),
+            checked.options,
             async move {
                 let _ = stopped.await;
             },

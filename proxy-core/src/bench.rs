@@ -11,8 +11,22 @@ pub fn decided_context(
     identity: std::sync::Arc<crate::authn::Identity>,
     allowed: bool,
 ) -> crate::context::RequestContext {
-    let context =
-        crate::context::RequestContext::new(String::new(), http::Method::GET, String::new(), None);
+    decided_context_from(attributes, identity, allowed, None)
+}
+
+/// [`decided_context`], from the client address `client`.
+pub fn decided_context_from(
+    attributes: policy::RequestAttributes,
+    identity: std::sync::Arc<crate::authn::Identity>,
+    allowed: bool,
+    client: Option<std::net::SocketAddr>,
+) -> crate::context::RequestContext {
+    let context = crate::context::RequestContext::new(
+        String::new(),
+        http::Method::GET,
+        String::new(),
+        client,
+    );
     context.set_attributes(attributes);
     context.set_identity(identity);
     context.set_decision(policy::Decision {

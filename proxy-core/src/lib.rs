@@ -49,7 +49,9 @@ pub mod body;
 pub mod context;
 pub(crate) mod endpoints;
 pub mod error;
+pub mod events;
 pub mod future;
+pub mod health;
 pub(crate) mod impersonation;
 pub mod kubeconfig;
 pub(crate) mod layers;
@@ -92,6 +94,7 @@ pub struct ProxyBuilder {
     accounts: Option<Arc<Accounts>>,
     ca_pem: Option<Vec<u8>>,
     management_cluster: String,
+    health: Option<health::HealthOptions>,
 }
 
 impl Default for ProxyBuilder {
@@ -108,6 +111,7 @@ impl Default for ProxyBuilder {
             accounts: None,
             ca_pem: None,
             management_cluster: ::policy::DEFAULT_MANAGEMENT_CLUSTER.to_owned(),
+            health: None,
         }
     }
 }
@@ -181,6 +185,16 @@ impl ProxyBuilder {
         self
     }
 
+    /// Reads every cluster's health (reachability, version, nodes, latency)
+    /// on this schedule, with Paddock's own credential, for
+    /// `GET /paddock/v1/clusters/<id>/health`, the admins' landing page and
+    /// the plugins' [`on_event`](plugin::Plugin::on_event) (see [`health`]).
+    /// Off unless set.
+    pub fn cluster_health(mut self, options: health::HealthOptions) -> Self {
+        self.health = Some(options);
+        self
+    }
+
     /// Removes every plugin, the access log included.
     pub fn without_plugins(mut self) -> Self {
         self.plugins.clear();
@@ -215,7 +229,10 @@ impl ProxyBuilder {
         for (config, default) in &self.clusters {
             router.add(Cluster::new(config, self.workers)?, *default);
         }
+        let plugins = Plugins::new(self.plugins);
+        let events = events::Events::new(plugins.clone());
         if let Some(accounts) = &self.accounts {
+            accounts.set_events(events.clone());
             // Store polling, token purge and providers' refresh run with the
             // proxy: an embedder cannot forget them.
             accounts.spawn_background();
@@ -233,19 +250,25 @@ impl ProxyBuilder {
             ),
             (None, None) => Arc::new(DenyAll),
         };
+        let router = Arc::new(router);
+        let health = self
+            .health
+            .map(|options| health::HealthChecker::spawn(router.clone(), options, events.clone()));
         let service = stack::build(StackParts {
             authenticators: self.authenticators,
             authorizer: self.authorizer,
             admin_authorizer,
-            router: Arc::new(router),
-            plugins: Plugins::new(self.plugins),
+            router,
+            plugins,
             shutdown: shutdown.clone(),
             accounts: self.accounts,
             ca_pem: self.ca_pem,
             management_cluster: self.management_cluster,
+            health,
         });
         Ok(Proxy {
             service,
+            events,
             shutdown,
             options: server::ServeOptions {
                 grace: self.grace,
@@ -271,6 +294,7 @@ pub enum BuildError {
 /// A built proxy: its service, and a way to serve it.
 pub struct Proxy {
     service: ProxyService,
+    events: events::Events,
     shutdown: Shutdown,
     options: server::ServeOptions,
 }
@@ -290,6 +314,13 @@ impl Proxy {
     /// need a hyper server with upgrades enabled.
     pub fn service<B>(&self) -> ProxyService<B> {
         self.service.with_body()
+    }
+
+    /// Where background events for this proxy's plugins go: an agent
+    /// tunnel's connects and disconnects, an embedder's own checks (see
+    /// [`events`]).
+    pub fn events(&self) -> events::Events {
+        self.events.clone()
     }
 
     /// Serves on `listener` with `tls` until `signal` resolves, then shuts

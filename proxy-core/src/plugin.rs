@@ -12,6 +12,10 @@
 //!    client: every response, Paddock's own errors and endpoints included.
 //! 4. [`Plugin::on_log`]: once, when the response body has ended.
 //!
+//! Besides requests, [`Plugin::on_event`] receives what Paddock learns in
+//! the background (a cluster unreachable, a provider down, a refresh
+//! failing): see [`crate::events`].
+//!
 //! A request refused before authentication skips the first two; one a
 //! phase answers with [`Flow::Respond`] skips what follows up to
 //! `on_response`. What a plugin keeps from one phase for a later one goes
@@ -21,7 +25,10 @@ use std::{sync::Arc, time::Duration};
 
 use http::{request, response, Response, StatusCode};
 
-use crate::{body::ResponseBody, context::RequestContext, error::ProxyError, future::ReadyOrBoxed};
+use crate::{
+    body::ResponseBody, context::RequestContext, error::ProxyError, events::Event,
+    future::ReadyOrBoxed,
+};
 
 /// What the stack does after a phase.
 #[derive(Debug)]
@@ -145,6 +152,10 @@ pub trait Plugin: Send + Sync + 'static {
 
     /// Once per request, when its response body has ended. Must not block.
     fn on_log(&self, _record: &AccessRecord<'_>) {}
+
+    /// A background event (see [`crate::events`]), on the thread that
+    /// noticed it. Must not block.
+    fn on_event(&self, _event: &Event) {}
 }
 
 /// The configured plugins, run in order.
@@ -225,6 +236,12 @@ impl Plugins {
     pub(crate) fn run_log(&self, record: &AccessRecord<'_>) {
         for plugin in self.plugins.iter() {
             plugin.on_log(record);
+        }
+    }
+
+    pub(crate) fn run_event(&self, event: &Event) {
+        for plugin in self.plugins.iter() {
+            plugin.on_event(event);
         }
     }
 }

@@ -137,6 +137,8 @@ pub(crate) struct StackParts {
     pub ca_pem: Option<Vec<u8>>,
     /// Where administration is authorized (global roles' own rules).
     pub management_cluster: String,
+    /// The clusters' last health checks, when they are checked.
+    pub health: Option<Arc<crate::health::HealthChecker>>,
 }
 
 /// Builds the stack, outermost layer first.
@@ -149,6 +151,7 @@ pub(crate) fn build(parts: StackParts) -> ProxyService {
             admin_authorizer: parts.admin_authorizer,
             ca_pem: parts.ca_pem,
             management_cluster: parts.management_cluster,
+            health: parts.health,
         },
     );
     let service = ServiceBuilder::new()

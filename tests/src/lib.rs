@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod samba;
 pub mod slapd;
 pub mod tls;
+pub mod webhook;
 
 use std::sync::Arc;
 

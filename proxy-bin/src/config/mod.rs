@@ -12,6 +12,7 @@
 //! belongs) stops the YAML parser, so it comes alone, with its key path and
 //! line.
 
+mod alerts;
 mod audit;
 mod authentication;
 mod authorization;
@@ -35,6 +36,7 @@ use std::{
 use serde::Deserialize;
 
 pub(crate) use self::{
+    alerts::{AlertsConfig, CheckedAlerts, HealthConfig},
     audit::{AuditConfig, CheckedAudit},
     authentication::{AuthenticationConfig, CheckedAuthentication},
     authorization::{AuthorizationConfig, AuthorizationMode, CheckedAuthorization},
@@ -86,6 +88,10 @@ pub(crate) struct Config {
     pub(crate) metrics: Option<MetricsConfig>,
     /// The Kubernetes-format audit log; off when absent.
     pub(crate) audit: Option<AuditConfig>,
+    /// The clusters' health checks; off when absent.
+    pub(crate) cluster_health: Option<HealthConfig>,
+    /// Alert hooks; off when absent.
+    pub(crate) alerts: Option<AlertsConfig>,
 }
 
 /// A configuration that passed [`Config::check`]: everything `serve` needs,
@@ -118,6 +124,10 @@ pub(crate) struct Checked {
     pub(crate) metrics: Option<CheckedMetrics>,
     /// The audit log, when configured.
     pub(crate) audit: Option<CheckedAudit>,
+    /// The clusters' health checks, when configured.
+    pub(crate) health: Option<proxy_core::health::HealthOptions>,
+    /// Alert hooks, when configured.
+    pub(crate) alerts: Option<CheckedAlerts>,
 }
 
 impl Checked {
@@ -312,6 +322,11 @@ impl Config {
             .as_ref()
             .map(|metrics| metrics.check(listen, &mut errors));
         let audit = self.audit.as_ref().map(|a| a.check(&mut errors));
+        let health = self.cluster_health.as_ref().map(|h| h.check(&mut errors));
+        let alerts = self
+            .alerts
+            .as_ref()
+            .map(|a| a.check(health.is_some(), &mut errors));
         match (listen, tls, authentication, authorization, clusters) {
             (
                 Some(listen),
@@ -332,6 +347,8 @@ impl Config {
                 logging: self.logging.clone(),
                 metrics: metrics.flatten(),
                 audit: audit.flatten(),
+                health,
+                alerts: alerts.flatten(),
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

@@ -113,6 +113,9 @@ pub struct Accounts {
     background: std::sync::Once,
     /// Providers whose backend failed last time it was asked, and why.
     degraded: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Where provider health changes and refresh outcomes go: the plugins
+    /// of the proxy serving these accounts.
+    events: std::sync::OnceLock<crate::events::Events>,
 }
 
 /// A successful login through [`Accounts::login`].
@@ -184,6 +187,7 @@ impl Accounts {
             throttle,
             background: std::sync::Once::new(),
             degraded: Default::default(),
+            events: std::sync::OnceLock::new(),
         })
     }
 
@@ -205,16 +209,39 @@ impl Accounts {
         self.providers.iter().find(|p| p.name() == name)
     }
 
-    /// Records whether `provider`'s backend answered (`None`) or why not.
+    /// Records whether `provider`'s backend answered (`None`) or why not;
+    /// a change is an [`Event::ProviderHealth`](crate::events::Event::ProviderHealth).
     pub fn set_provider_health(&self, provider: &str, problem: Option<String>) {
         let mut degraded = self
             .degraded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match problem {
-            Some(problem) => degraded.insert(provider.to_owned(), problem),
-            None => degraded.remove(provider),
+        let was_degraded = match &problem {
+            Some(problem) => degraded
+                .insert(provider.to_owned(), problem.clone())
+                .is_some(),
+            None => degraded.remove(provider).is_some(),
         };
+        drop(degraded);
+        if was_degraded != problem.is_some() {
+            self.emit(&crate::events::Event::ProviderHealth {
+                provider: provider.to_owned(),
+                problem,
+            });
+        }
+    }
+
+    /// Sends this accounts' background events to `events` (the plugins of
+    /// the proxy serving them); the first call wins.
+    /// [`crate::ProxyBuilder::build`] calls it.
+    pub(crate) fn set_events(&self, events: crate::events::Events) {
+        let _ = self.events.set(events);
+    }
+
+    pub(crate) fn emit(&self, event: &crate::events::Event) {
+        if let Some(events) = self.events.get() {
+            events.emit(event);
+        }
     }
 
     /// The providers whose backend failed when last asked, and why.

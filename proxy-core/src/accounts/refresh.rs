@@ -213,6 +213,10 @@ pub(super) fn spawn(accounts: Weak<Accounts>, provider: Arc<dyn ExternalProvider
                     continue;
                 }
                 let outcome = refresh(&accounts, &*provider, &known, last).await;
+                accounts.emit(&crate::events::Event::Refresh {
+                    provider: provider.name().to_owned(),
+                    outcome: outcome.clone(),
+                });
                 tracing::debug!(auth.user = %known.user_id, auth.provider = %provider.name(), ?outcome, "refresh");
                 match outcome {
                     Outcome::Deferred {

@@ -13,6 +13,7 @@
 //! | `/paddock/v1/tokens[/<id>]` | the caller's tokens (all of them for admins) |
 //! | `POST /paddock/v1/users/<id>/refresh` | re-reads a directory user's groups now |
 //! | `GET /paddock/v1/principals?provider=…&q=…` | finds directory users and groups |
+//! | `GET /paddock/v1/clusters/<id>/health` | the cluster's last health check (see [`crate::health`]) |
 //! | `/paddock/v1/bindings[/<id>]`, `/paddock/v1/projects[/<id>[/namespaces[/<ns>]]]` | role bindings of users and groups, projects |
 //! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
@@ -31,6 +32,7 @@ mod admin;
 mod bindings;
 #[cfg(feature = "github")]
 mod github;
+mod health;
 mod kubeconfig;
 #[cfg(feature = "oidc")]
 mod oidc;
@@ -77,6 +79,8 @@ pub(crate) struct EndpointsConfig {
     /// The cluster id administration is authorized against (where global
     /// roles' own rules apply).
     pub management_cluster: String,
+    /// The clusters' last health checks; `None` when they are not checked.
+    pub health: Option<Arc<crate::health::HealthChecker>>,
 }
 
 /// The `/paddock/` endpoints.
@@ -141,6 +145,7 @@ impl Endpoints {
             Endpoint::Me => session::me(self, request).await,
             Endpoint::Password => session::change_password(self.accounts()?, request).await,
             Endpoint::Kubeconfig => kubeconfig::download(self, self.accounts()?, request).await,
+            Endpoint::ClusterHealth(id) => health::cluster(self, &request, &id),
             Endpoint::Admin(segments) => {
                 let accounts = self.accounts()?.clone();
                 let segments: Vec<&str> = segments.iter().map(String::as_str).collect();

@@ -534,7 +534,65 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<RequestBody>
         }
         body.push_str("</ul>");
     }
+    health_table(endpoints, identity, &mut body);
     Ok(page(StatusCode::OK, "Your clusters", true, &body))
+}
+
+/// The clusters' last health checks, for those who may list clusters in
+/// the management cluster (administrators), when checks are on.
+fn health_table(endpoints: &Endpoints, identity: &crate::authn::Identity, body: &mut String) {
+    let checks = super::health::all(endpoints);
+    if checks.is_empty() {
+        return;
+    }
+    let config = endpoints.config();
+    let list = RequestAttributes::resource_request("list", "management.cattle.io", "clusters");
+    let admin = config
+        .admin_authorizer
+        .authorize(&AuthzRequest {
+            identity,
+            cluster: &config.management_cluster,
+            attributes: &list,
+            upgrade: false,
+        })
+        .allowed;
+    if !admin {
+        return;
+    }
+    body.push_str(
+        "<h2>Cluster health</h2><table id=\"health\"><tr><th>Cluster</th><th>State</th>\
+         <th>Version</th><th>Nodes ready</th><th>Latency</th><th>Last error</th></tr>",
+    );
+    for health in checks {
+        let state = match (health.checked_at, health.reachable) {
+            (None, _) => "not checked yet",
+            (Some(_), true) => "reachable",
+            (Some(_), false) => "unreachable",
+        };
+        let version = health
+            .kubernetes_version
+            .as_ref()
+            .map_or("", |v| v.git_version.as_str());
+        let nodes = health
+            .nodes
+            .map(|n| format!("{}/{}", n.ready, n.total))
+            .unwrap_or_default();
+        let latency = health
+            .latency_seconds
+            .map(|s| format!("{:.0} ms", s * 1000.0))
+            .unwrap_or_default();
+        body.push_str(&format!(
+            "<tr id=\"health-{0}\"><td>{0}</td><td class=\"{1}\">{1}</td><td>{2}</td><td>{3}</td>\
+             <td>{4}</td><td>{5}</td></tr>",
+            escape(&health.cluster),
+            state,
+            escape(version),
+            nodes,
+            latency,
+            escape(health.last_error.as_deref().unwrap_or("")),
+        ));
+    }
+    body.push_str("</table>");
 }
 
 /// `POST /paddock/logout`: ends the browser session and returns to the login page.

@@ -44,6 +44,9 @@ pub(crate) enum Endpoint {
     Password,
     /// `GET /paddock/v1/kubeconfig`.
     Kubeconfig,
+    /// `GET /paddock/v1/clusters/<id>/health`: the cluster's last health
+    /// check.
+    ClusterHealth(String),
     /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`,
     /// `/paddock/v1/bindings…`, `/paddock/v1/projects…`: the path segments
     /// after `v1/`.
@@ -140,6 +143,10 @@ impl Endpoint {
             ["v1", "me"] if method == Method::GET => Endpoint::Me,
             ["v1", "password"] if post => Endpoint::Password,
             ["v1", "kubeconfig"] if method == Method::GET => Endpoint::Kubeconfig,
+            ["v1", "clusters", id, "health"] if read && !id.is_empty() => {
+                Endpoint::ClusterHealth((*id).to_owned())
+            }
+            ["v1", "clusters", _, "health"] => return Err(method_not_allowed(method)),
             ["v1", "login" | "logout" | "me" | "password" | "kubeconfig"] => {
                 return Err(method_not_allowed(method))
             }
@@ -170,6 +177,7 @@ impl Endpoint {
                 | Endpoint::Me
                 | Endpoint::Password
                 | Endpoint::Kubeconfig
+                | Endpoint::ClusterHealth(_)
                 | Endpoint::Admin(_)
         )
     }
@@ -196,7 +204,7 @@ impl Endpoint {
             Endpoint::Password => Access::caller(Caller::Required).pending_ok(),
             // The endpoint refuses other clusters than the token's own.
             Endpoint::Kubeconfig => Access::caller(Caller::Required).scoped_ok(),
-            Endpoint::Admin(_) => Access::caller(Caller::Required),
+            Endpoint::ClusterHealth(_) | Endpoint::Admin(_) => Access::caller(Caller::Required),
         }
     }
 }
@@ -221,6 +229,11 @@ mod tests {
             (Method::POST, "/paddock/v1/login", Endpoint::Login),
             (Method::GET, "/paddock/v1/me", Endpoint::Me),
             (Method::GET, "/paddock/v1/kubeconfig", Endpoint::Kubeconfig),
+            (
+                Method::GET,
+                "/paddock/v1/clusters/prod/health",
+                Endpoint::ClusterHealth("prod".into()),
+            ),
             (
                 Method::DELETE,
                 "/paddock/v1/tokens/t-1",
@@ -251,6 +264,8 @@ mod tests {
             (Method::GET, "/paddock/v1/nothing"),
             (Method::GET, "/paddock"),
             (Method::GET, "/paddock/v2/me"),
+            (Method::POST, "/paddock/v1/clusters/prod/health"),
+            (Method::GET, "/paddock/v1/clusters//health"),
         ] {
             assert!(Endpoint::parse(&method, path).is_err(), "{method} {path}");
         }
@@ -266,6 +281,7 @@ mod tests {
             "/paddock/v1/principals",
             "/paddock/v1/bindings",
             "/paddock/v1/projects",
+            "/paddock/v1/clusters/prod/health",
             "/paddock/",
         ]
         .into_iter()

@@ -1,5 +1,7 @@
 //! Built-in plugins.
 
 pub mod access_log;
+pub mod alerts;
 pub mod audit;
 pub mod metrics;
+mod outbound;

@@ -343,3 +343,43 @@ fn upstream_error(cluster: &Cluster, error: &hyper_util::client::legacy::Error) 
         }
     }
 }
+
+impl Cluster {
+    /// `GET path_and_query` with Paddock's own credential, the body read up
+    /// to `limit` bytes: for Paddock's own reads of a cluster (the health
+    /// checker), never for a caller's request. The caller bounds the time.
+    pub(crate) async fn read(
+        &self,
+        path_and_query: &str,
+        limit: usize,
+    ) -> Result<(StatusCode, bytes::Bytes), ProxyError> {
+        use http_body_util::BodyExt;
+
+        let relative: http::Uri = path_and_query.parse().map_err(|_| ProxyError::Internal {
+            message: format!("invalid path {path_and_query:?}"),
+        })?;
+        let mut request = Request::get(self.upstream_uri(&relative)?)
+            .header(header::ACCEPT, "application/json")
+            .body(RequestBody::empty())
+            .map_err(|e| ProxyError::Internal {
+                message: e.to_string(),
+            })?;
+        self.authorization.apply(request.headers_mut());
+        let response = self
+            .clients()
+            .ordinary
+            .request(request)
+            .await
+            .map_err(|error| upstream_error(self, &error))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|error| ProxyError::UpstreamFailure {
+                cluster: self.id().to_owned(),
+                message: format!("reading the answer: {error}"),
+            })?
+            .to_bytes();
+        Ok((status, body))
+    }
+}

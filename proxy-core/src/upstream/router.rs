@@ -45,4 +45,9 @@ impl Router {
     pub(crate) fn ids(&self) -> impl Iterator<Item = &str> {
         self.clusters.keys().map(String::as_str)
     }
+
+    /// Every cluster.
+    pub(crate) fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.clusters.values()
+    }
 }

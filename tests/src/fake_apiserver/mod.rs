@@ -15,6 +15,7 @@
 mod discovery;
 mod exec;
 mod impersonation;
+mod nodes;
 mod resources;
 
 use std::{
@@ -57,6 +58,8 @@ pub struct FakeApiConfig {
     pub namespaces: Vec<String>,
     /// Pods `(namespace, name)` that exist at start.
     pub pods: Vec<(String, String)>,
+    /// Nodes `(name, ready)` (default: one ready node, `node-1`).
+    pub nodes: Vec<(String, bool)>,
     /// Serve plain HTTP instead of TLS.
     pub plain_http: bool,
     /// Offer only HTTP/1.1 in ALPN, like a server without HTTP/2.
@@ -74,6 +77,7 @@ impl Default for FakeApiConfig {
             poison: vec!["caller-poison".to_owned()],
             namespaces: vec!["default".to_owned()],
             pods: Vec::new(),
+            nodes: vec![("node-1".to_owned(), true)],
             plain_http: false,
             http1_only: false,
             max_streams: 50_000,
@@ -111,6 +115,7 @@ pub(crate) struct State {
     violations: Mutex<Vec<String>>,
     pods: Mutex<BTreeMap<(String, String), Value>>,
     namespaces: Mutex<Vec<String>>,
+    nodes: Mutex<BTreeMap<String, bool>>,
     logs: Mutex<BTreeMap<String, Vec<String>>>,
     watch_tx: broadcast::Sender<WatchEvent>,
     log_tx: broadcast::Sender<(String, String)>,
@@ -156,6 +161,7 @@ impl FakeApiServer {
             violations: Mutex::default(),
             pods: Mutex::new(pods),
             namespaces: Mutex::new(namespaces),
+            nodes: Mutex::new(config.nodes.iter().cloned().collect()),
             logs: Mutex::default(),
             watch_tx: broadcast::channel(1024).0,
             log_tx: broadcast::channel(1024).0,
@@ -223,6 +229,15 @@ impl FakeApiServer {
             ca_pem: ca.pem().to_owned(),
             task,
         })
+    }
+
+    /// Adds node `name`, or sets whether it is ready.
+    pub fn set_node(&self, name: &str, ready: bool) {
+        self.state
+            .nodes
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), ready);
     }
 
     /// Closes every open connection at once (no GOAWAY), as a crashing or
@@ -429,6 +444,10 @@ async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) ->
     let method = request.method().clone();
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["version"]) => discovery::version(),
+        ("GET", ["api", "v1", "nodes"]) => {
+            nodes::get(&state, None, request.uri().query().unwrap_or(""))
+        }
+        ("GET", ["api", "v1", "nodes", name]) => nodes::get(&state, Some(name), ""),
         ("GET", ["api"]) => discovery::api(request.headers()),
         ("GET", ["apis"]) => discovery::apis(request.headers()),
         ("GET", ["api", "v1"]) => discovery::core_v1(),

@@ -520,5 +520,15 @@ fn response_status(code: StatusCode, failure: Option<&Status>) -> ResponseStatus
     }
 }
 
+impl crate::plugins::metrics::QueueStats for Audit {
+    fn queued(&self) -> u64 {
+        Audit::queued(self)
+    }
+
+    fn dropped(&self) -> u64 {
+        Audit::dropped(self)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -13,18 +13,12 @@
 
 use std::{
     fmt,
-    net::IpAddr,
     sync::{atomic::Ordering, mpsc::Receiver, Arc},
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{header, Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioTimer},
-};
+use http::Uri;
 use serde::Serialize;
 
 use super::{
@@ -83,45 +77,15 @@ impl fmt::Debug for WebhookSink {
     }
 }
 
-/// The receiver as logs and errors name it: scheme, host and port, never
-/// the path, query or user info that may hold the webhook's secret.
 fn receiver(url: &Uri) -> String {
-    let scheme = url.scheme_str().unwrap_or("?");
-    let host = url.host().unwrap_or_default();
-    match url.port_u16() {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
-    }
+    super::super::outbound::redacted(url)
 }
 
 impl WebhookSink {
     /// A sink POSTing to `url` with the defaults; checks the URL.
     pub fn new(url: &str) -> Result<Self, WebhookError> {
-        let url: Uri = url
-            .parse()
-            .map_err(|e| WebhookError::Url(format!("not a URL: {e}")))?;
-        let host = url.host().unwrap_or_default();
-        let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        match url.scheme_str() {
-            Some("https") if !host.is_empty() => {}
-            Some("http") if loopback => {}
-            Some("http") => {
-                return Err(WebhookError::Url(
-                    "http:// only to a loopback address: events name users and what they did; use https://".to_owned(),
-                ))
-            }
-            _ => {
-                return Err(WebhookError::Url(format!(
-                    "{} is not an https:// URL",
-                    receiver(&url)
-                )))
-            }
-        }
+        let url = super::super::outbound::receiver_url(url, "events name users and what they did")
+            .map_err(WebhookError::Url)?;
         Ok(Self {
             url,
             ca_pem: None,
@@ -140,29 +104,12 @@ impl WebhookSink {
 
     /// The HTTP client, checked before the thread starts.
     pub(super) fn client(&self) -> Result<HttpClient, WebhookError> {
-        let roots =
-            crate::upstream::tls::roots(self.ca_pem.as_deref()).map_err(WebhookError::Tls)?;
-        let tls = rustls::ClientConfig::builder_with_provider(crate::upstream::tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| WebhookError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(self.timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector))
+        super::super::outbound::client(self.ca_pem.as_deref(), self.timeout)
+            .map_err(WebhookError::Tls)
     }
 }
 
-pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) use super::super::outbound::HttpClient;
 
 /// `audit.k8s.io/v1` `EventList`.
 #[derive(Serialize)]
@@ -235,28 +182,9 @@ async fn deliver(
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2);
         }
-        let request = Request::post(webhook.url.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body.clone()));
-        let Ok(request) = request else { return false };
-        let sent = tokio::time::timeout(webhook.timeout, async {
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| crate::error::error_chain(&e))?;
-            let status = response.status();
-            // Read the (small) answer so the connection can be reused.
-            let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
-                .collect()
+        let sent =
+            super::super::outbound::post_json(client, &webhook.url, body.clone(), webhook.timeout)
                 .await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("the receiver answered {status}"))
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {:?}", webhook.timeout)));
         match sent {
             Ok(()) => return true,
             Err(error) => report.error(&receiver(&webhook.url), &error),
@@ -269,7 +197,8 @@ async fn deliver(
 mod tests {
     use std::sync::Mutex;
 
-    use http::StatusCode;
+    use http::{Request, StatusCode};
+    use http_body_util::{BodyExt, Full};
     use hyper::{server::conn::http1, service::service_fn};
     use hyper_util::rt::TokioIo;
     use tokio::sync::{mpsc, oneshot};

@@ -26,6 +26,7 @@
 //! ```
 
 mod labels;
+mod scraped;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -39,12 +40,20 @@ use prometheus_client::{
 };
 
 use self::labels::{Bounded, STREAM_KINDS};
-pub use self::serve::{serve, CONTENT_TYPE};
+use self::scraped::{Scraped, ScrapedCollector};
+pub use self::{
+    scraped::QueueStats,
+    serve::{serve, serve_with, ListenerOptions, CONTENT_TYPE},
+};
 use crate::{
+    accounts::Outcome,
     context::RequestContext,
     error::ProxyError,
+    events::Event,
     future::ReadyOrBoxed,
     plugin::{AccessRecord, Flow, Plugin},
+    status::Status,
+    store::StoreView,
 };
 
 /// Upper bounds of `paddock_request_duration_seconds`, in seconds: from
@@ -92,6 +101,36 @@ struct DecisionLabels {
     decision: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefreshLabels {
+    provider: Arc<str>,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    cluster: Arc<str>,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    cluster: Arc<str>,
+    kind: &'static str,
+}
+
+type SecondsGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 type DurationFamily = Family<DurationLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -109,6 +148,14 @@ fn duration_histogram() -> Histogram {
 /// | `paddock_long_running_requests` | gauge | `kind`: `watch`, `exec`, `attach`, `portforward`, `log`, `proxy` |
 /// | `paddock_authentication_attempts_total` | counter | `provider`, `result` |
 /// | `paddock_authorization_decisions_total` | counter | `decision`: `allow`, `deny` |
+/// | `paddock_upstream_errors_total` | counter | `cluster`, `kind`: `unavailable` (503), `failure` (502), `timeout` (504) |
+/// | `paddock_refreshes_total` | counter | `provider`, `result`: `refreshed`, `access_lost`, `deferred`, `not_refreshable` |
+/// | `paddock_provider_degraded` | gauge | `provider`: 1 while its backend fails |
+/// | `paddock_cluster_up` | gauge | `cluster`: 1 reachable, 0 not (health checks) |
+/// | `paddock_cluster_nodes` | gauge | `cluster`, `state`: `ready`, `not_ready` |
+/// | `paddock_cluster_check_latency_seconds` | gauge | `cluster`: `/version`'s time at the last check |
+/// | `paddock_queue_depth`, `paddock_queue_dropped_total` | gauge, counter | `queue` (see [`Metrics::queue`]) |
+/// | `paddock_store_revision` | gauge | (see [`Metrics::store`]) |
 /// | `paddock_build_info` | info | `version` |
 ///
 /// `group` and `resource` are the RBAC ones (`""` for the core group and
@@ -130,6 +177,13 @@ struct Inner {
     authentication: Family<AuthnLabels, Counter>,
     allowed: Counter,
     denied: Counter,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    refreshes: Family<RefreshLabels, Counter>,
+    provider_degraded: Family<ProviderLabels, Gauge>,
+    cluster_up: Family<ClusterLabels, Gauge>,
+    cluster_nodes: Family<NodeLabels, Gauge>,
+    cluster_latency: Family<ClusterLabels, SecondsGauge>,
+    scraped: Arc<Scraped>,
     clusters: Bounded,
     groups: Bounded,
     resources: Bounded,
@@ -194,6 +248,44 @@ impl Metrics {
         );
         let allowed = decisions.get_or_create_owned(&DecisionLabels { decision: "allow" });
         let denied = decisions.get_or_create_owned(&DecisionLabels { decision: "deny" });
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        paddock.register(
+            "upstream_errors",
+            "Proxied requests a cluster did not answer: unreachable, broken, or too slow",
+            upstream_errors.clone(),
+        );
+        let refreshes = Family::<RefreshLabels, Counter>::default();
+        paddock.register(
+            "refreshes",
+            "Background refreshes of users by external providers, by provider and result",
+            refreshes.clone(),
+        );
+        let provider_degraded = Family::<ProviderLabels, Gauge>::default();
+        paddock.register(
+            "provider_degraded",
+            "1 while an identity provider's backend fails when asked",
+            provider_degraded.clone(),
+        );
+        let cluster_up = Family::<ClusterLabels, Gauge>::default();
+        paddock.register(
+            "cluster_up",
+            "Whether the last health check reached the cluster",
+            cluster_up.clone(),
+        );
+        let cluster_nodes = Family::<NodeLabels, Gauge>::default();
+        paddock.register(
+            "cluster_nodes",
+            "Nodes at the last health check, ready or not",
+            cluster_nodes.clone(),
+        );
+        let cluster_latency = Family::<ClusterLabels, SecondsGauge>::default();
+        paddock.register(
+            "cluster_check_latency_seconds",
+            "Time the cluster's /version took at the last health check",
+            cluster_latency.clone(),
+        );
+        let scraped = Arc::new(Scraped::default());
+        paddock.register_collector(Box::new(ScrapedCollector(scraped.clone())));
         paddock.register(
             "build",
             "Paddock's version",
@@ -208,12 +300,31 @@ impl Metrics {
                 authentication,
                 allowed,
                 denied,
+                upstream_errors,
+                refreshes,
+                provider_degraded,
+                cluster_up,
+                cluster_nodes,
+                cluster_latency,
+                scraped,
                 clusters: Bounded::new(MAX_CLUSTERS),
                 groups: Bounded::new(MAX_GROUPS),
                 resources: Bounded::new(MAX_RESOURCES),
                 providers: Bounded::new(MAX_PROVIDERS),
             }),
         }
+    }
+
+    /// Reports `stats` as `paddock_queue_depth{queue="<name>"}` and
+    /// `paddock_queue_dropped_total{queue="<name>"}`, read at each scrape:
+    /// the audit plugin's sinks, the alert plugin's delivery queue.
+    pub fn queue(&self, name: &'static str, stats: impl QueueStats) {
+        self.inner.scraped.add_queue(name, Arc::new(stats));
+    }
+
+    /// Reports the revision of `view` as `paddock_store_revision`.
+    pub fn store(&self, view: Arc<StoreView>) {
+        self.inner.scraped.set_store(view);
     }
 
     /// The registry, to serve with [`serve`] or any HTTP server.
@@ -283,12 +394,92 @@ impl Plugin for Metrics {
         ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 
+    fn on_response<'a>(
+        &'a self,
+        context: &'a RequestContext,
+        response: &'a mut http::response::Parts,
+    ) -> ReadyOrBoxed<'a, ()> {
+        // Past an allowing decision, Paddock's own 502/503/504 come from
+        // forwarding only.
+        let allowed = context.decision().is_some_and(|d| d.allowed);
+        if allowed && response.extensions.get::<Status>().is_some() {
+            let kind = match response.status {
+                http::StatusCode::BAD_GATEWAY => Some("failure"),
+                http::StatusCode::SERVICE_UNAVAILABLE => Some("unavailable"),
+                http::StatusCode::GATEWAY_TIMEOUT => Some("timeout"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                let cluster = self.inner.clusters.learn(context.cluster().unwrap_or(""));
+                self.inner
+                    .upstream_errors
+                    .get_or_create(&UpstreamErrorLabels { cluster, kind })
+                    .inc();
+            }
+        }
+        ReadyOrBoxed::ready(())
+    }
+
     fn on_log(&self, record: &AccessRecord<'_>) {
         self.inner.record(record);
+    }
+
+    fn on_event(&self, event: &Event) {
+        self.inner.event(event);
     }
 }
 
 impl Inner {
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Refresh { provider, outcome } => {
+                let result = match outcome {
+                    Outcome::Refreshed { .. } => "refreshed",
+                    Outcome::AccessLost { .. } => "access_lost",
+                    Outcome::Deferred { .. } => "deferred",
+                    _ => "not_refreshable",
+                };
+                let provider = self.providers.learn(provider);
+                self.refreshes
+                    .get_or_create(&RefreshLabels { provider, result })
+                    .inc();
+            }
+            Event::ProviderHealth { provider, problem } => {
+                let provider = self.providers.learn(provider);
+                self.provider_degraded
+                    .get_or_create(&ProviderLabels { provider })
+                    .set(i64::from(problem.is_some()));
+            }
+            Event::ClusterChecked(health) => {
+                let cluster = self.clusters.learn(&health.cluster);
+                let labels = ClusterLabels {
+                    cluster: cluster.clone(),
+                };
+                self.cluster_up
+                    .get_or_create(&labels)
+                    .set(i64::from(health.reachable));
+                if let Some(latency) = health.latency_seconds {
+                    self.cluster_latency.get_or_create(&labels).set(latency);
+                }
+                if let Some(nodes) = health.nodes {
+                    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                    for (state, n) in [
+                        ("ready", nodes.ready),
+                        ("not_ready", nodes.total.saturating_sub(nodes.ready)),
+                    ] {
+                        self.cluster_nodes
+                            .get_or_create(&NodeLabels {
+                                cluster: cluster.clone(),
+                                state,
+                            })
+                            .set(count(n));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn record(&self, record: &AccessRecord<'_>) {
         let context = record.context;
         let attributes = context.attributes();

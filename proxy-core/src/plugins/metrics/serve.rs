@@ -1,6 +1,6 @@
-//! The metrics listener: plain HTTP/1.1, `GET /metrics` and nothing else.
-//! Meant for loopback or a private network; it has no TLS and no
-//! authentication of its own.
+//! The metrics listener: HTTP/1.1, `GET /metrics` and nothing else. Plain
+//! and open by default, for loopback; [`ListenerOptions`] adds TLS and a
+//! bearer token for a listener other hosts can reach.
 
 use std::{convert::Infallible, future::Future, pin::pin, sync::Arc, time::Duration};
 
@@ -10,6 +10,8 @@ use http_body_util::Full;
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 use tokio::{net::TcpListener, task::JoinSet};
 
 /// The content type of the OpenMetrics text format
@@ -22,9 +24,36 @@ const MAX_CONNECTIONS: usize = 64;
 /// Time a scraper gets to send its request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TLS and authentication of the metrics listener.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct ListenerOptions {
+    /// Serve over TLS with this configuration (its ALPN is set to
+    /// `http/1.1`: the listener speaks nothing else).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Answer only scrapes that send `Authorization: Bearer <token>`
+    /// (Prometheus' `authorization.credentials_file`); 401 otherwise.
+    pub bearer_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for ListenerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerOptions")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Time a scraper gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `registry` at `GET /metrics` on `listener` until `shutdown`
-/// resolves, then closes every connection. Other paths answer 404, other
-/// methods 405.
+/// resolves, then closes every connection: plain HTTP, no authentication
+/// (see [`serve_with`]). Other paths answer 404, other methods 405.
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
@@ -41,6 +70,22 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with(listener, registry, ListenerOptions::default(), shutdown).await;
+}
+
+/// [`serve`], with TLS and a bearer token when `options` say so.
+pub async fn serve_with(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    options: ListenerOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = options.tls.map(|tls| {
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(tls))
+    });
+    let token = options.bearer_token.map(Arc::new);
     let mut shutdown = pin!(shutdown);
     let mut connections = JoinSet::new();
     loop {
@@ -61,22 +106,64 @@ pub async fn serve(
         if connections.len() >= MAX_CONNECTIONS {
             continue;
         }
-        let registry = registry.clone();
+        let (registry, token, acceptor) = (registry.clone(), token.clone(), acceptor.clone());
         connections.spawn(async move {
             let service = service_fn(move |request| {
-                let response = respond(&registry, &request);
+                let response = match authorized(token.as_deref(), &request) {
+                    true => respond(&registry, &request),
+                    false => unauthorized(),
+                };
                 async move { Ok::<_, Infallible>(response) }
             });
-            let connection = hyper::server::conn::http1::Builder::new()
+            let builder = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+                .clone();
+            let served = match acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await
+                        }
+                        _ => return,
+                    }
+                }
+                None => {
+                    builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "metrics connection closed with an error");
             }
         });
     }
     connections.shutdown().await;
+}
+
+/// Whether `request` carries the bearer token, when one is required;
+/// compared in constant time.
+fn authorized<B>(token: Option<&SecretString>, request: &Request<B>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    bool::from(presented.ct_eq(token.expose_secret().as_bytes()))
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn respond(registry: &Registry, request: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -257,3 +257,120 @@ fn an_embedders_registry_keeps_its_own_metrics() {
     );
     assert!(text.contains("paddock_build_info{version="), "{text}");
 }
+
+#[test]
+fn background_events_set_refresh_provider_and_cluster_metrics() {
+    use crate::{accounts::Outcome, events::Event, health::ClusterHealth};
+
+    let metrics = Metrics::new();
+    let refreshed = Event::Refresh {
+        provider: "ldap".into(),
+        outcome: Outcome::Refreshed { groups: 2 },
+    };
+    metrics.on_event(&refreshed);
+    metrics.on_event(&refreshed);
+    metrics.on_event(&Event::Refresh {
+        provider: "ldap".into(),
+        outcome: Outcome::Deferred {
+            groups_dropped: false,
+            retry_after_secs: 0,
+        },
+    });
+    metrics.on_event(&Event::ProviderHealth {
+        provider: "ldap".into(),
+        problem: Some("connection refused".into()),
+    });
+    let health = ClusterHealth::for_tests("prod", 3, 2);
+    metrics.on_event(&Event::ClusterChecked(Arc::new(health)));
+    let text = metrics.encode();
+    let refreshes = |result| {
+        value(
+            &text,
+            "paddock_refreshes_total",
+            &format!("provider=\"ldap\",result=\"{result}\""),
+        )
+    };
+    assert_eq!(refreshes("refreshed"), Some(2.0), "{text}");
+    assert_eq!(refreshes("deferred"), Some(1.0), "{text}");
+    assert_eq!(
+        value(&text, "paddock_provider_degraded", "provider=\"ldap\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "paddock_cluster_up", "cluster=\"prod\""),
+        Some(1.0)
+    );
+    let nodes = |state| {
+        value(
+            &text,
+            "paddock_cluster_nodes",
+            &format!("cluster=\"prod\",state=\"{state}\""),
+        )
+    };
+    assert_eq!(nodes("ready"), Some(2.0), "{text}");
+    assert_eq!(nodes("not_ready"), Some(1.0), "{text}");
+    assert_eq!(
+        value(
+            &text,
+            "paddock_cluster_check_latency_seconds",
+            "cluster=\"prod\""
+        ),
+        Some(0.25)
+    );
+}
+
+#[test]
+fn queues_are_read_at_scrape_time() {
+    struct Fixed;
+    impl super::QueueStats for Fixed {
+        fn queued(&self) -> u64 {
+            7
+        }
+        fn dropped(&self) -> u64 {
+            3
+        }
+    }
+    let metrics = Metrics::new();
+    metrics.queue("audit", Fixed);
+    let text = metrics.encode();
+    assert_eq!(
+        value(&text, "paddock_queue_depth", "queue=\"audit\""),
+        Some(7.0)
+    );
+    assert_eq!(
+        value(&text, "paddock_queue_dropped_total", "queue=\"audit\""),
+        Some(3.0),
+        "{text}"
+    );
+}
+
+#[test]
+fn upstream_errors_are_counted_past_an_allowing_decision_only() {
+    let metrics = Metrics::new();
+    let respond = |allowed: bool, code: StatusCode| {
+        let context = context(None, Some(allowed));
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = code;
+        parts
+            .extensions
+            .insert(crate::status::Status::failure(code, "Failure", "upstream"));
+        metrics
+            .on_response(&context, &mut parts)
+            .now_or_never()
+            .unwrap();
+    };
+    respond(true, StatusCode::SERVICE_UNAVAILABLE);
+    respond(true, StatusCode::GATEWAY_TIMEOUT);
+    respond(true, StatusCode::NOT_FOUND);
+    respond(false, StatusCode::SERVICE_UNAVAILABLE);
+    let text = metrics.encode();
+    let errors = |kind| {
+        value(
+            &text,
+            "paddock_upstream_errors_total",
+            &format!("cluster=\"\",kind=\"{kind}\""),
+        )
+    };
+    assert_eq!(errors("unavailable"), Some(1.0), "{text}");
+    assert_eq!(errors("timeout"), Some(1.0), "{text}");
+}

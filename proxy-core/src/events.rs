@@ -1,0 +1,66 @@
+//! Background events: what Paddock learns outside any one request (a
+//! cluster stopped answering, a directory went down, a refresh failed),
+//! handed to every plugin's [`Plugin::on_event`](crate::plugin::Plugin::on_event)
+//! as the request phases hand them requests.
+//!
+//! Sources inside Paddock: the accounts (provider health on each change,
+//! each background refresh) and the cluster health checker
+//! ([`crate::health`]). Other sources (an agent tunnel's connect and
+//! disconnect, an embedder's own checks) emit through [`Events`], which
+//! [`Proxy::events`](crate::Proxy::events) hands out.
+
+use std::sync::Arc;
+
+use crate::{accounts::Outcome, health::ClusterHealth, plugin::Plugins};
+
+/// One background event.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A cluster became reachable or unreachable: the health checker's
+    /// verdict changed, or an agent's tunnel connected or dropped.
+    ClusterReachability {
+        /// The cluster's id.
+        cluster: String,
+        /// Whether it answers now.
+        reachable: bool,
+        /// Why not, when it does not.
+        reason: Option<String>,
+    },
+    /// The health checker read a cluster (every check, changed or not).
+    ClusterChecked(Arc<ClusterHealth>),
+    /// An external provider's backend failed when asked (`problem`), or
+    /// answered again (`None`): sent on each change, not on each call.
+    ProviderHealth {
+        /// The provider's name.
+        provider: String,
+        /// Why it is degraded; `None` once it answers again.
+        problem: Option<String>,
+    },
+    /// A background refresh of one user by a provider ended.
+    Refresh {
+        /// The provider's name.
+        provider: String,
+        /// What it did ([`Outcome::Deferred`] when the provider could not be
+        /// asked).
+        outcome: Outcome,
+    },
+}
+
+/// Hands events to the plugins of one proxy. Cheap to clone; emitting runs
+/// each plugin's `on_event` on the caller's thread, which must not block.
+#[derive(Clone, Debug, Default)]
+pub struct Events {
+    plugins: Plugins,
+}
+
+impl Events {
+    pub(crate) fn new(plugins: Plugins) -> Self {
+        Self { plugins }
+    }
+
+    /// Hands `event` to every plugin, in registration order.
+    pub fn emit(&self, event: &Event) {
+        self.plugins.run_event(event);
+    }
+}
