@@ -75,8 +75,15 @@ echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 # A real OpenID provider (npm oidc-provider, tests/oidc) for the JWT bearer
 # target: the first Paddock instance verifies its ID tokens.
 [ -d tests/oidc/node_modules/oidc-provider ] || (cd tests/oidc && npm ci --no-audit --no-fund >/dev/null)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/idp.key" -out "$tmp/idp.crt" 2>/dev/null
+# A CA and a server certificate signed by it (rustls refuses a CA certificate
+# as a server's own).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench-idp-ca \
+  -keyout "$tmp/idp-ca.key" -out "$tmp/idp-ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$tmp/idp.key" -out "$tmp/idp.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$tmp/idp.ext"
+openssl x509 -req -in "$tmp/idp.csr" -CA "$tmp/idp-ca.crt" -CAkey "$tmp/idp-ca.key" -CAcreateserial \
+  -days 1 -extfile "$tmp/idp.ext" -out "$tmp/idp.crt" 2>/dev/null
 idp_port=$(free_port)
 cat > "$tmp/idp.json" <<CONF
 {"port": $idp_port, "certFile": "$tmp/idp.crt", "keyFile": "$tmp/idp.key", "keysDir": "$tmp/idp-keys",
@@ -94,9 +101,9 @@ authentication:
     issuerUrl: https://127.0.0.1:$idp_port
     clientId: paddock
     clientSecretFile: $tmp/idp-secret
-    caFile: $tmp/idp.crt
+    caFile: $tmp/idp-ca.crt
 CONF
-JWT_TOKEN=$(curl -s --cacert "$tmp/idp.crt" -u paddock:bench-oidc-secret "https://127.0.0.1:$idp_port/token" \
+JWT_TOKEN=$(curl -s --cacert "$tmp/idp-ca.crt" -u paddock:bench-oidc-secret "https://127.0.0.1:$idp_port/token" \
     -d grant_type=password -d username=bench -d 'password=bench oidc password' -d 'scope=openid email groups' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])')
 

@@ -66,18 +66,18 @@ fn bench(c: &mut Criterion) {
         };
         verify::verify(&config, &keys, &token).expect("the token verifies");
         group.bench_function(format!("verify_{alg:?}"), |b| {
-            b.iter(|| verify::verify(&config, &keys, black_box(&token)).unwrap())
+            b.iter(|| verify::verify(&config, &keys, black_box(&token)).unwrap());
         });
         group.bench_function(format!("verify_and_map_{alg:?}"), |b| {
             b.iter(|| {
                 let claims = verify::verify(&config, &keys, black_box(&token)).unwrap();
                 verify::external_user(&config, &claims).unwrap()
-            })
+            });
         });
     }
     let opaque = "pdk_t-abcdefgh_0123456789abcdefghijklmnopqrstuvwxyz0123456789";
     group.bench_function("shape_check_opaque_token", |b| {
-        b.iter(|| looks_like_jwt(black_box(opaque)))
+        b.iter(|| looks_like_jwt(black_box(opaque)));
     });
     group.finish();
 }

@@ -224,10 +224,10 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         tokio::spawn(async move {
             match provider.prefetch().await {
                 Ok(()) => {
-                    tracing::info!(auth.provider = %provider.config().name, "OIDC discovery and keys fetched")
+                    tracing::info!(auth.provider = %provider.config().name, "OIDC discovery and keys fetched");
                 }
                 Err(error) => {
-                    tracing::warn!(auth.provider = %provider.config().name, %error, "OIDC provider not reachable yet")
+                    tracing::warn!(auth.provider = %provider.config().name, %error, "OIDC provider not reachable yet");
                 }
             }
         });

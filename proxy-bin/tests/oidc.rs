@@ -226,19 +226,19 @@ async fn bearer_jwts_are_verified_locally_and_bad_ones_get_a_bare_401() {
         (
             "expired",
             crafted(&stack, Algorithm::RS256, "rsa-1", &rsa, |c| {
-                c["exp"] = json!(now() - 300)
+                c["exp"] = json!(now() - 300);
             }),
         ),
         (
             "wrong audience",
             crafted(&stack, Algorithm::RS256, "rsa-1", &rsa, |c| {
-                c["aud"] = json!("another-client")
+                c["aud"] = json!("another-client");
             }),
         ),
         (
             "wrong issuer",
             crafted(&stack, Algorithm::RS256, "rsa-1", &rsa, |c| {
-                c["iss"] = json!("https://evil.example")
+                c["iss"] = json!("https://evil.example");
             }),
         ),
         (

@@ -88,9 +88,8 @@ pub(super) async fn login(
     };
     let callback =
         callback_url(oidc, &parts).map_err(|message| ProxyError::BadRequest { message })?;
-    let started = match oidc.start_login(&callback, &redirect).await {
-        Ok(started) => started,
-        Err(_) => return Ok(unavailable_page(oidc)),
+    let Ok(started) = oidc.start_login(&callback, &redirect).await else {
+        return Ok(unavailable_page(oidc));
     };
     let mut response = see_other(started.location.as_str());
     if let Some(cookie) = state_cookie(name, &started.cookie, STATE_LIFETIME.as_secs()) {

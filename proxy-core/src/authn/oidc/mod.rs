@@ -491,7 +491,8 @@ impl Inner {
     }
 
     /// The claims of a user from the userinfo endpoint (a refresh answered
-    /// without an ID token).
+    /// without an ID token). Failures are transient: only the token
+    /// endpoint's `invalid_grant` ends a user's access.
     async fn userinfo(&self, access_token: &SecretString) -> Result<Claims, RefreshError> {
         let unavailable = |reason: String| RefreshError::Unavailable {
             reason,
@@ -516,11 +517,6 @@ impl Inner {
             .send(request)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            return Err(RefreshError::AccessLost {
-                reason: "the provider refused the new access token".to_owned(),
-            });
-        }
         if response.status() != StatusCode::OK {
             return Err(unavailable(format!(
                 "userinfo answered {}",
@@ -584,8 +580,13 @@ impl ExternalProvider for OidcProvider {
                         ])
                         .await
                         .map_err(|e| match e {
-                            TokenEndpointError::Rejected(_) => AuthnError::Invalid,
-                            TokenEndpointError::Unavailable(reason) => {
+                            TokenEndpointError::Rejected(code) if code == "invalid_grant" => {
+                                AuthnError::Invalid
+                            }
+                            // invalid_client, unauthorized_client, ...: Paddock's
+                            // configuration, not the person's password.
+                            TokenEndpointError::Rejected(reason)
+                            | TokenEndpointError::Unavailable(reason) => {
                                 tracing::warn!(auth.provider = %inner.config.name, %reason, "password grant failed");
                                 inner.unavailable()
                             }
@@ -633,8 +634,18 @@ impl ExternalProvider for OidcProvider {
                 ])
                 .await
                 .map_err(|e| match e {
-                    TokenEndpointError::Rejected(reason) => RefreshError::AccessLost { reason },
-                    TokenEndpointError::Unavailable(reason) => RefreshError::Unavailable {
+                    // The refresh token is expired or revoked, the user
+                    // disabled: RFC 6749 §5.2.
+                    TokenEndpointError::Rejected(code) if code == "invalid_grant" => {
+                        RefreshError::AccessLost {
+                            reason: "the provider refused the refresh token (invalid_grant)"
+                                .to_owned(),
+                        }
+                    }
+                    // Anything else is Paddock's client setup or the
+                    // provider's trouble: never a reason to end sessions.
+                    TokenEndpointError::Rejected(reason)
+                    | TokenEndpointError::Unavailable(reason) => RefreshError::Unavailable {
                         reason,
                         retry_after_secs: 0,
                     },
@@ -644,31 +655,20 @@ impl ExternalProvider for OidcProvider {
             }
             let claims = match (&answer.id_token, &answer.access_token) {
                 (Some(id_token), _) => {
-                    inner
-                        .verify(id_token.expose_secret())
-                        .await
-                        .map_err(|e| match e {
-                            AuthnError::Unavailable { provider } => RefreshError::Unavailable {
-                                reason: format!("{provider}'s keys are unavailable"),
-                                retry_after_secs: 0,
-                            },
-                            _ => RefreshError::AccessLost {
-                                reason: "the refreshed ID token did not verify".to_owned(),
-                            },
-                        })?
+                    inner.verify(id_token.expose_secret()).await.map_err(|_| {
+                        RefreshError::Unavailable {
+                            reason: "the refreshed ID token did not verify".to_owned(),
+                            retry_after_secs: 0,
+                        }
+                    })?
                 }
-                (None, Some(access_token)) => {
-                    let mut claims = inner.userinfo(access_token).await?;
-                    claims
-                        .0
-                        .insert("iss".to_owned(), inner.config.issuer.clone().into());
-                    claims
-                }
+                (None, Some(access_token)) => inner.userinfo(access_token).await?,
                 (None, None) => return Err(RefreshError::NotRefreshable),
             };
             let user = verify::external_user(&inner.config, &claims).map_err(|e| {
-                RefreshError::AccessLost {
+                RefreshError::Unavailable {
                     reason: e.to_string(),
+                    retry_after_secs: 0,
                 }
             })?;
             if user.principal.id != known.principal {
