@@ -3,8 +3,9 @@
 //!
 //! Two layers:
 //!
-//! * [`Store`] is the backend contract, shaped so that both the embedded redb file
-//!   ([`EmbeddedStore`]) and etcd (a later backend) implement it directly: every
+//! * [`Store`] is the backend contract, which both the embedded redb file
+//!   ([`EmbeddedStore`]) and etcd (`EtcdStore`, cargo feature `etcd`) implement
+//!   directly: every
 //!   object has a *modification revision*, a commit is one transaction of [`Op`]s
 //!   guarded by per-key [`Expect`]ations (etcd `Txn` compares; a redb write
 //!   transaction), and a change feed returns what changed after a revision (etcd
@@ -16,6 +17,8 @@
 //!   never touch the disk.
 
 mod embedded;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod snapshot;
 mod types;
 mod view;
@@ -27,6 +30,8 @@ use serde::{Deserialize, Serialize};
 pub use embedded::{
     create_data_dir, EmbeddedOptions, EmbeddedStore, Sharing, CHANGE_LOG_RETAIN, SCHEMA_VERSION,
 };
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls, ETCD_SCHEMA_VERSION, MAX_COMMIT_OPS};
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
     BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, SubjectKind,
@@ -327,6 +332,14 @@ pub enum StoreError {
         /// The file.
         path: String,
     },
+    /// No etcd member answered when the store was opened.
+    #[error("cannot reach etcd at {endpoints}: {detail}")]
+    Unreachable {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What failed.
+        detail: String,
+    },
     /// An I/O or backend failure; the operation may be retried.
     #[error("store unavailable: {detail}")]
     Unavailable {
@@ -365,6 +378,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// [`StoreError::Conflict`]. Returns the new revision, which every written key
     /// now carries.
     fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
+
+    /// A notification the backend fires when another process may have
+    /// committed, so that [`StoreView::spawn_poller`] refreshes at once
+    /// instead of at its next tick. `None` (the default): polling only.
+    fn change_hint(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 #[cfg(test)]
