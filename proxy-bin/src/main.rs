@@ -21,6 +21,9 @@ use crate::config::{AuthorizationMode, Config, ConfigErrors};
 /// Exit code for invalid configuration (BSD `EX_USAGE`... `EX_DATAERR` is 65;
 /// 64 is what operators script against).
 const EXIT_CONFIG: u8 = 64;
+/// Exit code when a service Paddock needs does not answer at start (etcd):
+/// BSD `EX_UNAVAILABLE`.
+const EXIT_UNAVAILABLE: u8 = 69;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -155,6 +158,19 @@ struct ServeArgs {
     /// Directory of RBAC / Rancher policy YAML; implies --authorization policy.
     #[arg(long)]
     policy_dir: Option<PathBuf>,
+    /// Store backend: embedded (the data directory's file) or etcd.
+    #[arg(long, value_enum)]
+    store: Option<StoreBackendArg>,
+    /// etcd client URLs, comma-separated (with --store etcd).
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+}
+
+/// `--store`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StoreBackendArg {
+    Embedded,
+    Etcd,
 }
 
 /// The soft open-file limit before and after [`raise_open_file_limit`].
