@@ -241,22 +241,24 @@ impl EtcdStore {
         }
         let endpoints = options.endpoints.clone();
         let shown = endpoints.join(",");
-        let client = runtime
-            .block_on(async {
-                tokio::time::timeout(
-                    options.connect_timeout + options.request_timeout,
-                    Client::connect(endpoints, Some(connect)),
-                )
-                .await
-            })
-            .map_err(|_| StoreError::Unreachable {
-                endpoints: shown.clone(),
-                detail: "timed out".into(),
-            })?
-            .map_err(|e| StoreError::Unreachable {
-                endpoints: shown.clone(),
-                detail: e.to_string(),
-            })?;
+        let client = wait_on(
+            &handle,
+            options.connect_timeout + options.request_timeout,
+            async move {
+                Client::connect(endpoints, Some(connect))
+                    .await
+                    .map_err(|e| StoreError::Unavailable {
+                        detail: e.to_string(),
+                    })
+            },
+        )
+        .map_err(|e| StoreError::Unreachable {
+            endpoints: shown.clone(),
+            detail: match e {
+                StoreError::Unavailable { detail } => detail,
+                other => other.to_string(),
+            },
+        })?;
         let store = Self {
             runtime: Some(runtime),
             handle,
@@ -325,22 +327,9 @@ impl EtcdStore {
         T: Send + 'static,
         F: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
-        let timeout = self.options.request_timeout;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let result = match tokio::time::timeout(timeout, f).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Unavailable {
-                    detail: format!("no answer within {timeout:?}"),
-                }),
-            };
-            let _ = tx.send(result);
-        });
-        match rx.recv() {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(StoreError::Unavailable { detail })) => Err(self.unavailable(detail)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(self.unavailable("the etcd client stopped")),
+        match wait_on(&self.handle, self.options.request_timeout, f) {
+            Err(StoreError::Unavailable { detail }) => Err(self.unavailable(detail)),
+            other => other,
         }
     }
 
@@ -492,6 +481,36 @@ impl EtcdStore {
             },
         )))
     }
+}
+
+/// Runs `f` on `handle` within `timeout` and blocks this thread until it is
+/// done. Unlike `Runtime::block_on` it works from inside another runtime (a
+/// server opening its store at start), because the future runs on the store's
+/// own threads.
+fn wait_on<T, F>(
+    handle: &tokio::runtime::Handle,
+    timeout: Duration,
+    f: F,
+) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let result = match tokio::time::timeout(timeout, f).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable {
+                detail: format!("no answer within {timeout:?}"),
+            }),
+        };
+        let _ = tx.send(result);
+    });
+    rx.recv().unwrap_or_else(|_| {
+        Err(StoreError::Unavailable {
+            detail: "the etcd client stopped".into(),
+        })
+    })
 }
 
 fn unavail(e: etcd_client::Error) -> StoreError {
