@@ -147,6 +147,7 @@ pub struct EtcdStore {
     client: Client,
     options: EtcdOptions,
     hint: Arc<Notify>,
+    election: std::sync::OnceLock<Arc<super::election::Election>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -265,6 +266,7 @@ impl EtcdStore {
             client,
             options,
             hint: Arc::new(Notify::new()),
+            election: std::sync::OnceLock::new(),
         };
         // The channel connects lazily: one read proves a member answers (and
         // that it has a leader).
@@ -754,6 +756,19 @@ impl Store for EtcdStore {
 
     fn change_hint(&self) -> Option<Arc<Notify>> {
         Some(self.hint.clone())
+    }
+
+    fn leadership(&self) -> Option<Arc<dyn super::Leadership>> {
+        let election = self.election.get_or_init(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            super::election::Election::start(
+                &self.handle,
+                self.client.clone(),
+                format!("{}election/jobs", self.options.prefix),
+                format!("{}/{}", host.trim(), std::process::id()),
+            )
+        });
+        Some(election.clone())
     }
 }
 

@@ -18,6 +18,8 @@
 
 mod embedded;
 #[cfg(feature = "etcd")]
+mod election;
+#[cfg(feature = "etcd")]
 mod etcd;
 mod snapshot;
 mod types;
@@ -37,7 +39,7 @@ pub use types::{
     BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, SubjectKind,
     Timestamp, TokenKind, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex,
 };
-pub use view::StoreView;
+pub use view::{StoreView, BATCH_OPS};
 
 /// A store-wide, monotonically increasing commit counter (like etcd's revision).
 /// Revision 0 is the empty store.
@@ -385,6 +387,26 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn change_hint(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+
+    /// Starts (once) this process's bid to run the jobs that must run on one
+    /// replica only, and returns its standing. `None` (the default): there is
+    /// one server per store, which runs them. Needs a tokio runtime for the
+    /// etcd backend's campaign.
+    fn leadership(&self) -> Option<std::sync::Arc<dyn Leadership>> {
+        None
+    }
+}
+
+/// Whether this replica is the one elected to run the singleton jobs now.
+pub trait Leadership: Send + Sync + fmt::Debug {
+    /// True while elected; checked before each round of a singleton job.
+    fn is_leader(&self) -> bool;
+}
+
+/// Whether `leadership` (from [`Store::leadership`]) lets this process run a
+/// singleton job now.
+pub fn may_run_singletons(leadership: Option<&std::sync::Arc<dyn Leadership>>) -> bool {
+    leadership.is_none_or(|l| l.is_leader())
 }
 
 #[cfg(test)]

@@ -94,7 +94,20 @@ both!(
     kill_9_during_a_write_loop_loses_no_acknowledged_write,
     another_process_writes_while_this_one_has_the_store_open,
     kill_9_of_a_cli_writer_while_the_server_has_the_store_open,
+    bulk_commits_go_in_batches_every_backend_takes,
 );
+
+fn bulk_commits_go_in_batches_every_backend_takes(backend: &Backend) {
+    let view = StoreView::new(backend.open()).unwrap();
+    let ops: Vec<Op> = (0..(BATCH_OPS * 3 + 7))
+        .map(|i| Op::put(project(&format!("p-{i}"), 1), Expect::Absent))
+        .collect();
+    let n = ops.len();
+    assert!(view.commit_batches(ops).unwrap().is_some());
+    assert_eq!(view.snapshot().projects().count(), n);
+    assert_eq!(backend.open().load().unwrap().objects.len(), n);
+    assert_eq!(view.commit_batches(Vec::new()).unwrap(), None);
+}
 
 fn user(id: &str, name: &str) -> User {
     User {
@@ -814,6 +827,45 @@ mod etcd_only {
         assert_eq!(snap.revision(), now);
         assert!(snap.project("p-0").is_none());
         assert_eq!(snap.projects().count(), 5);
+    }
+
+    #[test]
+    fn one_replica_is_elected_and_another_takes_over_when_it_dies() {
+        let cluster = etcd_server::EtcdCluster::start(1);
+        let a = connect(&cluster, "/paddock/").unwrap();
+        let b = connect(&cluster, "/paddock/").unwrap();
+        let la = a.leadership().unwrap();
+        let lb = b.leadership().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !la.is_leader() && !lb.is_leader() {
+            assert!(Instant::now() < deadline, "nobody was elected");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for _ in 0..20 {
+            assert!(!(la.is_leader() && lb.is_leader()), "two leaders");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The leader's process dies: its runtime stops with no resignation,
+        // so its lease has to expire.
+        let (dead, survivor) = if la.is_leader() { (a, lb) } else { (b, la) };
+        drop(dead);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !survivor.is_leader() {
+            assert!(Instant::now() < deadline, "the survivor was never elected");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_commit_beyond_etcds_transaction_limit_is_refused_whole() {
+        let cluster = etcd_server::EtcdCluster::start(1);
+        let store = connect(&cluster, "/paddock/").unwrap();
+        let ops: Vec<Op> = (0..=MAX_COMMIT_OPS)
+            .map(|i| Op::put(project(&format!("p-{i}"), 1), Expect::Absent))
+            .collect();
+        let err = store.commit(ops).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+        assert!(store.load().unwrap().objects.is_empty());
     }
 
     #[test]

@@ -7,6 +7,11 @@ use arc_swap::ArcSwap;
 
 use super::{Changes, Op, Revision, Snapshot, Store, StoreError};
 
+/// The most ops [`StoreView::commit_batches`] puts in one commit: every
+/// backend takes it (etcd's default limit is 128 per transaction, and the etcd
+/// backend adds one of its own).
+pub const BATCH_OPS: usize = 100;
+
 /// A [`Store`] plus the in-memory [`Snapshot`] the request path reads.
 ///
 /// Reads ([`StoreView::snapshot`]) are an atomic pointer load: no lock, no I/O.
@@ -104,6 +109,20 @@ impl StoreView {
             tracing::warn!(error = %e, "store committed but snapshot refresh failed");
         }
         Ok(rev)
+    }
+
+    /// Commits `ops` in batches of at most [`BATCH_OPS`] (etcd refuses
+    /// transactions of more than 128 operations): each batch is atomic, the
+    /// whole is not. For bulk work whose ops are independent of one another
+    /// (purging, flushing last-used times). Returns the last revision, or
+    /// `None` when `ops` is empty. Blocking.
+    pub fn commit_batches(&self, mut ops: Vec<Op>) -> Result<Option<Revision>, StoreError> {
+        let mut last = None;
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().min(BATCH_OPS));
+            last = Some(self.commit(std::mem::replace(&mut ops, rest))?);
+        }
+        Ok(last)
     }
 
     /// Applies whatever the change feed reports after the snapshot's revision;
