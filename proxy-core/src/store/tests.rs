@@ -856,6 +856,108 @@ mod etcd_only {
         }
     }
 
+    /// The index of the member that leads, asked of each running member.
+    fn leader_of(cluster: &etcd_server::EtcdCluster) -> usize {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            for (i, m) in cluster.members().iter().enumerate() {
+                if !m.running() {
+                    continue;
+                }
+                let Ok(mut client) = etcd_client::Client::connect([m.endpoint()], None).await
+                else {
+                    continue;
+                };
+                if let Ok(status) = client.status().await {
+                    if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+                        return i;
+                    }
+                }
+            }
+            panic!("no member says it leads:\n{}", cluster.logs());
+        })
+    }
+
+    /// Commits projects `<tag>-<n>` in a loop on another thread until told to
+    /// stop; returns the ids whose commit was acknowledged and how many
+    /// commits failed.
+    fn write_loop(
+        store: Arc<EtcdStore>,
+        tag: &'static str,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::thread::JoinHandle<(Vec<String>, usize)> {
+        std::thread::spawn(move || {
+            let (mut acked, mut failed) = (Vec::new(), 0);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("{tag}-{i}");
+                match store.commit(vec![Op::put(project(&id, 64), Expect::Absent)]) {
+                    Ok(_) => {
+                        acked.push(id);
+                        i += 1;
+                    }
+                    Err(StoreError::Unavailable { .. }) => {
+                        failed += 1;
+                        // A commit that timed out may still have been applied:
+                        // the retry of the same id then conflicts; move on.
+                        i += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (acked, failed)
+        })
+    }
+
+    #[test]
+    fn three_members_kill_9_a_follower_then_the_leader_during_writes() {
+        let mut cluster = etcd_server::EtcdCluster::start(3);
+        let store = Arc::new(
+            EtcdStore::connect(
+                EtcdOptions::new(cluster.endpoints()).request_timeout(Duration::from_secs(2)),
+            )
+            .unwrap(),
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = write_loop(store.clone(), "w", stop.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        // kill -9 a follower: the majority goes on.
+        let leader = leader_of(&cluster);
+        let follower = (leader + 1) % 3;
+        cluster.kill(follower);
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.restart(follower);
+        // kill -9 the leader: the others elect one and writes resume.
+        let leader = leader_of(&cluster);
+        cluster.kill(leader);
+        let before = store.revision().ok();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let resumed = loop {
+            let probe = format!("after-leader-{}", Instant::now().elapsed().as_nanos());
+            if let Ok(rev) = store.commit(vec![Op::put(project(&probe, 1), Expect::Any)]) {
+                break rev;
+            }
+            assert!(Instant::now() < deadline, "writes never resumed after the leader died");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(before.is_none_or(|b| resumed > b));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (acked, _failed) = writer.join().unwrap();
+        assert!(acked.len() > 10, "too few writes to prove anything: {}", acked.len());
+        // Every acknowledged write is there, read from the survivors and from
+        // the restarted leader.
+        cluster.restart(leader);
+        for endpoint in cluster.endpoints() {
+            let one = EtcdStore::connect(EtcdOptions::new(vec![endpoint])).unwrap();
+            let snap = Snapshot::from_loaded(one.load().unwrap());
+            for id in &acked {
+                assert!(snap.project(id).is_some(), "acknowledged {id} lost");
+            }
+        }
+    }
+
     #[test]
     fn a_commit_beyond_etcds_transaction_limit_is_refused_whole() {
         let cluster = etcd_server::EtcdCluster::start(1);
