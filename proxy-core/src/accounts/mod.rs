@@ -154,6 +154,10 @@ impl Accounts {
         let view = StoreView::new(store)?;
         let passwords = Arc::new(PasswordHasher::new(options.password_params)?);
         let throttle = Arc::new(LoginThrottle::new(options.throttle));
+        // Several replicas: one budget of attempts for all of them.
+        if let Some(counters) = view.store().shared_counters() {
+            throttle.share(counters);
+        }
         let token_hasher = Arc::new(TokenHasher::new(pepper));
         let last_used = Arc::new(LastUsed::new(LAST_USED_INTERVAL));
         let tokens = Arc::new(StoreTokens::new(

@@ -148,6 +148,7 @@ pub struct EtcdStore {
     options: EtcdOptions,
     hint: Arc<Notify>,
     election: std::sync::OnceLock<Arc<super::election::Election>>,
+    counters: std::sync::OnceLock<Arc<super::etcd_counters::EtcdCounters>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -267,6 +268,7 @@ impl EtcdStore {
             options,
             hint: Arc::new(Notify::new()),
             election: std::sync::OnceLock::new(),
+            counters: std::sync::OnceLock::new(),
         };
         // The channel connects lazily: one read proves a member answers (and
         // that it has a leader).
@@ -756,6 +758,16 @@ impl Store for EtcdStore {
 
     fn change_hint(&self) -> Option<Arc<Notify>> {
         Some(self.hint.clone())
+    }
+
+    fn shared_counters(&self) -> Option<Arc<dyn super::SharedCounters>> {
+        let counters = self.counters.get_or_init(|| {
+            Arc::new(super::etcd_counters::EtcdCounters::new(
+                self,
+                self.options.request_timeout,
+            ))
+        });
+        Some(counters.clone())
     }
 
     fn leadership(&self) -> Option<Arc<dyn super::Leadership>> {

@@ -21,6 +21,8 @@ mod embedded;
 mod election;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_counters;
 mod snapshot;
 mod types;
 mod view;
@@ -395,6 +397,37 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn leadership(&self) -> Option<std::sync::Arc<dyn Leadership>> {
         None
     }
+
+    /// Counters every replica sees (the login throttle's failures), or `None`
+    /// (the default) when there is one server per store and its own memory is
+    /// enough.
+    fn shared_counters(&self) -> Option<std::sync::Arc<dyn SharedCounters>> {
+        None
+    }
+}
+
+/// Counters shared by every replica on one store, each with the time of its
+/// last increment and forgotten some time after it. Not part of the
+/// snapshot: they are read and written only where they are used (a login).
+pub trait SharedCounters: Send + Sync + fmt::Debug {
+    /// Atomically, across replicas: reads the counters `keys`; asks `wait`,
+    /// for each (its index in `keys`, its count, the time since its last
+    /// increment), how long the caller must still wait; when one answer is
+    /// not zero, returns the longest and changes nothing; otherwise increments
+    /// every counter, stamps it now, lets it be forgotten after `forget_after`
+    /// without increments, and returns zero. Blocking (one or a few round trips).
+    fn check_and_increment(
+        &self,
+        keys: &[String],
+        wait: &dyn Fn(usize, u32, std::time::Duration) -> std::time::Duration,
+        forget_after: std::time::Duration,
+    ) -> Result<std::time::Duration, StoreError>;
+
+    /// Takes one increment back from `key` (an attempt that did not fail).
+    fn decrement(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Forgets `key`.
+    fn remove(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// Whether this replica is the one elected to run the singleton jobs now.

@@ -959,6 +959,37 @@ mod etcd_only {
     }
 
     #[test]
+    fn the_login_throttle_is_one_budget_across_replicas() {
+        use crate::accounts::local::{Backoff, LoginThrottle, ThrottleConfig};
+        let cluster = etcd_server::EtcdCluster::start(1);
+        let replica = || {
+            let store = connect(&cluster, "/paddock/").unwrap();
+            let throttle = LoginThrottle::new(ThrottleConfig {
+                per_user: Backoff::new(3, Duration::from_secs(60), Duration::from_secs(300)),
+                ..ThrottleConfig::default()
+            });
+            throttle.share(store.shared_counters().unwrap());
+            (store, throttle)
+        };
+        let (_a_store, a) = replica();
+        let (_b_store, b) = replica();
+        let addr = |i: u8| std::net::IpAddr::from([192, 0, 2, i]);
+        let now = std::time::Instant::now();
+        // Three free attempts in all, spread over both replicas and addresses.
+        a.begin_attempt("alice", addr(1), now).unwrap();
+        b.begin_attempt("alice", addr(2), now).unwrap();
+        a.begin_attempt("alice", addr(3), now).unwrap();
+        let blocked = b.begin_attempt("alice", addr(4), now).unwrap_err();
+        assert!(blocked.retry_after_secs >= 59, "{blocked:?}");
+        assert!(a.begin_attempt("ALICE", addr(5), now).is_err());
+        // Another user is unaffected; a success on one replica clears the name
+        // on the other.
+        b.begin_attempt("bob", addr(6), now).unwrap();
+        a.attempt_succeeded("alice", addr(3));
+        b.begin_attempt("alice", addr(7), now).unwrap();
+    }
+
+    #[test]
     fn a_commit_beyond_etcds_transaction_limit_is_refused_whole() {
         let cluster = etcd_server::EtcdCluster::start(1);
         let store = connect(&cluster, "/paddock/").unwrap();
