@@ -8,6 +8,7 @@ mod bindings_cmd;
 mod config;
 mod policy_cmd;
 mod serve;
+mod store_cmd;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -79,6 +80,11 @@ enum Command {
         location: accounts_cmd::StoreLocation,
         #[command(flatten)]
         args: accounts_cmd::KubeconfigArgs,
+    },
+    /// Copy a store into another (an embedded store into etcd, and back).
+    Store {
+        #[command(subcommand)]
+        command: store_cmd::StoreCommand,
     },
     /// Check the authorization policy and ask it questions.
     Policy {
@@ -226,6 +232,7 @@ fn main() -> ExitCode {
         Command::Project { location, command } => bindings_cmd::project(&location, command),
         Command::Token { location, command } => accounts_cmd::token(&location, command),
         Command::Kubeconfig { location, args } => accounts_cmd::kubeconfig(&location, &args),
+        Command::Store { command } => store_cmd::run(command),
         Command::Policy { command } => match command {
             PolicyCommand::Check(location) => policy_cmd::check(&location),
             PolicyCommand::CanI(question) => policy_cmd::ask(&question, false),

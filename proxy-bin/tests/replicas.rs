@@ -255,3 +255,87 @@ fn an_etcd_store_without_endpoints_is_a_config_error() {
     assert!(stderr.contains("store.endpoints"), "{stderr}");
     assert!(stderr.contains("store.prefix"), "{stderr}");
 }
+
+fn cli(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn store_migrate_copies_into_etcd_and_back_idempotently() {
+    let etcd = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.display().to_string();
+    ok(&cli(
+        &["user", "add", "alice", "--data-dir", &data_s],
+        "alice-password-0123456789\n",
+    ));
+    ok(&cli(
+        &["user", "add", "bob", "--data-dir", &data_s],
+        "bob-password-0123456789\n",
+    ));
+    let url = format!(
+        "etcd://{}/migrated/",
+        etcd.endpoints()[0].trim_start_matches("http://")
+    );
+    let first = ok(&cli(
+        &["store", "migrate", "--from", &data_s, "--to", &url],
+        "",
+    ));
+    assert!(first.contains("verified"), "{first}");
+    assert!(first.contains("users: 2 (2 written)"), "{first}");
+    // Again: nothing to write.
+    let second = ok(&cli(
+        &["store", "migrate", "--from", &data_s, "--to", &url],
+        "",
+    ));
+    assert!(second.contains(" 0 written"), "{second}");
+    // And back into a new data directory.
+    let back = dir.path().join("back");
+    let back_s = back.display().to_string();
+    let third = ok(&cli(
+        &["store", "migrate", "--from", &url, "--to", &back_s],
+        "",
+    ));
+    assert!(third.contains("users: 2 (2 written)"), "{third}");
+    let users = ok(&cli(&["user", "list", "--data-dir", &back_s], ""));
+    assert!(users.contains("alice") && users.contains("bob"), "{users}");
+    // A missing source is an error, not an empty copy.
+    let missing = cli(
+        &[
+            "store",
+            "migrate",
+            "--from",
+            &dir.path().join("nothing").display().to_string(),
+            "--to",
+            &url,
+        ],
+        "",
+    );
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no Paddock store"));
+}
