@@ -26,8 +26,8 @@ use proxy_core::accounts::tokens::{issue, revoke, NewToken, TokenPolicy};
 use proxy_core::accounts::{Accounts, AccountsOptions, LoginCredential};
 use proxy_core::authn::tokens::{Pepper, TokenCache, TokenHasher, TokenVerifier};
 use proxy_core::store::{
-    EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, Expect, Object, Op, Store,
-    StoreView, Timestamp, TokenKind, TokenRecord, User,
+    EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, Expect, Object, Op, Store, StoreView,
+    Timestamp, TokenKind, TokenRecord, User,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -62,10 +62,9 @@ fn propagation(trials: usize) {
     let a = StoreView::new(etcd_store(&cluster)).expect("A");
     let b = StoreView::new(etcd_store(&cluster)).expect("B");
     // What `Accounts::spawn_background` runs on every replica.
-    runtime.block_on(async {
-        a.spawn_poller(Duration::from_secs(1));
-        b.spawn_poller(Duration::from_secs(1));
-    });
+    let _guard = runtime.enter();
+    a.spawn_poller(Duration::from_secs(1));
+    b.spawn_poller(Duration::from_secs(1));
     a.commit(vec![Op::put(Object::User(user("u-bench")), Expect::Any)])
         .expect("user");
     let hasher = Arc::new(TokenHasher::new(&Pepper::generate()));
@@ -216,7 +215,12 @@ fn login(seconds: u64) {
     let dir = tempfile::tempdir().expect("dir");
     login_on("etcd", etcd_store(&cluster), dir.path(), seconds);
     let dir2 = tempfile::tempdir().expect("dir");
-    login_on("embedded", embedded_store(dir2.path()), dir2.path(), seconds);
+    login_on(
+        "embedded",
+        embedded_store(dir2.path()),
+        dir2.path(),
+        seconds,
+    );
 }
 
 fn seed(store: Arc<dyn Store>, users: usize, tokens: usize) {
@@ -245,7 +249,8 @@ fn seed(store: Arc<dyn Store>, users: usize, tokens: usize) {
     for object in objects {
         batch.push(Op::put(object, Expect::Any));
         if batch.len() == 10_000 {
-            view.commit_batches(std::mem::take(&mut batch)).expect("seed");
+            view.commit_batches(std::mem::take(&mut batch))
+                .expect("seed");
         }
     }
     view.commit_batches(batch).expect("seed");
@@ -313,11 +318,8 @@ fn startup(users: usize, tokens: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| {
-        args.get(i)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
-    };
+    let arg =
+        |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("propagation") => propagation(arg(1, 200)),
         Some("verify") => verify(),

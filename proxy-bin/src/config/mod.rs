@@ -322,7 +322,14 @@ impl Config {
             .as_ref()
             .map(|metrics| metrics.check(listen, &mut errors));
         let audit = self.audit.as_ref().map(|a| a.check(&mut errors));
-        match (listen, tls, store_config, authentication, authorization, clusters) {
+        match (
+            listen,
+            tls,
+            store_config,
+            authentication,
+            authorization,
+            clusters,
+        ) {
             (
                 Some(listen),
                 Some(tls),

@@ -70,14 +70,17 @@ pub const MAX_COMMIT_OPS: usize = 127;
 /// for objects of a few hundred bytes).
 const LOAD_PAGE: i64 = 2000;
 
+/// A PEM client certificate chain and its private key.
+pub type ClientIdentity = (Vec<u8>, Arc<SecretBox<Vec<u8>>>);
+
 /// TLS to etcd: the CA that signed the members' certificates and, when etcd
 /// checks client certificates (`--client-cert-auth`), this replica's.
 #[derive(Clone)]
 pub struct EtcdTls {
     /// PEM CA bundle for the members' certificates.
     pub ca_pem: Vec<u8>,
-    /// PEM client certificate chain and its private key.
-    pub identity: Option<(Vec<u8>, Arc<SecretBox<Vec<u8>>>)>,
+    /// This replica's certificate and key, for etcd's `--client-cert-auth`.
+    pub identity: Option<ClientIdentity>,
 }
 
 impl std::fmt::Debug for EtcdTls {
@@ -234,10 +237,8 @@ impl EtcdStore {
             let mut config = etcd_client::TlsOptions::new()
                 .ca_certificate(etcd_client::Certificate::from_pem(&tls.ca_pem));
             if let Some((cert, key)) = &tls.identity {
-                config = config.identity(etcd_client::Identity::from_pem(
-                    cert,
-                    key.expose_secret(),
-                ));
+                config =
+                    config.identity(etcd_client::Identity::from_pem(cert, key.expose_secret()));
             }
             connect = connect.with_tls(config);
         }
@@ -350,7 +351,10 @@ impl EtcdStore {
                 return Ok(Some(kv.value().to_vec()));
             }
             let any = kv
-                .get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_limit(1)))
+                .get(
+                    prefix.as_str(),
+                    Some(GetOptions::new().with_prefix().with_limit(1)),
+                )
                 .await
                 .map_err(unavail)?;
             if let Some(first) = any.kvs().first() {
@@ -373,12 +377,9 @@ impl EtcdStore {
             // Create-if-absent, so two replicas starting at once agree; the
             // loser reads the winner's record.
             let txn = Txn::new()
-                .when([Compare::create_revision(
-                    prefix.as_str(),
-                    CompareOp::Equal,
-                    0,
-                )
-                .with_prefix()])
+                .when([
+                    Compare::create_revision(prefix.as_str(), CompareOp::Equal, 0).with_prefix(),
+                ])
                 .and_then([
                     TxnOp::put(meta_key.as_str(), record, None),
                     TxnOp::put(marker_key.as_str(), marker_value(), None),
@@ -431,19 +432,15 @@ impl EtcdStore {
                         // Something may have changed while no watch was open.
                         notify.notify_one();
                         drop(notify);
-                        loop {
-                            match stream.message().await {
-                                Ok(Some(resp)) => {
-                                    backoff = Duration::from_millis(100);
-                                    if resp.canceled() {
-                                        break;
-                                    }
-                                    if !resp.events().is_empty() {
-                                        let Some(notify) = hint.upgrade() else { return };
-                                        notify.notify_one();
-                                    }
-                                }
-                                Ok(None) | Err(_) => break,
+                        // Until the stream ends or fails.
+                        while let Ok(Some(resp)) = stream.message().await {
+                            backoff = Duration::from_millis(100);
+                            if resp.canceled() {
+                                break;
+                            }
+                            if !resp.events().is_empty() {
+                                let Some(notify) = hint.upgrade() else { return };
+                                notify.notify_one();
                             }
                         }
                     }
@@ -464,10 +461,11 @@ impl EtcdStore {
             key: raw.to_string(),
             detail: "unknown kind".into(),
         })?;
-        let stored: Stored = serde_json::from_slice(kv.value()).map_err(|e| StoreError::Decode {
-            key: raw.to_string(),
-            detail: e.to_string(),
-        })?;
+        let stored: Stored =
+            serde_json::from_slice(kv.value()).map_err(|e| StoreError::Decode {
+                key: raw.to_string(),
+                detail: e.to_string(),
+            })?;
         if stored.schema_version > ETCD_SCHEMA_VERSION {
             return Err(StoreError::Decode {
                 key: raw.to_string(),
@@ -491,11 +489,7 @@ impl EtcdStore {
 /// done. Unlike `Runtime::block_on` it works from inside another runtime (a
 /// server opening its store at start), because the future runs on the store's
 /// own threads.
-fn wait_on<T, F>(
-    handle: &tokio::runtime::Handle,
-    timeout: Duration,
-    f: F,
-) -> Result<T, StoreError>
+fn wait_on<T, F>(handle: &tokio::runtime::Handle, timeout: Duration, f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, StoreError>> + Send + 'static,
@@ -574,7 +568,10 @@ impl Store for EtcdStore {
                 if at != 0 {
                     options = options.with_revision(at);
                 }
-                let mut resp = kv.get(start.clone(), Some(options)).await.map_err(unavail)?;
+                let mut resp = kv
+                    .get(start.clone(), Some(options))
+                    .await
+                    .map_err(unavail)?;
                 if at == 0 {
                     at = resp.header().map_or(0, |h| h.revision());
                 }
@@ -620,9 +617,7 @@ impl Store for EtcdStore {
         let upto = etcd_rev(current);
         let from = etcd_rev(since) + 1;
         let collected = self.run(async move {
-            let options = WatchOptions::new()
-                .with_prefix()
-                .with_start_revision(from);
+            let options = WatchOptions::new().with_prefix().with_start_revision(from);
             let mut stream = watch.watch(prefix, Some(options)).await.map_err(unavail)?;
             let mut events: Vec<etcd_client::Event> = Vec::new();
             loop {

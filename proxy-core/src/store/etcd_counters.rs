@@ -79,7 +79,11 @@ impl EtcdCounters {
     }
 
     fn key(&self, name: &str) -> String {
-        format!("{}{}", self.prefix, hex::encode(Sha256::digest(name.as_bytes())))
+        format!(
+            "{}{}",
+            self.prefix,
+            hex::encode(Sha256::digest(name.as_bytes()))
+        )
     }
 
     fn block<T: Send + 'static>(
@@ -109,7 +113,9 @@ impl EtcdCounters {
         }
         let ttl = i64::try_from((forget_after + LEASE_REUSE).as_secs()).unwrap_or(i64::MAX);
         let mut client = self.client.clone();
-        let id = self.block(async move { client.lease_grant(ttl, None).await })?.id();
+        let id = self
+            .block(async move { client.lease_grant(ttl, None).await })?
+            .id();
         *cached = Some((id, Instant::now(), forget_after));
         Ok(id)
     }
@@ -146,7 +152,9 @@ impl EtcdCounters {
 
     fn write(&self, txn: Txn) -> Result<bool, StoreError> {
         let mut client = self.client.clone();
-        Ok(self.block(async move { client.txn(txn).await })?.succeeded())
+        Ok(self
+            .block(async move { client.txn(txn).await })?
+            .succeeded())
     }
 }
 
@@ -182,8 +190,7 @@ impl SharedCounters for EtcdCounters {
                 let count = match c {
                     // A counter past its window starts again, as the local one does.
                     Some((c, _))
-                        if Duration::from_millis(now.saturating_sub(c.last_ms))
-                            < forget_after =>
+                        if Duration::from_millis(now.saturating_sub(c.last_ms)) < forget_after =>
                     {
                         c.count.saturating_add(1)
                     }
@@ -224,7 +231,11 @@ impl SharedCounters for EtcdCounters {
                 })
                 .map_err(unavailable)?;
                 // Keep the lease the key already has.
-                TxnOp::put(key.as_str(), value, Some(PutOptions::new().with_ignore_lease()))
+                TxnOp::put(
+                    key.as_str(),
+                    value,
+                    Some(PutOptions::new().with_ignore_lease()),
+                )
             };
             if self.write(Txn::new().when([guard]).and_then([op]))? {
                 return Ok(());

@@ -16,9 +16,9 @@
 //!   feed shows a newer revision (another process wrote). Readers never lock and
 //!   never touch the disk.
 
-mod embedded;
 #[cfg(feature = "etcd")]
 mod election;
+mod embedded;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
@@ -35,7 +35,9 @@ pub use embedded::{
     create_data_dir, EmbeddedOptions, EmbeddedStore, Sharing, CHANGE_LOG_RETAIN, SCHEMA_VERSION,
 };
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdOptions, EtcdStore, EtcdTls, ETCD_SCHEMA_VERSION, MAX_COMMIT_OPS};
+pub use etcd::{
+    ClientIdentity, EtcdOptions, EtcdStore, EtcdTls, ETCD_SCHEMA_VERSION, MAX_COMMIT_OPS,
+};
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
     BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, SubjectKind,

@@ -304,7 +304,8 @@ fn view_sees_own_commits_immediately_and_others_after_refresh(backend: &Backend)
 fn poller_observes_another_handles_write_within_a_bounded_time(backend: &Backend) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = StoreView::new(backend.open()).unwrap();
-    let _poller = runtime.block_on(async { server.spawn_poller(Duration::from_millis(50)) });
+    let _guard = runtime.enter();
+    let _poller = server.spawn_poller(Duration::from_millis(50));
     let cli = backend.open();
     cli.commit(vec![Op::put(project("p-cli", 1), Expect::Absent)])
         .unwrap();
@@ -526,7 +527,10 @@ fn child_writer() {
 fn spawn_child(backend: &Backend, prefix: &str, count: u64) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["store::tests::child_writer", "--exact", "--nocapture"])
-        .env(CHILD_ENV, format!("{}|{prefix}|{count}", backend.location()))
+        .env(
+            CHILD_ENV,
+            format!("{}|{prefix}|{count}", backend.location()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -730,7 +734,10 @@ mod etcd_only {
         assert!(err.to_string().contains("/theirs/config"), "{err}");
         let all = raw(
             &helper,
-            client.get("/theirs/", Some(etcd_client::GetOptions::new().with_prefix())),
+            client.get(
+                "/theirs/",
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            ),
         );
         assert_eq!(all.kvs().len(), 1, "something was written under /theirs/");
         assert_eq!(all.kvs()[0].value(), b"precious");
@@ -738,7 +745,11 @@ mod etcd_only {
         // A meta record from a newer Paddock is refused too.
         raw(
             &helper,
-            client.put("/newer/meta", r#"{"store":"paddock","schemaVersion":99}"#, None),
+            client.put(
+                "/newer/meta",
+                r#"{"store":"paddock","schemaVersion":99}"#,
+                None,
+            ),
         );
         match connect(&cluster, "/newer/").unwrap_err() {
             StoreError::NewerVersion { found, .. } => assert_eq!(found, "99"),
@@ -938,14 +949,21 @@ mod etcd_only {
             if let Ok(rev) = store.commit(vec![Op::put(project(&probe, 1), Expect::Any)]) {
                 break rev;
             }
-            assert!(Instant::now() < deadline, "writes never resumed after the leader died");
+            assert!(
+                Instant::now() < deadline,
+                "writes never resumed after the leader died"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         assert!(before.is_none_or(|b| resumed > b));
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let (acked, _failed) = writer.join().unwrap();
-        assert!(acked.len() > 10, "too few writes to prove anything: {}", acked.len());
+        assert!(
+            acked.len() > 10,
+            "too few writes to prove anything: {}",
+            acked.len()
+        );
         // Every acknowledged write is there, read from the survivors and from
         // the restarted leader.
         cluster.restart(leader);
