@@ -17,11 +17,35 @@ use std::{
 const INSTALL_HINT: &str =
     "run `apt-get install etcd-server` (Debian), or `bash tests/run.sh`, which installs it";
 
+/// Where one member listens: its addresses, and the network namespace it
+/// runs in (`None`: this one).
+#[derive(Debug, Clone)]
+pub struct MemberNet {
+    /// Address of the peer URL.
+    pub peer_ip: String,
+    /// Address of the client URL.
+    pub client_ip: String,
+    /// Network namespace to run in (`ip netns exec`).
+    pub netns: Option<String>,
+}
+
+impl Default for MemberNet {
+    fn default() -> Self {
+        Self {
+            peer_ip: "127.0.0.1".into(),
+            client_ip: "127.0.0.1".into(),
+            netns: None,
+        }
+    }
+}
+
 /// One member.
 #[derive(Debug)]
 pub struct Member {
     /// The member's name (`m0`, `m1`, ...).
     pub name: String,
+    /// Where it listens.
+    pub net: MemberNet,
     /// Client port on 127.0.0.1.
     pub client_port: u16,
     /// Peer port on 127.0.0.1.
@@ -32,9 +56,9 @@ pub struct Member {
 }
 
 impl Member {
-    /// `http://127.0.0.1:<client port>`.
+    /// `http://<client ip>:<client port>`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.net.client_ip, self.client_port)
     }
 
     /// Whether the process runs.
@@ -72,11 +96,11 @@ fn free_port() -> u16 {
 
 /// `GET /health` on the client port: etcd answers `{"health":"true"}` once
 /// the member has a leader.
-fn healthy(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    ) else {
+fn healthy(ip: &str, port: u16) -> bool {
+    let Ok(addr) = format!("{ip}:{port}").parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -91,8 +115,15 @@ fn healthy(port: u16) -> bool {
 }
 
 impl EtcdCluster {
-    /// Starts `n` members (1 or 3) and waits until every one is healthy.
+    /// Starts `n` members (1 or 3) on loopback and waits until every one is
+    /// healthy.
     pub fn start(n: usize) -> Self {
+        Self::start_with(&vec![MemberNet::default(); n])
+    }
+
+    /// Starts one member per entry of `nets`, each where it says.
+    pub fn start_with(nets: &[MemberNet]) -> Self {
+        let n = nets.len();
         let bin = binary();
         // Ports are picked by binding port 0 then released: another test may
         // grab one meanwhile, so a failed start is retried on fresh ports.
@@ -101,6 +132,7 @@ impl EtcdCluster {
             let mut members: Vec<Member> = (0..n)
                 .map(|i| Member {
                     name: format!("m{i}"),
+                    net: nets[i].clone(),
                     client_port: free_port(),
                     peer_port: free_port(),
                     data_dir: dir.path().join(format!("m{i}")),
@@ -110,7 +142,7 @@ impl EtcdCluster {
                 .collect();
             let initial_cluster = members
                 .iter()
-                .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+                .map(|m| format!("{}=http://{}:{}", m.name, m.net.peer_ip, m.peer_port))
                 .collect::<Vec<_>>()
                 .join(",");
             let mut cluster = Self {
@@ -140,9 +172,17 @@ impl EtcdCluster {
             .append(true)
             .open(&m.log)
             .expect("etcd log file");
-        let client = format!("http://127.0.0.1:{}", m.client_port);
-        let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        Command::new(bin)
+        let client = m.endpoint();
+        let peer = format!("http://{}:{}", m.net.peer_ip, m.peer_port);
+        let mut command = match &m.net.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        command
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data_dir)
@@ -169,7 +209,7 @@ impl EtcdCluster {
     fn wait_healthy(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
-            let running: Vec<u16> = self
+            let running: Vec<(String, u16)> = self
                 .members
                 .iter_mut()
                 .filter_map(|m| {
@@ -178,13 +218,13 @@ impl EtcdCluster {
                         .as_mut()
                         .map(|c| matches!(c.try_wait(), Ok(Some(_))))
                         .unwrap_or(true);
-                    (!exited).then_some(m.client_port)
+                    (!exited).then(|| (m.net.client_ip.clone(), m.client_port))
                 })
                 .collect();
             if running.len() < self.members.iter().filter(|m| m.child.is_some()).count() {
                 return false;
             }
-            if running.iter().all(|p| healthy(*p)) {
+            if running.iter().all(|(ip, port)| healthy(ip, *port)) {
                 return true;
             }
             if Instant::now() > deadline {

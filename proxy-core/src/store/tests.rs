@@ -1007,6 +1007,165 @@ mod etcd_only {
         b.begin_attempt("alice", addr(7), now).unwrap();
     }
 
+    /// A network namespace with two veth links to this one: `p` carries etcd's
+    /// peer traffic, `c` its clients'. Named after the pid; removed on drop.
+    struct Netns {
+        name: String,
+        peer_link: String,
+        subnet: String,
+    }
+
+    fn ip(args: &[&str]) {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("run ip (iproute2); the partition test needs root");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    impl Netns {
+        fn new() -> Self {
+            let pid = std::process::id();
+            let name = format!("pdk{pid}");
+            let subnet = format!("10.{}.{}", 100 + pid % 100, (pid / 100) % 256);
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &name])
+                .output();
+            ip(&["netns", "add", &name]);
+            let me = Self {
+                peer_link: format!("pk{pid}p"),
+                name,
+                subnet,
+            };
+            ip(&["-n", &me.name, "link", "set", "lo", "up"]);
+            for (link, host) in [("p", 0), ("c", 4)] {
+                let outer = format!("pk{pid}{link}");
+                let inner = format!("pk{pid}{link}n");
+                ip(&[
+                    "link", "add", &outer, "type", "veth", "peer", "name", &inner,
+                ]);
+                ip(&["link", "set", &inner, "netns", &me.name]);
+                ip(&[
+                    "addr",
+                    "add",
+                    &format!("{}.{}/30", me.subnet, host + 1),
+                    "dev",
+                    &outer,
+                ]);
+                ip(&["link", "set", &outer, "up"]);
+                ip(&[
+                    "-n",
+                    &me.name,
+                    "addr",
+                    "add",
+                    &format!("{}.{}/30", me.subnet, host + 2),
+                    "dev",
+                    &inner,
+                ]);
+                ip(&["-n", &me.name, "link", "set", &inner, "up"]);
+            }
+            me
+        }
+
+        fn host_peer_ip(&self) -> String {
+            format!("{}.1", self.subnet)
+        }
+
+        fn inner_peer_ip(&self) -> String {
+            format!("{}.2", self.subnet)
+        }
+
+        fn inner_client_ip(&self) -> String {
+            format!("{}.6", self.subnet)
+        }
+
+        fn cut_peers(&self, cut: bool) {
+            ip(&[
+                "link",
+                "set",
+                &self.peer_link,
+                if cut { "down" } else { "up" },
+            ]);
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            // Deleting the namespace deletes the veth pairs with it.
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .output();
+        }
+    }
+
+    #[test]
+    fn a_replica_whose_member_is_partitioned_away_degrades_and_the_others_go_on() {
+        let netns = Netns::new();
+        let host = etcd_server::MemberNet {
+            peer_ip: netns.host_peer_ip(),
+            ..etcd_server::MemberNet::default()
+        };
+        let away = etcd_server::MemberNet {
+            peer_ip: netns.inner_peer_ip(),
+            client_ip: netns.inner_client_ip(),
+            netns: Some(netns.name.clone()),
+        };
+        let cluster = etcd_server::EtcdCluster::start_with(&[host.clone(), host, away]);
+        let endpoints = cluster.endpoints();
+        let options =
+            |eps: Vec<String>| EtcdOptions::new(eps).request_timeout(Duration::from_secs(2));
+        // Replica C talks to the member in the namespace only; O to the others.
+        let c = StoreView::new(Arc::new(
+            EtcdStore::connect(options(vec![endpoints[2].clone()])).unwrap(),
+        ))
+        .unwrap();
+        let o = StoreView::new(Arc::new(
+            EtcdStore::connect(options(endpoints[..2].to_vec())).unwrap(),
+        ))
+        .unwrap();
+        c.commit(vec![Op::put(project("before", 1), Expect::Absent)])
+            .unwrap();
+
+        netns.cut_peers(true);
+        // The others go on (after an election if the cut-off member led).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while o
+            .commit(vec![Op::put(project("during", 1), Expect::Any)])
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the majority stopped taking writes"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // C refuses writes and reports why; it still reads its snapshot.
+        let err = c
+            .commit(vec![Op::put(project("refused", 1), Expect::Absent)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+        assert!(c.refresh().is_err());
+        assert!(c.problem().is_some());
+        assert!(c.snapshot().project("before").is_some());
+
+        netns.cut_peers(false);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c.refresh().is_err() || c.snapshot().project("during").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "C never caught up after the partition healed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(c.problem(), None);
+        assert!(c.snapshot().project("refused").is_none());
+    }
+
     #[test]
     fn a_commit_beyond_etcds_transaction_limit_is_refused_whole() {
         let cluster = etcd_server::EtcdCluster::start(1);
