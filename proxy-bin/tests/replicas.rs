@@ -12,7 +12,7 @@ use paddock_tests::{
     etcd::EtcdCluster,
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     kubectl::{write_file, Kubeconfig},
-    paddock::{run_to_exit, upstream_args, Paddock},
+    paddock::{output_with_stdin, run_to_exit, upstream_args, Paddock},
     tls::TestCa,
 };
 use serde_json::json;
@@ -57,6 +57,35 @@ fn shared_config(dir: &Path, etcd: &EtcdCluster) -> (std::path::PathBuf, TestCa)
     (config, ca)
 }
 
+/// `POST /paddock/v1/logout` on `server`: the write a test makes.
+async fn logout(
+    client: &TestClient,
+    server: &Paddock,
+    session: &str,
+) -> paddock_tests::client::Collected {
+    client
+        .send_json(
+            Method::POST,
+            &format!("{}/paddock/v1/logout", server.url()),
+            Some(session),
+            &json!({}),
+        )
+        .await
+}
+
+/// `/paddock/readyz` on `server` until its status is `status` (10 s at most).
+async fn readyz_until(client: &TestClient, server: &Paddock, status: &str) -> serde_json::Value {
+    let url = format!("{}/paddock/readyz", server.url());
+    for _ in 0..100 {
+        let r = client.get(&url, None).await.json();
+        if r["status"] == status {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("readyz never said {status}:\n{}", server.log());
+}
+
 async fn kubectl_until(kube: &Arc<Kubeconfig>, success: bool) -> std::process::Output {
     let mut last = None;
     for _ in 0..50 {
@@ -95,17 +124,28 @@ async fn two_replicas_on_one_etcd_behave_as_one() {
     let b = Paddock::start(bin(), &args);
     let client = TestClient::new(ca.pem().as_bytes(), Protocol::Http1, None);
 
-    // The admin bootstrapped by A changes its password on A and logs in on B.
+    // The admin bootstrapped by A changes its password on A and, once B has
+    // followed (within a second), logs in on B with it.
     let session = a.admin_session(&client, NEW_ADMIN_PASSWORD).await;
-    let login_b = client
-        .send_json(
-            Method::POST,
-            &format!("{}/paddock/v1/login", b.url()),
-            None,
-            &json!({"username": "admin", "password": NEW_ADMIN_PASSWORD}),
-        )
-        .await;
-    assert_eq!(login_b.status(), 200, "{}", login_b.text());
+    let mut login_b = None;
+    for _ in 0..50 {
+        let r = client
+            .send_json(
+                Method::POST,
+                &format!("{}/paddock/v1/login", b.url()),
+                None,
+                &json!({"username": "admin", "password": NEW_ADMIN_PASSWORD}),
+            )
+            .await;
+        if r.status() == 200 {
+            login_b = Some(r);
+            break;
+        }
+        // Refused with the old password, or throttled after a few refusals.
+        assert!(matches!(r.status(), 401 | 429), "{}", r.text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(login_b.is_some(), "B never accepted the password set on A");
 
     // A kubeconfig downloaded from A works on B (same CA, same pepper).
     let download = client
@@ -154,51 +194,19 @@ async fn two_replicas_on_one_etcd_behave_as_one() {
     // etcd lost: B keeps serving reads from its snapshot, refuses writes with
     // a Kubernetes Status 503, and says it is degraded; then catches up.
     etcd.kill(0);
-    let readyz = format!("{}/paddock/readyz", b.url());
-    let mut degraded = None;
-    for _ in 0..100 {
-        let r = client.get(&readyz, None).await.json();
-        if r["status"] == "degraded" {
-            degraded = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let degraded = degraded.expect("readyz never said degraded with etcd down");
+    let degraded = readyz_until(&client, &b, "degraded").await;
     assert!(degraded["store"]["error"].is_string(), "{degraded}");
     let me = client
         .get(&format!("{}/paddock/v1/me", b.url()), Some(&session))
         .await;
     assert_eq!(me.status(), 200, "{}", me.text());
-    let write = client
-        .send_json(
-            Method::POST,
-            &format!("{}/paddock/v1/logout", b.url()),
-            Some(&session),
-            &json!({}),
-        )
-        .await;
+    let write = logout(&client, &b, &session).await;
     assert_eq!(write.status(), 503, "{}", write.text());
     assert_eq!(write.json()["kind"], "Status");
     assert_eq!(write.json()["reason"], "ServiceUnavailable");
     etcd.restart(0);
-    let mut ok = false;
-    for _ in 0..100 {
-        if client.get(&readyz, None).await.json()["status"] == "ok" {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "B never left the degraded state:\n{}", b.log());
-    let write = client
-        .send_json(
-            Method::POST,
-            &format!("{}/paddock/v1/logout", b.url()),
-            Some(&session),
-            &json!({}),
-        )
-        .await;
+    readyz_until(&client, &b, "ok").await;
+    let write = logout(&client, &b, &session).await;
     assert_eq!(write.status(), 200, "{}", write.text());
     // The session ended on B is refused on A.
     let mut refused = false;
@@ -257,21 +265,7 @@ fn an_etcd_store_without_endpoints_is_a_config_error() {
 }
 
 fn cli(args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new(bin())
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(std::process::Command::new(bin()).args(args), stdin)
 }
 
 fn ok(out: &std::process::Output) -> String {

@@ -51,6 +51,19 @@ fn user(id: &str) -> User {
     }
 }
 
+/// A fresh API token of `u-bench`, issued through `view`; its secret.
+fn issue_api_token(view: &StoreView, hasher: &TokenHasher) -> (String, String) {
+    let token = issue(
+        view,
+        hasher,
+        &TokenPolicy::default(),
+        NewToken::new("u-bench", TokenKind::Api),
+        Timestamp::now(),
+    )
+    .expect("issue");
+    (token.record.id, token.token.expose_secret().to_string())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -71,20 +84,12 @@ fn propagation(trials: usize) {
     let on_b = TokenVerifier::new(hasher.clone(), b.clone());
     let mut samples = Vec::with_capacity(trials);
     for _ in 0..trials {
-        let token = issue(
-            &a,
-            &hasher,
-            &TokenPolicy::default(),
-            NewToken::new("u-bench", TokenKind::Api),
-            Timestamp::now(),
-        )
-        .expect("issue");
-        let secret = token.token.expose_secret().to_string();
+        let (id, secret) = issue_api_token(&a, &hasher);
         while on_b.verify(&secret, Timestamp::now()).is_err() {
             std::thread::sleep(Duration::from_micros(200));
         }
         let start = Instant::now();
-        revoke(&a, None, &token.record.id).expect("revoke");
+        revoke(&a, None, &id).expect("revoke");
         while on_b.verify(&secret, Timestamp::now()).is_ok() {
             std::hint::spin_loop();
         }
@@ -105,15 +110,7 @@ fn verify_on(name: &str, store: Arc<dyn Store>) {
     let hasher = Arc::new(TokenHasher::new(&Pepper::generate()));
     view.commit(vec![Op::put(Object::User(user("u-bench")), Expect::Any)])
         .expect("user");
-    let token = issue(
-        &view,
-        &hasher,
-        &TokenPolicy::default(),
-        NewToken::new("u-bench", TokenKind::Api),
-        Timestamp::now(),
-    )
-    .expect("issue");
-    let secret = token.token.expose_secret().to_string();
+    let (_, secret) = issue_api_token(&view, &hasher);
     let verifier = TokenVerifier::new(hasher, view.clone());
     let cache: TokenCache = TokenCache::new(Duration::from_secs(10), 100_000);
     let now = Timestamp::now();

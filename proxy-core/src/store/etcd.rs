@@ -40,7 +40,10 @@
 //!
 //! The blocking [`Store`] methods run the client on this store's own small tokio
 //! runtime, so they work from any thread, inside another runtime's blocking
-//! pool included.
+//! pool included. As with any etcd client, a commit that fails with
+//! [`StoreError::Unavailable`] (a timeout, a lost connection) may or may not
+//! have been applied; callers re-read before retrying, and `Expect`
+//! preconditions make a blind retry of a create fail rather than duplicate.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -489,7 +492,11 @@ impl EtcdStore {
 /// done. Unlike `Runtime::block_on` it works from inside another runtime (a
 /// server opening its store at start), because the future runs on the store's
 /// own threads.
-fn wait_on<T, F>(handle: &tokio::runtime::Handle, timeout: Duration, f: F) -> Result<T, StoreError>
+pub(super) fn wait_on<T, F>(
+    handle: &tokio::runtime::Handle,
+    timeout: Duration,
+    f: F,
+) -> Result<T, StoreError>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, StoreError>> + Send + 'static,

@@ -23,7 +23,7 @@ use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpRespo
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::etcd::EtcdStore;
+use super::etcd::{wait_on, EtcdStore};
 use super::{SharedCounters, StoreError};
 
 /// How long one granted lease is reused for new writes.
@@ -90,17 +90,9 @@ impl EtcdCounters {
         &self,
         f: impl std::future::Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let timeout = self.timeout;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let r = match tokio::time::timeout(timeout, f).await {
-                Ok(r) => r.map_err(unavailable),
-                Err(_) => Err(unavailable("etcd did not answer in time")),
-            };
-            let _ = tx.send(r);
-        });
-        rx.recv()
-            .unwrap_or_else(|_| Err(unavailable("the etcd client stopped")))
+        wait_on(&self.handle, self.timeout, async move {
+            f.await.map_err(unavailable)
+        })
     }
 
     /// A lease for a write now, granted when the cached one is too old.
