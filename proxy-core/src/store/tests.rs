@@ -1163,7 +1163,9 @@ mod etcd_only {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(c.problem(), None);
-        assert!(c.snapshot().project("refused").is_none());
+        // Whether "refused" was applied after all is etcd's business: the
+        // member may hold the proposal and forward it when the link returns,
+        // as any etcd client's timed-out write may be applied.
     }
 
     #[test]
