@@ -12,9 +12,11 @@ cd "$(dirname "$0")/.."
 # tests start their own on random loopback ports) and a Samba AD DC (the
 # Active Directory test provisions one and runs it in its own network
 # namespace with unshare/nsenter from util-linux and ip from iproute2), and
-# headless Chromium with its WebDriver for the browser sign-in tests.
+# headless Chromium with its WebDriver for the browser sign-in tests, etcd
+# (the store suite and the replica tests start their own members), and
+# protoc, which the etcd client's build script needs to compile etcd's API.
 packages=(slapd ldap-utils samba samba-ad-dc samba-ad-provision iproute2 procps
-  chromium chromium-driver)
+  chromium chromium-driver etcd-server protobuf-compiler)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

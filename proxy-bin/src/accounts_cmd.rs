@@ -145,7 +145,9 @@ impl StoreLocation {
     pub(crate) fn open_checked(&self) -> Result<(Accounts, Checked), String> {
         let config = Config::for_data_dir(self.config.as_deref(), self.data_dir.as_deref())
             .map_err(|e| format!("invalid configuration:{e}"))?;
-        let accounts = Accounts::open(&config.data_dir, config.authentication.accounts.clone())
+        let accounts = config
+            .store
+            .open_accounts(&config.data_dir, config.authentication.accounts.clone())
             .map_err(|e| e.to_string())?;
         Ok((accounts, config))
     }

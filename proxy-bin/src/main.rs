@@ -8,6 +8,7 @@ mod bindings_cmd;
 mod config;
 mod policy_cmd;
 mod serve;
+mod store_cmd;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -21,6 +22,9 @@ use crate::config::{AuthorizationMode, Config, ConfigErrors};
 /// Exit code for invalid configuration (BSD `EX_USAGE`... `EX_DATAERR` is 65;
 /// 64 is what operators script against).
 const EXIT_CONFIG: u8 = 64;
+/// Exit code when a service Paddock needs does not answer at start (etcd):
+/// BSD `EX_UNAVAILABLE`.
+const EXIT_UNAVAILABLE: u8 = 69;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +80,11 @@ enum Command {
         location: accounts_cmd::StoreLocation,
         #[command(flatten)]
         args: accounts_cmd::KubeconfigArgs,
+    },
+    /// Copy a store into another (an embedded store into etcd, and back).
+    Store {
+        #[command(subcommand)]
+        command: store_cmd::StoreCommand,
     },
     /// Check the authorization policy and ask it questions.
     Policy {
@@ -155,6 +164,19 @@ struct ServeArgs {
     /// Directory of RBAC / Rancher policy YAML; implies --authorization policy.
     #[arg(long)]
     policy_dir: Option<PathBuf>,
+    /// Store backend: embedded (the data directory's file) or etcd.
+    #[arg(long, value_enum)]
+    store: Option<StoreBackendArg>,
+    /// etcd client URLs, comma-separated (with --store etcd).
+    #[arg(long, value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+}
+
+/// `--store`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StoreBackendArg {
+    Embedded,
+    Etcd,
 }
 
 /// The soft open-file limit before and after [`raise_open_file_limit`].
@@ -210,6 +232,7 @@ fn main() -> ExitCode {
         Command::Project { location, command } => bindings_cmd::project(&location, command),
         Command::Token { location, command } => accounts_cmd::token(&location, command),
         Command::Kubeconfig { location, args } => accounts_cmd::kubeconfig(&location, &args),
+        Command::Store { command } => store_cmd::run(command),
         Command::Policy { command } => match command {
             PolicyCommand::Check(location) => policy_cmd::check(&location),
             PolicyCommand::CanI(question) => policy_cmd::ask(&question, false),

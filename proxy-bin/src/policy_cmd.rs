@@ -201,6 +201,13 @@ fn load(location: &PolicyLocation) -> Result<Effective, String> {
 /// Never creates a store.
 fn open_store(config: &Checked, explicit: bool) -> Result<Option<Accounts>, String> {
     let dir: &Path = &config.data_dir;
+    if config.store.etcd.is_some() {
+        return config
+            .store
+            .open_accounts(dir, config.authentication.accounts.clone())
+            .map(Some)
+            .map_err(|e| e.to_string());
+    }
     if !dir
         .join(proxy_core::store::EmbeddedStore::FILE_NAME)
         .exists()

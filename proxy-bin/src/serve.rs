@@ -21,8 +21,8 @@ use secrecy::ExposeSecret;
 
 use crate::{
     config::{
-        AuthorizationMode, Checked, ClusterEntry, Config, ConfigErrors, DangerousCluster,
-        KubeconfigRef, LogFormat,
+        AuthorizationMode, Backend, Checked, CheckedStore, ClusterEntry, Config, ConfigErrors,
+        DangerousCluster, KubeconfigRef, LogFormat, OpenError,
     },
     ServeArgs,
 };
@@ -46,6 +46,11 @@ pub(crate) fn run(args: ServeArgs, open_files: &crate::OpenFileLimit) -> ExitCod
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if matches!(error.downcast_ref(), Some(OpenError::Unreachable(_))) => {
+            tracing::error!(error = %error, "paddock stopped");
+            eprintln!("paddock: {error}");
+            ExitCode::from(crate::EXIT_UNAVAILABLE)
+        }
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "paddock stopped");
             eprintln!("paddock: {error:#}");
@@ -82,6 +87,14 @@ fn load(args: &ServeArgs) -> Result<Checked, ConfigErrors> {
     if let Some(dir) = &args.policy_dir {
         config.authorization.mode = AuthorizationMode::Policy;
         config.authorization.policy_dir = Some(dir.clone());
+    }
+    match args.store {
+        Some(crate::StoreBackendArg::Embedded) => config.store.backend = Backend::Embedded,
+        Some(crate::StoreBackendArg::Etcd) => config.store.backend = Backend::Etcd,
+        None => {}
+    }
+    if !args.etcd_endpoints.is_empty() {
+        config.store.endpoints = args.etcd_endpoints.clone();
     }
     let dangerous = DangerousCluster {
         allow_plaintext: args.dangerous_upstream_allow_plaintext,
@@ -181,6 +194,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         listen,
         data_dir,
         tls,
+        store,
         shutdown_grace,
         workers,
         limits,
@@ -211,6 +225,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         oidc.push(section.provider(&format!("authentication.oidc[{index}]"), &data_dir)?);
     }
     let accounts = open_accounts(
+        &store,
         &data_dir,
         authentication.accounts,
         &authentication.ldap,
@@ -381,17 +396,19 @@ impl MetricsListener {
     }
 }
 
-/// Opens the store in `data_dir` (refusing a corrupt or newer one), creates
+/// Opens the store (the data directory's, refusing a corrupt or newer one;
+/// or etcd, refusing an unreachable one or a prefix holding foreign data), creates
 /// the bootstrap admin on first start and prints its password once, and
 /// starts the store's background work.
 fn open_accounts(
+    store: &CheckedStore,
     data_dir: &Path,
     options: AccountsOptions,
     directories: &[proxy_core::authn::ldap::LdapConfig],
     github: Option<Arc<GithubProvider>>,
     oidc: &[Arc<OidcProvider>],
 ) -> anyhow::Result<Arc<Accounts>> {
-    let mut accounts = Accounts::open(data_dir, options)?;
+    let mut accounts = store.open_accounts(data_dir, options)?;
     for directory in directories {
         let provider = LdapProvider::new(directory).map_err(|e| {
             anyhow::anyhow!("directory {}: {}: {}", directory.name, e.key, e.message)

@@ -133,22 +133,12 @@ fn check_accepts_valid_and_rejects_broken_policy_naming_file_and_document() {
 
 /// Runs `paddock <args>` in `cwd` with `stdin`.
 fn paddock_in(cwd: &std::path::Path, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .args(args)
-        .current_dir(cwd)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    paddock_tests::paddock::output_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_paddock"))
+            .args(args)
+            .current_dir(cwd),
+        stdin,
+    )
 }
 
 /// The store is the default policy source: a role binding made with

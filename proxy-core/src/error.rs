@@ -84,6 +84,13 @@ pub enum ProxyError {
         /// The timeout that expired.
         timeout_secs: u64,
     },
+    /// The store could not take a write (etcd unreachable or without a
+    /// leader); reads go on from the last snapshot.
+    #[error("the store is unavailable, try again later: {message}")]
+    StoreUnavailable {
+        /// What failed.
+        message: String,
+    },
     /// A bug or an unexpected state inside Paddock.
     #[error("internal error: {message}")]
     Internal {
@@ -99,7 +106,9 @@ impl ProxyError {
             Self::MissingCredentials
             | Self::InvalidCredentials
             | Self::MalformedCredentials { .. } => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            Self::AuthenticationUnavailable { .. } | Self::UpstreamUnavailable { .. } => {
+            Self::AuthenticationUnavailable { .. }
+            | Self::UpstreamUnavailable { .. }
+            | Self::StoreUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
             }
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "Forbidden"),
@@ -133,12 +142,30 @@ impl ProxyError {
             Self::TooManyRequests { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            Self::AuthenticationUnavailable { .. } | Self::UpstreamUnavailable { .. } => {
+            Self::AuthenticationUnavailable { .. }
+            | Self::UpstreamUnavailable { .. }
+            | Self::StoreUnavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }
         response
+    }
+}
+
+/// A store failure seen by an endpoint: a backend that cannot take the write
+/// is 503 (the client retries), anything else is a bug or a damaged store.
+impl From<crate::store::StoreError> for ProxyError {
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Unavailable { .. }
+            | crate::store::StoreError::Unreachable { .. } => Self::StoreUnavailable {
+                message: error.to_string(),
+            },
+            other => Self::Internal {
+                message: other.to_string(),
+            },
+        }
     }
 }
 
@@ -208,6 +235,13 @@ mod tests {
                 },
                 502,
                 None,
+            ),
+            (
+                ProxyError::from(crate::store::StoreError::Unavailable {
+                    detail: "etcd: no leader".into(),
+                }),
+                503,
+                Some(header::RETRY_AFTER),
             ),
             (
                 ProxyError::UpstreamTimeout {

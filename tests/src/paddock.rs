@@ -24,6 +24,25 @@ pub fn upstream_args(fake: &crate::fake_apiserver::FakeApiServer, dir: &Path) ->
     ]
 }
 
+/// Runs `command` with `stdin` written to it and returns its output (a CLI
+/// command reading a password, or nothing).
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
 /// Runs `command` (a paddock command expected to exit by itself, such as
 /// `serve` on a configuration it must refuse) and returns its output. One
 /// that keeps running instead is killed after a minute and the test fails,

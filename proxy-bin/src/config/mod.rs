@@ -24,6 +24,7 @@ mod logging;
 mod metrics;
 mod oidc;
 mod secrets;
+mod store;
 mod tls;
 
 use std::{
@@ -44,6 +45,7 @@ pub(crate) use self::{
     limits::LimitsConfig,
     logging::{LogFormat, LoggingConfig},
     metrics::{CheckedMetrics, MetricsConfig},
+    store::{Backend, CheckedStore, OpenError, StoreConfig},
     tls::{CheckedTls, TlsConfig},
 };
 
@@ -64,6 +66,9 @@ pub(crate) struct Config {
     /// The listener's TLS.
     #[serde(default)]
     pub(crate) tls: TlsConfig,
+    /// Where the state lives: the data directory's file, or etcd.
+    #[serde(default)]
+    pub(crate) store: StoreConfig,
     /// Seconds in-flight requests get to finish on shutdown (default 30).
     pub(crate) shutdown_grace_seconds: Option<u64>,
     /// Threads serving connections, each with its own event loop and
@@ -106,6 +111,8 @@ pub(crate) struct Checked {
     pub(crate) data_dir: PathBuf,
     /// The listener's certificate.
     pub(crate) tls: CheckedTls,
+    /// The store backend and the token pepper.
+    pub(crate) store: CheckedStore,
     /// How long in-flight requests get on shutdown.
     pub(crate) shutdown_grace: Option<Duration>,
     /// Server threads.
@@ -312,8 +319,13 @@ impl Config {
         }
         let limits = self.limits.check(&mut errors);
         let tls = self.tls.check(&data_dir, &mut errors);
+        let store_config = self.store.check(&mut errors);
         let authentication = self.authentication.check(&mut errors);
-        let store = existing_store(&data_dir, &mut errors);
+        // etcd is not asked at check time: `serve` reports it unreachable.
+        let store = match self.store.backend {
+            Backend::Embedded => existing_store(&data_dir, &mut errors),
+            Backend::Etcd => None,
+        };
         let authorization = self.authorization.check(store, &mut errors);
         let clusters = clusters::check(&self.clusters, &mut errors);
         self.logging.check(&mut errors);
@@ -327,10 +339,18 @@ impl Config {
             .alerts
             .as_ref()
             .map(|a| a.check(health.is_some(), &mut errors));
-        match (listen, tls, authentication, authorization, clusters) {
+        match (
+            listen,
+            tls,
+            store_config,
+            authentication,
+            authorization,
+            clusters,
+        ) {
             (
                 Some(listen),
                 Some(tls),
+                Some(store),
                 Some(authentication),
                 Some(authorization),
                 Some(clusters),
@@ -338,6 +358,7 @@ impl Config {
                 listen,
                 data_dir,
                 tls,
+                store,
                 shutdown_grace: self.shutdown_grace_seconds.map(Duration::from_secs),
                 workers: self.workers,
                 limits,

@@ -18,6 +18,11 @@ pub(crate) struct TlsConfig {
     /// CA for client certificates; enables client-certificate authentication.
     #[serde(rename = "clientCAFile")]
     pub(crate) client_ca_file: Option<PathBuf>,
+    /// The CA that signed `certFile` (PEM), written into the kubeconfigs
+    /// Paddock hands out. Replicas behind one address share `certFile`,
+    /// `keyFile` and this file, so a kubeconfig from one works on every one.
+    #[serde(rename = "caFile")]
+    pub(crate) ca_file: Option<PathBuf>,
     /// Extra DNS names / IPs for the generated certificate.
     #[serde(default)]
     pub(crate) extra_names: Vec<String>,
@@ -68,12 +73,20 @@ impl TlsConfig {
             (Some(cert), Some(key)) => {
                 let cert_pem = errors.read("tls.certFile", cert);
                 let key_pem = errors.read("tls.keyFile", key);
+                let ca_pem = self
+                    .ca_file
+                    .as_ref()
+                    .map(|file| errors.read("tls.caFile", file));
                 let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+                let ca_pem = match ca_pem {
+                    Some(read) => Some(read?),
+                    None => None,
+                };
                 let tls = ServerTls {
                     cert_chain_pem: cert_pem,
                     key_pem: key_pem.into(),
                     client_ca_pem: None,
-                    ca_pem: None,
+                    ca_pem,
                 };
                 // The certificate and key alone: the client CA was checked above.
                 errors.ok("tls.certFile", tls.server_config())?;
@@ -88,6 +101,10 @@ impl TlsConfig {
             }
             (None, Some(_)) => {
                 errors.push("tls.certFile", "required when tls.keyFile is set");
+                return None;
+            }
+            (None, None) if self.ca_file.is_some() => {
+                errors.push("tls.caFile", "only with tls.certFile and tls.keyFile");
                 return None;
             }
             (None, None) => {

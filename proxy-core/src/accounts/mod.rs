@@ -162,6 +162,10 @@ impl Accounts {
         let view = StoreView::new(store)?;
         let passwords = Arc::new(PasswordHasher::new(options.password_params)?);
         let throttle = Arc::new(LoginThrottle::new(options.throttle));
+        // Several replicas: one budget of attempts for all of them.
+        if let Some(counters) = view.store().shared_counters() {
+            throttle.share(counters);
+        }
         let token_hasher = Arc::new(TokenHasher::new(pepper));
         let last_used = Arc::new(LastUsed::new(LAST_USED_INTERVAL));
         let tokens = Arc::new(StoreTokens::new(
@@ -349,15 +353,21 @@ impl Accounts {
     /// nothing); [`crate::ProxyBuilder::build`] calls it, so an embedder
     /// cannot forget it. The tasks end when `self` is dropped. Needs a
     /// tokio runtime.
+    ///
+    /// With several replicas on one etcd, the refresh and the purge run on the
+    /// replica the store elects ([`crate::store::Store::leadership`]); every
+    /// replica flushes the last-used times it saw itself (at most one write per
+    /// token per minute and replica).
     pub fn spawn_background(self: &Arc<Self>) {
         self.background.call_once(|| {
             self.view.spawn_poller(POLL_INTERVAL);
+            let leadership = self.view.store().leadership();
             for provider in &self.providers {
-                refresh::spawn(Arc::downgrade(self), provider.clone());
+                refresh::spawn(Arc::downgrade(self), provider.clone(), leadership.clone());
             }
             self.last_used
                 .spawn_flusher(self.view.clone(), LAST_USED_INTERVAL);
-            spawn_purge(Arc::downgrade(&self.view));
+            spawn_purge(Arc::downgrade(&self.view), leadership);
         });
     }
 
@@ -520,12 +530,18 @@ pub(crate) fn has_binding(view: &StoreView, subject: &str) -> bool {
 }
 
 /// Deletes expired tokens every [`PURGE_INTERVAL`] while the store lives.
-fn spawn_purge(view: std::sync::Weak<StoreView>) {
+fn spawn_purge(
+    view: std::sync::Weak<StoreView>,
+    leadership: Option<Arc<dyn crate::store::Leadership>>,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
         loop {
             tick.tick().await;
             let Some(view) = view.upgrade() else { return };
+            if !crate::store::may_run_singletons(leadership.as_ref()) {
+                continue;
+            }
             let purged =
                 tokio::task::spawn_blocking(move || tokens::purge_expired(&view, Timestamp::now()))
                     .await;

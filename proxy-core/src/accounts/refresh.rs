@@ -185,7 +185,11 @@ fn jitter(user_id: &str, jitter: Duration) -> u64 {
 
 /// Starts the background refresh of `provider`'s users; it ends when the
 /// accounts are dropped.
-pub(super) fn spawn(accounts: Weak<Accounts>, provider: Arc<dyn ExternalProvider>) {
+pub(super) fn spawn(
+    accounts: Weak<Accounts>,
+    provider: Arc<dyn ExternalProvider>,
+    leadership: Option<Arc<dyn crate::store::Leadership>>,
+) {
     tokio::spawn(async move {
         let schedule = provider.refresh_schedule();
         let mut tick = tokio::time::interval(schedule.interval);
@@ -200,7 +204,9 @@ pub(super) fn spawn(accounts: Weak<Accounts>, provider: Arc<dyn ExternalProvider
                 return;
             };
             let now = Timestamp::now();
-            if now < paused_until {
+            // With several replicas only the elected one refreshes, so two
+            // never refresh the same user at once.
+            if now < paused_until || !crate::store::may_run_singletons(leadership.as_ref()) {
                 continue;
             }
             for (known, last) in known_users(&accounts, provider.name()) {

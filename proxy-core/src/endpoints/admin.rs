@@ -181,9 +181,7 @@ pub(super) async fn handle(
             let accounts = accounts.clone();
             blocking(move || accounts.revoke(&target))
                 .await?
-                .map_err(|e| ProxyError::Internal {
-                    message: e.to_string(),
-                })?;
+                .map_err(ProxyError::from)?;
             tracing::info!(auth.user = %caller.user, token.id = %id, "token revoked");
             Ok(json(
                 StatusCode::OK,

@@ -325,7 +325,7 @@ fn binding_error(error: BindingError, path_object: bool) -> ProxyError {
         BindingError::Store(StoreError::Conflict { .. }) => ProxyError::BadRequest {
             message: format!("{message}: changed by another request, try again"),
         },
-        BindingError::Store(_) => ProxyError::Internal { message },
+        BindingError::Store(e) => ProxyError::from(e),
         _ => ProxyError::BadRequest { message },
     }
 }

@@ -202,6 +202,8 @@ impl Endpoints {
     /// Ready while it can serve: a directory that is down degrades logins
     /// and refreshes, not the proxying of already issued tokens, so it is
     /// reported (`"degraded"`, with the provider and why) but stays 200.
+    /// So does a store backend that stopped answering (etcd lost): requests
+    /// are served from the last snapshot, writes get 503, and `store` says why.
     fn readyz(&self) -> Response<ResponseBody> {
         let mut clusters: Vec<&str> = self.inner.router.ids().collect();
         clusters.sort_unstable();
@@ -212,19 +214,26 @@ impl Endpoints {
             .as_ref()
             .map(|a| a.degraded_providers())
             .unwrap_or_default();
-        let status = if degraded.is_empty() {
+        let store = self
+            .inner
+            .config
+            .accounts
+            .as_ref()
+            .and_then(|a| a.view().problem());
+        let status = if degraded.is_empty() && store.is_none() {
             "ok"
         } else {
             "degraded"
         };
-        json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "status": status,
-                "clusters": clusters,
-                "degradedProviders": degraded,
-            }),
-        )
+        let mut body = serde_json::json!({
+            "status": status,
+            "clusters": clusters,
+            "degradedProviders": degraded,
+        });
+        if let Some(problem) = store {
+            body["store"] = serde_json::json!({ "status": "unavailable", "error": problem });
+        }
+        json(StatusCode::OK, &body)
     }
 }
 

@@ -615,9 +615,7 @@ pub(super) async fn logout_post(
         let accounts = accounts.clone();
         super::blocking(move || accounts.revoke(&id))
             .await?
-            .map_err(|e| ProxyError::Internal {
-                message: e.to_string(),
-            })?;
+            .map_err(ProxyError::from)?;
     }
     let mut response = see_other("/paddock/login");
     response.headers_mut().insert(

@@ -93,9 +93,7 @@ pub(super) fn token_json(token: &TokenRecord) -> serde_json::Value {
 pub(super) fn issue_error(error: IssueError) -> ProxyError {
     match error {
         IssueError::UnknownUser(_) | IssueError::UserDisabled(_) => ProxyError::InvalidCredentials,
-        other => ProxyError::Internal {
-            message: other.to_string(),
-        },
+        IssueError::Store(e) => ProxyError::from(e),
     }
 }
 
@@ -109,9 +107,7 @@ pub(super) fn user_error(error: UserError) -> ProxyError {
                 message: error.to_string(),
             }
         }
-        UserError::Store(e) => ProxyError::Internal {
-            message: e.to_string(),
-        },
+        UserError::Store(e) => ProxyError::from(e),
     }
 }
 
@@ -269,9 +265,7 @@ pub(super) async fn logout(accounts: &Arc<Accounts>, request: Request<RequestBod
     let accounts = accounts.clone();
     blocking(move || accounts.revoke(&id))
         .await?
-        .map_err(|e| ProxyError::Internal {
-            message: e.to_string(),
-        })?;
+        .map_err(ProxyError::from)?;
     tracing::info!(auth.user = %caller.user, "logout");
     let mut response = json(StatusCode::OK, &serde_json::json!({"status": "logged out"}));
     response.headers_mut().insert(

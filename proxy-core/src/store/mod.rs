@@ -3,8 +3,9 @@
 //!
 //! Two layers:
 //!
-//! * [`Store`] is the backend contract, shaped so that both the embedded redb file
-//!   ([`EmbeddedStore`]) and etcd (a later backend) implement it directly: every
+//! * [`Store`] is the backend contract, which both the embedded redb file
+//!   ([`EmbeddedStore`]) and etcd (`EtcdStore`, cargo feature `etcd`) implement
+//!   directly: every
 //!   object has a *modification revision*, a commit is one transaction of [`Op`]s
 //!   guarded by per-key [`Expect`]ations (etcd `Txn` compares; a redb write
 //!   transaction), and a change feed returns what changed after a revision (etcd
@@ -15,7 +16,13 @@
 //!   feed shows a newer revision (another process wrote). Readers never lock and
 //!   never touch the disk.
 
+#[cfg(feature = "etcd")]
+mod election;
 mod embedded;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_counters;
 mod snapshot;
 mod types;
 mod view;
@@ -27,12 +34,16 @@ use serde::{Deserialize, Serialize};
 pub use embedded::{
     create_data_dir, EmbeddedOptions, EmbeddedStore, Sharing, CHANGE_LOG_RETAIN, SCHEMA_VERSION,
 };
+#[cfg(feature = "etcd")]
+pub use etcd::{
+    ClientIdentity, EtcdOptions, EtcdStore, EtcdTls, ETCD_SCHEMA_VERSION, MAX_COMMIT_OPS,
+};
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
     BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, SubjectKind,
     Timestamp, TokenKind, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex,
 };
-pub use view::StoreView;
+pub use view::{StoreView, BATCH_OPS};
 
 /// A store-wide, monotonically increasing commit counter (like etcd's revision).
 /// Revision 0 is the empty store.
@@ -327,6 +338,14 @@ pub enum StoreError {
         /// The file.
         path: String,
     },
+    /// No etcd member answered when the store was opened.
+    #[error("cannot reach etcd at {endpoints}: {detail}")]
+    Unreachable {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What failed.
+        detail: String,
+    },
     /// An I/O or backend failure; the operation may be retried.
     #[error("store unavailable: {detail}")]
     Unavailable {
@@ -365,6 +384,64 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// [`StoreError::Conflict`]. Returns the new revision, which every written key
     /// now carries.
     fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
+
+    /// A notification the backend fires when another process may have
+    /// committed, so that [`StoreView::spawn_poller`] refreshes at once
+    /// instead of at its next tick. `None` (the default): polling only.
+    fn change_hint(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// Starts (once) this process's bid to run the jobs that must run on one
+    /// replica only, and returns its standing. `None` (the default): there is
+    /// one server per store, which runs them. Needs a tokio runtime for the
+    /// etcd backend's campaign.
+    fn leadership(&self) -> Option<std::sync::Arc<dyn Leadership>> {
+        None
+    }
+
+    /// Counters every replica sees (the login throttle's failures), or `None`
+    /// (the default) when there is one server per store and its own memory is
+    /// enough.
+    fn shared_counters(&self) -> Option<std::sync::Arc<dyn SharedCounters>> {
+        None
+    }
+}
+
+/// Counters shared by every replica on one store, each with the time of its
+/// last increment and forgotten some time after it. Not part of the
+/// snapshot: they are read and written only where they are used (a login).
+pub trait SharedCounters: Send + Sync + fmt::Debug {
+    /// Atomically, across replicas: reads the counters `keys`; asks `wait`,
+    /// for each (its index in `keys`, its count, the time since its last
+    /// increment), how long the caller must still wait; when one answer is
+    /// not zero, returns the longest and changes nothing; otherwise increments
+    /// every counter, stamps it now, lets it be forgotten after `forget_after`
+    /// without increments, and returns zero. Blocking (one or a few round trips).
+    fn check_and_increment(
+        &self,
+        keys: &[String],
+        wait: &dyn Fn(usize, u32, std::time::Duration) -> std::time::Duration,
+        forget_after: std::time::Duration,
+    ) -> Result<std::time::Duration, StoreError>;
+
+    /// Takes one increment back from `key` (an attempt that did not fail).
+    fn decrement(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Forgets `key`.
+    fn remove(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// Whether this replica is the one elected to run the singleton jobs now.
+pub trait Leadership: Send + Sync + fmt::Debug {
+    /// True while elected; checked before each round of a singleton job.
+    fn is_leader(&self) -> bool;
+}
+
+/// Whether `leadership` (from [`Store::leadership`]) lets this process run a
+/// singleton job now.
+pub fn may_run_singletons(leadership: Option<&std::sync::Arc<dyn Leadership>>) -> bool {
+    leadership.is_none_or(|l| l.is_leader())
 }
 
 #[cfg(test)]

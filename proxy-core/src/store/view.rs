@@ -7,6 +7,11 @@ use arc_swap::ArcSwap;
 
 use super::{Changes, Op, Revision, Snapshot, Store, StoreError};
 
+/// The most ops [`StoreView::commit_batches`] puts in one commit: every
+/// backend takes it (etcd's default limit is 128 per transaction, and the etcd
+/// backend adds one of its own).
+pub const BATCH_OPS: usize = 100;
+
 /// A [`Store`] plus the in-memory [`Snapshot`] the request path reads.
 ///
 /// Reads ([`StoreView::snapshot`]) are an atomic pointer load: no lock, no I/O.
@@ -21,6 +26,8 @@ pub struct StoreView {
     // Serialises refreshes so the snapshot's revision never goes backwards. Never
     // held across an `.await` (refresh is synchronous).
     refreshing: Mutex<()>,
+    // Why the backend failed the last time it was asked; `None` when it answered.
+    problem: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for StoreView {
@@ -40,7 +47,29 @@ impl StoreView {
             store,
             current: ArcSwap::from_pointee(snap),
             refreshing: Mutex::new(()),
+            problem: Mutex::new(None),
         }))
+    }
+
+    /// Why the backend failed when last asked (a refresh or a commit), or
+    /// `None` when it answered. Meanwhile reads go on from the last snapshot;
+    /// `/paddock/readyz` reports the store as degraded.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn record<T>(&self, result: &Result<T, StoreError>) {
+        let problem = match result {
+            Err(e @ StoreError::Unavailable { .. }) => Some(e.to_string()),
+            _ => None,
+        };
+        *self
+            .problem
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = problem;
     }
 
     /// The current snapshot.
@@ -63,7 +92,9 @@ impl StoreView {
     /// is refreshed too, so a caller's retry works from the winning write.
     /// Blocking.
     pub fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
-        let rev = match self.store.commit(ops) {
+        let committed = self.store.commit(ops);
+        self.record(&committed);
+        let rev = match committed {
             Ok(rev) => rev,
             Err(e @ StoreError::Conflict { .. }) => {
                 // Our snapshot is stale; catch up so a retry sees the winner.
@@ -80,10 +111,30 @@ impl StoreView {
         Ok(rev)
     }
 
+    /// Commits `ops` in batches of at most [`BATCH_OPS`] (etcd refuses
+    /// transactions of more than 128 operations): each batch is atomic, the
+    /// whole is not. For bulk work whose ops are independent of one another
+    /// (purging, flushing last-used times). Returns the last revision, or
+    /// `None` when `ops` is empty. Blocking.
+    pub fn commit_batches(&self, mut ops: Vec<Op>) -> Result<Option<Revision>, StoreError> {
+        let mut last = None;
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().min(BATCH_OPS));
+            last = Some(self.commit(std::mem::replace(&mut ops, rest))?);
+        }
+        Ok(last)
+    }
+
     /// Applies whatever the change feed reports after the snapshot's revision;
     /// reloads everything when the feed was compacted. Returns whether the
     /// snapshot changed. Blocking.
     pub fn refresh(&self) -> Result<bool, StoreError> {
+        let refreshed = self.refresh_inner();
+        self.record(&refreshed);
+        refreshed
+    }
+
+    fn refresh_inner(&self) -> Result<bool, StoreError> {
         let _guard = self
             .refreshing
             .lock()
@@ -103,15 +154,27 @@ impl StoreView {
     }
 
     /// Spawns a task that calls [`StoreView::refresh`] every `every` (on the
-    /// blocking pool) until the view is dropped. Errors are logged and retried on
-    /// the next tick; they never reach a request.
+    /// blocking pool), and at once when the backend's [`Store::change_hint`]
+    /// fires, until the view is dropped. Errors are logged and retried on the
+    /// next tick; they never reach a request.
     pub fn spawn_poller(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
+        let hint = self.store.change_hint();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                match &hint {
+                    Some(hint) => {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            () = hint.notified() => {}
+                        }
+                    }
+                    None => {
+                        tick.tick().await;
+                    }
+                }
                 let Some(view) = weak.upgrade() else { return };
                 match tokio::task::spawn_blocking(move || view.refresh()).await {
                     Ok(Ok(_)) => {}

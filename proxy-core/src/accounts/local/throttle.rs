@@ -14,13 +14,19 @@
 //! A success clears the username's record; the address's record only expires, so
 //! one valid account cannot be used to reset an address that is guessing others.
 //!
-//! The state is in memory (one process), in a `Mutex<HashMap>` held only for a
-//! map update, never across an `.await`.
+//! The state is in memory, in a `Mutex<HashMap>` held only for a map update,
+//! never across an `.await`. With several replicas on one store the counts are
+//! also kept in the store's [`SharedCounters`] ([`LoginThrottle::share`]): an
+//! attempt is checked and counted there too, atomically across replicas, so an
+//! attacker spreading guesses over N replicas gets the budget of one, not N. If
+//! the store cannot be asked, the local count still applies.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::store::SharedCounters;
 
 /// Backoff parameters for one kind of key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,11 +138,21 @@ struct Record {
 pub struct LoginThrottle {
     cfg: ThrottleConfig,
     records: Mutex<HashMap<Subject, Record>>,
+    shared: OnceLock<Arc<dyn SharedCounters>>,
 }
 
 impl Default for LoginThrottle {
     fn default() -> Self {
         Self::new(ThrottleConfig::default())
+    }
+}
+
+/// A subject's name in the shared counters.
+fn shared_name(subject: &Subject) -> String {
+    match subject {
+        Subject::User(u) => format!("login/user/{u}"),
+        Subject::Account(a) => format!("login/account/{a}"),
+        Subject::Addr(a) => format!("login/addr/{a}"),
     }
 }
 
@@ -189,6 +205,51 @@ impl LoginThrottle {
         Self {
             cfg,
             records: Mutex::new(HashMap::new()),
+            shared: OnceLock::new(),
+        }
+    }
+
+    /// Also counts attempts in `counters`, which every replica sees. Once;
+    /// later calls are ignored.
+    pub fn share(&self, counters: Arc<dyn SharedCounters>) {
+        let _ = self.shared.set(counters);
+    }
+
+    /// Checks and counts `subjects` in the shared counters. `Err` when one
+    /// must wait; a store that cannot be asked leaves the local count alone
+    /// in charge.
+    fn shared_attempt(&self, subjects: &[(Subject, Backoff)]) -> Result<(), Throttled> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        let names: Vec<String> = subjects.iter().map(|(s, _)| shared_name(s)).collect();
+        let wait = |i: usize, failures: u32, since: Duration| {
+            subjects[i].1.delay_after(failures).saturating_sub(since)
+        };
+        match shared.check_and_increment(&names, &wait, self.cfg.forget_after) {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => Err(Throttled {
+                retry_after_secs: ceil_secs(wait).max(1),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "shared login throttle unavailable: counting on this replica only");
+                Ok(())
+            }
+        }
+    }
+
+    fn shared_forget(&self, subject: &Subject, take_back_only: bool) {
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let name = shared_name(subject);
+        let done = if take_back_only {
+            shared.decrement(&name)
+        } else {
+            shared.remove(&name)
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "shared login throttle unavailable");
         }
     }
 
@@ -261,18 +322,26 @@ impl LoginThrottle {
         addr: IpAddr,
         now: Instant,
     ) -> Result<(), Throttled> {
-        let mut records = self.lock();
-        let wait = [user_key(username), Subject::Addr(addr)]
-            .iter()
-            .filter_map(|k| records.get(k))
-            .map(|r| r.blocked_until.saturating_duration_since(now))
-            .max()
-            .unwrap_or(Duration::ZERO);
-        if !wait.is_zero() {
-            return Err(Throttled {
-                retry_after_secs: ceil_secs(wait).max(1),
-            });
+        {
+            let records = self.lock();
+            let wait = [user_key(username), Subject::Addr(addr)]
+                .iter()
+                .filter_map(|k| records.get(k))
+                .map(|r| r.blocked_until.saturating_duration_since(now))
+                .max()
+                .unwrap_or(Duration::ZERO);
+            if !wait.is_zero() {
+                return Err(Throttled {
+                    retry_after_secs: ceil_secs(wait).max(1),
+                });
+            }
         }
+        // Not under the lock: a round trip to the store.
+        self.shared_attempt(&[
+            (user_key(username), self.cfg.per_user),
+            (Subject::Addr(addr), self.cfg.per_addr),
+        ])?;
+        let mut records = self.lock();
         self.count_failure(&mut records, username, addr, now);
         Ok(())
     }
@@ -280,9 +349,13 @@ impl LoginThrottle {
     /// Undoes what [`LoginThrottle::begin_attempt`] counted: clears the
     /// username's record and takes the attempt back from the address's.
     pub fn attempt_succeeded(&self, username: &str, addr: IpAddr) {
-        let mut records = self.lock();
-        records.remove(&user_key(username));
-        take_back(&mut records, Subject::Addr(addr), self.cfg.per_addr);
+        {
+            let mut records = self.lock();
+            records.remove(&user_key(username));
+            take_back(&mut records, Subject::Addr(addr), self.cfg.per_addr);
+        }
+        self.shared_forget(&user_key(username), false);
+        self.shared_forget(&Subject::Addr(addr), true);
     }
 
     /// Checks and counts an attempt *as a failure* against a resolved account
@@ -292,9 +365,9 @@ impl LoginThrottle {
     /// on success, or [`LoginThrottle::account_attempt_void`] when the
     /// attempt never reached a decision (the directory went away).
     pub fn begin_account_attempt(&self, account: &str, now: Instant) -> Result<(), Throttled> {
-        let mut records = self.lock();
         let key = Subject::Account(account.to_owned());
-        if let Some(wait) = records
+        if let Some(wait) = self
+            .lock()
             .get(&key)
             .map(|r| r.blocked_until.saturating_duration_since(now))
             .filter(|w| !w.is_zero())
@@ -303,6 +376,8 @@ impl LoginThrottle {
                 retry_after_secs: ceil_secs(wait).max(1),
             });
         }
+        self.shared_attempt(&[(key.clone(), self.cfg.per_user)])?;
+        let mut records = self.lock();
         if records.len() >= self.cfg.max_entries {
             self.prune(&mut records, now);
         }
@@ -318,14 +393,17 @@ impl LoginThrottle {
 
     /// The password was right: clears the account's record.
     pub fn account_attempt_succeeded(&self, account: &str) {
-        self.lock().remove(&Subject::Account(account.to_owned()));
+        let key = Subject::Account(account.to_owned());
+        self.lock().remove(&key);
+        self.shared_forget(&key, false);
     }
 
     /// Takes back what [`LoginThrottle::begin_account_attempt`] counted, for an
     /// attempt that was not the caller's failure.
     pub fn account_attempt_void(&self, account: &str) {
         let key = Subject::Account(account.to_owned());
-        take_back(&mut self.lock(), key, self.cfg.per_user);
+        take_back(&mut self.lock(), key.clone(), self.cfg.per_user);
+        self.shared_forget(&key, true);
     }
 
     /// Records a successful login: clears the username's record.

@@ -243,7 +243,7 @@ pub fn revoke_user_tokens(view: &StoreView, user_id: &str) -> Result<usize, Stor
         ops.push(Op::delete(Key::new(Kind::Token, id), Expect::Any));
         ops.push(Op::delete(Key::new(Kind::TokenUsage, id), Expect::Any));
     }
-    view.commit(ops)?;
+    view.commit_batches(ops)?;
     Ok(ids.len())
 }
 
@@ -283,9 +283,7 @@ pub fn purge_expired(view: &StoreView, now: Timestamp) -> Result<usize, StoreErr
         ops.push(Op::delete(Key::new(Kind::Token, id), Expect::Any));
         ops.push(Op::delete(Key::new(Kind::TokenUsage, id), Expect::Any));
     }
-    if !ops.is_empty() {
-        view.commit(ops)?;
-    }
+    view.commit_batches(ops)?;
     Ok(ids.len())
 }
 

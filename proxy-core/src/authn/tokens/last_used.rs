@@ -78,7 +78,8 @@ impl LastUsed {
             .collect()
     }
 
-    /// Writes the due last-used times in one transaction. Never moves a stored
+    /// Writes the due last-used times in transactions of at most
+    /// [`crate::store::BATCH_OPS`] tokens. Never moves a stored
     /// time backwards (several replicas flush the same token), skips tokens that
     /// no longer exist, and retries once on a conflict. On error nothing is marked
     /// flushed, so the next call tries again. Blocking: run it off the request
@@ -116,11 +117,7 @@ impl LastUsed {
                 ));
             }
             let written = ops.len();
-            let result = if ops.is_empty() {
-                Ok(())
-            } else {
-                view.commit(ops).map(|_| ())
-            };
+            let result = view.commit_batches(ops).map(|_| ());
             match result {
                 Ok(()) => {
                     let mut slots = self.lock();
