@@ -39,6 +39,7 @@
 //!   (`authn::github`): the browser flow, token login, background refresh.
 
 pub mod accounts;
+pub mod agent;
 pub mod authn;
 pub mod authz;
 #[doc(hidden)]
@@ -60,6 +61,7 @@ pub mod shutdown;
 pub mod stack;
 pub mod status;
 pub mod store;
+pub mod tunnel;
 pub mod upstream;
 mod worker;
 
@@ -90,6 +92,8 @@ pub struct ProxyBuilder {
     accounts: Option<Arc<Accounts>>,
     ca_pem: Option<Vec<u8>>,
     management_cluster: String,
+    agent_wait: Duration,
+    agent_image: String,
 }
 
 impl Default for ProxyBuilder {
@@ -106,6 +110,8 @@ impl Default for ProxyBuilder {
             accounts: None,
             ca_pem: None,
             management_cluster: ::policy::DEFAULT_MANAGEMENT_CLUSTER.to_owned(),
+            agent_wait: tunnel::DEFAULT_AGENT_WAIT,
+            agent_image: agent::DEFAULT_IMAGE.to_owned(),
         }
     }
 }
@@ -169,6 +175,21 @@ impl ProxyBuilder {
         self
     }
 
+    /// How long a request to an agent cluster waits for a disconnected
+    /// agent to come back before it is answered 503 (default
+    /// [`tunnel::DEFAULT_AGENT_WAIT`]).
+    pub fn agent_wait(mut self, wait: Duration) -> Self {
+        self.agent_wait = wait;
+        self
+    }
+
+    /// The container image the agent manifests run (default
+    /// [`agent::DEFAULT_IMAGE`]).
+    pub fn agent_image(mut self, image: impl Into<String>) -> Self {
+        self.agent_image = image.into();
+        self
+    }
+
     /// Adds a plugin after the built-in access log.
     pub fn plugin(mut self, plugin: impl Plugin) -> Self {
         self.plugins.push(Arc::new(plugin));
@@ -209,10 +230,14 @@ impl ProxyBuilder {
         for (config, default) in &self.clusters {
             router.add(Cluster::new(config, self.workers)?, *default);
         }
+        let router = Arc::new(router);
+        let tunnels = Arc::new(tunnel::Tunnels::new(self.agent_wait));
         if let Some(accounts) = &self.accounts {
             // Store polling, token purge and providers' refresh run with the
             // proxy: an embedder cannot forget them.
             accounts.spawn_background();
+            // Clusters registered in the store become routable.
+            upstream::spawn_sync(accounts.view(), &router, tunnels.clone(), self.workers);
         }
         let shutdown = Shutdown::new();
         let admin_authorizer = match (self.admin_authorizer, &self.accounts) {
@@ -231,7 +256,9 @@ impl ProxyBuilder {
             authenticators: self.authenticators,
             authorizer: self.authorizer,
             admin_authorizer,
-            router: Arc::new(router),
+            router,
+            tunnels,
+            agent_image: self.agent_image,
             plugins: Plugins::new(self.plugins),
             shutdown: shutdown.clone(),
             accounts: self.accounts,

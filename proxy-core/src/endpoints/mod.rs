@@ -14,6 +14,8 @@
 //! | `POST /paddock/v1/users/<id>/refresh` | re-reads a directory user's groups now |
 //! | `GET /paddock/v1/principals?provider=…&q=…` | finds directory users and groups |
 //! | `/paddock/v1/bindings[/<id>]`, `/paddock/v1/projects[/<id>[/namespaces[/<ns>]]]` | role bindings of users and groups, projects |
+//! | `/paddock/v1/clusters[/<id>[/token\|/agent.yaml]]` | clusters registered at runtime, their agents' tokens and manifests |
+//! | `GET /paddock/v1/connect` | an agent's tunnel (WebSocket; its registration token authenticates it) |
 //! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
 //! | `POST /paddock/logout` | ends the browser session |
@@ -28,6 +30,8 @@
 
 mod admin;
 mod bindings;
+mod clusters;
+mod connect;
 #[cfg(feature = "github")]
 mod github;
 mod kubeconfig;
@@ -74,6 +78,11 @@ pub(crate) struct EndpointsConfig {
     /// The cluster id administration is authorized against (where global
     /// roles' own rules apply).
     pub management_cluster: String,
+    /// Agents' tunnels: opened at [`crate::tunnel::CONNECT_PATH`], reported
+    /// in cluster listings.
+    pub tunnels: Arc<crate::tunnel::Tunnels>,
+    /// The image agent manifests run.
+    pub agent_image: String,
 }
 
 /// The `/paddock/` endpoints.
@@ -134,6 +143,7 @@ impl Endpoints {
             Endpoint::Me => session::me(self, request).await,
             Endpoint::Password => session::change_password(self.accounts()?, request).await,
             Endpoint::Kubeconfig => kubeconfig::download(self, self.accounts()?, request).await,
+            Endpoint::Connect => connect::accept(self, self.accounts()?, request).await,
             Endpoint::Admin(segments) => {
                 let accounts = self.accounts()?.clone();
                 let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -191,8 +201,7 @@ impl Endpoints {
     /// and refreshes, not the proxying of already issued tokens, so it is
     /// reported (`"degraded"`, with the provider and why) but stays 200.
     fn readyz(&self) -> Response<ResponseBody> {
-        let mut clusters: Vec<&str> = self.inner.router.ids().collect();
-        clusters.sort_unstable();
+        let clusters = self.inner.router.ids();
         let degraded = self
             .inner
             .config

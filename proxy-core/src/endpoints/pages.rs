@@ -423,11 +423,11 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<RequestBody>
         ));
     }
     let identity = &*identity;
-    let mut clusters: Vec<&str> = endpoints.router().ids().collect();
-    clusters.sort_unstable();
+    let clusters = endpoints.router().ids();
     let attributes = RequestAttributes::resource_request("list", "", "namespaces");
     let accessible: Vec<&str> = clusters
-        .into_iter()
+        .iter()
+        .map(String::as_str)
         .filter(|cluster| {
             endpoints
                 .config()
