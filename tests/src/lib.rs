@@ -10,6 +10,7 @@ pub mod fake_apiserver;
 pub mod github_emulator;
 pub mod kubectl;
 pub mod metrics;
+pub mod netns;
 pub mod paddock;
 pub mod proxy;
 pub mod samba;

@@ -136,7 +136,7 @@ pub async fn run(
         tls: Arc::new(tls_config),
         proxy,
     };
-    let upstream = Arc::new(Cluster::new(&config.upstream, 0)?);
+    let upstream = Arc::new(Cluster::http1_only(&config.upstream)?);
     tracing::info!(server = %config.server, api_server = %config.upstream.server, "paddock agent starting");
     let mut backoff = config.initial_backoff;
     let attempts = async {

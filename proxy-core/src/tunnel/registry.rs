@@ -217,6 +217,7 @@ impl Tunnels {
         tokio::select! {
             result = connection => {
                 if let Err(error) = result {
+                    let error = crate::error::error_chain(&error);
                     tracing::info!(cluster.id = %cluster, %error, "agent tunnel ended");
                 }
             }

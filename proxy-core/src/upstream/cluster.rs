@@ -168,6 +168,20 @@ impl Cluster {
     /// for callers outside the workers. Must run inside a tokio runtime when
     /// the credential is a file (it is watched).
     pub(crate) fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
+        Self::build(config, workers, true)
+    }
+
+    /// One set of HTTP/1.1-only clients: every request in flight has a
+    /// connection of its own, so a response nobody reads holds back only
+    /// its own connection. What the agent uses towards its API server: it
+    /// serves each tunnel stream (each a request Paddock may stop reading)
+    /// separately, and over one shared HTTP/2 connection a stalled stream
+    /// can exhaust the connection window for all of them (hyperium/hyper#2899).
+    pub(crate) fn http1_only(config: &ClusterConfig) -> Result<Self, UpstreamError> {
+        Self::build(config, 0, false)
+    }
+
+    fn build(config: &ClusterConfig, workers: usize, h2: bool) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
             cluster: config.id.clone(),
             url: config.server.clone(),
@@ -183,9 +197,9 @@ impl Cluster {
             .map_err(|e| url_error(&e.to_string()))?;
         let clients = (0..=workers)
             .map(|_| Clients {
-                direct: (scheme == http::uri::Scheme::HTTPS)
+                direct: (h2 && scheme == http::uri::Scheme::HTTPS)
                     .then(|| DirectH2::new(connector(config, tls.clone(), true), server.clone())),
-                ordinary: client(Connector::Direct(connector(config, tls.clone(), true))),
+                ordinary: client(Connector::Direct(connector(config, tls.clone(), h2))),
                 upgrade: client(Connector::Direct(connector(config, tls.clone(), false))),
             })
             .collect();
