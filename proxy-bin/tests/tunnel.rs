@@ -595,3 +595,87 @@ async fn a_stalled_stream_does_not_block_the_tunnel() {
         resumed += frame.data_ref().map_or(0, Bytes::len);
     }
 }
+
+/// The manifest a registration returns, and `agent.yaml` with the token
+/// presented, install the agent: real kubectl accepts every object
+/// (`apply --dry-run=client`, against the fake apiserver's discovery and
+/// OpenAPI). Without the token, `agent.yaml` leaves the Secret out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_manifest_applies_with_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    let paddock = start_paddock(dir.path(), "127.0.0.1", &[]);
+    let admin = Admin::new(&paddock).await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/paddock/v1/clusters",
+            Some(json!({"id": "edge"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let from_registration = body["manifest"].as_str().unwrap().to_owned();
+    assert!(from_registration.contains(&token));
+
+    let url = format!(
+        "{}/paddock/v1/clusters/edge/agent.yaml?image=registry.example/paddock:1",
+        paddock.url()
+    );
+    let get = |with_token: bool| {
+        let mut request =
+            Request::get(&url).header("authorization", format!("Bearer {}", admin.token));
+        if with_token {
+            request = request.header("x-paddock-agent-token", &token);
+        }
+        admin
+            .client
+            .fetch(request.body(Full::new(Bytes::new())).unwrap())
+    };
+    let without = get(false).await;
+    assert_eq!(without.status(), 200, "{}", without.text());
+    assert!(!without.text().contains("kind: Secret"));
+    let with = get(true).await;
+    assert_eq!(with.status(), 200, "{}", with.text());
+    let manifest = with.text();
+    assert!(manifest.contains("kind: Secret") && manifest.contains(&token));
+    assert!(manifest.contains("image: registry.example/paddock:1"));
+    assert!(
+        manifest.contains("--ca-file"),
+        "the agent pins Paddock's CA"
+    );
+
+    let cluster = Kubeconfig::new(&fake.url(), fake.ca_pem().as_bytes(), fake.token());
+    for yaml in [&from_registration, &manifest] {
+        let file = write_file(dir.path(), "agent.yaml", yaml);
+        let output = cluster.ok(&[
+            "apply",
+            "--dry-run=client",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        for object in [
+            "namespace/paddock-system",
+            "serviceaccount/paddock-agent",
+            "clusterrole.rbac.authorization.k8s.io/paddock-agent-impersonator",
+            "clusterrolebinding.rbac.authorization.k8s.io/paddock-agent-impersonator",
+            "secret/paddock-agent",
+            "deployment.apps/paddock-agent",
+        ] {
+            assert!(
+                output.contains(&format!("{object} created (dry run)")),
+                "{output}"
+            );
+        }
+    }
+    // A token that is not the cluster's is refused, not embedded.
+    let mut wrong = Request::get(&url).header("authorization", format!("Bearer {}", admin.token));
+    wrong = wrong.header("x-paddock-agent-token", "edge.wrong");
+    let wrong = admin
+        .client
+        .fetch(wrong.body(Full::new(Bytes::new())).unwrap())
+        .await;
+    assert_eq!(wrong.status(), 400, "{}", wrong.text());
+}
