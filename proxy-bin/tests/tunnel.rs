@@ -517,6 +517,27 @@ async fn clusters_come_and_go_through_the_api_without_a_restart() {
     assert_eq!(response.status(), 503, "{}", response.text());
     let status = response.json();
     assert_eq!(status["kind"], "Status");
+
+    // What a user may use, with status, without issuing a token.
+    let request = Request::get(format!("{}/paddock/v1/kubeconfig", paddock.url()))
+        .header("authorization", format!("Bearer {}", admin.token))
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let listed = admin.client.fetch(request).await;
+    assert_eq!(listed.status(), 200, "{}", listed.text());
+    let listed = listed.json();
+    let status_of = |id: &str| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(status_of("lonely"), Some(json!("disconnected")), "{listed}");
+    assert_eq!(status_of("default"), Some(json!("direct")), "{listed}");
+    assert_eq!(status_of("direct"), None, "deleted: {listed}");
     assert!(
         status["message"]
             .as_str()

@@ -193,6 +193,52 @@ impl Endpoints {
         &self.inner.router
     }
 
+    /// The clusters `identity` may use (list namespaces in, as the proxy's
+    /// authorizer decides), with what is known of their state.
+    pub(crate) fn accessible_clusters(&self, identity: &Identity) -> Vec<ClusterSummary> {
+        let attributes = RequestAttributes::resource_request("list", "", "namespaces");
+        let config = &self.inner.config;
+        let records = config.accounts.as_ref().map(|a| a.view().snapshot());
+        self.inner
+            .router
+            .ids()
+            .into_iter()
+            .filter(|cluster| {
+                config
+                    .authorizer
+                    .authorize(&AuthzRequest {
+                        identity,
+                        cluster,
+                        attributes: &attributes,
+                        upgrade: false,
+                    })
+                    .allowed
+            })
+            .map(|id| {
+                let record = records
+                    .as_ref()
+                    .filter(|_| !self.inner.router.is_configured(&id))
+                    .and_then(|s| s.cluster(&id).map(|e| e.value.clone()));
+                let agent = record.as_ref().is_some_and(|r| {
+                    matches!(r.connection, crate::store::ClusterConnection::Agent)
+                });
+                ClusterSummary {
+                    display_name: record
+                        .as_ref()
+                        .map_or_else(|| id.clone(), |r| r.display_name.clone()),
+                    status: if !agent {
+                        "direct"
+                    } else if config.tunnels.status(&id).is_some() {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    },
+                    id,
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn config(&self) -> &EndpointsConfig {
         &self.inner.config
     }
@@ -223,6 +269,19 @@ impl Endpoints {
             }),
         )
     }
+}
+
+/// A cluster as a user sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClusterSummary {
+    /// Its id in `/k8s/clusters/<id>`.
+    pub(crate) id: String,
+    /// Its human-readable name.
+    pub(crate) display_name: String,
+    /// `direct` (Paddock connects to it), `connected` or `disconnected`
+    /// (its agent's tunnel).
+    pub(crate) status: &'static str,
 }
 
 /// Refuses a state-changing JSON API request a browser sent from another
