@@ -318,12 +318,40 @@ async fn kubectl_reaches_a_cluster_behind_nat_through_its_agent() {
     // The agent dies: requests get a 503 Status saying so, after the
     // bounded wait for a reconnecting agent (kubectl itself would retry a
     // 503 with Retry-After: ask without retries).
-    agent.kill();
+    // A watch open through the tunnel when the agent dies ends with an
+    // error, not a hang and not a clean end.
     let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
     let url = format!(
         "{}/k8s/clusters/edge/api/v1/namespaces/default/pods",
         paddock.url()
     );
+    let watch = client
+        .send(
+            Request::get(format!("{url}?watch=true"))
+                .header("authorization", format!("Bearer {USER_TOKEN}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let mut watch = watch.into_body();
+    agent.kill();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match watch.frame().await {
+                Some(Ok(_)) => continue,
+                other => return other.map(|r| r.map(drop)),
+            }
+        }
+    })
+    .await
+    .expect("the watch hung after its agent died");
+    assert!(
+        matches!(ended, Some(Err(_))),
+        "the watch ended cleanly: {ended:?}"
+    );
+
     let response = client.get(&url, Some(USER_TOKEN)).await;
     assert_eq!(response.status(), 503, "{}", response.text());
     let status = response.json();

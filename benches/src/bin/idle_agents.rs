@@ -41,11 +41,8 @@ async fn main() -> anyhow::Result<()> {
     let upstream_ca = std::fs::read(arg(&args, "--upstream-ca"))?;
     let upstream_token = arg(&args, "--upstream-token-file");
 
-    let client = paddock_tests::client::TestClient::new(
-        &ca,
-        paddock_tests::client::Protocol::Http1,
-        None,
-    );
+    let client =
+        paddock_tests::client::TestClient::new(&ca, paddock_tests::client::Protocol::Http1, None);
     let before = rss_kib(&pid);
     let mut tokens = Vec::with_capacity(agents);
     for i in 0..agents {
@@ -58,14 +55,20 @@ async fn main() -> anyhow::Result<()> {
             )
             .await;
         anyhow::ensure!(created.status() == 201, "register: {}", created.text());
-        tokens.push(created.json()["token"].as_str().unwrap_or_default().to_owned());
+        tokens.push(
+            created.json()["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     let registered = rss_kib(&pid);
     let started = Instant::now();
     for token in tokens {
         let mut upstream_config = ClusterConfig::new("local", upstream.clone());
         upstream_config.ca_pem = Some(upstream_ca.clone());
-        upstream_config.credential = UpstreamCredential::BearerTokenFile(upstream_token.clone().into());
+        upstream_config.credential =
+            UpstreamCredential::BearerTokenFile(upstream_token.clone().into());
         let mut config = AgentConfig::new(
             url.clone(),
             AgentToken::Value(token.into()),
