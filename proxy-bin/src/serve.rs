@@ -187,6 +187,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         authentication,
         authorization,
         clusters,
+        agents,
         logging: _,
         metrics,
         audit,
@@ -264,7 +265,10 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     if let Some(grace) = shutdown_grace {
         builder = builder.shutdown_grace(grace);
     }
-    builder = builder.connection_limits(limits);
+    builder = builder
+        .connection_limits(limits)
+        .agent_wait(agents.wait)
+        .agent_image(agents.image);
     if let Some(audit) = audit {
         builder = builder.plugin(audit.plugin()?);
     }

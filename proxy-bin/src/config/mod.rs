@@ -12,6 +12,7 @@
 //! belongs) stops the YAML parser, so it comes alone, with its key path and
 //! line.
 
+mod agents;
 mod audit;
 mod authentication;
 mod authorization;
@@ -33,6 +34,7 @@ use std::{
 use serde::Deserialize;
 
 pub(crate) use self::{
+    agents::{AgentsConfig, CheckedAgents},
     audit::{AuditConfig, CheckedAudit},
     authentication::{AuthenticationConfig, CheckedAuthentication},
     authorization::{AuthorizationConfig, AuthorizationMode, CheckedAuthorization},
@@ -77,6 +79,9 @@ pub(crate) struct Config {
     /// Downstream clusters.
     #[serde(default)]
     pub(crate) clusters: Vec<ClusterEntry>,
+    /// Clusters reached through `paddock agent`.
+    #[serde(default)]
+    pub(crate) agents: AgentsConfig,
     /// Log output.
     #[serde(default)]
     pub(crate) logging: LoggingConfig,
@@ -110,6 +115,8 @@ pub(crate) struct Checked {
     pub(crate) authorization: CheckedAuthorization,
     /// The downstream clusters, resolved.
     pub(crate) clusters: Vec<CheckedCluster>,
+    /// Agent clusters' settings.
+    pub(crate) agents: CheckedAgents,
     /// Log output.
     pub(crate) logging: LoggingConfig,
     /// The Prometheus listener, if any.
@@ -304,6 +311,7 @@ impl Config {
         let store = existing_store(&data_dir, &mut errors);
         let authorization = self.authorization.check(store, &mut errors);
         let clusters = clusters::check(&self.clusters, &mut errors);
+        let agents = self.agents.check(&mut errors);
         self.logging.check(&mut errors);
         let metrics = self
             .metrics
@@ -327,6 +335,7 @@ impl Config {
                 authentication,
                 authorization,
                 clusters,
+                agents,
                 logging: self.logging.clone(),
                 metrics: metrics.flatten(),
                 audit: audit.flatten(),
