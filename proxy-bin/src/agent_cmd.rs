@@ -15,9 +15,11 @@ const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount
 /// Flags of `paddock agent`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AgentArgs {
-    /// Paddock's URL, e.g. https://paddock.example.
-    #[arg(long)]
-    server: String,
+    /// Paddock's URL, e.g. https://paddock.example. Repeat it to keep one
+    /// tunnel to each of several replicas (each replica then serves the
+    /// cluster itself).
+    #[arg(long, required = true)]
+    server: Vec<String>,
     /// The registration token (`paddock cluster add` printed it).
     #[arg(
         long,
@@ -55,8 +57,8 @@ pub(crate) struct AgentArgs {
 
 pub(crate) fn run(args: AgentArgs) -> ExitCode {
     init_logging();
-    let config = match config(args) {
-        Ok(config) => config,
+    let configs = match configs(args) {
+        Ok(configs) => configs,
         Err(message) => {
             eprintln!("paddock agent: {message}");
             return ExitCode::from(crate::EXIT_CONFIG);
@@ -73,13 +75,56 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(proxy_core::agent::run(config, shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+    let failed = runtime.block_on(async {
+        let stop = tokio::sync::watch::channel(false).0;
+        let mut tunnels = tokio::task::JoinSet::new();
+        for config in configs {
+            let mut stopped = stop.subscribe();
+            tunnels.spawn(proxy_core::agent::run(config, async move {
+                let _ = stopped.changed().await;
+            }));
+        }
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        let (mut signalled, mut failed) = (false, None);
+        loop {
+            tokio::select! {
+                () = &mut signal, if !signalled => {
+                    signalled = true;
+                    let _ = stop.send(true);
+                }
+                joined = tunnels.join_next() => match joined {
+                    None => return failed,
+                    Some(Ok(Err(error))) => {
+                        failed.get_or_insert(error.to_string());
+                        let _ = stop.send(true);
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+    });
+    match failed {
+        None => ExitCode::SUCCESS,
+        Some(error) => {
             eprintln!("paddock agent: {error}");
             ExitCode::from(crate::EXIT_CONFIG)
         }
     }
+}
+
+/// One agent configuration per `--server`.
+fn configs(args: AgentArgs) -> Result<Vec<AgentConfig>, String> {
+    let servers = args.server.clone();
+    let config = config(args)?;
+    Ok(servers
+        .into_iter()
+        .map(|server| {
+            let mut config = config.clone();
+            config.server = server;
+            config
+        })
+        .collect())
 }
 
 fn config(args: AgentArgs) -> Result<AgentConfig, String> {
@@ -97,7 +142,11 @@ fn config(args: AgentArgs) -> Result<AgentConfig, String> {
         args.api_ca_file,
         args.api_token_file,
     )?;
-    let mut config = AgentConfig::new(args.server, token, upstream);
+    let mut config = AgentConfig::new(
+        args.server.first().cloned().unwrap_or_default(),
+        token,
+        upstream,
+    );
     if let Some(file) = &args.ca_file {
         config.ca_pem =
             Some(std::fs::read(file).map_err(|e| format!("--ca-file {}: {e}", file.display()))?);
