@@ -36,11 +36,11 @@ use crate::{
 pub const DEFAULT_IMAGE: &str = "ghcr.io/paddock/paddock:latest";
 
 /// First pause after a failed attempt.
-const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest pause between attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A tunnel that lasted this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Where the registration token comes from: re-read at every connection
 /// attempt when it is a file, so a rotated Secret is picked up.

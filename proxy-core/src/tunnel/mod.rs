@@ -4,7 +4,7 @@
 //! The agent (`paddock agent`, see [`crate::agent`]) dials **out** to
 //! Paddock over TLS and upgrades to a WebSocket on [`CONNECT_PATH`], so the
 //! connection passes HTTP proxies and ingress controllers. Over the
-//! WebSocket's byte stream ([`ws`]) the two run HTTP/2 with the roles
+//! WebSocket's byte stream the two run HTTP/2 with the roles
 //! reversed: the agent is the HTTP/2 *server*, Paddock the client.
 //!
 //! Each connection Paddock's upstream client wants to the cluster is one
@@ -49,20 +49,20 @@ pub const VERSION_HEADER: &str = "x-paddock-agent-version";
 pub const KUBERNETES_VERSION_HEADER: &str = "x-paddock-kubernetes-version";
 
 /// Receive window of one stream: what a stalled reader holds at most.
-pub(crate) const STREAM_WINDOW: u32 = 1024 * 1024;
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
 /// Receive window of the whole tunnel: the largest HTTP/2 allows, so
 /// streams whose readers stall never exhaust it in practice (2,047 of them
 /// would be needed).
-pub(crate) const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// Largest header block either side accepts (Kubernetes' impersonation
 /// headers for a user in many groups are large).
-pub(crate) const MAX_HEADER_LIST: u32 = 1 << 20;
+pub const MAX_HEADER_LIST: u32 = 1 << 20;
 /// Streams the agent accepts at once: every watch is one.
-pub(crate) const MAX_STREAMS: u32 = 100_000;
+pub const MAX_STREAMS: u32 = 100_000;
 /// Keepalive ping interval, both ends.
-pub(crate) const PING_INTERVAL: Duration = Duration::from_secs(10);
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// Time a pong may take before the tunnel is dropped.
-pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(10);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a request waits for a disconnected agent to come back before
 /// it is answered 503.
 pub const DEFAULT_AGENT_WAIT: Duration = Duration::from_secs(5);
