@@ -4,7 +4,9 @@
 #![allow(clippy::print_stdout)]
 
 mod accounts_cmd;
+mod agent_cmd;
 mod bindings_cmd;
+mod cluster_cmd;
 mod config;
 mod policy_cmd;
 mod serve;
@@ -67,6 +69,16 @@ enum Command {
         #[command(subcommand)]
         command: bindings_cmd::ProjectCommand,
     },
+    /// Register clusters (reached directly or through an agent), list and remove them.
+    Cluster {
+        #[command(flatten)]
+        location: accounts_cmd::StoreLocation,
+        #[command(subcommand)]
+        command: cluster_cmd::ClusterCommand,
+    },
+    /// Run the cluster agent: dial out to Paddock and serve its requests
+    /// to this cluster's API server.
+    Agent(Box<agent_cmd::AgentArgs>),
     /// Issue, list and revoke Paddock tokens.
     Token {
         #[command(flatten)]
@@ -231,6 +243,8 @@ fn main() -> ExitCode {
         Command::Binding { location, command } => bindings_cmd::binding(&location, command),
         Command::Project { location, command } => bindings_cmd::project(&location, command),
         Command::Token { location, command } => accounts_cmd::token(&location, command),
+        Command::Cluster { location, command } => cluster_cmd::cluster(&location, command),
+        Command::Agent(args) => agent_cmd::run(*args),
         Command::Kubeconfig { location, args } => accounts_cmd::kubeconfig(&location, &args),
         Command::Store { command } => store_cmd::run(command),
         Command::Policy { command } => match command {

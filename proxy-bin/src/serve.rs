@@ -201,6 +201,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         authentication,
         authorization,
         clusters,
+        agents,
         logging: _,
         metrics,
         audit,
@@ -301,7 +302,10 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     if let Some(grace) = shutdown_grace {
         builder = builder.shutdown_grace(grace);
     }
-    builder = builder.connection_limits(limits);
+    builder = builder
+        .connection_limits(limits)
+        .agent_wait(agents.wait)
+        .agent_image(agents.image);
     let audit = match audit {
         Some(audit) => Some(audit.plugin()?),
         None => None,

@@ -41,6 +41,7 @@
 //!   browser code flow, JWT bearer tokens verified locally, background refresh.
 
 pub mod accounts;
+pub mod agent;
 pub mod authn;
 pub mod authz;
 #[doc(hidden)]
@@ -64,6 +65,7 @@ pub mod shutdown;
 pub mod stack;
 pub mod status;
 pub mod store;
+pub mod tunnel;
 pub mod upstream;
 mod worker;
 
@@ -95,6 +97,8 @@ pub struct ProxyBuilder {
     ca_pem: Option<Vec<u8>>,
     management_cluster: String,
     health: Option<health::HealthOptions>,
+    agent_wait: Duration,
+    agent_image: String,
 }
 
 impl Default for ProxyBuilder {
@@ -112,6 +116,8 @@ impl Default for ProxyBuilder {
             ca_pem: None,
             management_cluster: ::policy::DEFAULT_MANAGEMENT_CLUSTER.to_owned(),
             health: None,
+            agent_wait: tunnel::DEFAULT_AGENT_WAIT,
+            agent_image: agent::DEFAULT_IMAGE.to_owned(),
         }
     }
 }
@@ -179,6 +185,21 @@ impl ProxyBuilder {
         self
     }
 
+    /// How long a request to an agent cluster waits for a disconnected
+    /// agent to come back before it is answered 503 (default
+    /// [`tunnel::DEFAULT_AGENT_WAIT`]).
+    pub fn agent_wait(mut self, wait: Duration) -> Self {
+        self.agent_wait = wait;
+        self
+    }
+
+    /// The container image the agent manifests run (default
+    /// [`agent::DEFAULT_IMAGE`]).
+    pub fn agent_image(mut self, image: impl Into<String>) -> Self {
+        self.agent_image = image.into();
+        self
+    }
+
     /// Adds a plugin after the built-in access log.
     pub fn plugin(mut self, plugin: impl Plugin) -> Self {
         self.plugins.push(Arc::new(plugin));
@@ -229,6 +250,8 @@ impl ProxyBuilder {
         for (config, default) in &self.clusters {
             router.add(Cluster::new(config, self.workers)?, *default);
         }
+        let router = Arc::new(router);
+        let tunnels = Arc::new(tunnel::Tunnels::new(self.agent_wait));
         let plugins = Plugins::new(self.plugins);
         let events = events::Events::new(plugins.clone());
         if let Some(accounts) = &self.accounts {
@@ -236,6 +259,8 @@ impl ProxyBuilder {
             // Store polling, token purge and providers' refresh run with the
             // proxy: an embedder cannot forget them.
             accounts.spawn_background();
+            // Clusters registered in the store become routable.
+            upstream::spawn_sync(accounts.view(), &router, tunnels.clone(), self.workers);
         }
         let shutdown = Shutdown::new();
         let admin_authorizer = match (self.admin_authorizer, &self.accounts) {
@@ -250,7 +275,6 @@ impl ProxyBuilder {
             ),
             (None, None) => Arc::new(DenyAll),
         };
-        let router = Arc::new(router);
         let health = self
             .health
             .map(|options| health::HealthChecker::spawn(router.clone(), options, events.clone()));
@@ -259,6 +283,8 @@ impl ProxyBuilder {
             authorizer: self.authorizer,
             admin_authorizer,
             router,
+            tunnels,
+            agent_image: self.agent_image,
             plugins,
             shutdown: shutdown.clone(),
             accounts: self.accounts,

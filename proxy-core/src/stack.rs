@@ -127,6 +127,10 @@ pub(crate) struct StackParts {
     pub admin_authorizer: Arc<dyn Authorizer>,
     /// Downstream clusters.
     pub router: Arc<Router>,
+    /// Agents' tunnels.
+    pub tunnels: Arc<crate::tunnel::Tunnels>,
+    /// The image agent manifests run.
+    pub agent_image: String,
     /// Plugins, run at each phase in order.
     pub plugins: Plugins,
     /// Shutdown signals: watches end on drain, tunnels on abort.
@@ -152,6 +156,8 @@ pub(crate) fn build(parts: StackParts) -> ProxyService {
             ca_pem: parts.ca_pem,
             management_cluster: parts.management_cluster,
             health: parts.health,
+            tunnels: parts.tunnels,
+            agent_image: parts.agent_image,
         },
     );
     let service = ServiceBuilder::new()

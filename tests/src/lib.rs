@@ -12,6 +12,7 @@ pub mod github_emulator;
 pub mod kubectl;
 pub mod metrics;
 pub mod oidc;
+pub mod netns;
 pub mod paddock;
 pub mod proxy;
 pub mod samba;

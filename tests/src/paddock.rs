@@ -75,38 +75,81 @@ pub fn run_to_exit(command: &mut Command) -> std::process::Output {
 pub struct Paddock {
     child: Option<Child>,
     port: u16,
+    host: String,
+    args: Vec<String>,
     dir: tempfile::TempDir,
     log: PathBuf,
+    log_offset: u64,
 }
 
 impl Paddock {
     /// Starts `bin serve --listen 127.0.0.1:0 --data-dir <tmp> <args>` and
     /// waits until it logs the port it bound (no port races between tests).
     pub fn start(bin: &Path, args: &[String]) -> Self {
+        Self::start_on(bin, "127.0.0.1", args)
+    }
+
+    /// [`Paddock::start`] listening on `host` (an address of this machine,
+    /// e.g. one end of a veth pair) instead of 127.0.0.1.
+    pub fn start_on(bin: &Path, host: &str, args: &[String]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("paddock.log");
-        let log_file = fs::File::create(&log).expect("log file");
+        let mut paddock = Self {
+            child: None,
+            port: 0,
+            host: host.to_owned(),
+            args: args.to_vec(),
+            dir,
+            log,
+            log_offset: 0,
+        };
+        paddock.spawn(bin, 0);
+        paddock
+    }
+
+    /// Kills the process and starts it again on the same address, port and
+    /// data directory.
+    pub fn restart(&mut self, bin: &Path) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let port = self.port;
+        self.spawn(bin, port);
+    }
+
+    /// Kills the process (a crash: no graceful shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn spawn(&mut self, bin: &Path, port: u16) {
+        // A restart appends to the same log; the port line is searched from
+        // the last start on.
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        self.log_offset = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
         let child = Command::new(bin)
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(format!("{}:{port}", self.host))
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(args)
+            .arg(self.dir.path().join("data"))
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut paddock = Self {
-            child: Some(child),
-            port: 0,
-            dir,
-            log,
-        };
-        paddock.wait_ready();
-        paddock
+        self.child = Some(child);
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -120,7 +163,7 @@ impl Paddock {
                 panic!("paddock exited early with {status}:\n{}", self.log());
             }
             if let Some(port) = self.logged_port() {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                if TcpStream::connect((self.host.as_str(), port)).is_ok() {
                     self.port = port;
                     return;
                 }
@@ -136,14 +179,15 @@ impl Paddock {
     /// The port from the "paddock listening addr=127.0.0.1:<port>" log line.
     fn logged_port(&self) -> Option<u16> {
         let log = self.log();
-        let line = log.lines().find(|l| l.contains("paddock listening"))?;
+        let since = log.get(usize::try_from(self.log_offset).ok()?..)?;
+        let line = since.lines().find(|l| l.contains("paddock listening"))?;
         let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
         addr.rsplit(':').next()?.parse().ok()
     }
 
-    /// `https://127.0.0.1:<port>`.
+    /// `https://<host>:<port>` (host 127.0.0.1 unless started elsewhere).
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.host, self.port)
     }
 
     /// The port it listens on.

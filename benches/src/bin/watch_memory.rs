@@ -41,6 +41,12 @@ async fn main() -> anyhow::Result<()> {
     let watches: usize = arg(&args, "--watches").parse()?;
     let per_connection: usize = arg(&args, "--per-connection").parse()?;
     let ca = std::fs::read(arg(&args, "--ca"))?;
+    // Another process to report (the agent, when the watches go through a tunnel).
+    let also = args
+        .iter()
+        .position(|a| a == "--also-pid")
+        .and_then(|i| args.get(i + 1).cloned());
+    let also_before = also.as_deref().map(rss_kib);
 
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
@@ -105,5 +111,14 @@ async fn main() -> anyhow::Result<()> {
         mib(after),
         (after.saturating_sub(before)) as f64 / open.len() as f64
     );
+    if let (Some(pid), Some(before)) = (&also, also_before) {
+        let after = rss_kib(pid);
+        eprintln!(
+            "process {pid} RSS: {:.1} MiB before, {:.1} MiB with the watches open ({:.1} KiB per watch)",
+            mib(before),
+            mib(after),
+            (after.saturating_sub(before)) as f64 / open.len() as f64
+        );
+    }
     Ok(())
 }

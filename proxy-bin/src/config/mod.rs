@@ -13,6 +13,7 @@
 //! line.
 
 mod alerts;
+mod agents;
 mod audit;
 mod authentication;
 mod authorization;
@@ -38,6 +39,7 @@ use serde::Deserialize;
 
 pub(crate) use self::{
     alerts::{AlertsConfig, CheckedAlerts, HealthConfig},
+    agents::{AgentsConfig, CheckedAgents},
     audit::{AuditConfig, CheckedAudit},
     authentication::{AuthenticationConfig, CheckedAuthentication},
     authorization::{AuthorizationConfig, AuthorizationMode, CheckedAuthorization},
@@ -86,6 +88,9 @@ pub(crate) struct Config {
     /// Downstream clusters.
     #[serde(default)]
     pub(crate) clusters: Vec<ClusterEntry>,
+    /// Clusters reached through `paddock agent`.
+    #[serde(default)]
+    pub(crate) agents: AgentsConfig,
     /// Log output.
     #[serde(default)]
     pub(crate) logging: LoggingConfig,
@@ -125,6 +130,8 @@ pub(crate) struct Checked {
     pub(crate) authorization: CheckedAuthorization,
     /// The downstream clusters, resolved.
     pub(crate) clusters: Vec<CheckedCluster>,
+    /// Agent clusters' settings.
+    pub(crate) agents: CheckedAgents,
     /// Log output.
     pub(crate) logging: LoggingConfig,
     /// The Prometheus listener, if any.
@@ -328,6 +335,7 @@ impl Config {
         };
         let authorization = self.authorization.check(store, &mut errors);
         let clusters = clusters::check(&self.clusters, &mut errors);
+        let agents = self.agents.check(&mut errors);
         self.logging.check(&mut errors);
         let metrics = self
             .metrics
@@ -365,6 +373,7 @@ impl Config {
                 authentication,
                 authorization,
                 clusters,
+                agents,
                 logging: self.logging.clone(),
                 metrics: metrics.flatten(),
                 audit: audit.flatten(),

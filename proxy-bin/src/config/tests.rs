@@ -219,6 +219,22 @@ fn plaintext_needs_dangerous_allow_plaintext() {
 }
 
 #[test]
+fn agents_are_checked_and_reach_the_server() {
+    let errors = check("agents: {waitSeconds: 0, image: \"a b\"}\n").unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["agents.waitSeconds", "agents.image"], "{errors}");
+    assert!(
+        check("agents: {waitSecond: 3}\n").is_err(),
+        "unknown keys are errors"
+    );
+    let checked = check("agents: {waitSeconds: 2, image: registry.example/paddock:1}\n").unwrap();
+    assert_eq!(checked.agents.wait.as_secs(), 2);
+    assert_eq!(checked.agents.image, "registry.example/paddock:1");
+    let defaults = check("").unwrap();
+    assert_eq!(defaults.agents.wait, proxy_core::tunnel::DEFAULT_AGENT_WAIT);
+}
+
+#[test]
 fn limits_are_checked_and_reach_the_server() {
     let errors = check("limits: {idleTimeoutSeconds: 0, maxConnections: 0}\n").unwrap_err();
     let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();

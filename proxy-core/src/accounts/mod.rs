@@ -32,6 +32,7 @@ use local::{
 use tokens::{IssueError, IssuedToken, NewToken, TokenPolicy};
 
 pub mod bindings;
+pub mod clusters;
 pub mod lookup;
 
 use crate::{
@@ -369,6 +370,12 @@ impl Accounts {
                 .spawn_flusher(self.view.clone(), LAST_USED_INTERVAL);
             spawn_purge(Arc::downgrade(&self.view), leadership);
         });
+    }
+
+    /// Hashes and verifies token secrets (users' tokens and agents'
+    /// registration tokens).
+    pub fn token_hasher(&self) -> &Arc<TokenHasher> {
+        &self.token_hasher
     }
 
     /// The store as the request path reads it.

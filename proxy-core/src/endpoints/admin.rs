@@ -188,6 +188,15 @@ pub(super) async fn handle(
                 &serde_json::json!({"status": "revoked", "id": id}),
             ))
         }
+        (_, ["clusters", ..]) => {
+            let call = super::clusters::Call {
+                endpoints,
+                accounts,
+                caller: &caller,
+                context: &context,
+            };
+            call.handle(&parts, body, path).await
+        }
         (_, ["bindings" | "projects", ..]) => {
             let call = super::bindings::Call {
                 endpoints,

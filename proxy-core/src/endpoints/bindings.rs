@@ -272,7 +272,7 @@ impl Call<'_> {
         self.endpoints
             .router()
             .ids()
-            .map(str::to_owned)
+            .into_iter()
             .chain(std::iter::once(
                 self.endpoints.config().management_cluster.clone(),
             ))

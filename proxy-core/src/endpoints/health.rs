@@ -11,7 +11,7 @@ use crate::{context, error::ProxyError, request::ProxyResult};
 pub(super) fn cluster<B>(endpoints: &Endpoints, request: &Request<B>, id: &str) -> ProxyResult {
     let caller = caller(request)?;
     endpoints.authorize_admin(&context::of(request), &caller, "get", "clusters", Some(id))?;
-    if !endpoints.router().ids().any(|known| known == id) {
+    if !endpoints.router().ids().iter().any(|known| known == id) {
         return Err(ProxyError::NotFound {
             message: format!("cluster {id:?} not found"),
         });
@@ -33,7 +33,6 @@ pub(super) fn all(endpoints: &Endpoints) -> Vec<std::sync::Arc<crate::health::Cl
     let Some(checker) = endpoints.config().health.as_ref() else {
         return Vec::new();
     };
-    let mut ids: Vec<&str> = endpoints.router().ids().collect();
-    ids.sort_unstable();
-    ids.into_iter().map(|id| checker.get(id)).collect()
+    let ids = endpoints.router().ids();
+    ids.iter().map(|id| checker.get(id)).collect()
 }

@@ -1,6 +1,10 @@
 //! `GET /paddock/v1/kubeconfig?cluster=<id>`: a kubeconfig whose server is
 //! Paddock's `/k8s/clusters/<id>` (at the host the caller used), with a
 //! fresh kubeconfig token scoped to that cluster and Paddock's CA.
+//!
+//! Asked for JSON (`Accept: application/json`) without a cluster, it lists
+//! the clusters the caller may use instead, with their status (`direct`,
+//! or whether the cluster's agent is `connected`), and issues nothing.
 
 use std::sync::Arc;
 
@@ -28,6 +32,28 @@ pub(super) async fn download(
         .iter()
         .find(|(k, _)| k == "cluster")
         .map(|(_, v)| v.clone());
+    let wants_json = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if cluster.is_none() && wants_json {
+        let items: Vec<_> = endpoints
+            .accessible_clusters(&caller)
+            .into_iter()
+            .filter(|c| caller.cluster_scope.as_deref().is_none_or(|s| s == c.id))
+            .map(|c| {
+                let url = format!("/paddock/v1/kubeconfig?cluster={}", c.id);
+                let mut item = serde_json::to_value(c).unwrap_or_default();
+                item["kubeconfigUrl"] = url.into();
+                item
+            })
+            .collect();
+        return Ok(super::json(
+            StatusCode::OK,
+            &serde_json::json!({ "items": items }),
+        ));
+    }
     let cluster = endpoints.router().resolve(cluster.as_deref())?;
     // A cluster-scoped token gets a kubeconfig for its own cluster only.
     if let Some(scope) = caller.cluster_scope.as_deref() {

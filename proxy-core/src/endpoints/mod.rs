@@ -15,6 +15,8 @@
 //! | `GET /paddock/v1/principals?provider=…&q=…` | finds directory users and groups |
 //! | `GET /paddock/v1/clusters/<id>/health` | the cluster's last health check (see [`crate::health`]) |
 //! | `/paddock/v1/bindings[/<id>]`, `/paddock/v1/projects[/<id>[/namespaces[/<ns>]]]` | role bindings of users and groups, projects |
+//! | `/paddock/v1/clusters[/<id>[/token\|/agent.yaml]]` | clusters registered at runtime, their agents' tokens and manifests |
+//! | `GET /paddock/v1/connect` | an agent's tunnel (WebSocket; its registration token authenticates it) |
 //! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
 //! | `POST /paddock/logout` | ends the browser session |
@@ -30,6 +32,8 @@
 
 mod admin;
 mod bindings;
+mod clusters;
+mod connect;
 #[cfg(feature = "github")]
 mod github;
 mod health;
@@ -81,6 +85,11 @@ pub(crate) struct EndpointsConfig {
     pub management_cluster: String,
     /// The clusters' last health checks; `None` when they are not checked.
     pub health: Option<Arc<crate::health::HealthChecker>>,
+    /// Agents' tunnels: opened at [`crate::tunnel::CONNECT_PATH`], reported
+    /// in cluster listings.
+    pub tunnels: Arc<crate::tunnel::Tunnels>,
+    /// The image agent manifests run.
+    pub agent_image: String,
 }
 
 /// The `/paddock/` endpoints.
@@ -146,6 +155,7 @@ impl Endpoints {
             Endpoint::Password => session::change_password(self.accounts()?, request).await,
             Endpoint::Kubeconfig => kubeconfig::download(self, self.accounts()?, request).await,
             Endpoint::ClusterHealth(id) => health::cluster(self, &request, &id),
+            Endpoint::Connect => connect::accept(self, self.accounts()?, request).await,
             Endpoint::Admin(segments) => {
                 let accounts = self.accounts()?.clone();
                 let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -195,6 +205,52 @@ impl Endpoints {
         &self.inner.router
     }
 
+    /// The clusters `identity` may use (list namespaces in, as the proxy's
+    /// authorizer decides), with what is known of their state.
+    pub(crate) fn accessible_clusters(&self, identity: &Identity) -> Vec<ClusterSummary> {
+        let attributes = RequestAttributes::resource_request("list", "", "namespaces");
+        let config = &self.inner.config;
+        let records = config.accounts.as_ref().map(|a| a.view().snapshot());
+        self.inner
+            .router
+            .ids()
+            .into_iter()
+            .filter(|cluster| {
+                config
+                    .authorizer
+                    .authorize(&AuthzRequest {
+                        identity,
+                        cluster,
+                        attributes: &attributes,
+                        upgrade: false,
+                    })
+                    .allowed
+            })
+            .map(|id| {
+                let record = records
+                    .as_ref()
+                    .filter(|_| !self.inner.router.is_configured(&id))
+                    .and_then(|s| s.cluster(&id).map(|e| e.value.clone()));
+                let agent = record.as_ref().is_some_and(|r| {
+                    matches!(r.connection, crate::store::ClusterConnection::Agent)
+                });
+                ClusterSummary {
+                    display_name: record
+                        .as_ref()
+                        .map_or_else(|| id.clone(), |r| r.display_name.clone()),
+                    status: if !agent {
+                        "direct"
+                    } else if config.tunnels.status(&id).is_some() {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    },
+                    id,
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn config(&self) -> &EndpointsConfig {
         &self.inner.config
     }
@@ -205,8 +261,7 @@ impl Endpoints {
     /// So does a store backend that stopped answering (etcd lost): requests
     /// are served from the last snapshot, writes get 503, and `store` says why.
     fn readyz(&self) -> Response<ResponseBody> {
-        let mut clusters: Vec<&str> = self.inner.router.ids().collect();
-        clusters.sort_unstable();
+        let clusters = self.inner.router.ids();
         let degraded = self
             .inner
             .config
@@ -235,6 +290,19 @@ impl Endpoints {
         }
         json(StatusCode::OK, &body)
     }
+}
+
+/// A cluster as a user sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ClusterSummary {
+    /// Its id in `/k8s/clusters/<id>`.
+    pub(crate) id: String,
+    /// Its human-readable name.
+    pub(crate) display_name: String,
+    /// `direct` (Paddock connects to it), `connected` or `disconnected`
+    /// (its agent's tunnel).
+    pub(crate) status: &'static str,
 }
 
 /// Refuses a state-changing JSON API request a browser sent from another

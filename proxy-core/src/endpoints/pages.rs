@@ -456,24 +456,7 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<RequestBody>
         ));
     }
     let identity = &*identity;
-    let mut clusters: Vec<&str> = endpoints.router().ids().collect();
-    clusters.sort_unstable();
-    let attributes = RequestAttributes::resource_request("list", "", "namespaces");
-    let accessible: Vec<&str> = clusters
-        .into_iter()
-        .filter(|cluster| {
-            endpoints
-                .config()
-                .authorizer
-                .authorize(&AuthzRequest {
-                    identity,
-                    cluster,
-                    attributes: &attributes,
-                    upgrade: false,
-                })
-                .allowed
-        })
-        .collect();
+    let accessible = endpoints.accessible_clusters(identity);
     let mut body = format!(
         "<header class=\"top\"><h1>Welcome, <span id=\"username\">{}</span></h1>\
          <form method=\"post\" action=\"/paddock/logout\"><button class=\"secondary\" type=\"submit\" id=\"logout\">Sign out</button></form></header>\
@@ -488,13 +471,16 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<RequestBody>
              for a role binding.</p>",
         );
     } else {
-        body.push_str("<table id=\"clusters\"><tr><th>Cluster</th><th></th></tr>");
-        for cluster in accessible {
+        body.push_str("<table id=\"clusters\"><tr><th>Cluster</th><th>Status</th><th></th></tr>");
+        for cluster in &accessible {
             body.push_str(&format!(
-                "<tr><td>{0}</td><td class=\"action\"><a class=\"download\" id=\"download-{0}\" \
+                "<tr><td title=\"{2}\">{0}</td><td class=\"status-{3}\" id=\"status-{0}\">{3}</td>\
+                 <td class=\"action\"><a class=\"download\" id=\"download-{0}\" \
                  href=\"/paddock/v1/kubeconfig?cluster={1}\" download=\"{0}.kubeconfig\">Download kubeconfig</a></td></tr>",
-                escape(cluster),
-                encode_component(cluster),
+                escape(&cluster.id),
+                encode_component(&cluster.id),
+                escape(&cluster.display_name),
+                cluster.status,
             ));
         }
         body.push_str("</table><p class=\"note\">Use it with <code>kubectl --kubeconfig &lt;file&gt; get pods</code>. Each download is a new token.</p>");

@@ -47,8 +47,11 @@ pub(crate) enum Endpoint {
     /// `GET /paddock/v1/clusters/<id>/health`: the cluster's last health
     /// check.
     ClusterHealth(String),
+    /// `GET /paddock/v1/connect`: an agent opens its tunnel.
+    Connect,
     /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`,
-    /// `/paddock/v1/bindings…`, `/paddock/v1/projects…`: the path segments
+    /// `/paddock/v1/bindings…`, `/paddock/v1/projects…`,
+    /// `/paddock/v1/clusters…`: the path segments
     /// after `v1/`.
     Admin(Vec<String>),
 }
@@ -147,13 +150,17 @@ impl Endpoint {
                 Endpoint::ClusterHealth((*id).to_owned())
             }
             ["v1", "clusters", _, "health"] => return Err(method_not_allowed(method)),
-            ["v1", "login" | "logout" | "me" | "password" | "kubeconfig"] => {
+            ["v1", "connect"] if method == Method::GET => Endpoint::Connect,
+            ["v1", "login" | "logout" | "me" | "password" | "kubeconfig" | "connect"] => {
                 return Err(method_not_allowed(method))
             }
             ["v1", rest @ ..]
                 if matches!(
                     rest,
-                    ["users" | "tokens" | "bindings" | "projects", ..] | ["principals"]
+                    [
+                        "users" | "tokens" | "bindings" | "projects" | "clusters",
+                        ..
+                    ] | ["principals"]
                 ) =>
             {
                 Endpoint::Admin(rest.iter().map(|s| (*s).to_owned()).collect())
@@ -195,6 +202,9 @@ impl Endpoint {
             // Logging in needs no caller; a session cookie that comes along
             // must not make the login fail.
             Endpoint::Login => Access::PUBLIC,
+            // Agents are not users: their registration token is checked by
+            // the endpoint against the cluster's hash, and nothing else.
+            Endpoint::Connect => Access::PUBLIC,
             // Shows a "change your password first" page to such a user.
             Endpoint::Landing => Access::caller(Caller::Optional).pending_ok(),
             Endpoint::LogoutForm => Access::caller(Caller::Optional).scoped_ok().pending_ok(),

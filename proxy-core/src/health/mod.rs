@@ -168,7 +168,7 @@ pub(crate) trait ClusterSource: Send + Sync + 'static {
 
 impl ClusterSource for Router {
     fn clusters(&self) -> Vec<Arc<Cluster>> {
-        Router::clusters(self).cloned().collect()
+        Router::clusters(self)
     }
 }
 

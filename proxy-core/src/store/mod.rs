@@ -40,8 +40,9 @@ pub use etcd::{
 };
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
-    BindingScope, Cluster, PasswordRecord, Project, ProviderSettings, RoleBinding, SubjectKind,
-    Timestamp, TokenKind, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex,
+    BindingScope, Cluster, ClusterConnection, ClusterStatus, PasswordRecord, Project,
+    ProviderSettings, RoleBinding, SubjectKind, Timestamp, TokenKind, TokenRecord, TokenUsage,
+    User, UserAttributes, UsernameIndex,
 };
 pub use view::{StoreView, BATCH_OPS};
 
@@ -170,7 +171,7 @@ pub enum Object {
     TokenUsage(TokenUsage),
     RoleBinding(RoleBinding),
     Project(Project),
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
     Provider(ProviderSettings),
     UserAttributes(UserAttributes),
 }

@@ -84,7 +84,7 @@ impl Snapshot {
             Object::TokenUsage(x) => put(&mut self.token_usage, x.token_id.clone(), rev, x),
             Object::RoleBinding(x) => put(&mut self.role_bindings, x.id.clone(), rev, x),
             Object::Project(x) => put(&mut self.projects, x.id.clone(), rev, x),
-            Object::Cluster(x) => put(&mut self.clusters, x.id.clone(), rev, x),
+            Object::Cluster(x) => put(&mut self.clusters, x.id.clone(), rev, *x),
             Object::Provider(x) => put(&mut self.providers, x.name.clone(), rev, x),
             Object::UserAttributes(x) => put(&mut self.user_attributes, x.user_id.clone(), rev, x),
         }

@@ -259,17 +259,113 @@ pub struct Project {
     pub namespaces: Vec<String>,
 }
 
-/// A downstream cluster registered through the API. Connection details are
-/// free-form until the upstream module fixes them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A downstream cluster registered at runtime (through the admin API or the
+/// CLI). Clusters in the configuration file are not stored: they are listed
+/// beside these, read-only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Cluster {
-    /// Stable id, as in `/k8s/clusters/<id>`.
+    /// Stable id, as in `/k8s/clusters/<id>`: lower-case letters, digits
+    /// and `-`.
     pub id: String,
     /// Human-readable name.
-    pub display_name: String,
-    /// Connection details (server URL, CA, credential references; no secrets).
     #[serde(default)]
-    pub spec: serde_json::Value,
+    pub display_name: String,
+    /// How Paddock reaches the cluster's API server.
+    #[serde(default)]
+    pub connection: ClusterConnection,
+    /// Free labels (`env: prod`), for people and tools.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The hash of the agent's registration token (see
+    /// [`crate::authn::tokens::TokenHasher`]); `None` when none is valid
+    /// (never issued, or revoked).
+    #[serde(default)]
+    pub agent_token_hash: Option<String>,
+    /// What the last agent that connected reported.
+    #[serde(default)]
+    pub status: ClusterStatus,
+    /// When the cluster was registered.
+    #[serde(default = "epoch")]
+    pub created_at: Timestamp,
+}
+
+fn epoch() -> Timestamp {
+    Timestamp(0)
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("id", &self.id)
+            .field("display_name", &self.display_name)
+            .field("connection", &self.connection)
+            .field("labels", &self.labels)
+            .field(
+                "agent_token_hash",
+                &self.agent_token_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .field("status", &self.status)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// How Paddock reaches a cluster's API server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "type"
+)]
+#[non_exhaustive]
+pub enum ClusterConnection {
+    /// Paddock opens connections to the API server itself.
+    Direct {
+        /// The API server's base URL, `https://10.0.0.1:6443`.
+        server: String,
+        /// The CA bundle (PEM) that verifies it; the system roots when absent.
+        #[serde(default)]
+        ca_pem: Option<String>,
+        /// A file holding Paddock's bearer token for the cluster (re-read
+        /// when it changes): a reference, never the token itself.
+        #[serde(default)]
+        token_file: Option<std::path::PathBuf>,
+    },
+    /// An agent inside the cluster dials out to Paddock; requests travel
+    /// through its tunnel and the agent adds its own credential.
+    #[default]
+    Agent,
+}
+
+impl ClusterConnection {
+    /// `direct` or `agent`, as the API and CLI show it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClusterConnection::Direct { .. } => "direct",
+            ClusterConnection::Agent => "agent",
+        }
+    }
+}
+
+/// What is known of a cluster's state, as written when an agent connects or
+/// disconnects. Whether an agent is connected *now* is the tunnel
+/// registry's live answer; this is what survives a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Whether an agent was connected at the last write.
+    #[serde(default)]
+    pub connected: bool,
+    /// The API server's version (`gitVersion` of `/version`).
+    #[serde(default)]
+    pub kubernetes_version: Option<String>,
+    /// The last time an agent was seen.
+    #[serde(default)]
+    pub last_heartbeat: Option<Timestamp>,
+    /// The version of `paddock agent` that connected last.
+    #[serde(default)]
+    pub agent_version: Option<String>,
 }
 
 /// One authentication provider's settings as edited through the API (no secrets:

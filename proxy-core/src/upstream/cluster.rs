@@ -7,7 +7,10 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
-use super::{credential::AuthorizationHeader, direct_h2::DirectH2, tls, UpstreamCredential};
+use super::{
+    connector::Connector, credential::AuthorizationHeader, direct_h2::DirectH2, tls,
+    UpstreamCredential,
+};
 use crate::{body::RequestBody, error::ProxyError};
 
 /// Why a cluster definition was rejected.
@@ -121,7 +124,7 @@ impl ClusterConfig {
     }
 }
 
-pub(super) type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+pub(super) type HttpClient = Client<Connector, RequestBody>;
 
 /// A downstream cluster ready to receive requests: pooled clients (HTTP/2
 /// when the server offers it, HTTP/1.1 only for upgrades) and the
@@ -139,8 +142,9 @@ pub(crate) struct Cluster {
 }
 
 pub(super) struct Clients {
-    /// Requests without a body, over this worker's own HTTP/2 connection.
-    pub(super) direct: DirectH2,
+    /// Requests without a body, over this worker's own HTTP/2 connection
+    /// (not for clusters behind an agent tunnel).
+    pub(super) direct: Option<DirectH2>,
     /// Requests with a body (HTTP/2 when offered).
     pub(super) ordinary: HttpClient,
     /// Upgrades (HTTP/1.1).
@@ -164,6 +168,20 @@ impl Cluster {
     /// for callers outside the workers. Must run inside a tokio runtime when
     /// the credential is a file (it is watched).
     pub(crate) fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
+        Self::build(config, workers, true)
+    }
+
+    /// One set of HTTP/1.1-only clients: every request in flight has a
+    /// connection of its own, so a response nobody reads holds back only
+    /// its own connection. What the agent uses towards its API server: it
+    /// serves each tunnel stream (each a request Paddock may stop reading)
+    /// separately, and over one shared HTTP/2 connection a stalled stream
+    /// can exhaust the connection window for all of them (hyperium/hyper#2899).
+    pub(crate) fn http1_only(config: &ClusterConfig) -> Result<Self, UpstreamError> {
+        Self::build(config, 0, false)
+    }
+
+    fn build(config: &ClusterConfig, workers: usize, h2: bool) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
             cluster: config.id.clone(),
             url: config.server.clone(),
@@ -179,9 +197,10 @@ impl Cluster {
             .map_err(|e| url_error(&e.to_string()))?;
         let clients = (0..=workers)
             .map(|_| Clients {
-                direct: DirectH2::new(connector(config, tls.clone(), true), server.clone()),
-                ordinary: client(connector(config, tls.clone(), true)),
-                upgrade: client(connector(config, tls.clone(), false)),
+                direct: (h2 && scheme == http::uri::Scheme::HTTPS)
+                    .then(|| DirectH2::new(connector(config, tls.clone(), true), server.clone())),
+                ordinary: client(Connector::Direct(connector(config, tls.clone(), h2))),
+                upgrade: client(Connector::Direct(connector(config, tls.clone(), false))),
             })
             .collect();
         Ok(Self {
@@ -195,6 +214,54 @@ impl Cluster {
         })
     }
 
+    /// A cluster reached through its agent's tunnel: the agent adds its
+    /// own credential, so Paddock sends none. Each connection is one
+    /// tunnel stream carrying HTTP/1.1.
+    pub(crate) fn tunnel(id: &str, tunnels: &crate::tunnel::Tunnels, workers: usize) -> Self {
+        let connector = crate::tunnel::TunnelConnector::new(tunnels, id);
+        let clients = (0..=workers)
+            .map(|_| Clients {
+                direct: None,
+                ordinary: client(Connector::Tunnel(connector.clone())),
+                upgrade: client(Connector::Tunnel(connector.clone())),
+            })
+            .collect();
+        Self {
+            id: id.to_owned(),
+            scheme: http::uri::Scheme::HTTP,
+            authority: http::uri::Authority::from_static("apiserver.tunnel"),
+            base_path: String::new(),
+            authorization: AuthorizationHeader::default(),
+            clients,
+            request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// Sends `request` (its URI relative to the API server) with this
+    /// cluster's credential, over the HTTP/1.1 client when it asks for an
+    /// upgrade. What the agent forwards its tunnel's requests with.
+    pub(crate) async fn send(
+        &self,
+        mut request: http::Request<RequestBody>,
+        upgrade: bool,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        *request.uri_mut() = self
+            .upstream_uri(request.uri())
+            .map_err(|e| e.to_string())?;
+        *request.version_mut() = http::Version::HTTP_11;
+        self.authorization.apply(request.headers_mut());
+        let clients = self.clients();
+        let client = if upgrade {
+            &clients.upgrade
+        } else {
+            &clients.ordinary
+        };
+        client
+            .request(request)
+            .await
+            .map_err(|e| crate::error::error_chain(&e))
+    }
+
     /// The cluster's id.
     pub(crate) fn id(&self) -> &str {
         &self.id
@@ -204,11 +271,6 @@ impl Cluster {
     pub(super) fn clients(&self) -> &Clients {
         let shared = self.clients.len() - 1;
         &self.clients[crate::worker::current().map_or(shared, |i| i.min(shared))]
-    }
-
-    /// Whether requests go over TLS (where ALPN can pick HTTP/2).
-    pub(super) fn is_https(&self) -> bool {
-        self.scheme == http::uri::Scheme::HTTPS
     }
 
     /// The upstream URI for a request whose cluster-relative URI is `uri`.
@@ -256,7 +318,7 @@ fn connector(
     }
 }
 
-fn client(connector: HttpsConnector<HttpConnector>) -> HttpClient {
+fn client(connector: Connector) -> HttpClient {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())

@@ -114,9 +114,10 @@ async fn forward(
     }
 
     let clients = cluster.clients();
-    if upgrade.is_none() && cluster.is_https() && request.body().is_end_stream() {
+    let direct = clients.direct.as_ref().filter(|_| upgrade.is_none());
+    if let Some(direct) = direct.filter(|_| request.body().is_end_stream()) {
         let (parts, body) = request.into_parts();
-        let sent = clients.direct.send(Request::from_parts(parts, ()));
+        let sent = direct.send(Request::from_parts(parts, ()));
         match deadline(&cluster, long_running, sent).await? {
             Ok((response, in_flight)) => {
                 let (parts, body) = response.into_parts();

@@ -2,9 +2,11 @@
 //! and the forwarder that streams requests and upgrades through.
 
 mod cluster;
+mod connector;
 mod credential;
 mod direct_h2;
 mod forward;
+mod registered;
 mod router;
 pub(crate) mod tls;
 
@@ -14,4 +16,5 @@ pub use credential::UpstreamCredential;
 pub(crate) use direct_h2::InFlight;
 pub(crate) use forward::Forward;
 pub use forward::DEFAULT_REQUEST_TIMEOUT;
+pub(crate) use registered::spawn_sync;
 pub(crate) use router::Router;

@@ -30,9 +30,11 @@ pub(super) fn api(_headers: &HeaderMap) -> http::Response<Body> {
     )
 }
 
-const GROUPS: [(&str, &str); 2] = [
+const GROUPS: [(&str, &str); 4] = [
+    ("apps", "v1"),
     ("authentication.k8s.io", "v1"),
     ("authorization.k8s.io", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
 ];
 
 pub(super) fn apis(_headers: &HeaderMap) -> http::Response<Body> {
@@ -68,13 +70,36 @@ pub(super) fn core_v1() -> http::Response<Body> {
                 resource("pods/exec", true, "PodExecOptions", &["create", "get"], &[]),
                 resource("pods/log", true, "Pod", &["get"], &[]),
                 resource("pods/status", true, "Pod", &["get"], &[]),
+                // Listed for `kubectl apply` of the agent's manifest; not stored.
+                resource("secrets", true, "Secret", &all, &[]),
+                resource("serviceaccounts", true, "ServiceAccount", &all, &["sa"]),
             ],
         }),
     )
 }
 
 pub(super) fn group_version(group: &str, version: &str) -> http::Response<Body> {
+    let all = [
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
     let resources = match (group, version) {
+        ("apps", "v1") => vec![resource(
+            "deployments",
+            true,
+            "Deployment",
+            &all,
+            &["deploy"],
+        )],
+        ("rbac.authorization.k8s.io", "v1") => vec![
+            resource("clusterroles", false, "ClusterRole", &all, &[]),
+            resource(
+                "clusterrolebindings",
+                false,
+                "ClusterRoleBinding",
+                &all,
+                &[],
+            ),
+        ],
         ("authentication.k8s.io", "v1") => vec![resource(
             "selfsubjectreviews",
             false,
@@ -109,6 +134,9 @@ pub(super) fn openapi_index() -> http::Response<Body> {
         StatusCode::OK,
         &json!({"paths": {
             "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=F4KE0001"},
+            "apis/apps/v1": {"serverRelativeURL": "/openapi/v3/apis/apps/v1?hash=F4KE0002"},
+            "apis/rbac.authorization.k8s.io/v1":
+                {"serverRelativeURL": "/openapi/v3/apis/rbac.authorization.k8s.io/v1?hash=F4KE0003"},
         }}),
     )
 }
@@ -130,7 +158,120 @@ fn operation(kind: &str, action: &str) -> Value {
     }})
 }
 
+/// A kind's schema for `kubectl apply`'s validation: the usual header
+/// fields, `fields` taken as they come (their content is not checked).
+fn kind_schema(group: &str, version: &str, kind: &str, fields: &[&str]) -> Value {
+    let mut properties = serde_json::Map::new();
+    properties.insert("apiVersion".into(), string("APIVersion of this object."));
+    properties.insert("kind".into(), string("Kind of this object."));
+    properties.insert(
+        "metadata".into(),
+        reference(
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            "Standard object's metadata.",
+        ),
+    );
+    for field in fields {
+        properties.insert(
+            (*field).into(),
+            json!({"x-kubernetes-preserve-unknown-fields": true}),
+        );
+    }
+    json!({
+        "description": format!("{kind} ({group}/{version}, schema abridged by the fake)"),
+        "type": "object",
+        "properties": properties,
+        "x-kubernetes-group-version-kind": [{"group": group, "kind": kind, "version": version}],
+    })
+}
+
+/// A `patch` operation on `path` that takes `fieldValidation`: how kubectl
+/// learns that the server validates fields itself (its query parameter
+/// verifier looks for exactly this).
+fn patchable(group: &str, version: &str, kind: &str) -> Value {
+    json!({"patch": {
+        "description": format!("partially update the specified {kind}"),
+        "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}],
+        "x-kubernetes-action": "patch",
+        "x-kubernetes-group-version-kind": {"group": group, "kind": kind, "version": version},
+        "responses": {"200": {"description": "OK"}},
+    }})
+}
+
+fn object_meta() -> Value {
+    json!({
+        "description": "ObjectMeta is metadata that all persisted resources must have.",
+        "type": "object",
+        "properties": {
+            "name": string("Name must be unique within a namespace."),
+            "namespace": string("Namespace defines the space within which each name must be unique."),
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    })
+}
+
+/// The OpenAPI v3 document of a group other than the core one.
+fn group_document(group: &str, kinds: &[(&str, &str, &[&str])]) -> http::Response<Body> {
+    let mut schemas = serde_json::Map::new();
+    let mut paths = serde_json::Map::new();
+    for (kind, path, fields) in kinds {
+        paths.insert(
+            format!("/apis/{group}/v1/{path}"),
+            patchable(group, "v1", kind),
+        );
+        let short = group.split('.').next().unwrap_or(group);
+        schemas.insert(
+            format!("io.k8s.api.{short}.v1.{kind}"),
+            kind_schema(group, "v1", kind, fields),
+        );
+    }
+    schemas.insert(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta".into(),
+        object_meta(),
+    );
+    json_value(
+        StatusCode::OK,
+        &json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.4-fake"},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }),
+    )
+}
+
 pub(super) fn openapi_document(path: &str) -> http::Response<Body> {
+    match path {
+        "apis/apps/v1" => {
+            return group_document(
+                "apps",
+                &[(
+                    "Deployment",
+                    "namespaces/{namespace}/deployments/{name}",
+                    &["spec", "status"],
+                )],
+            )
+        }
+        "apis/rbac.authorization.k8s.io/v1" => {
+            return group_document(
+                "rbac.authorization.k8s.io",
+                &[
+                    (
+                        "ClusterRole",
+                        "clusterroles/{name}",
+                        &["rules", "aggregationRule"],
+                    ),
+                    (
+                        "ClusterRoleBinding",
+                        "clusterrolebindings/{name}",
+                        &["roleRef", "subjects"],
+                    ),
+                ],
+            )
+        }
+        _ => {}
+    }
     if path != "api/v1" {
         return status(
             StatusCode::NOT_FOUND,
@@ -149,7 +290,12 @@ pub(super) fn openapi_document(path: &str) -> http::Response<Body> {
                 "/api/v1/namespaces/{namespace}/pods": operation("Pod", "list"),
                 "/api/v1/namespaces/{namespace}/pods/{name}": operation("Pod", "get"),
                 "/api/v1/namespaces": operation("Namespace", "list"),
-                "/api/v1/namespaces/{name}": operation("Namespace", "get"),
+                "/api/v1/namespaces/{name}": {
+                    "get": operation("Namespace", "get")["get"],
+                    "patch": patchable("", "v1", "Namespace")["patch"],
+                },
+                "/api/v1/namespaces/{namespace}/serviceaccounts/{name}": patchable("", "v1", "ServiceAccount"),
+                "/api/v1/namespaces/{namespace}/secrets/{name}": patchable("", "v1", "Secret"),
             },
             "components": {"schemas": {
                 "io.k8s.api.core.v1.Pod": {
@@ -192,14 +338,9 @@ pub(super) fn openapi_document(path: &str) -> http::Response<Body> {
                     },
                     "x-kubernetes-group-version-kind": [{"group": "", "kind": "Namespace", "version": "v1"}],
                 },
-                meta: {
-                    "description": "ObjectMeta is metadata that all persisted resources must have.",
-                    "type": "object",
-                    "properties": {
-                        "name": string("Name must be unique within a namespace."),
-                        "namespace": string("Namespace defines the space within which each name must be unique."),
-                    },
-                },
+                "io.k8s.api.core.v1.ServiceAccount": kind_schema("", "v1", "ServiceAccount", &["secrets", "imagePullSecrets", "automountServiceAccountToken"]),
+                "io.k8s.api.core.v1.Secret": kind_schema("", "v1", "Secret", &["data", "stringData", "type", "immutable"]),
+                meta: object_meta(),
             }},
         }),
     )

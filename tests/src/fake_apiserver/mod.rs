@@ -42,6 +42,7 @@ use tokio::{
 };
 
 pub use impersonation::{UserInfo, PROXY_USER};
+pub use resources::{FIREHOSE, FIREHOSE_CHUNK};
 
 use crate::tls::TestCa;
 

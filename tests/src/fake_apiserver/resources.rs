@@ -231,6 +231,12 @@ fn watch(
     response
 }
 
+/// Pods whose name starts with this have an endless log: `logs -f` streams
+/// lines of [`FIREHOSE_CHUNK`] bytes as fast as the reader reads.
+pub const FIREHOSE: &str = "firehose";
+/// The size of one firehose log line, newline included.
+pub const FIREHOSE_CHUNK: usize = 64 * 1024;
+
 pub(super) fn logs(state: &Arc<State>, request: &Request<Incoming>, pod: &str) -> Response<Body> {
     let existing: Vec<String> = state
         .logs
@@ -245,7 +251,12 @@ pub(super) fn logs(state: &Arc<State>, request: &Request<Incoming>, pod: &str) -
         text.push_str(line);
         text.push('\n');
     }
-    let body = if follow {
+    let body = if follow && pod.starts_with(FIREHOSE) {
+        // As fast as the reader takes it, for ever: flow control tests and
+        // throughput benchmarks.
+        let chunk = Bytes::from(format!("{}\n", "x".repeat(FIREHOSE_CHUNK - 1)));
+        streaming(futures_util::stream::repeat(chunk), None)
+    } else if follow {
         let receiver = state.log_tx.subscribe();
         let first = futures_util::stream::iter((!text.is_empty()).then(|| Bytes::from(text)));
         let pod = pod.to_owned();

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The agent tunnel, measured on loopback with the release binaries:
+#  1. throughput of one `logs -f` stream (the fake's firehose pod) directly
+#     and through the tunnel, same fake apiserver, one run each: target
+#     tunnel >= 0.8x direct;
+#  2. 1,000 concurrent idle watches through one tunnel: Paddock's and the
+#     agent's RSS;
+#  3. 500 registered clusters with an idle agent each: Paddock's RSS
+#     (target < 100 MiB).
+#
+#   bash benches/tunnel.sh                           # MIB=1024 WATCHES=1000 AGENTS=500
+#
+# Needs curl and python3. Builds the release binaries itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIB=${MIB:-1024}
+WATCHES=${WATCHES:-1000}
+AGENTS=${AGENTS:-500}
+ulimit -n 65536 2>/dev/null || true
+cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
+  --bin paddock --bin fake-apiserver --bin watch_memory --bin idle_agents
+bin=target/release
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+wait_log() {
+  for _ in $(seq 1 400); do
+    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
+}
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+"$bin/fake-apiserver" --listen 127.0.0.1:0 --token proxy-token --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
+upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+echo proxy-token > "$tmp/proxy-token"
+echo 'bench-token,alice,1001,"developers"' > "$tmp/tokens.csv"
+RUST_LOG="warn,paddock::serve=info" "$bin/paddock" serve --listen 127.0.0.1:0 --data-dir "$tmp/paddock" \
+  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" --upstream-token-file "$tmp/proxy-token" \
+  --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated >"$tmp/paddock.out" 2>"$tmp/paddock.log" &
+paddock_pid=$!
+pids+=($paddock_pid)
+addr=$(wait_log "$tmp/paddock.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
+url="https://$addr"
+ca="$tmp/paddock/tls/ca.crt"
+c() { curl -sS --cacert "$ca" "$@"; }
+
+# The bootstrap admin, with the password changed, registers clusters.
+password=$(cat "$tmp/paddock/bootstrap-password")
+session=$(c -H 'content-type: application/json' -d "{\"username\":\"admin\",\"password\":\"$password\"}" \
+  "$url/paddock/v1/login" | json "['token']")
+c -H 'content-type: application/json' -H "authorization: Bearer $session" \
+  -d "{\"currentPassword\":\"$password\",\"newPassword\":\"Bench-admin-pass-1\"}" "$url/paddock/v1/password" >/dev/null
+token=$(c -H 'content-type: application/json' -H "authorization: Bearer $session" -d '{"id":"edge"}' \
+  "$url/paddock/v1/clusters" | json "['token']")
+RUST_LOG=warn "$bin/paddock" agent --server "$url" --token "$token" --ca-file "$ca" \
+  --api-server "$upstream" --api-ca-file "$tmp/ca.crt" --api-token-file "$tmp/proxy-token" 2>"$tmp/agent.log" &
+agent_pid=$!
+pids+=($agent_pid)
+for _ in $(seq 1 100); do
+  connected=$(c -H "authorization: Bearer $session" "$url/paddock/v1/clusters/edge" | json "['status']['connected']")
+  [ "$connected" = "True" ] && break
+  sleep 0.1
+done
+
+echo "== 1. throughput of one logs -f stream, $MIB MiB each"
+bytes=$((MIB * 1024 * 1024))
+rate() {
+  local start end
+  start=$(date +%s.%N)
+  c -H "authorization: Bearer bench-token" "$url/k8s/clusters/$1/api/v1/namespaces/default/pods/firehose-$1/log?follow=true" \
+    | head -c "$bytes" | wc -c >/dev/null
+  end=$(date +%s.%N)
+  python3 -c "print(f'{$MIB / ($end - $start):.0f}')"
+}
+direct=$(rate default)
+tunnel=$(rate edge)
+python3 -c "print(f'direct: $direct MiB/s, through the tunnel: $tunnel MiB/s, ratio {$tunnel / $direct:.2f} (target >= 0.8)')"
+
+echo "== 2. $WATCHES watches through one tunnel"
+timeout 300 "$bin/watch_memory" --url "$url/k8s/clusters/edge" --ca "$ca" --token bench-token \
+  --pid "$paddock_pid" --also-pid "$agent_pid" --watches "$WATCHES" --per-connection 500
+kill "$agent_pid"
+
+echo "== 3. $AGENTS idle agents"
+timeout 400 "$bin/idle_agents" --url "$url" --ca "$ca" --admin-token "$session" --pid "$paddock_pid" \
+  --agents "$AGENTS" --upstream "$upstream" --upstream-ca "$tmp/ca.crt" --upstream-token-file "$tmp/proxy-token"

@@ -1,0 +1,730 @@
+//! Clusters registered at runtime and reached through `paddock agent`:
+//! the real binary on both ends, real kubectl, the fake apiserver behind
+//! the agent (in its own network namespace where the test says so).
+
+use std::{
+    fs,
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use paddock_tests::{
+    client::{Protocol, TestClient},
+    fake_apiserver::{FakeApiConfig, FakeApiServer, FIREHOSE},
+    kubectl::{write_file, Kubeconfig},
+    netns::NetNs,
+    paddock::Paddock,
+};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_paddock");
+const USER_TOKEN: &str = "tunnel-user-token";
+const ADMIN_PASSWORD: &str = "Tunnel-admin-pass-1";
+
+/// A `paddock agent` child process, killed on drop; its log printed if the
+/// test fails.
+struct Agent {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(mut command: Command, dir: &Path, name: &str) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = fs::File::create(&log).expect("agent log");
+        let child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .expect("start paddock agent");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- agent log ----\n{}", self.log());
+        }
+    }
+}
+
+/// `paddock agent` arguments for `fake` (its CA and token written to `dir`).
+fn agent_args(paddock: &Paddock, token: &str, fake: &FakeApiServer, dir: &Path) -> Vec<String> {
+    let ca = write_file(dir, "fake-ca.crt", fake.ca_pem());
+    let sa = write_file(dir, "agent-sa-token", fake.token());
+    vec![
+        "agent".into(),
+        "--server".into(),
+        paddock.url(),
+        "--token".into(),
+        token.into(),
+        "--ca-file".into(),
+        paddock.ca_path().display().to_string(),
+        "--api-server".into(),
+        fake.url(),
+        "--api-ca-file".into(),
+        ca.display().to_string(),
+        "--api-token-file".into(),
+        sa.display().to_string(),
+        "--initial-backoff-ms".into(),
+        "200".into(),
+    ]
+}
+
+/// Paddock with a static user token (any authenticated caller may do
+/// anything) and, through `extra_config`, whatever else the test needs.
+fn start_paddock(dir: &Path, host: &str, extra_args: &[String]) -> Paddock {
+    let tokens = write_file(
+        dir,
+        "tokens.csv",
+        &format!("{USER_TOKEN},alice,u-alice,devs\n"),
+    );
+    let config = write_file(
+        dir,
+        "paddock.yaml",
+        &format!("tls:\n  extraNames: [\"{host}\"]\n"),
+    );
+    let mut args = vec![
+        "--config".into(),
+        config.display().to_string(),
+        "--token-auth-file".into(),
+        tokens.display().to_string(),
+        "--authorization".into(),
+        "allow-authenticated".into(),
+    ];
+    args.extend_from_slice(extra_args);
+    Paddock::start_on(Path::new(BIN), host, &args)
+}
+
+struct Admin {
+    client: TestClient,
+    base: String,
+    token: String,
+}
+
+impl Admin {
+    async fn new(paddock: &Paddock) -> Self {
+        let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+        let token = paddock.admin_session(&client, ADMIN_PASSWORD).await;
+        Self {
+            client,
+            base: paddock.url(),
+            token,
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let response = match body {
+            Some(body) => {
+                self.client
+                    .send_json(method, &url, Some(&self.token), &body)
+                    .await
+            }
+            None => {
+                let request = Request::builder()
+                    .method(method)
+                    .uri(&url)
+                    .header("authorization", format!("Bearer {}", self.token))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                self.client.fetch(request).await
+            }
+        };
+        let status = response.status();
+        let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        (status, json)
+    }
+
+    /// Registers agent cluster `id`; returns its registration token.
+    async fn register(&self, id: &str) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/paddock/v1/clusters",
+                Some(json!({"id": id})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let token = body["token"].as_str().expect("token").to_owned();
+        assert!(
+            body["agentCommand"].as_str().is_some_and(
+                |c| c.contains(&token) && c.starts_with("paddock agent --server https://")
+            ),
+            "{body}"
+        );
+        assert!(body["manifest"]
+            .as_str()
+            .is_some_and(|m| m.contains("kind: Deployment")));
+        token
+    }
+
+    /// Waits until cluster `id` reports `connected`.
+    async fn wait_connected(&self, id: &str, connected: bool, agent: &Agent) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self
+                .call(Method::GET, &format!("/paddock/v1/clusters/{id}"), None)
+                .await;
+            assert_eq!(status, 200, "{body}");
+            // Connected, and routable (the router follows the store within
+            // a moment).
+            if body["status"]["connected"] == json!(connected)
+                && (!connected || body["routable"] == json!(true))
+            {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster {id} never became connected={connected}: {body}\nagent log:\n{}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn kubeconfig(paddock: &Paddock, cluster: &str) -> Kubeconfig {
+    Kubeconfig::new(
+        &format!("{}/k8s/clusters/{cluster}", paddock.url()),
+        &paddock.ca_pem(),
+        USER_TOKEN,
+    )
+}
+
+/// Runs `kubectl args` until it succeeds (an agent reconnecting), at most 30 s.
+fn kubectl_eventually(kubeconfig: &Kubeconfig, args: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = kubeconfig.run(args, None);
+        if output.status.success() {
+            return String::from_utf8_lossy(&output.stdout).into_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {args:?} kept failing: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The agent runs in a namespace that can reach Paddock but that Paddock
+/// cannot reach, in front of the fake apiserver living there too: kubectl
+/// get, watch, logs -f and exec work through `/k8s/clusters/<id>/`; the
+/// agent survives a Paddock crash and restart; a killed agent's cluster
+/// answers 503, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reaches_a_cluster_behind_nat_through_its_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let netns = NetNs::create();
+    let fake = netns.fake_apiserver(FakeApiConfig {
+        pods: vec![("default".into(), "web".into())],
+        ..FakeApiConfig::default()
+    });
+    let host = netns.host_ip.to_string();
+    let mut paddock = start_paddock(dir.path(), &host, &[]);
+    // Nothing in the namespace can be dialled from here.
+    assert!(
+        TcpStream::connect_timeout(
+            &(netns.ns_ip, fake.addr().port()).into(),
+            Duration::from_secs(2)
+        )
+        .is_err(),
+        "the fake apiserver must not be reachable from Paddock's side"
+    );
+    let admin = Admin::new(&paddock).await;
+    let token = admin.register("edge").await;
+    let mut command = netns.command(BIN);
+    command.args(agent_args(&paddock, &token, &fake, dir.path()));
+    let mut agent = Agent::start(command, dir.path(), "agent");
+    let cluster = admin.wait_connected("edge", true, &agent).await;
+    assert_eq!(
+        cluster["status"]["kubernetesVersion"], "v1.32.4-fake",
+        "{cluster}"
+    );
+    assert_eq!(cluster["connection"]["type"], "agent", "{cluster}");
+
+    let kubectl = kubeconfig(&paddock, "edge");
+    let pods = kubectl.ok(&["get", "pods"]);
+    assert!(pods.contains("web"), "{pods}");
+    let whoami = kubectl.ok(&["auth", "whoami"]);
+    assert!(whoami.contains("alice"), "{whoami}");
+
+    // A watch and a followed log stream through the tunnel.
+    let mut watch = kubectl.spawn_lines(&["get", "pods", "-w", "--output-watch-events"]);
+    watch.wait_for("web", Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.watchers() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fake.add_pod("default", "api");
+    watch.wait_for("api", Duration::from_secs(20));
+    let mut logs = kubectl.spawn_lines(&["logs", "-f", "web"]);
+    // Lines reach only followers already connected: send until one arrives.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                fake.send_log_line("web", "through-the-tunnel");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        logs.wait_for("through-the-tunnel", Duration::from_secs(20));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+
+    // exec over WebSocket: the fake's container is `cat`.
+    let exec = kubectl.run(
+        &["exec", "-i", "web", "--", "cat"],
+        Some("stdin-through-the-tunnel\n"),
+    );
+    assert!(
+        String::from_utf8_lossy(&exec.stdout).contains("stdin-through-the-tunnel"),
+        "exec: {}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    drop((watch, logs));
+
+    // Paddock crashes and comes back: the agent reconnects by itself.
+    paddock.restart(Path::new(BIN));
+    let pods = kubectl_eventually(&kubectl, &["get", "pods"]);
+    assert!(pods.contains("api"), "{pods}");
+    assert!(agent.log().contains("reconnecting"), "{}", agent.log());
+
+    // The agent dies: requests get a 503 Status saying so, after the
+    // bounded wait for a reconnecting agent (kubectl itself would retry a
+    // 503 with Retry-After: ask without retries).
+    // A watch open through the tunnel when the agent dies ends with an
+    // error, not a hang and not a clean end.
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+    let url = format!(
+        "{}/k8s/clusters/edge/api/v1/namespaces/default/pods",
+        paddock.url()
+    );
+    let watch = client
+        .send(
+            Request::get(format!("{url}?watch=true"))
+                .header("authorization", format!("Bearer {USER_TOKEN}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let mut watch = watch.into_body();
+    agent.kill();
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match watch.frame().await {
+                Some(Ok(_)) => continue,
+                other => return other.map(|r| r.map(drop)),
+            }
+        }
+    })
+    .await
+    .expect("the watch hung after its agent died");
+    assert!(
+        matches!(ended, Some(Err(_))),
+        "the watch ended cleanly: {ended:?}"
+    );
+
+    let response = client.get(&url, Some(USER_TOKEN)).await;
+    assert_eq!(response.status(), 503, "{}", response.text());
+    let status = response.json();
+    assert_eq!(status["reason"], "ServiceUnavailable", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent is not connected"),
+        "{status}"
+    );
+    fake.assert_clean();
+}
+
+/// A wrong token, and a token after rotation or revocation, are refused
+/// with 401 and logged; the agent keeps trying, with backoff, not in a
+/// tight loop. Rotating or revoking also ends the tunnel the old token
+/// opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_rotated_and_revoked_tokens_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    let paddock = start_paddock(dir.path(), "127.0.0.1", &[]);
+    let admin = Admin::new(&paddock).await;
+    let token = admin.register("edge").await;
+    let refusals = |paddock: &Paddock| paddock.log().matches("agent tunnel refused").count();
+
+    let (id, _) = token.split_once('.').unwrap();
+    let wrong = format!("{id}.not-the-secret");
+    let command = |token: &str| {
+        let mut command = Command::new(BIN);
+        command.args(agent_args(&paddock, token, &fake, dir.path()));
+        command
+    };
+    let mut agent = Agent::start(command(&wrong), dir.path(), "wrong");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    agent.kill();
+    // 200 ms doubling (with jitter down to half): a handful in 3 s, never hundreds.
+    let refused = refusals(&paddock);
+    assert!(
+        (2..=8).contains(&refused),
+        "{refused} refusals:\n{}",
+        paddock.log()
+    );
+    assert!(
+        agent.log().contains("refused the registration token (401)"),
+        "{}",
+        agent.log()
+    );
+    let (status, body) = admin
+        .call(Method::GET, "/paddock/v1/clusters/edge", None)
+        .await;
+    assert_eq!(
+        (status, &body["status"]["connected"]),
+        (200, &json!(false)),
+        "{body}"
+    );
+
+    // The right token connects; rotating ends its tunnel and refuses it.
+    let agent = Agent::start(command(&token), dir.path(), "right");
+    admin.wait_connected("edge", true, &agent).await;
+    let (status, rotated) = admin
+        .call(Method::POST, "/paddock/v1/clusters/edge/token", None)
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let rotated = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, token);
+    admin.wait_connected("edge", false, &agent).await;
+    let before = refusals(&paddock);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refusals(&paddock) == before {
+        assert!(
+            Instant::now() < deadline,
+            "the old token was not refused:\n{}",
+            paddock.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(agent);
+
+    // The new token works until it is revoked.
+    let agent = Agent::start(command(&rotated), dir.path(), "rotated");
+    admin.wait_connected("edge", true, &agent).await;
+    let (status, body) = admin
+        .call(Method::DELETE, "/paddock/v1/clusters/edge/token", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["hasAgentToken"], false);
+    admin.wait_connected("edge", false, &agent).await;
+    let before = refusals(&paddock);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refusals(&paddock) == before {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked token was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Never the token itself in Paddock's log.
+    assert!(!paddock.log().contains(rotated.split_once('.').unwrap().1));
+}
+
+/// Clusters created and deleted through the API are routable, and then
+/// not, without a restart; configured clusters are listed read-only; an
+/// agent cluster without its agent answers 503 after the bounded wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_come_and_go_through_the_api_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig {
+        pods: vec![("default".into(), "web".into())],
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    let upstream = paddock_tests::paddock::upstream_args(&fake, dir.path());
+    let paddock = start_paddock(dir.path(), "127.0.0.1", &upstream);
+    let admin = Admin::new(&paddock).await;
+    let token_file = write_file(dir.path(), "direct-token", fake.token());
+
+    let direct = kubeconfig(&paddock, "direct");
+    let missing = direct.run(&["get", "pods"], None);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("NotFound"));
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/paddock/v1/clusters",
+            Some(json!({
+                "id": "direct",
+                "displayName": "Direct one",
+                "labels": {"env": "test"},
+                "connection": {"type": "direct", "server": fake.url(), "caPem": fake.ca_pem(),
+                               "tokenFile": token_file},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert!(body.get("token").is_none(), "{body}");
+    let pods = kubectl_eventually(&direct, &["get", "pods"]);
+    assert!(pods.contains("web"), "{pods}");
+
+    let (_, list) = admin.call(Method::GET, "/paddock/v1/clusters", None).await;
+    let items = list["items"].as_array().unwrap();
+    let configured = items.iter().find(|c| c["id"] == "default").expect("{list}");
+    assert_eq!(configured["readOnly"], true);
+    let registered = items.iter().find(|c| c["id"] == "direct").expect("{list}");
+    assert_eq!(registered["labels"]["env"], "test");
+    assert_eq!(
+        registered["connection"]["caPem"], true,
+        "a flag, not the PEM: {registered}"
+    );
+    let (status, _) = admin
+        .call(Method::DELETE, "/paddock/v1/clusters/default", None)
+        .await;
+    assert_eq!(status, 400, "a configured cluster cannot be deleted here");
+
+    let (status, body) = admin
+        .call(Method::DELETE, "/paddock/v1/clusters/direct", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = direct.run(&["get", "pods"], None);
+        if String::from_utf8_lossy(&output.stderr).contains("NotFound") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deleted cluster is still routed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // An agent cluster whose agent never connected: 503 with a Status.
+    admin.register("lonely").await;
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let response = loop {
+        let response = client
+            .get(
+                &format!("{}/k8s/clusters/lonely/api/v1/pods", paddock.url()),
+                Some(USER_TOKEN),
+            )
+            .await;
+        if response.status() != 404 || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(response.status(), 503, "{}", response.text());
+    let status = response.json();
+    assert_eq!(status["kind"], "Status");
+
+    // What a user may use, with status, without issuing a token.
+    let request = Request::get(format!("{}/paddock/v1/kubeconfig", paddock.url()))
+        .header("authorization", format!("Bearer {}", admin.token))
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let listed = admin.client.fetch(request).await;
+    assert_eq!(listed.status(), 200, "{}", listed.text());
+    let listed = listed.json();
+    let status_of = |id: &str| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(status_of("lonely"), Some(json!("disconnected")), "{listed}");
+    assert_eq!(status_of("default"), Some(json!("direct")), "{listed}");
+    assert_eq!(status_of("direct"), None, "deleted: {listed}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent is not connected"),
+        "{status}"
+    );
+}
+
+/// Head-of-line: a stream whose reader stalls holds only its own window;
+/// another stream through the same tunnel keeps flowing, and the stalled
+/// one resumes when read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_does_not_block_the_tunnel() {
+    const FLOW: usize = 32 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig {
+        pods: vec![
+            ("default".into(), format!("{FIREHOSE}-stalled")),
+            ("default".into(), format!("{FIREHOSE}-flowing")),
+        ],
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    let paddock = start_paddock(dir.path(), "127.0.0.1", &[]);
+    let admin = Admin::new(&paddock).await;
+    let token = admin.register("edge").await;
+    let mut command = Command::new(BIN);
+    command.args(agent_args(&paddock, &token, &fake, dir.path()));
+    let agent = Agent::start(command, dir.path(), "agent");
+    admin.wait_connected("edge", true, &agent).await;
+
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+    let open = |pod: String| {
+        let request = Request::get(format!(
+            "{}/k8s/clusters/edge/api/v1/namespaces/default/pods/{pod}/log?follow=true",
+            paddock.url()
+        ))
+        .header("authorization", format!("Bearer {USER_TOKEN}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+        client.send(request)
+    };
+    let stalled = open(format!("{FIREHOSE}-stalled")).await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    let mut stalled = stalled.into_body();
+    // Read a little, then stop reading: the windows and buffers on the way fill up.
+    let first = stalled.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let flowing = open(format!("{FIREHOSE}-flowing")).await.unwrap();
+    assert_eq!(flowing.status(), 200);
+    let mut flowing = flowing.into_body();
+    let mut received = 0;
+    while received < FLOW {
+        let frame = tokio::time::timeout(Duration::from_secs(20), flowing.frame())
+            .await
+            .expect("the flowing stream stalled with the other")
+            .unwrap()
+            .unwrap();
+        received += frame.data_ref().map_or(0, Bytes::len);
+    }
+    assert!(received >= FLOW);
+    drop(flowing);
+
+    // The stalled one was only paused.
+    let mut resumed = 0;
+    while resumed < 4 << 20 {
+        let frame = tokio::time::timeout(Duration::from_secs(20), stalled.frame())
+            .await
+            .expect("the stalled stream did not resume")
+            .expect("the stalled stream ended")
+            .unwrap_or_else(|e| panic!("the stalled stream failed after {resumed} bytes: {e:?}"));
+        resumed += frame.data_ref().map_or(0, Bytes::len);
+    }
+}
+
+/// The manifest a registration returns, and `agent.yaml` with the token
+/// presented, install the agent: real kubectl accepts every object
+/// (`apply --dry-run=client`, against the fake apiserver's discovery and
+/// OpenAPI). Without the token, `agent.yaml` leaves the Secret out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_manifest_applies_with_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    let paddock = start_paddock(dir.path(), "127.0.0.1", &[]);
+    let admin = Admin::new(&paddock).await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/paddock/v1/clusters",
+            Some(json!({"id": "edge"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let from_registration = body["manifest"].as_str().unwrap().to_owned();
+    assert!(from_registration.contains(&token));
+
+    let url = format!(
+        "{}/paddock/v1/clusters/edge/agent.yaml?image=registry.example/paddock:1",
+        paddock.url()
+    );
+    let get = |with_token: bool| {
+        let mut request =
+            Request::get(&url).header("authorization", format!("Bearer {}", admin.token));
+        if with_token {
+            request = request.header("x-paddock-agent-token", &token);
+        }
+        admin
+            .client
+            .fetch(request.body(Full::new(Bytes::new())).unwrap())
+    };
+    let without = get(false).await;
+    assert_eq!(without.status(), 200, "{}", without.text());
+    assert!(!without.text().contains("kind: Secret"));
+    let with = get(true).await;
+    assert_eq!(with.status(), 200, "{}", with.text());
+    let manifest = with.text();
+    assert!(manifest.contains("kind: Secret") && manifest.contains(&token));
+    assert!(manifest.contains("image: registry.example/paddock:1"));
+    assert!(
+        manifest.contains("--ca-file"),
+        "the agent pins Paddock's CA"
+    );
+
+    let cluster = Kubeconfig::new(&fake.url(), fake.ca_pem().as_bytes(), fake.token());
+    for yaml in [&from_registration, &manifest] {
+        let file = write_file(dir.path(), "agent.yaml", yaml);
+        let output = cluster.ok(&[
+            "apply",
+            "--dry-run=client",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        for object in [
+            "namespace/paddock-system",
+            "serviceaccount/paddock-agent",
+            "clusterrole.rbac.authorization.k8s.io/paddock-agent-impersonator",
+            "clusterrolebinding.rbac.authorization.k8s.io/paddock-agent-impersonator",
+            "secret/paddock-agent",
+            "deployment.apps/paddock-agent",
+        ] {
+            assert!(
+                output.contains(&format!("{object} created (dry run)")),
+                "{output}"
+            );
+        }
+    }
+    // A token that is not the cluster's is refused, not embedded.
+    let mut wrong = Request::get(&url).header("authorization", format!("Bearer {}", admin.token));
+    wrong = wrong.header("x-paddock-agent-token", "edge.wrong");
+    let wrong = admin
+        .client
+        .fetch(wrong.body(Full::new(Bytes::new())).unwrap())
+        .await;
+    assert_eq!(wrong.status(), 400, "{}", wrong.text());
+}

@@ -1,0 +1,440 @@
+//! Clusters registered at runtime, as the admin API and the `paddock
+//! cluster` commands write them, and their agents' registration tokens.
+//!
+//! A registration token is `<cluster id>.<secret>`: the id says which
+//! cluster's hash to check, the secret (256 bits) is stored only as its
+//! peppered hash ([`TokenHasher`]) and compared in constant time. It is
+//! shown once, when issued; rotating issues a new one (the old one stops
+//! working, and a tunnel it opened is closed), revoking leaves none.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    authn::tokens::{new_secret, TokenHasher},
+    store::{
+        Cluster, ClusterConnection, ClusterStatus, Expect, Key, Kind, Object, Op, Snapshot,
+        StoreError, StoreView, Timestamp,
+    },
+};
+
+/// Why a cluster change was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// No registered cluster has this id.
+    #[error("no registered cluster {0:?}")]
+    NotFound(String),
+    /// The id is taken (by a registered or a configured cluster).
+    #[error("cluster {0:?} already exists")]
+    Exists(String),
+    /// The cluster comes from the configuration file and cannot be changed here.
+    #[error("cluster {0:?} is defined in the configuration file: change it there")]
+    Configured(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A cluster to register.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NewCluster {
+    /// Its id in `/k8s/clusters/<id>`.
+    pub id: String,
+    /// A human-readable name (default: the id).
+    pub display_name: String,
+    /// How to reach it.
+    pub connection: ClusterConnection,
+    /// Free labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NewCluster {
+    /// A cluster reached through an agent.
+    pub fn agent(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            display_name: String::new(),
+            connection: ClusterConnection::Agent,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    /// Sets how it is reached.
+    pub fn connection(mut self, connection: ClusterConnection) -> Self {
+        self.connection = connection;
+        self
+    }
+
+    /// Sets its display name.
+    pub fn display_name(mut self, name: impl Into<String>) -> Self {
+        self.display_name = name.into();
+        self
+    }
+
+    /// Sets its labels.
+    pub fn labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
+    }
+}
+
+/// Changes to a registered cluster; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ClusterUpdate {
+    /// A new display name.
+    pub display_name: Option<String>,
+    /// New labels (replacing all of them).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// A new way to reach it.
+    pub connection: Option<ClusterConnection>,
+}
+
+/// A registered cluster and, for an agent cluster, its first registration
+/// token (shown once).
+#[derive(Debug)]
+pub struct Registered {
+    /// The stored record.
+    pub cluster: Cluster,
+    /// The agent's registration token, when one was issued.
+    pub token: Option<SecretString>,
+}
+
+/// Whether `id` can name a cluster: a DNS label (1–63 lower-case letters,
+/// digits and `-`, starting and ending with a letter or digit), so it fits
+/// a URL path segment, a kubeconfig name and a Kubernetes object name.
+pub fn check_id(id: &str) -> Result<(), ClusterError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClusterError::Invalid(format!(
+            "id: {id:?} must be 1-63 lower-case letters, digits and '-', \
+             starting and ending with a letter or digit"
+        )))
+    }
+}
+
+fn check_connection(connection: &ClusterConnection) -> Result<(), ClusterError> {
+    if let ClusterConnection::Direct { server, ca_pem, .. } = connection {
+        let url = server.to_ascii_lowercase();
+        if !url.starts_with("https://") {
+            return Err(ClusterError::Invalid(format!(
+                "connection.server: {server:?} must be an https:// URL"
+            )));
+        }
+        let mut config = crate::upstream::ClusterConfig::new("new", server.clone());
+        config.ca_pem = ca_pem.as_ref().map(|p| p.as_bytes().to_vec());
+        config
+            .check()
+            .map_err(|e| ClusterError::Invalid(format!("connection: {e}")))?;
+    }
+    Ok(())
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ClusterError> {
+    for (key, value) in labels {
+        if key.is_empty() || key.len() > 253 || value.len() > 253 || key.contains(char::is_control)
+        {
+            return Err(ClusterError::Invalid(format!(
+                "labels: {key:?} must be a non-empty key and both at most 253 characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn issue_token(hasher: &TokenHasher, id: &str) -> (SecretString, String) {
+    let secret = new_secret();
+    let hash = hasher.hash(&secret);
+    (SecretString::from(format!("{id}.{secret}")), hash)
+}
+
+/// Registers a cluster; an agent cluster gets its first registration
+/// token. `configured` are the ids of the configuration file's clusters,
+/// which a registered cluster may not shadow. Blocking.
+pub fn create(
+    view: &StoreView,
+    hasher: &TokenHasher,
+    new: NewCluster,
+    configured: &[String],
+) -> Result<Registered, ClusterError> {
+    check_id(&new.id)?;
+    check_connection(&new.connection)?;
+    check_labels(&new.labels)?;
+    if configured.contains(&new.id) {
+        return Err(ClusterError::Exists(new.id));
+    }
+    let (token, hash) = match new.connection {
+        ClusterConnection::Agent => {
+            let (token, hash) = issue_token(hasher, &new.id);
+            (Some(token), Some(hash))
+        }
+        _ => (None, None),
+    };
+    let cluster = Cluster {
+        display_name: if new.display_name.is_empty() {
+            new.id.clone()
+        } else {
+            new.display_name
+        },
+        id: new.id,
+        connection: new.connection,
+        labels: new.labels,
+        agent_token_hash: hash,
+        status: ClusterStatus::default(),
+        created_at: Timestamp::now(),
+    };
+    match view.commit(vec![Op::put(
+        Object::Cluster(Box::new(cluster.clone())),
+        Expect::Absent,
+    )]) {
+        Ok(_) => Ok(Registered { cluster, token }),
+        Err(StoreError::Conflict { .. }) => Err(ClusterError::Exists(cluster.id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The registered cluster `id`, as of `snapshot`.
+pub fn get(snapshot: &Snapshot, id: &str) -> Option<Cluster> {
+    snapshot.cluster(id).map(|e| e.value.clone())
+}
+
+/// Every registered cluster, by id.
+pub fn list(snapshot: &Snapshot) -> Vec<Cluster> {
+    let mut clusters: Vec<Cluster> = snapshot.clusters().map(|e| e.value.clone()).collect();
+    clusters.sort_by(|a, b| a.id.cmp(&b.id));
+    clusters
+}
+
+/// Reads cluster `id`, changes it with `change`, and writes it back if no
+/// one else changed it meanwhile (retried a few times). Blocking.
+fn modify<T>(
+    view: &StoreView,
+    id: &str,
+    mut change: impl FnMut(&mut Cluster) -> Result<T, ClusterError>,
+) -> Result<(Cluster, T), ClusterError> {
+    let mut attempts = 0;
+    loop {
+        let (revision, mut cluster) = view
+            .with_snapshot(|s| s.cluster(id).map(|e| (e.revision, e.value.clone())))
+            .ok_or_else(|| ClusterError::NotFound(id.to_owned()))?;
+        let out = change(&mut cluster)?;
+        match view.commit(vec![Op::put(
+            Object::Cluster(Box::new(cluster.clone())),
+            Expect::Revision(revision),
+        )]) {
+            Ok(_) => return Ok((cluster, out)),
+            Err(StoreError::Conflict { .. }) if attempts < 5 => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Changes a registered cluster's name, labels or connection. Turning it
+/// into an agent cluster issues no token: use [`rotate_token`]. Blocking.
+pub fn update(view: &StoreView, id: &str, update: ClusterUpdate) -> Result<Cluster, ClusterError> {
+    if let Some(connection) = &update.connection {
+        check_connection(connection)?;
+    }
+    if let Some(labels) = &update.labels {
+        check_labels(labels)?;
+    }
+    modify(view, id, |cluster| {
+        if let Some(name) = &update.display_name {
+            cluster.display_name.clone_from(name);
+        }
+        if let Some(labels) = &update.labels {
+            cluster.labels.clone_from(labels);
+        }
+        if let Some(connection) = &update.connection {
+            if !matches!(connection, ClusterConnection::Agent) {
+                cluster.agent_token_hash = None;
+            }
+            cluster.connection = connection.clone();
+        }
+        Ok(())
+    })
+    .map(|(cluster, ())| cluster)
+}
+
+/// Unregisters cluster `id`: it stops being routable, and its agent's
+/// tunnel is closed. Blocking.
+pub fn delete(view: &StoreView, id: &str) -> Result<Cluster, ClusterError> {
+    let cluster = view
+        .with_snapshot(|s| get(s, id))
+        .ok_or_else(|| ClusterError::NotFound(id.to_owned()))?;
+    view.commit(vec![Op::delete(
+        Key::new(Kind::Cluster, id),
+        Expect::Exists,
+    )])
+    .map_err(|e| match e {
+        StoreError::Conflict { .. } => ClusterError::NotFound(id.to_owned()),
+        e => e.into(),
+    })?;
+    Ok(cluster)
+}
+
+/// Issues a new registration token for agent cluster `id`, replacing the
+/// old one. Blocking.
+pub fn rotate_token(
+    view: &StoreView,
+    hasher: &TokenHasher,
+    id: &str,
+) -> Result<SecretString, ClusterError> {
+    let (_, token) = modify(view, id, |cluster| {
+        if !matches!(cluster.connection, ClusterConnection::Agent) {
+            return Err(ClusterError::Invalid(format!(
+                "cluster {id:?} is reached directly: it has no agent token"
+            )));
+        }
+        let (token, hash) = issue_token(hasher, id);
+        cluster.agent_token_hash = Some(hash);
+        Ok(token)
+    })?;
+    Ok(token)
+}
+
+/// Revokes agent cluster `id`'s registration token: no agent can connect
+/// until a new one is issued. Blocking.
+pub fn revoke_token(view: &StoreView, id: &str) -> Result<Cluster, ClusterError> {
+    modify(view, id, |cluster| {
+        cluster.agent_token_hash = None;
+        Ok(())
+    })
+    .map(|(cluster, ())| cluster)
+}
+
+/// Records what a connecting (or disconnecting) agent reported. Blocking.
+pub fn record_status(
+    view: &StoreView,
+    id: &str,
+    status: ClusterStatus,
+) -> Result<(), ClusterError> {
+    modify(view, id, |cluster| {
+        cluster.status = status.clone();
+        Ok(())
+    })
+    .map(drop)
+}
+
+/// The cluster a presented registration token belongs to, and the hash it
+/// matched; `None` for a malformed, unknown, revoked or rotated token. The
+/// same work is done whether or not the cluster exists.
+pub fn verify_agent_token(
+    snapshot: &Snapshot,
+    hasher: &TokenHasher,
+    presented: &SecretString,
+) -> Option<(String, String)> {
+    let presented = presented.expose_secret();
+    let (id, secret) = presented.split_once('.').unwrap_or(("", presented));
+    let stored = snapshot
+        .cluster(id)
+        .filter(|c| matches!(c.value.connection, ClusterConnection::Agent))
+        .and_then(|c| c.value.agent_token_hash.clone());
+    match stored {
+        Some(hash) if hasher.verify(&hash, secret) => Some((id.to_owned(), hash)),
+        Some(_) => None,
+        None => {
+            hasher.dummy_verify(secret);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{authn::tokens::Pepper, store::EmbeddedStore};
+
+    fn setup() -> (tempfile::TempDir, Arc<StoreView>, TokenHasher) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_in_dir(dir.path(), Default::default()).unwrap();
+        let view = StoreView::new(Arc::new(store)).unwrap();
+        (dir, view, TokenHasher::new(&Pepper::from_bytes([7; 32])))
+    }
+
+    #[test]
+    fn tokens_are_shown_once_stored_hashed_rotated_and_revoked() {
+        let (_dir, view, hasher) = setup();
+        let registered = create(&view, &hasher, NewCluster::agent("edge-1"), &[]).unwrap();
+        let first = registered.token.unwrap();
+        let stored = view.with_snapshot(|s| get(s, "edge-1")).unwrap();
+        let hash = stored.agent_token_hash.clone().unwrap();
+        assert!(!hash.contains(first.expose_secret().split_once('.').unwrap().1));
+        assert!(!format!("{stored:?}").contains(&hash));
+        let verify = |t: &SecretString| view.with_snapshot(|s| verify_agent_token(s, &hasher, t));
+        assert_eq!(verify(&first).unwrap().0, "edge-1");
+        // Another cluster's id with this secret, a wrong secret, no id.
+        create(&view, &hasher, NewCluster::agent("edge-2"), &[]).unwrap();
+        let secret = first.expose_secret().split_once('.').unwrap().1.to_owned();
+        for wrong in [
+            format!("edge-2.{secret}"),
+            "edge-1.nope".to_owned(),
+            secret.clone(),
+        ] {
+            assert!(
+                verify(&SecretString::from(wrong.clone())).is_none(),
+                "{wrong}"
+            );
+        }
+        let second = rotate_token(&view, &hasher, "edge-1").unwrap();
+        assert!(verify(&first).is_none());
+        assert!(verify(&second).is_some());
+        revoke_token(&view, "edge-1").unwrap();
+        assert!(verify(&second).is_none());
+    }
+
+    #[test]
+    fn ids_are_checked_and_unique() {
+        let (_dir, view, hasher) = setup();
+        for bad in ["", "A", "a/b", "-a", "a-", "a.b", &"x".repeat(64)] {
+            assert!(
+                matches!(
+                    create(&view, &hasher, NewCluster::agent(bad), &[]),
+                    Err(ClusterError::Invalid(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        create(&view, &hasher, NewCluster::agent("a"), &[]).unwrap();
+        assert!(matches!(
+            create(&view, &hasher, NewCluster::agent("a"), &[]),
+            Err(ClusterError::Exists(_))
+        ));
+        assert!(matches!(
+            create(
+                &view,
+                &hasher,
+                NewCluster::agent("prod"),
+                &["prod".to_owned()]
+            ),
+            Err(ClusterError::Exists(_))
+        ));
+        let direct = NewCluster::agent("d").connection(ClusterConnection::Direct {
+            server: "http://10.0.0.1".into(),
+            ca_pem: None,
+            token_file: None,
+        });
+        assert!(matches!(
+            create(&view, &hasher, direct, &[]),
+            Err(ClusterError::Invalid(_))
+        ));
+        delete(&view, "a").unwrap();
+        assert!(matches!(delete(&view, "a"), Err(ClusterError::NotFound(_))));
+    }
+}

@@ -1,0 +1,110 @@
+//! The agent's side of each tunnel stream: an HTTP/1.1 server whose every
+//! request goes to the agent's own API server, with the agent's
+//! credential. Upgrades (exec, attach, port-forward) are relayed as bytes
+//! after the API server's `101`.
+
+use std::{convert::Infallible, sync::Arc};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::{body::RequestBody, upstream::Cluster};
+
+pub(super) type Body = Either<Incoming, Full<Bytes>>;
+
+/// Serves one tunnel stream until Paddock closes it.
+pub(super) async fn serve_stream(io: hyper::upgrade::Upgraded, upstream: Arc<Cluster>) {
+    let service = hyper::service::service_fn(move |request| {
+        let upstream = upstream.clone();
+        async move { Ok::<_, Infallible>(forward(&upstream, request).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(false)
+        .serve_connection(io, service)
+        .with_upgrades()
+        .await;
+    if let Err(error) = served {
+        tracing::debug!(%error, "tunnel stream ended");
+    }
+}
+
+async fn forward(upstream: &Cluster, mut request: Request<Incoming>) -> Response<Body> {
+    let upgrade = request.headers().get(header::UPGRADE).cloned();
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    // The Host of the API server, set by the client from the URI.
+    parts.headers.remove(header::HOST);
+    if let Some(protocol) = &upgrade {
+        parts.headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("Upgrade"),
+        );
+        parts.headers.insert(header::UPGRADE, protocol.clone());
+    }
+    let request = Request::from_parts(parts, RequestBody::new(body));
+    let mut response = match upstream.send(request, upgrade.is_some()).await {
+        Ok(response) => response,
+        Err(message) => return bad_gateway(&message),
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return bad_gateway("the API server switched protocols unasked");
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok((client, server)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut server = TokioIo::new(server);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+                Err(error) => tracing::debug!(%error, "upgrade through the tunnel failed"),
+            }
+        });
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, Either::Right(Full::default()));
+    }
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, Either::Left(body))
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        header::TRAILER,
+        header::PROXY_AUTHORIZATION,
+        header::PROXY_AUTHENTICATE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+/// A Kubernetes Status for a request the agent could not forward.
+fn bad_gateway(message: &str) -> Response<Body> {
+    let status = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("paddock agent: the API server is unreachable: {message}"),
+        "reason": "ServiceUnavailable",
+        "code": 503,
+    });
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(status.to_string()))));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,251 @@
+//! `paddock agent`: runs inside (or next to) a downstream cluster, dials
+//! out to Paddock and serves Paddock's requests to its own API server
+//! through the tunnel (see [`crate::tunnel`] for the protocol).
+//!
+//! * It only ever connects to its own API server: a tunnel stream carries
+//!   requests, and each is sent to the configured server whatever the
+//!   stream's target says (no open relay).
+//! * It presents them with its own credential (the in-cluster service
+//!   account, or the kubeconfig's user), exactly as Paddock presents a
+//!   direct cluster's requests with the configured one; Paddock's
+//!   impersonation headers then make the API server decide as the user.
+//! * It keeps reconnecting, with exponential backoff and jitter (1 s
+//!   doubling to 60 s); a refused token backs off the same way, so a
+//!   revoked agent never spins.
+
+mod dial;
+mod forward;
+pub mod manifest;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use http::Uri;
+use hyper::{body::Incoming, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use secrecy::SecretString;
+
+use crate::{
+    tunnel::{
+        ws::WsBytes, CONNECTION_WINDOW, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL, PING_TIMEOUT,
+        STREAM_WINDOW,
+    },
+    upstream::{tls, Cluster, ClusterConfig, UpstreamError},
+};
+
+/// The container image agent manifests run unless told otherwise.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/paddock/paddock:latest";
+
+/// First pause after a failed attempt.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest pause between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A tunnel that lasted this long resets the backoff.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Where the registration token comes from: re-read at every connection
+/// attempt when it is a file, so a rotated Secret is picked up.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AgentToken {
+    /// The token itself.
+    Value(SecretString),
+    /// A file holding it.
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for AgentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentToken::Value(_) => f.write_str("Value(<redacted>)"),
+            AgentToken::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+/// What an agent runs with.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// Paddock's URL, `https://paddock.example`.
+    pub server: String,
+    /// The registration token.
+    pub token: AgentToken,
+    /// The CA (PEM) Paddock's certificate must chain to; when set, only it
+    /// is trusted (pinning). The system roots otherwise.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The agent's own API server and credential.
+    pub upstream: ClusterConfig,
+    /// Initial backoff between attempts (doubles up to [`MAX_BACKOFF`]).
+    pub initial_backoff: Duration,
+}
+
+impl AgentConfig {
+    /// An agent connecting to `server` with `token`, forwarding to `upstream`.
+    pub fn new(server: impl Into<String>, token: AgentToken, upstream: ClusterConfig) -> Self {
+        Self {
+            server: server.into(),
+            token,
+            ca_pem: None,
+            upstream,
+            initial_backoff: INITIAL_BACKOFF,
+        }
+    }
+}
+
+/// Why the agent cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The server URL or CA is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The API server's settings are unusable.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// Runs the agent until `shutdown` resolves: dial, serve the tunnel,
+/// back off, again. Returns an error only for a configuration that can
+/// never work.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let server: Uri = config
+        .server
+        .parse()
+        .map_err(|_| AgentError::Config(format!("--server: {:?} is not a URL", config.server)))?;
+    if server.scheme_str() != Some("https") || server.host().is_none() {
+        return Err(AgentError::Config(format!(
+            "--server: {:?} must be an https:// URL",
+            config.server
+        )));
+    }
+    let proxy =
+        dial::proxy_from_env(server.host().unwrap_or_default()).map_err(AgentError::Config)?;
+    let roots = tls::roots(config.ca_pem.as_deref())
+        .map_err(|e| AgentError::Config(format!("--ca-file: {e}")))?;
+    let mut tls_config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| AgentError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let dialer = dial::Dialer {
+        server,
+        tls: Arc::new(tls_config),
+        proxy,
+    };
+    let upstream = Arc::new(Cluster::http1_only(&config.upstream)?);
+    tracing::info!(server = %config.server, api_server = %config.upstream.server, "paddock agent starting");
+    let mut backoff = config.initial_backoff;
+    let attempts = async {
+        loop {
+            let started = tokio::time::Instant::now();
+            match attempt(&config, &dialer, &upstream).await {
+                Ok(()) => tracing::warn!("tunnel to Paddock closed"),
+                Err(dial::DialError::Unauthorized) => tracing::error!(
+                    "Paddock refused the registration token (401): it is wrong, revoked or was rotated"
+                ),
+                Err(error) => tracing::warn!(%error, "cannot reach Paddock"),
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                backoff = config.initial_backoff;
+            }
+            let pause = jittered(backoff);
+            tracing::info!(retry_in_ms = pause.as_millis() as u64, "reconnecting");
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    };
+    tokio::select! {
+        () = attempts => Ok(()),
+        () = shutdown => Ok(()),
+    }
+}
+
+/// Between half and all of `backoff` ("equal jitter"), so agents that lost
+/// Paddock together do not come back together.
+fn jittered(backoff: Duration) -> Duration {
+    let half = backoff / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+/// One connection: dial, then serve until the tunnel ends.
+async fn attempt(
+    config: &AgentConfig,
+    dialer: &dial::Dialer,
+    upstream: &Arc<Cluster>,
+) -> Result<(), dial::DialError> {
+    let token = match &config.token {
+        AgentToken::Value(token) => token.clone(),
+        AgentToken::File(path) => std::fs::read_to_string(path)
+            .map(|t| SecretString::from(t.trim().to_owned()))
+            .map_err(|e| dial::DialError::Failed(format!("token file {}: {e}", path.display())))?,
+    };
+    let version = kubernetes_version(upstream).await;
+    let socket = dialer.dial(&token, version.as_deref()).await?;
+    tracing::info!(kubernetes.version = ?version, "tunnel to Paddock open");
+    let upstream = upstream.clone();
+    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+        let upstream = upstream.clone();
+        async move { Ok::<_, std::convert::Infallible>(accept_stream(request, upstream)) }
+    });
+    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_send_buf_size(1024 * 1024)
+        .keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT)
+        .serve_connection(TokioIo::new(WsBytes::new(socket)), service)
+        .await;
+    served.map_err(|e| dial::DialError::Failed(format!("tunnel: {e}")))
+}
+
+/// Accepts a `CONNECT` stream and serves HTTP/1.1 on it; anything else is
+/// refused.
+fn accept_stream(
+    mut request: Request<Incoming>,
+    upstream: Arc<Cluster>,
+) -> Response<http_body_util::Empty<bytes::Bytes>> {
+    let mut response = Response::new(http_body_util::Empty::new());
+    if request.method() != Method::CONNECT {
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        return response;
+    }
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(io) => forward::serve_stream(io, upstream).await,
+            Err(error) => tracing::debug!(%error, "tunnel stream not opened"),
+        }
+    });
+    response
+}
+
+/// The API server's `gitVersion`, when it answers.
+async fn kubernetes_version(upstream: &Cluster) -> Option<String> {
+    use http_body_util::BodyExt;
+    let request = Request::get("/version")
+        .body(crate::body::RequestBody::empty())
+        .ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(5), upstream.send(request, false))
+        .await
+        .ok()?
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+        .await
+        .ok()?
+        .ok()?
+        .to_bytes();
+    let version: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    version["gitVersion"]
+        .as_str()
+        .map(|v| v.chars().take(64).collect())
+}

@@ -1,0 +1,140 @@
+//! `GET /paddock/v1/connect`: an agent opens its tunnel.
+//!
+//! A WebSocket upgrade (RFC 6455 §4.2) authenticated by the agent's
+//! registration token in [`TOKEN_HEADER`]. Agents are not users: the
+//! authenticate layer reads no credential for this endpoint, and the token
+//! is only ever compared, in constant time, with its cluster's stored hash.
+//! A refused agent gets 401 and the refusal is logged (with the cluster id
+//! it claimed, never the token).
+
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use secrecy::SecretString;
+use tokio_tungstenite::{tungstenite::protocol::Role, WebSocketStream};
+
+use super::{blocking, Endpoints};
+use crate::{
+    accounts::{clusters, Accounts},
+    body::{RequestBody, ResponseBody},
+    context::ConnectionInfo,
+    error::ProxyError,
+    request::{ProxyResult, UpgradeRequest},
+    store::{ClusterStatus, Timestamp},
+    tunnel::{ws, SessionInfo, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER},
+};
+
+/// Header values an agent reports are cut to this length.
+const MAX_REPORTED: usize = 64;
+
+pub(super) async fn accept(
+    endpoints: &Endpoints,
+    accounts: &Arc<Accounts>,
+    mut request: Request<RequestBody>,
+) -> ProxyResult {
+    let peer = request
+        .extensions()
+        .get::<Arc<ConnectionInfo>>()
+        .and_then(|c| c.remote_addr);
+    let headers = request.headers();
+    let is_websocket = request
+        .extensions()
+        .get::<UpgradeRequest>()
+        .is_some_and(|UpgradeRequest(p)| p.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v == "13");
+    let (true, Some(key), true) = (is_websocket, key, version_ok) else {
+        return Err(ProxyError::BadRequest {
+            message: "the agent tunnel is a WebSocket (version 13) upgrade over HTTP/1.1"
+                .to_owned(),
+        });
+    };
+    let presented = headers
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| SecretString::from(v.to_owned()));
+    let reported = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(MAX_REPORTED).collect::<String>())
+    };
+    let info = SessionInfo {
+        agent_version: reported(VERSION_HEADER),
+        kubernetes_version: reported(KUBERNETES_VERSION_HEADER),
+        connected_at: Timestamp::now(),
+    };
+    let Some(presented) = presented else {
+        tracing::warn!(client.addr = ?peer, "agent tunnel refused: no registration token");
+        return Err(ProxyError::MissingCredentials);
+    };
+    let verified = accounts.view().with_snapshot(|snapshot| {
+        clusters::verify_agent_token(snapshot, accounts.token_hasher(), &presented)
+    });
+    let Some((cluster, token_hash)) = verified else {
+        let claimed = secrecy::ExposeSecret::expose_secret(&presented)
+            .split_once('.')
+            .map(|(id, _)| id.chars().take(MAX_REPORTED).collect::<String>());
+        tracing::warn!(client.addr = ?peer, cluster.id = ?claimed, "agent tunnel refused: invalid, revoked or rotated registration token");
+        return Err(ProxyError::InvalidCredentials);
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let tunnels = endpoints.config().tunnels.clone();
+    let view = accounts.view().clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::warn!(cluster.id = %cluster, %error, "agent tunnel: upgrade failed");
+                return;
+            }
+        };
+        let socket = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(ws::config()),
+        )
+        .await;
+        let mut status = ClusterStatus {
+            connected: true,
+            kubernetes_version: info.kubernetes_version.clone(),
+            last_heartbeat: Some(info.connected_at),
+            agent_version: info.agent_version.clone(),
+        };
+        record(&view, &cluster, status.clone()).await;
+        tunnels.serve(&cluster, token_hash, info, socket).await;
+        status.connected = false;
+        status.last_heartbeat = Some(Timestamp::now());
+        record(&view, &cluster, status).await;
+    });
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).map_err(|e| ProxyError::Internal {
+            message: e.to_string(),
+        })?,
+    );
+    Ok(response)
+}
+
+/// Writes what the agent reported; a failure only delays the status.
+async fn record(view: &Arc<crate::store::StoreView>, cluster: &str, status: ClusterStatus) {
+    let (view, id) = (view.clone(), cluster.to_owned());
+    match blocking(move || clusters::record_status(&view, &id, status)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(cluster.id = %cluster, %error, "cannot record the cluster's status");
+        }
+        Err(error) => {
+            tracing::warn!(cluster.id = %cluster, %error, "cannot record the cluster's status");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The agent tunnel: how Paddock reaches an API server it cannot open a
+//! connection to (a cluster behind NAT or a firewall).
+//!
+//! The agent (`paddock agent`, see [`crate::agent`]) dials **out** to
+//! Paddock over TLS and upgrades to a WebSocket on [`CONNECT_PATH`], so the
+//! connection passes HTTP proxies and ingress controllers. Over the
+//! WebSocket's byte stream the two run HTTP/2 with the roles
+//! reversed: the agent is the HTTP/2 *server*, Paddock the client.
+//!
+//! Each connection Paddock's upstream client wants to the cluster is one
+//! HTTP/2 `CONNECT` stream ([`TunnelConnector`]): the agent answers it by
+//! serving HTTP/1.1 on the stream and forwarding every request to its own
+//! API server with its own credential. So the tunnel is a connector: the
+//! same pooled client, the same forwarder, the same upgrades (exec,
+//! attach, port-forward over WebSocket or SPDY ride inside their stream as
+//! raw bytes after the API server's `101`) as a direct cluster.
+//!
+//! Why HTTP/2 and not a framing of our own: it has per-stream flow
+//! control. A stream whose reader stops (a paused `kubectl logs -f`)
+//! holds at most its stream window ([`STREAM_WINDOW`]); the connection
+//! window ([`CONNECTION_WINDOW`]) is sized so that thousands of stalled
+//! streams fit in it, so the others keep flowing. Rancher's remotedialer
+//! lacks this: one slow consumer could block its whole tunnel.
+//!
+//! Keepalive: both ends ping every [`PING_INTERVAL`] and drop the
+//! connection when a pong takes longer than [`PING_TIMEOUT`], so a dead
+//! tunnel is noticed within 20 s; streams in flight on it then end with an
+//! error.
+//!
+//! Several replicas: each agent keeps one tunnel to the replica its
+//! connection lands on; see `docs/tunnel.md` for how replicas share them.
+
+mod connector;
+mod registry;
+pub(crate) mod ws;
+
+use std::time::Duration;
+
+pub use connector::TunnelConnector;
+pub use registry::{SessionInfo, Tunnels};
+
+/// Where agents open their tunnel: a WebSocket upgrade (`GET`).
+pub const CONNECT_PATH: &str = "/paddock/v1/connect";
+/// The header carrying the agent's registration token on [`CONNECT_PATH`].
+pub const TOKEN_HEADER: &str = "x-paddock-agent-token";
+/// The header carrying the agent's version.
+pub const VERSION_HEADER: &str = "x-paddock-agent-version";
+/// The header carrying the API server's version, as the agent read it.
+pub const KUBERNETES_VERSION_HEADER: &str = "x-paddock-kubernetes-version";
+
+/// Receive window of one stream: what a stalled reader holds at most.
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+/// Receive window of the whole tunnel: the largest HTTP/2 allows, so
+/// streams whose readers stall never exhaust it in practice (2,047 of them
+/// would be needed).
+pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// Largest header block either side accepts (Kubernetes' impersonation
+/// headers for a user in many groups are large).
+pub const MAX_HEADER_LIST: u32 = 1 << 20;
+/// Streams the agent accepts at once: every watch is one.
+pub const MAX_STREAMS: u32 = 100_000;
+/// Keepalive ping interval, both ends.
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Time a pong may take before the tunnel is dropped.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a disconnected agent to come back before
+/// it is answered 503.
+pub const DEFAULT_AGENT_WAIT: Duration = Duration::from_secs(5);

@@ -1,0 +1,236 @@
+//! Paddock's side of the tunnels: one slot per agent cluster holding its
+//! current session (an HTTP/2 client connection over the agent's
+//! WebSocket), and the streams opened on it.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::Empty;
+use hyper::{client::conn::http2::SendRequest, upgrade::Upgraded};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::watch,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{ws::WsBytes, CONNECTION_WINDOW, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT};
+use crate::store::Timestamp;
+
+/// What is known of a connected agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The `paddock agent` version it reported.
+    pub agent_version: Option<String>,
+    /// The API server version it reported.
+    pub kubernetes_version: Option<String>,
+    /// When it connected.
+    pub connected_at: Timestamp,
+}
+
+/// One connected agent.
+pub(crate) struct Session {
+    id: u64,
+    sender: SendRequest<Empty<Bytes>>,
+    info: SessionInfo,
+    /// The token hash the agent authenticated with: a rotated or revoked
+    /// token ends the session.
+    token_hash: String,
+    end: CancellationToken,
+}
+
+/// The slot of one cluster: its current session, if any, as a watch so a
+/// request can wait for a reconnecting agent.
+pub(crate) struct Slot {
+    current: watch::Sender<Option<Arc<Session>>>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Self {
+            current: watch::channel(None).0,
+        }
+    }
+
+    /// Opens one stream to the agent, waiting up to `wait` for an agent to
+    /// be connected; the stream carries an HTTP/1.1 connection to the
+    /// cluster's API server.
+    pub(crate) async fn open(&self, wait: Duration) -> Result<Upgraded, String> {
+        let mut current = self.current.subscribe();
+        let session = tokio::time::timeout(wait, current.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|s| s.clone()))
+            .ok_or_else(|| {
+                format!(
+                    "the cluster's agent is not connected (waited {}s for it)",
+                    wait.as_secs()
+                )
+            })?;
+        let mut sender = session.sender.clone();
+        let request = Request::builder()
+            .method(Method::CONNECT)
+            .uri("apiserver:443")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("tunnel closed: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("tunnel stream refused: {e}"))?;
+        if response.status() != StatusCode::OK {
+            return Err(format!(
+                "the agent refused the stream: {}",
+                response.status()
+            ));
+        }
+        hyper::upgrade::on(response)
+            .await
+            .map_err(|e| format!("tunnel stream failed: {e}"))
+    }
+}
+
+/// Every agent tunnel this Paddock holds, by cluster id.
+pub struct Tunnels {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    next_id: AtomicU64,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for Tunnels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnels")
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tunnels {
+    /// No tunnels yet; requests wait up to `wait` for a disconnected agent.
+    pub fn new(wait: Duration) -> Self {
+        Self {
+            slots: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            wait,
+        }
+    }
+
+    /// How long a request waits for a disconnected agent.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    pub(crate) fn slot(&self, cluster: &str) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(cluster.to_owned())
+            .or_insert_with(|| Arc::new(Slot::new()))
+            .clone()
+    }
+
+    /// The connected agent of `cluster`, if any.
+    pub fn status(&self, cluster: &str) -> Option<SessionInfo> {
+        let slot = self.slot(cluster);
+        let current = slot.current.borrow();
+        current.as_ref().map(|s| s.info.clone())
+    }
+
+    /// Ends the session of `cluster` unless it authenticated with
+    /// `keep_hash` (`None`: ends it whatever it is). Called when the
+    /// cluster is deleted or its token rotated or revoked.
+    pub fn disconnect_unless(&self, cluster: &str, keep_hash: Option<&str>) {
+        let slot = self.slot(cluster);
+        let current = slot.current.borrow().clone();
+        if let Some(session) = current {
+            if keep_hash != Some(session.token_hash.as_str()) {
+                tracing::info!(cluster.id = %cluster, "agent tunnel ended: its token is no longer valid");
+                session.end.cancel();
+                slot.current.send_if_modified(|s| {
+                    if s.as_ref().is_some_and(|s| s.id == session.id) {
+                        *s = None;
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+        }
+    }
+
+    /// Runs the HTTP/2 client side of a new tunnel over `io` (the agent's
+    /// WebSocket) until it ends. The new session replaces any older one
+    /// of the same cluster (an agent reconnecting before the old tunnel
+    /// was noticed dead).
+    pub(crate) async fn serve<S>(
+        &self,
+        cluster: &str,
+        token_hash: String,
+        info: SessionInfo,
+        ws: tokio_tungstenite::WebSocketStream<S>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(WsBytes::new(ws));
+        let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(super::STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_header_list_size(MAX_HEADER_LIST)
+            .max_send_buf_size(1024 * 1024)
+            .keep_alive_interval(PING_INTERVAL)
+            .keep_alive_timeout(PING_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake::<_, Empty<Bytes>>(io)
+            .await;
+        let (sender, connection) = match handshake {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(cluster.id = %cluster, %error, "agent tunnel: HTTP/2 handshake failed");
+                return;
+            }
+        };
+        let session = Arc::new(Session {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            sender,
+            info,
+            token_hash,
+            end: CancellationToken::new(),
+        });
+        let slot = self.slot(cluster);
+        if let Some(old) = slot.current.send_replace(Some(session.clone())) {
+            old.end.cancel();
+        }
+        tracing::info!(cluster.id = %cluster, agent.version = ?session.info.agent_version, "agent connected");
+        tokio::select! {
+            result = connection => {
+                if let Err(error) = result {
+                    let error = crate::error::error_chain(&error);
+                    tracing::info!(cluster.id = %cluster, %error, "agent tunnel ended");
+                }
+            }
+            () = session.end.cancelled() => {}
+        }
+        slot.current.send_if_modified(|s| {
+            if s.as_ref().is_some_and(|s| s.id == session.id) {
+                *s = None;
+                true
+            } else {
+                false
+            }
+        });
+        tracing::info!(cluster.id = %cluster, "agent disconnected");
+    }
+}

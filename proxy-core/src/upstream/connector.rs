@@ -1,0 +1,127 @@
+//! What the pooled clients connect with: TCP (+ TLS) to the API server, or
+//! a stream through the cluster's agent tunnel. Everything above the
+//! connection (pooling, HTTP/1.1, upgrades) is the same for both.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use http::Uri;
+use hyper::upgrade::Upgraded;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::{
+    client::legacy::connect::{Connected, Connection, HttpConnector},
+    rt::TokioIo,
+};
+use tokio::net::TcpStream;
+use tower::{Service, ServiceExt};
+
+use crate::{body::BoxError, tunnel::TunnelConnector};
+
+/// A connector to one cluster.
+#[derive(Clone, Debug)]
+pub(super) enum Connector {
+    /// TCP and TLS to the API server.
+    Direct(HttpsConnector<HttpConnector>),
+    /// A stream through the agent's tunnel.
+    Tunnel(TunnelConnector),
+}
+
+/// A connection made by a [`Connector`].
+pub(super) enum Io {
+    Direct(Box<MaybeHttpsStream<TokioIo<TcpStream>>>),
+    Tunnel(Upgraded),
+}
+
+impl Service<Uri> for Connector {
+    type Response = Io;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Io, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        match self.clone() {
+            Connector::Direct(https) => Box::pin(async move {
+                https
+                    .oneshot(destination)
+                    .await
+                    .map(|io| Io::Direct(Box::new(io)))
+            }),
+            Connector::Tunnel(tunnel) => {
+                Box::pin(async move { tunnel.oneshot(destination).await.map(Io::Tunnel) })
+            }
+        }
+    }
+}
+
+impl Connection for Io {
+    fn connected(&self) -> Connected {
+        match self {
+            Io::Direct(io) => io.connected(),
+            Io::Tunnel(_) => Connected::new(),
+        }
+    }
+}
+
+impl hyper::rt::Read for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(&mut **io).poll_read(cx, buf),
+            Io::Tunnel(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(&mut **io).poll_write(cx, buf),
+            Io::Tunnel(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(&mut **io).poll_flush(cx),
+            Io::Tunnel(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(&mut **io).poll_shutdown(cx),
+            Io::Tunnel(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Direct(io) => io.is_write_vectored(),
+            Io::Tunnel(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Direct(io) => Pin::new(&mut **io).poll_write_vectored(cx, bufs),
+            Io::Tunnel(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+}

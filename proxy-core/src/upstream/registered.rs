@@ -1,0 +1,131 @@
+//! Feeds the router from the store: clusters registered at runtime become
+//! routable, and stop being routable, without a restart.
+//!
+//! A task watches the store's snapshot (itself refreshed from the change
+//! feed, so other replicas' and the CLI's writes arrive too) and publishes
+//! a new routing table whenever a revision brings a change. A cluster whose
+//! connection details did not change keeps its clients and their pooled
+//! connections. An agent cluster whose registration token was rotated or
+//! revoked, or which was deleted, loses its tunnel.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use super::{Cluster, ClusterConfig, Router, UpstreamCredential};
+use crate::{
+    store::{ClusterConnection, Revision, Snapshot, StoreView},
+    tunnel::Tunnels,
+};
+
+/// How often the snapshot's revision is compared.
+const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The clients built for one registered cluster, and what they were built from.
+struct Built {
+    connection: ClusterConnection,
+    cluster: Arc<Cluster>,
+}
+
+/// Keeps `router`'s registered clusters equal to the store's until the
+/// view or the router is dropped.
+pub(crate) fn spawn_sync(
+    view: &Arc<StoreView>,
+    router: &Arc<Router>,
+    tunnels: Arc<Tunnels>,
+    workers: usize,
+) {
+    let view: Weak<StoreView> = Arc::downgrade(view);
+    let router: Weak<Router> = Arc::downgrade(router);
+    tokio::spawn(async move {
+        let mut built: HashMap<String, Built> = HashMap::new();
+        let mut seen: Option<Revision> = None;
+        let mut tick = tokio::time::interval(CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (Some(view), Some(router)) = (view.upgrade(), router.upgrade()) else {
+                return;
+            };
+            let snapshot = view.snapshot();
+            if seen == Some(snapshot.revision()) {
+                continue;
+            }
+            seen = Some(snapshot.revision());
+            sync(&snapshot, &router, &tunnels, workers, &mut built);
+        }
+    });
+}
+
+fn sync(
+    snapshot: &Snapshot,
+    router: &Router,
+    tunnels: &Tunnels,
+    workers: usize,
+    built: &mut HashMap<String, Built>,
+) {
+    let mut next = HashMap::new();
+    for entry in snapshot.clusters() {
+        let record = &entry.value;
+        if router.is_configured(&record.id) {
+            continue;
+        }
+        if matches!(record.connection, ClusterConnection::Agent) {
+            tunnels.disconnect_unless(&record.id, record.agent_token_hash.as_deref());
+        }
+        let reused = built
+            .remove(&record.id)
+            .filter(|b| b.connection == record.connection);
+        let cluster = match reused {
+            Some(b) => b.cluster,
+            None => match build(&record.id, &record.connection, tunnels, workers) {
+                Ok(cluster) => {
+                    tracing::info!(cluster.id = %record.id, connection = record.connection.kind(), "registered cluster routable");
+                    Arc::new(cluster)
+                }
+                Err(error) => {
+                    tracing::warn!(cluster.id = %record.id, %error, "registered cluster cannot be used");
+                    continue;
+                }
+            },
+        };
+        next.insert(
+            record.id.clone(),
+            Built {
+                connection: record.connection.clone(),
+                cluster,
+            },
+        );
+    }
+    for gone in built.keys() {
+        tracing::info!(cluster.id = %gone, "registered cluster removed");
+        tunnels.disconnect_unless(gone, None);
+    }
+    *built = next;
+    router.set_registered(built.values().map(|b| b.cluster.clone()));
+}
+
+fn build(
+    id: &str,
+    connection: &ClusterConnection,
+    tunnels: &Tunnels,
+    workers: usize,
+) -> Result<Cluster, super::UpstreamError> {
+    match connection {
+        ClusterConnection::Direct {
+            server,
+            ca_pem,
+            token_file,
+        } => {
+            let mut config = ClusterConfig::new(id, server.clone());
+            config.ca_pem = ca_pem.as_ref().map(|p| p.as_bytes().to_vec());
+            if let Some(file) = token_file {
+                config.credential = UpstreamCredential::BearerTokenFile(file.clone());
+            }
+            Cluster::new(&config, workers)
+        }
+        _ => Ok(Cluster::tunnel(id, tunnels, workers)),
+    }
+}
