@@ -14,6 +14,7 @@
 //! | `POST /paddock/v1/users/<id>/refresh` | re-reads a directory user's groups now |
 //! | `GET /paddock/v1/principals?provider=…&q=…` | finds directory users and groups |
 //! | `/paddock/v1/bindings[/<id>]`, `/paddock/v1/projects[/<id>[/namespaces[/<ns>]]]` | role bindings of users and groups, projects |
+//! | `GET /paddock/v1/clusters/<id>/replica?since=<rev>` | a cluster's replica feed for its sidecar (long poll; see [`crate::replica`]) |
 //! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
 //! | `POST /paddock/logout` | ends the browser session |
@@ -33,6 +34,7 @@ mod github;
 mod kubeconfig;
 mod pages;
 pub(crate) mod path;
+mod replica;
 mod session;
 
 use std::sync::Arc;
@@ -134,6 +136,9 @@ impl Endpoints {
             Endpoint::Me => session::me(self, request).await,
             Endpoint::Password => session::change_password(self.accounts()?, request).await,
             Endpoint::Kubeconfig => kubeconfig::download(self, self.accounts()?, request).await,
+            Endpoint::Replica(cluster) => {
+                replica::feed(self, self.accounts()?, request, &cluster).await
+            }
             Endpoint::Admin(segments) => {
                 let accounts = self.accounts()?.clone();
                 let segments: Vec<&str> = segments.iter().map(String::as_str).collect();

@@ -38,6 +38,8 @@ pub(crate) enum Endpoint {
     Password,
     /// `GET /paddock/v1/kubeconfig`.
     Kubeconfig,
+    /// `GET /paddock/v1/clusters/<id>/replica`: a sidecar's feed.
+    Replica(String),
     /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`,
     /// `/paddock/v1/bindings…`, `/paddock/v1/projects…`: the path segments
     /// after `v1/`.
@@ -129,6 +131,9 @@ impl Endpoint {
             ["v1", "login" | "logout" | "me" | "password" | "kubeconfig"] => {
                 return Err(method_not_allowed(method))
             }
+            ["v1", "clusters", id, "replica"] if read && !id.is_empty() => {
+                Endpoint::Replica((*id).to_owned())
+            }
             ["v1", rest @ ..]
                 if matches!(
                     rest,
@@ -156,6 +161,7 @@ impl Endpoint {
                 | Endpoint::Me
                 | Endpoint::Password
                 | Endpoint::Kubeconfig
+                | Endpoint::Replica(_)
                 | Endpoint::Admin(_)
         )
     }
@@ -181,6 +187,7 @@ impl Endpoint {
             // The endpoint refuses other clusters than the token's own.
             Endpoint::Kubeconfig => Access::caller(Caller::Required).scoped_ok(),
             Endpoint::Admin(_) => Access::caller(Caller::Required),
+            Endpoint::Replica(_) => Access::caller(Caller::Required),
         }
     }
 }
@@ -209,6 +216,11 @@ mod tests {
                 Method::DELETE,
                 "/paddock/v1/tokens/t-1",
                 Endpoint::Admin(vec!["tokens".into(), "t-1".into()]),
+            ),
+            (
+                Method::GET,
+                "/paddock/v1/clusters/prod/replica",
+                Endpoint::Replica("prod".into()),
             ),
             (
                 Method::POST,
