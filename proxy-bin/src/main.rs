@@ -8,6 +8,7 @@ mod bindings_cmd;
 mod config;
 mod policy_cmd;
 mod serve;
+mod sidecar_cmd;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -77,6 +78,10 @@ enum Command {
         #[command(flatten)]
         args: accounts_cmd::KubeconfigArgs,
     },
+    /// Run next to a downstream API server: its token-review webhook,
+    /// authenticating the cluster's Paddock tokens from a local replica
+    /// that keeps working while the center is down.
+    Sidecar(Box<sidecar_cmd::SidecarArgs>),
     /// Check the authorization policy and ask it questions.
     Policy {
         #[command(subcommand)]
@@ -210,6 +215,7 @@ fn main() -> ExitCode {
         Command::Project { location, command } => bindings_cmd::project(&location, command),
         Command::Token { location, command } => accounts_cmd::token(&location, command),
         Command::Kubeconfig { location, args } => accounts_cmd::kubeconfig(&location, &args),
+        Command::Sidecar(args) => sidecar_cmd::run(*args),
         Command::Policy { command } => match command {
             PolicyCommand::Check(location) => policy_cmd::check(&location),
             PolicyCommand::CanI(question) => policy_cmd::ask(&question, false),

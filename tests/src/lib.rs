@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod paddock;
 pub mod proxy;
 pub mod samba;
+pub mod sidecar;
 pub mod slapd;
 pub mod tls;
 

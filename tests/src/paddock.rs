@@ -50,6 +50,14 @@ pub fn run_to_exit(command: &mut Command) -> std::process::Output {
     child.wait_with_output().expect("wait")
 }
 
+/// The port of the first log line holding `marker` and `addr=<ip>:<port>`
+/// (how Paddock's commands say where they listen).
+pub fn logged_port(log: &str, marker: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
 /// A `paddock serve` child process on a free loopback port, with its own
 /// data directory. Killed on drop; its log is printed if a test panics.
 #[derive(Debug)]
@@ -66,13 +74,28 @@ impl Paddock {
     pub fn start(bin: &Path, args: &[String]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("paddock.log");
-        let log_file = fs::File::create(&log).expect("log file");
+        let mut paddock = Self {
+            child: None,
+            port: 0,
+            dir,
+            log,
+        };
+        paddock.spawn(bin, "127.0.0.1:0", args);
+        paddock
+    }
+
+    fn spawn(&mut self, bin: &Path, listen: &str, args: &[String]) {
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(bin)
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(self.data_dir())
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -80,14 +103,26 @@ impl Paddock {
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut paddock = Self {
-            child: Some(child),
-            port: 0,
-            dir,
-            log,
-        };
-        paddock.wait_ready();
-        paddock
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Kills the process (SIGKILL), as a crash would; its data directory stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after [`Paddock::kill`], on the same port and data
+    /// directory, with `args`.
+    pub fn restart(&mut self, bin: &Path, args: &[String]) {
+        assert!(self.child.is_none(), "still running");
+        let listen = format!("127.0.0.1:{}", self.port);
+        // Only the new process's "listening" line counts.
+        let _ = fs::write(&self.log, "");
+        self.spawn(bin, &listen, args);
     }
 
     fn wait_ready(&mut self) {
@@ -100,7 +135,7 @@ impl Paddock {
             {
                 panic!("paddock exited early with {status}:\n{}", self.log());
             }
-            if let Some(port) = self.logged_port() {
+            if let Some(port) = logged_port(&self.log(), "paddock listening") {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     self.port = port;
                     return;
@@ -112,14 +147,6 @@ impl Paddock {
             "paddock did not start listening within 15 s:\n{}",
             self.log()
         );
-    }
-
-    /// The port from the "paddock listening addr=127.0.0.1:<port>" log line.
-    fn logged_port(&self) -> Option<u16> {
-        let log = self.log();
-        let line = log.lines().find(|l| l.contains("paddock listening"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        addr.rsplit(':').next()?.parse().ok()
     }
 
     /// `https://127.0.0.1:<port>`.

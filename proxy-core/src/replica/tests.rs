@@ -108,7 +108,7 @@ fn deltas_carry_new_tokens_revocations_and_user_changes() {
         .commit(vec![Op::put(Object::User(user), Expect::Any)])
         .unwrap();
     let delta = f.feed(at);
-    assert_eq!(delta.deleted_tokens, [first.record.id.clone()]);
+    assert_eq!(delta.deleted_tokens, std::slice::from_ref(&first.record.id));
     assert_eq!(delta.users.len(), 1);
     assert!(!delta.users[0].enabled);
 }
