@@ -41,7 +41,17 @@ fn review(token: &str) -> String {
 }
 
 fn whoami(kube: &Kubeconfig) -> Result<serde_json::Value, String> {
-    let out = kube.run(&["auth", "whoami", "-o", "json"], None);
+    let out = kube.run(
+        &[
+            "--context",
+            "default-direct",
+            "auth",
+            "whoami",
+            "-o",
+            "json",
+        ],
+        None,
+    );
     if out.status.success() {
         Ok(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?)
     } else {
@@ -58,7 +68,22 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let center_args = upstream_args(&fake, dir.path());
+    // The cluster, with its authorized cluster endpoint: the fake itself.
+    let upstream = upstream_args(&fake, dir.path());
+    let fake_ca_file = write_file(dir.path(), "direct-ca.crt", fake.ca_pem());
+    let config = write_file(
+        dir.path(),
+        "paddock.yaml",
+        &format!(
+            "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n  directEndpoint:\n    server: {}\n    caFile: {}\n",
+            fake.url(),
+            upstream[3],
+            upstream[5],
+            fake.url(),
+            fake_ca_file.display()
+        ),
+    );
+    let center_args = vec!["--config".to_owned(), config.display().to_string()];
     let mut center = Paddock::start(bin(), &center_args);
     let client = TestClient::new(&center.ca_pem(), Protocol::Http1, None);
     let admin = center
@@ -84,8 +109,19 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
     };
     // The sidecar's feed credential (until clusters carry their own).
     let (feed_token, _) = token(serde_json::json!({"kind": "api", "description": "sidecar"})).await;
-    let (user_token, user_token_id) =
-        token(serde_json::json!({"kind": "kubeconfig", "cluster": "default"})).await;
+    // The user's kubeconfig, as downloaded: through Paddock, and direct.
+    let downloaded = client
+        .get(&url("/paddock/v1/kubeconfig?cluster=default"), Some(&admin))
+        .await;
+    assert_eq!(downloaded.status(), 200, "{}", downloaded.text());
+    let yaml = downloaded.text();
+    assert!(yaml.contains("name: default-direct"), "{yaml}");
+    let user_token = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .expect("a token")
+        .to_owned();
+    let user_token_id = user_token.split_once(':').unwrap().0.to_owned();
     let me = client
         .get(&url("/paddock/v1/me"), Some(&admin))
         .await
@@ -142,8 +178,7 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
     fake.set_token_webhook(
         TokenWebhook::from_config_file(&sidecar.write_webhook_config(dir.path()), "v1").unwrap(),
     );
-    let fake_ca = fake.ca_pem().as_bytes().to_vec();
-    let direct = Arc::new(Kubeconfig::new(&fake.url(), &fake_ca, &user_token));
+    let direct = Arc::new(Kubeconfig::from_yaml(&yaml));
 
     // Direct, authenticated by the sidecar: who it was, down to the token.
     let k = direct.clone();
@@ -161,9 +196,10 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
     );
     assert_eq!(user["extra"]["username"][0], "admin", "{seen}");
     let k = direct.clone();
-    let pods = tokio::task::spawn_blocking(move || k.ok(&["get", "pods"]))
-        .await
-        .unwrap();
+    let pods =
+        tokio::task::spawn_blocking(move || k.ok(&["--context", "default-direct", "get", "pods"]))
+            .await
+            .unwrap();
     assert!(pods.contains("web-1"), "{pods}");
 
     // A token scoped to another cluster is refused, in the request's version.
@@ -172,7 +208,7 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["apiVersion"], "authentication.k8s.io/v1beta1");
     assert_eq!(answer["status"]["authenticated"], false, "{body}");
-    let elsewhere = Kubeconfig::new(&fake.url(), &fake_ca, &other_token);
+    let elsewhere = Kubeconfig::from_yaml(&yaml.replace(&user_token, &other_token));
     let refused = tokio::task::spawn_blocking(move || whoami(&elsewhere))
         .await
         .unwrap();
