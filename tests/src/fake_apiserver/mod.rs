@@ -15,6 +15,7 @@
 mod discovery;
 mod exec;
 mod impersonation;
+mod rbac;
 mod resources;
 mod webhook;
 
@@ -122,6 +123,8 @@ pub(crate) struct State {
     generation: watch::Sender<u64>,
     /// Authenticates bearer tokens other than the proxy's.
     token_webhook: Mutex<Option<TokenWebhook>>,
+    /// `rbac.authorization.k8s.io/v1` objects.
+    rbac: Mutex<rbac::Objects>,
 }
 
 /// A running fake apiserver.
@@ -167,6 +170,7 @@ impl FakeApiServer {
             bench_pod: Bytes::from(resources::pod("default", "bench", 1).to_string()),
             generation: watch::channel(0).0,
             token_webhook: Mutex::new(None),
+            rbac: Mutex::default(),
             config,
         });
         let tls = (!state.config.plain_http).then(|| {
@@ -235,6 +239,49 @@ impl FakeApiServer {
     /// `--authentication-token-webhook-config-file` does.
     pub fn set_token_webhook(&self, webhook: TokenWebhook) {
         *self.state.token_webhook.lock().unwrap() = Some(webhook);
+    }
+
+    /// The stored RBAC objects of `resource` (`clusterroles`,
+    /// `clusterrolebindings`, `roles`, `rolebindings`), in (namespace, name) order.
+    pub fn rbac_objects(&self, resource: &str) -> Vec<Value> {
+        self.state
+            .rbac
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((r, _, _), _)| r == resource)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Deletes an RBAC object by hand, as `kubectl delete` would; whether it existed.
+    pub fn delete_rbac_object(&self, resource: &str, namespace: &str, name: &str) -> bool {
+        self.state
+            .rbac
+            .lock()
+            .unwrap()
+            .remove(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
+            .is_some()
+    }
+
+    /// Stores an RBAC object by hand (created or replaced, as someone else's
+    /// `kubectl apply` would).
+    pub fn put_rbac_object(&self, resource: &str, mut object: Value) {
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        object["metadata"]["resourceVersion"] =
+            self.state.next_resource_version().to_string().into();
+        self.state
+            .rbac
+            .lock()
+            .unwrap()
+            .insert((resource.to_owned(), namespace, name), object);
     }
 
     /// Closes every open connection at once (no GOAWAY), as a crashing or
@@ -525,6 +572,10 @@ async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) ->
         }
         (_, ["api", "v1", "namespaces"]) | (_, ["api", "v1", "namespaces", _]) => {
             resources::namespaces(&state, request, &segments).await
+        }
+        (_, ["apis", "rbac.authorization.k8s.io", "v1", rest @ ..]) => {
+            let rest: Vec<&str> = rest.to_vec();
+            rbac::serve(&state, request, &rest).await
         }
         (_, ["api", "v1", "namespaces", _, "pods", ..]) | (_, ["api", "v1", "pods"]) => {
             resources::pods(&state, request, &segments).await
