@@ -75,7 +75,7 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
         dir.path(),
         "paddock.yaml",
         &format!(
-            "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n  directEndpoint:\n    server: {}\n    caFile: {}\n",
+            "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n  directEndpoint:\n    server: {}\n    caFile: {}\nrbacSync:\n  clusters: [default]\n",
             fake.url(),
             upstream[3],
             upstream[5],

@@ -21,6 +21,7 @@ mod ldap;
 mod limits;
 mod logging;
 mod metrics;
+mod rbac_sync;
 mod tls;
 
 use std::{
@@ -40,6 +41,7 @@ pub(crate) use self::{
     limits::LimitsConfig,
     logging::{LogFormat, LoggingConfig},
     metrics::{CheckedMetrics, MetricsConfig},
+    rbac_sync::{CheckedRbacSync, RbacSyncConfig},
     tls::{CheckedTls, TlsConfig},
 };
 
@@ -84,6 +86,9 @@ pub(crate) struct Config {
     pub(crate) metrics: Option<MetricsConfig>,
     /// The Kubernetes-format audit log; off when absent.
     pub(crate) audit: Option<AuditConfig>,
+    /// `rbacSync:`; absent disables it.
+    #[serde(default)]
+    pub(crate) rbac_sync: Option<RbacSyncConfig>,
 }
 
 /// A configuration that passed [`Config::check`]: everything `serve` needs,
@@ -116,6 +121,8 @@ pub(crate) struct Checked {
     pub(crate) metrics: Option<CheckedMetrics>,
     /// The audit log, when configured.
     pub(crate) audit: Option<CheckedAudit>,
+    /// The RBAC sync, when configured.
+    pub(crate) rbac_sync: Option<CheckedRbacSync>,
 }
 
 impl Checked {
@@ -310,6 +317,14 @@ impl Config {
             .as_ref()
             .map(|metrics| metrics.check(listen, &mut errors));
         let audit = self.audit.as_ref().map(|a| a.check(&mut errors));
+        let known: Vec<&str> = self.clusters.iter().map(|c| c.id.as_str()).collect();
+        let policy = authorization
+            .as_ref()
+            .is_some_and(|a| a.mode == AuthorizationMode::Policy);
+        let rbac_sync = self
+            .rbac_sync
+            .as_ref()
+            .map(|r| r.check(&known, policy, &mut errors));
         match (listen, tls, authentication, authorization, clusters) {
             (
                 Some(listen),
@@ -330,6 +345,7 @@ impl Config {
                 logging: self.logging.clone(),
                 metrics: metrics.flatten(),
                 audit: audit.flatten(),
+                rbac_sync: rbac_sync.flatten(),
             }),
             _ => Err(ConfigErrors(errors.0)),
         }
