@@ -58,6 +58,26 @@ pub fn logged_port(log: &str, marker: &str) -> Option<u16> {
     addr.rsplit(':').next()?.parse().ok()
 }
 
+/// Waits (at most 15 s) until `child` logs `marker` with its address in
+/// `log` and accepts connections there; returns the port. Panics with the
+/// log if it exits first or takes longer.
+pub fn wait_listening(child: &mut Child, log: &Path, marker: &str) -> u16 {
+    let read = || fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("exited early with {status}, before '{marker}':\n{}", read());
+        }
+        if let Some(port) = logged_port(&read(), marker) {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no '{marker}' within 15 s:\n{}", read());
+}
+
 /// A `paddock serve` child process on a free loopback port, with its own
 /// data directory. Killed on drop; its log is printed if a test panics.
 #[derive(Debug)]
@@ -126,27 +146,8 @@ impl Paddock {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("paddock exited early with {status}:\n{}", self.log());
-            }
-            if let Some(port) = logged_port(&self.log(), "paddock listening") {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    self.port = port;
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "paddock did not start listening within 15 s:\n{}",
-            self.log()
-        );
+        let child = self.child.as_mut().expect("started");
+        self.port = wait_listening(child, &self.log, "paddock listening");
     }
 
     /// `https://127.0.0.1:<port>`.

@@ -6,10 +6,10 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::paddock::logged_port;
+use crate::paddock::wait_listening;
 
 /// A `paddock sidecar` child process. Killed on drop; its log is printed if
 /// a test panics.
@@ -37,29 +37,13 @@ impl Sidecar {
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let mut sidecar = Self {
+        let mut child = child;
+        let port = wait_listening(&mut child, log, "sidecar listening");
+        Self {
             child: Some(child),
-            port: 0,
+            port,
             log: log.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(status) = sidecar
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("sidecar exited early with {status}:\n{}", sidecar.log());
-            }
-            if let Some(port) = logged_port(&sidecar.log(), "sidecar listening") {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    sidecar.port = port;
-                    return sidecar;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("sidecar did not start within 15 s:\n{}", sidecar.log());
     }
 
     /// The port it listens on.

@@ -14,6 +14,7 @@
 //! bash benches/sidecar.sh                 # TOKENS=100000 REVOCATIONS=200
 //! ```
 
+use paddock_benches::rss_kib;
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -39,15 +40,6 @@ fn arg(args: &[String], name: &str, default: &str) -> String {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| default.to_owned())
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -282,7 +274,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
         "sidecar RSS with {tokens} tokens: {} KiB",
-        rss_kib(sidecar.0.id())
+        rss_kib(&sidecar.0.id().to_string())
     );
 
     let mut valid = Vec::with_capacity(reviews);
@@ -307,7 +299,7 @@ async fn main() -> anyhow::Result<()> {
     summary("token review, unknown token", unknown);
     println!(
         "sidecar RSS after the reviews: {} KiB",
-        rss_kib(sidecar.0.id())
+        rss_kib(&sidecar.0.id().to_string())
     );
 
     // Revocations through the center's admin API.
@@ -360,6 +352,9 @@ async fn main() -> anyhow::Result<()> {
         "revocation propagation (DELETE sent → sidecar refuses)",
         propagation,
     );
-    println!("sidecar RSS at the end: {} KiB", rss_kib(sidecar.0.id()));
+    println!(
+        "sidecar RSS at the end: {} KiB",
+        rss_kib(&sidecar.0.id().to_string())
+    );
     Ok(())
 }

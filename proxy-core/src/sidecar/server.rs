@@ -9,14 +9,13 @@
 //! | `GET /readyz` | replica revision and lag; 503 before the first state or past `--max-staleness` |
 //! | `GET /metrics` | OpenMetrics: revision, lag, tokens, reviews by result |
 
-use std::{convert::Infallible, future::Future, pin::pin, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, task::JoinSet};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
 
 use super::{review, Shared};
 
@@ -30,41 +29,19 @@ pub(super) async fn serve(
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut shutdown = pin!(shutdown);
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "sidecar listener cannot accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        if connections.len() >= MAX_CONNECTIONS {
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
+    let handler = move |request: Request<Incoming>| {
         let shared = shared.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(respond(&shared, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "sidecar connection closed with an error");
-            }
-        });
-    }
-    connections.shutdown().await;
+        async move { respond(&shared, request).await }
+    };
+    crate::server::plain::serve(
+        listener,
+        "sidecar",
+        MAX_CONNECTIONS,
+        HEADER_READ_TIMEOUT,
+        handler,
+        shutdown,
+    )
+    .await;
 }
 
 async fn respond(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {

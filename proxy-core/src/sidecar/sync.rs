@@ -8,10 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioTimer},
-};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{replica::Replica, Shared};
@@ -28,26 +25,9 @@ const MAX_FEED: usize = 512 * 1024 * 1024;
 
 pub(super) type FeedClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
-/// An HTTPS client trusting `ca_pem` (or the system roots).
+/// An HTTPS-only client trusting `ca_pem` (or the system roots).
 pub(super) fn client(ca_pem: Option<&[u8]>) -> Result<FeedClient, String> {
-    let roots = crate::upstream::tls::roots(ca_pem)?;
-    let tls = rustls::ClientConfig::builder_with_provider(crate::upstream::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .build(connector))
+    crate::upstream::tls::https_client(ca_pem, Duration::from_secs(10), false)
 }
 
 /// How far behind the center the replica is.

@@ -21,10 +21,7 @@ use std::{
 use bytes::Bytes;
 use http::{header, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioTimer},
-};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde::Serialize;
 
 use super::{
@@ -140,25 +137,9 @@ impl WebhookSink {
 
     /// The HTTP client, checked before the thread starts.
     pub(super) fn client(&self) -> Result<HttpClient, WebhookError> {
-        let roots =
-            crate::upstream::tls::roots(self.ca_pem.as_deref()).map_err(WebhookError::Tls)?;
-        let tls = rustls::ClientConfig::builder_with_provider(crate::upstream::tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| WebhookError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(self.timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector))
+        // http:// is checked at load: loopback only.
+        crate::upstream::tls::https_client(self.ca_pem.as_deref(), self.timeout, true)
+            .map_err(WebhookError::Tls)
     }
 }
 

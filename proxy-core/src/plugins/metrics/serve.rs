@@ -2,15 +2,14 @@
 //! Meant for loopback or a private network; it has no TLS and no
 //! authentication of its own.
 
-use std::{convert::Infallible, future::Future, pin::pin, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
-use tokio::{net::TcpListener, task::JoinSet};
+use tokio::net::TcpListener;
 
 /// The content type of the OpenMetrics text format
 /// (<https://prometheus.io/docs/specs/om/open_metrics_spec/>). Prometheus 3
@@ -41,42 +40,19 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut shutdown = pin!(shutdown);
-    let mut connections = JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait rather
-                    // than spin.
-                    tracing::warn!(%error, "metrics listener cannot accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        if connections.len() >= MAX_CONNECTIONS {
-            continue;
-        }
-        let registry = registry.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let response = respond(&registry, &request);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "metrics connection closed with an error");
-            }
-        });
-    }
-    connections.shutdown().await;
+    let handler = move |request: Request<Incoming>| {
+        let response = respond(&registry, &request);
+        async move { response }
+    };
+    crate::server::plain::serve(
+        listener,
+        "metrics",
+        MAX_CONNECTIONS,
+        HEADER_READ_TIMEOUT,
+        handler,
+        shutdown,
+    )
+    .await;
 }
 
 fn respond(registry: &Registry, request: &Request<Incoming>) -> Response<Full<Bytes>> {
