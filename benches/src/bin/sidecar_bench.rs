@@ -14,6 +14,9 @@
 //! bash benches/sidecar.sh                 # TOKENS=100000 REVOCATIONS=200
 //! ```
 
+// A benchmark reports to stdout.
+#![allow(clippy::print_stdout)]
+
 use paddock_benches::rss_kib;
 use std::{
     path::{Path, PathBuf},
