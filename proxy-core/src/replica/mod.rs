@@ -176,7 +176,9 @@ pub struct ReplicaUser {
     pub id: String,
     /// Login name.
     pub username: String,
-    /// Disabled users' tokens are refused.
+    /// Disabled users' tokens are refused (so are those of a user who must
+    /// change their password first: through the center they may do
+    /// nothing else either).
     pub enabled: bool,
     /// Principal ids (`local://u-…`, `github_user://…`).
     #[serde(default)]
@@ -192,7 +194,7 @@ impl ReplicaUser {
         Self {
             id: user.id.clone(),
             username: user.username.clone(),
-            enabled: user.enabled,
+            enabled: user.enabled && !user.must_change_password,
             principal_ids: user.principal_ids.clone(),
             groups: attributes
                 .map(UserAttributes::all_groups)

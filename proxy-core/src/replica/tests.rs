@@ -137,3 +137,16 @@ fn debug_output_holds_no_verifier_or_key() {
     assert!(!shown.contains(feed.verifier_key.as_deref().unwrap()));
     assert!(!shown.contains(&feed.tokens[0].verifier));
 }
+
+#[test]
+fn a_user_who_must_change_their_password_is_replicated_disabled() {
+    let f = fixture(1000);
+    f.issue("u-a", Some("prod"));
+    let mut user = f.view.snapshot().user("u-a").unwrap().value.clone();
+    user.must_change_password = true;
+    f.view
+        .commit(vec![Op::put(Object::User(user), Expect::Any)])
+        .unwrap();
+    let feed = f.feed(Revision(0));
+    assert!(!feed.users[0].enabled);
+}

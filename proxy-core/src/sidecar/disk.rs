@@ -17,6 +17,11 @@ use super::replica::{Replica, ReplicaFile, FILE_FORMAT};
 
 /// The replica file's name in the data directory.
 pub const REPLICA_FILE: &str = "replica.json";
+/// When the replica was last known current (Unix milliseconds, text): the
+/// replica file is only rewritten when something changes, this one while
+/// the feed is quiet, so a sidecar restarted without the center knows its
+/// real age.
+pub const CURRENT_FILE: &str = "replica.current";
 
 /// Why the replica file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +100,11 @@ impl ReplicaDisk {
                 file.cluster
             )));
         }
-        let current_at_ms = file.current_at_ms;
+        let heartbeat = fs::read_to_string(self.heartbeat_path())
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let current_at_ms = file.current_at_ms.max(heartbeat);
         let replica = Replica::from_file(file).map_err(|e| corrupt(e.to_string()))?;
         Ok((replica, current_at_ms))
     }
@@ -122,6 +131,20 @@ impl ReplicaDisk {
             let _ = fs::remove_file(&tmp);
             self.io(source)
         })
+    }
+
+    fn heartbeat_path(&self) -> PathBuf {
+        self.path.with_file_name(CURRENT_FILE)
+    }
+
+    /// Records that the replica was current at `current_at_ms`. Blocking;
+    /// a failure only makes a restarted sidecar think itself older.
+    pub fn save_heartbeat(&self, current_at_ms: u64) -> Result<(), DiskError> {
+        let path = self.heartbeat_path();
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        fs::write(&tmp, current_at_ms.to_string())
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|source| self.io(source))
     }
 
     fn io(&self, source: std::io::Error) -> DiskError {

@@ -26,7 +26,7 @@ pub mod review;
 mod server;
 mod sync;
 
-pub use disk::{DiskError, ReplicaDisk, REPLICA_FILE};
+pub use disk::{DiskError, ReplicaDisk, CURRENT_FILE, REPLICA_FILE};
 pub use replica::{Replica, ReplicaError};
 pub use sync::Lag;
 

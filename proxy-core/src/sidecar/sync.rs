@@ -18,6 +18,8 @@ use crate::replica::ReplicaFeed;
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Extra time for the answer to arrive before the poll counts as lost.
 const POLL_GRACE: Duration = Duration::from_secs(10);
+/// How often a quiet, current replica records that it is current.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Largest feed answer read (a reset of 100,000 tokens is about 25 MB).
@@ -101,6 +103,7 @@ impl Lag {
 pub(super) async fn follow(shared: Arc<Shared>) {
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
+    let mut heartbeat_at = tokio::time::Instant::now();
     loop {
         let since = shared.replica.load().revision();
         match tokio::time::timeout(POLL_TIMEOUT + POLL_GRACE, poll(&shared, since)).await {
@@ -111,6 +114,16 @@ pub(super) async fn follow(shared: Arc<Shared>) {
                     failing = false;
                 }
                 apply(&shared, feed);
+                if heartbeat_at.elapsed() >= HEARTBEAT_EVERY {
+                    heartbeat_at = tokio::time::Instant::now();
+                    let disk = shared.disk.clone();
+                    let at = shared.lag.current_at_ms();
+                    if let Ok(Err(error)) =
+                        tokio::task::spawn_blocking(move || disk.save_heartbeat(at)).await
+                    {
+                        tracing::warn!(%error, "cannot record the replica's freshness");
+                    }
+                }
             }
             Ok(Err(error)) => {
                 shared.lag.lost();

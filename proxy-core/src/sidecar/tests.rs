@@ -243,6 +243,10 @@ fn the_replica_survives_a_restart_and_a_damaged_file_is_refused_untouched() {
     let second = sidecar(dir.path(), None);
     assert_eq!(second.replica().revision(), first.replica().revision());
     assert_eq!(second.lag().current_at_ms(), 1234);
+    // A quiet feed records freshness apart from the replica.
+    second.shared.disk.save_heartbeat(5678).unwrap();
+    let third = sidecar(dir.path(), None);
+    assert_eq!(third.lag().current_at_ms(), 5678);
     let (_, answer) = second.review(&review_body(
         "authentication.k8s.io/v1",
         token.token.expose_secret(),
