@@ -54,6 +54,7 @@ fn setup() -> Setup {
                 kind: TokenKind::Api,
                 hash: hasher.hash("background"),
                 cluster: None,
+                cluster_verifier: None,
                 provider: "local".into(),
                 description: String::new(),
                 created_at: now,

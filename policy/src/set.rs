@@ -171,6 +171,16 @@ impl PolicySet {
         }
     }
 
+    /// A role template's context (`cluster` or `project`) and its rules
+    /// with inherited templates and external ClusterRoles resolved: what a
+    /// binding to it grants, as native RBAC writes it downstream.
+    pub fn role_template(&self, name: &str) -> Option<(&str, &[crate::PolicyRule])> {
+        self.compiled
+            .templates
+            .get(name)
+            .map(|(context, rules)| (context.as_str(), rules.as_slice()))
+    }
+
     /// The management cluster's id, if any.
     pub fn management_cluster(&self) -> Option<&str> {
         self.management_cluster.as_deref()

@@ -11,6 +11,7 @@ mod config;
 mod policy_cmd;
 mod serve;
 mod store_cmd;
+mod sidecar_cmd;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -98,6 +99,10 @@ enum Command {
         #[command(subcommand)]
         command: store_cmd::StoreCommand,
     },
+    /// Run next to a downstream API server: its token-review webhook,
+    /// authenticating the cluster's Paddock tokens from a local replica
+    /// that keeps working while the center is down.
+    Sidecar(Box<sidecar_cmd::SidecarArgs>),
     /// Check the authorization policy and ask it questions.
     Policy {
         #[command(subcommand)]
@@ -247,6 +252,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(*args),
         Command::Kubeconfig { location, args } => accounts_cmd::kubeconfig(&location, &args),
         Command::Store { command } => store_cmd::run(command),
+        Command::Sidecar(args) => sidecar_cmd::run(*args),
         Command::Policy { command } => match command {
             PolicyCommand::Check(location) => policy_cmd::check(&location),
             PolicyCommand::CanI(question) => policy_cmd::ask(&question, false),

@@ -207,6 +207,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         audit,
         health,
         alerts,
+        rbac_sync,
     } = config;
     // First, before anything writes into it: mode 0700.
     proxy_core::store::create_data_dir(&data_dir).map_err(|e| {
@@ -263,6 +264,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         tracing::info!(tokens = tokens.len(), file = %file.display(), "static token file loaded");
         builder = builder.authenticator(tokens);
     }
+    let mut policy_authorizer = None;
     let authorizer: Arc<dyn Authorizer> = match authorization.mode {
         AuthorizationMode::DenyAll => {
             tracing::warn!("no authorization policy configured: every proxied request is denied");
@@ -278,7 +280,9 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
             let source = authorization.policy_source(Some(accounts.view().clone()));
             let authorizer = PolicyAuthorizer::watch(source)?;
             tracing::info!(stats = ?authorizer.current().stats(), "policy loaded");
-            Arc::new(authorizer)
+            let authorizer = Arc::new(authorizer);
+            policy_authorizer = Some(authorizer.clone());
+            authorizer
         }
     };
     if authorization.mode == AuthorizationMode::Policy {
@@ -287,6 +291,24 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         builder = builder.admin_authorizer(authorizer.clone());
     }
     builder = builder.authorizer(authorizer);
+    let rbac_sync = match (rbac_sync, policy_authorizer) {
+        (Some(checked), Some(policy)) => {
+            let current: proxy_core::plugins::rbac_sync::CurrentPolicy =
+                Arc::new(move || policy.current());
+            let mut sync =
+                proxy_core::plugins::rbac_sync::RbacSync::new(accounts.view().clone(), current)
+                    .interval(checked.interval);
+            for id in &checked.clusters {
+                if let Some(c) = clusters.iter().find(|c| &c.config.id == id) {
+                    sync =
+                        sync.cluster(id, proxy_core::plugins::rbac_sync::kube_client(&c.config)?);
+                    tracing::info!(cluster.id = %id, "rbac sync enabled");
+                }
+            }
+            Some(Arc::new(sync).spawn())
+        }
+        _ => None,
+    };
     for cluster in clusters {
         tracing::info!(cluster.id = %cluster.config.id, server = %cluster.config.server, default = cluster.default, "cluster");
         if cluster
@@ -353,6 +375,9 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         .await;
     if let Some(metrics) = metrics {
         metrics.stop().await;
+    }
+    if let Some(task) = rbac_sync {
+        task.abort();
     }
     served?;
     Ok(())
@@ -455,7 +480,7 @@ fn open_accounts(
     Ok(accounts)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");

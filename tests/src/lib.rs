@@ -16,6 +16,7 @@ pub mod netns;
 pub mod paddock;
 pub mod proxy;
 pub mod samba;
+pub mod sidecar;
 pub mod slapd;
 pub mod tls;
 pub mod webhook;

@@ -69,6 +69,34 @@ pub fn run_to_exit(command: &mut Command) -> std::process::Output {
     child.wait_with_output().expect("wait")
 }
 
+/// The port of the first log line holding `marker` and `addr=<ip>:<port>`
+/// (how Paddock's commands say where they listen).
+pub fn logged_port(log: &str, marker: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// Waits (at most 15 s) until `child` logs `marker` with its address in
+/// `log` and accepts connections there; returns the port. Panics with the
+/// log if it exits first or takes longer.
+pub fn wait_listening(child: &mut Child, log: &Path, marker: &str) -> u16 {
+    let read = || fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("exited early with {status}, before '{marker}':\n{}", read());
+        }
+        if let Some(port) = logged_port(&read(), marker) {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no '{marker}' within 15 s:\n{}", read());
+}
+
 /// A `paddock serve` child process on a free loopback port, with its own
 /// data directory. Killed on drop; its log is printed if a test panics.
 #[derive(Debug)]

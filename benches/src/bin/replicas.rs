@@ -233,6 +233,7 @@ fn seed(store: Arc<dyn Store>, users: usize, tokens: usize) {
                 kind: TokenKind::Api,
                 hash: hash.clone(),
                 cluster: None,
+                cluster_verifier: None,
                 provider: "local".into(),
                 description: String::new(),
                 created_at: now,

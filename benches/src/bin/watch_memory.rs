@@ -6,6 +6,7 @@
 //! bash benches/watch-memory.sh            # WATCHES=10000
 //! ```
 
+use paddock_benches::rss_kib;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,15 +22,6 @@ fn arg(args: &[String], name: &str) -> String {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| panic!("missing {name}"))
-}
-
-fn rss_kib(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
 }
 
 #[tokio::main]

@@ -38,6 +38,9 @@ pub(crate) struct Compiled {
     pub(crate) users: FastMap<Box<str>, ScopedGrants>,
     pub(crate) groups: FastMap<Box<str>, ScopedGrants>,
     pub(crate) bindings: usize,
+    /// Every role template's context and resolved rules (inheritance and
+    /// external ClusterRoles followed), by name.
+    pub(crate) templates: BTreeMap<String, (String, Vec<PolicyRule>)>,
 }
 
 enum Key {
@@ -610,6 +613,14 @@ pub(crate) fn compile(
         named: HashMap::new(),
     };
     let templates = &templates;
+    b.out.templates = reg
+        .templates
+        .iter()
+        .map(|(name, (rt, _))| {
+            let rules = templates.memo[*name].clone();
+            ((*name).to_owned(), (rt.context.clone(), rules))
+        })
+        .collect();
 
     // Checks a binding's template: it exists, has the right context, is not locked.
     let template_for = |name: &str,

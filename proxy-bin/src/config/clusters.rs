@@ -38,6 +38,20 @@ pub(crate) struct ClusterEntry {
     /// Settings that weaken security; each says so in the log.
     #[serde(default)]
     pub(crate) dangerous: DangerousCluster,
+    /// The API server as users reach it directly, authenticated by a
+    /// `paddock sidecar` (downloaded kubeconfigs gain `<id>-direct`).
+    pub(crate) direct_endpoint: Option<DirectEndpointEntry>,
+}
+
+/// `clusters[].directEndpoint:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct DirectEndpointEntry {
+    /// `https://<api server>:6443`.
+    pub(crate) server: String,
+    /// Its CA bundle, put into kubeconfigs.
+    #[serde(rename = "caFile")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// `clusters[].kubeconfig:`.
@@ -217,6 +231,30 @@ fn resolve(
     }
     if let Some(secs) = entry.connect_timeout_seconds {
         cluster.connect_timeout = Duration::from_secs(secs);
+    }
+    if let Some(direct) = &entry.direct_endpoint {
+        let uri = direct.server.parse::<http::Uri>().ok();
+        if uri.as_ref().and_then(http::Uri::scheme_str) != Some("https")
+            || uri.as_ref().and_then(http::Uri::host).is_none()
+        {
+            errors.push(
+                at("directEndpoint.server"),
+                format!("{:?} is not an https:// URL", direct.server),
+            );
+        }
+        let ca_pem = direct
+            .ca_file
+            .as_ref()
+            .and_then(|f| errors.read(&at("directEndpoint.caFile"), f));
+        if let Some(pem) = &ca_pem {
+            if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+                errors.push(at("directEndpoint.caFile"), "holds no PEM certificate");
+            }
+        }
+        cluster.direct_endpoint = Some(proxy_core::kubeconfig::DirectEndpoint {
+            server: direct.server.clone(),
+            ca_pem,
+        });
     }
     if errors.len() > before {
         return None;

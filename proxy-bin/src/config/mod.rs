@@ -26,6 +26,7 @@ mod metrics;
 mod oidc;
 mod secrets;
 mod store;
+mod rbac_sync;
 mod tls;
 
 use std::{
@@ -48,6 +49,7 @@ pub(crate) use self::{
     logging::{LogFormat, LoggingConfig},
     metrics::{CheckedMetrics, MetricsConfig},
     store::{Backend, CheckedStore, OpenError, StoreConfig},
+    rbac_sync::{CheckedRbacSync, RbacSyncConfig},
     tls::{CheckedTls, TlsConfig},
 };
 
@@ -102,6 +104,9 @@ pub(crate) struct Config {
     pub(crate) cluster_health: Option<HealthConfig>,
     /// Alert hooks; off when absent.
     pub(crate) alerts: Option<AlertsConfig>,
+    /// `rbacSync:`; absent disables it.
+    #[serde(default)]
+    pub(crate) rbac_sync: Option<RbacSyncConfig>,
 }
 
 /// A configuration that passed [`Config::check`]: everything `serve` needs,
@@ -142,6 +147,8 @@ pub(crate) struct Checked {
     pub(crate) health: Option<proxy_core::health::HealthOptions>,
     /// Alert hooks, when configured.
     pub(crate) alerts: Option<CheckedAlerts>,
+    /// The RBAC sync, when configured.
+    pub(crate) rbac_sync: Option<CheckedRbacSync>,
 }
 
 impl Checked {
@@ -347,6 +354,14 @@ impl Config {
             .alerts
             .as_ref()
             .map(|a| a.check(health.is_some(), &mut errors));
+        let known: Vec<&str> = self.clusters.iter().map(|c| c.id.as_str()).collect();
+        let policy = authorization
+            .as_ref()
+            .is_some_and(|a| a.mode == AuthorizationMode::Policy);
+        let rbac_sync = self
+            .rbac_sync
+            .as_ref()
+            .map(|r| r.check(&known, policy, &mut errors));
         match (
             listen,
             tls,
@@ -379,6 +394,7 @@ impl Config {
                 audit: audit.flatten(),
                 health,
                 alerts: alerts.flatten(),
+                rbac_sync: rbac_sync.flatten(),
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

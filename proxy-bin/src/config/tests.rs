@@ -44,6 +44,13 @@ fn errors_name_the_key_path() {
         ("authentication:\n  ldap:\n    - {name: corp, kind: openldap, servers: [ldaps://x], bindDn: x, bindPassword: p, userSearchBase: dc=x, bogus: 1}\n", "authentication.ldap[0].bogus"),
         ("authentication:\n  ldap:\n    - {name: corp, kind: openldap, servers: [ftp://x], bindDn: x, bindPassword: p, userSearchBase: dc=x}\n", "authentication.ldap[0].servers[0]"),
         ("dataDir: /etc/hostname\n", "dataDir"),
+        ("clusters:\n  - id: a\n    server: https://x\n    directEndpoint: {server: 'http://x:6443'}\n", "clusters[0].directEndpoint.server"),
+        ("clusters:\n  - id: a\n    server: https://x\nrbacSync: {clusters: [b]}\n", "rbacSync.clusters[0]"),
+        ("clusters:\n  - id: a\n    server: https://x\nrbacSync: {clusters: [a], intervalSeconds: 0}\n", "rbacSync.intervalSeconds"),
+        ("clusters:\n  - id: a\n    server: https://x\nauthorization: allow-authenticated\nrbacSync: {clusters: [a]}\n", "rbacSync"),
+        ("rbacSync: {clusters: [], bogus: 1}\n", "rbacSync.bogus"),
+        ("clusters:\n  - id: a\n    server: https://x\n    directEndpoint: {server: 'https://x:6443', caFile: /etc/hostname}\n", "clusters[0].directEndpoint.caFile"),
+        ("clusters:\n  - id: a\n    server: https://x\n    directEndpoint: {server: 'https://x:6443', ca: x}\n", "clusters[0].directEndpoint.ca"),
     ];
     for (yaml, path) in cases {
         let errors = check(yaml).expect_err(yaml);

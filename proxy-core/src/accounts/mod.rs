@@ -408,6 +408,16 @@ impl Accounts {
         &self.token_policy
     }
 
+    /// One answer of `cluster`'s replica feed after `since` (see
+    /// [`crate::replica`]). Blocking.
+    pub fn replica_feed(
+        &self,
+        cluster: &str,
+        since: crate::store::Revision,
+    ) -> Result<crate::replica::ReplicaFeed, StoreError> {
+        crate::replica::build(&self.view, &self.token_hasher, cluster, since)
+    }
+
     /// Issues a token (see [`tokens::issue`]). Blocking.
     pub fn issue(&self, request: NewToken) -> Result<IssuedToken, IssueError> {
         tokens::issue(

@@ -1,6 +1,9 @@
 //! `GET /paddock/v1/kubeconfig?cluster=<id>`: a kubeconfig whose server is
 //! Paddock's `/k8s/clusters/<id>` (at the host the caller used), with a
-//! fresh kubeconfig token scoped to that cluster and Paddock's CA.
+//! fresh kubeconfig token scoped to that cluster and Paddock's CA; for a
+//! cluster with an authorized cluster endpoint, a second context
+//! `<id>-direct` to its API server (the token is cluster-scoped, so the
+//! cluster's sidecar accepts it there).
 //!
 //! Asked for JSON (`Accept: application/json`) without a cluster, it lists
 //! the clusters the caller may use instead, with their status (`direct`,
@@ -93,12 +96,13 @@ pub(super) async fn download(
         .await?
         .map_err(issue_error)?;
     let name = cluster.id();
-    let yaml = crate::kubeconfig::render(
+    let yaml = crate::kubeconfig::render_with_direct(
         &format!("https://{host}"),
         name,
         &username,
         &issued.token,
         endpoints.config().ca_pem.as_deref(),
+        cluster.direct_endpoint(),
     );
     tracing::info!(auth.user = %caller.user, cluster.id = %name, token.id = %issued.record.id, "kubeconfig issued");
     let mut response = http::Response::new(ResponseBody::full(yaml));

@@ -17,6 +17,7 @@
 //! | `/paddock/v1/bindings[/<id>]`, `/paddock/v1/projects[/<id>[/namespaces[/<ns>]]]` | role bindings of users and groups, projects |
 //! | `/paddock/v1/clusters[/<id>[/token\|/agent.yaml]]` | clusters registered at runtime, their agents' tokens and manifests |
 //! | `GET /paddock/v1/connect` | an agent's tunnel (WebSocket; its registration token authenticates it) |
+//! | `GET /paddock/v1/clusters/<id>/replica?since=<rev>` | a cluster's replica feed for its sidecar (long poll; see [`crate::replica`]) |
 //! | `GET /paddock/login`, `POST /paddock/login` | the browser sign-in page and its password form |
 //! | `GET /paddock/` | the browser landing page: a kubeconfig per accessible cluster |
 //! | `POST /paddock/logout` | ends the browser session |
@@ -42,6 +43,7 @@ mod kubeconfig;
 mod oidc;
 mod pages;
 pub(crate) mod path;
+mod replica;
 mod session;
 
 use std::sync::Arc;
@@ -156,6 +158,9 @@ impl Endpoints {
             Endpoint::Kubeconfig => kubeconfig::download(self, self.accounts()?, request).await,
             Endpoint::ClusterHealth(id) => health::cluster(self, &request, &id),
             Endpoint::Connect => connect::accept(self, self.accounts()?, request).await,
+            Endpoint::Replica(cluster) => {
+                replica::feed(self, self.accounts()?, request, &cluster).await
+            }
             Endpoint::Admin(segments) => {
                 let accounts = self.accounts()?.clone();
                 let segments: Vec<&str> = segments.iter().map(String::as_str).collect();

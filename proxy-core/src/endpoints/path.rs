@@ -49,6 +49,8 @@ pub(crate) enum Endpoint {
     ClusterHealth(String),
     /// `GET /paddock/v1/connect`: an agent opens its tunnel.
     Connect,
+    /// `GET /paddock/v1/clusters/<id>/replica`: a sidecar's feed.
+    Replica(String),
     /// `/paddock/v1/users…`, `/paddock/v1/tokens…`, `/paddock/v1/principals`,
     /// `/paddock/v1/bindings…`, `/paddock/v1/projects…`,
     /// `/paddock/v1/clusters…`: the path segments
@@ -154,6 +156,9 @@ impl Endpoint {
             ["v1", "login" | "logout" | "me" | "password" | "kubeconfig" | "connect"] => {
                 return Err(method_not_allowed(method))
             }
+            ["v1", "clusters", id, "replica"] if read && !id.is_empty() => {
+                Endpoint::Replica((*id).to_owned())
+            }
             ["v1", rest @ ..]
                 if matches!(
                     rest,
@@ -185,6 +190,7 @@ impl Endpoint {
                 | Endpoint::Password
                 | Endpoint::Kubeconfig
                 | Endpoint::ClusterHealth(_)
+                | Endpoint::Replica(_)
                 | Endpoint::Admin(_)
         )
     }
@@ -214,7 +220,9 @@ impl Endpoint {
             Endpoint::Password => Access::caller(Caller::Required).pending_ok(),
             // The endpoint refuses other clusters than the token's own.
             Endpoint::Kubeconfig => Access::caller(Caller::Required).scoped_ok(),
-            Endpoint::ClusterHealth(_) | Endpoint::Admin(_) => Access::caller(Caller::Required),
+            Endpoint::ClusterHealth(_) | Endpoint::Admin(_) | Endpoint::Replica(_) => {
+                Access::caller(Caller::Required)
+            }
         }
     }
 }
@@ -248,6 +256,11 @@ mod tests {
                 Method::DELETE,
                 "/paddock/v1/tokens/t-1",
                 Endpoint::Admin(vec!["tokens".into(), "t-1".into()]),
+            ),
+            (
+                Method::GET,
+                "/paddock/v1/clusters/prod/replica",
+                Endpoint::Replica("prod".into()),
             ),
             (
                 Method::POST,

@@ -5,3 +5,5 @@ pub mod alerts;
 pub mod audit;
 pub mod metrics;
 mod outbound;
+#[cfg(feature = "kube")]
+pub mod rbac_sync;

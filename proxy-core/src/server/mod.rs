@@ -3,6 +3,7 @@
 //! [`workers`], the [`ConnectionLimits`], and graceful shutdown.
 
 mod limits;
+pub(crate) mod plain;
 pub mod tls;
 pub mod workers;
 

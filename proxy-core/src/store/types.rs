@@ -146,6 +146,13 @@ pub struct TokenRecord {
     /// When set, the token is only valid for requests to this cluster.
     #[serde(default)]
     pub cluster: Option<String>,
+    /// For a cluster-scoped token: the same `v1` hash of the secret under
+    /// the cluster's own key ([`crate::authn::tokens::TokenHasher::cluster_key`]),
+    /// what that cluster's sidecar verifies with, so the global pepper never
+    /// leaves the center. `None` for unscoped tokens and for tokens issued
+    /// before it existed (those work through the center only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_verifier: Option<String>,
     /// The provider the user logged in with (`local`, `github`, ...).
     #[serde(default)]
     pub provider: String,
@@ -171,6 +178,10 @@ impl fmt::Debug for TokenRecord {
             .field("kind", &self.kind)
             .field("hash", &"<redacted>")
             .field("cluster", &self.cluster)
+            .field(
+                "cluster_verifier",
+                &self.cluster_verifier.as_ref().map(|_| "<redacted>"),
+            )
             .field("provider", &self.provider)
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
@@ -403,6 +414,14 @@ pub struct UserAttributes {
     /// Where each provider finds the user again at refresh (an LDAP DN).
     #[serde(default)]
     pub locators: BTreeMap<String, String>,
+}
+
+impl UserAttributes {
+    /// Every provider's groups: what the user is presented downstream with,
+    /// on the proxy path and by the sidecar alike.
+    pub fn all_groups(&self) -> Vec<String> {
+        self.groups.values().flatten().cloned().collect()
+    }
 }
 
 /// Username → user id; makes usernames unique through the store's conflict

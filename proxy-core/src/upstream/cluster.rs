@@ -66,6 +66,11 @@ pub struct ClusterConfig {
     pub connect_timeout: Duration,
     /// Time allowed for response headers of ordinary (not long-running) requests.
     pub request_timeout: Duration,
+    /// The cluster's own API server as users reach it directly, with a
+    /// `paddock sidecar` authenticating Paddock's tokens there (the
+    /// authorized cluster endpoint); downloaded kubeconfigs get a second
+    /// context, `<id>-direct`, pointing at it.
+    pub direct_endpoint: Option<crate::kubeconfig::DirectEndpoint>,
 }
 
 impl ClusterConfig {
@@ -79,6 +84,7 @@ impl ClusterConfig {
             dangerous_skip_tls_verify: false,
             connect_timeout: Duration::from_secs(5),
             request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
+            direct_endpoint: None,
         }
     }
 }
@@ -139,6 +145,7 @@ pub(crate) struct Cluster {
     /// workers: a worker's upstream connections run on its own runtime.
     clients: Box<[Clients]>,
     pub(super) request_timeout: Duration,
+    direct_endpoint: Option<crate::kubeconfig::DirectEndpoint>,
 }
 
 pub(super) struct Clients {
@@ -211,6 +218,7 @@ impl Cluster {
             authorization: AuthorizationHeader::new(&config.credential)?,
             clients,
             request_timeout: config.request_timeout,
+            direct_endpoint: config.direct_endpoint.clone(),
         })
     }
 
@@ -234,6 +242,7 @@ impl Cluster {
             authorization: AuthorizationHeader::default(),
             clients,
             request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
+            direct_endpoint: None,
         }
     }
 
@@ -265,6 +274,11 @@ impl Cluster {
     /// The cluster's id.
     pub(crate) fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Its authorized cluster endpoint, if one is configured.
+    pub(crate) fn direct_endpoint(&self) -> Option<&crate::kubeconfig::DirectEndpoint> {
+        self.direct_endpoint.as_ref()
     }
 
     /// The clients of this thread's worker.

@@ -41,6 +41,47 @@ pub(crate) fn roots(ca_pem: Option<&[u8]>) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// An HTTP/1.1 client for Paddock's own outbound calls (the audit webhook,
+/// a sidecar's feed), trusting `ca_pem` (or the system roots), TLS 1.2+;
+/// `http://` too when `allow_http` (the caller decides where that is safe).
+pub(crate) fn https_client<B>(
+    ca_pem: Option<&[u8]>,
+    connect_timeout: std::time::Duration,
+    allow_http: bool,
+) -> Result<
+    hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        B,
+    >,
+    String,
+>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let tls = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots(ca_pem)?)
+        .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+    let connector = if allow_http {
+        builder.https_or_http().enable_http1().wrap_connector(http)
+    } else {
+        builder.https_only().enable_http1().wrap_connector(http)
+    };
+    Ok(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector),
+    )
+}
+
 pub(super) fn client_config(config: &ClusterConfig) -> Result<ClientConfig, UpstreamError> {
     let tls_error = |message: String| UpstreamError::Tls {
         cluster: config.id.clone(),

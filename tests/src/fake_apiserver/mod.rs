@@ -16,7 +16,9 @@ mod discovery;
 mod exec;
 mod impersonation;
 mod nodes;
+mod rbac;
 mod resources;
+mod webhook;
 
 use std::{
     collections::BTreeMap,
@@ -43,6 +45,7 @@ use tokio::{
 
 pub use impersonation::{UserInfo, PROXY_USER};
 pub use resources::{FIREHOSE, FIREHOSE_CHUNK};
+pub use webhook::TokenWebhook;
 
 use crate::tls::TestCa;
 
@@ -124,6 +127,10 @@ pub(crate) struct State {
     bench_pod: Bytes,
     /// Bumped to close every open connection.
     generation: watch::Sender<u64>,
+    /// Authenticates bearer tokens other than the proxy's.
+    token_webhook: Mutex<Option<TokenWebhook>>,
+    /// `rbac.authorization.k8s.io/v1` objects.
+    rbac: Mutex<rbac::Objects>,
 }
 
 /// A running fake apiserver.
@@ -169,6 +176,8 @@ impl FakeApiServer {
             resource_version: 100.into(),
             bench_pod: Bytes::from(resources::pod("default", "bench", 1).to_string()),
             generation: watch::channel(0).0,
+            token_webhook: Mutex::new(None),
+            rbac: Mutex::default(),
             config,
         });
         let tls = (!state.config.plain_http).then(|| {
@@ -239,6 +248,56 @@ impl FakeApiServer {
             .lock()
             .unwrap()
             .insert(name.to_owned(), ready);
+    }
+
+    /// Authenticates bearer tokens other than the proxy's through `webhook`
+    /// from now on, as kube-apiserver started with
+    /// `--authentication-token-webhook-config-file` does.
+    pub fn set_token_webhook(&self, webhook: TokenWebhook) {
+        *self.state.token_webhook.lock().unwrap() = Some(webhook);
+    }
+
+    /// The stored RBAC objects of `resource` (`clusterroles`,
+    /// `clusterrolebindings`, `roles`, `rolebindings`), in (namespace, name) order.
+    pub fn rbac_objects(&self, resource: &str) -> Vec<Value> {
+        self.state
+            .rbac
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((r, _, _), _)| r == resource)
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
+    /// Deletes an RBAC object by hand, as `kubectl delete` would; whether it existed.
+    pub fn delete_rbac_object(&self, resource: &str, namespace: &str, name: &str) -> bool {
+        self.state
+            .rbac
+            .lock()
+            .unwrap()
+            .remove(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
+            .is_some()
+    }
+
+    /// Stores an RBAC object by hand (created or replaced, as someone else's
+    /// `kubectl apply` would).
+    pub fn put_rbac_object(&self, resource: &str, mut object: Value) {
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        object["metadata"]["resourceVersion"] =
+            self.state.next_resource_version().to_string().into();
+        self.state
+            .rbac
+            .lock()
+            .unwrap()
+            .insert((resource.to_owned(), namespace, name), object);
     }
 
     /// Closes every open connection at once (no GOAWAY), as a crashing or
@@ -369,8 +428,17 @@ impl State {
     }
 }
 
+/// Who presented the request.
+enum Presenter {
+    /// The proxy, with its credential.
+    Proxy,
+    /// A caller talking to the apiserver directly, with a bearer token for
+    /// the token webhook.
+    Token(Box<TokenWebhook>, String),
+}
+
 /// Checks the proxy's credential and that nothing of the caller's got through.
-fn screen(state: &State, headers: &HeaderMap) -> Result<(), Response<Body>> {
+fn screen(state: &State, headers: &HeaderMap) -> Result<Presenter, Response<Body>> {
     for (name, value) in headers {
         let name = name.as_str();
         let text = String::from_utf8_lossy(value.as_bytes());
@@ -397,7 +465,23 @@ fn screen(state: &State, headers: &HeaderMap) -> Result<(), Response<Body>> {
     let expected = format!("Bearer {}", state.config.token);
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     match (authorization.next(), authorization.next()) {
-        (Some(value), None) if value.as_bytes() == expected.as_bytes() => Ok(()),
+        (Some(value), None) if value.as_bytes() == expected.as_bytes() => Ok(Presenter::Proxy),
+        (Some(value), None) if state.token_webhook.lock().unwrap().is_some() => {
+            let webhook = state.token_webhook.lock().unwrap().clone();
+            match (
+                webhook,
+                value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")),
+            ) {
+                (Some(webhook), Some(token)) => {
+                    Ok(Presenter::Token(Box::new(webhook), token.to_owned()))
+                }
+                _ => Err(status(
+                    StatusCode::UNAUTHORIZED,
+                    "Unauthorized",
+                    "Unauthorized",
+                )),
+            }
+        }
         (None, None) => Err(status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -413,8 +497,12 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
     if request.uri().path() == "/api/v1/namespaces/default/pods/bench"
         && request.method() == Method::GET
     {
-        if let Err(response) = screen(&state, request.headers()) {
-            return response;
+        match screen(&state, request.headers()) {
+            Ok(Presenter::Proxy) => {}
+            Ok(Presenter::Token(..)) => {
+                return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized")
+            }
+            Err(response) => return response,
         }
         return json_response(StatusCode::OK, state.bench_pod.clone());
     }
@@ -429,14 +517,48 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Response<Body>
         headers: request.headers().clone(),
         user: None,
     };
-    let screened = screen(&state, request.headers());
-    let user = screened.and_then(|()| impersonation::user_info(request.headers()));
+    let user = match screen(&state, request.headers()) {
+        Ok(Presenter::Proxy) => impersonation::user_info(request.headers()),
+        Ok(Presenter::Token(webhook, token)) => {
+            direct_user(&webhook, &token, request.headers()).await
+        }
+        Err(response) => Err(response),
+    };
     recorded.user = user.as_ref().ok().cloned();
     state.requests.lock().unwrap().push(recorded);
     match user {
         Ok(user) => route(state, request, user).await,
         Err(response) => response,
     }
+}
+
+/// A caller's own bearer token, through the webhook. The fake has no RBAC
+/// to let such a caller impersonate anyone.
+async fn direct_user(
+    webhook: &TokenWebhook,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<UserInfo, Response<Body>> {
+    let unauthorized = || status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    let user = match webhook.review(token).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(unauthorized()),
+        Err(error) => {
+            tracing::warn!(%error, "Failed to make webhook authenticator request");
+            return Err(unauthorized());
+        }
+    };
+    if headers
+        .keys()
+        .any(|k| k.as_str().starts_with("impersonate-"))
+    {
+        return Err(status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("user {:?} cannot impersonate", user.username),
+        ));
+    }
+    Ok(user)
 }
 
 async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) -> Response<Body> {
@@ -470,6 +592,10 @@ async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) ->
         }
         (_, ["api", "v1", "namespaces"]) | (_, ["api", "v1", "namespaces", _]) => {
             resources::namespaces(&state, request, &segments).await
+        }
+        (_, ["apis", "rbac.authorization.k8s.io", "v1", rest @ ..]) => {
+            let rest: Vec<&str> = rest.to_vec();
+            rbac::serve(&state, request, &rest).await
         }
         (_, ["api", "v1", "namespaces", _, "pods", ..]) | (_, ["api", "v1", "pods"]) => {
             resources::pods(&state, request, &segments).await

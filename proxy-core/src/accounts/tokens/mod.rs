@@ -186,6 +186,10 @@ pub fn issue(
             user_id: req.user_id.clone(),
             kind: req.kind,
             hash: hasher.hash(&secret),
+            cluster_verifier: req
+                .cluster
+                .as_deref()
+                .map(|c| TokenHasher::new(&hasher.cluster_key(c)).hash(&secret)),
             cluster: req.cluster.clone(),
             provider: req.provider.clone(),
             description: req.description.clone(),

@@ -62,9 +62,7 @@ impl StoreTokens {
         self.view.with_snapshot(|snap| {
             let user = snap.user(token.user_id()).map(|u| u.value.clone());
             let attributes = snap.user_attributes(token.user_id());
-            let groups = attributes
-                .map(|a| a.value.groups.values().flatten().cloned().collect())
-                .unwrap_or_default();
+            let groups = attributes.map(|a| a.value.all_groups()).unwrap_or_default();
             let (username, principals) = user
                 .map(|u| (u.username, u.principal_ids))
                 .unwrap_or_default();

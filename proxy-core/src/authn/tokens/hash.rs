@@ -80,6 +80,20 @@ impl std::fmt::Debug for Pepper {
 }
 
 impl Pepper {
+    /// The key as 64 hex characters, for the one place it must travel: a
+    /// cluster's verifier key ([`TokenHasher::cluster_key`]) sent to that
+    /// cluster's sidecar and kept in its replica file (mode 0600).
+    pub fn expose_hex(&self) -> String {
+        hex::encode(self.0.expose_secret())
+    }
+
+    /// Parses [`Pepper::expose_hex`]'s output.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut b = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut b).ok()?;
+        Some(Self::from_bytes(b))
+    }
+
     /// A new random pepper.
     pub fn generate() -> Self {
         let mut b = Box::new([0u8; 32]);
@@ -175,6 +189,29 @@ impl TokenHasher {
         }
         let got = self.mac(&salt_b, secret.as_bytes());
         got.ct_eq(&want).into()
+    }
+
+    /// The key a sidecar next to cluster `cluster_id` verifies that cluster's
+    /// tokens with: `HMAC-SHA256(pepper, "paddock cluster verifier v1\0" ||
+    /// cluster_id)`.
+    ///
+    /// Why a derived key and a second hash rather than the stored hash: the
+    /// stored hash can only be checked with the global pepper, and the pepper
+    /// must never leave the center (with it, anyone holding a copy of the
+    /// store could check every token of every cluster). So when a token is
+    /// issued for one cluster, the center also stores
+    /// [`TokenRecord::cluster_verifier`](crate::store::TokenRecord::cluster_verifier),
+    /// the same `v1` hash of the secret under this derived key, and only
+    /// that cluster's sidecar receives the key. HMAC is a PRF: the key says
+    /// nothing about the pepper or about any other cluster's key, and a
+    /// sidecar that leaks it exposes only verifiers of tokens that were
+    /// valid on that cluster anyway. The secrets are 256 random bits, so
+    /// neither the verifiers nor the key help to guess one.
+    pub fn cluster_key(&self, cluster_id: &str) -> Pepper {
+        let mut m = self.mac.clone();
+        m.update(b"paddock cluster verifier v1\0");
+        m.update(cluster_id.as_bytes());
+        Pepper::from_bytes(m.finalize().into_bytes().into())
     }
 
     /// Spends the time of one verification without a stored hash, so an unknown

@@ -1,0 +1,363 @@
+//! The authorized cluster endpoint under load: a real `paddock serve` with
+//! `--tokens` cluster-scoped tokens in its store, a real `paddock sidecar`
+//! replicating them, then
+//!
+//! * the sidecar's time to its first full replica and its RSS;
+//! * token-review latency over HTTP/1.1 keep-alive (p50/p99), valid and
+//!   unknown tokens;
+//! * revocation propagation: `DELETE /paddock/v1/tokens/<id>` sent to the
+//!   center until the sidecar answers `authenticated: false` (p50/p99).
+//!
+//! Run by `benches/sidecar.sh` (release build, loopback only):
+//!
+//! ```sh
+//! bash benches/sidecar.sh                 # TOKENS=100000 REVOCATIONS=200
+//! ```
+
+// A benchmark reports to stdout.
+#![allow(clippy::print_stdout)]
+
+use paddock_benches::rss_kib;
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use proxy_core::{
+    accounts::{tokens::NewToken, Accounts, AccountsOptions, PEPPER_FILE},
+    authn::tokens::{Pepper, TokenHasher},
+    store::{Expect, Object, Op, Timestamp, TokenKind, TokenRecord},
+};
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{name}: n={} p50={:?} p99={:?} max={:?}",
+        samples.len(),
+        percentile(&samples, 0.50),
+        percentile(&samples, 0.99),
+        samples[samples.len() - 1]
+    );
+}
+
+/// Seeds `data_dir` with `n` tokens for cluster `default` (secrets
+/// `s<i>`), and returns an admin API token for the feed and the admin API.
+fn seed(data_dir: &Path, n: usize) -> anyhow::Result<String> {
+    let accounts = Accounts::open(data_dir, AccountsOptions::default())?;
+    accounts.bootstrap()?;
+    let mut user = accounts
+        .view()
+        .snapshot()
+        .user_by_name("admin")
+        .map(|u| u.value.clone())
+        .expect("bootstrap admin");
+    // A bootstrap admin may do nothing before changing its password.
+    user.must_change_password = false;
+    let admin = user.id.clone();
+    accounts
+        .view()
+        .commit(vec![Op::put(Object::User(user), Expect::Any)])?;
+    let feed = accounts.issue(NewToken::new(&admin, TokenKind::Api))?;
+    let pepper = Pepper::load_or_create(&data_dir.join(PEPPER_FILE))?;
+    let hasher = TokenHasher::new(&pepper);
+    let cluster = TokenHasher::new(&hasher.cluster_key("default"));
+    let now = Timestamp::now();
+    let mut ops = Vec::new();
+    for i in 0..n {
+        let secret = format!("s{i}");
+        ops.push(Op::put(
+            Object::Token(TokenRecord {
+                id: format!("t-bench{i:07}"),
+                user_id: admin.clone(),
+                kind: TokenKind::Kubeconfig,
+                hash: hasher.hash(&secret),
+                cluster: Some("default".into()),
+                cluster_verifier: Some(cluster.hash(&secret)),
+                provider: "local".into(),
+                description: String::new(),
+                created_at: now,
+                expires_at: Some(now.plus(Duration::from_secs(86_400))),
+                idle_timeout_secs: None,
+                enabled: true,
+            }),
+            Expect::Any,
+        ));
+        if ops.len() == 5000 {
+            accounts.view().commit(std::mem::take(&mut ops))?;
+        }
+    }
+    if !ops.is_empty() {
+        accounts.view().commit(ops)?;
+    }
+    Ok(secrecy::ExposeSecret::expose_secret(&feed.token).to_owned())
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Killed> {
+    let file = std::fs::File::create(log)?;
+    Ok(Killed(
+        Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()?,
+    ))
+}
+
+fn logged_addr(log: &Path, marker: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains(marker))?;
+    Some(
+        line.split("addr=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+    )
+}
+
+async fn wait_addr(log: &Path, marker: &str) -> String {
+    for _ in 0..600 {
+        if let Some(addr) = logged_addr(log, marker) {
+            return addr;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "no '{marker}' in {}:\n{}",
+        log.display(),
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn review_body(token: &str) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#
+    ))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let paddock = PathBuf::from(arg(&args, "--paddock", "target/release/paddock"));
+    let tokens: usize = arg(&args, "--tokens", "100000").parse()?;
+    let revocations: usize = arg(&args, "--revocations", "200").parse()?;
+    let reviews: usize = arg(&args, "--reviews", "20000").parse()?;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("center");
+    let started = Instant::now();
+    let feed_token = seed(&data, tokens)?;
+    println!(
+        "seeded {tokens} cluster-scoped tokens in {:?}",
+        started.elapsed()
+    );
+
+    let center_log = dir.path().join("center.log");
+    let data_s = data.display().to_string();
+    let _center = spawn(
+        &paddock,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_s,
+            "--upstream",
+            "https://127.0.0.1:1",
+        ],
+        &center_log,
+    )?;
+    let center = format!(
+        "https://{}",
+        wait_addr(&center_log, "paddock listening").await
+    );
+    let feed_file = dir.path().join("feed-token");
+    std::fs::write(&feed_file, &feed_token)?;
+    let sidecar_log = dir.path().join("sidecar.log");
+    let ca = data.join("tls/ca.crt");
+    let sidecar_started = Instant::now();
+    let sidecar = spawn(
+        &paddock,
+        &[
+            "sidecar",
+            "--listen",
+            "127.0.0.1:0",
+            "--server",
+            &center,
+            "--server-ca",
+            &ca.display().to_string(),
+            "--cluster",
+            "default",
+            "--token-file",
+            &feed_file.display().to_string(),
+            "--data-dir",
+            &dir.path().join("sidecar").display().to_string(),
+        ],
+        &sidecar_log,
+    )?;
+    let sidecar_url = format!(
+        "http://{}",
+        wait_addr(&sidecar_log, "sidecar listening").await
+    );
+
+    let http: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let review = |token: String| {
+        let http = http.clone();
+        let url = format!("{sidecar_url}/v1/authenticate");
+        async move {
+            let response = http
+                .request(
+                    Request::post(url)
+                        .body(Full::new(review_body(&token)))
+                        .expect("request"),
+                )
+                .await
+                .expect("sidecar answers");
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            (status.as_u16(), body)
+        }
+    };
+    loop {
+        let ready = http
+            .request(Request::get(format!("{sidecar_url}/readyz")).body(Full::default())?)
+            .await
+            .map(|r| r.status() == 200)
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        anyhow::ensure!(
+            sidecar_started.elapsed() < Duration::from_secs(300),
+            "sidecar never ready"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "sidecar: full replica of {tokens} tokens ready {:?} after start",
+        sidecar_started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "sidecar RSS with {tokens} tokens: {} KiB",
+        rss_kib(&sidecar.0.id().to_string())
+    );
+
+    let mut valid = Vec::with_capacity(reviews);
+    for i in 0..reviews {
+        let token = format!("t-bench{:07}:s{}", i % tokens, i % tokens);
+        let t = Instant::now();
+        let (code, body) = review(token).await;
+        valid.push(t.elapsed());
+        assert!(code == 200 && body.windows(20).any(|w| w == b"\"authenticated\":true"));
+    }
+    summary(
+        "token review, valid (HTTP/1.1 keep-alive, sequential)",
+        valid,
+    );
+    let mut unknown = Vec::with_capacity(reviews / 10);
+    for i in 0..reviews / 10 {
+        let t = Instant::now();
+        let (code, _) = review(format!("t-nothere{i}:x")).await;
+        unknown.push(t.elapsed());
+        assert_eq!(code, 200);
+    }
+    summary("token review, unknown token", unknown);
+    println!(
+        "sidecar RSS after the reviews: {} KiB",
+        rss_kib(&sidecar.0.id().to_string())
+    );
+
+    // Revocations through the center's admin API.
+    let pem = std::fs::read(&ca)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(cert?)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut connector = HttpConnector::new();
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(connector);
+    let admin: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let mut propagation = Vec::with_capacity(revocations);
+    for i in 0..revocations {
+        let id = format!("t-bench{:07}", tokens - 1 - i);
+        let token = format!("{id}:s{}", tokens - 1 - i);
+        let t = Instant::now();
+        let deleted = admin
+            .request(
+                Request::delete(format!("{center}/paddock/v1/tokens/{id}"))
+                    .header("authorization", format!("Bearer {feed_token}"))
+                    .body(Full::default())?,
+            )
+            .await?;
+        anyhow::ensure!(deleted.status() == 200, "revoke: {}", deleted.status());
+        loop {
+            let (_, body) = review(token.clone()).await;
+            if body.windows(21).any(|w| w == b"\"authenticated\":false") {
+                break;
+            }
+            anyhow::ensure!(
+                t.elapsed() < Duration::from_secs(30),
+                "revocation never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        propagation.push(t.elapsed());
+    }
+    summary(
+        "revocation propagation (DELETE sent → sidecar refuses)",
+        propagation,
+    );
+    println!(
+        "sidecar RSS at the end: {} KiB",
+        rss_kib(&sidecar.0.id().to_string())
+    );
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `paddock sidecar`: the authorized cluster endpoint next to one
+//! downstream API server (see `proxy_core::sidecar`).
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use proxy_core::sidecar::{Sidecar, SidecarOptions};
+use secrecy::SecretString;
+
+/// Flags of `paddock sidecar`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SidecarArgs {
+    /// The center's URL (https://paddock.example).
+    #[arg(long)]
+    server: String,
+    /// The cluster id this sidecar authenticates for.
+    #[arg(long)]
+    cluster: String,
+    /// File holding the credential for the cluster's replica feed.
+    #[arg(long, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// The credential itself (prefer --token-file or the environment: a
+    /// command line is visible to every local user).
+    #[arg(long, env = "PADDOCK_SIDECAR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA bundle (PEM) for the center's certificate [default: system roots].
+    #[arg(long)]
+    server_ca: Option<PathBuf>,
+    /// Address of the token-review webhook (plain HTTP; keep it on loopback).
+    #[arg(long, default_value = "127.0.0.1:6440")]
+    listen: String,
+    /// Directory for the replica.
+    #[arg(long, default_value = "./paddock-sidecar-data")]
+    data_dir: PathBuf,
+    /// Refuse token reviews (HTTP 503, not cached by kube-apiserver) once
+    /// the replica may be older than this: `90s`, `5m`, `1h` or seconds.
+    #[arg(long, value_parser = parse_duration)]
+    max_staleness: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => s.split_at(at),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 5m or 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration like 90s, 5m or 1h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+pub(crate) fn run(args: SidecarArgs) -> ExitCode {
+    init_logging();
+    let mut errors = Vec::new();
+    let token = match (&args.token_file, &args.token) {
+        (Some(path), _) => match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+            Ok(_) => {
+                errors.push(format!("--token-file: {} is empty", path.display()));
+                None
+            }
+            Err(e) => {
+                errors.push(format!("--token-file: cannot read {}: {e}", path.display()));
+                None
+            }
+        },
+        (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+        _ => {
+            errors.push(
+                "--token-file (or --token, PADDOCK_SIDECAR_TOKEN): the feed's credential is required"
+                    .to_owned(),
+            );
+            None
+        }
+    };
+    let ca = match &args.server_ca {
+        Some(path) => match std::fs::read(path) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                errors.push(format!("--server-ca: cannot read {}: {e}", path.display()));
+                None
+            }
+        },
+        None => None,
+    };
+    if !args.server.starts_with("https://") {
+        errors.push(format!(
+            "--server: {:?} must be an https:// URL",
+            args.server
+        ));
+    }
+    if args.cluster.is_empty() {
+        errors.push("--cluster: must not be empty".to_owned());
+    }
+    let listen: Option<std::net::SocketAddr> = match args.listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(format!(
+                "--listen: {:?} is not an address:port",
+                args.listen
+            ));
+            None
+        }
+    };
+    let (Some(token), Some(listen), true) = (token, listen, errors.is_empty()) else {
+        eprintln!("paddock sidecar: invalid arguments:");
+        for e in &errors {
+            eprintln!("  {e}");
+        }
+        return ExitCode::from(crate::EXIT_CONFIG);
+    };
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "the webhook is plain HTTP: anyone who can reach this address can test tokens against it");
+    }
+    let mut options = SidecarOptions::new(
+        &args.server,
+        &args.cluster,
+        SecretString::from(token),
+        args.data_dir.clone(),
+    );
+    options.server_ca_pem = ca;
+    options.max_staleness = args.max_staleness;
+    let sidecar = match Sidecar::open(options) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "sidecar cannot start");
+            eprintln!("paddock sidecar: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paddock sidecar: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(error) => {
+                eprintln!("paddock sidecar: cannot listen on {listen}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().map_or(listen, |a| a);
+        tracing::info!(%addr, cluster.id = %args.cluster, server = %args.server, "sidecar listening");
+        sidecar.serve(listener, crate::serve::shutdown_signal()).await;
+        tracing::info!("sidecar stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

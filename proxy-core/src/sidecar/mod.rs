@@ -1,0 +1,387 @@
+//! `paddock sidecar`: the authorized cluster endpoint. Runs next to one
+//! downstream API server and authenticates that cluster's Paddock tokens
+//! for it, through kube-apiserver's token webhook, also while the center is
+//! unreachable.
+//!
+//! * It follows the center's replica feed for its cluster ([`crate::replica`]):
+//!   a long poll from its revision, so a revocation, a disabled user or a
+//!   group change reaches it as soon as the center commits it; a full state
+//!   again when it fell too far behind.
+//! * The replica ([`Replica`]) is kept in memory for the webhook and on disk
+//!   ([`ReplicaDisk`]), so a sidecar restarted while the center is down
+//!   still answers.
+//! * It verifies with the cluster's verifier key and the tokens' cluster
+//!   verifiers, never the center's pepper (see
+//!   [`TokenHasher::cluster_key`](crate::authn::tokens::TokenHasher::cluster_key)),
+//!   through the same [`TokenVerifier`] as the center: constant-time
+//!   comparison, expiry, token and user enabled.
+//! * Its lag (revision, seconds behind) is in `/readyz`, the log and
+//!   `/metrics`; with a maximum staleness set, a replica older than that
+//!   fails closed: the webhook answers 503, which kube-apiserver does not
+//!   cache and treats as "not authenticated".
+
+mod disk;
+mod replica;
+pub mod review;
+mod server;
+mod sync;
+
+pub use disk::{DiskError, ReplicaDisk, CURRENT_FILE, REPLICA_FILE};
+pub use replica::{Replica, ReplicaError};
+pub use sync::Lag;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::StatusCode;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
+
+use crate::authn::tokens::{TokenSource, TokenVerifier};
+use crate::store::Timestamp;
+use review::ReviewedUser;
+
+/// What a sidecar is started with.
+#[non_exhaustive]
+pub struct SidecarOptions {
+    /// The center's base URL (`https://paddock.example`).
+    pub server: String,
+    /// The cluster this sidecar serves.
+    pub cluster: String,
+    /// The credential for the cluster's feed.
+    pub token: SecretString,
+    /// CA bundle (PEM) for the center's certificate; system roots when `None`.
+    pub server_ca_pem: Option<Vec<u8>>,
+    /// Where the replica is kept.
+    pub data_dir: PathBuf,
+    /// Fail closed when the replica is older than this.
+    pub max_staleness: Option<Duration>,
+}
+
+impl SidecarOptions {
+    /// Options with no CA (system roots) and no maximum staleness.
+    pub fn new(server: &str, cluster: &str, token: SecretString, data_dir: PathBuf) -> Self {
+        Self {
+            server: server.to_owned(),
+            cluster: cluster.to_owned(),
+            token,
+            server_ca_pem: None,
+            data_dir,
+            max_staleness: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SidecarOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarOptions")
+            .field("server", &self.server)
+            .field("cluster", &self.cluster)
+            .field("token", &"<redacted>")
+            .field("data_dir", &self.data_dir)
+            .field("max_staleness", &self.max_staleness)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a sidecar cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SidecarError {
+    /// The replica file is unusable or unreadable.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// The center's CA bundle or TLS settings are invalid.
+    #[error("TLS towards the center: {0}")]
+    Tls(String),
+    /// The server URL is not `https://`.
+    #[error("--server must be an https:// URL, not {0:?}")]
+    Server(String),
+}
+
+/// A sidecar: the replica, its feed and its webhook.
+#[derive(Clone)]
+pub struct Sidecar {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sidecar")
+            .field("cluster", &self.shared.cluster)
+            .field("replica", &self.shared.replica.load())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    cluster: String,
+    server: String,
+    token: SecretString,
+    client: sync::FeedClient,
+    replica: ArcSwap<Replica>,
+    lag: Lag,
+    max_staleness: Option<Duration>,
+    persist: watch::Sender<Option<Arc<Replica>>>,
+    disk: ReplicaDisk,
+    metrics: Metrics,
+}
+
+impl Sidecar {
+    /// Opens the replica in `options.data_dir` (refusing a damaged one) and
+    /// prepares the feed's client. Nothing runs until [`Sidecar::serve`].
+    pub fn open(options: SidecarOptions) -> Result<Self, SidecarError> {
+        if !options.server.starts_with("https://") {
+            return Err(SidecarError::Server(options.server));
+        }
+        let disk = ReplicaDisk::new(&options.data_dir)?;
+        let (replica, current_at_ms) = disk.load(&options.cluster)?;
+        let client = sync::client(options.server_ca_pem.as_deref()).map_err(SidecarError::Tls)?;
+        tracing::info!(cluster.id = %options.cluster, revision = %replica.revision(),
+            tokens = replica.token_count(), file = %disk.path().display(), "replica loaded");
+        Ok(Self {
+            shared: Arc::new(Shared {
+                cluster: options.cluster,
+                server: options.server,
+                token: options.token,
+                client,
+                replica: ArcSwap::from_pointee(replica),
+                lag: Lag::from_saved(current_at_ms),
+                max_staleness: options.max_staleness,
+                persist: watch::channel(None).0,
+                disk,
+                metrics: Metrics::new(),
+            }),
+        })
+    }
+
+    /// Follows the feed, persists the replica and serves the webhook on
+    /// `listener` until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let follow = tokio::spawn(sync::follow(self.shared.clone()));
+        let persist = tokio::spawn(persist(self.shared.clone()));
+        server::serve(listener, self.shared.clone(), shutdown).await;
+        follow.abort();
+        // Let a write in flight finish: the file is replaced atomically
+        // either way, but the newest state is worth keeping.
+        persist.abort();
+    }
+
+    /// Answers a TokenReview body: the HTTP status and the JSON to send.
+    pub fn review(&self, body: &[u8]) -> (StatusCode, serde_json::Value) {
+        self.shared.review(body)
+    }
+
+    /// The current replica.
+    pub fn replica(&self) -> Arc<Replica> {
+        self.shared.replica.load_full()
+    }
+
+    /// The replica's lag.
+    pub fn lag(&self) -> &Lag {
+        &self.shared.lag
+    }
+}
+
+async fn persist(shared: Arc<Shared>) {
+    let mut changes = shared.persist.subscribe();
+    while changes.changed().await.is_ok() {
+        let Some(replica) = changes.borrow_and_update().clone() else {
+            continue;
+        };
+        let disk = shared.disk.clone();
+        let at = shared.lag.current_at_ms();
+        match tokio::task::spawn_blocking(move || disk.save(&replica, at)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "cannot save the replica"),
+            Err(error) => tracing::error!(%error, "replica save task failed"),
+        }
+    }
+}
+
+impl Shared {
+    /// Seconds behind beyond the maximum staleness, if so.
+    fn stale(&self) -> Option<String> {
+        let max = self.max_staleness?;
+        match self.lag.seconds_behind() {
+            Some(s) if s <= max.as_secs_f64() => None,
+            Some(s) => Some(format!(
+                "the replica is {s:.0} s behind the center (maximum {} s)",
+                max.as_secs()
+            )),
+            None => Some("the replica was never synchronised".to_owned()),
+        }
+    }
+
+    fn review(&self, body: &[u8]) -> (StatusCode, serde_json::Value) {
+        let fail = |code: StatusCode, reason: &'static str, message: String| {
+            let status = crate::status::Status::failure(code, reason, message);
+            (code, serde_json::to_value(status).unwrap_or_default())
+        };
+        let request = match review::parse(body) {
+            Ok(r) => r,
+            Err(error) => {
+                self.metrics.review("malformed");
+                return fail(StatusCode::BAD_REQUEST, "BadRequest", error.0);
+            }
+        };
+        // Fail closed with a status kube-apiserver neither caches nor
+        // mistakes for a verdict on the token.
+        if let Some(why) = self.stale() {
+            self.metrics.review("stale");
+            tracing::warn!(cluster.id = %self.cluster, "{why}: refusing token reviews");
+            return fail(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", why);
+        }
+        let replica = self.replica.load_full();
+        let Some(hasher) = replica.hasher().cloned() else {
+            self.metrics.review("stale");
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the replica has not been received from the center yet".to_owned(),
+            );
+        };
+        let source: Arc<dyn TokenSource> = replica.clone();
+        let verifier = TokenVerifier::new(hasher, source);
+        let outcome = match verifier.verify(request.token.expose_secret(), Timestamp::now()) {
+            Ok(token) if token.permits_cluster(Some(replica.cluster())) => {
+                let user = replica.user(token.user_id());
+                let mut extra = std::collections::BTreeMap::new();
+                let (username, groups) = match user {
+                    Some(u) => {
+                        if !u.principal_ids.is_empty() {
+                            extra.insert("principalid".to_owned(), u.principal_ids.clone());
+                        }
+                        (u.username.clone(), u.groups.clone())
+                    }
+                    None => (String::new(), Vec::new()),
+                };
+                extra.insert("username".to_owned(), vec![username]);
+                extra.insert(
+                    "requesttokenid".to_owned(),
+                    vec![token.token_id().to_owned()],
+                );
+                tracing::debug!(auth.user = %token.user_id(), token.id = %token.token_id(), "token review: authenticated");
+                Ok(ReviewedUser {
+                    username: token.user_id().to_owned(),
+                    uid: token.user_id().to_owned(),
+                    groups,
+                    extra,
+                })
+            }
+            Ok(_) => Err(format!(
+                "the token is not valid for cluster {}",
+                replica.cluster()
+            )),
+            Err(error) => {
+                tracing::debug!(%error, "token review: not authenticated");
+                Err(error.to_string())
+            }
+        };
+        self.metrics.review(if outcome.is_ok() {
+            "authenticated"
+        } else {
+            "unauthenticated"
+        });
+        (StatusCode::OK, review::answer(request.version, outcome))
+    }
+
+    fn readiness(&self) -> (bool, serde_json::Value) {
+        let replica = self.replica.load();
+        let behind = self.lag.seconds_behind();
+        let stale = self.stale();
+        let ready = replica.hasher().is_some() && stale.is_none();
+        let body = serde_json::json!({
+            "status": if ready { "ok" } else { "unavailable" },
+            "cluster": self.cluster,
+            "revision": replica.revision().0,
+            "centerRevision": self.lag.center_revision(),
+            "revisionsBehind": self.lag.center_revision().saturating_sub(replica.revision().0),
+            "secondsBehind": behind,
+            "connected": self.lag.connected(),
+            "tokens": replica.token_count(),
+            "reason": stale,
+        });
+        (ready, body)
+    }
+
+    fn metrics_text(&self) -> String {
+        let replica = self.replica.load();
+        let m = &self.metrics;
+        m.revision
+            .set(i64::try_from(replica.revision().0).unwrap_or(i64::MAX));
+        m.tokens
+            .set(i64::try_from(replica.token_count()).unwrap_or(i64::MAX));
+        m.lag
+            .set(self.lag.seconds_behind().unwrap_or(f64::INFINITY));
+        let mut text = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut text, &m.registry);
+        text
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+struct Metrics {
+    registry: Registry,
+    revision: Gauge,
+    tokens: Gauge,
+    lag: Gauge<f64, AtomicU64>,
+    reviews: Family<ResultLabel, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("paddock_sidecar");
+        let revision = Gauge::default();
+        registry.register(
+            "replica_revision",
+            "The center's store revision the replica is current at",
+            revision.clone(),
+        );
+        let tokens = Gauge::default();
+        registry.register("replica_tokens", "Tokens in the replica", tokens.clone());
+        let lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "replica_lag_seconds",
+            "Seconds the replica may be missing changes (0 while the feed is connected)",
+            lag.clone(),
+        );
+        let reviews = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "token_reviews",
+            "TokenReviews answered, by result (authenticated, unauthenticated, malformed, stale)",
+            reviews.clone(),
+        );
+        Self {
+            registry,
+            revision,
+            tokens,
+            lag,
+            reviews,
+        }
+    }
+
+    fn review(&self, result: &'static str) {
+        self.reviews.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+use crate::accounts::tokens::{issue, revoke, IssuedToken, NewToken, TokenPolicy};
+use crate::authn::tokens::{Pepper, TokenHasher};
+use crate::store::{
+    EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Revision, StoreView, TokenKind, User,
+    UserAttributes,
+};
+
+const T0: Timestamp = Timestamp(1_800_000_000);
+
+struct Center {
+    _dir: tempfile::TempDir,
+    view: Arc<StoreView>,
+    hasher: TokenHasher,
+}
+
+impl Center {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_in_dir(dir.path(), EmbeddedOptions::default()).unwrap();
+        let view = StoreView::new(Arc::new(store)).unwrap();
+        let user = User {
+            id: "u-alice".into(),
+            username: "alice".into(),
+            display_name: String::new(),
+            enabled: true,
+            must_change_password: false,
+            principal_ids: vec!["local://u-alice".into()],
+            created_at: T0,
+        };
+        let mut attributes = UserAttributes {
+            user_id: "u-alice".into(),
+            ..UserAttributes::default()
+        };
+        attributes
+            .groups
+            .insert("openldap".into(), vec!["openldap_group://cn=ops".into()]);
+        view.commit(vec![
+            Op::put(Object::User(user), Expect::Absent),
+            Op::put(Object::UserAttributes(attributes), Expect::Absent),
+        ])
+        .unwrap();
+        Self {
+            _dir: dir,
+            view,
+            hasher: TokenHasher::new(&Pepper::from_bytes([9; 32])),
+        }
+    }
+
+    fn issue(&self, cluster: Option<&str>) -> IssuedToken {
+        let mut req = NewToken::new("u-alice", TokenKind::Kubeconfig);
+        if let Some(c) = cluster {
+            req = req.cluster(c);
+        }
+        issue(
+            &self.view,
+            &self.hasher,
+            &TokenPolicy::default(),
+            req,
+            Timestamp::now(),
+        )
+        .unwrap()
+    }
+
+    /// Brings `sidecar` up to date, as one feed answer would.
+    fn sync(&self, sidecar: &Sidecar) {
+        let since = sidecar.replica().revision();
+        let feed = crate::replica::build(&self.view, &self.hasher, "prod", since).unwrap();
+        let next = sidecar.replica().apply(feed).unwrap();
+        sidecar.shared.replica.store(Arc::new(next));
+    }
+}
+
+fn sidecar(dir: &std::path::Path, max_staleness: Option<Duration>) -> Sidecar {
+    let mut options = SidecarOptions::new(
+        "https://127.0.0.1:1",
+        "prod",
+        SecretString::from("unused"),
+        dir.to_owned(),
+    );
+    options.max_staleness = max_staleness;
+    Sidecar::open(options).unwrap()
+}
+
+fn review_body(version: &str, token: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": version, "kind": "TokenReview",
+        "metadata": {"creationTimestamp": null},
+        "spec": {"token": token}, "status": {},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn answers_in_the_requests_version_with_who_it_was() {
+    let center = Center::new();
+    let token = center.issue(Some("prod"));
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = sidecar(dir.path(), None);
+    center.sync(&sidecar);
+    for version in ["authentication.k8s.io/v1", "authentication.k8s.io/v1beta1"] {
+        let (code, answer) = sidecar.review(&review_body(version, token.token.expose_secret()));
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        assert_eq!(answer["apiVersion"], version);
+        assert_eq!(answer["kind"], "TokenReview");
+        let status = &answer["status"];
+        assert_eq!(status["authenticated"], true, "{answer}");
+        assert_eq!(status["user"]["username"], "u-alice");
+        assert_eq!(status["user"]["uid"], "u-alice");
+        assert_eq!(
+            status["user"]["groups"],
+            serde_json::json!(["openldap_group://cn=ops"])
+        );
+        assert_eq!(
+            status["user"]["extra"]["principalid"],
+            serde_json::json!(["local://u-alice"])
+        );
+        assert_eq!(
+            status["user"]["extra"]["requesttokenid"],
+            serde_json::json!([token.record.id])
+        );
+        assert_eq!(
+            status["user"]["extra"]["username"],
+            serde_json::json!(["alice"])
+        );
+    }
+}
+
+#[test]
+fn refuses_revoked_disabled_foreign_and_wrong_tokens_with_200_false() {
+    let center = Center::new();
+    let prod = center.issue(Some("prod"));
+    let staging = center.issue(Some("staging"));
+    let unscoped = center.issue(None);
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = sidecar(dir.path(), None);
+    center.sync(&sidecar);
+    let v1 = "authentication.k8s.io/v1";
+    let authenticated = |token: &str| {
+        let (code, answer) = sidecar.review(&review_body(v1, token));
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        answer["status"]["authenticated"] == true
+    };
+    assert!(authenticated(prod.token.expose_secret()));
+    assert!(
+        !authenticated(staging.token.expose_secret()),
+        "another cluster's token"
+    );
+    assert!(
+        !authenticated(unscoped.token.expose_secret()),
+        "an unscoped token"
+    );
+    let (id, _) = prod.token.expose_secret().split_once(':').unwrap();
+    assert!(!authenticated(&format!("{id}:wrong-secret")));
+    assert!(!authenticated("not a token"));
+
+    let mut user = center
+        .view
+        .snapshot()
+        .user("u-alice")
+        .unwrap()
+        .value
+        .clone();
+    user.enabled = false;
+    center
+        .view
+        .commit(vec![Op::put(Object::User(user.clone()), Expect::Any)])
+        .unwrap();
+    center.sync(&sidecar);
+    assert!(!authenticated(prod.token.expose_secret()), "user disabled");
+    user.enabled = true;
+    center
+        .view
+        .commit(vec![Op::put(Object::User(user), Expect::Any)])
+        .unwrap();
+    center.sync(&sidecar);
+    assert!(
+        authenticated(prod.token.expose_secret()),
+        "user enabled again"
+    );
+
+    revoke(&center.view, None, &prod.record.id).unwrap();
+    center.sync(&sidecar);
+    assert!(!authenticated(prod.token.expose_secret()), "revoked");
+}
+
+#[test]
+fn malformed_reviews_get_400_status_and_no_replica_gets_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = sidecar(dir.path(), None);
+    let (code, answer) = sidecar.review(b"{\"kind\":");
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["kind"], "Status");
+    assert_eq!(answer["code"], 400);
+    let (code, _) = sidecar.review(&review_body("authentication.k8s.io/v1", "t-1:x"));
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[test]
+fn a_stale_replica_fails_closed_when_asked_to() {
+    let center = Center::new();
+    let token = center.issue(Some("prod"));
+    let dir = tempfile::tempdir().unwrap();
+    let strict = sidecar(dir.path(), Some(Duration::from_secs(5)));
+    center.sync(&strict);
+    // Never confirmed current by the feed: refused, with a reason.
+    let (code, answer) = strict.review(&review_body(
+        "authentication.k8s.io/v1",
+        token.token.expose_secret(),
+    ));
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    let (ready, body) = strict.shared.readiness();
+    assert!(!ready, "{body}");
+    strict.shared.lag.current(strict.replica().revision().0);
+    let (code, answer) = strict.review(&review_body(
+        "authentication.k8s.io/v1",
+        token.token.expose_secret(),
+    ));
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(answer["status"]["authenticated"], true);
+    assert!(strict.shared.readiness().0);
+    let metrics = strict.shared.metrics_text();
+    assert!(
+        metrics.contains("paddock_sidecar_replica_lag_seconds 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("result=\"stale\""), "{metrics}");
+}
+
+#[test]
+fn the_replica_survives_a_restart_and_a_damaged_file_is_refused_untouched() {
+    let center = Center::new();
+    let token = center.issue(Some("prod"));
+    let dir = tempfile::tempdir().unwrap();
+    let first = sidecar(dir.path(), None);
+    center.sync(&first);
+    first.shared.disk.save(&first.replica(), 1234).unwrap();
+
+    let second = sidecar(dir.path(), None);
+    assert_eq!(second.replica().revision(), first.replica().revision());
+    assert_eq!(second.lag().current_at_ms(), 1234);
+    // A quiet feed records freshness apart from the replica.
+    second.shared.disk.save_heartbeat(5678).unwrap();
+    let third = sidecar(dir.path(), None);
+    assert_eq!(third.lag().current_at_ms(), 5678);
+    let (_, answer) = second.review(&review_body(
+        "authentication.k8s.io/v1",
+        token.token.expose_secret(),
+    ));
+    assert_eq!(answer["status"]["authenticated"], true);
+
+    let path = dir.path().join(REPLICA_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the file holds the verifier key");
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&path, &bytes).unwrap();
+    let mut options = SidecarOptions::new(
+        "https://127.0.0.1:1",
+        "prod",
+        SecretString::from("unused"),
+        dir.path().to_owned(),
+    );
+    options.max_staleness = None;
+    let error = Sidecar::open(options).unwrap_err();
+    assert!(error.to_string().contains("replica.json"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
+
+    // Another cluster's file is refused too.
+    first.shared.disk.save(&first.replica(), 1).unwrap();
+    let other = Sidecar::open(SidecarOptions::new(
+        "https://127.0.0.1:1",
+        "staging",
+        SecretString::from("unused"),
+        dir.path().to_owned(),
+    ))
+    .unwrap_err();
+    assert!(other.to_string().contains("holds cluster prod"), "{other}");
+    let _ = Revision(0);
+}

@@ -1,0 +1,233 @@
+//! `rbac.authorization.k8s.io/v1` objects stored as the API server stores
+//! them: ClusterRoles, ClusterRoleBindings, Roles and RoleBindings, with
+//! create (409 `AlreadyExists`), get, replace (409 `Conflict` on a stale
+//! `resourceVersion`; 422 on a changed `roleRef`, which is immutable),
+//! delete, and list with an equality `labelSelector`, cluster-wide or per
+//! namespace. The fake enforces no RBAC with them.
+
+use std::collections::BTreeMap;
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::{json_value, status, Body, State};
+
+/// Resource name → kind, and whether it is namespaced.
+fn kind_of(resource: &str) -> Option<(&'static str, bool)> {
+    match resource {
+        "clusterroles" => Some(("ClusterRole", false)),
+        "clusterrolebindings" => Some(("ClusterRoleBinding", false)),
+        "roles" => Some(("Role", true)),
+        "rolebindings" => Some(("RoleBinding", true)),
+        _ => None,
+    }
+}
+
+/// Stored objects by (resource, namespace, name).
+pub(super) type Objects = BTreeMap<(String, String, String), Value>;
+
+/// Serves `/apis/rbac.authorization.k8s.io/v1/...` (`segments` after `v1`).
+pub(super) async fn serve(
+    state: &State,
+    request: Request<Incoming>,
+    segments: &[&str],
+) -> Response<Body> {
+    let (namespace, rest) = match segments {
+        ["namespaces", ns, rest @ ..] => (Some((*ns).to_owned()), rest),
+        rest => (None, rest),
+    };
+    let (resource, name) = match rest {
+        [resource] => (*resource, None),
+        [resource, name] => (*resource, Some((*name).to_owned())),
+        _ => return not_found("the server could not find the requested resource"),
+    };
+    let Some((kind, namespaced)) = kind_of(resource) else {
+        return not_found("the server could not find the requested resource");
+    };
+    if namespace.is_some() && !namespaced {
+        return not_found("the server could not find the requested resource");
+    }
+    if let Some(ns) = &namespace {
+        if !state.namespaces.lock().unwrap().contains(ns) {
+            return not_found(&format!("namespaces \"{ns}\" not found"));
+        }
+    }
+    let selector = request
+        .uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("labelSelector="))
+                .map(|s| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+        })
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let ns = namespace.clone().unwrap_or_default();
+    match (method, name) {
+        (Method::GET, None) => list(state, resource, kind, namespace.as_deref(), &selector),
+        (Method::GET, Some(name)) => {
+            match state
+                .rbac
+                .lock()
+                .unwrap()
+                .get(&(resource.to_owned(), ns, name.clone()))
+            {
+                Some(object) => json_value(StatusCode::OK, object),
+                None => not_found(&format!(
+                    "{resource}.rbac.authorization.k8s.io \"{name}\" not found"
+                )),
+            }
+        }
+        (Method::POST, None) => {
+            if namespaced && namespace.is_none() {
+                return status(StatusCode::NOT_FOUND, "NotFound", "namespace required");
+            }
+            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+                return status(StatusCode::BAD_REQUEST, "BadRequest", "invalid JSON");
+            };
+            let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "metadata.name: Required value",
+                );
+            };
+            let key = (resource.to_owned(), ns.clone(), name.clone());
+            let mut objects = state.rbac.lock().unwrap();
+            if objects.contains_key(&key) {
+                return status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    &format!("{resource}.rbac.authorization.k8s.io \"{name}\" already exists"),
+                );
+            }
+            stamp(state, &mut object, kind, namespace.as_deref());
+            objects.insert(key, object.clone());
+            json_value(StatusCode::CREATED, &object)
+        }
+        (Method::PUT, Some(name)) => {
+            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+                return status(StatusCode::BAD_REQUEST, "BadRequest", "invalid JSON");
+            };
+            let key = (resource.to_owned(), ns, name.clone());
+            let mut objects = state.rbac.lock().unwrap();
+            let Some(current) = objects.get(&key) else {
+                return not_found(&format!(
+                    "{resource}.rbac.authorization.k8s.io \"{name}\" not found"
+                ));
+            };
+            let sent = object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default();
+            if !sent.is_empty() && sent != current["metadata"]["resourceVersion"] {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                );
+            }
+            if current.get("roleRef").is_some() && current["roleRef"] != object["roleRef"] {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "roleRef: Invalid value: cannot change roleRef",
+                );
+            }
+            object["metadata"]["uid"] = current["metadata"]["uid"].clone();
+            object["metadata"]["creationTimestamp"] =
+                current["metadata"]["creationTimestamp"].clone();
+            stamp(state, &mut object, kind, namespace.as_deref());
+            objects.insert(key, object.clone());
+            json_value(StatusCode::OK, &object)
+        }
+        (Method::DELETE, Some(name)) => {
+            match state
+                .rbac
+                .lock()
+                .unwrap()
+                .remove(&(resource.to_owned(), ns, name.clone()))
+            {
+                Some(_) => json_value(
+                    StatusCode::OK,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "details": {"name": name, "group": "rbac.authorization.k8s.io", "kind": resource}}),
+                ),
+                None => not_found(&format!(
+                    "{resource}.rbac.authorization.k8s.io \"{name}\" not found"
+                )),
+            }
+        }
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "method not allowed",
+        ),
+    }
+}
+
+fn stamp(state: &State, object: &mut Value, kind: &str, namespace: Option<&str>) {
+    let rv = state.next_resource_version();
+    object["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
+    object["kind"] = kind.into();
+    let meta = &mut object["metadata"];
+    meta["resourceVersion"] = rv.to_string().into();
+    if meta["uid"].is_null() {
+        meta["uid"] = format!("uid-{rv}").into();
+        meta["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+    }
+    if let Some(ns) = namespace {
+        meta["namespace"] = ns.into();
+    }
+}
+
+fn list(
+    state: &State,
+    resource: &str,
+    kind: &str,
+    namespace: Option<&str>,
+    selector: &str,
+) -> Response<Body> {
+    let wanted: Vec<(&str, &str)> = selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.split_once('='))
+        .map(|(k, v)| (k.trim_end_matches('='), v))
+        .collect();
+    let items: Vec<Value> = state
+        .rbac
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|((r, ns, _), _)| r == resource && namespace.is_none_or(|want| want == ns))
+        .filter(|(_, o)| {
+            wanted
+                .iter()
+                .all(|(k, v)| o["metadata"]["labels"][*k] == *v)
+        })
+        .map(|(_, o)| o.clone())
+        .collect();
+    json_value(
+        StatusCode::OK,
+        &json!({
+            "kind": format!("{kind}List"), "apiVersion": "rbac.authorization.k8s.io/v1",
+            "metadata": {"resourceVersion": state.next_resource_version().to_string()},
+            "items": items,
+        }),
+    )
+}
+
+fn not_found(message: &str) -> Response<Body> {
+    status(StatusCode::NOT_FOUND, "NotFound", message)
+}
