@@ -115,7 +115,8 @@ async fn a_login_burst_is_one_call_per_user_and_per_address() {
 async fn a_cluster_going_away_and_back_is_one_alert_and_its_resolution() {
     let config = FakeApiConfig {
         plain_http: true,
-        nodes: vec![("node-1".into(), true), ("node-2".into(), false)],
+        // More than a page of nodes (the checker reads 100 at a time).
+        nodes: (0..230).map(|i| (format!("node-{i}"), i != 7)).collect(),
         ..FakeApiConfig::default()
     };
     let fake = FakeApiServer::start(config.clone()).await.unwrap();
@@ -156,7 +157,7 @@ async fn a_cluster_going_away_and_back_is_one_alert_and_its_resolution() {
     let up = health(|h| h["reachable"] == true, "reachable").await;
     assert_eq!(up["cluster"], "default");
     assert_eq!(up["kubernetesVersion"]["gitVersion"], "v1.32.4-fake");
-    assert_eq!(up["nodes"], json!({"total": 2, "ready": 1}));
+    assert_eq!(up["nodes"], json!({"total": 230, "ready": 229}));
     assert!(up["latencySeconds"].as_f64().unwrap() >= 0.0, "{up}");
     assert!(up["lastError"].is_null(), "{up}");
     // Administrators only; an unknown cluster is not found.

@@ -8,7 +8,7 @@
 //! - `GET /version` (`version.Info`: `gitVersion`, `major`, `minor`,
 //!   `platform`): whether the cluster answers, its Kubernetes version, and
 //!   the API latency (the time this read took);
-//! - `GET /api/v1/nodes?limit=500`, following `metadata.continue`: the node
+//! - `GET /api/v1/nodes?limit=100`, following `metadata.continue`: the node
 //!   count, and how many have the condition `Ready` at `True`. Paddock's
 //!   credential needs `list nodes` for this part; without it the cluster is
 //!   still reported, with the nodes' error.
@@ -65,10 +65,12 @@ impl HealthOptions {
 /// Clusters checked at once; the others wait for a free slot.
 const CONCURRENCY: usize = 8;
 /// Nodes per page, and pages read at most (a cluster of 10 000 nodes).
-const NODES_PAGE: usize = 500;
-const MAX_NODE_PAGES: usize = 20;
-/// Largest answer read: a page of nodes is some kilobytes per node.
-const MAX_BODY: usize = 32 * 1024 * 1024;
+const NODES_PAGE: usize = 100;
+const MAX_NODE_PAGES: usize = 100;
+/// Largest answer read: a node is tens of kilobytes at most (its images
+/// list), so a page fits; with [`CONCURRENCY`] checks at once the checker
+/// holds 64 MiB at worst.
+const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// The last check of one cluster, as `GET /paddock/v1/clusters/<id>/health`
 /// returns it.

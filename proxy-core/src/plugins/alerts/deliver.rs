@@ -39,8 +39,9 @@ pub enum Format {
     /// Alertmanager's own API, `POST /api/v2/alerts`: a JSON array of
     /// alerts (`labels`, `annotations`, `startsAt`, `endsAt`,
     /// `generatorURL`). Firing alerts are sent again every
-    /// [`resend`](super::AlertsOptions::resend), as Prometheus does, and
-    /// carry an `endsAt` four resends ahead.
+    /// [`resend`](super::AlertsOptions::resend), as Prometheus does, so
+    /// Alertmanager keeps them firing; they carry no `endsAt` (a one-off
+    /// carries its expiry), a resolved one its resolution time.
     Alertmanager,
     /// What Alertmanager's `webhook_config` sends its receivers (`version`
     /// `4`, `groupKey`, `status`, `alerts[]` with `fingerprint`), for
