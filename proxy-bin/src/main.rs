@@ -10,8 +10,8 @@ mod cluster_cmd;
 mod config;
 mod policy_cmd;
 mod serve;
-mod store_cmd;
 mod sidecar_cmd;
+mod store_cmd;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -253,9 +253,9 @@ impl ProxyBuilder {
             router.add(Cluster::new(config, self.workers)?, *default);
         }
         let router = Arc::new(router);
-        let tunnels = Arc::new(tunnel::Tunnels::new(self.agent_wait));
         let plugins = Plugins::new(self.plugins);
         let events = events::Events::new(plugins.clone());
+        let tunnels = Arc::new(tunnel::Tunnels::new(self.agent_wait, events.clone()));
         if let Some(accounts) = &self.accounts {
             accounts.set_events(events.clone());
             // Store polling, token purge and providers' refresh run with the

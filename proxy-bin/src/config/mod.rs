@@ -12,8 +12,8 @@
 //! belongs) stops the YAML parser, so it comes alone, with its key path and
 //! line.
 
-mod alerts;
 mod agents;
+mod alerts;
 mod audit;
 mod authentication;
 mod authorization;
@@ -24,9 +24,9 @@ mod limits;
 mod logging;
 mod metrics;
 mod oidc;
+mod rbac_sync;
 mod secrets;
 mod store;
-mod rbac_sync;
 mod tls;
 
 use std::{
@@ -39,8 +39,8 @@ use std::{
 use serde::Deserialize;
 
 pub(crate) use self::{
-    alerts::{AlertsConfig, CheckedAlerts, HealthConfig},
     agents::{AgentsConfig, CheckedAgents},
+    alerts::{AlertsConfig, CheckedAlerts, HealthConfig},
     audit::{AuditConfig, CheckedAudit},
     authentication::{AuthenticationConfig, CheckedAuthentication},
     authorization::{AuthorizationConfig, AuthorizationMode, CheckedAuthorization},
@@ -48,8 +48,8 @@ pub(crate) use self::{
     limits::LimitsConfig,
     logging::{LogFormat, LoggingConfig},
     metrics::{CheckedMetrics, MetricsConfig},
-    store::{Backend, CheckedStore, OpenError, StoreConfig},
     rbac_sync::{CheckedRbacSync, RbacSyncConfig},
+    store::{Backend, CheckedStore, OpenError, StoreConfig},
     tls::{CheckedTls, TlsConfig},
 };
 

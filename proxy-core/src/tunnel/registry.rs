@@ -23,7 +23,10 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{ws::WsBytes, CONNECTION_WINDOW, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT};
-use crate::store::Timestamp;
+use crate::{
+    events::{Event, Events},
+    store::Timestamp,
+};
 
 /// What is known of a connected agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +110,8 @@ pub struct Tunnels {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     next_id: AtomicU64,
     wait: Duration,
+    /// Told when an agent connects or its tunnel drops (alerts, metrics).
+    events: Events,
 }
 
 impl std::fmt::Debug for Tunnels {
@@ -118,13 +123,23 @@ impl std::fmt::Debug for Tunnels {
 }
 
 impl Tunnels {
-    /// No tunnels yet; requests wait up to `wait` for a disconnected agent.
-    pub fn new(wait: Duration) -> Self {
+    /// No tunnels yet; requests wait up to `wait` for a disconnected
+    /// agent; `events` hears agents connect and disconnect.
+    pub fn new(wait: Duration, events: Events) -> Self {
         Self {
             slots: Mutex::default(),
             next_id: AtomicU64::new(1),
             wait,
+            events,
         }
+    }
+
+    fn reachability(&self, cluster: &str, reachable: bool, reason: Option<&str>) {
+        self.events.emit(&Event::ClusterReachability {
+            cluster: cluster.to_owned(),
+            reachable,
+            reason: reason.map(str::to_owned),
+        });
     }
 
     /// How long a request waits for a disconnected agent.
@@ -158,6 +173,11 @@ impl Tunnels {
             if keep_hash != Some(session.token_hash.as_str()) {
                 tracing::info!(cluster.id = %cluster, "agent tunnel ended: its token is no longer valid");
                 session.end.cancel();
+                self.reachability(
+                    cluster,
+                    false,
+                    Some("the agent's registration token is no longer valid"),
+                );
                 slot.current.send_if_modified(|s| {
                     if s.as_ref().is_some_and(|s| s.id == session.id) {
                         *s = None;
@@ -214,6 +234,7 @@ impl Tunnels {
             old.end.cancel();
         }
         tracing::info!(cluster.id = %cluster, agent.version = ?session.info.agent_version, "agent connected");
+        self.reachability(cluster, true, None);
         tokio::select! {
             result = connection => {
                 if let Err(error) = result {
@@ -223,7 +244,7 @@ impl Tunnels {
             }
             () = session.end.cancelled() => {}
         }
-        slot.current.send_if_modified(|s| {
+        let replaced = !slot.current.send_if_modified(|s| {
             if s.as_ref().is_some_and(|s| s.id == session.id) {
                 *s = None;
                 true
@@ -232,5 +253,9 @@ impl Tunnels {
             }
         });
         tracing::info!(cluster.id = %cluster, "agent disconnected");
+        // A newer session of the same cluster took over: still reachable.
+        if !replaced {
+            self.reachability(cluster, false, Some("the agent's tunnel dropped"));
+        }
     }
 }
