@@ -561,47 +561,45 @@ impl Store for EtcdStore {
     }
 
     fn load(&self) -> Result<Loaded, StoreError> {
-        let mut kv = self.client.kv_client();
         let prefix = self.options.prefix.clone();
         let end = prefix_end(prefix.as_bytes());
-        let kvs = self.run(async move {
-            let mut out = Vec::new();
-            let mut start = prefix.into_bytes();
-            let mut at = 0;
-            loop {
+        // Page by page, each within the request timeout (a large store takes
+        // longer than one request may), all pinned to the first page's revision.
+        let marker = self.marker_key();
+        let mut revision = Revision(0);
+        let mut objects = Vec::new();
+        let mut start = prefix.into_bytes();
+        let mut at = 0;
+        loop {
+            let mut kv = self.client.kv_client();
+            let (key, range_end) = (start.clone(), end.clone());
+            let mut resp = self.run(async move {
                 let mut options = GetOptions::new()
-                    .with_range(end.clone())
+                    .with_range(range_end)
                     .with_limit(LOAD_PAGE);
                 if at != 0 {
                     options = options.with_revision(at);
                 }
-                let mut resp = kv
-                    .get(start.clone(), Some(options))
-                    .await
-                    .map_err(unavail)?;
-                if at == 0 {
-                    at = resp.header().map_or(0, |h| h.revision());
-                }
-                let more = resp.more();
-                let page = resp.take_kvs();
-                let Some(last) = page.last() else { break };
-                start = last.key().to_vec();
-                start.push(0);
-                out.extend(page);
-                if !more {
-                    break;
+                kv.get(key, Some(options)).await.map_err(unavail)
+            })?;
+            if at == 0 {
+                at = resp.header().map_or(0, |h| h.revision());
+            }
+            let more = resp.more();
+            let page = resp.take_kvs();
+            let Some(last) = page.last() else { break };
+            start = last.key().to_vec();
+            start.push(0);
+            // Decoded page by page: the raw page is dropped before the next.
+            for kv in &page {
+                if kv.key() == marker.as_bytes() {
+                    revision = rev(kv.mod_revision());
+                } else if let Some((_, v)) = self.decode(kv)? {
+                    objects.push(v);
                 }
             }
-            Ok(out)
-        })?;
-        let marker = self.marker_key();
-        let mut revision = Revision(0);
-        let mut objects = Vec::with_capacity(kvs.len());
-        for kv in &kvs {
-            if kv.key() == marker.as_bytes() {
-                revision = rev(kv.mod_revision());
-            } else if let Some((_, v)) = self.decode(kv)? {
-                objects.push(v);
+            if !more {
+                break;
             }
         }
         Ok(Loaded { revision, objects })
