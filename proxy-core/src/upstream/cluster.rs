@@ -7,7 +7,10 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
-use super::{credential::AuthorizationHeader, direct_h2::DirectH2, tls, UpstreamCredential};
+use super::{
+    credential::AuthorizationHeader, direct_h1::DirectH1, direct_h2::DirectH2, tls,
+    UpstreamCredential,
+};
 use crate::{body::RequestBody, error::ProxyError};
 
 /// Why a cluster definition was rejected.
@@ -141,6 +144,9 @@ pub(crate) struct Cluster {
 pub(super) struct Clients {
     /// Requests without a body, over this worker's own HTTP/2 connection.
     pub(super) direct: DirectH2,
+    /// Requests to a server without HTTP/2, over this worker's own
+    /// HTTP/1.1 connections.
+    pub(super) direct_h1: DirectH1,
     /// Requests with a body (HTTP/2 when offered).
     pub(super) ordinary: HttpClient,
     /// Upgrades (HTTP/1.1).
@@ -180,6 +186,7 @@ impl Cluster {
         let clients = (0..=workers)
             .map(|_| Clients {
                 direct: DirectH2::new(connector(config, tls.clone(), true), server.clone()),
+                direct_h1: DirectH1::new(connector(config, tls.clone(), false), server.clone()),
                 ordinary: client(connector(config, tls.clone(), true)),
                 upgrade: client(connector(config, tls.clone(), false)),
             })

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod credential;
+mod direct_h1;
 mod direct_h2;
 mod forward;
 mod router;
