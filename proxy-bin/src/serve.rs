@@ -15,6 +15,7 @@ use proxy_core::{
         token_file::TokenFileAuthenticator,
     },
     authz::{policy::PolicyAuthorizer, AllowAuthenticated, Authorizer, DenyAll},
+    plugins::access_log::{AccessLog, AccessLogFormat},
     Proxy,
 };
 use secrecy::ExposeSecret;
@@ -187,7 +188,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         authentication,
         authorization,
         clusters,
-        logging: _,
+        logging,
         metrics,
         audit,
     } = config;
@@ -211,6 +212,12 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         github,
     )?;
     let mut builder = Proxy::builder().accounts(accounts.clone());
+    if logging.format == LogFormat::Json {
+        // The built-in access log writes text: the same lines in JSON instead.
+        builder = builder
+            .without_plugins()
+            .plugin(AccessLog::new(AccessLogFormat::Json));
+    }
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
     }

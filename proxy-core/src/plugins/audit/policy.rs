@@ -150,6 +150,15 @@ pub struct RequestAuditConfig {
 }
 
 impl RequestAuditConfig {
+    /// Every stage at `level`.
+    #[cfg(test)]
+    pub(crate) fn at(level: Level) -> Self {
+        Self {
+            level,
+            omit: [false; 4],
+        }
+    }
+
     /// Whether events of `stage` are written.
     pub fn records(&self, stage: Stage) -> bool {
         self.level != Level::None && !self.omit[stage as usize]

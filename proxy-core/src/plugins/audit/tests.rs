@@ -82,15 +82,6 @@ async fn refusals_before_authentication_and_the_none_level() {
     assert_eq!(events[0]["responseStatus"]["code"], 404);
 }
 
-#[test]
-fn long_user_agents_are_cut() {
-    assert_eq!(user_agent_of("kubectl/v1.32"), "kubectl/v1.32");
-    let long = "é".repeat(600);
-    let cut = user_agent_of(&long);
-    assert!(cut.ends_with("...TRUNCATED"));
-    assert_eq!(cut.len(), 1024 + "...TRUNCATED".len());
-}
-
 /// A policy that does not omit `RequestReceived` gets it, before the
 /// complete event, without a response status; the default policy omits it.
 #[tokio::test]

@@ -348,7 +348,7 @@ mod tests {
         for id in 0..5 {
             sink.send(sample(&id.to_string()));
         }
-        let counters = sink.counters.clone();
+        let counters = sink.counters();
         close(sink).await;
         let mut seen = Vec::new();
         while let Ok(list) = lists.try_recv() {
@@ -369,7 +369,7 @@ mod tests {
     async fn a_failing_receiver_costs_retries_then_drops() {
         let (url, mut lists) = receiver(|| async { StatusCode::INTERNAL_SERVER_ERROR }).await;
         let sink = AuditSink::webhook(webhook(&url), QueueOptions::default()).unwrap();
-        let counters = sink.counters.clone();
+        let counters = sink.counters();
         sink.send(sample("lost"));
         close(sink).await;
         let mut attempts = 0;
@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(sink.dropped(), 8);
         assert_eq!(sink.queued(), 2);
         release.send(()).unwrap();
-        let counters = sink.counters.clone();
+        let counters = sink.counters();
         close(sink).await;
         assert_eq!(ids(&lists.recv().await.unwrap()), ["0", "1"]);
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 8);

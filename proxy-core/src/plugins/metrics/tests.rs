@@ -11,7 +11,7 @@ use crate::{
     plugin::{AccessRecord, Flow, Plugin},
 };
 
-fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> RequestContext {
+fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> Arc<RequestContext> {
     let context = RequestContext::new("1".into(), Method::GET, "/api/v1/pods".into(), None);
     if let Some(attributes) = attributes {
         context.set_attributes(attributes);
@@ -22,10 +22,10 @@ fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> Requ
             reason: String::new(),
         });
     }
-    context
+    Arc::new(context)
 }
 
-fn log(metrics: &Metrics, context: &RequestContext, status: StatusCode) {
+fn log(metrics: &Metrics, context: &Arc<RequestContext>, status: StatusCode) {
     metrics.on_log(&AccessRecord {
         context,
         status,
@@ -73,12 +73,12 @@ fn counts_requests_decisions_and_latency_with_bounded_labels() {
         StatusCode::NOT_FOUND,
     );
     // An unknown method on a path that resolved to nothing.
-    let odd = RequestContext::new(
+    let odd = Arc::new(RequestContext::new(
         "2".into(),
         Method::from_bytes(b"BREW").unwrap(),
         "/x".into(),
         None,
-    );
+    ));
     log(&metrics, &odd, StatusCode::NOT_FOUND);
 
     let text = metrics.encode();
