@@ -9,6 +9,7 @@
 #
 #   bash benches/callgrind.sh                    # every target, DURATION=10s CONNECTIONS=8
 #   TARGETS="paddock passthrough-direct" bash benches/callgrind.sh
+#   KEEP=/tmp/cg bash benches/callgrind.sh       # keep the profiles: callgrind_annotate /tmp/cg/callgrind.out.paddock
 #
 # Targets: paddock, paddock+log, paddock+plugins, passthrough,
 # passthrough-direct (HTTP/2 TLS backend); paddock-plain, paddock-plain+log,
@@ -51,7 +52,7 @@ echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 # A certificate for the passthrough: Paddock generates one.
 "$bin/paddock" serve --listen 127.0.0.1:0 --data-dir "$tmp/certs" --upstream "$upstream" \
-  --upstream-ca "$tmp/ca.crt" --authorization deny-all 2>"$tmp/certs.log" & certs_pid=$!
+  --upstream-ca "$tmp/ca.crt" --authorization deny-all >/dev/null 2>"$tmp/certs.log" & certs_pid=$!
 wait_log "$tmp/certs.log" "paddock listening" >/dev/null
 kill "$certs_pid"; wait "$certs_pid" 2>/dev/null || true
 cert="$tmp/certs/tls/tls.crt"; key="$tmp/certs/tls/tls.key"
@@ -68,7 +69,7 @@ measure() {
       printf '%s\n' "$config" > "$tmp/$name.yaml"
       local args=(--upstream "$up" --upstream-token-file "$tmp/proxy-token")
       case $up in https://*) args+=(--upstream-ca "$tmp/ca.crt") ;; *) args+=(--dangerous-upstream-allow-plaintext) ;; esac
-      cmd=(env RUST_LOG="$log" "$bin/paddock" serve --config "$tmp/$name.yaml" "${args[@]}" --listen 127.0.0.1:0
+      cmd=("$bin/paddock" serve --config "$tmp/$name.yaml" "${args[@]}" --listen 127.0.0.1:0
         --tls-cert "$cert" --tls-key "$key" --data-dir "$tmp/$name" --token-auth-file "$tmp/tokens.csv"
         --authorization allow-authenticated)
       ready="paddock listening" ;;
@@ -80,21 +81,22 @@ measure() {
         --upstream "$up" --upstream-ca "$tmp/ca.crt" "${flags[@]}")
       ready="listening on" ;;
   esac
-  valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name" "${cmd[@]}" >/dev/null 2>"$tmp/$name.log" &
+  RUST_LOG=$log valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name" "${cmd[@]}" >/dev/null 2>"$tmp/$name.log" &
   local pid=$!
   pids+=($pid)
   local addr
   addr=$(wait_log "$tmp/$name.log" "$ready" | grep -oE '127\.0\.0\.1:[0-9]+' | tail -1)
   local url="https://$addr$PATH_"
   wrk -t1 -c"$CONNECTIONS" -d3s -H "Authorization: Bearer $token" "$url" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   local out
   out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $token" "$url")
   if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx responses:" >&2; echo "$out" >&2; exit 1; fi
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   local requests instr
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
-  instr=$(cat "$tmp"/cg."$name".* 2>/dev/null | awk '/^summary:|^totals:/ {print $2; exit}')
+  instr=$(awk '/^summary:|^totals:/ {print $2; exit}' "$tmp/cg.$name.1")
+  [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$tmp/cg.$name.1" "$KEEP/callgrind.out.$name"
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   printf "%-20s %10s %16s %14.0f\n" "$name" "$requests" "$instr" "$(awk -v i="$instr" -v r="$requests" 'BEGIN{print i/r}')"
