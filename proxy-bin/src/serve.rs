@@ -211,13 +211,16 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         &authentication.ldap,
         github,
     )?;
-    let mut builder = Proxy::builder().accounts(accounts.clone());
-    if logging.format == LogFormat::Json {
-        // The built-in access log writes text: the same lines in JSON instead.
-        builder = builder
-            .without_plugins()
-            .plugin(AccessLog::new(AccessLogFormat::Json));
-    }
+    let access_log = AccessLog::new(match logging.format {
+        LogFormat::Json => AccessLogFormat::Json,
+        LogFormat::Text => AccessLogFormat::Text,
+    });
+    // In place of the built-in one: this one's format is the configured
+    // one, and the metrics report its drops.
+    let mut builder = Proxy::builder()
+        .accounts(accounts.clone())
+        .without_plugins()
+        .plugin(access_log.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
     }
@@ -272,8 +275,9 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         builder = builder.shutdown_grace(grace);
     }
     builder = builder.connection_limits(limits);
-    if let Some(audit) = audit {
-        builder = builder.plugin(audit.plugin()?);
+    let audit = audit.map(|audit| audit.plugin()).transpose()?;
+    if let Some(audit) = &audit {
+        builder = builder.plugin(audit.clone());
     }
     if let Some(workers) = workers {
         builder = builder.workers(workers);
@@ -281,6 +285,10 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     let metrics = match metrics {
         Some(checked) => {
             let plugin = proxy_core::plugins::metrics::Metrics::new();
+            plugin.count_drops("access", access_log.drops());
+            if let Some(audit) = &audit {
+                plugin.count_drops("audit", audit.drops());
+            }
             builder = builder.plugin(plugin.clone());
             Some(MetricsListener::bind(checked, &plugin).await?)
         }

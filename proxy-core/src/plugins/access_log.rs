@@ -80,6 +80,13 @@ impl AccessLog {
     pub fn dropped(&self) -> u64 {
         self.writer.dropped()
     }
+
+    /// Reads [`dropped`](Self::dropped) without keeping the log open: for
+    /// [`Metrics::count_drops`](super::metrics::Metrics::count_drops).
+    pub fn drops(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let count = self.writer.drop_count();
+        move || count.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Plugin for AccessLog {

@@ -94,7 +94,8 @@ struct Shared<R> {
     room: Condvar,
     capacity: usize,
     on_full: OnFull,
-    dropped: AtomicU64,
+    /// Shared with whoever reports it (the metrics), without the queue.
+    dropped: Arc<AtomicU64>,
 }
 
 struct Queue<R> {
@@ -167,7 +168,7 @@ impl<R: Send + 'static> LogWriter<R> {
                 room: Condvar::new(),
                 capacity: capacity.max(1),
                 on_full,
-                dropped: AtomicU64::new(0),
+                dropped: Arc::default(),
             }),
             _thread: None,
         }
@@ -209,6 +210,12 @@ impl<R> LogWriter<R> {
     /// Records dropped because the queue was full, since the start.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The count of dropped records, live, without holding the queue or
+    /// its thread.
+    pub fn drop_count(&self) -> Arc<AtomicU64> {
+        self.shared.dropped.clone()
     }
 
     /// Records waiting to be written now.

@@ -115,6 +115,18 @@ impl Audit {
         self.sinks.iter().map(AuditSink::dropped).sum()
     }
 
+    /// Reads [`dropped`](Self::dropped) without keeping the sinks open:
+    /// for [`Metrics::count_drops`](super::metrics::Metrics::count_drops).
+    pub fn drops(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let counts: Vec<_> = self.sinks.iter().map(AuditSink::drop_count).collect();
+        move || {
+            counts
+                .iter()
+                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        }
+    }
+
     /// Events waiting in the sinks' queues.
     pub fn queued(&self) -> u64 {
         self.sinks.iter().map(AuditSink::queued).sum()

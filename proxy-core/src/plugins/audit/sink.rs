@@ -108,7 +108,7 @@ pub(super) struct Channel {
 pub(super) struct Counters {
     /// Events lost: to a full queue, or a webhook batch that never got
     /// through.
-    pub(super) dropped: AtomicU64,
+    pub(super) dropped: Arc<AtomicU64>,
     /// Events in the queue (or waiting for room in it, with `Block`).
     pub(super) queued: AtomicU64,
 }
@@ -218,6 +218,15 @@ impl AuditSink {
         match &self.queue {
             Queue::File(writer) => writer.dropped(),
             Queue::Channel(channel) => channel.counters.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The count behind [`dropped`](Self::dropped), live, without keeping
+    /// the sink open.
+    pub(super) fn drop_count(&self) -> Arc<AtomicU64> {
+        match &self.queue {
+            Queue::File(writer) => writer.drop_count(),
+            Queue::Channel(channel) => channel.counters.dropped.clone(),
         }
     }
 

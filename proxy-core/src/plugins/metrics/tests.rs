@@ -257,3 +257,37 @@ fn an_embedders_registry_keeps_its_own_metrics() {
     );
     assert!(text.contains("paddock_build_info{version="), "{text}");
 }
+
+/// The logs' drop counts are read at each scrape, one series per log.
+#[test]
+fn log_drops_are_read_at_each_scrape() {
+    let metrics = Metrics::new();
+    let access = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = access.clone();
+    metrics.count_drops("access", move || {
+        seen.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    metrics.count_drops("audit", || 7);
+    let text = metrics.encode();
+    assert!(
+        text.contains("# TYPE paddock_log_dropped counter"),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "paddock_log_dropped_total", r#"log="access""#),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, "paddock_log_dropped_total", r#"log="audit""#),
+        Some(7.0)
+    );
+    access.store(3, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        value(
+            &metrics.encode(),
+            "paddock_log_dropped_total",
+            r#"log="access""#
+        ),
+        Some(3.0)
+    );
+}
