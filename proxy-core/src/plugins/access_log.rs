@@ -16,7 +16,10 @@ use std::{
 
 use http::StatusCode;
 
-use super::writer::{self, LogWriter, OnFull, Output};
+use super::{
+    json,
+    writer::{self, LogWriter, OnFull, Output},
+};
 use crate::{
     context::RequestContext,
     plugin::{AccessRecord, Plugin},
@@ -199,14 +202,16 @@ fn text(buf: &mut Vec<u8>, line: &Line) {
         buf.extend_from_slice(name.as_bytes());
         quoted(buf, value);
     }
-    let _ = write!(
-        buf,
-        " http.status={} http.bytes={} http.complete={} duration_ms={:.3}",
-        line.status.as_u16(),
-        line.bytes,
-        line.complete,
-        line.duration.as_secs_f64() * 1000.0
-    );
+    buf.extend_from_slice(b" http.status=");
+    json::push_u64(buf, line.status.as_u16().into());
+    buf.extend_from_slice(b" http.bytes=");
+    json::push_u64(buf, line.bytes);
+    buf.extend_from_slice(if line.complete {
+        b" http.complete=true duration_ms="
+    } else {
+        b" http.complete=false duration_ms="
+    });
+    json::push_fixed(buf, line.duration.as_secs_f64() * 1000.0, 3);
     buf.push(b'\n');
 }
 
@@ -231,18 +236,19 @@ fn json(buf: &mut Vec<u8>, line: &Line) {
         buf.extend_from_slice(b",\"");
         buf.extend_from_slice(name.as_bytes());
         buf.extend_from_slice(b"\":");
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, value);
+        json::push_str(buf, value);
     }
-    let _ = write!(
-        buf,
-        ",\"http.status\":{},\"http.bytes\":{},\"http.complete\":{},\"duration_ms\":{:.3}}},\"target\":\"paddock::access\"}}",
-        line.status.as_u16(),
-        line.bytes,
-        line.complete,
-        line.duration.as_secs_f64() * 1000.0
-    );
-    buf.push(b'\n');
+    buf.extend_from_slice(b",\"http.status\":");
+    json::push_u64(buf, line.status.as_u16().into());
+    buf.extend_from_slice(b",\"http.bytes\":");
+    json::push_u64(buf, line.bytes);
+    buf.extend_from_slice(if line.complete {
+        b",\"http.complete\":true,\"duration_ms\":"
+    } else {
+        b",\"http.complete\":false,\"duration_ms\":"
+    });
+    json::push_fixed(buf, line.duration.as_secs_f64() * 1000.0, 3);
+    buf.extend_from_slice(b"},\"target\":\"paddock::access\"}\n");
 }
 
 /// `value` in double quotes, escaped as Rust's `Debug` for `str` would

@@ -5,28 +5,28 @@
 //!
 //! What the request path queues is not the event's JSON shape but what it
 //! is made from: the request's context (a reference count), what the
-//! request phase noted, and a few numbers. The sink's thread serialises it
-//! straight from those, borrowing every string: building an event costs the
-//! worker no allocation, and writing it costs the sink's thread none but
-//! its line buffer.
+//! request phase noted, and a few numbers. The sink's thread writes its
+//! JSON straight from those (see `plugins::json`): building an event costs
+//! the worker no allocation, and writing it costs the sink's thread none
+//! but its line buffer (and a query, a source IP).
 
 use std::{
     borrow::Cow,
     collections::BTreeMap,
-    fmt,
-    io::Cursor,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use http::{HeaderValue, Method};
-use serde::{ser::SerializeMap, Serialize, Serializer};
 
 use super::policy::{RequestAuditConfig, Stage};
 use crate::{
     authn::Identity,
     context::{LoginOutcome, RequestContext},
-    plugins::writer::push_timestamp,
+    plugins::{
+        json::{push_fixed, push_str, push_str_array, push_str_contents, push_u64, Object},
+        writer::push_timestamp,
+    },
     status::Status,
 };
 
@@ -172,98 +172,113 @@ fn method_verb(method: &Method) -> Cow<'static, str> {
     }
 }
 
-impl Serialize for Event {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl Event {
+    /// Appends the event as one JSON object (no newline).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         let context = &*self.context;
         let noted = &*self.noted;
         let target = Target::of(context);
-        let user = User::of(context);
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("kind", "Event")?;
-        map.serialize_entry("apiVersion", "audit.k8s.io/v1")?;
-        map.serialize_entry("level", &noted.decision.level)?;
-        map.serialize_entry("auditID", &context.id)?;
-        map.serialize_entry("stage", &self.stage)?;
-        map.serialize_entry(
-            "requestURI",
-            &Display(RequestUri(&context.path, noted.query.as_deref())),
-        )?;
-        map.serialize_entry("verb", &target.verb)?;
-        map.serialize_entry("user", &user)?;
+        let mut event = Object::open(out);
+        event.str("kind", "Event");
+        event.str("apiVersion", "audit.k8s.io/v1");
+        event.str("level", noted.decision.level.as_str());
+        event.str("auditID", &context.id);
+        event.str("stage", self.stage.as_str());
+        let uri = event.key("requestURI");
+        uri.push(b'"');
+        push_str_contents(uri, &context.path);
+        if let Some(query) = &noted.query {
+            uri.push(b'?');
+            push_str_contents(uri, query);
+        }
+        uri.push(b'"');
+        event.str("verb", &target.verb);
+        User::of(context).write_json(event.key("user"));
         if let Some(identity) = context.impersonated() {
-            map.serialize_entry("impersonatedUser", &User::identity(identity))?;
+            User::identity(identity).write_json(event.key("impersonatedUser"));
         }
         if let Some(addr) = context.client_addr {
-            map.serialize_entry("sourceIPs", &[Display(addr.ip())])?;
+            let ip = addr.ip().to_string();
+            push_str_array(event.key("sourceIPs"), [ip.as_str()]);
         }
         if let Some(agent) = noted.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
-            map.serialize_entry("userAgent", &UserAgent(agent))?;
+            push_str(event.key("userAgent"), &user_agent(agent));
         }
         if target.is_resource {
-            map.serialize_entry("objectRef", &ObjectRef(&target))?;
+            let mut object = Object::open(event.key("objectRef"));
+            for (key, value) in [
+                ("resource", target.resource),
+                ("namespace", target.namespace),
+                ("name", target.name),
+                ("apiGroup", target.api_group),
+                ("apiVersion", target.api_version),
+                ("subresource", target.subresource),
+            ] {
+                if !value.is_empty() {
+                    object.str(key, value);
+                }
+            }
+            object.close();
         }
         if let Some(response) = &self.response {
-            map.serialize_entry("responseStatus", &ResponseStatus(response))?;
+            let mut status = Object::open(event.key("responseStatus"));
+            status.key("metadata").extend_from_slice(b"{}");
+            match &response.failure {
+                // The code alone on success (as kube-apiserver); status,
+                // reason and message when Paddock answered with a failure.
+                Some(failure) => {
+                    status.str("status", "Failure");
+                    status.str("message", &failure.message);
+                    status.str("reason", failure.reason);
+                    status.u64("code", failure.code.into());
+                }
+                None => status.u64("code", response.code.into()),
+            }
+            status.close();
         }
-        map.serialize_entry("requestReceivedTimestamp", &Micros(noted.received))?;
-        map.serialize_entry("stageTimestamp", &Micros(self.at))?;
-        let annotations = Annotations {
-            context,
-            end: self.response.as_ref().and_then(|r| r.end),
-        };
-        if annotations.any() {
-            map.serialize_entry("annotations", &annotations)?;
+        push_timestamp_str(event.key("requestReceivedTimestamp"), noted.received);
+        push_timestamp_str(event.key("stageTimestamp"), self.at);
+        let end = self.response.as_ref().and_then(|r| r.end);
+        if end.is_some()
+            || context.decision().is_some()
+            || context.cluster().is_some()
+            || context.login().is_some()
+        {
+            write_annotations(event.key("annotations"), context, end);
         }
-        map.end()
+        event.close();
+    }
+
+    /// The event as a JSON value, for tests.
+    #[cfg(test)]
+    pub(crate) fn to_value(&self) -> serde_json::Value {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        serde_json::from_slice(&out).expect("an event is valid JSON")
     }
 }
 
-/// Serialises through `Display`, without an intermediate `String`.
-struct Display<T>(T);
-
-impl<T: fmt::Display> Serialize for Display<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
-    }
-}
-
-/// The path and, when kept, the query.
-struct RequestUri<'a>(&'a str, Option<&'a str>);
-
-impl fmt::Display for RequestUri<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)?;
-        if let Some(query) = self.1 {
-            write!(f, "?{query}")?;
-        }
-        Ok(())
-    }
+/// `"2026-12-01T15:10:45.123456Z"`: RFC 3339 in UTC with microseconds, as
+/// kube-apiserver writes `metav1.MicroTime`.
+fn push_timestamp_str(out: &mut Vec<u8>, at: SystemTime) {
+    out.push(b'"');
+    push_timestamp(out, at);
+    out.push(b'"');
 }
 
 /// The `User-Agent`, cut to 1024 bytes as kube-apiserver cuts it
 /// (`maxUserAgentLength` in `staging/src/k8s.io/apiserver/pkg/audit/request.go`):
 /// the caller chooses it, and one event should not grow by a header's worth.
-pub(crate) struct UserAgent<'a>(pub(crate) &'a str);
-
-impl fmt::Display for UserAgent<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MAX: usize = 1024;
-        let value = self.0;
-        if value.len() <= MAX {
-            return f.write_str(value);
-        }
-        let mut end = MAX;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        write!(f, "{}...TRUNCATED", &value[..end])
+pub(crate) fn user_agent(value: &str) -> Cow<'_, str> {
+    const MAX: usize = 1024;
+    if value.len() <= MAX {
+        return Cow::Borrowed(value);
     }
-}
-
-impl Serialize for UserAgent<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
     }
+    Cow::Owned(format!("{}...TRUNCATED", &value[..end]))
 }
 
 /// `authentication.k8s.io/v1` `UserInfo`: the identity's fields, and
@@ -315,186 +330,89 @@ impl<'a> User<'a> {
         }
     }
 
-    /// Paddock's own extra keys, in key order.
-    fn own(&self) -> [(&'static str, Option<&'a str>); 3] {
-        [
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut user = Object::open(out);
+        if !self.username.is_empty() {
+            user.str("username", self.username);
+        }
+        if let Some(uid) = self.uid {
+            user.str("uid", uid);
+        }
+        if !self.groups.is_empty() {
+            push_str_array(user.key("groups"), self.groups.iter().map(String::as_str));
+        }
+        // The identity's extra attributes merged with Paddock's own keys
+        // (which win), in key order as a Go map is written.
+        let own = [
             ("paddock.io/principal", self.principal),
             ("paddock.io/provider", self.provider),
             ("paddock.io/token-id", self.token_id),
-        ]
-    }
-}
-
-impl Serialize for User<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        if !self.username.is_empty() {
-            map.serialize_entry("username", self.username)?;
-        }
-        if let Some(uid) = self.uid {
-            map.serialize_entry("uid", uid)?;
-        }
-        if !self.groups.is_empty() {
-            map.serialize_entry("groups", self.groups)?;
-        }
-        let has_own = self.own().iter().any(|(_, v)| v.is_some());
-        if has_own || self.extra.is_some_and(|e| !e.is_empty()) {
-            map.serialize_entry("extra", &Extra(self))?;
-        }
-        map.end()
-    }
-}
-
-/// The identity's extra attributes merged with Paddock's own keys (which
-/// win), in key order as a Go map is written.
-struct Extra<'a, 'b>(&'b User<'a>);
-
-impl Serialize for Extra<'_, '_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let own = self.0.own();
+        ];
         let is_own = |key: &str| own.iter().any(|(k, v)| v.is_some() && *k == key);
         let mut theirs = self
-            .0
             .extra
             .into_iter()
             .flatten()
             .filter(|(k, _)| !is_own(k))
             .peekable();
-        let mut map = serializer.serialize_map(None)?;
-        for (key, value) in own {
-            let Some(value) = value else { continue };
-            while let Some((k, v)) = theirs.next_if(|(k, _)| k.as_str() < key) {
-                map.serialize_entry(k, v)?;
+        if own.iter().any(|(_, v)| v.is_some()) || theirs.peek().is_some() {
+            let mut extra = Object::open(user.key("extra"));
+            for (key, value) in own {
+                let Some(value) = value else { continue };
+                while let Some((k, v)) = theirs.next_if(|(k, _)| k.as_str() < key) {
+                    push_str_array(extra.escaped_key(k), v.iter().map(String::as_str));
+                }
+                push_str_array(extra.key(key), [value]);
             }
-            map.serialize_entry(key, &[value])?;
-        }
-        for (k, v) in theirs {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-/// The object a resource request is about; empty fields left out.
-struct ObjectRef<'a, 'b>(&'b Target<'a>);
-
-impl Serialize for ObjectRef<'_, '_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let t = self.0;
-        let mut map = serializer.serialize_map(None)?;
-        for (key, value) in [
-            ("resource", t.resource),
-            ("namespace", t.namespace),
-            ("name", t.name),
-            ("apiGroup", t.api_group),
-            ("apiVersion", t.api_version),
-            ("subresource", t.subresource),
-        ] {
-            if !value.is_empty() {
-                map.serialize_entry(key, value)?;
+            for (k, v) in theirs {
+                push_str_array(extra.escaped_key(k), v.iter().map(String::as_str));
             }
+            extra.close();
         }
-        map.end()
+        user.close();
     }
 }
 
-/// The `metav1.Status` of the response: the code alone on success (as
-/// kube-apiserver); status, reason and message too on a failure Paddock
-/// answered itself.
-struct ResponseStatus<'a>(&'a ResponseFacts);
-
-impl Serialize for ResponseStatus<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("metadata", &Empty {})?;
-        match &self.0.failure {
-            Some(status) => {
-                map.serialize_entry("status", "Failure")?;
-                map.serialize_entry("message", &status.message)?;
-                map.serialize_entry("reason", status.reason)?;
-                map.serialize_entry("code", &status.code)?;
-            }
-            None => map.serialize_entry("code", &self.0.code)?,
-        }
-        map.end()
+/// The annotations, in key order: the decision, bytes, the cluster,
+/// duration, the login.
+fn write_annotations(out: &mut Vec<u8>, context: &RequestContext, end: Option<End>) {
+    let mut annotations = Object::open(out);
+    if let Some(decision) = context.decision() {
+        let verdict = if decision.allowed { "allow" } else { "forbid" };
+        annotations.str("authorization.k8s.io/decision", verdict);
+        annotations.str("authorization.k8s.io/reason", &decision.reason);
     }
-}
-
-/// The annotations, in key order: the decision, the cluster, the login,
-/// and on `ResponseComplete` bytes and duration.
-struct Annotations<'a> {
-    context: &'a RequestContext,
-    end: Option<End>,
-}
-
-impl Annotations<'_> {
-    fn any(&self) -> bool {
-        let c = self.context;
-        self.end.is_some() || c.decision().is_some() || c.cluster().is_some() || c.login().is_some()
+    let quoted_u64 = |out: &mut Vec<u8>, n: u64| {
+        out.push(b'"');
+        push_u64(out, n);
+        out.push(b'"');
+    };
+    if let Some(end) = end {
+        if let Some(received) = end.bytes_received {
+            quoted_u64(annotations.key("paddock.io/bytes-received"), received);
+        }
+        quoted_u64(annotations.key("paddock.io/bytes-sent"), end.bytes_sent);
     }
-}
-
-impl Serialize for Annotations<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let context = self.context;
-        let mut map = serializer.serialize_map(None)?;
-        if let Some(decision) = context.decision() {
-            let verdict = if decision.allowed { "allow" } else { "forbid" };
-            map.serialize_entry("authorization.k8s.io/decision", verdict)?;
-            map.serialize_entry("authorization.k8s.io/reason", &decision.reason)?;
-        }
-        if let Some(end) = self.end {
-            if let Some(received) = end.bytes_received {
-                map.serialize_entry("paddock.io/bytes-received", &Display(received))?;
-            }
-            map.serialize_entry("paddock.io/bytes-sent", &Display(end.bytes_sent))?;
-        }
-        if let Some(cluster) = context.cluster() {
-            map.serialize_entry("paddock.io/cluster", cluster)?;
-        }
-        if let Some(end) = self.end {
-            if !end.complete {
-                map.serialize_entry("paddock.io/complete", "false")?;
-            }
-            let seconds = Seconds(end.duration);
-            map.serialize_entry("paddock.io/duration-seconds", &Display(seconds))?;
-        }
-        if let Some(login) = context.login() {
-            if let LoginOutcome::Failed { reason } = &login.outcome {
-                map.serialize_entry("paddock.io/login-failure", reason)?;
-            }
-            map.serialize_entry("paddock.io/login-provider", &login.provider)?;
-            map.serialize_entry("paddock.io/login-username", &login.username)?;
-        }
-        map.end()
+    if let Some(cluster) = context.cluster() {
+        annotations.str("paddock.io/cluster", cluster);
     }
-}
-
-/// Seconds with six decimals.
-struct Seconds(Duration);
-
-impl fmt::Display for Seconds {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.6}", self.0.as_secs_f64())
+    if let Some(end) = end {
+        if !end.complete {
+            annotations.str("paddock.io/complete", "false");
+        }
+        let out = annotations.key("paddock.io/duration-seconds");
+        out.push(b'"');
+        push_fixed(out, end.duration.as_secs_f64(), 6);
+        out.push(b'"');
     }
-}
-
-/// `{}`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub(crate) struct Empty {}
-
-/// RFC 3339 in UTC with microseconds, as kube-apiserver writes
-/// `metav1.MicroTime`: `2026-12-01T15:10:45.123456Z`.
-struct Micros(SystemTime);
-
-impl Serialize for Micros {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut buf = Cursor::new([0u8; 40]);
-        push_timestamp(&mut buf, self.0);
-        let len = buf.position() as usize;
-        let text = std::str::from_utf8(&buf.get_ref()[..len]).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(text)
+    if let Some(login) = context.login() {
+        if let LoginOutcome::Failed { reason } = &login.outcome {
+            annotations.str("paddock.io/login-failure", reason);
+        }
+        annotations.str("paddock.io/login-provider", &login.provider);
+        annotations.str("paddock.io/login-username", &login.username);
     }
+    annotations.close();
 }
 
 #[cfg(test)]

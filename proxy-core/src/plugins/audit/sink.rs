@@ -301,10 +301,7 @@ impl RotatingFile {
 
     fn write_event(&mut self, event: &Event, line: &mut Vec<u8>) {
         line.clear();
-        if let Err(error) = serde_json::to_writer(&mut *line, event) {
-            self.report(&io::Error::other(error));
-            return;
-        }
+        event.write_json(line);
         line.push(b'\n');
         if let Err(error) = self.write_line(line) {
             self.report(&error);
@@ -418,7 +415,11 @@ mod tests {
     fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let one = serde_json::to_vec(&sample("1")).unwrap().len() as u64 + 1;
+        let one = {
+            let mut line = Vec::new();
+            sample("1").write_json(&mut line);
+            line.len() as u64 + 1
+        };
         let mut file = RotatingFile::open(FileSink {
             path: path.clone(),
             // Two events per file.

@@ -25,7 +25,6 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioTimer},
 };
-use serde::Serialize;
 
 use super::{
     event::Event,
@@ -164,14 +163,20 @@ impl WebhookSink {
 
 pub(super) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// `audit.k8s.io/v1` `EventList`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventList<'a> {
-    kind: &'static str,
-    api_version: &'static str,
-    metadata: super::event::Empty,
-    items: &'a [Event],
+/// `events` as an `audit.k8s.io/v1` `EventList`.
+fn event_list(events: &[Event]) -> Bytes {
+    let mut body = Vec::with_capacity(1024 * events.len());
+    body.extend_from_slice(
+        br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":["#,
+    );
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        event.write_json(&mut body);
+    }
+    body.extend_from_slice(b"]}");
+    Bytes::from(body)
 }
 
 /// The sender thread's loop: batch, POST, retry, drop; ends when every
@@ -198,19 +203,7 @@ pub(super) fn deliver_events(
         counters
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        let body = match serde_json::to_vec(&EventList {
-            kind: "EventList",
-            api_version: "audit.k8s.io/v1",
-            metadata: super::event::Empty {},
-            items: &batch,
-        }) {
-            Ok(body) => Bytes::from(body),
-            Err(error) => {
-                tracing::error!(%error, "cannot serialize audit events");
-                batch.clear();
-                continue;
-            }
-        };
+        let body = event_list(&batch);
         let delivered = runtime.block_on(deliver(&webhook, &client, body, &mut report));
         if !delivered {
             counters

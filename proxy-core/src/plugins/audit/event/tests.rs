@@ -50,7 +50,7 @@ fn serializes_like_kube_apiserver() {
         allowed: false,
         reason: "no binding".to_owned(),
     });
-    let json = serde_json::to_value(&event).unwrap();
+    let json = event.to_value();
     assert_eq!(
         json,
         serde_json::json!({
@@ -88,7 +88,9 @@ fn user_extra_merges_in_key_order() {
         provider: "ldap".to_owned(),
         ..Identity::default()
     };
-    let text = serde_json::to_string(&User::identity(&identity)).unwrap();
+    let mut text = Vec::new();
+    User::identity(&identity).write_json(&mut text);
+    let text = String::from_utf8(text).unwrap();
     assert_eq!(
         text,
         r#"{"username":"alice","groups":["devs"],"extra":{"a/first":["a/first-value"],"paddock.io/principal":["u-1"],"paddock.io/provider":["ldap"],"paddock.io/q":["paddock.io/q-value"],"z/last":["z/last-value"]}}"#
@@ -97,9 +99,9 @@ fn user_extra_merges_in_key_order() {
 
 #[test]
 fn long_user_agents_are_cut() {
-    assert_eq!(UserAgent("kubectl/v1.32").to_string(), "kubectl/v1.32");
+    assert_eq!(user_agent("kubectl/v1.32"), "kubectl/v1.32");
     let long = "é".repeat(600);
-    let cut = UserAgent(&long).to_string();
+    let cut = user_agent(&long);
     assert!(cut.ends_with("...TRUNCATED"));
     assert_eq!(cut.len(), 1024 + "...TRUNCATED".len());
 }
