@@ -647,7 +647,9 @@ async fn plain_http1_upstreams_keep_and_replace_their_connections() {
         .expect("the request reached the fake");
     assert_eq!(seen.version, http::Version::HTTP_11);
     assert_eq!(
-        seen.headers.get("impersonate-user").map(|v| v.to_str().unwrap()),
+        seen.headers
+            .get("impersonate-user")
+            .map(|v| v.to_str().unwrap()),
         Some("alice")
     );
     drop(watch);

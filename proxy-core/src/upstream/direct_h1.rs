@@ -122,7 +122,7 @@ impl DirectH1 {
                 Ok(sent) => sent,
                 Err(request) => {
                     // A new connection, opened outside the lock.
-                    let mut sender = self.connect().await?;
+                    let mut sender = Box::pin(self.connect()).await?;
                     let response = sender.send_request(request);
                     let conn = Conn {
                         sender,
