@@ -38,7 +38,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 pub(super) enum DirectH1Error {
     /// Every connection is busy and no more may be opened: the request,
     /// unsent, for the pooled client.
-    Busy(Request<RequestBody>),
+    Busy(Box<Request<RequestBody>>),
     /// No connection could be made: the cluster is unavailable.
     Connect(String),
     /// The request was sent, or the connection failed under it.
@@ -101,8 +101,9 @@ impl DirectH1 {
                 let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
                 // Dropping the last handle ends the connection's task.
                 conns.retain(|c| {
-                    !c.sender.is_closed()
-                        && !(c.sender.is_ready() && now.duration_since(c.used) > IDLE_TIMEOUT)
+                    let idle_too_long =
+                        c.sender.is_ready() && now.duration_since(c.used) > IDLE_TIMEOUT;
+                    !c.sender.is_closed() && !idle_too_long
                 });
                 let ready = conns
                     .iter()
@@ -113,7 +114,7 @@ impl DirectH1 {
                         Ok(conns[i].sender.try_send_request(request))
                     }
                     None if conns.len() >= MAX_CONNECTIONS => {
-                        return Err(DirectH1Error::Busy(request));
+                        return Err(DirectH1Error::Busy(Box::new(request)));
                     }
                     None => Err(request),
                 }

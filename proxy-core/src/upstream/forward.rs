@@ -152,7 +152,7 @@ async fn forward(
         match deadline(&cluster, long_running, clients.direct_h1.send(request)).await? {
             Ok(response) => return Ok(relay(response, long_running, &shutdown)),
             // Every connection busy: the pooled client below.
-            Err(DirectH1Error::Busy(unsent)) => request = unsent,
+            Err(DirectH1Error::Busy(unsent)) => request = *unsent,
             Err(DirectH1Error::Connect(message)) => {
                 return Err(ProxyError::UpstreamUnavailable {
                     cluster: cluster.id().to_owned(),
