@@ -1,37 +1,45 @@
 #!/usr/bin/env bash
-# End-to-end load benchmark, all in one run on this machine (loopback only):
-#   upstream     the fake kube-apiserver directly
-#   passthrough  a bare hyper reverse proxy (benches/src/bin/passthrough.rs)
-#   nginx        nginx-light as a plain reverse proxy (no auth), TLS both ways, keepalive
-#   paddock      the full Paddock pipeline, static-token auth, access log at warn (off)
-#   paddock+jwt  the same instance with an OIDC ID token (from a real
-#                oidc-provider) as the bearer token instead of a static token
-#   paddock+log  the same with the default info-level access log (what users run)
+# End-to-end load benchmark, all in one run on this machine (loopback only).
+#
+# Two backends, both the fake kube-apiserver:
+#   HTTP/2 over TLS   like kube-apiserver (targets without a suffix)
+#   HTTP/1.1, plain   an upstream that speaks only HTTP/1.1 (targets "-plain")
+# and for each backend, with the same TLS certificate towards wrk:
+#   passthrough      a bare hyper reverse proxy (benches/src/bin/passthrough.rs),
+#                    Paddock's workers and none of its work
+#   nginx            nginx-light as a plain reverse proxy (no auth),
+#                    worker_processes auto, keepalive both ways, access log off
+#   nginx+log        the same with nginx's default access log (combined, to a file)
+#   paddock          the full Paddock pipeline (TLS, static-token auth, policy,
+#                    impersonation), access log off (RUST_LOG=warn)
+#   paddock+log      the same with the default info-level access log (what
+#                    users run), to a file
+# and on the HTTP/2 backend:
 #   paddock+plugins  the access log, the audit log at Metadata (to a file) and
-#                the Prometheus metrics, all on
-#   passthrough-h1  diagnostic: the bare proxy with an HTTP/1.1-only upstream pool
-#                (what nginx uses) instead of HTTP/2 by ALPN (what Paddock uses)
-#   passthrough-direct  the bare proxy with Paddock's own upstream transport
-#                (requests without a body over a direct h2 connection per worker)
-#   passthrough-ws  diagnostic: the bare proxy on one work-stealing runtime with
-#                one shared upstream client, instead of thread-per-core workers
-# Every proxy terminates TLS with the same certificate and verifies the upstream.
-# Prints req/s, p50 and p99 per target and the ratios.
+#                    the Prometheus metrics, all on
+# Optional diagnostics (name them in TARGETS): upstream (the fake apiserver
+# directly), paddock-session (a session token instead of the token file),
+# passthrough-direct (the bare proxy with Paddock's direct h2 transport),
+# passthrough-h1 (HTTP/1.1 to the TLS backend), passthrough-ws (one
+# work-stealing runtime).
 #
 # Every round runs every target once (the order rotates each round), so
 # noise from other work on the machine hits all targets alike; the table
-# shows the median of the rounds per target. Needs wrk and nginx (installed
-# with apt when missing), python3, and a release build (done here).
+# shows the median of the rounds per target, and the ratios are given both
+# from the medians and paired by round. Needs wrk and nginx (installed with
+# apt when missing), python3, and a release build (done here).
 #
 #   bash benches/load.sh                        # DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3
 #   ROUNDS=5 DURATION=15s bash benches/load.sh  # longer, steadier
-#   TARGETS="passthrough paddock" bash benches/load.sh  # a subset (no ratios)
+#   TARGETS="passthrough paddock" bash benches/load.sh  # a subset (ratios of what is there)
+#   WORKERS=1 bash benches/load.sh              # Paddock's worker threads (default: one per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
+WORKERS=${WORKERS:-}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -45,9 +53,14 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
 
-cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
-  --bin paddock --bin fake-apiserver --bin passthrough
-bin=target/release
+# BIN_DIR: binaries built elsewhere (another commit, to compare); else a release build here.
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$BIN_DIR
+else
+  cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
+    --bin paddock --bin fake-apiserver --bin passthrough
+  bin=target/release
+fi
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -69,69 +82,45 @@ PATH_=/api/v1/namespaces/default/pods/bench
 
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
 upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+"$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --plain-http 2>"$tmp/fake-plain.log" & pids+=($!)
+upstream_plain=$(wait_log "$tmp/fake-plain.log" "listening on" | awk '{print $NF}')
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 
-# A real OpenID provider (npm oidc-provider, tests/oidc) for the JWT bearer
-# target: the first Paddock instance verifies its ID tokens.
-[ -d tests/oidc/node_modules/oidc-provider ] || (cd tests/oidc && npm ci --no-audit --no-fund >/dev/null)
-# A CA and a server certificate signed by it (rustls refuses a CA certificate
-# as a server's own).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench-idp-ca \
-  -keyout "$tmp/idp-ca.key" -out "$tmp/idp-ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
-  -keyout "$tmp/idp.key" -out "$tmp/idp.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$tmp/idp.ext"
-openssl x509 -req -in "$tmp/idp.csr" -CA "$tmp/idp-ca.crt" -CAkey "$tmp/idp-ca.key" -CAcreateserial \
-  -days 1 -extfile "$tmp/idp.ext" -out "$tmp/idp.crt" 2>/dev/null
-idp_port=$(free_port)
-cat > "$tmp/idp.json" <<CONF
-{"port": $idp_port, "certFile": "$tmp/idp.crt", "keyFile": "$tmp/idp.key", "keysDir": "$tmp/idp-keys",
- "keys": [{"kid": "rsa-1", "kty": "RSA"}],
- "clients": [{"client_id": "paddock", "client_secret": "bench-oidc-secret", "redirect_uris": ["https://127.0.0.1/cb"]}],
- "users": {"bench": {"password": "bench oidc password", "email": "bench@example.com", "groups": ["ops"]}}}
-CONF
-node tests/oidc/provider.mjs "$tmp/idp.json" >"$tmp/idp.out" 2>"$tmp/idp.log" & pids+=($!)
-wait_log "$tmp/idp.out" LISTENING >/dev/null
-echo bench-oidc-secret > "$tmp/idp-secret"
-cat > "$tmp/oidc.yaml" <<CONF
-authentication:
-  oidc:
-  - name: bench
-    issuerUrl: https://127.0.0.1:$idp_port
-    clientId: paddock
-    clientSecretFile: $tmp/idp-secret
-    caFile: $tmp/idp-ca.crt
-CONF
-JWT_TOKEN=$(curl -s --cacert "$tmp/idp-ca.crt" -u paddock:bench-oidc-secret "https://127.0.0.1:$idp_port/token" \
-    -d grant_type=password -d username=bench -d 'password=bench oidc password' -d 'scope=openid email groups' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])')
-
-# start_paddock NAME RUST_LOG [ARGS]: starts Paddock in the background (not in a
-# command substitution, which would wait for its stdout to close) and sets
-# $addr to the address it listens on.
+# start_paddock NAME RUST_LOG UPSTREAM [CONFIG LINES]: starts Paddock in the
+# background (not in a command substitution, which would wait for its
+# stdout to close) and sets $addr to the address it listens on.
+cert="" key=""
 start_paddock() {
-  local name=$1 log=$2; shift 2
-  RUST_LOG=$log "$bin/paddock" serve "$@" --listen 127.0.0.1:0 --data-dir "$tmp/$name" \
-    --upstream "$upstream" --upstream-ca "$tmp/ca.crt" --upstream-token-file "$tmp/proxy-token" \
-    --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated >/dev/null 2>"$tmp/$name.log" &
+  local name=$1 log=$2 up=$3 config=${4:-}
+  local args=(--upstream "$up" --upstream-token-file "$tmp/proxy-token")
+  case $up in
+    https://*) args+=(--upstream-ca "$tmp/ca.crt") ;;
+    *) args+=(--dangerous-upstream-allow-plaintext) ;;
+  esac
+  # Same certificate for every instance after the first, so every proxy presents the same chain.
+  [ -n "$cert" ] && args+=(--tls-cert "$cert" --tls-key "$key")
+  [ -n "$WORKERS" ] && config+=$'\n'"workers: $WORKERS"
+  printf '%s\n' "$config" > "$tmp/$name.yaml"
+  RUST_LOG=$log "$bin/paddock" serve --config "$tmp/$name.yaml" "${args[@]}" --listen 127.0.0.1:0 \
+    --data-dir "$tmp/$name" --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated \
+    >/dev/null 2>"$tmp/$name.log" &
   pids+=($!)
   addr=$(wait_log "$tmp/$name.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
 }
 # The access log is target paddock::access at info; "quiet" keeps only startup lines.
-start_paddock paddock "warn,paddock::serve=info" --config "$tmp/oidc.yaml"; paddock_addr=$addr
+quiet="warn,paddock::serve=info"
+start_paddock paddock "$quiet" "$upstream"; paddock_addr=$addr
 cert="$tmp/paddock/tls/tls.crt"; key="$tmp/paddock/tls/tls.key"
-# Same certificate as the first instance, so every proxy presents the same chain.
-start_paddock paddock-log "info" --tls-cert "$cert" --tls-key "$key"; paddock_log_addr=$addr
-cat > "$tmp/plugins.yaml" <<CONF
-audit:
+start_paddock paddock-log info "$upstream"; paddock_log_addr=$addr
+start_paddock paddock-plugins info "$upstream" "audit:
   file: {path: $tmp/audit.log}
   onFull: drop
 metrics:
-  listen: 127.0.0.1:$(free_port)
-CONF
-start_paddock paddock-plugins "info" --config "$tmp/plugins.yaml" --tls-cert "$cert" --tls-key "$key"
+  listen: 127.0.0.1:$(free_port)"
 paddock_plugins_addr=$addr
+start_paddock paddock-plain "$quiet" "$upstream_plain"; paddock_plain_addr=$addr
+start_paddock paddock-plain-log info "$upstream_plain"; paddock_plain_log_addr=$addr
 
 # A Paddock user's session token, from a real login, for the same first
 # instance: the store-token path (cached hash check, revision re-validation,
@@ -147,30 +136,42 @@ for _ in $(seq 1 50); do
 done
 [ -n "$SESSION_TOKEN" ] || { echo "no session token from $paddock_addr" >&2; cat "$tmp/paddock.log" >&2; exit 1; }
 
-"$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" \
-  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough.log" & pids+=($!)
-passthrough_addr=$(wait_log "$tmp/passthrough.log" "listening on" | awk '{print $NF}')
-"$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --http1-upstream \
-  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough-h1.log" & pids+=($!)
-passthrough_h1_addr=$(wait_log "$tmp/passthrough-h1.log" "listening on" | awk '{print $NF}')
-"$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --direct-h2 \
-  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough-direct.log" & pids+=($!)
-passthrough_direct_addr=$(wait_log "$tmp/passthrough-direct.log" "listening on" | awk '{print $NF}')
-"$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --work-stealing \
-  --upstream "$upstream" --upstream-ca "$tmp/ca.crt" 2>"$tmp/passthrough-ws.log" & pids+=($!)
-passthrough_ws_addr=$(wait_log "$tmp/passthrough-ws.log" "listening on" | awk '{print $NF}')
+# start_passthrough NAME UPSTREAM [FLAGS]: sets $addr.
+start_passthrough() {
+  local name=$1 up=$2; shift 2
+  "$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" \
+    --upstream "$up" --upstream-ca "$tmp/ca.crt" "$@" 2>"$tmp/$name.log" & pids+=($!)
+  addr=$(wait_log "$tmp/$name.log" "listening on" | awk '{print $NF}')
+}
+start_passthrough passthrough "$upstream"; passthrough_addr=$addr
+start_passthrough passthrough-plain "$upstream_plain"; passthrough_plain_addr=$addr
+start_passthrough passthrough-h1 "$upstream" --http1-upstream; passthrough_h1_addr=$addr
+start_passthrough passthrough-direct "$upstream" --direct-h2; passthrough_direct_addr=$addr
+start_passthrough passthrough-ws "$upstream" --work-stealing; passthrough_ws_addr=$addr
 
-nginx_port=$(free_port)
+# One nginx, four servers: each backend with its access log off and on.
+declare -A nginx_port=([nginx]=$(free_port) [nginx+log]=$(free_port) [nginx-plain]=$(free_port) [nginx-plain+log]=$(free_port))
 mkdir -p "$tmp/nginx"
+# nginx_server PORT UPSTREAM_BLOCK SCHEME ACCESS_LOG
+nginx_server() {
+  cat <<CONF
+  server {
+    listen 127.0.0.1:$1 ssl http2;  # nginx 1.22 (bookworm) syntax
+    $4
+    location / {
+      proxy_pass $3://$2;
+    }
+  }
+CONF
+}
 cat > "$tmp/nginx/nginx.conf" <<CONF
-# As many workers as Paddock's tokio runtime has threads (one per core).
-worker_processes $(nproc);
+# One worker per core, as Paddock's default (worker_processes auto).
+worker_processes auto;
 daemon off;
 pid $tmp/nginx/nginx.pid;
 error_log $tmp/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log off;
   client_body_temp_path $tmp/nginx/body;
   proxy_temp_path $tmp/nginx/proxy;
   # Client keepalive like Paddock's hyper server: no request cap per connection.
@@ -182,31 +183,37 @@ http {
     keepalive_requests 1000000;
     keepalive_timeout 90s;
   }
-  server {
-    listen 127.0.0.1:$nginx_port ssl http2;  # nginx 1.22 (bookworm) syntax
-    ssl_certificate $cert;
-    ssl_certificate_key $key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    # rustls' server default: an in-memory session cache, no tickets.
-    ssl_session_cache shared:SSL:10m;
-    ssl_session_tickets off;
-    location / {
-      proxy_pass https://api;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      # Stream like a Kubernetes proxy must (watches): no response buffering.
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_ssl_trusted_certificate $tmp/ca.crt;
-      proxy_ssl_verify on;
-      proxy_ssl_name localhost;
-      proxy_ssl_session_reuse on;
-    }
+  upstream api_plain {
+    server ${upstream_plain#http://};
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 90s;
   }
+  ssl_certificate $cert;
+  ssl_certificate_key $key;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  # rustls' server default: an in-memory session cache, no tickets.
+  ssl_session_cache shared:SSL:10m;
+  ssl_session_tickets off;
+  proxy_http_version 1.1;
+  proxy_set_header Connection "";
+  # Stream like a Kubernetes proxy must (watches): no response buffering.
+  proxy_buffering off;
+  proxy_request_buffering off;
+  proxy_ssl_trusted_certificate $tmp/ca.crt;
+  proxy_ssl_verify on;
+  proxy_ssl_name localhost;
+  proxy_ssl_session_reuse on;
+$(nginx_server "${nginx_port[nginx]}" api https "access_log off;")
+$(nginx_server "${nginx_port[nginx+log]}" api https "access_log $tmp/nginx/access.log;")
+$(nginx_server "${nginx_port[nginx-plain]}" api_plain http "access_log off;")
+$(nginx_server "${nginx_port[nginx-plain+log]}" api_plain http "access_log $tmp/nginx/access-plain.log;")
 }
 CONF
 nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" 2>"$tmp/nginx/stderr.log" & pids+=($!)
-for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$nginx_port) 2>/dev/null && break; sleep 0.05; done
+for port in "${nginx_port[@]}"; do
+  for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+done
 
 # run NAME URL TOKEN -> "req/s p50_ms p99_ms"
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v=v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v=v*1000 } printf "%.3f", v }'; }
@@ -221,14 +228,21 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-read -r -a targets <<< "${TARGETS:-upstream passthrough nginx paddock paddock-session paddock+jwt paddock+log paddock+plugins passthrough-direct passthrough-h1 passthrough-ws}"
+read -r -a targets <<< "${TARGETS:-passthrough nginx nginx+log paddock paddock+log paddock+plugins passthrough-plain nginx-plain nginx-plain+log paddock-plain paddock-plain+log}"
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
-  [nginx]="https://127.0.0.1:$nginx_port" [paddock]="https://$paddock_addr" \
-  [paddock-session]="https://$paddock_addr" [paddock+jwt]="https://$paddock_addr" [paddock+log]="https://$paddock_log_addr" \
-  [paddock+plugins]="https://$paddock_plugins_addr" \
-  [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr" [passthrough-direct]="https://$passthrough_direct_addr")
-declare -A token=([upstream]="$PROXY_TOKEN" [passthrough]="$PROXY_TOKEN" [nginx]="$PROXY_TOKEN" \
-  [paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+jwt]="$JWT_TOKEN" [paddock+log]="$CALLER_TOKEN" [paddock+plugins]="$CALLER_TOKEN" [passthrough-h1]="$PROXY_TOKEN" [passthrough-ws]="$PROXY_TOKEN" [passthrough-direct]="$PROXY_TOKEN")
+  [passthrough-plain]="https://$passthrough_plain_addr" \
+  [paddock]="https://$paddock_addr" [paddock-session]="https://$paddock_addr" \
+  [paddock+log]="https://$paddock_log_addr" [paddock+plugins]="https://$paddock_plugins_addr" \
+  [paddock-plain]="https://$paddock_plain_addr" [paddock-plain+log]="https://$paddock_plain_log_addr" \
+  [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr" \
+  [passthrough-direct]="https://$passthrough_direct_addr")
+for n in "${!nginx_port[@]}"; do url[$n]="https://127.0.0.1:${nginx_port[$n]}"; done
+declare -A token=([paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" \
+  [paddock+plugins]="$CALLER_TOKEN" [paddock-plain]="$CALLER_TOKEN" [paddock-plain+log]="$CALLER_TOKEN")
+for t in "${targets[@]}"; do
+  [ -n "${url[$t]:-}" ] || { echo "unknown target $t" >&2; exit 1; }
+  token[$t]=${token[$t]:-$PROXY_TOKEN}
+done
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
 results="$tmp/results"  # lines: round target req/s p50 p99
@@ -244,29 +258,41 @@ done
 # median FIELD TARGET (field 3 req/s, 4 p50, 5 p99)
 median() { awk -v t="$2" -v f="$1" '$2==t {print $f}' "$results" | sort -g |
   awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-
-echo
-echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median per target, GET $PATH_, $(nproc) cores"
-printf "%-15s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
-declare -A rps
-for t in "${targets[@]}"; do
-  rps[$t]=$(median 3 "$t")
-  printf "%-15s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
-done
-[ -n "${TARGETS:-}" ] && exit 0  # a subset: no ratios
-awk -v p="${rps[paddock]}" -v s="${rps[paddock-session]}" -v j="${rps[paddock+jwt]}" -v b="${rps[passthrough]}" -v n="${rps[nginx]}" -v l="${rps[paddock+log]}" -v g="${rps[paddock+plugins]}" -v h="${rps[passthrough-h1]}" -v d="${rps[passthrough-direct]}" 'BEGIN{
-  printf "paddock / passthrough = %.2f (target >= 0.90)\n", p/b;
-  printf "paddock / passthrough-direct = %.2f (the same upstream transport as Paddock)\n", p/d;
-  printf "paddock / nginx       = %.2f (target >= 1.00)\n", p/n;
-  printf "paddock+log / nginx   = %.2f\n", l/n;
-  printf "paddock+plugins / paddock = %.2f (access log, audit at Metadata, metrics; target >= 0.95)\n", g/p;
-  printf "paddock session token / static token = %.2f (target >= 0.95)\n", s/p;
-  printf "paddock OIDC JWT / static token = %.2f (target >= 0.95)\n", j/p;
-  printf "passthrough / nginx   = %.2f, passthrough-h1 / nginx = %.2f (how much is the upstream protocol)\n", b/n, h/n }'
-# The same ratios paired by round (median of each round's ratio): a round
-# where the machine was disturbed then weighs on both sides of its ratio.
+# paired A B: the median of each round's own A/B (a disturbed round then
+# weighs on both sides of its ratio).
 paired() { awk -v a="$1" -v b="$2" '$2==a {x[$1]=$3} $2==b {y[$1]=$3}
   END {n=0; for (r in x) if (r in y) v[++n]=x[r]/y[r];
        for (i=1;i<=n;i++) for (j=i+1;j<=n;j++) if (v[j]<v[i]) {t=v[i]; v[i]=v[j]; v[j]=t}
        printf "%.2f", (n%2) ? v[(n+1)/2] : (v[n/2]+v[n/2+1])/2}' "$results"; }
-echo "paired by round: paddock / passthrough = $(paired paddock passthrough), paddock / nginx = $(paired paddock nginx)"
+
+echo
+echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median per target, GET $PATH_, $(nproc) cores, Paddock workers: ${WORKERS:-one per core}"
+printf "%-18s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
+declare -A rps
+for t in "${targets[@]}"; do
+  rps[$t]=$(median 3 "$t")
+  printf "%-18s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
+done
+echo
+printf "%-42s %8s %8s %s\n" ratio median paired target
+# ratio A B LABEL TARGET: printed when both were measured.
+ratio() {
+  [ -n "${rps[$1]:-}" ] && [ -n "${rps[$2]:-}" ] || return 0
+  printf "%-42s %8.2f %8s %s\n" "$1 / $2" "$(awk -v a="${rps[$1]}" -v b="${rps[$2]}" 'BEGIN{print a/b}')" "$(paired "$1" "$2")" "$3"
+}
+echo "issue 16: Paddock against nginx, four setups"
+ratio paddock nginx ">= 1.1 (HTTP/2 TLS backend, logs off)"
+ratio paddock+log nginx+log ">= 1.1 (HTTP/2 TLS backend, logs on)"
+ratio paddock-plain nginx-plain ">= 1.1 (HTTP/1.1 plain backend, logs off)"
+ratio paddock-plain+log nginx-plain+log ">= 1.1 (HTTP/1.1 plain backend, logs on)"
+echo "the pipeline's own cost (same transport)"
+ratio paddock passthrough ">= 0.95"
+ratio paddock-plain passthrough-plain ">= 0.95"
+ratio paddock passthrough-direct ""
+echo "plugins and logs"
+ratio paddock+plugins paddock ">= 0.95 (access log, audit at Metadata, metrics; issue 15)"
+ratio paddock+log paddock ""
+ratio nginx+log nginx ""
+ratio paddock-session paddock ">= 0.95 (session token / static token)"
+ratio passthrough nginx ""
+ratio passthrough-plain nginx-plain ""

@@ -36,7 +36,7 @@ fn bench(c: &mut Criterion) {
             token_id: token.map(str::to_owned),
             ..Identity::default()
         });
-        let context = decided_context_from(attributes(), identity, true, from);
+        let context = std::sync::Arc::new(decided_context_from(attributes(), identity, true, from));
         let record = AccessRecord {
             context: &context,
             status: StatusCode::OK,

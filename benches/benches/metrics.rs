@@ -22,11 +22,11 @@ fn bench(c: &mut Criterion) {
         provider: "token-file".into(),
         ..Identity::default()
     });
-    let context = decided_context(
+    let context = Arc::new(decided_context(
         RequestAttributes::resource_request("list", "apps", "deployments").with_namespace("dev"),
         identity,
         true,
-    );
+    ));
     let record = AccessRecord {
         context: &context,
         status: StatusCode::OK,

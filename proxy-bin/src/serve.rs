@@ -15,6 +15,7 @@ use proxy_core::{
         oidc::OidcProvider, token_file::TokenFileAuthenticator,
     },
     authz::{policy::PolicyAuthorizer, AllowAuthenticated, Authorizer, DenyAll},
+    plugins::access_log::{AccessLog, AccessLogFormat},
     Proxy,
 };
 use secrecy::ExposeSecret;
@@ -202,7 +203,7 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         authorization,
         clusters,
         agents,
-        logging: _,
+        logging,
         metrics,
         audit,
         health,
@@ -249,7 +250,16 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
             }
         });
     }
-    let mut builder = Proxy::builder().accounts(accounts.clone());
+    let access_log = AccessLog::new(match logging.format {
+        LogFormat::Json => AccessLogFormat::Json,
+        LogFormat::Text => AccessLogFormat::Text,
+    });
+    // In place of the built-in one: this one's format is the configured
+    // one, and the metrics report its drops.
+    let mut builder = Proxy::builder()
+        .accounts(accounts.clone())
+        .without_plugins()
+        .plugin(access_log.clone());
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
     }
@@ -351,7 +361,9 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     let metrics = match metrics {
         Some(checked) => {
             let plugin = proxy_core::plugins::metrics::Metrics::new();
+            plugin.count_drops("access", access_log.drops());
             if let Some(audit) = audit {
+                plugin.count_drops("audit", audit.drops());
                 plugin.queue("audit", audit);
             }
             if let Some(alerts) = alerts {

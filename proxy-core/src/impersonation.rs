@@ -7,6 +7,12 @@
 //! comma-joined), `Impersonate-Uid` only when set, extra keys lower-cased then
 //! escaped like `headerKeyEscape`.
 
+use std::{
+    cell::RefCell,
+    rc::Rc,
+    sync::{Arc, Weak},
+};
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 use policy::ImpersonationRequest;
 
@@ -37,6 +43,76 @@ pub fn insert_headers(headers: &mut HeaderMap, identity: &Identity) -> Result<()
         let name = extra_header_name(key)?;
         for v in values {
             headers.append(name.clone(), value(v)?);
+        }
+    }
+    Ok(())
+}
+
+/// The encoded headers of one identity: (name, value, replaces what is there).
+type Encoded = Rc<[(HeaderName, HeaderValue, bool)]>;
+
+/// Identities each thread encoded lately.
+const CACHED: usize = 64;
+
+thread_local! {
+    /// This thread's encodings, most recent last, by identity: an
+    /// authenticator hands out the same `Arc` for a credential for as long
+    /// as it caches it. The `Weak` keeps the allocation (not the identity)
+    /// alive, so no other identity can take its address while it is here.
+    static ENCODED: RefCell<Vec<(Weak<Identity>, Encoded)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`insert_headers`], with the header values encoded once per identity
+/// per thread and cloned afterwards (a reference count each), instead of
+/// validated and copied on every request.
+pub(crate) fn insert_cached_headers(
+    headers: &mut HeaderMap,
+    identity: &Arc<Identity>,
+) -> Result<(), ProxyError> {
+    let found = ENCODED.with(|cache| {
+        let cache = cache.borrow();
+        cache
+            .iter()
+            .rev()
+            .find(|(known, _)| std::ptr::eq(known.as_ptr(), Arc::as_ptr(identity)))
+            .map(|(_, encoded)| encoded.clone())
+    });
+    let encoded = match found {
+        Some(encoded) => encoded,
+        None => {
+            let mut fresh = HeaderMap::new();
+            insert_headers(&mut fresh, identity)?;
+            let mut seen = None;
+            let encoded: Encoded = fresh
+                .into_iter()
+                .map(|(name, value)| {
+                    // `into_iter` names a header's first value only.
+                    let first = name.is_some();
+                    if let Some(name) = name {
+                        seen = Some(name);
+                    }
+                    let name = seen.clone().expect("the first value has a name");
+                    let replaces = first && (name == USER || name == UID);
+                    (name, value, replaces)
+                })
+                .collect();
+            ENCODED.with(|cache| {
+                let mut cache = cache.borrow_mut();
+                cache.retain(|(known, _)| known.strong_count() > 0);
+                if cache.len() >= CACHED {
+                    cache.remove(0);
+                }
+                cache.push((Arc::downgrade(identity), encoded.clone()));
+            });
+            encoded
+        }
+    };
+    headers.reserve(encoded.len());
+    for (name, value, replaces) in encoded.iter() {
+        if *replaces {
+            headers.insert(name.clone(), value.clone());
+        } else {
+            headers.append(name.clone(), value.clone());
         }
     }
     Ok(())

@@ -110,7 +110,7 @@ impl Default for ProxyBuilder {
             authorizer: Arc::new(DenyAll),
             admin_authorizer: None,
             clusters: Vec::new(),
-            plugins: vec![Arc::new(plugins::access_log::AccessLog)],
+            plugins: vec![Arc::new(plugins::access_log::AccessLog::default())],
             grace: DEFAULT_SHUTDOWN_GRACE,
             workers: server::workers::default_count(),
             limits: server::ConnectionLimits::default(),

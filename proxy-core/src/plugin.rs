@@ -42,8 +42,9 @@ pub enum Flow {
 /// One finished request, for logging.
 #[derive(Debug)]
 pub struct AccessRecord<'a> {
-    /// Everything the stack learned about the request.
-    pub context: &'a RequestContext,
+    /// Everything the stack learned about the request; shared, so a log
+    /// can keep it for its own thread to format instead of copying from it.
+    pub context: &'a Arc<RequestContext>,
     /// The status sent to the client.
     pub status: StatusCode,
     /// Body bytes sent to the client; for an upgraded connection (exec,
@@ -105,7 +106,7 @@ pub struct AccessRecord<'a> {
 ///         }
 ///     }
 /// }
-/// # let context = RequestContext::new("1".into(), http::Method::GET, "/api".into(), None);
+/// # let context = std::sync::Arc::new(RequestContext::new("1".into(), http::Method::GET, "/api".into(), None));
 /// # let (mut parts, ()) = http::Request::new(()).into_parts();
 /// # let flow = futures_util::FutureExt::now_or_never(Timing.on_request(&context, &mut parts));
 /// # assert!(matches!(flow, Some(Ok(Flow::Continue))));

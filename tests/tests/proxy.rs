@@ -608,6 +608,71 @@ async fn http1_only_upstreams_are_served_over_http1() {
     fake.assert_clean();
 }
 
+/// A plain-HTTP server (HTTP/1.1 only) gets every worker's own keepalive
+/// connections: gets, a watch streaming beside them, a request with a
+/// body; when the server drops its connections the next requests open new
+/// ones instead of failing.
+#[tokio::test]
+async fn plain_http1_upstreams_keep_and_replace_their_connections() {
+    let fake = FakeApiServer::start(FakeApiConfig {
+        plain_http: true,
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut cluster = ClusterConfig::new("plain", fake.url());
+    cluster.credential = UpstreamCredential::BearerToken(fake.token().to_owned().into());
+    let builder = Proxy::builder()
+        .authenticator(
+            TokenFileAuthenticator::from_csv(&format!("{ALICE},alice,1001,\"dev,ops\"\n")).unwrap(),
+        )
+        .authorizer(Arc::new(AllowAuthenticated))
+        .cluster(cluster, true)
+        .workers(1);
+    let proxy = ProxyUnderTest::start(builder).await;
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http2, None);
+    let url = format!("{}{PODS}", proxy.url());
+    // A watch holds one connection while the gets go on others.
+    let watch = client
+        .send(request(&format!("{url}?watch=true"), Some(ALICE), &[]))
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    for _ in 0..6 {
+        let response = client.get(&url, Some(ALICE)).await;
+        assert_eq!(response.status(), 200, "{}", response.text());
+    }
+    let seen = fake
+        .last_request(PODS)
+        .expect("the request reached the fake");
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(
+        seen.headers
+            .get("impersonate-user")
+            .map(|v| v.to_str().unwrap()),
+        Some("alice")
+    );
+    drop(watch);
+
+    fake.drop_connections();
+    // Let the proxy's connection tasks see the close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        let response = client.get(&url, Some(ALICE)).await;
+        assert_eq!(response.status(), 200, "{}", response.text());
+    }
+    let created = client
+        .send_json(
+            http::Method::POST,
+            &url,
+            Some(ALICE),
+            &serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-2"}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "{}", created.text());
+    fake.assert_clean();
+}
+
 /// Watches hold their upstream streams for hours. When they fill every
 /// stream the server allows on a connection, Paddock opens another one
 /// instead of queueing the next request behind them.

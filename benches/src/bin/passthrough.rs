@@ -8,7 +8,7 @@
 //! cargo run --release -p paddock-benches --bin passthrough -- \
 //!     --listen 127.0.0.1:9444 --cert tls.crt --key tls.key \
 //!     --upstream https://127.0.0.1:6443 --upstream-ca ca.crt \
-//!     [--direct-h2] [--http1-upstream] [--work-stealing]
+//!     [--direct-h2] [--http1-upstream] [--work-stealing] [--workers N]
 //! ```
 //!
 //! `--direct-h2` sends requests without a body over one `h2` connection per
@@ -89,8 +89,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    let count = args
+        .iter()
+        .position(|a| a == "--workers")
+        .map(|_| arg(&args, "--workers").parse())
+        .transpose()?
+        .unwrap_or_else(workers::default_count);
     let workers = (!args.iter().any(|a| a == "--work-stealing"))
-        .then(|| Workers::start("passthrough-worker", workers::default_count()))
+        .then(|| Workers::start("passthrough-worker", count))
         .transpose()?;
     let cert = std::fs::read(arg(&args, "--cert"))?;
     let key = std::fs::read(arg(&args, "--key"))?;

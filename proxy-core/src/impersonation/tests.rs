@@ -109,3 +109,44 @@ fn an_empty_user_alone_is_a_request_that_impersonates_nothing() {
     headers.insert(GROUP, HeaderValue::from_static("g"));
     assert!(requested(&headers).unwrap().validate().is_err());
 }
+
+/// The cached encoding sends exactly what the uncached one does, on the
+/// first request of an identity and on later ones, and each identity its
+/// own headers.
+#[test]
+fn cached_headers_are_the_same_headers() {
+    let alice = Arc::new(Identity {
+        user: "alice".into(),
+        uid: Some("1001".into()),
+        groups: vec!["dev".into(), "system:authenticated".into()],
+        extra: [("Scopes".to_owned(), vec!["x".to_owned(), "y".to_owned()])].into(),
+        ..Identity::default()
+    });
+    let bob = Arc::new(Identity {
+        user: "bob".into(),
+        groups: vec!["ops".into()],
+        ..Identity::default()
+    });
+    for identity in [&alice, &bob, &alice, &bob] {
+        let mut expected = HeaderMap::new();
+        expected.insert(USER, HeaderValue::from_static("stale"));
+        expected.insert("accept", HeaderValue::from_static("*/*"));
+        let mut cached = expected.clone();
+        insert_headers(&mut expected, identity).unwrap();
+        insert_cached_headers(&mut cached, identity).unwrap();
+        assert_eq!(cached, expected, "{}", identity.user);
+        assert_eq!(cached.get_all(GROUP).iter().count(), identity.groups.len());
+    }
+    // A new identity for the same user (the credential's cache entry was
+    // replaced): its own headers, not the old ones.
+    drop(bob);
+    let bob = Arc::new(Identity {
+        user: "bob".into(),
+        groups: vec!["admins".into()],
+        ..Identity::default()
+    });
+    let mut headers = HeaderMap::new();
+    insert_cached_headers(&mut headers, &bob).unwrap();
+    let groups: Vec<_> = headers.get_all(GROUP).iter().collect();
+    assert_eq!(groups, ["admins"]);
+}

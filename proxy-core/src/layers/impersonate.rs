@@ -50,7 +50,7 @@ where
         let Some(identity) = context.effective_identity() else {
             return Either::Right(std::future::ready(Err(ProxyError::MissingCredentials)));
         };
-        match impersonation::insert_headers(request.headers_mut(), identity) {
+        match impersonation::insert_cached_headers(request.headers_mut(), identity) {
             Ok(()) => Either::Left(self.inner.call(request)),
             Err(error) => Either::Right(std::future::ready(Err(error))),
         }

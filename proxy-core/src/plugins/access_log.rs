@@ -1,12 +1,96 @@
-//! The access log: one structured line per request, never a credential.
+//! The access log: one line per request, never a credential, written off
+//! the request path.
+//!
+//! The worker only queues the request's context and a few numbers (see
+//! [`LogWriter`]); the log's own thread formats the line, in the same shape
+//! as Paddock's other log lines (`tracing-subscriber`'s text or JSON
+//! format), and writes batches of lines to standard error. When that
+//! thread falls behind, lines are dropped and counted
+//! ([`AccessLog::dropped`]), never a worker blocked.
 
-use crate::plugin::{AccessRecord, Plugin};
+use std::{
+    io::{self, Write},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
-/// Logs every finished request as one `tracing` event on target
-/// `paddock::access`: method, path (no query), cluster, user, the
-/// impersonated user when `--as` was used, decision, status, bytes, duration.
-#[derive(Debug, Clone, Default)]
-pub struct AccessLog;
+use http::StatusCode;
+
+use super::{
+    json,
+    writer::{self, LogWriter, OnFull, Output},
+};
+use crate::{
+    context::RequestContext,
+    plugin::{AccessRecord, Plugin},
+};
+
+/// Lines waiting to be written at most: about 8 MB; a disk or pipe that
+/// cannot take them costs lines, not memory.
+const QUEUE_CAPACITY: usize = 32 * 1024;
+/// Formatted lines are written when this much is buffered, or when the
+/// queue is empty.
+const WRITE_SIZE: usize = 64 * 1024;
+
+/// The line format, as `logging.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AccessLogFormat {
+    /// `tracing-subscriber`'s text format (without colours).
+    #[default]
+    Text,
+    /// `tracing-subscriber`'s JSON format, one object per line.
+    Json,
+}
+
+/// Logs every finished request as one line of target `paddock::access`
+/// at level `INFO`: method, path (no query), cluster, user, the
+/// impersonated user when `--as` was used, decision, status, bytes,
+/// duration. On when the `tracing` filter enables `paddock::access` at
+/// `INFO` (the default `info` does; `warn` turns it off).
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    writer: LogWriter<Line>,
+}
+
+impl Default for AccessLog {
+    /// Text lines to standard error.
+    fn default() -> Self {
+        Self::new(AccessLogFormat::Text)
+    }
+}
+
+impl AccessLog {
+    /// Lines in `format` to standard error.
+    pub fn new(format: AccessLogFormat) -> Self {
+        Self::with_output(format, io::stderr())
+    }
+
+    /// Lines in `format` to `out`. Panics when the writer thread cannot
+    /// start (the system is out of threads).
+    pub fn with_output(format: AccessLogFormat, out: impl Write + Send + 'static) -> Self {
+        let output = Lines {
+            format,
+            out,
+            buf: Vec::with_capacity(WRITE_SIZE + 1024),
+        };
+        let writer = LogWriter::start("paddock-access", QUEUE_CAPACITY, OnFull::Drop, output)
+            .expect("cannot start the access log's thread");
+        Self { writer }
+    }
+
+    /// Lines dropped because the writer could not keep up, since the start.
+    pub fn dropped(&self) -> u64 {
+        self.writer.dropped()
+    }
+
+    /// Reads [`dropped`](Self::dropped) without keeping the log open: for
+    /// [`Metrics::count_drops`](super::metrics::Metrics::count_drops).
+    pub fn drops(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let count = self.writer.drop_count();
+        move || count.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 impl Plugin for AccessLog {
     fn name(&self) -> &'static str {
@@ -14,32 +98,191 @@ impl Plugin for AccessLog {
     }
 
     fn on_log(&self, record: &AccessRecord<'_>) {
-        let context = record.context;
-        let user = context.identity().map(|i| i.user.as_str()).unwrap_or("-");
-        let acting_as = context
-            .impersonated()
-            .map(|i| i.user.as_str())
-            .unwrap_or("-");
-        let decision = match context.decision() {
-            Some(d) if d.allowed => "allow",
-            Some(_) => "deny",
-            None => "-",
-        };
-        tracing::info!(
-            target: "paddock::access",
-            kind = "access",
-            request.id = %context.id,
-            http.method = %context.method,
-            http.path = %context.path,
-            cluster.id = context.cluster().unwrap_or("-"),
-            auth.user = user,
-            auth.acting_as = acting_as,
-            authz.decision = decision,
-            http.status = record.status.as_u16(),
-            http.bytes = record.bytes,
-            http.complete = record.complete,
-            duration_ms = record.duration.as_secs_f64() * 1000.0,
-            "request"
+        if !tracing::enabled!(target: "paddock::access", tracing::Level::INFO) {
+            return;
+        }
+        self.writer.send(Line {
+            context: record.context.clone(),
+            at: SystemTime::now(),
+            status: record.status,
+            bytes: record.bytes,
+            complete: record.complete,
+            duration: record.duration,
+        });
+    }
+}
+
+/// What the worker queues: the context (a reference count) and numbers.
+#[derive(Debug)]
+struct Line {
+    context: Arc<RequestContext>,
+    at: SystemTime,
+    status: StatusCode,
+    bytes: u64,
+    complete: bool,
+    duration: Duration,
+}
+
+/// The writer thread's end: formats into one buffer, writes it in batches.
+struct Lines<W> {
+    format: AccessLogFormat,
+    out: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write + Send + 'static> Output<Line> for Lines<W> {
+    fn write(&mut self, line: Line) {
+        match self.format {
+            AccessLogFormat::Text => text(&mut self.buf, &line),
+            AccessLogFormat::Json => json(&mut self.buf, &line),
+        }
+        if self.buf.len() >= WRITE_SIZE {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            // Nowhere to report a failure to write the log itself.
+            let _ = self.out.write_all(&self.buf);
+            let _ = self.out.flush();
+            self.buf.clear();
+        }
+    }
+
+    fn dropped(&mut self, new: u64, total: u64) {
+        tracing::warn!(
+            dropped = new,
+            total,
+            "access log lines dropped: the log cannot keep up"
         );
     }
 }
+
+/// The fields, as both formats name them.
+struct Fields<'a> {
+    user: &'a str,
+    acting_as: &'a str,
+    decision: &'a str,
+    cluster: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn of(context: &'a RequestContext) -> Self {
+        Self {
+            user: context.identity().map_or("-", |i| i.user.as_str()),
+            acting_as: context.impersonated().map_or("-", |i| i.user.as_str()),
+            decision: match context.decision() {
+                Some(d) if d.allowed => "allow",
+                Some(_) => "deny",
+                None => "-",
+            },
+            cluster: context.cluster().unwrap_or("-"),
+        }
+    }
+}
+
+/// `2026-12-01T16:23:17.123456Z  INFO paddock::access: request kind="access" ...`
+fn text(buf: &mut Vec<u8>, line: &Line) {
+    let context = &*line.context;
+    let f = Fields::of(context);
+    writer::push_timestamp(buf, line.at);
+    buf.extend_from_slice(b"  INFO paddock::access: request kind=\"access\" request.id=");
+    buf.extend_from_slice(context.id.as_bytes());
+    buf.extend_from_slice(b" http.method=");
+    buf.extend_from_slice(context.method.as_str().as_bytes());
+    buf.extend_from_slice(b" http.path=");
+    quoted_if_needed(buf, &context.path);
+    for (name, value) in [
+        (" cluster.id=", f.cluster),
+        (" auth.user=", f.user),
+        (" auth.acting_as=", f.acting_as),
+        (" authz.decision=", f.decision),
+    ] {
+        buf.extend_from_slice(name.as_bytes());
+        quoted(buf, value);
+    }
+    buf.extend_from_slice(b" http.status=");
+    json::push_u64(buf, line.status.as_u16().into());
+    buf.extend_from_slice(b" http.bytes=");
+    json::push_u64(buf, line.bytes);
+    buf.extend_from_slice(if line.complete {
+        b" http.complete=true duration_ms="
+    } else {
+        b" http.complete=false duration_ms="
+    });
+    json::push_fixed(buf, line.duration.as_secs_f64() * 1000.0, 3);
+    buf.push(b'\n');
+}
+
+/// `{"timestamp":"...","level":"INFO","fields":{"message":"request",...},"target":"paddock::access"}`
+fn json(buf: &mut Vec<u8>, line: &Line) {
+    let context = &*line.context;
+    let f = Fields::of(context);
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    writer::push_timestamp(buf, line.at);
+    buf.extend_from_slice(
+        b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"kind\":\"access\"",
+    );
+    for (name, value) in [
+        ("request.id", context.id.as_str()),
+        ("http.method", context.method.as_str()),
+        ("http.path", context.path.as_str()),
+        ("cluster.id", f.cluster),
+        ("auth.user", f.user),
+        ("auth.acting_as", f.acting_as),
+        ("authz.decision", f.decision),
+    ] {
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(b"\":");
+        json::push_str(buf, value);
+    }
+    buf.extend_from_slice(b",\"http.status\":");
+    json::push_u64(buf, line.status.as_u16().into());
+    buf.extend_from_slice(b",\"http.bytes\":");
+    json::push_u64(buf, line.bytes);
+    buf.extend_from_slice(if line.complete {
+        b",\"http.complete\":true,\"duration_ms\":"
+    } else {
+        b",\"http.complete\":false,\"duration_ms\":"
+    });
+    json::push_fixed(buf, line.duration.as_secs_f64() * 1000.0, 3);
+    buf.extend_from_slice(b"},\"target\":\"paddock::access\"}\n");
+}
+
+/// `value` in double quotes, escaped as Rust's `Debug` for `str` would
+/// for anything a log reader could mistake for the end of the field.
+fn quoted(buf: &mut Vec<u8>, value: &str) {
+    buf.push(b'"');
+    for &b in value.as_bytes() {
+        match b {
+            b'"' => buf.extend_from_slice(b"\\\""),
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            0..0x20 | 0x7f => {
+                let _ = write!(buf, "\\u{{{b:x}}}");
+            }
+            _ => buf.push(b),
+        }
+    }
+    buf.push(b'"');
+}
+
+/// A path as it is (a request target has no spaces or quotes), quoted
+/// should one ever carry them.
+fn quoted_if_needed(buf: &mut Vec<u8>, value: &str) {
+    if value
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        buf.extend_from_slice(value.as_bytes());
+    } else {
+        quoted(buf, value);
+    }
+}
+
+#[cfg(test)]
+mod tests;

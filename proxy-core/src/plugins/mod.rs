@@ -3,7 +3,9 @@
 pub mod access_log;
 pub mod alerts;
 pub mod audit;
+mod json;
 pub mod metrics;
 mod outbound;
 #[cfg(feature = "kube")]
 pub mod rbac_sync;
+pub mod writer;

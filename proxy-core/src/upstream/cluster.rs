@@ -8,8 +8,8 @@ use hyper_util::{
 };
 
 use super::{
-    connector::Connector, credential::AuthorizationHeader, direct_h2::DirectH2, tls,
-    UpstreamCredential,
+    connector::Connector, credential::AuthorizationHeader, direct_h1::DirectH1,
+    direct_h2::DirectH2, tls, UpstreamCredential,
 };
 use crate::{body::RequestBody, error::ProxyError};
 
@@ -152,6 +152,10 @@ pub(super) struct Clients {
     /// Requests without a body, over this worker's own HTTP/2 connection
     /// (not for clusters behind an agent tunnel).
     pub(super) direct: Option<DirectH2>,
+    /// Requests to a server without HTTP/2, over this worker's own
+    /// HTTP/1.1 connections (not for agent tunnels, nor for the agent's
+    /// own client, which keeps one connection per tunnel stream).
+    pub(super) direct_h1: Option<DirectH1>,
     /// Requests with a body (HTTP/2 when offered).
     pub(super) ordinary: HttpClient,
     /// Upgrades (HTTP/1.1).
@@ -206,6 +210,8 @@ impl Cluster {
             .map(|_| Clients {
                 direct: (h2 && scheme == http::uri::Scheme::HTTPS)
                     .then(|| DirectH2::new(connector(config, tls.clone(), true), server.clone())),
+                direct_h1: h2
+                    .then(|| DirectH1::new(connector(config, tls.clone(), false), server.clone())),
                 ordinary: client(Connector::Direct(connector(config, tls.clone(), h2))),
                 upgrade: client(Connector::Direct(connector(config, tls.clone(), false))),
             })
@@ -230,6 +236,7 @@ impl Cluster {
         let clients = (0..=workers)
             .map(|_| Clients {
                 direct: None,
+                direct_h1: None,
                 ordinary: client(Connector::Tunnel(connector.clone())),
                 upgrade: client(Connector::Tunnel(connector.clone())),
             })

@@ -196,7 +196,9 @@ impl DirectH2 {
                     return Err(Unsendable::Connect(message.clone()));
                 }
                 self.attempts.fetch_add(1, Ordering::Relaxed);
-                match self.connect().await {
+                // Boxed: a connection attempt (TCP, TLS, handshake) is a large
+                // future, and every request's future would be as large.
+                match Box::pin(self.connect()).await {
                     Ok(conn) => {
                         *last_error = None;
                         conns.push(conn);

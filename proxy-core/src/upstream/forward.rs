@@ -18,7 +18,7 @@ use policy::RequestAttributes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::Service;
 
-use super::{direct_h2::DirectError, Cluster};
+use super::{direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
@@ -114,6 +114,9 @@ async fn forward(
     }
 
     let clients = cluster.clients();
+    // Set when the server turned out not to speak HTTP/2 (or has no
+    // direct HTTP/2 path: plain http://).
+    let mut h1_only = clients.direct.is_none();
     let direct = clients.direct.as_ref().filter(|_| upgrade.is_none());
     if let Some(direct) = direct.filter(|_| request.body().is_end_stream()) {
         let (parts, body) = request.into_parts();
@@ -127,9 +130,10 @@ async fn forward(
                 }
                 return Ok(Response::from_parts(parts, body));
             }
-            // An HTTP/1.1-only server: the pooled client below.
+            // An HTTP/1.1-only server: the HTTP/1.1 paths below.
             Err(DirectError::NotH2(unsent)) => {
                 request = Request::from_parts(unsent.into_parts().0, body);
+                h1_only = true;
             }
             Err(DirectError::Connect(message)) => {
                 return Err(ProxyError::UpstreamUnavailable {
@@ -141,6 +145,27 @@ async fn forward(
                 return Err(ProxyError::UpstreamFailure {
                     cluster: cluster.id().to_owned(),
                     message: error.to_string(),
+                })
+            }
+        }
+    }
+
+    let direct_h1 = clients.direct_h1.as_ref().filter(|_| upgrade.is_none());
+    if let Some(direct_h1) = direct_h1.filter(|_| h1_only) {
+        match deadline(&cluster, long_running, direct_h1.send(request)).await? {
+            Ok(response) => return Ok(relay(response, long_running, &shutdown)),
+            // Every connection busy: the pooled client below.
+            Err(DirectH1Error::Busy(unsent)) => request = *unsent,
+            Err(DirectH1Error::Connect(message)) => {
+                return Err(ProxyError::UpstreamUnavailable {
+                    cluster: cluster.id().to_owned(),
+                    message,
+                })
+            }
+            Err(DirectH1Error::Request(error)) => {
+                return Err(ProxyError::UpstreamFailure {
+                    cluster: cluster.id().to_owned(),
+                    message: crate::error::error_chain(&error),
                 })
             }
         }
@@ -171,6 +196,11 @@ async fn forward(
         ));
     }
 
+    Ok(relay(response, long_running, &shutdown))
+}
+
+/// The response, streamed back as it comes.
+fn relay(response: Response<Incoming>, long_running: bool, shutdown: &Shutdown) -> ProxyResponse {
     let (mut parts, body) = response.into_parts();
     // HTTP/2 has no connection-specific headers (h2 refuses them).
     if parts.version != Version::HTTP_2 {
@@ -180,7 +210,7 @@ async fn forward(
     if long_running {
         body.end_on(shutdown.drain().clone());
     }
-    Ok(Response::from_parts(parts, body))
+    Response::from_parts(parts, body)
 }
 
 /// Waits for `sent` within the cluster's request timeout, or for as long

@@ -237,9 +237,10 @@ fn failed_login(user: &str, from: SocketAddr) -> RequestContext {
     context
 }
 
-fn log(alerts: &Alerts, context: &RequestContext) {
+fn log(alerts: &Alerts, context: RequestContext) {
+    let context = Arc::new(context);
     alerts.on_log(&AccessRecord {
-        context,
+        context: &context,
         status: StatusCode::UNAUTHORIZED,
         bytes: 0,
         bytes_received: 0,
@@ -266,7 +267,7 @@ async fn login_bursts_fire_per_user_and_per_address_once() {
     .unwrap();
     let from: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     for _ in 0..6 {
-        log(&alerts, &failed_login("alice", from));
+        log(&alerts, failed_login("alice", from));
     }
     let mut subjects = Vec::new();
     for _ in 0..2 {
@@ -314,7 +315,7 @@ async fn a_token_from_a_second_address_fires_its_first_does_not() {
             ..Identity::default()
         };
         context.set_identity(Arc::new(identity));
-        log(&alerts, &context);
+        log(&alerts, context);
     };
     used("10.0.0.1:1000");
     used("10.0.0.1:1001");

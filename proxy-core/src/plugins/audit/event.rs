@@ -2,162 +2,418 @@
 //! (`staging/src/k8s.io/apiserver/pkg/apis/audit/v1/types.go`): one JSON
 //! object per line, so tools that read kube-apiserver's audit log read
 //! Paddock's.
+//!
+//! What the request path queues is not the event's JSON shape but what it
+//! is made from: the request's context (a reference count), what the
+//! request phase noted, and a few numbers. The sink's thread writes its
+//! JSON straight from those (see `plugins::json`): building an event costs
+//! the worker no allocation, and writing it costs the sink's thread none
+//! but its line buffer (and a query, a source IP).
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
-use serde::Serialize;
+use http::{HeaderValue, Method};
 
-use super::policy::{Level, Stage};
+use super::policy::{RequestAuditConfig, Stage};
+use crate::{
+    authn::Identity,
+    context::{LoginOutcome, RequestContext},
+    plugins::{
+        json::{push_fixed, push_str, push_str_array, push_str_contents, push_u64, Object},
+        writer::push_timestamp,
+    },
+    status::Status,
+};
 
-/// One audit event.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// What the request phase learned, kept for every stage's event.
+#[derive(Debug)]
+pub(crate) struct Noted {
+    pub(crate) decision: RequestAuditConfig,
+    /// When the request arrived, by the wall clock: computed once, so every
+    /// stage's event carries the same `requestReceivedTimestamp`.
+    pub(crate) received: SystemTime,
+    /// The `User-Agent` as received (a reference into the request's bytes).
+    pub(crate) user_agent: Option<HeaderValue>,
+    /// The query, on proxied requests only.
+    pub(crate) query: Option<String>,
+}
+
+/// One audit event, as queued.
+#[derive(Debug, Clone)]
 pub(crate) struct Event {
-    pub(crate) kind: &'static str,
-    pub(crate) api_version: &'static str,
-    pub(crate) level: Level,
-    #[serde(rename = "auditID")]
-    pub(crate) audit_id: String,
     pub(crate) stage: Stage,
-    #[serde(rename = "requestURI")]
-    pub(crate) request_uri: String,
-    pub(crate) verb: String,
-    pub(crate) user: UserInfo,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) impersonated_user: Option<UserInfo>,
-    #[serde(rename = "sourceIPs", skip_serializing_if = "Vec::is_empty")]
-    pub(crate) source_ips: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) user_agent: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) object_ref: Option<ObjectReference>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) response_status: Option<ResponseStatus>,
-    #[serde(serialize_with = "micros")]
-    pub(crate) request_received_timestamp: SystemTime,
-    #[serde(serialize_with = "micros")]
-    pub(crate) stage_timestamp: SystemTime,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) annotations: BTreeMap<&'static str, String>,
+    pub(crate) context: Arc<RequestContext>,
+    pub(crate) noted: Arc<Noted>,
+    /// `None` for `RequestReceived`.
+    pub(crate) response: Option<ResponseFacts>,
+    pub(crate) at: SystemTime,
 }
 
-/// `authentication.k8s.io/v1` `UserInfo`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct UserInfo {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) username: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) uid: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) groups: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) extra: BTreeMap<String, Vec<String>>,
-}
-
-/// The object a resource request is about.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ObjectReference {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) resource: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) namespace: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) api_group: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) api_version: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub(crate) subresource: String,
-}
-
-/// The `metav1.Status` of the response: the code alone on success; status,
-/// reason and message too on a failure Paddock answered itself.
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct ResponseStatus {
-    pub(crate) metadata: Empty,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) status: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) message: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reason: Option<String>,
+/// The response as far as an event records it.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponseFacts {
     pub(crate) code: u16,
+    /// The Status Paddock answered with itself, if it did.
+    pub(crate) failure: Option<Arc<Status>>,
+    /// On `ResponseComplete`: how the body ended.
+    pub(crate) end: Option<End>,
 }
 
-/// `{}`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub(crate) struct Empty {}
-
-/// RFC 3339 in UTC with microseconds, as kube-apiserver writes
-/// `metav1.MicroTime`: `2026-12-01T15:10:45.123456Z`.
-fn micros<S: serde::Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    let at = time::OffsetDateTime::from(*at);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    let text = at.format(&format).map_err(serde::ser::Error::custom)?;
-    serializer.serialize_str(&text)
+/// How a response body (or an upgraded session) ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct End {
+    pub(crate) bytes_sent: u64,
+    /// Bytes from the client, for an upgraded session only.
+    pub(crate) bytes_received: Option<u64>,
+    pub(crate) duration: Duration,
+    pub(crate) complete: bool,
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use std::time::Duration;
+/// What Kubernetes would call the request: verb, and the resource when it
+/// is one. Borrowed from the context; the policy matches on it and the
+/// event names it.
+pub(crate) struct Target<'a> {
+    pub(crate) verb: Cow<'a, str>,
+    pub(crate) is_resource: bool,
+    pub(crate) api_group: &'a str,
+    pub(crate) api_version: &'a str,
+    pub(crate) resource: &'a str,
+    pub(crate) subresource: &'a str,
+    pub(crate) namespace: &'a str,
+    pub(crate) name: &'a str,
+    /// The path non-resource rules match.
+    pub(crate) path: &'a str,
+}
 
-    use super::*;
+impl<'a> Target<'a> {
+    pub(crate) fn of(context: &'a RequestContext) -> Self {
+        if let Some(a) = context.attributes() {
+            return Self {
+                verb: if a.verb.is_empty() {
+                    method_verb(&context.method)
+                } else {
+                    Cow::Borrowed(&a.verb)
+                },
+                is_resource: a.is_resource_request,
+                api_group: &a.api_group,
+                api_version: &a.api_version,
+                resource: &a.resource,
+                subresource: &a.subresource,
+                namespace: &a.namespace,
+                name: &a.name,
+                path: &a.path,
+            };
+        }
+        let non_resource = Self {
+            verb: method_verb(&context.method),
+            is_resource: false,
+            api_group: "",
+            api_version: "",
+            resource: "",
+            subresource: "",
+            namespace: "",
+            name: "",
+            path: &context.path,
+        };
+        // Paddock's own API: /paddock/v1/<resource>[/<name>[/<sub>...]].
+        let Some(rest) = context.path.strip_prefix("/paddock/v1/") else {
+            return non_resource;
+        };
+        let mut segments = rest.trim_end_matches('/').splitn(3, '/');
+        let resource = segments.next().unwrap_or_default();
+        if resource.is_empty() {
+            return non_resource;
+        }
+        let name = segments.next().unwrap_or_default();
+        let subresource = segments.next().unwrap_or_default();
+        let collection = matches!(
+            resource,
+            "users" | "tokens" | "bindings" | "projects" | "principals"
+        );
+        let verb = match context.method {
+            Method::GET | Method::HEAD if collection && name.is_empty() => "list".into(),
+            Method::GET | Method::HEAD => "get".into(),
+            Method::POST => "create".into(),
+            Method::PUT => "update".into(),
+            Method::PATCH => "patch".into(),
+            Method::DELETE => "delete".into(),
+            ref other => other.as_str().to_ascii_lowercase().into(),
+        };
+        Self {
+            verb,
+            is_resource: true,
+            api_group: "paddock.io",
+            api_version: "v1",
+            resource,
+            subresource,
+            namespace: "",
+            name,
+            path: &context.path,
+        }
+    }
+}
 
-    /// A small event with the given id.
-    pub(crate) fn sample(id: &str) -> Event {
-        Event {
-            kind: "Event",
-            api_version: "audit.k8s.io/v1",
-            level: Level::Metadata,
-            audit_id: id.to_owned(),
-            stage: Stage::ResponseComplete,
-            request_uri: "/api/v1/pods".to_owned(),
-            verb: "list".to_owned(),
-            user: UserInfo::default(),
-            impersonated_user: None,
-            source_ips: Vec::new(),
-            user_agent: None,
-            object_ref: None,
-            response_status: None,
-            request_received_timestamp: SystemTime::UNIX_EPOCH,
-            stage_timestamp: SystemTime::UNIX_EPOCH,
-            annotations: BTreeMap::new(),
+/// The verb of a non-resource request: the lower-case method.
+fn method_verb(method: &Method) -> Cow<'static, str> {
+    match *method {
+        Method::GET => "get".into(),
+        Method::HEAD => "head".into(),
+        Method::POST => "post".into(),
+        Method::PUT => "put".into(),
+        Method::PATCH => "patch".into(),
+        Method::DELETE => "delete".into(),
+        Method::OPTIONS => "options".into(),
+        ref other => other.as_str().to_ascii_lowercase().into(),
+    }
+}
+
+impl Event {
+    /// Appends the event as one JSON object (no newline).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        let context = &*self.context;
+        let noted = &*self.noted;
+        let target = Target::of(context);
+        let mut event = Object::open(out);
+        event.str("kind", "Event");
+        event.str("apiVersion", "audit.k8s.io/v1");
+        event.str("level", noted.decision.level.as_str());
+        event.str("auditID", &context.id);
+        event.str("stage", self.stage.as_str());
+        let uri = event.key("requestURI");
+        uri.push(b'"');
+        push_str_contents(uri, &context.path);
+        if let Some(query) = &noted.query {
+            uri.push(b'?');
+            push_str_contents(uri, query);
+        }
+        uri.push(b'"');
+        event.str("verb", &target.verb);
+        User::of(context).write_json(event.key("user"));
+        if let Some(identity) = context.impersonated() {
+            User::identity(identity).write_json(event.key("impersonatedUser"));
+        }
+        if let Some(addr) = context.client_addr {
+            let ip = addr.ip().to_string();
+            push_str_array(event.key("sourceIPs"), [ip.as_str()]);
+        }
+        if let Some(agent) = noted.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
+            push_str(event.key("userAgent"), &user_agent(agent));
+        }
+        if target.is_resource {
+            let mut object = Object::open(event.key("objectRef"));
+            for (key, value) in [
+                ("resource", target.resource),
+                ("namespace", target.namespace),
+                ("name", target.name),
+                ("apiGroup", target.api_group),
+                ("apiVersion", target.api_version),
+                ("subresource", target.subresource),
+            ] {
+                if !value.is_empty() {
+                    object.str(key, value);
+                }
+            }
+            object.close();
+        }
+        if let Some(response) = &self.response {
+            let mut status = Object::open(event.key("responseStatus"));
+            status.key("metadata").extend_from_slice(b"{}");
+            match &response.failure {
+                // The code alone on success (as kube-apiserver); status,
+                // reason and message when Paddock answered with a failure.
+                Some(failure) => {
+                    status.str("status", "Failure");
+                    status.str("message", &failure.message);
+                    status.str("reason", failure.reason);
+                    status.u64("code", failure.code.into());
+                }
+                None => status.u64("code", response.code.into()),
+            }
+            status.close();
+        }
+        push_timestamp_str(event.key("requestReceivedTimestamp"), noted.received);
+        push_timestamp_str(event.key("stageTimestamp"), self.at);
+        let end = self.response.as_ref().and_then(|r| r.end);
+        if end.is_some()
+            || context.decision().is_some()
+            || context.cluster().is_some()
+            || context.login().is_some()
+        {
+            write_annotations(event.key("annotations"), context, end);
+        }
+        event.close();
+    }
+
+    /// The event as a JSON value, for tests.
+    #[cfg(test)]
+    pub(crate) fn to_value(&self) -> serde_json::Value {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        serde_json::from_slice(&out).expect("an event is valid JSON")
+    }
+}
+
+/// `"2026-12-01T15:10:45.123456Z"`: RFC 3339 in UTC with microseconds, as
+/// kube-apiserver writes `metav1.MicroTime`.
+fn push_timestamp_str(out: &mut Vec<u8>, at: SystemTime) {
+    out.push(b'"');
+    push_timestamp(out, at);
+    out.push(b'"');
+}
+
+/// The `User-Agent`, cut to 1024 bytes as kube-apiserver cuts it
+/// (`maxUserAgentLength` in `staging/src/k8s.io/apiserver/pkg/audit/request.go`):
+/// the caller chooses it, and one event should not grow by a header's worth.
+pub(crate) fn user_agent(value: &str) -> Cow<'_, str> {
+    const MAX: usize = 1024;
+    if value.len() <= MAX {
+        return Cow::Borrowed(value);
+    }
+    let mut end = MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}...TRUNCATED", &value[..end]))
+}
+
+/// `authentication.k8s.io/v1` `UserInfo`: the identity's fields, and
+/// Paddock's principal, provider and token id under `extra`.
+struct User<'a> {
+    username: &'a str,
+    uid: Option<&'a str>,
+    groups: &'a [String],
+    extra: Option<&'a BTreeMap<String, Vec<String>>>,
+    principal: Option<&'a str>,
+    provider: Option<&'a str>,
+    token_id: Option<&'a str>,
+}
+
+impl<'a> User<'a> {
+    /// The caller; for a login that authenticated them, the login's user.
+    fn of(context: &'a RequestContext) -> Self {
+        if let Some(identity) = context.identity() {
+            return Self::identity(identity);
+        }
+        let mut user = Self {
+            username: "",
+            uid: None,
+            groups: &[],
+            extra: None,
+            principal: None,
+            provider: None,
+            token_id: None,
+        };
+        if let Some(login) = context.login() {
+            if let LoginOutcome::Succeeded { user: id } = &login.outcome {
+                user.username = &login.username;
+                user.principal = Some(id);
+                user.provider = Some(&login.provider);
+            }
+        }
+        user
+    }
+
+    fn identity(identity: &'a Identity) -> Self {
+        Self {
+            username: &identity.username,
+            uid: identity.uid.as_deref(),
+            groups: &identity.groups,
+            extra: Some(&identity.extra),
+            principal: Some(&identity.user),
+            provider: Some(&identity.provider),
+            token_id: identity.token_id.as_deref(),
         }
     }
 
-    #[test]
-    fn serializes_like_kube_apiserver() {
-        let mut event = sample("a-1");
-        event.request_received_timestamp =
-            SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_601_845_123_456_789);
-        event.stage_timestamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_601_846);
-        event.response_status = Some(ResponseStatus {
-            code: 403,
-            status: Some("Failure"),
-            reason: Some("Forbidden".to_owned()),
-            message: Some("no".to_owned()),
-            ..ResponseStatus::default()
-        });
-        event
-            .annotations
-            .insert("authorization.k8s.io/decision", "forbid".to_owned());
-        let json = serde_json::to_value(&event).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-                "auditID": "a-1", "stage": "ResponseComplete", "requestURI": "/api/v1/pods",
-                "verb": "list", "user": {},
-                "responseStatus": {"metadata": {}, "status": "Failure", "message": "no",
-                                   "reason": "Forbidden", "code": 403},
-                "requestReceivedTimestamp": "2025-12-01T15:10:45.123456Z",
-                "stageTimestamp": "2025-12-01T15:10:46.000000Z",
-                "annotations": {"authorization.k8s.io/decision": "forbid"},
-            })
-        );
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut user = Object::open(out);
+        if !self.username.is_empty() {
+            user.str("username", self.username);
+        }
+        if let Some(uid) = self.uid {
+            user.str("uid", uid);
+        }
+        if !self.groups.is_empty() {
+            push_str_array(user.key("groups"), self.groups.iter().map(String::as_str));
+        }
+        // The identity's extra attributes merged with Paddock's own keys
+        // (which win), in key order as a Go map is written.
+        let own = [
+            ("paddock.io/principal", self.principal),
+            ("paddock.io/provider", self.provider),
+            ("paddock.io/token-id", self.token_id),
+        ];
+        let is_own = |key: &str| own.iter().any(|(k, v)| v.is_some() && *k == key);
+        let mut theirs = self
+            .extra
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| !is_own(k))
+            .peekable();
+        if own.iter().any(|(_, v)| v.is_some()) || theirs.peek().is_some() {
+            let mut extra = Object::open(user.key("extra"));
+            for (key, value) in own {
+                let Some(value) = value else { continue };
+                while let Some((k, v)) = theirs.next_if(|(k, _)| k.as_str() < key) {
+                    push_str_array(extra.escaped_key(k), v.iter().map(String::as_str));
+                }
+                push_str_array(extra.key(key), [value]);
+            }
+            for (k, v) in theirs {
+                push_str_array(extra.escaped_key(k), v.iter().map(String::as_str));
+            }
+            extra.close();
+        }
+        user.close();
     }
 }
+
+/// The annotations, in key order: the decision, bytes, the cluster,
+/// duration, the login.
+fn write_annotations(out: &mut Vec<u8>, context: &RequestContext, end: Option<End>) {
+    let mut annotations = Object::open(out);
+    if let Some(decision) = context.decision() {
+        let verdict = if decision.allowed { "allow" } else { "forbid" };
+        annotations.str("authorization.k8s.io/decision", verdict);
+        annotations.str("authorization.k8s.io/reason", &decision.reason);
+    }
+    let quoted_u64 = |out: &mut Vec<u8>, n: u64| {
+        out.push(b'"');
+        push_u64(out, n);
+        out.push(b'"');
+    };
+    if let Some(end) = end {
+        if let Some(received) = end.bytes_received {
+            quoted_u64(annotations.key("paddock.io/bytes-received"), received);
+        }
+        quoted_u64(annotations.key("paddock.io/bytes-sent"), end.bytes_sent);
+    }
+    if let Some(cluster) = context.cluster() {
+        annotations.str("paddock.io/cluster", cluster);
+    }
+    if let Some(end) = end {
+        if !end.complete {
+            annotations.str("paddock.io/complete", "false");
+        }
+        let out = annotations.key("paddock.io/duration-seconds");
+        out.push(b'"');
+        push_fixed(out, end.duration.as_secs_f64(), 6);
+        out.push(b'"');
+    }
+    if let Some(login) = context.login() {
+        if let LoginOutcome::Failed { reason } = &login.outcome {
+            annotations.str("paddock.io/login-failure", reason);
+        }
+        annotations.str("paddock.io/login-provider", &login.provider);
+        annotations.str("paddock.io/login-username", &login.username);
+    }
+    annotations.close();
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -65,11 +65,11 @@ mod policy;
 mod sink;
 mod webhook;
 
-use std::{collections::BTreeMap, sync::Arc, time::SystemTime};
+use std::{sync::Arc, time::SystemTime};
 
-use http::{request, response, Method, StatusCode};
+use http::{request, response, StatusCode};
 
-use self::event::{Event, ObjectReference, ResponseStatus, UserInfo};
+use self::event::{End, Event, Noted, ResponseFacts, Target};
 pub use self::{
     policy::{
         Attributes, GroupResources, Level, Policy, PolicyError, PolicyRule, RequestAuditConfig,
@@ -79,8 +79,7 @@ pub use self::{
     webhook::{WebhookError, WebhookSink},
 };
 use crate::{
-    authn::Identity,
-    context::{LoginOutcome, RequestContext},
+    context::RequestContext,
     error::ProxyError,
     future::ReadyOrBoxed,
     plugin::{AccessRecord, Flow, Plugin},
@@ -116,6 +115,18 @@ impl Audit {
         self.sinks.iter().map(AuditSink::dropped).sum()
     }
 
+    /// Reads [`dropped`](Self::dropped) without keeping the sinks open:
+    /// for [`Metrics::count_drops`](super::metrics::Metrics::count_drops).
+    pub fn drops(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let counts: Vec<_> = self.sinks.iter().map(AuditSink::drop_count).collect();
+        move || {
+            counts
+                .iter()
+                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+                .sum()
+        }
+    }
+
     /// Events waiting in the sinks' queues.
     pub fn queued(&self) -> u64 {
         self.sinks.iter().map(AuditSink::queued).sum()
@@ -129,17 +140,6 @@ impl Audit {
             last.send(event);
         }
     }
-}
-
-/// What the request phase learned, kept for the response phases.
-#[derive(Debug)]
-struct Noted {
-    decision: RequestAuditConfig,
-    /// When the request arrived, by the wall clock: computed once, so every
-    /// stage's event carries the same `requestReceivedTimestamp`.
-    received: SystemTime,
-    user_agent: Option<String>,
-    request_uri: String,
 }
 
 /// The plugin's per-request state: `None` when the policy records nothing.
@@ -166,10 +166,15 @@ impl Plugin for Audit {
             .as_ref()
             .filter(|n| n.decision.records(Stage::RequestReceived))
         {
-            let mut event =
-                self.event(context, noted, Stage::RequestReceived, StatusCode::OK, None);
-            event.response_status = None;
-            self.send(event);
+            let shared = request.extensions.get::<Arc<RequestContext>>().cloned();
+            let context = shared.unwrap_or_else(|| Arc::new(context.snapshot()));
+            self.send(Event {
+                stage: Stage::RequestReceived,
+                context,
+                noted: noted.clone(),
+                response: None,
+                at: SystemTime::now(),
+            });
         }
         context.state().insert(State(noted));
         ReadyOrBoxed::ready(Ok(Flow::Continue))
@@ -197,14 +202,19 @@ impl Plugin for Audit {
         let long_running = response.status == StatusCode::SWITCHING_PROTOCOLS
             || context.attributes().is_some_and(|a| a.is_long_running());
         if long_running && noted.decision.records(Stage::ResponseStarted) {
-            let event = self.event(
-                context,
-                &noted,
-                Stage::ResponseStarted,
-                response.status,
-                status.as_deref(),
-            );
-            self.send(event);
+            // Long-running requests only, a few per second at most: a copy
+            // of the context's facts is cheap enough here.
+            self.send(Event {
+                stage: Stage::ResponseStarted,
+                context: Arc::new(context.snapshot()),
+                noted,
+                response: Some(ResponseFacts {
+                    code: response.status.as_u16(),
+                    failure: status.clone(),
+                    end: None,
+                }),
+                at: SystemTime::now(),
+            });
         }
         if let Some(status) = status {
             state.insert(Failure(status));
@@ -220,137 +230,27 @@ impl Plugin for Audit {
         if !noted.decision.records(Stage::ResponseComplete) {
             return;
         }
-        let failure = state.get::<Failure>();
-        let mut event = self.event(
-            record.context,
-            &noted,
-            Stage::ResponseComplete,
-            record.status,
-            failure.as_ref().map(|Failure(status)| &**status),
-        );
-        event
-            .annotations
-            .insert("paddock.io/bytes-sent", record.bytes.to_string());
-        if record.status == StatusCode::SWITCHING_PROTOCOLS {
-            event.annotations.insert(
-                "paddock.io/bytes-received",
-                record.bytes_received.to_string(),
-            );
-        }
-        event.annotations.insert(
-            "paddock.io/duration-seconds",
-            format!("{:.6}", record.duration.as_secs_f64()),
-        );
-        if !record.complete {
-            event
-                .annotations
-                .insert("paddock.io/complete", "false".to_owned());
-        }
-        self.send(event);
+        let upgraded = record.status == StatusCode::SWITCHING_PROTOCOLS;
+        self.send(Event {
+            stage: Stage::ResponseComplete,
+            context: record.context.clone(),
+            noted,
+            response: Some(ResponseFacts {
+                code: record.status.as_u16(),
+                failure: state.get::<Failure>().map(|Failure(status)| status),
+                end: Some(End {
+                    bytes_sent: record.bytes,
+                    bytes_received: upgraded.then_some(record.bytes_received),
+                    duration: record.duration,
+                    complete: record.complete,
+                }),
+            }),
+            at: SystemTime::now(),
+        });
     }
-}
-
-/// What Kubernetes would call the request: verb, and the resource when it
-/// is one.
-struct Target<'a> {
-    verb: String,
-    is_resource: bool,
-    api_group: &'a str,
-    api_version: &'a str,
-    resource: &'a str,
-    subresource: String,
-    namespace: &'a str,
-    name: &'a str,
-    /// The path non-resource rules match.
-    path: &'a str,
-}
-
-impl<'a> Target<'a> {
-    fn of(context: &'a RequestContext) -> Self {
-        if let Some(a) = context.attributes() {
-            return Self {
-                verb: if a.verb.is_empty() {
-                    method_verb(&context.method)
-                } else {
-                    a.verb.clone()
-                },
-                is_resource: a.is_resource_request,
-                api_group: &a.api_group,
-                api_version: &a.api_version,
-                resource: &a.resource,
-                subresource: a.subresource.clone(),
-                namespace: &a.namespace,
-                name: &a.name,
-                path: &a.path,
-            };
-        }
-        let non_resource = Self {
-            verb: method_verb(&context.method),
-            is_resource: false,
-            api_group: "",
-            api_version: "",
-            resource: "",
-            subresource: String::new(),
-            namespace: "",
-            name: "",
-            path: &context.path,
-        };
-        // Paddock's own API: /paddock/v1/<resource>[/<name>[/<sub>...]].
-        let Some(rest) = context.path.strip_prefix("/paddock/v1/") else {
-            return non_resource;
-        };
-        let mut segments = rest.trim_end_matches('/').splitn(3, '/');
-        let resource = segments.next().unwrap_or_default();
-        if resource.is_empty() {
-            return non_resource;
-        }
-        let name = segments.next().unwrap_or_default();
-        let subresource = segments.next().unwrap_or_default().to_owned();
-        let collection = matches!(
-            resource,
-            "users" | "tokens" | "bindings" | "projects" | "principals"
-        );
-        let verb = match context.method {
-            Method::GET | Method::HEAD if collection && name.is_empty() => "list".to_owned(),
-            Method::GET | Method::HEAD => "get".to_owned(),
-            Method::POST => "create".to_owned(),
-            Method::PUT => "update".to_owned(),
-            Method::PATCH => "patch".to_owned(),
-            Method::DELETE => "delete".to_owned(),
-            ref other => other.as_str().to_ascii_lowercase(),
-        };
-        Self {
-            verb,
-            is_resource: true,
-            api_group: "paddock.io",
-            api_version: "v1",
-            resource,
-            subresource,
-            namespace: "",
-            name,
-            path: &context.path,
-        }
-    }
-
-    fn object_ref(&self) -> Option<ObjectReference> {
-        self.is_resource.then(|| ObjectReference {
-            resource: self.resource.to_owned(),
-            namespace: self.namespace.to_owned(),
-            name: self.name.to_owned(),
-            api_group: self.api_group.to_owned(),
-            api_version: self.api_version.to_owned(),
-            subresource: self.subresource.clone(),
-        })
-    }
-}
-
-/// The verb of a non-resource request: the lower-case method.
-fn method_verb(method: &Method) -> String {
-    method.as_str().to_ascii_lowercase()
 }
 
 impl Audit {
-    /// The policy's decision, and what of the request is still at hand.
     /// The policy's verdict and, unless it is `None`, what the events will
     /// need of the request; `None` costs no allocation.
     fn note(
@@ -368,7 +268,7 @@ impl Audit {
             is_resource_request: target.is_resource,
             api_group: target.api_group,
             resource: target.resource,
-            subresource: &target.subresource,
+            subresource: target.subresource,
             namespace: target.namespace,
             name: target.name,
             path: target.path,
@@ -376,147 +276,20 @@ impl Audit {
         if decision.level == Level::None {
             return None;
         }
-        let mut request_uri = context.path.clone();
-        let mut user_agent = None;
-        if let Some(request) = request {
-            // Paddock's own endpoints keep their query out of the log: the
-            // GitHub callback's carries an authorization code.
-            if let Some(query) = request.uri.query() {
-                if context.attributes().is_some() {
-                    request_uri.push('?');
-                    request_uri.push_str(query);
-                }
-            }
-            user_agent = request
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(user_agent_of);
-        }
+        // Paddock's own endpoints keep their query out of the log: the
+        // GitHub callback's carries an authorization code.
+        let query = request
+            .and_then(|r| r.uri.query())
+            .filter(|_| context.attributes().is_some())
+            .map(str::to_owned);
+        let user_agent = request.and_then(|r| r.headers.get(http::header::USER_AGENT).cloned());
         let now = SystemTime::now();
         Some(Arc::new(Noted {
             decision,
             received: now.checked_sub(context.started.elapsed()).unwrap_or(now),
             user_agent,
-            request_uri,
+            query,
         }))
-    }
-
-    fn event(
-        &self,
-        context: &RequestContext,
-        noted: &Noted,
-        stage: Stage,
-        code: StatusCode,
-        failure: Option<&Status>,
-    ) -> Event {
-        let now = SystemTime::now();
-        let target = Target::of(context);
-        let mut annotations = BTreeMap::new();
-        if let Some(decision) = context.decision() {
-            let verdict = if decision.allowed { "allow" } else { "forbid" };
-            annotations.insert("authorization.k8s.io/decision", verdict.to_owned());
-            annotations.insert("authorization.k8s.io/reason", decision.reason.clone());
-        }
-        if let Some(cluster) = context.cluster() {
-            annotations.insert("paddock.io/cluster", cluster.to_owned());
-        }
-        let mut user = context.identity().map(|i| user_info(i)).unwrap_or_default();
-        if let Some(login) = context.login() {
-            annotations.insert("paddock.io/login-provider", login.provider.clone());
-            annotations.insert("paddock.io/login-username", login.username.clone());
-            match &login.outcome {
-                LoginOutcome::Succeeded { user: id } if user.username.is_empty() => {
-                    // The login itself authenticated the caller.
-                    user.username = login.username.clone();
-                    user.extra
-                        .insert("paddock.io/principal".to_owned(), vec![id.clone()]);
-                    user.extra.insert(
-                        "paddock.io/provider".to_owned(),
-                        vec![login.provider.clone()],
-                    );
-                }
-                LoginOutcome::Failed { reason } => {
-                    annotations.insert("paddock.io/login-failure", reason.clone());
-                }
-                _ => {}
-            }
-        }
-        Event {
-            kind: "Event",
-            api_version: "audit.k8s.io/v1",
-            level: noted.decision.level,
-            audit_id: context.id.clone(),
-            stage,
-            request_uri: noted.request_uri.clone(),
-            verb: target.verb.clone(),
-            user,
-            impersonated_user: context.impersonated().map(|i| user_info(i)),
-            source_ips: context
-                .client_addr
-                .map(|a| vec![a.ip().to_string()])
-                .unwrap_or_default(),
-            user_agent: noted.user_agent.clone(),
-            object_ref: target.object_ref(),
-            response_status: Some(response_status(code, failure)),
-            request_received_timestamp: noted.received,
-            stage_timestamp: now,
-            annotations,
-        }
-    }
-}
-
-/// The `User-Agent`, cut to 1024 bytes as kube-apiserver cuts it
-/// (`maxUserAgentLength` in `staging/src/k8s.io/apiserver/pkg/audit/request.go`):
-/// the caller chooses it, and one event should not grow by a header's worth.
-fn user_agent_of(value: &str) -> String {
-    const MAX: usize = 1024;
-    if value.len() <= MAX {
-        return value.to_owned();
-    }
-    let mut end = MAX;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...TRUNCATED", &value[..end])
-}
-
-fn user_info(identity: &Identity) -> UserInfo {
-    let mut extra = identity.extra.clone();
-    extra.insert(
-        "paddock.io/principal".to_owned(),
-        vec![identity.user.clone()],
-    );
-    extra.insert(
-        "paddock.io/provider".to_owned(),
-        vec![identity.provider.clone()],
-    );
-    if let Some(token) = &identity.token_id {
-        extra.insert("paddock.io/token-id".to_owned(), vec![token.clone()]);
-    }
-    UserInfo {
-        username: identity.username.clone(),
-        uid: identity.uid.clone(),
-        groups: identity.groups.clone(),
-        extra,
-    }
-}
-
-/// The code alone on success (as kube-apiserver); status, reason and message
-/// when Paddock answered with a failure `Status`.
-fn response_status(code: StatusCode, failure: Option<&Status>) -> ResponseStatus {
-    match failure {
-        Some(status) => ResponseStatus {
-            status: Some("Failure"),
-            message: Some(status.message.clone()),
-            reason: Some(status.reason.to_owned()),
-            code: status.code,
-            ..ResponseStatus::default()
-        },
-        None => ResponseStatus {
-            code: code.as_u16(),
-            ..ResponseStatus::default()
-        },
     }
 }
 

@@ -38,6 +38,30 @@ pub enum Stage {
     Panic,
 }
 
+impl Level {
+    /// The name, as in a policy file and an event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "None",
+            Self::Metadata => "Metadata",
+            Self::Request => "Request",
+            Self::RequestResponse => "RequestResponse",
+        }
+    }
+}
+
+impl Stage {
+    /// The name, as in a policy file and an event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestReceived => "RequestReceived",
+            Self::ResponseStarted => "ResponseStarted",
+            Self::ResponseComplete => "ResponseComplete",
+            Self::Panic => "Panic",
+        }
+    }
+}
+
 /// An audit policy file: `apiVersion: audit.k8s.io/v1`, `kind: Policy`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -150,6 +174,15 @@ pub struct RequestAuditConfig {
 }
 
 impl RequestAuditConfig {
+    /// Every stage at `level`.
+    #[cfg(test)]
+    pub(crate) fn at(level: Level) -> Self {
+        Self {
+            level,
+            omit: [false; 4],
+        }
+    }
+
     /// Whether events of `stage` are written.
     pub fn records(&self, stage: Stage) -> bool {
         self.level != Level::None && !self.omit[stage as usize]

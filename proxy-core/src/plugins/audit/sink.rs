@@ -1,5 +1,6 @@
 //! Where audit events go: a bounded queue drained by one background thread
-//! that serializes them and appends them to a file, rotating it by size.
+//! that serializes them and appends them to a file, rotating it by size
+//! (the logs' shared [`LogWriter`]), or POSTs them to a webhook.
 //!
 //! The request path only ever puts an event on the queue. The file is
 //! written by a plain OS thread, not a task on one of the server's event
@@ -17,7 +18,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc::{self, Receiver, RecvTimeoutError, SyncSender},
+        mpsc::{self, Receiver, SyncSender},
         Arc,
     },
     time::{Duration, Instant},
@@ -27,18 +28,9 @@ use super::{
     event::Event,
     webhook::{WebhookError, WebhookSink},
 };
+use crate::plugins::writer::{LogWriter, Output};
 
-/// What to do with an event when the queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnFull {
-    /// Wait for room: no event is lost, but the request that produced it
-    /// (and its worker thread) waits for the disk.
-    Block,
-    /// Drop the event and count it ([`AuditSink::dropped`]): the request
-    /// path never waits.
-    #[default]
-    Drop,
-}
+pub use crate::plugins::writer::OnFull;
 
 /// A file that is rotated by size: `path` is written; when the next event
 /// would take it past `max_size_bytes` it becomes `path.1`, `path.1`
@@ -89,6 +81,20 @@ impl Default for QueueOptions {
 /// clean exit.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
+    queue: Queue,
+}
+
+#[derive(Debug, Clone)]
+enum Queue {
+    /// The file sink: the logs' writer.
+    File(LogWriter<Event>),
+    /// The webhook sink: batches need their own loop.
+    Channel(Channel),
+}
+
+/// A queue of events drained by the webhook's thread.
+#[derive(Debug, Clone)]
+pub(super) struct Channel {
     // Dropped before `writer`, so that the last clone's drop disconnects
     // the queue before it waits for the thread.
     sender: SyncSender<Event>,
@@ -102,7 +108,7 @@ pub struct AuditSink {
 pub(super) struct Counters {
     /// Events lost: to a full queue, or a webhook batch that never got
     /// through.
-    pub(super) dropped: AtomicU64,
+    pub(super) dropped: Arc<AtomicU64>,
     /// Events in the queue (or waiting for room in it, with `Block`).
     pub(super) queued: AtomicU64,
 }
@@ -162,13 +168,10 @@ impl AuditSink {
     /// Fails when the file cannot be opened.
     pub fn file(file: FileSink, queue: QueueOptions) -> io::Result<Self> {
         let file = RotatingFile::open(file)?;
-        let (mut sink, receiver) = Self::channel(queue);
-        let counters = sink.counters.clone();
-        let thread = std::thread::Builder::new()
-            .name("paddock-audit".to_owned())
-            .spawn(move || write_events(receiver, file, &counters))?;
-        sink.writer = Some(Arc::new(Writer(Some(thread))));
-        Ok(sink)
+        let writer = LogWriter::start("paddock-audit", queue.capacity, queue.on_full, file)?;
+        Ok(Self {
+            queue: Queue::File(writer),
+        })
     }
 
     /// Starts the thread that POSTs batches of events to `webhook`. Fails
@@ -178,45 +181,91 @@ impl AuditSink {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (mut sink, receiver) = Self::channel(queue);
-        let counters = sink.counters.clone();
+        let (mut channel, receiver) = Channel::new(queue);
+        let counters = channel.counters.clone();
         let thread = std::thread::Builder::new()
             .name("paddock-audit-webhook".to_owned())
             .spawn(move || {
                 super::webhook::deliver_events(receiver, webhook, client, counters, runtime);
             })?;
-        sink.writer = Some(Arc::new(Writer(Some(thread))));
-        Ok(sink)
+        channel.writer = Some(Arc::new(Writer(Some(thread))));
+        Ok(Self {
+            queue: Queue::Channel(channel),
+        })
     }
 
     /// A sink and the receiving end of its queue, without a writer.
+    #[cfg(test)]
     pub(super) fn channel(queue: QueueOptions) -> (Self, Receiver<Event>) {
-        let (sender, receiver) = mpsc::sync_channel(queue.capacity.max(1));
+        let (channel, receiver) = Channel::new(queue);
         let sink = Self {
+            queue: Queue::Channel(channel),
+        };
+        (sink, receiver)
+    }
+
+    /// The webhook queue's counters.
+    #[cfg(test)]
+    pub(super) fn counters(&self) -> Arc<Counters> {
+        match &self.queue {
+            Queue::Channel(channel) => channel.counters.clone(),
+            Queue::File(_) => Arc::default(),
+        }
+    }
+
+    /// Events dropped because the queue was full, since the sink started.
+    pub fn dropped(&self) -> u64 {
+        match &self.queue {
+            Queue::File(writer) => writer.dropped(),
+            Queue::Channel(channel) => channel.counters.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The count behind [`dropped`](Self::dropped), live, without keeping
+    /// the sink open.
+    pub(super) fn drop_count(&self) -> Arc<AtomicU64> {
+        match &self.queue {
+            Queue::File(writer) => writer.drop_count(),
+            Queue::Channel(channel) => channel.counters.dropped.clone(),
+        }
+    }
+
+    /// Events waiting to be written now.
+    pub fn queued(&self) -> u64 {
+        match &self.queue {
+            Queue::File(writer) => writer.queued() as u64,
+            Queue::Channel(channel) => channel.counters.queued.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues an event; never waits with [`OnFull::Drop`].
+    pub(crate) fn send(&self, event: Event) {
+        match &self.queue {
+            Queue::File(writer) => {
+                writer.send(event);
+            }
+            Queue::Channel(channel) => channel.send(event),
+        }
+    }
+}
+
+impl Channel {
+    fn new(queue: QueueOptions) -> (Self, Receiver<Event>) {
+        let (sender, receiver) = mpsc::sync_channel(queue.capacity.max(1));
+        let channel = Self {
             sender,
             on_full: queue.on_full,
             counters: Arc::default(),
             writer: None,
         };
-        (sink, receiver)
+        (channel, receiver)
     }
 
-    /// Events dropped because the queue was full, since the sink started.
-    pub fn dropped(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Events waiting to be written now.
-    pub fn queued(&self) -> u64 {
-        self.counters.queued.load(Ordering::Relaxed)
-    }
-
-    /// Queues an event; never waits with [`OnFull::Drop`].
-    pub(crate) fn send(&self, event: Event) {
-        // Counted before it is sent: the writer may take it at once.
+    fn send(&self, event: Event) {
+        // Counted before it is sent: the webhook's thread may take it at once.
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
         let sent = match self.on_full {
-            // Full, or the writer is gone (it panicked): dropped either way.
+            // Full, or the thread is gone (it panicked): dropped either way.
             OnFull::Drop => self.sender.try_send(event).map_err(|_| ()),
             OnFull::Block => self.sender.send(event).map_err(|_| ()),
         };
@@ -227,37 +276,14 @@ impl AuditSink {
     }
 }
 
-/// The writer thread: writes what arrives, flushes whenever the queue is
-/// empty, reports drops now and then; ends when every sender is gone.
-fn write_events(receiver: Receiver<Event>, mut file: RotatingFile, counters: &Counters) {
-    let mut line = Vec::with_capacity(1024);
-    let mut write = |file: &mut RotatingFile, event: Event| {
-        counters.queued.fetch_sub(1, Ordering::Relaxed);
-        file.write_event(&event, &mut line);
-    };
-    loop {
-        match receiver.recv_timeout(Duration::from_secs(10)) {
-            Ok(event) => {
-                write(&mut file, event);
-                while let Ok(event) = receiver.try_recv() {
-                    write(&mut file, event);
-                }
-                file.flush();
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        file.report.dropped(counters);
-    }
-    file.flush();
-}
-
 /// The file being written and its rotation.
 struct RotatingFile {
     config: FileSink,
     out: Option<BufWriter<File>>,
     size: u64,
     report: Report,
+    /// The line being serialised, reused.
+    line: Vec<u8>,
 }
 
 impl RotatingFile {
@@ -266,18 +292,16 @@ impl RotatingFile {
         let size = file.metadata()?.len();
         Ok(Self {
             config,
-            out: Some(BufWriter::new(file)),
+            out: Some(BufWriter::with_capacity(64 * 1024, file)),
             size,
             report: Report::default(),
+            line: Vec::with_capacity(1024),
         })
     }
 
     fn write_event(&mut self, event: &Event, line: &mut Vec<u8>) {
         line.clear();
-        if let Err(error) = serde_json::to_writer(&mut *line, event) {
-            self.report(&io::Error::other(error));
-            return;
-        }
+        event.write_json(line);
         line.push(b'\n');
         if let Err(error) = self.write_line(line) {
             self.report(&error);
@@ -340,6 +364,26 @@ impl RotatingFile {
     }
 }
 
+impl Output<Event> for RotatingFile {
+    fn write(&mut self, event: Event) {
+        let mut line = std::mem::take(&mut self.line);
+        self.write_event(&event, &mut line);
+        self.line = line;
+    }
+
+    fn flush(&mut self) {
+        RotatingFile::flush(self);
+    }
+
+    fn dropped(&mut self, new: u64, total: u64) {
+        tracing::warn!(
+            dropped = new,
+            total,
+            "audit events dropped: the sink cannot keep up"
+        );
+    }
+}
+
 fn numbered(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}"));
@@ -371,7 +415,11 @@ mod tests {
     fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let one = serde_json::to_vec(&sample("1")).unwrap().len() as u64 + 1;
+        let one = {
+            let mut line = Vec::new();
+            sample("1").write_json(&mut line);
+            line.len() as u64 + 1
+        };
         let mut file = RotatingFile::open(FileSink {
             path: path.clone(),
             // Two events per file.
@@ -466,28 +514,5 @@ mod tests {
         let written = lines(&path);
         assert_eq!(written.len(), 500);
         assert_eq!(written[499]["auditID"], "499");
-    }
-
-    /// The writer thread writes what is queued, and ends (flushing) when
-    /// the last sender is dropped.
-    #[test]
-    fn the_writer_thread_drains_the_queue() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let (sink, receiver) = AuditSink::channel(QueueOptions {
-            capacity: 16,
-            on_full: OnFull::Block,
-        });
-        for id in 0..10 {
-            sink.send(sample(&id.to_string()));
-        }
-        assert_eq!(sink.queued(), 10);
-        let sink_counters = sink.counters.clone();
-        drop(sink);
-        let writer = RotatingFile::open(FileSink::new(&path)).unwrap();
-        let counters = sink_counters.clone();
-        write_events(receiver, writer, &counters);
-        assert_eq!(lines(&path).len(), 10);
-        assert_eq!(counters.queued.load(Ordering::Relaxed), 0);
     }
 }

@@ -19,7 +19,6 @@ use std::{
 
 use bytes::Bytes;
 use http::Uri;
-use serde::Serialize;
 
 use super::{
     event::Event,
@@ -111,14 +110,20 @@ impl WebhookSink {
 
 pub(super) use super::super::outbound::HttpClient;
 
-/// `audit.k8s.io/v1` `EventList`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventList<'a> {
-    kind: &'static str,
-    api_version: &'static str,
-    metadata: super::event::Empty,
-    items: &'a [Event],
+/// `events` as an `audit.k8s.io/v1` `EventList`.
+fn event_list(events: &[Event]) -> Bytes {
+    let mut body = Vec::with_capacity(1024 * events.len());
+    body.extend_from_slice(
+        br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":["#,
+    );
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        event.write_json(&mut body);
+    }
+    body.extend_from_slice(b"]}");
+    Bytes::from(body)
 }
 
 /// The sender thread's loop: batch, POST, retry, drop; ends when every
@@ -145,19 +150,7 @@ pub(super) fn deliver_events(
         counters
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-        let body = match serde_json::to_vec(&EventList {
-            kind: "EventList",
-            api_version: "audit.k8s.io/v1",
-            metadata: super::event::Empty {},
-            items: &batch,
-        }) {
-            Ok(body) => Bytes::from(body),
-            Err(error) => {
-                tracing::error!(%error, "cannot serialize audit events");
-                batch.clear();
-                continue;
-            }
-        };
+        let body = event_list(&batch);
         let delivered = runtime.block_on(deliver(&webhook, &client, body, &mut report));
         if !delivered {
             counters
@@ -277,7 +270,7 @@ mod tests {
         for id in 0..5 {
             sink.send(sample(&id.to_string()));
         }
-        let counters = sink.counters.clone();
+        let counters = sink.counters();
         close(sink).await;
         let mut seen = Vec::new();
         while let Ok(list) = lists.try_recv() {
@@ -298,7 +291,7 @@ mod tests {
     async fn a_failing_receiver_costs_retries_then_drops() {
         let (url, mut lists) = receiver(|| async { StatusCode::INTERNAL_SERVER_ERROR }).await;
         let sink = AuditSink::webhook(webhook(&url), QueueOptions::default()).unwrap();
-        let counters = sink.counters.clone();
+        let counters = sink.counters();
         sink.send(sample("lost"));
         close(sink).await;
         let mut attempts = 0;
@@ -346,7 +339,7 @@ mod tests {
         assert_eq!(sink.dropped(), 8);
         assert_eq!(sink.queued(), 2);
         release.send(()).unwrap();
-        let counters = sink.counters.clone();
+        let counters = sink.counters();
         close(sink).await;
         assert_eq!(ids(&lists.recv().await.unwrap()), ["0", "1"]);
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 8);

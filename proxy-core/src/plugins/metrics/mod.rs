@@ -34,8 +34,16 @@ mod tests;
 use std::sync::Arc;
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::Gauge,
+        histogram::Histogram,
+        info::Info,
+        MetricType,
+    },
     registry::Registry,
 };
 
@@ -156,6 +164,7 @@ fn duration_histogram() -> Histogram {
 /// | `paddock_cluster_check_latency_seconds` | gauge | `cluster`: `/version`'s time at the last check |
 /// | `paddock_queue_depth`, `paddock_queue_dropped_total` | gauge, counter | `queue` (see [`Metrics::queue`]) |
 /// | `paddock_store_revision` | gauge | (see [`Metrics::store`]) |
+/// | `paddock_log_dropped_total` | counter | `log`: as given to [`count_drops`](Self::count_drops) (`access`, `audit`) |
 /// | `paddock_build_info` | info | `version` |
 ///
 /// `group` and `resource` are the RBAC ones (`""` for the core group and
@@ -170,6 +179,7 @@ pub struct Metrics {
 
 struct Inner {
     registry: Arc<Registry>,
+    drops: Arc<LogDrops>,
     requests: Family<RequestLabels, Counter>,
     durations: DurationFamily,
     /// One gauge per kind, made up front so each reads 0 before any stream.
@@ -286,6 +296,8 @@ impl Metrics {
         );
         let scraped = Arc::new(Scraped::default());
         paddock.register_collector(Box::new(ScrapedCollector(scraped.clone())));
+        let drops = Arc::new(LogDrops::default());
+        paddock.register_collector(Box::new(drops.clone()));
         paddock.register(
             "build",
             "Paddock's version",
@@ -294,6 +306,7 @@ impl Metrics {
         Self {
             inner: Arc::new(Inner {
                 registry: Arc::new(registry),
+                drops,
                 requests,
                 durations,
                 streams,
@@ -327,6 +340,23 @@ impl Metrics {
         self.inner.scraped.set_store(view);
     }
 
+    /// Reports `dropped` (read at each scrape) as
+    /// `paddock_log_dropped_total{log="<log>"}`: lines or events a log's
+    /// writer dropped because it could not keep up, e.g.
+    /// [`AccessLog::drops`](super::access_log::AccessLog::drops).
+    pub fn count_drops(
+        &self,
+        log: &'static str,
+        dropped: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.inner
+            .drops
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((log, Box::new(dropped)));
+    }
+
     /// The registry, to serve with [`serve`] or any HTTP server.
     pub fn registry(&self) -> Arc<Registry> {
         self.inner.registry.clone()
@@ -336,6 +366,38 @@ impl Metrics {
     /// serve it with the content type [`CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         encode(&self.inner.registry)
+    }
+}
+
+/// The logs' drop counts, read at each scrape.
+#[derive(Default)]
+struct LogDrops(std::sync::Mutex<Vec<(&'static str, DropSource)>>);
+
+type DropSource = Box<dyn Fn() -> u64 + Send + Sync>;
+
+impl std::fmt::Debug for LogDrops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogDrops").finish_non_exhaustive()
+    }
+}
+
+impl Collector for LogDrops {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let sources = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut family = encoder.encode_descriptor(
+            "log_dropped",
+            "Log lines and audit events dropped because their writer could not keep up, by log",
+            None,
+            MetricType::Counter,
+        )?;
+        for (log, dropped) in sources.iter() {
+            let labels = [("log", *log)];
+            ConstCounter::new(dropped()).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

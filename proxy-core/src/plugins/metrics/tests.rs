@@ -11,7 +11,7 @@ use crate::{
     plugin::{AccessRecord, Flow, Plugin},
 };
 
-fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> RequestContext {
+fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> Arc<RequestContext> {
     let context = RequestContext::new("1".into(), Method::GET, "/api/v1/pods".into(), None);
     if let Some(attributes) = attributes {
         context.set_attributes(attributes);
@@ -22,10 +22,10 @@ fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> Requ
             reason: String::new(),
         });
     }
-    context
+    Arc::new(context)
 }
 
-fn log(metrics: &Metrics, context: &RequestContext, status: StatusCode) {
+fn log(metrics: &Metrics, context: &Arc<RequestContext>, status: StatusCode) {
     metrics.on_log(&AccessRecord {
         context,
         status,
@@ -73,12 +73,12 @@ fn counts_requests_decisions_and_latency_with_bounded_labels() {
         StatusCode::NOT_FOUND,
     );
     // An unknown method on a path that resolved to nothing.
-    let odd = RequestContext::new(
+    let odd = Arc::new(RequestContext::new(
         "2".into(),
         Method::from_bytes(b"BREW").unwrap(),
         "/x".into(),
         None,
-    );
+    ));
     log(&metrics, &odd, StatusCode::NOT_FOUND);
 
     let text = metrics.encode();
@@ -373,4 +373,38 @@ fn upstream_errors_are_counted_past_an_allowing_decision_only() {
     };
     assert_eq!(errors("unavailable"), Some(1.0), "{text}");
     assert_eq!(errors("timeout"), Some(1.0), "{text}");
+}
+
+/// The logs' drop counts are read at each scrape, one series per log.
+#[test]
+fn log_drops_are_read_at_each_scrape() {
+    let metrics = Metrics::new();
+    let access = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = access.clone();
+    metrics.count_drops("access", move || {
+        seen.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    metrics.count_drops("audit", || 7);
+    let text = metrics.encode();
+    assert!(
+        text.contains("# TYPE paddock_log_dropped counter"),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "paddock_log_dropped_total", r#"log="access""#),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, "paddock_log_dropped_total", r#"log="audit""#),
+        Some(7.0)
+    );
+    access.store(3, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        value(
+            &metrics.encode(),
+            "paddock_log_dropped_total",
+            r#"log="access""#
+        ),
+        Some(3.0)
+    );
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Instructions per request (callgrind) in the proxy's own process: stable
+# on a noisy VM where req/s moves by ±10%, so every change can quote them.
+# Each target runs alone under valgrind with one worker thread; after a
+# warm-up the counters are zeroed, wrk sends requests for DURATION, and the
+# instructions collected divided by the requests wrk completed is the cost
+# of one request (TLS in and out, parsing, the pipeline, the upstream
+# client, logging; the writer threads of the logs included).
+#
+#   bash benches/callgrind.sh                    # every target, DURATION=10s CONNECTIONS=8
+#   TARGETS="paddock passthrough-direct" bash benches/callgrind.sh
+#   KEEP=/tmp/cg bash benches/callgrind.sh       # keep the profiles: callgrind_annotate /tmp/cg/callgrind.out.paddock
+#
+# Targets: paddock, paddock+log, paddock+plugins, passthrough,
+# passthrough-direct (HTTP/2 TLS backend); paddock-plain, paddock-plain+log,
+# passthrough-plain (plain HTTP/1.1 backend). Needs valgrind and wrk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-8}
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+# BIN_DIR: binaries built elsewhere (another commit, to compare); else a release build here.
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$BIN_DIR
+else
+  cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
+    --bin paddock --bin fake-apiserver --bin passthrough
+  bin=target/release
+fi
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+wait_log() {
+  for _ in $(seq 1 600); do
+    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
+    sleep 0.1
+  done
+  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+PROXY_TOKEN=bench-proxy-token
+CALLER_TOKEN=bench-caller-token
+PATH_=/api/v1/namespaces/default/pods/bench
+"$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
+upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+"$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --plain-http 2>"$tmp/fake-plain.log" & pids+=($!)
+upstream_plain=$(wait_log "$tmp/fake-plain.log" "listening on" | awk '{print $NF}')
+echo "$PROXY_TOKEN" > "$tmp/proxy-token"
+echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
+# A certificate for the passthrough: Paddock generates one.
+"$bin/paddock" serve --listen 127.0.0.1:0 --data-dir "$tmp/certs" --upstream "$upstream" \
+  --upstream-ca "$tmp/ca.crt" --authorization deny-all >/dev/null 2>"$tmp/certs.log" & certs_pid=$!
+wait_log "$tmp/certs.log" "paddock listening" >/dev/null
+kill "$certs_pid"; wait "$certs_pid" 2>/dev/null || true
+cert="$tmp/certs/tls/tls.crt"; key="$tmp/certs/tls/tls.key"
+
+# measure NAME: starts the target under callgrind, prints "NAME requests instructions instr/request".
+measure() {
+  local name=$1 up=$upstream log="warn,paddock::serve=info" config="workers: 1" cmd
+  case $name in *-plain*) up=$upstream_plain ;; esac
+  case $name in *+log|*+plugins) log=info ;; esac
+  case $name in *+plugins) config+=$'\n'"audit: {file: {path: $tmp/audit.log}, onFull: drop}"$'\n'"metrics: {listen: 127.0.0.1:$(free_port)}" ;; esac
+  local token=$CALLER_TOKEN
+  case $name in
+    paddock*)
+      printf '%s\n' "$config" > "$tmp/$name.yaml"
+      local args=(--upstream "$up" --upstream-token-file "$tmp/proxy-token")
+      case $up in https://*) args+=(--upstream-ca "$tmp/ca.crt") ;; *) args+=(--dangerous-upstream-allow-plaintext) ;; esac
+      cmd=("$bin/paddock" serve --config "$tmp/$name.yaml" "${args[@]}" --listen 127.0.0.1:0
+        --tls-cert "$cert" --tls-key "$key" --data-dir "$tmp/$name" --token-auth-file "$tmp/tokens.csv"
+        --authorization allow-authenticated)
+      ready="paddock listening" ;;
+    passthrough*)
+      token=$PROXY_TOKEN
+      local flags=()
+      [ "$name" = passthrough-direct ] && flags+=(--direct-h2)
+      cmd=("$bin/passthrough" --workers 1 --listen 127.0.0.1:0 --cert "$cert" --key "$key"
+        --upstream "$up" --upstream-ca "$tmp/ca.crt" "${flags[@]}")
+      ready="listening on" ;;
+  esac
+  RUST_LOG=$log valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name" "${cmd[@]}" >/dev/null 2>"$tmp/$name.log" &
+  local pid=$!
+  pids+=($pid)
+  local addr
+  addr=$(wait_log "$tmp/$name.log" "$ready" | grep -oE '127\.0\.0\.1:[0-9]+' | tail -1)
+  local url="https://$addr$PATH_"
+  wrk -t1 -c"$CONNECTIONS" -d3s -H "Authorization: Bearer $token" "$url" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
+  local out
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -H "Authorization: Bearer $token" "$url")
+  if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx responses:" >&2; echo "$out" >&2; exit 1; fi
+  callgrind_control -d "$pid" >/dev/null 2>&1
+  local requests instr
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  instr=$(awk '/^summary:|^totals:/ {print $2; exit}' "$tmp/cg.$name.1")
+  [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$tmp/cg.$name.1" "$KEEP/callgrind.out.$name"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  printf "%-20s %10s %16s %14.0f\n" "$name" "$requests" "$instr" "$(awk -v i="$instr" -v r="$requests" 'BEGIN{print i/r}')"
+}
+
+read -r -a targets <<< "${TARGETS:-paddock paddock+log paddock+plugins passthrough passthrough-direct paddock-plain paddock-plain+log passthrough-plain}"
+echo "callgrind: wrk -t1 -c$CONNECTIONS -d$DURATION per target, one worker thread, instructions in the proxy's process"
+printf "%-20s %10s %16s %14s\n" target requests instructions "instr/request"
+for t in "${targets[@]}"; do measure "$t"; done

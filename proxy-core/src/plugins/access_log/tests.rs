@@ -1,0 +1,115 @@
+use std::sync::Mutex;
+
+use http::Method;
+
+use super::*;
+use crate::{authn::Identity, context::Decision};
+
+/// A `Write` the test can read back.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn line(path: &str, user: Option<&str>) -> Line {
+    let context = RequestContext::new(
+        "0000abcd-000000000001".to_owned(),
+        Method::GET,
+        path.to_owned(),
+        None,
+    );
+    if let Some(user) = user {
+        context.set_identity(Arc::new(Identity {
+            user: user.to_owned(),
+            ..Identity::default()
+        }));
+        context.set_decision(Decision {
+            allowed: true,
+            reason: "test".to_owned(),
+        });
+    }
+    Line {
+        context: Arc::new(context),
+        at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_601_845_123_456),
+        status: StatusCode::OK,
+        bytes: 42,
+        complete: true,
+        duration: Duration::from_micros(1500),
+    }
+}
+
+#[test]
+fn text_lines_have_tracing_s_shape() {
+    let mut buf = Vec::new();
+    text(&mut buf, &line("/api/v1/pods", Some("alice")));
+    text(&mut buf, &line("/a b", Some("bob \"the\"\nadmin")));
+    text(&mut buf, &line("/healthz", None));
+    let text = String::from_utf8(buf).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "2025-12-01T15:10:45.123456Z  INFO paddock::access: request kind=\"access\" \
+         request.id=0000abcd-000000000001 http.method=GET http.path=/api/v1/pods \
+         cluster.id=\"-\" auth.user=\"alice\" auth.acting_as=\"-\" authz.decision=\"allow\" \
+         http.status=200 http.bytes=42 http.complete=true duration_ms=1.500"
+    );
+    // Whatever the caller chose stays inside its quotes, on its line.
+    assert!(
+        lines[1].contains(r#"http.path="/a b" "#)
+            && lines[1].contains(r#"auth.user="bob \"the\"\nadmin""#),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains("auth.user=\"-\" auth.acting_as=\"-\" authz.decision=\"-\""));
+    assert_eq!(lines.len(), 3);
+}
+
+#[test]
+fn json_lines_parse_and_carry_every_field() {
+    let mut buf = Vec::new();
+    json(
+        &mut buf,
+        &line("/api/v1/namespaces/x/pods", Some("al\"ice")),
+    );
+    let text = String::from_utf8(buf).unwrap();
+    assert!(text.ends_with('\n') && text.lines().count() == 1);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({
+            "timestamp": "2025-12-01T15:10:45.123456Z",
+            "level": "INFO",
+            "fields": {
+                "message": "request", "kind": "access",
+                "request.id": "0000abcd-000000000001", "http.method": "GET",
+                "http.path": "/api/v1/namespaces/x/pods", "cluster.id": "-",
+                "auth.user": "al\"ice", "auth.acting_as": "-", "authz.decision": "allow",
+                "http.status": 200, "http.bytes": 42, "http.complete": true, "duration_ms": 1.5,
+            },
+            "target": "paddock::access",
+        })
+    );
+}
+
+/// Lines go through the writer thread and are all out once the log is
+/// dropped.
+#[test]
+fn lines_reach_the_output_through_the_writer() {
+    let out = Shared::default();
+    let log = AccessLog::with_output(AccessLogFormat::Text, out.clone());
+    for _ in 0..100 {
+        log.writer.send(line("/api", Some("alice")));
+    }
+    assert_eq!(log.dropped(), 0);
+    drop(log);
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.lines().count(), 100);
+}

@@ -1,0 +1,107 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::{context::Decision, plugins::audit::Level};
+
+/// A small event with the given id: a `ResponseComplete` of a `GET
+/// /api/v1/pods` nobody was authenticated for.
+pub(crate) fn sample(id: &str) -> Event {
+    Event {
+        stage: Stage::ResponseComplete,
+        context: Arc::new(RequestContext::new(
+            id.to_owned(),
+            Method::GET,
+            "/api/v1/pods".to_owned(),
+            None,
+        )),
+        noted: Arc::new(Noted {
+            decision: RequestAuditConfig::at(Level::Metadata),
+            received: SystemTime::UNIX_EPOCH,
+            user_agent: None,
+            query: None,
+        }),
+        response: None,
+        at: SystemTime::UNIX_EPOCH,
+    }
+}
+
+#[test]
+fn serializes_like_kube_apiserver() {
+    let mut event = sample("a-1");
+    event.noted = Arc::new(Noted {
+        decision: RequestAuditConfig::at(Level::Metadata),
+        received: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_601_845_123_456_789),
+        user_agent: Some(HeaderValue::from_static("kubectl/v1.32")),
+        query: Some("limit=1".to_owned()),
+    });
+    event.at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_601_846);
+    let status = Status::failure(http::StatusCode::FORBIDDEN, "Forbidden", "no");
+    event.response = Some(ResponseFacts {
+        code: 403,
+        failure: Some(Arc::new(status)),
+        end: Some(End {
+            bytes_sent: 120,
+            bytes_received: None,
+            duration: Duration::from_micros(1500),
+            complete: true,
+        }),
+    });
+    event.context.set_decision(Decision {
+        allowed: false,
+        reason: "no binding".to_owned(),
+    });
+    let json = event.to_value();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+            "auditID": "a-1", "stage": "ResponseComplete", "requestURI": "/api/v1/pods?limit=1",
+            "verb": "get", "user": {}, "userAgent": "kubectl/v1.32",
+            "responseStatus": {"metadata": {}, "status": "Failure", "message": "no",
+                               "reason": "Forbidden", "code": 403},
+            "requestReceivedTimestamp": "2025-12-01T15:10:45.123456Z",
+            "stageTimestamp": "2025-12-01T15:10:46.000000Z",
+            "annotations": {
+                "authorization.k8s.io/decision": "forbid",
+                "authorization.k8s.io/reason": "no binding",
+                "paddock.io/bytes-sent": "120",
+                "paddock.io/duration-seconds": "0.001500",
+            },
+        })
+    );
+}
+
+/// The identity's own extra attributes and Paddock's keys, merged in key
+/// order, Paddock's winning; the serialised object is valid JSON with its
+/// keys sorted, as Go writes a map.
+#[test]
+fn user_extra_merges_in_key_order() {
+    let mut extra = BTreeMap::new();
+    for key in ["a/first", "paddock.io/provider", "paddock.io/q", "z/last"] {
+        extra.insert(key.to_owned(), vec![format!("{key}-value")]);
+    }
+    let identity = Identity {
+        user: "u-1".to_owned(),
+        username: "alice".to_owned(),
+        groups: vec!["devs".to_owned()],
+        extra,
+        provider: "ldap".to_owned(),
+        ..Identity::default()
+    };
+    let mut text = Vec::new();
+    User::identity(&identity).write_json(&mut text);
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(
+        text,
+        r#"{"username":"alice","groups":["devs"],"extra":{"a/first":["a/first-value"],"paddock.io/principal":["u-1"],"paddock.io/provider":["ldap"],"paddock.io/q":["paddock.io/q-value"],"z/last":["z/last-value"]}}"#
+    );
+}
+
+#[test]
+fn long_user_agents_are_cut() {
+    assert_eq!(user_agent("kubectl/v1.32"), "kubectl/v1.32");
+    let long = "é".repeat(600);
+    let cut = user_agent(&long);
+    assert!(cut.ends_with("...TRUNCATED"));
+    assert_eq!(cut.len(), 1024 + "...TRUNCATED".len());
+}
