@@ -269,23 +269,13 @@ impl Paddock {
     /// Runs `bin <args> --data-dir <its data dir>` (a CLI command on the
     /// running server's store) with `stdin`, and returns its output.
     pub fn cli(&self, bin: &Path, args: &[&str], stdin: &str) -> std::process::Output {
-        use std::io::Write;
-        let mut child = Command::new(bin)
-            .args(args)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write stdin");
-        child.wait_with_output().expect("wait")
+        output_with_stdin(
+            Command::new(bin)
+                .args(args)
+                .arg("--data-dir")
+                .arg(self.data_dir()),
+            stdin,
+        )
     }
 
     /// The generated CA clients must trust.
