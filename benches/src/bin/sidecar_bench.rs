@@ -148,7 +148,8 @@ fn logged_addr(log: &Path, marker: &str) -> Option<String> {
 }
 
 async fn wait_addr(log: &Path, marker: &str) -> String {
-    for _ in 0..600 {
+    // A debug build loading 100,000 tokens on a busy machine takes a while.
+    for _ in 0..6000 {
         if let Some(addr) = logged_addr(log, marker) {
             return addr;
         }
