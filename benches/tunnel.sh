@@ -17,9 +17,10 @@ MIB=${MIB:-1024}
 WATCHES=${WATCHES:-1000}
 AGENTS=${AGENTS:-500}
 ulimit -n 65536 2>/dev/null || true
-cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
+# NO_BUILD=1 runs what target/release holds.
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
   --bin paddock --bin fake-apiserver --bin watch_memory --bin idle_agents
-bin=target/release
+bin=${BIN_DIR:-target/release}
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }

@@ -125,8 +125,14 @@ pub(super) async fn accept(
     Ok(response)
 }
 
+/// One status write at a time: hundreds of agents reconnecting together
+/// (after a restart) would otherwise each hold a blocking thread, and the
+/// threads' allocator caches stay in Paddock's memory after they exit.
+static STATUS_WRITES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 /// Writes what the agent reported; a failure only delays the status.
 async fn record(view: &Arc<crate::store::StoreView>, cluster: &str, status: ClusterStatus) {
+    let _turn = STATUS_WRITES.acquire().await;
     let (view, id) = (view.clone(), cluster.to_owned());
     match blocking(move || clusters::record_status(&view, &id, status)).await {
         Ok(Ok(())) => {}
