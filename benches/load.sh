@@ -17,6 +17,8 @@
 # and on the HTTP/2 backend:
 #   paddock+plugins  the access log, the audit log at Metadata (to a file) and
 #                    the Prometheus metrics, all on
+#   paddock+jwt      the "paddock" instance with an OIDC ID token from a real
+#                    oidc-provider (tests/oidc) as the bearer token
 # Optional diagnostics (name them in TARGETS): upstream (the fake apiserver
 # directly), paddock-session (a session token instead of the token file),
 # passthrough-direct (the bare proxy with Paddock's direct h2 transport),
@@ -87,6 +89,32 @@ upstream_plain=$(wait_log "$tmp/fake-plain.log" "listening on" | awk '{print $NF
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 
+# A real OpenID provider (npm oidc-provider, tests/oidc) for the JWT bearer
+# target: the first Paddock instance verifies its ID tokens.
+[ -d tests/oidc/node_modules/oidc-provider ] || (cd tests/oidc && npm ci --no-audit --no-fund >/dev/null)
+# A CA and a server certificate signed by it (rustls refuses a CA certificate
+# as a server's own).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench-idp-ca \
+  -keyout "$tmp/idp-ca.key" -out "$tmp/idp-ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$tmp/idp.key" -out "$tmp/idp.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$tmp/idp.ext"
+openssl x509 -req -in "$tmp/idp.csr" -CA "$tmp/idp-ca.crt" -CAkey "$tmp/idp-ca.key" -CAcreateserial \
+  -days 1 -extfile "$tmp/idp.ext" -out "$tmp/idp.crt" 2>/dev/null
+idp_port=$(free_port)
+cat > "$tmp/idp.json" <<CONF
+{"port": $idp_port, "certFile": "$tmp/idp.crt", "keyFile": "$tmp/idp.key", "keysDir": "$tmp/idp-keys",
+ "keys": [{"kid": "rsa-1", "kty": "RSA"}],
+ "clients": [{"client_id": "paddock", "client_secret": "bench-oidc-secret", "redirect_uris": ["https://127.0.0.1/cb"]}],
+ "users": {"bench": {"password": "bench oidc password", "email": "bench@example.com", "groups": ["ops"]}}}
+CONF
+node tests/oidc/provider.mjs "$tmp/idp.json" >"$tmp/idp.out" 2>"$tmp/idp.log" & pids+=($!)
+wait_log "$tmp/idp.out" LISTENING >/dev/null
+echo bench-oidc-secret > "$tmp/idp-secret"
+JWT_TOKEN=$(curl -s --cacert "$tmp/idp-ca.crt" -u paddock:bench-oidc-secret "https://127.0.0.1:$idp_port/token" \
+    -d grant_type=password -d username=bench -d 'password=bench oidc password' -d 'scope=openid email groups' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["id_token"])')
+
 # start_paddock NAME RUST_LOG UPSTREAM [CONFIG LINES]: starts Paddock in the
 # background (not in a command substitution, which would wait for its
 # stdout to close) and sets $addr to the address it listens on.
@@ -110,7 +138,14 @@ start_paddock() {
 }
 # The access log is target paddock::access at info; "quiet" keeps only startup lines.
 quiet="warn,paddock::serve=info"
-start_paddock paddock "$quiet" "$upstream"; paddock_addr=$addr
+# The first instance also verifies the provider's ID tokens (paddock+jwt).
+start_paddock paddock "$quiet" "$upstream" "authentication:
+  oidc:
+  - name: bench
+    issuerUrl: https://127.0.0.1:$idp_port
+    clientId: paddock
+    clientSecretFile: $tmp/idp-secret
+    caFile: $tmp/idp-ca.crt"; paddock_addr=$addr
 cert="$tmp/paddock/tls/tls.crt"; key="$tmp/paddock/tls/tls.key"
 start_paddock paddock-log info "$upstream"; paddock_log_addr=$addr
 start_paddock paddock-plugins info "$upstream" "audit:
@@ -228,16 +263,16 @@ run() {
   echo "$rps $p50 $p99"
 }
 
-read -r -a targets <<< "${TARGETS:-passthrough nginx nginx+log paddock paddock+log paddock+plugins passthrough-plain nginx-plain nginx-plain+log paddock-plain paddock-plain+log}"
+read -r -a targets <<< "${TARGETS:-passthrough nginx nginx+log paddock paddock+jwt paddock+log paddock+plugins passthrough-plain nginx-plain nginx-plain+log paddock-plain paddock-plain+log}"
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
   [passthrough-plain]="https://$passthrough_plain_addr" \
-  [paddock]="https://$paddock_addr" [paddock-session]="https://$paddock_addr" \
+  [paddock]="https://$paddock_addr" [paddock-session]="https://$paddock_addr" [paddock+jwt]="https://$paddock_addr" \
   [paddock+log]="https://$paddock_log_addr" [paddock+plugins]="https://$paddock_plugins_addr" \
   [paddock-plain]="https://$paddock_plain_addr" [paddock-plain+log]="https://$paddock_plain_log_addr" \
   [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr" \
   [passthrough-direct]="https://$passthrough_direct_addr")
 for n in "${!nginx_port[@]}"; do url[$n]="https://127.0.0.1:${nginx_port[$n]}"; done
-declare -A token=([paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+log]="$CALLER_TOKEN" \
+declare -A token=([paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+jwt]="$JWT_TOKEN" [paddock+log]="$CALLER_TOKEN" \
   [paddock+plugins]="$CALLER_TOKEN" [paddock-plain]="$CALLER_TOKEN" [paddock-plain+log]="$CALLER_TOKEN")
 for t in "${targets[@]}"; do
   [ -n "${url[$t]:-}" ] || { echo "unknown target $t" >&2; exit 1; }
@@ -294,5 +329,6 @@ ratio paddock+plugins paddock ">= 0.95 (access log, audit at Metadata, metrics; 
 ratio paddock+log paddock ""
 ratio nginx+log nginx ""
 ratio paddock-session paddock ">= 0.95 (session token / static token)"
+ratio paddock+jwt paddock ">= 0.95 (OIDC ID token / static token, issue 17)"
 ratio passthrough nginx ""
 ratio passthrough-plain nginx-plain ""

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use rustls::{ClientConfig, RootCertStore};
 
 /// Largest answer read.
 const MAX_BODY: usize = 8 << 20;
@@ -46,43 +45,7 @@ impl std::fmt::Debug for HttpClient {
 impl HttpClient {
     /// A client trusting `ca_pem` (PEM bundle) or else the system roots.
     pub fn new(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<Self, String> {
-        let mut roots = RootCertStore::empty();
-        match ca_pem {
-            Some(pem) => {
-                for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                    let cert = cert.map_err(|e| format!("invalid CA PEM: {e}"))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("invalid CA certificate: {e}"))?;
-                }
-                if roots.is_empty() {
-                    return Err("the CA bundle holds no certificate".to_owned());
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        let tls = ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = crate::upstream::tls::https_client(ca_pem, timeout, false)?;
         Ok(Self { client, timeout })
     }
 

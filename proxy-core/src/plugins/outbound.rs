@@ -7,10 +7,7 @@ use std::{net::IpAddr, time::Duration};
 use bytes::Bytes;
 use http::{header, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioTimer},
-};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
 
 /// An HTTP(S) client for receivers.
 pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -51,24 +48,8 @@ pub(crate) fn redacted(url: &Uri) -> String {
 /// A client trusting `ca_pem` (the system's roots when `None`), TLS 1.2+,
 /// connecting within `timeout`.
 pub(crate) fn client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<HttpClient, String> {
-    let roots = crate::upstream::tls::roots(ca_pem)?;
-    let tls = rustls::ClientConfig::builder_with_provider(crate::upstream::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(timeout));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .build(connector))
+    // http:// is checked by `receiver_url`: loopback only.
+    crate::upstream::tls::https_client(ca_pem, timeout, true)
 }
 
 /// POSTs `body` as JSON to `url` within `timeout`; a non-2xx answer is an
