@@ -2,7 +2,8 @@
 //! started by the test): what one replica writes, the others enforce; a
 //! kubeconfig from one works on the others; a lost etcd degrades a replica
 //! (reads go on, writes get 503) until it returns; an unreachable etcd at
-//! start is exit 69 naming the endpoints.
+//! start is exit 69 naming the endpoints; the background refresh runs on the
+//! elected replica only, and moves to the other when it is killed.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -11,7 +12,12 @@ use paddock_tests::{
     client::{Protocol, TestClient},
     etcd::EtcdCluster,
     fake_apiserver::{FakeApiConfig, FakeApiServer},
+    github_emulator::{
+        stack::{config_yaml, StackOptions},
+        Directory, GithubEmulator,
+    },
     kubectl::{write_file, Kubeconfig},
+    metrics::scrape,
     paddock::{output_with_stdin, run_to_exit, upstream_args, Paddock},
     tls::TestCa,
 };
@@ -24,8 +30,8 @@ fn bin() -> &'static Path {
 }
 
 /// The shared files every replica mounts: serving certificate, its CA, the
-/// token pepper; and the config naming etcd.
-fn shared_config(dir: &Path, etcd: &EtcdCluster) -> (std::path::PathBuf, TestCa) {
+/// token pepper; and the config naming etcd, followed by `extra`.
+fn shared_config(dir: &Path, etcd: &EtcdCluster, extra: &str) -> (std::path::PathBuf, TestCa) {
     let ca = TestCa::new();
     let (cert, key) = ca
         .issue_server(&["127.0.0.1", "localhost"])
@@ -47,7 +53,7 @@ fn shared_config(dir: &Path, etcd: &EtcdCluster) -> (std::path::PathBuf, TestCa)
         "paddock.yaml",
         &format!(
             "store:\n  backend: etcd\n  endpoints: [{endpoints}]\n  tokenPepperFile: {}\n\
-             tls:\n  certFile: {}\n  keyFile: {}\n  caFile: {}\n",
+             tls:\n  certFile: {}\n  keyFile: {}\n  caFile: {}\n{extra}",
             pepper.display(),
             cert.display(),
             key.display(),
@@ -117,7 +123,7 @@ async fn two_replicas_on_one_etcd_behave_as_one() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (config, ca) = shared_config(dir.path(), &etcd);
+    let (config, ca) = shared_config(dir.path(), &etcd, "");
     let mut args = upstream_args(&fake, dir.path());
     args.extend(["--config".into(), config.display().to_string()]);
     let a = Paddock::start(bin(), &args);
@@ -221,6 +227,159 @@ async fn two_replicas_on_one_etcd_behave_as_one() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(refused, "A still accepts the session B ended");
+}
+
+/// What the elected replica logs when it wins the job election.
+const ELECTED: &str = "elected to run the singleton jobs";
+
+/// The address of `server`'s metrics listener, from its log.
+fn metrics_addr(server: &Paddock) -> String {
+    let log = server.log();
+    log.lines()
+        .find(|l| l.contains("metrics listening"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics listener in the log:\n{log}"))
+        .to_owned()
+}
+
+/// How many GitHub users `server` has refreshed in the background.
+async fn refreshes(server: &Paddock) -> f64 {
+    scrape(&metrics_addr(server))
+        .await
+        .value(
+            "paddock_refreshes",
+            &[("provider", "github"), ("result", "refreshed")],
+        )
+        .unwrap_or(0.0)
+}
+
+/// Polls `check` every 200 ms until it holds; fails naming `what` after
+/// `limit` (generous: this is no timing assertion).
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The GitHub teams `session` has on `server`.
+async fn teams(client: &TestClient, server: &Paddock, session: &str) -> Vec<String> {
+    let me = client
+        .get(&format!("{}/paddock/v1/me", server.url()), Some(session))
+        .await
+        .json();
+    me["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no groups in {me}"))
+        .iter()
+        .filter_map(|g| g.as_str())
+        .filter(|g| g.starts_with("github_team://"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_elected_replica_alone_refreshes_and_the_other_takes_over_when_it_is_killed() {
+    let etcd = EtcdCluster::start(1);
+    let github = GithubEmulator::start(Directory::fixture()).await.unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = StackOptions {
+        extra: "    refresh: {maxAgeSeconds: 1, jitterSeconds: 0, intervalSeconds: 1}\n".into(),
+        ..StackOptions::default()
+    };
+    let extra = format!(
+        "metrics:\n  listen: '127.0.0.1:0'\n{}",
+        config_yaml(dir.path(), &github, &options)
+    );
+    let (config, ca) = shared_config(dir.path(), &etcd, &extra);
+    let mut args = upstream_args(&fake, dir.path());
+    args.extend(["--config".into(), config.display().to_string()]);
+    let mut replicas = [Paddock::start(bin(), &args), Paddock::start(bin(), &args)];
+    let client = TestClient::new(ca.pem().as_bytes(), Protocol::Http1, None);
+
+    // Exactly one replica wins the election.
+    eventually(
+        "a replica to be elected",
+        Duration::from_secs(20),
+        || async { replicas.iter().any(|r| r.log().contains(ELECTED)) },
+    )
+    .await;
+    let elected = replicas
+        .iter()
+        .position(|r| r.log().contains(ELECTED))
+        .unwrap();
+    let other = 1 - elected;
+
+    // octocat logs in on both replicas (each keeps the GitHub token it was
+    // given in its own data directory); the elected one refreshes them in
+    // the background, the other never does.
+    let token = github.issue_token("octocat");
+    let mut session = String::new();
+    for replica in &replicas {
+        let login = client
+            .send_json(
+                Method::POST,
+                &format!("{}/paddock/v1/login", replica.url()),
+                None,
+                &json!({"provider": "github", "token": token}),
+            )
+            .await;
+        assert_eq!(login.status(), 200, "{}", login.text());
+        session = login.json()["token"].as_str().unwrap().to_owned();
+    }
+    assert!(teams(&client, &replicas[other], &session)
+        .await
+        .contains(&"github_team://5002".to_owned()));
+    eventually(
+        "the elected replica to refresh twice",
+        Duration::from_secs(20),
+        || async { refreshes(&replicas[elected]).await >= 2.0 },
+    )
+    .await;
+    assert_eq!(refreshes(&replicas[other]).await, 0.0);
+    assert!(
+        !replicas[other].log().contains(ELECTED),
+        "both replicas were elected:\n{}",
+        replicas[other].log()
+    );
+
+    // The elected replica dies without a word; once its lease expires the
+    // other is elected and refreshes: a team left at GitHub leaves the
+    // user's groups on the survivor without a new login.
+    replicas[elected].kill();
+    github.edit(|d| {
+        let user = d.users.iter_mut().find(|u| u.login == "octocat").unwrap();
+        user.teams.retain(|t| *t != 5002);
+    });
+    let survivor = &replicas[other];
+    eventually(
+        "the survivor to be elected and refresh",
+        Duration::from_secs(30),
+        || async { survivor.log().contains(ELECTED) && refreshes(survivor).await >= 1.0 },
+    )
+    .await;
+    eventually(
+        "team 5002 to leave the user's groups",
+        Duration::from_secs(20),
+        || async {
+            !teams(&client, survivor, &session)
+                .await
+                .contains(&"github_team://5002".to_owned())
+        },
+    )
+    .await;
 }
 
 #[test]

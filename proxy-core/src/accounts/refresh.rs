@@ -210,6 +210,11 @@ pub(super) fn spawn(
                 continue;
             }
             for (known, last) in known_users(&accounts, provider.name()) {
+                // Lost the election mid-pass (lease revoked or etcd gone):
+                // stop now, the next leader takes over the rest.
+                if !crate::store::may_run_singletons(leadership.as_ref()) {
+                    break;
+                }
                 let age = schedule.max_age.as_secs() + jitter(&known.user_id, schedule.jitter);
                 if now.seconds_since(last) < age
                     || backoff

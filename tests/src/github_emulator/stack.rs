@@ -115,6 +115,14 @@ impl GithubStack {
 }
 
 fn write_config(dir: &Path, github: &GithubEmulator, options: &StackOptions) -> String {
+    let yaml = config_yaml(dir, github, options);
+    write_file(dir, "paddock.yaml", &yaml).display().to_string()
+}
+
+/// The `authentication.github` and `authorization` configuration for
+/// `github` with [`TEAM_POLICY`], as YAML; writes the files it names (client
+/// secret, CA, policy) into `dir`.
+pub fn config_yaml(dir: &Path, github: &GithubEmulator, options: &StackOptions) -> String {
     let policy = dir.join("policy");
     std::fs::create_dir_all(&policy).expect("policy dir");
     write_file(&policy, "github.yaml", TEAM_POLICY);
@@ -126,7 +134,7 @@ fn write_config(dir: &Path, github: &GithubEmulator, options: &StackOptions) -> 
         format!("    oauthUrl: \"{0}\"\n    apiUrl: \"{0}\"\n", github.url())
     };
     let allowed: Vec<String> = options.allowed.iter().map(|a| format!("\"{a}\"")).collect();
-    let yaml = format!(
+    format!(
         "authentication:\n  github:\n    clientId: {CLIENT_ID}\n    clientSecretFile: {}\n{location}    caFile: {}\n    accessMode: {}\n    allowed: [{}]\n{}authorization:\n  policyDir: {}\n",
         secret.display(),
         ca.display(),
@@ -134,6 +142,5 @@ fn write_config(dir: &Path, github: &GithubEmulator, options: &StackOptions) -> 
         allowed.join(", "),
         options.extra,
         policy.display(),
-    );
-    write_file(dir, "paddock.yaml", &yaml).display().to_string()
+    )
 }
