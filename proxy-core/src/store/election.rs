@@ -7,8 +7,9 @@
 //! the leader. When the leader dies its lease expires and the next in line is
 //! elected, within the TTL. A leader that cannot renew its lease (etcd lost, or
 //! partitioned away) stops leading at once, before the lease can expire on
-//! etcd's side, so two replicas never run the jobs at the same time for longer
-//! than one keep-alive round trip.
+//! etcd's side; one whose leader key goes (its lease revoked) stops as soon
+//! as its watch on that key says so. Either way two replicas never run the
+//! jobs at the same time for longer than one etcd round trip.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -70,7 +71,8 @@ async fn campaign_forever(me: Weak<Election>, client: Client, name: String, valu
 }
 
 /// One lease: campaign with it, lead while it is renewed. Returns when the
-/// lease is lost (or this replica is dropped).
+/// lease is lost (or this replica is dropped); the lease is revoked then, so
+/// its key does not keep a place in line (or the lead) until it expires.
 async fn one_term(
     me: &Weak<Election>,
     client: &Client,
@@ -80,22 +82,52 @@ async fn one_term(
 ) -> Result<(), etcd_client::Error> {
     let mut leases = client.lease_client();
     let lease = leases.grant(ttl, None).await?.id();
+    let result = campaign_and_lead(me, client, name, value, lease).await;
+    // Best effort: with etcd gone the lease expires by itself.
+    let _ = tokio::time::timeout(LEASE_TTL / 3, leases.revoke(lease)).await;
+    result
+}
+
+async fn campaign_and_lead(
+    me: &Weak<Election>,
+    client: &Client,
+    name: &str,
+    value: &str,
+    lease: i64,
+) -> Result<(), etcd_client::Error> {
+    let mut leases = client.lease_client();
     let (mut keeper, mut acks) = leases.keep_alive(lease).await?;
-    let every = LEASE_TTL / 3;
     let mut election = client.election_client();
-    // Campaign blocks until elected; the lease must be renewed meanwhile.
-    let campaign = election.campaign(name, value, lease);
-    tokio::pin!(campaign);
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            won = &mut campaign => {
-                won?;
-                break;
+    let mut tick = tokio::time::interval(LEASE_TTL / 3);
+    let won = loop {
+        // Campaign blocks until elected; the lease must be renewed meanwhile.
+        let campaign = election.campaign(name, value, lease);
+        tokio::pin!(campaign);
+        let answer = loop {
+            tokio::select! {
+                answer = &mut campaign => break answer,
+                _ = tick.tick() => renew(&mut keeper, &mut acks).await?,
             }
-            _ = tick.tick() => renew(&mut keeper, &mut acks).await?,
+        };
+        match answer {
+            Ok(won) => break won,
+            // The client's request timeout ends a long wait in line: the same
+            // lease campaigns again and keeps its place (its key stays).
+            Err(e) => {
+                tracing::debug!(error = %e, "job election: campaigning again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-    }
+    };
+    let Some(key) = won.leader().cloned() else {
+        return Err(lost("etcd named no leader key"));
+    };
+    // The leader key goes when the lease is revoked (or deleted by hand):
+    // watched from its creation on, so that is seen at once, not at the
+    // next renewal, while another replica may already be elected.
+    let mut watch = client.watch_client();
+    let options = etcd_client::WatchOptions::new().with_start_revision(key.rev() + 1);
+    let mut key_events = watch.watch(key.key().to_vec(), Some(options)).await?;
     let Some(strong) = me.upgrade() else {
         return Ok(());
     };
@@ -103,13 +135,31 @@ async fn one_term(
     tracing::info!("elected to run the singleton jobs (refresh, purge)");
     drop(strong);
     loop {
-        tick.tick().await;
-        if me.strong_count() == 0 {
-            let _ = leases.revoke(lease).await;
-            return Ok(());
+        tokio::select! {
+            _ = tick.tick() => {
+                if me.strong_count() == 0 {
+                    return Ok(());
+                }
+                renew(&mut keeper, &mut acks).await?;
+            }
+            event = key_events.message() => match event? {
+                Some(resp) if resp.canceled() => return Err(lost("the leader key watch was cancelled")),
+                Some(resp) if resp
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type() == etcd_client::EventType::Delete) =>
+                {
+                    return Err(lost("the leader key was deleted"));
+                }
+                Some(_) => {}
+                None => return Err(lost("the leader key watch ended")),
+            },
         }
-        renew(&mut keeper, &mut acks).await?;
     }
+}
+
+fn lost(why: &str) -> etcd_client::Error {
+    etcd_client::Error::LeaseKeepAliveError(why.to_owned())
 }
 
 async fn renew(
@@ -119,12 +169,8 @@ async fn renew(
     keeper.keep_alive().await?;
     match tokio::time::timeout(LEASE_TTL / 3, acks.message()).await {
         Ok(Ok(Some(ack))) if ack.ttl() > 0 => Ok(()),
-        Ok(Ok(_)) => Err(etcd_client::Error::LeaseKeepAliveError(
-            "the lease expired".into(),
-        )),
+        Ok(Ok(_)) => Err(lost("the lease expired")),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(etcd_client::Error::LeaseKeepAliveError(
-            "no keep-alive answer in time".into(),
-        )),
+        Err(_) => Err(lost("no keep-alive answer in time")),
     }
 }

@@ -840,11 +840,18 @@ mod etcd_only {
         assert_eq!(snap.projects().count(), 5);
     }
 
-    #[test]
-    fn one_replica_is_elected_and_another_takes_over_when_it_dies() {
-        let cluster = etcd_server::EtcdCluster::start(1);
-        let a = connect(&cluster, "/paddock/").unwrap();
-        let b = connect(&cluster, "/paddock/").unwrap();
+    /// Two stores on `cluster` campaigning for the jobs, once one of them
+    /// leads: the stores and their standings.
+    fn two_replicas_once_one_leads(
+        cluster: &etcd_server::EtcdCluster,
+    ) -> (
+        EtcdStore,
+        EtcdStore,
+        Arc<dyn crate::store::Leadership>,
+        Arc<dyn crate::store::Leadership>,
+    ) {
+        let a = connect(cluster, "/paddock/").unwrap();
+        let b = connect(cluster, "/paddock/").unwrap();
         let la = a.leadership().unwrap();
         let lb = b.leadership().unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -852,6 +859,13 @@ mod etcd_only {
             assert!(Instant::now() < deadline, "nobody was elected");
             std::thread::sleep(Duration::from_millis(50));
         }
+        (a, b, la, lb)
+    }
+
+    #[test]
+    fn one_replica_is_elected_and_another_takes_over_when_it_dies() {
+        let cluster = etcd_server::EtcdCluster::start(1);
+        let (a, b, la, lb) = two_replicas_once_one_leads(&cluster);
         for _ in 0..20 {
             assert!(!(la.is_leader() && lb.is_leader()), "two leaders");
             std::thread::sleep(Duration::from_millis(50));
@@ -863,6 +877,35 @@ mod etcd_only {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !survivor.is_leader() {
             assert!(Instant::now() < deadline, "the survivor was never elected");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_leader_whose_key_is_deleted_stops_leading_before_a_second_one_would_stay() {
+        let cluster = etcd_server::EtcdCluster::start(1);
+        let (a, _b, la, lb) = two_replicas_once_one_leads(&cluster);
+        let a_led = la.is_leader();
+        // The leader's key goes while its lease lives on (an operator's
+        // delete; a revoked lease deletes it the same way): the next in line
+        // is elected at once, so the old leader must notice, not keep leading
+        // on a lease it can still renew.
+        let mut client = a.client();
+        let leader = raw(&a, client.leader("/paddock/election/jobs"));
+        let leader_key = leader.kv().expect("a leader key").key().to_vec();
+        raw(&a, client.delete(leader_key, None));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while la.is_leader() == a_led || lb.is_leader() != a_led {
+            assert!(
+                Instant::now() < deadline,
+                "leadership did not move (a: {}, b: {})",
+                la.is_leader(),
+                lb.is_leader()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for _ in 0..20 {
+            assert!(!(la.is_leader() && lb.is_leader()), "two leaders");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
