@@ -62,10 +62,29 @@ async fn sign_in_through_oidc_in_chromium_then_use_the_downloaded_kubeconfig() {
     browser
         .click(&browser.find("button[type=submit]").await)
         .await;
-    browser
-        .wait_for_url(|u| u.contains("/interaction/") || u.ends_with("/paddock/"))
-        .await;
-    if !browser.url().await.ends_with("/paddock/") {
+    // The login form is at an /interaction/ URL too: wait for the consent
+    // form itself (or the landing page), or the click could land on the
+    // login form's button as the page is replaced.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let consent_form = loop {
+        if browser.url().await.ends_with("/paddock/") {
+            break false;
+        }
+        if browser
+            .source()
+            .await
+            .contains(r#"name="prompt" value="consent""#)
+        {
+            break true;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither the consent form nor the landing page after login: {}",
+            browser.url().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if consent_form {
         let consent = browser.find("button[type=submit]").await;
         browser
             .screenshot(&screenshots().join("oidc-consent.png"))
