@@ -13,7 +13,7 @@ use secrecy::SecretString;
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Flags of `paddock agent`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub(crate) struct AgentArgs {
     /// Paddock's URL, e.g. https://paddock.example. Repeat it to keep one
     /// tunnel to each of several replicas (each replica then serves the
@@ -227,5 +227,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
         _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+// By hand: the token must never reach a Debug print.
+impl std::fmt::Debug for AgentArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentArgs")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
     }
 }

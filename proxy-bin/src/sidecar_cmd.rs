@@ -7,7 +7,7 @@ use proxy_core::sidecar::{Sidecar, SidecarOptions};
 use secrecy::SecretString;
 
 /// Flags of `paddock sidecar`.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub(crate) struct SidecarArgs {
     /// The center's URL (https://paddock.example).
     #[arg(long)]
@@ -168,6 +168,17 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+// By hand: the token must never reach a Debug print.
+impl std::fmt::Debug for SidecarArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarArgs")
+            .field("server", &self.server)
+            .field("cluster", &self.cluster)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]
