@@ -95,8 +95,93 @@ impl Kubeconfig {
 
     /// Starts a long-running kubectl (`get -w`, `logs -f`) whose stdout lines arrive on a channel.
     pub fn spawn_lines(&self, args: &[&str]) -> StreamingKubectl {
-        let mut child = self
-            .command(args)
+        StreamingKubectl::spawn(self.command(args))
+    }
+
+    /// `kubectl exec -i <pod> -- cat` over `transport`: what goes in on
+    /// stdin comes back on stdout (the fake apiserver's container is `cat`).
+    pub fn assert_exec(&self, pod: &str, transport: Transport) {
+        let input = format!("stdin over {transport:?}\n");
+        let mut command = self.command(&["exec", "-i", pod, "--", "cat"]);
+        if transport == Transport::Spdy {
+            command.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
+        }
+        let output = run_with_timeout(command, Some(&input), Duration::from_secs(60));
+        assert!(
+            output.status.success(),
+            "kubectl exec over {transport:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), input);
+    }
+
+    /// `kubectl port-forward pod/<pod> :http` over `transport`: bytes sent
+    /// to the local port come back (the fake's pods run an echo server on
+    /// their `http` port), on two connections one after the other.
+    pub fn assert_port_forward(&self, pod: &str, transport: Transport) {
+        let mut command = self.command(&["port-forward", &format!("pod/{pod}"), ":http"]);
+        if transport == Transport::Spdy {
+            command.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false");
+        }
+        let mut forward = StreamingKubectl::spawn(command);
+        let line = forward.wait_for("Forwarding from 127.0.0.1:", Duration::from_secs(30));
+        let port: u16 = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no local port in {line:?}"));
+        for round in 0..2 {
+            let sent =
+                format!("round {round} through port-forward over {transport:?}\n").repeat(100);
+            let mut connection = std::net::TcpStream::connect(("127.0.0.1", port))
+                .expect("connect to the local port");
+            connection
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            connection.write_all(sent.as_bytes()).expect("send");
+            connection
+                .shutdown(std::net::Shutdown::Write)
+                .expect("half-close");
+            let mut received = Vec::new();
+            let read = std::io::Read::read_to_end(&mut connection, &mut received);
+            if read.is_err() || received != sent.as_bytes() {
+                panic!(
+                    "port-forward over {transport:?}: {read:?}, {} of {} bytes back; kubectl:\n{}",
+                    received.len(),
+                    sent.len(),
+                    forward.kill_for_stderr()
+                );
+            }
+        }
+    }
+}
+
+/// How kubectl carries exec and port-forward streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// kubectl's default since 1.30 (exec, `v5.channel.k8s.io`) and 1.31
+    /// (port-forward, SPDY tunnelled in `SPDY/3.1+portforward.k8s.io`).
+    WebSocket,
+    /// SPDY/3.1 after an HTTP/1.1 upgrade, what kubectl falls back to
+    /// (forced with `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false` and
+    /// `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`).
+    Spdy,
+}
+
+impl Transport {
+    /// The `Upgrade` header a request over this transport carries.
+    pub fn upgrade_header(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Spdy => "SPDY/3.1",
+        }
+    }
+}
+
+impl StreamingKubectl {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -129,14 +214,20 @@ impl StreamingKubectl {
         match self.lines.recv_timeout(timeout) {
             Ok(line) => line,
             Err(_) => {
-                let _ = self.child.kill();
-                let mut stderr = String::new();
-                if let Some(mut err) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
-                }
+                let stderr = self.kill_for_stderr();
                 panic!("kubectl printed no line within {timeout:?}; stderr:\n{stderr}");
             }
         }
+    }
+
+    /// Stops kubectl and returns what it printed on stderr.
+    pub fn kill_for_stderr(&mut self) -> String {
+        let _ = self.child.kill();
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut stderr);
+        }
+        stderr
     }
 
     /// Waits for a line containing `needle`, skipping others.
@@ -192,4 +283,46 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, contents).expect("write");
     path
+}
+
+/// Real kubectl's exec and port-forward to `pod`, over WebSocket and over
+/// SPDY, through whatever `kubeconfig` points at and ending at `fake`:
+/// each works, and `fake` saw the upgrade the transport implies (so a
+/// silent fallback from one to the other cannot pass for it).
+pub fn assert_exec_and_port_forward(
+    kubeconfig: &Kubeconfig,
+    fake: &crate::fake_apiserver::FakeApiServer,
+    pod: &str,
+) {
+    for transport in [Transport::WebSocket, Transport::Spdy] {
+        for (verb, check) in [
+            (
+                "exec",
+                Kubeconfig::assert_exec as fn(&Kubeconfig, &str, Transport),
+            ),
+            ("portforward", Kubeconfig::assert_port_forward),
+        ] {
+            check(kubeconfig, pod, transport);
+            let path = format!("/api/v1/namespaces/default/pods/{pod}/{verb}");
+            let seen = fake
+                .last_request(&path)
+                .unwrap_or_else(|| panic!("{path} never reached the apiserver"));
+            let upgrade = seen
+                .headers
+                .get("upgrade")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            assert!(
+                upgrade.eq_ignore_ascii_case(transport.upgrade_header()),
+                "{verb} over {transport:?} arrived as {} with Upgrade {upgrade:?}",
+                seen.method
+            );
+            let method = if transport == Transport::Spdy {
+                "POST"
+            } else {
+                "GET"
+            };
+            assert_eq!(seen.method, method, "{verb} over {transport:?}");
+        }
+    }
 }

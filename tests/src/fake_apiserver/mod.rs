@@ -4,8 +4,9 @@
 //! It authenticates the proxy by its bearer token (401 otherwise), applies
 //! the Kubernetes impersonation filter's semantics, serves discovery,
 //! OpenAPI v3, namespaces and pods (with server-side Tables for kubectl),
-//! watches and `logs -f` the test can feed, SelfSubjectReview, and exec over
-//! WebSocket. It records every request, and every sign that a caller's
+//! watches and `logs -f` the test can feed, SelfSubjectReview, exec over
+//! WebSocket and SPDY/3.1, and port-forward (SPDY/3.1, or SPDY tunnelled in
+//! a WebSocket) to an echo server on every pod's [`PORT_FORWARD_PORT`]. It records every request, and every sign that a caller's
 //! credential or identity header got through is a *violation*: the request
 //! fails with 500 and [`FakeApiServer::assert_clean`] panics.
 
@@ -16,8 +17,11 @@ mod discovery;
 mod exec;
 mod impersonation;
 mod nodes;
+mod portforward;
 mod rbac;
 mod resources;
+mod spdy;
+mod upgrade;
 mod webhook;
 
 use std::{
@@ -44,6 +48,7 @@ use tokio::{
 };
 
 pub use impersonation::{UserInfo, PROXY_USER};
+pub use portforward::PORT as PORT_FORWARD_PORT;
 pub use resources::{FIREHOSE, FIREHOSE_CHUNK};
 pub use webhook::TokenWebhook;
 
@@ -131,6 +136,8 @@ pub(crate) struct State {
     token_webhook: Mutex<Option<TokenWebhook>>,
     /// `rbac.authorization.k8s.io/v1` objects.
     rbac: Mutex<rbac::Objects>,
+    /// What every pod's port [`PORT_FORWARD_PORT`] is: an echo server.
+    echo: SocketAddr,
 }
 
 /// A running fake apiserver.
@@ -178,6 +185,7 @@ impl FakeApiServer {
             generation: watch::channel(0).0,
             token_webhook: Mutex::new(None),
             rbac: Mutex::default(),
+            echo: portforward::echo_server().await?,
             config,
         });
         let tls = (!state.config.plain_http).then(|| {
@@ -585,6 +593,10 @@ async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) ->
         }
         (_, ["api", "v1", "namespaces", ns, "pods", name, "exec"]) => {
             exec::exec(request, ns, name).await
+        }
+        ("GET" | "POST", ["api", "v1", "namespaces", ns, "pods", name, "portforward"]) => {
+            let (ns, name) = ((*ns).to_owned(), (*name).to_owned());
+            portforward::portforward(&state, request, &ns, &name).await
         }
         ("GET", ["api", "v1", "namespaces", _, "pods", name, "log"]) => {
             let name = (*name).to_owned();

@@ -19,7 +19,12 @@ pub(super) fn pod(namespace: &str, name: &str, resource_version: u64) -> Value {
             "resourceVersion": resource_version.to_string(),
             "creationTimestamp": "2026-01-01T00:00:00Z",
         },
-        "spec": {"containers": [{"name": "main", "image": "busybox"}], "nodeName": "node-1"},
+        "spec": {
+            "containers": [{"name": "main", "image": "busybox", "ports": [
+                {"name": "http", "containerPort": super::PORT_FORWARD_PORT, "protocol": "TCP"},
+            ]}],
+            "nodeName": "node-1",
+        },
         "status": {
             "phase": "Running",
             "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
