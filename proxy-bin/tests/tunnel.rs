@@ -15,10 +15,12 @@ use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use paddock_tests::{
     client::{Protocol, TestClient},
+    etcd::EtcdCluster,
     fake_apiserver::{FakeApiConfig, FakeApiServer, FIREHOSE},
     kubectl::{assert_exec_and_port_forward, write_file, Kubeconfig},
     netns::NetNs,
     paddock::Paddock,
+    tls::TestCa,
 };
 use serde_json::{json, Value};
 
@@ -73,25 +75,39 @@ impl Drop for Agent {
 
 /// `paddock agent` arguments for `fake` (its CA and token written to `dir`).
 fn agent_args(paddock: &Paddock, token: &str, fake: &FakeApiServer, dir: &Path) -> Vec<String> {
-    let ca = write_file(dir, "fake-ca.crt", fake.ca_pem());
+    agent_args_for(&[paddock.url()], &paddock.ca_path(), token, fake, dir)
+}
+
+/// `paddock agent` arguments dialling every one of `servers`, whose
+/// certificates `ca` signed.
+fn agent_args_for(
+    servers: &[String],
+    ca: &Path,
+    token: &str,
+    fake: &FakeApiServer,
+    dir: &Path,
+) -> Vec<String> {
+    let fake_ca = write_file(dir, "fake-ca.crt", fake.ca_pem());
     let sa = write_file(dir, "agent-sa-token", fake.token());
-    vec![
-        "agent".into(),
-        "--server".into(),
-        paddock.url(),
+    let mut args = vec!["agent".to_owned()];
+    for server in servers {
+        args.extend(["--server".to_owned(), server.clone()]);
+    }
+    args.extend([
         "--token".into(),
         token.into(),
         "--ca-file".into(),
-        paddock.ca_path().display().to_string(),
+        ca.display().to_string(),
         "--api-server".into(),
         fake.url(),
         "--api-ca-file".into(),
-        ca.display().to_string(),
+        fake_ca.display().to_string(),
         "--api-token-file".into(),
         sa.display().to_string(),
         "--initial-backoff-ms".into(),
         "200".into(),
-    ]
+    ]);
+    args
 }
 
 /// Paddock with a static user token (any authenticated caller may do
@@ -732,4 +748,117 @@ async fn the_agent_manifest_applies_with_kubectl() {
         .fetch(wrong.body(Full::new(Bytes::new())).unwrap())
         .await;
     assert_eq!(wrong.status(), 400, "{}", wrong.text());
+}
+
+/// Two replicas on one etcd, sharing a serving certificate and token
+/// pepper; one agent (in its own namespace) given both as `--server`:
+/// the cluster registered through A's API is connected and routable on
+/// both, kubectl reaches it through each, and when A dies B goes on
+/// serving it; A restarted gets its tunnel back without any action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_serves_its_cluster_through_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(1);
+    let netns = NetNs::create();
+    let fake = netns.fake_apiserver(FakeApiConfig {
+        pods: vec![("default".into(), "web".into())],
+        ..FakeApiConfig::default()
+    });
+    let host = netns.host_ip.to_string();
+    let ca = TestCa::new();
+    let (cert, key) = ca.issue_server(&[&host]).write(dir.path(), "serving");
+    let ca_file = write_file(dir.path(), "serving-ca.crt", ca.pem());
+    let pepper = write_file(dir.path(), "token-pepper", &"5a".repeat(32));
+    let tokens = write_file(
+        dir.path(),
+        "tokens.csv",
+        &format!("{USER_TOKEN},alice,u-alice,devs\n"),
+    );
+    let config = write_file(
+        dir.path(),
+        "paddock.yaml",
+        &format!(
+            "store:\n  backend: etcd\n  endpoints: [\"{}\"]\n  tokenPepperFile: {}\n\
+             tls:\n  certFile: {}\n  keyFile: {}\n  caFile: {}\n",
+            etcd.endpoints()[0],
+            pepper.display(),
+            cert.display(),
+            key.display(),
+            ca_file.display()
+        ),
+    );
+    let args: Vec<String> = [
+        "--config",
+        &config.display().to_string(),
+        "--token-auth-file",
+        &tokens.display().to_string(),
+        "--authorization",
+        "allow-authenticated",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut a = Paddock::start_on(Path::new(BIN), &host, &args);
+    let b = Paddock::start_on(Path::new(BIN), &host, &args);
+
+    let client = TestClient::new(ca.pem().as_bytes(), Protocol::Http1, None);
+    let token = a.admin_session(&client, ADMIN_PASSWORD).await;
+    let admin_on = |replica: &Paddock| Admin {
+        client: TestClient::new(ca.pem().as_bytes(), Protocol::Http1, None),
+        base: replica.url(),
+        token: token.clone(),
+    };
+    let (admin_a, admin_b) = (admin_on(&a), admin_on(&b));
+    let registration = admin_a.register("edge").await;
+
+    let mut command = netns.command(BIN);
+    command.args(agent_args_for(
+        &[a.url(), b.url()],
+        &ca_file,
+        &registration,
+        &fake,
+        dir.path(),
+    ));
+    let agent = Agent::start(command, dir.path(), "agent");
+    admin_a.wait_connected("edge", true, &agent).await;
+    admin_b.wait_connected("edge", true, &agent).await;
+
+    let kubectl_on = |replica: &Paddock| {
+        Kubeconfig::new(
+            &format!("{}/k8s/clusters/edge", replica.url()),
+            ca.pem().as_bytes(),
+            USER_TOKEN,
+        )
+    };
+    let (via_a, via_b) = (kubectl_on(&a), kubectl_on(&b));
+    for kubectl in [&via_a, &via_b] {
+        let pods = kubectl.ok(&["get", "pods"]);
+        assert!(pods.contains("web"), "{pods}");
+    }
+    let proxied = |fake: &FakeApiServer| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.uri.starts_with("/api/v1/namespaces/default/pods"))
+            .count()
+    };
+    assert_eq!(proxied(&fake), 2, "one request through each replica");
+
+    // A dies: B still serves the cluster, over its own tunnel.
+    a.kill();
+    admin_b.wait_connected("edge", true, &agent).await;
+    let exec = via_b.run(&["exec", "-i", "web", "--", "cat"], Some("after A died\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&exec.stdout),
+        "after A died\n",
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    let pods = via_b.ok(&["get", "pods"]);
+    assert!(pods.contains("web"), "{pods}");
+
+    // A comes back on the same address: the agent redials it.
+    a.restart(Path::new(BIN));
+    admin_a.wait_connected("edge", true, &agent).await;
+    let pods = kubectl_eventually(&via_a, &["get", "pods"]);
+    assert!(pods.contains("web"), "{pods}");
+    fake.assert_clean();
 }
