@@ -18,9 +18,11 @@ use paddock_tests::{
     etcd::EtcdCluster,
     fake_apiserver::{FakeApiConfig, FakeApiServer, FIREHOSE},
     kubectl::{assert_exec_and_port_forward, write_file, Kubeconfig},
+    metrics::scrape,
     netns::NetNs,
     paddock::Paddock,
     tls::TestCa,
+    webhook,
 };
 use serde_json::{json, Value};
 
@@ -111,8 +113,13 @@ fn agent_args_for(
 }
 
 /// Paddock with a static user token (any authenticated caller may do
-/// anything) and, through `extra_config`, whatever else the test needs.
+/// anything) and, through `extra_args`, whatever else the test needs.
 fn start_paddock(dir: &Path, host: &str, extra_args: &[String]) -> Paddock {
+    start_paddock_with(dir, host, extra_args, "")
+}
+
+/// [`start_paddock`] with `extra_yaml` appended to its configuration file.
+fn start_paddock_with(dir: &Path, host: &str, extra_args: &[String], extra_yaml: &str) -> Paddock {
     let tokens = write_file(
         dir,
         "tokens.csv",
@@ -121,7 +128,7 @@ fn start_paddock(dir: &Path, host: &str, extra_args: &[String]) -> Paddock {
     let config = write_file(
         dir,
         "paddock.yaml",
-        &format!("tls:\n  extraNames: [\"{host}\"]\n"),
+        &format!("tls:\n  extraNames: [\"{host}\"]\n{extra_yaml}"),
     );
     let mut args = vec![
         "--config".into(),
@@ -861,4 +868,104 @@ async fn an_agent_serves_its_cluster_through_every_replica() {
     let pods = kubectl_eventually(&via_a, &["get", "pods"]);
     assert!(pods.contains("web"), "{pods}");
     fake.assert_clean();
+}
+
+/// An agent's tunnel dropping is one `PaddockClusterUnreachable` alert
+/// and `paddock_cluster_up` 0 for its cluster, at once (the health checker
+/// is set to a round an hour, so only the tunnel's own events can say
+/// it); the agent back is the alert resolved, once, and the gauge at 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_dropping_and_returning_is_one_alert_and_its_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    let (url, mut posts) = webhook::receiver("/alertmanager").await;
+    let paddock = start_paddock_with(
+        dir.path(),
+        "127.0.0.1",
+        &[],
+        &format!(
+            "metrics:\n  listen: '127.0.0.1:0'\n\
+             clusterHealth: {{intervalSeconds: 3600, timeoutSeconds: 2}}\n\
+             alerts:\n  rules: {{clusterUnreachable: true}}\n  \
+             receivers: [{{name: am, url: '{url}', format: alertmanagerWebhook}}]\n"
+        ),
+    );
+    let metrics = paddock_tests::paddock::logged_port(&paddock.log(), "metrics listening")
+        .map(|port| format!("127.0.0.1:{port}"))
+        .unwrap_or_else(|| panic!("no metrics listener:\n{}", paddock.log()));
+    let cluster_up = || async {
+        scrape(&metrics)
+            .await
+            .value("paddock_cluster_up", &[("cluster", "edge")])
+    };
+    let until_up = |want: f64| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while cluster_up().await != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "paddock_cluster_up{{cluster=\"edge\"}} never {want}: {:?}",
+                cluster_up().await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let admin = Admin::new(&paddock).await;
+    let token = admin.register("edge").await;
+    let command = || {
+        let mut command = Command::new(BIN);
+        command.args(agent_args(&paddock, &token, &fake, dir.path()));
+        command
+    };
+    let mut agent = Agent::start(command(), dir.path(), "agent");
+    admin.wait_connected("edge", true, &agent).await;
+    until_up(1.0).await;
+
+    agent.kill();
+    let fired = tokio::time::timeout(Duration::from_secs(20), posts.recv())
+        .await
+        .expect("no alert for the dropped tunnel within 20 s")
+        .unwrap();
+    assert_eq!(fired["status"], "firing", "{fired}");
+    let alert = &fired["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "PaddockClusterUnreachable");
+    assert_eq!(alert["labels"]["cluster"], "edge");
+    assert!(
+        alert["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("tunnel dropped")),
+        "{alert}"
+    );
+    until_up(0.0).await;
+    // Requests to the cluster meanwhile (503 after the bounded wait) are
+    // no new signal: still the one alert.
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+    let down = client
+        .get(
+            &format!("{}/k8s/clusters/edge/api/v1/pods", paddock.url()),
+            Some(USER_TOKEN),
+        )
+        .await;
+    assert_eq!(down.status(), 503, "{}", down.text());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(posts.try_recv().is_err(), "more than one call for one drop");
+
+    let agent = Agent::start(command(), dir.path(), "agent-again");
+    admin.wait_connected("edge", true, &agent).await;
+    let resolved = tokio::time::timeout(Duration::from_secs(20), posts.recv())
+        .await
+        .expect("no resolution once the agent was back")
+        .unwrap();
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert_eq!(
+        resolved["alerts"][0]["fingerprint"], alert["fingerprint"],
+        "the same alert"
+    );
+    until_up(1.0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        posts.try_recv().is_err(),
+        "more than one call for one return"
+    );
 }

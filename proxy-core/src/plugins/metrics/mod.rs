@@ -159,7 +159,7 @@ fn duration_histogram() -> Histogram {
 /// | `paddock_upstream_errors_total` | counter | `cluster`, `kind`: `unavailable` (503), `failure` (502), `timeout` (504) |
 /// | `paddock_refreshes_total` | counter | `provider`, `result`: `refreshed`, `access_lost`, `deferred`, `not_refreshable` |
 /// | `paddock_provider_degraded` | gauge | `provider`: 1 while its backend fails |
-/// | `paddock_cluster_up` | gauge | `cluster`: 1 reachable, 0 not (health checks) |
+/// | `paddock_cluster_up` | gauge | `cluster`: 1 reachable, 0 not (health checks; an agent's tunnel connecting or dropping at once) |
 /// | `paddock_cluster_nodes` | gauge | `cluster`, `state`: `ready`, `not_ready` |
 /// | `paddock_cluster_check_latency_seconds` | gauge | `cluster`: `/version`'s time at the last check |
 /// | `paddock_queue_depth`, `paddock_queue_dropped_total` | gauge, counter | `queue` (see [`Metrics::queue`]) |
@@ -512,6 +512,16 @@ impl Inner {
                     .get_or_create(&ProviderLabels { provider })
                     .set(i64::from(problem.is_some()));
             }
+            // An agent's tunnel connecting or dropping is news at once,
+            // not at the next health check (which may be minutes away).
+            Event::ClusterReachability {
+                cluster, reachable, ..
+            } => {
+                let cluster = self.clusters.learn(cluster);
+                self.cluster_up
+                    .get_or_create(&ClusterLabels { cluster })
+                    .set(i64::from(*reachable));
+            }
             Event::ClusterChecked(health) => {
                 let cluster = self.clusters.learn(&health.cluster);
                 let labels = ClusterLabels {
@@ -538,7 +548,6 @@ impl Inner {
                     }
                 }
             }
-            _ => {}
         }
     }
 

@@ -309,6 +309,20 @@ fn background_events_set_refresh_provider_and_cluster_metrics() {
     };
     assert_eq!(nodes("ready"), Some(2.0), "{text}");
     assert_eq!(nodes("not_ready"), Some(1.0), "{text}");
+    // An agent's tunnel dropping and coming back flips the gauge at once.
+    for reachable in [false, true] {
+        metrics.on_event(&Event::ClusterReachability {
+            cluster: "edge".into(),
+            reachable,
+            reason: None,
+        });
+        let text = metrics.encode();
+        assert_eq!(
+            value(&text, "paddock_cluster_up", "cluster=\"edge\""),
+            Some(f64::from(u8::from(reachable))),
+            "{text}"
+        );
+    }
     assert_eq!(
         value(
             &text,
