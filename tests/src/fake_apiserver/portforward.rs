@@ -123,11 +123,7 @@ where
     let inbound = async move {
         while let Some(Ok(message)) = messages.next().await {
             match message {
-                Message::Binary(data) => {
-                    if write.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(data) if write.write_all(&data).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
