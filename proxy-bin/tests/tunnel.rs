@@ -1,6 +1,8 @@
 //! Clusters registered at runtime and reached through `paddock agent`:
 //! the real binary on both ends, real kubectl, the fake apiserver behind
-//! the agent (in its own network namespace where the test says so).
+//! the agent (in its own network namespace where the test says so); one
+//! agent serving two replicas on one etcd; a dropped agent as an alert and
+//! a metric.
 
 use std::{
     fs,

@@ -149,7 +149,10 @@ struct Inflater {
     dictionary_id: u32,
     header_seen: bool,
     state: Box<DecompressorOxide>,
-    /// Everything inflated so far, after the dictionary: the LZ77 window.
+    /// The dictionary and everything inflated since: the LZ77 window. It
+    /// only grows (`miniz_oxide`'s non-wrapping mode needs back-references
+    /// to stay in the buffer), by a few hundred bytes per stream: fine for
+    /// the sessions a test opens.
     window: Vec<u8>,
 }
 
