@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer},
-    kubectl::{assert_exec_and_port_forward, write_file, Kubeconfig},
+    kubectl::{assert_exec_attach_and_port_forward, write_file, Kubeconfig},
     paddock::{upstream_args, Paddock},
     tls::TestCa,
 };
@@ -111,11 +111,13 @@ async fn kubectl_works_through_paddock_at_root_and_cluster_prefix() {
             "stdin through paddock\n"
         );
 
-        // exec and port-forward, each over WebSocket and SPDY/3.1.
-        tokio::task::block_in_place(|| assert_exec_and_port_forward(&kube, &setup.fake, "web-1"));
+        // exec, attach and port-forward, each over WebSocket and SPDY/3.1.
+        tokio::task::block_in_place(|| {
+            assert_exec_attach_and_port_forward(&kube, &setup.fake, "web-1")
+        });
 
         // The identity the apiserver saw on the upgrades is the impersonated one.
-        for verb in ["exec", "portforward"] {
+        for verb in ["exec", "attach", "portforward"] {
             let seen = setup
                 .fake
                 .last_request(&format!("/api/v1/namespaces/default/pods/web-1/{verb}"))

@@ -19,7 +19,7 @@ use paddock_tests::{
     client::{Protocol, TestClient},
     etcd::EtcdCluster,
     fake_apiserver::{FakeApiConfig, FakeApiServer, FIREHOSE},
-    kubectl::{assert_exec_and_port_forward, write_file, Kubeconfig},
+    kubectl::{assert_exec_attach_and_port_forward, write_file, Kubeconfig},
     metrics::scrape,
     netns::NetNs,
     paddock::Paddock,
@@ -259,9 +259,8 @@ fn kubectl_eventually(kubeconfig: &Kubeconfig, args: &[&str]) -> String {
 
 /// The agent runs in a namespace that can reach Paddock but that Paddock
 /// cannot reach, in front of the fake apiserver living there too: kubectl
-/// get, watch, logs -f, exec and port-forward (WebSocket and SPDY) work
-/// through `/k8s/clusters/<id>/`; the
-/// agent survives a Paddock crash and restart; a killed agent's cluster
+/// get, watch, logs -f, exec, attach and port-forward (WebSocket and SPDY)
+/// work through `/k8s/clusters/<id>/`; the agent survives a Paddock crash and restart; a killed agent's cluster
 /// answers 503, not a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_reaches_a_cluster_behind_nat_through_its_agent() {
@@ -334,10 +333,10 @@ async fn kubectl_reaches_a_cluster_behind_nat_through_its_agent() {
         String::from_utf8_lossy(&exec.stderr)
     );
     drop((watch, logs));
-    // exec and port-forward over WebSocket and over SPDY/3.1: the echo
-    // server behind `port-forward` lives in the namespace, next to the
-    // fake apiserver.
-    tokio::task::block_in_place(|| assert_exec_and_port_forward(&kubectl, &fake, "web"));
+    // exec, attach and port-forward over WebSocket and over SPDY/3.1: the
+    // echo server behind `port-forward` lives in the namespace, next to
+    // the fake apiserver.
+    tokio::task::block_in_place(|| assert_exec_attach_and_port_forward(&kubectl, &fake, "web"));
 
     // Paddock crashes and comes back: the agent reconnects by itself.
     paddock.restart(Path::new(BIN));

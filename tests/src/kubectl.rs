@@ -101,15 +101,25 @@ impl Kubeconfig {
     /// `kubectl exec -i <pod> -- cat` over `transport`: what goes in on
     /// stdin comes back on stdout (the fake apiserver's container is `cat`).
     pub fn assert_exec(&self, pod: &str, transport: Transport) {
+        self.assert_stdin_echoed(&["exec", "-i", pod, "--", "cat"], transport);
+    }
+
+    /// `kubectl attach -i <pod>` over `transport`: what goes in on stdin
+    /// comes back on stdout (the fake's container, `cat`, reads its stdin).
+    pub fn assert_attach(&self, pod: &str, transport: Transport) {
+        self.assert_stdin_echoed(&["attach", "-i", "-q", pod], transport);
+    }
+
+    fn assert_stdin_echoed(&self, args: &[&str], transport: Transport) {
         let input = format!("stdin over {transport:?}\n");
-        let mut command = self.command(&["exec", "-i", pod, "--", "cat"]);
+        let mut command = self.command(args);
         if transport == Transport::Spdy {
             command.env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
         }
         let output = run_with_timeout(command, Some(&input), Duration::from_secs(60));
         assert!(
             output.status.success(),
-            "kubectl exec over {transport:?} failed: {}",
+            "kubectl {args:?} over {transport:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         assert_eq!(String::from_utf8_lossy(&output.stdout), input);
@@ -285,11 +295,11 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> PathBuf {
     path
 }
 
-/// Real kubectl's exec and port-forward to `pod`, over WebSocket and over
-/// SPDY, through whatever `kubeconfig` points at and ending at `fake`:
-/// each works, and `fake` saw the upgrade the transport implies (so a
-/// silent fallback from one to the other cannot pass for it).
-pub fn assert_exec_and_port_forward(
+/// Real kubectl's exec, attach and port-forward to `pod`, over WebSocket
+/// and over SPDY, through whatever `kubeconfig` points at and ending at
+/// `fake`: each works, and `fake` saw the upgrade the transport implies (so
+/// a silent fallback from one to the other cannot pass for it).
+pub fn assert_exec_attach_and_port_forward(
     kubeconfig: &Kubeconfig,
     fake: &crate::fake_apiserver::FakeApiServer,
     pod: &str,
@@ -300,6 +310,7 @@ pub fn assert_exec_and_port_forward(
                 "exec",
                 Kubeconfig::assert_exec as fn(&Kubeconfig, &str, Transport),
             ),
+            ("attach", Kubeconfig::assert_attach),
             ("portforward", Kubeconfig::assert_port_forward),
         ] {
             check(kubeconfig, pod, transport);

@@ -8,7 +8,7 @@ use http_body_util::Full;
 use paddock_tests::{
     client::{Protocol, TestClient},
     fake_apiserver::{FakeApiConfig, FakeApiServer, PROXY_USER},
-    kubectl::{assert_exec_and_port_forward, Kubeconfig},
+    kubectl::{assert_exec_attach_and_port_forward, Kubeconfig},
 };
 
 async fn fake() -> FakeApiServer {
@@ -60,13 +60,13 @@ async fn kubectl_works_directly_against_the_fake() {
     );
 }
 
-/// The kubelet's streaming endpoints as kubectl uses them: exec and
+/// The kubelet's streaming endpoints as kubectl uses them: exec, attach and
 /// port-forward, each over WebSocket (kubectl's default) and SPDY/3.1.
 #[tokio::test(flavor = "multi_thread")]
-async fn kubectl_exec_and_port_forward_over_websocket_and_spdy() {
+async fn kubectl_exec_attach_and_port_forward_over_websocket_and_spdy() {
     let server = fake().await;
     let kube = Kubeconfig::new(&server.url(), server.ca_pem().as_bytes(), server.token());
-    tokio::task::block_in_place(|| assert_exec_and_port_forward(&kube, &server, "web-1"));
+    tokio::task::block_in_place(|| assert_exec_attach_and_port_forward(&kube, &server, "web-1"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

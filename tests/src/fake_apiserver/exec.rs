@@ -1,4 +1,5 @@
-//! `pods/exec`: the container runs `cat`, so what comes in on stdin goes
+//! `pods/exec` and `pods/attach` (the same streams, without a command):
+//! the container runs `cat`, so what comes in on stdin goes
 //! out on stdout; when stdin closes, a Success status goes out on the error
 //! channel and the session ends. Over a WebSocket (`v5.channel.k8s.io`,
 //! `v4.channel.k8s.io`: one byte of channel before each message) or over

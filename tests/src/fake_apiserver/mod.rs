@@ -4,8 +4,8 @@
 //! It authenticates the proxy by its bearer token (401 otherwise), applies
 //! the Kubernetes impersonation filter's semantics, serves discovery,
 //! OpenAPI v3, namespaces and pods (with server-side Tables for kubectl),
-//! watches and `logs -f` the test can feed, SelfSubjectReview, exec over
-//! WebSocket and SPDY/3.1, and port-forward (SPDY/3.1, or SPDY tunnelled in
+//! watches and `logs -f` the test can feed, SelfSubjectReview, exec and
+//! attach over WebSocket and SPDY/3.1, and port-forward (SPDY/3.1, or SPDY tunnelled in
 //! a WebSocket) to an echo server on every pod's [`PORT_FORWARD_PORT`]. It records every request, and every sign that a caller's
 //! credential or identity header got through is a *violation*: the request
 //! fails with 500 and [`FakeApiServer::assert_clean`] panics.
@@ -591,7 +591,7 @@ async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) ->
         ("POST", ["apis", "authorization.k8s.io", _, "selfsubjectaccessreviews"]) => {
             resources::self_subject_access_review(request, &user).await
         }
-        (_, ["api", "v1", "namespaces", ns, "pods", name, "exec"]) => {
+        (_, ["api", "v1", "namespaces", ns, "pods", name, "exec" | "attach"]) => {
             exec::exec(request, ns, name).await
         }
         ("GET" | "POST", ["api", "v1", "namespaces", ns, "pods", name, "portforward"]) => {
