@@ -260,8 +260,8 @@ fn kubectl_eventually(kubeconfig: &Kubeconfig, args: &[&str]) -> String {
 /// The agent runs in a namespace that can reach Paddock but that Paddock
 /// cannot reach, in front of the fake apiserver living there too: kubectl
 /// get, watch, logs -f, exec, attach and port-forward (WebSocket and SPDY)
-/// work through `/k8s/clusters/<id>/`; the agent survives a Paddock crash and restart; a killed agent's cluster
-/// answers 503, not a hang.
+/// work through `/k8s/clusters/<id>/`; the agent survives a Paddock crash
+/// and restart; a killed agent's cluster answers 503, not a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_reaches_a_cluster_behind_nat_through_its_agent() {
     let dir = tempfile::tempdir().unwrap();
