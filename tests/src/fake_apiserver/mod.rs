@@ -131,6 +131,9 @@ pub(crate) struct State {
     token_webhook: Mutex<Option<TokenWebhook>>,
     /// `rbac.authorization.k8s.io/v1` objects.
     rbac: Mutex<rbac::Objects>,
+    /// RBAC objects may be read, not written (403, as kube-apiserver's
+    /// authorizer answers a credential without the rights).
+    rbac_read_only: std::sync::atomic::AtomicBool,
 }
 
 /// A running fake apiserver.
@@ -178,6 +181,7 @@ impl FakeApiServer {
             generation: watch::channel(0).0,
             token_webhook: Mutex::new(None),
             rbac: Mutex::default(),
+            rbac_read_only: std::sync::atomic::AtomicBool::new(false),
             config,
         });
         let tls = (!state.config.plain_http).then(|| {
@@ -278,6 +282,15 @@ impl FakeApiServer {
             .unwrap()
             .remove(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
             .is_some()
+    }
+
+    /// From now on, refuses (`forbid`) or allows again every write of an
+    /// RBAC object with 403 Forbidden, as kube-apiserver does for a
+    /// credential that may list RBAC objects but not write them.
+    pub fn forbid_rbac_writes(&self, forbid: bool) {
+        self.state
+            .rbac_read_only
+            .store(forbid, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stores an RBAC object by hand (created or replaced, as someone else's
