@@ -201,7 +201,7 @@ async fn generated_token_reviews_get_a_400_status_or_a_well_formed_answer() {
     let seed: u64 = std::env::var("PADDOCK_REVIEW_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5EED_0F_7E57);
+        .unwrap_or(0x005E_ED0F_7E57);
     let cases: usize = std::env::var("PADDOCK_REVIEW_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
