@@ -301,24 +301,19 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         builder = builder.admin_authorizer(authorizer.clone());
     }
     builder = builder.authorizer(authorizer);
-    let rbac_sync = match (rbac_sync, policy_authorizer) {
-        (Some(checked), Some(policy)) => {
-            let current: proxy_core::plugins::rbac_sync::CurrentPolicy =
-                Arc::new(move || policy.current());
-            let mut sync =
-                proxy_core::plugins::rbac_sync::RbacSync::new(accounts.view().clone(), current)
-                    .interval(checked.interval);
-            for id in &checked.clusters {
-                if let Some(c) = clusters.iter().find(|c| &c.config.id == id) {
-                    sync =
-                        sync.cluster(id, proxy_core::plugins::rbac_sync::kube_client(&c.config)?);
-                    tracing::info!(cluster.id = %id, "rbac sync enabled");
-                }
+    if let (Some(checked), Some(policy)) = (rbac_sync, policy_authorizer) {
+        use proxy_core::plugins::rbac_sync::{CurrentPolicy, RbacSync};
+        let current: CurrentPolicy = Arc::new(move || policy.current());
+        let mut sync = RbacSync::new(accounts.view().clone(), current).interval(checked.interval);
+        match checked.clusters {
+            Some(ids) => {
+                tracing::info!(clusters = ?ids, "rbac sync enabled");
+                sync = sync.only(ids);
             }
-            Some(Arc::new(sync).spawn())
+            None => tracing::info!("rbac sync enabled for every cluster"),
         }
-        _ => None,
-    };
+        builder = builder.rbac_sync(sync);
+    }
     for cluster in clusters {
         tracing::info!(cluster.id = %cluster.config.id, server = %cluster.config.server, default = cluster.default, "cluster");
         if cluster
@@ -387,9 +382,6 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         .await;
     if let Some(metrics) = metrics {
         metrics.stop().await;
-    }
-    if let Some(task) = rbac_sync {
-        task.abort();
     }
     served?;
     Ok(())

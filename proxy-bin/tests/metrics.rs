@@ -298,12 +298,18 @@ async fn known_traffic_reads_back_from_the_metrics_listener() {
 }
 
 /// Counters and gauges served from their first event on (an upstream
-/// error, a directory refresh), which this traffic does not cause; the
-/// plugin's unit tests in proxy-core read each of them back.
-const EVENT_ONLY: [&str; 3] = [
+/// error, a directory refresh, an RBAC sync pass), which this traffic does
+/// not cause; the plugin's unit tests in proxy-core read each of them back
+/// (the RBAC sync's also `tests/rbac_sync.rs`).
+const EVENT_ONLY: [&str; 8] = [
     "paddock_upstream_errors_total",
     "paddock_refreshes_total",
     "paddock_provider_degraded",
+    "paddock_rbac_sync_failing",
+    "paddock_rbac_sync_last_success_timestamp_seconds",
+    "paddock_rbac_sync_passes_total",
+    "paddock_rbac_sync_objects_written_total",
+    "paddock_rbac_sync_drift_repaired_total",
 ];
 
 /// Every `paddock_<name>` in `text`.

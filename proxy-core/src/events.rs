@@ -4,14 +4,16 @@
 //! as the request phases hand them requests.
 //!
 //! Sources inside Paddock: the accounts (provider health on each change,
-//! each background refresh) and the cluster health checker
-//! ([`crate::health`]). Other sources (an agent tunnel's connect and
+//! each background refresh), the cluster health checker
+//! ([`crate::health`]) and the RBAC sync ([`crate::plugins::rbac_sync`]). Other sources (an agent tunnel's connect and
 //! disconnect, an embedder's own checks) emit through [`Events`], which
 //! [`Proxy::events`](crate::Proxy::events) hands out.
 
 use std::sync::Arc;
 
-use crate::{accounts::Outcome, health::ClusterHealth, plugin::Plugins};
+use crate::{
+    accounts::Outcome, health::ClusterHealth, plugin::Plugins, plugins::rbac_sync::ClusterStatus,
+};
 
 /// One background event.
 #[derive(Debug, Clone)]
@@ -44,6 +46,14 @@ pub enum Event {
         /// What it did ([`Outcome::Deferred`] when the provider could not be
         /// asked).
         outcome: Outcome,
+    },
+    /// An RBAC sync pass over a cluster ended (every pass, failed or not),
+    /// or the cluster is no longer synchronised (`status` is `None`).
+    RbacSync {
+        /// The cluster's id.
+        cluster: String,
+        /// Its status after the pass.
+        status: Option<Arc<ClusterStatus>>,
     },
 }
 

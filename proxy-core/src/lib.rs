@@ -101,6 +101,8 @@ pub struct ProxyBuilder {
     health: Option<health::HealthOptions>,
     agent_wait: Duration,
     agent_image: String,
+    #[cfg(feature = "kube")]
+    rbac_sync: Option<plugins::rbac_sync::RbacSync>,
 }
 
 impl Default for ProxyBuilder {
@@ -120,6 +122,8 @@ impl Default for ProxyBuilder {
             health: None,
             agent_wait: tunnel::DEFAULT_AGENT_WAIT,
             agent_image: agent::DEFAULT_IMAGE.to_owned(),
+            #[cfg(feature = "kube")]
+            rbac_sync: None,
         }
     }
 }
@@ -218,6 +222,18 @@ impl ProxyBuilder {
         self
     }
 
+    /// Writes the bindings into the clusters as native RBAC (see
+    /// [`plugins::rbac_sync`]): every cluster this proxy routes to, those
+    /// registered while it runs included, unless
+    /// [`only`](plugins::rbac_sync::RbacSync::only) some. Each pass is an
+    /// event for the plugins; each cluster's status is shown by
+    /// `GET /paddock/v1/clusters/<id>` and [`Proxy::rbac_sync_status`].
+    #[cfg(feature = "kube")]
+    pub fn rbac_sync(mut self, sync: plugins::rbac_sync::RbacSync) -> Self {
+        self.rbac_sync = Some(sync);
+        self
+    }
+
     /// Removes every plugin, the access log included.
     pub fn without_plugins(mut self) -> Self {
         self.plugins.clear();
@@ -280,6 +296,15 @@ impl ProxyBuilder {
         let health = self
             .health
             .map(|options| health::HealthChecker::spawn(router.clone(), options, events.clone()));
+        #[cfg(feature = "kube")]
+        let rbac_sync = self.rbac_sync.map(|sync| {
+            let sync = Arc::new(sync.attach(router.clone(), events.clone()));
+            // Ends when the service (which holds the sync) is dropped.
+            sync.spawn();
+            plugins::rbac_sync::Running::new(sync.board(), sync)
+        });
+        #[cfg(not(feature = "kube"))]
+        let rbac_sync = None;
         let service = stack::build(StackParts {
             authenticators: self.authenticators,
             authorizer: self.authorizer,
@@ -293,9 +318,11 @@ impl ProxyBuilder {
             ca_pem: self.ca_pem,
             management_cluster: self.management_cluster,
             health,
+            rbac_sync: rbac_sync.clone(),
         });
         Ok(Proxy {
             service,
+            rbac_sync,
             events,
             shutdown,
             options: server::ServeOptions {
@@ -322,6 +349,7 @@ pub enum BuildError {
 /// A built proxy: its service, and a way to serve it.
 pub struct Proxy {
     service: ProxyService,
+    rbac_sync: Option<plugins::rbac_sync::Running>,
     events: events::Events,
     shutdown: Shutdown,
     options: server::ServeOptions,
@@ -349,6 +377,17 @@ impl Proxy {
     /// [`events`]).
     pub fn events(&self) -> events::Events {
         self.events.clone()
+    }
+
+    /// Each cluster's RBAC sync status, by cluster id; empty when the sync
+    /// does not run (see [`ProxyBuilder::rbac_sync`]).
+    pub fn rbac_sync_status(
+        &self,
+    ) -> std::collections::BTreeMap<String, Arc<plugins::rbac_sync::ClusterStatus>> {
+        self.rbac_sync
+            .as_ref()
+            .map(|running| running.board.all())
+            .unwrap_or_default()
     }
 
     /// Serves on `listener` with `tls` until `signal` resolves, then shuts

@@ -143,6 +143,8 @@ pub(crate) struct StackParts {
     pub management_cluster: String,
     /// The clusters' last health checks, when they are checked.
     pub health: Option<Arc<crate::health::HealthChecker>>,
+    /// The RBAC sync, when it runs.
+    pub rbac_sync: Option<crate::plugins::rbac_sync::Running>,
 }
 
 /// Builds the stack, outermost layer first.
@@ -156,6 +158,7 @@ pub(crate) fn build(parts: StackParts) -> ProxyService {
             ca_pem: parts.ca_pem,
             management_cluster: parts.management_cluster,
             health: parts.health,
+            rbac_sync: parts.rbac_sync,
             tunnels: parts.tunnels,
             agent_image: parts.agent_image,
         },

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use paddock_tests::fake_apiserver::{FakeApiConfig, FakeApiServer};
 use proxy_core::{
     authz::policy::PolicySource,
-    plugins::rbac_sync::{kube_client, RbacSync, MANAGED_BY_LABEL},
+    plugins::rbac_sync::{RbacSync, MANAGED_BY_LABEL},
     store::{
         BindingScope, EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Project, RoleBinding,
         StoreView, SubjectKind, Timestamp, User,
@@ -107,7 +107,8 @@ async fn setup() -> Setup {
     cluster.ca_pem = Some(fake.ca_pem().as_bytes().to_vec());
     cluster.credential = UpstreamCredential::BearerToken(fake.token().to_owned().into());
     let sync = RbacSync::new(view.clone(), policy)
-        .cluster("prod", kube_client(&cluster).unwrap())
+        .cluster(&cluster)
+        .unwrap()
         .interval(Duration::from_millis(500));
     Setup {
         fake,
@@ -217,7 +218,7 @@ async fn project_bindings_follow_the_projects_namespaces_and_drift_is_repaired()
     assert!(rb_names[0].starts_with("web/"), "{rb_names:?}");
 
     // Deleted by hand: the running sync puts it back without any store change.
-    let task = s.sync.clone().spawn();
+    let task = s.sync.spawn();
     let (ns, name) = rb_names[0].split_once('/').unwrap();
     assert!(s.fake.delete_rbac_object("rolebindings", ns, name));
     // Edited by hand: the subjects are put back.
@@ -241,8 +242,10 @@ async fn project_bindings_follow_the_projects_namespaces_and_drift_is_repaired()
     }
     task.abort();
     let status = s.sync.status();
-    assert!(status["prod"].error.is_none(), "{status:?}");
+    assert!(status["prod"].last_error.is_none(), "{status:?}");
     assert!(status["prod"].last_success.is_some(), "{status:?}");
+    // The hand deletion and the hand edit, each repaired once.
+    assert_eq!(status["prod"].drift_repaired, 2, "{status:?}");
 
     // The foreign object was never touched.
     let still = s
@@ -282,7 +285,8 @@ async fn a_name_taken_by_an_unlabelled_object_is_reported_not_overwritten() {
     assert_eq!(kept["rules"], theirs["rules"]);
     let status = s.sync.status();
     assert!(status["prod"].last_success.is_none(), "{status:?}");
-    assert_eq!(status["prod"].last_report.errors, report.errors);
+    assert_eq!(status["prod"].last_pass.errors, report.errors);
+    assert!(status["prod"].failing(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -295,8 +299,43 @@ async fn an_unreachable_cluster_is_an_error_in_the_status() {
         s.view.clone(),
         Arc::new(move || Arc::new(source.load().unwrap())),
     )
-    .cluster("gone", kube_client(&gone).unwrap());
+    .cluster(&gone)
+    .unwrap();
     assert!(sync.reconcile("gone").await.is_err());
     let status = sync.status();
-    assert!(status["gone"].error.is_some(), "{status:?}");
+    assert!(status["gone"].last_error.is_some(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_the_api_server_refuses_keep_the_cluster_failing_until_they_pass() {
+    let s = setup().await;
+    s.fake.forbid_rbac_writes(true);
+    let report = s.sync.reconcile("prod").await.unwrap();
+    assert_eq!(report.written(), 0, "{report:?}");
+    // Two ClusterRoles, one ClusterRoleBinding, two RoleBindings.
+    assert_eq!(report.errors.len(), 5, "{report:?}");
+    let status = s.sync.status()["prod"].clone();
+    assert!(status.failing(), "{status:?}");
+    let error = status.last_error.as_deref().unwrap();
+    assert!(
+        error.contains("is forbidden") && error.contains("(and 4 more)"),
+        "{error}"
+    );
+    assert_eq!(status.last_success, None);
+    assert!(ours(s.fake.rbac_objects("rolebindings")).is_empty());
+
+    s.fake.forbid_rbac_writes(false);
+    let report = s.sync.reconcile("prod").await.unwrap();
+    assert_eq!(
+        (report.written(), report.errors.len()),
+        (5, 0),
+        "{report:?}"
+    );
+    let status = s.sync.status()["prod"].clone();
+    assert!(!status.failing(), "{status:?}");
+    assert_eq!(status.last_error, None);
+    assert_eq!((status.passes, status.failed_passes), (2, 1));
+    assert_eq!(status.objects_written, 5);
+    // Nothing had been written before: no drift.
+    assert_eq!(status.drift_repaired, 0);
 }

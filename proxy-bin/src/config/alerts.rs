@@ -10,6 +10,7 @@
 //!     providerDegraded: true
 //!     refreshFailingMinutes: 15
 //!     clusterUnreachable: true                            # needs clusterHealth
+//!     rbacSyncFailingMinutes: 10                          # needs rbacSync
 //!   receivers:
 //!   - {name: ops, url: https://hooks.slack.com/services/T0/B0/XXXX, format: slack}
 //!   - {name: am, url: https://alertmanager.example/api/v2/alerts, format: alertmanager, caFile: /etc/paddock/am-ca.crt}
@@ -89,6 +90,7 @@ struct RulesConfig {
     refresh_failing_minutes: Option<u64>,
     #[serde(default)]
     cluster_unreachable: bool,
+    rbac_sync_failing_minutes: Option<u64>,
 }
 
 /// `alerts.rules.failedLogins:`.
@@ -153,7 +155,12 @@ impl CheckedAlerts {
 impl AlertsConfig {
     /// `health` tells whether `clusterHealth` is configured: the cluster
     /// rule needs its checks.
-    pub(super) fn check(&self, health: bool, errors: &mut Errors) -> Option<CheckedAlerts> {
+    pub(super) fn check(
+        &self,
+        health: bool,
+        rbac_sync: bool,
+        errors: &mut Errors,
+    ) -> Option<CheckedAlerts> {
         let before = errors.len();
         let mut rules = AlertRules::default();
         let r = &self.rules;
@@ -177,6 +184,15 @@ impl AlertsConfig {
         match r.refresh_failing_minutes {
             Some(0) => errors.push("alerts.rules.refreshFailingMinutes", "must be at least 1"),
             Some(minutes) => rules.refresh_failing = Some(Duration::from_secs(minutes * 60)),
+            None => {}
+        }
+        match r.rbac_sync_failing_minutes {
+            Some(0) => errors.push("alerts.rules.rbacSyncFailingMinutes", "must be at least 1"),
+            Some(_) if !rbac_sync => errors.push(
+                "alerts.rules.rbacSyncFailingMinutes",
+                "needs rbacSync: the sync whose failures it reports",
+            ),
+            Some(minutes) => rules.rbac_sync_failing = Some(Duration::from_secs(minutes * 60)),
             None => {}
         }
         rules.cluster_unreachable = r.cluster_unreachable;

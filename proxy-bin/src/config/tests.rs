@@ -49,6 +49,9 @@ fn errors_name_the_key_path() {
         ("clusters:\n  - id: a\n    server: https://x\nrbacSync: {clusters: [a], intervalSeconds: 0}\n", "rbacSync.intervalSeconds"),
         ("clusters:\n  - id: a\n    server: https://x\nauthorization: allow-authenticated\nrbacSync: {clusters: [a]}\n", "rbacSync"),
         ("rbacSync: {clusters: [], bogus: 1}\n", "rbacSync.bogus"),
+        ("rbacSync: {clusters: []}\n", "rbacSync.clusters"),
+        ("alerts:\n  rules: {rbacSyncFailingMinutes: 5}\n  receivers: [{name: a, url: 'https://x'}]\n", "alerts.rules.rbacSyncFailingMinutes"),
+        ("rbacSync: {}\nalerts:\n  rules: {rbacSyncFailingMinutes: 0}\n  receivers: [{name: a, url: 'https://x'}]\n", "alerts.rules.rbacSyncFailingMinutes"),
         ("clusters:\n  - id: a\n    server: https://x\n    directEndpoint: {server: 'https://x:6443', caFile: /etc/hostname}\n", "clusters[0].directEndpoint.caFile"),
         ("clusters:\n  - id: a\n    server: https://x\n    directEndpoint: {server: 'https://x:6443', ca: x}\n", "clusters[0].directEndpoint.ca"),
     ];

@@ -90,7 +90,7 @@ impl Call<'_> {
                 let mut items: Vec<Value> = router
                     .configured_ids()
                     .iter()
-                    .map(|id| configured_json(id))
+                    .map(|id| self.configured_json(id))
                     .collect();
                 items.extend(view.with_snapshot(|s| {
                     clusters::list(s)
@@ -125,7 +125,7 @@ impl Call<'_> {
             (&Method::GET, ["clusters", id]) => {
                 self.authorize("get", Some(id))?;
                 if self.endpoints.router().is_configured(id) {
-                    return Ok(json(StatusCode::OK, &configured_json(id)));
+                    return Ok(json(StatusCode::OK, &self.configured_json(id)));
                 }
                 let cluster = view
                     .with_snapshot(|s| clusters::get(s, id))
@@ -282,6 +282,23 @@ impl Call<'_> {
                 } else {
                     status.last_heartbeat.map(|t| t.to_string())
                 },
+                "rbacSync": self.endpoints.rbac_sync_json(&cluster.id),
+            },
+        })
+    }
+
+    /// A configured cluster: read-only, reached directly.
+    fn configured_json(&self, id: &str) -> Value {
+        json!({
+            "id": id,
+            "displayName": id,
+            "connection": { "type": "direct" },
+            "labels": {},
+            "readOnly": true,
+            "routable": true,
+            "status": {
+                "connected": null,
+                "rbacSync": self.endpoints.rbac_sync_json(id),
             },
         })
     }
@@ -314,19 +331,6 @@ impl Call<'_> {
         body["manifestUrl"] = json!(format!("{server}/paddock/v1/clusters/{id}/agent.yaml"));
         Ok(())
     }
-}
-
-/// A configured cluster: read-only, reached directly.
-fn configured_json(id: &str) -> Value {
-    json!({
-        "id": id,
-        "displayName": id,
-        "connection": { "type": "direct" },
-        "labels": {},
-        "readOnly": true,
-        "routable": true,
-        "status": { "connected": null },
-    })
 }
 
 /// Paddock's URL as the caller reached it.

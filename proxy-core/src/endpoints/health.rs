@@ -1,7 +1,8 @@
 //! `GET /paddock/v1/clusters/<id>/health`: the last health check of a
 //! cluster, from the checker's cache (see [`crate::health`]). Authorized
 //! as `get` on `clusters.management.cattle.io` named `<id>`, like the other
-//! administration reads; nothing is read from the cluster here.
+//! administration reads; nothing is read from the cluster here. With the
+//! RBAC sync on, `rbacSync` holds the cluster's sync status too.
 
 use http::{Request, StatusCode};
 
@@ -24,7 +25,9 @@ pub(super) fn cluster<B>(endpoints: &Endpoints, request: &Request<B>, id: &str) 
             message: "cluster health checks are off (clusterHealth in the configuration)"
                 .to_owned(),
         })?;
-    Ok(json(StatusCode::OK, &*checker.get(id)))
+    let mut body = serde_json::to_value(&*checker.get(id)).unwrap_or_default();
+    body["rbacSync"] = endpoints.rbac_sync_json(id);
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// The last checks of every cluster, by id, for the admins' landing page;

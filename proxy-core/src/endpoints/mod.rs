@@ -87,6 +87,8 @@ pub(crate) struct EndpointsConfig {
     pub management_cluster: String,
     /// The clusters' last health checks; `None` when they are not checked.
     pub health: Option<Arc<crate::health::HealthChecker>>,
+    /// The RBAC sync's per-cluster status; `None` when it does not run.
+    pub rbac_sync: Option<crate::plugins::rbac_sync::Running>,
     /// Agents' tunnels: opened at [`crate::tunnel::CONNECT_PATH`], reported
     /// in cluster listings.
     pub tunnels: Arc<crate::tunnel::Tunnels>,
@@ -258,6 +260,20 @@ impl Endpoints {
 
     pub(crate) fn config(&self) -> &EndpointsConfig {
         &self.inner.config
+    }
+
+    /// Cluster `id`'s RBAC sync status as the cluster views show it: `null`
+    /// when the sync does not run or does not synchronise this cluster
+    /// (yet: a new cluster is picked up within a quarter second), `passes: 0`
+    /// while its first pass runs.
+    pub(crate) fn rbac_sync_json(&self, id: &str) -> serde_json::Value {
+        self.inner
+            .config
+            .rbac_sync
+            .as_ref()
+            .and_then(|running| running.board.get(id))
+            .and_then(|status| serde_json::to_value(&*status).ok())
+            .unwrap_or_default()
     }
 
     /// Ready while it can serve: a directory that is down degrades logins

@@ -6,6 +6,5 @@ pub mod audit;
 mod json;
 pub mod metrics;
 mod outbound;
-#[cfg(feature = "kube")]
 pub mod rbac_sync;
 pub mod writer;

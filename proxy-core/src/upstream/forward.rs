@@ -376,9 +376,27 @@ fn upstream_error(cluster: &Cluster, error: &hyper_util::client::legacy::Error) 
 }
 
 impl Cluster {
-    /// `GET path_and_query` with Paddock's own credential, the body read up
-    /// to `limit` bytes: for Paddock's own reads of a cluster (the health
-    /// checker), never for a caller's request. The caller bounds the time.
+    /// Sends `request` (its URI relative to the API server) with Paddock's
+    /// own credential, over this worker's pooled client, and returns the
+    /// answer once its headers arrived, within the cluster's request
+    /// timeout: for Paddock's own work on a cluster (the health checker,
+    /// the RBAC sync), never for a caller's request. Reaches the cluster as
+    /// the proxy does, directly or through its agent's tunnel.
+    pub(crate) async fn call(
+        &self,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        *request.uri_mut() = self.upstream_uri(request.uri())?;
+        self.authorization.apply(request.headers_mut());
+        let sent = self.clients().ordinary.request(request);
+        deadline(self, false, sent)
+            .await?
+            .map_err(|error| upstream_error(self, &error))
+    }
+
+    /// `GET path_and_query` with Paddock's own credential (see
+    /// [`call`](Self::call)), the body read up to `limit` bytes. The caller
+    /// bounds the time the body takes.
     pub(crate) async fn read(
         &self,
         path_and_query: &str,
@@ -389,19 +407,13 @@ impl Cluster {
         let relative: http::Uri = path_and_query.parse().map_err(|_| ProxyError::Internal {
             message: format!("invalid path {path_and_query:?}"),
         })?;
-        let mut request = Request::get(self.upstream_uri(&relative)?)
+        let request = Request::get(relative)
             .header(header::ACCEPT, "application/json")
             .body(RequestBody::empty())
             .map_err(|e| ProxyError::Internal {
                 message: e.to_string(),
             })?;
-        self.authorization.apply(request.headers_mut());
-        let response = self
-            .clients()
-            .ordinary
-            .request(request)
-            .await
-            .map_err(|error| upstream_error(self, &error))?;
+        let response = self.call(request).await?;
         let status = response.status();
         let body = http_body_util::Limited::new(response.into_body(), limit)
             .collect()

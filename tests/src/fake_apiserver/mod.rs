@@ -138,6 +138,9 @@ pub(crate) struct State {
     rbac: Mutex<rbac::Objects>,
     /// What every pod's port [`PORT_FORWARD_PORT`] is: an echo server.
     echo: SocketAddr,
+    /// RBAC objects may be read, not written (403, as kube-apiserver's
+    /// authorizer answers a credential without the rights).
+    rbac_read_only: std::sync::atomic::AtomicBool,
 }
 
 /// A running fake apiserver.
@@ -186,6 +189,7 @@ impl FakeApiServer {
             token_webhook: Mutex::new(None),
             rbac: Mutex::default(),
             echo: portforward::echo_server().await?,
+            rbac_read_only: std::sync::atomic::AtomicBool::new(false),
             config,
         });
         let tls = (!state.config.plain_http).then(|| {
@@ -286,6 +290,15 @@ impl FakeApiServer {
             .unwrap()
             .remove(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
             .is_some()
+    }
+
+    /// From now on, refuses (`forbid`) or allows again every write of an
+    /// RBAC object with 403 Forbidden, as kube-apiserver does for a
+    /// credential that may list RBAC objects but not write them.
+    pub fn forbid_rbac_writes(&self, forbid: bool) {
+        self.state
+            .rbac_read_only
+            .store(forbid, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stores an RBAC object by hand (created or replaced, as someone else's

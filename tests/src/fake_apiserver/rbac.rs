@@ -3,7 +3,9 @@
 //! create (409 `AlreadyExists`), get, replace (409 `Conflict` on a stale
 //! `resourceVersion`; 422 on a changed `roleRef`, which is immutable),
 //! delete, and list with an equality `labelSelector`, cluster-wide or per
-//! namespace. The fake enforces no RBAC with them.
+//! namespace. The fake enforces no RBAC with them; writes can be refused
+//! as a whole ([`super::FakeApiServer::forbid_rbac_writes`]), with the
+//! Status kube-apiserver's authorizer answers.
 
 use std::collections::BTreeMap;
 
@@ -68,6 +70,13 @@ pub(super) async fn serve(
         })
         .unwrap_or_default();
     let method = request.method().clone();
+    if method != Method::GET
+        && state
+            .rbac_read_only
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return forbidden(&method, resource, name.as_deref(), namespace.as_deref());
+    }
     let body = request
         .into_body()
         .collect()
@@ -224,6 +233,45 @@ fn list(
             "kind": format!("{kind}List"), "apiVersion": "rbac.authorization.k8s.io/v1",
             "metadata": {"resourceVersion": state.next_resource_version().to_string()},
             "items": items,
+        }),
+    )
+}
+
+/// kube-apiserver's answer to a write its authorizer denied
+/// (`k8s.io/apiserver/pkg/endpoints/handlers/responsewriters.ForbiddenStatusError`).
+fn forbidden(
+    method: &Method,
+    resource: &str,
+    name: Option<&str>,
+    namespace: Option<&str>,
+) -> Response<Body> {
+    let verb = match *method {
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "get",
+    };
+    let group = "rbac.authorization.k8s.io";
+    let object = match name {
+        Some(name) => format!("{resource}.{group} \"{name}\""),
+        None => format!("{resource}.{group}"),
+    };
+    let scope = match namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_owned(),
+    };
+    let message = format!(
+        "{object} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}",
+        super::PROXY_USER
+    );
+    json_value(
+        StatusCode::FORBIDDEN,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": "Forbidden",
+            "details": {"name": name.unwrap_or_default(), "group": group, "kind": resource},
+            "code": 403,
         }),
     )
 }

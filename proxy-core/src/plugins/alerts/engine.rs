@@ -167,8 +167,8 @@ pub(super) struct Engine {
     options: AlertsOptions,
     active: HashMap<String, Active>,
     login_failures: Windows,
-    /// Per provider: since when its refreshes fail.
-    refresh_failing: HashMap<String, (Instant, SystemTime, String)>,
+    /// Per rule and subject: since when it fails (both clocks), and why.
+    failing: HashMap<(Lasting, String), (Instant, SystemTime, String)>,
     limiter: Limiter,
     /// Firing alerts held back by the rate limit.
     pub(super) rate_limited: u64,
@@ -182,7 +182,7 @@ impl Engine {
             options,
             active: HashMap::new(),
             login_failures: Windows::default(),
-            refresh_failing: HashMap::new(),
+            failing: HashMap::new(),
             rate_limited: 0,
         }
     }
@@ -302,51 +302,64 @@ impl Engine {
         now: Instant,
         wall: SystemTime,
     ) -> Vec<Notification> {
-        if self.rules.refresh_failing.is_none() {
+        self.lasting(Lasting::Refresh, provider, failure, now, wall)
+    }
+
+    /// An RBAC sync pass over `cluster` ended; `failure` says why it
+    /// failed (`None` also when the cluster is no longer synchronised).
+    pub(super) fn rbac_sync(
+        &mut self,
+        cluster: &str,
+        failure: Option<&str>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<Notification> {
+        self.lasting(Lasting::RbacSync, cluster, failure, now, wall)
+    }
+
+    /// A `kind` failure of `subject` (`failure`), or its success.
+    fn lasting(
+        &mut self,
+        kind: Lasting,
+        subject: &str,
+        failure: Option<&str>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<Notification> {
+        if kind.after(&self.rules).is_none() {
             return Vec::new();
         }
+        let key = (kind, subject.to_owned());
         match failure {
             Some(reason) => {
                 let entry = self
-                    .refresh_failing
-                    .entry(provider.to_owned())
+                    .failing
+                    .entry(key)
                     .or_insert_with(|| (now, wall, String::new()));
                 entry.2 = reason.to_owned();
-                self.check_refresh(now)
+                self.check_lasting(now)
             }
             None => {
-                self.refresh_failing.remove(provider);
-                self.resolve(&refresh_key(provider), wall)
-                    .into_iter()
-                    .collect()
+                self.failing.remove(&key);
+                self.resolve(&kind.key(subject), wall).into_iter().collect()
             }
         }
     }
 
-    fn check_refresh(&mut self, now: Instant) -> Vec<Notification> {
-        let Some(after) = self.rules.refresh_failing else {
-            return Vec::new();
-        };
-        let due: Vec<(String, SystemTime, String)> = self
-            .refresh_failing
+    /// Fires what has been failing for its rule's duration.
+    fn check_lasting(&mut self, now: Instant) -> Vec<Notification> {
+        let due: Vec<(Lasting, Duration, String, SystemTime, String)> = self
+            .failing
             .iter()
-            .filter(|(_, (since, _, _))| now.duration_since(*since) >= after)
-            .map(|(p, (_, wall, reason))| (p.clone(), *wall, reason.clone()))
+            .filter_map(|((kind, subject), (since, wall, reason))| {
+                let after = kind.after(&self.rules)?;
+                (now.duration_since(*since) >= after)
+                    .then(|| (*kind, after, subject.clone(), *wall, reason.clone()))
+            })
             .collect();
         due.into_iter()
-            .filter_map(|(provider, since, reason)| {
-                let alert = Alert {
-                    name: "PaddockRefreshFailing",
-                    severity: "warning",
-                    summary: format!(
-                        "refreshing {provider}'s users has failed for {} minutes: {reason}",
-                        after.as_secs() / 60
-                    ),
-                    labels: BTreeMap::from([("provider", provider)]),
-                    status: Status::Firing,
-                    starts_at: since,
-                    ends_at: None,
-                };
+            .filter_map(|(kind, after, subject, since, reason)| {
+                let alert = kind.alert(subject, after, since, &reason);
                 self.fire(alert, Ending::Condition, now)
             })
             .collect()
@@ -384,7 +397,7 @@ impl Engine {
     /// expire, refreshes failing long enough fire, and Alertmanager
     /// receivers hear firing alerts again every `resend`.
     pub(super) fn tick(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
-        let mut out = self.check_refresh(now);
+        let mut out = self.check_lasting(now);
         let ended: Vec<(String, bool)> = self
             .active
             .iter()
@@ -483,8 +496,58 @@ impl Engine {
     }
 }
 
-fn refresh_key(provider: &str) -> String {
-    format!("PaddockRefreshFailing|provider={provider}")
+/// A failure that fires once it has lasted its rule's duration, and
+/// resolves at the next success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lasting {
+    /// A provider's background refreshes.
+    Refresh,
+    /// A cluster's RBAC sync passes.
+    RbacSync,
+}
+
+impl Lasting {
+    fn after(self, rules: &AlertRules) -> Option<Duration> {
+        match self {
+            Lasting::Refresh => rules.refresh_failing,
+            Lasting::RbacSync => rules.rbac_sync_failing,
+        }
+    }
+
+    fn name_and_label(self) -> (&'static str, &'static str) {
+        match self {
+            Lasting::Refresh => ("PaddockRefreshFailing", "provider"),
+            Lasting::RbacSync => ("PaddockRbacSyncFailing", "cluster"),
+        }
+    }
+
+    /// The deduplication key of `subject`'s alert (see [`Alert::key`]).
+    fn key(self, subject: &str) -> String {
+        let (name, label) = self.name_and_label();
+        format!("{name}|{label}={subject}")
+    }
+
+    fn alert(self, subject: String, after: Duration, since: SystemTime, reason: &str) -> Alert {
+        let (name, label) = self.name_and_label();
+        let minutes = after.as_secs() / 60;
+        let summary = match self {
+            Lasting::Refresh => {
+                format!("refreshing {subject}'s users has failed for {minutes} minutes: {reason}")
+            }
+            Lasting::RbacSync => format!(
+                "the RBAC sync of cluster {subject} has failed for {minutes} minutes: {reason}"
+            ),
+        };
+        Alert {
+            name,
+            severity: "warning",
+            summary,
+            labels: BTreeMap::from([(label, subject)]),
+            status: Status::Firing,
+            starts_at: since,
+            ends_at: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -503,6 +566,7 @@ mod tests {
             provider_degraded: true,
             refresh_failing: Some(Duration::from_secs(600)),
             cluster_unreachable: true,
+            rbac_sync_failing: Some(Duration::from_secs(300)),
         };
         (Engine::new(rules, AlertsOptions::default(), now), now)
     }
@@ -583,6 +647,45 @@ mod tests {
         assert_eq!(
             names(&engine.refresh("ldap", None, t0 + m(12), wall)),
             [("PaddockRefreshFailing", Status::Resolved)]
+        );
+    }
+
+    #[test]
+    fn rbac_sync_failing_fires_after_its_duration_and_resolves_when_the_cluster_goes() {
+        let (mut engine, t0) = engine();
+        let wall = SystemTime::now();
+        let m = |n: u64| Duration::from_secs(n * 60);
+        assert!(engine
+            .rbac_sync("prod", Some("forbidden"), t0, wall)
+            .is_empty());
+        assert!(engine
+            .rbac_sync("prod", Some("forbidden"), t0 + m(4), wall)
+            .is_empty());
+        let fired = engine.rbac_sync("prod", Some("still forbidden"), t0 + m(5), wall);
+        assert_eq!(names(&fired), [("PaddockRbacSyncFailing", Status::Firing)]);
+        assert_eq!(fired[0].alert.labels["cluster"], "prod");
+        assert!(
+            fired[0]
+                .alert
+                .summary
+                .contains("5 minutes: still forbidden"),
+            "{}",
+            fired[0].alert.summary
+        );
+        // Another rule's subject of the same name is another alert.
+        assert!(engine.refresh("prod", None, t0 + m(6), wall).is_empty());
+        assert_eq!(
+            names(&engine.rbac_sync("prod", None, t0 + m(6), wall)),
+            [("PaddockRbacSyncFailing", Status::Resolved)]
+        );
+        // Failing again starts a new count.
+        assert!(engine
+            .rbac_sync("prod", Some("forbidden"), t0 + m(7), wall)
+            .is_empty());
+        assert!(engine.tick(t0 + m(11), wall).is_empty());
+        assert_eq!(
+            names(&engine.tick(t0 + m(12), wall)),
+            [("PaddockRbacSyncFailing", Status::Firing)]
         );
     }
 

@@ -10,6 +10,7 @@
 //! | [`provider_degraded`](AlertRules::provider_degraded) | `PaddockProviderDegraded` | `provider` | a login or refresh found the provider down (503) | the provider answers |
 //! | [`refresh_failing`](AlertRules::refresh_failing) | `PaddockRefreshFailing` | `provider` | a provider's background refreshes failed for this long | a refresh succeeds |
 //! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | the health checker (or a tunnel, through [`Proxy::events`](crate::Proxy::events)) finds the cluster unreachable | it is reachable again |
+//! | [`rbac_sync_failing`](AlertRules::rbac_sync_failing) | `PaddockRbacSyncFailing` | `cluster` | a cluster's RBAC sync passes ([`rbac_sync`](super::rbac_sync)) failed for this long | a pass succeeds, or the cluster is no longer synchronised |
 //!
 //! **Deduplicated**: an alert (its name and labels) fires once and stays
 //! firing, silent, until it resolves or expires. **Rate limited**: at most
@@ -85,6 +86,8 @@ pub struct AlertRules {
     pub refresh_failing: Option<Duration>,
     /// A cluster became unreachable (resolved when it is reachable again).
     pub cluster_unreachable: bool,
+    /// A cluster's RBAC sync passes failed for this long.
+    pub rbac_sync_failing: Option<Duration>,
 }
 
 /// `threshold` events within `window`.
@@ -379,6 +382,14 @@ impl Plugin for Alerts {
                     _ => None,
                 };
                 let fired = inner.engine().refresh(provider, failure, now, wall);
+                inner.send(fired);
+            }
+            Event::RbacSync { cluster, status } => {
+                let failure = status
+                    .as_ref()
+                    .filter(|s| s.failing())
+                    .map(|s| s.last_error.as_deref().unwrap_or("unknown error"));
+                let fired = inner.engine().rbac_sync(cluster, failure, now, wall);
                 inner.send(fired);
             }
             _ => {}

@@ -328,3 +328,61 @@ async fn a_token_from_a_second_address_fires_its_first_does_not() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(posts.try_recv().is_err());
 }
+
+/// A failing RBAC sync pass (as the sync hands it to the plugins) fires
+/// once it has lasted the rule's duration (none here), and resolves when
+/// the cluster is no longer synchronised.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_rbac_sync_fires_and_resolves_when_its_cluster_goes() {
+    use crate::{
+        plugins::rbac_sync::ClusterStatus,
+        store::{Revision, Timestamp},
+    };
+
+    let (url, mut posts) = receiver(0).await;
+    let rules = AlertRules {
+        rbac_sync_failing: Some(Duration::ZERO),
+        ..AlertRules::default()
+    };
+    let alerts = Alerts::new(
+        rules,
+        vec![receiver_for(&url, Format::Generic)],
+        AlertsOptions::default(),
+    )
+    .unwrap();
+    let mut status = ClusterStatus::new("prod");
+    status.record(Timestamp::now(), Revision(1), Ok(&Default::default()));
+    let pass = |status: &ClusterStatus| Event::RbacSync {
+        cluster: "prod".into(),
+        status: Some(Arc::new(status.clone())),
+    };
+    // A pass without error: nothing to say.
+    alerts.on_event(&pass(&status));
+    status.record(
+        Timestamp::now(),
+        Revision(1),
+        Err("clusterroles is forbidden"),
+    );
+    alerts.on_event(&pass(&status));
+    alerts.on_event(&pass(&status));
+    let firing = next(&mut posts).await;
+    assert_eq!(firing["status"], "firing");
+    assert_eq!(firing["alert"]["name"], "PaddockRbacSyncFailing");
+    assert_eq!(firing["alert"]["labels"]["cluster"], "prod");
+    assert!(
+        firing["alert"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("clusterroles is forbidden")),
+        "{firing}"
+    );
+    alerts.on_event(&Event::RbacSync {
+        cluster: "prod".into(),
+        status: None,
+    });
+    let resolved = next(&mut posts).await;
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["alert"]["name"], "PaddockRbacSyncFailing");
+    // Deduplicated: the second failing pass sent nothing of its own.
+    assert_eq!(alerts.firing(), 0);
+    assert!(posts.try_recv().is_err());
+}

@@ -334,6 +334,75 @@ fn background_events_set_refresh_provider_and_cluster_metrics() {
 }
 
 #[test]
+fn rbac_sync_passes_set_failing_counts_and_go_with_their_cluster() {
+    use crate::{
+        events::Event,
+        plugins::rbac_sync::{ClusterStatus, Report},
+        store::{Revision, Timestamp},
+    };
+
+    let metrics = Metrics::new();
+    let pass = |status: &ClusterStatus| {
+        metrics.on_event(&Event::RbacSync {
+            cluster: "prod".into(),
+            status: Some(Arc::new(status.clone())),
+        });
+    };
+    let mut status = ClusterStatus::new("prod");
+    status.record(
+        Timestamp(1_700_000_000),
+        Revision(3),
+        Ok(&Report {
+            created: 3,
+            updated: 1,
+            drift_repaired: 1,
+            ..Report::default()
+        }),
+    );
+    pass(&status);
+    status.record(Timestamp(1_700_000_060), Revision(3), Err("forbidden"));
+    pass(&status);
+    let text = metrics.encode();
+    let prod = "cluster=\"prod\"";
+    assert_eq!(
+        value(&text, "paddock_rbac_sync_failing", prod),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "paddock_rbac_sync_last_success_timestamp_seconds",
+            prod
+        ),
+        Some(1_700_000_000.0)
+    );
+    assert_eq!(
+        value(&text, "paddock_rbac_sync_objects_written_total", prod),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(&text, "paddock_rbac_sync_drift_repaired_total", prod),
+        Some(1.0)
+    );
+    for result in ["ok", "error"] {
+        let labels = format!("cluster=\"prod\",result=\"{result}\"");
+        assert_eq!(
+            value(&text, "paddock_rbac_sync_passes_total", &labels),
+            Some(1.0),
+            "{text}"
+        );
+    }
+    // The cluster is removed: its series go.
+    metrics.on_event(&Event::RbacSync {
+        cluster: "prod".into(),
+        status: None,
+    });
+    let text = metrics.encode();
+    assert!(!text.contains("cluster=\"prod\""), "{text}");
+}
+
+#[test]
 fn queues_are_read_at_scrape_time() {
     struct Fixed;
     impl super::QueueStats for Fixed {

@@ -5,6 +5,10 @@
 //! blindly), delete and recreate a binding whose `roleRef` changed (it is
 //! immutable), delete what is no longer wanted. An object of the same name
 //! without the label is someone else's: reported, never touched.
+//!
+//! A write counts as drift repaired when the pass before wrote the same
+//! object ([`Report::drift_repaired`]): what changed is the cluster, not
+//! Paddock's bindings.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -15,20 +19,7 @@ use kube::{Resource, ResourceExt};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::desired::{Desired, MANAGED_BY, MANAGED_BY_LABEL};
-
-/// What one pass changed, and what failed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Report {
-    /// Objects created.
-    pub created: usize,
-    /// Objects replaced because they drifted.
-    pub updated: usize,
-    /// Objects deleted.
-    pub deleted: usize,
-    /// Objects that could not be written, and why.
-    pub errors: Vec<String>,
-}
+use super::status::Report;
 
 /// An object kind the sync writes.
 pub(super) trait Managed:
@@ -76,39 +67,57 @@ fn selector() -> ListParams {
     ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
 }
 
-/// One pass over the three kinds. Listing failures (the cluster is
-/// unreachable) end the pass with an error; per-object failures are in
-/// the report.
-pub(super) async fn apply(client: &kube::Client, desired: &Desired) -> Result<Report, kube::Error> {
+/// Cluster-scoped objects keyed as namespaced ones, with no namespace.
+fn cluster_scoped<K: Clone>(objects: &BTreeMap<String, K>) -> BTreeMap<(String, String), K> {
+    objects
+        .iter()
+        .map(|(n, o)| ((String::new(), n.clone()), o.clone()))
+        .collect()
+}
+
+/// One pass over the three kinds; `previous` is what the pass before
+/// wanted, if there was one. Listing failures (the cluster is unreachable)
+/// end the pass with an error; per-object failures are in the report.
+pub(super) async fn apply(
+    client: &kube::Client,
+    desired: &Desired,
+    previous: Option<&Desired>,
+) -> Result<Report, kube::Error> {
     let mut report = Report::default();
     let all = |client: &kube::Client| Api::<ClusterRole>::all(client.clone());
-    let roles: BTreeMap<(String, String), ClusterRole> = desired
-        .cluster_roles
-        .iter()
-        .map(|(n, o)| ((String::new(), n.clone()), o.clone()))
-        .collect();
-    sync(all(client), |_| all(client), roles, &mut report).await?;
-    let crbs: BTreeMap<(String, String), ClusterRoleBinding> = desired
-        .cluster_role_bindings
-        .iter()
-        .map(|(n, o)| ((String::new(), n.clone()), o.clone()))
-        .collect();
+    sync(
+        all(client),
+        |_| all(client),
+        cluster_scoped(&desired.cluster_roles),
+        previous.map(|p| cluster_scoped(&p.cluster_roles)),
+        &mut report,
+    )
+    .await?;
     let all_crb = |client: &kube::Client| Api::<ClusterRoleBinding>::all(client.clone());
-    sync(all_crb(client), |_| all_crb(client), crbs, &mut report).await?;
+    sync(
+        all_crb(client),
+        |_| all_crb(client),
+        cluster_scoped(&desired.cluster_role_bindings),
+        previous.map(|p| cluster_scoped(&p.cluster_role_bindings)),
+        &mut report,
+    )
+    .await?;
     sync(
         Api::<RoleBinding>::all(client.clone()),
         |ns| Api::<RoleBinding>::namespaced(client.clone(), ns),
         desired.role_bindings.clone(),
+        previous.map(|p| p.role_bindings.clone()),
         &mut report,
     )
     .await?;
     Ok(report)
 }
 
-async fn sync<K: Managed>(
+async fn sync<K: Managed + PartialEq>(
     all: Api<K>,
     scoped: impl Fn(&str) -> Api<K>,
     desired: BTreeMap<(String, String), K>,
+    previous: Option<BTreeMap<(String, String), K>>,
     report: &mut Report,
 ) -> Result<(), kube::Error> {
     let kind = K::kind(&());
@@ -133,6 +142,13 @@ async fn sync<K: Managed>(
         report.errors.push(message);
     };
     let mut counts = (0, 0, 0);
+    let mut drift = 0;
+    // Wanted, and already wanted by the pass before: a write repairs drift.
+    let wanted_before = |key: &(String, String), want: &K| {
+        previous
+            .as_ref()
+            .is_some_and(|p| p.get(key).is_some_and(|before| before == want))
+    };
     for ((ns, name), want) in desired {
         let api = scoped(&ns);
         let at = if ns.is_empty() {
@@ -140,9 +156,14 @@ async fn sync<K: Managed>(
         } else {
             format!("{kind} {ns}/{name}")
         };
-        match existing.remove(&(ns.clone(), name.clone())) {
+        let key = (ns.clone(), name.clone());
+        let repairs = wanted_before(&key, &want);
+        match existing.remove(&key) {
             None => match api.create(&post, &want).await {
-                Ok(_) => counts.0 += 1,
+                Ok(_) => {
+                    counts.0 += 1;
+                    drift += u64::from(repairs);
+                }
                 Err(e) => fail(format!("create {at}"), e),
             },
             Some(have) if want.same(&have) => {}
@@ -152,7 +173,10 @@ async fn sync<K: Managed>(
                     continue;
                 }
                 match api.create(&post, &want).await {
-                    Ok(_) => counts.1 += 1,
+                    Ok(_) => {
+                        counts.1 += 1;
+                        drift += u64::from(repairs);
+                    }
                     Err(e) => fail(format!("create {at} (roleRef changed)"), e),
                 }
             }
@@ -160,15 +184,25 @@ async fn sync<K: Managed>(
                 let mut next = want.clone();
                 next.meta_mut().resource_version = have.meta().resource_version.clone();
                 match api.replace(&name, &post, &next).await {
-                    Ok(_) => counts.1 += 1,
+                    Ok(_) => {
+                        counts.1 += 1;
+                        drift += u64::from(repairs);
+                    }
                     Err(e) => fail(format!("update {at}"), e),
                 }
             }
         }
     }
     for ((ns, name), _) in existing {
+        // Labelled, never wanted by the pass before: someone else's stray.
+        let stray = previous
+            .as_ref()
+            .is_some_and(|p| !p.contains_key(&(ns.clone(), name.clone())));
         match scoped(&ns).delete(&name, &DeleteParams::default()).await {
-            Ok(_) => counts.2 += 1,
+            Ok(_) => {
+                counts.2 += 1;
+                drift += u64::from(stray);
+            }
             // Gone already: what was wanted.
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => fail(format!("delete {kind} {ns}/{name}"), e),
@@ -177,5 +211,6 @@ async fn sync<K: Managed>(
     report.created += counts.0;
     report.updated += counts.1;
     report.deleted += counts.2;
+    report.drift_repaired += drift;
     Ok(())
 }
