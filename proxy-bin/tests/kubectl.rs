@@ -113,8 +113,10 @@ async fn kubectl_works_through_paddock_at_root_and_cluster_prefix() {
 
         // exec, attach and port-forward, each over WebSocket and SPDY/3.1.
         tokio::task::block_in_place(|| {
-            assert_exec_attach_and_port_forward(&kube, &setup.fake, "web-1")
+            assert_exec_attach_and_port_forward(&kube, &setup.fake, "web-1");
         });
+        // And kube-rs's port-forward, over `v4.channel.k8s.io`.
+        paddock_tests::kube_client::assert_port_forward(&kube, "web-1").await;
 
         // The identity the apiserver saw on the upgrades is the impersonated one.
         for verb in ["exec", "attach", "portforward"] {

@@ -337,6 +337,8 @@ async fn kubectl_reaches_a_cluster_behind_nat_through_its_agent() {
     // echo server behind `port-forward` lives in the namespace, next to
     // the fake apiserver.
     tokio::task::block_in_place(|| assert_exec_attach_and_port_forward(&kubectl, &fake, "web"));
+    // A kube-rs client's port-forward: the `v4.channel.k8s.io` WebSocket.
+    paddock_tests::kube_client::assert_port_forward(&kubectl, "web").await;
 
     // Paddock crashes and comes back: the agent reconnects by itself.
     paddock.restart(Path::new(BIN));

@@ -1,6 +1,6 @@
 //! Support for Paddock's integration tests and benchmarks: a faithful fake
 //! kube-apiserver, a test certificate authority, an HTTPS client, helpers
-//! to run the real `paddock` binary and the real `kubectl`.
+//! to run the real `paddock` binary, the real `kubectl` and a kube-rs client.
 
 pub mod browser;
 pub mod client;
@@ -9,6 +9,7 @@ pub mod etcd;
 pub mod exec;
 pub mod fake_apiserver;
 pub mod github_emulator;
+pub mod kube_client;
 pub mod kubectl;
 pub mod metrics;
 pub mod netns;

@@ -67,6 +67,15 @@ async fn kubectl_exec_attach_and_port_forward_over_websocket_and_spdy() {
     let server = fake().await;
     let kube = Kubeconfig::new(&server.url(), server.ca_pem().as_bytes(), server.token());
     tokio::task::block_in_place(|| assert_exec_attach_and_port_forward(&kube, &server, "web-1"));
+    // kube-rs: the kubelet's own WebSocket protocol, `v4.channel.k8s.io`.
+    paddock_tests::kube_client::assert_port_forward(&kube, "web-1").await;
+    let seen = server
+        .last_request("/api/v1/namespaces/default/pods/web-1/portforward")
+        .unwrap();
+    assert_eq!(
+        seen.headers["sec-websocket-protocol"],
+        "v5.channel.k8s.io, v4.channel.k8s.io"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

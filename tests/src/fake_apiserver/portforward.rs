@@ -11,6 +11,14 @@
 //! TCP connection to the pod's port; a failure is written on the error
 //! stream; both are closed when the connection ends. Every pod listens on
 //! [`PORT`] (named `http` in its spec) with an echo server.
+//!
+//! Other clients (kube-rs, the Python client) use the kubelet's older
+//! WebSocket protocol, `v4.channel.k8s.io` (`portforward/websocket.go`):
+//! the ports are in the query (`ports=8080,9090`), port `i` has data
+//! channel `2i` and error channel `2i+1`, every message starts with its
+//! channel byte, and the server's first message on each channel is the
+//! port, 16 bits little-endian. One TCP connection per port, for the
+//! WebSocket's life.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
@@ -33,6 +41,7 @@ use super::{spdy, status, upgrade, Body, State};
 pub const PORT: u16 = 8080;
 const SPDY_PROTOCOL: &str = "portforward.k8s.io";
 const TUNNEL_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+const CHANNEL_PROTOCOL: &str = "v4.channel.k8s.io";
 
 /// Starts the pods' echo server on loopback: every connection gets back
 /// what it sends, and its write side closes when the peer's does.
@@ -93,8 +102,15 @@ pub(super) async fn portforward(
             "Upgrade request required",
         );
     }
-    match upgrade::websocket(&mut request, &[TUNNEL_PROTOCOL]) {
+    let ports = query_ports(request.uri().query().unwrap_or(""));
+    match upgrade::websocket(&mut request, &[TUNNEL_PROTOCOL, CHANNEL_PROTOCOL]) {
+        Ok(upgrade) if upgrade.protocol == CHANNEL_PROTOCOL && ports.is_empty() => status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "query parameter \"ports\" is required",
+        ),
         Ok(upgrade) => {
+            let tunnel = upgrade.protocol == TUNNEL_PROTOCOL;
             tokio::spawn(async move {
                 if let Ok(upgraded) = upgrade.on.await {
                     let socket = WebSocketStream::from_raw_socket(
@@ -103,8 +119,12 @@ pub(super) async fn portforward(
                         None,
                     )
                     .await;
-                    let (ours, theirs) = tokio::io::duplex(64 * 1024);
-                    tokio::join!(bridge(socket, theirs), serve(ours, target));
+                    if tunnel {
+                        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+                        tokio::join!(bridge(socket, theirs), serve(ours, target));
+                    } else {
+                        serve_channels(socket, ports, target).await;
+                    }
                 }
             });
             upgrade.response
@@ -188,20 +208,30 @@ where
     }
 }
 
-async fn forward(sender: spdy::Sender, target: Target, error: spdy::Stream, data: spdy::Stream) {
-    let port_header = data.header("port").unwrap_or_default().to_owned();
-    let port = port_header.parse::<u16>().ok();
-    let (id, mut from_client) = (data.id, data.data);
-    let connected = match port {
-        Some(PORT) => TcpStream::connect(target.echo)
+/// The pod's `port`, as the container runtime dials it; the error is the
+/// message the kubelet writes on the error stream.
+async fn connect(target: &Target, port: &str) -> Result<TcpStream, String> {
+    let result = match port.parse::<u16>() {
+        Ok(PORT) => TcpStream::connect(target.echo)
             .await
             .map_err(|e| e.to_string()),
-        Some(port) => Err(format!(
+        Ok(port) => Err(format!(
             "dial tcp4 127.0.0.1:{port}: connect: connection refused"
         )),
-        None => Err("invalid port".to_owned()),
+        Err(_) => Err("invalid port".to_owned()),
     };
-    match connected {
+    result.map_err(|reason| {
+        format!(
+            "error forwarding port {port} to pod {}: {reason}",
+            target.pod
+        )
+    })
+}
+
+async fn forward(sender: spdy::Sender, target: Target, error: spdy::Stream, data: spdy::Stream) {
+    let port = data.header("port").unwrap_or_default().to_owned();
+    let (id, mut from_client) = (data.id, data.data);
+    match connect(&target, &port).await {
         Ok(connection) => {
             let (mut read, mut write) = connection.into_split();
             let upstream = async {
@@ -220,14 +250,93 @@ async fn forward(sender: spdy::Sender, target: Target, error: spdy::Stream, data
             };
             tokio::join!(upstream, downstream);
         }
-        Err(reason) => {
-            let message = format!(
-                "error forwarding port {port_header} to pod {}: {reason}",
-                target.pod
-            );
-            sender.data(error.id, message.as_bytes(), false);
-        }
+        Err(message) => sender.data(error.id, message.as_bytes(), false),
     }
     sender.data(id, &[], true);
     sender.data(error.id, &[], true);
+}
+
+/// The `ports` query parameter: repeated, each a comma-separated list.
+fn query_ports(query: &str) -> Vec<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| *name == "ports")
+        .flat_map(|(_, value)| {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .split(',')
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|port| !port.is_empty())
+        .collect()
+}
+
+/// `v4.channel.k8s.io`: each port's data and error channel over one
+/// WebSocket.
+async fn serve_channels<S>(socket: WebSocketStream<S>, ports: Vec<String>, target: Target)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut sink, mut messages) = socket.split();
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let framed = |channel: usize, data: &[u8]| {
+        let mut message = Vec::with_capacity(1 + data.len());
+        message.push(channel as u8);
+        message.extend_from_slice(data);
+        message
+    };
+    let mut writers = Vec::with_capacity(ports.len());
+    for (i, port) in ports.iter().enumerate() {
+        let number = port.parse::<u16>().unwrap_or_default().to_le_bytes();
+        let _ = out_tx.send(framed(2 * i, &number));
+        let _ = out_tx.send(framed(2 * i + 1, &number));
+        match connect(&target, port).await {
+            Ok(connection) => {
+                let (mut read, write) = connection.into_split();
+                let out = out_tx.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0; 32 * 1024];
+                    while let Ok(n @ 1..) = read.read(&mut buffer).await {
+                        if out.send(framed(2 * i, &buffer[..n])).is_err() {
+                            return;
+                        }
+                    }
+                });
+                writers.push(Some(write));
+            }
+            Err(message) => {
+                let _ = out_tx.send(framed(2 * i + 1, message.as_bytes()));
+                writers.push(None);
+            }
+        }
+    }
+    drop(out_tx);
+    let outbound = async move {
+        while let Some(message) = out_rx.recv().await {
+            if sink.send(Message::Binary(message.into())).await.is_err() {
+                return;
+            }
+        }
+    };
+    let inbound = async move {
+        while let Some(Ok(message)) = messages.next().await {
+            match message {
+                Message::Binary(data) if data.len() > 1 && data[0] % 2 == 0 => {
+                    let port = usize::from(data[0] / 2);
+                    if let Some(Some(write)) = writers.get_mut(port) {
+                        let _ = write.write_all(&data[1..]).await;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    // The client closing the WebSocket ends everything.
+    tokio::select! {
+        () = inbound => {}
+        () = outbound => {}
+    }
 }
