@@ -26,7 +26,7 @@ fn bench(c: &mut Criterion) {
         provider_degraded: true,
         refresh_failing: Some(Duration::from_secs(900)),
         cluster_unreachable: true,
-        rbac_sync_failing: Some(Duration::from_secs(900)),
+        rbac_sync_failing: Some(Duration::from_secs(600)),
     };
     let alerts = Alerts::new(rules, Vec::new(), AlertsOptions::default()).unwrap();
     let attributes = || RequestAttributes::resource_request("list", "", "pods");

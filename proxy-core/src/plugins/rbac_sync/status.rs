@@ -82,6 +82,8 @@ pub struct ClusterStatus {
 
 impl ClusterStatus {
     /// A cluster not synchronised yet.
+    // Written by the sync, which needs the `kube` feature.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
     pub(crate) fn new(cluster: &str) -> Self {
         Self {
             cluster: cluster.to_owned(),
@@ -96,6 +98,8 @@ impl ClusterStatus {
 
     /// Records a pass that ended at `now`: `report` when the cluster could
     /// be read, `Err` with why not.
+    // Written by the sync, which needs the `kube` feature.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
     pub(crate) fn record(
         &mut self,
         now: Timestamp,
@@ -158,6 +162,8 @@ impl Board {
             .clone()
     }
 
+    // Written by the sync, which needs the `kube` feature.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
     pub(crate) fn set(&self, status: Arc<ClusterStatus>) {
         self.0
             .write()
@@ -166,6 +172,8 @@ impl Board {
     }
 
     /// Forgets `id`; whether it was there.
+    // Written by the sync, which needs the `kube` feature.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
     pub(crate) fn remove(&self, id: &str) -> bool {
         self.0
             .write()
@@ -185,6 +193,8 @@ pub(crate) struct Running {
 }
 
 impl Running {
+    // Written by the sync, which needs the `kube` feature.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))]
     pub(crate) fn new(board: Board, sync: Arc<dyn Any + Send + Sync>) -> Self {
         Self { board, _sync: sync }
     }
