@@ -86,7 +86,7 @@ impl Accounts {
                 .into_iter()
                 .find(|(known, _)| known.user_id == user_id);
             if let Some((known, last)) = known {
-                let outcome = refresh(self, &*provider, &known, last).await;
+                let outcome = refresh(self, &*provider, &known, last, None).await;
                 outcomes.push((provider.name().to_owned(), outcome));
             }
         }
@@ -94,14 +94,37 @@ impl Accounts {
     }
 }
 
+/// Refreshes one user. `leadership` is the background job's standing: its
+/// answer is applied only if this replica still leads once the provider
+/// answered.
+///
+/// Two replicas never refresh the same user at once: only the elected
+/// replica runs the job (checked before each user), a leader stops leading
+/// as soon as it cannot renew its lease or its key goes, which is before
+/// etcd could elect another (see `store::election`), and an answer that
+/// arrives after the lead was lost is dropped unapplied here (its effects,
+/// a rotated refresh token aside, are the new leader's to decide). What
+/// remains is one etcd round trip in which the old leader has not yet heard
+/// that its key went. That matters most for OpenID Connect providers that
+/// rotate refresh tokens and treat a reused one as theft.
 async fn refresh(
     accounts: &Arc<Accounts>,
     provider: &dyn ExternalProvider,
     known: &KnownUser,
     last: Timestamp,
+    leadership: Option<&Arc<dyn crate::store::Leadership>>,
 ) -> Outcome {
     let name = provider.name().to_owned();
-    let result = match provider.refresh(known).await {
+    let answer = provider.refresh(known).await;
+    if !crate::store::may_run_singletons(leadership) {
+        tracing::info!(auth.user = %known.user_id, auth.provider = %name,
+            "lost the election during a refresh: its answer is left to the new leader");
+        return Outcome::Deferred {
+            groups_dropped: false,
+            retry_after_secs: 0,
+        };
+    }
+    let result = match answer {
         Ok(fresh) => match provider.admit(&fresh, &|s| accounts.has_binding(s)) {
             Ok(()) => Ok(fresh),
             Err(error) => Err(RefreshError::AccessLost {
@@ -223,7 +246,8 @@ pub(super) fn spawn(
                 {
                     continue;
                 }
-                let outcome = refresh(&accounts, &*provider, &known, last).await;
+                let outcome =
+                    refresh(&accounts, &*provider, &known, last, leadership.as_ref()).await;
                 accounts.emit(&crate::events::Event::Refresh {
                     provider: provider.name().to_owned(),
                     outcome: outcome.clone(),
