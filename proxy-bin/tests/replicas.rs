@@ -515,6 +515,26 @@ fn store_migrate_copies_into_etcd_and_back_idempotently() {
         &["user", "add", "bob", "--data-dir", &data_s],
         "bob-password-0123456789\n",
     ));
+    // A GitHub user's kept token (sealed) travels like every object.
+    let store = proxy_core::store::EmbeddedStore::open_in_dir(
+        &data,
+        proxy_core::store::EmbeddedOptions::default(),
+    )
+    .unwrap();
+    proxy_core::store::Store::commit(
+        &store,
+        vec![proxy_core::store::Op::put(
+            proxy_core::store::Object::ProviderToken(proxy_core::store::ProviderToken {
+                provider: "github".into(),
+                user_id: "u-octocat".into(),
+                sealed: "c2VhbGVk".into(),
+                updated_at: proxy_core::store::Timestamp(1_700_000_000),
+            }),
+            proxy_core::store::Expect::Absent,
+        )],
+    )
+    .unwrap();
+    drop(store);
     let url = format!(
         "etcd://{}/migrated/",
         etcd.endpoints()[0].trim_start_matches("http://")
@@ -525,6 +545,7 @@ fn store_migrate_copies_into_etcd_and_back_idempotently() {
     ));
     assert!(first.contains("verified"), "{first}");
     assert!(first.contains("users: 2 (2 written)"), "{first}");
+    assert!(first.contains("providertokens: 1 (1 written)"), "{first}");
     // Again: nothing to write.
     let second = ok(&cli(
         &["store", "migrate", "--from", &data_s, "--to", &url],
@@ -539,6 +560,7 @@ fn store_migrate_copies_into_etcd_and_back_idempotently() {
         "",
     ));
     assert!(third.contains("users: 2 (2 written)"), "{third}");
+    assert!(third.contains("providertokens: 1 (1 written)"), "{third}");
     let users = ok(&cli(&["user", "list", "--data-dir", &back_s], ""));
     assert!(users.contains("alice") && users.contains("bob"), "{users}");
     // A missing source is an error, not an empty copy.
