@@ -263,7 +263,13 @@ async fn refreshes(server: &Paddock, results: &[&str]) -> f64 {
 }
 
 /// Every result a refresh can have.
-const ANY: &[&str] = &["refreshed", "access_lost", "deferred", "not_refreshable"];
+const ANY: &[&str] = &[
+    "refreshed",
+    "access_lost",
+    "deferred",
+    "not_refreshable",
+    "busy",
+];
 
 /// Polls `check` every 200 ms until it holds; fails naming `what` after
 /// `limit` (generous: this is no timing assertion).

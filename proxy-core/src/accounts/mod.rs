@@ -117,6 +117,8 @@ pub struct Accounts {
     #[cfg(feature = "oidc")]
     oidc: Vec<Arc<crate::authn::oidc::OidcProvider>>,
     throttle: Arc<LoginThrottle>,
+    /// The refreshes running on this replica (`refresh::claim_refresh`).
+    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     background: std::sync::Once,
     /// Providers whose backend failed last time it was asked, and why.
     degraded: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -197,6 +199,7 @@ impl Accounts {
             #[cfg(feature = "oidc")]
             oidc: Vec::new(),
             throttle,
+            refreshing: Default::default(),
             background: std::sync::Once::new(),
             degraded: Default::default(),
             events: std::sync::OnceLock::new(),
