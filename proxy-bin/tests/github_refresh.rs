@@ -1,8 +1,9 @@
 //! The background refresh of GitHub groups through the real `paddock`
 //! binary: new memberships reach the session without a new login and
 //! without any GitHub call on the request path, GitHub failing keeps the
-//! last known groups, a rate limit stops the refresher until its reset, and
-//! a revoked GitHub token or a lost required membership ends every session.
+//! last known groups, a rate limit stops the refresher until its reset, a
+//! revoked GitHub token or a lost required membership ends every session, and
+//! a token an earlier version kept in a file moves into the store on upgrade.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,11 @@ use paddock_tests::github_emulator::{
     stack::{GithubStack, StackOptions},
     Faults, RateLimit,
 };
+use proxy_core::{
+    authn::seal::Sealer,
+    store::{EmbeddedOptions, EmbeddedStore, Expect, Key, Kind, Object, Op, ProviderToken, Store},
+};
+use secrecy::SecretString;
 use serde_json::{json, Value};
 
 async fn start() -> (GithubStack, String) {
@@ -149,10 +155,73 @@ async fn a_revoked_github_token_ends_the_sessions() {
         me(&stack, &session).await.0 == 401
     })
     .await;
-    let tokens = std::fs::read_dir(stack.paddock.data_dir().join("github-tokens"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(tokens, 0, "the GitHub token was kept after access was lost");
+    eventually("the GitHub token to be forgotten", || async {
+        kept_tokens(&stack).is_empty()
+    })
+    .await;
+}
+
+/// The provider tokens in the stack's store (the server has it open too).
+fn kept_tokens(stack: &GithubStack) -> Vec<ProviderToken> {
+    let store =
+        EmbeddedStore::open_in_dir(&stack.paddock.data_dir(), EmbeddedOptions::default()).unwrap();
+    store
+        .load()
+        .unwrap()
+        .objects
+        .into_iter()
+        .filter_map(|v| match v.object {
+            Object::ProviderToken(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_an_earlier_version_kept_in_a_file_moves_into_the_store_and_keeps_refreshing() {
+    let (mut stack, session) = start().await;
+    let kept = kept_tokens(&stack);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let user_id = kept[0].user_id.clone();
+    assert!(!kept[0].sealed.contains("ghp_"), "a token in clear");
+
+    // Make the data directory what an earlier version left: the token in
+    // `github-tokens/<user id>`, sealed with the provider's key file, and
+    // not in the store.
+    stack.paddock.kill();
+    let data = stack.paddock.data_dir();
+    let key = std::fs::read_to_string(data.join("github-key")).unwrap();
+    let token = stack.github.issue_token("octocat");
+    let sealed = Sealer::new(&SecretString::from(key.trim().to_owned()))
+        .seal("github access token", token.as_bytes());
+    std::fs::create_dir_all(data.join("github-tokens")).unwrap();
+    std::fs::write(data.join("github-tokens").join(&user_id), sealed).unwrap();
+    let store = EmbeddedStore::open_in_dir(&data, EmbeddedOptions::default()).unwrap();
+    store
+        .commit(vec![Op::delete(
+            Key::new(Kind::ProviderToken, format!("github/{user_id}")),
+            Expect::Exists,
+        )])
+        .unwrap();
+    drop(store);
+
+    // Upgraded: the file moved into the store, and the refresh reads
+    // GitHub with it (a team left arrives without a new login).
+    stack.github.edit(|d| {
+        let user = d.users.iter_mut().find(|u| u.login == "octocat").unwrap();
+        user.teams.retain(|t| *t != 5002);
+    });
+    stack
+        .paddock
+        .restart(env!("CARGO_BIN_EXE_paddock").as_ref());
+    eventually("team 5002 to disappear", || async {
+        !has_group(&me(&stack, &session).await.1, "github_team://5002")
+    })
+    .await;
+    assert!(!data.join("github-tokens").exists());
+    let kept = kept_tokens(&stack);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].user_id, user_id);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,8 @@
 //! kubeconfig from one works on the others; a lost etcd degrades a replica
 //! (reads go on, writes get 503) until it returns; an unreachable etcd at
 //! start is exit 69 naming the endpoints; the background refresh runs on the
-//! elected replica only, and moves to the other when it is killed.
+//! elected replica only, for users who logged in on any replica (their
+//! provider tokens are in etcd), and moves to the other when it is killed.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -262,7 +263,13 @@ async fn refreshes(server: &Paddock, results: &[&str]) -> f64 {
 }
 
 /// Every result a refresh can have.
-const ANY: &[&str] = &["refreshed", "access_lost", "deferred", "not_refreshable"];
+const ANY: &[&str] = &[
+    "refreshed",
+    "access_lost",
+    "deferred",
+    "not_refreshable",
+    "busy",
+];
 
 /// Polls `check` every 200 ms until it holds; fails naming `what` after
 /// `limit` (generous: this is no timing assertion).
@@ -297,13 +304,36 @@ async fn teams(client: &TestClient, server: &Paddock, session: &str) -> Vec<Stri
         .collect()
 }
 
+/// kubectl with `kubeconfig` (downloaded from one replica) against
+/// `server`: `get pods`, which GitHub team 5001 grants (the stack's policy).
+fn kubeconfig_on(kubeconfig: &str, from: &Paddock, server: &Paddock) -> Arc<Kubeconfig> {
+    Arc::new(Kubeconfig::from_yaml(
+        &kubeconfig.replace(&from.url(), &server.url()),
+    ))
+}
+
+/// Team 5001 grants `get pods`; whether octocat is in it at GitHub.
+fn set_team_5001(github: &GithubEmulator, member: bool) {
+    github.edit(|d| {
+        let user = d.users.iter_mut().find(|u| u.login == "octocat").unwrap();
+        user.teams.retain(|t| *t != 5001);
+        if member {
+            user.teams.push(5001);
+        }
+    });
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn the_elected_replica_alone_refreshes_and_the_other_takes_over_when_it_is_killed() {
+async fn the_elected_replica_refreshes_users_of_every_replica_and_the_other_takes_over_when_it_is_killed(
+) {
     let etcd = EtcdCluster::start(1);
     let github = GithubEmulator::start(Directory::fixture()).await.unwrap();
-    let fake = FakeApiServer::start(FakeApiConfig::default())
-        .await
-        .unwrap();
+    let fake = FakeApiServer::start(FakeApiConfig {
+        pods: vec![("default".into(), "web-1".into())],
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let options = StackOptions {
         extra: "    refresh: {maxAgeSeconds: 1, jitterSeconds: 0, intervalSeconds: 1}\n".into(),
@@ -332,10 +362,10 @@ async fn the_elected_replica_alone_refreshes_and_the_other_takes_over_when_it_is
         .unwrap();
     let other = 1 - elected;
 
-    // octocat logs in on the replica that was not elected. The elected one
-    // runs the refresh (it cannot read GitHub for them: the GitHub token is
-    // kept in the data directory of the replica that was given it); the
-    // other, although it could and the user is due, never does.
+    // octocat logs in through GitHub on the replica that was NOT elected:
+    // their GitHub token goes, sealed, into etcd, where the elected
+    // replica's refresh reads it. Their kubeconfig lists pods (team 5001)
+    // through either replica.
     let login = client
         .send_json(
             Method::POST,
@@ -346,15 +376,44 @@ async fn the_elected_replica_alone_refreshes_and_the_other_takes_over_when_it_is
         .await;
     assert_eq!(login.status(), 200, "{}", login.text());
     let session = login.json()["token"].as_str().unwrap().to_owned();
-    assert!(teams(&client, &replicas[other], &session)
-        .await
-        .contains(&"github_team://5002".to_owned()));
-    eventually(
-        "the elected replica to run the refresh twice",
-        Duration::from_secs(20),
-        || async { refreshes(&replicas[elected], ANY).await >= 2.0 },
-    )
-    .await;
+    let download = client
+        .get(
+            &format!(
+                "{}/paddock/v1/kubeconfig?cluster=default",
+                replicas[other].url()
+            ),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(download.status(), 200, "{}", download.text());
+    let kubeconfig = download.text();
+    let kube: Vec<Arc<Kubeconfig>> = replicas
+        .iter()
+        .map(|r| kubeconfig_on(&kubeconfig, &replicas[other], r))
+        .collect();
+    for k in &kube {
+        kubectl_until(k, true).await;
+    }
+
+    // GitHub drops octocat from team 5001. The elected replica's refresh
+    // sees it (the other never refreshes), and on both replicas the team
+    // leaves the user's groups and kubectl is refused.
+    set_team_5001(&github, false);
+    let team = "github_team://5001".to_owned();
+    for replica in &replicas {
+        eventually(
+            "team 5001 to leave the user's groups on every replica",
+            Duration::from_secs(20),
+            || async { !teams(&client, replica, &session).await.contains(&team) },
+        )
+        .await;
+    }
+    assert!(refreshes(&replicas[elected], &["refreshed"]).await >= 1.0);
+    for k in &kube {
+        let refused = kubectl_until(k, false).await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.to_lowercase().contains("forbidden"), "{stderr}");
+    }
     assert_eq!(refreshes(&replicas[other], ANY).await, 0.0);
     assert!(
         !replicas[other].log().contains(ELECTED),
@@ -363,13 +422,10 @@ async fn the_elected_replica_alone_refreshes_and_the_other_takes_over_when_it_is
     );
 
     // The elected replica dies without a word; once its lease expires the
-    // other is elected and refreshes: a team left at GitHub leaves the
-    // user's groups on the survivor without a new login.
+    // other is elected and refreshes the same user with the token in etcd:
+    // back in team 5001 at GitHub, back in the groups without a new login.
     replicas[elected].kill();
-    github.edit(|d| {
-        let user = d.users.iter_mut().find(|u| u.login == "octocat").unwrap();
-        user.teams.retain(|t| *t != 5002);
-    });
+    set_team_5001(&github, true);
     let survivor = &replicas[other];
     eventually(
         "the survivor to be elected and refresh",
@@ -380,15 +436,12 @@ async fn the_elected_replica_alone_refreshes_and_the_other_takes_over_when_it_is
     )
     .await;
     eventually(
-        "team 5002 to leave the user's groups",
+        "team 5001 to return to the user's groups",
         Duration::from_secs(20),
-        || async {
-            !teams(&client, survivor, &session)
-                .await
-                .contains(&"github_team://5002".to_owned())
-        },
+        || async { teams(&client, survivor, &session).await.contains(&team) },
     )
     .await;
+    kubectl_until(&kube[other], true).await;
     // Neither replica lost the lead while it lived.
     for replica in &replicas {
         assert!(
@@ -468,6 +521,26 @@ fn store_migrate_copies_into_etcd_and_back_idempotently() {
         &["user", "add", "bob", "--data-dir", &data_s],
         "bob-password-0123456789\n",
     ));
+    // A GitHub user's kept token (sealed) travels like every object.
+    let store = proxy_core::store::EmbeddedStore::open_in_dir(
+        &data,
+        proxy_core::store::EmbeddedOptions::default(),
+    )
+    .unwrap();
+    proxy_core::store::Store::commit(
+        &store,
+        vec![proxy_core::store::Op::put(
+            proxy_core::store::Object::ProviderToken(proxy_core::store::ProviderToken {
+                provider: "github".into(),
+                user_id: "u-octocat".into(),
+                sealed: "c2VhbGVk".into(),
+                updated_at: proxy_core::store::Timestamp(1_700_000_000),
+            }),
+            proxy_core::store::Expect::Absent,
+        )],
+    )
+    .unwrap();
+    drop(store);
     let url = format!(
         "etcd://{}/migrated/",
         etcd.endpoints()[0].trim_start_matches("http://")
@@ -478,6 +551,7 @@ fn store_migrate_copies_into_etcd_and_back_idempotently() {
     ));
     assert!(first.contains("verified"), "{first}");
     assert!(first.contains("users: 2 (2 written)"), "{first}");
+    assert!(first.contains("providertokens: 1 (1 written)"), "{first}");
     // Again: nothing to write.
     let second = ok(&cli(
         &["store", "migrate", "--from", &data_s, "--to", &url],
@@ -492,6 +566,7 @@ fn store_migrate_copies_into_etcd_and_back_idempotently() {
         "",
     ));
     assert!(third.contains("users: 2 (2 written)"), "{third}");
+    assert!(third.contains("providertokens: 1 (1 written)"), "{third}");
     let users = ok(&cli(&["user", "list", "--data-dir", &back_s], ""));
     assert!(users.contains("alice") && users.contains("bob"), "{users}");
     // A missing source is an error, not an empty copy.

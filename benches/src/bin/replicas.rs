@@ -4,8 +4,13 @@
 //! * `propagation [TRIALS]`: a token revoked through replica A, until replica B
 //!   refuses it (each replica its own etcd connection, change hint and snapshot,
 //!   as two `paddock serve` processes have); p50/p99/max over TRIALS (200).
-//! * `verify`: token verification on the request path (a token-cache hit and an
-//!   uncached verification), etcd-backed snapshot vs embedded.
+//! * `verify [ROUNDS]`: token verification on the request path (a token-cache
+//!   hit and an uncached verification), etcd-backed snapshot vs embedded, in
+//!   alternating rounds in one process (the etcd member running throughout).
+//! * `verify-count etcd|embedded N`: N cache hits and N uncached verifications
+//!   on one backend, for callgrind: `valgrind --tool=callgrind
+//!   --collect-atstart=no --toggle-collect='*hit_loop*' replicas verify-count etcd 100000`
+//!   counts the hits only (`*uncached_loop*` the others).
 //! * `login [SECONDS]`: local logins (argon2id + a session token commit) per
 //!   second with 2 concurrent clients, etcd vs embedded.
 //! * `startup USERS TOKENS`: seeds a store, then a fresh process opens it: load
@@ -105,40 +110,119 @@ fn propagation(trials: usize) {
     );
 }
 
-fn verify_on(name: &str, store: Arc<dyn Store>) {
+/// One backend's request-path setup: a snapshot holding `u-bench` and one API
+/// token of theirs, its verifier, a warm token cache and the presented token.
+struct VerifySetup {
+    name: &'static str,
+    _view: Arc<StoreView>,
+    verifier: TokenVerifier,
+    cache: TokenCache,
+    secret: String,
+}
+
+fn verify_setup(name: &'static str, store: Arc<dyn Store>) -> VerifySetup {
     let view = StoreView::new(store).expect("view");
     let hasher = Arc::new(TokenHasher::new(&Pepper::generate()));
     view.commit(vec![Op::put(Object::User(user("u-bench")), Expect::Any)])
         .expect("user");
     let (_, secret) = issue_api_token(&view, &hasher);
     let verifier = TokenVerifier::new(hasher, view.clone());
-    let cache: TokenCache = TokenCache::new(Duration::from_secs(10), 100_000);
-    let now = Timestamp::now();
-    cache.verify(&verifier, &secret, now, |_| ()).expect("warm");
-    let n = 2_000_000u32;
-    let start = Instant::now();
-    for _ in 0..n {
-        cache
-            .verify(&verifier, std::hint::black_box(&secret), now, |_| ())
-            .expect("valid");
+    let cache: TokenCache = TokenCache::new(Duration::from_secs(600), 100_000);
+    cache
+        .verify(&verifier, &secret, Timestamp::now(), |_| ())
+        .expect("warm");
+    VerifySetup {
+        name,
+        _view: view,
+        verifier,
+        cache,
+        secret,
     }
-    let hit = start.elapsed() / n;
-    let n = 200_000u32;
-    let start = Instant::now();
-    for _ in 0..n {
-        verifier
-            .verify(std::hint::black_box(&secret), now)
-            .expect("valid");
-    }
-    let uncached = start.elapsed() / n;
-    println!("{name}: token verification cache hit {hit:?}/op, uncached {uncached:?}/op");
 }
 
-fn verify() {
+/// `n` token-cache hits: the request path's cost once a token was seen.
+/// Not inlined, so callgrind can count exactly this (`--toggle-collect`).
+#[inline(never)]
+fn hit_loop(s: &VerifySetup, now: Timestamp, n: u32) {
+    for _ in 0..n {
+        s.cache
+            .verify(&s.verifier, std::hint::black_box(&s.secret), now, |_| ())
+            .expect("valid");
+    }
+}
+
+/// `n` verifications without the cache (HMAC of the secret each time).
+#[inline(never)]
+fn uncached_loop(s: &VerifySetup, now: Timestamp, n: u32) {
+    for _ in 0..n {
+        s.verifier
+            .verify(std::hint::black_box(&s.secret), now)
+            .expect("valid");
+    }
+}
+
+/// Both backends in one process, with the etcd member running throughout,
+/// measured in alternating rounds: the machine's load and the CPU's state
+/// fall on both alike (measured one after the other, the first backend paid
+/// for the warm-up and the etcd member's start).
+fn verify(rounds: usize) {
     let cluster = EtcdCluster::start(1);
-    verify_on("etcd", etcd_store(&cluster));
     let dir = tempfile::tempdir().expect("dir");
-    verify_on("embedded", embedded_store(dir.path()));
+    let setups = [
+        verify_setup("etcd", etcd_store(&cluster)),
+        verify_setup("embedded", embedded_store(dir.path())),
+    ];
+    let now = Timestamp::now();
+    let mut hits: [Vec<Duration>; 2] = Default::default();
+    let mut uncached: [Vec<Duration>; 2] = Default::default();
+    for round in 0..rounds {
+        // Alternate which backend goes first, too.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let s = &setups[i];
+            let n = 500_000u32;
+            let start = Instant::now();
+            hit_loop(s, now, n);
+            hits[i].push(start.elapsed() / n);
+            let n = 100_000u32;
+            let start = Instant::now();
+            uncached_loop(s, now, n);
+            uncached[i].push(start.elapsed() / n);
+        }
+    }
+    for (i, s) in setups.iter().enumerate() {
+        hits[i].sort();
+        uncached[i].sort();
+        println!(
+            "{}: token verification cache hit median {:?}/op (min {:?}), uncached median {:?}/op (min {:?}), {rounds} rounds",
+            s.name,
+            percentile(&hits[i], 0.5),
+            hits[i][0],
+            percentile(&uncached[i], 0.5),
+            uncached[i][0],
+        );
+    }
+}
+
+/// For callgrind: `n` cache hits on one backend, the only code counted when
+/// run with `--collect-atstart=no --toggle-collect='*hit_loop*'`.
+fn verify_count(backend: &str, n: u32) {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster;
+    let setup = match backend {
+        "etcd" => {
+            cluster = EtcdCluster::start(1);
+            verify_setup("etcd", etcd_store(&cluster))
+        }
+        _ => verify_setup("embedded", embedded_store(dir.path())),
+    };
+    let now = Timestamp::now();
+    hit_loop(&setup, now, n);
+    uncached_loop(&setup, now, n);
+    println!(
+        "{}: {n} cache hits and {n} uncached verifications",
+        setup.name
+    );
 }
 
 fn login_on(name: &str, store: Arc<dyn Store>, dir: &Path, seconds: u64) {
@@ -334,12 +418,16 @@ fn main() {
         |i: usize, default: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("propagation") => propagation(arg(1, 200)),
-        Some("verify") => verify(),
+        Some("verify") => verify(arg(1, 10)),
+        Some("verify-count") => verify_count(
+            args.get(1).map_or("embedded", String::as_str),
+            arg(2, 100_000) as u32,
+        ),
         Some("login") => login(arg(1, 10) as u64),
         Some("startup") => startup(arg(1, 100_000), arg(2, 1_000_000)),
         Some("startup-child") => startup_child(&args[1]),
         _ => {
-            eprintln!("usage: replicas propagation [TRIALS] | verify | login [SECONDS] | startup USERS TOKENS");
+            eprintln!("usage: replicas propagation [TRIALS] | verify [ROUNDS] | verify-count etcd|embedded N | login [SECONDS] | startup USERS TOKENS");
             std::process::exit(64);
         }
     }

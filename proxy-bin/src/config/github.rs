@@ -211,6 +211,7 @@ impl GithubSection {
         )?;
         let mut config = GithubConfig::new(self.client_id.trim(), self.client_secret()?, key);
         config.endpoints = self.endpoints()?;
+        // Where earlier versions kept users' tokens: moved into the store.
         config.token_dir = Some(data_dir.join("github-tokens"));
         if let Some(ca) = &self.ca_file {
             config.ca_pem = Some(

@@ -261,9 +261,10 @@ impl OidcSection {
             .map_err(|e: String| error(at, "accessMode", e))
     }
 
-    /// The provider; the sealing key comes from `encryptionKeyFile`, else
-    /// from (or is created in) `<data_dir>/oidc-key`; refresh tokens are
-    /// kept in `<data_dir>/oidc-tokens/<name>`.
+    /// The provider; the state cookie's key comes from `encryptionKeyFile`,
+    /// else from (or is created in) `<data_dir>/oidc-key`. Refresh tokens are
+    /// kept in the store; those earlier versions kept in
+    /// `<data_dir>/oidc-tokens/<name>` are moved there.
     pub(crate) fn provider(
         &self,
         at: &str,

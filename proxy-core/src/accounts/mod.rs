@@ -18,6 +18,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 mod bearer;
 pub mod local;
 mod login;
+mod provider_tokens;
 mod refresh;
 pub mod tokens;
 
@@ -37,7 +38,9 @@ pub mod lookup;
 
 use crate::{
     authn::external::{user_id_for, CredentialKind, ExternalProvider, ExternalUser},
+    authn::seal::Sealer,
     authn::tokens::{LastUsed, Pepper, StoreTokens, TokenHasher},
+    authn::vault::TokenVault,
     store::{
         EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Store, StoreError, StoreView,
         Timestamp, User, UserAttributes,
@@ -104,6 +107,9 @@ pub struct Accounts {
     tokens: Arc<StoreTokens>,
     /// External providers by registration order; logins name them.
     providers: Vec<Arc<dyn ExternalProvider>>,
+    /// The key providers seal their users' tokens with before they go into
+    /// the store (derived from the pepper: every replica has it).
+    provider_token_sealer: Arc<Sealer>,
     /// The GitHub provider again, for its browser flow's endpoints.
     #[cfg(feature = "github")]
     github: Option<Arc<crate::authn::github::GithubProvider>>,
@@ -111,6 +117,8 @@ pub struct Accounts {
     #[cfg(feature = "oidc")]
     oidc: Vec<Arc<crate::authn::oidc::OidcProvider>>,
     throttle: Arc<LoginThrottle>,
+    /// The refreshes running on this replica (`refresh::claim_refresh`).
+    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     background: std::sync::Once,
     /// Providers whose backend failed last time it was asked, and why.
     degraded: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
@@ -185,11 +193,13 @@ impl Accounts {
             last_used,
             tokens,
             providers: Vec::new(),
+            provider_token_sealer: Arc::new(Sealer::for_provider_tokens(pepper)),
             #[cfg(feature = "github")]
             github: None,
             #[cfg(feature = "oidc")]
             oidc: Vec::new(),
             throttle,
+            refreshing: Default::default(),
             background: std::sync::Once::new(),
             degraded: Default::default(),
             events: std::sync::OnceLock::new(),
@@ -197,9 +207,16 @@ impl Accounts {
     }
 
     /// Registers an external provider (a directory, GitHub): logins by its
-    /// name, and the background refresh of its users. Names are unique
-    /// (`local` included); the configuration checks that.
+    /// name, and the background refresh of its users, whose tokens it keeps
+    /// sealed in the store (moving there any an earlier version kept in
+    /// files). Names are unique (`local` included); the configuration checks
+    /// that. Blocking.
     pub fn with_provider(mut self, provider: Arc<dyn ExternalProvider>) -> Self {
+        provider.keep_tokens_in(TokenVault::new(
+            Arc::new(provider_tokens::StoreSealedTokens::new(self.view.clone())),
+            self.provider_token_sealer.clone(),
+            provider.name(),
+        ));
         self.providers.push(provider);
         self
     }

@@ -50,6 +50,68 @@ pub enum Outcome {
     /// The provider keeps nothing to read this user with; groups stay until
     /// the next login.
     NotRefreshable,
+    /// Another refresh of this user by this provider was running (the
+    /// background job and an admin's refresh, on this replica or another);
+    /// nothing was done.
+    Busy,
+}
+
+/// How long a claim on one user's refresh holds when its holder never
+/// lets go (it died mid-refresh): longer than any provider's answer takes.
+const CLAIM_HOLD: Duration = Duration::from_secs(120);
+
+/// The name of the claim on `provider`'s refresh of `user_id`.
+fn claim_name(provider: &str, user_id: &str) -> String {
+    format!("refresh\0{provider}\0{user_id}")
+}
+
+impl Accounts {
+    /// Claims `provider`'s refresh of `user_id`, so that no other refresh of
+    /// the same user runs meanwhile: on this replica (a set in memory) and,
+    /// with several replicas, on any (a shared counter in the store, which
+    /// also lapses after [`CLAIM_HOLD`] if its holder dies). `false`: one
+    /// is running, or the store cannot tell.
+    async fn claim_refresh(self: &Arc<Self>, provider: &str, user_id: &str) -> bool {
+        let name = claim_name(provider, user_id);
+        if !self.refreshing_mut().insert(name.clone()) {
+            return false;
+        }
+        let Some(counters) = self.view.store().shared_counters() else {
+            return true;
+        };
+        let busy = |_: usize, _: u32, since: Duration| CLAIM_HOLD.saturating_sub(since);
+        let shared = name.clone();
+        let claimed = tokio::task::spawn_blocking(move || {
+            counters.check_and_increment(std::slice::from_ref(&shared), &busy, CLAIM_HOLD)
+        })
+        .await;
+        match claimed {
+            Ok(Ok(wait)) if wait.is_zero() => true,
+            _ => {
+                self.refreshing_mut().remove(&name);
+                false
+            }
+        }
+    }
+
+    /// Lets go of a claim [`claim_refresh`](Self::claim_refresh) took.
+    async fn release_refresh(self: &Arc<Self>, provider: &str, user_id: &str) {
+        let name = claim_name(provider, user_id);
+        if let Some(counters) = self.view.store().shared_counters() {
+            let shared = name.clone();
+            let released = tokio::task::spawn_blocking(move || counters.remove(&shared)).await;
+            if !matches!(released, Ok(Ok(()))) {
+                tracing::warn!(auth.provider = %provider, auth.user = %user_id, "releasing a refresh claim failed; it lapses by itself");
+            }
+        }
+        self.refreshing_mut().remove(&name);
+    }
+
+    fn refreshing_mut(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The enabled users `provider` reported before, with their last refresh.
@@ -86,7 +148,7 @@ impl Accounts {
                 .into_iter()
                 .find(|(known, _)| known.user_id == user_id);
             if let Some((known, last)) = known {
-                let outcome = refresh(self, &*provider, &known, last).await;
+                let outcome = refresh(self, &*provider, &known, last, None).await;
                 outcomes.push((provider.name().to_owned(), outcome));
             }
         }
@@ -94,14 +156,55 @@ impl Accounts {
     }
 }
 
+/// Refreshes one user. `leadership` is the background job's standing: its
+/// answer is applied only if this replica still leads once the provider
+/// answered.
+///
+/// Two replicas never refresh the same user at once (which matters most for
+/// OpenID Connect providers that rotate refresh tokens and take a reused
+/// one for theft):
+/// - only the elected replica runs the background job, checked before each
+///   user; a leader stops leading as soon as it cannot renew its lease or
+///   its key goes, before etcd could elect another (`store::election`), and
+///   an answer that arrives after the lead was lost is dropped unapplied;
+/// - every refresh, the admin's "refresh now" on any replica included,
+///   first claims the user ([`Accounts::claim_refresh`]: one etcd
+///   transaction guarded like the login throttle's counters), and a user
+///   already claimed is left alone ([`Outcome::Busy`]).
 async fn refresh(
     accounts: &Arc<Accounts>,
     provider: &dyn ExternalProvider,
     known: &KnownUser,
     last: Timestamp,
+    leadership: Option<&Arc<dyn crate::store::Leadership>>,
 ) -> Outcome {
     let name = provider.name().to_owned();
-    let result = match provider.refresh(known).await {
+    if !accounts.claim_refresh(&name, &known.user_id).await {
+        return Outcome::Busy;
+    }
+    let outcome = refresh_claimed(accounts, provider, known, last, leadership).await;
+    accounts.release_refresh(&name, &known.user_id).await;
+    outcome
+}
+
+async fn refresh_claimed(
+    accounts: &Arc<Accounts>,
+    provider: &dyn ExternalProvider,
+    known: &KnownUser,
+    last: Timestamp,
+    leadership: Option<&Arc<dyn crate::store::Leadership>>,
+) -> Outcome {
+    let name = provider.name().to_owned();
+    let answer = provider.refresh(known).await;
+    if !crate::store::may_run_singletons(leadership) {
+        tracing::info!(auth.user = %known.user_id, auth.provider = %name,
+            "lost the election during a refresh: its answer is left to the new leader");
+        return Outcome::Deferred {
+            groups_dropped: false,
+            retry_after_secs: 0,
+        };
+    }
+    let result = match answer {
         Ok(fresh) => match provider.admit(&fresh, &|s| accounts.has_binding(s)) {
             Ok(()) => Ok(fresh),
             Err(error) => Err(RefreshError::AccessLost {
@@ -223,7 +326,8 @@ pub(super) fn spawn(
                 {
                     continue;
                 }
-                let outcome = refresh(&accounts, &*provider, &known, last).await;
+                let outcome =
+                    refresh(&accounts, &*provider, &known, last, leadership.as_ref()).await;
                 accounts.emit(&crate::events::Event::Refresh {
                     provider: provider.name().to_owned(),
                     outcome: outcome.clone(),
@@ -261,17 +365,4 @@ pub(super) fn spawn(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_is_stable_and_bounded() {
-        let window = Duration::from_secs(300);
-        assert_eq!(jitter("u-abc", window), jitter("u-abc", window));
-        assert!(jitter("u-abc", window) < 300);
-        assert_eq!(jitter("u-abc", Duration::ZERO), 0);
-        let spread: std::collections::BTreeSet<u64> =
-            (0..50).map(|n| jitter(&format!("u-{n}"), window)).collect();
-        assert!(spread.len() > 30, "{spread:?}");
-    }
-}
+mod tests;

@@ -209,6 +209,16 @@ pub trait ExternalProvider: Send + Sync + 'static {
         known: &'a KnownUser,
     ) -> BoxFuture<'a, Result<ExternalUser, RefreshError>>;
 
+    /// Hands the provider the vault to keep its users' tokens in (sealed,
+    /// where the wiring says: the accounts wing's shared store), for
+    /// [`refresh`](Self::refresh) on whichever replica runs it. Called once,
+    /// when the provider is registered; a provider may move tokens an
+    /// earlier version kept elsewhere into it. Blocking; default: the
+    /// provider keeps no tokens.
+    fn keep_tokens_in(&self, vault: super::vault::TokenVault) {
+        let _ = vault;
+    }
+
     /// Forgets what the provider keeps for a user who lost access (a stored
     /// GitHub token). Blocking; default: nothing kept.
     fn forget(&self, user_id: &str) {

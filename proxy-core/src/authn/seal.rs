@@ -1,5 +1,18 @@
 //! Authenticated encryption for what providers keep outside memory: the
 //! state cookies of browser flows and users' provider tokens at rest.
+//!
+//! Two keys. The state cookie's is the provider's own (`encryptionKeyFile`,
+//! or one generated in the data directory). Kept provider tokens are sealed
+//! under a key derived from the token pepper ([`Sealer::for_provider_tokens`]):
+//! they live in the shared store, so every replica must open what any replica
+//! sealed, and the pepper is the one secret every replica already reads the
+//! same (tokens verify nowhere else). The client secret would be shared too,
+//! but its owners (the provider's admins) are not Paddock's, it rotates on
+//! their schedule, and a leaked one would open every stored token; the
+//! pepper never leaves Paddock, and whoever reads the store (a backup,
+//! `etcdctl get`) without it learns nothing. Rotating the pepper already
+//! ends every Paddock token; the kept provider tokens end with it (users'
+//! groups then stay as they are until they log in again).
 
 use base64::Engine;
 use ring::{
@@ -9,8 +22,10 @@ use ring::{
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use super::tokens::Pepper;
+
 /// Authenticated encryption (ChaCha20-Poly1305) for the state cookie and
-/// for GitHub tokens at rest. Sealed values are base64url `nonce||ciphertext`.
+/// for provider tokens at rest. Sealed values are base64url `nonce||ciphertext`.
 pub struct Sealer {
     key: LessSafeKey,
     random: SystemRandom,
@@ -25,9 +40,24 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer keyed by SHA-256 of `secret`.
     pub fn new(secret: &SecretString) -> Self {
+        Self::keyed(
+            b"paddock github sealer v1\0",
+            secret.expose_secret().as_bytes(),
+        )
+    }
+
+    /// The sealer of kept provider tokens: keyed by SHA-256 of a label of
+    /// its own and the token pepper, so every replica sharing the pepper
+    /// derives the same key, and it is no other key derived from the pepper
+    /// (the token hashes' HMAC, a cluster's verifier key).
+    pub fn for_provider_tokens(pepper: &Pepper) -> Self {
+        Self::keyed(b"paddock provider tokens v1\0", pepper.expose_bytes())
+    }
+
+    fn keyed(label: &[u8], secret: &[u8]) -> Self {
         let digest = Sha256::new()
-            .chain_update(b"paddock github sealer v1\0")
-            .chain_update(secret.expose_secret().as_bytes())
+            .chain_update(label)
+            .chain_update(secret)
             .finalize();
         let key = UnboundKey::new(&CHACHA20_POLY1305, &digest).expect("32-byte key");
         Self {
@@ -90,5 +120,20 @@ mod tests {
         let other = Sealer::new(&SecretString::from("other key"));
         assert_eq!(other.open("a", &sealer.seal("a", b"x")), None);
         assert_eq!(sealer.open("a", "!!"), None);
+    }
+
+    #[test]
+    fn the_provider_token_key_is_the_peppers_and_no_other() {
+        let pepper = Pepper::from_bytes([7; 32]);
+        let one = Sealer::for_provider_tokens(&pepper);
+        let same = Sealer::for_provider_tokens(&Pepper::from_bytes([7; 32]));
+        assert_eq!(
+            same.open("t", &one.seal("t", b"x")).as_deref(),
+            Some(&b"x"[..])
+        );
+        let other = Sealer::for_provider_tokens(&Pepper::from_bytes([8; 32]));
+        assert_eq!(other.open("t", &one.seal("t", b"x")), None);
+        let cookie = Sealer::new(&SecretString::from(pepper.expose_hex()));
+        assert_eq!(cookie.open("t", &one.seal("t", b"x")), None);
     }
 }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    Cluster, Event, Kind, Loaded, Object, PasswordRecord, Project, ProviderSettings, Revision,
-    RoleBinding, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex, Versioned,
+    Cluster, Event, Kind, Loaded, Object, PasswordRecord, Project, ProviderSettings, ProviderToken,
+    Revision, RoleBinding, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex, Versioned,
 };
 
 /// A value with the revision that last modified it.
@@ -36,6 +36,7 @@ pub struct Snapshot {
     clusters: Table<Cluster>,
     providers: Table<ProviderSettings>,
     user_attributes: Table<UserAttributes>,
+    provider_tokens: Table<ProviderToken>,
 }
 
 fn put<T>(table: &mut Table<T>, id: String, revision: Revision, value: T) {
@@ -87,6 +88,10 @@ impl Snapshot {
             Object::Cluster(x) => put(&mut self.clusters, x.id.clone(), rev, *x),
             Object::Provider(x) => put(&mut self.providers, x.name.clone(), rev, x),
             Object::UserAttributes(x) => put(&mut self.user_attributes, x.user_id.clone(), rev, x),
+            Object::ProviderToken(x) => {
+                let id = ProviderToken::id_for(&x.provider, &x.user_id);
+                put(&mut self.provider_tokens, id, rev, x);
+            }
         }
     }
 
@@ -102,6 +107,7 @@ impl Snapshot {
             Kind::Cluster => remove(&mut self.clusters, id),
             Kind::Provider => remove(&mut self.providers, id),
             Kind::UserAttributes => remove(&mut self.user_attributes, id),
+            Kind::ProviderToken => remove(&mut self.provider_tokens, id),
         }
     }
 
@@ -189,5 +195,20 @@ impl Snapshot {
     /// A user's provider attributes.
     pub fn user_attributes(&self, user_id: &str) -> Option<&Arc<Entry<UserAttributes>>> {
         self.user_attributes.get(user_id)
+    }
+
+    /// `provider`'s sealed token of `user_id`.
+    pub fn provider_token(
+        &self,
+        provider: &str,
+        user_id: &str,
+    ) -> Option<&Arc<Entry<ProviderToken>>> {
+        self.provider_tokens
+            .get(&ProviderToken::id_for(provider, user_id))
+    }
+
+    /// Every provider's sealed token of every user.
+    pub fn provider_tokens(&self) -> impl Iterator<Item = &Arc<Entry<ProviderToken>>> {
+        self.provider_tokens.values()
     }
 }

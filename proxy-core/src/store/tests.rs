@@ -811,6 +811,28 @@ mod etcd_only {
         let got = raw(&store, client.get("/paddock/v1/passwords/u-1", None));
         let text = std::str::from_utf8(got.kvs()[0].value()).unwrap();
         assert!(text.contains("$argon2id$"), "{text}");
+        // A provider's kept token of a user: sealed, under provider and user.
+        store
+            .commit(vec![Op::put(
+                Object::ProviderToken(ProviderToken {
+                    provider: "github".into(),
+                    user_id: "u-1".into(),
+                    sealed: "bm9uY2UgY2lwaGVydGV4dA".into(),
+                    updated_at: Timestamp(1_700_000_000),
+                }),
+                Expect::Absent,
+            )])
+            .unwrap();
+        let got = raw(
+            &store,
+            client.get("/paddock/v1/providertokens/github/u-1", None),
+        );
+        let json: serde_json::Value = serde_json::from_slice(got.kvs()[0].value()).unwrap();
+        assert_eq!(json["kind"], "providertoken");
+        assert_eq!(json["spec"]["sealed"], "bm9uY2UgY2lwaGVydGV4dA");
+        let view = StoreView::new(Arc::new(store)).unwrap();
+        let kept = view.with_snapshot(|s| s.provider_token("github", "u-1").cloned());
+        assert_eq!(kept.unwrap().value.user_id, "u-1");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The records the store holds: plain data, serialised as JSON inside the backend.
 //!
-//! Nothing here holds a secret: passwords are stored as PHC strings and tokens as
-//! salted, peppered hashes (see [`crate::authn::tokens`]).
+//! Nothing here holds a secret in clear: passwords are stored as PHC strings,
+//! tokens as salted, peppered hashes (see [`crate::authn::tokens`]), and the
+//! provider tokens the background refresh needs only sealed ([`ProviderToken`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -432,4 +433,41 @@ pub struct UsernameIndex {
     pub username: String,
     /// The user it names.
     pub user_id: String,
+}
+
+/// A provider's token of one user (a GitHub access token, an OpenID Connect
+/// refresh token), kept for the background refresh of their groups. Only the
+/// sealed form is stored: ChaCha20-Poly1305 under a key derived from the token
+/// pepper, bound to the provider and the user (see [`crate::authn::seal`]), so
+/// the store alone (a backup, `etcdctl get`) never yields the token, and every
+/// replica that shares the pepper can open it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderToken {
+    /// The provider's name (`github`, an OIDC provider's name).
+    pub provider: String,
+    /// The [`User::id`] it belongs to.
+    pub user_id: String,
+    /// base64url `nonce || ciphertext || tag`.
+    pub sealed: String,
+    /// When it was last written (a login, a rotated refresh token).
+    pub updated_at: Timestamp,
+}
+
+impl ProviderToken {
+    /// The store id of `provider`'s token of `user_id`: `<provider>/<user id>`.
+    pub fn id_for(provider: &str, user_id: &str) -> String {
+        format!("{provider}/{user_id}")
+    }
+}
+
+impl fmt::Debug for ProviderToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderToken")
+            .field("provider", &self.provider)
+            .field("user_id", &self.user_id)
+            .field("sealed", &"<redacted>")
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }

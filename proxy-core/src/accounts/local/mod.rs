@@ -393,7 +393,7 @@ pub fn set_enabled(view: &StoreView, name_or_id: &str, enabled: bool) -> Result<
 }
 
 /// Deletes a user with everything that belongs to them: password, tokens,
-/// role bindings and provider attributes. Their tokens fail from the next
+/// role bindings, provider attributes and the provider tokens kept for them. Their tokens fail from the next
 /// request on. Returns the deleted user. Blocking.
 pub fn delete_user(view: &StoreView, name_or_id: &str) -> Result<User, UserError> {
     use crate::store::{Key, Kind};
@@ -417,6 +417,15 @@ pub fn delete_user(view: &StoreView, name_or_id: &str) -> Result<User, UserError
                 ));
                 ops.push(Op::delete(
                     Key::new(Kind::TokenUsage, &token.value.id),
+                    Expect::Any,
+                ));
+            }
+            for token in s.provider_tokens().filter(|t| t.value.user_id == user.id) {
+                ops.push(Op::delete(
+                    Key::new(
+                        Kind::ProviderToken,
+                        crate::store::ProviderToken::id_for(&token.value.provider, &user.id),
+                    ),
                     Expect::Any,
                 ));
             }

@@ -123,16 +123,18 @@ pub struct GithubConfig {
     /// The public callback URL registered with the OAuth app; without it,
     /// `https://<Host of the login request>/paddock/v1/github/callback`.
     pub redirect_url: Option<Url>,
-    /// 32 bytes keying the encryption of the state cookie and of the
-    /// stored GitHub tokens.
+    /// 32 bytes keying the encryption of the state cookie (and of the
+    /// token files of earlier versions, see `token_dir`).
     pub encryption_key: SecretString,
     /// Timeout of every request to GitHub.
     pub timeout: Duration,
     /// Background refresh.
     pub refresh: RefreshSettings,
-    /// Where users' GitHub tokens are kept, encrypted, for the background
-    /// refresh (the binary uses `<data dir>/github-tokens`); `None` keeps
-    /// none, and groups are read again only at the next login.
+    /// Where an earlier version kept users' GitHub tokens, one file each
+    /// sealed with `encryption_key` (the binary's `<data dir>/github-tokens`):
+    /// moved into the vault the provider is given
+    /// ([`ExternalProvider::keep_tokens_in`](crate::authn::external::ExternalProvider::keep_tokens_in)),
+    /// then removed. Tokens are kept in that vault only.
     pub token_dir: Option<std::path::PathBuf>,
 }
 

@@ -14,15 +14,19 @@
 //! | team | `github_team://<id>` | `org:team-slug` |
 //!
 //! Nothing is asked of GitHub per request: the user's GitHub token is kept
-//! encrypted at rest ([`crate::authn::vault`]) and used only by the background refresh of
-//! their organisations and teams, which the accounts wing drives through
-//! [`ExternalProvider::refresh`].
+//! sealed in the vault the accounts wing hands over ([`crate::authn::vault`]:
+//! the shared store) and used only by the background refresh of their
+//! organisations and teams, which the accounts wing drives through
+//! [`ExternalProvider::refresh`] on the replica elected to run it.
 
 pub mod api;
 pub mod config;
 pub mod oauth;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -94,7 +98,7 @@ pub struct GithubProvider {
     api: GithubApi,
     flow: OAuthFlow,
     sealer: Arc<Sealer>,
-    vault: Option<TokenVault>,
+    vault: OnceLock<TokenVault>,
 }
 
 impl std::fmt::Debug for GithubProvider {
@@ -117,7 +121,7 @@ impl GithubProvider {
             api: GithubApi::new(http.clone(), config.endpoints.api.clone()),
             flow: OAuthFlow::new(&config, http, sealer.clone()),
             sealer,
-            vault: config.token_dir.as_deref().map(TokenVault::new),
+            vault: OnceLock::new(),
             config,
         })
     }
@@ -173,14 +177,9 @@ impl GithubProvider {
         }
     }
 
-    /// Encrypts a GitHub token for storage.
-    pub fn seal_token(&self, token: &SecretString) -> String {
-        self.sealer
-            .seal(TOKEN_PURPOSE, token.expose_secret().as_bytes())
-    }
-
-    /// Decrypts a stored GitHub token.
-    pub fn open_token(&self, sealed: &str) -> Option<SecretString> {
+    /// Decrypts a GitHub token an earlier version kept in a file (sealed
+    /// with the provider's own key), to move it into the vault.
+    fn open_file_token(&self, sealed: &str) -> Option<SecretString> {
         let plain = self.sealer.open(TOKEN_PURPOSE, sealed.trim())?;
         String::from_utf8(plain).ok().map(SecretString::from)
     }
@@ -209,13 +208,12 @@ impl ExternalProvider for GithubProvider {
                 return Err(AuthnError::Invalid);
             };
             let external = self.identify(token).await.map_err(authn_error)?;
-            if let Some(vault) = self.vault.clone() {
-                let sealed = self.seal_token(token);
+            if let Some(vault) = self.vault.get() {
                 let id = user_id_for(&external.principal.id);
-                let stored = tokio::task::spawn_blocking(move || vault.put(&id, &sealed)).await;
-                if !matches!(stored, Ok(Ok(()))) {
+                if let Err(error) = vault.keep(TOKEN_PURPOSE, &id, token).await {
                     tracing::warn!(
                         auth.provider = PROVIDER,
+                        %error,
                         "keeping the GitHub token for refreshes failed"
                     );
                 }
@@ -247,16 +245,12 @@ impl ExternalProvider for GithubProvider {
         known: &'a KnownUser,
     ) -> BoxFuture<'a, Result<ExternalUser, RefreshError>> {
         Box::pin(async move {
-            let Some(vault) = self.vault.clone() else {
+            let Some(vault) = self.vault.get() else {
                 return Err(RefreshError::NotRefreshable);
             };
-            let id = known.user_id.clone();
-            let sealed = tokio::task::spawn_blocking(move || vault.get(&id))
+            let token = vault
+                .token(TOKEN_PURPOSE, &known.user_id)
                 .await
-                .ok()
-                .flatten();
-            let token = sealed
-                .and_then(|s| self.open_token(&s))
                 .ok_or(RefreshError::NotRefreshable)?;
             let github_id = known
                 .principal
@@ -289,9 +283,18 @@ impl ExternalProvider for GithubProvider {
         })
     }
 
+    /// Keeps tokens in `vault` from now on, after moving there the ones an
+    /// earlier version kept in files (`token_dir`).
+    fn keep_tokens_in(&self, vault: TokenVault) {
+        if let Some(dir) = &self.config.token_dir {
+            vault.import_files(TOKEN_PURPOSE, dir, |sealed| self.open_file_token(sealed));
+        }
+        let _ = self.vault.set(vault);
+    }
+
     fn forget(&self, user_id: &str) {
-        if let Some(vault) = &self.vault {
-            vault.remove(user_id);
+        if let Some(vault) = self.vault.get() {
+            vault.forget(user_id);
         }
     }
 }
@@ -442,10 +445,28 @@ mod tests {
     }
 
     #[test]
-    fn sealed_tokens_round_trip() {
-        let p = provider(AccessMode::Unrestricted, &[]);
-        let sealed = p.seal_token(&SecretString::from("gho_abc"));
-        assert!(!sealed.contains("gho_abc"));
-        assert_eq!(p.open_token(&sealed).unwrap().expose_secret(), "gho_abc");
+    fn tokens_an_earlier_version_kept_in_files_move_into_the_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = provider(AccessMode::Unrestricted, &[]);
+        p.config.token_dir = Some(dir.path().to_owned());
+        std::fs::write(
+            dir.path().join("u-octocat"),
+            p.sealer.seal(TOKEN_PURPOSE, b"gho_abc"),
+        )
+        .unwrap();
+        let memory = Arc::new(crate::authn::vault::tests::Memory::default());
+        let sealer = Sealer::new(&SecretString::from("the shared key"));
+        p.keep_tokens_in(TokenVault::new(memory.clone(), Arc::new(sealer), PROVIDER));
+        assert!(!dir.path().exists());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let vault = p.vault.get().unwrap();
+        let token = runtime.block_on(vault.token(TOKEN_PURPOSE, "u-octocat"));
+        assert_eq!(token.unwrap().expose_secret(), "gho_abc");
+        p.forget("u-octocat");
+        assert!(runtime
+            .block_on(vault.token(TOKEN_PURPOSE, "u-octocat"))
+            .is_none());
     }
 }

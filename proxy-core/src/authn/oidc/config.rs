@@ -55,7 +55,8 @@ pub struct OidcConfig {
     /// The public callback URL registered with the provider; without it
     /// `https://<Host of the login request>/paddock/v1/oidc/<name>/callback`.
     pub redirect_url: Option<Url>,
-    /// Keys the state cookie and the stored refresh tokens.
+    /// Keys the state cookie (and the token files of earlier versions,
+    /// see `token_dir`).
     pub encryption_key: SecretString,
     /// Timeout of every request to the provider.
     pub timeout: Duration,
@@ -68,8 +69,11 @@ pub struct OidcConfig {
     pub key_max_age: Duration,
     /// Background refresh of users' groups with their refresh tokens.
     pub refresh: RefreshSchedule,
-    /// Where users' refresh tokens are kept, sealed (the binary uses
-    /// `<data dir>/oidc-tokens/<name>`); `None` keeps none.
+    /// Where an earlier version kept users' refresh tokens, one file each
+    /// sealed with `encryption_key` (the binary's `<data dir>/oidc-tokens/<name>`):
+    /// moved into the vault the provider is given
+    /// ([`ExternalProvider::keep_tokens_in`](crate::authn::external::ExternalProvider::keep_tokens_in)),
+    /// then removed. Refresh tokens are kept in that vault only.
     pub token_dir: Option<PathBuf>,
     /// Accept `{"provider": name, "username", "password"}` logins through
     /// the provider's password grant (Keycloak's "direct access grants").

@@ -25,7 +25,10 @@ pub mod flow;
 pub mod keys;
 pub mod verify;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use arc_swap::ArcSwapOption;
 use http::{header, Method, Request, StatusCode};
@@ -127,7 +130,7 @@ struct Inner {
     keys: KeyCache,
     sealer: Arc<Sealer>,
     flow: Flow,
-    vault: Option<TokenVault>,
+    vault: OnceLock<TokenVault>,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -153,7 +156,7 @@ impl OidcProvider {
                 keys: KeyCache::new(config.key_refresh_min_interval),
                 flow: Flow::new(sealer.clone()),
                 sealer,
-                vault: config.token_dir.as_deref().map(TokenVault::new),
+                vault: OnceLock::new(),
                 config,
             }),
         })
@@ -248,7 +251,7 @@ impl OidcProvider {
     }
 
     /// Keeps `refresh_token` of `user_id`, sealed, for the background
-    /// refresh. Does nothing without a token directory.
+    /// refresh. Does nothing before the provider was given a vault.
     pub async fn keep_refresh_token(&self, user_id: &str, refresh_token: &SecretString) {
         self.inner.keep_refresh_token(user_id, refresh_token).await;
     }
@@ -466,26 +469,21 @@ impl Inner {
     }
 
     async fn keep_refresh_token(&self, user_id: &str, refresh_token: &SecretString) {
-        let Some(vault) = self.vault.clone() else {
+        let Some(vault) = self.vault.get() else {
             return;
         };
-        let sealed = self
-            .sealer
-            .seal(REFRESH_PURPOSE, refresh_token.expose_secret().as_bytes());
-        let id = user_id.to_owned();
-        let stored = tokio::task::spawn_blocking(move || vault.put(&id, &sealed)).await;
-        if !matches!(stored, Ok(Ok(()))) {
-            tracing::warn!(auth.provider = %self.config.name, "keeping the refresh token failed");
+        if let Err(error) = vault.keep(REFRESH_PURPOSE, user_id, refresh_token).await {
+            tracing::warn!(auth.provider = %self.config.name, %error, "keeping the refresh token failed");
         }
     }
 
     async fn stored_refresh_token(&self, user_id: &str) -> Option<SecretString> {
-        let vault = self.vault.clone()?;
-        let id = user_id.to_owned();
-        let sealed = tokio::task::spawn_blocking(move || vault.get(&id))
-            .await
-            .ok()
-            .flatten()?;
+        self.vault.get()?.token(REFRESH_PURPOSE, user_id).await
+    }
+
+    /// Opens a refresh token an earlier version kept in a file (sealed with
+    /// the provider's own key), to move it into the vault.
+    fn open_file_token(&self, sealed: &str) -> Option<SecretString> {
         let plain = self.sealer.open(REFRESH_PURPOSE, sealed.trim())?;
         String::from_utf8(plain).ok().map(SecretString::from)
     }
@@ -680,9 +678,19 @@ impl ExternalProvider for OidcProvider {
         })
     }
 
+    /// Keeps refresh tokens in `vault` from now on, after moving there the
+    /// ones an earlier version kept in files (`token_dir`).
+    fn keep_tokens_in(&self, vault: TokenVault) {
+        let inner = &self.inner;
+        if let Some(dir) = &inner.config.token_dir {
+            vault.import_files(REFRESH_PURPOSE, dir, |sealed| inner.open_file_token(sealed));
+        }
+        let _ = inner.vault.set(vault);
+    }
+
     fn forget(&self, user_id: &str) {
-        if let Some(vault) = &self.inner.vault {
-            vault.remove(user_id);
+        if let Some(vault) = self.inner.vault.get() {
+            vault.forget(user_id);
         }
     }
 

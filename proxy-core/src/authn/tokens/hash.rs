@@ -87,6 +87,11 @@ impl Pepper {
         hex::encode(self.0.expose_secret())
     }
 
+    /// The key's bytes, for keys derived from it inside this crate.
+    pub(crate) fn expose_bytes(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+
     /// Parses [`Pepper::expose_hex`]'s output.
     pub fn from_hex(s: &str) -> Option<Self> {
         let mut b = [0u8; 32];

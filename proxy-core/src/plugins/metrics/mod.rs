@@ -158,7 +158,7 @@ fn duration_histogram() -> Histogram {
 /// | `paddock_authentication_attempts_total` | counter | `provider`, `result` |
 /// | `paddock_authorization_decisions_total` | counter | `decision`: `allow`, `deny` |
 /// | `paddock_upstream_errors_total` | counter | `cluster`, `kind`: `unavailable` (503), `failure` (502), `timeout` (504) |
-/// | `paddock_refreshes_total` | counter | `provider`, `result`: `refreshed`, `access_lost`, `deferred`, `not_refreshable` |
+/// | `paddock_refreshes_total` | counter | `provider`, `result`: `refreshed`, `access_lost`, `deferred`, `not_refreshable`, `busy` |
 /// | `paddock_provider_degraded` | gauge | `provider`: 1 while its backend fails |
 /// | `paddock_cluster_up` | gauge | `cluster`: 1 reachable, 0 not (health checks; an agent's tunnel connecting or dropping at once) |
 /// | `paddock_cluster_nodes` | gauge | `cluster`, `state`: `ready`, `not_ready` |
@@ -599,6 +599,7 @@ impl Inner {
                     Outcome::Refreshed { .. } => "refreshed",
                     Outcome::AccessLost { .. } => "access_lost",
                     Outcome::Deferred { .. } => "deferred",
+                    Outcome::Busy => "busy",
                     _ => "not_refreshable",
                 };
                 let provider = self.providers.learn(provider);
