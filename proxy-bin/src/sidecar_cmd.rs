@@ -15,11 +15,12 @@ pub(crate) struct SidecarArgs {
     /// The cluster id this sidecar authenticates for.
     #[arg(long)]
     cluster: String,
-    /// File holding the credential for the cluster's replica feed.
+    /// File holding the cluster's registration token (`paddock cluster
+    /// token <id>` prints it), which reads the cluster's replica feed.
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
-    /// The credential itself (prefer --token-file or the environment: a
-    /// command line is visible to every local user).
+    /// The registration token itself (prefer --token-file or the
+    /// environment: a command line is visible to every local user).
     #[arg(long, env = "PADDOCK_SIDECAR_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// CA bundle (PEM) for the center's certificate [default: system roots].
@@ -72,12 +73,25 @@ pub(crate) fn run(args: SidecarArgs) -> ExitCode {
         (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
         _ => {
             errors.push(
-                "--token-file (or --token, PADDOCK_SIDECAR_TOKEN): the feed's credential is required"
+                "--token-file (or --token, PADDOCK_SIDECAR_TOKEN): the cluster's registration token is required"
                     .to_owned(),
             );
             None
         }
     };
+    if let Some(token) = &token {
+        match token.split_once('.') {
+            Some((id, _)) if id == args.cluster => {}
+            Some((id, _)) if !id.is_empty() && !id.contains(':') => errors.push(format!(
+                "--token: that is the registration token of cluster {id:?}, not of --cluster {:?}",
+                args.cluster
+            )),
+            _ => errors.push(format!(
+                "--token: not a registration token (`{}.<secret>`, printed by `paddock cluster token {}`)",
+                args.cluster, args.cluster
+            )),
+        }
+    }
     let ca = match &args.server_ca {
         Some(path) => match std::fs::read(path) {
             Ok(pem) => Some(pem),

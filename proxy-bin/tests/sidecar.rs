@@ -32,6 +32,24 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
     start.elapsed()
 }
 
+/// `paddock cluster token <id> --config <config>` on the center's store:
+/// the token it printed.
+fn registration_token(center: &Paddock, config: &Path, id: &str) -> String {
+    let config = config.display().to_string();
+    let out = center.cli(bin(), &["cluster", "token", id, "--config", &config], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{id}.")))
+        .unwrap_or_else(|| panic!("no token in {stdout}"))
+        .to_owned()
+}
+
 fn review(token: &str) -> String {
     serde_json::json!({
         "apiVersion": "authentication.k8s.io/v1beta1", "kind": "TokenReview",
@@ -91,24 +109,9 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
         .await;
     let base = center.url();
     let url = |path: &str| format!("{base}{path}");
-    let token = |body: serde_json::Value| {
-        let client = &client;
-        let admin = admin.clone();
-        let url = url("/paddock/v1/tokens");
-        async move {
-            let created = client
-                .send_json(http::Method::POST, &url, Some(&admin), &body)
-                .await;
-            assert_eq!(created.status(), 201, "{}", created.text());
-            let json = created.json();
-            (
-                json["token"].as_str().unwrap().to_owned(),
-                json["id"].as_str().unwrap().to_owned(),
-            )
-        }
-    };
-    // The sidecar's feed credential (until clusters carry their own).
-    let (feed_token, _) = token(serde_json::json!({"kind": "api", "description": "sidecar"})).await;
+    // The sidecar's credential: the cluster's registration token, issued
+    // for a cluster of the configuration file with the CLI.
+    let feed_token = registration_token(&center, &config, "default");
     // The user's kubeconfig, as downloaded: through Paddock, and direct.
     let downloaded = client
         .get(&url("/paddock/v1/kubeconfig?cluster=default"), Some(&admin))
@@ -290,4 +293,137 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
         "{after:?}"
     );
     sidecar.kill();
+}
+
+/// The replica feed takes the cluster's own registration token and nothing
+/// else: not another cluster's, not a rotated or revoked one, not a user's
+/// token, whether the cluster is configured or registered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_takes_only_the_clusters_own_current_registration_token() {
+    let fake = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = upstream_args(&fake, dir.path());
+    let config = write_file(
+        dir.path(),
+        "paddock.yaml",
+        &format!(
+            "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n",
+            fake.url(),
+            upstream[3],
+            upstream[5],
+        ),
+    );
+    let center = Paddock::start(
+        bin(),
+        &["--config".to_owned(), config.display().to_string()],
+    );
+    let client = TestClient::new(&center.ca_pem(), Protocol::Http1, None);
+    let admin = center
+        .admin_session(&client, "sidecar-test-password-2")
+        .await;
+    // A registered (agent) cluster beside the configured one.
+    let added = center.cli(bin(), &["cluster", "add", "edge"], "");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let default_token = registration_token(&center, &config, "default");
+    let edge_token = registration_token(&center, &config, "edge");
+    let feed = |cluster: &str, token: Option<&str>| {
+        let mut request = http::Request::get(format!(
+            "{}/paddock/v1/clusters/{cluster}/replica?timeoutSeconds=0",
+            center.url()
+        ));
+        if let Some(token) = token {
+            request = request.header("x-paddock-agent-token", token);
+        }
+        let request = request.body(Default::default()).unwrap();
+        let client = &client;
+        async move {
+            let response = client.fetch(request).await;
+            (response.status(), response.text())
+        }
+    };
+    for (cluster, token) in [("default", &default_token), ("edge", &edge_token)] {
+        eventually_status(&feed, cluster, token, 200).await;
+        let (code, body) = feed(cluster, Some(token)).await;
+        assert_eq!(code, 200, "{cluster}: {body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["cluster"], cluster);
+        assert_eq!(answer["reset"], true);
+        // The cluster's policy comes along: the admin's global binding
+        // applies in every cluster.
+        assert!(answer["policy"]["users"].is_object(), "{body}");
+    }
+    // Another cluster's token, its secret under this cluster's id, a
+    // user's token as the header or as a bearer token, nothing: 401.
+    let edge_secret = edge_token.split_once('.').unwrap().1;
+    for (what, token) in [
+        ("edge's token", Some(edge_token.clone())),
+        ("edge's secret", Some(format!("default.{edge_secret}"))),
+        ("a user's token", Some(admin.clone())),
+        ("nothing", None),
+    ] {
+        let (code, body) = feed("default", token.as_deref()).await;
+        assert_eq!(code, 401, "{what}: {body}");
+        assert!(body.contains("\"kind\":\"Status\""), "{what}: {body}");
+    }
+    let bearer = client
+        .get(
+            &format!(
+                "{}/paddock/v1/clusters/default/replica?timeoutSeconds=0",
+                center.url()
+            ),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        bearer.status(),
+        401,
+        "an admin's bearer token: {}",
+        bearer.text()
+    );
+    // Rotated: the old one is refused, the new one read.
+    let rotated = registration_token(&center, &config, "default");
+    eventually_status(&feed, "default", &default_token, 401).await;
+    eventually_status(&feed, "default", &rotated, 200).await;
+    // Revoked, for a configured and a registered cluster.
+    for id in ["default", "edge"] {
+        let config = config.display().to_string();
+        let out = center.cli(
+            bin(),
+            &["cluster", "token", id, "--revoke", "--config", &config],
+            "",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually_status(&feed, "default", &rotated, 401).await;
+    eventually_status(&feed, "edge", &edge_token, 401).await;
+}
+
+/// The CLI writes the store; the server sees it within its poll interval.
+async fn eventually_status<F, Fut>(feed: &F, cluster: &str, token: &str, want: u16)
+where
+    F: Fn(&str, Option<&str>) -> Fut,
+    Fut: std::future::Future<Output = (u16, String)>,
+{
+    let start = Instant::now();
+    loop {
+        let (code, body) = feed(cluster, Some(token)).await;
+        if code == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{cluster}: {code} instead of {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -306,6 +306,10 @@ impl Authorizer for PolicyAuthorizer {
         self.source.clone()
     }
 
+    fn policy_set(&self) -> Option<Arc<PolicySet>> {
+        Some(self.current())
+    }
+
     fn authorize(&self, request: &AuthzRequest<'_>) -> Decision {
         let checks = request.attributes.authorization_checks(request.upgrade);
         self.set

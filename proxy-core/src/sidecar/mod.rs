@@ -57,7 +57,8 @@ pub struct SidecarOptions {
     pub server: String,
     /// The cluster this sidecar serves.
     pub cluster: String,
-    /// The credential for the cluster's feed.
+    /// The cluster's registration token (`<cluster>.<secret>`), which
+    /// reads its feed.
     pub token: SecretString,
     /// CA bundle (PEM) for the center's certificate; system roots when `None`.
     pub server_ca_pem: Option<Vec<u8>>,

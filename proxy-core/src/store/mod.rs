@@ -1,5 +1,6 @@
 //! Paddock's state: users, password hashes, tokens (hashes only), role bindings,
-//! projects, clusters, provider settings and per-user attributes.
+//! projects, clusters (and the registration tokens of configured ones),
+//! provider settings and per-user attributes.
 //!
 //! Two layers:
 //!
@@ -40,7 +41,7 @@ pub use etcd::{
 };
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
-    BindingScope, Cluster, ClusterConnection, ClusterStatus, PasswordRecord, Project,
+    BindingScope, Cluster, ClusterConnection, ClusterStatus, ClusterToken, PasswordRecord, Project,
     ProviderSettings, RoleBinding, SubjectKind, Timestamp, TokenKind, TokenRecord, TokenUsage,
     User, UserAttributes, UsernameIndex,
 };
@@ -84,11 +85,13 @@ pub enum Kind {
     Provider,
     /// [`UserAttributes`]
     UserAttributes,
+    /// [`ClusterToken`]
+    ClusterToken,
 }
 
 impl Kind {
     /// Every kind, in key order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::User,
         Kind::Username,
         Kind::Password,
@@ -99,6 +102,7 @@ impl Kind {
         Kind::Cluster,
         Kind::Provider,
         Kind::UserAttributes,
+        Kind::ClusterToken,
     ];
 
     /// The key prefix (also the etcd key segment).
@@ -114,6 +118,7 @@ impl Kind {
             Kind::Cluster => "clusters",
             Kind::Provider => "providers",
             Kind::UserAttributes => "userattributes",
+            Kind::ClusterToken => "clustertokens",
         }
     }
 
@@ -174,6 +179,7 @@ pub enum Object {
     Cluster(Box<Cluster>),
     Provider(ProviderSettings),
     UserAttributes(UserAttributes),
+    ClusterToken(ClusterToken),
 }
 
 impl Object {
@@ -190,6 +196,7 @@ impl Object {
             Object::Cluster(c) => Key::new(Kind::Cluster, &c.id),
             Object::Provider(p) => Key::new(Kind::Provider, &p.name),
             Object::UserAttributes(a) => Key::new(Kind::UserAttributes, &a.user_id),
+            Object::ClusterToken(t) => Key::new(Kind::ClusterToken, &t.cluster_id),
         }
     }
 }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    Cluster, Event, Kind, Loaded, Object, PasswordRecord, Project, ProviderSettings, Revision,
-    RoleBinding, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex, Versioned,
+    Cluster, ClusterToken, Event, Kind, Loaded, Object, PasswordRecord, Project, ProviderSettings,
+    Revision, RoleBinding, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex, Versioned,
 };
 
 /// A value with the revision that last modified it.
@@ -36,6 +36,7 @@ pub struct Snapshot {
     clusters: Table<Cluster>,
     providers: Table<ProviderSettings>,
     user_attributes: Table<UserAttributes>,
+    cluster_tokens: Table<ClusterToken>,
 }
 
 fn put<T>(table: &mut Table<T>, id: String, revision: Revision, value: T) {
@@ -87,6 +88,7 @@ impl Snapshot {
             Object::Cluster(x) => put(&mut self.clusters, x.id.clone(), rev, *x),
             Object::Provider(x) => put(&mut self.providers, x.name.clone(), rev, x),
             Object::UserAttributes(x) => put(&mut self.user_attributes, x.user_id.clone(), rev, x),
+            Object::ClusterToken(x) => put(&mut self.cluster_tokens, x.cluster_id.clone(), rev, x),
         }
     }
 
@@ -102,6 +104,7 @@ impl Snapshot {
             Kind::Cluster => remove(&mut self.clusters, id),
             Kind::Provider => remove(&mut self.providers, id),
             Kind::UserAttributes => remove(&mut self.user_attributes, id),
+            Kind::ClusterToken => remove(&mut self.cluster_tokens, id),
         }
     }
 
@@ -189,5 +192,11 @@ impl Snapshot {
     /// A user's provider attributes.
     pub fn user_attributes(&self, user_id: &str) -> Option<&Arc<Entry<UserAttributes>>> {
         self.user_attributes.get(user_id)
+    }
+
+    /// The registration token of a cluster defined in the configuration
+    /// file (registered clusters keep theirs on their [`Cluster`] record).
+    pub fn cluster_token(&self, cluster_id: &str) -> Option<&Arc<Entry<ClusterToken>>> {
+        self.cluster_tokens.get(cluster_id)
     }
 }
