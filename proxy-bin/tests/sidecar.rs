@@ -427,3 +427,226 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs `paddock <args>` on the center's store and returns its stdout.
+fn cli_ok(center: &Paddock, args: &[&str], stdin: &str) -> String {
+    let out = center.cli(bin(), args, stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "paddock {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn kubectl(kube: &Arc<Kubeconfig>, args: &'static [&'static str]) -> (bool, String) {
+    let k = kube.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = k.run(args, None);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .unwrap()
+}
+
+/// The sidecar's own request path, for API servers whose flags cannot be
+/// changed: real kubectl talks to the sidecar, which authenticates from its
+/// replica, decides with the cluster's replicated policy, impersonates and
+/// forwards to the (fake) API server with its own credential; it goes on
+/// without the center, from disk after a restart, and a revocation ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_through_the_sidecars_request_path_with_the_replicated_policy() {
+    let fake = FakeApiServer::start(FakeApiConfig {
+        pods: vec![("default".into(), "web-1".into())],
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = upstream_args(&fake, dir.path());
+    let config = write_file(
+        dir.path(),
+        "paddock.yaml",
+        &format!(
+            "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n",
+            fake.url(),
+            upstream[3],
+            upstream[5],
+        ),
+    );
+    let mut center = Paddock::start(
+        bin(),
+        &["--config".to_owned(), config.display().to_string()],
+    );
+    // Bob may read the project's namespace, no more.
+    cli_ok(&center, &["user", "add", "bob"], "bob-password-123456\n");
+    cli_ok(
+        &center,
+        &[
+            "project",
+            "create",
+            "--cluster",
+            "default",
+            "dev",
+            "--namespace",
+            "default",
+        ],
+        "",
+    );
+    cli_ok(
+        &center,
+        &[
+            "binding",
+            "create",
+            "--user",
+            "bob",
+            "--role",
+            "read-only",
+            "--project",
+            "default:dev",
+        ],
+        "",
+    );
+    let issued = cli_ok(
+        &center,
+        &[
+            "token",
+            "create",
+            "--user",
+            "bob",
+            "--kind",
+            "kubeconfig",
+            "--cluster",
+            "default",
+        ],
+        "",
+    );
+    let bob_token = issued
+        .split_whitespace()
+        .find(|w| w.starts_with("t-") && w.contains(':'))
+        .expect("the CLI prints the token")
+        .to_owned();
+    let bob_token_id = bob_token.split_once(':').unwrap().0.to_owned();
+    let registration = registration_token(&center, &config, "default");
+    let token_file = write_file(dir.path(), "registration-token", &registration);
+    let data_dir = dir.path().join("sidecar");
+    let sidecar_args: Vec<String> = [
+        "--server",
+        &center.url(),
+        "--server-ca",
+        &center.ca_path().display().to_string(),
+        "--cluster",
+        "default",
+        "--token-file",
+        &token_file.display().to_string(),
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &fake.url(),
+        "--upstream-ca",
+        &upstream[3],
+        "--upstream-token-file",
+        &upstream[5],
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let log = dir.path().join("sidecar.log");
+    let mut sidecar = Sidecar::start(bin(), "127.0.0.1:0", &sidecar_args, &log);
+    // Ready, with the policy that holds bob's binding.
+    eventually(
+        "sidecar ready with bob's grant",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = sidecar.get("/readyz");
+            code == 200 && !body.contains("\"policy\":\"\"")
+        },
+    )
+    .await;
+    let ca = std::fs::read(data_dir.join("tls/ca.crt")).expect("the sidecar's generated CA");
+    let kube = |port: u16| {
+        Arc::new(Kubeconfig::new(
+            &format!("https://127.0.0.1:{port}"),
+            &ca,
+            &bob_token,
+        ))
+    };
+    let bob = kube(sidecar.proxy_port());
+
+    // Allowed: it reaches the API server as bob, impersonated.
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+    assert!(ok && text.contains("web-1"), "{text}\n{}", sidecar.log());
+    let (ok, text) = kubectl(&bob, &["auth", "whoami", "-o", "json"]).await;
+    assert!(ok, "{text}");
+    let seen: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let bob_id = seen["status"]["userInfo"]["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(bob_id.starts_with("u-"), "{seen}");
+    assert_eq!(
+        seen["status"]["userInfo"]["extra"]["username"][0], "bob",
+        "{seen}"
+    );
+    // A verb the policy does not grant: 403 Status, from the sidecar.
+    let (ok, text) = kubectl(&bob, &["delete", "pod", "web-1", "-n", "default"]).await;
+    assert!(!ok && text.contains("(Forbidden)"), "{text}");
+    assert!(text.contains(&bob_id), "the refusal names the user: {text}");
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "kube-system"]).await;
+    assert!(
+        !ok && text.contains("(Forbidden)"),
+        "another namespace: {text}"
+    );
+    // Acting as someone else needs a grant bob does not have.
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default", "--as", "admin"]).await;
+    assert!(!ok && text.contains("(Forbidden)"), "--as: {text}");
+
+    // The center dies; the sidecar restarts without it: from disk, policy
+    // included.
+    center.kill();
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+    assert!(ok && text.contains("web-1"), "without the center: {text}");
+    sidecar.kill();
+    let mut sidecar = Sidecar::start(bin(), "127.0.0.1:0", &sidecar_args, &log);
+    let bob = kube(sidecar.proxy_port());
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+    assert!(
+        ok && text.contains("web-1"),
+        "restarted from disk: {text}\n{}",
+        sidecar.log()
+    );
+    let (ok, text) = kubectl(&bob, &["delete", "pod", "web-1", "-n", "default"]).await;
+    assert!(
+        !ok && text.contains("(Forbidden)"),
+        "restarted from disk: {text}"
+    );
+
+    // The center is back; a revocation reaches the sidecar's request path.
+    center.restart(bin());
+    eventually("feed reconnected", Duration::from_secs(30), || {
+        sidecar.get("/readyz").1.contains("\"connected\":true")
+    })
+    .await;
+    cli_ok(&center, &["token", "revoke", &bob_token_id], "");
+    let start = Instant::now();
+    loop {
+        let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+        if !ok && text.contains("Unauthorized") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still allowed after revocation: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sidecar.kill();
+}
