@@ -32,6 +32,51 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
     start.elapsed()
 }
 
+/// A fake API server holding `pods` and a center whose configuration file
+/// has it as cluster `default`.
+struct Center {
+    _fake: FakeApiServer,
+    dir: tempfile::TempDir,
+    /// `upstream_args`: `[3]` the fake's CA file, `[5]` the token file.
+    upstream: Vec<String>,
+    config: std::path::PathBuf,
+    center: Paddock,
+}
+
+impl Center {
+    async fn start(pods: Vec<(String, String)>) -> Self {
+        let fake = FakeApiServer::start(FakeApiConfig {
+            pods,
+            ..FakeApiConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = upstream_args(&fake, dir.path());
+        let config = write_file(
+            dir.path(),
+            "paddock.yaml",
+            &format!(
+                "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n",
+                fake.url(),
+                upstream[3],
+                upstream[5],
+            ),
+        );
+        let center = Paddock::start(
+            bin(),
+            &["--config".to_owned(), config.display().to_string()],
+        );
+        Self {
+            _fake: fake,
+            dir,
+            upstream,
+            config,
+            center,
+        }
+    }
+}
+
 /// `paddock cluster token <id> --config <config>` on the center's store:
 /// the token it printed.
 fn registration_token(center: &Paddock, config: &Path, id: &str) -> String {
@@ -300,25 +345,13 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
 /// token, whether the cluster is configured or registered.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_feed_takes_only_the_clusters_own_current_registration_token() {
-    let fake = FakeApiServer::start(FakeApiConfig::default())
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = upstream_args(&fake, dir.path());
-    let config = write_file(
-        dir.path(),
-        "paddock.yaml",
-        &format!(
-            "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n",
-            fake.url(),
-            upstream[3],
-            upstream[5],
-        ),
-    );
-    let center = Paddock::start(
-        bin(),
-        &["--config".to_owned(), config.display().to_string()],
-    );
+    let Center {
+        _fake,
+        dir: _dir,
+        config,
+        center,
+        ..
+    } = Center::start(Vec::new()).await;
     let client = TestClient::new(&center.ca_pem(), Protocol::Http1, None);
     let admin = center
         .admin_session(&client, "sidecar-test-password-2")
@@ -462,28 +495,14 @@ async fn kubectl(kube: &Arc<Kubeconfig>, args: &'static [&'static str]) -> (bool
 /// without the center, from disk after a restart, and a revocation ends it.
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_through_the_sidecars_request_path_with_the_replicated_policy() {
-    let fake = FakeApiServer::start(FakeApiConfig {
-        pods: vec![("default".into(), "web-1".into())],
-        ..FakeApiConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let upstream = upstream_args(&fake, dir.path());
-    let config = write_file(
-        dir.path(),
-        "paddock.yaml",
-        &format!(
-            "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n",
-            fake.url(),
-            upstream[3],
-            upstream[5],
-        ),
-    );
-    let mut center = Paddock::start(
-        bin(),
-        &["--config".to_owned(), config.display().to_string()],
-    );
+    let Center {
+        _fake: fake,
+        dir,
+        upstream,
+        config,
+        center,
+    } = Center::start(vec![("default".into(), "web-1".into())]).await;
+    let mut center = center;
     // Bob may read the project's namespace, no more.
     cli_ok(&center, &["user", "add", "bob"], "bob-password-123456\n");
     cli_ok(
