@@ -35,6 +35,6 @@ pub use impersonation::{
 pub use model::Location;
 pub use rule::PolicyRule;
 pub use set::{
-    PolicySet, PolicySetBuilder, PolicyStats, CLUSTER_ANNOTATION, DEFAULT_MANAGEMENT_CLUSTER,
-    PROJECT_ANNOTATION,
+    ClusterPolicy, PolicySet, PolicySetBuilder, PolicyStats, CLUSTER_ANNOTATION,
+    DEFAULT_MANAGEMENT_CLUSTER, PROJECT_ANNOTATION,
 };

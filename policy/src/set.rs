@@ -18,6 +18,7 @@
 
 mod compile;
 mod index;
+mod slice;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +27,7 @@ use std::sync::OnceLock;
 use self::compile::{compile, Compiled};
 pub use self::compile::{CLUSTER_ANNOTATION, PROJECT_ANNOTATION};
 use self::index::Grant;
+pub use self::slice::ClusterPolicy;
 use crate::attributes::RequestAttributes;
 use crate::builtin;
 use crate::decision::{describe_request, Decision, Subject};

@@ -48,15 +48,18 @@ pub(crate) enum ClusterCommand {
         /// The cluster id.
         id: String,
     },
-    /// Issue a new registration token for an agent cluster (the old one
-    /// stops working), or revoke it.
+    /// Issue a new registration token for a cluster (the old one stops
+    /// working), or revoke it. Every cluster can have one, those of the
+    /// configuration file included: its agent opens the tunnel with it, its
+    /// sidecar reads the replica feed with it.
     Token {
         /// The cluster id.
         id: String,
-        /// Revoke the token instead: no agent can connect until a new one is issued.
+        /// Revoke the token instead: no agent can connect and no sidecar
+        /// read the feed until a new one is issued.
         #[arg(long)]
         revoke: bool,
-        /// Paddock's URL as the agent reaches it, for the printed command.
+        /// Paddock's URL as the agent and sidecar reach it, for the printed commands.
         #[arg(long, default_value = "https://127.0.0.1:8443")]
         paddock_url: String,
     },
@@ -182,12 +185,30 @@ fn run(location: &StoreLocation, command: ClusterCommand) -> Result<(), String> 
             paddock_url,
         } => {
             if revoke {
-                clusters::revoke_token(view, &id).map_err(|e| e.to_string())?;
+                clusters::revoke_token(view, &id, &configured).map_err(|e| e.to_string())?;
                 println!("the registration token of cluster {id} is revoked");
             } else {
-                let token = clusters::rotate_token(view, accounts.token_hasher(), &id)
-                    .map_err(|e| e.to_string())?;
-                print_token(&id, &token, &paddock_url);
+                let token = clusters::rotate_token(view, accounts.token_hasher(), &id, &configured)
+                    .map_err(|e| match e {
+                        clusters::ClusterError::NotFound(_) if !location.has_config() => {
+                            format!("{e} (a cluster of the configuration file? pass --config)")
+                        }
+                        e => e.to_string(),
+                    })?;
+                let agent = !configured.contains(&id)
+                    && view.with_snapshot(|s| {
+                        clusters::get(s, &id)
+                            .is_some_and(|c| matches!(c.connection, ClusterConnection::Agent))
+                    });
+                if agent {
+                    print_token(&id, &token, &paddock_url);
+                } else {
+                    println!("registration token (shown once): {}", token.expose_secret());
+                }
+                println!(
+                    "\nrun the sidecar next to the cluster's API server:\n  \
+                     paddock sidecar --server {paddock_url} --cluster {id} --token-file <file with the token>"
+                );
             }
             Ok(())
         }

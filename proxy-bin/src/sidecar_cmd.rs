@@ -3,7 +3,11 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use proxy_core::sidecar::{Sidecar, SidecarOptions};
+use proxy_core::{
+    server::tls::ServerTls,
+    sidecar::{Sidecar, SidecarOptions},
+    upstream::{ClusterConfig, UpstreamCredential},
+};
 use secrecy::SecretString;
 
 /// Flags of `paddock sidecar`.
@@ -15,11 +19,12 @@ pub(crate) struct SidecarArgs {
     /// The cluster id this sidecar authenticates for.
     #[arg(long)]
     cluster: String,
-    /// File holding the credential for the cluster's replica feed.
+    /// File holding the cluster's registration token (`paddock cluster
+    /// token <id>` prints it), which reads the cluster's replica feed.
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
-    /// The credential itself (prefer --token-file or the environment: a
-    /// command line is visible to every local user).
+    /// The registration token itself (prefer --token-file or the
+    /// environment: a command line is visible to every local user).
     #[arg(long, env = "PADDOCK_SIDECAR_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// CA bundle (PEM) for the center's certificate [default: system roots].
@@ -35,6 +40,87 @@ pub(crate) struct SidecarArgs {
     /// the replica may be older than this: `90s`, `5m`, `1h` or seconds.
     #[arg(long, value_parser = parse_duration)]
     max_staleness: Option<Duration>,
+    /// Also serve Paddock's request path (authenticate, policy,
+    /// impersonate) in front of --upstream on this address (HTTPS), for
+    /// API servers whose flags cannot be changed.
+    #[arg(long, requires = "upstream")]
+    proxy_listen: Option<String>,
+    /// The local API server's URL (https://127.0.0.1:6443).
+    #[arg(long, requires = "proxy_listen")]
+    upstream: Option<String>,
+    /// CA bundle (PEM) for --upstream [default: system roots].
+    #[arg(long, requires = "upstream")]
+    upstream_ca: Option<PathBuf>,
+    /// The sidecar's bearer token file for --upstream (re-read when it
+    /// changes): a credential allowed to impersonate users and groups.
+    #[arg(long, requires = "upstream")]
+    upstream_token_file: Option<PathBuf>,
+    /// Certificate (PEM) of --proxy-listen [default: one generated in
+    /// --data-dir/tls, signed by the CA beside it].
+    #[arg(long, requires = "proxy_tls_key")]
+    proxy_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "proxy_tls_cert")]
+    proxy_tls_key: Option<PathBuf>,
+    /// A host name or address the generated certificate is for, besides
+    /// localhost and 127.0.0.1 (repeatable).
+    #[arg(long = "proxy-tls-name")]
+    proxy_tls_names: Vec<String>,
+}
+
+/// The request path's settings, checked.
+struct ProxyArgs {
+    listen: std::net::SocketAddr,
+    upstream: ClusterConfig,
+    tls: ServerTls,
+}
+
+/// Checks the request path's flags, pushing what is wrong onto `errors`.
+fn proxy_args(args: &SidecarArgs, errors: &mut Vec<String>) -> Option<ProxyArgs> {
+    let (Some(listen), Some(upstream)) = (&args.proxy_listen, &args.upstream) else {
+        return None;
+    };
+    let listen = listen
+        .parse()
+        .map_err(|_| errors.push(format!("--proxy-listen: {listen:?} is not an address:port")))
+        .ok();
+    if !upstream.starts_with("https://") {
+        errors.push(format!("--upstream: {upstream:?} must be an https:// URL"));
+    }
+    let mut cluster = ClusterConfig::new(&args.cluster, upstream);
+    if let Some(path) = &args.upstream_ca {
+        match std::fs::read(path) {
+            Ok(pem) => cluster.ca_pem = Some(pem),
+            Err(e) => errors.push(format!(
+                "--upstream-ca: cannot read {}: {e}",
+                path.display()
+            )),
+        }
+    }
+    if let Some(path) = &args.upstream_token_file {
+        if let Err(e) = std::fs::metadata(path) {
+            errors.push(format!(
+                "--upstream-token-file: cannot read {}: {e}",
+                path.display()
+            ));
+        }
+        cluster.credential = UpstreamCredential::BearerTokenFile(path.clone());
+    }
+    if let Err(e) = cluster.check() {
+        errors.push(format!("--upstream: {e}"));
+    }
+    let tls = match (&args.proxy_tls_cert, &args.proxy_tls_key) {
+        (Some(cert), Some(key)) => ServerTls::from_files(cert, key),
+        _ => ServerTls::self_signed(&args.data_dir, &args.proxy_tls_names),
+    }
+    .and_then(|tls| tls.server_config().map(|_| tls))
+    .map_err(|e| errors.push(format!("--proxy-tls-cert: {e}")))
+    .ok();
+    Some(ProxyArgs {
+        listen: listen?,
+        upstream: cluster,
+        tls: tls?,
+    })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -72,12 +158,25 @@ pub(crate) fn run(args: SidecarArgs) -> ExitCode {
         (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
         _ => {
             errors.push(
-                "--token-file (or --token, PADDOCK_SIDECAR_TOKEN): the feed's credential is required"
+                "--token-file (or --token, PADDOCK_SIDECAR_TOKEN): the cluster's registration token is required"
                     .to_owned(),
             );
             None
         }
     };
+    if let Some(token) = &token {
+        match token.split_once('.') {
+            Some((id, _)) if id == args.cluster => {}
+            Some((id, _)) if !id.is_empty() && !id.contains(':') => errors.push(format!(
+                "--token: that is the registration token of cluster {id:?}, not of --cluster {:?}",
+                args.cluster
+            )),
+            _ => errors.push(format!(
+                "--token: not a registration token (`{}.<secret>`, printed by `paddock cluster token {}`)",
+                args.cluster, args.cluster
+            )),
+        }
+    }
     let ca = match &args.server_ca {
         Some(path) => match std::fs::read(path) {
             Ok(pem) => Some(pem),
@@ -107,6 +206,7 @@ pub(crate) fn run(args: SidecarArgs) -> ExitCode {
             None
         }
     };
+    let proxy = proxy_args(&args, &mut errors);
     let (Some(token), Some(listen), true) = (token, listen, errors.is_empty()) else {
         eprintln!("paddock sidecar: invalid arguments:");
         for e in &errors {
@@ -151,12 +251,59 @@ pub(crate) fn run(args: SidecarArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // One signal, two servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::serve::shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        let proxy = match proxy {
+            None => None,
+            Some(proxy) => match serve_proxy(&sidecar, proxy, until_stopped(stopped.clone())).await {
+                Ok(task) => Some(task),
+                Err(message) => {
+                    eprintln!("paddock sidecar: {message}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
         let addr = listener.local_addr().map_or(listen, |a| a);
         tracing::info!(%addr, cluster.id = %args.cluster, server = %args.server, "sidecar listening");
-        sidecar.serve(listener, crate::serve::shutdown_signal()).await;
+        sidecar.serve(listener, until_stopped(stopped)).await;
+        if let Some(proxy) = proxy {
+            let _ = proxy.await;
+        }
         tracing::info!("sidecar stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Binds the request path's listener and serves it until `stop`.
+async fn serve_proxy(
+    sidecar: &Sidecar,
+    proxy: ProxyArgs,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let built = sidecar
+        .proxy(proxy.upstream)
+        .map_err(|e| format!("--upstream: {e}"))?;
+    let tls = proxy
+        .tls
+        .server_config()
+        .map_err(|e| format!("--proxy-tls-cert: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(proxy.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", proxy.listen))?;
+    let addr = listener.local_addr().map_or(proxy.listen, |a| a);
+    tracing::info!(%addr, "sidecar proxy listening");
+    Ok(tokio::spawn(async move {
+        if let Err(error) = built.serve(listener, tls, stop).await {
+            tracing::error!(%error, "the sidecar's request path stopped");
+        }
+    }))
 }
 
 fn init_logging() {
@@ -177,6 +324,8 @@ impl std::fmt::Debug for SidecarArgs {
             .field("server", &self.server)
             .field("cluster", &self.cluster)
             .field("listen", &self.listen)
+            .field("proxy_listen", &self.proxy_listen)
+            .field("upstream", &self.upstream)
             .finish_non_exhaustive()
     }
 }

@@ -32,6 +32,69 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
     start.elapsed()
 }
 
+/// A fake API server holding `pods` and a center whose configuration file
+/// has it as cluster `default`.
+struct Center {
+    _fake: FakeApiServer,
+    dir: tempfile::TempDir,
+    /// `upstream_args`: `[3]` the fake's CA file, `[5]` the token file.
+    upstream: Vec<String>,
+    config: std::path::PathBuf,
+    center: Paddock,
+}
+
+impl Center {
+    async fn start(pods: Vec<(String, String)>) -> Self {
+        let fake = FakeApiServer::start(FakeApiConfig {
+            pods,
+            ..FakeApiConfig::default()
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = upstream_args(&fake, dir.path());
+        let config = write_file(
+            dir.path(),
+            "paddock.yaml",
+            &format!(
+                "clusters:\n- id: default\n  default: true\n  server: {}\n  caFile: {}\n  tokenFile: {}\n",
+                fake.url(),
+                upstream[3],
+                upstream[5],
+            ),
+        );
+        let center = Paddock::start(
+            bin(),
+            &["--config".to_owned(), config.display().to_string()],
+        );
+        Self {
+            _fake: fake,
+            dir,
+            upstream,
+            config,
+            center,
+        }
+    }
+}
+
+/// `paddock cluster token <id> --config <config>` on the center's store:
+/// the token it printed.
+fn registration_token(center: &Paddock, config: &Path, id: &str) -> String {
+    let config = config.display().to_string();
+    let out = center.cli(bin(), &["cluster", "token", id, "--config", &config], "");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{id}.")))
+        .unwrap_or_else(|| panic!("no token in {stdout}"))
+        .to_owned()
+}
+
 fn review(token: &str) -> String {
     serde_json::json!({
         "apiVersion": "authentication.k8s.io/v1beta1", "kind": "TokenReview",
@@ -91,24 +154,9 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
         .await;
     let base = center.url();
     let url = |path: &str| format!("{base}{path}");
-    let token = |body: serde_json::Value| {
-        let client = &client;
-        let admin = admin.clone();
-        let url = url("/paddock/v1/tokens");
-        async move {
-            let created = client
-                .send_json(http::Method::POST, &url, Some(&admin), &body)
-                .await;
-            assert_eq!(created.status(), 201, "{}", created.text());
-            let json = created.json();
-            (
-                json["token"].as_str().unwrap().to_owned(),
-                json["id"].as_str().unwrap().to_owned(),
-            )
-        }
-    };
-    // The sidecar's feed credential (until clusters carry their own).
-    let (feed_token, _) = token(serde_json::json!({"kind": "api", "description": "sidecar"})).await;
+    // The sidecar's credential: the cluster's registration token, issued
+    // for a cluster of the configuration file with the CLI.
+    let feed_token = registration_token(&center, &config, "default");
     // The user's kubeconfig, as downloaded: through Paddock, and direct.
     let downloaded = client
         .get(&url("/paddock/v1/kubeconfig?cluster=default"), Some(&admin))
@@ -289,5 +337,335 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
         after.as_ref().is_err_and(|e| e.contains("Unauthorized")),
         "{after:?}"
     );
+    sidecar.kill();
+}
+
+/// The replica feed takes the cluster's own registration token and nothing
+/// else: not another cluster's, not a rotated or revoked one, not a user's
+/// token, whether the cluster is configured or registered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_takes_only_the_clusters_own_current_registration_token() {
+    let Center {
+        _fake,
+        dir: _dir,
+        config,
+        center,
+        ..
+    } = Center::start(Vec::new()).await;
+    let client = TestClient::new(&center.ca_pem(), Protocol::Http1, None);
+    let admin = center
+        .admin_session(&client, "sidecar-test-password-2")
+        .await;
+    // A registered (agent) cluster beside the configured one.
+    let added = center.cli(bin(), &["cluster", "add", "edge"], "");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let default_token = registration_token(&center, &config, "default");
+    let edge_token = registration_token(&center, &config, "edge");
+    let feed = |cluster: &str, token: Option<&str>| {
+        let mut request = http::Request::get(format!(
+            "{}/paddock/v1/clusters/{cluster}/replica?timeoutSeconds=0",
+            center.url()
+        ));
+        if let Some(token) = token {
+            request = request.header("x-paddock-agent-token", token);
+        }
+        let request = request.body(Default::default()).unwrap();
+        let client = &client;
+        async move {
+            let response = client.fetch(request).await;
+            (response.status(), response.text())
+        }
+    };
+    for (cluster, token) in [("default", &default_token), ("edge", &edge_token)] {
+        eventually_status(&feed, cluster, token, 200).await;
+        let (code, body) = feed(cluster, Some(token)).await;
+        assert_eq!(code, 200, "{cluster}: {body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["cluster"], cluster);
+        assert_eq!(answer["reset"], true);
+        // The cluster's policy comes along: the admin's global binding
+        // applies in every cluster.
+        assert!(answer["policy"]["users"].is_object(), "{body}");
+    }
+    // Another cluster's token, its secret under this cluster's id, a
+    // user's token as the header or as a bearer token, nothing: 401.
+    let edge_secret = edge_token.split_once('.').unwrap().1;
+    for (what, token) in [
+        ("edge's token", Some(edge_token.clone())),
+        ("edge's secret", Some(format!("default.{edge_secret}"))),
+        ("a user's token", Some(admin.clone())),
+        ("nothing", None),
+    ] {
+        let (code, body) = feed("default", token.as_deref()).await;
+        assert_eq!(code, 401, "{what}: {body}");
+        assert!(body.contains("\"kind\":\"Status\""), "{what}: {body}");
+    }
+    let bearer = client
+        .get(
+            &format!(
+                "{}/paddock/v1/clusters/default/replica?timeoutSeconds=0",
+                center.url()
+            ),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        bearer.status(),
+        401,
+        "an admin's bearer token: {}",
+        bearer.text()
+    );
+    // Rotated: the old one is refused, the new one read.
+    let rotated = registration_token(&center, &config, "default");
+    eventually_status(&feed, "default", &default_token, 401).await;
+    eventually_status(&feed, "default", &rotated, 200).await;
+    // Revoked, for a configured and a registered cluster.
+    for id in ["default", "edge"] {
+        let config = config.display().to_string();
+        let out = center.cli(
+            bin(),
+            &["cluster", "token", id, "--revoke", "--config", &config],
+            "",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    eventually_status(&feed, "default", &rotated, 401).await;
+    eventually_status(&feed, "edge", &edge_token, 401).await;
+}
+
+/// The CLI writes the store; the server sees it within its poll interval.
+async fn eventually_status<F, Fut>(feed: &F, cluster: &str, token: &str, want: u16)
+where
+    F: Fn(&str, Option<&str>) -> Fut,
+    Fut: std::future::Future<Output = (u16, String)>,
+{
+    let start = Instant::now();
+    loop {
+        let (code, body) = feed(cluster, Some(token)).await;
+        if code == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{cluster}: {code} instead of {want}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `paddock <args>` on the center's store and returns its stdout.
+fn cli_ok(center: &Paddock, args: &[&str], stdin: &str) -> String {
+    let out = center.cli(bin(), args, stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "paddock {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn kubectl(kube: &Arc<Kubeconfig>, args: &'static [&'static str]) -> (bool, String) {
+    let k = kube.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = k.run(args, None);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .unwrap()
+}
+
+/// The sidecar's own request path, for API servers whose flags cannot be
+/// changed: real kubectl talks to the sidecar, which authenticates from its
+/// replica, decides with the cluster's replicated policy, impersonates and
+/// forwards to the (fake) API server with its own credential; it goes on
+/// without the center, from disk after a restart, and a revocation ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_through_the_sidecars_request_path_with_the_replicated_policy() {
+    let Center {
+        _fake: fake,
+        dir,
+        upstream,
+        config,
+        center,
+    } = Center::start(vec![("default".into(), "web-1".into())]).await;
+    let mut center = center;
+    // Bob may read the project's namespace, no more.
+    cli_ok(&center, &["user", "add", "bob"], "bob-password-123456\n");
+    cli_ok(
+        &center,
+        &[
+            "project",
+            "create",
+            "--cluster",
+            "default",
+            "dev",
+            "--namespace",
+            "default",
+        ],
+        "",
+    );
+    cli_ok(
+        &center,
+        &[
+            "binding",
+            "create",
+            "--user",
+            "bob",
+            "--role",
+            "read-only",
+            "--project",
+            "default:dev",
+        ],
+        "",
+    );
+    let issued = cli_ok(
+        &center,
+        &[
+            "token",
+            "create",
+            "--user",
+            "bob",
+            "--kind",
+            "kubeconfig",
+            "--cluster",
+            "default",
+        ],
+        "",
+    );
+    let bob_token = issued
+        .split_whitespace()
+        .find(|w| w.starts_with("t-") && w.contains(':'))
+        .expect("the CLI prints the token")
+        .to_owned();
+    let bob_token_id = bob_token.split_once(':').unwrap().0.to_owned();
+    let registration = registration_token(&center, &config, "default");
+    let token_file = write_file(dir.path(), "registration-token", &registration);
+    let data_dir = dir.path().join("sidecar");
+    let sidecar_args: Vec<String> = [
+        "--server",
+        &center.url(),
+        "--server-ca",
+        &center.ca_path().display().to_string(),
+        "--cluster",
+        "default",
+        "--token-file",
+        &token_file.display().to_string(),
+        "--data-dir",
+        &data_dir.display().to_string(),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &fake.url(),
+        "--upstream-ca",
+        &upstream[3],
+        "--upstream-token-file",
+        &upstream[5],
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let log = dir.path().join("sidecar.log");
+    let mut sidecar = Sidecar::start(bin(), "127.0.0.1:0", &sidecar_args, &log);
+    // Ready, with the policy that holds bob's binding.
+    eventually(
+        "sidecar ready with bob's grant",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = sidecar.get("/readyz");
+            code == 200 && !body.contains("\"policy\":\"\"")
+        },
+    )
+    .await;
+    let ca = std::fs::read(data_dir.join("tls/ca.crt")).expect("the sidecar's generated CA");
+    let kube = |port: u16| {
+        Arc::new(Kubeconfig::new(
+            &format!("https://127.0.0.1:{port}"),
+            &ca,
+            &bob_token,
+        ))
+    };
+    let bob = kube(sidecar.proxy_port());
+
+    // Allowed: it reaches the API server as bob, impersonated.
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+    assert!(ok && text.contains("web-1"), "{text}\n{}", sidecar.log());
+    let (ok, text) = kubectl(&bob, &["auth", "whoami", "-o", "json"]).await;
+    assert!(ok, "{text}");
+    let seen: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let bob_id = seen["status"]["userInfo"]["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(bob_id.starts_with("u-"), "{seen}");
+    assert_eq!(
+        seen["status"]["userInfo"]["extra"]["username"][0], "bob",
+        "{seen}"
+    );
+    // A verb the policy does not grant: 403 Status, from the sidecar.
+    let (ok, text) = kubectl(&bob, &["delete", "pod", "web-1", "-n", "default"]).await;
+    assert!(!ok && text.contains("(Forbidden)"), "{text}");
+    assert!(text.contains(&bob_id), "the refusal names the user: {text}");
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "kube-system"]).await;
+    assert!(
+        !ok && text.contains("(Forbidden)"),
+        "another namespace: {text}"
+    );
+    // Acting as someone else needs a grant bob does not have.
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default", "--as", "admin"]).await;
+    assert!(!ok && text.contains("(Forbidden)"), "--as: {text}");
+
+    // The center dies; the sidecar restarts without it: from disk, policy
+    // included.
+    center.kill();
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+    assert!(ok && text.contains("web-1"), "without the center: {text}");
+    sidecar.kill();
+    let mut sidecar = Sidecar::start(bin(), "127.0.0.1:0", &sidecar_args, &log);
+    let bob = kube(sidecar.proxy_port());
+    let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+    assert!(
+        ok && text.contains("web-1"),
+        "restarted from disk: {text}\n{}",
+        sidecar.log()
+    );
+    let (ok, text) = kubectl(&bob, &["delete", "pod", "web-1", "-n", "default"]).await;
+    assert!(
+        !ok && text.contains("(Forbidden)"),
+        "restarted from disk: {text}"
+    );
+
+    // The center is back; a revocation reaches the sidecar's request path.
+    center.restart(bin());
+    eventually("feed reconnected", Duration::from_secs(30), || {
+        sidecar.get("/readyz").1.contains("\"connected\":true")
+    })
+    .await;
+    cli_ok(&center, &["token", "revoke", &bob_token_id], "");
+    let start = Instant::now();
+    loop {
+        let (ok, text) = kubectl(&bob, &["get", "pods", "-n", "default"]).await;
+        if !ok && text.contains("Unauthorized") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "still allowed after revocation: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     sidecar.kill();
 }

@@ -39,6 +39,14 @@ pub trait Authorizer: Send + Sync + 'static {
         None
     }
 
+    /// The compiled policy this authorizer decides with now, when it is
+    /// one: a cluster's sidecar gets that cluster's part of it
+    /// ([`::policy::ClusterPolicy`]) with its replica, to decide the same
+    /// way without the center. A changed policy is a new `Arc`.
+    fn policy_set(&self) -> Option<Arc<::policy::PolicySet>> {
+        None
+    }
+
     /// Decides whether `request.identity` may act as `requested`
     /// (`kubectl --as`). Refused unless an authorizer says otherwise.
     fn authorize_impersonation(

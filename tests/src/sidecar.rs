@@ -51,6 +51,12 @@ impl Sidecar {
         self.port
     }
 
+    /// The port of its request path (`--proxy-listen`), as it logged it.
+    pub fn proxy_port(&self) -> u16 {
+        crate::paddock::logged_port(&self.log(), "sidecar proxy listening")
+            .expect("the sidecar logs its proxy's address (started with --proxy-listen?)")
+    }
+
     /// `http://127.0.0.1:<port>/v1/authenticate`, the webhook.
     pub fn webhook_url(&self) -> String {
         format!("http://127.0.0.1:{}/v1/authenticate", self.port)

@@ -62,8 +62,9 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 }
 
 /// Seeds `data_dir` with `n` tokens for cluster `default` (secrets
-/// `s<i>`), and returns an admin API token for the feed and the admin API.
-fn seed(data_dir: &Path, n: usize) -> anyhow::Result<String> {
+/// `s<i>`), and returns an admin API token for the admin API and the
+/// cluster's registration token for the feed.
+fn seed(data_dir: &Path, n: usize) -> anyhow::Result<(String, String)> {
     let accounts = Accounts::open(data_dir, AccountsOptions::default())?;
     accounts.bootstrap()?;
     let mut user = accounts
@@ -110,7 +111,16 @@ fn seed(data_dir: &Path, n: usize) -> anyhow::Result<String> {
     if !ops.is_empty() {
         accounts.view().commit(ops)?;
     }
-    Ok(secrecy::ExposeSecret::expose_secret(&feed.token).to_owned())
+    let registration = proxy_core::accounts::clusters::rotate_token(
+        accounts.view(),
+        accounts.token_hasher(),
+        "default",
+        &["default".to_owned()],
+    )?;
+    Ok((
+        secrecy::ExposeSecret::expose_secret(&feed.token).to_owned(),
+        secrecy::ExposeSecret::expose_secret(&registration).to_owned(),
+    ))
 }
 
 struct Killed(Child);
@@ -178,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("center");
     let started = Instant::now();
-    let feed_token = seed(&data, tokens)?;
+    let (feed_token, registration_token) = seed(&data, tokens)?;
     println!(
         "seeded {tokens} cluster-scoped tokens in {:?}",
         started.elapsed()
@@ -204,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
         wait_addr(&center_log, "paddock listening").await
     );
     let feed_file = dir.path().join("feed-token");
-    std::fs::write(&feed_file, &feed_token)?;
+    std::fs::write(&feed_file, &registration_token)?;
     let sidecar_log = dir.path().join("sidecar.log");
     let ca = data.join("tls/ca.crt");
     let sidecar_started = Instant::now();

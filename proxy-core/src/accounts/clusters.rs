@@ -1,11 +1,19 @@
 //! Clusters registered at runtime, as the admin API and the `paddock
-//! cluster` commands write them, and their agents' registration tokens.
+//! cluster` commands write them, and every cluster's registration token.
 //!
 //! A registration token is `<cluster id>.<secret>`: the id says which
 //! cluster's hash to check, the secret (256 bits) is stored only as its
 //! peppered hash ([`TokenHasher`]) and compared in constant time. It is
 //! shown once, when issued; rotating issues a new one (the old one stops
 //! working, and a tunnel it opened is closed), revoking leaves none.
+//!
+//! It proves the cluster, and nothing else: an agent opens the cluster's
+//! tunnel with it, a sidecar reads the cluster's replica feed with it. A
+//! registered cluster (agent or direct) keeps its hash on its [`Cluster`]
+//! record; a cluster of the configuration file has no record, so its hash
+//! is a [`ClusterToken`] of its own, and it is the configuration that
+//! decides which of the two counts: a configured id's `Cluster` record is
+//! never read, a registered id's `ClusterToken` never.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{
     authn::tokens::{new_secret, TokenHasher},
     store::{
-        Cluster, ClusterConnection, ClusterStatus, Expect, Key, Kind, Object, Op, Snapshot,
-        StoreError, StoreView, Timestamp,
+        Cluster, ClusterConnection, ClusterStatus, ClusterToken, Expect, Key, Kind, Object, Op,
+        Snapshot, StoreError, StoreView, Timestamp,
     },
 };
 
@@ -260,9 +268,8 @@ pub fn update(view: &StoreView, id: &str, update: ClusterUpdate) -> Result<Clust
             cluster.labels.clone_from(labels);
         }
         if let Some(connection) = &update.connection {
-            if !matches!(connection, ClusterConnection::Agent) {
-                cluster.agent_token_hash = None;
-            }
+            // The registration token stays: it proves the cluster (to its
+            // sidecar too) however Paddock reaches it.
             cluster.connection = connection.clone();
         }
         Ok(())
@@ -287,19 +294,26 @@ pub fn delete(view: &StoreView, id: &str) -> Result<Cluster, ClusterError> {
     Ok(cluster)
 }
 
-/// Issues a new registration token for agent cluster `id`, replacing the
-/// old one. Blocking.
+/// Issues a new registration token for cluster `id`, replacing the old
+/// one: a registered cluster's (agent or direct), or, when `configured`
+/// holds `id`, a cluster of the configuration file's. Blocking.
 pub fn rotate_token(
     view: &StoreView,
     hasher: &TokenHasher,
     id: &str,
+    configured: &[String],
 ) -> Result<SecretString, ClusterError> {
+    if configured.iter().any(|c| c == id) {
+        let (token, hash) = issue_token(hasher, id);
+        let record = ClusterToken {
+            cluster_id: id.to_owned(),
+            hash,
+            issued_at: Timestamp::now(),
+        };
+        view.commit(vec![Op::put(Object::ClusterToken(record), Expect::Any)])?;
+        return Ok(token);
+    }
     let (_, token) = modify(view, id, |cluster| {
-        if !matches!(cluster.connection, ClusterConnection::Agent) {
-            return Err(ClusterError::Invalid(format!(
-                "cluster {id:?} is reached directly: it has no agent token"
-            )));
-        }
         let (token, hash) = issue_token(hasher, id);
         cluster.agent_token_hash = Some(hash);
         Ok(token)
@@ -307,14 +321,22 @@ pub fn rotate_token(
     Ok(token)
 }
 
-/// Revokes agent cluster `id`'s registration token: no agent can connect
-/// until a new one is issued. Blocking.
-pub fn revoke_token(view: &StoreView, id: &str) -> Result<Cluster, ClusterError> {
+/// Revokes cluster `id`'s registration token (see [`rotate_token`]): no
+/// agent can connect and no sidecar read the feed until a new one is
+/// issued. Blocking.
+pub fn revoke_token(view: &StoreView, id: &str, configured: &[String]) -> Result<(), ClusterError> {
+    if configured.iter().any(|c| c == id) {
+        view.commit(vec![Op::delete(
+            Key::new(Kind::ClusterToken, id),
+            Expect::Any,
+        )])?;
+        return Ok(());
+    }
     modify(view, id, |cluster| {
         cluster.agent_token_hash = None;
         Ok(())
     })
-    .map(|(cluster, ())| cluster)
+    .map(drop)
 }
 
 /// Records what a connecting (or disconnecting) agent reported. Blocking.
@@ -332,20 +354,56 @@ pub fn record_status(
 
 /// The cluster a presented registration token belongs to, and the hash it
 /// matched; `None` for a malformed, unknown, revoked or rotated token. The
-/// same work is done whether or not the cluster exists.
+/// same work is done whether or not the cluster exists. Only agent
+/// clusters' tokens open tunnels.
 pub fn verify_agent_token(
     snapshot: &Snapshot,
     hasher: &TokenHasher,
     presented: &SecretString,
 ) -> Option<(String, String)> {
-    let presented = presented.expose_secret();
-    let (id, secret) = presented.split_once('.').unwrap_or(("", presented));
+    let (id, secret) = split_token(presented);
     let stored = snapshot
         .cluster(id)
         .filter(|c| matches!(c.value.connection, ClusterConnection::Agent))
-        .and_then(|c| c.value.agent_token_hash.clone());
+        .and_then(|c| c.value.agent_token_hash.as_deref());
+    check(hasher, stored, secret).map(|hash| (id.to_owned(), hash))
+}
+
+/// Whether `presented` is cluster `cluster`'s current registration token;
+/// `configured` says whether `cluster` is one of the configuration file's
+/// (see the module docs). A token of another cluster is refused however
+/// valid it is there. The same work is done whether or not the cluster
+/// has a token.
+pub fn verify_cluster_token(
+    snapshot: &Snapshot,
+    hasher: &TokenHasher,
+    cluster: &str,
+    configured: bool,
+    presented: &SecretString,
+) -> bool {
+    let (id, secret) = split_token(presented);
+    let stored = if id != cluster {
+        None
+    } else if configured {
+        snapshot.cluster_token(id).map(|t| t.value.hash.as_str())
+    } else {
+        snapshot
+            .cluster(id)
+            .and_then(|c| c.value.agent_token_hash.as_deref())
+    };
+    check(hasher, stored, secret).is_some()
+}
+
+fn split_token(presented: &SecretString) -> (&str, &str) {
+    let presented = presented.expose_secret();
+    presented.split_once('.').unwrap_or(("", presented))
+}
+
+/// Constant-time check of `secret` against `stored`; a dummy check when
+/// there is nothing stored, so both take the same time.
+fn check(hasher: &TokenHasher, stored: Option<&str>, secret: &str) -> Option<String> {
     match stored {
-        Some(hash) if hasher.verify(&hash, secret) => Some((id.to_owned(), hash)),
+        Some(hash) if hasher.verify(hash, secret) => Some(hash.to_owned()),
         Some(_) => None,
         None => {
             hasher.dummy_verify(secret);
@@ -392,11 +450,73 @@ mod tests {
                 "{wrong}"
             );
         }
-        let second = rotate_token(&view, &hasher, "edge-1").unwrap();
+        let second = rotate_token(&view, &hasher, "edge-1", &[]).unwrap();
         assert!(verify(&first).is_none());
         assert!(verify(&second).is_some());
-        revoke_token(&view, "edge-1").unwrap();
+        revoke_token(&view, "edge-1", &[]).unwrap();
         assert!(verify(&second).is_none());
+    }
+
+    /// The feed's rule: a cluster's own current token, and nothing else,
+    /// for registered (agent and direct) and configured clusters alike.
+    #[test]
+    fn every_cluster_has_a_registration_token_that_proves_it_alone() {
+        let (_dir, view, hasher) = setup();
+        let configured = vec!["prod".to_owned()];
+        let direct = NewCluster::agent("lab").connection(ClusterConnection::Direct {
+            server: "https://10.0.0.1:6443".into(),
+            ca_pem: None,
+            token_file: None,
+        });
+        create(&view, &hasher, direct, &configured).unwrap();
+        let edge = create(&view, &hasher, NewCluster::agent("edge"), &configured)
+            .unwrap()
+            .token
+            .unwrap();
+        let lab = rotate_token(&view, &hasher, "lab", &configured).unwrap();
+        let prod = rotate_token(&view, &hasher, "prod", &configured).unwrap();
+        let proves = |cluster: &str, token: &SecretString| {
+            let is_configured = configured.iter().any(|c| c == cluster);
+            view.with_snapshot(|s| verify_cluster_token(s, &hasher, cluster, is_configured, token))
+        };
+        for (cluster, token) in [("edge", &edge), ("lab", &lab), ("prod", &prod)] {
+            assert!(proves(cluster, token), "{cluster}'s own token");
+            for other in ["edge", "lab", "prod", "nowhere"] {
+                if other != cluster {
+                    assert!(!proves(other, token), "{cluster}'s token read {other}");
+                }
+            }
+            // The secret under another cluster's id.
+            let secret = token.expose_secret().split_once('.').unwrap().1;
+            for other in ["edge", "lab", "prod"].iter().filter(|o| **o != cluster) {
+                let forged = SecretString::from(format!("{other}.{secret}"));
+                assert!(!proves(other, &forged), "{cluster}'s secret as {other}'s");
+            }
+        }
+        // A direct cluster's token opens no tunnel.
+        assert!(view
+            .with_snapshot(|s| verify_agent_token(s, &hasher, &lab))
+            .is_none());
+        // Rotated, then revoked.
+        let prod2 = rotate_token(&view, &hasher, "prod", &configured).unwrap();
+        assert!(!proves("prod", &prod) && proves("prod", &prod2));
+        revoke_token(&view, "prod", &configured).unwrap();
+        assert!(!proves("prod", &prod2));
+        let lab2 = rotate_token(&view, &hasher, "lab", &configured).unwrap();
+        assert!(!proves("lab", &lab) && proves("lab", &lab2));
+        revoke_token(&view, "lab", &configured).unwrap();
+        assert!(!proves("lab", &lab2));
+        // A configured id's store record is never read, and the other way
+        // round: the configuration decides.
+        assert!(!view.with_snapshot(|s| verify_cluster_token(s, &hasher, "edge", true, &edge)));
+        let stale = rotate_token(&view, &hasher, "prod", &configured).unwrap();
+        assert!(!view.with_snapshot(|s| verify_cluster_token(s, &hasher, "prod", false, &stale)));
+        // The stored hash is no token.
+        let stored = view.with_snapshot(|s| s.cluster_token("prod").unwrap().value.clone());
+        assert!(!format!("{stored:?}").contains(&stored.hash));
+        assert!(!stored
+            .hash
+            .contains(stale.expose_secret().split_once('.').unwrap().1));
     }
 
     #[test]

@@ -301,16 +301,38 @@ fn subject(request: &AuthzRequest<'_>) -> Subject {
     }
 }
 
+/// Decides `request` with `set`: every check the request needs (an
+/// upgrade needs `create` as well as `get`) must pass. What
+/// [`PolicyAuthorizer`] does, for any other holder of a compiled set.
+pub fn decide(set: &PolicySet, request: &AuthzRequest<'_>) -> Decision {
+    let checks = request.attributes.authorization_checks(request.upgrade);
+    set.decide_all(&subject(request), request.cluster, &checks)
+}
+
+/// Decides whether `request`'s identity may act as `requested` with `set`.
+pub fn decide_impersonation(
+    set: &PolicySet,
+    request: &AuthzRequest<'_>,
+    requested: &ImpersonationRequest,
+) -> Decision {
+    set.can_impersonate(&subject(request), request.cluster, requested)
+        .unwrap_or_else(|error| Decision {
+            allowed: false,
+            reason: error.to_string(),
+        })
+}
+
 impl Authorizer for PolicyAuthorizer {
     fn policy_source(&self) -> Option<Arc<PolicySource>> {
         self.source.clone()
     }
 
+    fn policy_set(&self) -> Option<Arc<PolicySet>> {
+        Some(self.current())
+    }
+
     fn authorize(&self, request: &AuthzRequest<'_>) -> Decision {
-        let checks = request.attributes.authorization_checks(request.upgrade);
-        self.set
-            .load()
-            .decide_all(&subject(request), request.cluster, &checks)
+        decide(&self.set.load(), request)
     }
 
     fn authorize_impersonation(
@@ -318,13 +340,7 @@ impl Authorizer for PolicyAuthorizer {
         request: &AuthzRequest<'_>,
         requested: &ImpersonationRequest,
     ) -> Decision {
-        self.set
-            .load()
-            .can_impersonate(&subject(request), request.cluster, requested)
-            .unwrap_or_else(|error| Decision {
-                allowed: false,
-                reason: error.to_string(),
-            })
+        decide_impersonation(&self.set.load(), request, requested)
     }
 }
 

@@ -6,7 +6,7 @@
 //! | `GET /paddock/v1/clusters` | registered and configured clusters, with status |
 //! | `POST /paddock/v1/clusters` | `{"id": …, "displayName"?, "labels"?, "connection"?: {"type": "agent"} \| {"type": "direct", "server": …, "caPem"?, "tokenFile"?}}`; an agent cluster's answer holds its registration token (shown once), the agent's command line and its manifest |
 //! | `GET`, `PATCH`, `DELETE /paddock/v1/clusters/<id>` | one cluster; changes `displayName`, `labels`, `connection`; unregisters it |
-//! | `POST /paddock/v1/clusters/<id>/token` | a new registration token (the old one stops working) |
+//! | `POST /paddock/v1/clusters/<id>/token` | a new registration token (the old one stops working), for any cluster, configured ones included: its agent and its sidecar authenticate with it |
 //! | `DELETE /paddock/v1/clusters/<id>/token` | revokes the registration token |
 //! | `GET /paddock/v1/clusters/<id>/agent.yaml[?image=…]` | the agent's manifest; with the token in `X-Paddock-Agent-Token`, its Secret too |
 //!
@@ -160,27 +160,50 @@ impl Call<'_> {
             }
             (&Method::POST, ["clusters", id, "token"]) => {
                 self.authorize("update", Some(id))?;
-                self.refuse_configured(id)?;
+                let configured = self.endpoints.router().configured_ids();
                 let (accounts, target) = (self.accounts.clone(), (*id).to_owned());
                 let token = blocking(move || {
-                    clusters::rotate_token(accounts.view(), accounts.token_hasher(), &target)
+                    clusters::rotate_token(
+                        accounts.view(),
+                        accounts.token_hasher(),
+                        &target,
+                        &configured,
+                    )
                 })
                 .await?
                 .map_err(cluster_error)?;
-                tracing::info!(auth.user = %self.caller.user, cluster.id = %id, "agent registration token issued");
+                tracing::info!(auth.user = %self.caller.user, cluster.id = %id, "registration token issued");
                 let mut body = json!({ "id": id });
-                self.add_agent_instructions(&mut body, parts, id, &token)?;
+                let agent = view.with_snapshot(|s| {
+                    clusters::get(s, id)
+                        .is_some_and(|c| matches!(c.connection, ClusterConnection::Agent))
+                }) && !self.endpoints.router().is_configured(id);
+                if agent {
+                    self.add_agent_instructions(&mut body, parts, id, &token)?;
+                } else {
+                    body["token"] = json!(token.expose_secret());
+                }
+                body["sidecarCommand"] = json!(format!(
+                    "paddock sidecar --server {} --cluster {id} --token-file <file with the token>",
+                    server_url(parts)?
+                ));
                 Ok(json(StatusCode::OK, &body))
             }
             (&Method::DELETE, ["clusters", id, "token"]) => {
                 self.authorize("update", Some(id))?;
-                self.refuse_configured(id)?;
-                let target = (*id).to_owned();
-                let cluster = blocking(move || clusters::revoke_token(&view, &target))
+                let configured = self.endpoints.router().configured_ids();
+                let (store, target) = (view.clone(), (*id).to_owned());
+                blocking(move || clusters::revoke_token(&store, &target, &configured))
                     .await?
                     .map_err(cluster_error)?;
-                tracing::info!(auth.user = %self.caller.user, cluster.id = %id, "agent registration token revoked");
-                Ok(json(StatusCode::OK, &self.cluster_json(&cluster)))
+                tracing::info!(auth.user = %self.caller.user, cluster.id = %id, "registration token revoked");
+                let body = match view.with_snapshot(|s| clusters::get(s, id)) {
+                    Some(cluster) if !self.endpoints.router().is_configured(id) => {
+                        self.cluster_json(&cluster)
+                    }
+                    _ => json!({ "id": id, "hasRegistrationToken": false }),
+                };
+                Ok(json(StatusCode::OK, &body))
             }
             (&Method::GET, ["clusters", id, "agent.yaml"]) => {
                 self.authorize("get", Some(id))?;
@@ -270,6 +293,7 @@ impl Call<'_> {
             "readOnly": false,
             "routable": self.endpoints.router().registered(&cluster.id).is_some(),
             "hasAgentToken": cluster.agent_token_hash.is_some(),
+            "hasRegistrationToken": cluster.agent_token_hash.is_some(),
             "createdAt": cluster.created_at.to_string(),
             "status": {
                 "connected": if agent { live.is_some() } else { status.connected },
@@ -287,7 +311,8 @@ impl Call<'_> {
         })
     }
 
-    /// A configured cluster: read-only, reached directly.
+    /// A configured cluster: read-only (but for its registration token),
+    /// reached directly.
     fn configured_json(&self, id: &str) -> Value {
         json!({
             "id": id,
@@ -296,6 +321,10 @@ impl Call<'_> {
             "labels": {},
             "readOnly": true,
             "routable": true,
+            "hasRegistrationToken": self
+                .accounts
+                .view()
+                .with_snapshot(|s| s.cluster_token(id).is_some()),
             "status": {
                 "connected": null,
                 "rbacSync": self.endpoints.rbac_sync_json(id),

@@ -210,7 +210,9 @@ impl Endpoint {
             Endpoint::Login => Access::PUBLIC,
             // Agents are not users: their registration token is checked by
             // the endpoint against the cluster's hash, and nothing else.
-            Endpoint::Connect => Access::PUBLIC,
+            // Sidecars neither: the feed endpoint checks the cluster's
+            // registration token the same way.
+            Endpoint::Connect | Endpoint::Replica(_) => Access::PUBLIC,
             // Shows a "change your password first" page to such a user.
             Endpoint::Landing => Access::caller(Caller::Optional).pending_ok(),
             Endpoint::LogoutForm => Access::caller(Caller::Optional).scoped_ok().pending_ok(),
@@ -220,9 +222,7 @@ impl Endpoint {
             Endpoint::Password => Access::caller(Caller::Required).pending_ok(),
             // The endpoint refuses other clusters than the token's own.
             Endpoint::Kubeconfig => Access::caller(Caller::Required).scoped_ok(),
-            Endpoint::ClusterHealth(_) | Endpoint::Admin(_) | Endpoint::Replica(_) => {
-                Access::caller(Caller::Required)
-            }
+            Endpoint::ClusterHealth(_) | Endpoint::Admin(_) => Access::caller(Caller::Required),
         }
     }
 }

@@ -24,6 +24,12 @@
 //!   ids and groups (as the center presents them downstream);
 //! * the cluster's verifier key ([`TokenHasher::cluster_key`]), with every
 //!   reset. The global pepper never leaves the center.
+//! * the cluster's part of the center's policy ([`ClusterPolicy`]: the
+//!   grants that can apply in this cluster, their roles' rules, the
+//!   bindings' descriptions), for the sidecar's own request path, whenever
+//!   it differs from what the reader holds (the reader sends the
+//!   [`policy_hash`] of its copy). Absent when the center's authorizer is
+//!   not a policy (`allow-authenticated`, `deny-all`).
 //!
 //! Deleted token ids are sent as ids only; an id without its secret
 //! authenticates nothing.
@@ -35,6 +41,7 @@ pub use feed::build;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Revision, Timestamp, TokenRecord, User, UserAttributes};
+pub use ::policy::ClusterPolicy;
 
 #[cfg(doc)]
 use crate::authn::tokens::TokenHasher;
@@ -75,6 +82,21 @@ pub struct ReplicaFeed {
     /// User ids to forget.
     #[serde(default)]
     pub deleted_users: Vec<String>,
+    /// Set when the cluster's policy differs from the reader's: the new
+    /// one's [`policy_hash`], `""` when there is none any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_hash: Option<String>,
+    /// The cluster's policy, with a non-empty [`ReplicaFeed::policy_hash`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ClusterPolicy>,
+}
+
+/// A short, stable digest of a cluster's policy (SHA-256 of its JSON, hex):
+/// what a reader sends back to say which one it holds.
+pub fn policy_hash(policy: &ClusterPolicy) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(policy).unwrap_or_default();
+    hex::encode(Sha256::digest(json))
 }
 
 impl std::fmt::Debug for ReplicaFeed {
@@ -91,6 +113,7 @@ impl std::fmt::Debug for ReplicaFeed {
             .field("deleted_tokens", &self.deleted_tokens.len())
             .field("users", &self.users.len())
             .field("deleted_users", &self.deleted_users.len())
+            .field("policy_hash", &self.policy_hash)
             .finish()
     }
 }
@@ -114,6 +137,7 @@ impl ReplicaFeed {
             && self.deleted_tokens.is_empty()
             && self.users.is_empty()
             && self.deleted_users.is_empty()
+            && self.policy_hash.is_none()
     }
 }
 

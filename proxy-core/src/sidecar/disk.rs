@@ -13,7 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::replica::{Replica, ReplicaFile, FILE_FORMAT};
+use super::replica::{Replica, ReplicaFile, FILE_FORMAT, FILE_FORMATS_READ};
 
 /// The replica file's name in the data directory.
 pub const REPLICA_FILE: &str = "replica.json";
@@ -88,7 +88,7 @@ impl ReplicaDisk {
         };
         let file: ReplicaFile =
             serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
-        if file.format != FILE_FORMAT {
+        if !FILE_FORMATS_READ.contains(&file.format) {
             return Err(corrupt(format!(
                 "format {} is not {FILE_FORMAT} (written by another version of Paddock)",
                 file.format

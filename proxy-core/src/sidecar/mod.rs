@@ -21,6 +21,7 @@
 //!   cache and treats as "not authenticated".
 
 mod disk;
+mod proxy;
 mod replica;
 pub mod review;
 mod server;
@@ -30,6 +31,7 @@ pub use disk::{DiskError, ReplicaDisk, CURRENT_FILE, REPLICA_FILE};
 pub use replica::{Replica, ReplicaError};
 pub use sync::Lag;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -47,8 +49,20 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
 use crate::authn::tokens::{TokenSource, TokenVerifier};
+use crate::authn::Identity;
 use crate::store::Timestamp;
 use review::ReviewedUser;
+
+/// What the replica says of a presented token.
+pub(crate) enum Checked {
+    /// The replica cannot say (never received, or past the maximum
+    /// staleness): fail closed, with a status nobody caches.
+    Unavailable(String),
+    /// Valid for this cluster: who it is.
+    Authenticated(Identity),
+    /// Not valid here, and why (for logs).
+    Refused(String),
+}
 
 /// What a sidecar is started with.
 #[non_exhaustive]
@@ -57,7 +71,8 @@ pub struct SidecarOptions {
     pub server: String,
     /// The cluster this sidecar serves.
     pub cluster: String,
-    /// The credential for the cluster's feed.
+    /// The cluster's registration token (`<cluster>.<secret>`), which
+    /// reads its feed.
     pub token: SecretString,
     /// CA bundle (PEM) for the center's certificate; system roots when `None`.
     pub server_ca_pem: Option<Vec<u8>>,
@@ -226,6 +241,55 @@ impl Shared {
         }
     }
 
+    /// Checks a presented token against the replica: the identity it
+    /// stands for, exactly as the center presents it downstream
+    /// (`StoreTokens`), or why not.
+    fn check(&self, presented: &str) -> Checked {
+        if let Some(why) = self.stale() {
+            return Checked::Unavailable(why);
+        }
+        let replica = self.replica.load_full();
+        let Some(hasher) = replica.hasher().cloned() else {
+            return Checked::Unavailable(
+                "the replica has not been received from the center yet".to_owned(),
+            );
+        };
+        let source: Arc<dyn TokenSource> = replica.clone();
+        let verifier = TokenVerifier::new(hasher, source);
+        match verifier.verify(presented, Timestamp::now()) {
+            Ok(token) if token.permits_cluster(Some(replica.cluster())) => {
+                let user = replica.user(token.user_id());
+                let mut extra = BTreeMap::new();
+                let (username, groups) = match user {
+                    Some(u) => {
+                        if !u.principal_ids.is_empty() {
+                            extra.insert("principalid".to_owned(), u.principal_ids.clone());
+                        }
+                        (u.username.clone(), u.groups.clone())
+                    }
+                    None => (String::new(), Vec::new()),
+                };
+                extra.insert("username".to_owned(), vec![username.clone()]);
+                Checked::Authenticated(Identity {
+                    user: token.user_id().to_owned(),
+                    username,
+                    uid: None,
+                    groups,
+                    extra,
+                    provider: token.record().provider.clone(),
+                    cluster_scope: Some(replica.cluster().to_owned()),
+                    token_id: Some(token.token_id().to_owned()),
+                    password_change_required: false,
+                })
+            }
+            Ok(_) => Checked::Refused(format!(
+                "the token is not valid for cluster {}",
+                replica.cluster()
+            )),
+            Err(error) => Checked::Refused(error.to_string()),
+        }
+    }
+
     fn review(&self, body: &[u8]) -> (StatusCode, serde_json::Value) {
         let fail = |code: StatusCode, reason: &'static str, message: String| {
             let status = crate::status::Status::failure(code, reason, message);
@@ -238,57 +302,31 @@ impl Shared {
                 return fail(StatusCode::BAD_REQUEST, "BadRequest", error.0);
             }
         };
-        // Fail closed with a status kube-apiserver neither caches nor
-        // mistakes for a verdict on the token.
-        if let Some(why) = self.stale() {
-            self.metrics.review("stale");
-            tracing::warn!(cluster.id = %self.cluster, "{why}: refusing token reviews");
-            return fail(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", why);
-        }
-        let replica = self.replica.load_full();
-        let Some(hasher) = replica.hasher().cloned() else {
-            self.metrics.review("stale");
-            return fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "the replica has not been received from the center yet".to_owned(),
-            );
-        };
-        let source: Arc<dyn TokenSource> = replica.clone();
-        let verifier = TokenVerifier::new(hasher, source);
-        let outcome = match verifier.verify(request.token.expose_secret(), Timestamp::now()) {
-            Ok(token) if token.permits_cluster(Some(replica.cluster())) => {
-                let user = replica.user(token.user_id());
-                let mut extra = std::collections::BTreeMap::new();
-                let (username, groups) = match user {
-                    Some(u) => {
-                        if !u.principal_ids.is_empty() {
-                            extra.insert("principalid".to_owned(), u.principal_ids.clone());
-                        }
-                        (u.username.clone(), u.groups.clone())
-                    }
-                    None => (String::new(), Vec::new()),
-                };
-                extra.insert("username".to_owned(), vec![username]);
+        let outcome = match self.check(request.token.expose_secret()) {
+            // Fail closed with a status kube-apiserver neither caches nor
+            // mistakes for a verdict on the token.
+            Checked::Unavailable(why) => {
+                self.metrics.review("stale");
+                tracing::warn!(cluster.id = %self.cluster, "{why}: refusing token reviews");
+                return fail(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", why);
+            }
+            Checked::Authenticated(identity) => {
+                tracing::debug!(auth.user = %identity.user, token.id = ?identity.token_id, "token review: authenticated");
+                let mut extra = identity.extra;
                 extra.insert(
                     "requesttokenid".to_owned(),
-                    vec![token.token_id().to_owned()],
+                    identity.token_id.into_iter().collect(),
                 );
-                tracing::debug!(auth.user = %token.user_id(), token.id = %token.token_id(), "token review: authenticated");
                 Ok(ReviewedUser {
-                    username: token.user_id().to_owned(),
-                    uid: token.user_id().to_owned(),
-                    groups,
+                    uid: identity.user.clone(),
+                    username: identity.user,
+                    groups: identity.groups,
                     extra,
                 })
             }
-            Ok(_) => Err(format!(
-                "the token is not valid for cluster {}",
-                replica.cluster()
-            )),
-            Err(error) => {
-                tracing::debug!(%error, "token review: not authenticated");
-                Err(error.to_string())
+            Checked::Refused(why) => {
+                tracing::debug!(error = %why, "token review: not authenticated");
+                Err(why)
             }
         };
         self.metrics.review(if outcome.is_ok() {
@@ -313,6 +351,7 @@ impl Shared {
             "secondsBehind": behind,
             "connected": self.lag.connected(),
             "tokens": replica.token_count(),
+            "policy": replica.policy_hash(),
             "reason": stale,
         });
         (ready, body)

@@ -1,6 +1,6 @@
-//! The sidecar's local replica: one cluster's tokens (verifiers only) and
-//! their users, at one revision of the center's store, swapped atomically
-//! as the feed brings changes.
+//! The sidecar's local replica: one cluster's tokens (verifiers only),
+//! their users and the cluster's part of the policy, at one revision of the
+//! center's store, swapped atomically as the feed brings changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::authn::tokens::{Pepper, TokenHasher, TokenSource, TokenState};
-use crate::replica::{ReplicaFeed, ReplicaToken, ReplicaUser};
+use crate::replica::{policy_hash, ClusterPolicy, ReplicaFeed, ReplicaToken, ReplicaUser};
 use crate::store::{Entry, Revision, Timestamp, TokenKind, TokenRecord};
 
 /// Why a feed answer or a replica file cannot be used.
@@ -29,6 +29,36 @@ pub enum ReplicaError {
     /// A delta arrived before any reset.
     #[error("a delta arrived before a full state")]
     DeltaWithoutBase,
+    /// The cluster's policy is missing, does not match its hash, or does
+    /// not compile.
+    #[error("the feed's policy cannot be used: {0}")]
+    BadPolicy(String),
+}
+
+/// The cluster's part of the center's policy, compiled once per change.
+#[derive(Clone)]
+pub(crate) struct HeldPolicy {
+    pub(crate) hash: String,
+    pub(crate) policy: Arc<ClusterPolicy>,
+    pub(crate) set: Arc<::policy::PolicySet>,
+}
+
+impl HeldPolicy {
+    fn new(policy: ClusterPolicy, cluster: &str) -> Result<Self, ReplicaError> {
+        if policy.cluster() != cluster {
+            return Err(ReplicaError::BadPolicy(format!(
+                "it is cluster {}'s",
+                policy.cluster()
+            )));
+        }
+        let set = ::policy::PolicySet::from_cluster_policy(&policy)
+            .map_err(|e| ReplicaError::BadPolicy(e.to_string()))?;
+        Ok(Self {
+            hash: policy_hash(&policy),
+            policy: Arc::new(policy),
+            set: Arc::new(set),
+        })
+    }
 }
 
 /// One cluster's replica at one revision. Immutable; [`Replica::apply`]
@@ -41,6 +71,7 @@ pub struct Replica {
     hasher: Option<Arc<TokenHasher>>,
     tokens: Arc<HashMap<String, Arc<ReplicaToken>>>,
     users: Arc<HashMap<String, Arc<ReplicaUser>>>,
+    policy: Option<HeldPolicy>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -50,6 +81,7 @@ impl std::fmt::Debug for Replica {
             .field("revision", &self.revision)
             .field("tokens", &self.tokens.len())
             .field("users", &self.users.len())
+            .field("policy", &self.policy.as_ref().map(|p| &p.hash))
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +97,7 @@ impl Replica {
             hasher: None,
             tokens: Arc::default(),
             users: Arc::default(),
+            policy: None,
         }
     }
 
@@ -93,6 +126,40 @@ impl Replica {
         self.users.get(id)
     }
 
+    /// The cluster's policy, compiled; `None` when the center sent none.
+    pub fn policy(&self) -> Option<&Arc<::policy::PolicySet>> {
+        self.policy.as_ref().map(|p| &p.set)
+    }
+
+    /// The hash of the policy held (`""`: none), as the feed asks for it.
+    pub fn policy_hash(&self) -> &str {
+        self.policy.as_ref().map_or("", |p| p.hash.as_str())
+    }
+
+    /// `policy` as the feed sent it: `hash` `None` keeps the current one.
+    fn next_policy(
+        &self,
+        hash: Option<String>,
+        policy: Option<ClusterPolicy>,
+    ) -> Result<Option<HeldPolicy>, ReplicaError> {
+        match (hash, policy) {
+            (None, _) => Ok(self.policy.clone()),
+            (Some(h), _) if h.is_empty() => Ok(None),
+            (Some(h), Some(policy)) => {
+                let held = HeldPolicy::new(policy, &self.cluster)?;
+                if held.hash != h {
+                    return Err(ReplicaError::BadPolicy(
+                        "it does not match its hash".to_owned(),
+                    ));
+                }
+                Ok(Some(held))
+            }
+            (Some(_), None) => Err(ReplicaError::BadPolicy(
+                "a hash came without the policy".to_owned(),
+            )),
+        }
+    }
+
     /// The replica with `feed` applied.
     pub fn apply(&self, feed: ReplicaFeed) -> Result<Replica, ReplicaError> {
         if feed.cluster != self.cluster {
@@ -101,10 +168,12 @@ impl Replica {
                 found: feed.cluster,
             });
         }
+        let policy = self.next_policy(feed.policy_hash, feed.policy)?;
         if feed.reset {
             let key_hex = feed.verifier_key.ok_or(ReplicaError::BadKey)?;
             let key = Pepper::from_hex(&key_hex).ok_or(ReplicaError::BadKey)?;
             return Ok(Replica {
+                policy,
                 cluster: self.cluster.clone(),
                 revision: feed.revision,
                 key_hex: Some(key_hex),
@@ -127,6 +196,7 @@ impl Replica {
             return Err(ReplicaError::DeltaWithoutBase);
         }
         let mut next = self.clone();
+        next.policy = policy;
         next.revision = feed.revision.max(self.revision);
         if !feed.tokens.is_empty() || !feed.deleted_tokens.is_empty() {
             let tokens = Arc::make_mut(&mut next.tokens);
@@ -170,6 +240,7 @@ impl Replica {
             verifier_key: self.key_hex.clone(),
             tokens,
             users,
+            policy: self.policy.as_ref().map(|p| (*p.policy).clone()),
         }
     }
 
@@ -179,6 +250,7 @@ impl Replica {
         let Some(key) = file.verifier_key else {
             return Ok(empty);
         };
+        let policy_hash = file.policy.as_ref().map(policy_hash);
         empty.apply(ReplicaFeed {
             cluster: file.cluster.clone(),
             revision: file.revision,
@@ -186,13 +258,17 @@ impl Replica {
             verifier_key: Some(key),
             tokens: file.tokens,
             users: file.users,
+            policy_hash,
+            policy: file.policy,
             ..ReplicaFeed::default()
         })
     }
 }
 
-/// Version of [`ReplicaFile`]'s layout.
-pub(super) const FILE_FORMAT: u32 = 1;
+/// Version of [`ReplicaFile`]'s layout: 2 added the policy.
+pub(super) const FILE_FORMAT: u32 = 2;
+/// Older layouts still read (a format-1 file holds no policy).
+pub(super) const FILE_FORMATS_READ: [u32; 2] = [1, 2];
 
 /// The replica as persisted (JSON, mode 0600: it holds the verifier key).
 #[derive(Serialize, Deserialize)]
@@ -208,6 +284,8 @@ pub(super) struct ReplicaFile {
     pub(super) verifier_key: Option<String>,
     pub(super) tokens: Vec<ReplicaToken>,
     pub(super) users: Vec<ReplicaUser>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) policy: Option<ClusterPolicy>,
 }
 
 impl TokenSource for Replica {

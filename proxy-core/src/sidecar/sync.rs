@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{replica::Replica, Shared};
 use crate::replica::ReplicaFeed;
+use crate::tunnel::TOKEN_HEADER;
 
 /// How long the center may hold a poll open.
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -185,8 +186,9 @@ fn apply(shared: &Shared, feed: ReplicaFeed) {
 async fn poll(shared: &Shared, since: crate::store::Revision) -> Result<ReplicaFeed, String> {
     let cluster =
         percent_encoding::utf8_percent_encode(&shared.cluster, percent_encoding::NON_ALPHANUMERIC);
+    let policy = shared.replica.load().policy_hash().to_owned();
     let uri = format!(
-        "{}/paddock/v1/clusters/{cluster}/replica?since={since}&timeoutSeconds={}",
+        "{}/paddock/v1/clusters/{cluster}/replica?since={since}&policy={policy}&timeoutSeconds={}",
         shared.server.trim_end_matches('/'),
         POLL_TIMEOUT.as_secs()
     );
@@ -195,7 +197,7 @@ async fn poll(shared: &Shared, since: crate::store::Revision) -> Result<ReplicaF
         .map_err(|e| format!("bad server URL: {e}"))?;
     request
         .headers_mut()
-        .insert(header::AUTHORIZATION, bearer(&shared.token)?);
+        .insert(TOKEN_HEADER, registration_token(&shared.token)?);
     let response = shared
         .client
         .request(request)
@@ -207,6 +209,13 @@ async fn poll(shared: &Shared, since: crate::store::Revision) -> Result<ReplicaF
         .await
         .map_err(|e| format!("reading the feed: {e}"))?
         .to_bytes();
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(format!(
+            "the center refused the registration token of cluster {} (401): it is wrong, \
+             rotated or revoked (`paddock cluster token {}` issues a new one)",
+            shared.cluster, shared.cluster
+        ));
+    }
     if status != StatusCode::OK {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
@@ -217,8 +226,8 @@ async fn poll(shared: &Shared, since: crate::store::Revision) -> Result<ReplicaF
     serde_json::from_slice(&body).map_err(|e| format!("the feed answer is not valid: {e}"))
 }
 
-fn bearer(token: &SecretString) -> Result<HeaderValue, String> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+fn registration_token(token: &SecretString) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(token.expose_secret())
         .map_err(|_| "the token holds characters a header cannot carry".to_owned())?;
     value.set_sensitive(true);
     Ok(value)

@@ -286,3 +286,67 @@ fn the_replica_survives_a_restart_and_a_damaged_file_is_refused_untouched() {
     assert!(other.to_string().contains("holds cluster prod"), "{other}");
     let _ = Revision(0);
 }
+
+/// The request path presents the caller exactly as the center would: the
+/// same identity from the replica as from the center's own token check.
+#[test]
+fn the_replica_gives_the_identity_the_center_gives() {
+    let center = Center::new();
+    let token = center.issue(Some("prod"));
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = sidecar(dir.path(), None);
+    center.sync(&sidecar);
+    let store_tokens = crate::authn::tokens::StoreTokens::new(
+        center.view.clone(),
+        Arc::new(TokenHasher::new(&Pepper::from_bytes([9; 32]))),
+        Arc::new(crate::authn::tokens::LastUsed::new(Duration::from_secs(60))),
+    );
+    let (_, expected) = store_tokens.verify(token.token.expose_secret()).unwrap();
+    match sidecar.shared.check(token.token.expose_secret()) {
+        Checked::Authenticated(identity) => assert_eq!(identity, *expected),
+        _ => panic!("the replica refused a valid token"),
+    }
+}
+
+/// The request path's failures: a wrong token 401, a stale replica 503
+/// (not 401: the caller should retry), no replicated policy 403 saying why.
+#[tokio::test]
+async fn the_request_path_refuses_as_the_center_would() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let center = Center::new();
+    let token = center.issue(Some("prod"));
+    let call = |sidecar: &Sidecar, bearer: String| {
+        let proxy = sidecar
+            .proxy(crate::upstream::ClusterConfig::new(
+                "ignored",
+                "https://127.0.0.1:1",
+            ))
+            .unwrap();
+        async move {
+            let request = http::Request::get("/api/v1/namespaces/default/pods")
+                .header("authorization", format!("Bearer {bearer}"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = proxy.service().oneshot(request).await.unwrap();
+            let code = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (code, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stale = sidecar(dir.path(), Some(Duration::from_secs(60)));
+    let (code, body) = call(&stale, token.token.expose_secret().to_owned()).await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let current = sidecar(dir.path(), None);
+    center.sync(&current);
+    let (code, body) = call(&current, format!("{}x", token.token.expose_secret())).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
+    // The feed built here carries no policy (the center's authorizer
+    // adds it): nothing is allowed, and the answer says why.
+    let (code, body) = call(&current, token.token.expose_secret().to_owned()).await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("holds no policy for cluster prod"), "{body}");
+}

@@ -1,6 +1,7 @@
 //! Paddock's state: users, password hashes, tokens (hashes only), role bindings,
-//! projects, clusters, provider settings, per-user attributes and providers'
-//! tokens of users (sealed).
+//! projects, clusters (and the registration tokens of configured ones),
+//! provider settings, per-user attributes and providers' tokens of users
+//! (sealed).
 //!
 //! Two layers:
 //!
@@ -41,7 +42,7 @@ pub use etcd::{
 };
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
-    BindingScope, Cluster, ClusterConnection, ClusterStatus, PasswordRecord, Project,
+    BindingScope, Cluster, ClusterConnection, ClusterStatus, ClusterToken, PasswordRecord, Project,
     ProviderSettings, ProviderToken, RoleBinding, SubjectKind, Timestamp, TokenKind, TokenRecord,
     TokenUsage, User, UserAttributes, UsernameIndex,
 };
@@ -87,11 +88,13 @@ pub enum Kind {
     UserAttributes,
     /// [`ProviderToken`]
     ProviderToken,
+    /// [`ClusterToken`]
+    ClusterToken,
 }
 
 impl Kind {
     /// Every kind, in key order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::User,
         Kind::Username,
         Kind::Password,
@@ -103,6 +106,7 @@ impl Kind {
         Kind::Provider,
         Kind::UserAttributes,
         Kind::ProviderToken,
+        Kind::ClusterToken,
     ];
 
     /// The key prefix (also the etcd key segment).
@@ -119,6 +123,7 @@ impl Kind {
             Kind::Provider => "providers",
             Kind::UserAttributes => "userattributes",
             Kind::ProviderToken => "providertokens",
+            Kind::ClusterToken => "clustertokens",
         }
     }
 
@@ -180,6 +185,7 @@ pub enum Object {
     Provider(ProviderSettings),
     UserAttributes(UserAttributes),
     ProviderToken(ProviderToken),
+    ClusterToken(ClusterToken),
 }
 
 impl Object {
@@ -200,6 +206,7 @@ impl Object {
                 Kind::ProviderToken,
                 ProviderToken::id_for(&t.provider, &t.user_id),
             ),
+            Object::ClusterToken(t) => Key::new(Kind::ClusterToken, &t.cluster_id),
         }
     }
 }

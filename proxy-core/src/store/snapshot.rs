@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{
-    Cluster, Event, Kind, Loaded, Object, PasswordRecord, Project, ProviderSettings, ProviderToken,
-    Revision, RoleBinding, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex, Versioned,
+    Cluster, ClusterToken, Event, Kind, Loaded, Object, PasswordRecord, Project, ProviderSettings,
+    ProviderToken, Revision, RoleBinding, TokenRecord, TokenUsage, User, UserAttributes,
+    UsernameIndex, Versioned,
 };
 
 /// A value with the revision that last modified it.
@@ -37,6 +38,7 @@ pub struct Snapshot {
     providers: Table<ProviderSettings>,
     user_attributes: Table<UserAttributes>,
     provider_tokens: Table<ProviderToken>,
+    cluster_tokens: Table<ClusterToken>,
 }
 
 fn put<T>(table: &mut Table<T>, id: String, revision: Revision, value: T) {
@@ -92,6 +94,7 @@ impl Snapshot {
                 let id = ProviderToken::id_for(&x.provider, &x.user_id);
                 put(&mut self.provider_tokens, id, rev, x);
             }
+            Object::ClusterToken(x) => put(&mut self.cluster_tokens, x.cluster_id.clone(), rev, x),
         }
     }
 
@@ -108,6 +111,7 @@ impl Snapshot {
             Kind::Provider => remove(&mut self.providers, id),
             Kind::UserAttributes => remove(&mut self.user_attributes, id),
             Kind::ProviderToken => remove(&mut self.provider_tokens, id),
+            Kind::ClusterToken => remove(&mut self.cluster_tokens, id),
         }
     }
 
@@ -210,5 +214,11 @@ impl Snapshot {
     /// Every provider's sealed token of every user.
     pub fn provider_tokens(&self) -> impl Iterator<Item = &Arc<Entry<ProviderToken>>> {
         self.provider_tokens.values()
+    }
+
+    /// The registration token of a cluster defined in the configuration
+    /// file (registered clusters keep theirs on their [`Cluster`] record).
+    pub fn cluster_token(&self, cluster_id: &str) -> Option<&Arc<Entry<ClusterToken>>> {
+        self.cluster_tokens.get(cluster_id)
     }
 }

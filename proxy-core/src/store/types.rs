@@ -289,9 +289,11 @@ pub struct Cluster {
     /// Free labels (`env: prod`), for people and tools.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// The hash of the agent's registration token (see
-    /// [`crate::authn::tokens::TokenHasher`]); `None` when none is valid
-    /// (never issued, or revoked).
+    /// The hash of the cluster's registration token (see
+    /// [`crate::authn::tokens::TokenHasher`]), which its agent opens the
+    /// tunnel with and its sidecar reads its replica feed with; `None` when
+    /// none is valid (never issued, or revoked). The field keeps its
+    /// first name: direct clusters carry one too since sidecars use it.
     #[serde(default)]
     pub agent_token_hash: Option<String>,
     /// What the last agent that connected reported.
@@ -319,6 +321,31 @@ impl fmt::Debug for Cluster {
             )
             .field("status", &self.status)
             .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// The registration token of a cluster defined in the configuration file,
+/// which has no [`Cluster`] record to hold it: what its sidecar proves the
+/// cluster with (`paddock cluster token <id>` issues it). Revoking deletes
+/// the record.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterToken {
+    /// The configured cluster's id.
+    pub cluster_id: String,
+    /// The token's hash (see [`crate::authn::tokens::TokenHasher`]).
+    pub hash: String,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+}
+
+impl fmt::Debug for ClusterToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterToken")
+            .field("cluster_id", &self.cluster_id)
+            .field("hash", &"<redacted>")
+            .field("issued_at", &self.issued_at)
             .finish()
     }
 }
