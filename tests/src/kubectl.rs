@@ -125,6 +125,39 @@ impl Kubeconfig {
         assert_eq!(String::from_utf8_lossy(&output.stdout), input);
     }
 
+    /// `kubectl port-forward pod/<pod> :<port>` over `transport` to a port
+    /// the pod does not serve: a connection to the local port is closed
+    /// without data, and kubectl reports the kubelet's error (read from the
+    /// error stream or channel) naming the port.
+    pub fn assert_port_forward_refused(&self, pod: &str, port: u16, transport: Transport) {
+        let mut command =
+            self.command(&["port-forward", &format!("pod/{pod}"), &format!(":{port}")]);
+        if transport == Transport::Spdy {
+            command.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false");
+        }
+        let mut forward = StreamingKubectl::spawn(command);
+        let line = forward.wait_for("Forwarding from 127.0.0.1:", Duration::from_secs(30));
+        let local: u16 = line
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no local port in {line:?}"));
+        let mut connection =
+            std::net::TcpStream::connect(("127.0.0.1", local)).expect("connect to the local port");
+        connection
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut received = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut connection, &mut received);
+        let stderr = forward.kill_for_stderr();
+        assert!(received.is_empty(), "data from a port nobody serves");
+        assert!(
+            stderr.contains(&format!("error forwarding port {port} to pod {pod}")),
+            "port-forward over {transport:?} to port {port}: {stderr}"
+        );
+    }
+
     /// `kubectl port-forward pod/<pod> :http` over `transport`: bytes sent
     /// to the local port come back (the fake's pods run an echo server on
     /// their `http` port), on two connections one after the other.

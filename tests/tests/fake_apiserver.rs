@@ -8,7 +8,7 @@ use http_body_util::Full;
 use paddock_tests::{
     client::{Protocol, TestClient},
     fake_apiserver::{FakeApiConfig, FakeApiServer, PROXY_USER},
-    kubectl::{assert_exec_attach_and_port_forward, Kubeconfig},
+    kubectl::{assert_exec_attach_and_port_forward, Kubeconfig, Transport},
 };
 
 async fn fake() -> FakeApiServer {
@@ -67,6 +67,10 @@ async fn kubectl_exec_attach_and_port_forward_over_websocket_and_spdy() {
     let server = fake().await;
     let kube = Kubeconfig::new(&server.url(), server.ca_pem().as_bytes(), server.token());
     tokio::task::block_in_place(|| assert_exec_attach_and_port_forward(&kube, &server, "web-1"));
+    // A port the pod does not serve: the kubelet's error reaches kubectl.
+    for transport in [Transport::WebSocket, Transport::Spdy] {
+        tokio::task::block_in_place(|| kube.assert_port_forward_refused("web-1", 9, transport));
+    }
     // kube-rs: the kubelet's own WebSocket protocol, `v4.channel.k8s.io`.
     paddock_tests::kube_client::assert_port_forward(&kube, "web-1").await;
     let seen = server
