@@ -122,15 +122,28 @@ async fn sign_in_through_oidc_in_chromium_then_use_the_downloaded_kubeconfig() {
         .unwrap();
     assert!(pods.contains("web-1"), "{pods}");
 
-    // The code exchange left a sealed refresh token for the group refresh.
-    let kept = stack.paddock.data_dir().join("oidc-tokens").join(PROVIDER);
-    let files: Vec<_> = std::fs::read_dir(&kept)
-        .unwrap_or_else(|e| panic!("{}: {e}\n{}", kept.display(), stack.paddock.log()))
-        .filter_map(Result::ok)
+    // The code exchange left a sealed refresh token for the group refresh,
+    // in the store (which the server has open too).
+    let store = proxy_core::store::EmbeddedStore::open_in_dir(
+        &stack.paddock.data_dir(),
+        proxy_core::store::EmbeddedOptions::default(),
+    )
+    .unwrap();
+    let kept: Vec<_> = proxy_core::store::Store::load(&store)
+        .unwrap()
+        .objects
+        .into_iter()
+        .filter_map(|v| match v.object {
+            proxy_core::store::Object::ProviderToken(t) => Some(t),
+            _ => None,
+        })
         .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let sealed = std::fs::read_to_string(files[0].path()).unwrap();
-    assert!(!sealed.contains('.'), "a refresh token is kept sealed");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].provider, PROVIDER);
+    assert!(
+        !kept[0].sealed.contains('.'),
+        "a refresh token is kept sealed"
+    );
 
     // The provider moves alice from ops to platform; the refresh (here
     // asked for by an admin, normally the background one) redeems the

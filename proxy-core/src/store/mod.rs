@@ -463,4 +463,4 @@ pub fn may_run_singletons(leadership: Option<&std::sync::Arc<dyn Leadership>>) -
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,9 +10,7 @@ use crate::{
 };
 
 #[cfg(feature = "etcd")]
-#[allow(unreachable_pub, dead_code)]
-#[path = "../../../../tests/src/etcd.rs"]
-mod etcd_server;
+use crate::store::tests::etcd_server;
 
 /// A provider whose refreshes wait until the test lets them answer.
 struct Slow {
