@@ -20,7 +20,8 @@ pub(crate) struct SidecarArgs {
     #[arg(long)]
     cluster: String,
     /// File holding the cluster's registration token (`paddock cluster
-    /// token <id>` prints it), which reads the cluster's replica feed.
+    /// token <id>` prints it), which reads the cluster's replica feed; read
+    /// again after a failed poll, so a rotated token needs no restart.
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
     /// The registration token itself (prefer --token-file or the
@@ -224,6 +225,7 @@ pub(crate) fn run(args: SidecarArgs) -> ExitCode {
         args.data_dir.clone(),
     );
     options.server_ca_pem = ca;
+    options.token_file.clone_from(&args.token_file);
     options.max_staleness = args.max_staleness;
     let sidecar = match Sidecar::open(options) {
         Ok(s) => s,

@@ -74,6 +74,10 @@ pub struct SidecarOptions {
     /// The cluster's registration token (`<cluster>.<secret>`), which
     /// reads its feed.
     pub token: SecretString,
+    /// The file `token` came from, read again after every failed poll, so
+    /// a rotated token (a Secret updated in place) is picked up without a
+    /// restart.
+    pub token_file: Option<PathBuf>,
     /// CA bundle (PEM) for the center's certificate; system roots when `None`.
     pub server_ca_pem: Option<Vec<u8>>,
     /// Where the replica is kept.
@@ -89,6 +93,7 @@ impl SidecarOptions {
             server: server.to_owned(),
             cluster: cluster.to_owned(),
             token,
+            token_file: None,
             server_ca_pem: None,
             data_dir,
             max_staleness: None,
@@ -141,7 +146,8 @@ impl std::fmt::Debug for Sidecar {
 pub(crate) struct Shared {
     cluster: String,
     server: String,
-    token: SecretString,
+    token: ArcSwap<SecretString>,
+    token_file: Option<PathBuf>,
     client: sync::FeedClient,
     replica: ArcSwap<Replica>,
     lag: Lag,
@@ -167,7 +173,8 @@ impl Sidecar {
             shared: Arc::new(Shared {
                 cluster: options.cluster,
                 server: options.server,
-                token: options.token,
+                token: ArcSwap::from_pointee(options.token),
+                token_file: options.token_file,
                 client,
                 replica: ArcSwap::from_pointee(replica),
                 lag: Lag::from_saved(current_at_ms),
@@ -228,6 +235,21 @@ async fn persist(shared: Arc<Shared>) {
 }
 
 impl Shared {
+    /// Reads the token file again; a new, non-empty token replaces the
+    /// one in use.
+    fn reload_token(&self) {
+        let Some(path) = &self.token_file else { return };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let text = text.trim();
+        if !text.is_empty() && text != self.token.load().expose_secret() {
+            tracing::info!(cluster.id = %self.cluster, file = %path.display(), "registration token file changed: using the new token");
+            self.token
+                .store(Arc::new(SecretString::from(text.to_owned())));
+        }
+    }
+
     /// Seconds behind beyond the maximum staleness, if so.
     fn stale(&self) -> Option<String> {
         let max = self.max_staleness?;

@@ -128,6 +128,7 @@ pub(super) async fn follow(shared: Arc<Shared>) {
             }
             Ok(Err(error)) => {
                 shared.lag.lost();
+                shared.reload_token();
                 if !failing {
                     tracing::warn!(cluster.id = %shared.cluster, %error,
                         revision = %since, "replica feed failed; answering from the local replica");
@@ -197,7 +198,7 @@ async fn poll(shared: &Shared, since: crate::store::Revision) -> Result<ReplicaF
         .map_err(|e| format!("bad server URL: {e}"))?;
     request
         .headers_mut()
-        .insert(TOKEN_HEADER, registration_token(&shared.token)?);
+        .insert(TOKEN_HEADER, registration_token(&shared.token.load())?);
     let response = shared
         .client
         .request(request)

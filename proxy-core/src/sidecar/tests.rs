@@ -350,3 +350,32 @@ async fn the_request_path_refuses_as_the_center_would() {
     assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains("holds no policy for cluster prod"), "{body}");
 }
+
+/// A rotated registration token written to the token file is used from
+/// the next poll on; an empty or unreadable file changes nothing.
+#[test]
+fn a_rotated_token_in_the_token_file_is_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registration-token");
+    std::fs::write(&file, "prod.old\n").unwrap();
+    let mut options = SidecarOptions::new(
+        "https://127.0.0.1:1",
+        "prod",
+        SecretString::from("prod.old"),
+        dir.path().join("data"),
+    );
+    options.token_file = Some(file.clone());
+    let sidecar = Sidecar::open(options).unwrap();
+    let current = || sidecar.shared.token.load().expose_secret().to_owned();
+    sidecar.shared.reload_token();
+    assert_eq!(current(), "prod.old");
+    std::fs::write(&file, "prod.new\n").unwrap();
+    sidecar.shared.reload_token();
+    assert_eq!(current(), "prod.new");
+    std::fs::write(&file, "\n").unwrap();
+    sidecar.shared.reload_token();
+    assert_eq!(current(), "prod.new");
+    std::fs::remove_file(&file).unwrap();
+    sidecar.shared.reload_token();
+    assert_eq!(current(), "prod.new");
+}
