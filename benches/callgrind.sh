@@ -18,6 +18,7 @@
 # configured as in load.sh). Needs valgrind and wrk (and nginx for those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/nginx.sh
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-8}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -90,29 +91,8 @@ pid $tmp/$name/nginx.pid;
 error_log $tmp/$name/error.log warn;
 events { worker_connections 4096; }
 http {
-  client_body_temp_path $tmp/$name/body;
-  proxy_temp_path $tmp/$name/proxy;
-  keepalive_timeout 90s;
-  keepalive_requests 1000000;
-  upstream api {
-    server ${up#*://};
-    keepalive 64;
-    keepalive_requests 1000000;
-    keepalive_timeout 90s;
-  }
-  ssl_certificate $cert;
-  ssl_certificate_key $key;
-  ssl_protocols TLSv1.2 TLSv1.3;
-  ssl_session_cache shared:SSL:10m;
-  ssl_session_tickets off;
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
-  proxy_buffering off;
-  proxy_request_buffering off;
-  proxy_ssl_trusted_certificate $tmp/ca.crt;
-  proxy_ssl_verify on;
-  proxy_ssl_name localhost;
-  proxy_ssl_session_reuse on;
+$(nginx_proxy_settings "$tmp/$name" "$cert" "$key" "$tmp/ca.crt")
+$(nginx_upstream api "${up#*://}")
   server {
     listen 127.0.0.1:$port ssl http2;
     $access

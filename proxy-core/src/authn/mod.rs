@@ -311,4 +311,4 @@ impl std::fmt::Debug for AuthenticatorChain {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -248,33 +248,7 @@ mod tests {
     use tower::{Layer, ServiceExt};
 
     use super::*;
-    use crate::{authn::ReadyOrBoxed, body::ResponseBody, future::BoxFuture};
-
-    /// Knows token `later` only after waiting.
-    struct Later;
-
-    impl crate::authn::Authenticator for Later {
-        fn name(&self) -> &str {
-            "later"
-        }
-        fn authenticate<'a>(
-            &'a self,
-            credential: &'a Credential,
-        ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
-            let known = matches!(credential, Credential::Bearer(t)
-                if secrecy::ExposeSecret::expose_secret(t) == "later");
-            let future: BoxFuture<'a, _> = Box::pin(async move {
-                tokio::task::yield_now().await;
-                Ok(known.then(|| {
-                    Arc::new(Identity {
-                        user: "waited".into(),
-                        ..Identity::default()
-                    })
-                }))
-            });
-            future.into()
-        }
-    }
+    use crate::{authn::tests::Later, body::ResponseBody};
 
     /// The same answers with and without plugins, whether the chain knows
     /// the caller at once (a token table) or after waiting: who reaches
@@ -283,7 +257,13 @@ mod tests {
     async fn answers_alike_at_once_and_after_waiting() {
         let tokens =
             crate::authn::token_file::TokenFileAuthenticator::from_csv("now,alice,1\n").unwrap();
-        let chain = AuthenticatorChain::new().with(tokens).with(Later);
+        let waited = Arc::new(Identity {
+            user: "waited".into(),
+            ..Identity::default()
+        });
+        let chain = AuthenticatorChain::new()
+            .with(tokens)
+            .with(Later("later", waited));
         let below = tower::service_fn(|request: Request<()>| async move {
             assert!(request.headers().get(header::AUTHORIZATION).is_none());
             let user = context::of(&request).identity().unwrap().user.clone();
