@@ -13,9 +13,12 @@
 #
 # Targets: paddock, paddock+log, paddock+plugins, passthrough,
 # passthrough-direct (HTTP/2 TLS backend); paddock-plain, paddock-plain+log,
-# passthrough-plain (plain HTTP/1.1 backend). Needs valgrind and wrk.
+# passthrough-plain (plain HTTP/1.1 backend); and, to compare, nginx,
+# nginx+log, nginx-plain, nginx-plain+log (one worker process, no master,
+# configured as in load.sh). Needs valgrind and wrk (and nginx for those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/nginx.sh
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-8}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
@@ -73,6 +76,32 @@ measure() {
         --tls-cert "$cert" --tls-key "$key" --data-dir "$tmp/$name" --token-auth-file "$tmp/tokens.csv"
         --authorization allow-authenticated)
       ready="paddock listening" ;;
+    nginx*)
+      token=$PROXY_TOKEN
+      local port scheme=https access="access_log off;"
+      port=$(free_port)
+      case $name in *-plain*) scheme=http ;; esac
+      case $name in *+log) access="access_log $tmp/$name/access.log;" ;; esac
+      mkdir -p "$tmp/$name"
+      cat > "$tmp/$name/nginx.conf" <<CONF
+master_process off;
+worker_processes 1;
+daemon off;
+pid $tmp/$name/nginx.pid;
+error_log $tmp/$name/error.log warn;
+events { worker_connections 4096; }
+http {
+$(nginx_proxy_settings "$tmp/$name" "$cert" "$key" "$tmp/ca.crt")
+$(nginx_upstream api "${up#*://}")
+  server {
+    listen 127.0.0.1:$port ssl http2;
+    $access
+    location / { proxy_pass $scheme://api; }
+  }
+}
+CONF
+      cmd=(nginx -c "$tmp/$name/nginx.conf" -p "$tmp/$name")
+      ready="" ;;
     passthrough*)
       token=$PROXY_TOKEN
       local flags=()
@@ -85,7 +114,12 @@ measure() {
   local pid=$!
   pids+=($pid)
   local addr
-  addr=$(wait_log "$tmp/$name.log" "$ready" | grep -oE '127\.0\.0\.1:[0-9]+' | tail -1)
+  if [ -n "$ready" ]; then
+    addr=$(wait_log "$tmp/$name.log" "$ready" | grep -oE '127\.0\.0\.1:[0-9]+' | tail -1)
+  else
+    for _ in $(seq 1 600); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    addr=127.0.0.1:$port
+  fi
   local url="https://$addr$PATH_"
   wrk -t1 -c"$CONNECTIONS" -d3s -H "Authorization: Bearer $token" "$url" >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1

@@ -37,6 +37,7 @@
 #   WORKERS=1 bash benches/load.sh              # Paddock's worker threads (default: one per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/nginx.sh
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
@@ -207,38 +208,9 @@ pid $tmp/nginx/nginx.pid;
 error_log $tmp/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
-  client_body_temp_path $tmp/nginx/body;
-  proxy_temp_path $tmp/nginx/proxy;
-  # Client keepalive like Paddock's hyper server: no request cap per connection.
-  keepalive_timeout 90s;
-  keepalive_requests 1000000;
-  upstream api {
-    server ${upstream#https://};
-    keepalive 64;
-    keepalive_requests 1000000;
-    keepalive_timeout 90s;
-  }
-  upstream api_plain {
-    server ${upstream_plain#http://};
-    keepalive 64;
-    keepalive_requests 1000000;
-    keepalive_timeout 90s;
-  }
-  ssl_certificate $cert;
-  ssl_certificate_key $key;
-  ssl_protocols TLSv1.2 TLSv1.3;
-  # rustls' server default: an in-memory session cache, no tickets.
-  ssl_session_cache shared:SSL:10m;
-  ssl_session_tickets off;
-  proxy_http_version 1.1;
-  proxy_set_header Connection "";
-  # Stream like a Kubernetes proxy must (watches): no response buffering.
-  proxy_buffering off;
-  proxy_request_buffering off;
-  proxy_ssl_trusted_certificate $tmp/ca.crt;
-  proxy_ssl_verify on;
-  proxy_ssl_name localhost;
-  proxy_ssl_session_reuse on;
+$(nginx_proxy_settings "$tmp/nginx" "$cert" "$key" "$tmp/ca.crt")
+$(nginx_upstream api "${upstream#https://}")
+$(nginx_upstream api_plain "${upstream_plain#http://}")
 $(nginx_server "${nginx_port[nginx]}" api https "access_log off;")
 $(nginx_server "${nginx_port[nginx+log]}" api https "access_log $tmp/nginx/access.log;")
 $(nginx_server "${nginx_port[nginx-plain]}" api_plain http "access_log off;")

@@ -250,16 +250,24 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
             }
         });
     }
-    let access_log = AccessLog::new(match logging.format {
-        LogFormat::Json => AccessLogFormat::Json,
-        LogFormat::Text => AccessLogFormat::Text,
-    });
+    // The filter is fixed for the life of the process: when it leaves the
+    // access log off, the log is not there at all, and no request pays for
+    // a plugin that would drop every line.
+    let access_log =
+        tracing::enabled!(target: "paddock::access", tracing::Level::INFO).then(|| {
+            AccessLog::new(match logging.format {
+                LogFormat::Json => AccessLogFormat::Json,
+                LogFormat::Text => AccessLogFormat::Text,
+            })
+        });
     // In place of the built-in one: this one's format is the configured
     // one, and the metrics report its drops.
     let mut builder = Proxy::builder()
         .accounts(accounts.clone())
-        .without_plugins()
-        .plugin(access_log.clone());
+        .without_plugins();
+    if let Some(access_log) = &access_log {
+        builder = builder.plugin(access_log.clone());
+    }
     if let Some(ca) = &tls.ca_pem {
         builder = builder.server_ca(ca.clone());
     }
@@ -356,7 +364,10 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     let metrics = match metrics {
         Some(checked) => {
             let plugin = proxy_core::plugins::metrics::Metrics::new();
-            plugin.count_drops("access", access_log.drops());
+            match &access_log {
+                Some(access_log) => plugin.count_drops("access", access_log.drops()),
+                None => plugin.count_drops("access", || 0),
+            }
             if let Some(audit) = audit {
                 plugin.count_drops("audit", audit.drops());
                 plugin.queue("audit", audit);

@@ -44,7 +44,7 @@ use std::{
 use bytes::Bytes;
 use http::Request;
 use hyper::body::Incoming;
-use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
+use tower::{Service, ServiceBuilder};
 
 use crate::{
     accounts::Accounts,
@@ -70,7 +70,7 @@ use crate::{
 /// [`RequestBody`] on the way in. Never fails: errors are already Kubernetes
 /// `Status` responses.
 pub struct ProxyService<B = Incoming> {
-    inner: BoxCloneSyncService<Request<RequestBody>, ProxyResponse, Infallible>,
+    inner: Box<dyn Stack>,
     // `fn(B)`: the service takes `B`s and holds none, so it is Send, Sync
     // and Clone whatever `B` is.
     body: PhantomData<fn(B)>,
@@ -80,7 +80,7 @@ impl<B> ProxyService<B> {
     /// The same service, taking requests with a body of type `C`.
     pub(crate) fn with_body<C>(&self) -> ProxyService<C> {
         ProxyService {
-            inner: self.inner.clone(),
+            inner: self.inner.clone_box(),
             body: PhantomData,
         }
     }
@@ -113,6 +113,46 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.inner.call(request.map(RequestBody::new))
+    }
+}
+
+/// The stack as a trait object whose `call` hands out the outermost
+/// layer's own boxed future: tower's `BoxCloneSyncService` would box that
+/// box once more on every request.
+trait Stack: Send + Sync {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>>;
+    fn call(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> BoxFuture<'static, Result<ProxyResponse, Infallible>>;
+    fn clone_box(&self) -> Box<dyn Stack>;
+}
+
+impl<S> Stack for S
+where
+    S: Service<
+            Request<RequestBody>,
+            Response = ProxyResponse,
+            Error = Infallible,
+            Future = BoxFuture<'static, Result<ProxyResponse, Infallible>>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::poll_ready(self, cx)
+    }
+
+    fn call(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> BoxFuture<'static, Result<ProxyResponse, Infallible>> {
+        Service::call(self, request)
+    }
+
+    fn clone_box(&self) -> Box<dyn Stack> {
+        Box::new(self.clone())
     }
 }
 
@@ -200,7 +240,7 @@ pub(crate) fn build(parts: StackParts) -> ProxyService {
         // credential.
         .service(Forward::new(parts.shutdown, parts.plugins));
     ProxyService {
-        inner: BoxCloneSyncService::new(service),
+        inner: Box::new(service),
         body: PhantomData,
     }
 }

@@ -183,6 +183,12 @@ pub trait Authenticator: Send + Sync + 'static {
     ///
     /// `Ok(Some(identity))` when the credential is valid, `Ok(None)` when this
     /// provider does not handle this kind of credential or does not know it.
+    ///
+    /// An answer known at once is [`ReadyOrBoxed::ready`]. Paddock first
+    /// tries to authenticate a request without waiting, so a
+    /// [`ReadyOrBoxed::boxed`] answer may be dropped before it is polled
+    /// and the credential asked about again: what a boxed answer does (a
+    /// directory call, a counter) belongs inside its future.
     fn authenticate<'a>(
         &'a self,
         credential: &'a Credential,
@@ -236,16 +242,54 @@ impl AuthenticatorChain {
         let mut failure = AuthnError::Invalid;
         for credential in credentials {
             for authenticator in self.authenticators.iter() {
-                match authenticator.authenticate(credential).await {
-                    Ok(Some(identity)) => return Ok(with_authenticated_group(identity)),
-                    Ok(None) => {}
-                    Err(AuthnError::Invalid) => {}
-                    Err(error) => failure = error,
+                let answer = authenticator.authenticate(credential).await;
+                if let Some(identity) = settle(answer, &mut failure) {
+                    return Ok(identity);
                 }
             }
         }
         Err(failure.into())
     }
+
+    /// [`authenticate`](Self::authenticate) without waiting: its answer
+    /// when every authenticator asked answers at once (a token table, a
+    /// cache hit), `None` as soon as one would have to wait; then the
+    /// caller awaits `authenticate`, which asks again from the start.
+    pub(crate) fn authenticate_now(
+        &self,
+        credentials: &[Credential],
+    ) -> Option<Result<Arc<Identity>, ProxyError>> {
+        if credentials.is_empty() {
+            return Some(Err(ProxyError::MissingCredentials));
+        }
+        let mut failure = AuthnError::Invalid;
+        for credential in credentials {
+            for authenticator in self.authenticators.iter() {
+                let ReadyOrBoxed::Ready(answer) = authenticator.authenticate(credential) else {
+                    return None;
+                };
+                if let Some(identity) = settle(answer.into_inner(), &mut failure) {
+                    return Some(Ok(identity));
+                }
+            }
+        }
+        Some(Err(failure.into()))
+    }
+}
+
+/// One authenticator's answer: the identity (with `system:authenticated`)
+/// when it is one; otherwise `failure` keeps the error worth reporting (a
+/// provider that is down outweighs an unknown credential).
+fn settle(
+    answer: Result<Option<Arc<Identity>>, AuthnError>,
+    failure: &mut AuthnError,
+) -> Option<Arc<Identity>> {
+    match answer {
+        Ok(Some(identity)) => return Some(with_authenticated_group(identity)),
+        Ok(None) | Err(AuthnError::Invalid) => {}
+        Err(error) => *failure = error,
+    }
+    None
 }
 
 /// Adds `system:authenticated`, copying the identity only if it lacks it.
@@ -267,4 +311,4 @@ impl std::fmt::Debug for AuthenticatorChain {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -160,3 +160,73 @@ async fn chain_semantics() {
     assert_eq!(ok.groups, [SYSTEM_AUTHENTICATED]);
     assert_eq!(with_authenticated_group(ok).groups.len(), 1);
 }
+
+/// Knows one bearer token, and answers only after waiting (a directory
+/// round trip, a JWT to verify).
+pub(crate) struct Later(pub &'static str, pub Arc<Identity>);
+
+impl Authenticator for Later {
+    fn name(&self) -> &str {
+        "later"
+    }
+    fn authenticate<'a>(
+        &'a self,
+        credential: &'a Credential,
+    ) -> ReadyOrBoxed<'a, Result<Option<Arc<Identity>>, AuthnError>> {
+        let known = matches!(credential, Credential::Bearer(t) if t.expose_secret() == self.0);
+        ReadyOrBoxed::boxed(async move {
+            tokio::task::yield_now().await;
+            Ok(known.then(|| self.1.clone()))
+        })
+    }
+}
+
+/// The answer without waiting is the chain's answer whenever every
+/// authenticator asked knows it at once, and none when one must wait.
+#[tokio::test]
+async fn answers_at_once_as_the_chain_would() {
+    let bearer = [Credential::Bearer("t".into())];
+    let fixed = |answer| Fixed(answer, AtomicUsize::new(0));
+    let down = || {
+        Err(AuthnError::Unavailable {
+            provider: "ldap".into(),
+        })
+    };
+    let chains = [
+        AuthenticatorChain::new().with(fixed(Ok(None))),
+        AuthenticatorChain::new()
+            .with(fixed(down()))
+            .with(fixed(Ok(None))),
+        AuthenticatorChain::new()
+            .with(fixed(Err(AuthnError::Invalid)))
+            .with(fixed(Ok(Some(alice())))),
+        AuthenticatorChain::new()
+            .with(fixed(down()))
+            .with(fixed(Ok(Some(alice())))),
+    ];
+    for chain in chains {
+        for credentials in [&bearer[..], &[]] {
+            let now = chain.authenticate_now(credentials).expect("known at once");
+            let awaited = chain.authenticate(credentials).await;
+            assert_eq!(
+                now.as_ref()
+                    .map(|i| i.groups.clone())
+                    .map_err(|e| e.to_string()),
+                awaited.map(|i| i.groups.clone()).map_err(|e| e.to_string()),
+                "{chain:?}"
+            );
+        }
+    }
+
+    // One that must wait: no answer now, the right one awaited; one found
+    // at once before it is the answer without asking it.
+    let waits = AuthenticatorChain::new()
+        .with(fixed(Ok(None)))
+        .with(Later("t", alice()));
+    assert!(waits.authenticate_now(&bearer).is_none());
+    assert_eq!(waits.authenticate(&bearer).await.unwrap().user, "alice");
+    let found_first = AuthenticatorChain::new()
+        .with(fixed(Ok(Some(alice()))))
+        .with(Later("t", alice()));
+    assert!(matches!(found_first.authenticate_now(&bearer), Some(Ok(_))));
+}

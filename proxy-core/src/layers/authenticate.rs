@@ -10,6 +10,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use futures_util::future::Either;
 use http::{header, Request};
 use tower::{Layer, Service};
 
@@ -66,64 +67,57 @@ where
 {
     type Response = ProxyResponse;
     type Error = ProxyError;
-    type Future = BoxFuture<'static, ProxyResult>;
+    type Future = Either<S::Future, BoxFuture<'static, ProxyResult>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let context = context::of(&request);
+        let access = request.extensions().get::<Endpoint>().map(Endpoint::access);
+        // A cluster request always needs a caller.
+        let caller = access.map_or(Caller::Required, |access| access.caller);
+        let credentials = match caller {
+            Caller::None => Ok(Vec::new()),
+            Caller::Optional | Caller::Required => {
+                let client_cert = request
+                    .extensions()
+                    .get::<Arc<ConnectionInfo>>()
+                    .and_then(|c| c.client_cert.as_ref());
+                Credential::from_request(request.headers(), client_cert)
+            }
+        };
+        let headers = request.headers_mut();
+        headers.remove(header::AUTHORIZATION);
+        if access.is_none() {
+            // Paddock's own endpoints keep their cookies (the GitHub
+            // flow's state); nothing of theirs is forwarded.
+            headers.remove(header::COOKIE);
+        }
+        // Nearly always known at once (a token table, a cache hit): then,
+        // without plugins to run, the request goes on in place, without a
+        // boxed future or a clone of the layers below.
+        let known = authenticate_now(&self.chain, caller, &credentials);
+        if self.plugins.is_empty() {
+            if let Some(authenticated) = known {
+                return match admitted(&context, access, authenticated) {
+                    Ok(()) => Either::Left(self.inner.call(request)),
+                    Err(error) => Either::Right(Box::pin(std::future::ready(Err(error)))),
+                };
+            }
+        }
         // Take the ready inner service, leave a fresh clone behind (tower's idiom).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let chain = self.chain.clone();
         let plugins = self.plugins.clone();
-        Box::pin(async move {
-            let context = context::of(&request);
-            let access = request.extensions().get::<Endpoint>().map(Endpoint::access);
-            // A cluster request always needs a caller.
-            let caller = access.map_or(Caller::Required, |access| access.caller);
-            let credentials = match caller {
-                Caller::None => Ok(Vec::new()),
-                Caller::Optional | Caller::Required => {
-                    let client_cert = request
-                        .extensions()
-                        .get::<Arc<ConnectionInfo>>()
-                        .and_then(|c| c.client_cert.clone());
-                    Credential::from_request(request.headers(), client_cert.as_ref())
-                }
+        Either::Right(Box::pin(async move {
+            let authenticated = match known {
+                Some(authenticated) => authenticated,
+                None => authenticate(&chain, caller, credentials).await,
             };
-            let headers = request.headers_mut();
-            headers.remove(header::AUTHORIZATION);
-            if access.is_none() {
-                // Paddock's own endpoints keep their cookies (the GitHub
-                // flow's state); nothing of theirs is forwarded.
-                headers.remove(header::COOKIE);
-            }
-            let identity = match caller {
-                Caller::None => None,
-                Caller::Required => {
-                    Some(recorded(&context, authenticate(&chain, credentials).await)?)
-                }
-                // Expired cookies and the like make an anonymous caller.
-                Caller::Optional => match credentials {
-                    Ok(credentials) if !credentials.is_empty() => {
-                        chain.authenticate(&credentials).await.ok()
-                    }
-                    _ => None,
-                },
-            };
-            if let Some(identity) = identity {
-                if let Err(error) = admit(&identity, &context, access) {
-                    context.set_authn_attempt(AuthnAttempt {
-                        provider: Some(identity.provider.clone()),
-                        outcome: AuthnOutcome::Denied,
-                    });
-                    return Err(error);
-                }
-                tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
-                context.set_identity(identity);
-            }
+            admitted(&context, access, authenticated)?;
             match plugins
                 .run_request_phase(RequestPhase::Request, &context, request)
                 .await?
@@ -131,16 +125,70 @@ where
                 Ok(request) => inner.call(request).await,
                 Err(response) => Ok(response),
             }
-        })
+        }))
     }
 }
 
-/// Asks the chain, when the request's credentials could be read.
+/// Who is calling, as far as `caller` asks (`None` for nobody or an
+/// anonymous caller), when the chain can tell without waiting.
+fn authenticate_now(
+    chain: &AuthenticatorChain,
+    caller: Caller,
+    credentials: &Result<Vec<Credential>, ProxyError>,
+) -> Option<Result<Option<Arc<Identity>>, ProxyError>> {
+    match (caller, credentials) {
+        (Caller::None, _) => Some(Ok(None)),
+        (Caller::Required, Ok(credentials)) => {
+            chain.authenticate_now(credentials).map(|r| r.map(Some))
+        }
+        // Unreadable credentials: refused by the path below.
+        (Caller::Required, Err(_)) => None,
+        // Expired cookies and the like make an anonymous caller.
+        (Caller::Optional, Ok(credentials)) if !credentials.is_empty() => {
+            chain.authenticate_now(credentials).map(|r| Ok(r.ok()))
+        }
+        (Caller::Optional, _) => Some(Ok(None)),
+    }
+}
+
+/// [`authenticate_now`], waiting for the authenticators that must.
 async fn authenticate(
     chain: &AuthenticatorChain,
+    caller: Caller,
     credentials: Result<Vec<Credential>, ProxyError>,
-) -> Result<Arc<Identity>, ProxyError> {
-    chain.authenticate(&credentials?).await
+) -> Result<Option<Arc<Identity>>, ProxyError> {
+    match caller {
+        Caller::None => Ok(None),
+        Caller::Required => chain.authenticate(&credentials?).await.map(Some),
+        Caller::Optional => match credentials {
+            Ok(credentials) if !credentials.is_empty() => {
+                Ok(chain.authenticate(&credentials).await.ok())
+            }
+            _ => Ok(None),
+        },
+    }
+}
+
+/// Records who is calling in the context once they are admitted to this
+/// request; a refusal leaves its [`AuthnAttempt`] for the plugins.
+fn admitted(
+    context: &RequestContext,
+    access: Option<Access>,
+    authenticated: Result<Option<Arc<Identity>>, ProxyError>,
+) -> Result<(), ProxyError> {
+    let Some(identity) = recorded(context, authenticated)? else {
+        return Ok(());
+    };
+    if let Err(error) = admit(&identity, context, access) {
+        context.set_authn_attempt(AuthnAttempt {
+            provider: Some(identity.provider.clone()),
+            outcome: AuthnOutcome::Denied,
+        });
+        return Err(error);
+    }
+    tracing::debug!(auth.user = %identity.user, auth.provider = %identity.provider, "authenticated");
+    context.set_identity(identity);
+    Ok(())
 }
 
 /// Leaves a refused credential's [`AuthnAttempt`] in the context for the
@@ -192,5 +240,71 @@ fn admit(
 pub(crate) fn out_of_scope(scope: &str, target: &str) -> ProxyError {
     ProxyError::Forbidden {
         reason: format!("this token is valid only for cluster {scope}, not for {target}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::{Layer, ServiceExt};
+
+    use super::*;
+    use crate::{authn::tests::Later, body::ResponseBody};
+
+    /// The same answers with and without plugins, whether the chain knows
+    /// the caller at once (a token table) or after waiting: who reaches
+    /// the layers below, the 401, and no credential left in the headers.
+    #[tokio::test]
+    async fn answers_alike_at_once_and_after_waiting() {
+        let tokens =
+            crate::authn::token_file::TokenFileAuthenticator::from_csv("now,alice,1\n").unwrap();
+        let waited = Arc::new(Identity {
+            user: "waited".into(),
+            ..Identity::default()
+        });
+        let chain = AuthenticatorChain::new()
+            .with(tokens)
+            .with(Later("later", waited));
+        let below = tower::service_fn(|request: Request<()>| async move {
+            assert!(request.headers().get(header::AUTHORIZATION).is_none());
+            let user = context::of(&request).identity().unwrap().user.clone();
+            Ok::<_, ProxyError>(
+                http::Response::builder()
+                    .header("x-user", user)
+                    .body(ResponseBody::empty())
+                    .unwrap(),
+            )
+        });
+        for plugins in [
+            Plugins::default(),
+            Plugins::new(vec![Arc::new(
+                crate::plugins::access_log::AccessLog::with_output(
+                    Default::default(),
+                    std::io::sink(),
+                ),
+            )]),
+        ] {
+            let layer = AuthenticateLayer::new(chain.clone(), plugins.clone()).layer(below);
+            for (token, expected) in [
+                ("now", Ok("alice")),
+                ("later", Ok("waited")),
+                ("unknown", Err("invalid")),
+            ] {
+                let mut request = Request::get("/api")
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(())
+                    .unwrap();
+                let context =
+                    RequestContext::new(String::new(), http::Method::GET, "/api".into(), None);
+                request.extensions_mut().insert(Arc::new(context));
+                let answer = layer.clone().oneshot(request).await;
+                match expected {
+                    Ok(user) => assert_eq!(answer.unwrap().headers()["x-user"], user, "{token}"),
+                    Err(_) => assert!(
+                        matches!(answer, Err(ProxyError::InvalidCredentials)),
+                        "{token}"
+                    ),
+                }
+            }
+        }
     }
 }

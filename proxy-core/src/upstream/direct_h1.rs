@@ -14,6 +14,7 @@
 //! upgraded connection over.
 
 use std::{
+    collections::VecDeque,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -33,6 +34,11 @@ const MAX_CONNECTIONS: usize = 256;
 /// A connection unused this long is closed (as hyper-util's pool does).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// How often closed and idle connections are looked for, at most, besides
+/// when the list is full: not on every request, which would visit every
+/// connection each time.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Why a direct request was not answered.
 #[derive(Debug)]
 pub(super) enum DirectH1Error {
@@ -50,7 +56,28 @@ pub(super) struct DirectH1 {
     connector: HttpsConnector<HttpConnector>,
     server: Uri,
     host: HeaderValue,
-    conns: Mutex<Vec<Conn>>,
+    conns: Mutex<Conns>,
+}
+
+/// The connections, least recently used first: a request takes the first
+/// ready one and puts it at the back, so the one it finds is nearly
+/// always the first it looks at (the oldest sent has most likely been
+/// answered).
+struct Conns {
+    list: VecDeque<Conn>,
+    pruned: Instant,
+}
+
+impl Conns {
+    /// Drops connections that have closed or stayed unused too long
+    /// (dropping the last handle ends a connection's task).
+    fn prune(&mut self, now: Instant) {
+        self.list.retain(|c| {
+            let idle_too_long = c.sender.is_ready() && now.duration_since(c.used) > IDLE_TIMEOUT;
+            !c.sender.is_closed() && !idle_too_long
+        });
+        self.pruned = now;
+    }
 }
 
 /// An open connection and when a request last went out on it.
@@ -70,7 +97,10 @@ impl DirectH1 {
             connector,
             server,
             host,
-            conns: Mutex::new(Vec::new()),
+            conns: Mutex::new(Conns {
+                list: VecDeque::new(),
+                pruned: Instant::now(),
+            }),
         }
     }
 
@@ -99,24 +129,28 @@ impl DirectH1 {
             let sent = {
                 let now = Instant::now();
                 let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-                // Dropping the last handle ends the connection's task.
-                conns.retain(|c| {
-                    let idle_too_long =
-                        c.sender.is_ready() && now.duration_since(c.used) > IDLE_TIMEOUT;
-                    !c.sender.is_closed() && !idle_too_long
-                });
-                let ready = conns
-                    .iter()
-                    .position(|c| attempt < 2 && c.sender.is_ready());
-                match ready {
-                    Some(i) => {
-                        conns[i].used = now;
-                        Ok(conns[i].sender.try_send_request(request))
+                if now.duration_since(conns.pruned) > PRUNE_INTERVAL {
+                    conns.prune(now);
+                }
+                let ready = (attempt < 2)
+                    .then(|| conns.list.iter().position(|c| c.sender.is_ready()))
+                    .flatten();
+                match ready.and_then(|i| conns.list.remove(i)) {
+                    Some(mut conn) => {
+                        conn.used = now;
+                        let sent = conn.sender.try_send_request(request);
+                        conns.list.push_back(conn);
+                        Ok(sent)
                     }
-                    None if conns.len() >= MAX_CONNECTIONS => {
-                        return Err(DirectH1Error::Busy(Box::new(request)));
+                    None => {
+                        if conns.list.len() >= MAX_CONNECTIONS {
+                            conns.prune(now);
+                        }
+                        if conns.list.len() >= MAX_CONNECTIONS {
+                            return Err(DirectH1Error::Busy(Box::new(request)));
+                        }
+                        Err(request)
                     }
-                    None => Err(request),
                 }
             };
             let sent = match sent {
@@ -132,7 +166,8 @@ impl DirectH1 {
                     self.conns
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .push(conn);
+                        .list
+                        .push_back(conn);
                     return response.await.map_err(DirectH1Error::Request);
                 }
             };
