@@ -9,7 +9,7 @@
 //!     tokenNewAddress: true
 //!     providerDegraded: true
 //!     refreshFailingMinutes: 15
-//!     clusterUnreachable: true                            # needs clusterHealth
+//!     clusterUnreachable: true   # from tunnels, requests, and clusterHealth if on
 //!   receivers:
 //!   - {name: ops, url: https://hooks.slack.com/services/T0/B0/XXXX, format: slack}
 //!   - {name: am, url: https://alertmanager.example/api/v2/alerts, format: alertmanager, caFile: /etc/paddock/am-ca.crt}
@@ -151,9 +151,9 @@ impl CheckedAlerts {
 }
 
 impl AlertsConfig {
-    /// `health` tells whether `clusterHealth` is configured: the cluster
-    /// rule needs its checks.
-    pub(super) fn check(&self, health: bool, errors: &mut Errors) -> Option<CheckedAlerts> {
+    /// Checks every key; `clusterUnreachable` needs no `clusterHealth`
+    /// (tunnels and requests report reachability too).
+    pub(super) fn check(&self, errors: &mut Errors) -> Option<CheckedAlerts> {
         let before = errors.len();
         let mut rules = AlertRules::default();
         let r = &self.rules;
@@ -180,12 +180,6 @@ impl AlertsConfig {
             None => {}
         }
         rules.cluster_unreachable = r.cluster_unreachable;
-        if r.cluster_unreachable && !health {
-            errors.push(
-                "alerts.rules.clusterUnreachable",
-                "needs clusterHealth: the checks that find a cluster unreachable",
-            );
-        }
         if self.receivers.is_empty() {
             errors.push("alerts.receivers", "needs at least one receiver");
         }
@@ -294,7 +288,6 @@ mod tests {
             [
                 "alerts.rules.failedLogins.threshold",
                 "alerts.rules.failedLogins.windowSeconds",
-                "alerts.rules.clusterUnreachable",
                 "alerts.receivers[0].url",
                 "alerts.receivers[1].caFile",
                 "alerts.maxPerMinute",

@@ -350,10 +350,7 @@ impl Config {
             .map(|metrics| metrics.check(listen, &mut errors));
         let audit = self.audit.as_ref().map(|a| a.check(&mut errors));
         let health = self.cluster_health.as_ref().map(|h| h.check(&mut errors));
-        let alerts = self
-            .alerts
-            .as_ref()
-            .map(|a| a.check(health.is_some(), &mut errors));
+        let alerts = self.alerts.as_ref().map(|a| a.check(&mut errors));
         let known: Vec<&str> = self.clusters.iter().map(|c| c.id.as_str()).collect();
         let policy = authorization
             .as_ref()

@@ -24,7 +24,7 @@ use crate::{
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
     context::{self, RequestContext},
     error::ProxyError,
-    plugin::{Plugins, RequestPhase},
+    plugin::Plugins,
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
 };
@@ -78,10 +78,7 @@ async fn forward(
     plugins: Plugins,
 ) -> ProxyResult {
     let context = context::of(&request);
-    let mut request = match plugins
-        .run_request_phase(RequestPhase::UpstreamRequest, &context, request)
-        .await?
-    {
+    let request = match plugins.run_upstream_request(&context, request).await? {
         Ok(request) => request,
         Err(response) => return Ok(response),
     };
@@ -91,6 +88,20 @@ async fn forward(
         .ok_or_else(|| ProxyError::Internal {
             message: "request reached forward without a cluster".to_owned(),
         })?;
+    let result = send(request, &cluster, shutdown, context).await;
+    if let Some(reachability) = &cluster.reachability {
+        reachability.observe(cluster.id(), &result, &plugins);
+    }
+    result
+}
+
+/// Sends the request (its plugins' phase done) to `cluster`.
+async fn send(
+    mut request: Request<RequestBody>,
+    cluster: &Cluster,
+    shutdown: Arc<Shutdown>,
+    context: Arc<RequestContext>,
+) -> ProxyResult {
     let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
     let long_running = upgrade.is_some()
         || context
