@@ -255,15 +255,21 @@ async fn requests_that_cannot_reach_a_direct_cluster_alert_without_health_checks
     let addr = fake.addr();
     fake.drop_connections();
     drop(fake);
-    // A connection the server closed may fail first (502); new ones are
-    // refused (503).
+    // Until the server is gone for good, a request may still be answered
+    // or break on a connection it closed (502); then connections are
+    // refused (503), several times.
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut refused = 0;
-    for _ in 0..5 {
+    while refused < 3 {
         let answer = client.get(&pods, Some(&admin)).await;
-        assert!([502, 503].contains(&answer.status()), "{}", answer.text());
         refused += usize::from(answer.status() == 503);
+        assert!(
+            Instant::now() < deadline,
+            "still {}: {}",
+            answer.status(),
+            answer.text()
+        );
     }
-    assert!(refused >= 3, "{refused} of 5 refused");
     let fired = next(&mut posts, "the unreachable cluster").await;
     assert_eq!(fired["status"], "firing", "{fired}");
     assert_eq!(fired["alert"]["name"], "PaddockClusterUnreachable");

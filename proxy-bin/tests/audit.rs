@@ -599,18 +599,33 @@ async fn objects_are_recorded_but_never_secrets_nor_watches() {
         }
     };
 
+    // kubectl sends built-in kinds as protobuf, which Paddock records as
+    // `not-json`; `create --raw` sends the JSON as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let configmap = write_file(
+        dir.path(),
+        "configmap.json",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "dev-a"},
+            "data": {"color": "blue"}}"#,
+    );
+    let secret = write_file(
+        dir.path(),
+        "secret.json",
+        r#"{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "db", "namespace": "dev-a"},
+            "stringData": {"password": "hunter2-very-secret"}}"#,
+    );
+    let create = |path: &'static str, file: &std::path::Path| {
+        let (k, file) = (kube.clone(), file.to_str().unwrap().to_owned());
+        tokio::task::spawn_blocking(move || k.ok(&["create", "--raw", path, "-f", &file]))
+    };
+
     // A ConfigMap created: what was sent and what the cluster stored.
-    let created = kubectl(&[
-        "create",
-        "configmap",
-        "settings",
-        "-n",
-        "dev-a",
-        "--from-literal=color=blue",
-    ])
-    .await
-    .unwrap();
-    assert!(created.contains("configmap/settings created"), "{created}");
+    let created = create("/api/v1/namespaces/dev-a/configmaps", &configmap)
+        .await
+        .unwrap();
+    assert!(created.contains("settings"), "{created}");
     let event = wait_for(&log, "configmap create", complete("create", "configmaps"));
     assert_eq!(event["level"], "RequestResponse");
     let sent = &event["requestObject"];
@@ -633,17 +648,9 @@ async fn objects_are_recorded_but_never_secrets_nor_watches() {
     assert_eq!(event["responseObject"]["data"]["color"], "blue", "{event}");
 
     // A Secret, created and read, at the same level: no object, ever.
-    kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "db",
-        "-n",
-        "dev-a",
-        "--from-literal=password=hunter2-very-secret",
-    ])
-    .await
-    .unwrap();
+    create("/api/v1/namespaces/dev-a/secrets", &secret)
+        .await
+        .unwrap();
     let got = kubectl(&["get", "secret", "db", "-n", "dev-a", "-o", "json"])
         .await
         .unwrap();

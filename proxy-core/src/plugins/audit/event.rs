@@ -20,7 +20,7 @@ use std::{
 use http::{HeaderValue, Method};
 
 use super::{
-    objects::{push_compact, Objects, Recorded},
+    objects::{not_json, push_compact, Objects, Recorded},
     policy::{RequestAuditConfig, Stage},
 };
 use crate::{
@@ -266,7 +266,7 @@ impl Event {
                     Some(Recorded::Json(json)) => {
                         let omit = noted.decision.omit_managed_fields;
                         let written = event.try_member(key, |out| push_compact(out, json, omit));
-                        (!written).then_some("not-json")
+                        (!written).then(|| not_json(json))
                     }
                     Some(Recorded::Omitted(why)) => Some(*why),
                     None => None,

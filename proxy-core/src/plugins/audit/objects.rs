@@ -7,11 +7,15 @@
 //! Bodies are copied as they stream past ([`BodyCopy`]): the client gets
 //! each frame when it would without the audit log, and the copy stops (and
 //! frees what it held) at [`MAX_OBJECT_BYTES`]. An object is written only
-//! when its body was JSON (no `Content-Encoding`), complete and within the
-//! limit; otherwise the event says why in an annotation
-//! (`paddock.io/request-object`, `paddock.io/response-object`:
-//! `too-large`, `not-json`, `incomplete`, `encoded`) and a body over the
-//! limit adds kube-apiserver's `audit.k8s.io/truncated: "true"`.
+//! when its body was JSON (whatever its `Content-Type` claimed; none of
+//! `Content-Encoding`), complete and within the limit; otherwise the event
+//! says why in an annotation (`paddock.io/request-object`,
+//! `paddock.io/response-object`: `too-large`, `protobuf`, `not-json`,
+//! `incomplete`, `encoded`) and a body over the limit adds
+//! kube-apiserver's `audit.k8s.io/truncated: "true"`. Paddock does not
+//! decode Kubernetes' protobuf encoding, which kubectl and client-go use
+//! for built-in kinds when they send them: such objects read `protobuf`
+//! (kube-apiserver decodes them; a client asking for JSON is recorded).
 //!
 //! Never recorded, at any level ([`may_record`]): Secrets (any API group,
 //! any subresource), `tokenreviews`, `tokenrequests` and
@@ -50,16 +54,23 @@ pub(crate) fn sends_object(verb: &str) -> bool {
 }
 
 /// Why a body is not copied, read from its headers: `None` when it may be.
+/// What it holds is told from its bytes when it is written (a client may
+/// send JSON under another content type).
 pub(crate) fn unrecordable(headers: &HeaderMap) -> Option<&'static str> {
-    if headers.contains_key(header::CONTENT_ENCODING) {
-        return Some("encoded");
+    headers
+        .contains_key(header::CONTENT_ENCODING)
+        .then_some("encoded")
+}
+
+/// Why `body` cannot be written as an object: `None` when it is JSON.
+pub(crate) fn not_json(body: &[u8]) -> &'static str {
+    // Kubernetes' protobuf envelope starts with "k8s\0"
+    // (`staging/src/k8s.io/apimachinery/pkg/runtime/serializer/protobuf/protobuf.go`).
+    if body.starts_with(b"k8s\0") {
+        "protobuf"
+    } else {
+        "not-json"
     }
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim())
-        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
-    (!json).then_some("not-json")
 }
 
 /// One side's object: being copied, or why it is not.
@@ -218,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_json_bodies_are_copied() {
+    fn encoded_bodies_are_not_copied_and_protobuf_is_named() {
         let headers = |pairs: &[(header::HeaderName, &'static str)]| {
             let mut map = HeaderMap::new();
             for (name, value) in pairs {
@@ -228,25 +239,13 @@ mod tests {
         };
         let json = (header::CONTENT_TYPE, "application/json");
         assert_eq!(unrecordable(&headers(&[json.clone()])), None);
-        assert_eq!(
-            unrecordable(&headers(&[(
-                header::CONTENT_TYPE,
-                "application/merge-patch+json; charset=utf-8"
-            )])),
-            None
-        );
-        assert_eq!(
-            unrecordable(&headers(&[(
-                header::CONTENT_TYPE,
-                "application/vnd.kubernetes.protobuf"
-            )])),
-            Some("not-json")
-        );
-        assert_eq!(unrecordable(&headers(&[])), Some("not-json"));
+        assert_eq!(unrecordable(&headers(&[])), None);
         assert_eq!(
             unrecordable(&headers(&[json, (header::CONTENT_ENCODING, "gzip")])),
             Some("encoded")
         );
+        assert_eq!(not_json(b"k8s\0\n\x0f\n\x02v1"), "protobuf");
+        assert_eq!(not_json(b"kind: ConfigMap\n"), "not-json");
     }
 
     #[test]
