@@ -34,6 +34,9 @@ use crate::{
 };
 
 /// What the stack does after a phase.
+// `Respond` is as large as a response's head; a phase returns it rarely and
+// it is moved once, so boxing it would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Flow {
     /// Go on with the next phase.

@@ -132,7 +132,7 @@ async fn send(
     if let Some(direct) = direct.filter(|_| request.body().is_end_stream()) {
         let (parts, body) = request.into_parts();
         let sent = direct.send(Request::from_parts(parts, ()));
-        match deadline(&cluster, long_running, sent).await? {
+        match deadline(cluster, long_running, sent).await? {
             Ok((response, in_flight)) => {
                 let (parts, body) = response.into_parts();
                 let mut body = ResponseBody::upstream_h2(body).holding(in_flight);
@@ -163,7 +163,7 @@ async fn send(
 
     let direct_h1 = clients.direct_h1.as_ref().filter(|_| upgrade.is_none());
     if let Some(direct_h1) = direct_h1.filter(|_| h1_only) {
-        match deadline(&cluster, long_running, direct_h1.send(request)).await? {
+        match deadline(cluster, long_running, direct_h1.send(request)).await? {
             Ok(response) => return Ok(relay(response, long_running, &shutdown)),
             // Every connection busy: the pooled client below.
             Err(DirectH1Error::Busy(unsent)) => request = *unsent,
@@ -187,9 +187,9 @@ async fn send(
     } else {
         &clients.ordinary
     };
-    let response = deadline(&cluster, long_running, client.request(request))
+    let response = deadline(cluster, long_running, client.request(request))
         .await?
-        .map_err(|error| upstream_error(&cluster, &error))?;
+        .map_err(|error| upstream_error(cluster, &error))?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -199,7 +199,7 @@ async fn send(
             });
         };
         return Ok(tunnel(
-            &cluster,
+            cluster,
             response,
             client_upgrade,
             shutdown,

@@ -38,13 +38,11 @@ pub const MAX_OBJECT_BYTES: usize = 48 * 1024;
 /// Whether a request's objects may be recorded at all: a resource request
 /// that is not long-running and touches nothing that carries a secret.
 pub(crate) fn may_record(attributes: &RequestAttributes) -> bool {
-    attributes.is_resource_request
-        && !attributes.is_long_running()
-        && !matches!(
-            attributes.resource.as_str(),
-            "secrets" | "tokenreviews" | "tokenrequests"
-        )
-        && !(attributes.resource == "serviceaccounts" && attributes.subresource == "token")
+    let carries_secrets = matches!(
+        attributes.resource.as_str(),
+        "secrets" | "tokenreviews" | "tokenrequests"
+    ) || (attributes.resource == "serviceaccounts" && attributes.subresource == "token");
+    attributes.is_resource_request && !attributes.is_long_running() && !carries_secrets
 }
 
 /// Whether the verb sends an object worth recording (kube-apiserver
