@@ -76,8 +76,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Metrics, with the other plugins' queues.
     let metrics = Metrics::new();
-    metrics.queue("audit", audit.clone());
-    metrics.queue("alerts", alerts.clone());
+    metrics.queue("audit", audit.queue_stats());
+    metrics.queue("alerts", alerts.queue_stats());
 
     let cluster = ClusterConfig::from_kubeconfig("default", kubeconfig.as_ref(), None)?;
     let proxy = Proxy::builder()

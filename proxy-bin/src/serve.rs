@@ -364,16 +364,12 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     let metrics = match metrics {
         Some(checked) => {
             let plugin = proxy_core::plugins::metrics::Metrics::new();
-            match &access_log {
-                Some(access_log) => plugin.count_drops("access", access_log.drops()),
-                None => plugin.count_drops("access", || 0),
-            }
+            plugin.queue("access", access_log.queue_stats());
             if let Some(audit) = audit {
-                plugin.count_drops("audit", audit.drops());
-                plugin.queue("audit", audit);
+                plugin.queue("audit", audit.queue_stats());
             }
             if let Some(alerts) = alerts {
-                plugin.queue("alerts", alerts);
+                plugin.queue("alerts", alerts.queue_stats());
             }
             plugin.store(accounts.view().clone());
             builder = builder.plugin(plugin.clone());

@@ -219,3 +219,74 @@ async fn a_cluster_going_away_and_back_is_one_alert_and_its_resolution() {
     no_more(&mut posts, Duration::from_secs(2)).await;
     drop(back);
 }
+
+/// Without the health checker, the requests themselves find a direct
+/// cluster gone: the first that cannot connect fires the alert once, the
+/// first answered after it resolves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cannot_reach_a_direct_cluster_alert_without_health_checks() {
+    let config = FakeApiConfig {
+        plain_http: true,
+        ..FakeApiConfig::default()
+    };
+    let fake = FakeApiServer::start(config.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (url, mut posts) = webhook::receiver("/alerts").await;
+    let paddock = start(
+        &fake,
+        dir.path(),
+        &format!(
+            "alerts:\n  rules: {{clusterUnreachable: true}}\n  \
+             receivers: [{{name: ops, url: '{url}', format: generic}}]\n"
+        ),
+    );
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+    let admin = paddock
+        .admin_session(&client, "a-long-new-admin-password")
+        .await;
+    let pods = format!(
+        "{}/k8s/clusters/default/api/v1/namespaces/default/pods",
+        paddock.url()
+    );
+    // Answers from the start: nothing to say.
+    let answer = client.get(&pods, Some(&admin)).await;
+    assert_eq!(answer.status(), 200, "{}", answer.text());
+
+    let addr = fake.addr();
+    fake.drop_connections();
+    drop(fake);
+    // Until the server is gone for good, a request may still be answered
+    // or break on a connection it closed (502); then connections are
+    // refused (503), several times.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut refused = 0;
+    while refused < 3 {
+        let answer = client.get(&pods, Some(&admin)).await;
+        refused += usize::from(answer.status() == 503);
+        assert!(
+            Instant::now() < deadline,
+            "still {}: {}",
+            answer.status(),
+            answer.text()
+        );
+    }
+    let fired = next(&mut posts, "the unreachable cluster").await;
+    assert_eq!(fired["status"], "firing", "{fired}");
+    assert_eq!(fired["alert"]["name"], "PaddockClusterUnreachable");
+    assert_eq!(fired["alert"]["labels"], json!({"cluster": "default"}));
+    no_more(&mut posts, Duration::from_secs(2)).await;
+
+    let back = FakeApiServer::start(FakeApiConfig {
+        listen: addr,
+        ..config
+    })
+    .await
+    .unwrap();
+    let answer = client.get(&pods, Some(&admin)).await;
+    assert_eq!(answer.status(), 200, "{}", answer.text());
+    let resolved = next(&mut posts, "the cluster back").await;
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert_eq!(resolved["alert"]["name"], "PaddockClusterUnreachable");
+    no_more(&mut posts, Duration::from_secs(2)).await;
+    drop(back);
+}

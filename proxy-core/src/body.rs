@@ -34,6 +34,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// without one. Any other body is boxed once.
 pub struct RequestBody {
     kind: RequestKind,
+    /// A plugin's copy of the data as it is read (the audit log's
+    /// `requestObject`).
+    copy: Option<BodyCopy>,
 }
 
 enum RequestKind {
@@ -45,9 +48,20 @@ enum RequestKind {
 impl RequestBody {
     /// A body without data.
     pub fn empty() -> Self {
-        Self {
-            kind: RequestKind::Empty,
+        Self::of(RequestKind::Empty)
+    }
+
+    fn of(kind: RequestKind) -> Self {
+        Self { kind, copy: None }
+    }
+
+    /// Copies the data into `copy` as it is read; a body that has already
+    /// ended completes the copy at once.
+    pub(crate) fn copy_into(&mut self, copy: BodyCopy) {
+        if self.is_end_stream() {
+            copy.end(true);
         }
+        self.copy = Some(copy);
     }
 
     /// Wraps `body`, boxing it unless it is hyper's own or already ended.
@@ -62,9 +76,7 @@ impl RequestBody {
         let any: &mut dyn Any = &mut slot;
         if let Some(incoming) = any.downcast_mut::<Option<Incoming>>() {
             if let Some(incoming) = incoming.take() {
-                return Self {
-                    kind: RequestKind::Incoming(incoming),
-                };
+                return Self::of(RequestKind::Incoming(incoming));
             }
         } else if let Some(ready) = any.downcast_mut::<Option<Self>>() {
             if let Some(ready) = ready.take() {
@@ -72,9 +84,9 @@ impl RequestBody {
             }
         }
         match slot {
-            Some(body) if !body.is_end_stream() => Self {
-                kind: RequestKind::Boxed(body.map_err(Into::into).boxed_unsync()),
-            },
+            Some(body) if !body.is_end_stream() => {
+                Self::of(RequestKind::Boxed(body.map_err(Into::into).boxed_unsync()))
+            }
             _ => Self::empty(),
         }
     }
@@ -108,11 +120,28 @@ impl Body for RequestBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.kind {
+        let polled = match &mut self.kind {
             RequestKind::Empty => Poll::Ready(None),
             RequestKind::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
             RequestKind::Boxed(body) => Pin::new(body).poll_frame(cx),
+        };
+        if let Some(copy) = &self.copy {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        copy.push(data);
+                    }
+                    // The reader may stop polling at the last frame.
+                    if self.is_end_stream() {
+                        copy.end(true);
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => copy.end(false),
+                Poll::Ready(None) => copy.end(true),
+                Poll::Pending => {}
+            }
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -170,6 +199,9 @@ pub struct ResponseBody {
     in_flight: Option<crate::upstream::InFlight>,
     /// The tunnel a 101 response opened: its end is this body's end.
     tunnel: Option<TunnelEnd>,
+    /// A plugin's copy of the data as it passes (the audit log's
+    /// `responseObject`).
+    copy: Option<BodyCopy>,
 }
 
 enum Kind {
@@ -209,7 +241,14 @@ impl ResponseBody {
             drain: None,
             in_flight: None,
             tunnel: None,
+            copy: None,
         }
+    }
+
+    /// Copies the data into `copy` as it passes, complete when the body
+    /// ends (before [`on_end`](Self::on_end) runs).
+    pub(crate) fn copy_into(&mut self, copy: BodyCopy) {
+        self.copy = Some(copy);
     }
 
     /// The empty body of a 101 response whose connection `tunnel` relays:
@@ -239,6 +278,9 @@ impl ResponseBody {
     }
 
     fn finish(&mut self, complete: bool) {
+        if let Some(copy) = self.copy.take() {
+            copy.end(complete);
+        }
         if let Some(on_end) = self.on_end.take() {
             match self.tunnel.take() {
                 Some(tunnel) => tunnel.defer(on_end),
@@ -322,6 +364,9 @@ impl Body for ResponseBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                    if let Some(copy) = &this.copy {
+                        copy.push(data);
+                    }
                 }
             }
             Poll::Ready(Some(Err(_))) => this.finish(false),
@@ -384,6 +429,89 @@ impl fmt::Debug for ResponseBody {
             Kind::Upstream(_) | Kind::H2(_) => "upstream",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
+    }
+}
+
+/// A bounded copy of a body's data, taken frame by frame as the body
+/// streams past: the body is never held back nor buffered in front of its
+/// reader. A plugin asks for one by inserting it into the request's
+/// extensions in [`on_upstream_request`](crate::plugin::Plugin::on_upstream_request)
+/// or the response's in [`on_response`](crate::plugin::Plugin::on_response),
+/// keeps a clone, and reads it with [`take`](Self::take) once the body has
+/// ended (in [`on_log`](crate::plugin::Plugin::on_log) for the response).
+///
+/// At most `limit` bytes are kept; past it the copy is dropped and only
+/// the overflow is remembered, so a large body costs no memory.
+#[derive(Clone, Debug)]
+pub struct BodyCopy(Arc<Mutex<CopyState>>);
+
+#[derive(Debug)]
+struct CopyState {
+    data: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+    /// Set when the body ended: `Some(true)` at its end of stream.
+    ended: Option<bool>,
+}
+
+/// What a [`BodyCopy`] holds once its body has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Copied {
+    /// The whole body.
+    Complete(Bytes),
+    /// The body was longer than the copy's limit.
+    TooLarge,
+    /// The body has not ended, or ended with an error or cut short.
+    Incomplete,
+}
+
+impl BodyCopy {
+    /// A copy of at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self(Arc::new(Mutex::new(CopyState {
+            data: Vec::new(),
+            limit,
+            overflowed: false,
+            ended: None,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CopyState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, data: &[u8]) {
+        let mut state = self.lock();
+        if state.overflowed {
+            return;
+        }
+        if state.data.len() + data.len() > state.limit {
+            state.overflowed = true;
+            state.data = Vec::new();
+            return;
+        }
+        state.data.extend_from_slice(data);
+    }
+
+    fn end(&self, complete: bool) {
+        let mut state = self.lock();
+        if state.ended.is_none() {
+            state.ended = Some(complete);
+        }
+    }
+
+    /// The copy, taken out: what the body carried if it ended within the
+    /// limit.
+    pub fn take(&self) -> Copied {
+        let mut state = self.lock();
+        if state.overflowed {
+            return Copied::TooLarge;
+        }
+        match state.ended {
+            Some(true) => Copied::Complete(std::mem::take(&mut state.data).into()),
+            _ => Copied::Incomplete,
+        }
     }
 }
 

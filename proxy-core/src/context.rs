@@ -2,6 +2,7 @@
 //! request's extensions as an `Arc<RequestContext>`.
 
 use std::{
+    any::{Any, TypeId},
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
     time::Instant,
@@ -222,29 +223,53 @@ impl Login {
 /// other plugin can read or overwrite. Each value lives as long as the
 /// request's context: until the access log has run.
 ///
-/// Free when unused: an empty state is a lock around an empty map, and
+/// Free when unused: an empty state is a lock around an empty list, and
 /// nothing is allocated until the first [`insert`](Self::insert). The lock
-/// is held only inside these methods, never across an `.await`.
+/// is held only inside these methods, never across an `.await`. A request
+/// holds a few values at most, so they are found by comparing type ids in
+/// a short list, without a map to allocate and hash into.
 #[derive(Default)]
 pub struct PluginState {
-    values: Mutex<http::Extensions>,
+    values: Mutex<Vec<(TypeId, Box<dyn Any + Send + Sync>)>>,
 }
 
 impl PluginState {
     /// Stores `value`, returning the value of the same type stored before.
     pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
-        self.lock().insert(value)
+        let mut values = self.lock();
+        match values.iter_mut().find(|(id, _)| *id == TypeId::of::<T>()) {
+            Some((_, slot)) => slot
+                .downcast_mut::<T>()
+                .map(|old| std::mem::replace(old, value)),
+            None => {
+                if values.capacity() == 0 {
+                    values.reserve_exact(4);
+                }
+                values.push((TypeId::of::<T>(), Box::new(value)));
+                None
+            }
+        }
     }
 
     /// A copy of the value of type `T`, if one was stored. Store an `Arc`
     /// to share something expensive to clone.
     pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.lock().get::<T>().cloned()
+        self.lock()
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<T>())
+            .and_then(|(_, value)| value.downcast_ref::<T>().cloned())
     }
 
     /// Takes the value of type `T` out.
     pub fn remove<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
-        self.lock().remove::<T>()
+        let mut values = self.lock();
+        let index = values.iter().position(|(id, _)| *id == TypeId::of::<T>())?;
+        values
+            .swap_remove(index)
+            .1
+            .downcast::<T>()
+            .ok()
+            .map(|value| *value)
     }
 
     /// Runs `f` on the value of type `T`, inserting `T::default()` first
@@ -254,10 +279,22 @@ impl PluginState {
     where
         T: Clone + Default + Send + Sync + 'static,
     {
-        f(self.lock().get_or_insert_default::<T>())
+        let mut values = self.lock();
+        let index = match values.iter().position(|(id, _)| *id == TypeId::of::<T>()) {
+            Some(index) => index,
+            None => {
+                values.push((TypeId::of::<T>(), Box::new(T::default())));
+                values.len() - 1
+            }
+        };
+        let value = values[index]
+            .1
+            .downcast_mut::<T>()
+            .expect("a value is stored under its own type id");
+        f(value)
     }
 
-    fn lock(&self) -> MutexGuard<'_, http::Extensions> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(TypeId, Box<dyn Any + Send + Sync>)>> {
         // A plugin that panicked mid-update leaves its own value as it
         // was; the map itself is never half-written.
         self.values.lock().unwrap_or_else(PoisonError::into_inner)

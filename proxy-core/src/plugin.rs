@@ -26,11 +26,17 @@ use std::{sync::Arc, time::Duration};
 use http::{request, response, Response, StatusCode};
 
 use crate::{
-    body::ResponseBody, context::RequestContext, error::ProxyError, events::Event,
+    body::{BodyCopy, RequestBody, ResponseBody},
+    context::RequestContext,
+    error::ProxyError,
+    events::Event,
     future::ReadyOrBoxed,
 };
 
 /// What the stack does after a phase.
+// `Respond` is as large as a response's head; a phase returns it rarely and
+// it is moved once, so boxing it would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Flow {
     /// Go on with the next phase.
@@ -133,7 +139,9 @@ pub trait Plugin: Send + Sync + 'static {
         ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 
-    /// After impersonation, just before the request is forwarded.
+    /// After impersonation, just before the request is forwarded. A
+    /// [`BodyCopy`] left in the request's extensions receives the request
+    /// body as it is sent.
     fn on_upstream_request<'a>(
         &'a self,
         _context: &'a RequestContext,
@@ -142,7 +150,9 @@ pub trait Plugin: Send + Sync + 'static {
         ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 
-    /// Response headers on their way to the client.
+    /// Response headers on their way to the client. A [`BodyCopy`] left in
+    /// the response's extensions receives the body as it is sent, complete
+    /// by the time [`on_log`](Self::on_log) runs.
     fn on_response<'a>(
         &'a self,
         _context: &'a RequestContext,
@@ -204,6 +214,24 @@ impl Plugins {
         })
     }
 
+    /// Runs the upstream request phase, then hands the body to the
+    /// [`BodyCopy`] a plugin left in the extensions, if one did.
+    pub(crate) async fn run_upstream_request(
+        &self,
+        context: &RequestContext,
+        request: http::Request<RequestBody>,
+    ) -> Result<Result<http::Request<RequestBody>, Response<ResponseBody>>, ProxyError> {
+        let mut request = self
+            .run_request_phase(RequestPhase::UpstreamRequest, context, request)
+            .await?;
+        if let Ok(request) = &mut request {
+            if let Some(copy) = request.extensions_mut().remove::<BodyCopy>() {
+                request.body_mut().copy_into(copy);
+            }
+        }
+        Ok(request)
+    }
+
     async fn run_request(
         &self,
         phase: RequestPhase,
@@ -224,13 +252,19 @@ impl Plugins {
         Ok(Flow::Continue)
     }
 
+    /// Runs the response phase, then hands `body` to the [`BodyCopy`] a
+    /// plugin left in the extensions, if one did.
     pub(crate) async fn run_response(
         &self,
         context: &RequestContext,
         response: &mut response::Parts,
+        body: &mut ResponseBody,
     ) {
         for plugin in self.plugins.iter() {
             plugin.on_response(context, response).await;
+        }
+        if let Some(copy) = response.extensions.remove::<BodyCopy>() {
+            body.copy_into(copy);
         }
     }
 

@@ -9,8 +9,8 @@
 //!     tokenNewAddress: true
 //!     providerDegraded: true
 //!     refreshFailingMinutes: 15
-//!     clusterUnreachable: true                            # needs clusterHealth
 //!     rbacSyncFailingMinutes: 10                          # needs rbacSync
+//!     clusterUnreachable: true   # from tunnels, requests, and clusterHealth if on
 //!   receivers:
 //!   - {name: ops, url: https://hooks.slack.com/services/T0/B0/XXXX, format: slack}
 //!   - {name: am, url: https://alertmanager.example/api/v2/alerts, format: alertmanager, caFile: /etc/paddock/am-ca.crt}
@@ -153,14 +153,11 @@ impl CheckedAlerts {
 }
 
 impl AlertsConfig {
-    /// `health` tells whether `clusterHealth` is configured: the cluster
-    /// rule needs its checks.
-    pub(super) fn check(
-        &self,
-        health: bool,
-        rbac_sync: bool,
-        errors: &mut Errors,
-    ) -> Option<CheckedAlerts> {
+    /// Checks every key; `rbac_sync` tells whether `rbacSync` is configured,
+    /// the sync whose failures `rbacSyncFailingMinutes` reports.
+    /// `clusterUnreachable` needs no `clusterHealth`: tunnels and requests
+    /// report reachability too.
+    pub(super) fn check(&self, rbac_sync: bool, errors: &mut Errors) -> Option<CheckedAlerts> {
         let before = errors.len();
         let mut rules = AlertRules::default();
         let r = &self.rules;
@@ -196,12 +193,6 @@ impl AlertsConfig {
             None => {}
         }
         rules.cluster_unreachable = r.cluster_unreachable;
-        if r.cluster_unreachable && !health {
-            errors.push(
-                "alerts.rules.clusterUnreachable",
-                "needs clusterHealth: the checks that find a cluster unreachable",
-            );
-        }
         if self.receivers.is_empty() {
             errors.push("alerts.receivers", "needs at least one receiver");
         }
@@ -310,7 +301,6 @@ mod tests {
             [
                 "alerts.rules.failedLogins.threshold",
                 "alerts.rules.failedLogins.windowSeconds",
-                "alerts.rules.clusterUnreachable",
                 "alerts.receivers[0].url",
                 "alerts.receivers[1].caFile",
                 "alerts.maxPerMinute",

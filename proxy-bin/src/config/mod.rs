@@ -353,7 +353,7 @@ impl Config {
         let alerts = self
             .alerts
             .as_ref()
-            .map(|a| a.check(health.is_some(), self.rbac_sync.is_some(), &mut errors));
+            .map(|a| a.check(self.rbac_sync.is_some(), &mut errors));
         let known: Vec<&str> = self.clusters.iter().map(|c| c.id.as_str()).collect();
         let policy = authorization
             .as_ref()

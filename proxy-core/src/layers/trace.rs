@@ -163,7 +163,7 @@ where
                     parts.headers.insert(REQUEST_ID, id);
                 }
                 if !plugins.is_empty() {
-                    plugins.run_response(&context, &mut parts).await;
+                    plugins.run_response(&context, &mut parts, &mut body).await;
                     let status = parts.status;
                     body.on_end(Box::new(move |end| {
                         plugins.run_log(&AccessRecord {

@@ -84,11 +84,10 @@ impl AccessLog {
         self.writer.dropped()
     }
 
-    /// Reads [`dropped`](Self::dropped) without keeping the log open: for
-    /// [`Metrics::count_drops`](super::metrics::Metrics::count_drops).
-    pub fn drops(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
-        let count = self.writer.drop_count();
-        move || count.load(std::sync::atomic::Ordering::Relaxed)
+    /// Lines waiting and lines dropped, read live without keeping the log
+    /// open: for [`Metrics::queue`](super::metrics::Metrics::queue).
+    pub fn queue_stats(&self) -> impl super::metrics::QueueStats {
+        self.writer.stats()
     }
 }
 

@@ -101,6 +101,22 @@ impl<'a> Object<'a> {
         self.out
     }
 
+    /// Writes `"key":` and the value `value` appends; when `value` returns
+    /// false the member is taken back out, as if never written.
+    pub(crate) fn try_member(
+        &mut self,
+        key: &str,
+        value: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> bool {
+        let (len, empty) = (self.out.len(), self.empty);
+        if value(self.key(key)) {
+            return true;
+        }
+        self.out.truncate(len);
+        self.empty = empty;
+        false
+    }
+
     /// `"key":"value"`, the value escaped.
     pub(crate) fn str(&mut self, key: &str, value: &str) {
         push_str(self.key(key), value);

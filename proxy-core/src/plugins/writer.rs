@@ -28,6 +28,8 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use super::metrics::QueueStats;
+
 /// How long the writer lets records gather after writing a batch.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -94,8 +96,20 @@ struct Shared<R> {
     room: Condvar,
     capacity: usize,
     on_full: OnFull,
-    /// Shared with whoever reports it (the metrics), without the queue.
-    dropped: Arc<AtomicU64>,
+    dropped: AtomicU64,
+}
+
+/// What [`LogWriter::stats`] hands out: the queue without its thread.
+struct WriterStats<R>(Arc<Shared<R>>);
+
+impl<R: Send + 'static> QueueStats for WriterStats<R> {
+    fn queued(&self) -> u64 {
+        self.0.lock().items.len() as u64
+    }
+
+    fn dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
 }
 
 struct Queue<R> {
@@ -168,7 +182,7 @@ impl<R: Send + 'static> LogWriter<R> {
                 room: Condvar::new(),
                 capacity: capacity.max(1),
                 on_full,
-                dropped: Arc::default(),
+                dropped: AtomicU64::new(0),
             }),
             _thread: None,
         }
@@ -212,10 +226,13 @@ impl<R> LogWriter<R> {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// The count of dropped records, live, without holding the queue or
-    /// its thread.
-    pub fn drop_count(&self) -> Arc<AtomicU64> {
-        self.shared.dropped.clone()
+    /// The queue's depth and drops, for [`Metrics::queue`](super::metrics::Metrics::queue):
+    /// reads them live without keeping the writer's thread running.
+    pub fn stats(&self) -> impl QueueStats
+    where
+        R: Send + 'static,
+    {
+        WriterStats(self.shared.clone())
     }
 
     /// Records waiting to be written now.

@@ -1,7 +1,10 @@
 //! The request path's read side: an immutable snapshot swapped atomically.
 
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc, Mutex, Weak,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
@@ -28,6 +31,9 @@ pub struct StoreView {
     refreshing: Mutex<()>,
     // Why the backend failed the last time it was asked; `None` when it answered.
     problem: Mutex<Option<String>>,
+    // When the snapshot was last known to hold every commit: milliseconds
+    // since the Unix epoch.
+    synced: AtomicU64,
 }
 
 impl std::fmt::Debug for StoreView {
@@ -48,7 +54,16 @@ impl StoreView {
             current: ArcSwap::from_pointee(snap),
             refreshing: Mutex::new(()),
             problem: Mutex::new(None),
+            synced: AtomicU64::new(unix_millis()),
         }))
+    }
+
+    /// When the snapshot was last known to hold every commit: the last
+    /// time the change feed was read to its end (a refresh, or the load).
+    /// With several replicas on etcd, the time since is how far behind the
+    /// others' writes this one may be.
+    pub fn synced_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.synced.load(Ordering::Relaxed))
     }
 
     /// Why the backend failed when last asked (a refresh or a commit), or
@@ -129,8 +144,12 @@ impl StoreView {
     /// reloads everything when the feed was compacted. Returns whether the
     /// snapshot changed. Blocking.
     pub fn refresh(&self) -> Result<bool, StoreError> {
+        let started = unix_millis();
         let refreshed = self.refresh_inner();
         self.record(&refreshed);
+        if refreshed.is_ok() {
+            self.synced.fetch_max(started, Ordering::Relaxed);
+        }
         refreshed
     }
 
@@ -184,4 +203,11 @@ impl StoreView {
             }
         })
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -146,6 +146,9 @@ pub(crate) struct Cluster {
     clients: Box<[Clients]>,
     pub(super) request_timeout: Duration,
     direct_endpoint: Option<crate::kubeconfig::DirectEndpoint>,
+    /// What requests found out about reaching it; `None` for a tunnel
+    /// cluster, whose tunnel says so itself.
+    pub(super) reachability: Option<super::reachability::Reachability>,
 }
 
 pub(super) struct Clients {
@@ -225,6 +228,7 @@ impl Cluster {
             clients,
             request_timeout: config.request_timeout,
             direct_endpoint: config.direct_endpoint.clone(),
+            reachability: Some(super::reachability::Reachability::default()),
         })
     }
 
@@ -250,6 +254,7 @@ impl Cluster {
             clients,
             request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
             direct_endpoint: None,
+            reachability: None,
         }
     }
 

@@ -24,7 +24,7 @@ use crate::{
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
     context::{self, RequestContext},
     error::ProxyError,
-    plugin::{Plugins, RequestPhase},
+    plugin::Plugins,
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
 };
@@ -78,10 +78,7 @@ async fn forward(
     plugins: Plugins,
 ) -> ProxyResult {
     let context = context::of(&request);
-    let mut request = match plugins
-        .run_request_phase(RequestPhase::UpstreamRequest, &context, request)
-        .await?
-    {
+    let request = match plugins.run_upstream_request(&context, request).await? {
         Ok(request) => request,
         Err(response) => return Ok(response),
     };
@@ -91,6 +88,20 @@ async fn forward(
         .ok_or_else(|| ProxyError::Internal {
             message: "request reached forward without a cluster".to_owned(),
         })?;
+    let result = send(request, &cluster, shutdown, context).await;
+    if let Some(reachability) = &cluster.reachability {
+        reachability.observe(cluster.id(), &result, &plugins);
+    }
+    result
+}
+
+/// Sends the request (its plugins' phase done) to `cluster`.
+async fn send(
+    mut request: Request<RequestBody>,
+    cluster: &Cluster,
+    shutdown: Arc<Shutdown>,
+    context: Arc<RequestContext>,
+) -> ProxyResult {
     let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
     let long_running = upgrade.is_some()
         || context
@@ -121,7 +132,7 @@ async fn forward(
     if let Some(direct) = direct.filter(|_| request.body().is_end_stream()) {
         let (parts, body) = request.into_parts();
         let sent = direct.send(Request::from_parts(parts, ()));
-        match deadline(&cluster, long_running, sent).await? {
+        match deadline(cluster, long_running, sent).await? {
             Ok((response, in_flight)) => {
                 let (parts, body) = response.into_parts();
                 let mut body = ResponseBody::upstream_h2(body).holding(in_flight);
@@ -152,7 +163,7 @@ async fn forward(
 
     let direct_h1 = clients.direct_h1.as_ref().filter(|_| upgrade.is_none());
     if let Some(direct_h1) = direct_h1.filter(|_| h1_only) {
-        match deadline(&cluster, long_running, direct_h1.send(request)).await? {
+        match deadline(cluster, long_running, direct_h1.send(request)).await? {
             Ok(response) => return Ok(relay(response, long_running, &shutdown)),
             // Every connection busy: the pooled client below.
             Err(DirectH1Error::Busy(unsent)) => request = *unsent,
@@ -176,9 +187,9 @@ async fn forward(
     } else {
         &clients.ordinary
     };
-    let response = deadline(&cluster, long_running, client.request(request))
+    let response = deadline(cluster, long_running, client.request(request))
         .await?
-        .map_err(|error| upstream_error(&cluster, &error))?;
+        .map_err(|error| upstream_error(cluster, &error))?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -188,7 +199,7 @@ async fn forward(
             });
         };
         return Ok(tunnel(
-            &cluster,
+            cluster,
             response,
             client_upgrade,
             shutdown,

@@ -7,6 +7,7 @@ mod credential;
 mod direct_h1;
 mod direct_h2;
 mod forward;
+mod reachability;
 mod registered;
 mod router;
 pub(crate) mod tls;

@@ -65,12 +65,12 @@ pub(super) fn core_v1() -> http::Response<Body> {
         &json!({
             "kind": "APIResourceList", "groupVersion": "v1",
             "resources": [
+                resource("configmaps", true, "ConfigMap", &all, &["cm"]),
                 resource("namespaces", false, "Namespace", &all, &["ns"]),
                 resource("pods", true, "Pod", &all, &["po"]),
                 resource("pods/exec", true, "PodExecOptions", &["create", "get"], &[]),
                 resource("pods/log", true, "Pod", &["get"], &[]),
                 resource("pods/status", true, "Pod", &["get"], &[]),
-                // Listed for `kubectl apply` of the agent's manifest; not stored.
                 resource("secrets", true, "Secret", &all, &[]),
                 resource("serviceaccounts", true, "ServiceAccount", &all, &["sa"]),
             ],

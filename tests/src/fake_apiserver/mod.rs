@@ -134,7 +134,7 @@ pub(crate) struct State {
     generation: watch::Sender<u64>,
     /// Authenticates bearer tokens other than the proxy's.
     token_webhook: Mutex<Option<TokenWebhook>>,
-    /// `rbac.authorization.k8s.io/v1` objects.
+    /// `rbac.authorization.k8s.io/v1` objects, ConfigMaps and Secrets.
     rbac: Mutex<rbac::Objects>,
     /// What every pod's port [`PORT_FORWARD_PORT`] is: an echo server.
     echo: SocketAddr,
@@ -620,7 +620,12 @@ async fn route(state: Arc<State>, request: Request<Incoming>, user: UserInfo) ->
         }
         (_, ["apis", "rbac.authorization.k8s.io", "v1", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
-            rbac::serve(&state, request, &rest).await
+            rbac::serve(&state, request, &rest, rbac::Group::Rbac).await
+        }
+        (_, ["api", "v1", "namespaces", _, "configmaps" | "secrets", ..])
+        | (_, ["api", "v1", "configmaps" | "secrets"]) => {
+            let rest: Vec<&str> = segments[2..].to_vec();
+            rbac::serve(&state, request, &rest, rbac::Group::Core).await
         }
         (_, ["api", "v1", "namespaces", _, "pods", ..]) | (_, ["api", "v1", "pods"]) => {
             resources::pods(&state, request, &segments).await

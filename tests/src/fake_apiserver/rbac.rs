@@ -1,5 +1,6 @@
-//! `rbac.authorization.k8s.io/v1` objects stored as the API server stores
-//! them: ClusterRoles, ClusterRoleBindings, Roles and RoleBindings, with
+//! Objects stored as the API server stores them: the
+//! `rbac.authorization.k8s.io/v1` ClusterRoles, ClusterRoleBindings, Roles
+//! and RoleBindings, and the core group's ConfigMaps and Secrets, with
 //! create (409 `AlreadyExists`), get, replace (409 `Conflict` on a stale
 //! `resourceVersion`; 422 on a changed `roleRef`, which is immutable),
 //! delete, and list with an equality `labelSelector`, cluster-wide or per
@@ -16,25 +17,54 @@ use serde_json::{json, Value};
 
 use super::{json_value, status, Body, State};
 
-/// Resource name → kind, and whether it is namespaced.
-fn kind_of(resource: &str) -> Option<(&'static str, bool)> {
-    match resource {
-        "clusterroles" => Some(("ClusterRole", false)),
-        "clusterrolebindings" => Some(("ClusterRoleBinding", false)),
-        "roles" => Some(("Role", true)),
-        "rolebindings" => Some(("RoleBinding", true)),
-        _ => None,
+/// The API group a request addresses: `rbac.authorization.k8s.io/v1`, or
+/// the core group's `v1` (`""`).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Group {
+    Rbac,
+    Core,
+}
+
+impl Group {
+    fn api_version(self) -> &'static str {
+        match self {
+            Self::Rbac => "rbac.authorization.k8s.io/v1",
+            Self::Core => "v1",
+        }
+    }
+
+    /// `resource` qualified as the API server's messages name it.
+    fn qualified(self, resource: &str) -> String {
+        match self {
+            Self::Rbac => format!("{resource}.rbac.authorization.k8s.io"),
+            Self::Core => resource.to_owned(),
+        }
+    }
+
+    /// Resource name → kind, and whether it is namespaced.
+    fn kind_of(self, resource: &str) -> Option<(&'static str, bool)> {
+        match (self, resource) {
+            (Self::Rbac, "clusterroles") => Some(("ClusterRole", false)),
+            (Self::Rbac, "clusterrolebindings") => Some(("ClusterRoleBinding", false)),
+            (Self::Rbac, "roles") => Some(("Role", true)),
+            (Self::Rbac, "rolebindings") => Some(("RoleBinding", true)),
+            (Self::Core, "configmaps") => Some(("ConfigMap", true)),
+            (Self::Core, "secrets") => Some(("Secret", true)),
+            _ => None,
+        }
     }
 }
 
 /// Stored objects by (resource, namespace, name).
 pub(super) type Objects = BTreeMap<(String, String, String), Value>;
 
-/// Serves `/apis/rbac.authorization.k8s.io/v1/...` (`segments` after `v1`).
+/// Serves `/apis/rbac.authorization.k8s.io/v1/...` or `/api/v1/...`
+/// (`segments` after `v1`).
 pub(super) async fn serve(
     state: &State,
     request: Request<Incoming>,
     segments: &[&str],
+    group: Group,
 ) -> Response<Body> {
     let (namespace, rest) = match segments {
         ["namespaces", ns, rest @ ..] => (Some((*ns).to_owned()), rest),
@@ -45,7 +75,7 @@ pub(super) async fn serve(
         [resource, name] => (*resource, Some((*name).to_owned())),
         _ => return not_found("the server could not find the requested resource"),
     };
-    let Some((kind, namespaced)) = kind_of(resource) else {
+    let Some((kind, namespaced)) = group.kind_of(resource) else {
         return not_found("the server could not find the requested resource");
     };
     if namespace.is_some() && !namespaced {
@@ -85,7 +115,14 @@ pub(super) async fn serve(
         .unwrap_or_default();
     let ns = namespace.clone().unwrap_or_default();
     match (method, name) {
-        (Method::GET, None) => list(state, resource, kind, namespace.as_deref(), &selector),
+        (Method::GET, None) => list(
+            state,
+            group,
+            resource,
+            kind,
+            namespace.as_deref(),
+            &selector,
+        ),
         (Method::GET, Some(name)) => {
             match state
                 .rbac
@@ -95,7 +132,8 @@ pub(super) async fn serve(
             {
                 Some(object) => json_value(StatusCode::OK, object),
                 None => not_found(&format!(
-                    "{resource}.rbac.authorization.k8s.io \"{name}\" not found"
+                    "{} \"{name}\" not found",
+                    group.qualified(resource)
                 )),
             }
         }
@@ -119,10 +157,10 @@ pub(super) async fn serve(
                 return status(
                     StatusCode::CONFLICT,
                     "AlreadyExists",
-                    &format!("{resource}.rbac.authorization.k8s.io \"{name}\" already exists"),
+                    &format!("{} \"{name}\" already exists", group.qualified(resource)),
                 );
             }
-            stamp(state, &mut object, kind, namespace.as_deref());
+            stamp(state, &mut object, group, kind, namespace.as_deref());
             objects.insert(key, object.clone());
             json_value(StatusCode::CREATED, &object)
         }
@@ -134,7 +172,8 @@ pub(super) async fn serve(
             let mut objects = state.rbac.lock().unwrap();
             let Some(current) = objects.get(&key) else {
                 return not_found(&format!(
-                    "{resource}.rbac.authorization.k8s.io \"{name}\" not found"
+                    "{} \"{name}\" not found",
+                    group.qualified(resource)
                 ));
             };
             let sent = object["metadata"]["resourceVersion"]
@@ -157,7 +196,7 @@ pub(super) async fn serve(
             object["metadata"]["uid"] = current["metadata"]["uid"].clone();
             object["metadata"]["creationTimestamp"] =
                 current["metadata"]["creationTimestamp"].clone();
-            stamp(state, &mut object, kind, namespace.as_deref());
+            stamp(state, &mut object, group, kind, namespace.as_deref());
             objects.insert(key, object.clone());
             json_value(StatusCode::OK, &object)
         }
@@ -171,10 +210,11 @@ pub(super) async fn serve(
                 Some(_) => json_value(
                     StatusCode::OK,
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                            "details": {"name": name, "group": "rbac.authorization.k8s.io", "kind": resource}}),
+                            "details": {"name": name, "group": group.api_version().rsplit_once('/').map_or("", |(g, _)| g), "kind": resource}}),
                 ),
                 None => not_found(&format!(
-                    "{resource}.rbac.authorization.k8s.io \"{name}\" not found"
+                    "{} \"{name}\" not found",
+                    group.qualified(resource)
                 )),
             }
         }
@@ -186,9 +226,9 @@ pub(super) async fn serve(
     }
 }
 
-fn stamp(state: &State, object: &mut Value, kind: &str, namespace: Option<&str>) {
+fn stamp(state: &State, object: &mut Value, group: Group, kind: &str, namespace: Option<&str>) {
     let rv = state.next_resource_version();
-    object["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
+    object["apiVersion"] = group.api_version().into();
     object["kind"] = kind.into();
     let meta = &mut object["metadata"];
     meta["resourceVersion"] = rv.to_string().into();
@@ -203,6 +243,7 @@ fn stamp(state: &State, object: &mut Value, kind: &str, namespace: Option<&str>)
 
 fn list(
     state: &State,
+    group: Group,
     resource: &str,
     kind: &str,
     namespace: Option<&str>,
@@ -230,7 +271,7 @@ fn list(
     json_value(
         StatusCode::OK,
         &json!({
-            "kind": format!("{kind}List"), "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": format!("{kind}List"), "apiVersion": group.api_version(),
             "metadata": {"resourceVersion": state.next_resource_version().to_string()},
             "items": items,
         }),

@@ -11,6 +11,7 @@
 //! | [`refresh_failing`](AlertRules::refresh_failing) | `PaddockRefreshFailing` | `provider` | a provider's background refreshes failed for this long | a refresh succeeds |
 //! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | the health checker (or a tunnel, through [`Proxy::events`](crate::Proxy::events)) finds the cluster unreachable | it is reachable again |
 //! | [`rbac_sync_failing`](AlertRules::rbac_sync_failing) | `PaddockRbacSyncFailing` | `cluster` | a cluster's RBAC sync passes ([`rbac_sync`](super::rbac_sync)) failed for this long | a pass succeeds, or the cluster is no longer synchronised |
+//! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | an agent's tunnel drops, requests to a direct cluster cannot connect, or the health checker finds it unreachable (any [`Event::ClusterReachability`](crate::events::Event::ClusterReachability)) | it is reachable again |
 //!
 //! **Deduplicated**: an alert (its name and labels) fires once and stays
 //! firing, silent, until it resolves or expires. **Rate limited**: at most
@@ -228,6 +229,12 @@ impl Alerts {
         self.inner.counters.queued.load(Ordering::Relaxed)
     }
 
+    /// [`queued`](Self::queued) and [`dropped`](Self::dropped), read live:
+    /// for [`Metrics::queue`](crate::plugins::metrics::Metrics::queue).
+    pub fn queue_stats(&self) -> impl crate::plugins::metrics::QueueStats {
+        DeliveryStats(self.inner.counters.clone())
+    }
+
     /// POSTs the receivers accepted.
     pub fn delivered(&self) -> u64 {
         self.inner.counters.delivered.load(Ordering::Relaxed)
@@ -244,13 +251,16 @@ impl Alerts {
     }
 }
 
-impl crate::plugins::metrics::QueueStats for Alerts {
+/// What [`Alerts::queue_stats`] hands out: the delivery queue's counters.
+struct DeliveryStats(Arc<Counters>);
+
+impl crate::plugins::metrics::QueueStats for DeliveryStats {
     fn queued(&self) -> u64 {
-        Alerts::queued(self)
+        self.0.queued.load(Ordering::Relaxed)
     }
 
     fn dropped(&self) -> u64 {
-        Alerts::dropped(self)
+        self.0.dropped.load(Ordering::Relaxed)
     }
 }
 

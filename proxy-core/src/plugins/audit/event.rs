@@ -13,13 +13,16 @@
 use std::{
     borrow::Cow,
     collections::BTreeMap,
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::{Duration, SystemTime},
 };
 
 use http::{HeaderValue, Method};
 
-use super::policy::{RequestAuditConfig, Stage};
+use super::{
+    objects::{not_json, push_compact, Objects, Recorded},
+    policy::{RequestAuditConfig, Stage},
+};
 use crate::{
     authn::Identity,
     context::{LoginOutcome, RequestContext},
@@ -34,9 +37,10 @@ use crate::{
 #[derive(Debug)]
 pub(crate) struct Noted {
     pub(crate) decision: RequestAuditConfig,
-    /// When the request arrived, by the wall clock: computed once, so every
+    /// When the request arrived, by the wall clock: set by the first event
+    /// (from its own timestamp, without reading the clock again), so every
     /// stage's event carries the same `requestReceivedTimestamp`.
-    pub(crate) received: SystemTime,
+    pub(crate) received: OnceLock<SystemTime>,
     /// The `User-Agent` as received (a reference into the request's bytes).
     pub(crate) user_agent: Option<HeaderValue>,
     /// The query, on proxied requests only.
@@ -51,6 +55,9 @@ pub(crate) struct Event {
     pub(crate) noted: Arc<Noted>,
     /// `None` for `RequestReceived`.
     pub(crate) response: Option<ResponseFacts>,
+    /// The objects recorded at `Request` and `RequestResponse`, on
+    /// `ResponseComplete`.
+    pub(crate) objects: Option<Box<Objects>>,
     pub(crate) at: SystemTime,
 }
 
@@ -172,6 +179,15 @@ fn method_verb(method: &Method) -> Cow<'static, str> {
     }
 }
 
+impl Noted {
+    /// Sets when the request arrived, from an event written `since_arrival`
+    /// after it at `at`, unless an earlier event did.
+    pub(crate) fn arrived(&self, at: SystemTime, since_arrival: Duration) {
+        self.received
+            .get_or_init(|| at.checked_sub(since_arrival).unwrap_or(at));
+    }
+}
+
 impl Event {
     /// Appends the event as one JSON object (no newline).
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
@@ -236,15 +252,38 @@ impl Event {
             }
             status.close();
         }
-        push_timestamp_str(event.key("requestReceivedTimestamp"), noted.received);
+        // Written before the annotations, which say why one is missing.
+        let mut omitted = [None, None];
+        if let Some(objects) = &self.objects {
+            for ((key, object), why) in [
+                ("requestObject", &objects.request),
+                ("responseObject", &objects.response),
+            ]
+            .into_iter()
+            .zip(&mut omitted)
+            {
+                *why = match object {
+                    Some(Recorded::Json(json)) => {
+                        let omit = noted.decision.omit_managed_fields;
+                        let written = event.try_member(key, |out| push_compact(out, json, omit));
+                        (!written).then(|| not_json(json))
+                    }
+                    Some(Recorded::Omitted(why)) => Some(*why),
+                    None => None,
+                };
+            }
+        }
+        let received = noted.received.get().copied().unwrap_or(self.at);
+        push_timestamp_str(event.key("requestReceivedTimestamp"), received);
         push_timestamp_str(event.key("stageTimestamp"), self.at);
         let end = self.response.as_ref().and_then(|r| r.end);
         if end.is_some()
             || context.decision().is_some()
             || context.cluster().is_some()
             || context.login().is_some()
+            || omitted.iter().any(Option::is_some)
         {
-            write_annotations(event.key("annotations"), context, end);
+            write_annotations(event.key("annotations"), context, end, omitted);
         }
         event.close();
     }
@@ -373,10 +412,18 @@ impl<'a> User<'a> {
     }
 }
 
-/// The annotations, in key order: the decision, bytes, the cluster,
-/// duration, the login.
-fn write_annotations(out: &mut Vec<u8>, context: &RequestContext, end: Option<End>) {
+/// The annotations, in key order: truncation, the decision, bytes, the
+/// cluster, duration, the login, objects left out.
+fn write_annotations(
+    out: &mut Vec<u8>,
+    context: &RequestContext,
+    end: Option<End>,
+    [request_omitted, response_omitted]: [Option<&'static str>; 2],
+) {
     let mut annotations = Object::open(out);
+    if request_omitted == Some("too-large") || response_omitted == Some("too-large") {
+        annotations.str("audit.k8s.io/truncated", "true");
+    }
     if let Some(decision) = context.decision() {
         let verdict = if decision.allowed { "allow" } else { "forbid" };
         annotations.str("authorization.k8s.io/decision", verdict);
@@ -411,6 +458,12 @@ fn write_annotations(out: &mut Vec<u8>, context: &RequestContext, end: Option<En
         }
         annotations.str("paddock.io/login-provider", &login.provider);
         annotations.str("paddock.io/login-username", &login.username);
+    }
+    if let Some(why) = request_omitted {
+        annotations.str("paddock.io/request-object", why);
+    }
+    if let Some(why) = response_omitted {
+        annotations.str("paddock.io/response-object", why);
     }
     annotations.close();
 }

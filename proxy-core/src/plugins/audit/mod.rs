@@ -33,11 +33,18 @@
 //! resource requests in the `paddock.io` group, `v1`: a token revocation is
 //! `delete` on `tokens` named by its id, a login `create` on `login`.
 //!
-//! **No bodies.** The `Request` and `RequestResponse` levels are matched and
-//! written as the event's `level`, but request and response bodies are not
-//! captured yet: every event carries what `Metadata` carries. Nothing
-//! secret is ever written: no header values but `User-Agent`, no query on
-//! Paddock's own endpoints (the GitHub callback's code), no bodies.
+//! **Objects.** At `Request`, the `ResponseComplete` event of a create,
+//! update or patch carries the object sent (`requestObject`); at
+//! `RequestResponse` also the object returned (`responseObject`), as
+//! kube-apiserver writes them. Bodies are copied as they stream, up to
+//! [`MAX_OBJECT_BYTES`] each, JSON only; watches and other long-running
+//! requests are never copied; a policy without a `Request` or
+//! `RequestResponse` rule costs nothing for them. **Secrets' bodies are
+//! never written, at any level**: not for `secrets` in any API group, nor
+//! token reviews and token requests, nor Paddock's own endpoints (logins,
+//! passwords, issued tokens). See `objects` for the rules. Nothing else
+//! secret is written either: no header values but `User-Agent`, no query
+//! on Paddock's own endpoints (the GitHub callback's code).
 //!
 //! Writing happens off the request path, each sink on its own thread
 //! behind a bounded queue: see [`AuditSink`] (a file rotated by size,
@@ -61,16 +68,22 @@
 //! ```
 
 mod event;
+mod objects;
 mod policy;
 mod sink;
 mod webhook;
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::{Arc, OnceLock},
+    time::SystemTime,
+};
 
 use http::{request, response, StatusCode};
 
 use self::event::{End, Event, Noted, ResponseFacts, Target};
+use self::objects::{Copies, Side};
 pub use self::{
+    objects::MAX_OBJECT_BYTES,
     policy::{
         Attributes, GroupResources, Level, Policy, PolicyError, PolicyRule, RequestAuditConfig,
         Stage,
@@ -83,6 +96,7 @@ use crate::{
     error::ProxyError,
     future::ReadyOrBoxed,
     plugin::{AccessRecord, Flow, Plugin},
+    plugins::metrics::QueueStats,
     status::Status,
 };
 
@@ -92,12 +106,15 @@ use crate::{
 pub struct Audit {
     policy: Arc<Policy>,
     sinks: Vec<AuditSink>,
+    /// Some rule records at `Request` or above: bodies may be copied.
+    objects: bool,
 }
 
 impl Audit {
     /// Records what `policy` selects into `sink`.
     pub fn new(policy: Policy, sink: AuditSink) -> Self {
         Self {
+            objects: policy.max_level() >= Level::Request,
             policy: Arc::new(policy),
             sinks: vec![sink],
         }
@@ -115,16 +132,10 @@ impl Audit {
         self.sinks.iter().map(AuditSink::dropped).sum()
     }
 
-    /// Reads [`dropped`](Self::dropped) without keeping the sinks open:
-    /// for [`Metrics::count_drops`](super::metrics::Metrics::count_drops).
-    pub fn drops(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
-        let counts: Vec<_> = self.sinks.iter().map(AuditSink::drop_count).collect();
-        move || {
-            counts
-                .iter()
-                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-                .sum()
-        }
+    /// The sinks' events waiting and dropped, read live without keeping
+    /// the sinks open: for [`Metrics::queue`](super::metrics::Metrics::queue).
+    pub fn queue_stats(&self) -> impl QueueStats {
+        SinksStats(self.sinks.iter().map(AuditSink::stats).collect())
     }
 
     /// Events waiting in the sinks' queues.
@@ -168,15 +179,29 @@ impl Plugin for Audit {
         {
             let shared = request.extensions.get::<Arc<RequestContext>>().cloned();
             let context = shared.unwrap_or_else(|| Arc::new(context.snapshot()));
+            let at = SystemTime::now();
+            noted.arrived(at, context.started.elapsed());
             self.send(Event {
                 stage: Stage::RequestReceived,
                 context,
                 noted: noted.clone(),
                 response: None,
-                at: SystemTime::now(),
+                objects: None,
+                at,
             });
         }
         context.state().insert(State(noted));
+        ReadyOrBoxed::ready(Ok(Flow::Continue))
+    }
+
+    fn on_upstream_request<'a>(
+        &'a self,
+        context: &'a RequestContext,
+        request: &'a mut request::Parts,
+    ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+        if self.objects {
+            self.start_copies(context, request);
+        }
         ReadyOrBoxed::ready(Ok(Flow::Continue))
     }
 
@@ -186,6 +211,18 @@ impl Plugin for Audit {
         response: &'a mut response::Parts,
     ) -> ReadyOrBoxed<'a, ()> {
         let state = context.state();
+        if self.objects {
+            if let Some(mut copies) = state.remove::<Copies>() {
+                if copies.wants_response && response.status != StatusCode::SWITCHING_PROTOCOLS {
+                    let (side, copy) = Side::start(&response.headers);
+                    if let Some(copy) = copy {
+                        response.extensions.insert(copy);
+                    }
+                    copies.response = Some(side);
+                }
+                state.insert(copies);
+            }
+        }
         // Refused before authentication: on_request never ran.
         let noted = match state.get::<State>() {
             Some(State(noted)) => noted,
@@ -204,6 +241,8 @@ impl Plugin for Audit {
         if long_running && noted.decision.records(Stage::ResponseStarted) {
             // Long-running requests only, a few per second at most: a copy
             // of the context's facts is cheap enough here.
+            let at = SystemTime::now();
+            noted.arrived(at, context.started.elapsed());
             self.send(Event {
                 stage: Stage::ResponseStarted,
                 context: Arc::new(context.snapshot()),
@@ -213,7 +252,8 @@ impl Plugin for Audit {
                     failure: status.clone(),
                     end: None,
                 }),
-                at: SystemTime::now(),
+                objects: None,
+                at,
             });
         }
         if let Some(status) = status {
@@ -231,6 +271,13 @@ impl Plugin for Audit {
             return;
         }
         let upgraded = record.status == StatusCode::SWITCHING_PROTOCOLS;
+        let objects = if self.objects {
+            state.remove::<Copies>().and_then(Copies::finish)
+        } else {
+            None
+        };
+        let at = SystemTime::now();
+        noted.arrived(at, record.duration);
         self.send(Event {
             stage: Stage::ResponseComplete,
             context: record.context.clone(),
@@ -245,12 +292,41 @@ impl Plugin for Audit {
                     complete: record.complete,
                 }),
             }),
-            at: SystemTime::now(),
+            objects,
+            at,
         });
     }
 }
 
 impl Audit {
+    /// Starts copying the request body when the level records it, and
+    /// notes whether the response is wanted: for resource requests that
+    /// may be recorded at all (see `objects`).
+    fn start_copies(&self, context: &RequestContext, request: &mut request::Parts) {
+        let state = context.state();
+        let Some(State(Some(noted))) = state.get::<State>() else {
+            return;
+        };
+        if noted.decision.level < Level::Request {
+            return;
+        }
+        let Some(attributes) = context.attributes().filter(|a| objects::may_record(a)) else {
+            return;
+        };
+        let mut copies = Copies {
+            wants_response: noted.decision.level == Level::RequestResponse,
+            ..Copies::default()
+        };
+        if objects::sends_object(&attributes.verb) {
+            let (side, copy) = Side::start(&request.headers);
+            if let Some(copy) = copy {
+                request.extensions.insert(copy);
+            }
+            copies.request = Some(side);
+        }
+        state.insert(copies);
+    }
+
     /// The policy's verdict and, unless it is `None`, what the events will
     /// need of the request; `None` costs no allocation.
     fn note(
@@ -283,23 +359,25 @@ impl Audit {
             .filter(|_| context.attributes().is_some())
             .map(str::to_owned);
         let user_agent = request.and_then(|r| r.headers.get(http::header::USER_AGENT).cloned());
-        let now = SystemTime::now();
         Some(Arc::new(Noted {
             decision,
-            received: now.checked_sub(context.started.elapsed()).unwrap_or(now),
+            received: OnceLock::new(),
             user_agent,
             query,
         }))
     }
 }
 
-impl crate::plugins::metrics::QueueStats for Audit {
+/// What [`Audit::queue_stats`] hands out: every sink's counts, summed.
+struct SinksStats(Vec<Box<dyn QueueStats>>);
+
+impl QueueStats for SinksStats {
     fn queued(&self) -> u64 {
-        Audit::queued(self)
+        self.0.iter().map(|s| s.queued()).sum()
     }
 
     fn dropped(&self) -> u64 {
-        Audit::dropped(self)
+        self.0.iter().map(|s| s.dropped()).sum()
     }
 }
 

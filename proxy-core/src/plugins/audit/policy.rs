@@ -16,10 +16,10 @@ pub enum Level {
     None,
     /// User, verb, object, status and timestamps; no bodies.
     Metadata,
-    /// Metadata and the request body (not captured yet: see the module
-    /// docs of [`super`]).
+    /// Metadata and the object sent (`requestObject`), within the limits
+    /// the module docs of [`super`] give.
     Request,
-    /// Metadata and both bodies (not captured yet either).
+    /// Metadata and both objects (`requestObject`, `responseObject`).
     RequestResponse,
 }
 
@@ -81,7 +81,8 @@ pub struct Policy {
     /// Stages no rule records.
     #[serde(default)]
     omit_stages: Vec<Stage>,
-    /// Accepted for compatibility; Paddock never records objects.
+    /// Leave `metadata.managedFields` out of recorded objects, unless a
+    /// rule says otherwise.
     #[serde(default)]
     omit_managed_fields: bool,
 }
@@ -114,7 +115,7 @@ pub struct PolicyRule {
     /// Stages this rule does not record (added to the policy's).
     #[serde(default)]
     omit_stages: Vec<Stage>,
-    /// Accepted for compatibility.
+    /// Overrides the policy's `omitManagedFields` for this rule's requests.
     #[serde(default)]
     omit_managed_fields: Option<bool>,
 }
@@ -171,6 +172,8 @@ pub struct RequestAuditConfig {
     /// The level to record at.
     pub level: Level,
     omit: [bool; 4],
+    /// Whether recorded objects leave out `metadata.managedFields`.
+    pub omit_managed_fields: bool,
 }
 
 impl RequestAuditConfig {
@@ -180,6 +183,7 @@ impl RequestAuditConfig {
         Self {
             level,
             omit: [false; 4],
+            omit_managed_fields: false,
         }
     }
 
@@ -309,13 +313,27 @@ impl Policy {
                 RequestAuditConfig {
                     level: rule.level,
                     omit,
+                    omit_managed_fields: rule
+                        .omit_managed_fields
+                        .unwrap_or(self.omit_managed_fields),
                 }
             }
             None => RequestAuditConfig {
                 level: Level::None,
                 omit,
+                omit_managed_fields: self.omit_managed_fields,
             },
         }
+    }
+
+    /// The highest level any rule records at: below `Request`, no request
+    /// needs its bodies looked at.
+    pub(crate) fn max_level(&self) -> Level {
+        self.rules
+            .iter()
+            .map(|rule| rule.level)
+            .max()
+            .unwrap_or(Level::None)
     }
 }
 

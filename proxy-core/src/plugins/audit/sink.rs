@@ -28,7 +28,10 @@ use super::{
     event::Event,
     webhook::{WebhookError, WebhookSink},
 };
-use crate::plugins::writer::{LogWriter, Output};
+use crate::plugins::{
+    metrics::QueueStats,
+    writer::{LogWriter, Output},
+};
 
 pub use crate::plugins::writer::OnFull;
 
@@ -111,6 +114,16 @@ pub(super) struct Counters {
     pub(super) dropped: Arc<AtomicU64>,
     /// Events in the queue (or waiting for room in it, with `Block`).
     pub(super) queued: AtomicU64,
+}
+
+impl QueueStats for Arc<Counters> {
+    fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
 }
 
 /// Rate-limited reports from a sink's thread: drops at most every ten
@@ -221,12 +234,12 @@ impl AuditSink {
         }
     }
 
-    /// The count behind [`dropped`](Self::dropped), live, without keeping
-    /// the sink open.
-    pub(super) fn drop_count(&self) -> Arc<AtomicU64> {
+    /// [`queued`](Self::queued) and [`dropped`](Self::dropped), live,
+    /// without keeping the sink open.
+    pub(super) fn stats(&self) -> Box<dyn QueueStats> {
         match &self.queue {
-            Queue::File(writer) => writer.drop_count(),
-            Queue::Channel(channel) => channel.counters.dropped.clone(),
+            Queue::File(writer) => Box::new(writer.stats()),
+            Queue::Channel(channel) => Box::new(channel.counters.clone()),
         }
     }
 

@@ -25,6 +25,7 @@
 //! assert!(text.ends_with("# EOF\n"));
 //! ```
 
+mod handles;
 mod labels;
 mod scraped;
 mod serve;
@@ -34,19 +35,12 @@ mod tests;
 use std::sync::Arc;
 
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
-    metrics::{
-        counter::{ConstCounter, Counter},
-        family::Family,
-        gauge::Gauge,
-        histogram::Histogram,
-        info::Info,
-        MetricType,
-    },
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram, info::Info},
     registry::Registry,
 };
 
+use self::handles::{Handles, Key, Resolved};
 use self::labels::{Bounded, STREAM_KINDS};
 use self::scraped::{Scraped, ScrapedCollector};
 pub use self::{
@@ -146,6 +140,9 @@ fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+/// Numbers the `Metrics` instances (see [`Inner::id`]).
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The metrics plugin: add it with
 /// [`ProxyBuilder::plugin`](crate::ProxyBuilder::plugin) and serve its
 /// [`registry`](Self::registry). Clones share the same metrics.
@@ -160,7 +157,7 @@ fn duration_histogram() -> Histogram {
 /// | `paddock_upstream_errors_total` | counter | `cluster`, `kind`: `unavailable` (503), `failure` (502), `timeout` (504) |
 /// | `paddock_refreshes_total` | counter | `provider`, `result`: `refreshed`, `access_lost`, `deferred`, `not_refreshable`, `busy` |
 /// | `paddock_provider_degraded` | gauge | `provider`: 1 while its backend fails |
-/// | `paddock_cluster_up` | gauge | `cluster`: 1 reachable, 0 not (health checks; an agent's tunnel connecting or dropping at once) |
+/// | `paddock_cluster_up` | gauge | `cluster`: 1 reachable, 0 not (health checks; at once when an agent's tunnel connects or drops, or requests to a direct cluster fail to connect) |
 /// | `paddock_cluster_nodes` | gauge | `cluster`, `state`: `ready`, `not_ready` |
 /// | `paddock_cluster_check_latency_seconds` | gauge | `cluster`: `/version`'s time at the last check |
 /// | `paddock_rbac_sync_failing` | gauge | `cluster`: 1 while its RBAC sync passes fail (see [`rbac_sync`](super::rbac_sync)) |
@@ -169,8 +166,7 @@ fn duration_histogram() -> Histogram {
 /// | `paddock_rbac_sync_objects_written_total` | counter | `cluster`: RBAC objects created, updated or deleted |
 /// | `paddock_rbac_sync_drift_repaired_total` | counter | `cluster`: of those, the writes that repaired drift |
 /// | `paddock_queue_depth`, `paddock_queue_dropped_total` | gauge, counter | `queue` (see [`Metrics::queue`]) |
-/// | `paddock_store_revision` | gauge | (see [`Metrics::store`]) |
-/// | `paddock_log_dropped_total` | counter | `log`: as given to [`count_drops`](Self::count_drops) (`access`, `audit`) |
+/// | `paddock_store_revision`, `paddock_store_sync_age_seconds` | gauge | (see [`Metrics::store`]) |
 /// | `paddock_build_info` | info | `version` |
 ///
 /// `group` and `resource` are the RBAC ones (`""` for the core group and
@@ -184,8 +180,9 @@ pub struct Metrics {
 }
 
 struct Inner {
+    /// Tells this instance's cached handles from another's.
+    id: u64,
     registry: Arc<Registry>,
-    drops: Arc<LogDrops>,
     requests: Family<RequestLabels, Counter>,
     durations: DurationFamily,
     /// One gauge per kind, made up front so each reads 0 before any stream.
@@ -286,7 +283,7 @@ impl Metrics {
         let cluster_up = Family::<ClusterLabels, Gauge>::default();
         paddock.register(
             "cluster_up",
-            "Whether the last health check reached the cluster",
+            "Whether the cluster answers, as last found: a health check, an agent's tunnel connecting or dropping, requests to a direct cluster failing to connect or answered again",
             cluster_up.clone(),
         );
         let cluster_nodes = Family::<NodeLabels, Gauge>::default();
@@ -304,8 +301,6 @@ impl Metrics {
         let rbac = RbacSyncMetrics::register(paddock);
         let scraped = Arc::new(Scraped::default());
         paddock.register_collector(Box::new(ScrapedCollector(scraped.clone())));
-        let drops = Arc::new(LogDrops::default());
-        paddock.register_collector(Box::new(drops.clone()));
         paddock.register(
             "build",
             "Paddock's version",
@@ -313,8 +308,8 @@ impl Metrics {
         );
         Self {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 registry: Arc::new(registry),
-                drops,
                 requests,
                 durations,
                 streams,
@@ -339,31 +334,19 @@ impl Metrics {
 
     /// Reports `stats` as `paddock_queue_depth{queue="<name>"}` and
     /// `paddock_queue_dropped_total{queue="<name>"}`, read at each scrape:
-    /// the audit plugin's sinks, the alert plugin's delivery queue.
+    /// the one way every bounded queue is reported, e.g. the access log's
+    /// ([`AccessLog::queue_stats`](super::access_log::AccessLog::queue_stats)),
+    /// the audit sinks' ([`Audit::queue_stats`](super::audit::Audit::queue_stats)),
+    /// the alert delivery's ([`Alerts::queue_stats`](super::alerts::Alerts::queue_stats)).
     pub fn queue(&self, name: &'static str, stats: impl QueueStats) {
         self.inner.scraped.add_queue(name, Arc::new(stats));
     }
 
-    /// Reports the revision of `view` as `paddock_store_revision`.
+    /// Reports the revision of `view` as `paddock_store_revision`, and the
+    /// time since it last read the change feed to its end as
+    /// `paddock_store_sync_age_seconds`.
     pub fn store(&self, view: Arc<StoreView>) {
         self.inner.scraped.set_store(view);
-    }
-
-    /// Reports `dropped` (read at each scrape) as
-    /// `paddock_log_dropped_total{log="<log>"}`: lines or events a log's
-    /// writer dropped because it could not keep up, e.g.
-    /// [`AccessLog::drops`](super::access_log::AccessLog::drops).
-    pub fn count_drops(
-        &self,
-        log: &'static str,
-        dropped: impl Fn() -> u64 + Send + Sync + 'static,
-    ) {
-        self.inner
-            .drops
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((log, Box::new(dropped)));
     }
 
     /// The registry, to serve with [`serve`] or any HTTP server.
@@ -375,129 +358,6 @@ impl Metrics {
     /// serve it with the content type [`CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         encode(&self.inner.registry)
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PassLabels {
-    cluster: Arc<str>,
-    result: &'static str,
-}
-
-/// The RBAC sync's metrics, one series per cluster.
-struct RbacSyncMetrics {
-    failing: Family<ClusterLabels, Gauge>,
-    last_success: Family<ClusterLabels, Gauge>,
-    passes: Family<PassLabels, Counter>,
-    written: Family<ClusterLabels, Counter>,
-    drift: Family<ClusterLabels, Counter>,
-}
-
-impl RbacSyncMetrics {
-    fn register(registry: &mut Registry) -> Self {
-        let this = Self {
-            failing: Family::default(),
-            last_success: Family::default(),
-            passes: Family::default(),
-            written: Family::default(),
-            drift: Family::default(),
-        };
-        registry.register(
-            "rbac_sync_failing",
-            "1 while a cluster's RBAC sync passes fail",
-            this.failing.clone(),
-        );
-        registry.register(
-            "rbac_sync_last_success_timestamp_seconds",
-            "When a cluster's RBAC sync pass last ended without error (Unix time)",
-            this.last_success.clone(),
-        );
-        registry.register(
-            "rbac_sync_passes",
-            "RBAC sync passes over a cluster, by result",
-            this.passes.clone(),
-        );
-        registry.register(
-            "rbac_sync_objects_written",
-            "RBAC objects the sync created, updated or deleted in a cluster",
-            this.written.clone(),
-        );
-        registry.register(
-            "rbac_sync_drift_repaired",
-            "RBAC objects the sync put back after they were changed in the cluster",
-            this.drift.clone(),
-        );
-        this
-    }
-
-    /// A pass over `cluster` ended with `status`, or the cluster is no
-    /// longer synchronised (`None`: its series go).
-    fn record(&self, cluster: Arc<str>, status: Option<&ClusterStatus>) {
-        let labels = ClusterLabels { cluster };
-        let Some(status) = status else {
-            self.failing.remove(&labels);
-            self.last_success.remove(&labels);
-            self.written.remove(&labels);
-            self.drift.remove(&labels);
-            for result in ["ok", "error"] {
-                self.passes.remove(&PassLabels {
-                    cluster: labels.cluster.clone(),
-                    result,
-                });
-            }
-            return;
-        };
-        self.failing
-            .get_or_create(&labels)
-            .set(i64::from(status.failing()));
-        if let Some(at) = status.last_success {
-            self.last_success.get_or_create(&labels).set(at.0);
-        }
-        let result = if status.failing() { "error" } else { "ok" };
-        self.passes
-            .get_or_create(&PassLabels {
-                cluster: labels.cluster.clone(),
-                result,
-            })
-            .inc();
-        self.written
-            .get_or_create(&labels)
-            .inc_by(status.last_pass.written());
-        self.drift
-            .get_or_create(&labels)
-            .inc_by(status.last_pass.drift_repaired);
-    }
-}
-
-/// The logs' drop counts, read at each scrape.
-#[derive(Default)]
-struct LogDrops(std::sync::Mutex<Vec<(&'static str, DropSource)>>);
-
-type DropSource = Box<dyn Fn() -> u64 + Send + Sync>;
-
-impl std::fmt::Debug for LogDrops {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogDrops").finish_non_exhaustive()
-    }
-}
-
-impl Collector for LogDrops {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        let sources = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut family = encoder.encode_descriptor(
-            "log_dropped",
-            "Log lines and audit events dropped because their writer could not keep up, by log",
-            None,
-            MetricType::Counter,
-        )?;
-        for (log, dropped) in sources.iter() {
-            let labels = [("log", *log)];
-            ConstCounter::new(dropped()).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
     }
 }
 
@@ -613,7 +473,7 @@ impl Inner {
                     .get_or_create(&ProviderLabels { provider })
                     .set(i64::from(problem.is_some()));
             }
-            // An agent's tunnel connecting or dropping is news at once,
+            // A tunnel dropping or a refused connection is news at once,
             // not at the next health check (which may be minutes away).
             Event::ClusterReachability {
                 cluster, reachable, ..
@@ -665,7 +525,6 @@ impl Inner {
             context.state().remove::<OpenStream>();
         }
         let verb = labels::verb(attributes, &context.method);
-        let cluster = self.clusters.learn(context.cluster().unwrap_or(""));
         let allowed = match context.decision() {
             Some(decision) if decision.allowed => {
                 self.allowed.inc();
@@ -678,56 +537,98 @@ impl Inner {
             None => false,
         };
         let (group, resource) = match attributes {
-            Some(attributes) if attributes.is_resource_request => {
-                if allowed && record.status.is_success() {
-                    (
-                        self.groups.learn(&attributes.api_group),
-                        self.resources.learn(&attributes.resource),
-                    )
-                } else {
-                    (
-                        self.groups.get(&attributes.api_group),
-                        self.resources.get(&attributes.resource),
-                    )
-                }
-            }
-            _ => (self.groups.get(""), self.resources.get("")),
+            Some(a) if a.is_resource_request => (a.api_group.as_str(), a.resource.as_str()),
+            _ => ("", ""),
         };
-        if !long_running && record.status != http::StatusCode::SWITCHING_PROTOCOLS {
-            self.durations
-                .get_or_create(&DurationLabels {
-                    cluster: cluster.clone(),
-                    verb,
-                })
-                .observe(record.duration.as_secs_f64());
-        }
-        self.requests
-            .get_or_create(&RequestLabels {
-                cluster,
-                verb,
-                group,
-                resource,
-                code: record.status.as_u16(),
-            })
-            .inc();
-        self.record_authentication(context);
+        let key = Key {
+            cluster: context.cluster().unwrap_or(""),
+            verb,
+            group,
+            resource,
+            code: record.status.as_u16(),
+            timed: !long_running && record.status != http::StatusCode::SWITCHING_PROTOCOLS,
+            authn: authentication(context),
+        };
+        // Group and resource values are learnt from allowed, successful
+        // requests only.
+        let learn = allowed && record.status.is_success();
+        handles::with(
+            self.id,
+            &key,
+            || self.resolve(&key, learn),
+            |handles| {
+                if let Some(duration) = &handles.duration {
+                    duration.observe(record.duration.as_secs_f64());
+                }
+                handles.request.inc();
+                if let Some(authn) = &handles.authn {
+                    authn.inc();
+                }
+            },
+        );
     }
 
-    fn record_authentication(&self, context: &RequestContext) {
-        let (provider, result) = match context.authn_attempt() {
-            Some(attempt) => (
-                self.providers
-                    .learn(attempt.provider.as_deref().unwrap_or("")),
-                attempt.outcome.as_str(),
-            ),
-            None => match context.identity() {
-                Some(identity) => (self.providers.learn(&identity.provider), "success"),
-                // No credential was presented: no attempt.
-                None => return,
-            },
+    /// The families' slow path: label values bounded, then each metric
+    /// found (or made) under its label set.
+    fn resolve(&self, key: &Key<'_>, learn: bool) -> Resolved {
+        let cluster = self.clusters.learn(key.cluster);
+        let (group, resource) = if learn {
+            (
+                self.groups.learn(key.group),
+                self.resources.learn(key.resource),
+            )
+        } else {
+            (self.groups.get(key.group), self.resources.get(key.resource))
         };
-        self.authentication
-            .get_or_create(&AuthnLabels { provider, result })
-            .inc();
+        let duration = key.timed.then(|| {
+            self.durations.get_or_create_owned(&DurationLabels {
+                cluster: cluster.clone(),
+                verb: key.verb,
+            })
+        });
+        let request = self.requests.get_or_create_owned(&RequestLabels {
+            cluster: cluster.clone(),
+            verb: key.verb,
+            group: group.clone(),
+            resource: resource.clone(),
+            code: key.code,
+        });
+        let (provider, authn) = match key.authn {
+            Some((provider, result)) => {
+                let provider = self.providers.learn(provider);
+                let counter = self.authentication.get_or_create_owned(&AuthnLabels {
+                    provider: provider.clone(),
+                    result,
+                });
+                (Some(provider), Some(counter))
+            }
+            None => (None, None),
+        };
+        Resolved {
+            cluster,
+            group,
+            resource,
+            provider,
+            handles: Handles {
+                request,
+                duration,
+                authn,
+            },
+        }
+    }
+}
+
+/// The provider and result of the request's authentication attempt: the
+/// recorded attempt, or a success for an authenticated caller; `None` when
+/// no credential was presented.
+fn authentication(context: &RequestContext) -> Option<(&str, &'static str)> {
+    match context.authn_attempt() {
+        Some(attempt) => Some((
+            attempt.provider.as_deref().unwrap_or(""),
+            attempt.outcome.as_str(),
+        )),
+        None => context
+            .identity()
+            .map(|identity| (identity.provider.as_str(), "success")),
     }
 }

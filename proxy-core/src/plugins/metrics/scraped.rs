@@ -101,6 +101,14 @@ impl Collector for ScrapedCollector {
                 None,
                 gauge.metric_type(),
             )?)?;
+            let age = view.synced_at().elapsed().unwrap_or_default();
+            let gauge = ConstGauge::new(age.as_secs_f64());
+            gauge.encode(encoder.encode_descriptor(
+                "store_sync_age_seconds",
+                "Time since this process last read the store's change feed to its end: how far behind other replicas' commits it may be.",
+                None,
+                gauge.metric_type(),
+            )?)?;
         }
         Ok(())
     }

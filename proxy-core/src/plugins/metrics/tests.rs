@@ -458,36 +458,23 @@ fn upstream_errors_are_counted_past_an_allowing_decision_only() {
     assert_eq!(errors("timeout"), Some(1.0), "{text}");
 }
 
-/// The logs' drop counts are read at each scrape, one series per log.
+/// A log writer's queue (the access log's, the audit file's) is reported
+/// the one way every queue is, read live at each scrape.
 #[test]
-fn log_drops_are_read_at_each_scrape() {
+fn a_log_writers_queue_is_read_at_each_scrape() {
+    use crate::plugins::writer::{LogWriter, OnFull};
+
+    let writer = LogWriter::<u32>::unstarted(1, OnFull::Drop);
     let metrics = Metrics::new();
-    let access = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let seen = access.clone();
-    metrics.count_drops("access", move || {
-        seen.load(std::sync::atomic::Ordering::Relaxed)
-    });
-    metrics.count_drops("audit", || 7);
-    let text = metrics.encode();
-    assert!(
-        text.contains("# TYPE paddock_log_dropped counter"),
-        "{text}"
-    );
-    assert_eq!(
-        value(&text, "paddock_log_dropped_total", r#"log="access""#),
-        Some(0.0)
-    );
-    assert_eq!(
-        value(&text, "paddock_log_dropped_total", r#"log="audit""#),
-        Some(7.0)
-    );
-    access.store(3, std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(
-        value(
-            &metrics.encode(),
-            "paddock_log_dropped_total",
-            r#"log="access""#
-        ),
-        Some(3.0)
-    );
+    metrics.queue("access", writer.stats());
+    let read = |metric: &str| value(&metrics.encode(), metric, r#"queue="access""#);
+    assert_eq!(read("paddock_queue_depth"), Some(0.0));
+    for n in 0..3 {
+        writer.send(n);
+    }
+    assert_eq!(read("paddock_queue_depth"), Some(1.0));
+    assert_eq!(read("paddock_queue_dropped_total"), Some(2.0));
+    assert_eq!(writer.drain(), [0]);
+    assert_eq!(read("paddock_queue_depth"), Some(0.0));
+    assert!(!metrics.encode().contains("paddock_log_dropped"));
 }

@@ -16,11 +16,12 @@ pub(crate) fn sample(id: &str) -> Event {
         )),
         noted: Arc::new(Noted {
             decision: RequestAuditConfig::at(Level::Metadata),
-            received: SystemTime::UNIX_EPOCH,
+            received: SystemTime::UNIX_EPOCH.into(),
             user_agent: None,
             query: None,
         }),
         response: None,
+        objects: None,
         at: SystemTime::UNIX_EPOCH,
     }
 }
@@ -30,7 +31,7 @@ fn serializes_like_kube_apiserver() {
     let mut event = sample("a-1");
     event.noted = Arc::new(Noted {
         decision: RequestAuditConfig::at(Level::Metadata),
-        received: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_601_845_123_456_789),
+        received: (SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_601_845_123_456_789)).into(),
         user_agent: Some(HeaderValue::from_static("kubectl/v1.32")),
         query: Some("limit=1".to_owned()),
     });
