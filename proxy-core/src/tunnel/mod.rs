@@ -32,12 +32,17 @@
 
 mod connector;
 mod registry;
+mod status;
+#[cfg(test)]
+mod tests;
 pub(crate) mod ws;
 
 use std::time::Duration;
 
 pub use connector::TunnelConnector;
 pub use registry::{SessionInfo, Tunnels};
+pub(crate) use status::spawn_status_writer;
+pub use status::{PERSIST_EVERY, SWEEP};
 
 /// Where agents open their tunnel: a WebSocket upgrade (`GET`).
 pub const CONNECT_PATH: &str = "/paddock/v1/connect";
