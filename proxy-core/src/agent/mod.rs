@@ -27,7 +27,7 @@ use secrecy::SecretString;
 use crate::{
     tunnel::{
         ws::{LastHeard, WsBytes},
-        CONNECTION_WINDOW, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL, PING_TIMEOUT,
+        CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL, PING_TIMEOUT,
         STREAM_WINDOW,
     },
     upstream::{tls, Cluster, ClusterConfig, UpstreamError},
@@ -212,6 +212,7 @@ where
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
+        .max_frame_size(MAX_FRAME_SIZE)
         .max_send_buf_size(1024 * 1024)
         .keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ws::{LastHeard, WsBytes},
-    CONNECTION_WINDOW, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT,
+    CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT,
 };
 use crate::{
     events::{Event, Events},
@@ -250,6 +250,7 @@ impl Tunnels {
             .initial_stream_window_size(super::STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_header_list_size(MAX_HEADER_LIST)
+            .max_frame_size(MAX_FRAME_SIZE)
             .max_send_buf_size(1024 * 1024)
             .keep_alive_interval(PING_INTERVAL)
             .keep_alive_timeout(PING_TIMEOUT)
