@@ -279,6 +279,8 @@ impl ProxyBuilder {
             accounts.spawn_background();
             // Clusters registered in the store become routable.
             upstream::spawn_sync(accounts.view(), &router, tunnels.clone(), self.workers);
+            // Agents' status (connected, heartbeat) reaches the store, coalesced.
+            tunnel::spawn_status_writer(accounts.view(), tunnels.clone());
         }
         let shutdown = Shutdown::new();
         let admin_authorizer = match (self.admin_authorizer, &self.accounts) {

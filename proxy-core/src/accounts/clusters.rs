@@ -339,19 +339,6 @@ pub fn revoke_token(view: &StoreView, id: &str, configured: &[String]) -> Result
     .map(drop)
 }
 
-/// Records what a connecting (or disconnecting) agent reported. Blocking.
-pub fn record_status(
-    view: &StoreView,
-    id: &str,
-    status: ClusterStatus,
-) -> Result<(), ClusterError> {
-    modify(view, id, |cluster| {
-        cluster.status = status.clone();
-        Ok(())
-    })
-    .map(drop)
-}
-
 /// The cluster a presented registration token belongs to, and the hash it
 /// matched; `None` for a malformed, unknown, revoked or rotated token. The
 /// same work is done whether or not the cluster exists. Only agent

@@ -26,7 +26,8 @@ use secrecy::SecretString;
 
 use crate::{
     tunnel::{
-        ws::WsBytes, CONNECTION_WINDOW, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL, PING_TIMEOUT,
+        ws::{LastHeard, WsBytes},
+        CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL, PING_TIMEOUT,
         STREAM_WINDOW,
     },
     upstream::{tls, Cluster, ClusterConfig, UpstreamError},
@@ -186,23 +187,40 @@ async fn attempt(
     let version = kubernetes_version(upstream).await;
     let socket = dialer.dial(&token, version.as_deref()).await?;
     tracing::info!(kubernetes.version = ?version, "tunnel to Paddock open");
-    let upstream = upstream.clone();
+    serve_tunnel(socket, upstream.clone())
+        .await
+        .map_err(|e| dial::DialError::Failed(format!("tunnel: {e}")))
+}
+
+/// Serves the HTTP/2 side of a tunnel over `socket` until it ends: every
+/// stream Paddock opens carries HTTP/1.1 to `upstream`. An error when the
+/// tunnel failed (its keepalive pings went unanswered, say).
+pub(crate) async fn serve_tunnel<S>(
+    socket: tokio_tungstenite::WebSocketStream<S>,
+    upstream: Arc<Cluster>,
+) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let upstream = upstream.clone();
         async move { Ok::<_, std::convert::Infallible>(accept_stream(request, upstream)) }
     });
-    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
+        .max_frame_size(MAX_FRAME_SIZE)
         .max_send_buf_size(1024 * 1024)
         .keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
-        .serve_connection(TokioIo::new(WsBytes::new(socket)), service)
-        .await;
-    served.map_err(|e| dial::DialError::Failed(format!("tunnel: {e}")))
+        .serve_connection(
+            TokioIo::new(WsBytes::new(socket, Arc::new(LastHeard::now()))),
+            service,
+        )
+        .await
 }
 
 /// Accepts a `CONNECT` stream and serves HTTP/1.1 on it; anything else is

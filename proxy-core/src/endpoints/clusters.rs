@@ -301,11 +301,8 @@ impl Call<'_> {
                     .or_else(|| status.kubernetes_version.clone()),
                 "agentVersion": live.as_ref().and_then(|l| l.agent_version.clone())
                     .or_else(|| status.agent_version.clone()),
-                "lastHeartbeat": if live.is_some() {
-                    Some(crate::store::Timestamp::now().to_string())
-                } else {
-                    status.last_heartbeat.map(|t| t.to_string())
-                },
+                "lastHeartbeat": live.as_ref().map(|l| l.last_heartbeat)
+                    .or(status.last_heartbeat).map(|t| t.to_string()),
                 "rbacSync": self.endpoints.rbac_sync_json(&cluster.id),
             },
         })

@@ -14,14 +14,14 @@ use hyper_util::rt::TokioIo;
 use secrecy::SecretString;
 use tokio_tungstenite::{tungstenite::protocol::Role, WebSocketStream};
 
-use super::{blocking, Endpoints};
+use super::Endpoints;
 use crate::{
     accounts::{clusters, Accounts},
     body::{RequestBody, ResponseBody},
     context::ConnectionInfo,
     error::ProxyError,
     request::{ProxyResult, UpgradeRequest},
-    store::{ClusterStatus, Timestamp},
+    store::Timestamp,
     tunnel::{ws, SessionInfo, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER},
 };
 
@@ -66,6 +66,7 @@ pub(super) async fn accept(
         agent_version: reported(VERSION_HEADER),
         kubernetes_version: reported(KUBERNETES_VERSION_HEADER),
         connected_at: Timestamp::now(),
+        last_heartbeat: Timestamp::now(),
     };
     let Some(presented) = presented else {
         tracing::warn!(client.addr = ?peer, "agent tunnel refused: no registration token");
@@ -83,7 +84,6 @@ pub(super) async fn accept(
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let tunnels = endpoints.config().tunnels.clone();
-    let view = accounts.view().clone();
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -98,17 +98,8 @@ pub(super) async fn accept(
             Some(ws::config()),
         )
         .await;
-        let mut status = ClusterStatus {
-            connected: true,
-            kubernetes_version: info.kubernetes_version.clone(),
-            last_heartbeat: Some(info.connected_at),
-            agent_version: info.agent_version.clone(),
-        };
-        record(&view, &cluster, status.clone()).await;
+        // The tunnels' status writer records the connect and the drop.
         tunnels.serve(&cluster, token_hash, info, socket).await;
-        status.connected = false;
-        status.last_heartbeat = Some(Timestamp::now());
-        record(&view, &cluster, status).await;
     });
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -123,24 +114,4 @@ pub(super) async fn accept(
         })?,
     );
     Ok(response)
-}
-
-/// One status write at a time: hundreds of agents reconnecting together
-/// (after a restart) would otherwise each hold a blocking thread, and the
-/// threads' allocator caches stay in Paddock's memory after they exit.
-static STATUS_WRITES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
-
-/// Writes what the agent reported; a failure only delays the status.
-async fn record(view: &Arc<crate::store::StoreView>, cluster: &str, status: ClusterStatus) {
-    let _turn = STATUS_WRITES.acquire().await;
-    let (view, id) = (view.clone(), cluster.to_owned());
-    match blocking(move || clusters::record_status(&view, &id, status)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(cluster.id = %cluster, %error, "cannot record the cluster's status");
-        }
-        Err(error) => {
-            tracing::warn!(cluster.id = %cluster, %error, "cannot record the cluster's status");
-        }
-    }
 }

@@ -241,17 +241,28 @@ impl Endpoints {
                 let agent = record.as_ref().is_some_and(|r| {
                     matches!(r.connection, crate::store::ClusterConnection::Agent)
                 });
+                let live = agent.then(|| config.tunnels.status(&id)).flatten();
                 ClusterSummary {
                     display_name: record
                         .as_ref()
                         .map_or_else(|| id.clone(), |r| r.display_name.clone()),
                     status: if !agent {
                         "direct"
-                    } else if config.tunnels.status(&id).is_some() {
+                    } else if live.is_some() {
                         "connected"
                     } else {
                         "disconnected"
                     },
+                    // The live heartbeat, or what was recorded last.
+                    last_heartbeat: live
+                        .map(|l| l.last_heartbeat)
+                        .or_else(|| {
+                            record
+                                .as_ref()
+                                .filter(|_| agent)
+                                .and_then(|r| r.status.last_heartbeat)
+                        })
+                        .map(|t| t.to_string()),
                     id,
                 }
             })
@@ -324,6 +335,9 @@ pub(crate) struct ClusterSummary {
     /// `direct` (Paddock connects to it), `connected` or `disconnected`
     /// (its agent's tunnel).
     pub(crate) status: &'static str,
+    /// When its agent was last heard from (agent clusters), RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) last_heartbeat: Option<String>,
 }
 
 /// Refuses a state-changing JSON API request a browser sent from another

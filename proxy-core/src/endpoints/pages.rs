@@ -474,13 +474,18 @@ pub(super) async fn landing(endpoints: &Endpoints, request: Request<RequestBody>
         body.push_str("<table id=\"clusters\"><tr><th>Cluster</th><th>Status</th><th></th></tr>");
         for cluster in &accessible {
             body.push_str(&format!(
-                "<tr><td title=\"{2}\">{0}</td><td class=\"status-{3}\" id=\"status-{0}\">{3}</td>\
+                "<tr><td title=\"{2}\">{0}</td><td class=\"status-{3}\" id=\"status-{0}\"{4}>{3}</td>\
                  <td class=\"action\"><a class=\"download\" id=\"download-{0}\" \
                  href=\"/paddock/v1/kubeconfig?cluster={1}\" download=\"{0}.kubeconfig\">Download kubeconfig</a></td></tr>",
                 escape(&cluster.id),
                 encode_component(&cluster.id),
                 escape(&cluster.display_name),
                 cluster.status,
+                cluster
+                    .last_heartbeat
+                    .as_ref()
+                    .map(|t| format!(" title=\"last heard from {}\"", escape(t)))
+                    .unwrap_or_default(),
             ));
         }
         body.push_str("</table><p class=\"note\">Use it with <code>kubectl --kubeconfig &lt;file&gt; get pods</code>. Each download is a new token.</p>");

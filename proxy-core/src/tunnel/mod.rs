@@ -32,12 +32,17 @@
 
 mod connector;
 mod registry;
+mod status;
+#[cfg(test)]
+mod tests;
 pub(crate) mod ws;
 
 use std::time::Duration;
 
 pub use connector::TunnelConnector;
 pub use registry::{SessionInfo, Tunnels};
+pub(crate) use status::spawn_status_writer;
+pub use status::{PERSIST_EVERY, SWEEP};
 
 /// Where agents open their tunnel: a WebSocket upgrade (`GET`).
 pub const CONNECT_PATH: &str = "/paddock/v1/connect";
@@ -54,6 +59,10 @@ pub const STREAM_WINDOW: u32 = 1024 * 1024;
 /// streams whose readers stall never exhaust it in practice (2,047 of them
 /// would be needed).
 pub const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// Largest HTTP/2 frame either side accepts (the protocol's default is
+/// 16 KiB): a `logs -f` or a large list crosses in a quarter of the
+/// frames, each its own header, decode and wake-up on the way.
+pub const MAX_FRAME_SIZE: u32 = 64 * 1024;
 /// Largest header block either side accepts (Kubernetes' impersonation
 /// headers for a user in many groups are large).
 pub const MAX_HEADER_LIST: u32 = 1 << 20;

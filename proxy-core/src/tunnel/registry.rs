@@ -22,7 +22,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{ws::WsBytes, CONNECTION_WINDOW, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT};
+use super::{
+    ws::{LastHeard, WsBytes},
+    CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT,
+};
 use crate::{
     events::{Event, Events},
     store::Timestamp,
@@ -38,6 +41,9 @@ pub struct SessionInfo {
     pub kubernetes_version: Option<String>,
     /// When it connected.
     pub connected_at: Timestamp,
+    /// When the tunnel was last heard from (any message: both ends ping
+    /// every [`super::PING_INTERVAL`]).
+    pub last_heartbeat: Timestamp,
 }
 
 /// One connected agent.
@@ -45,6 +51,7 @@ pub(crate) struct Session {
     id: u64,
     sender: SendRequest<Empty<Bytes>>,
     info: SessionInfo,
+    heard: Arc<LastHeard>,
     /// The token hash the agent authenticated with: a rotated or revoked
     /// token ends the session.
     token_hash: String,
@@ -112,6 +119,11 @@ pub struct Tunnels {
     wait: Duration,
     /// Told when an agent connects or its tunnel drops (alerts, metrics).
     events: Events,
+    /// Wakes the status writer when an agent connects or drops.
+    pub(super) changed: tokio::sync::Notify,
+    /// Clusters whose tunnel dropped here (not replaced by a newer one),
+    /// with when it was last heard from, for the status writer.
+    dropped: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl std::fmt::Debug for Tunnels {
@@ -131,7 +143,31 @@ impl Tunnels {
             next_id: AtomicU64::new(1),
             wait,
             events,
+            changed: tokio::sync::Notify::new(),
+            dropped: Mutex::default(),
         }
+    }
+
+    /// Tells the status writer that `session`, of `cluster`, ended here.
+    fn dropped_here(&self, cluster: &str, session: &Session) {
+        self.dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cluster.to_owned(), session.heard.get());
+        self.changed.notify_one();
+    }
+
+    /// The last-heard clock of `cluster`'s session.
+    #[cfg(test)]
+    pub(super) fn heard(&self, cluster: &str) -> Option<Arc<LastHeard>> {
+        let slot = self.slot(cluster);
+        let current = slot.current.borrow();
+        current.as_ref().map(|s| s.heard.clone())
+    }
+
+    /// The drops recorded since the last call.
+    pub(super) fn take_dropped(&self) -> HashMap<String, Timestamp> {
+        std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn reachability(&self, cluster: &str, reachable: bool, reason: Option<&str>) {
@@ -160,7 +196,10 @@ impl Tunnels {
     pub fn status(&self, cluster: &str) -> Option<SessionInfo> {
         let slot = self.slot(cluster);
         let current = slot.current.borrow();
-        current.as_ref().map(|s| s.info.clone())
+        current.as_ref().map(|s| SessionInfo {
+            last_heartbeat: s.heard.get(),
+            ..s.info.clone()
+        })
     }
 
     /// Ends the session of `cluster` unless it authenticated with
@@ -186,6 +225,7 @@ impl Tunnels {
                         false
                     }
                 });
+                self.dropped_here(cluster, &session);
             }
         }
     }
@@ -203,12 +243,14 @@ impl Tunnels {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(WsBytes::new(ws));
+        let heard = Arc::new(LastHeard::now());
+        let io = TokioIo::new(WsBytes::new(ws, heard.clone()));
         let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(super::STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_header_list_size(MAX_HEADER_LIST)
+            .max_frame_size(MAX_FRAME_SIZE)
             .max_send_buf_size(1024 * 1024)
             .keep_alive_interval(PING_INTERVAL)
             .keep_alive_timeout(PING_TIMEOUT)
@@ -226,6 +268,7 @@ impl Tunnels {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             sender,
             info,
+            heard,
             token_hash,
             end: CancellationToken::new(),
         });
@@ -235,6 +278,7 @@ impl Tunnels {
         }
         tracing::info!(cluster.id = %cluster, agent.version = ?session.info.agent_version, "agent connected");
         self.reachability(cluster, true, None);
+        self.changed.notify_one();
         tokio::select! {
             result = connection => {
                 if let Err(error) = result {
@@ -256,6 +300,7 @@ impl Tunnels {
         // A newer session of the same cluster took over: still reachable.
         if !replaced {
             self.reachability(cluster, false, Some("the agent's tunnel dropped"));
+            self.dropped_here(cluster, &session);
         }
     }
 }

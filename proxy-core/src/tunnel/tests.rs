@@ -1,0 +1,212 @@
+//! The tunnel end to end over an in-memory pipe: Paddock's side
+//! ([`Tunnels::serve`]) and the agent's ([`crate::agent::serve_tunnel`]),
+//! WebSocket and HTTP/2 included, without TLS or sockets. Keepalive tests
+//! run on tokio's paused clock, so 20 s of silence take no time and the
+//! "noticed within 30 s" promise is checked exactly.
+
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream, ReadBuf};
+use tokio_tungstenite::{tungstenite::protocol::Role, WebSocketStream};
+
+use super::*;
+use crate::{
+    events::Events,
+    store::Timestamp,
+    upstream::{Cluster, ClusterConfig},
+};
+
+/// The promise of `docs/tunnel.md`: a dead tunnel is noticed this fast.
+const NOTICED_WITHIN: Duration = Duration::from_secs(30);
+
+/// One end's connection, which a test can cut off silently: from then on
+/// nothing it sends arrives and nothing reaches it, but it is not closed
+/// (a network partition, a stopped peer).
+struct Valve {
+    io: DuplexStream,
+    cut: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Valve {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.cut.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Valve {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.cut.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.cut.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.cut.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Two ends of a pipe, each with the switch that silences it.
+fn pipe() -> ((Valve, Arc<AtomicBool>), (Valve, Arc<AtomicBool>)) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let end = |io| {
+        let cut = Arc::new(AtomicBool::new(false));
+        (
+            Valve {
+                io,
+                cut: cut.clone(),
+            },
+            cut,
+        )
+    };
+    (end(a), end(b))
+}
+
+/// A tunnel between a Paddock and an agent, both running; the agent
+/// forwards to an API server that is never asked here.
+pub(super) struct Tunnel {
+    pub(super) tunnels: Arc<Tunnels>,
+    pub(super) paddock: tokio::task::JoinHandle<()>,
+    pub(super) agent: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    pub(super) silence_paddock: Arc<AtomicBool>,
+    pub(super) silence_agent: Arc<AtomicBool>,
+}
+
+/// A new tunnel of `cluster` in `tunnels`, connected.
+pub(super) async fn tunnel_in(tunnels: Arc<Tunnels>, cluster: &str) -> Tunnel {
+    let ((paddock_end, silence_paddock), (agent_end, silence_agent)) = pipe();
+    let serving = tunnels.clone();
+    let id = cluster.to_owned();
+    let paddock = tokio::spawn(async move {
+        let ws =
+            WebSocketStream::from_raw_socket(paddock_end, Role::Server, Some(ws::config())).await;
+        let info = SessionInfo {
+            agent_version: Some("test".into()),
+            kubernetes_version: None,
+            connected_at: Timestamp::now(),
+            last_heartbeat: Timestamp::now(),
+        };
+        serving.serve(&id, "hash".into(), info, ws).await;
+    });
+    let agent = tokio::spawn(async move {
+        let ws =
+            WebSocketStream::from_raw_socket(agent_end, Role::Client, Some(ws::config())).await;
+        let upstream = Arc::new(
+            Cluster::http1_only(&ClusterConfig::new("api", "https://127.0.0.1:9")).unwrap(),
+        );
+        crate::agent::serve_tunnel(ws, upstream).await
+    });
+    connected(&tunnels, cluster).await;
+    Tunnel {
+        tunnels,
+        paddock,
+        agent,
+        silence_paddock,
+        silence_agent,
+    }
+}
+
+async fn tunnel(cluster: &str) -> Tunnel {
+    let tunnels = Arc::new(Tunnels::new(Duration::from_secs(1), Events::default()));
+    tunnel_in(tunnels, cluster).await
+}
+
+async fn connected(tunnels: &Tunnels, cluster: &str) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while tunnels.status(cluster).is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the agent never connected");
+}
+
+/// The agent goes silent: Paddock notices within 30 s, drops the tunnel,
+/// and a stream in flight on it ends with an error, not a hang and not a
+/// clean end of file.
+#[tokio::test(start_paused = true)]
+async fn a_silent_agent_is_noticed_and_its_streams_fail() {
+    let tunnel = tunnel("edge").await;
+    let tunnels = &tunnel.tunnels;
+    let stream = tunnels
+        .slot("edge")
+        .open(Duration::from_secs(1))
+        .await
+        .unwrap();
+    let mut stream = hyper_util::rt::TokioIo::new(stream);
+
+    tunnel.silence_agent.store(true, Ordering::Relaxed);
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(NOTICED_WITHIN, stream.read(&mut buf))
+        .await
+        .expect("a stream on a dead tunnel hung");
+    assert!(read.is_err(), "the stream ended cleanly: {read:?}");
+    tokio::time::timeout(NOTICED_WITHIN, tunnel.paddock)
+        .await
+        .expect("Paddock did not notice the silent agent")
+        .unwrap();
+    assert!(tunnels.status("edge").is_none());
+    assert!(
+        tunnels.take_dropped().contains_key("edge"),
+        "the drop was not handed to the status writer"
+    );
+    // New requests are refused after the bounded wait.
+    let refused = tunnels.slot("edge").open(Duration::from_secs(1)).await;
+    assert!(refused.unwrap_err().contains("not connected"));
+}
+
+/// Paddock goes silent: the agent notices within 30 s and returns (to
+/// reconnect).
+#[tokio::test(start_paused = true)]
+async fn a_silent_paddock_is_noticed_by_the_agent() {
+    let tunnel = tunnel("edge").await;
+    tunnel.silence_paddock.store(true, Ordering::Relaxed);
+    let served = tokio::time::timeout(NOTICED_WITHIN, tunnel.agent)
+        .await
+        .expect("the agent did not notice the silent Paddock")
+        .unwrap();
+    assert!(served.is_err(), "the agent's tunnel ended cleanly");
+}
+
+/// The live heartbeat follows what is read from the tunnel: the pings of
+/// an idle one keep it current, and the idle tunnel stays up.
+#[tokio::test(start_paused = true)]
+async fn an_idle_tunnel_keeps_its_heartbeat() {
+    let tunnel = tunnel("edge").await;
+    let tunnels = &tunnel.tunnels;
+    // Pretend it was last heard from long ago; a ping brings it back.
+    tunnels.heard("edge").unwrap().set(Timestamp(1));
+    tokio::time::sleep(PING_INTERVAL * 3).await;
+    let heard = tunnels.status("edge").unwrap().last_heartbeat;
+    assert!(heard > Timestamp(1), "no ping was heard: {heard}");
+    assert!(!tunnel.agent.is_finished() && !tunnel.paddock.is_finished());
+}
