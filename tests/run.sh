@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 # namespace with unshare/nsenter from util-linux and ip from iproute2), and
 # headless Chromium with its WebDriver for the browser sign-in tests, etcd
 # (the store suite and the replica tests start their own members), and
-# protoc, which the etcd client's build script needs to compile etcd's API.
+# protoc with the well-known types (libprotobuf-dev: google/protobuf/*.proto),
+# which the etcd client's build script needs to compile etcd's API.
 packages=(slapd ldap-utils samba samba-ad-dc samba-ad-provision iproute2 procps
-  chromium chromium-driver etcd-server protobuf-compiler)
+  chromium chromium-driver etcd-server protobuf-compiler libprotobuf-dev)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
