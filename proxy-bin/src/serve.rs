@@ -364,7 +364,9 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     let metrics = match metrics {
         Some(checked) => {
             let plugin = proxy_core::plugins::metrics::Metrics::new();
-            plugin.queue("access", access_log.queue_stats());
+            if let Some(access_log) = &access_log {
+                plugin.queue("access", access_log.queue_stats());
+            }
             if let Some(audit) = audit {
                 plugin.queue("audit", audit.queue_stats());
             }

@@ -27,8 +27,8 @@ use secrecy::SecretString;
 use crate::{
     tunnel::{
         ws::{LastHeard, WsBytes},
-        CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL, PING_TIMEOUT,
-        STREAM_WINDOW,
+        CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL,
+        PING_TIMEOUT, STREAM_WINDOW,
     },
     upstream::{tls, Cluster, ClusterConfig, UpstreamError},
 };

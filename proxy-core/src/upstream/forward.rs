@@ -198,13 +198,7 @@ async fn send(
                 message: "switched protocols without being asked to".to_owned(),
             });
         };
-        return Ok(tunnel(
-            cluster,
-            response,
-            client_upgrade,
-            shutdown,
-            context,
-        ));
+        return Ok(tunnel(cluster, response, client_upgrade, shutdown, context));
     }
 
     Ok(relay(response, long_running, &shutdown))

@@ -41,7 +41,8 @@ pub(crate) fn may_record(attributes: &RequestAttributes) -> bool {
     let carries_secrets = matches!(
         attributes.resource.as_str(),
         "secrets" | "tokenreviews" | "tokenrequests"
-    ) || (attributes.resource == "serviceaccounts" && attributes.subresource == "token");
+    ) || (attributes.resource == "serviceaccounts"
+        && attributes.subresource == "token");
     attributes.is_resource_request && !attributes.is_long_running() && !carries_secrets
 }
 
@@ -236,7 +237,7 @@ mod tests {
             map
         };
         let json = (header::CONTENT_TYPE, "application/json");
-        assert_eq!(unrecordable(&headers(&[json.clone()])), None);
+        assert_eq!(unrecordable(&headers(std::slice::from_ref(&json))), None);
         assert_eq!(unrecordable(&headers(&[])), None);
         assert_eq!(
             unrecordable(&headers(&[json, (header::CONTENT_ENCODING, "gzip")])),

@@ -361,6 +361,97 @@ impl Metrics {
     }
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PassLabels {
+    cluster: Arc<str>,
+    result: &'static str,
+}
+
+/// The RBAC sync's metrics, one series per cluster.
+struct RbacSyncMetrics {
+    failing: Family<ClusterLabels, Gauge>,
+    last_success: Family<ClusterLabels, Gauge>,
+    passes: Family<PassLabels, Counter>,
+    written: Family<ClusterLabels, Counter>,
+    drift: Family<ClusterLabels, Counter>,
+}
+
+impl RbacSyncMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let this = Self {
+            failing: Family::default(),
+            last_success: Family::default(),
+            passes: Family::default(),
+            written: Family::default(),
+            drift: Family::default(),
+        };
+        registry.register(
+            "rbac_sync_failing",
+            "1 while a cluster's RBAC sync passes fail",
+            this.failing.clone(),
+        );
+        registry.register(
+            "rbac_sync_last_success_timestamp_seconds",
+            "When a cluster's RBAC sync pass last ended without error (Unix time)",
+            this.last_success.clone(),
+        );
+        registry.register(
+            "rbac_sync_passes",
+            "RBAC sync passes over a cluster, by result",
+            this.passes.clone(),
+        );
+        registry.register(
+            "rbac_sync_objects_written",
+            "RBAC objects the sync created, updated or deleted in a cluster",
+            this.written.clone(),
+        );
+        registry.register(
+            "rbac_sync_drift_repaired",
+            "RBAC objects the sync put back after they were changed in the cluster",
+            this.drift.clone(),
+        );
+        this
+    }
+
+    /// A pass over `cluster` ended with `status`, or the cluster is no
+    /// longer synchronised (`None`: its series go).
+    fn record(&self, cluster: Arc<str>, status: Option<&ClusterStatus>) {
+        let labels = ClusterLabels { cluster };
+        let Some(status) = status else {
+            self.failing.remove(&labels);
+            self.last_success.remove(&labels);
+            self.written.remove(&labels);
+            self.drift.remove(&labels);
+            for result in ["ok", "error"] {
+                self.passes.remove(&PassLabels {
+                    cluster: labels.cluster.clone(),
+                    result,
+                });
+            }
+            return;
+        };
+        self.failing
+            .get_or_create(&labels)
+            .set(i64::from(status.failing()));
+        if let Some(at) = status.last_success {
+            self.last_success.get_or_create(&labels).set(at.0);
+        }
+        let result = if status.failing() { "error" } else { "ok" };
+        self.passes
+            .get_or_create(&PassLabels {
+                cluster: labels.cluster.clone(),
+                result,
+            })
+            .inc();
+        self.written
+            .get_or_create(&labels)
+            .inc_by(status.last_pass.written());
+        self.drift
+            .get_or_create(&labels)
+            .inc_by(status.last_pass.drift_repaired);
+    }
+}
+
 /// `registry` in the OpenMetrics text format.
 pub(crate) fn encode(registry: &Registry) -> String {
     let mut text = String::with_capacity(16 * 1024);
