@@ -670,6 +670,11 @@ async fn objects_are_recorded_but_never_secrets_nor_watches() {
     })
     .await
     .unwrap();
+    // kubectl prints the list before it sends the watch: stop it only once
+    // the watch is answered (an event is written for the watch only then).
+    wait_for(&log, "watch start", |e: &Value| {
+        e["stage"] == "ResponseStarted" && e["verb"] == "watch"
+    });
     drop(watch);
     let watched = wait_for(&log, "watch", complete("watch", "pods"));
     assert!(watched.get("responseObject").is_none(), "{watched}");
