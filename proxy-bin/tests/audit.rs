@@ -90,18 +90,32 @@ async fn setup_with(webhook: Option<&str>, audit_policy: &str) -> Setup {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy");
+    let upstream = upstream_args(&fake, dir.path());
+    let (paddock, log) = start_paddock(dir.path(), upstream, webhook, audit_policy);
+    Setup {
+        _fake: fake,
+        paddock,
+        log,
+        _dir: dir,
+    }
+}
+
+/// Paddock in `dir` in front of `upstream` (its `--upstream*` flags), with
+/// `audit_policy` and the audit file (returned) and maybe a webhook sink.
+fn start_paddock(
+    dir: &Path,
+    upstream: Vec<String>,
+    webhook: Option<&str>,
+    audit_policy: &str,
+) -> (Paddock, PathBuf) {
+    let policy = dir.join("policy");
     std::fs::create_dir(&policy).unwrap();
     write_file(&policy, "project.yaml", POLICY);
-    let tokens = write_file(
-        dir.path(),
-        "tokens.csv",
-        "alice-token,alice,1001,\"developers\"\n",
-    );
-    let audit_policy = write_file(dir.path(), "audit-policy.yaml", audit_policy);
-    let log = dir.path().join("audit.log");
+    let tokens = write_file(dir, "tokens.csv", "alice-token,alice,1001,\"developers\"\n");
+    let audit_policy = write_file(dir, "audit-policy.yaml", audit_policy);
+    let log = dir.join("audit.log");
     let config = write_file(
-        dir.path(),
+        dir,
         "paddock.yaml",
         &format!(
             "audit:\n  policyFile: {}\n  file: {{path: {}, maxSizeMB: 10, maxFiles: 2}}\n{}",
@@ -112,7 +126,7 @@ async fn setup_with(webhook: Option<&str>, audit_policy: &str) -> Setup {
                 .unwrap_or_default(),
         ),
     );
-    let mut args = upstream_args(&fake, dir.path());
+    let mut args = upstream;
     args.extend(
         [
             "--token-auth-file",
@@ -125,12 +139,7 @@ async fn setup_with(webhook: Option<&str>, audit_policy: &str) -> Setup {
         .map(str::to_owned),
     );
     let paddock = Paddock::start(env!("CARGO_BIN_EXE_paddock").as_ref(), &args);
-    Setup {
-        _fake: fake,
-        paddock,
-        log,
-        _dir: dir,
-    }
+    (paddock, log)
 }
 
 fn events(log: &Path) -> Vec<Value> {
@@ -738,4 +747,49 @@ async fn the_webhook_receives_the_events_the_file_gets() {
         }
     };
     assert_eq!(posted, in_file);
+}
+
+/// A caller that gives up before the cluster answered (Ctrl-C on a
+/// `kubectl delete` that hangs) still leaves its event: the request may
+/// have reached the cluster. Its code is 499, as nginx logs it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_abandoned_before_the_answer_is_audited() {
+    // An API server that accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_file(dir.path(), "proxy-token", "unused");
+    let upstream = vec![
+        "--upstream".into(),
+        url,
+        "--upstream-token-file".into(),
+        token.display().to_string(),
+    ];
+    let (paddock, log) = start_paddock(dir.path(), upstream, None, AUDIT_POLICY);
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http2, None);
+    let uri = "/k8s/clusters/default/api/v1/namespaces/dev-a/pods/api-1";
+    let request = client.send(
+        http::Request::delete(format!("{}{uri}", paddock.url()))
+            .header("authorization", "Bearer alice-token")
+            .body(Default::default())
+            .unwrap(),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), request)
+            .await
+            .is_err(),
+        "the silent cluster answered"
+    );
+    let event = wait_for(&log, "abandoned delete", |e| {
+        e["stage"] == "ResponseComplete" && e["verb"] == "delete"
+    });
+    assert_eq!(event["requestURI"], uri, "{event}");
+    assert_eq!(event["responseStatus"]["code"], 499, "{event}");
+    assert_eq!(event["user"]["username"], "alice", "{event}");
 }

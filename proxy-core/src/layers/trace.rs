@@ -114,6 +114,43 @@ mod tests {
     }
 }
 
+/// The status logged for a request whose caller went away before its
+/// response was ready, as nginx logs it ("client closed request").
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// Runs the log phase of a request whose response future is dropped
+/// unfinished: the caller hung up, and the request may have reached the
+/// cluster all the same (a `kubectl delete` interrupted), so the access log
+/// and the audit log must still have it.
+struct Abandoned<'a>(Option<(&'a Plugins, &'a Arc<RequestContext>)>);
+
+impl<'a> Abandoned<'a> {
+    fn guard(plugins: &'a Plugins, context: &'a Arc<RequestContext>) -> Self {
+        Self((!plugins.is_empty()).then_some((plugins, context)))
+    }
+
+    /// The response is here: its body reports the end instead.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some((plugins, context)) = self.0.take() {
+            plugins.run_log(&AccessRecord {
+                context,
+                status: http::StatusCode::from_u16(CLIENT_CLOSED_REQUEST)
+                    .expect("a valid status code"),
+                bytes: 0,
+                bytes_received: 0,
+                complete: false,
+                duration: context.started.elapsed(),
+            });
+        }
+    }
+}
+
 /// See the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct Trace<S> {
@@ -157,7 +194,9 @@ where
         let plugins = self.plugins.clone();
         Box::pin(
             async move {
+                let abandoned = Abandoned::guard(&plugins, &context);
                 let Ok(response) = response.await;
+                abandoned.disarm();
                 let (mut parts, mut body) = response.into_parts();
                 if let Ok(id) = HeaderValue::from_str(&context.id) {
                     parts.headers.insert(REQUEST_ID, id);

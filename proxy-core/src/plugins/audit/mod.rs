@@ -10,7 +10,9 @@
 //! - `ResponseStarted` when the response headers go out, for long-running
 //!   requests only (watch, exec, attach, port-forward, `logs -f`, proxy);
 //! - `ResponseComplete` when the response body ends: for a watch, when the
-//!   watch closes.
+//!   watch closes; for a request whose caller hung up before the response
+//!   was ready, at once, with code 499 (the request may have reached the
+//!   cluster: an interrupted `kubectl delete` is recorded all the same).
 //!
 //! Each event names the caller (`user`, with Paddock's principal, provider
 //! and token id under `extra` as `paddock.io/principal`,
