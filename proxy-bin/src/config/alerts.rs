@@ -9,8 +9,8 @@
 //!     tokenNewAddress: true
 //!     providerDegraded: true
 //!     refreshFailingMinutes: 15
-//!     rbacSyncFailingMinutes: 10                          # needs rbacSync
-//!     clusterUnreachable: true   # from tunnels, requests, and clusterHealth if on
+//!     clusterUnreachable: true     # from tunnels, requests, and clusterHealth if on
+//!     rbacSyncFailingMinutes: 10   # needs rbacSync
 //!   receivers:
 //!   - {name: ops, url: https://hooks.slack.com/services/T0/B0/XXXX, format: slack}
 //!   - {name: am, url: https://alertmanager.example/api/v2/alerts, format: alertmanager, caFile: /etc/paddock/am-ca.crt}
