@@ -10,9 +10,10 @@
 //! * `verify-count etcd|embedded N`: N cache hits and N uncached verifications
 //!   on one backend, for callgrind: `valgrind --tool=callgrind
 //!   --collect-atstart=no --toggle-collect='*hit_loop*' replicas verify-count etcd 100000`
-//!   counts the hits only (`*uncached_loop*` the others); the `calls=` to
-//!   `malloc` in its output are the heap allocations. The verifier records
-//!   uses in a last-used tracker, as the server's does.
+//!   counts the hits only (`*uncached_loop*` the others); `malloc`'s
+//!   inclusive cost in it shows whether a hit allocates (its call counts
+//!   include calls outside the counted code). The verifier records uses in a
+//!   last-used tracker, as the server's does.
 //! * `login [SECONDS]`: local logins (argon2id + a session token commit) per
 //!   second with 2 concurrent clients, etcd vs embedded.
 //! * `startup USERS TOKENS`: seeds a store, then a fresh process opens it: load
