@@ -10,7 +10,10 @@
 //! * `verify-count etcd|embedded N`: N cache hits and N uncached verifications
 //!   on one backend, for callgrind: `valgrind --tool=callgrind
 //!   --collect-atstart=no --toggle-collect='*hit_loop*' replicas verify-count etcd 100000`
-//!   counts the hits only (`*uncached_loop*` the others).
+//!   counts the hits only (`*uncached_loop*` the others); `malloc`'s
+//!   inclusive cost in it shows whether a hit allocates (its call counts
+//!   include calls outside the counted code). The verifier records uses in a
+//!   last-used tracker, as the server's does.
 //! * `login [SECONDS]`: local logins (argon2id + a session token commit) per
 //!   second with 2 concurrent clients, etcd vs embedded.
 //! * `startup USERS TOKENS`: seeds a store, then a fresh process opens it: load
@@ -29,7 +32,7 @@ use paddock_tests::etcd::EtcdCluster;
 use proxy_core::accounts::local::{add_user, PasswordHasher, PasswordParams, PasswordPolicy};
 use proxy_core::accounts::tokens::{issue, revoke, NewToken, TokenPolicy};
 use proxy_core::accounts::{Accounts, AccountsOptions, LoginCredential};
-use proxy_core::authn::tokens::{Pepper, TokenCache, TokenHasher, TokenVerifier};
+use proxy_core::authn::tokens::{LastUsed, Pepper, TokenCache, TokenHasher, TokenVerifier};
 use proxy_core::store::{
     EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, Expect, Object, Op, Store, StoreView,
     Timestamp, TokenKind, TokenRecord, User,
@@ -126,7 +129,8 @@ fn verify_setup(name: &'static str, store: Arc<dyn Store>) -> VerifySetup {
     view.commit(vec![Op::put(Object::User(user("u-bench")), Expect::Any)])
         .expect("user");
     let (_, secret) = issue_api_token(&view, &hasher);
-    let verifier = TokenVerifier::new(hasher, view.clone());
+    let verifier =
+        TokenVerifier::new(hasher, view.clone()).with_activity(Arc::new(LastUsed::default()));
     let cache: TokenCache = TokenCache::new(Duration::from_secs(600), 100_000);
     cache
         .verify(&verifier, &secret, Timestamp::now(), |_| ())

@@ -301,6 +301,104 @@ fn revocation_takes_effect_on_the_next_request_even_when_cached() {
 }
 
 #[test]
+fn cached_token_with_another_secret_is_rejected_and_keeps_the_entry() {
+    let f = fixture();
+    let cache: TokenCache<String> = TokenCache::new(Duration::from_secs(10), 1000);
+    let t = f.issue(NewToken::new("u-alice", TokenKind::Api));
+    cache
+        .verify(&f.verifier, text(&t), T0, |v| v.user_id().to_owned())
+        .unwrap();
+    // Same id, the last secret character changed: the cached digest does
+    // not match, the full verification refuses it.
+    let good = text(&t);
+    let last = if good.ends_with('A') { "B" } else { "A" };
+    let wrong = format!("{}{last}", &good[..good.len() - 1]);
+    for _ in 0..2 {
+        assert_eq!(
+            cache
+                .verify(&f.verifier, &wrong, T0, |_| unreachable!("not valid"))
+                .unwrap_err(),
+            TokenError::Mismatch
+        );
+    }
+    // Knowing the id did not evict the real token's entry.
+    let (_, user) = cache
+        .verify(&f.verifier, good, T0, |_| {
+            unreachable!("cache hit expected")
+        })
+        .unwrap();
+    assert_eq!(user, "u-alice");
+    assert_eq!(
+        cache
+            .verify(&f.verifier, "no-colon", T0, |_| String::new())
+            .unwrap_err(),
+        TokenError::Malformed
+    );
+}
+
+#[test]
+fn cache_entries_expire_after_the_ttl_and_capacity_is_bounded() {
+    let f = fixture();
+    let cache: TokenCache<u32> = TokenCache::new(Duration::from_secs(10), 3);
+    let t = f.issue(NewToken::new("u-alice", TokenKind::Api));
+    cache.verify(&f.verifier, text(&t), T0, |_| 1).unwrap();
+    let at = |secs: u64| T0.plus(Duration::from_secs(secs));
+    let (_, v) = cache.verify(&f.verifier, text(&t), at(9), |_| 2).unwrap();
+    assert_eq!(v, 1, "within the TTL: the cached value");
+    let (_, v) = cache.verify(&f.verifier, text(&t), at(10), |_| 3).unwrap();
+    assert_eq!(v, 3, "after the TTL: rebuilt");
+    // A clock set back does not make an entry live longer.
+    let (_, v) = cache.verify(&f.verifier, text(&t), T0, |_| 4).unwrap();
+    assert_eq!(v, 4);
+    let more: Vec<_> = (0..20)
+        .map(|_| f.issue(NewToken::new("u-bob", TokenKind::Api)))
+        .collect();
+    for t in &more {
+        cache.verify(&f.verifier, text(t), T0, |_| 0).unwrap();
+    }
+    // Capacity is kept per shard: 3 rounds up to one entry in each of 16.
+    let n = cache.len();
+    assert!((1..=16).contains(&n), "{n} entries");
+}
+
+#[test]
+fn idle_timeout_is_enforced_on_cache_hits() {
+    let f = fixture();
+    let policy = TokenPolicy {
+        session_idle: Some(Duration::from_secs(60)),
+        ..TokenPolicy::default()
+    };
+    let t = issue(
+        &f.view,
+        &f.hasher,
+        &policy,
+        NewToken::new("u-alice", TokenKind::Session),
+        T0,
+    )
+    .unwrap();
+    let cache: TokenCache = TokenCache::new(Duration::from_secs(600), 1000);
+    let at = |secs: u64| T0.plus(Duration::from_secs(secs));
+    for secs in [0, 50, 100, 150] {
+        assert!(
+            cache
+                .verify(&f.verifier, text(&t), at(secs), |_| ())
+                .is_ok(),
+            "used {secs} s after issue"
+        );
+    }
+    assert_eq!(f.activity.last_seen(&t.record.id), Some(at(150)));
+    // A use through the verifier alone (another path) extends it too.
+    assert!(f.verifier.verify(text(&t), at(200)).is_ok());
+    assert!(cache.verify(&f.verifier, text(&t), at(259), |_| ()).is_ok());
+    assert_eq!(
+        cache
+            .verify(&f.verifier, text(&t), at(319), |_| ())
+            .unwrap_err(),
+        TokenError::IdleExpired
+    );
+}
+
+#[test]
 fn disabling_a_user_stops_all_their_tokens_on_the_next_request() {
     let f = fixture();
     let cache: TokenCache = TokenCache::new(Duration::from_secs(10), 1000);

@@ -10,8 +10,9 @@ use super::{split_presented, LastUsed, TokenCache, TokenError, TokenHasher, Toke
 use crate::authn::{Authenticator, AuthnError, Credential, Identity, ReadyOrBoxed};
 use crate::store::{StoreView, Timestamp};
 
-/// How long a verified token is served from memory before the hash is checked
-/// again. Revocation does not wait for it: every hit is re-validated against the
+/// How long a verified token's identity is served from memory before it is
+/// built again (and the stored hash checked again): the bound on stale groups.
+/// Revocation does not wait for it: every hit is re-validated against the
 /// snapshot (see [`TokenCache`]).
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const CACHE_CAPACITY: u64 = 100_000;

@@ -1,64 +1,113 @@
-//! A short-TTL cache in front of [`TokenVerifier`], keyed by a digest of the
-//! presented token (never the token itself), holding whatever the caller derives
-//! from a verified token (e.g. the request Identity).
+//! A short-TTL cache in front of [`TokenVerifier`], holding whatever the caller
+//! derives from a verified token (e.g. the request Identity).
 //!
-//! A hit is re-validated against the current [`TokenSource`] state: the token and
-//! user records must still be at the revisions the entry was built from, and
-//! expiry, idle timeout and the enabled flags are re-checked. Revoking a token or
-//! disabling its user therefore takes effect on the very next request even for
-//! a cached token; [`TokenCache::invalidate_token`] also drops the entry.
+//! Entries are found by token id (not secret, so a plain hash map slot) and
+//! hold a keyed SHA-256 of the secret, never the secret: a hit hashes the
+//! presented secret (one SHA-256 block, the key's block is hashed once per
+//! process) and compares the digests in constant time. Reading the cache's
+//! memory therefore yields nothing to log in with (finding a secret for a
+//! digest is a SHA-256 preimage), and a wrong secret for a cached id is a
+//! miss that the full verification rejects.
+//!
+//! A hit is re-validated against the current [`TokenSource`](super::TokenSource)
+//! state: the token and user records must still be at the revisions the entry
+//! was built from, and expiry, idle timeout and the enabled flags are re-checked.
+//! Revoking a token or disabling its user therefore takes effect on the very
+//! next request even for a cached token; [`TokenCache::invalidate_token`] also
+//! drops the entry.
 
-use std::sync::Arc;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::hash::os_random;
-use super::verify::{TokenVerifier, VerifiedToken};
+use super::verify::{split_presented, TokenVerifier, VerifiedToken};
 use super::TokenError;
 use crate::store::Timestamp;
 
+/// Independent locks, so concurrent requests rarely wait on each other's
+/// inserts. A power of two.
+const SHARDS: usize = 16;
+
 struct Cached<V> {
+    /// Keyed SHA-256 of the secret ([`TokenCache::digest`]).
+    digest: [u8; 32],
     verified: VerifiedToken,
     value: V,
+    /// When it was cached; the TTL counts from here.
+    since: Timestamp,
+    /// The latest use recorded in the verifier's last-used tracker through
+    /// this entry: a hit records a use only when the second changed, so the
+    /// tracker's lock is taken at most once a second per token.
+    touched: AtomicI64,
 }
+
+type Shard<V> = HashMap<Box<str>, Arc<Cached<V>>>;
 
 /// A cache of verified tokens and a derived value `V`.
 pub struct TokenCache<V = ()> {
-    inner: moka::sync::Cache<[u8; 32], Arc<Cached<V>>>,
-    // Per-process random key: the digest identifies a token only inside this
-    // process, so cache keys are useless to anyone who reads memory dumps or logs.
-    key: [u8; 32],
+    shards: Box<[RwLock<Shard<V>>]>,
+    shard_of: RandomState,
+    per_shard: usize,
+    ttl_secs: u64,
+    // SHA-256 state after one block of a per-process random key: the digest
+    // identifies a secret only inside this process, and a hit hashes just the
+    // secret's block.
+    keyed: Sha256,
 }
 
 impl<V> std::fmt::Debug for TokenCache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries: usize = self.shards.iter().map(|s| read(s).len()).sum();
         f.debug_struct("TokenCache")
-            .field("entries", &self.inner.entry_count())
+            .field("entries", &entries)
             .finish_non_exhaustive()
     }
 }
 
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
 impl<V: Clone + Send + Sync + 'static> TokenCache<V> {
-    /// A cache holding at most `capacity` tokens, each for at most `ttl`.
+    /// A cache holding at most `capacity` tokens (rounded up to a multiple of
+    /// the shard count), each for at most `ttl` (whole seconds, at least one).
     pub fn new(ttl: Duration, capacity: u64) -> Self {
-        let mut key = [0u8; 32];
+        let mut key = [0u8; 64];
         os_random(&mut key);
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            inner: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .support_invalidation_closures()
-                .build(),
-            key,
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            shard_of: RandomState::new(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            ttl_secs: ttl.as_secs().max(1),
+            keyed: Sha256::new_with_prefix(key),
         }
     }
 
-    fn digest(&self, presented: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.key);
-        h.update(presented.as_bytes());
-        h.finalize().into()
+    fn digest(&self, secret: &str) -> [u8; 32] {
+        self.keyed.clone().chain_update(secret).finalize().into()
+    }
+
+    fn shard(&self, id: &str) -> &RwLock<Shard<V>> {
+        // Truncation is the point: the low bits pick the shard.
+        #[allow(clippy::cast_possible_truncation)]
+        let h = self.shard_of.hash_one(id) as usize;
+        &self.shards[h & (SHARDS - 1)]
+    }
+
+    fn fresh(&self, c: &Cached<V>, now: Timestamp) -> bool {
+        now >= c.since && now.seconds_since(c.since) < self.ttl_secs
     }
 
     /// Verifies `presented`, from the cache when possible; on a miss runs
@@ -70,54 +119,85 @@ impl<V: Clone + Send + Sync + 'static> TokenCache<V> {
         now: Timestamp,
         build: impl FnOnce(&VerifiedToken) -> V,
     ) -> Result<(VerifiedToken, V), TokenError> {
-        let digest = self.digest(presented);
-        if let Some(c) = self.inner.get(&digest) {
-            let still_valid = verifier
-                .source()
-                .token_state(c.verified.token_id())
-                .is_some_and(|st| {
-                    (st.record.revision, st.user_revision) == c.verified.revisions()
-                        && verifier.check_state(&st, now).is_ok()
-                });
-            if still_valid {
-                verifier.touch(c.verified.token_id(), now);
-                return Ok((c.verified.clone(), c.value.clone()));
+        let (id, secret) = split_presented(presented)?;
+        let shard = self.shard(id);
+        let digest = self.digest(secret);
+        let cached = read(shard).get(id).cloned();
+        if let Some(c) = cached {
+            // The secret first: nothing about the token's state is revealed
+            // to a caller who does not hold it.
+            if bool::from(c.digest.ct_eq(&digest)) && self.fresh(&c, now) {
+                let touched = Timestamp(c.touched.load(Ordering::Relaxed));
+                if verifier.still_valid(&c.verified, touched, now) {
+                    if c.touched.fetch_max(now.0, Ordering::Relaxed) < now.0 {
+                        verifier.touch(id, now);
+                    }
+                    return Ok((c.verified.clone(), c.value.clone()));
+                }
+                // Changed, revoked, disabled or expired: a full verification
+                // reports the precise reason.
+                self.remove_if_same(id, &c);
+            } else if !self.fresh(&c, now) {
+                self.remove_if_same(id, &c);
             }
-            // Changed, revoked, disabled or expired: fall through to a full
-            // verification, which reports the precise reason.
-            self.inner.invalidate(&digest);
+            // A wrong secret leaves the entry alone: knowing an id must not
+            // let anyone evict it.
         }
         let verified = verifier.verify(presented, now)?;
         let value = build(&verified);
-        self.inner.insert(
+        let entry = Arc::new(Cached {
             digest,
-            Arc::new(Cached {
-                verified: verified.clone(),
-                value: value.clone(),
-            }),
-        );
+            verified: verified.clone(),
+            value: value.clone(),
+            since: now,
+            touched: AtomicI64::new(now.0),
+        });
+        let mut map = write(shard);
+        if map.len() >= self.per_shard && !map.contains_key(id) {
+            map.retain(|_, c| self.fresh(c, now));
+            if map.len() >= self.per_shard {
+                // Any one: entries are cheap to rebuild, and which one goes is
+                // not under a client's control (the map's order is random).
+                if let Some(k) = map.keys().next().cloned() {
+                    map.remove(&k);
+                }
+            }
+        }
+        map.insert(id.into(), entry);
         Ok((verified, value))
+    }
+
+    /// Removes `id`'s entry if it still is `c` (not one a concurrent miss
+    /// just inserted).
+    fn remove_if_same(&self, id: &str, c: &Arc<Cached<V>>) {
+        let mut map = write(self.shard(id));
+        if map.get(id).is_some_and(|cur| Arc::ptr_eq(cur, c)) {
+            map.remove(id);
+        }
+    }
+
+    /// Number of cached tokens.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).len()).sum()
     }
 
     /// Drops every cached entry of token `id`.
     pub fn invalidate_token(&self, id: &str) {
-        let id = id.to_string();
-        // Only fails when closures are not supported, which `new` enables.
-        let _ = self
-            .inner
-            .invalidate_entries_if(move |_, c| c.verified.token_id() == id);
+        write(self.shard(id)).remove(id);
     }
 
     /// Drops every cached entry of a user's tokens (on disable).
     pub fn invalidate_user(&self, user_id: &str) {
-        let id = user_id.to_string();
-        let _ = self
-            .inner
-            .invalidate_entries_if(move |_, c| c.verified.user_id() == id);
+        for s in &*self.shards {
+            write(s).retain(|_, c| c.verified.user_id() != user_id);
+        }
     }
 
     /// Drops everything.
     pub fn invalidate_all(&self) {
-        self.inner.invalidate_all();
+        for s in &*self.shards {
+            write(s).clear();
+        }
     }
 }

@@ -7,8 +7,9 @@
 //!   path and in the sidecar.
 //! * [`TokenVerifier`] checks a presented token against any [`TokenSource`] (the
 //!   server's snapshot, or a sidecar's replicated hashes); [`TokenCache`] puts a
-//!   short-TTL cache in front, keyed by a digest; [`LastUsed`] coalesces
-//!   last-used writes to one per token per minute.
+//!   short-TTL cache in front, found by token id and confirmed by a keyed
+//!   digest of the secret; [`LastUsed`] coalesces last-used writes to one per
+//!   token per minute.
 
 mod authenticator;
 mod cache;

@@ -184,9 +184,34 @@ impl TokenVerifier {
         }
     }
 
+    /// Whether `token`, verified earlier, is still valid at `now`: its token
+    /// and user records are at the revisions it was verified against, and
+    /// [`Self::check_state`] passes. `seen` is a use known to have happened,
+    /// so the idle check rarely needs the last-used tracker.
+    pub(crate) fn still_valid(
+        &self,
+        token: &VerifiedToken,
+        seen: Timestamp,
+        now: Timestamp,
+    ) -> bool {
+        self.source.token_state(token.token_id()).is_some_and(|st| {
+            (st.record.revision, st.user_revision) == token.revisions()
+                && self.check_state_seen(&st, Some(seen), now).is_ok()
+        })
+    }
+
     /// The checks after the secret matched, in Rancher's order: expiry, idle,
     /// token enabled, user enabled.
     pub(crate) fn check_state(&self, st: &TokenState, now: Timestamp) -> Result<(), TokenError> {
+        self.check_state_seen(st, None, now)
+    }
+
+    fn check_state_seen(
+        &self,
+        st: &TokenState,
+        seen: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), TokenError> {
         let t = &st.record.value;
         if let Some(at) = t.expires_at {
             if now >= at {
@@ -195,8 +220,12 @@ impl TokenVerifier {
         }
         if let Some(idle) = t.idle_timeout_secs {
             let mut last = st.last_used.unwrap_or(t.created_at).max(t.created_at);
-            if let Some(seen) = self.activity.as_ref().and_then(|a| a.last_seen(&t.id)) {
-                last = last.max(seen);
+            last = last.max(seen.unwrap_or(last));
+            // The tracker (a lock) only when the uses known so far are too old.
+            if now.seconds_since(last) >= idle {
+                if let Some(seen) = self.activity.as_ref().and_then(|a| a.last_seen(&t.id)) {
+                    last = last.max(seen);
+                }
             }
             if now.seconds_since(last) >= idle {
                 return Err(TokenError::IdleExpired);
