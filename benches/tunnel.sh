@@ -87,7 +87,7 @@ for round in $(seq 1 "$ROUNDS"); do
   ratios+=("$ratio")
   echo "round $round: direct $direct MiB/s, through the tunnel $tunnel MiB/s, ratio $ratio (load average $(cut -d' ' -f1 /proc/loadavg))"
 done
-python3 -c "import statistics; print(f'median ratio {statistics.median([${ratios[*]// /,}]):.2f} (target >= 0.8)')"
+python3 -c "import statistics; print(f'median ratio {statistics.median([$(IFS=,; echo "${ratios[*]}")]):.2f} (target >= 0.8)')"
 
 echo "== 2. $WATCHES watches through one tunnel"
 timeout 300 "$bin/watch_memory" --url "$url/k8s/clusters/edge" --ca "$ca" --token bench-token \
