@@ -4,20 +4,22 @@
 
 use std::{sync::Arc, time::Duration};
 
-use http::{header::HeaderValue, Uri};
+use bytes::Bytes;
+use http::{header, header::HeaderValue, Request, StatusCode, Uri};
+use http_body_util::Empty;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,
 };
-use tokio_rustls::{client::TlsStream, TlsConnector};
-use tokio_tungstenite::{
-    tungstenite::{self, client::IntoClientRequest},
-    WebSocketStream,
-};
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::tunnel::{ws, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER};
+use crate::tunnel::{KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER};
 
 /// Time allowed for TCP, the proxy, TLS and the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -42,10 +44,11 @@ pub(super) struct Dialer {
     pub(super) proxy: Option<Uri>,
 }
 
-pub(super) type Socket = WebSocketStream<TlsStream<TcpStream>>;
+/// The connection to Paddock, upgraded to a WebSocket.
+pub(super) type Socket = TokioIo<Upgraded>;
 
 impl Dialer {
-    /// Opens the tunnel's WebSocket.
+    /// Opens the tunnel's WebSocket (RFC 6455 §4.1).
     pub(super) async fn dial(
         &self,
         token: &SecretString,
@@ -90,33 +93,60 @@ impl Dialer {
             Some(port) => format!("{}:{port}", self.server.host().unwrap_or_default()),
             None => self.server.host().unwrap_or_default().to_owned(),
         };
-        let url = format!("wss://{authority}{}", crate::tunnel::CONNECT_PATH);
-        let mut request = url
-            .into_client_request()
+        let key = generate_key();
+        let mut request = Request::get(crate::tunnel::CONNECT_PATH)
+            .header(header::HOST, authority)
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_VERSION, "13")
+            .header(header::SEC_WEBSOCKET_KEY, &key)
+            .header(VERSION_HEADER, env!("CARGO_PKG_VERSION"))
+            .body(Empty::<Bytes>::new())
             .map_err(|e| failed("request", &e))?;
         let headers = request.headers_mut();
         let mut value = HeaderValue::from_str(token.expose_secret())
             .map_err(|_| DialError::Failed("the token is not a valid header value".to_owned()))?;
         value.set_sensitive(true);
         headers.insert(TOKEN_HEADER, value);
-        headers.insert(
-            VERSION_HEADER,
-            HeaderValue::from_static(env!("CARGO_PKG_VERSION")),
-        );
         if let Some(version) = kubernetes_version.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(KUBERNETES_VERSION_HEADER, version);
         }
-        match tokio_tungstenite::client_async_with_config(request, tls, Some(ws::config())).await {
-            Ok((socket, _)) => Ok(socket),
-            Err(tungstenite::Error::Http(response)) if response.status() == 401 => {
-                Err(DialError::Unauthorized)
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| failed("HTTP", &e))?;
+        // Runs until it hands the socket to the upgrade; aborted with the
+        // dial when Paddock never answers.
+        let _connection = AbortOnDropHandle::new(tokio::spawn(connection.with_upgrades()));
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| failed("WebSocket handshake", &e))?;
+        match response.status() {
+            StatusCode::SWITCHING_PROTOCOLS => {}
+            StatusCode::UNAUTHORIZED => return Err(DialError::Unauthorized),
+            status => {
+                return Err(DialError::Failed(format!(
+                    "Paddock answered {status} instead of switching to the tunnel"
+                )))
             }
-            Err(tungstenite::Error::Http(response)) => Err(DialError::Failed(format!(
-                "Paddock answered {} instead of switching to the tunnel",
-                response.status()
-            ))),
-            Err(error) => Err(failed("WebSocket handshake", &error)),
         }
+        let accepted = response
+            .headers()
+            .get(header::SEC_WEBSOCKET_ACCEPT)
+            .is_some_and(|v| v.as_bytes() == derive_accept_key(key.as_bytes()).as_bytes());
+        let websocket = response
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if !accepted || !websocket {
+            return Err(DialError::Failed(
+                "WebSocket handshake: Paddock's answer does not accept the upgrade".to_owned(),
+            ));
+        }
+        let upgraded = hyper::upgrade::on(response)
+            .await
+            .map_err(|e| failed("WebSocket handshake", &e))?;
+        Ok(TokioIo::new(upgraded))
     }
 }
 

@@ -26,7 +26,7 @@ use secrecy::SecretString;
 
 use crate::{
     tunnel::{
-        ws::{LastHeard, WsBytes},
+        ws::{LastHeard, Role, WsBytes},
         CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL,
         PING_TIMEOUT, STREAM_WINDOW,
     },
@@ -195,10 +195,7 @@ async fn attempt(
 /// Serves the HTTP/2 side of a tunnel over `socket` until it ends: every
 /// stream Paddock opens carries HTTP/1.1 to `upstream`. An error when the
 /// tunnel failed (its keepalive pings went unanswered, say).
-pub(crate) async fn serve_tunnel<S>(
-    socket: tokio_tungstenite::WebSocketStream<S>,
-    upstream: Arc<Cluster>,
-) -> Result<(), hyper::Error>
+pub(crate) async fn serve_tunnel<S>(socket: S, upstream: Arc<Cluster>) -> Result<(), hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -217,7 +214,11 @@ where
         .keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
         .serve_connection(
-            TokioIo::new(WsBytes::new(socket, Arc::new(LastHeard::now()))),
+            TokioIo::new(WsBytes::new(
+                socket,
+                Role::Client,
+                Arc::new(LastHeard::now()),
+            )),
             service,
         )
         .await

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use secrecy::SecretString;
-use tokio_tungstenite::{tungstenite::protocol::Role, WebSocketStream};
 
 use super::Endpoints;
 use crate::{
@@ -22,7 +21,7 @@ use crate::{
     error::ProxyError,
     request::{ProxyResult, UpgradeRequest},
     store::Timestamp,
-    tunnel::{ws, SessionInfo, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER},
+    tunnel::{SessionInfo, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER},
 };
 
 /// Header values an agent reports are cut to this length.
@@ -92,14 +91,10 @@ pub(super) async fn accept(
                 return;
             }
         };
-        let socket = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(ws::config()),
-        )
-        .await;
         // The tunnels' status writer records the connect and the drop.
-        tunnels.serve(&cluster, token_hash, info, socket).await;
+        tunnels
+            .serve(&cluster, token_hash, info, TokioIo::new(upgraded))
+            .await;
     });
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

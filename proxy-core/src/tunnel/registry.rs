@@ -23,7 +23,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ws::{LastHeard, WsBytes},
+    ws::{LastHeard, Role, WsBytes},
     CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT,
 };
 use crate::{
@@ -231,20 +231,15 @@ impl Tunnels {
     }
 
     /// Runs the HTTP/2 client side of a new tunnel over `io` (the agent's
-    /// WebSocket) until it ends. The new session replaces any older one
+    /// connection, upgraded to a WebSocket) until it ends. The new session replaces any older one
     /// of the same cluster (an agent reconnecting before the old tunnel
     /// was noticed dead).
-    pub(crate) async fn serve<S>(
-        &self,
-        cluster: &str,
-        token_hash: String,
-        info: SessionInfo,
-        ws: tokio_tungstenite::WebSocketStream<S>,
-    ) where
+    pub(crate) async fn serve<S>(&self, cluster: &str, token_hash: String, info: SessionInfo, io: S)
+    where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let heard = Arc::new(LastHeard::now());
-        let io = TokioIo::new(WsBytes::new(ws, heard.clone()));
+        let io = TokioIo::new(WsBytes::new(io, Role::Server, heard.clone()));
         let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(super::STREAM_WINDOW)

@@ -15,7 +15,6 @@ use std::{
 };
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream, ReadBuf};
-use tokio_tungstenite::{tungstenite::protocol::Role, WebSocketStream};
 
 use super::*;
 use crate::{
@@ -107,23 +106,19 @@ pub(super) async fn tunnel_in(tunnels: Arc<Tunnels>, cluster: &str) -> Tunnel {
     let serving = tunnels.clone();
     let id = cluster.to_owned();
     let paddock = tokio::spawn(async move {
-        let ws =
-            WebSocketStream::from_raw_socket(paddock_end, Role::Server, Some(ws::config())).await;
         let info = SessionInfo {
             agent_version: Some("test".into()),
             kubernetes_version: None,
             connected_at: Timestamp::now(),
             last_heartbeat: Timestamp::now(),
         };
-        serving.serve(&id, "hash".into(), info, ws).await;
+        serving.serve(&id, "hash".into(), info, paddock_end).await;
     });
     let agent = tokio::spawn(async move {
-        let ws =
-            WebSocketStream::from_raw_socket(agent_end, Role::Client, Some(ws::config())).await;
         let upstream = Arc::new(
             Cluster::http1_only(&ClusterConfig::new("api", "https://127.0.0.1:9")).unwrap(),
         );
-        crate::agent::serve_tunnel(ws, upstream).await
+        crate::agent::serve_tunnel(agent_end, upstream).await
     });
     connected(&tunnels, cluster).await;
     Tunnel {
