@@ -149,15 +149,16 @@ async fn generated_token_reviews_get_a_400_status_or_a_well_formed_answer() {
     let center = Paddock::start(bin(), &upstream_args(&fake, dir.path()));
     let client = TestClient::new(&center.ca_pem(), Protocol::Http1, None);
     let admin = center.admin_session(&client, "review-bodies-pass-1").await;
+    // The sidecar reads the feed with the cluster's registration token.
     let created = client
         .send_json(
             http::Method::POST,
-            &format!("{}/paddock/v1/tokens", center.url()),
+            &format!("{}/paddock/v1/clusters/default/token", center.url()),
             Some(&admin),
-            &serde_json::json!({"kind": "api", "description": "sidecar feed"}),
+            &serde_json::json!({}),
         )
         .await;
-    assert_eq!(created.status(), 201, "{}", created.text());
+    assert_eq!(created.status(), 200, "{}", created.text());
     let feed = write_file(
         dir.path(),
         "feed-token",
