@@ -176,6 +176,11 @@ fn seed(
     })
 }
 
+/// Whether a TokenReview answer shows the change.
+type Arrived = Box<dyn Fn(&[u8]) -> bool>;
+/// A change sent to the center (or its store), done when acknowledged.
+type Change = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+
 /// Prints a propagation's distribution beside its baseline's.
 fn summary_with_baseline(name: &str, baseline: &str, samples: Vec<(Duration, Duration)>) {
     summary(baseline, samples.iter().map(|s| s.0).collect());
@@ -441,30 +446,27 @@ async fn main() -> anyhow::Result<()> {
     };
     // Sends `change`, then reviews `token` until `arrived` holds for the
     // answer: (the change's own round trip, until the sidecar has it).
-    let propagate =
-        |token: String,
-         arrived: Box<dyn Fn(&[u8]) -> bool>,
-         change: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>| {
-            let review = &review;
-            async move {
-                let t = Instant::now();
-                change.await?;
-                let acknowledged = t.elapsed();
-                loop {
-                    let (_, body) = review(token.clone()).await;
-                    if arrived(&body) {
-                        break;
-                    }
-                    anyhow::ensure!(
-                        t.elapsed() < Duration::from_secs(30),
-                        "the change never reached the sidecar"
-                    );
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+    let propagate = |token: String, arrived: Arrived, change: Change| {
+        let review = &review;
+        async move {
+            let t = Instant::now();
+            change.await?;
+            let acknowledged = t.elapsed();
+            loop {
+                let (_, body) = review(token.clone()).await;
+                if arrived(&body) {
+                    break;
                 }
-                anyhow::Ok((acknowledged, t.elapsed()))
+                anyhow::ensure!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "the change never reached the sidecar"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-        };
-    let authenticated = |yes: bool| -> Box<dyn Fn(&[u8]) -> bool> {
+            anyhow::Ok((acknowledged, t.elapsed()))
+        }
+    };
+    let authenticated = |yes: bool| -> Arrived {
         let needle: &'static [u8] = if yes {
             b"\"authenticated\":true"
         } else {
