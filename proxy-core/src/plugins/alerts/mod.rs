@@ -11,7 +11,7 @@
 //! | [`refresh_failing`](AlertRules::refresh_failing) | `PaddockRefreshFailing` | `provider` | a provider's background refreshes failed for this long | a refresh succeeds |
 //! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | the health checker (or a tunnel, through [`Proxy::events`](crate::Proxy::events)) finds the cluster unreachable | it is reachable again |
 //! | [`rbac_sync_failing`](AlertRules::rbac_sync_failing) | `PaddockRbacSyncFailing` | `cluster` | a cluster's RBAC sync passes ([`rbac_sync`](super::rbac_sync)) failed for this long | a pass succeeds, or the cluster is no longer synchronised |
-//! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | an agent's tunnel drops, requests to a direct cluster cannot connect, or the health checker finds it unreachable (any [`Event::ClusterReachability`](crate::events::Event::ClusterReachability)) | it is reachable again |
+//! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | an agent's tunnel drops, requests to a direct cluster cannot connect, or the health checker finds it unreachable (any [`Event::ClusterReachability`]) | it is reachable again |
 //!
 //! **Deduplicated**: an alert (its name and labels) fires once and stays
 //! firing, silent, until it resolves or expires. **Rate limited**: at most
