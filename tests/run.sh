@@ -65,6 +65,10 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> build"
 cargo build --workspace --all-targets
+# The cargo-fuzz crate is outside the workspace (own lock file and target/):
+# check it builds, which also builds proxy-core without default features.
+echo "==> fuzz targets (proxy-core/fuzz)"
+(cd proxy-core/fuzz && cargo check)
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 use proxy_core::{
     accounts::clusters::{self, NewCluster},
     agent::manifest::Manifest,
-    store::ClusterConnection,
+    store::{ClusterConnection, DirectEndpointRecord},
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -37,6 +37,14 @@ pub(crate) enum ClusterCommand {
         /// Paddock's bearer token file for --server.
         #[arg(long, requires = "server")]
         token_file: Option<PathBuf>,
+        /// The cluster's authorized cluster endpoint (an https:// URL where
+        /// users reach its API server directly, authenticated by `paddock
+        /// sidecar`): downloaded kubeconfigs gain a `<id>-direct` context.
+        #[arg(long)]
+        direct_endpoint: Option<String>,
+        /// CA bundle users' kubectl trusts for --direct-endpoint.
+        #[arg(long, requires = "direct_endpoint")]
+        direct_endpoint_ca_file: Option<PathBuf>,
         /// Paddock's URL as the agent reaches it, for the printed command.
         #[arg(long, default_value = "https://127.0.0.1:8443")]
         paddock_url: String,
@@ -102,6 +110,8 @@ fn run(location: &StoreLocation, command: ClusterCommand) -> Result<(), String> 
             server,
             ca_file,
             token_file,
+            direct_endpoint,
+            direct_endpoint_ca_file,
             paddock_url,
         } => {
             let labels = labels
@@ -125,10 +135,23 @@ fn run(location: &StoreLocation, command: ClusterCommand) -> Result<(), String> 
                 },
                 None => ClusterConnection::Agent,
             };
+            let direct_endpoint = direct_endpoint
+                .map(|server| {
+                    let ca_pem = direct_endpoint_ca_file
+                        .map(|f| {
+                            std::fs::read_to_string(&f).map_err(|e| {
+                                format!("--direct-endpoint-ca-file {}: {e}", f.display())
+                            })
+                        })
+                        .transpose()?;
+                    Ok::<_, String>(DirectEndpointRecord { server, ca_pem })
+                })
+                .transpose()?;
             let new = NewCluster::agent(id)
                 .display_name(display_name)
                 .labels(labels)
-                .connection(connection);
+                .connection(connection)
+                .direct_endpoint(direct_endpoint);
             let registered = clusters::create(view, accounts.token_hasher(), new, &configured)
                 .map_err(|e| e.to_string())?;
             println!(

@@ -669,3 +669,152 @@ async fn kubectl_through_the_sidecars_request_path_with_the_replicated_policy() 
     }
     sidecar.kill();
 }
+
+/// A cluster registered at runtime (through the API or the CLI) can have an
+/// authorized cluster endpoint too: downloaded kubeconfigs gain its
+/// `<id>-direct` context, with its CA, until it is removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_clusters_direct_endpoints_reach_downloaded_kubeconfigs() {
+    let Center {
+        _fake: fake,
+        dir,
+        center,
+        ..
+    } = Center::start(Vec::new()).await;
+    let client = TestClient::new(&center.ca_pem(), Protocol::Http1, None);
+    let admin = center
+        .admin_session(&client, "sidecar-test-password-4")
+        .await;
+    let url = |path: &str| format!("{}{path}", center.url());
+    let ca_b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        fake.ca_pem().as_bytes(),
+    );
+    let call = |method: http::Method, path: &str, body: serde_json::Value| {
+        let client = &client;
+        let admin = &admin;
+        let url = url(path);
+        async move {
+            let response = client.send_json(method, &url, Some(admin), &body).await;
+            (response.status(), response.json())
+        }
+    };
+    // Not https: refused, naming the field.
+    let (code, body) = call(
+        http::Method::POST,
+        "/paddock/v1/clusters",
+        serde_json::json!({"id": "edge", "directEndpoint": {"server": "http://edge:6443"}}),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("directEndpoint.server"),
+        "{body}"
+    );
+    let (code, body) = call(
+        http::Method::POST,
+        "/paddock/v1/clusters",
+        serde_json::json!({"id": "edge", "directEndpoint": {
+            "server": "https://edge-api.example:6443", "caPem": fake.ca_pem(),
+        }}),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(
+        body["directEndpoint"]["server"],
+        "https://edge-api.example:6443"
+    );
+    assert_eq!(body["directEndpoint"]["caPem"], true);
+    let kubeconfig = |id: &'static str| {
+        let client = &client;
+        let admin = &admin;
+        let url = url(&format!("/paddock/v1/kubeconfig?cluster={id}"));
+        async move {
+            let start = Instant::now();
+            loop {
+                let response = client.get(&url, Some(admin)).await;
+                if response.status() == 200 {
+                    return response.text();
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "{id}: {} {}",
+                    response.status(),
+                    response.text()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let yaml = kubeconfig("edge").await;
+    let config: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+    let direct = config["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "edge-direct")
+        .unwrap_or_else(|| panic!("no edge-direct in {yaml}"));
+    assert_eq!(direct["cluster"]["server"], "https://edge-api.example:6443");
+    assert_eq!(
+        direct["cluster"]["certificate-authority-data"],
+        ca_b64.as_str()
+    );
+    assert_eq!(
+        config["current-context"], "edge",
+        "through Paddock by default"
+    );
+
+    // A PATCH that leaves it out keeps it; `null` removes it.
+    let (code, body) = call(
+        http::Method::PATCH,
+        "/paddock/v1/clusters/edge",
+        serde_json::json!({"displayName": "Edge"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["directEndpoint"]["server"],
+        "https://edge-api.example:6443"
+    );
+    let (code, body) = call(
+        http::Method::PATCH,
+        "/paddock/v1/clusters/edge",
+        serde_json::json!({"directEndpoint": null}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["directEndpoint"].is_null(), "{body}");
+    let start = Instant::now();
+    while kubeconfig("edge").await.contains("edge-direct") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "edge-direct stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The CLI registers one as well.
+    let ca_file = write_file(dir.path(), "lab-direct-ca.crt", fake.ca_pem());
+    cli_ok(
+        &center,
+        &[
+            "cluster",
+            "add",
+            "lab",
+            "--direct-endpoint",
+            "https://lab-api.example:6443",
+            "--direct-endpoint-ca-file",
+            &ca_file.display().to_string(),
+        ],
+        "",
+    );
+    let yaml = kubeconfig("lab").await;
+    assert!(yaml.contains("name: lab-direct"), "{yaml}");
+    assert!(
+        yaml.contains("server: https://lab-api.example:6443"),
+        "{yaml}"
+    );
+}

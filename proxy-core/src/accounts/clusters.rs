@@ -22,8 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{
     authn::tokens::{new_secret, TokenHasher},
     store::{
-        Cluster, ClusterConnection, ClusterStatus, ClusterToken, Expect, Key, Kind, Object, Op,
-        Snapshot, StoreError, StoreView, Timestamp,
+        Cluster, ClusterConnection, ClusterStatus, ClusterToken, DirectEndpointRecord, Expect, Key,
+        Kind, Object, Op, Snapshot, StoreError, StoreView, Timestamp,
     },
 };
 
@@ -60,6 +60,8 @@ pub struct NewCluster {
     pub connection: ClusterConnection,
     /// Free labels.
     pub labels: BTreeMap<String, String>,
+    /// Its authorized cluster endpoint, if it has one.
+    pub direct_endpoint: Option<DirectEndpointRecord>,
 }
 
 impl NewCluster {
@@ -70,6 +72,7 @@ impl NewCluster {
             display_name: String::new(),
             connection: ClusterConnection::Agent,
             labels: BTreeMap::new(),
+            direct_endpoint: None,
         }
     }
 
@@ -90,6 +93,12 @@ impl NewCluster {
         self.labels = labels;
         self
     }
+
+    /// Sets its authorized cluster endpoint.
+    pub fn direct_endpoint(mut self, endpoint: Option<DirectEndpointRecord>) -> Self {
+        self.direct_endpoint = endpoint;
+        self
+    }
 }
 
 /// Changes to a registered cluster; `None` keeps the current value.
@@ -102,6 +111,8 @@ pub struct ClusterUpdate {
     pub labels: Option<BTreeMap<String, String>>,
     /// A new way to reach it.
     pub connection: Option<ClusterConnection>,
+    /// A new authorized cluster endpoint (`Some(None)` removes it).
+    pub direct_endpoint: Option<Option<DirectEndpointRecord>>,
 }
 
 /// A registered cluster and, for an agent cluster, its first registration
@@ -152,6 +163,20 @@ fn check_connection(connection: &ClusterConnection) -> Result<(), ClusterError> 
     Ok(())
 }
 
+fn check_direct_endpoint(endpoint: &DirectEndpointRecord) -> Result<(), ClusterError> {
+    if !endpoint.server.to_ascii_lowercase().starts_with("https://") {
+        return Err(ClusterError::Invalid(format!(
+            "directEndpoint.server: {:?} must be an https:// URL",
+            endpoint.server
+        )));
+    }
+    let mut config = crate::upstream::ClusterConfig::new("new", endpoint.server.clone());
+    config.ca_pem = endpoint.ca_pem.as_ref().map(|p| p.as_bytes().to_vec());
+    config
+        .check()
+        .map_err(|e| ClusterError::Invalid(format!("directEndpoint: {e}")))
+}
+
 fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), ClusterError> {
     for (key, value) in labels {
         if key.is_empty() || key.len() > 253 || value.len() > 253 || key.contains(char::is_control)
@@ -182,6 +207,9 @@ pub fn create(
     check_id(&new.id)?;
     check_connection(&new.connection)?;
     check_labels(&new.labels)?;
+    if let Some(endpoint) = &new.direct_endpoint {
+        check_direct_endpoint(endpoint)?;
+    }
     if configured.contains(&new.id) {
         return Err(ClusterError::Exists(new.id));
     }
@@ -202,6 +230,7 @@ pub fn create(
         connection: new.connection,
         labels: new.labels,
         agent_token_hash: hash,
+        direct_endpoint: new.direct_endpoint,
         status: ClusterStatus::default(),
         created_at: Timestamp::now(),
     };
@@ -260,6 +289,9 @@ pub fn update(view: &StoreView, id: &str, update: ClusterUpdate) -> Result<Clust
     if let Some(labels) = &update.labels {
         check_labels(labels)?;
     }
+    if let Some(Some(endpoint)) = &update.direct_endpoint {
+        check_direct_endpoint(endpoint)?;
+    }
     modify(view, id, |cluster| {
         if let Some(name) = &update.display_name {
             cluster.display_name.clone_from(name);
@@ -271,6 +303,9 @@ pub fn update(view: &StoreView, id: &str, update: ClusterUpdate) -> Result<Clust
             // The registration token stays: it proves the cluster (to its
             // sidecar too) however Paddock reaches it.
             cluster.connection = connection.clone();
+        }
+        if let Some(endpoint) = &update.direct_endpoint {
+            cluster.direct_endpoint.clone_from(endpoint);
         }
         Ok(())
     })

@@ -19,12 +19,10 @@ mod identity;
 pub mod ldap;
 #[cfg(feature = "oidc")]
 pub mod oidc;
-#[cfg(any(feature = "github", feature = "oidc"))]
 pub mod seal;
 
 pub mod token_file;
 pub mod tokens;
-#[cfg(any(feature = "github", feature = "oidc"))]
 pub mod vault;
 
 use std::sync::Arc;

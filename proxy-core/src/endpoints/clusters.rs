@@ -4,8 +4,8 @@
 //! | request | what |
 //! |---|---|
 //! | `GET /paddock/v1/clusters` | registered and configured clusters, with status |
-//! | `POST /paddock/v1/clusters` | `{"id": …, "displayName"?, "labels"?, "connection"?: {"type": "agent"} \| {"type": "direct", "server": …, "caPem"?, "tokenFile"?}}`; an agent cluster's answer holds its registration token (shown once), the agent's command line and its manifest |
-//! | `GET`, `PATCH`, `DELETE /paddock/v1/clusters/<id>` | one cluster; changes `displayName`, `labels`, `connection`; unregisters it |
+//! | `POST /paddock/v1/clusters` | `{"id": …, "displayName"?, "labels"?, "connection"?: {"type": "agent"} \| {"type": "direct", "server": …, "caPem"?, "tokenFile"?}, "directEndpoint"?: {"server": …, "caPem"?}}`; an agent cluster's answer holds its registration token (shown once), the agent's command line and its manifest |
+//! | `GET`, `PATCH`, `DELETE /paddock/v1/clusters/<id>` | one cluster; changes `displayName`, `labels`, `connection`, `directEndpoint` (`null` removes it); unregisters it |
 //! | `POST /paddock/v1/clusters/<id>/token` | a new registration token (the old one stops working), for any cluster, configured ones included: its agent and its sidecar authenticate with it |
 //! | `DELETE /paddock/v1/clusters/<id>/token` | revokes the registration token |
 //! | `GET /paddock/v1/clusters/<id>/agent.yaml[?image=…]` | the agent's manifest; with the token in `X-Paddock-Agent-Token`, its Secret too |
@@ -31,7 +31,7 @@ use crate::{
     context::RequestContext,
     error::ProxyError,
     request::{ProxyResult, RequestHost},
-    store::{Cluster, ClusterConnection},
+    store::{Cluster, ClusterConnection, DirectEndpointRecord},
     tunnel::TOKEN_HEADER,
 };
 
@@ -48,6 +48,8 @@ struct NewClusterBody {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     connection: ClusterConnection,
+    #[serde(default)]
+    direct_endpoint: Option<DirectEndpointRecord>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +61,18 @@ struct UpdateBody {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     connection: Option<ClusterConnection>,
+    /// Absent: unchanged; `null`: removed.
+    #[serde(default, deserialize_with = "present")]
+    direct_endpoint: Option<Option<DirectEndpointRecord>>,
+}
+
+/// A field that is present, `null` included (absent stays `None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// One admin request under `clusters`.
@@ -107,7 +121,8 @@ impl Call<'_> {
                 let new = NewCluster::agent(new.id)
                     .display_name(new.display_name)
                     .labels(new.labels)
-                    .connection(new.connection);
+                    .connection(new.connection)
+                    .direct_endpoint(new.direct_endpoint);
                 let configured = self.endpoints.router().configured_ids();
                 let accounts = self.accounts.clone();
                 let registered = blocking(move || {
@@ -140,6 +155,7 @@ impl Call<'_> {
                     display_name: body.display_name,
                     labels: body.labels,
                     connection: body.connection,
+                    direct_endpoint: body.direct_endpoint,
                 };
                 let target = (*id).to_owned();
                 let cluster = blocking(move || clusters::update(&view, &target, update))
@@ -290,6 +306,10 @@ impl Call<'_> {
             "displayName": cluster.display_name,
             "connection": connection,
             "labels": cluster.labels,
+            "directEndpoint": cluster.direct_endpoint.as_ref().map(|d| json!({
+                "server": d.server,
+                "caPem": d.ca_pem.is_some(),
+            })),
             "readOnly": false,
             "routable": self.endpoints.router().registered(&cluster.id).is_some(),
             "hasAgentToken": cluster.agent_token_hash.is_some(),
@@ -316,6 +336,11 @@ impl Call<'_> {
             "displayName": id,
             "connection": { "type": "direct" },
             "labels": {},
+            "directEndpoint": self.endpoints.router().resolve(Some(id)).ok()
+                .and_then(|c| c.direct_endpoint().map(|d| json!({
+                    "server": d.server,
+                    "caPem": d.ca_pem.is_some(),
+                }))),
             "readOnly": true,
             "routable": true,
             "hasRegistrationToken": self

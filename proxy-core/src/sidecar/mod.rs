@@ -34,7 +34,7 @@ pub use sync::Lag;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,6 +155,9 @@ pub(crate) struct Shared {
     persist: watch::Sender<Option<Arc<Replica>>>,
     disk: ReplicaDisk,
     metrics: Metrics,
+    /// Whether the last check found the replica unusable: logged once when
+    /// that starts and once when it ends, not for every review.
+    refusing: AtomicBool,
 }
 
 impl Sidecar {
@@ -182,6 +185,7 @@ impl Sidecar {
                 persist: watch::channel(None).0,
                 disk,
                 metrics: Metrics::new(),
+                refusing: AtomicBool::new(false),
             }),
         })
     }
@@ -267,14 +271,23 @@ impl Shared {
     /// stands for, exactly as the center presents it downstream
     /// (`StoreTokens`), or why not.
     fn check(&self, presented: &str) -> Checked {
-        if let Some(why) = self.stale() {
-            return Checked::Unavailable(why);
-        }
         let replica = self.replica.load_full();
-        let Some(hasher) = replica.hasher().cloned() else {
-            return Checked::Unavailable(
-                "the replica has not been received from the center yet".to_owned(),
-            );
+        let hasher = match (self.stale(), replica.hasher()) {
+            (None, Some(hasher)) => {
+                if self.refusing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(cluster.id = %self.cluster, "the replica is usable again: answering token reviews");
+                }
+                hasher.clone()
+            }
+            (stale, _) => {
+                let why = stale.unwrap_or_else(|| {
+                    "the replica has not been received from the center yet".to_owned()
+                });
+                if !self.refusing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(cluster.id = %self.cluster, "{why}: refusing tokens (503) until the feed catches up");
+                }
+                return Checked::Unavailable(why);
+            }
         };
         let source: Arc<dyn TokenSource> = replica.clone();
         let verifier = TokenVerifier::new(hasher, source);
@@ -329,7 +342,6 @@ impl Shared {
             // mistakes for a verdict on the token.
             Checked::Unavailable(why) => {
                 self.metrics.review("stale");
-                tracing::warn!(cluster.id = %self.cluster, "{why}: refusing token reviews");
                 return fail(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", why);
             }
             Checked::Authenticated(identity) => {

@@ -80,7 +80,7 @@ impl Authenticator for ReplicaTokens {
                 Err(AuthnError::Invalid)
             }
             Checked::Unavailable(why) => {
-                tracing::warn!(cluster.id = %self.shared.cluster, "{why}: refusing requests");
+                tracing::debug!(error = %why, "sidecar proxy: replica unusable");
                 Err(AuthnError::Unavailable {
                     provider: self.name().to_owned(),
                 })

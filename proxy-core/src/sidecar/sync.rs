@@ -21,6 +21,8 @@ pub(super) const POLL_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_GRACE: Duration = Duration::from_secs(10);
 /// How often a quiet, current replica records that it is current.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+/// How often a failing feed logs how far behind the replica is.
+const LAG_LOG_EVERY: Duration = Duration::from_secs(60);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Largest feed answer read (a reset of 100,000 tokens is about 25 MB).
@@ -105,13 +107,17 @@ pub(super) async fn follow(shared: Arc<Shared>) {
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
     let mut heartbeat_at = tokio::time::Instant::now();
+    let mut lag_logged_at = tokio::time::Instant::now();
     loop {
         let since = shared.replica.load().revision();
         match tokio::time::timeout(POLL_TIMEOUT + POLL_GRACE, poll(&shared, since)).await {
             Ok(Ok(feed)) => {
                 backoff = BACKOFF_MIN;
                 if failing {
-                    tracing::info!(cluster.id = %shared.cluster, "replica feed reconnected");
+                    tracing::info!(cluster.id = %shared.cluster, revision = %since,
+                        center_revision = feed.revision.0,
+                        seconds_behind = shared.lag.seconds_behind().unwrap_or(f64::INFINITY),
+                        "replica feed reconnected");
                     failing = false;
                 }
                 apply(&shared, feed);
@@ -132,6 +138,10 @@ pub(super) async fn follow(shared: Arc<Shared>) {
                 if !failing {
                     tracing::warn!(cluster.id = %shared.cluster, %error,
                         revision = %since, "replica feed failed; answering from the local replica");
+                    lag_logged_at = tokio::time::Instant::now();
+                } else if lag_logged_at.elapsed() >= LAG_LOG_EVERY {
+                    log_lag(&shared, &error);
+                    lag_logged_at = tokio::time::Instant::now();
                 } else {
                     tracing::debug!(%error, "replica feed still failing");
                 }
@@ -146,6 +156,17 @@ pub(super) async fn follow(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// The replica's lag, while the feed keeps failing: what `/readyz` says.
+fn log_lag(shared: &Shared, error: &str) {
+    let replica = shared.replica.load();
+    tracing::warn!(cluster.id = %shared.cluster, %error,
+        revision = %replica.revision(),
+        center_revision = shared.lag.center_revision(),
+        seconds_behind = shared.lag.seconds_behind().unwrap_or(f64::INFINITY),
+        stale = shared.stale().is_some(),
+        "replica feed still failing; answering from the local replica");
 }
 
 fn apply(shared: &Shared, feed: ReplicaFeed) {

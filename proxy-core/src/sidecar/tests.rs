@@ -188,6 +188,53 @@ fn refuses_revoked_disabled_foreign_and_wrong_tokens_with_200_false() {
     assert!(!authenticated(prod.token.expose_secret()), "revoked");
 }
 
+/// A directory refresh that changes the user's groups changes the next
+/// answer: the groups come from the replica, not from the token.
+#[test]
+fn a_group_change_reaches_the_answer() {
+    let center = Center::new();
+    let token = center.issue(Some("prod"));
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = sidecar(dir.path(), None);
+    center.sync(&sidecar);
+    let groups = |sidecar: &Sidecar| {
+        let body = review_body("authentication.k8s.io/v1", token.token.expose_secret());
+        let (code, answer) = sidecar.review(&body);
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        answer["status"]["user"]["groups"].clone()
+    };
+    assert_eq!(
+        groups(&sidecar),
+        serde_json::json!(["openldap_group://cn=ops"])
+    );
+    let mut attributes = center
+        .view
+        .snapshot()
+        .user_attributes("u-alice")
+        .unwrap()
+        .value
+        .clone();
+    attributes.groups.insert(
+        "openldap".into(),
+        vec![
+            "openldap_group://cn=dev".into(),
+            "openldap_group://cn=sre".into(),
+        ],
+    );
+    center
+        .view
+        .commit(vec![Op::put(
+            Object::UserAttributes(attributes),
+            Expect::Any,
+        )])
+        .unwrap();
+    center.sync(&sidecar);
+    assert_eq!(
+        groups(&sidecar),
+        serde_json::json!(["openldap_group://cn=dev", "openldap_group://cn=sre"])
+    );
+}
+
 #[test]
 fn malformed_reviews_get_400_status_and_no_replica_gets_503() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,9 +42,9 @@ pub use etcd::{
 };
 pub use snapshot::{Entry, Snapshot};
 pub use types::{
-    BindingScope, Cluster, ClusterConnection, ClusterStatus, ClusterToken, PasswordRecord, Project,
-    ProviderSettings, ProviderToken, RoleBinding, SubjectKind, Timestamp, TokenKind, TokenRecord,
-    TokenUsage, User, UserAttributes, UsernameIndex,
+    BindingScope, Cluster, ClusterConnection, ClusterStatus, ClusterToken, DirectEndpointRecord,
+    PasswordRecord, Project, ProviderSettings, ProviderToken, RoleBinding, SubjectKind, Timestamp,
+    TokenKind, TokenRecord, TokenUsage, User, UserAttributes, UsernameIndex,
 };
 pub use view::{StoreView, BATCH_OPS};
 

@@ -296,6 +296,11 @@ pub struct Cluster {
     /// first name: direct clusters carry one too since sidecars use it.
     #[serde(default)]
     pub agent_token_hash: Option<String>,
+    /// Its authorized cluster endpoint: where users reach the API server
+    /// directly, authenticated by `paddock sidecar`; downloaded kubeconfigs
+    /// gain a `<id>-direct` context for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct_endpoint: Option<DirectEndpointRecord>,
     /// What the last agent that connected reported.
     #[serde(default)]
     pub status: ClusterStatus,
@@ -319,9 +324,33 @@ impl fmt::Debug for Cluster {
                 "agent_token_hash",
                 &self.agent_token_hash.as_ref().map(|_| "<redacted>"),
             )
+            .field("direct_endpoint", &self.direct_endpoint)
             .field("status", &self.status)
             .field("created_at", &self.created_at)
             .finish()
+    }
+}
+
+/// A registered cluster's authorized cluster endpoint (see
+/// [`Cluster::direct_endpoint`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectEndpointRecord {
+    /// The API server's (or the sidecar's request path's) `https://` URL.
+    pub server: String,
+    /// The CA bundle (PEM) users' kubectl trusts for it; the system roots
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+impl DirectEndpointRecord {
+    /// As kubeconfigs render it.
+    pub fn to_endpoint(&self) -> crate::kubeconfig::DirectEndpoint {
+        crate::kubeconfig::DirectEndpoint {
+            server: self.server.clone(),
+            ca_pem: self.ca_pem.as_ref().map(|p| p.as_bytes().to_vec()),
+        }
     }
 }
 

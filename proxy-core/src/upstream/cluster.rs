@@ -293,6 +293,16 @@ impl Cluster {
         self.direct_endpoint.as_ref()
     }
 
+    /// The same cluster with this authorized cluster endpoint (a registered
+    /// cluster's, kept in the store beside its connection).
+    pub(crate) fn with_direct_endpoint(
+        mut self,
+        endpoint: Option<crate::kubeconfig::DirectEndpoint>,
+    ) -> Self {
+        self.direct_endpoint = endpoint;
+        self
+    }
+
     /// The clients of this thread's worker.
     pub(super) fn clients(&self) -> &Clients {
         let shared = self.clients.len() - 1;

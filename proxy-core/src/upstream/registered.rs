@@ -16,7 +16,7 @@ use std::{
 
 use super::{Cluster, ClusterConfig, Router, UpstreamCredential};
 use crate::{
-    store::{ClusterConnection, Revision, Snapshot, StoreView},
+    store::{ClusterConnection, DirectEndpointRecord, Revision, Snapshot, StoreView},
     tunnel::Tunnels,
 };
 
@@ -26,6 +26,7 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 /// The clients built for one registered cluster, and what they were built from.
 struct Built {
     connection: ClusterConnection,
+    direct_endpoint: Option<DirectEndpointRecord>,
     cluster: Arc<Cluster>,
 }
 
@@ -75,13 +76,19 @@ fn sync(
         if matches!(record.connection, ClusterConnection::Agent) {
             tunnels.disconnect_unless(&record.id, record.agent_token_hash.as_deref());
         }
-        let reused = built
-            .remove(&record.id)
-            .filter(|b| b.connection == record.connection);
+        let reused = built.remove(&record.id).filter(|b| {
+            b.connection == record.connection && b.direct_endpoint == record.direct_endpoint
+        });
         let cluster = match reused {
             Some(b) => b.cluster,
             None => match build(&record.id, &record.connection, tunnels, workers) {
                 Ok(cluster) => {
+                    let cluster = cluster.with_direct_endpoint(
+                        record
+                            .direct_endpoint
+                            .as_ref()
+                            .map(DirectEndpointRecord::to_endpoint),
+                    );
                     tracing::info!(cluster.id = %record.id, connection = record.connection.kind(), "registered cluster routable");
                     Arc::new(cluster)
                 }
@@ -95,6 +102,7 @@ fn sync(
             record.id.clone(),
             Built {
                 connection: record.connection.clone(),
+                direct_endpoint: record.direct_endpoint.clone(),
                 cluster,
             },
         );

@@ -21,6 +21,7 @@ fn setup(ids: &[&str]) -> (tempfile::TempDir, Arc<StoreView>) {
                     connection: ClusterConnection::Agent,
                     labels: Default::default(),
                     agent_token_hash: None,
+                    direct_endpoint: None,
                     status: ClusterStatus::default(),
                     created_at: Timestamp(0),
                 })),

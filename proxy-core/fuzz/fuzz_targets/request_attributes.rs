@@ -1,8 +1,8 @@
 //! Fuzzes request-attribute resolution: arbitrary method, path and query must never
 //! panic, and what resolves must be self-consistent.
 //!
-//! Run: `cd fuzz && cargo fuzz run request_attributes -- -max_total_time=600`
-//! (or, on a stable toolchain without cargo-fuzz, see fuzz/README.md).
+//! Run: `cd proxy-core/fuzz && cargo fuzz run request_attributes -- -max_total_time=600`
+//! (or, on a stable toolchain without cargo-fuzz, see proxy-core/fuzz/README.md).
 
 #![no_main]
 

@@ -2,7 +2,7 @@
 //! anyone who reaches the webhook, POSTs): arbitrary bytes must never panic,
 //! and what parses is a review with a non-empty token.
 //!
-//! Run: `cd fuzz && cargo fuzz run token_review -- -max_total_time=600`
+//! Run: `cd proxy-core/fuzz && cargo fuzz run token_review -- -max_total_time=600`
 //! (the same property runs in `cargo test` as a proptest:
 //! `proxy-core/src/sidecar/review.rs`).
 
