@@ -4,7 +4,7 @@
 //! with callgrind, an audit event through `serde_json` cost about 18,000
 //! instructions, most of them escaping keys and formatting numbers.
 
-use std::io::Write as _;
+use std::time::Duration;
 
 /// Appends `value` as a JSON string (quoted, escaped per RFC 8259 §7).
 pub(crate) fn push_str(out: &mut Vec<u8>, value: &str) {
@@ -18,8 +18,20 @@ pub(crate) fn push_str(out: &mut Vec<u8>, value: &str) {
 pub(crate) fn push_str_contents(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs escaping: most strings
+        // (paths, names, user agents) have no such byte at all.
+        if let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+            if !needs_escape(word) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         if b >= 0x20 && b != b'"' && b != b'\\' {
+            i += 1;
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
@@ -36,9 +48,23 @@ pub(crate) fn push_str_contents(out: &mut Vec<u8>, value: &str) {
                 out.push(HEX[usize::from(b & 0xf)]);
             }
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Whether any of the eight bytes in `word` is a control character, `"`
+/// or `\\` (bit tricks from "Bit Twiddling Hacks": a byte below `n`, a
+/// zero byte; exact for the word as a whole, bytes of UTF-8 sequences
+/// never match).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let below = |n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    below(0x20) | zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')))
+        != 0
 }
 
 /// Appends `value` in decimal.
@@ -56,11 +82,37 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut value: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Appends `value` with exactly `decimals` digits after the point (for
-/// durations: seconds with 6, milliseconds with 3).
-pub(crate) fn push_fixed(out: &mut Vec<u8>, value: f64, decimals: usize) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{value:.decimals$}");
+/// Appends `duration` in seconds with six decimals, as `{:.6}` of
+/// [`Duration::as_secs_f64`] prints it, without formatting a float.
+pub(crate) fn push_seconds(out: &mut Vec<u8>, duration: Duration) {
+    let micros = rounded_micros(duration);
+    push_u64(out, micros / 1_000_000);
+    out.push(b'.');
+    push_padded(out, micros % 1_000_000, 6);
+}
+
+/// Appends `duration` in milliseconds with three decimals, as `{:.3}` of
+/// the float in milliseconds prints it.
+pub(crate) fn push_millis(out: &mut Vec<u8>, duration: Duration) {
+    let micros = rounded_micros(duration);
+    push_u64(out, micros / 1000);
+    out.push(b'.');
+    push_padded(out, micros % 1000, 3);
+}
+
+/// Microseconds, rounded to the nearest.
+fn rounded_micros(duration: Duration) -> u64 {
+    u64::try_from((duration.as_nanos() + 500) / 1000).unwrap_or(u64::MAX)
+}
+
+/// Appends the `width` last decimal digits of `value`, zero-padded.
+pub(crate) fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    for digit in digits[..width].iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.extend_from_slice(&digits[..width]);
 }
 
 /// An object being written: `{` on open, commas between members, `}` on
@@ -157,11 +209,42 @@ mod tests {
             "quote \" backslash \\ slash /",
             "line\nfeed\r\ttab \u{1} \u{1f} \u{7f}",
             "é ᛒ 🦀",
+            // Past eight bytes: the escapes found in a word at a time.
+            "/api/v1/namespaces/default/pods/a-long-name-with-no-escapes",
+            "0123456\"89abcdef\\0123456\n",
+            "eight by\u{1f}tes and more é ᛒ 🦀 \u{7f}\u{80}\u{ff}",
         ] {
             let mut out = Vec::new();
             push_str(&mut out, text);
             let parsed: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(parsed, text);
+        }
+    }
+
+    #[test]
+    fn durations_print_as_the_rounded_float_does() {
+        for nanos in [
+            0,
+            1,
+            499,
+            501,
+            999,
+            1_499,
+            123_456_789,
+            1_000_000_000,
+            61_234_567_890,
+        ] {
+            let duration = Duration::from_nanos(nanos);
+            let mut seconds = Vec::new();
+            push_seconds(&mut seconds, duration);
+            assert_eq!(
+                seconds,
+                format!("{:.6}", duration.as_secs_f64()).into_bytes()
+            );
+            let mut millis = Vec::new();
+            push_millis(&mut millis, duration);
+            let expected = format!("{:.3}", duration.as_secs_f64() * 1000.0);
+            assert_eq!(millis, expected.into_bytes());
         }
     }
 
@@ -172,7 +255,7 @@ mod tests {
         object.u64("zero", 0);
         object.u64("max", u64::MAX);
         object.str("s", "x\"y");
-        push_fixed(object.key("f"), 0.0015, 6);
+        push_seconds(object.key("f"), Duration::from_micros(1500));
         push_str_array(object.escaped_key("a\"b"), ["1", "2"]);
         object.close();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -20,6 +20,7 @@
 //! still queued and the drop waits for it: a clean exit loses nothing.
 
 use std::{
+    cell::Cell,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
@@ -316,8 +317,25 @@ fn run<R>(shared: &Shared<R>, mut output: impl Output<R>) {
 /// (`2026-12-01T15:10:45.123456Z`): the logs' timestamps, and
 /// `metav1.MicroTime` as kube-apiserver writes it. No allocation.
 pub(crate) fn push_timestamp(buf: &mut Vec<u8>, at: SystemTime) {
+    // `YYYY-MM-DDTHH:MM:SS.` changes once a second: computed then, and
+    // copied for every other record of that second on this thread.
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((u64::MAX, [0; 20])) };
+    }
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        prefix = second_prefix(secs);
+        SECOND.set((secs, prefix));
+    }
+    buf.extend_from_slice(&prefix);
+    super::json::push_padded(buf, u64::from(since.subsec_micros()), 6);
+    buf.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of `secs` since the Unix epoch.
+fn second_prefix(secs: u64) -> [u8; 20] {
     // Days to a civil date: Howard Hinnant's `civil_from_days`
     // (https://howardhinnant.github.io/date_algorithms.html).
     let z = (secs / 86_400) as i64 + 719_468;
@@ -329,26 +347,22 @@ pub(crate) fn push_timestamp(buf: &mut Vec<u8>, at: SystemTime) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    // Digits by hand: `write!` with padding was most of a log line's cost.
-    let digits = |buf: &mut Vec<u8>, value: u64, width: u32| {
-        for i in (0..width).rev() {
-            buf.push(b'0' + (value / 10u64.pow(i) % 10) as u8);
+    let mut out = *b"0000-00-00T00:00:00.";
+    for (at, width, value) in [
+        (0, 4, year.clamp(0, 9999) as u64),
+        (5, 2, month as u64),
+        (8, 2, day as u64),
+        (11, 2, secs / 3600 % 24),
+        (14, 2, secs / 60 % 60),
+        (17, 2, secs % 60),
+    ] {
+        let mut value = value;
+        for digit in out[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (value % 10) as u8;
+            value /= 10;
         }
-    };
-    digits(buf, year.clamp(0, 9999) as u64, 4);
-    buf.push(b'-');
-    digits(buf, month as u64, 2);
-    buf.push(b'-');
-    digits(buf, day as u64, 2);
-    buf.push(b'T');
-    digits(buf, secs / 3600 % 24, 2);
-    buf.push(b':');
-    digits(buf, secs / 60 % 60, 2);
-    buf.push(b':');
-    digits(buf, secs % 60, 2);
-    buf.push(b'.');
-    digits(buf, u64::from(since.subsec_micros()), 6);
-    buf.push(b'Z');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -367,11 +381,14 @@ mod tests {
             4_107_542_399_999_999_999, // 2100-02-28T23:59:59
             4_107_542_400_000_001_000, // 2100-03-01
         ] {
-            let at = UNIX_EPOCH + Duration::from_nanos(nanos);
-            let mut buf = Vec::new();
-            push_timestamp(&mut buf, at);
-            let expected = time::OffsetDateTime::from(at).format(&format).unwrap();
-            assert_eq!(String::from_utf8(buf).unwrap(), expected);
+            // Twice in the same second: the second from this thread's cache.
+            for at in [nanos, nanos - nanos % 1_000_000_000 + 999_999_000] {
+                let at = UNIX_EPOCH + Duration::from_nanos(at);
+                let mut buf = Vec::new();
+                push_timestamp(&mut buf, at);
+                let expected = time::OffsetDateTime::from(at).format(&format).unwrap();
+                assert_eq!(String::from_utf8(buf).unwrap(), expected);
+            }
         }
     }
 

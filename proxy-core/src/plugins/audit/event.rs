@@ -27,7 +27,7 @@ use crate::{
     authn::Identity,
     context::{LoginOutcome, RequestContext},
     plugins::{
-        json::{push_fixed, push_str, push_str_array, push_str_contents, push_u64, Object},
+        json::{push_seconds, push_str, push_str_array, push_str_contents, push_u64, Object},
         writer::push_timestamp,
     },
     status::Status,
@@ -214,8 +214,7 @@ impl Event {
             User::identity(identity).write_json(event.key("impersonatedUser"));
         }
         if let Some(addr) = context.client_addr {
-            let ip = addr.ip().to_string();
-            push_str_array(event.key("sourceIPs"), [ip.as_str()]);
+            push_ip_array(event.key("sourceIPs"), addr.ip());
         }
         if let Some(agent) = noted.user_agent.as_ref().and_then(|v| v.to_str().ok()) {
             push_str(event.key("userAgent"), &user_agent(agent));
@@ -299,6 +298,24 @@ impl Event {
 
 /// `"2026-12-01T15:10:45.123456Z"`: RFC 3339 in UTC with microseconds, as
 /// kube-apiserver writes `metav1.MicroTime`.
+/// `["<ip>"]`; an IPv4 address written by hand (its `Display` cost more
+/// than the rest of the array).
+fn push_ip_array(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            out.extend_from_slice(b"[\"");
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_u64(out, octet.into());
+            }
+            out.extend_from_slice(b"\"]");
+        }
+        std::net::IpAddr::V6(_) => push_str_array(out, [ip.to_string().as_str()]),
+    }
+}
+
 fn push_timestamp_str(out: &mut Vec<u8>, at: SystemTime) {
     out.push(b'"');
     push_timestamp(out, at);
@@ -449,7 +466,7 @@ fn write_annotations(
         }
         let out = annotations.key("paddock.io/duration-seconds");
         out.push(b'"');
-        push_fixed(out, end.duration.as_secs_f64(), 6);
+        push_seconds(out, end.duration);
         out.push(b'"');
     }
     if let Some(login) = context.login() {
