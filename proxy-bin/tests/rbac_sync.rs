@@ -10,9 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use http::{Method, Request};
-use http_body_util::Full;
+use http::Method;
 use paddock_tests::{
     client::{Protocol, TestClient},
     fake_apiserver::{FakeApiConfig, FakeApiServer},
@@ -46,24 +44,9 @@ struct Admin {
 impl Admin {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
-        let response = match body {
-            Some(body) => {
-                self.client
-                    .send_json(method, &url, Some(&self.token), &body)
-                    .await
-            }
-            None => {
-                let request = Request::builder()
-                    .method(method)
-                    .uri(&url)
-                    .header("authorization", format!("Bearer {}", self.token))
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                self.client.fetch(request).await
-            }
-        };
-        let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        (response.status(), json)
+        self.client
+            .call_json(method, &url, &self.token, body.as_ref())
+            .await
     }
 
     /// Cluster `id`'s `status.rbacSync` once `done` holds for it.

@@ -14,7 +14,7 @@ use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer, TokenWebhook},
     kubectl::{write_file, Kubeconfig},
     paddock::{upstream_args, Paddock},
-    sidecar::Sidecar,
+    sidecar::{feed_args, Sidecar},
 };
 
 fn bin() -> &'static Path {
@@ -202,21 +202,7 @@ async fn kubectl_goes_direct_through_the_sidecar_without_the_center_and_revocati
         .to_owned();
 
     let feed_file = write_file(dir.path(), "feed-token", &feed_token);
-    let sidecar_args: Vec<String> = [
-        "--server",
-        &center.url(),
-        "--server-ca",
-        &center.ca_path().display().to_string(),
-        "--cluster",
-        "default",
-        "--token-file",
-        &feed_file.display().to_string(),
-        "--data-dir",
-        &dir.path().join("sidecar").display().to_string(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let sidecar_args = feed_args(&center, "default", &feed_file, &dir.path().join("sidecar"));
     let log = dir.path().join("sidecar.log");
     let mut sidecar = Sidecar::start(bin(), "127.0.0.1:0", &sidecar_args, &log);
     eventually("sidecar ready", Duration::from_secs(20), || {
@@ -555,29 +541,20 @@ async fn kubectl_through_the_sidecars_request_path_with_the_replicated_policy() 
     let registration = registration_token(&center, &config, "default");
     let token_file = write_file(dir.path(), "registration-token", &registration);
     let data_dir = dir.path().join("sidecar");
-    let sidecar_args: Vec<String> = [
-        "--server",
-        &center.url(),
-        "--server-ca",
-        &center.ca_path().display().to_string(),
-        "--cluster",
-        "default",
-        "--token-file",
-        &token_file.display().to_string(),
-        "--data-dir",
-        &data_dir.display().to_string(),
-        "--proxy-listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &fake.url(),
-        "--upstream-ca",
-        &upstream[3],
-        "--upstream-token-file",
-        &upstream[5],
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let mut sidecar_args = feed_args(&center, "default", &token_file, &data_dir);
+    sidecar_args.extend(
+        [
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &fake.url(),
+            "--upstream-ca",
+            &upstream[3],
+            "--upstream-token-file",
+            &upstream[5],
+        ]
+        .map(str::to_owned),
+    );
     let log = dir.path().join("sidecar.log");
     let mut sidecar = Sidecar::start(bin(), "127.0.0.1:0", &sidecar_args, &log);
     // Ready, with the policy that holds bob's binding.

@@ -22,7 +22,7 @@ use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     kubectl::write_file,
     paddock::{upstream_args, Paddock},
-    sidecar::Sidecar,
+    sidecar::{feed_args, Sidecar},
 };
 use serde_json::Value;
 
@@ -177,21 +177,7 @@ async fn generated_token_reviews_get_a_400_status_or_a_well_formed_answer() {
         .expect("a token in the kubeconfig")
         .to_owned();
     let secret = token.split_once(':').unwrap().1.to_owned();
-    let args: Vec<String> = [
-        "--server",
-        &center.url(),
-        "--server-ca",
-        &center.ca_path().display().to_string(),
-        "--cluster",
-        "default",
-        "--token-file",
-        &feed.display().to_string(),
-        "--data-dir",
-        &dir.path().join("sidecar").display().to_string(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let args = feed_args(&center, "default", &feed, &dir.path().join("sidecar"));
     let sidecar = Sidecar::start(bin(), "127.0.0.1:0", &args, &dir.path().join("sidecar.log"));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while sidecar.get("/readyz").0 != 200 {

@@ -163,25 +163,9 @@ impl Admin {
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let url = format!("{}{path}", self.base);
-        let response = match body {
-            Some(body) => {
-                self.client
-                    .send_json(method, &url, Some(&self.token), &body)
-                    .await
-            }
-            None => {
-                let request = Request::builder()
-                    .method(method)
-                    .uri(&url)
-                    .header("authorization", format!("Bearer {}", self.token))
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                self.client.fetch(request).await
-            }
-        };
-        let status = response.status();
-        let json = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        (status, json)
+        self.client
+            .call_json(method, &url, &self.token, body.as_ref())
+            .await
     }
 
     /// Registers agent cluster `id`; returns its registration token.

@@ -138,6 +138,31 @@ impl TestClient {
         .await
     }
 
+    /// `method url` with a bearer token and, when given, a JSON body: the
+    /// status and the body read as JSON (`Null` when it is not JSON).
+    pub async fn call_json(
+        &self,
+        method: http::Method,
+        url: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let response = match body {
+            Some(body) => self.send_json(method, url, Some(token), body).await,
+            None => {
+                let request = Request::builder()
+                    .method(method)
+                    .uri(url)
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Full::default())
+                    .expect("request");
+                self.fetch(request).await
+            }
+        };
+        let json = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+        (response.status(), json)
+    }
+
     /// `GET url` with a bearer token.
     pub async fn get(&self, url: &str, token: Option<&str>) -> Collected {
         let mut request = Request::get(url);

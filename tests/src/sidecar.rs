@@ -11,6 +11,29 @@ use std::{
 
 use crate::paddock::wait_listening;
 
+/// The arguments that point a sidecar at `center`'s replica feed for
+/// `cluster`, with its registration token in `token_file` and its replica in
+/// `data_dir`.
+pub fn feed_args(
+    center: &crate::paddock::Paddock,
+    cluster: &str,
+    token_file: &Path,
+    data_dir: &Path,
+) -> Vec<String> {
+    vec![
+        "--server".into(),
+        center.url(),
+        "--server-ca".into(),
+        center.ca_path().display().to_string(),
+        "--cluster".into(),
+        cluster.into(),
+        "--token-file".into(),
+        token_file.display().to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+    ]
+}
+
 /// A `paddock sidecar` child process. Killed on drop; its log is printed if
 /// a test panics.
 #[derive(Debug)]

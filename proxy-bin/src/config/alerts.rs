@@ -180,7 +180,9 @@ impl AlertsConfig {
         rules.provider_degraded = r.provider_degraded;
         match r.refresh_failing_minutes {
             Some(0) => errors.push("alerts.rules.refreshFailingMinutes", "must be at least 1"),
-            Some(minutes) => rules.refresh_failing = Some(Duration::from_secs(minutes * 60)),
+            Some(minutes) => {
+                rules.refresh_failing = Some(Duration::from_secs(minutes.saturating_mul(60)));
+            }
             None => {}
         }
         match r.rbac_sync_failing_minutes {
@@ -189,7 +191,9 @@ impl AlertsConfig {
                 "alerts.rules.rbacSyncFailingMinutes",
                 "needs rbacSync: the sync whose failures it reports",
             ),
-            Some(minutes) => rules.rbac_sync_failing = Some(Duration::from_secs(minutes * 60)),
+            Some(minutes) => {
+                rules.rbac_sync_failing = Some(Duration::from_secs(minutes.saturating_mul(60)));
+            }
             None => {}
         }
         rules.cluster_unreachable = r.cluster_unreachable;

@@ -32,7 +32,7 @@ use crate::{
     error::ProxyError,
     request::{ProxyResult, RequestHost},
     store::{Cluster, ClusterConnection, DirectEndpointRecord},
-    tunnel::TOKEN_HEADER,
+    tunnel::{presented_token, TOKEN_HEADER},
 };
 
 /// The Rancher resource clusters are authorized as.
@@ -231,11 +231,7 @@ impl Call<'_> {
                     })?;
                 // The token is only known to whoever was shown it: it goes
                 // into the manifest when they present it, checked.
-                let token = parts
-                    .headers
-                    .get(TOKEN_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| SecretString::from(v.to_owned()));
+                let token = presented_token(&parts.headers);
                 if let Some(token) = &token {
                     let matches = view.with_snapshot(|s| {
                         clusters::verify_agent_token(s, self.accounts.token_hasher(), token)

@@ -1,7 +1,7 @@
 //! `GET /paddock/v1/connect`: an agent opens its tunnel.
 //!
 //! A WebSocket upgrade (RFC 6455 §4.2) authenticated by the agent's
-//! registration token in [`TOKEN_HEADER`]. Agents are not users: the
+//! registration token in [`TOKEN_HEADER`](crate::tunnel::TOKEN_HEADER). Agents are not users: the
 //! authenticate layer reads no credential for this endpoint, and the token
 //! is only ever compared, in constant time, with its cluster's stored hash.
 //! A refused agent gets 401 and the refusal is logged (with the cluster id
@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use secrecy::SecretString;
 
 use super::Endpoints;
 use crate::{
@@ -21,7 +20,7 @@ use crate::{
     error::ProxyError,
     request::{ProxyResult, UpgradeRequest},
     store::Timestamp,
-    tunnel::{SessionInfo, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER},
+    tunnel::{presented_token, SessionInfo, KUBERNETES_VERSION_HEADER, VERSION_HEADER},
 };
 
 /// Header values an agent reports are cut to this length.
@@ -51,10 +50,7 @@ pub(super) async fn accept(
                 .to_owned(),
         });
     };
-    let presented = headers
-        .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| SecretString::from(v.to_owned()));
+    let presented = presented_token(headers);
     let reported = |name: &str| {
         headers
             .get(name)

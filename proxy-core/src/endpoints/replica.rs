@@ -9,7 +9,7 @@
 //!
 //! The caller is the cluster itself, not a user: the sidecar presents the
 //! cluster's registration token (`<id>.<secret>`, see
-//! [`clusters`](crate::accounts::clusters)) in [`TOKEN_HEADER`], and only
+//! [`clusters`](crate::accounts::clusters)) in [`TOKEN_HEADER`](crate::tunnel::TOKEN_HEADER), and only
 //! that cluster's token reads that cluster's feed. The authenticate layer
 //! reads no credential here; a refusal is 401 and is logged with the
 //! cluster asked for, never the token.
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, StatusCode};
-use secrecy::SecretString;
 
 use super::{blocking, json, Endpoints};
 use crate::{
@@ -29,7 +28,7 @@ use crate::{
     replica::{policy_hash, ReplicaFeed},
     request::ProxyResult,
     store::Revision,
-    tunnel::TOKEN_HEADER,
+    tunnel::presented_token,
 };
 
 /// How often a waiting poll looks at the snapshot's revision and the
@@ -141,12 +140,7 @@ fn authorize_feed(
         .extensions()
         .get::<Arc<ConnectionInfo>>()
         .and_then(|c| c.remote_addr);
-    let Some(presented) = request
-        .headers()
-        .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| SecretString::from(v.to_owned()))
-    else {
+    let Some(presented) = presented_token(request.headers()) else {
         tracing::warn!(client.addr = ?peer, cluster.id = %cluster, "replica feed refused: no registration token");
         return Err(ProxyError::MissingCredentials);
     };

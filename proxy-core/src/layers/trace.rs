@@ -196,13 +196,14 @@ where
             async move {
                 let abandoned = Abandoned::guard(&plugins, &context);
                 let Ok(response) = response.await;
-                abandoned.disarm();
                 let (mut parts, mut body) = response.into_parts();
                 if let Ok(id) = HeaderValue::from_str(&context.id) {
                     parts.headers.insert(REQUEST_ID, id);
                 }
                 if !plugins.is_empty() {
                     plugins.run_response(&context, &mut parts, &mut body).await;
+                    // From here the body reports the end, whenever it comes.
+                    abandoned.disarm();
                     let status = parts.status;
                     body.on_end(Box::new(move |end| {
                         plugins.run_log(&AccessRecord {

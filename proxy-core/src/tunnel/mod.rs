@@ -48,6 +48,15 @@ pub use status::{PERSIST_EVERY, SWEEP};
 pub const CONNECT_PATH: &str = "/paddock/v1/connect";
 /// The header carrying the agent's registration token on [`CONNECT_PATH`].
 pub const TOKEN_HEADER: &str = "x-paddock-agent-token";
+/// The registration token presented in [`TOKEN_HEADER`], if any: how an
+/// agent, a sidecar and a manifest download prove which cluster they are.
+pub(crate) fn presented_token(headers: &http::HeaderMap) -> Option<secrecy::SecretString> {
+    headers
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| secrecy::SecretString::from(v.to_owned()))
+}
+
 /// The header carrying the agent's version.
 pub const VERSION_HEADER: &str = "x-paddock-agent-version";
 /// The header carrying the API server's version, as the agent read it.

@@ -224,6 +224,12 @@ impl<S> WsBytes<S> {
             short => (u64::from(short), &header[2..]),
         };
         let mask = (second & MASKED != 0).then(|| [rest[0], rest[1], rest[2], rest[3]]);
+        // RFC 6455 §5.1: clients mask every frame, servers none.
+        if mask.is_some() != (self.role == Role::Server) {
+            return Err(invalid(
+                "WebSocket frame masked the wrong way for its sender",
+            ));
+        }
         self.heard.touch();
         let opcode = first & 0x0F;
         self.reading = match opcode {
@@ -681,5 +687,24 @@ mod tests {
         let mut buf = [0u8; 16];
         let error = ours.read(&mut buf).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    /// Frames masked the wrong way for their sender are refused (RFC 6455
+    /// §5.1): unmasked from a client, masked from a server.
+    #[tokio::test]
+    async fn a_frame_masked_the_wrong_way_is_an_error() {
+        for (role, header) in [
+            // Unmasked binary frame of one byte, sent to the server.
+            (Role::Server, vec![0x82, 0x01, b'x']),
+            // Masked binary frame of one byte, sent to the client.
+            (Role::Client, vec![0x82, 0x81, 1, 2, 3, 4, b'x' ^ 1]),
+        ] {
+            let (mut a, b) = tokio::io::duplex(1 << 16);
+            let mut ours = WsBytes::new(b, role, unheard());
+            a.write_all(&header).await.unwrap();
+            let mut buf = [0u8; 16];
+            let error = ours.read(&mut buf).await.unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{role:?}");
+        }
     }
 }

@@ -38,13 +38,16 @@ impl Reachability {
         let before = self.0.swap(verdict, Ordering::Relaxed);
         // Another worker told first; and a cluster that answers from the
         // start has not changed.
-        if before == verdict || (before == UNKNOWN && verdict == ANSWERS) || plugins.is_empty() {
+        if before == verdict || (before == UNKNOWN && verdict == ANSWERS) {
             return;
         }
         if verdict == UNREACHABLE {
             tracing::warn!(cluster.id = %id, reason = reason.map_or("", String::as_str), "cluster unreachable");
         } else {
             tracing::info!(cluster.id = %id, "cluster reachable again");
+        }
+        if plugins.is_empty() {
+            return;
         }
         plugins.run_event(&Event::ClusterReachability {
             cluster: id.to_owned(),

@@ -296,8 +296,6 @@ impl Event {
     }
 }
 
-/// `"2026-12-01T15:10:45.123456Z"`: RFC 3339 in UTC with microseconds, as
-/// kube-apiserver writes `metav1.MicroTime`.
 /// `["<ip>"]`; an IPv4 address written by hand (its `Display` cost more
 /// than the rest of the array).
 fn push_ip_array(out: &mut Vec<u8>, ip: std::net::IpAddr) {
@@ -316,6 +314,8 @@ fn push_ip_array(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     }
 }
 
+/// `"2026-12-01T15:10:45.123456Z"`: RFC 3339 in UTC with microseconds, as
+/// kube-apiserver writes `metav1.MicroTime`.
 fn push_timestamp_str(out: &mut Vec<u8>, at: SystemTime) {
     out.push(b'"');
     push_timestamp(out, at);

@@ -126,12 +126,22 @@ impl Copies {
 }
 
 /// A body as an event records it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) enum Recorded {
     /// Its bytes, as sent (checked and compacted when written).
     Json(Bytes),
     /// Left out, and why.
     Omitted(&'static str),
+}
+
+// By hand: the object's bytes go to the audit sinks, never to a Debug print.
+impl std::fmt::Debug for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Json(bytes) => write!(f, "Json({} bytes)", bytes.len()),
+            Self::Omitted(why) => f.debug_tuple("Omitted").field(why).finish(),
+        }
+    }
 }
 
 /// The objects of one `ResponseComplete` event.
