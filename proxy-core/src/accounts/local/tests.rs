@@ -220,11 +220,15 @@ fn a_burst_of_concurrent_attempts_cannot_overtake_the_count() {
     let t = Arc::new(LoginThrottle::default());
     let t0 = Instant::now();
     // 50 attempts in flight at once (none finished): only the free ones start.
+    let go = std::sync::Barrier::new(50);
     let started = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)
             .map(|_| {
-                let t = t.clone();
-                s.spawn(move || t.begin_attempt("alice", ADDR, t0).is_ok())
+                let (t, go) = (t.clone(), &go);
+                s.spawn(move || {
+                    go.wait();
+                    t.begin_attempt("alice", ADDR, t0).is_ok()
+                })
             })
             .collect();
         handles

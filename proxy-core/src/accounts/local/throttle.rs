@@ -322,11 +322,25 @@ impl LoginThrottle {
         addr: IpAddr,
         now: Instant,
     ) -> Result<(), Throttled> {
+        self.begin(
+            &[
+                (user_key(username), self.cfg.per_user),
+                (Subject::Addr(addr), self.cfg.per_addr),
+            ],
+            now,
+        )
+    }
+
+    /// Checks and counts one attempt against every subject: first here, under
+    /// one lock, so concurrent guesses see each other's counts; then in the
+    /// shared counters, if any. An attempt the shared counters refuse is taken
+    /// back here, as it never reaches a password check.
+    fn begin(&self, subjects: &[(Subject, Backoff)], now: Instant) -> Result<(), Throttled> {
         {
-            let records = self.lock();
-            let wait = [user_key(username), Subject::Addr(addr)]
+            let mut records = self.lock();
+            let wait = subjects
                 .iter()
-                .filter_map(|k| records.get(k))
+                .filter_map(|(k, _)| records.get(k))
                 .map(|r| r.blocked_until.saturating_duration_since(now))
                 .max()
                 .unwrap_or(Duration::ZERO);
@@ -335,15 +349,26 @@ impl LoginThrottle {
                     retry_after_secs: ceil_secs(wait).max(1),
                 });
             }
+            if records.len() >= self.cfg.max_entries {
+                self.prune(&mut records, now);
+            }
+            for (key, backoff) in subjects {
+                count(
+                    &mut records,
+                    key.clone(),
+                    *backoff,
+                    self.cfg.forget_after,
+                    now,
+                );
+            }
         }
         // Not under the lock: a round trip to the store.
-        self.shared_attempt(&[
-            (user_key(username), self.cfg.per_user),
-            (Subject::Addr(addr), self.cfg.per_addr),
-        ])?;
-        let mut records = self.lock();
-        self.count_failure(&mut records, username, addr, now);
-        Ok(())
+        self.shared_attempt(subjects).inspect_err(|_| {
+            let mut records = self.lock();
+            for (key, backoff) in subjects {
+                take_back(&mut records, key.clone(), *backoff);
+            }
+        })
     }
 
     /// Undoes what [`LoginThrottle::begin_attempt`] counted: clears the
@@ -365,30 +390,10 @@ impl LoginThrottle {
     /// on success, or [`LoginThrottle::account_attempt_void`] when the
     /// attempt never reached a decision (the directory went away).
     pub fn begin_account_attempt(&self, account: &str, now: Instant) -> Result<(), Throttled> {
-        let key = Subject::Account(account.to_owned());
-        if let Some(wait) = self
-            .lock()
-            .get(&key)
-            .map(|r| r.blocked_until.saturating_duration_since(now))
-            .filter(|w| !w.is_zero())
-        {
-            return Err(Throttled {
-                retry_after_secs: ceil_secs(wait).max(1),
-            });
-        }
-        self.shared_attempt(&[(key.clone(), self.cfg.per_user)])?;
-        let mut records = self.lock();
-        if records.len() >= self.cfg.max_entries {
-            self.prune(&mut records, now);
-        }
-        count(
-            &mut records,
-            key,
-            self.cfg.per_user,
-            self.cfg.forget_after,
+        self.begin(
+            &[(Subject::Account(account.to_owned()), self.cfg.per_user)],
             now,
-        );
-        Ok(())
+        )
     }
 
     /// The password was right: clears the account's record.
