@@ -154,22 +154,29 @@ pub(crate) struct Objects {
 /// Appends `json` as one line's worth of JSON (no whitespace outside
 /// strings), without `metadata.managedFields` when `omit_managed_fields`;
 /// false (nothing appended) when it is not valid JSON.
+///
+/// Everything else is copied as sent, never decoded and encoded again:
+/// members keep their order and numbers their digits, as kube-apiserver
+/// records them.
 pub(crate) fn push_compact(out: &mut Vec<u8>, json: &[u8], omit_managed_fields: bool) -> bool {
-    if omit_managed_fields {
-        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(json) else {
-            return false;
-        };
-        strip_managed_fields(&mut value);
-        return serde_json::to_writer(out, &value).is_ok();
-    }
     if serde_json::from_slice::<serde::de::IgnoredAny>(json).is_err() {
         return false;
     }
-    // Valid JSON: whitespace outside strings is insignificant, and inside
-    // strings newlines are escaped, so dropping it keeps one event a line.
+    out.reserve(json.len());
+    if omit_managed_fields {
+        Strip { json, pos: 0, out }.value(Role::Object);
+    } else {
+        copy_compact(out, json);
+    }
+    true
+}
+
+/// Appends valid JSON without its whitespace outside strings: it is
+/// insignificant there, and inside strings newlines are escaped, so
+/// dropping it keeps one event a line.
+fn copy_compact(out: &mut Vec<u8>, json: &[u8]) {
     let mut in_string = false;
     let mut escaped = false;
-    out.reserve(json.len());
     for &b in json {
         if in_string {
             if escaped {
@@ -181,27 +188,179 @@ pub(crate) fn push_compact(out: &mut Vec<u8>, json: &[u8], omit_managed_fields: 
             }
         } else if b == b'"' {
             in_string = true;
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+        } else if is_whitespace(b) {
             continue;
         }
         out.push(b);
     }
-    true
 }
 
-/// Removes `metadata.managedFields` from an object and from a list's items.
-fn strip_managed_fields(value: &mut serde_json::Value) {
-    if let Some(metadata) = value
-        .get_mut("metadata")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        metadata.remove("managedFields");
+fn is_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Where a value sits, for [`Strip`]: only these places hold a
+/// `managedFields` to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The body, or an item of a list: its `metadata` and `items` matter.
+    Object,
+    /// An object's `metadata`: its `managedFields` goes.
+    Metadata,
+    /// A list's `items`: each is an object.
+    Items,
+    /// Anything else: copied.
+    Other,
+}
+
+/// One pass over JSON already checked valid, copying it compacted except
+/// the `managedFields` member of the body's `metadata` and of each item's
+/// (for lists). Values that cannot hold one are copied in one piece.
+struct Strip<'a> {
+    json: &'a [u8],
+    pos: usize,
+    out: &'a mut Vec<u8>,
+}
+
+impl Strip<'_> {
+    fn skip_whitespace(&mut self) {
+        while self.json.get(self.pos).copied().is_some_and(is_whitespace) {
+            self.pos += 1;
+        }
     }
-    if let Some(items) = value
-        .get_mut("items")
-        .and_then(serde_json::Value::as_array_mut)
-    {
-        items.iter_mut().for_each(strip_managed_fields);
+
+    fn value(&mut self, role: Role) {
+        self.skip_whitespace();
+        match (self.json.get(self.pos), role) {
+            (Some(b'{'), Role::Object | Role::Metadata) => self.object(role),
+            (Some(b'['), Role::Items) => self.items(),
+            _ => {
+                let end = end_of_value(self.json, self.pos);
+                copy_compact(self.out, &self.json[self.pos..end]);
+                self.pos = end;
+            }
+        }
+    }
+
+    fn object(&mut self, role: Role) {
+        self.pos += 1;
+        self.out.push(b'{');
+        let mut first = true;
+        loop {
+            self.skip_whitespace();
+            match self.json[self.pos] {
+                b'}' => break,
+                b',' => {
+                    self.pos += 1;
+                    self.skip_whitespace();
+                }
+                _ => {}
+            }
+            let key_start = self.pos;
+            self.pos = end_of_string(self.json, key_start);
+            let key = &self.json[key_start..self.pos];
+            self.skip_whitespace();
+            // The colon.
+            self.pos += 1;
+            let child = match role {
+                Role::Object if key_is(key, "metadata") => Role::Metadata,
+                Role::Object if key_is(key, "items") => Role::Items,
+                Role::Metadata if key_is(key, "managedFields") => {
+                    self.skip_whitespace();
+                    self.pos = end_of_value(self.json, self.pos);
+                    continue;
+                }
+                _ => Role::Other,
+            };
+            if !first {
+                self.out.push(b',');
+            }
+            first = false;
+            self.out.extend_from_slice(key);
+            self.out.push(b':');
+            self.value(child);
+        }
+        self.pos += 1;
+        self.out.push(b'}');
+    }
+
+    fn items(&mut self) {
+        self.pos += 1;
+        self.out.push(b'[');
+        loop {
+            self.skip_whitespace();
+            match self.json[self.pos] {
+                b']' => break,
+                b',' => {
+                    self.pos += 1;
+                    self.out.push(b',');
+                }
+                _ => {}
+            }
+            self.value(Role::Object);
+        }
+        self.pos += 1;
+        self.out.push(b']');
+    }
+}
+
+/// Whether the member name `key` (with its quotes, maybe escaped) is `name`.
+fn key_is(key: &[u8], name: &str) -> bool {
+    if key.contains(&b'\\') {
+        serde_json::from_slice::<String>(key).is_ok_and(|k| k == name)
+    } else {
+        key.len() == name.len() + 2 && &key[1..key.len() - 1] == name.as_bytes()
+    }
+}
+
+/// The end of the string starting at `start` (its opening quote), past
+/// its closing quote.
+fn end_of_string(json: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    loop {
+        match json[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The end of the value starting at `start` (not whitespace) in valid JSON.
+fn end_of_value(json: &[u8], start: usize) -> usize {
+    match json[start] {
+        b'"' => end_of_string(json, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match json[i] {
+                    b'"' => {
+                        i = end_of_string(json, i);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = start;
+            while i < json.len()
+                && !matches!(json[i], b',' | b'}' | b']')
+                && !is_whitespace(json[i])
+            {
+                i += 1;
+            }
+            i
+        }
     }
 }
 
@@ -273,5 +432,118 @@ mod tests {
         let mut out = Vec::new();
         assert!(!push_compact(&mut out, b"{\"cut\": ", false));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn managed_fields_go_and_the_rest_stays_as_sent() {
+        let strip = |text: &str| {
+            let mut out = Vec::new();
+            assert!(push_compact(&mut out, text.as_bytes(), true), "{text}");
+            String::from_utf8(out).unwrap()
+        };
+        // Members out of alphabetical order, a number beyond u64 and f64's
+        // digits, escapes left as sent; managedFields first, last, alone.
+        assert_eq!(
+            strip(
+                r#"{"kind": "ConfigMap", "metadata": {"name": "c", "managedFields": [{"manager": "m"}], "uid": "u"},
+                    "data": {"z": 123456789012345678901234567890, "a": 0.1000000000000000055511151231257827, "e": "\u00e9\/"}}"#
+            ),
+            r#"{"kind":"ConfigMap","metadata":{"name":"c","uid":"u"},"data":{"z":123456789012345678901234567890,"a":0.1000000000000000055511151231257827,"e":"\u00e9\/"}}"#
+        );
+        assert_eq!(
+            strip(r#"{"metadata":{"managedFields":[],"name":"c"},"kind":"Pod"}"#),
+            r#"{"metadata":{"name":"c"},"kind":"Pod"}"#
+        );
+        assert_eq!(
+            strip(r#"{"metadata":{"name":"c","managedFields":[{"f":{"}":"]"}}]}}"#),
+            r#"{"metadata":{"name":"c"}}"#
+        );
+        assert_eq!(
+            strip(r#"{"metadata":{"managed\u0046ields":null}}"#),
+            r#"{"metadata":{}}"#
+        );
+        // A list: each item's, not deeper ones nor other members'.
+        assert_eq!(
+            strip(
+                r#"{"kind":"List","metadata":{"resourceVersion":"9"},"items":[
+                    {"metadata":{"name":"a","managedFields":[1]},"spec":{"metadata":{"managedFields":[2]}}},
+                    {"metadata":{"managedFields":[3],"name":"b"}}, 7]}"#
+            ),
+            r#"{"kind":"List","metadata":{"resourceVersion":"9"},"items":[{"metadata":{"name":"a"},"spec":{"metadata":{"managedFields":[2]}}},{"metadata":{"name":"b"}},7]}"#
+        );
+        // Not an object, or no metadata: only compacted.
+        assert_eq!(strip(" [1, {\"metadata\": 2}] "), r#"[1,{"metadata":2}]"#);
+        assert_eq!(strip("\"x\""), "\"x\"");
+        assert_eq!(strip(r#"{"metadata": "m"}"#), r#"{"metadata":"m"}"#);
+        // Not JSON: nothing written, as without stripping.
+        for text in [
+            &b"{\"metadata\": {\"managedFields\": "[..],
+            b"kind: Pod\n",
+            b"k8s\0\n",
+        ] {
+            let mut out = Vec::new();
+            assert!(!push_compact(&mut out, text, true));
+            assert!(out.is_empty());
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::push_compact;
+
+        /// What stripping means, on the decoded object.
+        fn strip(value: &mut Value) {
+            if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.remove("managedFields");
+            }
+            if let Some(items) = value.get_mut("items").and_then(Value::as_array_mut) {
+                items.iter_mut().for_each(strip);
+            }
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                "[a-z\"\\\\ \n{}\\[\\],:]{0,4}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(5, 48, 4, |inner| {
+                let key = prop::sample::select(vec![
+                    "metadata",
+                    "managedFields",
+                    "items",
+                    "name",
+                    "a\"b",
+                ])
+                .prop_map(str::to_owned);
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(key, inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// The text pass removes exactly what removing the member from
+            /// the decoded object does, and leaves one line.
+            #[test]
+            fn stripping_the_text_is_stripping_the_object(value in json(), pretty in any::<bool>()) {
+                let text = if pretty {
+                    serde_json::to_vec_pretty(&value).unwrap()
+                } else {
+                    serde_json::to_vec(&value).unwrap()
+                };
+                let mut out = Vec::new();
+                prop_assert!(push_compact(&mut out, &text, true));
+                prop_assert!(!out.contains(&b'\n'));
+                let mut expected = value;
+                strip(&mut expected);
+                prop_assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), expected);
+            }
+        }
     }
 }
