@@ -54,7 +54,6 @@ use crate::{
     events::Event,
     future::ReadyOrBoxed,
     plugin::{AccessRecord, Flow, Plugin},
-    plugins::rbac_sync::ClusterStatus,
     status::Status,
     store::StoreView,
 };
@@ -196,7 +195,6 @@ struct Inner {
     cluster_up: Family<ClusterLabels, Gauge>,
     cluster_nodes: Family<NodeLabels, Gauge>,
     cluster_latency: Family<ClusterLabels, SecondsGauge>,
-    rbac: RbacSyncMetrics,
     scraped: Arc<Scraped>,
     clusters: Bounded,
     groups: Bounded,
@@ -298,7 +296,6 @@ impl Metrics {
             "Time the cluster's /version took at the last health check",
             cluster_latency.clone(),
         );
-        let rbac = RbacSyncMetrics::register(paddock);
         let scraped = Arc::new(Scraped::default());
         paddock.register_collector(Box::new(ScrapedCollector(scraped.clone())));
         paddock.register(
@@ -322,7 +319,6 @@ impl Metrics {
                 cluster_up,
                 cluster_nodes,
                 cluster_latency,
-                rbac,
                 scraped,
                 clusters: Bounded::new(MAX_CLUSTERS),
                 groups: Bounded::new(MAX_GROUPS),
@@ -358,97 +354,6 @@ impl Metrics {
     /// serve it with the content type [`CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         encode(&self.inner.registry)
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PassLabels {
-    cluster: Arc<str>,
-    result: &'static str,
-}
-
-/// The RBAC sync's metrics, one series per cluster.
-struct RbacSyncMetrics {
-    failing: Family<ClusterLabels, Gauge>,
-    last_success: Family<ClusterLabels, Gauge>,
-    passes: Family<PassLabels, Counter>,
-    written: Family<ClusterLabels, Counter>,
-    drift: Family<ClusterLabels, Counter>,
-}
-
-impl RbacSyncMetrics {
-    fn register(registry: &mut Registry) -> Self {
-        let this = Self {
-            failing: Family::default(),
-            last_success: Family::default(),
-            passes: Family::default(),
-            written: Family::default(),
-            drift: Family::default(),
-        };
-        registry.register(
-            "rbac_sync_failing",
-            "1 while a cluster's RBAC sync passes fail",
-            this.failing.clone(),
-        );
-        registry.register(
-            "rbac_sync_last_success_timestamp_seconds",
-            "When a cluster's RBAC sync pass last ended without error (Unix time)",
-            this.last_success.clone(),
-        );
-        registry.register(
-            "rbac_sync_passes",
-            "RBAC sync passes over a cluster, by result",
-            this.passes.clone(),
-        );
-        registry.register(
-            "rbac_sync_objects_written",
-            "RBAC objects the sync created, updated or deleted in a cluster",
-            this.written.clone(),
-        );
-        registry.register(
-            "rbac_sync_drift_repaired",
-            "RBAC objects the sync put back after they were changed in the cluster",
-            this.drift.clone(),
-        );
-        this
-    }
-
-    /// A pass over `cluster` ended with `status`, or the cluster is no
-    /// longer synchronised (`None`: its series go).
-    fn record(&self, cluster: Arc<str>, status: Option<&ClusterStatus>) {
-        let labels = ClusterLabels { cluster };
-        let Some(status) = status else {
-            self.failing.remove(&labels);
-            self.last_success.remove(&labels);
-            self.written.remove(&labels);
-            self.drift.remove(&labels);
-            for result in ["ok", "error"] {
-                self.passes.remove(&PassLabels {
-                    cluster: labels.cluster.clone(),
-                    result,
-                });
-            }
-            return;
-        };
-        self.failing
-            .get_or_create(&labels)
-            .set(i64::from(status.failing()));
-        if let Some(at) = status.last_success {
-            self.last_success.get_or_create(&labels).set(at.0);
-        }
-        let result = if status.failing() { "error" } else { "ok" };
-        self.passes
-            .get_or_create(&PassLabels {
-                cluster: labels.cluster.clone(),
-                result,
-            })
-            .inc();
-        self.written
-            .get_or_create(&labels)
-            .inc_by(status.last_pass.written());
-        self.drift
-            .get_or_create(&labels)
-            .inc_by(status.last_pass.drift_repaired);
     }
 }
 
@@ -601,8 +506,8 @@ impl Inner {
                 }
             }
             Event::RbacSync { cluster, status } => {
-                let cluster = self.clusters.learn(cluster);
-                self.rbac.record(cluster, status.as_deref());
+                let label = self.clusters.learn(cluster);
+                self.scraped.set_rbac_sync(cluster, label, status.clone());
             }
         }
     }

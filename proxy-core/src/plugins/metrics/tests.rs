@@ -393,6 +393,30 @@ fn rbac_sync_passes_set_failing_counts_and_go_with_their_cluster() {
             "{text}"
         );
     }
+    // The totals are the status's, as the status endpoint shows them: a
+    // status told again, or one whose earlier passes this instance never
+    // saw, is not counted twice nor short.
+    pass(&status);
+    let late = Metrics::new();
+    late.on_event(&Event::RbacSync {
+        cluster: "prod".into(),
+        status: Some(Arc::new(status.clone())),
+    });
+    for text in [metrics.encode(), late.encode()] {
+        assert_eq!(
+            value(&text, "paddock_rbac_sync_objects_written_total", prod),
+            Some(4.0),
+            "{text}"
+        );
+        for result in ["ok", "error"] {
+            let labels = format!("cluster=\"prod\",result=\"{result}\"");
+            assert_eq!(
+                value(&text, "paddock_rbac_sync_passes_total", &labels),
+                Some(1.0),
+                "{text}"
+            );
+        }
+    }
     // The cluster is removed: its series go.
     metrics.on_event(&Event::RbacSync {
         cluster: "prod".into(),

@@ -63,7 +63,6 @@ struct Memory {
     client: kube::Client,
     /// What the last pass without error wanted.
     previous: Option<Desired>,
-    status: ClusterStatus,
 }
 
 /// The RBAC sync over a set of clusters. See the [module](super) docs.
@@ -79,6 +78,10 @@ pub struct RbacSync {
     events: Events,
     interval: Duration,
     memory: Mutex<HashMap<String, Memory>>,
+    /// Each cluster's status: the only copy, which the endpoints, the
+    /// events (hence the metrics and alerts) and [`status`](Self::status)
+    /// read. Written under the `memory` lock, so a pass and the cluster's
+    /// removal keep their order.
     board: Board,
 }
 
@@ -206,7 +209,6 @@ impl RbacSync {
                         cluster: target.clone(),
                         client: client::client(target.clone()),
                         previous: None,
-                        status: ClusterStatus::new(&id),
                     }
                 });
             (entry.client.clone(), entry.previous.clone())
@@ -238,17 +240,22 @@ impl RbacSync {
             let Some(entry) = memory.get_mut(&id) else {
                 return outcome;
             };
+            let mut status = self
+                .board
+                .get(&id)
+                .map_or_else(|| ClusterStatus::new(&id), Arc::unwrap_or_clone);
             let error = outcome.as_ref().err().map(ToString::to_string);
-            entry.status.record(
+            status.record(
                 Timestamp::now(),
                 snap.revision(),
                 outcome.as_ref().map_err(|_| error.as_deref().unwrap_or("")),
             );
-            entry.status.skipped = desired.skipped.clone();
-            entry.previous = (!entry.status.failing()).then_some(desired);
-            Arc::new(entry.status.clone())
+            status.skipped = desired.skipped.clone();
+            entry.previous = (!status.failing()).then_some(desired);
+            let status = Arc::new(status);
+            self.board.set(status.clone());
+            status
         };
-        self.board.set(status.clone());
         self.events.emit(&Event::RbacSync {
             cluster: id,
             status: Some(status),
@@ -268,11 +275,11 @@ impl RbacSync {
                 .collect::<Vec<_>>();
             for id in &gone {
                 memory.remove(id);
+                self.board.remove(id);
             }
             gone
         };
         for id in gone {
-            self.board.remove(&id);
             tracing::info!(cluster.id = %id, "rbac sync: cluster no longer synchronised");
             self.events.emit(&Event::RbacSync {
                 cluster: id,
