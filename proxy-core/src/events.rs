@@ -4,9 +4,10 @@
 //! as the request phases hand them requests.
 //!
 //! Sources inside Paddock: the accounts (provider health on each change,
-//! each background refresh), the cluster health checker
-//! ([`crate::health`]) and the RBAC sync ([`crate::plugins::rbac_sync`]). Other sources (an agent tunnel's connect and
-//! disconnect, an embedder's own checks) emit through [`Events`], which
+//! each background refresh), each cluster's reachability verdict, the
+//! cluster health checker ([`crate::health`]) and the RBAC sync
+//! ([`crate::plugins::rbac_sync`]). Other sources (an embedder's own
+//! checks) emit through [`Events`], which
 //! [`Proxy::events`](crate::Proxy::events) hands out.
 
 use std::sync::Arc;
@@ -19,8 +20,9 @@ use crate::{
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
-    /// A cluster became reachable or unreachable: the health checker's
-    /// verdict changed, or an agent's tunnel connected or dropped.
+    /// Paddock's verdict on a cluster changed (the first one included): it
+    /// answers, or cannot be reached. Requests, the health checks, the RBAC
+    /// sync's calls and an agent's tunnel all feed that one verdict.
     ClusterReachability {
         /// The cluster's id.
         cluster: String,
@@ -72,5 +74,47 @@ impl Events {
     /// Hands `event` to every plugin, in registration order.
     pub fn emit(&self, event: &Event) {
         self.plugins.run_event(event);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Clusters' reachability changes: `reachable`, `reason`.
+    pub(crate) type Changes = Vec<(bool, Option<String>)>;
+
+    /// Events that keep what they hear, and a reader of the clusters'
+    /// reachability changes among it.
+    pub(crate) fn recorded() -> (Events, impl Fn() -> Changes) {
+        #[derive(Default)]
+        struct Recorder(Mutex<Vec<Event>>);
+        impl crate::plugin::Plugin for Recorder {
+            fn name(&self) -> &'static str {
+                "recorder"
+            }
+            fn on_event(&self, event: &Event) {
+                self.0.lock().unwrap().push(event.clone());
+            }
+        }
+        let recorder = Arc::new(Recorder::default());
+        let events = Events::new(Plugins::new(vec![recorder.clone()]));
+        let read = move || {
+            recorder
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|event| match event {
+                    Event::ClusterReachability {
+                        reachable, reason, ..
+                    } => Some((*reachable, reason.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        (events, read)
     }
 }

@@ -264,13 +264,16 @@ impl ProxyBuilder {
     /// Builds the clusters' clients and the stack. Must run inside a tokio
     /// runtime (credential files are watched).
     pub fn build(self) -> Result<Proxy, BuildError> {
-        let mut router = Router::new();
-        for (config, default) in &self.clusters {
-            router.add(Cluster::new(config, self.workers)?, *default);
-        }
-        let router = Arc::new(router);
         let plugins = Plugins::new(self.plugins);
         let events = events::Events::new(plugins.clone());
+        let mut router = Router::new();
+        for (config, default) in &self.clusters {
+            router.add(
+                Cluster::new(config, self.workers, events.clone())?,
+                *default,
+            );
+        }
+        let router = Arc::new(router);
         let tunnels = Arc::new(tunnel::Tunnels::new(self.agent_wait, events.clone()));
         if let Some(accounts) = &self.accounts {
             accounts.set_events(events.clone());
@@ -278,7 +281,13 @@ impl ProxyBuilder {
             // proxy: an embedder cannot forget them.
             accounts.spawn_background();
             // Clusters registered in the store become routable.
-            upstream::spawn_sync(accounts.view(), &router, tunnels.clone(), self.workers);
+            upstream::spawn_sync(
+                accounts.view(),
+                &router,
+                tunnels.clone(),
+                self.workers,
+                events.clone(),
+            );
             // Agents' status (connected, heartbeat) reaches the store, coalesced.
             tunnel::spawn_status_writer(accounts.view(), tunnels.clone());
         }

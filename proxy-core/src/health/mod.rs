@@ -13,16 +13,24 @@
 //!   credential needs `list nodes` for this part; without it the cluster is
 //!   still reported, with the nodes' error.
 //!
-//! A change of reachability is an
-//! [`Event::ClusterReachability`], and each check an [`Event::ClusterChecked`]
-//! (the alert and metrics plugins listen).
+//! Whether a cluster is reachable is not decided here: it is the one
+//! verdict Paddock keeps per cluster, which every request, every call
+//! Paddock makes and an agent's tunnel feed (a check's own calls
+//! included, and a check that got no answer in time reports that), and
+//! which alone emits [`Event::ClusterReachability`]. The view shows that
+//! verdict as it is now, not as it was at the last check, so it never
+//! disagrees with the events the alert and metrics plugins heard. Each
+//! check is an [`Event::ClusterChecked`].
 //!
 //! The checker reads its clusters from a cluster source at each round,
 //! so clusters added while Paddock runs are checked from the next round on.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Weak},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Weak,
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -33,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     events::{Event, Events},
-    upstream::{Cluster, Router},
+    upstream::{Cluster, Observation, Router},
 };
 
 /// How often and how long the clusters are read.
@@ -80,7 +88,9 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 pub struct ClusterHealth {
     /// The cluster's id.
     pub cluster: String,
-    /// Whether `/version` answered at the last check.
+    /// Whether the cluster answers, as Paddock finds now (its checks, its
+    /// requests, an agent's tunnel): any answer counts, whatever its status
+    /// (a refused `/version` is reachable, with [`last_error`](Self::last_error)).
     pub reachable: bool,
     /// When the last check ended; `None` before the first.
     #[serde(serialize_with = "rfc3339_opt")]
@@ -91,10 +101,11 @@ pub struct ClusterHealth {
     pub kubernetes_version: Option<KubernetesVersion>,
     /// The nodes, when Paddock may list them.
     pub nodes: Option<NodeCount>,
-    /// What went wrong at the last check (unreachable, or the nodes could
-    /// not be read); `None` when all was read.
+    /// What went wrong at the last check (unreachable, `/version` refused,
+    /// or the nodes could not be read), or why the cluster is unreachable
+    /// since; `None` when all was read.
     pub last_error: Option<String>,
-    /// When reachability last changed (or the first check).
+    /// When reachability last changed (the first verdict included).
     #[serde(serialize_with = "rfc3339_opt")]
     pub since: Option<SystemTime>,
 }
@@ -176,7 +187,16 @@ impl ClusterSource for Router {
 
 /// The cache of checks, and the task that fills it.
 pub(crate) struct HealthChecker {
-    results: ArcSwap<HashMap<String, Arc<ClusterHealth>>>,
+    results: ArcSwap<HashMap<String, Checked>>,
+    /// Where a cluster not checked yet is found, for its verdict.
+    source: Arc<dyn ClusterSource>,
+}
+
+/// One cluster's last check, and the cluster, whose verdict is read live.
+#[derive(Clone)]
+struct Checked {
+    health: Arc<ClusterHealth>,
+    cluster: Arc<Cluster>,
 }
 
 impl std::fmt::Debug for HealthChecker {
@@ -195,20 +215,41 @@ impl HealthChecker {
     ) -> Arc<Self> {
         let checker = Arc::new(Self {
             results: ArcSwap::from_pointee(HashMap::new()),
+            source: source.clone(),
         });
         tokio::spawn(run(Arc::downgrade(&checker), source, options, events));
         checker
     }
 
-    /// The last check of cluster `id`; a "not checked yet" one for a
-    /// cluster the checker has not read.
+    /// The last check of cluster `id` (a "not checked yet" one for a
+    /// cluster the checker has not read), with the cluster's verdict as it
+    /// is now.
     pub(crate) fn get(&self, id: &str) -> Arc<ClusterHealth> {
-        self.results
-            .load()
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| Arc::new(ClusterHealth::pending(id)))
+        if let Some(checked) = self.results.load().get(id) {
+            return live(&checked.health, &checked.cluster);
+        }
+        let pending = Arc::new(ClusterHealth::pending(id));
+        match self.source.clusters().into_iter().find(|c| c.id() == id) {
+            Some(cluster) => live(&pending, &cluster),
+            None => pending,
+        }
     }
+}
+
+/// `health` with `cluster`'s verdict now, which may have changed since.
+fn live(health: &Arc<ClusterHealth>, cluster: &Cluster) -> Arc<ClusterHealth> {
+    let verdict = cluster.reachability().verdict();
+    let reachable = verdict.reachable == Some(true);
+    if health.reachable == reachable && health.since == verdict.since {
+        return health.clone();
+    }
+    let mut health = ClusterHealth::clone(health);
+    health.reachable = reachable;
+    health.since = verdict.since;
+    if !reachable {
+        health.last_error = verdict.reason.or(health.last_error);
+    }
+    Arc::new(health)
 }
 
 async fn run(
@@ -221,43 +262,22 @@ async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(this) = checker.upgrade() else {
+        if checker.strong_count() == 0 {
             return;
-        };
-        let previous = this.results.load_full();
-        drop(this);
+        }
         let clusters = source.clusters();
         let checks = futures_util::stream::iter(clusters)
-            .map(|cluster| {
-                let before = previous.get(cluster.id()).cloned();
-                async move { check(&cluster, options.timeout, before.as_deref()).await }
+            .map(|cluster| async move {
+                let health = Arc::new(check(&cluster, options.timeout).await);
+                Checked { health, cluster }
             })
             .buffer_unordered(CONCURRENCY)
             .collect::<Vec<_>>()
             .await;
         let mut results = HashMap::with_capacity(checks.len());
-        for health in checks {
-            let health = Arc::new(health);
-            let changed = previous
-                .get(&health.cluster)
-                .is_none_or(|before| before.reachable != health.reachable);
-            if changed {
-                if health.reachable {
-                    tracing::info!(cluster.id = %health.cluster, "cluster reachable");
-                } else {
-                    tracing::warn!(cluster.id = %health.cluster, error = health.last_error.as_deref().unwrap_or(""), "cluster unreachable");
-                }
-                // The first check of a reachable cluster is no news.
-                if previous.contains_key(&health.cluster) || !health.reachable {
-                    events.emit(&Event::ClusterReachability {
-                        cluster: health.cluster.clone(),
-                        reachable: health.reachable,
-                        reason: health.last_error.clone(),
-                    });
-                }
-            }
-            events.emit(&Event::ClusterChecked(health.clone()));
-            results.insert(health.cluster.clone(), health);
+        for checked in checks {
+            events.emit(&Event::ClusterChecked(checked.health.clone()));
+            results.insert(checked.health.cluster.clone(), checked);
         }
         let Some(this) = checker.upgrade() else {
             return;
@@ -266,27 +286,25 @@ async fn run(
     }
 }
 
-/// Reads one cluster within `timeout`.
-async fn check(
-    cluster: &Cluster,
-    timeout: Duration,
-    before: Option<&ClusterHealth>,
-) -> ClusterHealth {
+/// Reads one cluster within `timeout`. Its calls tell the cluster's
+/// verdict what they find; a `/version` without an answer in time is told
+/// here.
+async fn check(cluster: &Cluster, timeout: Duration) -> ClusterHealth {
     let mut health = ClusterHealth::pending(cluster.id());
     health.last_error = None;
+    let version_read = AtomicBool::new(false);
     let read = tokio::time::timeout(timeout, async {
         let started = Instant::now();
         let version = read_json::<KubernetesVersion>(cluster, "/version").await;
+        version_read.store(true, Ordering::Relaxed);
         let latency = started.elapsed();
         let version = version?;
         let nodes = nodes(cluster).await;
         Ok::<_, String>((version, latency, nodes))
     })
-    .await
-    .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+    .await;
     match read {
-        Ok((version, latency, nodes)) => {
-            health.reachable = true;
+        Ok(Ok((version, latency, nodes))) => {
             health.kubernetes_version = Some(version);
             health.latency_seconds = Some(latency.as_secs_f64());
             match nodes {
@@ -294,16 +312,26 @@ async fn check(
                 Err(error) => health.last_error = Some(format!("nodes: {error}")),
             }
         }
-        Err(error) => health.last_error = Some(error),
-    }
-    let now = SystemTime::now();
-    health.checked_at = Some(now);
-    health.since = match before {
-        Some(before) if before.reachable == health.reachable && before.since.is_some() => {
-            before.since
+        Ok(Err(error)) => health.last_error = Some(error),
+        Err(_) => {
+            let error = format!("no answer within {timeout:?}");
+            if version_read.load(Ordering::Relaxed) {
+                health.last_error = Some(format!("nodes: {error}"));
+            } else {
+                cluster
+                    .reachability()
+                    .observe(Observation::Unreachable(&error));
+                health.last_error = Some(error);
+            }
         }
-        _ => Some(now),
-    };
+    }
+    health.checked_at = Some(SystemTime::now());
+    let verdict = cluster.reachability().verdict();
+    health.reachable = verdict.reachable == Some(true);
+    health.since = verdict.since;
+    if !health.reachable && health.last_error.is_none() {
+        health.last_error = verdict.reason;
+    }
     health
 }
 
@@ -415,5 +443,99 @@ fn rfc3339_opt<S: serde::Serializer>(
     match at {
         Some(at) => serializer.serialize_str(&rfc3339(*at)),
         None => serializer.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        events::tests::{recorded, Changes},
+        upstream::ClusterConfig,
+    };
+
+    /// A cluster at `server`, its reachability changes recorded.
+    fn cluster(server: String) -> (Arc<Cluster>, impl Fn() -> Changes) {
+        let (events, seen) = recorded();
+        let cluster = Cluster::new(&ClusterConfig::new("prod", server), 0, events).unwrap();
+        (Arc::new(cluster), seen)
+    }
+
+    struct Fixed(Arc<Cluster>);
+
+    impl ClusterSource for Fixed {
+        fn clusters(&self) -> Vec<Arc<Cluster>> {
+            vec![self.0.clone()]
+        }
+    }
+
+    /// A checker of `cluster` that has not checked it yet.
+    fn checker(cluster: &Arc<Cluster>) -> HealthChecker {
+        HealthChecker {
+            results: ArcSwap::from_pointee(HashMap::new()),
+            source: Arc::new(Fixed(cluster.clone())),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_view_and_the_events_follow_the_one_verdict() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let (cluster, seen) = cluster(server);
+        let checker = checker(&cluster);
+        assert_eq!(
+            checker.get("prod"),
+            Arc::new(ClusterHealth::pending("prod"))
+        );
+        // The check's own call is what finds the cluster unreachable.
+        let health = Arc::new(check(&cluster, Duration::from_secs(10)).await);
+        assert!(!health.reachable);
+        assert!(health.since.is_some());
+        assert!(health.last_error.is_some());
+        let [(false, Some(_))] = seen()[..] else {
+            panic!("{:?}", seen());
+        };
+        let checked = Checked {
+            health: health.clone(),
+            cluster: cluster.clone(),
+        };
+        checker
+            .results
+            .store(Arc::new(HashMap::from([("prod".to_owned(), checked)])));
+        assert_eq!(checker.get("prod"), health);
+        // A request answered since: the view says so before the next check,
+        // as the event did.
+        cluster.reachability().observe(Observation::Answers);
+        let now = checker.get("prod");
+        assert!(now.reachable);
+        assert_ne!(now.since, health.since);
+        assert_eq!(seen().last(), Some(&(true, None)));
+        // A second check finding it refused again: one more change, told once.
+        let again = check(&cluster, Duration::from_secs(10)).await;
+        assert!(!again.reachable);
+        assert_eq!(seen().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_version_without_an_answer_in_time_is_unreachable() {
+        // Connections are accepted (the backlog) and never answered.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (cluster, seen) = cluster(format!("http://{}", silent.local_addr().unwrap()));
+        // Not checked yet, but a request was answered: so says the view.
+        cluster.reachability().observe(Observation::Answers);
+        let pending = checker(&cluster).get("prod");
+        assert!(pending.reachable && pending.checked_at.is_none());
+        let health = check(&cluster, Duration::from_millis(200)).await;
+        assert!(!health.reachable);
+        assert_eq!(health.last_error.as_deref(), Some("no answer within 200ms"));
+        assert_eq!(
+            seen(),
+            [
+                (true, None),
+                (false, Some("no answer within 200ms".to_owned()))
+            ]
+        );
+        drop(silent);
     }
 }

@@ -198,7 +198,12 @@ mod tests {
         use tower::ServiceExt;
 
         let mut router = Router::new();
-        let cluster = Cluster::new(&ClusterConfig::new("a", "https://127.0.0.1:1"), 1).unwrap();
+        let cluster = Cluster::new(
+            &ClusterConfig::new("a", "https://127.0.0.1:1"),
+            1,
+            crate::events::Events::default(),
+        )
+        .unwrap();
         router.add(cluster, true);
         let seen = tower::service_fn(|request: Request<()>| async move {
             let context = context::of(&request);

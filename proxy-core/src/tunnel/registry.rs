@@ -27,8 +27,9 @@ use super::{
     CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT,
 };
 use crate::{
-    events::{Event, Events},
+    events::Events,
     store::Timestamp,
+    upstream::{Observation, Reachability},
 };
 
 /// What is known of a connected agent.
@@ -59,15 +60,19 @@ pub(crate) struct Session {
 }
 
 /// The slot of one cluster: its current session, if any, as a watch so a
-/// request can wait for a reconnecting agent.
+/// request can wait for a reconnecting agent, and the verdict on reaching
+/// the cluster, which outlives the cluster's clients (rebuilt when its
+/// record changes).
 pub(crate) struct Slot {
     current: watch::Sender<Option<Arc<Session>>>,
+    reachability: Arc<Reachability>,
 }
 
 impl Slot {
-    fn new() -> Self {
+    fn new(cluster: &str, events: Events) -> Self {
         Self {
             current: watch::channel(None).0,
+            reachability: Arc::new(Reachability::new(cluster, events)),
         }
     }
 
@@ -117,7 +122,7 @@ pub struct Tunnels {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     next_id: AtomicU64,
     wait: Duration,
-    /// Told when an agent connects or its tunnel drops (alerts, metrics).
+    /// Where the agent clusters' reachability changes go (alerts, metrics).
     events: Events,
     /// Wakes the status writer when an agent connects or drops.
     pub(super) changed: tokio::sync::Notify,
@@ -170,12 +175,10 @@ impl Tunnels {
         std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    fn reachability(&self, cluster: &str, reachable: bool, reason: Option<&str>) {
-        self.events.emit(&Event::ClusterReachability {
-            cluster: cluster.to_owned(),
-            reachable,
-            reason: reason.map(str::to_owned),
-        });
+    /// The verdict on reaching agent cluster `cluster`, which its
+    /// tunnel's connecting and dropping feed.
+    pub(crate) fn reachability(&self, cluster: &str) -> Arc<Reachability> {
+        self.slot(cluster).reachability.clone()
     }
 
     /// How long a request waits for a disconnected agent.
@@ -188,7 +191,7 @@ impl Tunnels {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(cluster.to_owned())
-            .or_insert_with(|| Arc::new(Slot::new()))
+            .or_insert_with(|| Arc::new(Slot::new(cluster, self.events.clone())))
             .clone()
     }
 
@@ -212,11 +215,9 @@ impl Tunnels {
             if keep_hash != Some(session.token_hash.as_str()) {
                 tracing::info!(cluster.id = %cluster, "agent tunnel ended: its token is no longer valid");
                 session.end.cancel();
-                self.reachability(
-                    cluster,
-                    false,
-                    Some("the agent's registration token is no longer valid"),
-                );
+                slot.reachability.observe(Observation::Unreachable(
+                    "the agent's registration token is no longer valid",
+                ));
                 slot.current.send_if_modified(|s| {
                     if s.as_ref().is_some_and(|s| s.id == session.id) {
                         *s = None;
@@ -272,7 +273,7 @@ impl Tunnels {
             old.end.cancel();
         }
         tracing::info!(cluster.id = %cluster, agent.version = ?session.info.agent_version, "agent connected");
-        self.reachability(cluster, true, None);
+        slot.reachability.observe(Observation::Answers);
         self.changed.notify_one();
         tokio::select! {
             result = connection => {
@@ -294,7 +295,8 @@ impl Tunnels {
         tracing::info!(cluster.id = %cluster, "agent disconnected");
         // A newer session of the same cluster took over: still reachable.
         if !replaced {
-            self.reachability(cluster, false, Some("the agent's tunnel dropped"));
+            slot.reachability
+                .observe(Observation::Unreachable("the agent's tunnel dropped"));
             self.dropped_here(cluster, &session);
         }
     }

@@ -1,4 +1,4 @@
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use http::{uri::PathAndQuery, Uri};
 use hyper_rustls::HttpsConnector;
@@ -11,7 +11,7 @@ use super::{
     connector::Connector, credential::AuthorizationHeader, direct_h1::DirectH1,
     direct_h2::DirectH2, tls, UpstreamCredential,
 };
-use crate::{body::RequestBody, error::ProxyError};
+use crate::{body::RequestBody, error::ProxyError, events::Events};
 
 /// Why a cluster definition was rejected.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -146,9 +146,10 @@ pub(crate) struct Cluster {
     clients: Box<[Clients]>,
     pub(super) request_timeout: Duration,
     direct_endpoint: Option<crate::kubeconfig::DirectEndpoint>,
-    /// What requests found out about reaching it; `None` for a tunnel
-    /// cluster, whose tunnel says so itself.
-    pub(super) reachability: Option<super::reachability::Reachability>,
+    /// The verdict on reaching it, which every request and call feeds (a
+    /// tunnel cluster's is its tunnel's, which the agent's connecting and
+    /// dropping feed too).
+    reachability: Arc<super::Reachability>,
 }
 
 pub(super) struct Clients {
@@ -179,10 +180,15 @@ impl fmt::Debug for Cluster {
 
 impl Cluster {
     /// Builds the clients for `config`, one set per server worker, plus one
-    /// for callers outside the workers. Must run inside a tokio runtime when
-    /// the credential is a file (it is watched).
-    pub(crate) fn new(config: &ClusterConfig, workers: usize) -> Result<Self, UpstreamError> {
-        Self::build(config, workers, true)
+    /// for callers outside the workers; changes of its reachability go to
+    /// `events`. Must run inside a tokio runtime when the credential is a
+    /// file (it is watched).
+    pub(crate) fn new(
+        config: &ClusterConfig,
+        workers: usize,
+        events: Events,
+    ) -> Result<Self, UpstreamError> {
+        Self::build(config, workers, true, events)
     }
 
     /// One set of HTTP/1.1-only clients: every request in flight has a
@@ -192,10 +198,15 @@ impl Cluster {
     /// separately, and over one shared HTTP/2 connection a stalled stream
     /// can exhaust the connection window for all of them (hyperium/hyper#2899).
     pub(crate) fn http1_only(config: &ClusterConfig) -> Result<Self, UpstreamError> {
-        Self::build(config, 0, false)
+        Self::build(config, 0, false, Events::default())
     }
 
-    fn build(config: &ClusterConfig, workers: usize, h2: bool) -> Result<Self, UpstreamError> {
+    fn build(
+        config: &ClusterConfig,
+        workers: usize,
+        h2: bool,
+        events: Events,
+    ) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
             cluster: config.id.clone(),
             url: config.server.clone(),
@@ -228,7 +239,7 @@ impl Cluster {
             clients,
             request_timeout: config.request_timeout,
             direct_endpoint: config.direct_endpoint.clone(),
-            reachability: Some(super::reachability::Reachability::default()),
+            reachability: Arc::new(super::Reachability::new(&config.id, events)),
         })
     }
 
@@ -254,7 +265,7 @@ impl Cluster {
             clients,
             request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
             direct_endpoint: None,
-            reachability: None,
+            reachability: tunnels.reachability(id),
         }
     }
 
@@ -286,6 +297,11 @@ impl Cluster {
     /// The cluster's id.
     pub(crate) fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The verdict on reaching it: where what anyone finds out goes.
+    pub(crate) fn reachability(&self) -> &super::Reachability {
+        &self.reachability
     }
 
     /// Its authorized cluster endpoint, if one is configured.

@@ -89,9 +89,7 @@ async fn forward(
             message: "request reached forward without a cluster".to_owned(),
         })?;
     let result = send(request, &cluster, shutdown, context).await;
-    if let Some(reachability) = &cluster.reachability {
-        reachability.observe(cluster.id(), &result, &plugins);
-    }
+    cluster.reachability().observe_result(&result);
     result
 }
 
@@ -394,9 +392,11 @@ impl Cluster {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         self.authorization.apply(request.headers_mut());
         let sent = self.clients().ordinary.request(request);
-        deadline(self, false, sent)
-            .await?
-            .map_err(|error| upstream_error(self, &error))
+        let result = deadline(self, false, sent)
+            .await
+            .and_then(|sent| sent.map_err(|error| upstream_error(self, &error)));
+        self.reachability().observe_result(&result);
+        result
     }
 
     /// `GET path_and_query` with Paddock's own credential (see

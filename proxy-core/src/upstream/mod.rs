@@ -18,5 +18,6 @@ pub use credential::UpstreamCredential;
 pub(crate) use direct_h2::InFlight;
 pub(crate) use forward::Forward;
 pub use forward::DEFAULT_REQUEST_TIMEOUT;
+pub(crate) use reachability::{Observation, Reachability};
 pub(crate) use registered::spawn_sync;
 pub(crate) use router::Router;

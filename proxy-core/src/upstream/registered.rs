@@ -16,6 +16,7 @@ use std::{
 
 use super::{Cluster, ClusterConfig, Router, UpstreamCredential};
 use crate::{
+    events::Events,
     store::{ClusterConnection, DirectEndpointRecord, Revision, Snapshot, StoreView},
     tunnel::Tunnels,
 };
@@ -31,12 +32,14 @@ struct Built {
 }
 
 /// Keeps `router`'s registered clusters equal to the store's until the
-/// view or the router is dropped.
+/// view or the router is dropped; changes of their reachability go to
+/// `events`.
 pub(crate) fn spawn_sync(
     view: &Arc<StoreView>,
     router: &Arc<Router>,
     tunnels: Arc<Tunnels>,
     workers: usize,
+    events: Events,
 ) {
     let view: Weak<StoreView> = Arc::downgrade(view);
     let router: Weak<Router> = Arc::downgrade(router);
@@ -55,7 +58,7 @@ pub(crate) fn spawn_sync(
                 continue;
             }
             seen = Some(snapshot.revision());
-            sync(&snapshot, &router, &tunnels, workers, &mut built);
+            sync(&snapshot, &router, &tunnels, workers, &events, &mut built);
         }
     });
 }
@@ -65,6 +68,7 @@ fn sync(
     router: &Router,
     tunnels: &Tunnels,
     workers: usize,
+    events: &Events,
     built: &mut HashMap<String, Built>,
 ) {
     let mut next = HashMap::new();
@@ -81,7 +85,7 @@ fn sync(
         });
         let cluster = match reused {
             Some(b) => b.cluster,
-            None => match build(&record.id, &record.connection, tunnels, workers) {
+            None => match build(&record.id, &record.connection, tunnels, workers, events) {
                 Ok(cluster) => {
                     let cluster = cluster.with_direct_endpoint(
                         record
@@ -120,6 +124,7 @@ fn build(
     connection: &ClusterConnection,
     tunnels: &Tunnels,
     workers: usize,
+    events: &Events,
 ) -> Result<Cluster, super::UpstreamError> {
     match connection {
         ClusterConnection::Direct {
@@ -132,7 +137,7 @@ fn build(
             if let Some(file) = token_file {
                 config.credential = UpstreamCredential::BearerTokenFile(file.clone());
             }
-            Cluster::new(&config, workers)
+            Cluster::new(&config, workers, events.clone())
         }
         _ => Ok(Cluster::tunnel(id, tunnels, workers)),
     }

@@ -9,7 +9,7 @@
 //! | [`token_new_address`](AlertRules::token_new_address) | `PaddockTokenNewAddress` | `token`, `user`, `address` | a Paddock token used from an address it was not used from since Paddock started (its first address is not news) | expires after [`expire`](AlertsOptions::expire), silently |
 //! | [`provider_degraded`](AlertRules::provider_degraded) | `PaddockProviderDegraded` | `provider` | a login or refresh found the provider down (503) | the provider answers |
 //! | [`refresh_failing`](AlertRules::refresh_failing) | `PaddockRefreshFailing` | `provider` | a provider's background refreshes failed for this long | a refresh succeeds |
-//! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | an agent's tunnel drops, requests to a direct cluster cannot connect, or the health checker finds it unreachable (any [`Event::ClusterReachability`]) | it is reachable again |
+//! | [`cluster_unreachable`](AlertRules::cluster_unreachable) | `PaddockClusterUnreachable` | `cluster` | Paddock's verdict on the cluster turns to unreachable: an agent's tunnel drops, a request or Paddock's own call cannot connect, a health check gets no answer in time (any [`Event::ClusterReachability`]) | it is reachable again |
 //! | [`rbac_sync_failing`](AlertRules::rbac_sync_failing) | `PaddockRbacSyncFailing` | `cluster` | a cluster's RBAC sync passes ([`rbac_sync`](super::rbac_sync)) failed for this long | a pass succeeds, or the cluster is no longer synchronised |
 //!
 //! **Deduplicated**: an alert (its name and labels) fires once and stays

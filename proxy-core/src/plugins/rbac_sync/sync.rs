@@ -119,10 +119,13 @@ impl RbacSync {
     /// without a proxy; a proxy's clusters need not be added. Needs a tokio
     /// runtime when the credential is a file (it is watched).
     pub fn cluster(mut self, config: &ClusterConfig) -> Result<Self, SyncError> {
-        let cluster = Cluster::new(config, 0).map_err(|e| SyncError::Client {
-            cluster: config.id.clone(),
-            message: e.to_string(),
-        })?;
+        // Changes of its reachability go nowhere: the sync's events are
+        // attached later, and a proxy's clusters are its own.
+        let cluster =
+            Cluster::new(config, 0, Events::default()).map_err(|e| SyncError::Client {
+                cluster: config.id.clone(),
+                message: e.to_string(),
+            })?;
         self.fixed.insert(config.id.clone(), Arc::new(cluster));
         Ok(self)
     }
