@@ -31,7 +31,6 @@ pub use disk::{DiskError, ReplicaDisk, CURRENT_FILE, REPLICA_FILE};
 pub use replica::{Replica, ReplicaError};
 pub use sync::Lag;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,7 +47,7 @@ use prometheus_client::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
-use crate::authn::tokens::{TokenSource, TokenVerifier};
+use crate::authn::tokens::{token_identity, TokenSource, TokenVerifier};
 use crate::authn::Identity;
 use crate::store::Timestamp;
 use review::ReviewedUser;
@@ -293,29 +292,19 @@ impl Shared {
         let verifier = TokenVerifier::new(hasher, source);
         match verifier.verify(presented, Timestamp::now()) {
             Ok(token) if token.permits_cluster(Some(replica.cluster())) => {
-                let user = replica.user(token.user_id());
-                let mut extra = BTreeMap::new();
-                let (username, groups) = match user {
-                    Some(u) => {
-                        if !u.principal_ids.is_empty() {
-                            extra.insert("principalid".to_owned(), u.principal_ids.clone());
-                        }
-                        (u.username.clone(), u.groups.clone())
-                    }
-                    None => (String::new(), Vec::new()),
-                };
-                extra.insert("username".to_owned(), vec![username.clone()]);
-                Checked::Authenticated(Identity {
-                    user: token.user_id().to_owned(),
-                    username,
-                    uid: None,
-                    groups,
-                    extra,
-                    provider: token.record().provider.clone(),
-                    cluster_scope: Some(replica.cluster().to_owned()),
-                    token_id: Some(token.token_id().to_owned()),
-                    password_change_required: false,
-                })
+                // The replica's records are all scoped to its cluster, so
+                // the identity is too.
+                let (username, principal_ids, groups) = replica
+                    .user(token.user_id())
+                    .map(|u| {
+                        (
+                            u.username.clone(),
+                            u.principal_ids.clone(),
+                            u.groups.clone(),
+                        )
+                    })
+                    .unwrap_or_default();
+                Checked::Authenticated(token_identity(&token, username, principal_ids, groups))
             }
             Ok(_) => Checked::Refused(format!(
                 "the token is not valid for cluster {}",
