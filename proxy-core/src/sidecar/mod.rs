@@ -239,10 +239,11 @@ async fn persist(shared: Arc<Shared>) {
 
 impl Shared {
     /// Reads the token file again; a new, non-empty token replaces the
-    /// one in use.
-    fn reload_token(&self) {
+    /// one in use. An unreadable file keeps the current token.
+    async fn reload_token(&self) {
         let Some(path) = &self.token_file else { return };
-        let Ok(text) = std::fs::read_to_string(path) else {
+        // Off the runtime's threads: the file may sit on a slow volume.
+        let Ok(text) = tokio::fs::read_to_string(path).await else {
             return;
         };
         let text = text.trim();

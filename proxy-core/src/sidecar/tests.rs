@@ -400,8 +400,8 @@ async fn the_request_path_refuses_as_the_center_would() {
 
 /// A rotated registration token written to the token file is used from
 /// the next poll on; an empty or unreadable file changes nothing.
-#[test]
-fn a_rotated_token_in_the_token_file_is_picked_up() {
+#[tokio::test]
+async fn a_rotated_token_in_the_token_file_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("registration-token");
     std::fs::write(&file, "prod.old\n").unwrap();
@@ -414,15 +414,15 @@ fn a_rotated_token_in_the_token_file_is_picked_up() {
     options.token_file = Some(file.clone());
     let sidecar = Sidecar::open(options).unwrap();
     let current = || sidecar.shared.token.load().expose_secret().to_owned();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.old");
     std::fs::write(&file, "prod.new\n").unwrap();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.new");
     std::fs::write(&file, "\n").unwrap();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.new");
     std::fs::remove_file(&file).unwrap();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.new");
 }
