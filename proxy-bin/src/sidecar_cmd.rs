@@ -1,7 +1,7 @@
 //! `paddock sidecar`: the authorized cluster endpoint next to one
 //! downstream API server (see `proxy_core::sidecar`).
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use proxy_core::{
     server::tls::ServerTls,
@@ -73,7 +73,8 @@ pub(crate) struct SidecarArgs {
 struct ProxyArgs {
     listen: std::net::SocketAddr,
     upstream: ClusterConfig,
-    tls: ServerTls,
+    /// Built (and so checked) once, while the flags are checked.
+    tls: Arc<rustls::ServerConfig>,
 }
 
 /// Checks the request path's flags, pushing what is wrong onto `errors`.
@@ -114,7 +115,7 @@ fn proxy_args(args: &SidecarArgs, errors: &mut Vec<String>) -> Option<ProxyArgs>
         (Some(cert), Some(key)) => ServerTls::from_files(cert, key),
         _ => ServerTls::self_signed(&args.data_dir, &args.proxy_tls_names),
     }
-    .and_then(|tls| tls.server_config().map(|_| tls))
+    .and_then(|tls| tls.server_config())
     .map_err(|e| errors.push(format!("--proxy-tls-cert: {e}")))
     .ok();
     Some(ProxyArgs {
@@ -292,10 +293,7 @@ async fn serve_proxy(
     let built = sidecar
         .proxy(proxy.upstream)
         .map_err(|e| format!("--upstream: {e}"))?;
-    let tls = proxy
-        .tls
-        .server_config()
-        .map_err(|e| format!("--proxy-tls-cert: {e}"))?;
+    let tls = proxy.tls;
     let listener = tokio::net::TcpListener::bind(proxy.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", proxy.listen))?;

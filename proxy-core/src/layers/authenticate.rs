@@ -98,24 +98,25 @@ where
         // Nearly always known at once (a token table, a cache hit): then,
         // without plugins to run, the request goes on in place, without a
         // boxed future or a clone of the layers below.
-        let known = authenticate_now(&self.chain, caller, &credentials);
-        if self.plugins.is_empty() {
-            if let Some(authenticated) = known {
+        let lookup = Lookup::new(caller, credentials).now(&self.chain);
+        let lookup = match lookup {
+            Ok(authenticated) if self.plugins.is_empty() => {
                 return match admitted(&context, access, authenticated) {
                     Ok(()) => Either::Left(self.inner.call(request)),
                     Err(error) => Either::Right(Box::pin(std::future::ready(Err(error)))),
                 };
             }
-        }
+            lookup => lookup,
+        };
         // Take the ready inner service, leave a fresh clone behind (tower's idiom).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let chain = self.chain.clone();
         let plugins = self.plugins.clone();
         Either::Right(Box::pin(async move {
-            let authenticated = match known {
-                Some(authenticated) => authenticated,
-                None => authenticate(&chain, caller, credentials).await,
+            let authenticated = match lookup {
+                Ok(authenticated) => authenticated,
+                Err(waiting) => waiting.wait(&chain).await,
             };
             admitted(&context, access, authenticated)?;
             match plugins
@@ -129,43 +130,79 @@ where
     }
 }
 
-/// Who is calling, as far as `caller` asks (`None` for nobody or an
-/// anonymous caller), when the chain can tell without waiting.
-fn authenticate_now(
-    chain: &AuthenticatorChain,
-    caller: Caller,
-    credentials: &Result<Vec<Credential>, ProxyError>,
-) -> Option<Result<Option<Arc<Identity>>, ProxyError>> {
-    match (caller, credentials) {
-        (Caller::None, _) => Some(Ok(None)),
-        (Caller::Required, Ok(credentials)) => {
-            chain.authenticate_now(credentials).map(|r| r.map(Some))
-        }
-        // Unreadable credentials: refused by the path below.
-        (Caller::Required, Err(_)) => None,
-        // Expired cookies and the like make an anonymous caller.
-        (Caller::Optional, Ok(credentials)) if !credentials.is_empty() => {
-            chain.authenticate_now(credentials).map(|r| Ok(r.ok()))
-        }
-        (Caller::Optional, _) => Some(Ok(None)),
-    }
+/// Who is calling, as far as a request's [`Caller`] asks: decided from
+/// the caller kind and the credentials alone, or to be asked of the chain.
+enum Lookup {
+    /// Known without asking (`None` for nobody or an anonymous caller).
+    Known(Result<Option<Arc<Identity>>, ProxyError>),
+    /// The chain decides; a refusal is an error only if `required`
+    /// (otherwise the caller is anonymous).
+    Ask {
+        credentials: Vec<Credential>,
+        required: bool,
+    },
 }
 
-/// [`authenticate_now`], waiting for the authenticators that must.
-async fn authenticate(
-    chain: &AuthenticatorChain,
-    caller: Caller,
-    credentials: Result<Vec<Credential>, ProxyError>,
-) -> Result<Option<Arc<Identity>>, ProxyError> {
-    match caller {
-        Caller::None => Ok(None),
-        Caller::Required => chain.authenticate(&credentials?).await.map(Some),
-        Caller::Optional => match credentials {
-            Ok(credentials) if !credentials.is_empty() => {
-                Ok(chain.authenticate(&credentials).await.ok())
-            }
-            _ => Ok(None),
-        },
+impl Lookup {
+    fn new(caller: Caller, credentials: Result<Vec<Credential>, ProxyError>) -> Self {
+        match (caller, credentials) {
+            (Caller::None, _) => Self::Known(Ok(None)),
+            (Caller::Required, Ok(credentials)) => Self::Ask {
+                credentials,
+                required: true,
+            },
+            // Unreadable credentials.
+            (Caller::Required, Err(error)) => Self::Known(Err(error)),
+            // Expired cookies and the like make an anonymous caller.
+            (Caller::Optional, Ok(credentials)) if !credentials.is_empty() => Self::Ask {
+                credentials,
+                required: false,
+            },
+            (Caller::Optional, _) => Self::Known(Ok(None)),
+        }
+    }
+
+    /// The answer when the chain can give it without waiting; the lookup
+    /// back when it must wait ([`Self::wait`]).
+    fn now(
+        self,
+        chain: &AuthenticatorChain,
+    ) -> Result<Result<Option<Arc<Identity>>, ProxyError>, Self> {
+        match self {
+            Self::Known(known) => Ok(known),
+            Self::Ask {
+                credentials,
+                required,
+            } => match chain.authenticate_now(&credentials) {
+                Some(result) => Ok(Self::outcome(result, required)),
+                None => Err(Self::Ask {
+                    credentials,
+                    required,
+                }),
+            },
+        }
+    }
+
+    /// The answer, waiting for the authenticators that must.
+    async fn wait(self, chain: &AuthenticatorChain) -> Result<Option<Arc<Identity>>, ProxyError> {
+        match self {
+            Self::Known(known) => known,
+            Self::Ask {
+                credentials,
+                required,
+            } => Self::outcome(chain.authenticate(&credentials).await, required),
+        }
+    }
+
+    fn outcome(
+        result: Result<Arc<Identity>, ProxyError>,
+        required: bool,
+    ) -> Result<Option<Arc<Identity>>, ProxyError> {
+        if required {
+            result.map(Some)
+        } else {
+            Ok(result.ok())
+        }
     }
 }
 
@@ -252,7 +289,7 @@ mod tests {
 
     /// The same answers with and without plugins, whether the chain knows
     /// the caller at once (a token table) or after waiting: who reaches
-    /// the layers below, the 401, and no credential left in the headers.
+    /// the layers below, the refusal, and no credential left in the headers.
     #[tokio::test]
     async fn answers_alike_at_once_and_after_waiting() {
         let tokens =
@@ -288,6 +325,8 @@ mod tests {
                 ("now", Ok("alice")),
                 ("later", Ok("waited")),
                 ("unknown", Err("invalid")),
+                // Unreadable: refused before any authenticator is asked.
+                ("", Err("malformed")),
             ] {
                 let mut request = Request::get("/api")
                     .header(header::AUTHORIZATION, format!("Bearer {token}"))
@@ -299,9 +338,13 @@ mod tests {
                 let answer = layer.clone().oneshot(request).await;
                 match expected {
                     Ok(user) => assert_eq!(answer.unwrap().headers()["x-user"], user, "{token}"),
-                    Err(_) => assert!(
+                    Err("invalid") => assert!(
                         matches!(answer, Err(ProxyError::InvalidCredentials)),
                         "{token}"
+                    ),
+                    Err(_) => assert!(
+                        matches!(answer, Err(ProxyError::MalformedCredentials { .. })),
+                        "{token:?}: {answer:?}"
                     ),
                 }
             }

@@ -6,5 +6,6 @@ pub mod audit;
 mod json;
 pub mod metrics;
 mod outbound;
+mod queue;
 pub mod rbac_sync;
 pub mod writer;

@@ -14,7 +14,9 @@
 //!   verifiers, never the center's pepper (see
 //!   [`TokenHasher::cluster_key`](crate::authn::tokens::TokenHasher::cluster_key)),
 //!   through the same [`TokenVerifier`] as the center: constant-time
-//!   comparison, expiry, token and user enabled.
+//!   comparison, expiry, token and user enabled; and behind the same
+//!   [`TokenCache`], whose hits hold only while the replica's content is
+//!   the one they were verified against.
 //! * Its lag (revision, seconds behind) is in `/readyz`, the log and
 //!   `/metrics`; with a maximum staleness set, a replica older than that
 //!   fails closed: the webhook answers 503, which kube-apiserver does not
@@ -31,7 +33,6 @@ pub use disk::{DiskError, ReplicaDisk, CURRENT_FILE, REPLICA_FILE};
 pub use replica::{Replica, ReplicaError};
 pub use sync::Lag;
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,10 +49,16 @@ use prometheus_client::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
-use crate::authn::tokens::{TokenSource, TokenVerifier};
+use crate::authn::tokens::{token_identity, TokenCache, TokenVerifier};
 use crate::authn::Identity;
 use crate::store::Timestamp;
 use review::ReviewedUser;
+
+/// How long a verified token's identity is served from memory. Changes
+/// do not wait for it (every change to the replica voids the cache): it
+/// only lets unused entries go.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+const CACHE_CAPACITY: u64 = 100_000;
 
 /// What the replica says of a presented token.
 pub(crate) enum Checked {
@@ -59,7 +66,7 @@ pub(crate) enum Checked {
     /// staleness): fail closed, with a status nobody caches.
     Unavailable(String),
     /// Valid for this cluster: who it is.
-    Authenticated(Identity),
+    Authenticated(Arc<Identity>),
     /// Not valid here, and why (for logs).
     Refused(String),
 }
@@ -155,6 +162,9 @@ pub(crate) struct Shared {
     persist: watch::Sender<Option<Arc<Replica>>>,
     disk: ReplicaDisk,
     metrics: Metrics,
+    /// Verified tokens and their identities, as on the center's request
+    /// path; a hit holds only while the replica's content is unchanged.
+    tokens: TokenCache<Arc<Identity>>,
     /// Whether the last check found the replica unusable: logged once when
     /// that starts and once when it ends, not for every review.
     refusing: AtomicBool,
@@ -185,6 +195,7 @@ impl Sidecar {
                 persist: watch::channel(None).0,
                 disk,
                 metrics: Metrics::new(),
+                tokens: TokenCache::new(CACHE_TTL, CACHE_CAPACITY),
                 refusing: AtomicBool::new(false),
             }),
         })
@@ -240,10 +251,11 @@ async fn persist(shared: Arc<Shared>) {
 
 impl Shared {
     /// Reads the token file again; a new, non-empty token replaces the
-    /// one in use.
-    fn reload_token(&self) {
+    /// one in use. An unreadable file keeps the current token.
+    async fn reload_token(&self) {
         let Some(path) = &self.token_file else { return };
-        let Ok(text) = std::fs::read_to_string(path) else {
+        // Off the runtime's threads: the file may sit on a slow volume.
+        let Ok(text) = tokio::fs::read_to_string(path).await else {
             return;
         };
         let text = text.trim();
@@ -289,33 +301,27 @@ impl Shared {
                 return Checked::Unavailable(why);
             }
         };
-        let source: Arc<dyn TokenSource> = replica.clone();
-        let verifier = TokenVerifier::new(hasher, source);
-        match verifier.verify(presented, Timestamp::now()) {
-            Ok(token) if token.permits_cluster(Some(replica.cluster())) => {
-                let user = replica.user(token.user_id());
-                let mut extra = BTreeMap::new();
-                let (username, groups) = match user {
-                    Some(u) => {
-                        if !u.principal_ids.is_empty() {
-                            extra.insert("principalid".to_owned(), u.principal_ids.clone());
-                        }
-                        (u.username.clone(), u.groups.clone())
-                    }
-                    None => (String::new(), Vec::new()),
-                };
-                extra.insert("username".to_owned(), vec![username.clone()]);
-                Checked::Authenticated(Identity {
-                    user: token.user_id().to_owned(),
-                    username,
-                    uid: None,
-                    groups,
-                    extra,
-                    provider: token.record().provider.clone(),
-                    cluster_scope: Some(replica.cluster().to_owned()),
-                    token_id: Some(token.token_id().to_owned()),
-                    password_change_required: false,
-                })
+        let verifier = TokenVerifier::new(hasher, replica.clone());
+        let verified = self
+            .tokens
+            .verify(&verifier, presented, Timestamp::now(), |token| {
+                // The replica's records are all scoped to its cluster, so
+                // the identity is too.
+                let (username, principal_ids, groups) = replica
+                    .user(token.user_id())
+                    .map(|u| {
+                        (
+                            u.username.clone(),
+                            u.principal_ids.clone(),
+                            u.groups.clone(),
+                        )
+                    })
+                    .unwrap_or_default();
+                Arc::new(token_identity(token, username, principal_ids, groups))
+            });
+        match verified {
+            Ok((token, identity)) if token.permits_cluster(Some(replica.cluster())) => {
+                Checked::Authenticated(identity)
             }
             Ok(_) => Checked::Refused(format!(
                 "the token is not valid for cluster {}",
@@ -346,6 +352,7 @@ impl Shared {
             }
             Checked::Authenticated(identity) => {
                 tracing::debug!(auth.user = %identity.user, token.id = ?identity.token_id, "token review: authenticated");
+                let identity = Arc::unwrap_or_clone(identity);
                 let mut extra = identity.extra;
                 extra.insert(
                     "requesttokenid".to_owned(),

@@ -74,7 +74,7 @@ impl Authenticator for ReplicaTokens {
             return ReadyOrBoxed::ready(Ok(None));
         };
         let result = match self.shared.check(token.expose_secret()) {
-            Checked::Authenticated(identity) => Ok(Some(Arc::new(identity))),
+            Checked::Authenticated(identity) => Ok(Some(identity)),
             Checked::Refused(why) => {
                 tracing::debug!(error = %why, "sidecar proxy: token refused");
                 Err(AuthnError::Invalid)

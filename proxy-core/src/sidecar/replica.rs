@@ -3,6 +3,7 @@
 //! center's store, swapped atomically as the feed brings changes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,12 @@ impl HeldPolicy {
 pub struct Replica {
     cluster: String,
     revision: Revision,
+    /// Which content this is, unique in the process ([`next_content`]):
+    /// what the sidecar's token cache checks a hit against, so every change
+    /// the feed brings (a revocation, a disabled user, new groups, a new
+    /// key) voids every entry at once, and a store revision that moved on
+    /// with nothing for this cluster voids none.
+    content: u64,
     key_hex: Option<String>,
     hasher: Option<Arc<TokenHasher>>,
     tokens: Arc<HashMap<String, Arc<ReplicaToken>>>,
@@ -93,6 +100,7 @@ impl Replica {
         Self {
             cluster: cluster.to_owned(),
             revision: Revision(0),
+            content: next_content(),
             key_hex: None,
             hasher: None,
             tokens: Arc::default(),
@@ -176,6 +184,7 @@ impl Replica {
                 policy,
                 cluster: self.cluster.clone(),
                 revision: feed.revision,
+                content: next_content(),
                 key_hex: Some(key_hex),
                 hasher: Some(Arc::new(TokenHasher::new(&key))),
                 tokens: Arc::new(
@@ -196,6 +205,7 @@ impl Replica {
             return Err(ReplicaError::DeltaWithoutBase);
         }
         let mut next = self.clone();
+        next.content = next_content();
         next.policy = policy;
         next.revision = feed.revision.max(self.revision);
         if !feed.tokens.is_empty() || !feed.deleted_tokens.is_empty() {
@@ -265,6 +275,12 @@ impl Replica {
     }
 }
 
+/// A content id no replica in this process had before.
+fn next_content() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Version of [`ReplicaFile`]'s layout: 2 added the policy.
 pub(super) const FILE_FORMAT: u32 = 2;
 /// Older layouts still read (a format-1 file holds no policy).
@@ -306,13 +322,15 @@ impl TokenSource for Replica {
             idle_timeout_secs: None,
             enabled: token.enabled,
         };
+        // The content id as both revisions: a cached verification holds
+        // only while the replica's content is the one it was made from.
         Some(TokenState {
             record: Arc::new(Entry {
-                revision: self.revision,
+                revision: Revision(self.content),
                 value: record,
             }),
             user_enabled: user.is_some_and(|u| u.enabled),
-            user_revision: self.revision,
+            user_revision: Revision(self.content),
             last_used: None,
         })
     }

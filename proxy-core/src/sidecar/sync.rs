@@ -134,7 +134,7 @@ pub(super) async fn follow(shared: Arc<Shared>) {
             }
             Ok(Err(error)) => {
                 shared.lag.lost();
-                shared.reload_token();
+                shared.reload_token().await;
                 if !failing {
                     tracing::warn!(cluster.id = %shared.cluster, %error,
                         revision = %since, "replica feed failed; answering from the local replica");

@@ -350,7 +350,7 @@ fn the_replica_gives_the_identity_the_center_gives() {
     );
     let (_, expected) = store_tokens.verify(token.token.expose_secret()).unwrap();
     match sidecar.shared.check(token.token.expose_secret()) {
-        Checked::Authenticated(identity) => assert_eq!(identity, *expected),
+        Checked::Authenticated(identity) => assert_eq!(*identity, *expected),
         _ => panic!("the replica refused a valid token"),
     }
 }
@@ -400,8 +400,8 @@ async fn the_request_path_refuses_as_the_center_would() {
 
 /// A rotated registration token written to the token file is used from
 /// the next poll on; an empty or unreadable file changes nothing.
-#[test]
-fn a_rotated_token_in_the_token_file_is_picked_up() {
+#[tokio::test]
+async fn a_rotated_token_in_the_token_file_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("registration-token");
     std::fs::write(&file, "prod.old\n").unwrap();
@@ -414,15 +414,44 @@ fn a_rotated_token_in_the_token_file_is_picked_up() {
     options.token_file = Some(file.clone());
     let sidecar = Sidecar::open(options).unwrap();
     let current = || sidecar.shared.token.load().expose_secret().to_owned();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.old");
     std::fs::write(&file, "prod.new\n").unwrap();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.new");
     std::fs::write(&file, "\n").unwrap();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.new");
     std::fs::remove_file(&file).unwrap();
-    sidecar.shared.reload_token();
+    sidecar.shared.reload_token().await;
     assert_eq!(current(), "prod.new");
+}
+
+/// A verified token's identity is served from the cache while the
+/// replica's content is unchanged, also when the center's revision moves
+/// on with nothing for this cluster; a revocation voids it at once.
+#[test]
+fn verified_tokens_are_cached_until_the_replica_changes() {
+    let center = Center::new();
+    let prod = center.issue(Some("prod"));
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = sidecar(dir.path(), None);
+    center.sync(&sidecar);
+    let identity = || match sidecar.shared.check(prod.token.expose_secret()) {
+        Checked::Authenticated(identity) => Some(identity),
+        Checked::Refused(_) | Checked::Unavailable(_) => None,
+    };
+    let first = identity().unwrap();
+    assert!(Arc::ptr_eq(&first, &identity().unwrap()), "a cache hit");
+    // Another cluster's token: the feed says only that the store moved on.
+    center.issue(Some("staging"));
+    let revision = center.view.snapshot().revision().0;
+    let moved_on = Replica::clone(&sidecar.replica()).at_revision(revision);
+    assert_eq!(moved_on.revision().0, revision);
+    sidecar.shared.replica.store(Arc::new(moved_on));
+    assert!(Arc::ptr_eq(&first, &identity().unwrap()), "still a hit");
+
+    revoke(&center.view, None, &prod.record.id).unwrap();
+    center.sync(&sidecar);
+    assert!(identity().is_none(), "revoked");
 }

@@ -56,33 +56,20 @@ impl StoreTokens {
         self.cache.invalidate_token(id);
     }
 
-    /// The identity a verified token presents downstream: the user id as
-    /// `Impersonate-User`, the groups every provider reported at the last
-    /// refresh, and Rancher's two extras (`principalid`, `username`).
+    /// The identity a verified token presents downstream ([`token_identity`]),
+    /// from the snapshot's user and the groups every provider reported at
+    /// the last refresh.
     fn identity(&self, token: &VerifiedToken) -> Arc<Identity> {
         self.view.with_snapshot(|snap| {
-            let user = snap.user(token.user_id()).map(|u| u.value.clone());
-            let attributes = snap.user_attributes(token.user_id());
-            let groups = attributes.map(|a| a.value.all_groups()).unwrap_or_default();
-            let (username, principals) = user
-                .map(|u| (u.username, u.principal_ids))
+            let (username, principal_ids) = snap
+                .user(token.user_id())
+                .map(|u| (u.value.username.clone(), u.value.principal_ids.clone()))
                 .unwrap_or_default();
-            let mut extra = BTreeMap::new();
-            if !principals.is_empty() {
-                extra.insert("principalid".to_owned(), principals);
-            }
-            extra.insert("username".to_owned(), vec![username.clone()]);
-            Arc::new(Identity {
-                user: token.user_id().to_owned(),
-                username,
-                uid: None,
-                groups,
-                extra,
-                provider: token.record().provider.clone(),
-                cluster_scope: token.cluster().map(str::to_owned),
-                token_id: Some(token.token_id().to_owned()),
-                password_change_required: false,
-            })
+            let groups = snap
+                .user_attributes(token.user_id())
+                .map(|a| a.value.all_groups())
+                .unwrap_or_default();
+            Arc::new(token_identity(token, username, principal_ids, groups))
         })
     }
 
@@ -111,6 +98,35 @@ impl StoreTokens {
             Arc::make_mut(&mut identity).password_change_required = true;
         }
         Ok(Some((token, identity)))
+    }
+}
+
+/// The identity a verified token presents downstream, wherever it was
+/// verified (the center's snapshot, a sidecar's replica): the user id as
+/// `Impersonate-User`, the user's `groups`, and Rancher's two extras
+/// (`principalid` when the user has principals, `username` always, empty for
+/// a user not found). Scoped to the token's cluster, if it has one.
+pub(crate) fn token_identity(
+    token: &VerifiedToken,
+    username: String,
+    principal_ids: Vec<String>,
+    groups: Vec<String>,
+) -> Identity {
+    let mut extra = BTreeMap::new();
+    if !principal_ids.is_empty() {
+        extra.insert("principalid".to_owned(), principal_ids);
+    }
+    extra.insert("username".to_owned(), vec![username.clone()]);
+    Identity {
+        user: token.user_id().to_owned(),
+        username,
+        uid: None,
+        groups,
+        extra,
+        provider: token.record().provider.clone(),
+        cluster_scope: token.cluster().map(str::to_owned),
+        token_id: Some(token.token_id().to_owned()),
+        password_change_required: false,
     }
 }
 

@@ -44,7 +44,8 @@ struct Cached<V> {
     since: Timestamp,
     /// The latest use recorded in the verifier's last-used tracker through
     /// this entry: a hit records a use only when the second changed, so the
-    /// tracker's lock is taken at most once a second per token.
+    /// tracker's lock is taken at most once a second per token. Also what a
+    /// full shard evicts by, least recently used first.
     touched: AtomicI64,
 }
 
@@ -82,6 +83,7 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 impl<V: Clone + Send + Sync + 'static> TokenCache<V> {
     /// A cache holding at most `capacity` tokens (rounded up to a multiple of
     /// the shard count), each for at most `ttl` (whole seconds, at least one).
+    /// A full shard makes room by evicting its least recently used eighth.
     pub fn new(ttl: Duration, capacity: u64) -> Self {
         let mut key = [0u8; 64];
         os_random(&mut key);
@@ -154,17 +156,46 @@ impl<V: Clone + Send + Sync + 'static> TokenCache<V> {
         });
         let mut map = write(shard);
         if map.len() >= self.per_shard && !map.contains_key(id) {
-            map.retain(|_, c| self.fresh(c, now));
-            if map.len() >= self.per_shard {
-                // Any one: entries are cheap to rebuild, and which one goes is
-                // not under a client's control (the map's order is random).
-                if let Some(k) = map.keys().next().cloned() {
-                    map.remove(&k);
-                }
-            }
+            self.evict(&mut map, now);
         }
         map.insert(id.into(), entry);
         Ok((verified, value))
+    }
+
+    /// Makes room in a full shard: drops the expired entries, then the
+    /// least recently used down to 7/8 of the shard's capacity. One scan
+    /// (and one allocation) then serves the next eighth of the shard's
+    /// inserts, so a miss costs a bounded amount on average however full
+    /// the cache stays; a hit never comes here.
+    fn evict(&self, map: &mut Shard<V>, now: Timestamp) {
+        map.retain(|_, c| self.fresh(c, now));
+        let keep = self.per_shard - self.per_shard.div_ceil(8);
+        if let Some(excess) = map.len().checked_sub(keep).filter(|&n| n > 0) {
+            // The `excess`-th oldest last use: every older entry goes, and
+            // as many of that same second as it takes (which ones is the
+            // map's random order, not a client's choice).
+            let mut used: Vec<i64> = map
+                .values()
+                .map(|c| c.touched.load(Ordering::Relaxed))
+                .collect();
+            let (older, &mut cutoff, _) = used.select_nth_unstable(excess - 1);
+            let mut ties = excess - older.iter().filter(|&&t| t < cutoff).count();
+            map.retain(|_, c| {
+                let t = c.touched.load(Ordering::Relaxed);
+                if t == cutoff && ties > 0 {
+                    ties -= 1;
+                    return false;
+                }
+                t >= cutoff
+            });
+        }
+        // Hits move `touched` on concurrently: should they have moved every
+        // candidate past the cutoff, any one entry still makes room.
+        if map.len() >= self.per_shard {
+            if let Some(k) = map.keys().next().cloned() {
+                map.remove(&k);
+            }
+        }
     }
 
     /// Removes `id`'s entry if it still is `c` (not one a concurrent miss
@@ -198,6 +229,101 @@ impl<V: Clone + Send + Sync + 'static> TokenCache<V> {
     pub fn invalidate_all(&self) {
         for s in &*self.shards {
             write(s).clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::authn::tokens::{Pepper, TokenHasher, TokenSource, TokenState};
+    use crate::store::{Entry, Revision, TokenKind, TokenRecord};
+
+    const T0: Timestamp = Timestamp(1_800_000_000);
+
+    /// Valid tokens, held in memory.
+    struct Tokens(HashMap<String, Arc<Entry<TokenRecord>>>);
+
+    impl TokenSource for Tokens {
+        fn token_state(&self, id: &str) -> Option<TokenState> {
+            Some(TokenState {
+                record: self.0.get(id)?.clone(),
+                user_enabled: true,
+                user_revision: Revision(1),
+                last_used: None,
+            })
+        }
+    }
+
+    /// A verifier knowing `n` tokens, and the tokens as presented.
+    fn tokens(n: usize) -> (TokenVerifier, Vec<String>) {
+        let hasher = Arc::new(TokenHasher::new(&Pepper::from_bytes([7; 32])));
+        let mut records = HashMap::new();
+        let mut presented = Vec::new();
+        for i in 0..n {
+            let (id, secret) = (format!("t-{i}"), format!("secret-{i}"));
+            let record = TokenRecord {
+                id: id.clone(),
+                user_id: "u-alice".into(),
+                kind: TokenKind::Api,
+                hash: hasher.hash(&secret),
+                cluster: None,
+                cluster_verifier: None,
+                provider: "local".into(),
+                description: String::new(),
+                created_at: T0,
+                expires_at: None,
+                idle_timeout_secs: None,
+                enabled: true,
+            };
+            let entry = Entry {
+                revision: Revision(1),
+                value: record,
+            };
+            records.insert(id.clone(), Arc::new(entry));
+            presented.push(format!("{id}:{secret}"));
+        }
+        (
+            TokenVerifier::new(hasher, Arc::new(Tokens(records))),
+            presented,
+        )
+    }
+
+    /// Past its capacity, the cache stays within it and makes room with
+    /// the entries used least recently: tokens in use keep their entries
+    /// however many other tokens come by.
+    #[test]
+    fn a_full_cache_stays_bounded_and_keeps_the_recently_used() {
+        const CAPACITY: usize = 1024; // 64 a shard
+        let (verifier, presented) = tokens(CAPACITY + 384);
+        let (old, new) = presented.split_at(CAPACITY);
+        let cache: TokenCache<()> = TokenCache::new(Duration::from_secs(600), CAPACITY as u64);
+        let at = |secs: u64| T0.plus(Duration::from_secs(secs));
+        for p in old {
+            cache.verify(&verifier, p, at(0), |_| ()).unwrap();
+            assert!(cache.len() <= CAPACITY);
+        }
+        // In use a little later (cached again if the filling evicted them).
+        let hot = &old[..16];
+        for p in hot {
+            cache.verify(&verifier, p, at(5), |_| ()).unwrap();
+        }
+        for p in new {
+            cache.verify(&verifier, p, at(10), |_| ()).unwrap();
+            assert!(cache.len() <= CAPACITY, "{} entries", cache.len());
+        }
+        for p in hot {
+            cache
+                .verify(&verifier, p, at(11), |_| unreachable!("{p} was evicted"))
+                .unwrap();
+        }
+        // The newest are cached too.
+        for p in &new[new.len() - 16..] {
+            cache
+                .verify(&verifier, p, at(11), |_| unreachable!("{p} was evicted"))
+                .unwrap();
         }
     }
 }

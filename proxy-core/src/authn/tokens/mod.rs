@@ -17,6 +17,7 @@ mod hash;
 mod last_used;
 mod verify;
 
+pub(crate) use authenticator::token_identity;
 pub use authenticator::StoreTokens;
 pub use cache::TokenCache;
 pub(crate) use hash::{new_secret, new_token_id, os_random, os_random_string, ID_ALPHABET};

@@ -23,7 +23,10 @@ use super::{
 };
 use crate::{
     health::rfc3339,
-    plugins::outbound::{self, HttpClient},
+    plugins::{
+        outbound::{self, HttpClient},
+        queue::QueueCounters,
+    },
 };
 
 /// The shape of what a receiver is sent.
@@ -124,10 +127,9 @@ impl AlertReceiver {
 /// What the delivery thread and the plugin count.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
-    /// Notifications waiting in the queue.
-    pub(super) queued: AtomicU64,
-    /// Notifications lost: the queue was full, or a receiver never took it.
-    pub(super) dropped: AtomicU64,
+    /// Notifications waiting in the queue, and those lost: the queue was
+    /// full, or a receiver never took it.
+    pub(super) queue: Arc<QueueCounters>,
     /// POSTs a receiver accepted.
     pub(super) delivered: AtomicU64,
 }
@@ -256,7 +258,7 @@ pub(super) fn run(
         let mut due = Vec::new();
         match queue.recv_timeout(TICK) {
             Ok(notification) => {
-                counters.queued.fetch_sub(1, Ordering::Relaxed);
+                counters.queue.taken(1);
                 due.push(notification);
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -294,7 +296,7 @@ async fn deliver(
             if post(receiver, client, body).await {
                 counters.delivered.fetch_add(1, Ordering::Relaxed);
             } else {
-                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                counters.queue.lost(1);
             }
         });
     futures_util::future::join_all(sends).await;

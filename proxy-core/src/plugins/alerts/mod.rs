@@ -53,7 +53,7 @@ use std::{
     net::IpAddr,
     sync::{
         atomic::Ordering,
-        mpsc::{sync_channel, SyncSender, TrySendError},
+        mpsc::{sync_channel, SyncSender},
         Arc, Mutex, PoisonError, RwLock,
     },
     time::{Duration, Instant, SystemTime},
@@ -220,18 +220,18 @@ impl Alerts {
     /// Notifications lost: the queue was full, or a receiver never took it
     /// (counted once per receiver).
     pub fn dropped(&self) -> u64 {
-        self.inner.counters.dropped.load(Ordering::Relaxed)
+        self.inner.counters.queue.dropped()
     }
 
     /// Notifications waiting in the queue.
     pub fn queued(&self) -> u64 {
-        self.inner.counters.queued.load(Ordering::Relaxed)
+        self.inner.counters.queue.queued()
     }
 
     /// [`queued`](Self::queued) and [`dropped`](Self::dropped), read live:
     /// for [`Metrics::queue`](crate::plugins::metrics::Metrics::queue).
     pub fn queue_stats(&self) -> impl crate::plugins::metrics::QueueStats {
-        DeliveryStats(self.inner.counters.clone())
+        self.inner.counters.queue.clone()
     }
 
     /// POSTs the receivers accepted.
@@ -250,19 +250,6 @@ impl Alerts {
     }
 }
 
-/// What [`Alerts::queue_stats`] hands out: the delivery queue's counters.
-struct DeliveryStats(Arc<Counters>);
-
-impl crate::plugins::metrics::QueueStats for DeliveryStats {
-    fn queued(&self) -> u64 {
-        self.0.queued.load(Ordering::Relaxed)
-    }
-
-    fn dropped(&self) -> u64 {
-        self.0.dropped.load(Ordering::Relaxed)
-    }
-}
-
 impl Inner {
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
         self.engine.lock().unwrap_or_else(PoisonError::into_inner)
@@ -270,14 +257,10 @@ impl Inner {
 
     fn send(&self, notifications: impl IntoIterator<Item = Notification>) {
         for notification in notifications {
-            self.counters.queued.fetch_add(1, Ordering::Relaxed);
-            match self.queue.try_send(notification) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            // Full, or the delivery thread is gone: dropped either way.
+            self.counters
+                .queue
+                .offer(|| self.queue.try_send(notification));
         }
     }
 

@@ -17,7 +17,6 @@ use std::{
     io::{self, BufWriter, Write},
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
         mpsc::{self, Receiver, SyncSender},
         Arc,
     },
@@ -30,6 +29,7 @@ use super::{
 };
 use crate::plugins::{
     metrics::QueueStats,
+    queue::QueueCounters,
     writer::{LogWriter, Output},
 };
 
@@ -102,28 +102,10 @@ pub(super) struct Channel {
     // the queue before it waits for the thread.
     sender: SyncSender<Event>,
     on_full: OnFull,
-    pub(super) counters: Arc<Counters>,
-    writer: Option<Arc<Writer>>,
-}
-
-/// What the sink counts, for metrics.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
     /// Events lost: to a full queue, or a webhook batch that never got
     /// through.
-    pub(super) dropped: Arc<AtomicU64>,
-    /// Events in the queue (or waiting for room in it, with `Block`).
-    pub(super) queued: AtomicU64,
-}
-
-impl QueueStats for Arc<Counters> {
-    fn queued(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
-    }
-
-    fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
+    pub(super) counters: Arc<QueueCounters>,
+    writer: Option<Arc<Writer>>,
 }
 
 /// Rate-limited reports from a sink's thread: drops at most every ten
@@ -138,8 +120,8 @@ pub(super) struct Report {
 
 impl Report {
     /// Logs the drops since the last report, if it is time.
-    pub(super) fn dropped(&mut self, counters: &Counters) {
-        let now = counters.dropped.load(Ordering::Relaxed);
+    pub(super) fn dropped(&mut self, counters: &QueueCounters) {
+        let now = counters.dropped();
         if now != self.dropped && due(self.last_drop_report, Duration::from_secs(10)) {
             tracing::warn!(
                 dropped = now - self.dropped,
@@ -219,7 +201,7 @@ impl AuditSink {
 
     /// The webhook queue's counters.
     #[cfg(test)]
-    pub(super) fn counters(&self) -> Arc<Counters> {
+    pub(super) fn counters(&self) -> Arc<QueueCounters> {
         match &self.queue {
             Queue::Channel(channel) => channel.counters.clone(),
             Queue::File(_) => Arc::default(),
@@ -230,7 +212,7 @@ impl AuditSink {
     pub fn dropped(&self) -> u64 {
         match &self.queue {
             Queue::File(writer) => writer.dropped(),
-            Queue::Channel(channel) => channel.counters.dropped.load(Ordering::Relaxed),
+            Queue::Channel(channel) => channel.counters.dropped(),
         }
     }
 
@@ -247,7 +229,7 @@ impl AuditSink {
     pub fn queued(&self) -> u64 {
         match &self.queue {
             Queue::File(writer) => writer.queued() as u64,
-            Queue::Channel(channel) => channel.counters.queued.load(Ordering::Relaxed),
+            Queue::Channel(channel) => channel.counters.queued(),
         }
     }
 
@@ -275,17 +257,11 @@ impl Channel {
     }
 
     fn send(&self, event: Event) {
-        // Counted before it is sent: the webhook's thread may take it at once.
-        self.counters.queued.fetch_add(1, Ordering::Relaxed);
-        let sent = match self.on_full {
+        self.counters.offer(|| match self.on_full {
             // Full, or the thread is gone (it panicked): dropped either way.
             OnFull::Drop => self.sender.try_send(event).map_err(|_| ()),
             OnFull::Block => self.sender.send(event).map_err(|_| ()),
-        };
-        if sent.is_err() {
-            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        });
     }
 }
 

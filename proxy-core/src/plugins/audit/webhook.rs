@@ -13,17 +13,15 @@
 
 use std::{
     fmt,
-    sync::{atomic::Ordering, mpsc::Receiver, Arc},
+    sync::{mpsc::Receiver, Arc},
     time::Duration,
 };
 
 use bytes::Bytes;
 use http::Uri;
 
-use super::{
-    event::Event,
-    sink::{Counters, Report},
-};
+use super::{event::Event, sink::Report};
+use crate::plugins::queue::QueueCounters;
 
 /// Where and how a webhook sink delivers. Its `Debug` shows only the
 /// receiver's scheme, host and port: a webhook URL often carries its secret
@@ -132,7 +130,7 @@ pub(super) fn deliver_events(
     receiver: Receiver<Event>,
     webhook: WebhookSink,
     client: HttpClient,
-    counters: Arc<Counters>,
+    counters: Arc<QueueCounters>,
     runtime: tokio::runtime::Runtime,
 ) {
     let mut report = Report::default();
@@ -147,15 +145,11 @@ pub(super) fn deliver_events(
                 Err(_) => break,
             }
         }
-        counters
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        counters.taken(batch.len() as u64);
         let body = event_list(&batch);
         let delivered = runtime.block_on(deliver(&webhook, &client, body, &mut report));
         if !delivered {
-            counters
-                .dropped
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            counters.lost(batch.len() as u64);
         }
         batch.clear();
         report.dropped(&counters);
@@ -281,8 +275,8 @@ mod tests {
             seen.extend(batch);
         }
         assert_eq!(seen, ["0", "1", "2", "3", "4"]);
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
-        assert_eq!(counters.queued.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.dropped(), 0);
+        assert_eq!(counters.queued(), 0);
     }
 
     /// A receiver that always fails: each batch is tried 1 + retries
@@ -300,7 +294,7 @@ mod tests {
             attempts += 1;
         }
         assert_eq!(attempts, 3);
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.dropped(), 1);
     }
 
     /// A receiver that does not answer: while the sender waits on it, the
@@ -342,7 +336,7 @@ mod tests {
         let counters = sink.counters();
         close(sink).await;
         assert_eq!(ids(&lists.recv().await.unwrap()), ["0", "1"]);
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 8);
+        assert_eq!(counters.dropped(), 8);
     }
 
     #[test]
