@@ -516,10 +516,6 @@ impl Inner {
         let context = record.context;
         let attributes = context.attributes();
         let long_running = attributes.and_then(labels::stream_kind).is_some();
-        if long_running && record.status != http::StatusCode::SWITCHING_PROTOCOLS {
-            // The stream is over; an upgraded one ends with its tunnel.
-            context.state().remove::<OpenStream>();
-        }
         let verb = labels::verb(attributes, &context.method);
         let allowed = match context.decision() {
             Some(decision) if decision.allowed => {
@@ -562,6 +558,12 @@ impl Inner {
                 }
             },
         );
+        if long_running && record.status != http::StatusCode::SWITCHING_PROTOCOLS {
+            // The stream is over (an upgraded one ends with its tunnel).
+            // Closed only once counted: a scrape that no longer sees it open
+            // sees it among the requests.
+            context.state().remove::<OpenStream>();
+        }
     }
 
     /// The families' slow path: label values bounded, then each metric
