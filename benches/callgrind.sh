@@ -11,6 +11,13 @@
 #   TARGETS="paddock passthrough-direct" bash benches/callgrind.sh
 #   KEEP=/tmp/cg bash benches/callgrind.sh       # keep the profiles: callgrind_annotate /tmp/cg/callgrind.out.paddock
 #
+# The measuring wrk opens new connections after the counters are zeroed,
+# so their TLS handshakes (about 11 million instructions for 8
+# connections) are in the total: more per request the fewer requests a
+# run completes. The last column leaves them out (the inclusive cost of
+# rustls' server handshake states, of OpenSSL's SSL_do_handshake for
+# nginx).
+#
 # Targets: paddock, paddock+log, paddock+plugins, passthrough,
 # passthrough-direct (HTTP/2 TLS backend); paddock-plain, paddock-plain+log,
 # passthrough-plain (plain HTTP/1.1 backend); and, to compare, nginx,
@@ -60,7 +67,20 @@ wait_log "$tmp/certs.log" "paddock listening" >/dev/null
 kill "$certs_pid"; wait "$certs_pid" 2>/dev/null || true
 cert="$tmp/certs/tls/tls.crt"; key="$tmp/certs/tls/tls.key"
 
-# measure NAME: starts the target under callgrind, prints "NAME requests instructions instr/request".
+# handshakes PROFILE: the instructions spent in the server's TLS
+# handshakes: the inclusive cost of each state of rustls' server handshake
+# (`ExpectClientHello` ... `ExpectFinished`; they survive fat LTO, the
+# futures around them do not) or of OpenSSL's SSL_do_handshake. Only lines
+# ending in their object, not the copies inlined elsewhere.
+handshakes() {
+  callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
+    awk '(/<rustls::server::[a-z0-9_]+::Expect[A-Za-z]+ as rustls::common_state::State<.*>::handle \[/ &&
+          !/ExpectTraffic|ExpectQuicTraffic/) || /:SSL_do_handshake \[/ { gsub(",", "", $1); sum += $1 }
+      END { print sum + 0 }'
+}
+
+# measure NAME: starts the target under callgrind, prints "NAME requests
+# instructions instr/request instr/request-without-handshakes".
 measure() {
   local name=$1 up=$upstream log="warn,paddock::serve=info" config="workers: 1" cmd
   case $name in *-plain*) up=$upstream_plain ;; esac
@@ -133,10 +153,14 @@ CONF
   [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$tmp/cg.$name.1" "$KEEP/callgrind.out.$name"
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  printf "%-20s %10s %16s %14.0f\n" "$name" "$requests" "$instr" "$(awk -v i="$instr" -v r="$requests" 'BEGIN{print i/r}')"
+  local tls
+  tls=$(handshakes "$tmp/cg.$name.1")
+  printf "%-20s %10s %16s %14.0f %14.0f\n" "$name" "$requests" "$instr" \
+    "$(awk -v i="$instr" -v r="$requests" 'BEGIN{print i/r}')" \
+    "$(awk -v i="$instr" -v t="$tls" -v r="$requests" 'BEGIN{print (i-t)/r}')"
 }
 
 read -r -a targets <<< "${TARGETS:-paddock paddock+log paddock+plugins passthrough passthrough-direct paddock-plain paddock-plain+log passthrough-plain}"
 echo "callgrind: wrk -t1 -c$CONNECTIONS -d$DURATION per target, one worker thread, instructions in the proxy's process"
-printf "%-20s %10s %16s %14s\n" target requests instructions "instr/request"
+printf "%-20s %10s %16s %14s %14s\n" target requests instructions "instr/request" "no handshakes"
 for t in "${targets[@]}"; do measure "$t"; done

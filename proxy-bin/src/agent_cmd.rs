@@ -56,7 +56,7 @@ pub(crate) struct AgentArgs {
 }
 
 pub(crate) fn run(args: AgentArgs) -> ExitCode {
-    init_logging();
+    crate::logging::init(None, crate::config::LogFormat::Text);
     let configs = match configs(args) {
         Ok(configs) => configs,
         Err(message) => {
@@ -205,15 +205,6 @@ fn api_server(
         .filter(|path| path.is_file())
         .ok_or("no API server: not in a cluster, and no kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config)")?;
     ClusterConfig::from_kubeconfig("local", &file, context.as_deref()).map_err(|e| e.to_string())
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 async fn shutdown_signal() {

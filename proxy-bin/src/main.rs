@@ -8,6 +8,7 @@ mod agent_cmd;
 mod bindings_cmd;
 mod cluster_cmd;
 mod config;
+mod logging;
 mod policy_cmd;
 mod serve;
 mod sidecar_cmd;

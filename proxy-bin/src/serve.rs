@@ -33,7 +33,7 @@ pub(crate) fn run(args: ServeArgs, open_files: &crate::OpenFileLimit) -> ExitCod
         Ok(config) => config,
         Err(errors) => return crate::config_invalid(&errors),
     };
-    init_logging(&config);
+    crate::logging::init(config.logging.level.as_deref(), config.logging.format);
     open_files.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -170,21 +170,6 @@ fn discover_cluster() -> Option<ClusterEntry> {
         }),
         ..ClusterEntry::default()
     })
-}
-
-fn init_logging(config: &Checked) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(config.logging.level.as_deref().unwrap_or("info"))
-    });
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match config.logging.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }
 
 /// Builds the proxy from the checked configuration and serves until a

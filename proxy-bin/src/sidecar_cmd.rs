@@ -143,7 +143,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: SidecarArgs) -> ExitCode {
-    init_logging();
+    crate::logging::init(None, crate::config::LogFormat::Text);
     let mut errors = Vec::new();
     let token = match (&args.token_file, &args.token) {
         (Some(path), _) => match std::fs::read_to_string(path) {
@@ -304,17 +304,6 @@ async fn serve_proxy(
             tracing::error!(%error, "the sidecar's request path stopped");
         }
     }))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 // By hand: the token must never reach a Debug print.

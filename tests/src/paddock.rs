@@ -69,11 +69,15 @@ pub fn run_to_exit(command: &mut Command) -> std::process::Output {
     child.wait_with_output().expect("wait")
 }
 
-/// The port of the first log line holding `marker` and `addr=<ip>:<port>`
-/// (how Paddock's commands say where they listen).
+/// The port of the first log line holding `marker` and its address, as
+/// `addr=<ip>:<port>` (text) or `"addr":"<ip>:<port>"` (JSON): how
+/// Paddock's commands say where they listen.
 pub fn logged_port(log: &str, marker: &str) -> Option<u16> {
     let line = log.lines().find(|l| l.contains(marker))?;
-    let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+    let addr = match line.split_once("addr=") {
+        Some((_, text)) => text.split_whitespace().next()?,
+        None => line.split_once("\"addr\":\"")?.1.split('"').next()?,
+    };
     addr.rsplit(':').next()?.parse().ok()
 }
 
@@ -208,9 +212,7 @@ impl Paddock {
     fn logged_port(&self) -> Option<u16> {
         let log = self.log();
         let since = log.get(usize::try_from(self.log_offset).ok()?..)?;
-        let line = since.lines().find(|l| l.contains("paddock listening"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        addr.rsplit(':').next()?.parse().ok()
+        logged_port(since, "paddock listening")
     }
 
     /// `https://<host>:<port>` (host 127.0.0.1 unless started elsewhere).
