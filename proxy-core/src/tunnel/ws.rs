@@ -32,12 +32,24 @@ use crate::store::Timestamp;
 /// Writes are gathered into frames of up to this size. HTTP/2 writes a
 /// frame header and its payload separately; one WebSocket frame per flush
 /// instead of one per write halves the frames (and their headers and
-/// masks) and lets the far end read large payloads at once.
-const MESSAGE_SIZE: usize = 64 * 1024;
+/// masks) and lets the far end read large payloads at once. HTTP/2 flushes
+/// after each large DATA frame: a flush holds one of
+/// [`super::MAX_FRAME_SIZE`] and its 9-byte header, behind the small
+/// frames buffered before it (16 KiB of them as a rule), so this much does
+/// not split it. At 64 KiB every full DATA frame was split: its last 9
+/// bytes went out as a frame, a TLS record and a write of their own. The
+/// frame's buffer stays under 128 KiB, past which the allocator maps and
+/// unmaps pages for each one.
+const MESSAGE_SIZE: usize = super::MAX_FRAME_SIZE as usize + 9 + 16 * 1024;
 /// Room kept in front of a gathered payload for the largest frame header
 /// (2 bytes, an 8-byte length, a 4-byte mask), so header and payload go
 /// out as one write.
 const HEADER_ROOM: usize = 14;
+/// A data read asks for at most this much: the plaintext of one TLS
+/// record, the most TLS hands over per read. Safe code cannot pass the
+/// caller's buffer down uninitialized, so what is asked for is zeroed
+/// first; asking for all of HTTP/2's 64 KiB zeroed four times what came.
+const READ_SIZE: usize = 16 * 1024;
 /// Control frames (pongs, close) waiting to be written are capped: a peer
 /// that pings without reading our answers gets no more of them.
 const MAX_CONTROL: usize = 4 * 1024;
@@ -430,7 +442,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
                     }
                     let max = usize::try_from(*left)
                         .unwrap_or(usize::MAX)
-                        .min(buf.remaining());
+                        .min(buf.remaining())
+                        .min(READ_SIZE);
                     let into = buf.initialize_unfilled_to(max);
                     let n = {
                         let mut read = ReadBuf::new(&mut *into);
@@ -626,7 +639,9 @@ mod tests {
             received.len(),
             data.len()
         );
-        assert!(frames >= 5, "{frames} frames");
+        // Two small frames, then the rest in frames of at most MESSAGE_SIZE.
+        let expected = 2 + (data.len() - 305).div_ceil(MESSAGE_SIZE);
+        assert!(frames >= expected, "{frames} frames, {expected} expected");
     }
 
     /// What a library writes, the server end reads: binary messages,
