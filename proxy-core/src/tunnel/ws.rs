@@ -32,12 +32,24 @@ use crate::store::Timestamp;
 /// Writes are gathered into frames of up to this size. HTTP/2 writes a
 /// frame header and its payload separately; one WebSocket frame per flush
 /// instead of one per write halves the frames (and their headers and
-/// masks) and lets the far end read large payloads at once.
-const MESSAGE_SIZE: usize = 64 * 1024;
+/// masks) and lets the far end read large payloads at once. HTTP/2 flushes
+/// after each large DATA frame: a flush holds one of
+/// [`super::MAX_FRAME_SIZE`] and its 9-byte header, behind the small
+/// frames buffered before it (16 KiB of them as a rule), so this much does
+/// not split it. At 64 KiB every full DATA frame was split: its last 9
+/// bytes went out as a frame, a TLS record and a write of their own. The
+/// frame's buffer stays under 128 KiB, past which the allocator maps and
+/// unmaps pages for each one.
+const MESSAGE_SIZE: usize = super::MAX_FRAME_SIZE as usize + 9 + 16 * 1024;
 /// Room kept in front of a gathered payload for the largest frame header
 /// (2 bytes, an 8-byte length, a 4-byte mask), so header and payload go
 /// out as one write.
 const HEADER_ROOM: usize = 14;
+/// A data read asks for at most this much: the plaintext of one TLS
+/// record, the most TLS hands over per read. Safe code cannot pass the
+/// caller's buffer down uninitialized, so what is asked for is zeroed
+/// first; asking for all of HTTP/2's 64 KiB zeroed four times what came.
+const READ_SIZE: usize = 16 * 1024;
 /// Control frames (pongs, close) waiting to be written are capped: a peer
 /// that pings without reading our answers gets no more of them.
 const MAX_CONTROL: usize = 4 * 1024;
@@ -133,7 +145,10 @@ pub(crate) struct WsBytes<S> {
     /// them is written.
     control: Vec<u8>,
     control_sent: usize,
-    /// A close frame was queued.
+    /// A close frame is to follow what was gathered before it (RFC 6455
+    /// §5.5.1): we shut down, or the peer closed. Nothing more is taken.
+    close_wanted: bool,
+    /// The close frame was queued, after everything else.
     close_queued: bool,
 }
 
@@ -150,6 +165,7 @@ impl<S> WsBytes<S> {
             sending: None,
             control: Vec::new(),
             control_sent: 0,
+            close_wanted: false,
             close_queued: false,
         }
     }
@@ -319,7 +335,8 @@ impl<S: AsyncWrite + Unpin> WsBytes<S> {
     }
 
     /// Writes everything pending: the frame being written, the control
-    /// frames, then what was gathered as one frame.
+    /// frames, then what was gathered as one frame, then the close if one
+    /// is wanted.
     fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             if let Some(at) = &mut self.sending {
@@ -332,10 +349,15 @@ impl<S: AsyncWrite + Unpin> WsBytes<S> {
             if self.control_sent < self.control.len() {
                 ready!(self.poll_control(cx))?;
             }
-            if self.out.len() <= HEADER_ROOM {
+            if self.out.len() > HEADER_ROOM {
+                self.seal();
+            } else if self.close_wanted && !self.close_queued {
+                // Pongs may pass gathered data; the close may not.
+                self.close_queued = true;
+                self.queue_control(OPCODE_CLOSE, &[]);
+            } else {
                 return Poll::Ready(Ok(()));
             }
-            self.seal();
         }
     }
 
@@ -346,6 +368,9 @@ impl<S: AsyncWrite + Unpin> WsBytes<S> {
         cx: &mut Context<'_>,
         chunks: impl Iterator<Item = &'a [u8]> + Clone,
     ) -> Poll<io::Result<usize>> {
+        if self.close_wanted {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
         if self.sending.is_some() || self.out.len() >= HEADER_ROOM + MESSAGE_SIZE {
             ready!(self.poll_send(cx))?;
         }
@@ -354,8 +379,9 @@ impl<S: AsyncWrite + Unpin> WsBytes<S> {
             return Poll::Ready(Ok(0));
         }
         if self.out.is_empty() {
-            self.out
-                .reserve_exact(HEADER_ROOM + wanted.min(MESSAGE_SIZE));
+            // The whole frame's room at once: grown write by write, a
+            // frame reallocated (and copied) several times.
+            self.out.reserve_exact(HEADER_ROOM + MESSAGE_SIZE);
             self.out.resize(HEADER_ROOM, 0);
         }
         let room = HEADER_ROOM + MESSAGE_SIZE - self.out.len();
@@ -416,7 +442,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
                     }
                     let max = usize::try_from(*left)
                         .unwrap_or(usize::MAX)
-                        .min(buf.remaining());
+                        .min(buf.remaining())
+                        .min(READ_SIZE);
                     let into = buf.initialize_unfilled_to(max);
                     let n = {
                         let mut read = ReadBuf::new(&mut *into);
@@ -467,10 +494,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsBytes<S> {
                         }
                         OPCODE_CLOSE => {
                             this.reading = Reading::Closed;
-                            if !this.close_queued {
-                                this.close_queued = true;
-                                this.queue_control(OPCODE_CLOSE, &[]);
-                            }
+                            // Answered after what was gathered, now if
+                            // the connection takes it, else at the next
+                            // flush or shutdown.
+                            this.close_wanted = true;
+                            let _ = this.poll_send(cx);
                             return Poll::Ready(Ok(()));
                         }
                         _ => {}
@@ -509,13 +537,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsBytes<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // The close goes last: control frames are written before what is
-        // gathered.
-        ready!(self.poll_send(cx))?;
-        if !self.close_queued {
-            self.close_queued = true;
-            self.queue_control(OPCODE_CLOSE, &[]);
-        }
+        self.close_wanted = true;
         ready!(self.poll_send(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
@@ -617,7 +639,9 @@ mod tests {
             received.len(),
             data.len()
         );
-        assert!(frames >= 5, "{frames} frames");
+        // Two small frames, then the rest in frames of at most MESSAGE_SIZE.
+        let expected = 2 + (data.len() - 305).div_ceil(MESSAGE_SIZE);
+        assert!(frames >= expected, "{frames} frames, {expected} expected");
     }
 
     /// What a library writes, the server end reads: binary messages,
@@ -675,6 +699,65 @@ mod tests {
             answers.iter().any(|m| matches!(m, Message::Close(_))),
             "the close was not answered: {answers:?}"
         );
+    }
+
+    /// Data gathered before the peer's close reaches the peer before our
+    /// answering close (RFC 6455 §5.5.1), and nothing is taken after it.
+    #[tokio::test]
+    async fn data_gathered_before_a_close_goes_out_before_the_answer() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut theirs = WebSocketStream::from_raw_socket(a, Peer::Client, None).await;
+        let mut ours = WsBytes::new(b, Role::Server, unheard());
+        // Gathered, not flushed.
+        ours.write_all(b"last words").await.unwrap();
+        theirs.send(Message::Close(None)).await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            ours.read(&mut buf).await.unwrap(),
+            0,
+            "the close ends the stream"
+        );
+        let refused = ours.write(b"too late").await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::BrokenPipe);
+        ours.shutdown().await.unwrap();
+        let mut answers = Vec::new();
+        while let Some(Ok(message)) = theirs.next().await {
+            answers.push(message);
+        }
+        assert_eq!(
+            answers.first(),
+            Some(&Message::Binary(b"last words".to_vec().into())),
+            "the data did not come first: {answers:?}"
+        );
+        assert!(
+            matches!(answers.get(1), Some(Message::Close(_))),
+            "no close after the data: {answers:?}"
+        );
+    }
+
+    /// A frame's whole room is reserved when it starts: gathering it up
+    /// to its full size never reallocates.
+    #[tokio::test]
+    async fn a_frame_is_gathered_without_reallocating() {
+        let (a, _b) = tokio::io::duplex(1 << 20);
+        let mut ours = WsBytes::new(a, Role::Client, unheard());
+        ours.write_all(b"x").await.unwrap();
+        assert!(
+            ours.out.capacity() >= HEADER_ROOM + MESSAGE_SIZE,
+            "{} bytes reserved",
+            ours.out.capacity()
+        );
+        let start = ours.out.as_ptr();
+        let mut left = MESSAGE_SIZE - 1;
+        for size in (1..).map(|i| i * 997) {
+            let n = ours.write(&vec![7u8; size.min(left)]).await.unwrap();
+            left -= n;
+            if left == 0 {
+                break;
+            }
+        }
+        assert_eq!(ours.out.len(), HEADER_ROOM + MESSAGE_SIZE);
+        assert_eq!(ours.out.as_ptr(), start, "the frame was moved");
     }
 
     /// A text message is not the tunnel's: reading fails.
