@@ -447,8 +447,15 @@ async fn health_queues_and_the_store_revision_are_scraped() {
     ))
     .await;
     let scrape = setup
+        // The verdict (cluster_up) is told as soon as the check's call is
+        // answered, the check's findings a moment later.
         .scrape_until("the cluster is checked", |s| {
             s.value("paddock_cluster_up", &[("cluster", "default")]) == Some(1.0)
+                && s.value(
+                    "paddock_cluster_nodes",
+                    &[("cluster", "default"), ("state", "ready")],
+                )
+                .is_some()
         })
         .await;
     assert_eq!(

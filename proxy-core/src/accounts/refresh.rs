@@ -57,8 +57,10 @@ pub enum Outcome {
 }
 
 /// How long a claim on one user's refresh holds when its holder never
-/// lets go (it died mid-refresh): longer than any provider's answer takes.
-const CLAIM_HOLD: Duration = Duration::from_secs(120);
+/// lets go (it died mid-refresh): longer than a refresh takes (a provider's
+/// requests time out after 10 s each), short enough that a replica killed
+/// mid-refresh does not hold the user's refreshes back for long.
+const CLAIM_HOLD: Duration = Duration::from_secs(60);
 
 /// The name of the claim on `provider`'s refresh of `user_id`.
 fn claim_name(provider: &str, user_id: &str) -> String {
