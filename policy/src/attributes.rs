@@ -116,14 +116,27 @@ fn decode_path(raw: &str) -> Result<Cow<'_, str>, AttributesError> {
         .map_err(|_| AttributesError::NonUtf8Path)
 }
 
-fn split_path(path: &str) -> Vec<&str> {
+/// The most path parts resolution reads: `api`/`apis`, group, version, a
+/// special verb, `namespaces` and its name, then resource, name and
+/// subresource. Later parts only count towards lengths, and lengths are
+/// only compared with 3 or less after at most six parts are consumed, so
+/// keeping this many answers every comparison as the full list would.
+const MAX_PARTS: usize = 9;
+
+/// The path's `/`-separated parts (Go's `strings.Split(strings.Trim(path,
+/// "/"), "/")`), the first [`MAX_PARTS`] of them, in `parts`: one request's
+/// path is split without allocating.
+fn split_path<'p>(path: &'p str, parts: &mut [&'p str; MAX_PARTS]) -> usize {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
-        return Vec::new();
+        return 0;
     }
-    let mut parts = Vec::with_capacity(trimmed.bytes().filter(|&b| b == b'/').count() + 1);
-    parts.extend(trimmed.split('/'));
-    parts
+    let mut len = 0;
+    for (slot, part) in parts.iter_mut().zip(trimmed.split('/')) {
+        *slot = part;
+        len += 1;
+    }
+    len
 }
 
 fn verb_from_method(method: &str) -> &'static str {
@@ -156,7 +169,9 @@ impl RequestAttributes {
             ..RequestAttributes::default()
         };
 
-        let mut parts = &split_path(&decoded)[..];
+        let mut buffer = [""; MAX_PARTS];
+        let len = split_path(&decoded, &mut buffer);
+        let mut parts = &buffer[..len];
         if parts.len() < 3 || !matches!(parts[0], "api" | "apis") {
             info.verb = method.to_lowercase();
             return Ok(info);
@@ -176,15 +191,16 @@ impl RequestAttributes {
         parts = &parts[1..];
 
         let mut via_watch_prefix = false;
+        // Settled before it is stored: a list, watch or deletecollection
+        // allocates one verb, not two.
+        let mut verb: &str = verb_from_method(method);
         if SPECIAL_VERBS.contains(&parts[0]) {
             if parts.len() < 2 {
                 return Err(AttributesError::SpecialVerbWithoutResource { path: info.path });
             }
             via_watch_prefix = parts[0] == "watch";
-            info.verb = parts[0].to_owned();
+            verb = parts[0];
             parts = &parts[1..];
-        } else {
-            info.verb = verb_from_method(method).to_owned();
         }
 
         if parts[0] == "namespaces" && parts.len() > 1 {
@@ -194,7 +210,7 @@ impl RequestAttributes {
             }
         }
 
-        if parts.len() >= 3 && info.verb != "proxy" {
+        if parts.len() >= 3 && verb != "proxy" {
             info.subresource = parts[2].to_owned();
         }
         if parts.len() >= 2 {
@@ -205,16 +221,15 @@ impl RequestAttributes {
         }
 
         let params = query.map(parse_query).unwrap_or_default();
-        if info.name.is_empty() && info.verb == "get" {
+        if info.name.is_empty() && verb == "get" {
             // Errors decoding ListOptions fall back to `list` without a name, but a raw
             // `watch` parameter is honoured either way.
             let decoded = list_options_decode(&params);
-            info.verb = if watch_requested(&params, decoded) {
+            verb = if watch_requested(&params, decoded) {
                 "watch"
             } else {
                 "list"
-            }
-            .to_owned();
+            };
             if decoded {
                 if let Some(name) = first_value(&params, "fieldSelector")
                     .and_then(field_selector_exact_name)
@@ -224,11 +239,11 @@ impl RequestAttributes {
                 }
             }
         }
-        if info.name.is_empty() && info.verb == "delete" {
-            info.verb = "deletecollection".to_owned();
+        if info.name.is_empty() && verb == "delete" {
+            verb = "deletecollection";
         }
-        if matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") && !via_watch_prefix
-        {
+        info.verb = verb.to_owned();
+        if matches!(verb, "list" | "watch" | "deletecollection") && !via_watch_prefix {
             info.field_selector = first_value(&params, "fieldSelector").map(str::to_owned);
             info.label_selector = first_value(&params, "labelSelector").map(str::to_owned);
         }

@@ -6,28 +6,91 @@ use std::fmt;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::{
     field::{RecordFields, VisitOutput},
+    filter::{LevelFilter, ParseError, Targets},
     fmt::{
         format::{DefaultVisitor, Writer},
         FormatFields,
     },
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
+    Layer, Registry,
 };
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber: `RUST_LOG` if set, else `level`, else
-/// `info`; colours only on a terminal.
+/// Installs the global subscriber: `RUST_LOG` if set and valid, else
+/// `level`, else `info`; colours only on a terminal.
 pub(crate) fn init(level: Option<&str>, format: LogFormat) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|var| parse_filter(&var).ok())
+        .unwrap_or_else(|| {
+            let level = level.unwrap_or("info");
+            // The configured level was checked with the configuration; an
+            // invalid one keeps its valid directives, as before.
+            parse_filter(level)
+                .unwrap_or_else(|_| Box::new(tracing_subscriber::EnvFilter::new(level)))
+        });
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.fmt_fields(TextFields).init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
+        LogFormat::Text => registry.with(layer.fmt_fields(TextFields)).init(),
     }
+}
+
+/// The filter a log filter string (`RUST_LOG`'s syntax) describes, or
+/// `EnvFilter`'s error for it.
+///
+/// Without span directives (`[...]`, the usual `info` or
+/// `paddock=debug,hyper=warn`) it is a [`Targets`]: the same decisions
+/// for a fraction of the cost, since `EnvFilter` tracks span-scoped
+/// directives on every span enter and exit, and each request enters its
+/// span at every poll.
+pub(crate) fn parse_filter(
+    filter: &str,
+) -> Result<Box<dyn Layer<Registry> + Send + Sync>, ParseError> {
+    let env = tracing_subscriber::EnvFilter::try_new(filter)?;
+    Ok(match static_targets(filter) {
+        Some(targets) => Box::new(targets),
+        None => Box::new(env),
+    })
+}
+
+/// `filter` as `Targets` if each of its directives is a plain `level`,
+/// `target` or `target=level` (read as `EnvFilter` reads them); `None`
+/// for anything else (spans, fields, spaces), left to `EnvFilter`.
+fn static_targets(filter: &str) -> Option<Targets> {
+    let mut targets = Targets::new();
+    let plain = |s: &str| {
+        s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | ':' | '_' | '.'))
+    };
+    for directive in filter.split(',').filter(|d| !d.is_empty()) {
+        match directive.split_once('=') {
+            Some((target, level)) => {
+                if target.is_empty() || !plain(target) || !plain(level) {
+                    return None;
+                }
+                // `EnvFilter` reads `target=` as every level.
+                let level = match level {
+                    "" => LevelFilter::TRACE,
+                    level => level.parse().ok()?,
+                };
+                targets = targets.with_target(target, level);
+            }
+            None if !plain(directive) => return None,
+            None => match directive.parse::<LevelFilter>() {
+                Ok(level) => targets = targets.with_default(level),
+                // A bare target enables every level for it.
+                Err(_) => targets = targets.with_target(directive, LevelFilter::TRACE),
+            },
+        }
+    }
+    Some(targets)
 }
 
 /// Writes fields exactly as `tracing-subscriber`'s `DefaultFields`, but
@@ -222,5 +285,118 @@ mod tests {
             ),
             "{plain}"
         );
+    }
+
+    /// Records the target and level of every span and event it is shown.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Seen {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let meta = attrs.metadata();
+            let line = format!("span {} {}", meta.target(), meta.level());
+            self.0.lock().unwrap().push(line);
+        }
+
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let meta = event.metadata();
+            let line = format!("event {} {}", meta.target(), meta.level());
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    /// What passes `filter`, of a span and an event at each level for a few
+    /// targets.
+    fn passed(filter: Box<dyn Layer<Registry> + Send + Sync>) -> Vec<String> {
+        macro_rules! at_every_level {
+            ($($target:literal),*) => {$(
+                tracing::trace_span!(target: $target, "s").in_scope(|| tracing::trace!(target: $target, "e"));
+                tracing::debug_span!(target: $target, "s").in_scope(|| tracing::debug!(target: $target, "e"));
+                tracing::info_span!(target: $target, "s").in_scope(|| tracing::info!(target: $target, "e"));
+                tracing::warn_span!(target: $target, "s").in_scope(|| tracing::warn!(target: $target, "e"));
+                tracing::error_span!(target: $target, "s").in_scope(|| tracing::error!(target: $target, "e"));
+            )*};
+        }
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(seen.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            at_every_level!(
+                "paddock",
+                "paddock::serve",
+                "paddock::access",
+                "paddock_core::upstream",
+                "hyper",
+                "hyper::proto::h1",
+                "h2",
+                "rustls"
+            );
+        });
+        let seen = seen.0.lock().unwrap().clone();
+        seen
+    }
+
+    #[test]
+    fn targets_filter_as_env_filter_does() {
+        for filter in [
+            "info",
+            "WARN",
+            "3",
+            "off",
+            "",
+            "paddock=debug,hyper=warn",
+            "paddock::serve=info,warn",
+            "debug,hyper=off,h2=error",
+            "paddock",
+            "hyper=,info",
+            "paddock=debug,paddock=error",
+            "paddock_core=trace,paddock=info,error,",
+            "paddock::access=off,paddock=trace,rustls=5",
+        ] {
+            let targets = static_targets(filter).unwrap_or_else(|| panic!("{filter:?}"));
+            let env = tracing_subscriber::EnvFilter::try_new(filter).unwrap();
+            let ours = passed(Box::new(targets));
+            assert_eq!(ours, passed(Box::new(env)), "{filter:?}");
+            assert!(parse_filter(filter).is_ok(), "{filter:?}");
+        }
+        // The comparison compares something: some pass, some do not.
+        let some = passed(Box::new(
+            static_targets("paddock=debug,hyper=warn").unwrap(),
+        ));
+        assert!(
+            some.contains(&"event paddock::serve DEBUG".to_owned()),
+            "{some:?}"
+        );
+        assert!(!some.contains(&"event hyper INFO".to_owned()), "{some:?}");
+    }
+
+    #[test]
+    fn span_directives_and_odd_spellings_stay_with_env_filter() {
+        for filter in [
+            "paddock[request]=debug",
+            "[{request.id}]=trace",
+            "paddock =debug",
+            " info",
+        ] {
+            assert!(static_targets(filter).is_none(), "{filter:?}");
+            assert!(parse_filter(filter).is_ok(), "{filter:?}");
+        }
+        for filter in ["[[[", "paddock=loud", "a=b=c"] {
+            let ours = parse_filter(filter)
+                .err()
+                .unwrap_or_else(|| panic!("{filter:?}"));
+            let env = tracing_subscriber::EnvFilter::try_new(filter).unwrap_err();
+            assert_eq!(ours.to_string(), env.to_string(), "{filter:?}");
+        }
     }
 }

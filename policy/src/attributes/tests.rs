@@ -43,6 +43,9 @@ const ROWS: &[Row] = &[
     ("get", "/api/v1/namespaces/other/pods/foo", true, "", "api", "", "v1", "other", "pods", "", "foo"),
     // special verbs
     ("GET", "/api/v1/proxy/namespaces/other/pods/foo", true, "proxy", "api", "", "v1", "other", "pods", "", "foo"),
+    // more parts than resolution reads
+    ("GET", "/apis/apps/v1/watch/namespaces/other/deployments/foo/status/x/y", true, "watch", "apis", "apps", "v1", "other", "deployments", "status", "foo"),
+    ("DELETE", "/api/v1/namespaces/other/pods/foo/log/a/b/c/d/e", true, "delete", "api", "", "v1", "other", "pods", "log", "foo"),
     ("GET", "/api/v1/proxy/namespaces/other/pods/foo/subpath/not/a/subresource", true, "proxy", "api", "", "v1", "other", "pods", "", "foo"),
     ("GET", "/api/v1/watch/pods", true, "watch", "api", "", "v1", "", "pods", "", ""),
     ("GET", "/api/v1/watch/namespaces/other/pods", true, "watch", "api", "", "v1", "other", "pods", "", ""),

@@ -29,10 +29,7 @@ pub(crate) enum LogFormat {
 impl LoggingConfig {
     pub(super) fn check(&self, errors: &mut Errors) {
         if let Some(level) = &self.level {
-            errors.ok(
-                "logging.level",
-                tracing_subscriber::EnvFilter::try_new(level),
-            );
+            errors.ok("logging.level", crate::logging::parse_filter(level));
         }
     }
 }
