@@ -31,27 +31,48 @@ import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as path from 'node:path';
 
-import Provider, { errors } from 'oidc-provider';
+// Each startup step goes to stderr with its time since node started, so
+// a start that stalls on a loaded machine says where.
+const started = Date.now();
+function step(what) {
+  process.stderr.write(`${Date.now() - started} ms: ${what}\n`);
+}
+
+step('node started');
+const { default: Provider, errors } = await import('oidc-provider');
+step('oidc-provider loaded');
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 fs.mkdirSync(config.keysDir, { recursive: true });
+
+// Keys come out of the generator as PEM and are read back into a new key
+// object for the JWK: Node 20 can deadlock exporting a just-generated key
+// as JWK when a garbage collection in the middle of the export frees the
+// generator's job, whose destructor takes the mutex the export holds.
+const PEM = {
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+};
 
 function signingKey({ kid, kty }) {
   const file = path.join(config.keysDir, `${kid}.jwk.json`);
   if (fs.existsSync(file)) {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   }
-  const { privateKey, publicKey } = kty === 'EC'
-    ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pair = kty === 'EC'
+    ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256', ...PEM })
+    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048, ...PEM });
+  const privateKey = crypto.createPrivateKey(pair.privateKey);
   const jwk = { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig', alg: kty === 'EC' ? 'ES256' : 'RS256' };
-  fs.writeFileSync(path.join(config.keysDir, `${kid}.pem`), privateKey.export({ format: 'pem', type: 'pkcs8' }));
-  fs.writeFileSync(path.join(config.keysDir, `${kid}.pub.pem`), publicKey.export({ format: 'pem', type: 'spki' }));
+  fs.writeFileSync(path.join(config.keysDir, `${kid}.pem`), pair.privateKey);
+  fs.writeFileSync(path.join(config.keysDir, `${kid}.pub.pem`), pair.publicKey);
   fs.writeFileSync(file, JSON.stringify(jwk));
+  step(`key ${kid} made`);
   return jwk;
 }
 
 const keys = config.keys.map(signingKey);
+step(`keys ready: ${config.keys.map((k) => k.kid).join(', ')}`);
 // Read at every use: a test changes a user's groups by rewriting the file.
 function usersNow() {
   return JSON.parse(fs.readFileSync(process.argv[2], 'utf8')).users;
@@ -81,6 +102,11 @@ const server = https.createServer({
   key: fs.readFileSync(config.keyFile),
 });
 
+server.on('error', (error) => {
+  step(`cannot listen on port ${config.port}: ${error.message}`);
+  process.exit(1);
+});
+step(`listening on port ${config.port}`);
 server.listen(config.port, '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `https://127.0.0.1:${port}`;
@@ -133,6 +159,7 @@ server.listen(config.port, '127.0.0.1', () => {
     };
   }, ['username', 'password', 'scope']);
   server.on('request', provider.callback());
+  step('provider ready');
   process.stdout.write(`LISTENING ${port}\n`);
 });
 
