@@ -956,3 +956,114 @@ async fn an_agent_dropping_and_returning_is_one_alert_and_its_resolution() {
         "more than one call for one return"
     );
 }
+
+/// The agent stays connected while its API server goes away: requests get
+/// a 503 Status with the agent's reason (and not its marker header), the
+/// health view says unreachable and `paddock_cluster_up` drops to 0; the
+/// API server back on its address, the cluster answers and both follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_its_agent_cannot_reach_is_an_unreachable_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = FakeApiConfig {
+        plain_http: true,
+        ..FakeApiConfig::default()
+    };
+    let fake = FakeApiServer::start(config.clone()).await.unwrap();
+    let paddock = start_paddock_with(
+        dir.path(),
+        "127.0.0.1",
+        &[],
+        "metrics:\n  listen: '127.0.0.1:0'\n\
+         clusterHealth: {intervalSeconds: 3600, timeoutSeconds: 2}\n",
+    );
+    let metrics = paddock_tests::paddock::logged_port(&paddock.log(), "metrics listening")
+        .map(|port| format!("127.0.0.1:{port}"))
+        .unwrap_or_else(|| panic!("no metrics listener:\n{}", paddock.log()));
+    let admin = Admin::new(&paddock).await;
+    let token = admin.register("edge").await;
+    let mut command = Command::new(BIN);
+    command.args(agent_args(&paddock, &token, &fake, dir.path()));
+    let agent = Agent::start(command, dir.path(), "agent");
+    admin.wait_connected("edge", true, &agent).await;
+
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+    let namespaces = format!("{}/k8s/clusters/edge/api/v1/namespaces", paddock.url());
+    // Until the answer has `status`: a request on a connection the API
+    // server was closing may fail after connecting (502, an answer).
+    let answered = |status: u16| {
+        let (client, namespaces, agent) = (&client, &namespaces, &agent);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let answer = client.get(namespaces, Some(USER_TOKEN)).await;
+                if answer.status() == status {
+                    return answer;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "never {status}: {} {}\nagent log:\n{}",
+                    answer.status(),
+                    answer.text(),
+                    agent.log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let reachable = |want: bool| {
+        let admin = &admin;
+        let metrics = &metrics;
+        async move {
+            let (status, health) = admin
+                .call(Method::GET, "/paddock/v1/clusters/edge/health", None)
+                .await;
+            assert_eq!(status, 200, "{health}");
+            assert_eq!(health["reachable"], want, "{health}");
+            let up = scrape(metrics)
+                .await
+                .value("paddock_cluster_up", &[("cluster", "edge")]);
+            assert_eq!(up, Some(if want { 1.0 } else { 0.0 }));
+            health
+        }
+    };
+    answered(200).await;
+    reachable(true).await;
+
+    let addr = fake.addr();
+    fake.drop_connections();
+    drop(fake);
+    let down = answered(503).await;
+    assert!(
+        down.head
+            .headers
+            .get("x-paddock-agent-unreachable")
+            .is_none(),
+        "the agent's marker reached the client: {:?}",
+        down.head.headers
+    );
+    let status = down.json();
+    assert_eq!(status["kind"], "Status", "{status}");
+    assert_eq!(status["reason"], "ServiceUnavailable", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "cluster edge is unreachable: the agent cannot connect to its API server: "
+        ) && message.contains("refused"),
+        "{status}"
+    );
+    let health = reachable(false).await;
+    assert!(health["since"].is_string(), "{health}");
+    assert!(
+        !agent.log().contains("tunnel to Paddock closed"),
+        "the agent dropped its tunnel"
+    );
+
+    let _back = FakeApiServer::start(FakeApiConfig {
+        listen: addr,
+        ..config
+    })
+    .await
+    .unwrap();
+    answered(200).await;
+    reachable(true).await;
+}

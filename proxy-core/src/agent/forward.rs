@@ -2,6 +2,15 @@
 //! request goes to the agent's own API server, with the agent's
 //! credential. Upgrades (exec, attach, port-forward) are relayed as bytes
 //! after the API server's `101`.
+//!
+//! A request the agent cannot forward is answered by the agent with a
+//! Kubernetes Status, as Paddock answers one for a direct cluster: 503
+//! when the API server could not be connected to (refused, TLS handshake,
+//! connect timeout), 502 when it failed after that. Only the 503 carries
+//! [`UNREACHABLE_HEADER`], with the reason, which tells Paddock the
+//! cluster is unreachable rather than answering; the agent removes that
+//! header from every response it relays from the API server, so the API
+//! server cannot pass for the agent.
 
 use std::{
     convert::Infallible,
@@ -12,12 +21,15 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::{body::RequestBody, upstream::Cluster};
+use crate::{
+    body::RequestBody, error::ProxyError, status::Status, tunnel::UNREACHABLE_HEADER,
+    upstream::Cluster,
+};
 
 pub(super) type Body = Either<Incoming, Full<Bytes>>;
 
@@ -94,11 +106,15 @@ async fn forward(upstream: &Cluster, mut request: Request<Incoming>) -> Response
     let request = Request::from_parts(parts, RequestBody::new(body));
     let mut response = match upstream.send(request, upgrade.is_some()).await {
         Ok(response) => response,
-        Err(message) => return bad_gateway(&message),
+        Err(error) => return failure(&error),
     };
+    response.headers_mut().remove(UNREACHABLE_HEADER);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
-            return bad_gateway("the API server switched protocols unasked");
+            return failure(&ProxyError::UpstreamFailure {
+                cluster: upstream.id().to_owned(),
+                message: "the API server switched protocols unasked".to_owned(),
+            });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
@@ -135,22 +151,46 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-/// A Kubernetes Status for a request the agent could not forward.
-fn bad_gateway(message: &str) -> Response<Body> {
-    let status = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": format!("paddock agent: the API server is unreachable: {message}"),
-        "reason": "ServiceUnavailable",
-        "code": 503,
-    });
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(status.to_string()))));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response.headers_mut().insert(
+/// The Kubernetes Status for a request the agent could not forward
+/// because of `error`, marked with [`UNREACHABLE_HEADER`] when the API
+/// server could not be reached.
+fn failure(error: &ProxyError) -> Response<Body> {
+    let (code, reason) = error.code_and_reason();
+    let unreachable = match error {
+        ProxyError::UpstreamUnavailable { message, .. } => Some(message),
+        _ => None,
+    };
+    let message = match unreachable {
+        Some(why) => format!("paddock agent: the API server is unreachable: {why}"),
+        None => format!("paddock agent: {error}"),
+    };
+    let body = serde_json::to_vec(&Status::failure(code, reason, message)).unwrap_or_default();
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = code;
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
+        HeaderValue::from_static("application/json"),
     );
+    if let Some(why) = unreachable {
+        headers.insert(UNREACHABLE_HEADER, unreachable_reason(why));
+    }
     response
+}
+
+/// Why the API server is unreachable, as a header value: what cannot be
+/// in one (control characters, non-ASCII) becomes `?`.
+fn unreachable_reason(why: &str) -> HeaderValue {
+    let visible: String = format!("the agent cannot connect to its API server: {why}")
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::try_from(visible)
+        .unwrap_or_else(|_| HeaderValue::from_static("the agent cannot connect to its API server"))
 }

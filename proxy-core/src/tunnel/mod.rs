@@ -27,6 +27,16 @@
 //! tunnel is noticed within 20 s; streams in flight on it then end with an
 //! error.
 //!
+//! An API server the agent cannot reach: the agent is connected, but its
+//! own API server refuses connections, fails the TLS handshake or does
+//! not accept one in time. The agent then answers the request itself, a
+//! 503 Kubernetes Status carrying [`UNREACHABLE_HEADER`] with its reason,
+//! and removes that header from every response it relays from the API
+//! server, so only the agent can set it. Paddock turns such an answer
+//! into the error a direct cluster's refused connection is (the cluster is
+//! unreachable, and says so to the client, the health view, the metrics
+//! and the alerts) instead of relaying it as the cluster's answer.
+//!
 //! Several replicas: each agent keeps one tunnel to the replica its
 //! connection lands on; see `docs/tunnel.md` for how replicas share them.
 
@@ -55,6 +65,19 @@ pub(crate) fn presented_token(headers: &http::HeaderMap) -> Option<secrecy::Secr
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(|v| secrecy::SecretString::from(v.to_owned()))
+}
+
+/// The header on an answer the agent made itself because it could not
+/// connect to its API server; its value is why (visible ASCII). Never on a
+/// response relayed from the API server: the agent removes it from those.
+pub const UNREACHABLE_HEADER: &str = "x-paddock-agent-unreachable";
+
+/// Why the agent could not reach its API server, when `headers` are those
+/// of the answer it made itself for that reason (see [`UNREACHABLE_HEADER`]).
+pub(crate) fn agent_unreachable(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(UNREACHABLE_HEADER)
+        .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
 }
 
 /// The header carrying the agent's version.

@@ -90,8 +90,7 @@ fn pipe() -> ((Valve, Arc<AtomicBool>), (Valve, Arc<AtomicBool>)) {
     (end(a), end(b))
 }
 
-/// A tunnel between a Paddock and an agent, both running; the agent
-/// forwards to an API server that is never asked here.
+/// A tunnel between a Paddock and an agent, both running.
 pub(super) struct Tunnel {
     pub(super) tunnels: Arc<Tunnels>,
     pub(super) paddock: tokio::task::JoinHandle<()>,
@@ -100,8 +99,15 @@ pub(super) struct Tunnel {
     pub(super) silence_agent: Arc<AtomicBool>,
 }
 
-/// A new tunnel of `cluster` in `tunnels`, connected.
+/// A new tunnel of `cluster` in `tunnels`, connected; its agent forwards
+/// to an API server that is never asked.
 pub(super) async fn tunnel_in(tunnels: Arc<Tunnels>, cluster: &str) -> Tunnel {
+    tunnel_to(tunnels, cluster, "https://127.0.0.1:9").await
+}
+
+/// A new tunnel of `cluster` in `tunnels`, connected; its agent forwards
+/// to the API server at `api_server`.
+async fn tunnel_to(tunnels: Arc<Tunnels>, cluster: &str, api_server: &str) -> Tunnel {
     let ((paddock_end, silence_paddock), (agent_end, silence_agent)) = pipe();
     let serving = tunnels.clone();
     let id = cluster.to_owned();
@@ -114,12 +120,8 @@ pub(super) async fn tunnel_in(tunnels: Arc<Tunnels>, cluster: &str) -> Tunnel {
         };
         serving.serve(&id, "hash".into(), info, paddock_end).await;
     });
-    let agent = tokio::spawn(async move {
-        let upstream = Arc::new(
-            Cluster::http1_only(&ClusterConfig::new("api", "https://127.0.0.1:9")).unwrap(),
-        );
-        crate::agent::serve_tunnel(agent_end, upstream).await
-    });
+    let upstream = Arc::new(Cluster::http1_only(&ClusterConfig::new("api", api_server)).unwrap());
+    let agent = tokio::spawn(async move { crate::agent::serve_tunnel(agent_end, upstream).await });
     connected(&tunnels, cluster).await;
     Tunnel {
         tunnels,
@@ -204,4 +206,110 @@ async fn an_idle_tunnel_keeps_its_heartbeat() {
     let heard = tunnels.status("edge").unwrap().last_heartbeat;
     assert!(heard > Timestamp(1), "no ping was heard: {heard}");
     assert!(!tunnel.agent.is_finished() && !tunnel.paddock.is_finished());
+}
+
+/// The API server stands for this one: a 200 to every request, carrying
+/// the agent's marker of an unreachable API server, which must not pass
+/// for the agent's.
+async fn forging_api_server(listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((io, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_request| async {
+                let mut response = http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(br#"{"kind":"NamespaceList","items":[]}"#),
+                ));
+                response
+                    .headers_mut()
+                    .insert(UNREACHABLE_HEADER, http::HeaderValue::from_static("forged"));
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+                .await;
+        });
+    }
+}
+
+/// An agent connected through its tunnel whose API server refuses
+/// connections: the request is answered 503 with a Kubernetes Status
+/// saying why, and the cluster is unreachable, not answering. Once the API
+/// server is up, the cluster answers again, and the marker its response
+/// carries is neither taken for the agent's nor passed on.
+#[tokio::test]
+async fn an_api_server_the_agent_cannot_reach_is_an_unreachable_cluster() {
+    use http_body_util::BodyExt;
+    use tower::Service;
+
+    // A port nothing listens on, until the API server comes up on it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (events, seen) = crate::events::tests::recorded();
+    let tunnels = Arc::new(Tunnels::new(Duration::from_secs(1), events));
+    let _tunnel = tunnel_to(tunnels.clone(), "edge", &format!("http://{addr}")).await;
+    let cluster = Arc::new(Cluster::tunnel("edge", &tunnels, 0));
+    let mut forward = crate::upstream::Forward::new(
+        crate::shutdown::Shutdown::new(),
+        crate::plugin::Plugins::default(),
+    );
+    let get = || {
+        let context = Arc::new(crate::context::RequestContext::new(
+            "test".into(),
+            http::Method::GET,
+            "/api/v1/namespaces".into(),
+            None,
+        ));
+        context.set_target(cluster.clone());
+        let mut request = http::Request::get("/api/v1/namespaces")
+            .body(crate::body::RequestBody::empty())
+            .unwrap();
+        request.extensions_mut().insert(context);
+        request
+    };
+    // Connected: the tunnel says the cluster answers.
+    assert_eq!(seen(), [(true, None)]);
+
+    let error = forward.call(get()).await.unwrap_err();
+    let crate::error::ProxyError::UpstreamUnavailable { message, .. } = &error else {
+        panic!("not unavailable: {error:?}");
+    };
+    assert!(
+        message.starts_with("the agent cannot connect to its API server: ")
+            && message.contains("refused"),
+        "{message}"
+    );
+    let reason = message.clone();
+    let response = error.into_response();
+    assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().get(UNREACHABLE_HEADER).is_none());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["kind"], "Status", "{status}");
+    assert_eq!(status["code"], 503, "{status}");
+    assert_eq!(status["reason"], "ServiceUnavailable", "{status}");
+    assert_eq!(
+        status["message"],
+        format!("cluster edge is unreachable: {reason}"),
+        "{status}"
+    );
+    assert_eq!(cluster.reachability().verdict().reachable, Some(false));
+    assert_eq!(seen(), [(true, None), (false, Some(reason.clone()))]);
+
+    tokio::spawn(forging_api_server(
+        tokio::net::TcpListener::bind(addr).await.unwrap(),
+    ));
+    let response = forward.call(get()).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert!(
+        response.headers().get(UNREACHABLE_HEADER).is_none(),
+        "the API server's marker was passed on"
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"kind":"NamespaceList","items":[]}"#);
+    assert_eq!(cluster.reachability().verdict().reachable, Some(true));
+    assert_eq!(seen(), [(true, None), (false, Some(reason)), (true, None)]);
 }

@@ -150,6 +150,9 @@ pub(crate) struct Cluster {
     /// tunnel cluster's is its tunnel's, which the agent's connecting and
     /// dropping feed too).
     reachability: Arc<super::Reachability>,
+    /// Reached through its agent's tunnel, whose agent may answer for an
+    /// API server it cannot reach.
+    through_tunnel: bool,
 }
 
 pub(super) struct Clients {
@@ -240,6 +243,7 @@ impl Cluster {
             request_timeout: config.request_timeout,
             direct_endpoint: config.direct_endpoint.clone(),
             reachability: Arc::new(super::Reachability::new(&config.id, events)),
+            through_tunnel: false,
         })
     }
 
@@ -266,20 +270,21 @@ impl Cluster {
             request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
             direct_endpoint: None,
             reachability: tunnels.reachability(id),
+            through_tunnel: true,
         }
     }
 
     /// Sends `request` (its URI relative to the API server) with this
     /// cluster's credential, over the HTTP/1.1 client when it asks for an
-    /// upgrade. What the agent forwards its tunnel's requests with.
+    /// upgrade. What the agent forwards its tunnel's requests with; a
+    /// server it cannot connect to is [`ProxyError::UpstreamUnavailable`],
+    /// as for Paddock's own requests.
     pub(crate) async fn send(
         &self,
         mut request: http::Request<RequestBody>,
         upgrade: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
-        *request.uri_mut() = self
-            .upstream_uri(request.uri())
-            .map_err(|e| e.to_string())?;
+    ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
+        *request.uri_mut() = self.upstream_uri(request.uri())?;
         *request.version_mut() = http::Version::HTTP_11;
         self.authorization.apply(request.headers_mut());
         let clients = self.clients();
@@ -288,10 +293,12 @@ impl Cluster {
         } else {
             &clients.ordinary
         };
-        client
-            .request(request)
-            .await
-            .map_err(|e| crate::error::error_chain(&e))
+        self.pooled(client, request).await
+    }
+
+    /// Whether it is reached through its agent's tunnel.
+    pub(super) fn through_tunnel(&self) -> bool {
+        self.through_tunnel
     }
 
     /// The cluster's id.

@@ -18,7 +18,7 @@ use policy::RequestAttributes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::Service;
 
-use super::{direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
+use super::{cluster::HttpClient, direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
@@ -144,12 +144,7 @@ async fn send(
                 request = Request::from_parts(unsent.into_parts().0, body);
                 h1_only = true;
             }
-            Err(DirectError::Connect(message)) => {
-                return Err(ProxyError::UpstreamUnavailable {
-                    cluster: cluster.id().to_owned(),
-                    message,
-                })
-            }
+            Err(DirectError::Connect(message)) => return Err(cluster.unavailable(message)),
             Err(DirectError::Request(error)) => {
                 return Err(ProxyError::UpstreamFailure {
                     cluster: cluster.id().to_owned(),
@@ -165,12 +160,7 @@ async fn send(
             Ok(response) => return Ok(relay(response, long_running, &shutdown)),
             // Every connection busy: the pooled client below.
             Err(DirectH1Error::Busy(unsent)) => request = *unsent,
-            Err(DirectH1Error::Connect(message)) => {
-                return Err(ProxyError::UpstreamUnavailable {
-                    cluster: cluster.id().to_owned(),
-                    message,
-                })
-            }
+            Err(DirectH1Error::Connect(message)) => return Err(cluster.unavailable(message)),
             Err(DirectH1Error::Request(error)) => {
                 return Err(ProxyError::UpstreamFailure {
                     cluster: cluster.id().to_owned(),
@@ -185,9 +175,7 @@ async fn send(
     } else {
         &clients.ordinary
     };
-    let response = deadline(cluster, long_running, client.request(request))
-        .await?
-        .map_err(|error| upstream_error(cluster, &error))?;
+    let response = deadline(cluster, long_running, cluster.pooled(client, request)).await??;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -366,10 +354,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 fn upstream_error(cluster: &Cluster, error: &hyper_util::client::legacy::Error) -> ProxyError {
     let message = crate::error::error_chain(error);
     if error.is_connect() {
-        ProxyError::UpstreamUnavailable {
-            cluster: cluster.id().to_owned(),
-            message,
-        }
+        cluster.unavailable(message)
     } else {
         ProxyError::UpstreamFailure {
             cluster: cluster.id().to_owned(),
@@ -379,6 +364,39 @@ fn upstream_error(cluster: &Cluster, error: &hyper_util::client::legacy::Error) 
 }
 
 impl Cluster {
+    /// The error of a request to this cluster that could not reach it, and
+    /// why (`message`): the one way every path says so, which the
+    /// reachability verdict reads as unreachable.
+    pub(super) fn unavailable(&self, message: String) -> ProxyError {
+        ProxyError::UpstreamUnavailable {
+            cluster: self.id().to_owned(),
+            message,
+        }
+    }
+
+    /// Sends `request` over `client`, one of this cluster's pooled clients,
+    /// and returns the answer once its headers arrived. A failure to
+    /// connect is [`unavailable`](Self::unavailable), and so is, through a
+    /// tunnel, the answer the agent made itself because it could not
+    /// connect to its API server (see [`crate::tunnel::UNREACHABLE_HEADER`]):
+    /// either way the API server was not reached.
+    pub(super) async fn pooled(
+        &self,
+        client: &HttpClient,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|error| upstream_error(self, &error))?;
+        if self.through_tunnel() {
+            if let Some(reason) = crate::tunnel::agent_unreachable(response.headers()) {
+                return Err(self.unavailable(reason));
+            }
+        }
+        Ok(response)
+    }
+
     /// Sends `request` (its URI relative to the API server) with Paddock's
     /// own credential, over this worker's pooled client, and returns the
     /// answer once its headers arrived, within the cluster's request
@@ -391,10 +409,8 @@ impl Cluster {
     ) -> Result<Response<Incoming>, ProxyError> {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         self.authorization.apply(request.headers_mut());
-        let sent = self.clients().ordinary.request(request);
-        let result = deadline(self, false, sent)
-            .await
-            .and_then(|sent| sent.map_err(|error| upstream_error(self, &error)));
+        let sent = self.pooled(&self.clients().ordinary, request);
+        let result = deadline(self, false, sent).await.and_then(|sent| sent);
         self.reachability().observe_result(&result);
         result
     }

@@ -7,8 +7,9 @@
 //! makes to it for itself (health checks, the RBAC sync), an agent's
 //! tunnel connecting or dropping (`tunnel::registry`), a health check that
 //! got no answer in time. Only a failure to connect (connection refused, a
-//! TLS handshake failed, a name not resolved, no agent connected) or no
-//! answer at all says unreachable; any answer, whatever its status, says
+//! TLS handshake failed, a name not resolved, no agent connected, an agent
+//! that could not connect to its own API server) or no answer at all says
+//! unreachable; any answer, whatever its status, says
 //! the cluster answers (a 502 or a 504 says the server was reached, or is
 //! slow). Each change of verdict, the first one included, is logged and
 //! becomes one [`Event::ClusterReachability`].
