@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use proxy_core::{
     agent::{AgentConfig, AgentToken},
-    upstream::{ClusterConfig, UpstreamCredential},
+    upstream::{ClusterConfig, OutboundProxy, UpstreamCredential},
 };
 use secrecy::SecretString;
 
@@ -152,6 +152,7 @@ fn config(args: AgentArgs) -> Result<AgentConfig, String> {
             Some(std::fs::read(file).map_err(|e| format!("--ca-file {}: {e}", file.display()))?);
     }
     config.initial_backoff = Duration::from_millis(args.initial_backoff_ms.max(1));
+    config.proxy = OutboundProxy::from_env()?;
     Ok(config)
 }
 

@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 use proxy_core::{
     server::tls::ServerTls,
     sidecar::{Sidecar, SidecarOptions},
-    upstream::{ClusterConfig, UpstreamCredential},
+    upstream::{ClusterConfig, OutboundProxy, UpstreamCredential},
 };
 use secrecy::SecretString;
 
@@ -209,6 +209,10 @@ pub(crate) fn run(args: SidecarArgs) -> ExitCode {
         }
     };
     let proxy = proxy_args(&args, &mut errors);
+    let outbound = OutboundProxy::from_env().unwrap_or_else(|e| {
+        errors.push(e);
+        OutboundProxy::default()
+    });
     let (Some(token), Some(listen), true) = (token, listen, errors.is_empty()) else {
         eprintln!("paddock sidecar: invalid arguments:");
         for e in &errors {
@@ -228,6 +232,7 @@ pub(crate) fn run(args: SidecarArgs) -> ExitCode {
     options.server_ca_pem = ca;
     options.token_file.clone_from(&args.token_file);
     options.max_staleness = args.max_staleness;
+    options.proxy = outbound;
     let sidecar = match Sidecar::open(options) {
         Ok(s) => s,
         Err(error) => {

@@ -3,6 +3,7 @@
 //! through `paddock sidecar`'s token-review webhook; the center can be
 //! killed, the sidecar restarted from disk, and a revocation still arrives.
 
+use base64::Engine;
 use std::{
     path::Path,
     sync::Arc,
@@ -11,6 +12,7 @@ use std::{
 
 use paddock_tests::{
     client::{Protocol, TestClient},
+    connect_proxy::ConnectProxy,
     fake_apiserver::{FakeApiConfig, FakeApiServer, TokenWebhook},
     kubectl::{write_file, Kubeconfig},
     paddock::{upstream_args, Paddock},
@@ -425,6 +427,95 @@ async fn the_feed_takes_only_the_clusters_own_current_registration_token() {
     }
     eventually_status(&feed, "default", &rotated, 401).await;
     eventually_status(&feed, "edge", &edge_token, 401).await;
+}
+
+/// `HTTPS_PROXY`: the sidecar follows the feed through a `CONNECT` tunnel
+/// (TLS to the center end to end), goes direct for a `NO_PROXY` host, and
+/// says clearly when the proxy refuses; the credentials never reach its log.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feed_goes_through_https_proxy_unless_no_proxy_exempts_the_center() {
+    let Center {
+        _fake,
+        dir,
+        config,
+        center,
+        ..
+    } = Center::start(Vec::new()).await;
+    let token = registration_token(&center, &config, "default");
+    let feed_file = write_file(dir.path(), "feed-token", &token);
+    let center_authority = center.url().trim_start_matches("https://").to_owned();
+    let center_host = center_authority.rsplit_once(':').unwrap().0.to_owned();
+    let start = |name: &str, proxy: &str, no_proxy: &str| {
+        let args = feed_args(&center, "default", &feed_file, &dir.path().join(name));
+        Sidecar::start_with_env(
+            bin(),
+            "127.0.0.1:0",
+            &args,
+            &[
+                ("HTTPS_PROXY", proxy),
+                ("https_proxy", proxy),
+                ("NO_PROXY", no_proxy),
+                ("no_proxy", no_proxy),
+            ],
+            &dir.path().join(format!("{name}.log")),
+        )
+    };
+    let synced = |sidecar: &Sidecar| sidecar.get("/readyz").1.contains("\"connected\":true");
+
+    let open = ConnectProxy::start("200 Connection established").await;
+    let through = start("through", &open.url(Some("alice:s3cret")), "");
+    eventually("synced through the proxy", Duration::from_secs(30), || {
+        synced(&through)
+    })
+    .await;
+    let heads = open.heads();
+    assert!(
+        heads
+            .iter()
+            .any(|h| h.starts_with(&format!("CONNECT {center_authority} HTTP/1.1\r\n"))),
+        "{heads:?}"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    assert!(
+        heads
+            .iter()
+            .all(|h| h.contains(&format!("Proxy-Authorization: Basic {basic}\r\n"))),
+        "{heads:?}"
+    );
+    assert!(!through.log().contains("s3cret"), "{}", through.log());
+    drop(through);
+
+    let unused = ConnectProxy::start("200 Connection established").await;
+    let direct = start(
+        "direct",
+        &unused.url(None),
+        &format!("paddock.invalid,{center_host}"),
+    );
+    eventually("synced directly", Duration::from_secs(30), || {
+        synced(&direct)
+    })
+    .await;
+    assert!(unused.heads().is_empty(), "{:?}", unused.heads());
+    drop(direct);
+
+    let closed = ConnectProxy::start("407 Proxy Authentication Required").await;
+    let refused = start("refused", &closed.url(Some("alice:s3cret")), "");
+    eventually("the refusal is logged", Duration::from_secs(30), || {
+        refused
+            .log()
+            .contains("CONNECT refused: HTTP/1.1 407 Proxy Authentication Required")
+    })
+    .await;
+    let log = refused.log();
+    assert!(
+        log.contains(&format!(
+            "proxy 127.0.0.1:{}",
+            closed.url(None).rsplit_once(':').unwrap().1
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("s3cret") && !log.contains("alice"), "{log}");
+    assert!(!synced(&refused));
 }
 
 /// The CLI writes the store; the server sees it within its poll interval.

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod client;
 pub mod conformance;
+pub mod connect_proxy;
 pub mod etcd;
 pub mod exec;
 pub mod fake_apiserver;

@@ -47,6 +47,17 @@ impl Sidecar {
     /// Starts `bin sidecar --listen <listen> <args>` and waits until it
     /// logs the address it bound. `log` is its log file.
     pub fn start(bin: &Path, listen: &str, args: &[String], log: &Path) -> Self {
+        Self::start_with_env(bin, listen, args, &[], log)
+    }
+
+    /// [`Sidecar::start`] with `env` added to its environment.
+    pub fn start_with_env(
+        bin: &Path,
+        listen: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
         let _ = fs::write(log, "");
         let log_file = fs::File::create(log).expect("log file");
         let child = Command::new(bin)
@@ -54,6 +65,7 @@ impl Sidecar {
             .arg("--listen")
             .arg(listen)
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,proxy_core::sidecar=debug")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))

@@ -1,6 +1,6 @@
-//! Dialing out to Paddock: TCP (through an HTTP proxy when `HTTPS_PROXY`
-//! says so), TLS verifying Paddock's certificate, and the WebSocket
-//! upgrade carrying the registration token.
+//! Dialing out to Paddock: TCP (through the configured HTTP proxy, if
+//! any), TLS verifying Paddock's certificate, and the WebSocket upgrade
+//! carrying the registration token.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,20 +11,16 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::TcpStream,
-};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::tunnel::{KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER};
+use crate::upstream::through_proxy;
 
 /// Time allowed for TCP, the proxy, TLS and the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest proxy response head read.
-const MAX_PROXY_RESPONSE: usize = 8 * 1024;
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +74,9 @@ impl Dialer {
             .to_owned();
         let port = self.server.port_u16().unwrap_or(443);
         let tcp = match &self.proxy {
-            Some(proxy) => through_proxy(proxy, &host, port).await?,
+            Some(proxy) => through_proxy(proxy, &host, port)
+                .await
+                .map_err(DialError::Failed)?,
             None => TcpStream::connect((host.as_str(), port))
                 .await
                 .map_err(|e| failed("connect", &e))?,
@@ -148,110 +146,4 @@ impl Dialer {
             .map_err(|e| failed("WebSocket handshake", &e))?;
         Ok(TokioIo::new(upgraded))
     }
-}
-
-/// A TCP connection to `host:port` through the HTTP proxy `proxy`
-/// (`CONNECT`, RFC 9110 §9.3.6), with basic credentials from its URL.
-async fn through_proxy(proxy: &Uri, host: &str, port: u16) -> Result<TcpStream, DialError> {
-    let failed = |e: String| DialError::Failed(format!("proxy {}: {e}", proxy_display(proxy)));
-    let proxy_host = proxy
-        .host()
-        .ok_or_else(|| failed("no host".to_owned()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let proxy_port = proxy.port_u16().unwrap_or(80);
-    let mut tcp = TcpStream::connect((proxy_host, proxy_port))
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let target = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
-    if let Some((userinfo, _)) = proxy.authority().and_then(|a| a.as_str().rsplit_once('@')) {
-        use base64::Engine;
-        let decoded = percent_encoding::percent_decode_str(userinfo).decode_utf8_lossy();
-        let credentials = base64::engine::general_purpose::STANDARD.encode(decoded.as_bytes());
-        head.push_str(&format!("Proxy-Authorization: Basic {credentials}\r\n"));
-    }
-    head.push_str("\r\n");
-    tcp.write_all(head.as_bytes())
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let mut reader = BufReader::new(&mut tcp);
-    let mut status = String::new();
-    let mut read = 0;
-    loop {
-        let mut line = String::new();
-        let n = reader
-            .read_line(&mut line)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        read += n;
-        if n == 0 || read > MAX_PROXY_RESPONSE {
-            return Err(failed("closed or overlong answer to CONNECT".to_owned()));
-        }
-        if status.is_empty() {
-            status = line.trim().to_owned();
-        } else if line == "\r\n" || line == "\n" {
-            break;
-        }
-    }
-    // Nothing follows the head until we speak (TLS starts with the client).
-    if !reader.buffer().is_empty() {
-        return Err(failed("sent data before the tunnel was used".to_owned()));
-    }
-    let code = status.split_whitespace().nth(1).unwrap_or_default();
-    if !code.starts_with('2') {
-        return Err(failed(format!("CONNECT refused: {status}")));
-    }
-    Ok(tcp)
-}
-
-/// A proxy URL without its credentials, for messages.
-fn proxy_display(proxy: &Uri) -> String {
-    let host = proxy.host().unwrap_or_default();
-    match proxy.port_u16() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
-}
-
-/// The proxy `HTTPS_PROXY` (or `https_proxy`) names for `host`, unless
-/// `NO_PROXY` (or `no_proxy`) exempts it.
-pub(super) fn proxy_from_env(host: &str) -> Result<Option<Uri>, String> {
-    let var = |names: [&str; 2]| {
-        names
-            .iter()
-            .find_map(|n| std::env::var(n).ok())
-            .filter(|v| !v.is_empty())
-    };
-    let Some(proxy) = var(["HTTPS_PROXY", "https_proxy"]) else {
-        return Ok(None);
-    };
-    if let Some(no_proxy) = var(["NO_PROXY", "no_proxy"]) {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let exempt = no_proxy.split(',').map(str::trim).any(|entry| {
-            entry == "*"
-                || (!entry.is_empty()
-                    && (host == entry.trim_start_matches('.')
-                        || host.ends_with(&format!(".{}", entry.trim_start_matches('.')))))
-        });
-        if exempt {
-            return Ok(None);
-        }
-    }
-    let with_scheme = if proxy.contains("://") {
-        proxy
-    } else {
-        format!("http://{proxy}")
-    };
-    let uri: Uri = with_scheme
-        .parse()
-        .map_err(|_| "HTTPS_PROXY is not a URL".to_owned())?;
-    if uri.scheme_str() != Some("http") {
-        return Err("HTTPS_PROXY: only http:// proxies are supported".to_owned());
-    }
-    Ok(Some(uri))
 }

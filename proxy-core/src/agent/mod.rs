@@ -30,7 +30,7 @@ use crate::{
         CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL,
         PING_TIMEOUT, STREAM_WINDOW,
     },
-    upstream::{tls, Cluster, ClusterConfig, UpstreamError},
+    upstream::{tls, Cluster, ClusterConfig, OutboundProxy, UpstreamError},
 };
 
 /// The container image agent manifests run unless told otherwise.
@@ -78,6 +78,9 @@ pub struct AgentConfig {
     pub upstream: ClusterConfig,
     /// Initial backoff between attempts (doubles up to [`MAX_BACKOFF`]).
     pub initial_backoff: Duration,
+    /// The HTTP proxy to reach Paddock through (none by default; the
+    /// binary reads `HTTPS_PROXY`/`NO_PROXY`).
+    pub proxy: OutboundProxy,
 }
 
 impl AgentConfig {
@@ -89,6 +92,7 @@ impl AgentConfig {
             ca_pem: None,
             upstream,
             initial_backoff: INITIAL_BACKOFF,
+            proxy: OutboundProxy::default(),
         }
     }
 }
@@ -122,8 +126,10 @@ pub async fn run(
             config.server
         )));
     }
-    let proxy =
-        dial::proxy_from_env(server.host().unwrap_or_default()).map_err(AgentError::Config)?;
+    let proxy = config
+        .proxy
+        .for_host(server.host().unwrap_or_default())
+        .cloned();
     let roots = tls::roots(config.ca_pem.as_deref())
         .map_err(|e| AgentError::Config(format!("--ca-file: {e}")))?;
     let mut tls_config = rustls::ClientConfig::builder_with_provider(tls::provider())

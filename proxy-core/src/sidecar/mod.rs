@@ -52,6 +52,7 @@ use tokio::sync::watch;
 use crate::authn::tokens::{token_identity, TokenCache, TokenVerifier};
 use crate::authn::Identity;
 use crate::store::Timestamp;
+use crate::upstream::OutboundProxy;
 use review::ReviewedUser;
 
 /// How long a verified token's identity is served from memory. Changes
@@ -91,6 +92,9 @@ pub struct SidecarOptions {
     pub data_dir: PathBuf,
     /// Fail closed when the replica is older than this.
     pub max_staleness: Option<Duration>,
+    /// The HTTP proxy to reach the center through (none by default; the
+    /// binary reads `HTTPS_PROXY`/`NO_PROXY`).
+    pub proxy: OutboundProxy,
 }
 
 impl SidecarOptions {
@@ -104,6 +108,7 @@ impl SidecarOptions {
             server_ca_pem: None,
             data_dir,
             max_staleness: None,
+            proxy: OutboundProxy::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl std::fmt::Debug for SidecarOptions {
             .field("token", &"<redacted>")
             .field("data_dir", &self.data_dir)
             .field("max_staleness", &self.max_staleness)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -179,7 +185,8 @@ impl Sidecar {
         }
         let disk = ReplicaDisk::new(&options.data_dir)?;
         let (replica, current_at_ms) = disk.load(&options.cluster)?;
-        let client = sync::client(options.server_ca_pem.as_deref()).map_err(SidecarError::Tls)?;
+        let client = sync::client(options.server_ca_pem.as_deref(), options.proxy)
+            .map_err(SidecarError::Tls)?;
         tracing::info!(cluster.id = %options.cluster, revision = %replica.revision(),
             tokens = replica.token_count(), file = %disk.path().display(), "replica loaded");
         Ok(Self {

@@ -59,20 +59,41 @@ where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
 {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    https_client_over(ca_pem, allow_http, http)
+}
+
+/// [`https_client`] over the TCP connections `connector` makes (through
+/// an HTTP proxy, say); TLS runs on top of them.
+pub(crate) fn https_client_over<C, B>(
+    ca_pem: Option<&[u8]>,
+    allow_http: bool,
+    connector: C,
+) -> Result<hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<C>, B>, String>
+where
+    hyper_rustls::HttpsConnector<C>: hyper_util::client::legacy::connect::Connect + Clone,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
     use hyper_util::rt::{TokioExecutor, TokioTimer};
     let tls = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots(ca_pem)?)
         .with_no_client_auth();
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
     let connector = if allow_http {
-        builder.https_or_http().enable_http1().wrap_connector(http)
+        builder
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector)
     } else {
-        builder.https_only().enable_http1().wrap_connector(http)
+        builder
+            .https_only()
+            .enable_http1()
+            .wrap_connector(connector)
     };
     Ok(
         hyper_util::client::legacy::Client::builder(TokioExecutor::new())

@@ -1,0 +1,387 @@
+//! Outbound connections through an HTTP proxy (`HTTPS_PROXY`, `NO_PROXY`):
+//! a `CONNECT` tunnel (RFC 9110 §9.3.6) carrying TLS end to end, so the
+//! proxy never sees plaintext. Used by the agent's dial and by clients
+//! built on [`ProxyConnector`].
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::Uri;
+use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioIo};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+use tower::{Service, ServiceExt};
+
+use crate::body::BoxError;
+
+/// Largest proxy response head read.
+const MAX_PROXY_RESPONSE: usize = 8 * 1024;
+
+/// The HTTP proxy outbound connections go through, and the hosts that
+/// bypass it. The default is no proxy.
+#[derive(Clone, Default)]
+pub struct OutboundProxy {
+    proxy: Option<Uri>,
+    no_proxy: Vec<String>,
+}
+
+impl std::fmt::Debug for OutboundProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundProxy")
+            .field("proxy", &self.proxy.as_ref().map(proxy_display))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+impl OutboundProxy {
+    /// The proxy `HTTPS_PROXY` (or `https_proxy`) names, with the exemptions
+    /// of `NO_PROXY` (or `no_proxy`): read by the binaries, at their edge.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |names: [&str; 2]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok())
+                .filter(|v| !v.is_empty())
+        };
+        match var(["HTTPS_PROXY", "https_proxy"]) {
+            Some(proxy) => Self::new(&proxy, &var(["NO_PROXY", "no_proxy"]).unwrap_or_default())
+                .map_err(|e| format!("HTTPS_PROXY: {e}")),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// Through `proxy` (`http://[user:password@]host[:port]`, the scheme
+    /// optional), except for the hosts of `no_proxy`: comma-separated names,
+    /// each also covering its subdomains, or `*` for all.
+    pub fn new(proxy: &str, no_proxy: &str) -> Result<Self, String> {
+        let with_scheme = if proxy.contains("://") {
+            proxy.to_owned()
+        } else {
+            format!("http://{proxy}")
+        };
+        let uri: Uri = with_scheme
+            .parse()
+            .map_err(|_| "the proxy is not a URL".to_owned())?;
+        if uri.scheme_str() != Some("http") {
+            return Err("only http:// proxies are supported".to_owned());
+        }
+        if uri.host().is_none() {
+            return Err("the proxy URL has no host".to_owned());
+        }
+        let no_proxy = no_proxy
+            .split(',')
+            .map(|entry| entry.trim().trim_start_matches('.').to_owned())
+            .filter(|entry| !entry.is_empty())
+            .collect();
+        Ok(Self {
+            proxy: Some(uri),
+            no_proxy,
+        })
+    }
+
+    /// The proxy to reach `host` through, unless it connects directly.
+    pub(crate) fn for_host(&self, host: &str) -> Option<&Uri> {
+        let proxy = self.proxy.as_ref()?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let exempt = self
+            .no_proxy
+            .iter()
+            .any(|entry| entry == "*" || host == entry || host.ends_with(&format!(".{entry}")));
+        (!exempt).then_some(proxy)
+    }
+}
+
+/// A TCP connection to `host:port` through the HTTP proxy `proxy`, with
+/// basic credentials from its URL. Errors name the proxy without them.
+pub(crate) async fn through_proxy(proxy: &Uri, host: &str, port: u16) -> Result<TcpStream, String> {
+    let failed = |e: String| format!("proxy {}: {e}", proxy_display(proxy));
+    let proxy_host = proxy
+        .host()
+        .ok_or_else(|| failed("no host".to_owned()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let proxy_port = proxy.port_u16().unwrap_or(80);
+    let mut tcp = TcpStream::connect((proxy_host, proxy_port))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some((userinfo, _)) = proxy.authority().and_then(|a| a.as_str().rsplit_once('@')) {
+        use base64::Engine;
+        let decoded = percent_encoding::percent_decode_str(userinfo).decode_utf8_lossy();
+        let credentials = base64::engine::general_purpose::STANDARD.encode(decoded.as_bytes());
+        head.push_str(&format!("Proxy-Authorization: Basic {credentials}\r\n"));
+    }
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut reader = BufReader::new(&mut tcp);
+    let mut status = String::new();
+    let mut read = 0;
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        read += n;
+        if n == 0 || read > MAX_PROXY_RESPONSE {
+            return Err(failed("closed or overlong answer to CONNECT".to_owned()));
+        }
+        if status.is_empty() {
+            status = line.trim().to_owned();
+        } else if line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    // Nothing follows the head until we speak (TLS starts with the client).
+    if !reader.buffer().is_empty() {
+        return Err(failed("sent data before the tunnel was used".to_owned()));
+    }
+    let code = status.split_whitespace().nth(1).unwrap_or_default();
+    if !code.starts_with('2') {
+        return Err(failed(format!("CONNECT refused: {status}")));
+    }
+    Ok(tcp)
+}
+
+/// A proxy URL without its credentials, for messages.
+fn proxy_display(proxy: &Uri) -> String {
+    let host = proxy.host().unwrap_or_default();
+    match proxy.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+/// A connector for hyper-util's client: TCP through the proxy when one
+/// applies to the destination, directly otherwise. Wrapped in an
+/// `HttpsConnector`, TLS runs inside the tunnel.
+#[derive(Clone, Debug)]
+pub(crate) struct ProxyConnector {
+    proxy: OutboundProxy,
+    direct: HttpConnector,
+    connect_timeout: Duration,
+}
+
+impl ProxyConnector {
+    /// Connections through `proxy`, each given `connect_timeout` (including
+    /// the proxy's answer).
+    pub(crate) fn new(proxy: OutboundProxy, connect_timeout: Duration) -> Self {
+        let mut direct = HttpConnector::new();
+        direct.enforce_http(false);
+        direct.set_connect_timeout(Some(connect_timeout));
+        Self {
+            proxy,
+            direct,
+            connect_timeout,
+        }
+    }
+}
+
+impl Service<Uri> for ProxyConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, destination: Uri) -> Self::Future {
+        let host = destination.host().unwrap_or_default();
+        let Some(proxy) = self.proxy.for_host(host).cloned() else {
+            let direct = self.direct.clone();
+            return Box::pin(async move { Ok(direct.oneshot(destination).await?) });
+        };
+        let host = host.to_owned();
+        let port = destination
+            .port_u16()
+            .unwrap_or(match destination.scheme_str() {
+                Some("http") => 80,
+                _ => 443,
+            });
+        let timeout = self.connect_timeout;
+        Box::pin(async move {
+            let tcp = tokio::time::timeout(timeout, through_proxy(&proxy, &host, port))
+                .await
+                .map_err(|_| format!("proxy {}: timed out", proxy_display(&proxy)))??;
+            let _ = tcp.set_nodelay(true);
+            Ok(TokioIo::new(tcp))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A CONNECT proxy on loopback answering `status`; on 200 it relays to
+    /// the target. Records each request head.
+    async fn proxy(status: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let mut byte = [0u8; 1];
+                        if client.read(&mut byte).await.unwrap() == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8(head).unwrap();
+                    let target = head.split_whitespace().nth(1).unwrap().to_owned();
+                    record.lock().unwrap().push(head);
+                    let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                    client.write_all(answer.as_bytes()).await.unwrap();
+                    if status.starts_with("200") {
+                        let mut server = TcpStream::connect(target).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    /// A server that answers `pong` to anything.
+    async fn target() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4];
+                    socket.read_exact(&mut buf).await.unwrap();
+                    socket.write_all(b"pong").await.unwrap();
+                });
+            }
+        });
+        port
+    }
+
+    async fn ping(connector: &ProxyConnector, port: u16) -> Result<(), BoxError> {
+        let io = connector
+            .clone()
+            .oneshot(format!("https://127.0.0.1:{port}/").parse().unwrap())
+            .await?;
+        let mut tcp = io.into_inner();
+        tcp.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        tcp.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"pong");
+        Ok(())
+    }
+
+    #[test]
+    fn no_proxy_exempts_names_their_subdomains_or_everything() {
+        let proxy = OutboundProxy::new("proxy.corp:3128", "internal, .svc.local,10.0.0.1").unwrap();
+        assert!(proxy.for_host("paddock.example").is_some());
+        assert!(proxy.for_host("internal").is_none());
+        assert!(proxy.for_host("a.internal").is_none());
+        assert!(proxy.for_host("notinternal").is_some());
+        assert!(proxy.for_host("paddock.svc.local").is_none());
+        assert!(proxy.for_host("10.0.0.1").is_none());
+        assert!(OutboundProxy::new("proxy.corp", "*")
+            .unwrap()
+            .for_host("anything")
+            .is_none());
+        assert!(OutboundProxy::default().for_host("anything").is_none());
+        assert!(OutboundProxy::new("https://proxy.corp", "").is_err());
+    }
+
+    #[test]
+    fn credentials_stay_out_of_debug_output() {
+        let proxy = OutboundProxy::new("http://alice:s3cret@proxy.corp:3128", "").unwrap();
+        let shown = format!("{proxy:?}");
+        assert!(shown.contains("proxy.corp:3128"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("alice"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connects_through_the_proxy_with_its_credentials() {
+        let (proxy_port, seen) = proxy("200 Connection established").await;
+        let target = target().await;
+        let proxy =
+            OutboundProxy::new(&format!("http://alice:s%40cret@127.0.0.1:{proxy_port}"), "")
+                .unwrap();
+        ping(&ProxyConnector::new(proxy, Duration::from_secs(10)), target)
+            .await
+            .unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(
+            seen[0].starts_with(&format!("CONNECT 127.0.0.1:{target} HTTP/1.1\r\n")),
+            "{}",
+            seen[0]
+        );
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode("alice:s@cret");
+        assert!(
+            seen[0].contains(&format!("Proxy-Authorization: Basic {basic}\r\n")),
+            "{}",
+            seen[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_proxy_hosts_connect_directly() {
+        let (proxy_port, seen) = proxy("200 Connection established").await;
+        let target = target().await;
+        let proxy =
+            OutboundProxy::new(&format!("127.0.0.1:{proxy_port}"), "localhost,127.0.0.1").unwrap();
+        ping(&ProxyConnector::new(proxy, Duration::from_secs(10)), target)
+            .await
+            .unwrap();
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_says_so_without_the_credentials() {
+        let (proxy_port, _) = proxy("407 Proxy Authentication Required").await;
+        let proxy =
+            OutboundProxy::new(&format!("http://alice:s3cret@127.0.0.1:{proxy_port}"), "").unwrap();
+        let error = ping(&ProxyConnector::new(proxy, Duration::from_secs(10)), 443)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("proxy 127.0.0.1:{proxy_port}"))
+                && error.contains("CONNECT refused: HTTP/1.1 407"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("s3cret") && !error.contains("alice"),
+            "{error}"
+        );
+    }
+}
