@@ -147,7 +147,7 @@ async fn clusters_registered_at_runtime_are_synchronised_through_tunnels_and_fai
     let fake_ca = write_file(dir.path(), "edge-ca.crt", edge.ca_pem());
     let sa = write_file(dir.path(), "edge-sa-token", edge.token());
     let mut command = netns.command(BIN);
-    command
+    paddock_tests::paddock::without_proxy_env(&mut command)
         .args([
             "agent",
             "--server",

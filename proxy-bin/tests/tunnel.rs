@@ -43,7 +43,7 @@ impl Agent {
     fn start(mut command: Command, dir: &Path, name: &str) -> Self {
         let log = dir.join(format!("{name}.log"));
         let file = fs::File::create(&log).expect("agent log");
-        let child = command
+        let child = paddock_tests::paddock::without_proxy_env(&mut command)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))

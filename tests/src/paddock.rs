@@ -24,6 +24,17 @@ pub fn upstream_args(fake: &crate::fake_apiserver::FakeApiServer, dir: &Path) ->
     ]
 }
 
+/// Clears `HTTPS_PROXY` and `NO_PROXY` (either case) for `command`: the
+/// agent and the sidecar honour them, and a test's traffic goes only to
+/// the loopback and network-namespace addresses it creates, never to a
+/// proxy the machine happens to name. A test of the proxy sets its own.
+pub fn without_proxy_env(command: &mut Command) -> &mut Command {
+    for name in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+        command.env_remove(name);
+    }
+    command
+}
+
 /// Runs `command` with `stdin` written to it and returns its output (a CLI
 /// command reading a password, or nothing).
 pub fn output_with_stdin(command: &mut Command, stdin: &str) -> std::process::Output {

@@ -60,7 +60,7 @@ impl Sidecar {
     ) -> Self {
         let _ = fs::write(log, "");
         let log_file = fs::File::create(log).expect("log file");
-        let child = Command::new(bin)
+        let child = crate::paddock::without_proxy_env(&mut Command::new(bin))
             .arg("sidecar")
             .arg("--listen")
             .arg(listen)
