@@ -12,6 +12,8 @@ mod tests;
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
+
 pub use self::query::parse_query;
 use self::query::{
     field_selector_exact_name, first_value, go_param_bool, go_to_lower_is, list_options_decode,
@@ -31,25 +33,26 @@ pub struct RequestAttributes {
     /// The RBAC verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
     /// `deletecollection`, `proxy`, the empty string for unknown methods; for
     /// non-resource requests the lower-cased HTTP method (`get`, `head`, `post`...).
-    pub verb: String,
+    /// Not a closed set: questions such as `can-i` may ask about any verb.
+    pub verb: CompactString,
     /// `api` or `apis`; set as soon as the first path part is one of them, even for
-    /// paths that end up as non-resource requests (`/apis/apps/v1`).
-    pub api_prefix: String,
+    /// paths that end up as non-resource requests (`/apis/apps/v1`); `""` otherwise.
+    pub api_prefix: &'static str,
     /// The API group, `""` for the core group.
-    pub api_group: String,
+    pub api_group: CompactString,
     /// The API version, e.g. `v1`.
-    pub api_version: String,
+    pub api_version: CompactString,
     /// The namespace, `""` for cluster-scoped and all-namespace requests.
-    pub namespace: String,
+    pub namespace: CompactString,
     /// The resource, e.g. `pods`.
-    pub resource: String,
+    pub resource: CompactString,
     /// The subresource, e.g. `log`, `exec`, `status`; `""` when there is none.
-    pub subresource: String,
+    pub subresource: CompactString,
     /// The object name; `""` for collections (unless a `metadata.name` field selector
     /// names one object on a list or watch).
-    pub name: String,
+    pub name: CompactString,
     /// The percent-decoded request path, with any `/k8s/clusters/<id>` prefix removed.
-    pub path: String,
+    pub path: CompactString,
     /// The first `fieldSelector` of a list, watch or deletecollection (not recorded for
     /// the legacy `/watch/` prefix), as Kubernetes records it for selector-aware
     /// authorisation.
@@ -165,7 +168,7 @@ impl RequestAttributes {
     ) -> Result<RequestAttributes, AttributesError> {
         let decoded = decode_path(path)?;
         let mut info = RequestAttributes {
-            path: decoded.clone().into_owned(),
+            path: CompactString::new(&decoded),
             ..RequestAttributes::default()
         };
 
@@ -173,51 +176,52 @@ impl RequestAttributes {
         let len = split_path(&decoded, &mut buffer);
         let mut parts = &buffer[..len];
         if parts.len() < 3 || !matches!(parts[0], "api" | "apis") {
-            info.verb = method.to_lowercase();
+            info.verb = CompactString::from_str_to_lowercase(method);
             return Ok(info);
         }
-        info.api_prefix = parts[0].to_owned();
+        info.api_prefix = if parts[0] == "api" { "api" } else { "apis" };
         parts = &parts[1..];
         if info.api_prefix != "api" {
             if parts.len() < 3 {
-                info.verb = method.to_lowercase();
+                info.verb = CompactString::from_str_to_lowercase(method);
                 return Ok(info);
             }
-            info.api_group = parts[0].to_owned();
+            info.api_group = parts[0].into();
             parts = &parts[1..];
         }
         info.is_resource_request = true;
-        info.api_version = parts[0].to_owned();
+        info.api_version = parts[0].into();
         parts = &parts[1..];
 
         let mut via_watch_prefix = false;
-        // Settled before it is stored: a list, watch or deletecollection
-        // allocates one verb, not two.
-        let mut verb: &str = verb_from_method(method);
-        if SPECIAL_VERBS.contains(&parts[0]) {
+        // Every verb resolution settles on is one of these, stored without copying.
+        let mut verb: &'static str = verb_from_method(method);
+        if let Some(&special) = SPECIAL_VERBS.iter().find(|&&v| v == parts[0]) {
             if parts.len() < 2 {
-                return Err(AttributesError::SpecialVerbWithoutResource { path: info.path });
+                return Err(AttributesError::SpecialVerbWithoutResource {
+                    path: info.path.into(),
+                });
             }
-            via_watch_prefix = parts[0] == "watch";
-            verb = parts[0];
+            via_watch_prefix = special == "watch";
+            verb = special;
             parts = &parts[1..];
         }
 
         if parts[0] == "namespaces" && parts.len() > 1 {
-            info.namespace = parts[1].to_owned();
+            info.namespace = parts[1].into();
             if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
                 parts = &parts[2..];
             }
         }
 
         if parts.len() >= 3 && verb != "proxy" {
-            info.subresource = parts[2].to_owned();
+            info.subresource = parts[2].into();
         }
         if parts.len() >= 2 {
-            info.name = parts[1].to_owned();
+            info.name = parts[1].into();
         }
         if !parts.is_empty() {
-            info.resource = parts[0].to_owned();
+            info.resource = parts[0].into();
         }
 
         let params = query.map(parse_query).unwrap_or_default();
@@ -235,14 +239,14 @@ impl RequestAttributes {
                     .and_then(field_selector_exact_name)
                     .filter(|n| is_valid_path_segment_name(n))
                 {
-                    info.name = name;
+                    info.name = name.into();
                 }
             }
         }
         if info.name.is_empty() && verb == "delete" {
             verb = "deletecollection";
         }
-        info.verb = verb.to_owned();
+        info.verb = CompactString::const_new(verb);
         if matches!(verb, "list" | "watch" | "deletecollection") && !via_watch_prefix {
             info.field_selector = first_value(&params, "fieldSelector").map(str::to_owned);
             info.label_selector = first_value(&params, "labelSelector").map(str::to_owned);
@@ -258,10 +262,10 @@ impl RequestAttributes {
     pub fn resource_request(verb: &str, api_group: &str, resource: &str) -> RequestAttributes {
         RequestAttributes {
             is_resource_request: true,
-            verb: verb.to_owned(),
-            api_prefix: if api_group.is_empty() { "api" } else { "apis" }.to_owned(),
-            api_group: api_group.to_owned(),
-            resource: resource.to_owned(),
+            verb: verb.into(),
+            api_prefix: if api_group.is_empty() { "api" } else { "apis" },
+            api_group: api_group.into(),
+            resource: resource.into(),
             ..RequestAttributes::default()
         }
     }
@@ -269,8 +273,8 @@ impl RequestAttributes {
     /// Attributes for a non-resource URL such as `/healthz` (verb is usually `get`).
     pub fn non_resource_request(verb: &str, path: &str) -> RequestAttributes {
         RequestAttributes {
-            verb: verb.to_owned(),
-            path: path.to_owned(),
+            verb: verb.into(),
+            path: path.into(),
             ..RequestAttributes::default()
         }
     }
@@ -278,28 +282,28 @@ impl RequestAttributes {
     /// Sets the namespace.
     #[must_use]
     pub fn with_namespace(mut self, namespace: &str) -> RequestAttributes {
-        self.namespace = namespace.to_owned();
+        self.namespace = namespace.into();
         self
     }
 
     /// Sets the object name.
     #[must_use]
     pub fn with_name(mut self, name: &str) -> RequestAttributes {
-        self.name = name.to_owned();
+        self.name = name.into();
         self
     }
 
     /// Sets the subresource.
     #[must_use]
     pub fn with_subresource(mut self, subresource: &str) -> RequestAttributes {
-        self.subresource = subresource.to_owned();
+        self.subresource = subresource.into();
         self
     }
 
     /// Sets the verb.
     #[must_use]
     pub fn with_verb(mut self, verb: &str) -> RequestAttributes {
-        self.verb = verb.to_owned();
+        self.verb = verb.into();
         self
     }
 
@@ -333,12 +337,14 @@ impl RequestAttributes {
     /// The attribute sets that must *all* be allowed for this request. For an ordinary
     /// request that is the request itself; for a WebSocket upgrade (`upgrade` true) of
     /// exec/attach/portforward it is the `get` and a `create` on the same subresource.
-    pub fn authorization_checks(&self, websocket_upgrade: bool) -> Vec<RequestAttributes> {
-        let mut checks = vec![self.clone()];
+    ///
+    /// Borrowed in the common case of a single check: deciding a request copies nothing.
+    pub fn authorization_checks(&self, websocket_upgrade: bool) -> Cow<'_, [RequestAttributes]> {
         if websocket_upgrade && self.websocket_needs_create() {
-            checks.push(self.clone().with_verb("create"));
+            Cow::Owned(vec![self.clone(), self.clone().with_verb("create")])
+        } else {
+            Cow::Borrowed(std::slice::from_ref(self))
         }
-        checks
     }
 
     /// `resource` or `resource/subresource`, as RBAC rules name it.

@@ -68,7 +68,7 @@ pub(crate) fn describe_request(out: &mut String, cluster: &str, attrs: &RequestA
     let verb = if attrs.verb.is_empty() {
         "(no verb)"
     } else {
-        &attrs.verb
+        attrs.verb.as_str()
     };
     let _ = write!(out, "{verb} {}", attrs.resource);
     if !attrs.subresource.is_empty() {
@@ -105,7 +105,7 @@ pub fn forbidden_status(username: &str, attrs: &RequestAttributes, reason: &str)
     };
     let mut details = serde_json::Map::new();
     if attrs.is_resource_request && !attrs.name.is_empty() {
-        details.insert("name".into(), attrs.name.clone().into());
+        details.insert("name".into(), attrs.name.as_str().into());
     }
     if !group.is_empty() {
         details.insert("group".into(), group.into());

@@ -27,6 +27,9 @@ mod rule;
 mod set;
 
 pub use attributes::{parse_query, AttributesError, RequestAttributes};
+/// The string type of [`RequestAttributes`]' path-derived fields: short values are
+/// stored inline, so resolving a request does not allocate for them.
+pub use compact_str::CompactString;
 pub use decision::{forbidden_message, forbidden_status, Decision, Subject};
 pub use error::PolicyError;
 pub use impersonation::{

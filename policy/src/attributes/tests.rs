@@ -146,7 +146,7 @@ fn request_info_table() {
         let have = (
             got.is_resource_request,
             got.verb.as_str(),
-            got.api_prefix.as_str(),
+            got.api_prefix,
             got.api_group.as_str(),
             got.api_version.as_str(),
             got.namespace.as_str(),
@@ -274,4 +274,33 @@ fn builders() {
     let n = RequestAttributes::non_resource_request("get", "/healthz");
     assert!(!n.is_resource_request);
     assert_eq!(n.path, "/healthz");
+}
+
+#[test]
+fn a_typical_request_resolves_without_allocating() {
+    let a = resolve("GET", "/api/v1/namespaces/default/pods/bench").unwrap();
+    // The path is longer than the inline capacity; every other string is inline
+    // or static, so resolving the request allocates once at most.
+    for field in [
+        &a.verb,
+        &a.api_group,
+        &a.api_version,
+        &a.namespace,
+        &a.resource,
+        &a.subresource,
+        &a.name,
+    ] {
+        assert!(!field.is_heap_allocated(), "{field:?} is on the heap");
+    }
+    let list = resolve("DELETE", "/apis/apps/v1/namespaces/default/deployments").unwrap();
+    assert_eq!(list.verb, "deletecollection");
+    assert!(!list.verb.is_heap_allocated());
+    assert!(!resolve("GET", "/healthz").unwrap().path.is_heap_allocated());
+}
+
+#[test]
+fn a_single_check_borrows_the_request() {
+    let get = resolve("GET", "/api/v1/namespaces/n/pods/p/exec").unwrap();
+    assert!(matches!(get.authorization_checks(false), Cow::Borrowed([only]) if *only == get));
+    assert!(matches!(get.authorization_checks(true), Cow::Owned(_)));
 }

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(attrs.resource.is_empty() && attrs.namespace.is_empty() && attrs.name.is_empty());
         assert!(attrs.subresource.is_empty() && attrs.api_group.is_empty());
     } else {
-        assert!(matches!(attrs.api_prefix.as_str(), "api" | "apis"));
+        assert!(matches!(attrs.api_prefix, "api" | "apis"));
     }
     // every attribute is one path segment
     for part in [

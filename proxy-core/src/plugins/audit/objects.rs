@@ -371,9 +371,7 @@ mod tests {
     #[test]
     fn secrets_and_tokens_are_never_recorded() {
         let request = |verb: &str, group: &str, resource: &str, sub: &str| {
-            let mut a = RequestAttributes::resource_request(verb, group, resource);
-            a.subresource = sub.to_owned();
-            a
+            RequestAttributes::resource_request(verb, group, resource).with_subresource(sub)
         };
         for (attributes, expected) in [
             (request("create", "", "configmaps", ""), true),
