@@ -273,7 +273,13 @@ impl Tunnels {
             old.end.cancel();
         }
         tracing::info!(cluster.id = %cluster, agent.version = ?session.info.agent_version, "agent connected");
-        slot.reachability.observe(Observation::Answers);
+        // The agent reads its API server's `/version` just before dialing:
+        // only a version says the cluster answers. Without one the next
+        // request or health check decides, so an agent whose API server is
+        // down does not make its cluster read reachable at every reconnect.
+        if session.info.kubernetes_version.is_some() {
+            slot.reachability.observe(Observation::Answers);
+        }
         self.changed.notify_one();
         tokio::select! {
             result = connection => {

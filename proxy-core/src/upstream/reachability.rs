@@ -5,7 +5,8 @@
 //! Whoever learns something reports an observation here and decides
 //! nothing: every request forwarded to the cluster and every call Paddock
 //! makes to it for itself (health checks, the RBAC sync), an agent's
-//! tunnel connecting or dropping (`tunnel::registry`), a health check that
+//! tunnel connecting (when the agent could read its API server's
+//! `/version`) or dropping (`tunnel::registry`), a health check that
 //! got no answer in time. Only a failure to connect (connection refused, a
 //! TLS handshake failed, a name not resolved, no agent connected, an agent
 //! that could not connect to its own API server) or no answer at all says
