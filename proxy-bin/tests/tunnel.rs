@@ -77,6 +77,17 @@ impl Drop for Agent {
     }
 }
 
+/// Registers cluster `edge`, starts its agent in front of `fake` and waits
+/// until Paddock lists it connected.
+async fn edge_agent(admin: &Admin, paddock: &Paddock, fake: &FakeApiServer, dir: &Path) -> Agent {
+    let token = admin.register("edge").await;
+    let mut command = Command::new(BIN);
+    command.args(agent_args(paddock, &token, fake, dir));
+    let agent = Agent::start(command, dir, "agent");
+    admin.wait_connected("edge", true, &agent).await;
+    agent
+}
+
 /// `paddock agent` arguments for `fake` (its CA and token written to `dir`).
 fn agent_args(paddock: &Paddock, token: &str, fake: &FakeApiServer, dir: &Path) -> Vec<String> {
     agent_args_for(&[paddock.url()], &paddock.ca_path(), token, fake, dir)
@@ -608,11 +619,7 @@ async fn a_stalled_stream_does_not_block_the_tunnel() {
     .unwrap();
     let paddock = start_paddock(dir.path(), "127.0.0.1", &[]);
     let admin = Admin::new(&paddock).await;
-    let token = admin.register("edge").await;
-    let mut command = Command::new(BIN);
-    command.args(agent_args(&paddock, &token, &fake, dir.path()));
-    let agent = Agent::start(command, dir.path(), "agent");
-    admin.wait_connected("edge", true, &agent).await;
+    let _agent = edge_agent(&admin, &paddock, &fake, dir.path()).await;
 
     let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
     let open = |pod: String| {
@@ -980,11 +987,7 @@ async fn an_api_server_its_agent_cannot_reach_is_an_unreachable_cluster() {
         .map(|port| format!("127.0.0.1:{port}"))
         .unwrap_or_else(|| panic!("no metrics listener:\n{}", paddock.log()));
     let admin = Admin::new(&paddock).await;
-    let token = admin.register("edge").await;
-    let mut command = Command::new(BIN);
-    command.args(agent_args(&paddock, &token, &fake, dir.path()));
-    let agent = Agent::start(command, dir.path(), "agent");
-    admin.wait_connected("edge", true, &agent).await;
+    let agent = edge_agent(&admin, &paddock, &fake, dir.path()).await;
 
     let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
     let namespaces = format!("{}/k8s/clusters/edge/api/v1/namespaces", paddock.url());
