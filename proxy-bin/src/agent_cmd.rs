@@ -5,7 +5,8 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use proxy_core::{
     agent::{AgentConfig, AgentToken},
-    upstream::{ClusterConfig, OutboundProxy, UpstreamCredential},
+    net::OutboundProxy,
+    upstream::{ClusterConfig, UpstreamCredential},
 };
 use secrecy::SecretString;
 

@@ -15,6 +15,7 @@ use proxy_core::{
         oidc::OidcProvider, token_file::TokenFileAuthenticator,
     },
     authz::{policy::PolicyAuthorizer, AllowAuthenticated, Authorizer, DenyAll},
+    net::OutboundProxy,
     plugins::access_log::{AccessLog, AccessLogFormat},
     Proxy,
 };
@@ -22,15 +23,15 @@ use secrecy::ExposeSecret;
 
 use crate::{
     config::{
-        AuthorizationMode, Backend, Checked, CheckedStore, ClusterEntry, Config, ConfigErrors,
-        DangerousCluster, KubeconfigRef, LogFormat, OpenError,
+        AuthorizationMode, Backend, Checked, CheckedStore, ClusterEntry, Config, ConfigError,
+        ConfigErrors, DangerousCluster, KubeconfigRef, LogFormat, OpenError,
     },
     ServeArgs,
 };
 
 pub(crate) fn run(args: ServeArgs, open_files: &crate::OpenFileLimit) -> ExitCode {
-    let config = match load(&args) {
-        Ok(config) => config,
+    let (config, outbound) = match load(&args) {
+        Ok(loaded) => loaded,
         Err(errors) => return crate::config_invalid(&errors),
     };
     crate::logging::init(config.logging.level.as_deref(), config.logging.format);
@@ -45,7 +46,7 @@ pub(crate) fn run(args: ServeArgs, open_files: &crate::OpenFileLimit) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config)) {
+    match runtime.block_on(serve(config, outbound)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if matches!(error.downcast_ref(), Some(OpenError::Unreachable(_))) => {
             tracing::error!(error = %error, "paddock stopped");
@@ -60,8 +61,10 @@ pub(crate) fn run(args: ServeArgs, open_files: &crate::OpenFileLimit) -> ExitCod
     }
 }
 
-/// The config file (if any) with the flags applied on top, checked.
-fn load(args: &ServeArgs) -> Result<Checked, ConfigErrors> {
+/// The config file (if any) with the flags applied on top, checked, and
+/// the HTTP proxy Paddock's own outbound clients go through
+/// (`HTTPS_PROXY`, `NO_PROXY`): a malformed one is a configuration error.
+fn load(args: &ServeArgs) -> Result<(Checked, OutboundProxy), ConfigErrors> {
     let mut config = match &args.config {
         Some(path) => Config::read(path)?,
         None => Config::default(),
@@ -130,7 +133,19 @@ fn load(args: &ServeArgs) -> Result<Checked, ConfigErrors> {
     } else if config.clusters.is_empty() && args.config.is_none() {
         config.clusters.extend(discover_cluster());
     }
-    config.check()
+    let outbound = OutboundProxy::from_env().map_err(|message| ConfigError {
+        path: String::new(),
+        message,
+    });
+    match (config.check(), outbound) {
+        (Ok(checked), Ok(outbound)) => Ok((checked, outbound)),
+        (Err(mut errors), Err(error)) => {
+            errors.0.push(error);
+            Err(errors)
+        }
+        (Err(errors), Ok(_)) => Err(errors),
+        (Ok(_), Err(error)) => Err(error.into()),
+    }
 }
 
 /// With no configuration at all: in-cluster credentials, else `$KUBECONFIG`,
@@ -174,8 +189,10 @@ fn discover_cluster() -> Option<ClusterEntry> {
 
 /// Builds the proxy from the checked configuration and serves until a
 /// signal. What fails here is the machine's state (the store, the port,
-/// writing the generated certificate), not the configuration.
-async fn serve(config: Checked) -> anyhow::Result<()> {
+/// writing the generated certificate), not the configuration. Identity
+/// providers, the audit webhook and alert receivers are reached through
+/// `outbound`.
+async fn serve(config: Checked, outbound: OutboundProxy) -> anyhow::Result<()> {
     let Checked {
         listen,
         data_dir,
@@ -205,12 +222,16 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
     let tls = tls.server_tls(&data_dir)?;
     let server_config = tls.server_config()?;
     let github = match &authentication.github {
-        Some(section) => Some(section.provider(&data_dir)?),
+        Some(section) => Some(section.provider(&data_dir, &outbound)?),
         None => None,
     };
     let mut oidc = Vec::new();
     for (index, section) in authentication.oidc.iter().enumerate() {
-        oidc.push(section.provider(&format!("authentication.oidc[{index}]"), &data_dir)?);
+        oidc.push(section.provider(
+            &format!("authentication.oidc[{index}]"),
+            &data_dir,
+            &outbound,
+        )?);
     }
     let accounts = open_accounts(
         &store,
@@ -327,14 +348,14 @@ async fn serve(config: Checked) -> anyhow::Result<()> {
         .agent_wait(agents.wait)
         .agent_image(agents.image);
     let audit = match audit {
-        Some(audit) => Some(audit.plugin()?),
+        Some(audit) => Some(audit.plugin(&outbound)?),
         None => None,
     };
     if let Some(audit) = &audit {
         builder = builder.plugin(audit.clone());
     }
     let alerts = match alerts {
-        Some(alerts) => Some(alerts.plugin()?),
+        Some(alerts) => Some(alerts.plugin(&outbound)?),
         None => None,
     };
     if let Some(alerts) = &alerts {

@@ -4,9 +4,10 @@
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use proxy_core::{
+    net::OutboundProxy,
     server::tls::ServerTls,
     sidecar::{Sidecar, SidecarOptions},
-    upstream::{ClusterConfig, OutboundProxy, UpstreamCredential},
+    upstream::{ClusterConfig, UpstreamCredential},
 };
 use secrecy::SecretString;
 

@@ -3,7 +3,9 @@
 use std::process::Command;
 
 fn paddock() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_paddock"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paddock"));
+    paddock_tests::paddock::without_proxy_env(&mut command);
+    command
 }
 
 fn write_config(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {

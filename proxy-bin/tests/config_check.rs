@@ -14,7 +14,9 @@ use paddock_tests::{
 };
 
 fn paddock() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_paddock"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paddock"));
+    paddock_tests::paddock::without_proxy_env(&mut command);
+    command
 }
 
 fn bin() -> &'static Path {

@@ -422,11 +422,13 @@ fn a_public_metrics_address_is_refused_without_the_dangerous_opt_in() {
         "metrics: {listen: '0.0.0.0:9090'}\n",
     );
     let output = paddock_tests::paddock::run_to_exit(
-        std::process::Command::new(env!("CARGO_BIN_EXE_paddock"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("data")),
+        paddock_tests::paddock::without_proxy_env(&mut std::process::Command::new(env!(
+            "CARGO_BIN_EXE_paddock"
+        )))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data")),
     );
     assert_eq!(output.status.code(), Some(64), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);

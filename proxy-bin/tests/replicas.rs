@@ -464,7 +464,7 @@ fn an_unreachable_etcd_at_start_exits_69_naming_the_endpoints() {
     let endpoint = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let out = run_to_exit(
-        std::process::Command::new(bin())
+        paddock_tests::paddock::without_proxy_env(&mut std::process::Command::new(bin()))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))

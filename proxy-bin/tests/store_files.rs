@@ -21,7 +21,7 @@ fn bin() -> &'static Path {
 
 /// `paddock <args> --data-dir <data>` with no kubeconfig to discover.
 fn run(args: &[&str], data: &Path, stdin: &str) -> Output {
-    let mut child = Command::new(bin())
+    let mut child = paddock_tests::paddock::without_proxy_env(&mut Command::new(bin()))
         .args(args)
         .arg("--data-dir")
         .arg(data)

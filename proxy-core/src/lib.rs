@@ -56,6 +56,7 @@ pub mod health;
 pub(crate) mod impersonation;
 pub mod kubeconfig;
 pub(crate) mod layers;
+pub mod net;
 pub mod plugin;
 pub mod plugins;
 pub(crate) mod reload;

@@ -25,7 +25,7 @@ pub fn upstream_args(fake: &crate::fake_apiserver::FakeApiServer, dir: &Path) ->
 }
 
 /// Clears `HTTPS_PROXY` and `NO_PROXY` (either case) for `command`: the
-/// agent and the sidecar honour them, and a test's traffic goes only to
+/// agent, the sidecar and `serve` honour them, and a test's traffic goes only to
 /// the loopback and network-namespace addresses it creates, never to a
 /// proxy the machine happens to name. A test of the proxy sets its own.
 pub fn without_proxy_env(command: &mut Command) -> &mut Command {
@@ -120,6 +120,7 @@ pub struct Paddock {
     port: u16,
     host: String,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     log: PathBuf,
     log_offset: u64,
@@ -132,9 +133,19 @@ impl Paddock {
         Self::start_on(bin, "127.0.0.1", args)
     }
 
+    /// [`Paddock::start`] with the environment variables `env` (say
+    /// `HTTPS_PROXY`) set; those of the proxy are cleared otherwise.
+    pub fn start_with_env(bin: &Path, args: &[String], env: &[(&str, &str)]) -> Self {
+        Self::start_in(bin, "127.0.0.1", args, env)
+    }
+
     /// [`Paddock::start`] listening on `host` (an address of this machine,
     /// e.g. one end of a veth pair) instead of 127.0.0.1.
     pub fn start_on(bin: &Path, host: &str, args: &[String]) -> Self {
+        Self::start_in(bin, host, args, &[])
+    }
+
+    fn start_in(bin: &Path, host: &str, args: &[String], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("paddock.log");
         let mut paddock = Self {
@@ -142,6 +153,10 @@ impl Paddock {
             port: 0,
             host: host.to_owned(),
             args: args.to_vec(),
+            env: env
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
             dir,
             log,
             log_offset: 0,
@@ -178,7 +193,8 @@ impl Paddock {
             .open(&self.log)
             .expect("log file");
         self.log_offset = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
-        let child = Command::new(bin)
+        let child = without_proxy_env(&mut Command::new(bin))
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .arg("serve")
             .arg("--listen")
             .arg(format!("{}:{port}", self.host))

@@ -16,7 +16,12 @@ async fn setup(enterprise: bool) -> (GithubEmulator, GithubApi, SecretString) {
     } else {
         GithubEndpoints::custom(&emulator.url(), &emulator.url()).unwrap()
     };
-    let http = HttpClient::new(Some(emulator.ca_pem().as_bytes()), Duration::from_secs(5)).unwrap();
+    let http = HttpClient::new(
+        Some(emulator.ca_pem().as_bytes()),
+        Duration::from_secs(5),
+        Default::default(),
+    )
+    .unwrap();
     let api = GithubApi::new(http, endpoints.api);
     let token = SecretString::from(emulator.issue_token("octocat"));
     (emulator, api, token)

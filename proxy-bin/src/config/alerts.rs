@@ -22,6 +22,7 @@ use std::{path::PathBuf, time::Duration};
 
 use proxy_core::{
     health::HealthOptions,
+    net::OutboundProxy,
     plugins::alerts::{AlertReceiver, AlertRules, Alerts, AlertsOptions, Burst, Format},
 };
 use serde::Deserialize;
@@ -145,8 +146,11 @@ pub(crate) struct CheckedAlerts {
 }
 
 impl CheckedAlerts {
-    /// Starts the delivery thread.
-    pub(crate) fn plugin(self) -> anyhow::Result<Alerts> {
+    /// Starts the delivery thread, POSTing through `proxy`.
+    pub(crate) fn plugin(mut self, proxy: &OutboundProxy) -> anyhow::Result<Alerts> {
+        for receiver in &mut self.receivers {
+            receiver.proxy = proxy.clone();
+        }
         Alerts::new(self.rules, self.receivers, self.options)
             .map_err(|e| anyhow::anyhow!("alerts: {e}"))
     }

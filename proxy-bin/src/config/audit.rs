@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use proxy_core::net::OutboundProxy;
 use proxy_core::plugins::audit::{
     Audit, AuditSink, FileSink, OnFull, Policy, QueueOptions, WebhookSink,
 };
@@ -101,9 +102,10 @@ pub(crate) struct CheckedAudit {
 }
 
 impl CheckedAudit {
-    /// Opens the file and starts the sinks' threads: fails only on the
-    /// machine's state (permissions, a full disk).
-    pub(crate) fn plugin(self) -> anyhow::Result<Audit> {
+    /// Opens the file and starts the sinks' threads, the webhook's POSTing
+    /// through `proxy`: fails only on the machine's state (permissions, a
+    /// full disk).
+    pub(crate) fn plugin(self, proxy: &OutboundProxy) -> anyhow::Result<Audit> {
         let mut sinks = Vec::new();
         if let Some((file, queue)) = self.file {
             let path = file.path.clone();
@@ -111,7 +113,8 @@ impl CheckedAudit {
                 .map_err(|e| anyhow::anyhow!("audit log {}: {e}", path.display()))?;
             sinks.push(sink);
         }
-        if let Some((webhook, queue)) = self.webhook {
+        if let Some((mut webhook, queue)) = self.webhook {
+            webhook.proxy = proxy.clone();
             sinks.push(
                 AuditSink::webhook(webhook, queue)
                     .map_err(|e| anyhow::anyhow!("audit webhook: {e}"))?,

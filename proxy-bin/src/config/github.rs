@@ -25,6 +25,7 @@ use std::{
 use proxy_core::authn::github::{
     AccessMode, GithubConfig, GithubEndpoints, GithubProvider, RefreshSettings,
 };
+use proxy_core::net::OutboundProxy;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -107,8 +108,12 @@ impl GithubSection {
             let checked = std::fs::read(ca)
                 .map_err(|e| error("caFile", format!("cannot read {}: {e}", ca.display())))
                 .and_then(|pem| {
-                    proxy_core::authn::github::HttpClient::new(Some(&pem), Duration::from_secs(1))
-                        .map_err(|e| error("caFile", e))
+                    proxy_core::authn::github::HttpClient::new(
+                        Some(&pem),
+                        Duration::from_secs(1),
+                        OutboundProxy::default(),
+                    )
+                    .map_err(|e| error("caFile", e))
                 });
             if let Err(e) = checked {
                 push(e);
@@ -201,9 +206,14 @@ impl GithubSection {
             .map_err(|e: String| error("accessMode", e))
     }
 
-    /// The provider; the encryption key is read from `encryptionKeyFile`,
-    /// else from (or created in) `<data_dir>/github-key`.
-    pub(crate) fn provider(&self, data_dir: &Path) -> Result<Arc<GithubProvider>, ConfigError> {
+    /// The provider, reaching GitHub through `proxy`; the encryption key is
+    /// read from `encryptionKeyFile`, else from (or created in)
+    /// `<data_dir>/github-key`.
+    pub(crate) fn provider(
+        &self,
+        data_dir: &Path,
+        proxy: &OutboundProxy,
+    ) -> Result<Arc<GithubProvider>, ConfigError> {
         let key = super::secrets::encryption_key(
             AT,
             self.encryption_key_file.as_deref(),
@@ -211,6 +221,7 @@ impl GithubSection {
         )?;
         let mut config = GithubConfig::new(self.client_id.trim(), self.client_secret()?, key);
         config.endpoints = self.endpoints()?;
+        config.proxy = proxy.clone();
         // Where earlier versions kept users' tokens: moved into the store.
         config.token_dir = Some(data_dir.join("github-tokens"));
         if let Some(ca) = &self.ca_file {

@@ -40,6 +40,7 @@ use proxy_core::authn::{
     external::{AccessMode, RefreshSchedule},
     oidc::{OidcConfig, OidcProvider},
 };
+use proxy_core::net::OutboundProxy;
 use serde::Deserialize;
 
 use super::{github::RefreshSection, ConfigError, Errors};
@@ -249,8 +250,12 @@ impl OidcSection {
         };
         let pem = std::fs::read(ca)
             .map_err(|e| error(at, "caFile", format!("cannot read {}: {e}", ca.display())))?;
-        proxy_core::authn::https::HttpClient::new(Some(&pem), Duration::from_secs(1))
-            .map_err(|e| error(at, "caFile", e))?;
+        proxy_core::authn::https::HttpClient::new(
+            Some(&pem),
+            Duration::from_secs(1),
+            OutboundProxy::default(),
+        )
+        .map_err(|e| error(at, "caFile", e))?;
         Ok(Some(pem))
     }
 
@@ -261,7 +266,8 @@ impl OidcSection {
             .map_err(|e: String| error(at, "accessMode", e))
     }
 
-    /// The provider; the state cookie's key comes from `encryptionKeyFile`,
+    /// The provider, reached through `proxy`; the state cookie's key comes
+    /// from `encryptionKeyFile`,
     /// else from (or is created in) `<data_dir>/oidc-key`. Refresh tokens are
     /// kept in the store; those earlier versions kept in
     /// `<data_dir>/oidc-tokens/<name>` are moved there.
@@ -269,6 +275,7 @@ impl OidcSection {
         &self,
         at: &str,
         data_dir: &Path,
+        proxy: &OutboundProxy,
     ) -> Result<Arc<OidcProvider>, ConfigError> {
         let key = super::secrets::encryption_key(
             at,
@@ -291,6 +298,7 @@ impl OidcSection {
             config.display_name.clone_from(display);
         }
         config.ca_pem = self.ca_pem(at)?;
+        config.proxy = proxy.clone();
         if let Some(scopes) = &self.scopes {
             config.scopes.clone_from(scopes);
         }

@@ -16,8 +16,8 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::net::through_proxy;
 use crate::tunnel::{KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER};
-use crate::upstream::through_proxy;
 
 /// Time allowed for TCP, the proxy, TLS and the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);

@@ -25,12 +25,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use secrecy::SecretString;
 
 use crate::{
+    net::{tls, OutboundProxy},
     tunnel::{
         ws::{LastHeard, Role, WsBytes},
         CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, MAX_STREAMS, PING_INTERVAL,
         PING_TIMEOUT, STREAM_WINDOW,
     },
-    upstream::{tls, Cluster, ClusterConfig, OutboundProxy, UpstreamError},
+    upstream::{Cluster, ClusterConfig, UpstreamError},
 };
 
 /// The container image agent manifests run unless told otherwise.

@@ -1,14 +1,16 @@
 //! A small HTTPS client for the providers that speak HTTP (GitHub, OpenID
-//! Connect): rustls with the configured CA or the system roots, a timeout
-//! on every request, redirects never followed (following them opens the
-//! door to SSRF), answers read whole up to a limit.
+//! Connect): rustls with the configured CA or the system roots, through
+//! the configured HTTP proxy, a timeout on every request, redirects never
+//! followed (following them opens the door to SSRF), answers read whole
+//! up to a limit.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+
+use crate::net::{tls::OutboundClient, OutboundProxy};
 
 /// Largest answer read.
 const MAX_BODY: usize = 8 << 20;
@@ -26,11 +28,12 @@ pub enum HttpError {
 }
 
 /// A small HTTPS client: rustls with the configured CA (or the system
-/// roots), a timeout on every request, redirects never followed. It is
-/// also the `oauth2` crate's HTTP client for GitHub's token exchange.
+/// roots), through an HTTP proxy where one applies, a timeout on every
+/// request, redirects never followed. It is also the `oauth2` crate's HTTP
+/// client for GitHub's token exchange.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: OutboundClient<Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -43,9 +46,15 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client trusting `ca_pem` (PEM bundle) or else the system roots.
-    pub fn new(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<Self, String> {
-        let client = crate::upstream::tls::https_client(ca_pem, timeout, false)?;
+    /// A client trusting `ca_pem` (PEM bundle) or else the system roots,
+    /// connecting through `proxy` where it applies (TLS to the provider
+    /// runs end to end inside the tunnel).
+    pub fn new(
+        ca_pem: Option<&[u8]>,
+        timeout: Duration,
+        proxy: OutboundProxy,
+    ) -> Result<Self, String> {
+        let client = crate::net::tls::https_client(ca_pem, timeout, proxy, false)?;
         Ok(Self { client, timeout })
     }
 
@@ -70,5 +79,45 @@ impl HttpClient {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| HttpError::Timeout(self.timeout))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str) -> Request<Vec<u8>> {
+        Request::get(url).body(Vec::new()).unwrap()
+    }
+
+    /// Requests go through the proxy: a refusal is a transport error that
+    /// names the proxy, never its credentials.
+    #[tokio::test]
+    async fn a_refusing_proxy_is_named_without_its_credentials() {
+        let (port, seen) = crate::net::test_proxy("407 Proxy Authentication Required").await;
+        let proxy =
+            OutboundProxy::new(&format!("http://alice:s3cret@127.0.0.1:{port}"), "").unwrap();
+        let client = HttpClient::new(None, Duration::from_secs(10), proxy).unwrap();
+        let error = client
+            .send(get(
+                "https://provider.invalid:8443/.well-known/openid-configuration",
+            ))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("proxy 127.0.0.1:{port}"))
+                && error.contains("CONNECT refused: HTTP/1.1 407"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("s3cret") && !error.contains("alice"),
+            "{error}"
+        );
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen[0].starts_with("CONNECT provider.invalid:8443 HTTP/1.1\r\n"),
+            "{seen:?}"
+        );
     }
 }

@@ -1,16 +1,18 @@
 //! What the plugins that POST to a receiver share (the audit webhook, the
-//! alert receivers): URL rules, the HTTPS client, one POST with a timeout,
-//! and how a receiver is named in logs and errors.
+//! alert receivers): URL rules, the HTTPS client (through the configured
+//! HTTP proxy), one POST with a timeout, and how a receiver is named in
+//! logs and errors.
 
 use std::{net::IpAddr, time::Duration};
 
 use bytes::Bytes;
 use http::{header, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+
+use crate::net::{tls::OutboundClient, OutboundProxy};
 
 /// An HTTP(S) client for receivers.
-pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = OutboundClient<Full<Bytes>>;
 
 /// `url` parsed, if it is `https://`, or `http://` to a loopback address
 /// (`why` says why clear text elsewhere is refused). Errors never show the
@@ -46,10 +48,14 @@ pub(crate) fn redacted(url: &Uri) -> String {
 }
 
 /// A client trusting `ca_pem` (the system's roots when `None`), TLS 1.2+,
-/// connecting within `timeout`.
-pub(crate) fn client(ca_pem: Option<&[u8]>, timeout: Duration) -> Result<HttpClient, String> {
+/// connecting within `timeout` through `proxy` where it applies.
+pub(crate) fn client(
+    ca_pem: Option<&[u8]>,
+    timeout: Duration,
+    proxy: &OutboundProxy,
+) -> Result<HttpClient, String> {
     // http:// is checked by `receiver_url`: loopback only.
-    crate::upstream::tls::https_client(ca_pem, timeout, true)
+    crate::net::tls::https_client(ca_pem, timeout, proxy.clone(), true)
 }
 
 /// POSTs `body` as JSON to `url` within `timeout`; a non-2xx answer is an

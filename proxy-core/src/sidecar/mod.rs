@@ -51,8 +51,8 @@ use tokio::sync::watch;
 
 use crate::authn::tokens::{token_identity, TokenCache, TokenVerifier};
 use crate::authn::Identity;
+use crate::net::OutboundProxy;
 use crate::store::Timestamp;
-use crate::upstream::OutboundProxy;
 use review::ReviewedUser;
 
 /// How long a verified token's identity is served from memory. Changes

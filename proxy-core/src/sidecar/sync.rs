@@ -8,13 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{replica::Replica, Shared};
+use crate::net::{tls::OutboundClient, OutboundProxy};
 use crate::replica::ReplicaFeed;
 use crate::tunnel::TOKEN_HEADER;
-use crate::upstream::{OutboundProxy, ProxyConnector};
 
 /// How long the center may hold a poll open.
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -29,13 +28,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Largest feed answer read (a reset of 100,000 tokens is about 25 MB).
 const MAX_FEED: usize = 512 * 1024 * 1024;
 
-pub(super) type FeedClient = Client<hyper_rustls::HttpsConnector<ProxyConnector>, Empty<Bytes>>;
+pub(super) type FeedClient = OutboundClient<Empty<Bytes>>;
 
 /// An HTTPS-only client trusting `ca_pem` (or the system roots), through
 /// `proxy` when it applies to the center.
 pub(super) fn client(ca_pem: Option<&[u8]>, proxy: OutboundProxy) -> Result<FeedClient, String> {
-    let connector = ProxyConnector::new(proxy, Duration::from_secs(10));
-    crate::upstream::tls::https_client_over(ca_pem, false, connector)
+    crate::net::tls::https_client(ca_pem, Duration::from_secs(10), proxy, false)
 }
 
 /// How far behind the center the replica is.

@@ -7,101 +7,12 @@ use rustls::{
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
     crypto::CryptoProvider,
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
-    ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    ClientConfig, DigitallySignedStruct, SignatureScheme,
 };
 use secrecy::ExposeSecret;
 
 use super::{ClusterConfig, UpstreamCredential, UpstreamError};
-
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The certificates of `ca_pem`, or the system's when there is none.
-pub(crate) fn roots(ca_pem: Option<&[u8]>) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_pem {
-        Some(mut pem) => {
-            for cert in rustls_pemfile::certs(&mut pem) {
-                let cert = cert.map_err(|e| format!("invalid CA PEM: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("invalid CA certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err("the CA bundle holds no certificate".to_owned());
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    Ok(roots)
-}
-
-/// An HTTP/1.1 client for Paddock's own outbound calls (the audit webhook,
-/// a sidecar's feed), trusting `ca_pem` (or the system roots), TLS 1.2+;
-/// `http://` too when `allow_http` (the caller decides where that is safe).
-pub(crate) fn https_client<B>(
-    ca_pem: Option<&[u8]>,
-    connect_timeout: std::time::Duration,
-    allow_http: bool,
-) -> Result<
-    hyper_util::client::legacy::Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        B,
-    >,
-    String,
->
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-{
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    https_client_over(ca_pem, allow_http, http)
-}
-
-/// [`https_client`] over the TCP connections `connector` makes (through
-/// an HTTP proxy, say); TLS runs on top of them.
-pub(crate) fn https_client_over<C, B>(
-    ca_pem: Option<&[u8]>,
-    allow_http: bool,
-    connector: C,
-) -> Result<hyper_util::client::legacy::Client<hyper_rustls::HttpsConnector<C>, B>, String>
-where
-    hyper_rustls::HttpsConnector<C>: hyper_util::client::legacy::connect::Connect + Clone,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-{
-    use hyper_util::rt::{TokioExecutor, TokioTimer};
-    let tls = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots(ca_pem)?)
-        .with_no_client_auth();
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
-    let connector = if allow_http {
-        builder
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector)
-    } else {
-        builder
-            .https_only()
-            .enable_http1()
-            .wrap_connector(connector)
-    };
-    Ok(
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector),
-    )
-}
+use crate::net::tls::{provider, roots};
 
 pub(super) fn client_config(config: &ClusterConfig) -> Result<ClientConfig, UpstreamError> {
     let tls_error = |message: String| UpstreamError::Tls {

@@ -46,6 +46,10 @@ pub struct StackOptions {
     /// More `authentication.github` keys, each line indented four spaces
     /// (e.g. `    refresh: {maxAgeSeconds: 1}\n`).
     pub extra: String,
+    /// More top-level sections of the configuration (e.g. `audit:`).
+    pub sections: String,
+    /// Environment variables for Paddock (say `HTTPS_PROXY`).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for StackOptions {
@@ -55,6 +59,8 @@ impl Default for StackOptions {
             access_mode: "required",
             allowed: vec!["acme".to_owned()],
             extra: String::new(),
+            sections: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -95,7 +101,12 @@ impl GithubStack {
         let mut args = upstream_args(&fake, dir.path());
         args.push("--config".into());
         args.push(config);
-        let paddock = Paddock::start(bin, &args);
+        let env: Vec<(&str, &str)> = options
+            .env
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let paddock = Paddock::start_with_env(bin, &args, &env);
         let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
         let github_client = TestClient::new(github.ca_pem().as_bytes(), Protocol::Http1, None);
         Self {
@@ -135,12 +146,13 @@ pub fn config_yaml(dir: &Path, github: &GithubEmulator, options: &StackOptions) 
     };
     let allowed: Vec<String> = options.allowed.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
-        "authentication:\n  github:\n    clientId: {CLIENT_ID}\n    clientSecretFile: {}\n{location}    caFile: {}\n    accessMode: {}\n    allowed: [{}]\n{}authorization:\n  policyDir: {}\n",
+        "authentication:\n  github:\n    clientId: {CLIENT_ID}\n    clientSecretFile: {}\n{location}    caFile: {}\n    accessMode: {}\n    allowed: [{}]\n{}{}authorization:\n  policyDir: {}\n",
         secret.display(),
         ca.display(),
         options.access_mode,
         allowed.join(", "),
         options.extra,
+        options.sections,
         policy.display(),
     )
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::net::OutboundProxy;
+
 /// Where the OAuth endpoints and the REST API live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GithubEndpoints {
@@ -128,6 +130,9 @@ pub struct GithubConfig {
     pub encryption_key: SecretString,
     /// Timeout of every request to GitHub.
     pub timeout: Duration,
+    /// The HTTP proxy requests to GitHub go through (default: none; the
+    /// binary's is `HTTPS_PROXY`/`NO_PROXY`).
+    pub proxy: OutboundProxy,
     /// Background refresh.
     pub refresh: RefreshSettings,
     /// Where an earlier version kept users' GitHub tokens, one file each
@@ -151,6 +156,7 @@ impl std::fmt::Debug for GithubConfig {
             .field("redirect_url", &self.redirect_url)
             .field("encryption_key", &"[redacted]")
             .field("timeout", &self.timeout)
+            .field("proxy", &self.proxy)
             .field("refresh", &self.refresh)
             .field("token_dir", &self.token_dir)
             .finish()
@@ -178,6 +184,7 @@ impl GithubConfig {
             redirect_url: None,
             encryption_key,
             timeout: Duration::from_secs(10),
+            proxy: OutboundProxy::default(),
             refresh: RefreshSettings::default(),
             token_dir: None,
         }

@@ -115,7 +115,11 @@ const TOKEN_PURPOSE: &str = "github access token";
 impl GithubProvider {
     /// Builds the provider; fails on an unusable CA bundle.
     pub fn new(config: GithubConfig) -> Result<Self, String> {
-        let http = HttpClient::new(config.ca_pem.as_deref(), config.timeout)?;
+        let http = HttpClient::new(
+            config.ca_pem.as_deref(),
+            config.timeout,
+            config.proxy.clone(),
+        )?;
         let sealer = Arc::new(Sealer::new(&config.encryption_key));
         Ok(Self {
             api: GithubApi::new(http.clone(), config.endpoints.api.clone()),

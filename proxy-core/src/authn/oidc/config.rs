@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::authn::external::{AccessMode, RefreshSchedule};
+use crate::net::OutboundProxy;
 
 /// One OpenID Connect provider's settings.
 #[derive(Clone)]
@@ -60,6 +61,9 @@ pub struct OidcConfig {
     pub encryption_key: SecretString,
     /// Timeout of every request to the provider.
     pub timeout: Duration,
+    /// The HTTP proxy requests to the provider (discovery, keys, tokens)
+    /// go through (default: none; the binary's is `HTTPS_PROXY`/`NO_PROXY`).
+    pub proxy: OutboundProxy,
     /// Tolerated clock difference for `exp` and `nbf`.
     pub leeway: Duration,
     /// An unknown key id fetches the key set again at most this often, so
@@ -100,6 +104,7 @@ impl std::fmt::Debug for OidcConfig {
             .field("redirect_url", &self.redirect_url)
             .field("encryption_key", &"[redacted]")
             .field("timeout", &self.timeout)
+            .field("proxy", &self.proxy)
             .field("password_grant", &self.password_grant)
             .finish_non_exhaustive()
     }
@@ -138,6 +143,7 @@ impl OidcConfig {
             redirect_url: None,
             encryption_key,
             timeout: Duration::from_secs(10),
+            proxy: OutboundProxy::default(),
             leeway: Duration::from_secs(30),
             key_refresh_min_interval: Duration::from_secs(10),
             key_max_age: Duration::from_secs(3600),

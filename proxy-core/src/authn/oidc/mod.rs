@@ -147,7 +147,11 @@ impl OidcProvider {
     /// [`prefetch`](Self::prefetch)), so Paddock starts while the provider
     /// is down.
     pub fn new(config: OidcConfig) -> Result<Self, String> {
-        let http = HttpClient::new(config.ca_pem.as_deref(), config.timeout)?;
+        let http = HttpClient::new(
+            config.ca_pem.as_deref(),
+            config.timeout,
+            config.proxy.clone(),
+        )?;
         let sealer = Arc::new(Sealer::new(&config.encryption_key));
         Ok(Self {
             inner: Arc::new(Inner {

@@ -23,6 +23,7 @@ use super::{
 };
 use crate::{
     health::rfc3339,
+    net::OutboundProxy,
     plugins::{
         outbound::{self, HttpClient},
         queue::QueueCounters,
@@ -72,6 +73,9 @@ pub struct AlertReceiver {
     pub retries: u32,
     /// Wait before the first retry, doubled for each next (default 1 s).
     pub initial_backoff: Duration,
+    /// The HTTP proxy POSTs go through (default: none; the binary's is
+    /// `HTTPS_PROXY`/`NO_PROXY`).
+    pub proxy: OutboundProxy,
 }
 
 impl fmt::Debug for AlertReceiver {
@@ -84,6 +88,7 @@ impl fmt::Debug for AlertReceiver {
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("initial_backoff", &self.initial_backoff)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -101,6 +106,7 @@ impl AlertReceiver {
             timeout: Duration::from_secs(10),
             retries: 3,
             initial_backoff: Duration::from_secs(1),
+            proxy: OutboundProxy::default(),
         })
     }
 
@@ -110,7 +116,8 @@ impl AlertReceiver {
     }
 
     pub(super) fn client(&self) -> Result<HttpClient, AlertsError> {
-        outbound::client(self.ca_pem.as_deref(), self.timeout).map_err(AlertsError::Tls)
+        outbound::client(self.ca_pem.as_deref(), self.timeout, &self.proxy)
+            .map_err(AlertsError::Tls)
     }
 
     /// The body this receiver gets for `alert`.

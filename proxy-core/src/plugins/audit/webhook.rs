@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::Uri;
 
 use super::{event::Event, sink::Report};
-use crate::plugins::queue::QueueCounters;
+use crate::{net::OutboundProxy, plugins::queue::QueueCounters};
 
 /// Where and how a webhook sink delivers. Its `Debug` shows only the
 /// receiver's scheme, host and port: a webhook URL often carries its secret
@@ -44,6 +44,9 @@ pub struct WebhookSink {
     /// Wait before the first retry, doubled for each next one (default
     /// 10 s, as kube-apiserver).
     pub initial_backoff: Duration,
+    /// The HTTP proxy POSTs go through (default: none; the binary's is
+    /// `HTTPS_PROXY`/`NO_PROXY`).
+    pub proxy: OutboundProxy,
 }
 
 /// Why a webhook sink could not be set up.
@@ -70,6 +73,7 @@ impl fmt::Debug for WebhookSink {
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("initial_backoff", &self.initial_backoff)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -90,6 +94,7 @@ impl WebhookSink {
             timeout: Duration::from_secs(10),
             retries: 3,
             initial_backoff: Duration::from_secs(10),
+            proxy: OutboundProxy::default(),
         })
     }
 
@@ -101,7 +106,7 @@ impl WebhookSink {
 
     /// The HTTP client, checked before the thread starts.
     pub(super) fn client(&self) -> Result<HttpClient, WebhookError> {
-        super::super::outbound::client(self.ca_pem.as_deref(), self.timeout)
+        super::super::outbound::client(self.ca_pem.as_deref(), self.timeout, &self.proxy)
             .map_err(WebhookError::Tls)
     }
 }

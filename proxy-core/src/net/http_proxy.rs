@@ -1,7 +1,7 @@
 //! Outbound connections through an HTTP proxy (`HTTPS_PROXY`, `NO_PROXY`):
 //! a `CONNECT` tunnel (RFC 9110 §9.3.6) carrying TLS end to end, so the
-//! proxy never sees plaintext. Used by the agent's dial and by clients
-//! built on [`ProxyConnector`].
+//! proxy never sees plaintext. Used by the agent's dial and by the
+//! outbound HTTP clients, built on [`ProxyConnector`].
 
 use std::{
     future::Future,
@@ -24,8 +24,9 @@ use crate::body::BoxError;
 const MAX_PROXY_RESPONSE: usize = 8 * 1024;
 
 /// The HTTP proxy outbound connections go through, and the hosts that
-/// bypass it. The default is no proxy.
-#[derive(Clone, Default)]
+/// bypass it. The default is no proxy. Its `Debug` never shows the
+/// proxy's credentials.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct OutboundProxy {
     proxy: Option<Uri>,
     no_proxy: Vec<String>,
@@ -226,7 +227,7 @@ impl Service<Uri> for ProxyConnector {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -236,7 +237,7 @@ mod tests {
 
     /// A CONNECT proxy on loopback answering `status`; on 200 it relays to
     /// the target. Records each request head.
-    async fn proxy(status: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    pub(crate) async fn proxy(status: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));

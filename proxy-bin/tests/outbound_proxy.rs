@@ -1,0 +1,191 @@
+//! `paddock serve`'s own outbound clients honour `HTTPS_PROXY` and
+//! `NO_PROXY`: GitHub logins and the audit webhook go through a real
+//! `CONNECT` proxy on loopback (TLS to GitHub end to end inside the
+//! tunnel), a `NO_PROXY` host is reached directly, a refusing proxy is a
+//! 503 that shows its credentials nowhere, and a malformed `HTTPS_PROXY`
+//! is a configuration error.
+
+use std::{path::Path, time::Duration};
+
+use base64::Engine;
+use http::Method;
+use paddock_tests::{
+    client::{Collected, Protocol, TestClient},
+    connect_proxy::ConnectProxy,
+    fake_apiserver::{FakeApiConfig, FakeApiServer},
+    github_emulator::stack::{GithubStack, StackOptions},
+    kubectl::write_file,
+    paddock::{run_to_exit, upstream_args, without_proxy_env, Paddock},
+};
+use serde_json::json;
+
+/// Every request, at `Metadata`.
+const AUDIT_POLICY: &str =
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n";
+
+fn bin() -> &'static Path {
+    env!("CARGO_BIN_EXE_paddock").as_ref()
+}
+
+async fn github_stack(proxy: &str, no_proxy: &str) -> GithubStack {
+    GithubStack::start(
+        bin(),
+        StackOptions {
+            env: vec![
+                ("HTTPS_PROXY", proxy.to_owned()),
+                ("NO_PROXY", no_proxy.to_owned()),
+            ],
+            ..StackOptions::default()
+        },
+    )
+    .await
+}
+
+async fn token_login(stack: &GithubStack) -> Collected {
+    let token = stack.github.issue_token("octocat");
+    stack
+        .client
+        .send_json(
+            Method::POST,
+            &stack.url("/paddock/v1/login"),
+            None,
+            &json!({"provider": "github", "token": token}),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_logins_go_through_https_proxy_with_its_credentials() {
+    let proxy = ConnectProxy::start("200 Connection established").await;
+    let stack = github_stack(&proxy.url(Some("alice:s3cret")), "").await;
+    let login = token_login(&stack).await;
+    assert_eq!(login.status(), 200, "{}", login.text());
+    assert_eq!(login.json()["user"]["username"], "octocat");
+    let heads = proxy.heads();
+    let connect = format!("CONNECT {} HTTP/1.1\r\n", stack.github.host());
+    assert!(heads.iter().any(|h| h.starts_with(&connect)), "{heads:?}");
+    let basic = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    assert!(
+        heads
+            .iter()
+            .all(|h| h.contains(&format!("Proxy-Authorization: Basic {basic}\r\n"))),
+        "{heads:?}"
+    );
+    let log = stack.paddock.log();
+    assert!(!log.contains("s3cret"), "{log}");
+}
+
+/// `NO_PROXY` names GitHub's address: logins go there directly, while the
+/// audit webhook, at another name, still goes through the proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_no_proxy_host_is_reached_directly_the_others_through_the_proxy() {
+    let (url, mut lists) = paddock_tests::webhook::receiver("/audit").await;
+    let receiver = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/audit")
+        .to_owned();
+    let proxy = ConnectProxy::start("200 Connection established").await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit_policy = write_file(dir.path(), "audit-policy.yaml", AUDIT_POLICY);
+    let stack = GithubStack::start(
+        bin(),
+        StackOptions {
+            sections: format!(
+                "audit:\n  policyFile: {}\n  webhook: {{url: 'http://localhost:{receiver}/audit', batchSize: 1}}\n",
+                audit_policy.display()
+            ),
+            env: vec![
+                ("HTTPS_PROXY", proxy.url(None)),
+                ("NO_PROXY", "paddock.invalid, 127.0.0.1".to_owned()),
+            ],
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let login = token_login(&stack).await;
+    assert_eq!(login.status(), 200, "{}", login.text());
+    let list = tokio::time::timeout(Duration::from_secs(60), lists.recv())
+        .await
+        .expect("no EventList within a minute")
+        .unwrap();
+    assert_eq!(list["kind"], "EventList");
+    let heads = proxy.heads();
+    assert!(
+        heads
+            .iter()
+            .all(|h| h.starts_with(&format!("CONNECT localhost:{receiver} HTTP/1.1\r\n"))),
+        "{heads:?}"
+    );
+    assert!(!heads.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusing_proxy_is_a_503_without_its_credentials_anywhere() {
+    let closed = ConnectProxy::start("407 Proxy Authentication Required").await;
+    let stack = github_stack(&closed.url(Some("alice:s3cret")), "").await;
+    let login = token_login(&stack).await;
+    assert_eq!(login.status(), 503, "{}", login.text());
+    assert!(!login.text().contains("s3cret"), "{}", login.text());
+    assert!(!closed.heads().is_empty());
+    let log = stack.paddock.log();
+    assert!(!log.contains("s3cret") && !log.contains("alice:"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_webhook_events_go_through_https_proxy() {
+    let (url, mut lists) = paddock_tests::webhook::receiver("/audit").await;
+    let receiver = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/audit")
+        .to_owned();
+    let proxy = ConnectProxy::start("200 Connection established").await;
+    let fake = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit_policy = write_file(dir.path(), "audit-policy.yaml", AUDIT_POLICY);
+    let config = write_file(
+        dir.path(),
+        "paddock.yaml",
+        &format!(
+            "audit:\n  policyFile: {}\n  webhook: {{url: '{url}', batchSize: 1}}\n",
+            audit_policy.display()
+        ),
+    );
+    let mut args = upstream_args(&fake, dir.path());
+    args.extend(["--config".to_owned(), config.display().to_string()]);
+    let paddock = Paddock::start_with_env(bin(), &args, &[("HTTPS_PROXY", &proxy.url(None))]);
+    let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
+    let answer = client
+        .get(
+            &format!("{}/k8s/clusters/default/api/v1/namespaces", paddock.url()),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status(), 401, "{}", answer.text());
+    let list = tokio::time::timeout(Duration::from_secs(60), lists.recv())
+        .await
+        .expect("no EventList within a minute")
+        .unwrap();
+    assert_eq!(list["kind"], "EventList");
+    let heads = proxy.heads();
+    let connect = format!("CONNECT {receiver} HTTP/1.1\r\n");
+    assert!(heads.iter().any(|h| h.starts_with(&connect)), "{heads:?}");
+}
+
+#[test]
+fn a_malformed_https_proxy_is_a_configuration_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_to_exit(
+        without_proxy_env(&mut std::process::Command::new(bin()))
+            .env("HTTPS_PROXY", "https://alice:s3cret@proxy.invalid:3128")
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data")),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("HTTPS_PROXY:"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
