@@ -199,7 +199,7 @@ impl Drop for Killed {
 fn spawn(bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Killed> {
     let file = std::fs::File::create(log)?;
     Ok(Killed(
-        Command::new(bin)
+        paddock_tests::paddock::without_proxy_env(&mut Command::new(bin))
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
