@@ -267,10 +267,10 @@ impl OidcSection {
     }
 
     /// The provider, reached through `proxy`; the state cookie's key comes
-    /// from `encryptionKeyFile`,
-    /// else from (or is created in) `<data_dir>/oidc-key`. Refresh tokens are
-    /// kept in the store; those earlier versions kept in
-    /// `<data_dir>/oidc-tokens/<name>` are moved there.
+    /// from `encryptionKeyFile`, else from (or is created in)
+    /// `<data_dir>/oidc-key`. Refresh tokens are kept in the store; those
+    /// earlier versions kept in `<data_dir>/oidc-tokens/<name>` are moved
+    /// there.
     pub(crate) fn provider(
         &self,
         at: &str,

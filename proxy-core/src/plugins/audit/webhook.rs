@@ -375,4 +375,15 @@ mod tests {
         let refused = WebhookSink::new(&format!("ftp://user:{secret}@x/")).unwrap_err();
         assert!(!refused.to_string().contains(secret), "{refused}");
     }
+    #[test]
+    fn the_proxy_s_credentials_stay_out_of_debug() {
+        let mut sink = WebhookSink::new("https://hooks.example.com/events").unwrap();
+        sink.proxy = OutboundProxy::new("http://alice:s3cret@proxy.corp:3128", "").unwrap();
+        let shown = format!("{sink:?}");
+        assert!(shown.contains("proxy.corp:3128"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("alice"),
+            "{shown}"
+        );
+    }
 }
