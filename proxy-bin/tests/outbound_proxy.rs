@@ -1,9 +1,9 @@
 //! `paddock serve`'s own outbound clients honour `HTTPS_PROXY` and
-//! `NO_PROXY`: GitHub logins and the audit webhook go through a real
-//! `CONNECT` proxy on loopback (TLS to GitHub end to end inside the
-//! tunnel), a `NO_PROXY` host is reached directly, a refusing proxy is a
-//! 503 that shows its credentials nowhere, and a malformed `HTTPS_PROXY`
-//! is a configuration error.
+//! `NO_PROXY`: GitHub logins, the audit webhook and alert receivers go
+//! through a real `CONNECT` proxy on loopback (TLS to GitHub end to end
+//! inside the tunnel), a `NO_PROXY` host is reached directly, a refusing
+//! proxy is a 503 that shows its credentials nowhere, and a malformed
+//! `HTTPS_PROXY` is a configuration error.
 
 use std::{path::Path, time::Duration};
 
@@ -17,7 +17,8 @@ use paddock_tests::{
     kubectl::write_file,
     paddock::{run_to_exit, upstream_args, without_proxy_env, Paddock},
 };
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Every request, at `Metadata`.
 const AUDIT_POLICY: &str =
@@ -131,13 +132,23 @@ async fn a_refusing_proxy_is_a_503_without_its_credentials_anywhere() {
     assert!(!log.contains("s3cret") && !log.contains("alice:"), "{log}");
 }
 
+/// The first POST `posts` gets, within a minute.
+async fn first(posts: &mut UnboundedReceiver<Value>, what: &str) -> Value {
+    tokio::time::timeout(Duration::from_secs(60), posts.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within a minute"))
+        .unwrap()
+}
+
+/// `host:port` of a receiver's URL.
+fn authority(url: &str) -> &str {
+    url.trim_start_matches("http://").split('/').next().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn audit_webhook_events_go_through_https_proxy() {
-    let (url, mut lists) = paddock_tests::webhook::receiver("/audit").await;
-    let receiver = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/audit")
-        .to_owned();
+async fn audit_events_and_alerts_go_through_https_proxy() {
+    let (audit_url, mut lists) = paddock_tests::webhook::receiver("/audit").await;
+    let (alerts_url, mut alerts) = paddock_tests::webhook::receiver("/alerts").await;
     let proxy = ConnectProxy::start("200 Connection established").await;
     let fake = FakeApiServer::start(FakeApiConfig::default())
         .await
@@ -148,7 +159,9 @@ async fn audit_webhook_events_go_through_https_proxy() {
         dir.path(),
         "paddock.yaml",
         &format!(
-            "audit:\n  policyFile: {}\n  webhook: {{url: '{url}', batchSize: 1}}\n",
+            "audit:\n  policyFile: {}\n  webhook: {{url: '{audit_url}', batchSize: 1}}\n\
+             alerts:\n  rules: {{failedLogins: {{threshold: 1, windowSeconds: 60}}}}\n  \
+             receivers: [{{name: ops, url: '{alerts_url}', format: generic}}]\n",
             audit_policy.display()
         ),
     );
@@ -156,21 +169,22 @@ async fn audit_webhook_events_go_through_https_proxy() {
     args.extend(["--config".to_owned(), config.display().to_string()]);
     let paddock = Paddock::start_with_env(bin(), &args, &[("HTTPS_PROXY", &proxy.url(None))]);
     let client = TestClient::new(&paddock.ca_pem(), Protocol::Http1, None);
-    let answer = client
-        .get(
-            &format!("{}/k8s/clusters/default/api/v1/namespaces", paddock.url()),
+    let login = client
+        .send_json(
+            Method::POST,
+            &format!("{}/paddock/v1/login", paddock.url()),
             None,
+            &json!({"username": "admin", "password": "not-the-password"}),
         )
         .await;
-    assert_eq!(answer.status(), 401, "{}", answer.text());
-    let list = tokio::time::timeout(Duration::from_secs(60), lists.recv())
-        .await
-        .expect("no EventList within a minute")
-        .unwrap();
-    assert_eq!(list["kind"], "EventList");
+    assert_eq!(login.status(), 401, "{}", login.text());
+    assert_eq!(first(&mut lists, "EventList").await["kind"], "EventList");
+    first(&mut alerts, "alert").await;
     let heads = proxy.heads();
-    let connect = format!("CONNECT {receiver} HTTP/1.1\r\n");
-    assert!(heads.iter().any(|h| h.starts_with(&connect)), "{heads:?}");
+    for url in [&audit_url, &alerts_url] {
+        let connect = format!("CONNECT {} HTTP/1.1\r\n", authority(url));
+        assert!(heads.iter().any(|h| h.starts_with(&connect)), "{heads:?}");
+    }
 }
 
 #[test]
