@@ -393,3 +393,23 @@ fn global_role_rules_apply_in_the_default_management_cluster() {
         Some("mgmt")
     );
 }
+
+#[test]
+fn providers_are_built_with_the_outbound_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let checked = check(&format!(
+        "authentication:\n  github:\n    clientId: abc\n    clientSecretFile: {0}\n  oidc:\n  - name: corp\n    issuerUrl: https://idp.example/realms/ops\n    clientId: paddock\n    clientSecretFile: {0}\n",
+        secret.display()
+    ))
+    .unwrap();
+    let proxy = proxy_core::net::OutboundProxy::new("proxy.corp:3128", "internal").unwrap();
+    let github = checked.authentication.github.as_ref().unwrap();
+    let github = github.provider(dir.path(), &proxy).unwrap();
+    assert_eq!(github.config().proxy, proxy);
+    let oidc = checked.authentication.oidc[0]
+        .provider("authentication.oidc[0]", dir.path(), &proxy)
+        .unwrap();
+    assert_eq!(oidc.config().proxy, proxy);
+}
