@@ -83,10 +83,13 @@ impl Dialer {
         };
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.clone()).map_err(|e| failed("server name", &e))?;
-        let tls = TlsConnector::from(self.tls.clone())
+        let mut tls = TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| failed("TLS", &e))?;
+        tls.get_mut()
+            .1
+            .set_buffer_limit(Some(crate::tunnel::ws::TLS_BUFFER_LIMIT));
         let authority = match self.server.port_u16() {
             Some(port) => format!("{}:{port}", self.server.host().unwrap_or_default()),
             None => self.server.host().unwrap_or_default().to_owned(),

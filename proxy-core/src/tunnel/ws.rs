@@ -41,6 +41,11 @@ use crate::store::Timestamp;
 /// frame's buffer stays under 128 KiB, past which the allocator maps and
 /// unmaps pages for each one.
 const MESSAGE_SIZE: usize = super::MAX_FRAME_SIZE as usize + 9 + 16 * 1024;
+/// What the TLS connection under the WebSocket must accept in one write:
+/// a whole gathered frame. Past rustls' default of 64 KiB, the tail of
+/// each full frame went out as a TLS record, a write and a wake-up of the
+/// reader of its own.
+pub(crate) const TLS_BUFFER_LIMIT: usize = 2 * (HEADER_ROOM + MESSAGE_SIZE);
 /// Room kept in front of a gathered payload for the largest frame header
 /// (2 bytes, an 8-byte length, a 4-byte mask), so header and payload go
 /// out as one write.
