@@ -16,7 +16,9 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::tunnel::{KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER};
+use crate::tunnel::{
+    FEATURES_HEADER, FEATURE_REQUESTS, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER,
+};
 use crate::upstream::through_proxy;
 
 /// Time allowed for TCP, the proxy, TLS and the WebSocket handshake.
@@ -102,6 +104,7 @@ impl Dialer {
             .header(header::SEC_WEBSOCKET_VERSION, "13")
             .header(header::SEC_WEBSOCKET_KEY, &key)
             .header(VERSION_HEADER, env!("CARGO_PKG_VERSION"))
+            .header(FEATURES_HEADER, FEATURE_REQUESTS)
             .body(Empty::<Bytes>::new())
             .map_err(|e| failed("request", &e))?;
         let headers = request.headers_mut();
