@@ -290,7 +290,7 @@ impl Cluster {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         *request.version_mut() = http::Version::HTTP_11;
         self.authorization.apply(request.headers_mut());
-        self.pooled(upgrade, request).await
+        self.dispatch(upgrade, request).await
     }
 
     /// Whether it is reached through its agent's tunnel.

@@ -171,7 +171,7 @@ async fn send(
         }
     }
 
-    let sent = cluster.pooled(upgrade.is_some(), request);
+    let sent = cluster.dispatch(upgrade.is_some(), request);
     let response = deadline(cluster, long_running, sent).await??;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -371,15 +371,16 @@ impl Cluster {
         }
     }
 
-    /// Sends `request` over this worker's pooled client for upgrades or
-    /// the ordinary one, or, through a tunnel whose agent forwards
-    /// requests, as a tunnel stream of its own; returns the answer once its
-    /// headers arrived. A failure to connect is
+    /// Sends `request` the way this cluster is reached when no direct
+    /// connection serves it: through a tunnel whose agent forwards
+    /// requests, as a tunnel stream of its own; otherwise over this
+    /// worker's pooled client for upgrades or the ordinary one. Returns the
+    /// answer once its headers arrived. A failure to connect is
     /// [`unavailable`](Self::unavailable), and so is, through a tunnel, the
     /// answer the agent made itself because it could not connect to its
     /// API server (see [`crate::tunnel::UNREACHABLE_HEADER`]): either way
     /// the API server was not reached.
-    pub(super) async fn pooled(
+    pub(super) async fn dispatch(
         &self,
         upgrade: bool,
         mut request: Request<RequestBody>,
@@ -432,7 +433,7 @@ impl Cluster {
     ) -> Result<Response<Incoming>, ProxyError> {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         self.authorization.apply(request.headers_mut());
-        let sent = self.pooled(false, request);
+        let sent = self.dispatch(false, request);
         let result = deadline(self, false, sent).await.and_then(|sent| sent);
         self.reachability().observe_result(&result);
         result
