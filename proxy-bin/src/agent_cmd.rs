@@ -65,8 +65,10 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
             return ExitCode::from(crate::EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: every stream of a tunnel goes through its one HTTP/2
+    // connection anyway, and tasks handing data to each other on one
+    // thread wake no other (a tenth less CPU per byte relayed).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_acc
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::net::through_proxy;
-use crate::tunnel::{KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER};
+use crate::tunnel::{
+    FEATURES_HEADER, FEATURE_REQUESTS, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER,
+};
 
 /// Time allowed for TCP, the proxy, TLS and the WebSocket handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -83,10 +85,13 @@ impl Dialer {
         };
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.clone()).map_err(|e| failed("server name", &e))?;
-        let tls = TlsConnector::from(self.tls.clone())
+        let mut tls = TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| failed("TLS", &e))?;
+        tls.get_mut()
+            .1
+            .set_buffer_limit(Some(crate::tunnel::ws::TLS_BUFFER_LIMIT));
         let authority = match self.server.port_u16() {
             Some(port) => format!("{}:{port}", self.server.host().unwrap_or_default()),
             None => self.server.host().unwrap_or_default().to_owned(),
@@ -99,6 +104,7 @@ impl Dialer {
             .header(header::SEC_WEBSOCKET_VERSION, "13")
             .header(header::SEC_WEBSOCKET_KEY, &key)
             .header(VERSION_HEADER, env!("CARGO_PKG_VERSION"))
+            .header(FEATURES_HEADER, FEATURE_REQUESTS)
             .body(Empty::<Bytes>::new())
             .map_err(|e| failed("request", &e))?;
         let headers = request.headers_mut();

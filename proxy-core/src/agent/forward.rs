@@ -1,7 +1,7 @@
-//! The agent's side of each tunnel stream: an HTTP/1.1 server whose every
-//! request goes to the agent's own API server, with the agent's
-//! credential. Upgrades (exec, attach, port-forward) are relayed as bytes
-//! after the API server's `101`.
+//! The agent's side of each tunnel request: forwarded to the agent's own
+//! API server, with the agent's credential. A `CONNECT` stream is served
+//! as HTTP/1.1, whose upgrades (exec, attach, port-forward) are relayed
+//! as bytes after the API server's `101`.
 //!
 //! A request the agent cannot forward is answered by the agent with a
 //! Kubernetes Status, as Paddock answers one for a direct cluster: 503
@@ -89,7 +89,9 @@ impl hyper::rt::Write for PieceWrites {
     }
 }
 
-async fn forward(upstream: &Cluster, mut request: Request<Incoming>) -> Response<Body> {
+/// Forwards `request`, from a tunnel stream's HTTP/1.1 or the tunnel's
+/// HTTP/2, to the API server and returns its answer (or the agent's own).
+pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) -> Response<Body> {
     let upgrade = request.headers().get(header::UPGRADE).cloned();
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();

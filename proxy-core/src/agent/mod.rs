@@ -20,7 +20,7 @@ pub mod manifest;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use http::Uri;
-use hyper::{body::Incoming, Method, Request, Response, StatusCode};
+use hyper::{body::Incoming, Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use secrecy::SecretString;
 
@@ -200,15 +200,22 @@ async fn attempt(
 }
 
 /// Serves the HTTP/2 side of a tunnel over `socket` until it ends: every
-/// stream Paddock opens carries HTTP/1.1 to `upstream`. An error when the
-/// tunnel failed (its keepalive pings went unanswered, say).
+/// request Paddock sends goes to `upstream`, and every `CONNECT` stream it
+/// opens carries HTTP/1.1 to it. An error when the tunnel failed (its
+/// keepalive pings went unanswered, say).
 pub(crate) async fn serve_tunnel<S>(socket: S, upstream: Arc<Cluster>) -> Result<(), hyper::Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let upstream = upstream.clone();
-        async move { Ok::<_, std::convert::Infallible>(accept_stream(request, upstream)) }
+        async move {
+            Ok::<_, std::convert::Infallible>(if request.method() == Method::CONNECT {
+                accept_stream(request, upstream)
+            } else {
+                forward::forward(&upstream, request).await
+            })
+        }
     });
     hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
@@ -231,17 +238,12 @@ where
         .await
 }
 
-/// Accepts a `CONNECT` stream and serves HTTP/1.1 on it; anything else is
-/// refused.
+/// Accepts a `CONNECT` stream and serves HTTP/1.1 on it.
 fn accept_stream(
     mut request: Request<Incoming>,
     upstream: Arc<Cluster>,
-) -> Response<http_body_util::Empty<bytes::Bytes>> {
-    let mut response = Response::new(http_body_util::Empty::new());
-    if request.method() != Method::CONNECT {
-        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        return response;
-    }
+) -> Response<forward::Body> {
+    let response = Response::new(forward::Body::Right(Default::default()));
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match on_upgrade.await {

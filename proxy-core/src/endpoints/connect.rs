@@ -20,7 +20,10 @@ use crate::{
     error::ProxyError,
     request::{ProxyResult, UpgradeRequest},
     store::Timestamp,
-    tunnel::{presented_token, SessionInfo, KUBERNETES_VERSION_HEADER, VERSION_HEADER},
+    tunnel::{
+        presented_token, SessionInfo, FEATURES_HEADER, FEATURE_REQUESTS, KUBERNETES_VERSION_HEADER,
+        VERSION_HEADER,
+    },
 };
 
 /// Header values an agent reports are cut to this length.
@@ -60,6 +63,12 @@ pub(super) async fn accept(
     let info = SessionInfo {
         agent_version: reported(VERSION_HEADER),
         kubernetes_version: reported(KUBERNETES_VERSION_HEADER),
+        serves_requests: headers
+            .get_all(FEATURES_HEADER)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|feature| feature.trim() == FEATURE_REQUESTS),
         connected_at: Timestamp::now(),
         last_heartbeat: Timestamp::now(),
     };

@@ -157,8 +157,11 @@ pub async fn serve(
                             return tracing::debug!(%error, "cannot register the connection")
                         }
                     };
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                        .await
+                    let mut tls = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
                     {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
@@ -171,6 +174,13 @@ pub async fn serve(
                         .and_then(|chain| chain.first())
                         .and_then(ClientCertificate::from_der)
                         .map(Arc::new);
+                    if !h2 {
+                        // HTTP/1.1 may be upgraded to an agent's tunnel,
+                        // whose writes are whole WebSocket frames.
+                        tls.get_mut()
+                            .1
+                            .set_buffer_limit(Some(crate::tunnel::ws::TLS_BUFFER_LIMIT));
+                    }
                     let info = Arc::new(ConnectionInfo {
                         remote_addr: Some(remote_addr),
                         client_cert,

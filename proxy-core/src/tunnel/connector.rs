@@ -13,7 +13,7 @@ use http::Uri;
 use hyper::upgrade::Upgraded;
 
 use super::registry::Slot;
-use crate::body::BoxError;
+use crate::body::{BoxError, RequestBody};
 
 /// Opens connections to one agent cluster's API server through its tunnel.
 #[derive(Clone)]
@@ -35,6 +35,15 @@ impl TunnelConnector {
             slot: tunnels.slot(cluster),
             wait: tunnels.wait(),
         }
+    }
+}
+
+impl TunnelConnector {
+    /// Sends `request` (no upgrade) through the tunnel as an HTTP/2
+    /// request of its own, waiting for a disconnected agent as
+    /// [`call`](tower::Service::call) does.
+    pub(crate) async fn send(&self, request: http::Request<RequestBody>) -> super::Sent {
+        self.slot.send(self.wait, request).await
     }
 }
 

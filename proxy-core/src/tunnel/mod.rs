@@ -7,13 +7,17 @@
 //! WebSocket's byte stream the two run HTTP/2 with the roles
 //! reversed: the agent is the HTTP/2 *server*, Paddock the client.
 //!
-//! Each connection Paddock's upstream client wants to the cluster is one
-//! HTTP/2 `CONNECT` stream ([`TunnelConnector`]): the agent answers it by
-//! serving HTTP/1.1 on the stream and forwarding every request to its own
-//! API server with its own credential. So the tunnel is a connector: the
-//! same pooled client, the same forwarder, the same upgrades (exec,
-//! attach, port-forward over WebSocket or SPDY ride inside their stream as
-//! raw bytes after the API server's `101`) as a direct cluster.
+//! Every request is one HTTP/2 stream, which the agent forwards to its own
+//! API server with its own credential. An ordinary request is sent as
+//! itself ([`TunnelConnector::send`]), so its body crosses the tunnel as
+//! HTTP/2 DATA frames, nothing re-encoded on the way. An upgrade (exec,
+//! attach, port-forward over WebSocket or SPDY) needs HTTP/1.1, which
+//! HTTP/2 cannot carry: it gets a `CONNECT` stream ([`TunnelConnector`] as
+//! the pooled client's connector), on which the agent serves HTTP/1.1 and
+//! which carries raw bytes after the API server's `101`. So the tunnel
+//! serves the same forwarder and the same upgrades as a direct cluster.
+//! Agents that do not announce [`FEATURE_REQUESTS`] get a `CONNECT`
+//! stream for every request.
 //!
 //! Why HTTP/2 and not a framing of our own: it has per-stream flow
 //! control. A stream whose reader stops (a paused `kubectl logs -f`)
@@ -50,6 +54,7 @@ pub(crate) mod ws;
 use std::time::Duration;
 
 pub use connector::TunnelConnector;
+pub(crate) use registry::Sent;
 pub use registry::{SessionInfo, Tunnels};
 pub(crate) use status::spawn_status_writer;
 pub use status::{PERSIST_EVERY, SWEEP};
@@ -79,6 +84,12 @@ pub(crate) fn agent_unreachable(headers: &http::HeaderMap) -> Option<String> {
         .get(UNREACHABLE_HEADER)
         .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
 }
+
+/// The header in which the agent lists what it supports, comma-separated.
+pub const FEATURES_HEADER: &str = "x-paddock-agent-features";
+/// The feature of an agent that forwards ordinary HTTP/2 requests on the
+/// tunnel; without it, every request needs a `CONNECT` stream.
+pub const FEATURE_REQUESTS: &str = "requests";
 
 /// The header carrying the agent's version.
 pub const VERSION_HEADER: &str = "x-paddock-agent-version";

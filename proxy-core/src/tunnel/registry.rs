@@ -11,10 +11,8 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::Empty;
-use hyper::{client::conn::http2::SendRequest, upgrade::Upgraded};
+use http::{Method, Request, Response, StatusCode};
+use hyper::{body::Incoming, client::conn::http2::SendRequest, upgrade::Upgraded};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -27,6 +25,7 @@ use super::{
     CONNECTION_WINDOW, MAX_FRAME_SIZE, MAX_HEADER_LIST, PING_INTERVAL, PING_TIMEOUT,
 };
 use crate::{
+    body::RequestBody,
     events::Events,
     store::Timestamp,
     upstream::{Observation, Reachability},
@@ -40,6 +39,8 @@ pub struct SessionInfo {
     pub agent_version: Option<String>,
     /// The API server version it reported.
     pub kubernetes_version: Option<String>,
+    /// Whether it forwards ordinary HTTP/2 requests ([`super::FEATURE_REQUESTS`]).
+    pub serves_requests: bool,
     /// When it connected.
     pub connected_at: Timestamp,
     /// When the tunnel was last heard from (any message: both ends ping
@@ -50,7 +51,7 @@ pub struct SessionInfo {
 /// One connected agent.
 pub(crate) struct Session {
     id: u64,
-    sender: SendRequest<Empty<Bytes>>,
+    sender: SendRequest<RequestBody>,
     info: SessionInfo,
     heard: Arc<LastHeard>,
     /// The token hash the agent authenticated with: a rotated or revoked
@@ -76,12 +77,11 @@ impl Slot {
         }
     }
 
-    /// Opens one stream to the agent, waiting up to `wait` for an agent to
-    /// be connected; the stream carries an HTTP/1.1 connection to the
-    /// cluster's API server.
-    pub(crate) async fn open(&self, wait: Duration) -> Result<Upgraded, String> {
+    /// The session, once an agent is connected, waiting up to `wait` for
+    /// one.
+    async fn session(&self, wait: Duration) -> Result<Arc<Session>, String> {
         let mut current = self.current.subscribe();
-        let session = tokio::time::timeout(wait, current.wait_for(Option::is_some))
+        tokio::time::timeout(wait, current.wait_for(Option::is_some))
             .await
             .ok()
             .and_then(|r| r.ok().and_then(|s| s.clone()))
@@ -90,12 +90,39 @@ impl Slot {
                     "the cluster's agent is not connected (waited {}s for it)",
                     wait.as_secs()
                 )
-            })?;
+            })
+    }
+
+    /// Sends `request` (no upgrade) to the agent as an HTTP/2 request of
+    /// its own, waiting up to `wait` for an agent to be connected.
+    pub(crate) async fn send(&self, wait: Duration, request: Request<RequestBody>) -> Sent {
+        let session = match self.session(wait).await {
+            Ok(session) => session,
+            Err(message) => return Sent::Unreachable(message),
+        };
+        if !session.info.serves_requests {
+            return Sent::StreamsOnly(request);
+        }
+        let mut sender = session.sender.clone();
+        if let Err(error) = sender.ready().await {
+            return Sent::Unreachable(format!("tunnel closed: {error}"));
+        }
+        match sender.send_request(request).await {
+            Ok(response) => Sent::Answer(response),
+            Err(error) => Sent::Failed(format!("through the tunnel: {error}")),
+        }
+    }
+
+    /// Opens one stream to the agent, waiting up to `wait` for an agent to
+    /// be connected; the stream carries an HTTP/1.1 connection to the
+    /// cluster's API server.
+    pub(crate) async fn open(&self, wait: Duration) -> Result<Upgraded, String> {
+        let session = self.session(wait).await?;
         let mut sender = session.sender.clone();
         let request = Request::builder()
             .method(Method::CONNECT)
             .uri("apiserver:443")
-            .body(Empty::new())
+            .body(RequestBody::empty())
             .map_err(|e| e.to_string())?;
         sender
             .ready()
@@ -115,6 +142,19 @@ impl Slot {
             .await
             .map_err(|e| format!("tunnel stream failed: {e}"))
     }
+}
+
+/// What became of a request sent with [`Slot::send`].
+pub(crate) enum Sent {
+    /// The agent's answer (its own when it could not reach its API
+    /// server: see [`super::UNREACHABLE_HEADER`]).
+    Answer(Response<Incoming>),
+    /// No agent connected in time, or its tunnel closed: not sent.
+    Unreachable(String),
+    /// The tunnel failed the request once sent.
+    Failed(String),
+    /// The agent forwards only `CONNECT` streams: the request, unsent.
+    StreamsOnly(Request<RequestBody>),
 }
 
 /// Every agent tunnel this Paddock holds, by cluster id.
@@ -251,7 +291,7 @@ impl Tunnels {
             .keep_alive_interval(PING_INTERVAL)
             .keep_alive_timeout(PING_TIMEOUT)
             .keep_alive_while_idle(true)
-            .handshake::<_, Empty<Bytes>>(io)
+            .handshake::<_, RequestBody>(io)
             .await;
         let (sender, connection) = match handshake {
             Ok(pair) => pair,

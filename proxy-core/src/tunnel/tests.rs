@@ -102,12 +102,19 @@ pub(super) struct Tunnel {
 /// A new tunnel of `cluster` in `tunnels`, connected; its agent forwards
 /// to an API server that is never asked.
 pub(super) async fn tunnel_in(tunnels: Arc<Tunnels>, cluster: &str) -> Tunnel {
-    tunnel_to(tunnels, cluster, "https://127.0.0.1:9").await
+    tunnel_to(tunnels, cluster, "https://127.0.0.1:9", true).await
 }
 
 /// A new tunnel of `cluster` in `tunnels`, connected; its agent forwards
-/// to the API server at `api_server`.
-async fn tunnel_to(tunnels: Arc<Tunnels>, cluster: &str, api_server: &str) -> Tunnel {
+/// to the API server at `api_server`, ordinary requests too when it
+/// announced so (`serves_requests`), or else only `CONNECT` streams, as
+/// older agents do.
+async fn tunnel_to(
+    tunnels: Arc<Tunnels>,
+    cluster: &str,
+    api_server: &str,
+    serves_requests: bool,
+) -> Tunnel {
     let ((paddock_end, silence_paddock), (agent_end, silence_agent)) = pipe();
     let serving = tunnels.clone();
     let id = cluster.to_owned();
@@ -115,6 +122,7 @@ async fn tunnel_to(tunnels: Arc<Tunnels>, cluster: &str, api_server: &str) -> Tu
         let info = SessionInfo {
             agent_version: Some("test".into()),
             kubernetes_version: None,
+            serves_requests,
             connected_at: Timestamp::now(),
             last_heartbeat: Timestamp::now(),
         };
@@ -237,9 +245,22 @@ async fn forging_api_server(listener: tokio::net::TcpListener) {
 /// connections: the request is answered 503 with a Kubernetes Status
 /// saying why, and the cluster is unreachable, not answering. Once the API
 /// server is up, the cluster answers again, and the marker its response
-/// carries is neither taken for the agent's nor passed on.
+/// carries is neither taken for the agent's nor passed on. The request
+/// crosses the tunnel as an HTTP/2 request of its own.
 #[tokio::test]
 async fn an_api_server_the_agent_cannot_reach_is_an_unreachable_cluster() {
+    unreachable_then_answering(true).await;
+}
+
+/// The same through an agent that forwards only `CONNECT` streams (one
+/// that does not announce [`FEATURE_REQUESTS`]): each request rides
+/// HTTP/1.1 inside a stream.
+#[tokio::test]
+async fn an_agent_forwarding_only_streams_gets_every_request_in_one() {
+    unreachable_then_answering(false).await;
+}
+
+async fn unreachable_then_answering(serves_requests: bool) {
     use http_body_util::BodyExt;
     use tower::Service;
 
@@ -250,7 +271,13 @@ async fn an_api_server_the_agent_cannot_reach_is_an_unreachable_cluster() {
         .unwrap();
     let (events, seen) = crate::events::tests::recorded();
     let tunnels = Arc::new(Tunnels::new(Duration::from_secs(1), events));
-    let _tunnel = tunnel_to(tunnels.clone(), "edge", &format!("http://{addr}")).await;
+    let _tunnel = tunnel_to(
+        tunnels.clone(),
+        "edge",
+        &format!("http://{addr}"),
+        serves_requests,
+    )
+    .await;
     let cluster = Arc::new(Cluster::tunnel("edge", &tunnels, 0));
     let mut forward = crate::upstream::Forward::new(
         crate::shutdown::Shutdown::new(),
@@ -304,6 +331,12 @@ async fn an_api_server_the_agent_cannot_reach_is_an_unreachable_cluster() {
     ));
     let response = forward.call(get()).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::OK);
+    let crossed_as = if serves_requests {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
+    assert_eq!(response.version(), crossed_as);
     assert!(
         response.headers().get(UNREACHABLE_HEADER).is_none(),
         "the API server's marker was passed on"

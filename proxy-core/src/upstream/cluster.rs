@@ -150,9 +150,10 @@ pub(crate) struct Cluster {
     /// tunnel cluster's is its tunnel's, which the agent's connecting and
     /// dropping feed too).
     reachability: Arc<super::Reachability>,
-    /// Reached through its agent's tunnel, whose agent may answer for an
-    /// API server it cannot reach.
-    through_tunnel: bool,
+    /// Its agent's tunnel, when reached through one: ordinary requests go
+    /// as themselves, and its agent may answer for an API server it cannot
+    /// reach.
+    pub(super) tunnel: Option<crate::tunnel::TunnelConnector>,
 }
 
 pub(super) struct Clients {
@@ -243,13 +244,15 @@ impl Cluster {
             request_timeout: config.request_timeout,
             direct_endpoint: config.direct_endpoint.clone(),
             reachability: Arc::new(super::Reachability::new(&config.id, events)),
-            through_tunnel: false,
+            tunnel: None,
         })
     }
 
     /// A cluster reached through its agent's tunnel: the agent adds its
-    /// own credential, so Paddock sends none. Each connection is one
-    /// tunnel stream carrying HTTP/1.1.
+    /// own credential, so Paddock sends none. Ordinary requests are
+    /// streams of their own; each connection of the pooled clients (for
+    /// upgrades, and every request to an agent that forwards only streams)
+    /// is one tunnel stream carrying HTTP/1.1.
     pub(crate) fn tunnel(id: &str, tunnels: &crate::tunnel::Tunnels, workers: usize) -> Self {
         let connector = crate::tunnel::TunnelConnector::new(tunnels, id);
         let clients = (0..=workers)
@@ -270,7 +273,7 @@ impl Cluster {
             request_timeout: super::DEFAULT_REQUEST_TIMEOUT,
             direct_endpoint: None,
             reachability: tunnels.reachability(id),
-            through_tunnel: true,
+            tunnel: Some(connector),
         }
     }
 
@@ -287,18 +290,12 @@ impl Cluster {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         *request.version_mut() = http::Version::HTTP_11;
         self.authorization.apply(request.headers_mut());
-        let clients = self.clients();
-        let client = if upgrade {
-            &clients.upgrade
-        } else {
-            &clients.ordinary
-        };
-        self.pooled(client, request).await
+        self.dispatch(upgrade, request).await
     }
 
     /// Whether it is reached through its agent's tunnel.
     pub(super) fn through_tunnel(&self) -> bool {
-        self.through_tunnel
+        self.tunnel.is_some()
     }
 
     /// The cluster's id.

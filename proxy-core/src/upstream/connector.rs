@@ -15,7 +15,7 @@ use hyper_util::{
     client::legacy::connect::{Connected, Connection, HttpConnector},
     rt::TokioIo,
 };
-use tokio::net::TcpStream;
+use tokio::{io::AsyncBufRead, net::TcpStream};
 use tower::{Service, ServiceExt};
 
 use crate::{body::BoxError, tunnel::TunnelConnector};
@@ -75,10 +75,43 @@ impl hyper::rt::Read for Io {
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Io::Direct(io) => Pin::new(&mut **io).poll_read(cx, buf),
+            Io::Direct(io) => match &mut **io {
+                MaybeHttpsStream::Https(tls) => read_records(tls.inner_mut(), cx, buf),
+                MaybeHttpsStream::Http(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            },
             Io::Tunnel(io) => Pin::new(io).poll_read(cx, buf),
         }
     }
+}
+
+/// Reads as many of the TLS records already received as fit in `buf`.
+/// A TLS stream's own read hands over at most one record (16 KiB), so a
+/// fast response would travel on as 16 KiB pieces: each its own body
+/// chunk, frame, write and wake-up of the next reader on the way.
+fn read_records<R: AsyncBufRead + Unpin>(
+    tls: &mut R,
+    cx: &mut Context<'_>,
+    mut buf: hyper::rt::ReadBufCursor<'_>,
+) -> Poll<std::io::Result<()>> {
+    let mut read = 0;
+    while buf.remaining() > 0 {
+        let data = match Pin::new(&mut *tls).poll_fill_buf(cx) {
+            Poll::Ready(Ok(data)) => data,
+            // What was read is handed over first; the error (or the
+            // wait) comes again on the next read.
+            Poll::Ready(Err(_)) | Poll::Pending if read > 0 => break,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return Poll::Pending,
+        };
+        if data.is_empty() {
+            break;
+        }
+        let n = data.len().min(buf.remaining());
+        buf.put_slice(&data[..n]);
+        Pin::new(&mut *tls).consume(n);
+        read += n;
+    }
+    Poll::Ready(Ok(()))
 }
 
 impl hyper::rt::Write for Io {

@@ -18,7 +18,7 @@ use policy::RequestAttributes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::Service;
 
-use super::{cluster::HttpClient, direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
+use super::{direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
@@ -27,6 +27,7 @@ use crate::{
     plugin::Plugins,
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
+    tunnel::Sent,
 };
 
 /// Time allowed for the response headers of an ordinary request.
@@ -170,12 +171,8 @@ async fn send(
         }
     }
 
-    let client = if upgrade.is_some() {
-        &clients.upgrade
-    } else {
-        &clients.ordinary
-    };
-    let response = deadline(cluster, long_running, cluster.pooled(client, request)).await??;
+    let sent = cluster.dispatch(upgrade.is_some(), request);
+    let response = deadline(cluster, long_running, sent).await??;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -374,21 +371,48 @@ impl Cluster {
         }
     }
 
-    /// Sends `request` over `client`, one of this cluster's pooled clients,
-    /// and returns the answer once its headers arrived. A failure to
-    /// connect is [`unavailable`](Self::unavailable), and so is, through a
-    /// tunnel, the answer the agent made itself because it could not
-    /// connect to its API server (see [`crate::tunnel::UNREACHABLE_HEADER`]):
-    /// either way the API server was not reached.
-    pub(super) async fn pooled(
+    /// Sends `request` the way this cluster is reached when no direct
+    /// connection serves it: through a tunnel whose agent forwards
+    /// requests, as a tunnel stream of its own; otherwise over this
+    /// worker's pooled client for upgrades or the ordinary one. Returns the
+    /// answer once its headers arrived. A failure to connect is
+    /// [`unavailable`](Self::unavailable), and so is, through a tunnel, the
+    /// answer the agent made itself because it could not connect to its
+    /// API server (see [`crate::tunnel::UNREACHABLE_HEADER`]): either way
+    /// the API server was not reached.
+    pub(super) async fn dispatch(
         &self,
-        client: &HttpClient,
-        request: Request<RequestBody>,
+        upgrade: bool,
+        mut request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|error| upstream_error(self, &error))?;
+        let clients = self.clients();
+        let client = if upgrade {
+            &clients.upgrade
+        } else {
+            &clients.ordinary
+        };
+        let response = match self.tunnel.as_ref().filter(|_| !upgrade) {
+            Some(tunnel) => {
+                // HTTP/2 carries no connection-specific headers.
+                strip_hop_by_hop(request.headers_mut());
+                match tunnel.send(request).await {
+                    Sent::Answer(response) => Ok(response),
+                    Sent::Unreachable(message) => Err(self.unavailable(message)),
+                    Sent::Failed(message) => Err(ProxyError::UpstreamFailure {
+                        cluster: self.id().to_owned(),
+                        message,
+                    }),
+                    Sent::StreamsOnly(request) => client
+                        .request(request)
+                        .await
+                        .map_err(|error| upstream_error(self, &error)),
+                }
+            }
+            None => client
+                .request(request)
+                .await
+                .map_err(|error| upstream_error(self, &error)),
+        }?;
         if self.through_tunnel() {
             if let Some(reason) = crate::tunnel::agent_unreachable(response.headers()) {
                 return Err(self.unavailable(reason));
@@ -409,7 +433,7 @@ impl Cluster {
     ) -> Result<Response<Incoming>, ProxyError> {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         self.authorization.apply(request.headers_mut());
-        let sent = self.pooled(&self.clients().ordinary, request);
+        let sent = self.dispatch(false, request);
         let result = deadline(self, false, sent).await.and_then(|sent| sent);
         self.reachability().observe_result(&result);
         result

@@ -37,6 +37,7 @@ fn session(heard: i64) -> SessionInfo {
     SessionInfo {
         agent_version: Some("1.0".into()),
         kubernetes_version: Some("v1.32".into()),
+        serves_requests: true,
         connected_at: Timestamp(heard),
         last_heartbeat: Timestamp(heard),
     }
