@@ -9,7 +9,7 @@
 //!
 //! Every request is one HTTP/2 stream, which the agent forwards to its own
 //! API server with its own credential. An ordinary request is sent as
-//! itself ([`TunnelConnector::send`]), so its body crosses the tunnel as
+//! itself (`TunnelConnector::send`), so its body crosses the tunnel as
 //! HTTP/2 DATA frames, nothing re-encoded on the way. An upgrade (exec,
 //! attach, port-forward over WebSocket or SPDY) needs HTTP/1.1, which
 //! HTTP/2 cannot carry: it gets a `CONNECT` stream ([`TunnelConnector`] as
