@@ -130,6 +130,12 @@ async fn a_refusing_proxy_is_a_503_without_its_credentials_anywhere() {
     assert!(!closed.heads().is_empty());
     let log = stack.paddock.log();
     assert!(!log.contains("s3cret") && !log.contains("alice:"), "{log}");
+    // The operator learns why the provider is unavailable.
+    assert!(
+        log.lines()
+            .any(|line| line.contains("GitHub login failed") && line.contains("407")),
+        "{log}"
+    );
 }
 
 /// The first POST `posts` gets, within a minute.

@@ -313,6 +313,9 @@ fn authn_error(error: GithubError) -> AuthnError {
         },
         GithubError::RateLimited { retry_after_secs } => AuthnError::Throttled { retry_after_secs },
         GithubError::Unavailable(_) | GithubError::OAuth(_) | GithubError::Store(_) => {
+            // The caller hears only that the provider is unavailable; the
+            // operator needs why (a proxy refusing, a TLS failure, ...).
+            tracing::warn!(%error, "GitHub login failed: the provider is unavailable");
             AuthnError::Unavailable {
                 provider: PROVIDER.to_owned(),
             }
