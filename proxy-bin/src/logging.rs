@@ -66,8 +66,8 @@ pub(crate) fn init(level: Option<&str>, format: LogFormat) {
 }
 
 /// Calls `f` with the attributes of the `request` span of the request
-/// being served, when `event` is logged in one and that span is not in
-/// its scope (enabled, it shows itself).
+/// being served, when the event `ctx` formats is logged in one and that
+/// span is not in its scope (enabled, it shows itself).
 fn request_scope<S, N, R>(
     ctx: &FmtContext<'_, S, N>,
     f: impl FnOnce(&Attributes<'_>) -> R,
@@ -257,8 +257,8 @@ fn json_span(fields: &str, name: &str) -> Result<String, fmt::Error> {
 /// Without span directives (`[...]`, the usual `info` or
 /// `paddock=debug,hyper=warn`) it is a [`Targets`]: the same decisions
 /// for a fraction of the cost, since `EnvFilter` tracks span-scoped
-/// directives on every span enter and exit, and each request enters its
-/// span at every poll.
+/// directives on every span enter and exit, and a request enters its
+/// span (when enabled) at every poll.
 pub(crate) fn parse_filter(
     filter: &str,
 ) -> Result<Box<dyn Layer<Registry> + Send + Sync>, ParseError> {
@@ -303,11 +303,11 @@ fn static_targets(filter: &str) -> Option<Targets> {
 }
 
 /// Writes fields exactly as `tracing-subscriber`'s `DefaultFields`, but
-/// `name=value` without colours goes straight to the writer. The fmt layer
-/// formats every span's fields when the span is created, so this runs for
-/// each request's span (`request.id`, `http.method`, `http.path`):
-/// `DefaultFields` paints each name with an empty style even when colours
-/// are off, which cost more than the rest of the span.
+/// `name=value` without colours goes straight to the writer: it writes
+/// every event's fields, every enabled span's when the span is created,
+/// and the request's scope ([`TextEvents`]); `DefaultFields` paints each
+/// name with an empty style even when colours are off, which cost more
+/// than the rest of a span.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct TextFields;
 
