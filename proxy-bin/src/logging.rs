@@ -1,17 +1,32 @@
 //! The process's log subscriber: `tracing-subscriber`'s text or JSON
 //! lines on standard error, filtered by `RUST_LOG` or the configured level.
+//!
+//! An event logged while a request is served shows the request's scope
+//! (`request{request.id=… http.method=… http.path=…}`, or its `span` and
+//! `spans` in JSON) as if its `request` span were entered: that span is at
+//! `debug` level, so that a request that logs nothing costs nothing here
+//! (see [`proxy_core::context::with_request_span`]).
 
 use std::fmt;
 
-use tracing::field::{Field, Visit};
+use nu_ansi_term::{Color, Style};
+use proxy_core::context::with_request_span;
+use serde::ser::{SerializeMap, Serializer as _};
+use tracing::{
+    field::{Field, Visit},
+    span::Attributes,
+    Event, Level, Subscriber,
+};
 use tracing_subscriber::{
     field::{RecordFields, VisitOutput},
     filter::{LevelFilter, ParseError, Targets},
     fmt::{
-        format::{DefaultVisitor, Writer},
-        FormatFields,
+        format::{DefaultVisitor, Format, Full, Json, JsonFields, Writer},
+        time::{FormatTime, SystemTime},
+        FmtContext, FormatEvent, FormatFields, FormattedFields,
     },
     layer::SubscriberExt,
+    registry::LookupSpan,
     util::SubscriberInitExt,
     Layer, Registry,
 };
@@ -37,9 +52,203 @@ pub(crate) fn init(level: Option<&str>, format: LogFormat) {
         .with_writer(std::io::stderr);
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => registry.with(layer.json()).init(),
-        LogFormat::Text => registry.with(layer.fmt_fields(TextFields)).init(),
+        LogFormat::Json => registry
+            .with(layer.json().event_format(JsonEvents::new(SystemTime)))
+            .init(),
+        LogFormat::Text => registry
+            .with(
+                layer
+                    .event_format(TextEvents::new(SystemTime))
+                    .fmt_fields(TextFields),
+            )
+            .init(),
     }
+}
+
+/// Calls `f` with the attributes of the `request` span of the request
+/// being served, when the event `ctx` formats is logged in one and that
+/// span is not in its scope (enabled, it shows itself).
+fn request_scope<S, N, R>(
+    ctx: &FmtContext<'_, S, N>,
+    f: impl FnOnce(&Attributes<'_>) -> R,
+) -> Option<R>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    with_request_span(|request| {
+        let callsite = request.metadata().callsite();
+        let entered = ctx
+            .event_scope()
+            .is_some_and(|mut scope| scope.any(|span| span.metadata().callsite() == callsite));
+        (!entered).then(|| f(request))
+    })
+    .flatten()
+}
+
+/// `tracing-subscriber`'s full text format (timestamp, level, scope,
+/// target, fields), with the scope of the request being served first.
+struct TextEvents<T> {
+    /// Timestamps, if shown.
+    timer: Option<T>,
+    /// The whole line, outside requests.
+    full: Format<Full, T>,
+    /// What follows the level.
+    rest: Format<Full, ()>,
+}
+
+impl<T: FormatTime + Clone> TextEvents<T> {
+    fn new(timer: T) -> Self {
+        Self {
+            timer: Some(timer.clone()),
+            full: Format::default().with_timer(timer),
+            rest: Format::default().without_time().with_level(false),
+        }
+    }
+}
+
+impl<S, N, T> FormatEvent<S, N> for TextEvents<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let request = request_scope(ctx, |request| {
+            // What `Format<Full>` writes before and for a span.
+            let ansi = writer.has_ansi_escapes();
+            let style = |style: Style| if ansi { style } else { Style::new() };
+            if let Some(timer) = &self.timer {
+                let dimmed = style(Style::new().dimmed());
+                write!(writer, "{}", dimmed.prefix())?;
+                if timer.format_time(&mut writer).is_err() {
+                    writer.write_str("<unknown time>")?;
+                }
+                write!(writer, "{} ", dimmed.suffix())?;
+            }
+            let (level, color) = match *event.metadata().level() {
+                Level::TRACE => ("TRACE", Color::Purple),
+                Level::DEBUG => ("DEBUG", Color::Blue),
+                Level::INFO => (" INFO", Color::Green),
+                Level::WARN => (" WARN", Color::Yellow),
+                Level::ERROR => ("ERROR", Color::Red),
+            };
+            write!(writer, "{} ", style(color.normal()).paint(level))?;
+            let bold = style(Style::new().bold());
+            write!(
+                writer,
+                "{}{}",
+                bold.paint(request.metadata().name()),
+                bold.paint("{")
+            )?;
+            ctx.field_format().format_fields(writer.by_ref(), request)?;
+            write!(
+                writer,
+                "{}{}",
+                bold.paint("}"),
+                style(Style::new().dimmed()).paint(":")
+            )?;
+            // The spans entered inside the request follow with theirs.
+            if ctx.event_scope().is_none() {
+                writer.write_char(' ')?;
+            }
+            self.rest.format_event(ctx, writer.by_ref(), event)
+        });
+        request.unwrap_or_else(|| self.full.format_event(ctx, writer, event))
+    }
+}
+
+/// `tracing-subscriber`'s JSON format, with the request being served as
+/// the root of `spans` (and as `span` if no other is entered).
+struct JsonEvents<T> {
+    /// The whole line, outside requests.
+    full: Format<Json, T>,
+    /// The line without `span` and `spans`.
+    rest: Format<Json, T>,
+}
+
+impl<T: FormatTime + Clone> JsonEvents<T> {
+    fn new(timer: T) -> Self {
+        let full = Format::default().json().with_timer(timer);
+        Self {
+            rest: full.clone().with_current_span(false).with_span_list(false),
+            full,
+        }
+    }
+}
+
+impl<S, T> FormatEvent<S, JsonFields> for JsonEvents<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let request = request_scope(ctx, |request| {
+            let mut fields = FormattedFields::<JsonFields>::new(String::new());
+            ctx.field_format()
+                .format_fields(fields.as_writer(), request)?;
+            let request = json_span(&fields, request.metadata().name())?;
+            let mut line = String::new();
+            self.rest.format_event(ctx, Writer::new(&mut line), event)?;
+            let line = line.strip_suffix("}\n").ok_or(fmt::Error)?;
+            // Where `Format<Json>` takes them from.
+            let current = event
+                .parent()
+                .and_then(|id| ctx.span(id))
+                .or_else(|| ctx.lookup_current());
+            let span = match &current {
+                Some(span) => span_json(span)?,
+                None => request.clone(),
+            };
+            write!(writer, "{line},\"span\":{span},\"spans\":[{request}")?;
+            if let Some(leaf) = ctx.lookup_current() {
+                for span in leaf.scope().from_root() {
+                    write!(writer, ",{}", span_json(&span)?)?;
+                }
+            }
+            writer.write_str("]}\n")
+        });
+        request.unwrap_or_else(|| self.full.format_event(ctx, writer, event))
+    }
+}
+
+/// A span as `Format<Json>` writes it: its recorded fields, then its name.
+fn span_json<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>) -> Result<String, fmt::Error>
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let extensions = span.extensions();
+    let fields = extensions
+        .get::<FormattedFields<JsonFields>>()
+        .ok_or(fmt::Error)?;
+    json_span(fields, span.metadata().name())
+}
+
+/// `fields` (a JSON object) with `name` last, as `Format<Json>` writes a
+/// span: parsed and written again.
+fn json_span(fields: &str, name: &str) -> Result<String, fmt::Error> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(fields) else {
+        return Err(fmt::Error);
+    };
+    let mut out = Vec::new();
+    let mut serializer = serde_json::Serializer::new(&mut out);
+    let mut map = serializer.serialize_map(None).map_err(|_| fmt::Error)?;
+    for (key, value) in &fields {
+        map.serialize_entry(key, value).map_err(|_| fmt::Error)?;
+    }
+    map.serialize_entry("name", name).map_err(|_| fmt::Error)?;
+    map.end().map_err(|_| fmt::Error)?;
+    String::from_utf8(out).map_err(|_| fmt::Error)
 }
 
 /// The filter a log filter string (`RUST_LOG`'s syntax) describes, or
@@ -48,8 +257,8 @@ pub(crate) fn init(level: Option<&str>, format: LogFormat) {
 /// Without span directives (`[...]`, the usual `info` or
 /// `paddock=debug,hyper=warn`) it is a [`Targets`]: the same decisions
 /// for a fraction of the cost, since `EnvFilter` tracks span-scoped
-/// directives on every span enter and exit, and each request enters its
-/// span at every poll.
+/// directives on every span enter and exit, and a request enters its
+/// span (when enabled) at every poll.
 pub(crate) fn parse_filter(
     filter: &str,
 ) -> Result<Box<dyn Layer<Registry> + Send + Sync>, ParseError> {
@@ -94,11 +303,11 @@ fn static_targets(filter: &str) -> Option<Targets> {
 }
 
 /// Writes fields exactly as `tracing-subscriber`'s `DefaultFields`, but
-/// `name=value` without colours goes straight to the writer. The fmt layer
-/// formats every span's fields when the span is created, so this runs for
-/// each request's span (`request.id`, `http.method`, `http.path`):
-/// `DefaultFields` paints each name with an empty style even when colours
-/// are off, which cost more than the rest of the span.
+/// `name=value` without colours goes straight to the writer: it writes
+/// every event's fields, every enabled span's when the span is created,
+/// and the request's scope ([`TextEvents`]); `DefaultFields` paints each
+/// name with an empty style even when colours are off, which cost more
+/// than the rest of a span.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct TextFields;
 
@@ -284,6 +493,132 @@ mod tests {
                 "request{request.id=0badcafe-000000000001 http.method=GET http.path=/api/v1/pods}"
             ),
             "{plain}"
+        );
+    }
+
+    /// Logs a few events in a request, one in a span of its own: in the
+    /// request's real span if `span`, else only in the scope the trace
+    /// layer gives its future, for the formatter to show.
+    fn log_in_request(subscriber: impl tracing::Subscriber + Send + Sync + 'static, span: bool) {
+        let context = Arc::new(proxy_core::context::RequestContext::new(
+            "0badcafe-000000000001".to_owned(),
+            http::Method::GET,
+            "/api/v1/pods".to_owned(),
+            None,
+        ));
+        let events = || {
+            tracing::warn!("plain message");
+            let inner = tracing::info_span!("inner", count = 3_u64);
+            inner.in_scope(|| tracing::info!(a = 1_i64, s = "quoted \"x\"", "in a span"));
+            tracing::error!(b = true, "after the span");
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            if span {
+                tracing::info_span!(
+                    "request",
+                    request.id = %context.id,
+                    http.method = %context.method,
+                    http.path = %context.path,
+                )
+                .in_scope(events);
+            } else {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(proxy_core::bench::in_request_scope(
+                    context.clone(),
+                    async { events() },
+                ));
+                // Outside the request, no request.
+                tracing::info!("after the request");
+            }
+        });
+    }
+
+    /// The text lines of [`log_in_request`].
+    fn text_lines(ansi: bool, span: bool) -> String {
+        let buffer = Buffer::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(buffer.clone())
+            .with_ansi(ansi)
+            .fmt_fields(TextFields);
+        if span {
+            let layer = layer.event_format(Format::default().with_timer(()));
+            log_in_request(tracing_subscriber::registry().with(layer), span);
+        } else {
+            let layer = layer.event_format(TextEvents::new(()));
+            log_in_request(tracing_subscriber::registry().with(layer), span);
+        }
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// The JSON lines of [`log_in_request`].
+    fn json_lines(span: bool) -> String {
+        let buffer = Buffer::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(buffer.clone())
+            .json();
+        if span {
+            let layer = layer.event_format(Format::default().json().with_timer(()));
+            log_in_request(tracing_subscriber::registry().with(layer), span);
+        } else {
+            let layer = layer.event_format(JsonEvents::new(()));
+            log_in_request(tracing_subscriber::registry().with(layer), span);
+        }
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// `lines` without the last, which must be `last`, outside a request.
+    fn but_last<'a>(lines: &'a str, last: &str) -> &'a str {
+        let (rest, end) = lines.trim_end().rsplit_once('\n').unwrap();
+        assert!(end.contains(last), "{end}");
+        assert!(!end.contains("request{"), "{end}");
+        assert!(!end.contains("\"span\""), "{end}");
+        &lines[..rest.len() + 1]
+    }
+
+    #[test]
+    fn text_lines_in_a_request_show_it_as_its_span_would() {
+        for ansi in [false, true] {
+            let ours = text_lines(ansi, false);
+            let span = text_lines(ansi, true);
+            assert_eq!(but_last(&ours, "after the request"), span, "ansi: {ansi}");
+            assert_eq!(span.lines().count(), 3, "{span}");
+        }
+        let plain = text_lines(false, false);
+        let scope =
+            "request{request.id=0badcafe-000000000001 http.method=GET http.path=/api/v1/pods}";
+        assert!(
+            plain.contains(&format!(
+                " WARN {scope}: paddock::logging::tests: plain message"
+            )),
+            "{plain}"
+        );
+        assert!(
+            plain.contains(&format!(" INFO {scope}:inner{{count=3}}: ")),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn json_lines_in_a_request_show_it_as_its_span_would() {
+        let ours = json_lines(false);
+        let span = json_lines(true);
+        assert_eq!(but_last(&ours, "after the request"), span);
+        assert_eq!(span.lines().count(), 3, "{span}");
+        let request = r#"{"http.method":"GET","http.path":"/api/v1/pods","request.id":"0badcafe-000000000001","name":"request"}"#;
+        let first = ours.lines().next().unwrap();
+        assert!(
+            first.ends_with(&format!(r#","span":{request},"spans":[{request}]}}"#)),
+            "{first}"
+        );
+        assert!(
+            ours.contains(&format!(
+                r#""spans":[{request},{{"count":3,"name":"inner"}}]"#
+            )),
+            "{ours}"
         );
     }
 

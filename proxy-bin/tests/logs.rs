@@ -108,6 +108,7 @@ async fn json_lines_logged_in_a_request_carry_its_id_method_and_path() {
     assert_eq!(span["request.id"], id.as_str(), "{forbidden}");
     assert_eq!(span["http.method"], "GET", "{forbidden}");
     assert_eq!(span["http.path"], PODS, "{forbidden}");
+    assert_eq!(forbidden["spans"], serde_json::json!([span]), "{forbidden}");
     let access = lines
         .iter()
         .find(|l| l["target"] == "paddock::access")

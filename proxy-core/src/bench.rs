@@ -1,8 +1,11 @@
 //! Internal functions re-exported for the criterion benchmarks in
-//! `benches/`, which link proxy-core as any other crate does. Not part of
-//! the API: hidden from the docs, may change without notice.
+//! `benches/` and the binary's tests, which link proxy-core as any other
+//! crate does. Not part of the API: hidden from the docs, may change
+//! without notice.
 
-pub use crate::{impersonation::insert_headers, layers::sanitize::strip};
+pub use crate::{
+    impersonation::insert_headers, layers::sanitize::strip, layers::trace::in_request_scope,
+};
 
 /// A request context as the stack leaves it for `on_log`: resolved to
 /// `attributes`, authenticated as `identity`, decided `allowed`.

@@ -1,5 +1,6 @@
 //! Per-request state shared by the layers and the plugins, carried in the
-//! request's extensions as an `Arc<RequestContext>`.
+//! request's extensions as an `Arc<RequestContext>`, and the request the
+//! current task is serving, for log subscribers ([`with_request_span`]).
 
 use std::{
     any::{Any, TypeId},
@@ -10,6 +11,7 @@ use std::{
 
 use http::Method;
 use policy::RequestAttributes;
+use tracing::{field::display, span::Attributes, Metadata};
 
 pub use policy::Decision;
 
@@ -171,6 +173,68 @@ impl RequestContext {
     pub(crate) fn set_authn_attempt(&self, attempt: crate::authn::AuthnAttempt) {
         let _ = self.authn_attempt.set(attempt);
     }
+}
+
+tokio::task_local! {
+    /// The request whose future the current task is polling: set by the
+    /// trace layer around every poll, read by [`with_request_span`].
+    static CURRENT: Current;
+}
+
+/// What [`CURRENT`] holds: the request, and the metadata of its `request`
+/// span (disabled or not) so its fields are the span's own.
+pub(crate) struct Current {
+    context: Arc<RequestContext>,
+    span: &'static Metadata<'static>,
+}
+
+impl Current {
+    /// `context`, whose span is `span` (enabled or not).
+    pub(crate) fn new(context: Arc<RequestContext>, span: &tracing::Span) -> Self {
+        Self {
+            context,
+            span: span.metadata().expect("a span's metadata, enabled or not"),
+        }
+    }
+
+    /// Runs `future` with this as the current request at each poll (and
+    /// when it is dropped unfinished).
+    pub(crate) fn scope<F: std::future::Future>(
+        self,
+        future: F,
+    ) -> tokio::task::futures::TaskLocalFuture<Current, F> {
+        CURRENT.scope(self, future)
+    }
+}
+
+/// Calls `f` with the attributes the `request` span of the request being
+/// served has (`request.id`, `http.method`, `http.path`), if the current
+/// task is polling a request's future; `None` otherwise.
+///
+/// The span itself is at `debug` level: at `info` and above a span per
+/// request would cost more than the rest of the logging, though nothing is
+/// logged inside most requests. A subscriber that shows events in their
+/// spans' scope can show this one as if it were entered, paying only when
+/// an event is written; the metadata is the real span's, so a subscriber
+/// can tell when the span is in the scope already (its callsite is the
+/// same).
+pub fn with_request_span<R>(f: impl FnOnce(&Attributes<'_>) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|current| {
+            let context = &current.context;
+            let (id, method, path) = (
+                display(&context.id),
+                display(&context.method),
+                display(&context.path),
+            );
+            // In the span's field order (see the trace layer).
+            let values: [Option<&dyn tracing::Value>; 3] = [Some(&id), Some(&method), Some(&path)];
+            f(&Attributes::new(
+                current.span,
+                &current.span.fields().value_set_all(&values),
+            ))
+        })
+        .ok()
 }
 
 /// A login attempt (`POST /paddock/v1/login`, the sign-in form), for the

@@ -1,6 +1,16 @@
 //! Trace: gives each request an id, a span and a [`RequestContext`], runs
 //! the plugins' response and log phases, and returns `X-Request-Id`.
 //! Outermost, so even rescued errors are logged with their id.
+//!
+//! The `request` span is at `debug` level: enabled at `info`, a span per
+//! request cost about 3,400 instructions (its fields formatted into a
+//! `String` when it is created, entered and exited at every poll, closed),
+//! for the few requests that log anything. Instead the request's future
+//! runs with its context as a task-local, set at each poll, and a log
+//! subscriber shows it as the span's scope on the events it writes (see
+//! [`with_request_span`](crate::context::with_request_span); Paddock's own
+//! does). An embedder that wants the span itself enables `debug` for this
+//! module's target.
 
 use std::{
     convert::Infallible,
@@ -17,7 +27,7 @@ use tracing::Instrument;
 
 use crate::{
     authn::BoxFuture,
-    context::{ConnectionInfo, RequestContext},
+    context::{ConnectionInfo, Current, RequestContext},
     plugin::{AccessRecord, Plugins},
     request::ProxyResponse,
 };
@@ -107,6 +117,51 @@ fn push_hex(out: &mut [u8], at: usize, value: u64, width: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// What `with_request_span` gives: the span's name, level and fields.
+    fn request_span() -> Option<String> {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0 += &format!(" {}={value:?}", field.name());
+            }
+        }
+        crate::context::with_request_span(|attributes| {
+            let meta = attributes.metadata();
+            let mut fields = Fields(format!("{} {}", meta.name(), meta.level()));
+            attributes.record(&mut fields);
+            fields.0
+        })
+    }
+
+    #[tokio::test]
+    async fn the_request_span_is_there_while_the_request_is_polled() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let inner = tower::service_fn({
+            let seen = seen.clone();
+            move |_: Request<()>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(request_span());
+                    // A later poll too.
+                    tokio::task::yield_now().await;
+                    seen.lock().unwrap().push(request_span());
+                    Ok::<_, Infallible>(ProxyResponse::new(crate::body::ResponseBody::empty()))
+                }
+            }
+        });
+        let mut trace = TraceLayer::new(Plugins::default()).layer(inner);
+        let request = Request::post("/api/v1/pods?watch=1").body(()).unwrap();
+        let response = trace.call(request).await.unwrap();
+        assert_eq!(request_span(), None);
+        let id = response.headers()[REQUEST_ID].to_str().unwrap();
+        let expected =
+            format!("request DEBUG request.id={id} http.method=POST http.path=/api/v1/pods");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Some(expected.clone()), Some(expected)]
+        );
+    }
+
     #[test]
     fn ids_match_the_padded_hex_format() {
         for (prefix, counter) in [
@@ -124,6 +179,28 @@ mod tests {
             assert_eq!(ids.next(), format!("{prefix:08x}-{counter:012x}"));
         }
     }
+}
+
+/// The request's span (see the module docs). Its fields are in the order
+/// [`with_request_span`](crate::context::with_request_span) gives them.
+fn request_span(context: &RequestContext) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        request.id = %context.id,
+        http.method = %context.method,
+        http.path = %context.path,
+    )
+}
+
+/// Runs `future` as the request `context` is run, but without entering its
+/// span: events logged in it are in the request's scope only as
+/// [`with_request_span`](crate::context::with_request_span) shows it.
+pub fn in_request_scope<F: std::future::Future>(
+    context: Arc<RequestContext>,
+    future: F,
+) -> impl std::future::Future<Output = F::Output> {
+    let span = request_span(&context);
+    Current::new(context, &span).scope(future)
 }
 
 /// The status logged for a request whose caller went away before its
@@ -195,42 +272,39 @@ where
             request.uri().path().to_owned(),
             client_addr,
         ));
-        let span = tracing::info_span!(
-            "request",
-            request.id = %context.id,
-            http.method = %context.method,
-            http.path = %context.path,
-        );
+        let span = request_span(&context);
         request.extensions_mut().insert(context.clone());
         let response = self.inner.call(request);
         let plugins = self.plugins.clone();
         Box::pin(
-            async move {
-                let abandoned = Abandoned::guard(&plugins, &context);
-                let Ok(response) = response.await;
-                let (mut parts, mut body) = response.into_parts();
-                if let Ok(id) = HeaderValue::from_str(&context.id) {
-                    parts.headers.insert(REQUEST_ID, id);
+            Current::new(context.clone(), &span).scope(
+                async move {
+                    let abandoned = Abandoned::guard(&plugins, &context);
+                    let Ok(response) = response.await;
+                    let (mut parts, mut body) = response.into_parts();
+                    if let Ok(id) = HeaderValue::from_str(&context.id) {
+                        parts.headers.insert(REQUEST_ID, id);
+                    }
+                    if !plugins.is_empty() {
+                        plugins.run_response(&context, &mut parts, &mut body).await;
+                        // From here the body reports the end, whenever it comes.
+                        abandoned.disarm();
+                        let status = parts.status;
+                        body.on_end(Box::new(move |end| {
+                            plugins.run_log(&AccessRecord {
+                                context: &context,
+                                status,
+                                bytes: end.bytes,
+                                bytes_received: end.bytes_received,
+                                complete: end.complete,
+                                duration: context.started.elapsed(),
+                            });
+                        }));
+                    }
+                    Ok(ProxyResponse::from_parts(parts, body))
                 }
-                if !plugins.is_empty() {
-                    plugins.run_response(&context, &mut parts, &mut body).await;
-                    // From here the body reports the end, whenever it comes.
-                    abandoned.disarm();
-                    let status = parts.status;
-                    body.on_end(Box::new(move |end| {
-                        plugins.run_log(&AccessRecord {
-                            context: &context,
-                            status,
-                            bytes: end.bytes,
-                            bytes_received: end.bytes_received,
-                            complete: end.complete,
-                            duration: context.started.elapsed(),
-                        });
-                    }));
-                }
-                Ok(ProxyResponse::from_parts(parts, body))
-            }
-            .instrument(span),
+                .instrument(span),
+            ),
         )
     }
 }
