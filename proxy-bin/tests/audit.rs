@@ -142,9 +142,13 @@ fn start_paddock(
     (paddock, log)
 }
 
+/// The events of the complete lines: the writer may be halfway through
+/// the last one (a line can span two writes), as a reader tailing the file
+/// sees it.
 fn events(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+    complete
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect()
