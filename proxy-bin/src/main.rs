@@ -232,8 +232,8 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve(Box::default())) {
         Command::Config {
             command: ConfigCommand::Check { config },
-        } => match Config::load(&config) {
-            Ok(checked) => {
+        } => match serve::with_environment(Config::load(&config)) {
+            Ok((checked, _)) => {
                 println!(
                     "{}: valid ({} cluster(s), authorization {:?})",
                     config.display(),

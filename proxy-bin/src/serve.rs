@@ -133,11 +133,20 @@ fn load(args: &ServeArgs) -> Result<(Checked, OutboundProxy), ConfigErrors> {
     } else if config.clusters.is_empty() && args.config.is_none() {
         config.clusters.extend(discover_cluster());
     }
+    with_environment(config.check())
+}
+
+/// `checked` and the HTTP proxy of the environment (`HTTPS_PROXY`,
+/// `NO_PROXY`), or every error of both: what `serve` and `config check`
+/// refuse alike.
+pub(crate) fn with_environment(
+    checked: Result<Checked, ConfigErrors>,
+) -> Result<(Checked, OutboundProxy), ConfigErrors> {
     let outbound = OutboundProxy::from_env().map_err(|message| ConfigError {
         path: String::new(),
         message,
     });
-    match (config.check(), outbound) {
+    match (checked, outbound) {
         (Ok(checked), Ok(outbound)) => Ok((checked, outbound)),
         (Err(mut errors), Err(error)) => {
             errors.0.push(error);
@@ -392,6 +401,13 @@ async fn serve(config: Checked, outbound: OutboundProxy) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "paddock listening");
+    if let Some(proxy) = outbound.address() {
+        tracing::info!(
+            %proxy,
+            no_proxy = ?outbound.exempt(),
+            "identity providers, the audit webhook and alert receivers are reached through HTTPS_PROXY"
+        );
+    }
     let served = proxy
         .serve(listener, server_config, shutdown_signal())
         .await;

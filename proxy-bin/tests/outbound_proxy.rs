@@ -130,7 +130,14 @@ async fn a_refusing_proxy_is_a_503_without_its_credentials_anywhere() {
     assert!(!closed.heads().is_empty());
     let log = stack.paddock.log();
     assert!(!log.contains("s3cret") && !log.contains("alice:"), "{log}");
-    // The operator learns why the provider is unavailable.
+    // The operator learns at startup that the proxy is used ...
+    let address = closed.url(None).trim_start_matches("http://").to_owned();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("through HTTPS_PROXY") && line.contains(&address)),
+        "{log}"
+    );
+    // ... and why the provider is unavailable.
     assert!(
         log.lines()
             .any(|line| line.contains("GitHub login failed") && line.contains("407")),
@@ -203,6 +210,20 @@ fn a_malformed_https_proxy_is_a_configuration_error_naming_it() {
             .env("HOME", dir.path())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data")),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("HTTPS_PROXY:"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    // `config check` refuses what `serve` refuses.
+    let config = dir.path().join("paddock.yaml");
+    std::fs::write(&config, "").unwrap();
+    let output = run_to_exit(
+        without_proxy_env(&mut std::process::Command::new(bin()))
+            .env("HTTPS_PROXY", "https://alice:s3cret@proxy.invalid:3128")
+            .args(["config", "check", "--config"])
+            .arg(&config),
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");

@@ -87,6 +87,17 @@ impl OutboundProxy {
         })
     }
 
+    /// The proxy's `host:port`, if one is set: never its credentials, so
+    /// it may be logged.
+    pub fn address(&self) -> Option<String> {
+        self.proxy.as_ref().map(proxy_display)
+    }
+
+    /// The hosts that bypass the proxy (`NO_PROXY`).
+    pub fn exempt(&self) -> &[String] {
+        &self.no_proxy
+    }
+
     /// The proxy to reach `host` through, unless it connects directly.
     pub(crate) fn for_host(&self, host: &str) -> Option<&Uri> {
         let proxy = self.proxy.as_ref()?;
