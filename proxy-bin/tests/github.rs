@@ -25,23 +25,11 @@ fn bin() -> &'static std::path::Path {
     env!("CARGO_BIN_EXE_paddock").as_ref()
 }
 
-async fn token_login(stack: &GithubStack, token: &str) -> Collected {
-    stack
-        .client
-        .send_json(
-            Method::POST,
-            &stack.url("/paddock/v1/login"),
-            None,
-            &json!({"provider": "github", "token": token}),
-        )
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn token_login_maps_every_team_and_kubectl_sees_the_team_principals() {
     let stack = GithubStack::start(bin(), StackOptions::default()).await;
     let token = stack.github.issue_token("octocat");
-    let login = token_login(&stack, &token).await;
+    let login = stack.token_login(&token).await;
     assert_eq!(login.status(), 200, "{}", login.text());
     let body = login.json();
     assert_eq!(body["user"]["username"], "octocat");
@@ -121,7 +109,7 @@ async fn token_login_maps_every_team_and_kubectl_sees_the_team_principals() {
 async fn token_login_answers_401_for_bad_tokens_403_for_outsiders_and_503_when_github_is_down() {
     let stack = GithubStack::start(bin(), StackOptions::default()).await;
     for token in ["", "   ", "gho_not-a-token"] {
-        let refused = token_login(&stack, token).await;
+        let refused = stack.token_login(token).await;
         assert_eq!(refused.status(), 401, "{token:?}: {}", refused.text());
         assert_eq!(refused.json()["kind"], "Status");
         assert!(refused.head.headers.contains_key("www-authenticate"));
@@ -137,7 +125,9 @@ async fn token_login_answers_401_for_bad_tokens_403_for_outsiders_and_503_when_g
         .await;
     assert_eq!(missing.status(), 401, "{}", missing.text());
 
-    let outsider = token_login(&stack, &stack.github.issue_token("outsider")).await;
+    let outsider = stack
+        .token_login(&stack.github.issue_token("outsider"))
+        .await;
     assert_eq!(outsider.status(), 403, "{}", outsider.text());
     assert!(outsider.text().contains("outsider"), "{}", outsider.text());
 
@@ -146,13 +136,13 @@ async fn token_login_answers_401_for_bad_tokens_403_for_outsiders_and_503_when_g
         server_errors: 10,
         ..Faults::default()
     });
-    let down = token_login(&stack, &token).await;
+    let down = stack.token_login(&token).await;
     assert_eq!(down.status(), 503, "{}", down.text());
     stack.github.set_faults(Faults {
         fail_page: Some(("/user/teams".into(), 2)),
         ..Faults::default()
     });
-    let partial = token_login(&stack, &token).await;
+    let partial = stack.token_login(&token).await;
     assert_eq!(
         partial.status(),
         503,
@@ -169,7 +159,7 @@ async fn token_login_answers_401_for_bad_tokens_403_for_outsiders_and_503_when_g
         }),
         ..Faults::default()
     });
-    let waited = token_login(&stack, &token).await;
+    let waited = stack.token_login(&token).await;
     assert_eq!(waited.status(), 200, "{}", waited.text());
     stack.github.set_faults(Faults {
         rate_limit: Some(RateLimit {
@@ -180,7 +170,7 @@ async fn token_login_answers_401_for_bad_tokens_403_for_outsiders_and_503_when_g
         }),
         ..Faults::default()
     });
-    let limited = token_login(&stack, &token).await;
+    let limited = stack.token_login(&token).await;
     assert_eq!(limited.status(), 429, "{}", limited.text());
     let retry: u64 = limited.head.headers["retry-after"]
         .to_str()
@@ -222,7 +212,7 @@ async fn github_unreachable_is_503_not_401() {
         .unwrap();
     drop(std::mem::replace(&mut stack.github, replacement));
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let down = token_login(&stack, &token).await;
+    let down = stack.token_login(&token).await;
     assert_eq!(down.status(), 503, "{}", down.text());
     assert!(down.head.headers.contains_key("retry-after"));
 }
@@ -237,7 +227,9 @@ async fn enterprise_mode_logs_in_through_the_api_v3_prefix() {
         },
     )
     .await;
-    let login = token_login(&stack, &stack.github.issue_token("octocat")).await;
+    let login = stack
+        .token_login(&stack.github.issue_token("octocat"))
+        .await;
     assert_eq!(login.status(), 200, "{}", login.text());
     let requests = stack.github.requests();
     assert!(requests.len() >= 5, "{requests:?}");
@@ -623,14 +615,14 @@ async fn guessing_github_tokens_is_throttled_but_github_outages_are_not_counted(
         ..Faults::default()
     });
     for _ in 0..8 {
-        assert_eq!(token_login(&stack, &token).await.status(), 503);
+        assert_eq!(stack.token_login(&token).await.status(), 503);
     }
     stack.github.set_faults(Faults::default());
-    assert_eq!(token_login(&stack, &token).await.status(), 200);
+    assert_eq!(stack.token_login(&token).await.status(), 200);
 
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        statuses.push(token_login(&stack, "gho_guess").await.status());
+        statuses.push(stack.token_login("gho_guess").await.status());
     }
     assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");

@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use http::Method;
 use paddock_tests::github_emulator::{
     stack::{GithubStack, StackOptions},
     Faults, RateLimit,
@@ -17,7 +16,7 @@ use proxy_core::{
     store::{EmbeddedOptions, EmbeddedStore, Expect, Key, Kind, Object, Op, ProviderToken, Store},
 };
 use secrecy::SecretString;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 async fn start() -> (GithubStack, String) {
     let stack = GithubStack::start(
@@ -29,15 +28,7 @@ async fn start() -> (GithubStack, String) {
     )
     .await;
     let token = stack.github.issue_token("octocat");
-    let login = stack
-        .client
-        .send_json(
-            Method::POST,
-            &stack.url("/paddock/v1/login"),
-            None,
-            &json!({"provider": "github", "token": token}),
-        )
-        .await;
+    let login = stack.token_login(&token).await;
     assert_eq!(login.status(), 200, "{}", login.text());
     let session = login.json()["token"].as_str().unwrap().to_owned();
     (stack, session)

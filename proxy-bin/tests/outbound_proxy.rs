@@ -7,10 +7,9 @@
 
 use std::{path::Path, time::Duration};
 
-use base64::Engine;
 use http::Method;
 use paddock_tests::{
-    client::{Collected, Protocol, TestClient},
+    client::{Protocol, TestClient},
     connect_proxy::ConnectProxy,
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     github_emulator::stack::{GithubStack, StackOptions},
@@ -42,36 +41,21 @@ async fn github_stack(proxy: &str, no_proxy: &str) -> GithubStack {
     .await
 }
 
-async fn token_login(stack: &GithubStack) -> Collected {
-    let token = stack.github.issue_token("octocat");
-    stack
-        .client
-        .send_json(
-            Method::POST,
-            &stack.url("/paddock/v1/login"),
-            None,
-            &json!({"provider": "github", "token": token}),
-        )
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn github_logins_go_through_https_proxy_with_its_credentials() {
     let proxy = ConnectProxy::start("200 Connection established").await;
     let stack = github_stack(&proxy.url(Some("alice:s3cret")), "").await;
-    let login = token_login(&stack).await;
+    let login = stack
+        .token_login(&stack.github.issue_token("octocat"))
+        .await;
     assert_eq!(login.status(), 200, "{}", login.text());
     assert_eq!(login.json()["user"]["username"], "octocat");
-    let heads = proxy.heads();
-    let connect = format!("CONNECT {} HTTP/1.1\r\n", stack.github.host());
-    assert!(heads.iter().any(|h| h.starts_with(&connect)), "{heads:?}");
-    let basic = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
     assert!(
-        heads
-            .iter()
-            .all(|h| h.contains(&format!("Proxy-Authorization: Basic {basic}\r\n"))),
-        "{heads:?}"
+        proxy.connected_to(&stack.github.host()),
+        "{:?}",
+        proxy.heads()
     );
+    assert!(proxy.all_with_basic("alice:s3cret"), "{:?}", proxy.heads());
     let log = stack.paddock.log();
     assert!(!log.contains("s3cret"), "{log}");
 }
@@ -103,7 +87,9 @@ async fn a_no_proxy_host_is_reached_directly_the_others_through_the_proxy() {
         },
     )
     .await;
-    let login = token_login(&stack).await;
+    let login = stack
+        .token_login(&stack.github.issue_token("octocat"))
+        .await;
     assert_eq!(login.status(), 200, "{}", login.text());
     let list = tokio::time::timeout(Duration::from_secs(60), lists.recv())
         .await
@@ -124,7 +110,9 @@ async fn a_no_proxy_host_is_reached_directly_the_others_through_the_proxy() {
 async fn a_refusing_proxy_is_a_503_without_its_credentials_anywhere() {
     let closed = ConnectProxy::start("407 Proxy Authentication Required").await;
     let stack = github_stack(&closed.url(Some("alice:s3cret")), "").await;
-    let login = token_login(&stack).await;
+    let login = stack
+        .token_login(&stack.github.issue_token("octocat"))
+        .await;
     assert_eq!(login.status(), 503, "{}", login.text());
     assert!(!login.text().contains("s3cret"), "{}", login.text());
     assert!(!closed.heads().is_empty());
@@ -193,10 +181,8 @@ async fn audit_events_and_alerts_go_through_https_proxy() {
     assert_eq!(login.status(), 401, "{}", login.text());
     assert_eq!(first(&mut lists, "EventList").await["kind"], "EventList");
     first(&mut alerts, "alert").await;
-    let heads = proxy.heads();
     for url in [&audit_url, &alerts_url] {
-        let connect = format!("CONNECT {} HTTP/1.1\r\n", authority(url));
-        assert!(heads.iter().any(|h| h.starts_with(&connect)), "{heads:?}");
+        assert!(proxy.connected_to(authority(url)), "{:?}", proxy.heads());
     }
 }
 

@@ -44,6 +44,21 @@ impl ConnectProxy {
     pub fn heads(&self) -> Vec<String> {
         self.heads.lock().expect("heads").clone()
     }
+
+    /// Whether it was asked for a tunnel to `authority` (`host:port`).
+    pub fn connected_to(&self, authority: &str) -> bool {
+        let connect = format!("CONNECT {authority} HTTP/1.1\r\n");
+        self.heads().iter().any(|h| h.starts_with(&connect))
+    }
+
+    /// Whether every request carried `userinfo` (`user:password`) as its
+    /// Basic credentials.
+    pub fn all_with_basic(&self, userinfo: &str) -> bool {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(userinfo);
+        let header = format!("Proxy-Authorization: Basic {basic}\r\n");
+        self.heads().iter().all(|h| h.contains(&header))
+    }
 }
 
 async fn serve(mut client: TcpStream, status: &str, record: Arc<Mutex<Vec<String>>>) {

@@ -383,36 +383,37 @@ impl Cluster {
     pub(super) async fn dispatch(
         &self,
         upgrade: bool,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let clients = self.clients();
-        let client = if upgrade {
-            &clients.upgrade
-        } else {
-            &clients.ordinary
+        // Through a tunnel, as a stream of its own: HTTP/2 wants no
+        // hop-by-hop headers, and a caller's went in the sanitize layer
+        // (Paddock's own requests carry none). Otherwise pooled.
+        let sent = match self.tunnel.as_ref().filter(|_| !upgrade) {
+            Some(tunnel) => tunnel.send(request).await,
+            None => Sent::StreamsOnly(request),
         };
-        let response = match self.tunnel.as_ref().filter(|_| !upgrade) {
-            Some(tunnel) => {
-                // HTTP/2 carries no connection-specific headers.
-                strip_hop_by_hop(request.headers_mut());
-                match tunnel.send(request).await {
-                    Sent::Answer(response) => Ok(response),
-                    Sent::Unreachable(message) => Err(self.unavailable(message)),
-                    Sent::Failed(message) => Err(ProxyError::UpstreamFailure {
-                        cluster: self.id().to_owned(),
-                        message,
-                    }),
-                    Sent::StreamsOnly(request) => client
-                        .request(request)
-                        .await
-                        .map_err(|error| upstream_error(self, &error)),
-                }
+        let response = match sent {
+            Sent::Answer(response) => response,
+            Sent::Unreachable(message) => return Err(self.unavailable(message)),
+            Sent::Failed(message) => {
+                return Err(ProxyError::UpstreamFailure {
+                    cluster: self.id().to_owned(),
+                    message,
+                })
             }
-            None => client
-                .request(request)
-                .await
-                .map_err(|error| upstream_error(self, &error)),
-        }?;
+            Sent::StreamsOnly(request) => {
+                let clients = self.clients();
+                let client = if upgrade {
+                    &clients.upgrade
+                } else {
+                    &clients.ordinary
+                };
+                client
+                    .request(request)
+                    .await
+                    .map_err(|error| upstream_error(self, &error))?
+            }
+        };
         if self.through_tunnel() {
             if let Some(reason) = crate::tunnel::agent_unreachable(response.headers()) {
                 return Err(self.unavailable(reason));

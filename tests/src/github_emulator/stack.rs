@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{Directory, GithubEmulator, CLIENT_ID, CLIENT_SECRET};
 use crate::{
-    client::{Protocol, TestClient},
+    client::{Collected, Protocol, TestClient},
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     kubectl::write_file,
     paddock::{upstream_args, Paddock},
@@ -122,6 +122,18 @@ impl GithubStack {
     /// An absolute URL on Paddock.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.paddock.url())
+    }
+
+    /// Logs in to Paddock with the GitHub access token `token`.
+    pub async fn token_login(&self, token: &str) -> Collected {
+        self.client
+            .send_json(
+                http::Method::POST,
+                &self.url("/paddock/v1/login"),
+                None,
+                &serde_json::json!({"provider": "github", "token": token}),
+            )
+            .await
     }
 }
 

@@ -19,7 +19,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -638,7 +638,6 @@ impl LdapConfig {
     }
 
     fn tls_config(&self) -> Result<Arc<ClientConfig>, String> {
-        let mut roots = RootCertStore::empty();
         let pem = match (&self.ca_pem, &self.ca_file) {
             (Some(pem), _) => Some(pem.clone().into_bytes()),
             (None, Some(path)) => {
@@ -646,26 +645,8 @@ impl LdapConfig {
             }
             (None, None) => None,
         };
-        match pem {
-            Some(pem) => {
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert = cert.map_err(|e| format!("invalid CA PEM: {e}"))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("invalid CA certificate: {e}"))?;
-                }
-                if roots.is_empty() {
-                    return Err("the CA bundle holds no certificate".into());
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
+        let roots = crate::net::tls::roots(pem.as_deref())?;
+        let config = ClientConfig::builder_with_provider(crate::net::tls::provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
