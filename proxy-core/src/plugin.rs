@@ -20,8 +20,13 @@
 //! phase answers with [`Flow::Respond`] skips what follows up to
 //! `on_response`. What a plugin keeps from one phase for a later one goes
 //! into [`RequestContext::state`].
+//!
+//! A plugin that says which phases it hooks ([`Plugin::phases`]) is left
+//! out of the others: when no plugin hooks a request or response phase, a
+//! request goes through without being taken apart for it (the access log,
+//! which hooks only `on_log`, costs a request nothing before its end).
 
-use std::{sync::Arc, time::Duration};
+use std::{ops::BitOr, sync::Arc, time::Duration};
 
 use http::{request, response, Response, StatusCode};
 
@@ -43,6 +48,47 @@ pub enum Flow {
     Continue,
     /// Stop here and answer with this response.
     Respond(Response<ResponseBody>),
+}
+
+/// The phases a plugin hooks ([`Plugin::phases`]), combined with `|`.
+///
+/// ```
+/// use proxy_core::plugin::Phases;
+/// let phases = Phases::RESPONSE | Phases::LOG;
+/// assert!(phases.contains(Phases::LOG));
+/// assert!(!phases.contains(Phases::REQUEST));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phases(u8);
+
+impl Phases {
+    /// No phase.
+    pub const NONE: Self = Self(0);
+    /// [`Plugin::on_request`].
+    pub const REQUEST: Self = Self(1);
+    /// [`Plugin::on_upstream_request`].
+    pub const UPSTREAM_REQUEST: Self = Self(1 << 1);
+    /// [`Plugin::on_response`].
+    pub const RESPONSE: Self = Self(1 << 2);
+    /// [`Plugin::on_log`].
+    pub const LOG: Self = Self(1 << 3);
+    /// [`Plugin::on_event`].
+    pub const EVENT: Self = Self(1 << 4);
+    /// Every phase: what a plugin hooks unless it says otherwise.
+    pub const ALL: Self = Self((1 << 5) - 1);
+
+    /// Whether every phase of `other` is among these.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl BitOr for Phases {
+    type Output = Self;
+
+    fn bitor(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
 }
 
 /// One finished request, for logging.
@@ -130,6 +176,14 @@ pub trait Plugin: Send + Sync + 'static {
     /// Short name for logs.
     fn name(&self) -> &'static str;
 
+    /// The phases this plugin hooks, asked once when the proxy is built;
+    /// the others are not called. Every phase unless overridden; saying
+    /// fewer spares requests the work of offering them (taking a request
+    /// apart for a request phase, boxing what follows it).
+    fn phases(&self) -> Phases {
+        Phases::ALL
+    }
+
     /// After authentication, before authorization.
     fn on_request<'a>(
         &'a self,
@@ -169,10 +223,24 @@ pub trait Plugin: Send + Sync + 'static {
     fn on_event(&self, _event: &Event) {}
 }
 
-/// The configured plugins, run in order.
+/// The configured plugins, run in order; each phase offered only to the
+/// plugins that hook it.
 #[derive(Clone, Default)]
 pub(crate) struct Plugins {
-    plugins: Arc<[Arc<dyn Plugin>]>,
+    all: Arc<[Arc<dyn Plugin>]>,
+    by_phase: Arc<ByPhase>,
+    /// The phases some plugin hooks.
+    hooked: Phases,
+}
+
+/// The plugins hooking each phase, in order.
+#[derive(Default)]
+struct ByPhase {
+    request: Box<[Arc<dyn Plugin>]>,
+    upstream_request: Box<[Arc<dyn Plugin>]>,
+    response: Box<[Arc<dyn Plugin>]>,
+    log: Box<[Arc<dyn Plugin>]>,
+    event: Box<[Arc<dyn Plugin>]>,
 }
 
 /// Which request phase to run.
@@ -185,33 +253,64 @@ pub(crate) enum RequestPhase {
 impl Plugins {
     /// The given plugins, run in this order.
     pub(crate) fn new(plugins: Vec<Arc<dyn Plugin>>) -> Self {
+        let phases: Vec<Phases> = plugins.iter().map(|p| p.phases()).collect();
+        let hooked = phases.iter().fold(Phases::NONE, |all, &p| all | p);
+        let hooking = |phase: Phases| -> Box<[Arc<dyn Plugin>]> {
+            plugins
+                .iter()
+                .zip(&phases)
+                .filter(|(_, hooked)| hooked.contains(phase))
+                .map(|(plugin, _)| plugin.clone())
+                .collect()
+        };
+        let by_phase = ByPhase {
+            request: hooking(Phases::REQUEST),
+            upstream_request: hooking(Phases::UPSTREAM_REQUEST),
+            response: hooking(Phases::RESPONSE),
+            log: hooking(Phases::LOG),
+            event: hooking(Phases::EVENT),
+        };
         Self {
-            plugins: plugins.into(),
+            all: plugins.into(),
+            by_phase: Arc::new(by_phase),
+            hooked,
         }
     }
 
-    /// True when there is no plugin.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.plugins.is_empty()
+    /// True when some plugin hooks `phase`.
+    pub(crate) fn hook(&self, phase: Phases) -> bool {
+        self.hooked.contains(phase)
     }
 
     /// Runs a request phase on `request`: `Ok(Ok(request))` to go on,
     /// `Ok(Err(response))` when a plugin answered. Nothing is taken apart
-    /// when there is no plugin.
+    /// when no plugin hooks the phase.
     pub(crate) async fn run_request_phase<B>(
         &self,
         phase: RequestPhase,
         context: &RequestContext,
         request: http::Request<B>,
     ) -> Result<Result<http::Request<B>, Response<ResponseBody>>, ProxyError> {
-        if self.is_empty() {
+        let hooking = match phase {
+            RequestPhase::Request => &self.by_phase.request,
+            RequestPhase::UpstreamRequest => &self.by_phase.upstream_request,
+        };
+        if hooking.is_empty() {
             return Ok(Ok(request));
         }
         let (mut parts, body) = request.into_parts();
-        Ok(match self.run_request(phase, context, &mut parts).await? {
-            Flow::Continue => Ok(http::Request::from_parts(parts, body)),
-            Flow::Respond(response) => Err(response),
-        })
+        for plugin in hooking.iter() {
+            let flow = match phase {
+                RequestPhase::Request => plugin.on_request(context, &mut parts).await?,
+                RequestPhase::UpstreamRequest => {
+                    plugin.on_upstream_request(context, &mut parts).await?
+                }
+            };
+            if let Flow::Respond(response) = flow {
+                return Ok(Err(response));
+            }
+        }
+        Ok(Ok(http::Request::from_parts(parts, body)))
     }
 
     /// Runs the upstream request phase, then hands the body to the
@@ -232,26 +331,6 @@ impl Plugins {
         Ok(request)
     }
 
-    async fn run_request(
-        &self,
-        phase: RequestPhase,
-        context: &RequestContext,
-        request: &mut request::Parts,
-    ) -> Result<Flow, ProxyError> {
-        for plugin in self.plugins.iter() {
-            let flow = match phase {
-                RequestPhase::Request => plugin.on_request(context, request).await?,
-                RequestPhase::UpstreamRequest => {
-                    plugin.on_upstream_request(context, request).await?
-                }
-            };
-            if let Flow::Respond(response) = flow {
-                return Ok(Flow::Respond(response));
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
     /// Runs the response phase, then hands `body` to the [`BodyCopy`] a
     /// plugin left in the extensions, if one did.
     pub(crate) async fn run_response(
@@ -260,7 +339,7 @@ impl Plugins {
         response: &mut response::Parts,
         body: &mut ResponseBody,
     ) {
-        for plugin in self.plugins.iter() {
+        for plugin in self.by_phase.response.iter() {
             plugin.on_response(context, response).await;
         }
         if let Some(copy) = response.extensions.remove::<BodyCopy>() {
@@ -269,13 +348,13 @@ impl Plugins {
     }
 
     pub(crate) fn run_log(&self, record: &AccessRecord<'_>) {
-        for plugin in self.plugins.iter() {
+        for plugin in self.by_phase.log.iter() {
             plugin.on_log(record);
         }
     }
 
     pub(crate) fn run_event(&self, event: &Event) {
-        for plugin in self.plugins.iter() {
+        for plugin in self.by_phase.event.iter() {
             plugin.on_event(event);
         }
     }
@@ -284,7 +363,135 @@ impl Plugins {
 impl std::fmt::Debug for Plugins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.plugins.iter().map(|p| p.name()))
+            .entries(self.all.iter().map(|p| p.name()))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    /// Records the phases it was offered.
+    struct Recorder {
+        phases: Phases,
+        seen: Mutex<Vec<&'static str>>,
+    }
+
+    impl Plugin for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+
+        fn phases(&self) -> Phases {
+            self.phases
+        }
+
+        fn on_request<'a>(
+            &'a self,
+            _context: &'a RequestContext,
+            _request: &'a mut request::Parts,
+        ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+            self.seen.lock().unwrap().push("request");
+            ReadyOrBoxed::ready(Ok(Flow::Continue))
+        }
+
+        fn on_upstream_request<'a>(
+            &'a self,
+            _context: &'a RequestContext,
+            _request: &'a mut request::Parts,
+        ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+            self.seen.lock().unwrap().push("upstream");
+            ReadyOrBoxed::ready(Ok(Flow::Continue))
+        }
+
+        fn on_response<'a>(
+            &'a self,
+            _context: &'a RequestContext,
+            _response: &'a mut response::Parts,
+        ) -> ReadyOrBoxed<'a, ()> {
+            self.seen.lock().unwrap().push("response");
+            ReadyOrBoxed::ready(())
+        }
+
+        fn on_log(&self, _record: &AccessRecord<'_>) {
+            self.seen.lock().unwrap().push("log");
+        }
+
+        fn on_event(&self, _event: &Event) {
+            self.seen.lock().unwrap().push("event");
+        }
+    }
+
+    fn recorder(phases: Phases) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            phases,
+            seen: Mutex::default(),
+        })
+    }
+
+    /// Every phase, run once each.
+    fn run_all(plugins: &Plugins) {
+        let context = Arc::new(RequestContext::new(
+            "1".into(),
+            http::Method::GET,
+            "/api".into(),
+            None,
+        ));
+        for phase in [RequestPhase::Request, RequestPhase::UpstreamRequest] {
+            let request = http::Request::new(());
+            let ran = plugins
+                .run_request_phase(phase, &context, request)
+                .now_or_never();
+            assert!(matches!(ran, Some(Ok(Ok(_)))));
+        }
+        let (mut parts, ()) = Response::new(()).into_parts();
+        let mut body = ResponseBody::empty();
+        plugins
+            .run_response(&context, &mut parts, &mut body)
+            .now_or_never()
+            .expect("ready");
+        plugins.run_log(&AccessRecord {
+            context: &context,
+            status: StatusCode::OK,
+            bytes: 0,
+            bytes_received: 0,
+            complete: true,
+            duration: Duration::ZERO,
+        });
+        plugins.run_event(&Event::ProviderHealth {
+            provider: "ldap".into(),
+            problem: None,
+        });
+    }
+
+    #[test]
+    fn each_phase_is_offered_only_to_the_plugins_hooking_it() {
+        let log_only = recorder(Phases::LOG);
+        let every = recorder(Phases::ALL);
+        let edges = recorder(Phases::REQUEST | Phases::EVENT);
+        let plugins = Plugins::new(vec![log_only.clone(), every.clone(), edges.clone()]);
+        run_all(&plugins);
+        assert_eq!(*log_only.seen.lock().unwrap(), ["log"]);
+        assert_eq!(
+            *every.seen.lock().unwrap(),
+            ["request", "upstream", "response", "log", "event"]
+        );
+        assert_eq!(*edges.seen.lock().unwrap(), ["request", "event"]);
+    }
+
+    #[test]
+    fn the_stack_asks_which_phases_any_plugin_hooks() {
+        let plugins = Plugins::new(vec![recorder(Phases::LOG), recorder(Phases::EVENT)]);
+        assert!(plugins.hook(Phases::LOG) && plugins.hook(Phases::EVENT));
+        for phase in [Phases::REQUEST, Phases::UPSTREAM_REQUEST, Phases::RESPONSE] {
+            assert!(!plugins.hook(phase), "{phase:?}");
+        }
+        assert!(!Plugins::default().hook(Phases::LOG));
+        assert!(Plugins::new(vec![recorder(Phases::ALL)]).hook(Phases::RESPONSE));
     }
 }

@@ -21,7 +21,7 @@ use crate::{
     context::{self, ConnectionInfo, RequestContext},
     endpoints::path::{Access, Caller, Endpoint},
     error::ProxyError,
-    plugin::{Plugins, RequestPhase},
+    plugin::{Phases, Plugins, RequestPhase},
     request::{ProxyResponse, ProxyResult},
 };
 
@@ -96,11 +96,11 @@ where
             headers.remove(header::COOKIE);
         }
         // Nearly always known at once (a token table, a cache hit): then,
-        // without plugins to run, the request goes on in place, without a
+        // without plugins hooking the request phase, the request goes on in place, without a
         // boxed future or a clone of the layers below.
         let lookup = Lookup::new(caller, credentials).now(&self.chain);
         let lookup = match lookup {
-            Ok(authenticated) if self.plugins.is_empty() => {
+            Ok(authenticated) if !self.plugins.hook(Phases::REQUEST) => {
                 return match admitted(&context, access, authenticated) {
                     Ok(()) => Either::Left(self.inner.call(request)),
                     Err(error) => Either::Right(Box::pin(std::future::ready(Err(error)))),

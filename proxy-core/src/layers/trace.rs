@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::{
     authn::BoxFuture,
     context::{ConnectionInfo, Current, RequestContext},
-    plugin::{AccessRecord, Plugins},
+    plugin::{AccessRecord, Phases, Plugins},
     request::ProxyResponse,
 };
 
@@ -215,7 +215,7 @@ struct Abandoned<'a>(Option<(&'a Plugins, &'a Arc<RequestContext>)>);
 
 impl<'a> Abandoned<'a> {
     fn guard(plugins: &'a Plugins, context: &'a Arc<RequestContext>) -> Self {
-        Self((!plugins.is_empty()).then_some((plugins, context)))
+        Self(plugins.hook(Phases::LOG).then_some((plugins, context)))
     }
 
     /// The response is here: its body reports the end instead.
@@ -285,8 +285,10 @@ where
                     if let Ok(id) = HeaderValue::from_str(&context.id) {
                         parts.headers.insert(REQUEST_ID, id);
                     }
-                    if !plugins.is_empty() {
+                    if plugins.hook(Phases::RESPONSE) {
                         plugins.run_response(&context, &mut parts, &mut body).await;
+                    }
+                    if plugins.hook(Phases::LOG) {
                         // From here the body reports the end, whenever it comes.
                         abandoned.disarm();
                         let status = parts.status;

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     context::RequestContext,
-    plugin::{AccessRecord, Plugin},
+    plugin::{AccessRecord, Phases, Plugin},
 };
 
 /// Lines waiting to be written at most: about 8 MB; a disk or pipe that
@@ -94,6 +94,10 @@ impl AccessLog {
 impl Plugin for AccessLog {
     fn name(&self) -> &'static str {
         "access-log"
+    }
+
+    fn phases(&self) -> Phases {
+        Phases::LOG
     }
 
     fn on_log(&self, record: &AccessRecord<'_>) {

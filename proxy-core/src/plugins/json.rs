@@ -142,6 +142,25 @@ impl<'a> Object<'a> {
         self.out
     }
 
+    /// Writes `members` as they are: literal `"key":value` pairs, comma
+    /// separated, that need no escaping.
+    pub(crate) fn literal(&mut self, members: &'static str) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.extend_from_slice(members.as_bytes());
+    }
+
+    /// `"key":"value"` for a `value` that needs no escaping (a name of
+    /// Paddock's own).
+    pub(crate) fn literal_str(&mut self, key: &str, value: &'static str) {
+        let out = self.key(key);
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    }
+
     /// Writes a member whose key comes from elsewhere: escaped.
     pub(crate) fn escaped_key(&mut self, key: &str) -> &mut Vec<u8> {
         if !self.empty {

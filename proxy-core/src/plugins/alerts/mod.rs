@@ -69,7 +69,7 @@ use crate::{
     authn::AuthnOutcome,
     context::{LoginOutcome, RequestContext},
     events::Event,
-    plugin::{AccessRecord, Plugin},
+    plugin::{AccessRecord, Phases, Plugin},
 };
 
 /// Which rules are on. All off by default; write
@@ -341,6 +341,10 @@ impl Inner {
 impl Plugin for Alerts {
     fn name(&self) -> &'static str {
         "alerts"
+    }
+
+    fn phases(&self) -> Phases {
+        Phases::LOG | Phases::EVENT
     }
 
     fn on_log(&self, record: &AccessRecord<'_>) {

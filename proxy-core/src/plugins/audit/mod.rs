@@ -97,7 +97,7 @@ use crate::{
     context::RequestContext,
     error::ProxyError,
     future::ReadyOrBoxed,
-    plugin::{AccessRecord, Flow, Plugin},
+    plugin::{AccessRecord, Flow, Phases, Plugin},
     plugins::metrics::QueueStats,
     status::Status,
 };
@@ -167,6 +167,16 @@ struct Failure(Arc<Status>);
 impl Plugin for Audit {
     fn name(&self) -> &'static str {
         "audit"
+    }
+
+    fn phases(&self) -> Phases {
+        let phases = Phases::REQUEST | Phases::RESPONSE | Phases::LOG;
+        if self.objects {
+            // Request bodies are copied from here.
+            phases | Phases::UPSTREAM_REQUEST
+        } else {
+            phases
+        }
     }
 
     fn on_request<'a>(

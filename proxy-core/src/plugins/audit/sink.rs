@@ -24,7 +24,7 @@ use std::{
 };
 
 use super::{
-    event::Event,
+    event::{Event, EventWriter},
     webhook::{WebhookError, WebhookSink},
 };
 use crate::plugins::{
@@ -273,6 +273,7 @@ struct RotatingFile {
     report: Report,
     /// The line being serialised, reused.
     line: Vec<u8>,
+    events: EventWriter,
 }
 
 impl RotatingFile {
@@ -285,12 +286,13 @@ impl RotatingFile {
             size,
             report: Report::default(),
             line: Vec::with_capacity(1024),
+            events: EventWriter::default(),
         })
     }
 
     fn write_event(&mut self, event: &Event, line: &mut Vec<u8>) {
         line.clear();
-        event.write_json(line);
+        self.events.write(event, line);
         line.push(b'\n');
         if let Err(error) = self.write_line(line) {
             self.report(&error);
@@ -406,7 +408,7 @@ mod tests {
         let path = dir.path().join("audit.log");
         let one = {
             let mut line = Vec::new();
-            sample("1").write_json(&mut line);
+            EventWriter::default().write(&sample("1"), &mut line);
             line.len() as u64 + 1
         };
         let mut file = RotatingFile::open(FileSink {

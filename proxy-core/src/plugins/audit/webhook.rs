@@ -20,7 +20,10 @@ use std::{
 use bytes::Bytes;
 use http::Uri;
 
-use super::{event::Event, sink::Report};
+use super::{
+    event::{Event, EventWriter},
+    sink::Report,
+};
 use crate::{net::OutboundProxy, plugins::queue::QueueCounters};
 
 /// Where and how a webhook sink delivers. Its `Debug` shows only the
@@ -114,7 +117,7 @@ impl WebhookSink {
 pub(super) use super::super::outbound::HttpClient;
 
 /// `events` as an `audit.k8s.io/v1` `EventList`.
-fn event_list(events: &[Event]) -> Bytes {
+fn event_list(events: &[Event], writer: &mut EventWriter) -> Bytes {
     let mut body = Vec::with_capacity(1024 * events.len());
     body.extend_from_slice(
         br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":["#,
@@ -123,7 +126,7 @@ fn event_list(events: &[Event]) -> Bytes {
         if i > 0 {
             body.push(b',');
         }
-        event.write_json(&mut body);
+        writer.write(event, &mut body);
     }
     body.extend_from_slice(b"]}");
     Bytes::from(body)
@@ -140,6 +143,7 @@ pub(super) fn deliver_events(
 ) {
     let mut report = Report::default();
     let mut batch = Vec::with_capacity(webhook.batch_size.min(1024));
+    let mut writer = EventWriter::default();
     // Blocking receives on this thread are fine: its event loop has nothing
     // else to run while there is nothing to send.
     while let Ok(event) = receiver.recv() {
@@ -151,7 +155,7 @@ pub(super) fn deliver_events(
             }
         }
         counters.taken(batch.len() as u64);
-        let body = event_list(&batch);
+        let body = event_list(&batch, &mut writer);
         let delivered = runtime.block_on(deliver(&webhook, &client, body, &mut report));
         if !delivered {
             counters.lost(batch.len() as u64);

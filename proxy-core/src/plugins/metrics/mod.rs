@@ -53,7 +53,7 @@ use crate::{
     error::ProxyError,
     events::Event,
     future::ReadyOrBoxed,
-    plugin::{AccessRecord, Flow, Plugin},
+    plugin::{AccessRecord, Flow, Phases, Plugin},
     status::Status,
     store::StoreView,
 };
@@ -395,6 +395,10 @@ impl Drop for StreamGuard {
 impl Plugin for Metrics {
     fn name(&self) -> &'static str {
         "metrics"
+    }
+
+    fn phases(&self) -> Phases {
+        Phases::UPSTREAM_REQUEST | Phases::RESPONSE | Phases::LOG | Phases::EVENT
     }
 
     fn on_upstream_request<'a>(

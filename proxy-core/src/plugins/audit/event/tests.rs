@@ -106,3 +106,69 @@ fn long_user_agents_are_cut() {
     assert!(cut.ends_with("...TRUNCATED"));
     assert_eq!(cut.len(), 1024 + "...TRUNCATED".len());
 }
+
+/// The writer keeps users' objects by identity: each event still names its
+/// own caller and impersonated user, past the cache's size, and an identity
+/// dropped and replaced by another at the same address is not mistaken
+/// for it.
+#[test]
+fn cached_users_name_each_events_own_identities() {
+    let identity = |name: &str| {
+        Arc::new(Identity {
+            user: format!("u-{name}"),
+            username: name.to_owned(),
+            groups: vec![format!("{name}-group")],
+            provider: "token-file".to_owned(),
+            ..Identity::default()
+        })
+    };
+    let event_of = |caller: &Arc<Identity>, as_user: Option<&Arc<Identity>>| {
+        let event = sample("1");
+        event.context.set_identity(caller.clone());
+        if let Some(as_user) = as_user {
+            event.context.set_impersonated(as_user.clone());
+        }
+        event
+    };
+    let names = |value: &serde_json::Value| {
+        (
+            value["user"]["username"].as_str().map(str::to_owned),
+            value["impersonatedUser"]["username"]
+                .as_str()
+                .map(str::to_owned),
+        )
+    };
+    let mut writer = EventWriter::default();
+    let mut written = |event: &Event| {
+        let mut out = Vec::new();
+        writer.write(event, &mut out);
+        serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+    };
+    let people: Vec<_> = (0..CACHED_USERS * 2)
+        .map(|i| identity(&format!("p{i}")))
+        .collect();
+    for round in 0..3 {
+        for (i, person) in people.iter().enumerate() {
+            let other = &people[(i + round + 1) % people.len()];
+            let value = written(&event_of(person, Some(other)));
+            assert_eq!(
+                names(&value),
+                (Some(person.username.clone()), Some(other.username.clone()))
+            );
+            assert_eq!(
+                value["user"]["groups"][0],
+                format!("{}-group", person.username)
+            );
+        }
+    }
+    // A fresh identity, perhaps where a dropped one lived.
+    for i in 0..CACHED_USERS * 2 {
+        let fresh = identity(&format!("fresh{i}"));
+        let value = written(&event_of(&fresh, None));
+        assert_eq!(names(&value), (Some(format!("fresh{i}")), None));
+    }
+    let cached = written(&event_of(&people[0], None));
+    let uncached = sample("1");
+    uncached.context.set_identity(people[0].clone());
+    assert_eq!(cached, uncached.to_value());
+}
