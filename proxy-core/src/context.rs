@@ -197,6 +197,13 @@ impl Current {
         }
     }
 
+    /// Calls `f` with this as the current request: for the layers' work
+    /// done when a request is handed to them, before their future is
+    /// polled.
+    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
     /// Runs `future` with this as the current request at each poll (and
     /// when it is dropped unfinished).
     pub(crate) fn scope<F: std::future::Future>(

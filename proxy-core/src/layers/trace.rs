@@ -274,7 +274,11 @@ where
         ));
         let span = request_span(&context);
         request.extensions_mut().insert(context.clone());
-        let response = self.inner.call(request);
+        // The layers below do part of their work when called (all of it
+        // when nothing has to wait): in the request's span and scope too.
+        let response = span.in_scope(|| {
+            Current::new(context.clone(), &span).sync_scope(|| self.inner.call(request))
+        });
         let plugins = self.plugins.clone();
         Box::pin(
             Current::new(context.clone(), &span).scope(
