@@ -17,21 +17,15 @@ pub(crate) fn push_str(out: &mut Vec<u8>, value: &str) {
 /// parts.
 pub(crate) fn push_str_contents(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
+    // Most strings (paths, names, user agents) have no byte to escape:
+    // checked eight bytes at a time without branching, then copied whole.
+    if !any_needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        // Eight bytes at a time while none needs escaping: most strings
-        // (paths, names, user agents) have no such byte at all.
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
+    for (i, &b) in bytes.iter().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {
-            i += 1;
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
@@ -48,10 +42,26 @@ pub(crate) fn push_str_contents(out: &mut Vec<u8>, value: &str) {
                 out.push(HEX[usize::from(b & 0xf)]);
             }
         }
-        i += 1;
-        start = i;
+        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Whether some byte of `bytes` must be escaped. The last word overlaps
+/// the one before it rather than being checked byte by byte; a string
+/// shorter than a word is padded with spaces.
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    if bytes.len() < 8 {
+        let mut padded = [b' '; 8];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        return needs_escape(u64::from_le_bytes(padded));
+    }
+    let mut found = needs_escape(word(&bytes[bytes.len() - 8..]));
+    for chunk in bytes.chunks_exact(8) {
+        found |= needs_escape(word(chunk));
+    }
+    found
 }
 
 /// Whether any of the eight bytes in `word` is a control character, `"`
@@ -237,6 +247,28 @@ mod tests {
             push_str(&mut out, text);
             let parsed: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(parsed, text);
+        }
+    }
+
+    /// Every length up to three words, with one byte to escape at every
+    /// position (the padded short word, the overlapping last word), or
+    /// none.
+    #[test]
+    fn escapes_are_found_at_every_position() {
+        for len in 0..24 {
+            for special in [None, Some('"'), Some('\\'), Some('\n'), Some('\u{1}')] {
+                for at in 0..len.max(1) {
+                    let text: String = (0..len)
+                        .map(|i| special.filter(|_| i == at).unwrap_or('a'))
+                        .collect();
+                    let mut out = Vec::new();
+                    push_str(&mut out, &text);
+                    let parsed: String =
+                        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+                    assert_eq!(parsed, text);
+                    assert_eq!(out.len() == text.len() + 2, special.is_none() || len == 0);
+                }
+            }
         }
     }
 
