@@ -8,7 +8,9 @@
 //! cluster health checker ([`crate::health`]) and the RBAC sync
 //! ([`crate::plugins::rbac_sync`]). Other sources (an embedder's own
 //! checks) emit through [`Events`], which
-//! [`Proxy::events`](crate::Proxy::events) hands out.
+//! [`Proxy::events`](crate::Proxy::events) hands out; what they find about
+//! a cluster's reachability goes to the verdict instead, through
+//! [`Proxy::report_reachability`](crate::Proxy::report_reachability).
 
 use std::sync::Arc;
 
@@ -22,7 +24,20 @@ use crate::{
 pub enum Event {
     /// Paddock's verdict on a cluster changed (the first one included): it
     /// answers, or cannot be reached. Requests, the health checks, the RBAC
-    /// sync's calls and an agent's tunnel all feed that one verdict.
+    /// sync's calls and an agent's tunnel all feed that one verdict, and
+    /// only the verdict sends this: outside Paddock it cannot be built, so
+    /// no other source can tell the plugins something routing does not
+    /// believe.
+    ///
+    /// ```compile_fail
+    /// use proxy_core::events::Event;
+    /// let forged = Event::ClusterReachability {
+    ///     cluster: "prod".into(),
+    ///     reachable: false,
+    ///     reason: None,
+    /// };
+    /// ```
+    #[non_exhaustive]
     ClusterReachability {
         /// The cluster's id.
         cluster: String,

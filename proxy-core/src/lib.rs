@@ -321,7 +321,7 @@ impl ProxyBuilder {
             authenticators: self.authenticators,
             authorizer: self.authorizer,
             admin_authorizer,
-            router,
+            router: router.clone(),
             tunnels,
             agent_image: self.agent_image,
             plugins,
@@ -336,6 +336,7 @@ impl ProxyBuilder {
             service,
             rbac_sync,
             events,
+            router,
             shutdown,
             options: server::ServeOptions {
                 grace: self.grace,
@@ -363,6 +364,7 @@ pub struct Proxy {
     service: ProxyService,
     rbac_sync: Option<plugins::rbac_sync::Running>,
     events: events::Events,
+    router: Arc<Router>,
     shutdown: Shutdown,
     options: server::ServeOptions,
 }
@@ -384,11 +386,35 @@ impl Proxy {
         self.service.with_body()
     }
 
-    /// Where background events for this proxy's plugins go: an agent
-    /// tunnel's connects and disconnects, an embedder's own checks (see
-    /// [`events`]).
+    /// Where background events for this proxy's plugins go: an embedder's
+    /// own checks (see [`events`]). A cluster's reachability is not among
+    /// them: that is Paddock's own verdict.
     pub fn events(&self) -> events::Events {
         self.events.clone()
+    }
+
+    /// Tells Paddock's verdict on `cluster` what a check of the embedder's
+    /// own found: `Ok(())` it answered, `Err(reason)` it could not be
+    /// reached. The cluster's status, the health view and the plugins (an
+    /// [`Event::ClusterReachability`](events::Event::ClusterReachability)
+    /// when the verdict changes) all read that one verdict, which requests,
+    /// Paddock's own calls and agents' tunnels feed too. False when no
+    /// cluster has this id.
+    ///
+    /// ```no_run
+    /// # fn run(proxy: &proxy_core::Proxy) {
+    /// proxy.report_reachability("edge-1", Err("the site's VPN is down"));
+    /// # }
+    /// ```
+    pub fn report_reachability(&self, cluster: &str, outcome: Result<(), &str>) -> bool {
+        let Ok(cluster) = self.router.resolve(Some(cluster)) else {
+            return false;
+        };
+        cluster.reachability().observe(match outcome {
+            Ok(()) => upstream::Observation::Answers,
+            Err(reason) => upstream::Observation::Unreachable(reason),
+        });
+        true
     }
 
     /// Each cluster's RBAC sync status, by cluster id; empty when the sync
@@ -419,5 +445,63 @@ impl Proxy {
             signal,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Keeps the clusters' reachability events it hears.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<(String, bool, Option<String>)>>);
+
+    impl Plugin for Arc<Heard> {
+        fn name(&self) -> &'static str {
+            "heard"
+        }
+
+        fn on_event(&self, event: &events::Event) {
+            if let events::Event::ClusterReachability {
+                cluster,
+                reachable,
+                reason,
+            } = event
+            {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((cluster.clone(), *reachable, reason.clone()));
+            }
+        }
+    }
+
+    /// An embedder's check goes through the cluster's one verdict: a
+    /// change is one event, a repeat of the verdict none.
+    #[tokio::test]
+    async fn reported_reachability_feeds_the_clusters_verdict() {
+        let heard = Arc::new(Heard::default());
+        let proxy = Proxy::builder()
+            .without_plugins()
+            .plugin(heard.clone())
+            .cluster(
+                upstream::ClusterConfig::new("edge", "https://127.0.0.1:1"),
+                false,
+            )
+            .build()
+            .unwrap();
+        assert!(proxy.report_reachability("edge", Err("the VPN is down")));
+        assert!(proxy.report_reachability("edge", Err("still down")));
+        assert!(proxy.report_reachability("edge", Ok(())));
+        assert!(!proxy.report_reachability("nowhere", Ok(())));
+        assert_eq!(
+            *heard.0.lock().unwrap(),
+            [
+                ("edge".to_owned(), false, Some("the VPN is down".to_owned())),
+                ("edge".to_owned(), true, None),
+            ]
+        );
     }
 }
