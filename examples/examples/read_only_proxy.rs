@@ -26,7 +26,7 @@ use proxy_core::{
     context::RequestContext,
     error::ProxyError,
     future::ReadyOrBoxed,
-    plugin::{Flow, Plugin},
+    plugin::{Flow, Phases, Plugin},
     server::tls::ServerTls,
     status::Status,
     upstream::ClusterConfig,
@@ -39,6 +39,11 @@ struct ReadOnly;
 impl Plugin for ReadOnly {
     fn name(&self) -> &'static str {
         "read-only"
+    }
+
+    // Only this phase: the others are not offered, and cost nothing.
+    fn phases(&self) -> Phases {
+        Phases::UPSTREAM_REQUEST
     }
 
     fn on_upstream_request<'a>(
