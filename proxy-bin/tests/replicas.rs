@@ -408,7 +408,14 @@ async fn the_elected_replica_refreshes_users_of_every_replica_and_the_other_take
         )
         .await;
     }
-    assert!(refreshes(&replicas[elected], &["refreshed"]).await >= 1.0);
+    // Counted once the refresh has let go of its claim in etcd, a round
+    // trip after its answer reached the store.
+    eventually(
+        "the elected replica to count its refresh",
+        Duration::from_secs(10),
+        || async { refreshes(&replicas[elected], &["refreshed"]).await >= 1.0 },
+    )
+    .await;
     for k in &kube {
         let refused = kubectl_until(k, false).await;
         let stderr = String::from_utf8_lossy(&refused.stderr);
