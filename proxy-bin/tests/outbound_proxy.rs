@@ -3,7 +3,7 @@
 //! through a real `CONNECT` proxy on loopback (TLS to GitHub end to end
 //! inside the tunnel), a `NO_PROXY` host is reached directly, a refusing
 //! proxy is a 503 that shows its credentials nowhere, and a malformed
-//! `HTTPS_PROXY` is a configuration error.
+//! `HTTPS_PROXY` or `NO_PROXY` is a configuration error.
 
 use std::{path::Path, time::Duration};
 
@@ -187,7 +187,7 @@ async fn audit_events_and_alerts_go_through_https_proxy() {
 }
 
 #[test]
-fn a_malformed_https_proxy_is_a_configuration_error_naming_it() {
+fn a_malformed_https_proxy_or_no_proxy_is_a_configuration_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let output = run_to_exit(
         without_proxy_env(&mut std::process::Command::new(bin()))
@@ -215,4 +215,19 @@ fn a_malformed_https_proxy_is_a_configuration_error_naming_it() {
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("HTTPS_PROXY:"), "{stderr}");
     assert!(!stderr.contains("s3cret"), "{stderr}");
+
+    // So is a `NO_PROXY` entry that is no name, address or range.
+    let output = run_to_exit(
+        without_proxy_env(&mut std::process::Command::new(bin()))
+            .env("HTTPS_PROXY", "http://proxy.invalid:3128")
+            .env("NO_PROXY", ".svc,10.96.0.0/33")
+            .args(["config", "check", "--config"])
+            .arg(&config),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("NO_PROXY:") && stderr.contains("10.96.0.0/33"),
+        "{stderr}"
+    );
 }

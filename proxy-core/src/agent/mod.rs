@@ -129,7 +129,10 @@ pub async fn run(
     }
     let proxy = config
         .proxy
-        .for_host(server.host().unwrap_or_default())
+        .for_destination(
+            server.host().unwrap_or_default(),
+            server.port_u16().unwrap_or(443),
+        )
         .cloned();
     let roots = tls::roots(config.ca_pem.as_deref())
         .map_err(|e| AgentError::Config(format!("--ca-file: {e}")))?;

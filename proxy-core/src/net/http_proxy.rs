@@ -5,6 +5,7 @@
 
 use std::{
     future::Future,
+    net::IpAddr,
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
@@ -29,7 +30,108 @@ const MAX_PROXY_RESPONSE: usize = 8 * 1024;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct OutboundProxy {
     proxy: Option<Uri>,
+    /// `NO_PROXY` as given, for logs.
     no_proxy: Vec<String>,
+    /// The same, parsed.
+    exemptions: Vec<Exemption>,
+}
+
+/// One `NO_PROXY` entry, in the forms Go's and curl's clients accept (so
+/// the one variable a cluster's pods share means the same here).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Exemption {
+    /// `*`: nothing goes through the proxy.
+    Everything,
+    /// `10.0.0.0/8`, `fd00::/8` or a single address: destinations given as
+    /// an address in the range (names are not resolved to match).
+    Addresses(IpAddr, u8),
+    /// `example.com`, `.example.com` or `*.example.com`: the name and its
+    /// subdomains; with `:port`, only on that port.
+    Name(String, Option<u16>),
+}
+
+impl Exemption {
+    fn parse(entry: &str) -> Result<Self, String> {
+        if entry == "*" {
+            return Ok(Self::Everything);
+        }
+        if let Some((address, bits)) = entry.split_once('/') {
+            let invalid = || format!("{entry:?} is not an address range");
+            let address: IpAddr = address.parse().map_err(|_| invalid())?;
+            let bits: u8 = bits.parse().map_err(|_| invalid())?;
+            let width = if address.is_ipv4() { 32 } else { 128 };
+            return match bits <= width {
+                true => Ok(Self::Addresses(address, bits)),
+                false => Err(invalid()),
+            };
+        }
+        let unbracketed = entry.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(address) = unbracketed.parse::<IpAddr>() {
+            let width = if address.is_ipv4() { 32 } else { 128 };
+            return Ok(Self::Addresses(address, width));
+        }
+        // `host:port` or `[v6]:port`; a bare IPv6 address was taken above.
+        let (host, port) = match entry.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("{entry:?} has an invalid port"))?;
+                (host, Some(port))
+            }
+            None => (entry, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(address) = host.parse::<IpAddr>() {
+            let width = if address.is_ipv4() { 32 } else { 128 };
+            return match port {
+                // An address with a port: only that port is exempt.
+                Some(_) => Ok(Self::Name(address.to_string(), port)),
+                None => Ok(Self::Addresses(address, width)),
+            };
+        }
+        let name = host.trim_start_matches('*').trim_start_matches('.');
+        Ok(Self::Name(name.to_ascii_lowercase(), port))
+    }
+
+    fn covers(&self, host: &str, address: Option<IpAddr>, port: u16) -> bool {
+        match self {
+            Self::Everything => true,
+            Self::Addresses(range, bits) => address.is_some_and(|a| in_range(a, *range, *bits)),
+            Self::Name(name, only_port) => {
+                let host_matches = match address {
+                    // Compare addresses as addresses (`::1` vs `0:0::1`).
+                    Some(a) => name.parse::<IpAddr>() == Ok(a),
+                    None => {
+                        host.eq_ignore_ascii_case(name)
+                            || (host.len() > name.len()
+                                && host.as_bytes()[host.len() - name.len() - 1] == b'.'
+                                && host[host.len() - name.len()..].eq_ignore_ascii_case(name))
+                    }
+                };
+                host_matches && only_port.is_none_or(|p| p == port)
+            }
+        }
+    }
+}
+
+/// Whether `address` is in `range`/`bits` (an IPv4-mapped IPv6 address
+/// counts as its IPv4 one).
+fn in_range(address: IpAddr, range: IpAddr, bits: u8) -> bool {
+    let address = match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    };
+    match (address, range) {
+        (IpAddr::V4(a), IpAddr::V4(r)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(r) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(r)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(r) & mask
+        }
+        _ => false,
+    }
 }
 
 impl std::fmt::Debug for OutboundProxy {
@@ -37,7 +139,7 @@ impl std::fmt::Debug for OutboundProxy {
         f.debug_struct("OutboundProxy")
             .field("proxy", &self.proxy.as_ref().map(proxy_display))
             .field("no_proxy", &self.no_proxy)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,15 +154,19 @@ impl OutboundProxy {
                 .filter(|v| !v.is_empty())
         };
         match var(["HTTPS_PROXY", "https_proxy"]) {
-            Some(proxy) => Self::new(&proxy, &var(["NO_PROXY", "no_proxy"]).unwrap_or_default())
-                .map_err(|e| format!("HTTPS_PROXY: {e}")),
+            Some(proxy) => Self::new(&proxy, &var(["NO_PROXY", "no_proxy"]).unwrap_or_default()),
             None => Ok(Self::default()),
         }
     }
 
     /// Through `proxy` (`http://[user:password@]host[:port]`, the scheme
-    /// optional), except for the hosts of `no_proxy`: comma-separated names,
-    /// each also covering its subdomains, or `*` for all.
+    /// optional), except for the destinations of `no_proxy`, a
+    /// comma-separated list as Go's and curl's clients read it: names
+    /// (each also covering its subdomains; a leading `.` or `*.` changes
+    /// nothing), optionally with `:port`; addresses and CIDR ranges
+    /// (`10.0.0.0/8`, `fd00::/8`), matched against destinations given as
+    /// addresses; or `*` for all. Loopback is not exempt unless listed.
+    /// Errors start with the variable they are about.
     pub fn new(proxy: &str, no_proxy: &str) -> Result<Self, String> {
         let with_scheme = if proxy.contains("://") {
             proxy.to_owned()
@@ -69,21 +175,27 @@ impl OutboundProxy {
         };
         let uri: Uri = with_scheme
             .parse()
-            .map_err(|_| "the proxy is not a URL".to_owned())?;
+            .map_err(|_| "HTTPS_PROXY: the proxy is not a URL".to_owned())?;
         if uri.scheme_str() != Some("http") {
-            return Err("only http:// proxies are supported".to_owned());
+            return Err("HTTPS_PROXY: only http:// proxies are supported".to_owned());
         }
         if uri.host().is_none() {
-            return Err("the proxy URL has no host".to_owned());
+            return Err("HTTPS_PROXY: the proxy URL has no host".to_owned());
         }
-        let no_proxy = no_proxy
+        let no_proxy: Vec<String> = no_proxy
             .split(',')
-            .map(|entry| entry.trim().trim_start_matches('.').to_owned())
+            .map(|entry| entry.trim().to_owned())
             .filter(|entry| !entry.is_empty())
             .collect();
+        let exemptions = no_proxy
+            .iter()
+            .map(|entry| Exemption::parse(entry))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("NO_PROXY: {e}"))?;
         Ok(Self {
             proxy: Some(uri),
             no_proxy,
+            exemptions,
         })
     }
 
@@ -98,14 +210,16 @@ impl OutboundProxy {
         &self.no_proxy
     }
 
-    /// The proxy to reach `host` through, unless it connects directly.
-    pub(crate) fn for_host(&self, host: &str) -> Option<&Uri> {
+    /// The proxy to reach `host:port` through, unless it connects directly.
+    pub(crate) fn for_destination(&self, host: &str, port: u16) -> Option<&Uri> {
         let proxy = self.proxy.as_ref()?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let address = host.parse().ok();
         let exempt = self
-            .no_proxy
+            .exemptions
             .iter()
-            .any(|entry| entry == "*" || host == entry || host.ends_with(&format!(".{entry}")));
+            .any(|exemption| exemption.covers(host, address, port));
         (!exempt).then_some(proxy)
     }
 }
@@ -215,17 +329,17 @@ impl Service<Uri> for ProxyConnector {
 
     fn call(&mut self, destination: Uri) -> Self::Future {
         let host = destination.host().unwrap_or_default();
-        let Some(proxy) = self.proxy.for_host(host).cloned() else {
-            let direct = self.direct.clone();
-            return Box::pin(async move { Ok(direct.oneshot(destination).await?) });
-        };
-        let host = host.to_owned();
         let port = destination
             .port_u16()
             .unwrap_or(match destination.scheme_str() {
                 Some("http") => 80,
                 _ => 443,
             });
+        let Some(proxy) = self.proxy.for_destination(host, port).cloned() else {
+            let direct = self.direct.clone();
+            return Box::pin(async move { Ok(direct.oneshot(destination).await?) });
+        };
+        let host = host.to_owned();
         let timeout = self.connect_timeout;
         Box::pin(async move {
             let tcp = tokio::time::timeout(timeout, through_proxy(&proxy, &host, port))
@@ -314,18 +428,67 @@ pub(crate) mod tests {
     #[test]
     fn no_proxy_exempts_names_their_subdomains_or_everything() {
         let proxy = OutboundProxy::new("proxy.corp:3128", "internal, .svc.local,10.0.0.1").unwrap();
-        assert!(proxy.for_host("paddock.example").is_some());
-        assert!(proxy.for_host("internal").is_none());
-        assert!(proxy.for_host("a.internal").is_none());
-        assert!(proxy.for_host("notinternal").is_some());
-        assert!(proxy.for_host("paddock.svc.local").is_none());
-        assert!(proxy.for_host("10.0.0.1").is_none());
+        let direct = |host| proxy.for_destination(host, 443).is_none();
+        assert!(!direct("paddock.example"));
+        assert!(direct("internal"));
+        assert!(direct("a.internal"));
+        assert!(direct("A.Internal."));
+        assert!(!direct("notinternal"));
+        assert!(direct("paddock.svc.local"));
+        assert!(direct("10.0.0.1"));
+        assert!(!direct("10.0.0.2"));
         assert!(OutboundProxy::new("proxy.corp", "*")
             .unwrap()
-            .for_host("anything")
+            .for_destination("anything", 443)
             .is_none());
-        assert!(OutboundProxy::default().for_host("anything").is_none());
+        assert!(OutboundProxy::default()
+            .for_destination("anything", 443)
+            .is_none());
         assert!(OutboundProxy::new("https://proxy.corp", "").is_err());
+    }
+
+    /// The forms a cluster's shared `NO_PROXY` carries (a service CIDR, a
+    /// pod CIDR, `*.` names, ports) mean what they mean to Go clients.
+    #[test]
+    fn no_proxy_takes_address_ranges_wildcards_and_ports() {
+        let proxy = OutboundProxy::new(
+            "proxy.corp:3128",
+            "10.96.0.0/12,fd00:10::/32,*.corp.example,registry.example:5000,[::1]:6443,192.168.1.7:8443",
+        )
+        .unwrap();
+        let direct = |host, port| proxy.for_destination(host, port).is_none();
+        assert!(direct("10.96.0.1", 443));
+        assert!(direct("10.111.255.254", 443));
+        assert!(!direct("10.112.0.1", 443));
+        assert!(direct("[fd00:10::1]", 443));
+        assert!(direct("::ffff:10.96.0.1", 443));
+        assert!(!direct("fd00:11::1", 443));
+        assert!(direct("api.corp.example", 443));
+        assert!(direct("corp.example", 443));
+        assert!(direct("registry.example", 5000));
+        assert!(!direct("registry.example", 443));
+        assert!(direct("[::1]", 6443));
+        assert!(!direct("[::1]", 443));
+        assert!(direct("192.168.1.7", 8443));
+        assert!(!direct("192.168.1.7", 443));
+        // Names are not resolved to match address ranges, as in Go.
+        assert!(!direct("kubernetes.default.svc", 443));
+        assert!(!direct("localhost", 443));
+        assert_eq!(
+            OutboundProxy::new("proxy.corp:3128", "0.0.0.0/0")
+                .unwrap()
+                .for_destination("203.0.113.9", 443),
+            None
+        );
+        for bad in ["10.0.0.0/33", "10.0.0/8", "host:port", "fd00::/129"] {
+            let error = OutboundProxy::new("proxy.corp", bad).unwrap_err();
+            assert!(
+                error.starts_with("NO_PROXY: ") && error.contains(bad),
+                "{error}"
+            );
+        }
+        let error = OutboundProxy::new("ftp://proxy.corp", "").unwrap_err();
+        assert!(error.starts_with("HTTPS_PROXY: "), "{error}");
     }
 
     #[test]
