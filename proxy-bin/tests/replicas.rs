@@ -434,11 +434,11 @@ async fn the_elected_replica_refreshes_users_of_every_replica_and_the_other_take
     replicas[elected].kill();
     set_team_5001(&github, true);
     let survivor = &replicas[other];
-    // A replica killed mid-refresh keeps its claim on the user for a
-    // minute (CLAIM_HOLD): the survivor's refreshes are `busy` until then.
+    // A replica killed mid-refresh keeps its claim on the user until its
+    // lease expires (10 s): the survivor's refreshes are `busy` until then.
     eventually(
         "the survivor to be elected and refresh",
-        Duration::from_secs(90),
+        Duration::from_secs(40),
         || async {
             survivor.log().contains(ELECTED) && refreshes(survivor, &["refreshed"]).await >= 1.0
         },

@@ -56,12 +56,6 @@ pub enum Outcome {
     Busy,
 }
 
-/// How long a claim on one user's refresh holds when its holder never
-/// lets go (it died mid-refresh): longer than a refresh takes (a provider's
-/// requests time out after 10 s each), short enough that a replica killed
-/// mid-refresh does not hold the user's refreshes back for long.
-const CLAIM_HOLD: Duration = Duration::from_secs(60);
-
 /// The name of the claim on `provider`'s refresh of `user_id`.
 fn claim_name(provider: &str, user_id: &str) -> String {
     format!("refresh\0{provider}\0{user_id}")
@@ -70,25 +64,21 @@ fn claim_name(provider: &str, user_id: &str) -> String {
 impl Accounts {
     /// Claims `provider`'s refresh of `user_id`, so that no other refresh of
     /// the same user runs meanwhile: on this replica (a set in memory) and,
-    /// with several replicas, on any (a shared counter in the store, which
-    /// also lapses after [`CLAIM_HOLD`] if its holder dies). `false`: one
-    /// is running, or the store cannot tell.
+    /// with several replicas, on any (a claim in the store, which lapses
+    /// within seconds if its holder dies). `false`: one is running, or the
+    /// store cannot tell.
     async fn claim_refresh(self: &Arc<Self>, provider: &str, user_id: &str) -> bool {
         let name = claim_name(provider, user_id);
         if !self.refreshing_mut().insert(name.clone()) {
             return false;
         }
-        let Some(counters) = self.view.store().shared_counters() else {
+        let Some(claims) = self.view.store().claims() else {
             return true;
         };
-        let busy = |_: usize, _: u32, since: Duration| CLAIM_HOLD.saturating_sub(since);
         let shared = name.clone();
-        let claimed = tokio::task::spawn_blocking(move || {
-            counters.check_and_increment(std::slice::from_ref(&shared), &busy, CLAIM_HOLD)
-        })
-        .await;
+        let claimed = tokio::task::spawn_blocking(move || claims.claim(&shared)).await;
         match claimed {
-            Ok(Ok(wait)) if wait.is_zero() => true,
+            Ok(Ok(true)) => true,
             _ => {
                 self.refreshing_mut().remove(&name);
                 false
@@ -99,9 +89,9 @@ impl Accounts {
     /// Lets go of a claim [`claim_refresh`](Self::claim_refresh) took.
     async fn release_refresh(self: &Arc<Self>, provider: &str, user_id: &str) {
         let name = claim_name(provider, user_id);
-        if let Some(counters) = self.view.store().shared_counters() {
+        if let Some(claims) = self.view.store().claims() {
             let shared = name.clone();
-            let released = tokio::task::spawn_blocking(move || counters.remove(&shared)).await;
+            let released = tokio::task::spawn_blocking(move || claims.release(&shared)).await;
             if !matches!(released, Ok(Ok(()))) {
                 tracing::warn!(auth.provider = %provider, auth.user = %user_id, "releasing a refresh claim failed; it lapses by itself");
             }
@@ -170,8 +160,8 @@ impl Accounts {
 ///   its key goes, before etcd could elect another (`store::election`), and
 ///   an answer that arrives after the lead was lost is dropped unapplied;
 /// - every refresh, the admin's "refresh now" on any replica included,
-///   first claims the user ([`Accounts::claim_refresh`]: one etcd
-///   transaction guarded like the login throttle's counters), and a user
+///   first claims the user ([`Accounts::claim_refresh`]: a key in etcd
+///   created only if absent, on a lease its replica renews), and a user
 ///   already claimed is left alone ([`Outcome::Busy`]).
 async fn refresh(
     accounts: &Arc<Accounts>,

@@ -106,7 +106,7 @@ async fn campaign_and_lead(
         let answer = loop {
             tokio::select! {
                 answer = &mut campaign => break answer,
-                _ = tick.tick() => renew(&mut keeper, &mut acks).await?,
+                _ = tick.tick() => renew(&mut keeper, &mut acks, LEASE_TTL / 3).await?,
             }
         };
         match answer {
@@ -140,7 +140,7 @@ async fn campaign_and_lead(
                 if me.strong_count() == 0 {
                     return Ok(());
                 }
-                renew(&mut keeper, &mut acks).await?;
+                renew(&mut keeper, &mut acks, LEASE_TTL / 3).await?;
             }
             event = key_events.message() => match event? {
                 Some(resp) if resp.canceled() => return Err(lost("the leader key watch was cancelled")),
@@ -162,12 +162,14 @@ fn lost(why: &str) -> etcd_client::Error {
     etcd_client::Error::LeaseKeepAliveError(why.to_owned())
 }
 
-async fn renew(
+/// Renews a lease once, its answer awaited for `within`.
+pub(super) async fn renew(
     keeper: &mut etcd_client::LeaseKeeper,
     acks: &mut etcd_client::LeaseKeepAliveStream,
+    within: Duration,
 ) -> Result<(), etcd_client::Error> {
     keeper.keep_alive().await?;
-    match tokio::time::timeout(LEASE_TTL / 3, acks.message()).await {
+    match tokio::time::timeout(within, acks.message()).await {
         Ok(Ok(Some(ack))) if ack.ttl() > 0 => Ok(()),
         Ok(Ok(_)) => Err(lost("the lease expired")),
         Ok(Err(e)) => Err(e),

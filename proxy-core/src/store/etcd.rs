@@ -160,6 +160,7 @@ pub struct EtcdStore {
     hint: Arc<Notify>,
     election: std::sync::OnceLock<Arc<super::election::Election>>,
     counters: std::sync::OnceLock<Arc<super::etcd_counters::EtcdCounters>>,
+    claims: std::sync::OnceLock<Arc<super::etcd_claims::EtcdClaims>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -278,6 +279,7 @@ impl EtcdStore {
             hint: Arc::new(Notify::new()),
             election: std::sync::OnceLock::new(),
             counters: std::sync::OnceLock::new(),
+            claims: std::sync::OnceLock::new(),
         };
         // The channel connects lazily: one read proves a member answers (and
         // that it has a leader).
@@ -491,6 +493,85 @@ impl EtcdStore {
             },
         )))
     }
+}
+
+/// One kind of key the replicas coordinate with (counters, claims), under
+/// `<prefix><kind>/`, each named by the SHA-256 of its name in hex: names
+/// (usernames, addresses, user ids) are neither listed in clear nor limited
+/// in the characters they may hold. Requests on them are blocking, within
+/// the store's timeout.
+pub(super) struct HashedKeys {
+    client: Client,
+    handle: tokio::runtime::Handle,
+    prefix: String,
+    timeout: Duration,
+    kind: &'static str,
+}
+
+impl HashedKeys {
+    pub(super) fn new(store: &EtcdStore, kind: &'static str) -> Self {
+        Self {
+            client: store.client(),
+            handle: store.handle().clone(),
+            prefix: format!("{}{kind}/", store.prefix()),
+            timeout: store.options.request_timeout,
+            kind,
+        }
+    }
+
+    /// The key of `name`.
+    pub(super) fn key(&self, name: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        format!("{}{}", self.prefix, hex::encode(digest))
+    }
+
+    /// A clone of the store's client.
+    pub(super) fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The store's runtime.
+    pub(super) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Runs the request `f` on the store's runtime, blocking this thread.
+    pub(super) fn block<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let kind = self.kind;
+        wait_on(&self.handle, self.timeout, async move {
+            f.await.map_err(|e| unavailable(kind, e))
+        })
+    }
+
+    /// An `Unavailable` error about these keys.
+    pub(super) fn unavailable(&self, e: impl std::fmt::Display) -> StoreError {
+        unavailable(self.kind, e)
+    }
+}
+
+fn unavailable(kind: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        detail: format!("{kind}: {e}"),
+    }
+}
+
+impl std::fmt::Debug for HashedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashedKeys")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This process among the replicas, `<hostname>/<pid>`: the value of the
+/// keys it holds (the election's, its claims), for whoever reads them.
+pub(super) fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}/{}", host.trim(), std::process::id())
 }
 
 /// Runs `f` on `handle` within `timeout` and blocks this thread until it is
@@ -769,23 +850,26 @@ impl Store for EtcdStore {
     }
 
     fn shared_counters(&self) -> Option<Arc<dyn super::SharedCounters>> {
-        let counters = self.counters.get_or_init(|| {
-            Arc::new(super::etcd_counters::EtcdCounters::new(
-                self,
-                self.options.request_timeout,
-            ))
-        });
+        let counters = self
+            .counters
+            .get_or_init(|| Arc::new(super::etcd_counters::EtcdCounters::new(self)));
         Some(counters.clone())
+    }
+
+    fn claims(&self) -> Option<Arc<dyn super::Claims>> {
+        let claims = self
+            .claims
+            .get_or_init(|| Arc::new(super::etcd_claims::EtcdClaims::new(self)));
+        Some(claims.clone())
     }
 
     fn leadership(&self) -> Option<Arc<dyn super::Leadership>> {
         let election = self.election.get_or_init(|| {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             super::election::Election::start(
                 &self.handle,
                 self.client.clone(),
                 format!("{}election/jobs", self.options.prefix),
-                format!("{}/{}", host.trim(), std::process::id()),
+                replica_name(),
             )
         });
         Some(election.clone())

@@ -19,11 +19,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::etcd::{wait_on, EtcdStore};
+use super::etcd::{EtcdStore, HashedKeys};
 use super::{SharedCounters, StoreError};
 
 /// How long one granted lease is reused for new writes.
@@ -39,20 +38,10 @@ struct Counter {
 }
 
 /// The counters of one [`EtcdStore`].
+#[derive(Debug)]
 pub(super) struct EtcdCounters {
-    client: Client,
-    handle: tokio::runtime::Handle,
-    prefix: String,
-    timeout: Duration,
+    keys: HashedKeys,
     lease: Mutex<Option<(i64, Instant, Duration)>>,
-}
-
-impl std::fmt::Debug for EtcdCounters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdCounters")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 fn now_ms() -> u64 {
@@ -61,38 +50,12 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable {
-        detail: format!("shared counters: {e}"),
-    }
-}
-
 impl EtcdCounters {
-    pub(super) fn new(store: &EtcdStore, timeout: Duration) -> Self {
+    pub(super) fn new(store: &EtcdStore) -> Self {
         Self {
-            client: store.client(),
-            handle: store.handle().clone(),
-            prefix: format!("{}counters/", store.prefix()),
-            timeout,
+            keys: HashedKeys::new(store, "counters"),
             lease: Mutex::new(None),
         }
-    }
-
-    fn key(&self, name: &str) -> String {
-        format!(
-            "{}{}",
-            self.prefix,
-            hex::encode(Sha256::digest(name.as_bytes()))
-        )
-    }
-
-    fn block<T: Send + 'static>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        wait_on(&self.handle, self.timeout, async move {
-            f.await.map_err(unavailable)
-        })
     }
 
     /// A lease for a write now, granted when the cached one is too old.
@@ -104,8 +67,9 @@ impl EtcdCounters {
             }
         }
         let ttl = i64::try_from((forget_after + LEASE_REUSE).as_secs()).unwrap_or(i64::MAX);
-        let mut client = self.client.clone();
+        let mut client = self.keys.client();
         let id = self
+            .keys
             .block(async move { client.lease_grant(ttl, None).await })?
             .id();
         *cached = Some((id, Instant::now(), forget_after));
@@ -119,8 +83,8 @@ impl EtcdCounters {
                 .map(|k| TxnOp::get(k.as_str(), None))
                 .collect::<Vec<_>>(),
         );
-        let mut client = self.client.clone();
-        let resp = self.block(async move { client.txn(txn).await })?;
+        let mut client = self.keys.client();
+        let resp = self.keys.block(async move { client.txn(txn).await })?;
         Ok(resp
             .op_responses()
             .into_iter()
@@ -143,8 +107,9 @@ impl EtcdCounters {
     }
 
     fn write(&self, txn: Txn) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
+        let mut client = self.keys.client();
         Ok(self
+            .keys
             .block(async move { client.txn(txn).await })?
             .succeeded())
     }
@@ -157,7 +122,7 @@ impl SharedCounters for EtcdCounters {
         wait: &dyn Fn(usize, u32, Duration) -> Duration,
         forget_after: Duration,
     ) -> Result<Duration, StoreError> {
-        let keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
+        let keys: Vec<String> = names.iter().map(|n| self.keys.key(n)).collect();
         for _ in 0..ATTEMPTS {
             let now = now_ms();
             let current = self.read(&keys)?;
@@ -192,7 +157,7 @@ impl SharedCounters for EtcdCounters {
                     count,
                     last_ms: now,
                 })
-                .map_err(unavailable)?;
+                .map_err(|e| self.keys.unavailable(e))?;
                 puts.push(TxnOp::put(
                     key.as_str(),
                     value,
@@ -203,11 +168,11 @@ impl SharedCounters for EtcdCounters {
                 return Ok(Duration::ZERO);
             }
         }
-        Err(unavailable("too much contention on one counter"))
+        Err(self.keys.unavailable("too much contention on one counter"))
     }
 
     fn decrement(&self, name: &str) -> Result<(), StoreError> {
-        let key = self.key(name);
+        let key = self.keys.key(name);
         for _ in 0..ATTEMPTS {
             let current = self.read(std::slice::from_ref(&key))?;
             let Some((c, _)) = &current[0] else {
@@ -221,7 +186,7 @@ impl SharedCounters for EtcdCounters {
                     count: c.count - 1,
                     last_ms: c.last_ms,
                 })
-                .map_err(unavailable)?;
+                .map_err(|e| self.keys.unavailable(e))?;
                 // Keep the lease the key already has.
                 TxnOp::put(
                     key.as_str(),
@@ -233,13 +198,14 @@ impl SharedCounters for EtcdCounters {
                 return Ok(());
             }
         }
-        Err(unavailable("too much contention on one counter"))
+        Err(self.keys.unavailable("too much contention on one counter"))
     }
 
     fn remove(&self, name: &str) -> Result<(), StoreError> {
-        let key = self.key(name);
-        let mut client = self.client.clone();
-        self.block(async move { client.delete(key, None).await })
+        let key = self.keys.key(name);
+        let mut client = self.keys.client();
+        self.keys
+            .block(async move { client.delete(key, None).await })
             .map(drop)
     }
 }

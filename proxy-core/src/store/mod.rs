@@ -24,6 +24,8 @@ mod embedded;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
+mod etcd_claims;
+#[cfg(feature = "etcd")]
 mod etcd_counters;
 mod snapshot;
 mod types;
@@ -424,6 +426,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn shared_counters(&self) -> Option<std::sync::Arc<dyn SharedCounters>> {
         None
     }
+
+    /// Claims every replica sees (one refresh of a user at a time), or
+    /// `None` (the default) when there is one server per store and its own
+    /// memory is enough.
+    fn claims(&self) -> Option<std::sync::Arc<dyn Claims>> {
+        None
+    }
+}
+
+/// Named work that one replica at a time may do, each claim held for as
+/// long as its holder lives: one that dies (or loses the store) loses its
+/// claims within seconds, with no one to release them.
+pub trait Claims: Send + Sync + fmt::Debug {
+    /// Claims `name` for this replica: `true` if it was free, `false` if
+    /// any replica (this one included) holds it. Blocking (a round trip).
+    fn claim(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Lets go of `name`, if this replica still holds it.
+    fn release(&self, name: &str) -> Result<(), StoreError>;
 }
 
 /// Counters shared by every replica on one store, each with the time of its

@@ -932,6 +932,41 @@ mod etcd_only {
         }
     }
 
+    #[test]
+    fn a_claim_is_one_replicas_until_released_or_its_holder_dies() {
+        use crate::store::etcd_claims::SESSION_TTL;
+        let cluster = etcd_server::EtcdCluster::start(1);
+        let a = connect(&cluster, "/paddock/").unwrap();
+        let b = connect(&cluster, "/paddock/").unwrap();
+        let (ca, cb) = (a.claims().unwrap(), b.claims().unwrap());
+        let (one, two) = ("refresh\0github\0u-1", "refresh\0github\0u-2");
+        assert!(ca.claim(one).unwrap());
+        assert!(!cb.claim(one).unwrap());
+        assert!(!ca.claim(one).unwrap(), "claimed twice by its holder");
+        assert!(cb.claim(two).unwrap());
+        // Releasing a claim another replica holds leaves it alone.
+        cb.release(one).unwrap();
+        assert!(!cb.claim(one).unwrap());
+        ca.release(one).unwrap();
+        assert!(cb.claim(one).unwrap());
+
+        // Renewed while its holder lives, past the lease's time to live.
+        std::thread::sleep(SESSION_TTL + Duration::from_secs(2));
+        assert!(!ca.claim(one).unwrap(), "a living holder's claim lapsed");
+        assert!(!ca.claim(two).unwrap());
+
+        // The holder dies without a word (its runtime stops, nothing is
+        // released): its claims go with its lease.
+        drop(cb);
+        drop(b);
+        let deadline = Instant::now() + SESSION_TTL * 3;
+        while !ca.claim(one).unwrap() {
+            assert!(Instant::now() < deadline, "a dead replica's claim stayed");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(ca.claim(two).unwrap());
+    }
+
     /// The index of the member that leads, asked of each running member.
     fn leader_of(cluster: &etcd_server::EtcdCluster) -> usize {
         let runtime = tokio::runtime::Runtime::new().unwrap();
