@@ -5,6 +5,7 @@
 
 mod accounts_cmd;
 mod agent_cmd;
+mod allocator;
 mod bindings_cmd;
 mod cluster_cmd;
 mod config;
@@ -13,9 +14,6 @@ mod policy_cmd;
 mod serve;
 mod sidecar_cmd;
 mod store_cmd;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -229,7 +227,14 @@ fn raise_open_file_limit() -> OpenFileLimit {
 fn main() -> ExitCode {
     let open_files = raise_open_file_limit();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(Box::default())) {
+    let command = cli.command.unwrap_or(Command::Serve(Box::default()));
+    if matches!(
+        command,
+        Command::Serve(_) | Command::Agent(_) | Command::Sidecar(_)
+    ) {
+        allocator::purge_while_idle();
+    }
+    match command {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => match serve::with_environment(Config::load(&config)) {
