@@ -1,5 +1,5 @@
 //! `paddock serve`'s own outbound clients honour `HTTPS_PROXY` and
-//! `NO_PROXY`: GitHub logins, the audit webhook and alert receivers go
+//! `NO_PROXY`: GitHub and OpenID Connect logins, the audit webhook and alert receivers go
 //! through a real `CONNECT` proxy on loopback (TLS to GitHub end to end
 //! inside the tunnel), a `NO_PROXY` host is reached directly, a refusing
 //! proxy is a 503 that shows its credentials nowhere, and a malformed
@@ -14,6 +14,7 @@ use paddock_tests::{
     fake_apiserver::{FakeApiConfig, FakeApiServer},
     github_emulator::stack::{GithubStack, StackOptions},
     kubectl::write_file,
+    oidc::{self, OidcStack},
     paddock::{run_to_exit, upstream_args, without_proxy_env, Paddock},
 };
 use serde_json::{json, Value};
@@ -54,6 +55,59 @@ async fn github_logins_go_through_https_proxy_with_its_credentials() {
         proxy.connected_to(&stack.github.host()),
         "{:?}",
         proxy.heads()
+    );
+    assert!(proxy.all_with_basic("alice:s3cret"), "{:?}", proxy.heads());
+    let log = stack.paddock.log();
+    assert!(!log.contains("s3cret"), "{log}");
+}
+
+/// OpenID Connect: discovery and the keys (to verify an ID token sent as
+/// the bearer token) and the token endpoint (a password-grant login) are
+/// all reached through the proxy, TLS to the provider inside the tunnel.
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_discovery_keys_and_logins_go_through_https_proxy() {
+    let proxy = ConnectProxy::start("200 Connection established").await;
+    let stack = OidcStack::start_with_env(
+        bin(),
+        "",
+        &[("HTTPS_PROXY", &proxy.url(Some("alice:s3cret")))],
+    )
+    .await;
+    let token = stack.idp.id_token("alice").await;
+    let pods = stack
+        .client
+        .get(
+            &stack.url("/k8s/clusters/default/api/v1/namespaces/default/pods"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        pods.status(),
+        200,
+        "{}\n{}",
+        pods.text(),
+        stack.paddock.log()
+    );
+    let provider = stack.idp.issuer().trim_start_matches("https://").to_owned();
+    assert!(proxy.connected_to(&provider), "{:?}", proxy.heads());
+
+    let login = stack
+        .client
+        .send_json(
+            Method::POST,
+            &stack.url("/paddock/v1/login"),
+            None,
+            &json!({"provider": oidc::PROVIDER, "username": "alice", "password": "alice's long password"}),
+        )
+        .await;
+    assert_eq!(login.status(), 200, "{}", login.text());
+    // The login may reuse the tunnel the keys came through: every
+    // connection to the provider is one.
+    let heads = proxy.heads();
+    let to_provider = format!("CONNECT {provider} HTTP/1.1\r\n");
+    assert!(
+        heads.iter().all(|h| h.starts_with(&to_provider)),
+        "{heads:?}"
     );
     assert!(proxy.all_with_basic("alice:s3cret"), "{:?}", proxy.heads());
     let log = stack.paddock.log();

@@ -349,6 +349,12 @@ impl OidcStack {
     /// Starts the stack; `bin` is the `paddock` binary, `extra` more keys
     /// of the provider's entry (each line indented four spaces).
     pub async fn start(bin: &Path, extra: &str) -> Self {
+        Self::start_with_env(bin, extra, &[]).await
+    }
+
+    /// [`OidcStack::start`] with Paddock's environment variables `env` (say
+    /// `HTTPS_PROXY`) set.
+    pub async fn start_with_env(bin: &Path, extra: &str, env: &[(&str, &str)]) -> Self {
         use crate::kubectl::write_file;
         let mut idp = OidcProvider::prepare(users());
         let fake =
@@ -375,7 +381,7 @@ impl OidcStack {
         let mut args = crate::paddock::upstream_args(&fake, dir.path());
         args.push("--config".into());
         args.push(config.display().to_string());
-        let paddock = crate::paddock::Paddock::start(bin, &args);
+        let paddock = crate::paddock::Paddock::start_with_env(bin, &args, env);
         idp.start(
             &[("rsa-1", "RSA"), ("ec-1", "EC")],
             &[format!(
