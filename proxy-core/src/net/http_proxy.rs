@@ -42,9 +42,10 @@ pub struct OutboundProxy {
 enum Exemption {
     /// `*`: nothing goes through the proxy.
     Everything,
-    /// `10.0.0.0/8`, `fd00::/8` or a single address: destinations given as
-    /// an address in the range (names are not resolved to match).
-    Addresses(IpAddr, u8),
+    /// `10.0.0.0/8`, `fd00::/8`, or one address (with `:port`, only on
+    /// that port): destinations given as an address in the range (names
+    /// are not resolved to match).
+    Addresses(IpAddr, u8, Option<u16>),
     /// `example.com`, `.example.com` or `*.example.com`: the name and its
     /// subdomains; with `:port`, only on that port.
     Name(String, Option<u16>),
@@ -59,59 +60,62 @@ impl Exemption {
             let invalid = || format!("{entry:?} is not an address range");
             let address: IpAddr = address.parse().map_err(|_| invalid())?;
             let bits: u8 = bits.parse().map_err(|_| invalid())?;
-            let width = if address.is_ipv4() { 32 } else { 128 };
-            return match bits <= width {
-                true => Ok(Self::Addresses(address, bits)),
+            return match bits <= width(address) {
+                true => Ok(Self::Addresses(address, bits, None)),
                 false => Err(invalid()),
             };
         }
-        let unbracketed = entry.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(address) = unbracketed.parse::<IpAddr>() {
-            let width = if address.is_ipv4() { 32 } else { 128 };
-            return Ok(Self::Addresses(address, width));
-        }
-        // `host:port` or `[v6]:port`; a bare IPv6 address was taken above.
-        let (host, port) = match entry.rsplit_once(':') {
-            Some((host, port)) => {
+        // A bare address (an IPv6 one holds colons), else `host[:port]`.
+        let (host, port) = match (unbracket(entry).parse::<IpAddr>(), entry.rsplit_once(':')) {
+            (Err(_), Some((host, port))) => {
                 let port = port
                     .parse()
                     .map_err(|_| format!("{entry:?} has an invalid port"))?;
-                (host, Some(port))
+                (unbracket(host), Some(port))
             }
-            None => (entry, None),
+            _ => (unbracket(entry), None),
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(address) = host.parse::<IpAddr>() {
-            let width = if address.is_ipv4() { 32 } else { 128 };
-            return match port {
-                // An address with a port: only that port is exempt.
-                Some(_) => Ok(Self::Name(address.to_string(), port)),
-                None => Ok(Self::Addresses(address, width)),
-            };
-        }
-        let name = host.trim_start_matches('*').trim_start_matches('.');
-        Ok(Self::Name(name.to_ascii_lowercase(), port))
+        Ok(match host.parse::<IpAddr>() {
+            Ok(address) => Self::Addresses(address, width(address), port),
+            Err(_) => {
+                let name = host.trim_start_matches('*').trim_start_matches('.');
+                Self::Name(name.to_ascii_lowercase(), port)
+            }
+        })
     }
 
     fn covers(&self, host: &str, address: Option<IpAddr>, port: u16) -> bool {
-        match self {
-            Self::Everything => true,
-            Self::Addresses(range, bits) => address.is_some_and(|a| in_range(a, *range, *bits)),
-            Self::Name(name, only_port) => {
-                let host_matches = match address {
-                    // Compare addresses as addresses (`::1` vs `0:0::1`).
-                    Some(a) => name.parse::<IpAddr>() == Ok(a),
-                    None => {
-                        host.eq_ignore_ascii_case(name)
-                            || (host.len() > name.len()
-                                && host.as_bytes()[host.len() - name.len() - 1] == b'.'
-                                && host[host.len() - name.len()..].eq_ignore_ascii_case(name))
-                    }
-                };
-                host_matches && only_port.is_none_or(|p| p == port)
-            }
-        }
+        let (matches, only_port) = match self {
+            Self::Everything => return true,
+            Self::Addresses(range, bits, only_port) => (
+                address.is_some_and(|a| in_range(a, *range, *bits)),
+                only_port,
+            ),
+            Self::Name(name, only_port) => (
+                address.is_none()
+                    && (host.eq_ignore_ascii_case(name)
+                        || (host.len() > name.len()
+                            && host.as_bytes()[host.len() - name.len() - 1] == b'.'
+                            && host[host.len() - name.len()..].eq_ignore_ascii_case(name))),
+                only_port,
+            ),
+        };
+        matches && only_port.is_none_or(|p| p == port)
     }
+}
+
+/// Bits in an address of `address`'s family.
+fn width(address: IpAddr) -> u8 {
+    if address.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// `host` without the brackets of an IPv6 literal.
+fn unbracket(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Whether `address` is in `range`/`bits` (an IPv4-mapped IPv6 address
@@ -213,7 +217,7 @@ impl OutboundProxy {
     /// The proxy to reach `host:port` through, unless it connects directly.
     pub(crate) fn for_destination(&self, host: &str, port: u16) -> Option<&Uri> {
         let proxy = self.proxy.as_ref()?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = unbracket(host);
         let host = host.strip_suffix('.').unwrap_or(host);
         let address = host.parse().ok();
         let exempt = self
@@ -230,14 +234,13 @@ pub(crate) async fn through_proxy(proxy: &Uri, host: &str, port: u16) -> Result<
     let failed = |e: String| format!("proxy {}: {e}", proxy_display(proxy));
     let proxy_host = proxy
         .host()
-        .ok_or_else(|| failed("no host".to_owned()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+        .ok_or_else(|| failed("no host".to_owned()))
+        .map(unbracket)?;
     let proxy_port = proxy.port_u16().unwrap_or(80);
     let mut tcp = TcpStream::connect((proxy_host, proxy_port))
         .await
         .map_err(|e| failed(e.to_string()))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = unbracket(host);
     let target = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {

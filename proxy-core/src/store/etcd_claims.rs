@@ -62,14 +62,6 @@ impl EtcdClaims {
         self.keys.handle().spawn(renew_session(client, id, weak));
         Ok(id)
     }
-
-    /// Forgets `id` if it is still the session (it was found expired).
-    fn forget_session(&self, id: i64) {
-        let mut session = self.session_mut();
-        if *session == Some(id) {
-            *session = None;
-        }
-    }
 }
 
 /// Renews session `id` until it is lost or the claims are dropped (then it
@@ -108,28 +100,21 @@ async fn renew_session(client: Client, id: i64, session: Weak<Mutex<Option<i64>>
 impl Claims for EtcdClaims {
     fn claim(&self, name: &str) -> Result<bool, StoreError> {
         let key = self.keys.key(name);
-        // A session that expired before its renewal noticed is refused by
-        // etcd: forgotten, and the claim tried once more on a new one.
-        let mut last = None;
-        for _ in 0..2 {
-            let session = self.session()?;
-            let txn = Txn::new()
-                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(
-                    key.as_str(),
-                    self.holder.as_str(),
-                    Some(PutOptions::new().with_lease(session)),
-                )]);
-            let mut client = self.keys.client();
-            match self.keys.block(async move { client.txn(txn).await }) {
-                Ok(answer) => return Ok(answer.succeeded()),
-                Err(e) => {
-                    self.forget_session(session);
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| self.keys.unavailable("no session")))
+        // Only the renewal forgets a session (when it is lost): a claim
+        // failing on a live one must not leave that lease, and the claims
+        // on it, renewed with nothing left to release them.
+        let session = self.session()?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key.as_str(),
+                self.holder.as_str(),
+                Some(PutOptions::new().with_lease(session)),
+            )]);
+        let mut client = self.keys.client();
+        self.keys
+            .block(async move { client.txn(txn).await })
+            .map(|answer| answer.succeeded())
     }
 
     fn release(&self, name: &str) -> Result<(), StoreError> {
