@@ -714,3 +714,52 @@ async fn watches_that_fill_a_connection_do_not_block_other_requests() {
     assert_eq!(fake.watchers(), 5);
     fake.assert_clean();
 }
+
+/// A paused `kubectl logs -f` holds its upstream stream's window, and the
+/// worker's connection to the cluster is shared: however many readers
+/// pause, the others' responses keep flowing on the same connection
+/// (hyperium/hyper#2899 is what a connection window smaller than the sum
+/// of the stream windows does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_log_readers_do_not_block_the_connection_they_share() {
+    use paddock_tests::fake_apiserver::FIREHOSE;
+    const PAUSED: usize = 24;
+    let mut pods: Vec<(String, String)> = (0..PAUSED)
+        .map(|i| ("default".into(), format!("{FIREHOSE}-{i}")))
+        .collect();
+    pods.push(("default".into(), "web-1".into()));
+    let fake = FakeApiServer::start(FakeApiConfig {
+        pods,
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    // One worker: every request goes out on the same upstream connection.
+    let proxy = ProxyUnderTest::start(proxy_to(&fake, "busy").workers(1)).await;
+    // HTTP/1.1 towards Paddock: a connection per stream, so the client's
+    // own windows hold nothing back.
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http1, None);
+    let mut paused = Vec::new();
+    for i in 0..PAUSED {
+        let url = format!(
+            "{}/api/v1/namespaces/default/pods/{FIREHOSE}-{i}/log?follow=true",
+            proxy.url()
+        );
+        let response = client.send(request(&url, Some(ALICE), &[])).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+        // Kept, unread: the sockets' buffers fill, then Paddock's stream.
+        paused.push(body);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let url = format!("{}/api/v1/namespaces/default/pods/web-1", proxy.url());
+    let pod = tokio::time::timeout(Duration::from_secs(20), client.get(&url, Some(ALICE)))
+        .await
+        .expect("a get behind paused log readers was answered in full");
+    assert_eq!(pod.status(), 200, "{}", pod.text());
+    assert_eq!(pod.json()["metadata"]["name"], "web-1");
+    drop(paused);
+}

@@ -57,7 +57,7 @@ async fn send_direct(
                 .map_err(|e| anyhow::anyhow!(e))?;
             let (sender, connection) = h2::client::Builder::new()
                 .initial_window_size(256 * 1024)
-                .initial_connection_window_size(4 * 1024 * 1024)
+                .initial_connection_window_size((1 << 31) - 1)
                 .handshake::<_, Bytes>(TokioIo::new(io))
                 .await?;
             tokio::spawn(async move {

@@ -27,11 +27,16 @@ use hyper_util::{
 use tokio::sync::Mutex;
 use tower::ServiceExt;
 
-/// Per-stream and per-connection receive windows: a watch or a large list
-/// streams at full speed without hyper's adaptive window, and a slow reader
-/// holds at most this much per stream.
+/// Per-stream receive window: a watch or a large list streams at full
+/// speed without hyper's adaptive window, and a reader that pauses (a
+/// `kubectl logs -f` in a pager) holds at most this much.
 const STREAM_WINDOW: u32 = 256 * 1024;
-const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// Per-connection receive window: the largest HTTP/2 allows. What paused
+/// streams hold counts against it too, and every request of a worker to a
+/// cluster shares the connection: at 4 MiB, sixteen paused `logs -f` held
+/// all of it and every other response on the connection waited for them
+/// (hyperium/hyper#2899). Memory stays bounded by the stream window.
+const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 /// Largest response header block accepted.
 const MAX_HEADER_LIST: u32 = 1 << 20;
 /// Keepalive pings: one after this much time...
