@@ -603,16 +603,20 @@ async fn clusters_come_and_go_through_the_api_without_a_restart() {
 
 /// Head-of-line: a stream whose reader stalls holds only its own window;
 /// another stream through the same tunnel keeps flowing, and the stalled
-/// one resumes when read again.
+/// ones resume when read again. Enough stall that their windows together
+/// pass any connection window short of HTTP/2's largest, on the tunnel
+/// and on the agent's connection to its API server alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_does_not_block_the_tunnel() {
     const FLOW: usize = 32 << 20;
+    const STALLED: usize = 24;
     let dir = tempfile::tempdir().unwrap();
+    let mut pods: Vec<(String, String)> = (0..STALLED)
+        .map(|i| ("default".into(), format!("{FIREHOSE}-stalled-{i}")))
+        .collect();
+    pods.push(("default".into(), format!("{FIREHOSE}-flowing")));
     let fake = FakeApiServer::start(FakeApiConfig {
-        pods: vec![
-            ("default".into(), format!("{FIREHOSE}-stalled")),
-            ("default".into(), format!("{FIREHOSE}-flowing")),
-        ],
+        pods,
         ..FakeApiConfig::default()
     })
     .await
@@ -632,13 +636,17 @@ async fn a_stalled_stream_does_not_block_the_tunnel() {
         .unwrap();
         client.send(request)
     };
-    let stalled = open(format!("{FIREHOSE}-stalled")).await.unwrap();
-    assert_eq!(stalled.status(), 200);
-    let mut stalled = stalled.into_body();
-    // Read a little, then stop reading: the windows and buffers on the way fill up.
-    let first = stalled.frame().await.unwrap().unwrap();
-    assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut stalled = Vec::new();
+    for i in 0..STALLED {
+        let response = open(format!("{FIREHOSE}-stalled-{i}")).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        // Read a little, then stop reading: the windows and buffers on the way fill up.
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| !d.is_empty()));
+        stalled.push(body);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     let flowing = open(format!("{FIREHOSE}-flowing")).await.unwrap();
     assert_eq!(flowing.status(), 200);
@@ -655,8 +663,9 @@ async fn a_stalled_stream_does_not_block_the_tunnel() {
     assert!(received >= FLOW);
     drop(flowing);
 
-    // The stalled one was only paused.
+    // The stalled ones were only paused.
     let mut resumed = 0;
+    let stalled = &mut stalled[0];
     while resumed < 4 << 20 {
         let frame = tokio::time::timeout(Duration::from_secs(20), stalled.frame())
             .await

@@ -20,18 +20,19 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::{
-    body::RequestBody, error::ProxyError, status::Status, tunnel::UNREACHABLE_HEADER,
+    body::{RequestBody, ResponseBody},
+    error::ProxyError,
+    status::Status,
+    tunnel::UNREACHABLE_HEADER,
     upstream::Cluster,
 };
 
-pub(super) type Body = Either<Incoming, Full<Bytes>>;
+pub(super) type Body = ResponseBody;
 
 /// Serves one tunnel stream until Paddock closes it.
 pub(super) async fn serve_stream(io: hyper::upgrade::Upgraded, upstream: Arc<Cluster>) {
@@ -106,18 +107,21 @@ pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) 
         parts.headers.insert(header::UPGRADE, protocol.clone());
     }
     let request = Request::from_parts(parts, RequestBody::new(body));
-    let mut response = match upstream.send(request, upgrade.is_some()).await {
+    let Some(client_upgrade) = client_upgrade else {
+        return match upstream.send(request).await {
+            Ok(mut response) => {
+                response.headers_mut().remove(UNREACHABLE_HEADER);
+                response
+            }
+            Err(error) => failure(&error),
+        };
+    };
+    let mut response = match upstream.send_upgrade(request).await {
         Ok(response) => response,
         Err(error) => return failure(&error),
     };
     response.headers_mut().remove(UNREACHABLE_HEADER);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            return failure(&ProxyError::UpstreamFailure {
-                cluster: upstream.id().to_owned(),
-                message: "the API server switched protocols unasked".to_owned(),
-            });
-        };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
             match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -130,11 +134,11 @@ pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) 
             }
         });
         let (parts, _) = response.into_parts();
-        return Response::from_parts(parts, Either::Right(Full::default()));
+        return Response::from_parts(parts, Body::empty());
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, Either::Left(body))
+    Response::from_parts(parts, Body::upstream(body))
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -167,7 +171,7 @@ fn failure(error: &ProxyError) -> Response<Body> {
         None => format!("paddock agent: {error}"),
     };
     let body = serde_json::to_vec(&Status::failure(code, reason, message)).unwrap_or_default();
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    let mut response = Response::new(Body::full(body));
     *response.status_mut() = code;
     let headers = response.headers_mut();
     headers.insert(

@@ -147,7 +147,7 @@ pub async fn run(
         tls: Arc::new(tls_config),
         proxy,
     };
-    let upstream = Arc::new(Cluster::http1_only(&config.upstream)?);
+    let upstream = Arc::new(Cluster::new(&config.upstream, 0, Default::default())?);
     tracing::info!(server = %config.server, api_server = %config.upstream.server, "paddock agent starting");
     let mut backoff = config.initial_backoff;
     let attempts = async {
@@ -246,7 +246,7 @@ fn accept_stream(
     mut request: Request<Incoming>,
     upstream: Arc<Cluster>,
 ) -> Response<forward::Body> {
-    let response = Response::new(forward::Body::Right(Default::default()));
+    let response = Response::new(forward::Body::empty());
     let on_upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -263,7 +263,7 @@ async fn kubernetes_version(upstream: &Cluster) -> Option<String> {
     let request = Request::get("/version")
         .body(crate::body::RequestBody::empty())
         .ok()?;
-    let response = tokio::time::timeout(Duration::from_secs(5), upstream.send(request, false))
+    let response = tokio::time::timeout(Duration::from_secs(5), upstream.send(request))
         .await
         .ok()?
         .ok()?;

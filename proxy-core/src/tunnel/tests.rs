@@ -128,7 +128,14 @@ async fn tunnel_to(
         };
         serving.serve(&id, "hash".into(), info, paddock_end).await;
     });
-    let upstream = Arc::new(Cluster::http1_only(&ClusterConfig::new("api", api_server)).unwrap());
+    let upstream = Arc::new(
+        Cluster::new(
+            &ClusterConfig::new("api", api_server),
+            0,
+            Default::default(),
+        )
+        .unwrap(),
+    );
     let agent = tokio::spawn(async move { crate::agent::serve_tunnel(agent_end, upstream).await });
     connected(&tunnels, cluster).await;
     Tunnel {

@@ -161,8 +161,7 @@ pub(super) struct Clients {
     /// (not for clusters behind an agent tunnel).
     pub(super) direct: Option<DirectH2>,
     /// Requests to a server without HTTP/2, over this worker's own
-    /// HTTP/1.1 connections (not for agent tunnels, nor for the agent's
-    /// own client, which keeps one connection per tunnel stream).
+    /// HTTP/1.1 connections (not for agent tunnels).
     pub(super) direct_h1: Option<DirectH1>,
     /// Requests with a body (HTTP/2 when offered).
     pub(super) ordinary: HttpClient,
@@ -192,25 +191,6 @@ impl Cluster {
         workers: usize,
         events: Events,
     ) -> Result<Self, UpstreamError> {
-        Self::build(config, workers, true, events)
-    }
-
-    /// One set of HTTP/1.1-only clients: every request in flight has a
-    /// connection of its own, so a response nobody reads holds back only
-    /// its own connection. What the agent uses towards its API server: it
-    /// serves each tunnel stream (each a request Paddock may stop reading)
-    /// separately, and over one shared HTTP/2 connection a stalled stream
-    /// can exhaust the connection window for all of them (hyperium/hyper#2899).
-    pub(crate) fn http1_only(config: &ClusterConfig) -> Result<Self, UpstreamError> {
-        Self::build(config, 0, false, Events::default())
-    }
-
-    fn build(
-        config: &ClusterConfig,
-        workers: usize,
-        h2: bool,
-        events: Events,
-    ) -> Result<Self, UpstreamError> {
         let url_error = |message: &str| UpstreamError::Url {
             cluster: config.id.clone(),
             url: config.server.clone(),
@@ -226,11 +206,13 @@ impl Cluster {
             .map_err(|e| url_error(&e.to_string()))?;
         let clients = (0..=workers)
             .map(|_| Clients {
-                direct: (h2 && scheme == http::uri::Scheme::HTTPS)
+                direct: (scheme == http::uri::Scheme::HTTPS)
                     .then(|| DirectH2::new(connector(config, tls.clone(), true), server.clone())),
-                direct_h1: h2
-                    .then(|| DirectH1::new(connector(config, tls.clone(), false), server.clone())),
-                ordinary: client(Connector::Direct(connector(config, tls.clone(), h2))),
+                direct_h1: Some(DirectH1::new(
+                    connector(config, tls.clone(), false),
+                    server.clone(),
+                )),
+                ordinary: client(Connector::Direct(connector(config, tls.clone(), true))),
                 upgrade: client(Connector::Direct(connector(config, tls.clone(), false))),
             })
             .collect();
@@ -277,20 +259,40 @@ impl Cluster {
         }
     }
 
-    /// Sends `request` (its URI relative to the API server) with this
-    /// cluster's credential, over the HTTP/1.1 client when it asks for an
-    /// upgrade. What the agent forwards its tunnel's requests with; a
+    /// Sends `request` (its URI relative to the API server, not an
+    /// upgrade) with this cluster's credential, as Paddock forwards a
+    /// caller's (see [`exchange`](Self::exchange)), without a deadline:
+    /// what the agent forwards its tunnel's requests with. Paddock times
+    /// them on its side; the agent cannot tell a watch from a get. A
     /// server it cannot connect to is [`ProxyError::UpstreamUnavailable`],
     /// as for Paddock's own requests.
     pub(crate) async fn send(
         &self,
-        mut request: http::Request<RequestBody>,
-        upgrade: bool,
+        request: http::Request<RequestBody>,
+    ) -> Result<crate::request::ProxyResponse, ProxyError> {
+        let request = self.with_credential(request)?;
+        self.exchange(request, true).await
+    }
+
+    /// [`send`](Self::send) for a request asking for an upgrade: over the
+    /// HTTP/1.1 client, which hands the upgraded connection over.
+    pub(crate) async fn send_upgrade(
+        &self,
+        request: http::Request<RequestBody>,
     ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
+        let request = self.with_credential(request)?;
+        self.dispatch(true, request).await
+    }
+
+    /// `request` addressed to the API server, with this cluster's credential.
+    pub(super) fn with_credential(
+        &self,
+        mut request: http::Request<RequestBody>,
+    ) -> Result<http::Request<RequestBody>, ProxyError> {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         *request.version_mut() = http::Version::HTTP_11;
         self.authorization.apply(request.headers_mut());
-        self.dispatch(upgrade, request).await
+        Ok(request)
     }
 
     /// Whether it is reached through its agent's tunnel.

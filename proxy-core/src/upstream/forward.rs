@@ -123,56 +123,14 @@ async fn send(
         headers.insert(header::UPGRADE, protocol.clone());
     }
 
-    let clients = cluster.clients();
-    // Set when the server turned out not to speak HTTP/2 (or has no
-    // direct HTTP/2 path: plain http://).
-    let mut h1_only = clients.direct.is_none();
-    let direct = clients.direct.as_ref().filter(|_| upgrade.is_none());
-    if let Some(direct) = direct.filter(|_| request.body().is_end_stream()) {
-        let (parts, body) = request.into_parts();
-        let sent = direct.send(Request::from_parts(parts, ()));
-        match deadline(cluster, long_running, sent).await? {
-            Ok((response, in_flight)) => {
-                let (parts, body) = response.into_parts();
-                let mut body = ResponseBody::upstream_h2(body).holding(in_flight);
-                if long_running {
-                    body.end_on(shutdown.drain().clone());
-                }
-                return Ok(Response::from_parts(parts, body));
-            }
-            // An HTTP/1.1-only server: the HTTP/1.1 paths below.
-            Err(DirectError::NotH2(unsent)) => {
-                request = Request::from_parts(unsent.into_parts().0, body);
-                h1_only = true;
-            }
-            Err(DirectError::Connect(message)) => return Err(cluster.unavailable(message)),
-            Err(DirectError::Request(error)) => {
-                return Err(ProxyError::UpstreamFailure {
-                    cluster: cluster.id().to_owned(),
-                    message: error.to_string(),
-                })
-            }
+    if upgrade.is_none() {
+        let mut response = cluster.exchange(request, long_running).await?;
+        if long_running {
+            response.body_mut().end_on(shutdown.drain().clone());
         }
+        return Ok(response);
     }
-
-    let direct_h1 = clients.direct_h1.as_ref().filter(|_| upgrade.is_none());
-    if let Some(direct_h1) = direct_h1.filter(|_| h1_only) {
-        match deadline(cluster, long_running, direct_h1.send(request)).await? {
-            Ok(response) => return Ok(relay(response, long_running, &shutdown)),
-            // Every connection busy: the pooled client below.
-            Err(DirectH1Error::Busy(unsent)) => request = *unsent,
-            Err(DirectH1Error::Connect(message)) => return Err(cluster.unavailable(message)),
-            Err(DirectH1Error::Request(error)) => {
-                return Err(ProxyError::UpstreamFailure {
-                    cluster: cluster.id().to_owned(),
-                    message: crate::error::error_chain(&error),
-                })
-            }
-        }
-    }
-
-    let sent = cluster.dispatch(upgrade.is_some(), request);
-    let response = deadline(cluster, long_running, sent).await??;
+    let response = deadline(cluster, long_running, cluster.dispatch(true, request)).await??;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -189,16 +147,21 @@ async fn send(
 
 /// The response, streamed back as it comes.
 fn relay(response: Response<Incoming>, long_running: bool, shutdown: &Shutdown) -> ProxyResponse {
+    let mut response = streamed(response);
+    if long_running {
+        response.body_mut().end_on(shutdown.drain().clone());
+    }
+    response
+}
+
+/// The response of a pooled or HTTP/1.1 connection, to stream back.
+fn streamed(response: Response<Incoming>) -> ProxyResponse {
     let (mut parts, body) = response.into_parts();
     // HTTP/2 has no connection-specific headers (h2 refuses them).
     if parts.version != Version::HTTP_2 {
         strip_hop_by_hop(&mut parts.headers);
     }
-    let mut body = ResponseBody::upstream(body);
-    if long_running {
-        body.end_on(shutdown.drain().clone());
-    }
-    Response::from_parts(parts, body)
+    Response::from_parts(parts, ResponseBody::upstream(body))
 }
 
 /// Waits for `sent` within the cluster's request timeout, or for as long
@@ -371,6 +334,66 @@ impl Cluster {
         }
     }
 
+    /// Sends an ordinary request (not an upgrade; its URI absolute, its
+    /// credential set) the cheapest way this worker has, and returns the
+    /// answer once its headers arrived, within the cluster's request
+    /// timeout unless `long_running`: a request without a body over the
+    /// worker's own HTTP/2 connection; to a server without HTTP/2, over the
+    /// worker's own HTTP/1.1 connections; otherwise (a body, every direct
+    /// connection busy, a tunnel) as [`dispatch`](Self::dispatch) sends it.
+    /// How Paddock forwards a caller's request, and how the agent forwards
+    /// one from its tunnel to its API server.
+    pub(crate) async fn exchange(
+        &self,
+        mut request: Request<RequestBody>,
+        long_running: bool,
+    ) -> ProxyResult {
+        let clients = self.clients();
+        // Set when the server turned out not to speak HTTP/2 (or has no
+        // direct HTTP/2 path: plain http://).
+        let mut h1_only = clients.direct.is_none();
+        let direct = clients.direct.as_ref();
+        if let Some(direct) = direct.filter(|_| request.body().is_end_stream()) {
+            let (parts, body) = request.into_parts();
+            let sent = direct.send(Request::from_parts(parts, ()));
+            match deadline(self, long_running, sent).await? {
+                Ok((response, in_flight)) => {
+                    let (parts, body) = response.into_parts();
+                    let body = ResponseBody::upstream_h2(body).holding(in_flight);
+                    return Ok(Response::from_parts(parts, body));
+                }
+                // An HTTP/1.1-only server: the HTTP/1.1 paths below.
+                Err(DirectError::NotH2(unsent)) => {
+                    request = Request::from_parts(unsent.into_parts().0, body);
+                    h1_only = true;
+                }
+                Err(DirectError::Connect(message)) => return Err(self.unavailable(message)),
+                Err(DirectError::Request(error)) => {
+                    return Err(ProxyError::UpstreamFailure {
+                        cluster: self.id().to_owned(),
+                        message: error.to_string(),
+                    })
+                }
+            }
+        }
+        if let Some(direct_h1) = clients.direct_h1.as_ref().filter(|_| h1_only) {
+            match deadline(self, long_running, direct_h1.send(request)).await? {
+                Ok(response) => return Ok(streamed(response)),
+                // Every connection busy: the pooled client below.
+                Err(DirectH1Error::Busy(unsent)) => request = *unsent,
+                Err(DirectH1Error::Connect(message)) => return Err(self.unavailable(message)),
+                Err(DirectH1Error::Request(error)) => {
+                    return Err(ProxyError::UpstreamFailure {
+                        cluster: self.id().to_owned(),
+                        message: crate::error::error_chain(&error),
+                    })
+                }
+            }
+        }
+        let response = deadline(self, long_running, self.dispatch(false, request)).await??;
+        Ok(streamed(response))
+    }
+
     /// Sends `request` the way this cluster is reached when no direct
     /// connection serves it: through a tunnel whose agent forwards
     /// requests, as a tunnel stream of its own; otherwise over this
@@ -430,10 +453,9 @@ impl Cluster {
     /// the proxy does, directly or through its agent's tunnel.
     pub(crate) async fn call(
         &self,
-        mut request: Request<RequestBody>,
+        request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        *request.uri_mut() = self.upstream_uri(request.uri())?;
-        self.authorization.apply(request.headers_mut());
+        let request = self.with_credential(request)?;
         let sent = self.dispatch(false, request);
         let result = deadline(self, false, sent).await.and_then(|sent| sent);
         self.reachability().observe_result(&result);
