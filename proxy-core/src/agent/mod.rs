@@ -210,15 +210,18 @@ pub(crate) async fn serve_tunnel<S>(socket: S, upstream: Arc<Cluster>) -> Result
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Each stream is a task sized for the largest state of its future:
+    // boxed, forwarding's state (kilobytes) is freed once the response
+    // head is out, instead of staying with every open watch.
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let upstream = upstream.clone();
-        async move {
+        Box::pin(async move {
             Ok::<_, std::convert::Infallible>(if request.method() == Method::CONNECT {
                 accept_stream(request, upstream)
             } else {
                 forward::forward(&upstream, request).await
             })
-        }
+        })
     });
     hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
