@@ -763,3 +763,45 @@ async fn paused_log_readers_do_not_block_the_connection_they_share() {
     assert_eq!(pod.json()["metadata"]["name"], "web-1");
     drop(paused);
 }
+
+/// Watches fill one upstream connection after another (kube-apiserver
+/// allows 100 streams on each): however many are open, the next request
+/// gets a connection instead of waiting for a watch to end.
+#[tokio::test]
+async fn more_watches_than_a_few_connections_hold_do_not_block_other_requests() {
+    const WATCHES: usize = 24;
+    let fake = FakeApiServer::start(FakeApiConfig {
+        max_streams: 1,
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    // One worker: every request shares its upstream connections.
+    let proxy = ProxyUnderTest::start(proxy_to(&fake, "busy").workers(1)).await;
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http2, None);
+    let mut watches = Vec::new();
+    for i in 0..WATCHES {
+        let watch = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.send(request(
+                &format!("{}{PODS}?watch=true", proxy.url()),
+                Some(ALICE),
+                &[],
+            )),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("watch {i} was answered"))
+        .unwrap();
+        assert_eq!(watch.status(), 200);
+        watches.push(watch);
+    }
+    let listed = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get(&format!("{}{PODS}", proxy.url()), Some(ALICE)),
+    )
+    .await
+    .expect("a list behind the watches was answered");
+    assert_eq!(listed.status(), 200, "{}", listed.text());
+    assert_eq!(fake.watchers(), WATCHES);
+    fake.assert_clean();
+}

@@ -290,6 +290,8 @@ impl Cluster {
         mut request: http::Request<RequestBody>,
     ) -> Result<http::Request<RequestBody>, ProxyError> {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
+        // Let ALPN pick the upstream protocol: an HTTP/2 caller may still
+        // be served over HTTP/1.1 upstream, and the other way round.
         *request.version_mut() = http::Version::HTTP_11;
         self.authorization.apply(request.headers_mut());
         Ok(request)

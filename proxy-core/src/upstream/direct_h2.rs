@@ -66,9 +66,13 @@ enum Unsendable {
 
 /// Connections a worker opens to one cluster at most. A new one opens only
 /// when every open one has as many streams in use as the server allows
-/// (`SETTINGS_MAX_CONCURRENT_STREAMS`, 250 for a Go server), so long-lived
-/// watches cannot starve the requests behind them.
-const MAX_CONNECTIONS: usize = 16;
+/// (`SETTINGS_MAX_CONCURRENT_STREAMS`), so long-lived watches cannot
+/// starve the requests behind them; past this many, a request waits for a
+/// stream. kube-apiserver allows 100 streams per connection (since the
+/// HTTP/2 rapid-reset fixes, CVE-2023-44487): at 16 connections, a worker
+/// with 1,600 watches open left every further request to that cluster
+/// waiting for one to end, and an agent has one worker.
+const MAX_CONNECTIONS: usize = 1024;
 
 /// One open connection.
 struct Conn {

@@ -79,7 +79,7 @@ async fn forward(
     plugins: Plugins,
 ) -> ProxyResult {
     let context = context::of(&request);
-    let request = match plugins.run_upstream_request(&context, request).await? {
+    let mut request = match plugins.run_upstream_request(&context, request).await? {
         Ok(request) => request,
         Err(response) => return Ok(response),
     };
@@ -89,72 +89,61 @@ async fn forward(
         .ok_or_else(|| ProxyError::Internal {
             message: "request reached forward without a cluster".to_owned(),
         })?;
-    let result = send(request, &cluster, shutdown, context).await;
+    // Ordinary requests go to `exchange` from here, a future inside this
+    // one rather than two levels down: each level costs every request.
+    let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
+    let result = match (upgrade, cluster.with_credential(request)) {
+        (_, Err(error)) => Err(error),
+        (None, Ok(request)) => {
+            let long_running = context
+                .attributes()
+                .is_some_and(RequestAttributes::is_long_running);
+            cluster
+                .exchange(request, long_running)
+                .await
+                .map(|mut response| {
+                    if long_running {
+                        response.body_mut().end_on(shutdown.drain().clone());
+                    }
+                    response
+                })
+        }
+        (Some(upgrade), Ok(request)) => {
+            send_upgrade(request, upgrade, &cluster, shutdown, context).await
+        }
+    };
     cluster.reachability().observe_result(&result);
     result
 }
 
-/// Sends the request (its plugins' phase done) to `cluster`.
-async fn send(
+/// Sends a request asking for an upgrade (its plugins' phase done, its
+/// credential set) over the HTTP/1.1 client, and relays the `101`; no
+/// deadline: the session is long-running.
+async fn send_upgrade(
     mut request: Request<RequestBody>,
+    UpgradeRequest(protocol): UpgradeRequest,
     cluster: &Cluster,
     shutdown: Arc<Shutdown>,
     context: Arc<RequestContext>,
 ) -> ProxyResult {
-    let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
-    let long_running = upgrade.is_some()
-        || context
-            .attributes()
-            .is_some_and(RequestAttributes::is_long_running);
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
-
-    let uri = cluster.upstream_uri(request.uri())?;
-    *request.uri_mut() = uri;
-    // Let ALPN pick the upstream protocol; an HTTP/2 client may still be
-    // served over HTTP/1.1 upstream and vice versa.
-    *request.version_mut() = Version::HTTP_11;
+    let client_upgrade = hyper::upgrade::on(&mut request);
     let headers = request.headers_mut();
-    cluster.authorization.apply(headers);
-    if let Some(UpgradeRequest(protocol)) = &upgrade {
-        headers.insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("Upgrade"),
-        );
-        headers.insert(header::UPGRADE, protocol.clone());
-    }
-
-    if upgrade.is_none() {
-        let mut response = cluster.exchange(request, long_running).await?;
-        if long_running {
-            response.body_mut().end_on(shutdown.drain().clone());
-        }
-        return Ok(response);
-    }
-    let response = deadline(cluster, long_running, cluster.dispatch(true, request)).await??;
-
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
+    headers.insert(header::UPGRADE, protocol);
+    let response = cluster.dispatch(true, request).await?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            return Err(ProxyError::UpstreamFailure {
-                cluster: cluster.id().to_owned(),
-                message: "switched protocols without being asked to".to_owned(),
-            });
-        };
         return Ok(tunnel(cluster, response, client_upgrade, shutdown, context));
     }
-
-    Ok(relay(response, long_running, &shutdown))
-}
-
-/// The response, streamed back as it comes.
-fn relay(response: Response<Incoming>, long_running: bool, shutdown: &Shutdown) -> ProxyResponse {
     let mut response = streamed(response);
-    if long_running {
-        response.body_mut().end_on(shutdown.drain().clone());
-    }
-    response
+    response.body_mut().end_on(shutdown.drain().clone());
+    Ok(response)
 }
 
-/// The response of a pooled or HTTP/1.1 connection, to stream back.
+/// The response of a pooled or HTTP/1.1 connection, streamed back as it
+/// comes.
 fn streamed(response: Response<Incoming>) -> ProxyResponse {
     let (mut parts, body) = response.into_parts();
     // HTTP/2 has no connection-specific headers (h2 refuses them).
@@ -378,7 +367,7 @@ impl Cluster {
         }
         if let Some(direct_h1) = clients.direct_h1.as_ref().filter(|_| h1_only) {
             match deadline(self, long_running, direct_h1.send(request)).await? {
-                Ok(response) => return Ok(streamed(response)),
+                Ok(response) => return self.answer(response),
                 // Every connection busy: the pooled client below.
                 Err(DirectH1Error::Busy(unsent)) => request = *unsent,
                 Err(DirectH1Error::Connect(message)) => return Err(self.unavailable(message)),
@@ -391,6 +380,19 @@ impl Cluster {
             }
         }
         let response = deadline(self, long_running, self.dispatch(false, request)).await??;
+        self.answer(response)
+    }
+
+    /// An HTTP/1.1 answer to an ordinary request, to stream back; refused
+    /// if it switches protocols: nobody asked to, nobody could take the
+    /// connection. (HTTP/2 has no `101`.)
+    fn answer(&self, response: Response<Incoming>) -> ProxyResult {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ProxyError::UpstreamFailure {
+                cluster: self.id().to_owned(),
+                message: "switched protocols without being asked to".to_owned(),
+            });
+        }
         Ok(streamed(response))
     }
 
