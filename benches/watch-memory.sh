@@ -6,6 +6,7 @@
 #
 #   bash benches/watch-memory.sh                     # WATCHES=10000 PER_CONNECTION=500
 #   WATCHES=20000 bash benches/watch-memory.sh
+#   MAX_STREAMS=100 bash benches/watch-memory.sh     # kube-apiserver's streams per connection
 #
 # Streams are multiplexed (PER_CONNECTION per HTTP/2 connection, one
 # upstream connection), so 10,000 watches need only a few dozen file
@@ -30,7 +31,8 @@ wait_log() {
   done
   echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
 }
-"$bin/fake-apiserver" --listen 127.0.0.1:0 --token proxy-token --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
+"$bin/fake-apiserver" --listen 127.0.0.1:0 --token proxy-token --cert-dir "$tmp" \
+  ${MAX_STREAMS:+--max-streams "$MAX_STREAMS"} 2>"$tmp/fake.log" & pids+=($!)
 upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
 echo proxy-token > "$tmp/proxy-token"
 echo 'watch-token,alice,1001,"developers"' > "$tmp/tokens.csv"

@@ -64,6 +64,13 @@ enum Unsendable {
     Ended(h2::Error),
 }
 
+/// Streams a new connection is taken to allow until the server's
+/// SETTINGS say how many it does (h2 assumes no limit): kube-apiserver's
+/// 100. Assuming none, a burst of watches went on a new connection past
+/// the server's limit and it refused them: 502s in 3 of 10 runs of
+/// `MAX_STREAMS=100 benches/watch-memory.sh`, none in 10 since.
+const INITIAL_MAX_STREAMS: usize = 100;
+
 /// Connections a worker opens to one cluster at most. A new one opens only
 /// when every open one has as many streams in use as the server allows
 /// (`SETTINGS_MAX_CONCURRENT_STREAMS`), so long-lived watches cannot
@@ -247,6 +254,7 @@ impl DirectH2 {
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_header_list_size(MAX_HEADER_LIST)
+            .initial_max_send_streams(INITIAL_MAX_STREAMS)
             .enable_push(false)
             .handshake::<_, Bytes>(TokioIo::new(io))
             .await

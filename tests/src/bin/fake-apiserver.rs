@@ -6,6 +6,9 @@
 //!     --token proxy-sa-token --cert-dir /tmp/fake
 //! # CA in /tmp/fake/ca.crt; the proxy authenticates with "Bearer proxy-sa-token".
 //! ```
+//!
+//! `--max-streams N` sets the HTTP/2 streams allowed per connection
+//! (kube-apiserver allows 100; the fake's default is far higher).
 
 use std::path::PathBuf;
 
@@ -29,6 +32,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(token) = arg(&args, "--token") {
         config.token = token;
+    }
+    if let Some(streams) = arg(&args, "--max-streams") {
+        config.max_streams = streams.parse()?;
     }
     config.plain_http = args.iter().any(|a| a == "--plain-http");
     let server = FakeApiServer::start(config).await?;
