@@ -99,15 +99,8 @@ pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) 
     strip_hop_by_hop(&mut parts.headers);
     // The Host of the API server, set by the client from the URI.
     parts.headers.remove(header::HOST);
-    if let Some(protocol) = &upgrade {
-        parts.headers.insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("Upgrade"),
-        );
-        parts.headers.insert(header::UPGRADE, protocol.clone());
-    }
     let request = Request::from_parts(parts, RequestBody::new(body));
-    let Some(client_upgrade) = client_upgrade else {
+    let (Some(protocol), Some(client_upgrade)) = (upgrade, client_upgrade) else {
         return match upstream.send(request).await {
             Ok(mut response) => {
                 response.headers_mut().remove(UNREACHABLE_HEADER);
@@ -116,7 +109,7 @@ pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) 
             Err(error) => failure(&error),
         };
     };
-    let mut response = match upstream.send_upgrade(request).await {
+    let mut response = match upstream.send_upgrade(request, protocol).await {
         Ok(response) => response,
         Err(error) => return failure(&error),
     };

@@ -274,13 +274,23 @@ impl Cluster {
         self.exchange(request, true).await
     }
 
-    /// [`send`](Self::send) for a request asking for an upgrade: over the
-    /// HTTP/1.1 client, which hands the upgraded connection over.
+    /// Sends `request` (its URI relative to the API server) asking to
+    /// switch to `protocol`, with this cluster's credential, over the
+    /// HTTP/1.1 client, which hands the upgraded connection over; no
+    /// deadline: the session is long-running. How Paddock and the agent
+    /// send exec, attach and port-forward.
     pub(crate) async fn send_upgrade(
         &self,
         request: http::Request<RequestBody>,
+        protocol: http::HeaderValue,
     ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
-        let request = self.with_credential(request)?;
+        let mut request = self.with_credential(request)?;
+        let headers = request.headers_mut();
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+        headers.insert(http::header::UPGRADE, protocol);
         self.dispatch(true, request).await
     }
 

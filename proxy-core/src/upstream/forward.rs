@@ -89,51 +89,45 @@ async fn forward(
         .ok_or_else(|| ProxyError::Internal {
             message: "request reached forward without a cluster".to_owned(),
         })?;
-    // Ordinary requests go to `exchange` from here, a future inside this
-    // one rather than two levels down: each level costs every request.
-    let upgrade = request.extensions_mut().remove::<UpgradeRequest>();
-    let result = match (upgrade, cluster.with_credential(request)) {
-        (_, Err(error)) => Err(error),
-        (None, Ok(request)) => {
-            let long_running = context
-                .attributes()
-                .is_some_and(RequestAttributes::is_long_running);
-            cluster
-                .exchange(request, long_running)
-                .await
-                .map(|mut response| {
-                    if long_running {
-                        response.body_mut().end_on(shutdown.drain().clone());
-                    }
-                    response
-                })
-        }
-        (Some(upgrade), Ok(request)) => {
-            send_upgrade(request, upgrade, &cluster, shutdown, context).await
+    // Ordinary requests take the worker's cheapest connection; upgrades
+    // the HTTP/1.1 client, which can hand the connection over.
+    let result = match request.extensions_mut().remove::<UpgradeRequest>() {
+        None => match cluster.with_credential(request) {
+            Err(error) => Err(error),
+            Ok(request) => {
+                let long_running = context
+                    .attributes()
+                    .is_some_and(RequestAttributes::is_long_running);
+                cluster
+                    .exchange(request, long_running)
+                    .await
+                    .map(|mut response| {
+                        if long_running {
+                            response.body_mut().end_on(shutdown.drain().clone());
+                        }
+                        response
+                    })
+            }
+        },
+        Some(UpgradeRequest(protocol)) => {
+            upgrade(request, protocol, &cluster, shutdown, context).await
         }
     };
     cluster.reachability().observe_result(&result);
     result
 }
 
-/// Sends a request asking for an upgrade (its plugins' phase done, its
-/// credential set) over the HTTP/1.1 client, and relays the `101`; no
-/// deadline: the session is long-running.
-async fn send_upgrade(
+/// Sends a request asking for an upgrade (its plugins' phase done) and,
+/// on a `101`, relays the session.
+async fn upgrade(
     mut request: Request<RequestBody>,
-    UpgradeRequest(protocol): UpgradeRequest,
+    protocol: header::HeaderValue,
     cluster: &Cluster,
     shutdown: Arc<Shutdown>,
     context: Arc<RequestContext>,
 ) -> ProxyResult {
     let client_upgrade = hyper::upgrade::on(&mut request);
-    let headers = request.headers_mut();
-    headers.insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("Upgrade"),
-    );
-    headers.insert(header::UPGRADE, protocol);
-    let response = cluster.dispatch(true, request).await?;
+    let response = cluster.send_upgrade(request, protocol).await?;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Ok(tunnel(cluster, response, client_upgrade, shutdown, context));
     }
