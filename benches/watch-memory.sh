@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # 10,000 concurrent idle watch streams through Paddock (HTTP/2 clients,
 # HTTP/2 upstream), then Paddock's RSS before and with the watches open,
-# and the bytes per watch. Target: < 160 MiB. Loopback only, bounded
+# and the bytes per watch. Target: < 124 MiB. Loopback only, bounded
 # (the client gives up after 300 s). Builds the release binaries itself.
 #
 #   bash benches/watch-memory.sh                     # WATCHES=10000 PER_CONNECTION=500
 #   WATCHES=20000 bash benches/watch-memory.sh
-#   MAX_STREAMS=100 bash benches/watch-memory.sh     # kube-apiserver's streams per connection
+#   MAX_STREAMS=50000 bash benches/watch-memory.sh   # one upstream connection
 #
-# Streams are multiplexed (PER_CONNECTION per HTTP/2 connection, one
-# upstream connection), so 10,000 watches need only a few dozen file
-# descriptors; raising the limit is best effort and a hard limit below
-# 65536 (containers) is fine.
+# Streams are multiplexed (PER_CONNECTION per client HTTP/2 connection;
+# upstream, the fake allows kube-apiserver's 100 streams per connection
+# unless MAX_STREAMS says otherwise), so 10,000 watches need only a few
+# hundred file descriptors; raising the limit is best effort and a hard
+# limit below 65536 (containers) is fine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WATCHES=${WATCHES:-10000}

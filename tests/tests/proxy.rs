@@ -764,3 +764,37 @@ async fn watches_that_fill_connections_do_not_block_other_requests() {
     assert_eq!(fake.watchers(), WATCHES);
     fake.assert_clean();
 }
+
+/// A burst of watches on a new upstream connection, before the server's
+/// SETTINGS arrive: the proxy assumes kube-apiserver's 100 streams until
+/// told, so none is refused for going past the server's limit (h2 itself
+/// assumes no limit, and the server answers the excess with
+/// REFUSED_STREAM).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_before_the_servers_settings_stays_within_its_limit() {
+    const WATCHES: usize = 250;
+    let fake = FakeApiServer::start(FakeApiConfig {
+        first_write_delay: Duration::from_secs(1),
+        ..FakeApiConfig::default()
+    })
+    .await
+    .unwrap();
+    let proxy = ProxyUnderTest::start(proxy_to(&fake, "far").workers(1)).await;
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http2, None);
+    let url = format!("{}{PODS}?watch=true", proxy.url());
+    let watches = futures_util::future::join_all((0..WATCHES).map(|_| {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            client.send(request(&url, Some(ALICE), &[])),
+        )
+    }))
+    .await;
+    let statuses: BTreeMap<u16, usize> = watches.iter().fold(BTreeMap::new(), |mut s, w| {
+        let status = w.as_ref().expect("answered").as_ref().unwrap().status();
+        *s.entry(status.as_u16()).or_default() += 1;
+        s
+    });
+    assert_eq!(statuses, BTreeMap::from([(200, WATCHES)]));
+    assert_eq!(fake.watchers(), WATCHES);
+    fake.assert_clean();
+}

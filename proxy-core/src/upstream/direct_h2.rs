@@ -67,8 +67,8 @@ enum Unsendable {
 /// Streams a new connection is taken to allow until the server's
 /// SETTINGS say how many it does (h2 assumes no limit): kube-apiserver's
 /// 100. Assuming none, a burst of watches went on a new connection past
-/// the server's limit and it refused them: 502s in 3 of 10 runs of
-/// `MAX_STREAMS=100 benches/watch-memory.sh`, none in 10 since.
+/// the server's limit and it refused them with 502s (the test
+/// `a_burst_before_the_servers_settings_stays_within_its_limit`).
 const INITIAL_MAX_STREAMS: usize = 100;
 
 /// Connections a worker opens to one cluster at most. A new one opens only

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `--max-streams N` sets the HTTP/2 streams allowed per connection
-//! (kube-apiserver allows 100; the fake's default is far higher).
+//! (default 100, as kube-apiserver allows).
 
 use std::path::PathBuf;
 

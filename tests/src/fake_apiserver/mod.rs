@@ -16,6 +16,7 @@
 mod discovery;
 mod exec;
 mod impersonation;
+mod late_start;
 mod nodes;
 mod portforward;
 mod rbac;
@@ -53,6 +54,7 @@ pub use resources::{FIREHOSE, FIREHOSE_CHUNK};
 pub use webhook::TokenWebhook;
 
 use crate::tls::TestCa;
+use late_start::LateStart;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -73,8 +75,13 @@ pub struct FakeApiConfig {
     pub plain_http: bool,
     /// Offer only HTTP/1.1 in ALPN, like a server without HTTP/2.
     pub http1_only: bool,
-    /// `SETTINGS_MAX_CONCURRENT_STREAMS` per HTTP/2 connection.
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` per HTTP/2 connection:
+    /// kube-apiserver's 100 unless a test needs another.
     pub max_streams: u32,
+    /// How long each connection's first bytes after the TLS handshake
+    /// wait, as from a server far away: the client's first requests go out
+    /// before the server's HTTP/2 SETTINGS arrive.
+    pub first_write_delay: Duration,
     /// Listen address (port 0 for any).
     pub listen: SocketAddr,
 }
@@ -89,7 +96,8 @@ impl Default for FakeApiConfig {
             nodes: vec![("node-1".to_owned(), true)],
             plain_http: false,
             http1_only: false,
-            max_streams: 50_000,
+            max_streams: 100,
+            first_write_delay: Duration::ZERO,
             listen: ([127, 0, 0, 1], 0).into(),
         }
     }
@@ -214,6 +222,7 @@ impl FakeApiServer {
                 };
                 let _ = stream.set_nodelay(true);
                 let (state, builder, tls) = (serving.clone(), builder.clone(), tls.clone());
+                let delay = state.config.first_write_delay;
                 let mut generation = state.generation.subscribe();
                 generation.mark_unchanged();
                 let connection = async move {
@@ -224,12 +233,14 @@ impl FakeApiServer {
                     match tls {
                         Some(tls) => {
                             if let Ok(stream) = tls.accept(stream).await {
+                                let stream = LateStart::new(stream, delay);
                                 let _ = builder
                                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                     .await;
                             }
                         }
                         None => {
+                            let stream = LateStart::new(stream, delay);
                             let _ = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                                 .await;
