@@ -304,3 +304,35 @@ fn a_single_check_borrows_the_request() {
     assert!(matches!(get.authorization_checks(false), Cow::Borrowed([only]) if *only == get));
     assert!(matches!(get.authorization_checks(true), Cow::Owned(_)));
 }
+
+/// The byte loop splits exactly as `strings.Split(strings.Trim(path, "/"),
+/// "/")` does, keeping the first [`MAX_PARTS`] parts: empty parts, long
+/// paths and non-ASCII names included.
+#[test]
+fn split_path_is_gos_split_of_the_trimmed_path() {
+    for path in [
+        "",
+        "/",
+        "//",
+        "/api",
+        "api",
+        "/api/v1/namespaces/default/pods/bench",
+        "/api//v1///pods/",
+        "///api/v1/",
+        "/apis/apps/v1/namespaces/ns/deployments/web/scale/x/y/z/w",
+        "/a/b/c/d/e/f/g/h/i",
+        "/a/b/c/d/e/f/g/h/i/",
+        "/a/b/c/d/e/f/g/h/i/j",
+        "/api/v1/namespaces/ünïcødé/pods/名前",
+    ] {
+        let mut parts = [""; MAX_PARTS];
+        let len = split_path(path, &mut parts);
+        let trimmed = path.trim_matches('/');
+        let expected: Vec<&str> = if trimmed.is_empty() {
+            Vec::new()
+        } else {
+            trimmed.split('/').take(MAX_PARTS).collect()
+        };
+        assert_eq!(&parts[..len], expected.as_slice(), "{path:?}");
+    }
+}
