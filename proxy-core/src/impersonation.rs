@@ -26,6 +26,8 @@ pub(crate) const UID: HeaderName = HeaderName::from_static("impersonate-uid");
 pub(crate) const GROUP: HeaderName = HeaderName::from_static("impersonate-group");
 /// Prefix of `Impersonate-Extra-<key>` (lower case, as on the wire in HTTP/2).
 pub(crate) const EXTRA_PREFIX: &str = "impersonate-extra-";
+/// What every impersonation header's name starts with.
+const PREFIX: &str = "impersonate-";
 
 /// Replaces any impersonation headers in `headers` with ones presenting
 /// `identity`. Fails only if the identity holds bytes no header can carry.
@@ -161,23 +163,37 @@ fn is_token_byte(byte: u8) -> bool {
 /// (any case) before sanitize removes them. `None` when the caller sent none
 /// of them; the combination is validated by the authorize layer.
 pub(crate) fn requested(headers: &HeaderMap) -> Option<ImpersonationRequest> {
+    // One pass over the names: nearly every request has none of them, and
+    // looking each of `user`, `uid` and `group` up by hash cost three
+    // lookups per request.
     let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
-    let mut extra: Vec<(String, Vec<String>)> = Vec::new();
+    let mut request = ImpersonationRequest::default();
+    let mut uid = None;
     for (name, value) in headers {
-        if let Some(suffix) = name.as_str().strip_prefix(EXTRA_PREFIX) {
-            let key = policy::decode_extra_key(suffix);
-            match extra.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, values)) => values.push(text(value)),
-                None => extra.push((key, vec![text(value)])),
+        let Some(rest) = name.as_str().strip_prefix(PREFIX) else {
+            continue;
+        };
+        match rest {
+            // The first value, as `HeaderMap::get` gives it.
+            "user" => {
+                request.user.get_or_insert_with(|| text(value));
+            }
+            "uid" => {
+                uid.get_or_insert_with(|| text(value));
+            }
+            "group" => request.groups.push(text(value)),
+            _ => {
+                if let Some(suffix) = rest.strip_prefix("extra-") {
+                    let key = policy::decode_extra_key(suffix);
+                    match request.extra.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, values)) => values.push(text(value)),
+                        None => request.extra.push((key, vec![text(value)])),
+                    }
+                }
             }
         }
     }
-    let request = ImpersonationRequest {
-        user: headers.get(USER).map(text),
-        uid: headers.get(UID).map(text).filter(|u| !u.is_empty()),
-        groups: headers.get_all(GROUP).iter().map(text).collect(),
-        extra,
-    };
+    request.uid = uid.filter(|u| !u.is_empty());
     let asked = request.user.is_some()
         || request.uid.is_some()
         || !request.groups.is_empty()

@@ -20,7 +20,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -29,7 +29,7 @@ use crate::{
     error::ProxyError,
     status::Status,
     tunnel::UNREACHABLE_HEADER,
-    upstream::Cluster,
+    upstream::{strip_hop_by_hop, Cluster},
 };
 
 pub(super) type Body = ResponseBody;
@@ -132,22 +132,6 @@ pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) 
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Body::upstream(body))
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TE,
-        header::TRAILER,
-        header::PROXY_AUTHORIZATION,
-        header::PROXY_AUTHENTICATE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 /// The Kubernetes Status for a request the agent could not forward

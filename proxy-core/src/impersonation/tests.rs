@@ -150,3 +150,23 @@ fn cached_headers_are_the_same_headers() {
     let groups: Vec<_> = headers.get_all(GROUP).iter().collect();
     assert_eq!(groups, ["admins"]);
 }
+
+/// What the single pass reads is what lookups by name would: the first
+/// `Impersonate-User` and `-Uid` values, an empty uid as none, and only
+/// names that are impersonation headers (not ones that merely start alike).
+#[test]
+fn reads_the_first_user_and_uid_and_nothing_else() {
+    let mut headers = HeaderMap::new();
+    headers.append("impersonate-userx", HeaderValue::from_static("mallory"));
+    headers.append("x-impersonate-user", HeaderValue::from_static("mallory"));
+    headers.append("impersonate-extra", HeaderValue::from_static("none"));
+    assert_eq!(requested(&headers), None);
+    headers.append(USER, HeaderValue::from_static("bob"));
+    headers.append(USER, HeaderValue::from_static("carol"));
+    headers.append(UID, HeaderValue::from_static(""));
+    headers.append(UID, HeaderValue::from_static("7"));
+    let request = requested(&headers).unwrap();
+    assert_eq!(request.user.as_deref(), Some("bob"));
+    assert_eq!(request.uid, None);
+    assert!(request.groups.is_empty() && request.extra.is_empty());
+}

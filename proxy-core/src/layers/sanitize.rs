@@ -137,13 +137,15 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 fn upgrade_request(headers: &HeaderMap) -> Option<UpgradeRequest> {
+    // `Upgrade` first: most requests have none, and then `Connection` is
+    // not read.
+    let protocol = headers.get(header::UPGRADE)?;
     let wants_upgrade = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    let protocol = headers.get(header::UPGRADE)?;
     wants_upgrade.then(|| UpgradeRequest(protocol.clone()))
 }
 

@@ -268,9 +268,9 @@ impl Cluster {
     /// as for Paddock's own requests.
     pub(crate) async fn send(
         &self,
-        request: http::Request<RequestBody>,
+        mut request: http::Request<RequestBody>,
     ) -> Result<crate::request::ProxyResponse, ProxyError> {
-        let request = self.with_credential(request)?;
+        self.apply_credential(&mut request)?;
         self.exchange(request, true).await
     }
 
@@ -281,10 +281,10 @@ impl Cluster {
     /// send exec, attach and port-forward.
     pub(crate) async fn send_upgrade(
         &self,
-        request: http::Request<RequestBody>,
+        mut request: http::Request<RequestBody>,
         protocol: http::HeaderValue,
     ) -> Result<http::Response<hyper::body::Incoming>, ProxyError> {
-        let mut request = self.with_credential(request)?;
+        self.apply_credential(&mut request)?;
         let headers = request.headers_mut();
         headers.insert(
             http::header::CONNECTION,
@@ -294,17 +294,18 @@ impl Cluster {
         self.dispatch(true, request).await
     }
 
-    /// `request` addressed to the API server, with this cluster's credential.
-    pub(super) fn with_credential(
+    /// Addresses `request` to the API server, with this cluster's
+    /// credential. In place: the request is moved no more than it must be.
+    pub(super) fn apply_credential(
         &self,
-        mut request: http::Request<RequestBody>,
-    ) -> Result<http::Request<RequestBody>, ProxyError> {
+        request: &mut http::Request<RequestBody>,
+    ) -> Result<(), ProxyError> {
         *request.uri_mut() = self.upstream_uri(request.uri())?;
         // Let ALPN pick the upstream protocol: an HTTP/2 caller may still
         // be served over HTTP/1.1 upstream, and the other way round.
         *request.version_mut() = http::Version::HTTP_11;
         self.authorization.apply(request.headers_mut());
-        Ok(request)
+        Ok(())
     }
 
     /// Whether it is reached through its agent's tunnel.
@@ -356,14 +357,13 @@ impl Cluster {
                 })?
             }
         };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| ProxyError::Internal {
-                message: format!("cannot build upstream URI: {e}"),
-            })
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|e| ProxyError::Internal {
+            message: format!("cannot build upstream URI: {e}"),
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use http::{header, HeaderMap, Request, Response, StatusCode, Version};
+use http::{header, HeaderMap, HeaderName, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
 
 use hyper_util::rt::TokioIo;
@@ -24,7 +24,7 @@ use crate::{
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
     context::{self, RequestContext},
     error::ProxyError,
-    plugin::Plugins,
+    plugin::{Phases, Plugins},
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
     tunnel::Sent,
@@ -74,15 +74,19 @@ impl Service<Request<RequestBody>> for Forward {
 }
 
 async fn forward(
-    request: Request<RequestBody>,
+    mut request: Request<RequestBody>,
     shutdown: Arc<Shutdown>,
     plugins: Plugins,
 ) -> ProxyResult {
     let context = context::of(&request);
-    let mut request = match plugins.run_upstream_request(&context, request).await? {
-        Ok(request) => request,
-        Err(response) => return Ok(response),
-    };
+    // Checked here, not only inside: awaiting the phase moves the request
+    // in and out of its future even when no plugin hooks it.
+    if plugins.hook(Phases::UPSTREAM_REQUEST) {
+        request = match plugins.run_upstream_request(&context, request).await? {
+            Ok(request) => request,
+            Err(response) => return Ok(response),
+        };
+    }
     let cluster = context
         .target()
         .cloned()
@@ -92,9 +96,9 @@ async fn forward(
     // Ordinary requests take the worker's cheapest connection; upgrades
     // the HTTP/1.1 client, which can hand the connection over.
     let result = match request.extensions_mut().remove::<UpgradeRequest>() {
-        None => match cluster.with_credential(request) {
+        None => match cluster.apply_credential(&mut request) {
             Err(error) => Err(error),
-            Ok(request) => {
+            Ok(()) => {
                 let long_running = context
                     .attributes()
                     .is_some_and(RequestAttributes::is_long_running);
@@ -277,19 +281,41 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     }
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in [
+/// Removes an HTTP/1.1 message's connection-specific headers (RFC 9110
+/// §7.6.1): the hop-by-hop ones and those its `Connection` lists. Most
+/// messages carry none, so the names are scanned once and only what is
+/// there is removed: removing each of eight names by hash lookup cost
+/// about 1,200 instructions per response.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
+        headers.remove(name);
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    const STANDARD: [HeaderName; 7] = [
         header::CONNECTION,
         header::TRANSFER_ENCODING,
         header::UPGRADE,
         header::TE,
         header::TRAILER,
         header::PROXY_AUTHENTICATE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+        header::PROXY_AUTHORIZATION,
+    ];
+    STANDARD.contains(name) || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// Connect failures (refused, DNS, TLS handshake) are 503: the cluster is
@@ -449,9 +475,9 @@ impl Cluster {
     /// the proxy does, directly or through its agent's tunnel.
     pub(crate) async fn call(
         &self,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let request = self.with_credential(request)?;
+        self.apply_credential(&mut request)?;
         let sent = self.dispatch(false, request);
         let result = deadline(self, false, sent).await.and_then(|sent| sent);
         self.reachability().observe_result(&result);
@@ -488,5 +514,60 @@ impl Cluster {
             })?
             .to_bytes();
         Ok((status, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.parse::<HeaderName>().unwrap(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_listed_headers_only() {
+        let mut message = headers(&[
+            ("content-type", "application/json"),
+            ("connection", "keep-alive, X-Secret-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authenticate", "Basic"),
+            ("proxy-authorization", "Basic eA=="),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("upgrade", "websocket"),
+            ("audit-id", "abc"),
+            ("audit-id", "def"),
+        ]);
+        strip_hop_by_hop(&mut message);
+        let left: Vec<_> = message
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("content-type", "application/json"),
+                ("audit-id", "abc"),
+                ("audit-id", "def")
+            ]
+        );
+    }
+
+    #[test]
+    fn leaves_a_message_without_them_as_it_is() {
+        let pairs = [
+            ("content-type", "application/json"),
+            ("content-length", "2"),
+        ];
+        let mut message = headers(&pairs);
+        strip_hop_by_hop(&mut message);
+        assert_eq!(message, headers(&pairs));
     }
 }
