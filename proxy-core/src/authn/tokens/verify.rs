@@ -19,13 +19,23 @@ const MAX_SECRET_LEN: usize = 256;
 
 /// Splits `<token-id>:<secret>`, rejecting anything malformed before any lookup.
 pub fn split_presented(presented: &str) -> Result<(&str, &str), TokenError> {
-    let (id, secret) = presented.split_once(':').ok_or(TokenError::Malformed)?;
+    // By bytes: every bearer token presented is split here first, and
+    // `split_once(':')` and `contains(':')` each cost a `memchr` call.
+    let colon = presented
+        .bytes()
+        .position(|b| b == b':')
+        .ok_or(TokenError::Malformed)?;
+    let (id, secret) = (&presented[..colon], &presented[colon + 1..]);
     let id_ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if !id_ok || secret.is_empty() || secret.len() > MAX_SECRET_LEN || secret.contains(':') {
+    if !id_ok
+        || secret.is_empty()
+        || secret.len() > MAX_SECRET_LEN
+        || secret.bytes().any(|b| b == b':')
+    {
         return Err(TokenError::Malformed);
     }
     Ok((id, secret))
