@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
         established.as_secs_f64()
     );
     eprintln!(
-        "paddock RSS: {:.1} MiB before, {:.1} MiB with the watches open ({:.1} KiB per watch); target < 160 MiB",
+        "paddock RSS: {:.1} MiB before, {:.1} MiB with the watches open ({:.1} KiB per watch); target < 124 MiB",
         mib(before),
         mib(after),
         (after.saturating_sub(before)) as f64 / open.len() as f64
