@@ -46,6 +46,11 @@ impl Plugin for ReadOnly {
         Phases::UPSTREAM_REQUEST
     }
 
+    // Nothing to wait for: the request goes on in place.
+    fn request_phases_are_immediate(&self) -> bool {
+        true
+    }
+
     fn on_upstream_request<'a>(
         &'a self,
         context: &'a RequestContext,

@@ -21,7 +21,7 @@ use crate::{
     context::{self, ConnectionInfo, RequestContext},
     endpoints::path::{Access, Caller, Endpoint},
     error::ProxyError,
-    plugin::{Phases, Plugins, RequestPhase},
+    plugin::{Plugins, RequestPhase},
     request::{ProxyResponse, ProxyResult},
 };
 
@@ -96,13 +96,19 @@ where
             headers.remove(header::COOKIE);
         }
         // Nearly always known at once (a token table, a cache hit): then,
-        // without plugins hooking the request phase, the request goes on in place, without a
-        // boxed future or a clone of the layers below.
+        // unless a plugin hooking the request phase may wait, the request
+        // goes on in place, without a boxed future or a clone of the
+        // layers below.
         let lookup = Lookup::new(caller, credentials).now(&self.chain);
         let lookup = match lookup {
-            Ok(authenticated) if !self.plugins.hook(Phases::REQUEST) => {
-                return match admitted(&context, access, authenticated) {
-                    Ok(()) => Either::Left(self.inner.call(request)),
+            Ok(authenticated) if self.plugins.request_phases_in_place() => {
+                let ran = admitted(&context, access, authenticated).and_then(|()| {
+                    self.plugins
+                        .run_request_phase_now(RequestPhase::Request, &context, request)
+                });
+                return match ran {
+                    Ok(Ok(request)) => Either::Left(self.inner.call(request)),
+                    Ok(Err(response)) => Either::Right(Box::pin(std::future::ready(Ok(response)))),
                     Err(error) => Either::Right(Box::pin(std::future::ready(Err(error)))),
                 };
             }

@@ -82,7 +82,12 @@ async fn forward(
     // Checked here, not only inside: awaiting the phase moves the request
     // in and out of its future even when no plugin hooks it.
     if plugins.hook(Phases::UPSTREAM_REQUEST) {
-        request = match plugins.run_upstream_request(&context, request).await? {
+        let ran = if plugins.request_phases_in_place() {
+            plugins.run_upstream_request_now(&context, request)
+        } else {
+            plugins.run_upstream_request(&context, request).await
+        };
+        request = match ran? {
             Ok(request) => request,
             Err(response) => return Ok(response),
         };

@@ -179,6 +179,11 @@ impl Plugin for Audit {
         }
     }
 
+    // Events are queued, never awaited: the request goes on in place.
+    fn request_phases_are_immediate(&self) -> bool {
+        true
+    }
+
     fn on_request<'a>(
         &'a self,
         context: &'a RequestContext,

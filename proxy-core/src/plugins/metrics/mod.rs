@@ -401,6 +401,11 @@ impl Plugin for Metrics {
         Phases::UPSTREAM_REQUEST | Phases::RESPONSE | Phases::LOG | Phases::EVENT
     }
 
+    // Nothing to wait for: the request goes on in place.
+    fn request_phases_are_immediate(&self) -> bool {
+        true
+    }
+
     fn on_upstream_request<'a>(
         &'a self,
         context: &'a RequestContext,
