@@ -170,26 +170,21 @@ pub(crate) fn requested(headers: &HeaderMap) -> Option<ImpersonationRequest> {
     let mut request = ImpersonationRequest::default();
     let mut uid = None;
     for (name, value) in headers {
-        let Some(rest) = name.as_str().strip_prefix(PREFIX) else {
+        if !name.as_str().starts_with(PREFIX) {
             continue;
-        };
-        match rest {
-            // The first value, as `HeaderMap::get` gives it.
-            "user" => {
-                request.user.get_or_insert_with(|| text(value));
-            }
-            "uid" => {
-                uid.get_or_insert_with(|| text(value));
-            }
-            "group" => request.groups.push(text(value)),
-            _ => {
-                if let Some(suffix) = rest.strip_prefix("extra-") {
-                    let key = policy::decode_extra_key(suffix);
-                    match request.extra.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, values)) => values.push(text(value)),
-                        None => request.extra.push((key, vec![text(value)])),
-                    }
-                }
+        }
+        // The first value of user and uid, as `HeaderMap::get` gives it.
+        if *name == USER {
+            request.user.get_or_insert_with(|| text(value));
+        } else if *name == UID {
+            uid.get_or_insert_with(|| text(value));
+        } else if *name == GROUP {
+            request.groups.push(text(value));
+        } else if let Some(suffix) = name.as_str().strip_prefix(EXTRA_PREFIX) {
+            let key = policy::decode_extra_key(suffix);
+            match request.extra.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, values)) => values.push(text(value)),
+                None => request.extra.push((key, vec![text(value)])),
             }
         }
     }

@@ -53,6 +53,7 @@ pub mod error;
 pub mod events;
 pub mod future;
 pub mod health;
+pub(crate) mod hop_by_hop;
 pub(crate) mod impersonation;
 pub mod kubeconfig;
 pub(crate) mod layers;

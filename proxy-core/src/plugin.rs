@@ -401,7 +401,9 @@ impl Plugins {
     }
 
     /// [`run_request_phase`](Self::run_request_phase) in place, when
-    /// [`request_phases_in_place`](Self::request_phases_in_place).
+    /// [`request_phases_in_place`](Self::request_phases_in_place). The same
+    /// loop, taking each answer at once instead of awaiting it: one
+    /// function cannot be both, and awaiting is what costs.
     pub(crate) fn run_request_phase_now<B>(
         &self,
         phase: RequestPhase,

@@ -27,9 +27,10 @@ use hyper_util::rt::TokioIo;
 use crate::{
     body::{RequestBody, ResponseBody},
     error::ProxyError,
+    hop_by_hop,
     status::Status,
     tunnel::UNREACHABLE_HEADER,
-    upstream::{strip_hop_by_hop, Cluster},
+    upstream::Cluster,
 };
 
 pub(super) type Body = ResponseBody;
@@ -96,7 +97,7 @@ pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) 
     let upgrade = request.headers().get(header::UPGRADE).cloned();
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    hop_by_hop::strip(&mut parts.headers);
     // The Host of the API server, set by the client from the URI.
     parts.headers.remove(header::HOST);
     let request = Request::from_parts(parts, RequestBody::new(body));
@@ -130,7 +131,7 @@ pub(super) async fn forward(upstream: &Cluster, mut request: Request<Incoming>) 
         return Response::from_parts(parts, Body::empty());
     }
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    hop_by_hop::strip(&mut parts.headers);
     Response::from_parts(parts, Body::upstream(body))
 }
 

@@ -9,11 +9,11 @@
 
 use std::task::{Context, Poll};
 
-use http::{header, HeaderMap, HeaderName, Request};
+use http::{header, HeaderMap, Request};
 use tower::{Layer, Service};
 
 use crate::{
-    impersonation,
+    hop_by_hop, impersonation,
     request::{CallerImpersonation, RequestHost, UpgradeRequest},
 };
 
@@ -78,7 +78,7 @@ where
 /// headers listed in `Connection`, `Host` and `X-Forwarded-*`/`Forwarded`.
 pub fn strip(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
-        for name in connection_listed(headers) {
+        for name in hop_by_hop::connection_listed(headers) {
             headers.remove(name);
         }
     }
@@ -124,16 +124,6 @@ fn dash_eq(name: &[u8], pattern: &[u8]) -> bool {
             .iter()
             .zip(pattern)
             .all(|(&n, &p)| n == p || (n == b'_' && p == b'-'))
-}
-
-fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect()
 }
 
 fn upgrade_request(headers: &HeaderMap) -> Option<UpgradeRequest> {

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use http::{header, HeaderMap, HeaderName, Request, Response, StatusCode, Version};
+use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
 
 use hyper_util::rt::TokioIo;
@@ -24,6 +24,7 @@ use crate::{
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
     context::{self, RequestContext},
     error::ProxyError,
+    hop_by_hop,
     plugin::{Phases, Plugins},
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
@@ -151,7 +152,7 @@ fn streamed(response: Response<Incoming>) -> ProxyResponse {
     let (mut parts, body) = response.into_parts();
     // HTTP/2 has no connection-specific headers (h2 refuses them).
     if parts.version != Version::HTTP_2 {
-        strip_hop_by_hop(&mut parts.headers);
+        hop_by_hop::strip(&mut parts.headers);
     }
     Response::from_parts(parts, ResponseBody::upstream(body))
 }
@@ -284,43 +285,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-/// Removes an HTTP/1.1 message's connection-specific headers (RFC 9110
-/// §7.6.1): the hop-by-hop ones and those its `Connection` lists. Most
-/// messages carry none, so the names are scanned once and only what is
-/// there is removed: removing each of eight names by hash lookup cost
-/// about 1,200 instructions per response.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
-        headers.remove(name);
-    }
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    const STANDARD: [HeaderName; 7] = [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TE,
-        header::TRAILER,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ];
-    STANDARD.contains(name) || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// Connect failures (refused, DNS, TLS handshake) are 503: the cluster is
@@ -519,60 +483,5 @@ impl Cluster {
             })?
             .to_bytes();
         Ok((status, body))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.parse::<HeaderName>().unwrap(), v.parse().unwrap()))
-            .collect()
-    }
-
-    #[test]
-    fn strips_hop_by_hop_and_connection_listed_headers_only() {
-        let mut message = headers(&[
-            ("content-type", "application/json"),
-            ("connection", "keep-alive, X-Secret-Hop"),
-            ("keep-alive", "timeout=5"),
-            ("x-secret-hop", "1"),
-            ("transfer-encoding", "chunked"),
-            ("proxy-connection", "keep-alive"),
-            ("proxy-authenticate", "Basic"),
-            ("proxy-authorization", "Basic eA=="),
-            ("te", "trailers"),
-            ("trailer", "x-checksum"),
-            ("upgrade", "websocket"),
-            ("audit-id", "abc"),
-            ("audit-id", "def"),
-        ]);
-        strip_hop_by_hop(&mut message);
-        let left: Vec<_> = message
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
-            .collect();
-        assert_eq!(
-            left,
-            [
-                ("content-type", "application/json"),
-                ("audit-id", "abc"),
-                ("audit-id", "def")
-            ]
-        );
-    }
-
-    #[test]
-    fn leaves_a_message_without_them_as_it_is() {
-        let pairs = [
-            ("content-type", "application/json"),
-            ("content-length", "2"),
-        ];
-        let mut message = headers(&pairs);
-        strip_hop_by_hop(&mut message);
-        assert_eq!(message, headers(&pairs));
     }
 }
