@@ -259,10 +259,13 @@ fn json(buf: &mut Vec<u8>, line: &Line) {
 fn quoted(buf: &mut Vec<u8>, value: &str) {
     buf.push(b'"');
     // Names and words: copied whole, not pushed a byte at a time.
-    if !value
-        .bytes()
-        .any(|b| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\')
-    {
+    let special = |word| {
+        json::has_less(word, 0x20)
+            | json::has_byte(word, 0x7f)
+            | json::has_byte(word, b'"')
+            | json::has_byte(word, b'\\')
+    };
+    if !json::any_word(value.as_bytes(), special) {
         buf.extend_from_slice(value.as_bytes());
         buf.push(b'"');
         return;
@@ -286,10 +289,15 @@ fn quoted(buf: &mut Vec<u8>, value: &str) {
 /// A path as it is (a request target has no spaces or quotes), quoted
 /// should one ever carry them.
 fn quoted_if_needed(buf: &mut Vec<u8>, value: &str) {
-    if value
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-    {
+    // Anything but visible ASCII other than `"` and `\\`.
+    let special = |word| {
+        json::has_less(word, 0x21)
+            | json::has_high(word)
+            | json::has_byte(word, 0x7f)
+            | json::has_byte(word, b'"')
+            | json::has_byte(word, b'\\')
+    };
+    if !json::any_word(value.as_bytes(), special) {
         buf.extend_from_slice(value.as_bytes());
     } else {
         quoted(buf, value);

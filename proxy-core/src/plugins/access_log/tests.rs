@@ -113,3 +113,32 @@ fn lines_reach_the_output_through_the_writer() {
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     assert_eq!(text.lines().count(), 100);
 }
+
+/// The word-at-a-time checks against the byte-by-byte rules they replace,
+/// for every length up to three words with one byte of each kind at every
+/// position (the padded short word, the overlapping last word).
+#[test]
+fn quoting_finds_a_special_byte_anywhere() {
+    let quote_needed = |b: u8| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\';
+    let path_special = |b: u8| !b.is_ascii_graphic() || b == b'"' || b == b'\\';
+    for len in 0..24 {
+        for special in [b' ', b'"', b'\\', b'\n', 0x01, 0x7f, 0xc3, b'a'] {
+            for at in 0..len.max(1) {
+                let mut bytes = vec![b'x'; len];
+                if len > 0 {
+                    bytes[at] = special;
+                }
+                // 0xc3 alone is not UTF-8: followed by a continuation byte.
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let mut quoted_out = Vec::new();
+                quoted(&mut quoted_out, &text);
+                let copied = quoted_out.len() == text.len() + 2;
+                assert_eq!(copied, !text.bytes().any(quote_needed), "{text:?}");
+                let mut path_out = Vec::new();
+                quoted_if_needed(&mut path_out, &text);
+                let bare = path_out == text.as_bytes();
+                assert_eq!(bare, !text.bytes().any(path_special), "{text:?}");
+            }
+        }
+    }
+}
