@@ -58,6 +58,7 @@ pub(crate) mod impersonation;
 pub mod kubeconfig;
 pub(crate) mod layers;
 pub mod net;
+pub(crate) mod piecewise;
 pub mod plugin;
 pub mod plugins;
 pub(crate) mod reload;

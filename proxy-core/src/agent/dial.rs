@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_acc
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::net::through_proxy;
+use crate::piecewise::PiecewiseWrites;
 use crate::tunnel::{
     FEATURES_HEADER, FEATURE_REQUESTS, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER,
 };
@@ -115,9 +116,10 @@ impl Dialer {
         if let Some(version) = kubernetes_version.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(KUBERNETES_VERSION_HEADER, version);
         }
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| failed("HTTP", &e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(PiecewiseWrites::new(tls)))
+                .await
+                .map_err(|e| failed("HTTP", &e))?;
         // Runs until it hands the socket to the upgrade; aborted with the
         // dial when Paddock never answers.
         let _connection = AbortOnDropHandle::new(tokio::spawn(connection.with_upgrades()));

@@ -36,8 +36,8 @@ use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::{
-    authn::client_cert::ClientCertificate, context::ConnectionInfo, shutdown::Shutdown,
-    stack::ProxyService,
+    authn::client_cert::ClientCertificate, context::ConnectionInfo, piecewise::PiecewiseWrites,
+    shutdown::Shutdown, stack::ProxyService,
 };
 use limits::{Activity, Counted, TrackedBody};
 
@@ -211,7 +211,7 @@ pub async fn serve(
                     };
                     // ALPN decides, as in Go's net/http: no sniffing, which would
                     // wait for bytes no timeout covers.
-                    let io = Counted::new(TokioIo::new(tls), permit);
+                    let io = Counted::new(TokioIo::new(PiecewiseWrites::new(tls)), permit);
                     let (http1, http2) = &*builders;
                     let ended = if h2 {
                         let connection = http2.serve_connection(io, hyper_service);

@@ -27,7 +27,7 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::store::Timestamp;
+use crate::{piecewise::extend_piecewise, store::Timestamp};
 
 /// Writes are gathered into frames of up to this size. HTTP/2 writes a
 /// frame header and its payload separately; one WebSocket frame per flush
@@ -403,7 +403,7 @@ impl<S: AsyncWrite + Unpin> WsBytes<S> {
         let mut taken = 0;
         for chunk in chunks {
             let n = chunk.len().min(room - taken);
-            self.out.extend_from_slice(&chunk[..n]);
+            extend_piecewise(&mut self.out, &chunk[..n]);
             taken += n;
             if taken == room {
                 break;
