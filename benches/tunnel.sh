@@ -74,8 +74,15 @@ bytes=$((MIB * 1024 * 1024))
 # head stops reading after $bytes on purpose, so curl's "(23) failure
 # writing output" is expected; anything else curl says, or a short read,
 # is a failure.
+# cpu PID: the process's CPU time so far, in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks=$(getconf CLK_TCK)
+# rate CLUSTER: MiB/s of one stream; sets $cpu_paddock and $cpu_agent to
+# each process's CPU seconds per GiB moved (steadier than the rate on a
+# shared machine).
 rate() {
-  local start end got
+  local start end got p0 a0
+  p0=$(cpu "$paddock_pid"); a0=$(cpu "$agent_pid")
   start=$(date +%s.%N)
   got=$(c -H "authorization: Bearer bench-token" "$url/k8s/clusters/$1/api/v1/namespaces/default/pods/firehose-$1/log?follow=true" \
     2>"$tmp/curl.err" | head -c "$bytes" | wc -c || true)
@@ -85,17 +92,20 @@ rate() {
     cat "$tmp/curl.err" >&2
     exit 1
   fi
+  cpu_paddock=$(python3 -c "print(f'{($(cpu "$paddock_pid") - $p0) / $ticks / ($MIB / 1024):.2f}')")
+  cpu_agent=$(python3 -c "print(f'{($(cpu "$agent_pid") - $a0) / $ticks / ($MIB / 1024):.2f}')")
   python3 -c "print(f'{$MIB / ($end - $start):.0f}')"
 }
 # Alternated, so that load from elsewhere falls on both alike; the median
 # ratio is the figure.
 ratios=()
 for round in $(seq 1 "$ROUNDS"); do
-  direct=$(rate default)
-  tunnel=$(rate edge)
+  rate default >"$tmp/rate"; direct=$(cat "$tmp/rate"); direct_cpu=$cpu_paddock
+  rate edge >"$tmp/rate"; tunnel=$(cat "$tmp/rate")
   ratio=$(python3 -c "print(f'{$tunnel / $direct:.2f}')")
   ratios+=("$ratio")
   echo "round $round: direct $direct MiB/s, through the tunnel $tunnel MiB/s, ratio $ratio (load average $(cut -d' ' -f1 /proc/loadavg))"
+  echo "  CPU s per GiB: Paddock direct $direct_cpu, through the tunnel $cpu_paddock; the agent $cpu_agent"
 done
 python3 -c "import statistics; print(f'median ratio {statistics.median([$(IFS=,; echo "${ratios[*]}")]):.2f} (target >= 0.8)')"
 
