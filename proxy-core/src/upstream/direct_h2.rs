@@ -37,6 +37,12 @@ const STREAM_WINDOW: u32 = 256 * 1024;
 /// all of it and every other response on the connection waited for them
 /// (hyperium/hyper#2899). Memory stays bounded by the stream window.
 const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
+/// Largest DATA frame the server may send (HTTP/2's default is 16 KiB): a
+/// large list or a `logs -f` arrives in a quarter of the frames, and an
+/// agent relays each frame it gets as one write into its tunnel, so this
+/// is also what spares the tunnel three writes, reads and wake-ups in
+/// four.
+const MAX_FRAME_SIZE: u32 = 64 * 1024;
 /// Largest response header block accepted.
 const MAX_HEADER_LIST: u32 = 1 << 20;
 /// Keepalive pings: one after this much time...
@@ -255,6 +261,7 @@ impl DirectH2 {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_header_list_size(MAX_HEADER_LIST)
             .initial_max_send_streams(INITIAL_MAX_STREAMS)
+            .max_frame_size(MAX_FRAME_SIZE)
             .enable_push(false)
             .handshake::<_, Bytes>(TokioIo::new(io))
             .await
