@@ -37,7 +37,6 @@ pub(crate) fn extend_piecewise(out: &mut Vec<u8>, bytes: &[u8]) {
 /// A connection whose writes reach the one below (a TLS stream, which
 /// copies what it is given into its records) as pieces of at most
 /// [`PIECE`] bytes, in one vectored write. Reads pass through.
-#[derive(Debug)]
 pub(crate) struct PiecewiseWrites<S> {
     io: S,
 }
@@ -48,25 +47,23 @@ impl<S> PiecewiseWrites<S> {
     }
 }
 
-/// Splits `bufs` into `pieces`, as many as fit; returns how many.
-fn split<'a>(bufs: &[&'a [u8]], pieces: &mut [IoSlice<'a>; MAX_PIECES]) -> usize {
-    let mut n = 0;
-    for buf in bufs {
-        for piece in buf.chunks(PIECE) {
+impl<S: AsyncWrite + Unpin> PiecewiseWrites<S> {
+    /// Writes `bufs` as one vectored write of pieces, as many as fit in
+    /// [`MAX_PIECES`].
+    fn poll_pieces<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Poll<io::Result<usize>> {
+        let mut pieces = [IoSlice::new(&[]); MAX_PIECES];
+        let mut n = 0;
+        for piece in bufs.into_iter().flat_map(|buf| buf.chunks(PIECE)) {
             if n == MAX_PIECES {
-                return n;
+                break;
             }
             pieces[n] = IoSlice::new(piece);
             n += 1;
         }
-    }
-    n
-}
-
-impl<S: AsyncWrite + Unpin> PiecewiseWrites<S> {
-    fn poll_pieces(&mut self, cx: &mut Context<'_>, bufs: &[&[u8]]) -> Poll<io::Result<usize>> {
-        let mut pieces = [IoSlice::new(&[]); MAX_PIECES];
-        let n = split(bufs, &mut pieces);
         Pin::new(&mut self.io).poll_write_vectored(cx, &pieces[..n])
     }
 }
@@ -91,7 +88,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PiecewiseWrites<S> {
         if buf.len() <= PIECE {
             return Pin::new(&mut this.io).poll_write(cx, buf);
         }
-        this.poll_pieces(cx, &[buf])
+        this.poll_pieces(cx, [buf])
     }
 
     fn poll_write_vectored(
@@ -103,12 +100,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PiecewiseWrites<S> {
         if bufs.len() <= MAX_PIECES && bufs.iter().all(|b| b.len() <= PIECE) {
             return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         }
-        let mut slices = [&[][..]; MAX_PIECES];
-        let n = bufs.len().min(MAX_PIECES);
-        for (slice, buf) in slices.iter_mut().zip(bufs) {
-            *slice = buf;
-        }
-        this.poll_pieces(cx, &slices[..n])
+        this.poll_pieces(cx, bufs.iter().map(|buf| &**buf))
     }
 
     fn is_write_vectored(&self) -> bool {

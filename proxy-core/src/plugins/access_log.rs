@@ -289,7 +289,7 @@ fn quoted(buf: &mut Vec<u8>, value: &str) {
 /// A path as it is (a request target has no spaces or quotes), quoted
 /// should one ever carry them.
 fn quoted_if_needed(buf: &mut Vec<u8>, value: &str) {
-    // Anything but visible ASCII other than `"` and `\\`.
+    // Anything but visible ASCII other than `"` and `\`.
     let special = |word| {
         json::has_less(word, 0x21)
             | json::has_high(word)
