@@ -288,14 +288,13 @@ impl RequestPhase {
     }
 }
 
-/// What a request phase ends with: the request to go on with, or the
-/// response a plugin answered with.
-pub(crate) type PhaseResult<B> =
-    Result<Result<http::Request<B>, Response<ResponseBody>>, ProxyError>;
+/// What a request phase ends with: `None` to go on, or the response a
+/// plugin answered with.
+pub(crate) type PhaseResult = Result<Option<Response<ResponseBody>>, ProxyError>;
 
 /// Hands the request body to the [`BodyCopy`] a plugin left in the
-/// extensions, if one did.
-fn copy_request_body(request: &mut http::Request<RequestBody>) {
+/// extensions, if one did: after the upstream request phase.
+pub(crate) fn copy_request_body(request: &mut http::Request<RequestBody>) {
     if let Some(copy) = request.extensions_mut().remove::<BodyCopy>() {
         request.body_mut().copy_into(copy);
     }
@@ -378,80 +377,42 @@ impl Plugins {
         }
     }
 
-    /// Runs a request phase on `request`: `Ok(Ok(request))` to go on,
-    /// `Ok(Err(response))` when a plugin answered. Nothing is taken apart
-    /// when no plugin hooks the phase.
-    pub(crate) async fn run_request_phase<B>(
+    /// Runs a request phase on the request's head. The caller takes the
+    /// request apart only when some plugin [`hook`](Self::hook)s the phase,
+    /// and the head stays where it is: returning the request instead moved
+    /// it (about 250 bytes) in and out of the result seven times a phase,
+    /// some 450 instructions a request.
+    pub(crate) async fn run_request_phase(
         &self,
         phase: RequestPhase,
         context: &RequestContext,
-        request: http::Request<B>,
-    ) -> PhaseResult<B> {
-        let hooking = self.hooking(phase);
-        if hooking.is_empty() {
-            return Ok(Ok(request));
-        }
-        let (mut parts, body) = request.into_parts();
-        for plugin in hooking {
-            if let Flow::Respond(response) = phase.offer(plugin, context, &mut parts).await? {
-                return Ok(Err(response));
+        parts: &mut request::Parts,
+    ) -> PhaseResult {
+        for plugin in self.hooking(phase) {
+            if let Flow::Respond(response) = phase.offer(plugin, context, parts).await? {
+                return Ok(Some(response));
             }
         }
-        Ok(Ok(http::Request::from_parts(parts, body)))
+        Ok(None)
     }
 
     /// [`run_request_phase`](Self::run_request_phase) in place, when
     /// [`request_phases_in_place`](Self::request_phases_in_place). The same
     /// loop, taking each answer at once instead of awaiting it: one
     /// function cannot be both, and awaiting is what costs.
-    pub(crate) fn run_request_phase_now<B>(
+    pub(crate) fn run_request_phase_now(
         &self,
         phase: RequestPhase,
         context: &RequestContext,
-        request: http::Request<B>,
-    ) -> PhaseResult<B> {
-        let hooking = self.hooking(phase);
-        if hooking.is_empty() {
-            return Ok(Ok(request));
-        }
-        let (mut parts, body) = request.into_parts();
-        for plugin in hooking {
-            let answer = phase.offer(plugin, context, &mut parts);
+        parts: &mut request::Parts,
+    ) -> PhaseResult {
+        for plugin in self.hooking(phase) {
+            let answer = phase.offer(plugin, context, parts);
             if let Flow::Respond(response) = at_once(plugin.name(), answer)? {
-                return Ok(Err(response));
+                return Ok(Some(response));
             }
         }
-        Ok(Ok(http::Request::from_parts(parts, body)))
-    }
-
-    /// Runs the upstream request phase, then hands the body to the
-    /// [`BodyCopy`] a plugin left in the extensions, if one did.
-    pub(crate) async fn run_upstream_request(
-        &self,
-        context: &RequestContext,
-        request: http::Request<RequestBody>,
-    ) -> PhaseResult<RequestBody> {
-        let phase = RequestPhase::UpstreamRequest;
-        let mut ran = self.run_request_phase(phase, context, request).await;
-        if let Ok(Ok(request)) = &mut ran {
-            copy_request_body(request);
-        }
-        ran
-    }
-
-    /// [`run_upstream_request`](Self::run_upstream_request) in place, when
-    /// [`request_phases_in_place`](Self::request_phases_in_place).
-    pub(crate) fn run_upstream_request_now(
-        &self,
-        context: &RequestContext,
-        request: http::Request<RequestBody>,
-    ) -> PhaseResult<RequestBody> {
-        let phase = RequestPhase::UpstreamRequest;
-        let mut ran = self.run_request_phase_now(phase, context, request);
-        if let Ok(Ok(request)) = &mut ran {
-            copy_request_body(request);
-        }
-        ran
+        Ok(None)
     }
 
     /// Runs the response phase, then hands `body` to the [`BodyCopy`] a
@@ -595,11 +556,11 @@ mod tests {
             None,
         ));
         for phase in [RequestPhase::Request, RequestPhase::UpstreamRequest] {
-            let request = http::Request::new(());
+            let (mut parts, ()) = http::Request::new(()).into_parts();
             let ran = plugins
-                .run_request_phase(phase, &context, request)
+                .run_request_phase(phase, &context, &mut parts)
                 .now_or_never();
-            assert!(matches!(ran, Some(Ok(Ok(_)))));
+            assert!(matches!(ran, Some(Ok(None))));
         }
         let (mut parts, ()) = Response::new(()).into_parts();
         let mut body = ResponseBody::empty();
@@ -640,6 +601,10 @@ mod tests {
         RequestContext::new("1".into(), http::Method::GET, "/api".into(), None)
     }
 
+    fn parts() -> request::Parts {
+        http::Request::new(()).into_parts().0
+    }
+
     #[test]
     fn immediate_request_phases_run_in_place_once() {
         let every = recorder(Phases::ALL);
@@ -647,8 +612,8 @@ mod tests {
         let plugins = Plugins::new(vec![every.clone(), waiter(Phases::LOG, false)]);
         assert!(plugins.request_phases_in_place());
         for phase in [RequestPhase::Request, RequestPhase::UpstreamRequest] {
-            let ran = plugins.run_request_phase_now(phase, &context(), http::Request::new(()));
-            assert!(matches!(ran, Ok(Ok(_))));
+            let ran = plugins.run_request_phase_now(phase, &context(), &mut parts());
+            assert!(matches!(ran, Ok(None)));
         }
         assert_eq!(*every.seen.lock().unwrap(), ["request", "upstream"]);
         for phase in [Phases::REQUEST, Phases::UPSTREAM_REQUEST] {
@@ -661,11 +626,7 @@ mod tests {
     #[test]
     fn a_plugin_that_waits_after_saying_it_would_not_is_a_500_naming_it() {
         let plugins = Plugins::new(vec![waiter(Phases::REQUEST, true)]);
-        let ran = plugins.run_request_phase_now(
-            RequestPhase::Request,
-            &context(),
-            http::Request::new(()),
-        );
+        let ran = plugins.run_request_phase_now(RequestPhase::Request, &context(), &mut parts());
         match ran {
             Err(error @ ProxyError::Internal { .. }) => {
                 assert!(error.to_string().contains("recorder"), "{error}");
@@ -679,9 +640,11 @@ mod tests {
         let waiting = waiter(Phases::UPSTREAM_REQUEST, false);
         let plugins = Plugins::new(vec![waiting.clone()]);
         assert!(!plugins.request_phases_in_place());
-        let request = http::Request::new(RequestBody::empty());
-        let ran = plugins.run_upstream_request(&context(), request).await;
-        assert!(matches!(ran, Ok(Ok(_))));
+        let phase = RequestPhase::UpstreamRequest;
+        let ran = plugins
+            .run_request_phase(phase, &context(), &mut parts())
+            .await;
+        assert!(matches!(ran, Ok(None)));
         assert_eq!(*waiting.seen.lock().unwrap(), ["upstream"]);
     }
 

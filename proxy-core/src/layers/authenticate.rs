@@ -21,7 +21,7 @@ use crate::{
     context::{self, ConnectionInfo, RequestContext},
     endpoints::path::{Access, Caller, Endpoint},
     error::ProxyError,
-    plugin::{Plugins, RequestPhase},
+    plugin::{Phases, Plugins, RequestPhase},
     request::{ProxyResponse, ProxyResult},
 };
 
@@ -102,13 +102,18 @@ where
         let lookup = Lookup::new(caller, credentials).now(&self.chain);
         let lookup = match lookup {
             Ok(authenticated) if self.plugins.request_phases_in_place() => {
-                let ran = admitted(&context, access, authenticated).and_then(|()| {
-                    self.plugins
-                        .run_request_phase_now(RequestPhase::Request, &context, request)
-                });
-                return match ran {
-                    Ok(Ok(request)) => Either::Left(self.inner.call(request)),
-                    Ok(Err(response)) => Either::Right(Box::pin(std::future::ready(Ok(response)))),
+                let mut answered = admitted(&context, access, authenticated).map(|()| None);
+                if answered.is_ok() && self.plugins.hook(Phases::REQUEST) {
+                    let (mut parts, body) = request.into_parts();
+                    let phase = RequestPhase::Request;
+                    answered = self
+                        .plugins
+                        .run_request_phase_now(phase, &context, &mut parts);
+                    request = Request::from_parts(parts, body);
+                }
+                return match answered {
+                    Ok(None) => Either::Left(self.inner.call(request)),
+                    Ok(Some(response)) => Either::Right(Box::pin(std::future::ready(Ok(response)))),
                     Err(error) => Either::Right(Box::pin(std::future::ready(Err(error)))),
                 };
             }
@@ -125,13 +130,15 @@ where
                 Err(waiting) => waiting.wait(&chain).await,
             };
             admitted(&context, access, authenticated)?;
-            match plugins
-                .run_request_phase(RequestPhase::Request, &context, request)
+            let (mut parts, body) = request.into_parts();
+            let phase = RequestPhase::Request;
+            if let Some(response) = plugins
+                .run_request_phase(phase, &context, &mut parts)
                 .await?
             {
-                Ok(request) => inner.call(request).await,
-                Err(response) => Ok(response),
+                return Ok(response);
             }
+            inner.call(Request::from_parts(parts, body)).await
         }))
     }
 }

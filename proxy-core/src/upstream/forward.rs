@@ -25,7 +25,7 @@ use crate::{
     context::{self, RequestContext},
     error::ProxyError,
     hop_by_hop,
-    plugin::{Phases, Plugins},
+    plugin::{copy_request_body, Phases, Plugins, RequestPhase},
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
     tunnel::Sent,
@@ -80,18 +80,20 @@ async fn forward(
     plugins: Plugins,
 ) -> ProxyResult {
     let context = context::of(&request);
-    // Checked here, not only inside: awaiting the phase moves the request
-    // in and out of its future even when no plugin hooks it.
+    // Taken apart only for a plugin hooking the phase.
     if plugins.hook(Phases::UPSTREAM_REQUEST) {
-        let ran = if plugins.request_phases_in_place() {
-            plugins.run_upstream_request_now(&context, request)
+        let (mut parts, body) = request.into_parts();
+        let phase = RequestPhase::UpstreamRequest;
+        let answered = if plugins.request_phases_in_place() {
+            plugins.run_request_phase_now(phase, &context, &mut parts)
         } else {
-            plugins.run_upstream_request(&context, request).await
+            plugins.run_request_phase(phase, &context, &mut parts).await
         };
-        request = match ran? {
-            Ok(request) => request,
-            Err(response) => return Ok(response),
-        };
+        if let Some(response) = answered? {
+            return Ok(response);
+        }
+        request = Request::from_parts(parts, body);
+        copy_request_body(&mut request);
     }
     let cluster = context
         .target()

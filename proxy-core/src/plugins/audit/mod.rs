@@ -75,14 +75,11 @@ mod policy;
 mod sink;
 mod webhook;
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::SystemTime,
-};
+use std::{sync::Arc, time::SystemTime};
 
 use http::{request, response, StatusCode};
 
-use self::event::{End, Event, Noted, ResponseFacts, Target};
+use self::event::{End, Event, Noted, Received, ResponseFacts, Target};
 use self::objects::{Copies, Side};
 pub use self::{
     objects::MAX_OBJECT_BYTES,
@@ -378,7 +375,7 @@ impl Audit {
         let user_agent = request.and_then(|r| r.headers.get(http::header::USER_AGENT).cloned());
         Some(Arc::new(Noted {
             decision,
-            received: OnceLock::new(),
+            received: Received::default(),
             user_agent,
             query,
         }))

@@ -50,10 +50,9 @@ pub use self::{
 use crate::{
     accounts::Outcome,
     context::RequestContext,
-    error::ProxyError,
     events::Event,
     future::ReadyOrBoxed,
-    plugin::{AccessRecord, Flow, Phases, Plugin},
+    plugin::{AccessRecord, Phases, Plugin},
     status::Status,
     store::StoreView,
 };
@@ -392,25 +391,10 @@ impl Drop for StreamGuard {
     }
 }
 
-impl Plugin for Metrics {
-    fn name(&self) -> &'static str {
-        "metrics"
-    }
-
-    fn phases(&self) -> Phases {
-        Phases::UPSTREAM_REQUEST | Phases::RESPONSE | Phases::LOG | Phases::EVENT
-    }
-
-    // Nothing to wait for: the request goes on in place.
-    fn request_phases_are_immediate(&self) -> bool {
-        true
-    }
-
-    fn on_upstream_request<'a>(
-        &'a self,
-        context: &'a RequestContext,
-        _request: &'a mut http::request::Parts,
-    ) -> ReadyOrBoxed<'a, Result<Flow, ProxyError>> {
+impl Metrics {
+    /// Counts a long-running request open from when the cluster's answer
+    /// starts (a watch's headers, an upgrade's 101) until it ends.
+    fn open_stream(&self, context: &RequestContext) {
         let kind = context.attributes().and_then(labels::stream_kind);
         if let Some(index) = kind.and_then(|kind| STREAM_KINDS.iter().position(|k| *k == kind)) {
             let guard = StreamGuard::open(&self.inner.streams[index]);
@@ -418,7 +402,18 @@ impl Plugin for Metrics {
                 _guard: Arc::new(guard),
             });
         }
-        ReadyOrBoxed::ready(Ok(Flow::Continue))
+    }
+}
+
+impl Plugin for Metrics {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+
+    fn phases(&self) -> Phases {
+        // No request phase: a request this plugin alone hooks is never
+        // taken apart for it.
+        Phases::RESPONSE | Phases::LOG | Phases::EVENT
     }
 
     fn on_response<'a>(
@@ -426,10 +421,17 @@ impl Plugin for Metrics {
         context: &'a RequestContext,
         response: &'a mut http::response::Parts,
     ) -> ReadyOrBoxed<'a, ()> {
-        // Past an allowing decision, Paddock's own 502/503/504 come from
-        // forwarding only.
+        // Past an allowing decision, a response without Paddock's own
+        // Status comes from the cluster, and Paddock's own 502/503/504
+        // come from forwarding.
         let allowed = context.decision().is_some_and(|d| d.allowed);
-        if allowed && response.extensions.get::<Status>().is_some() {
+        let from_cluster = allowed && response.extensions.get::<Status>().is_none();
+        let started = response.status.is_success()
+            || response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        if from_cluster && started {
+            self.open_stream(context);
+        }
+        if allowed && !from_cluster {
             let kind = match response.status {
                 http::StatusCode::BAD_GATEWAY => Some("failure"),
                 http::StatusCode::SERVICE_UNAVAILABLE => Some("unavailable"),

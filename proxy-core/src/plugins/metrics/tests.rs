@@ -8,7 +8,7 @@ use super::{labels::Bounded, Metrics};
 use crate::{
     authn::{AuthnAttempt, AuthnOutcome, Identity},
     context::RequestContext,
-    plugin::{AccessRecord, Flow, Plugin},
+    plugin::{AccessRecord, Plugin},
 };
 
 fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> Arc<RequestContext> {
@@ -36,12 +36,14 @@ fn log(metrics: &Metrics, context: &Arc<RequestContext>, status: StatusCode) {
     });
 }
 
-fn upstream(metrics: &Metrics, context: &RequestContext) {
-    let (mut parts, ()) = http::Request::new(()).into_parts();
-    let flow = metrics
-        .on_upstream_request(context, &mut parts)
-        .now_or_never();
-    assert!(matches!(flow, Some(Ok(Flow::Continue))));
+/// The cluster's response headers, `status`, on their way to the client.
+fn answered(metrics: &Metrics, context: &RequestContext, status: StatusCode) {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    metrics
+        .on_response(context, &mut parts)
+        .now_or_never()
+        .expect("ready");
 }
 
 /// The line of `metric` whose labels are exactly `labels`, its value.
@@ -155,9 +157,20 @@ fn open_streams_are_counted_until_they_end() {
         Some(RequestAttributes::resource_request("watch", "", "pods")),
         Some(true),
     );
-    upstream(&metrics, &watch);
+    answered(&metrics, &watch, StatusCode::OK);
     assert_eq!(gauge("watch"), Some(1.0));
     log(&metrics, &watch, StatusCode::OK);
+    assert_eq!(gauge("watch"), Some(0.0));
+
+    // A watch the cluster refuses never opened, nor one Paddock refused.
+    let watch_of = |allowed| {
+        context(
+            Some(RequestAttributes::resource_request("watch", "", "pods")),
+            Some(allowed),
+        )
+    };
+    answered(&metrics, &watch_of(true), StatusCode::GONE);
+    answered(&metrics, &watch_of(false), StatusCode::OK);
     assert_eq!(gauge("watch"), Some(0.0));
 
     // An exec session outlives its 101 response: it ends with the context,
@@ -166,7 +179,7 @@ fn open_streams_are_counted_until_they_end() {
         Some(RequestAttributes::resource_request("create", "", "pods").with_subresource("exec")),
         Some(true),
     );
-    upstream(&metrics, &exec);
+    answered(&metrics, &exec, StatusCode::SWITCHING_PROTOCOLS);
     log(&metrics, &exec, StatusCode::SWITCHING_PROTOCOLS);
     assert_eq!(gauge("exec"), Some(1.0));
     drop(exec);
