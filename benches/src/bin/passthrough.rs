@@ -37,8 +37,10 @@ use std::cell::RefCell;
 use tower::ServiceExt;
 
 thread_local! {
-    /// This worker's direct HTTP/2 connection (`--direct-h2`).
-    static DIRECT: RefCell<Option<h2::client::SendRequest<Bytes>>> = const { RefCell::new(None) };
+    /// This worker's direct HTTP/2 connection (`--direct-h2`), numbered:
+    /// a connection that ends forgets itself, never one made after it.
+    static DIRECT: RefCell<Option<(u64, h2::client::SendRequest<Bytes>)>> = const { RefCell::new(None) };
+    static CONNECTIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Sends a request without a body over this worker's `h2` connection,
@@ -48,7 +50,7 @@ async fn send_direct(
     upstream: &http::Uri,
     request: Request<()>,
 ) -> anyhow::Result<Response<h2::RecvStream>> {
-    let sender = match DIRECT.with(|d| d.borrow().clone()) {
+    let sender = match DIRECT.with(|d| d.borrow().as_ref().map(|(_, s)| s.clone())) {
         Some(sender) => sender,
         None => {
             let io = connector
@@ -60,11 +62,21 @@ async fn send_direct(
                 .initial_connection_window_size((1 << 31) - 1)
                 .handshake::<_, Bytes>(TokioIo::new(io))
                 .await?;
+            // Requests that found no connection at the same time each
+            // make one; the last stays. Before the numbers, an earlier
+            // one ending cleared the one in use, and under valgrind
+            // every request paid a TLS handshake.
+            let id = CONNECTIONS.with(|n| n.replace(n.get() + 1));
             tokio::spawn(async move {
                 let _ = connection.await;
-                DIRECT.with(|d| d.borrow_mut().take());
+                DIRECT.with(|d| {
+                    let mut direct = d.borrow_mut();
+                    if direct.as_ref().is_some_and(|(current, _)| *current == id) {
+                        *direct = None;
+                    }
+                });
             });
-            DIRECT.with(|d| *d.borrow_mut() = Some(sender.clone()));
+            DIRECT.with(|d| *d.borrow_mut() = Some((id, sender.clone())));
             sender
         }
     };
