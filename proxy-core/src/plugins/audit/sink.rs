@@ -282,7 +282,7 @@ impl RotatingFile {
         let size = file.metadata()?.len();
         Ok(Self {
             config,
-            out: Some(BufWriter::with_capacity(64 * 1024, file)),
+            out: Some(buffered(file)),
             size,
             report: Report::default(),
             line: Vec::with_capacity(1024),
@@ -308,7 +308,7 @@ impl RotatingFile {
             // A failed rotation left no file: try again.
             let file = open_append(&self.config.path)?;
             self.size = file.metadata()?.len();
-            self.out = Some(BufWriter::new(file));
+            self.out = Some(buffered(file));
         }
         if let Some(out) = &mut self.out {
             out.write_all(line)?;
@@ -336,7 +336,7 @@ impl RotatingFile {
             }
             fs::rename(path, numbered(path, 1))?;
         }
-        self.out = Some(BufWriter::new(open_append(path)?));
+        self.out = Some(buffered(open_append(path)?));
         self.size = 0;
         Ok(())
     }
@@ -379,6 +379,16 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}"));
     PathBuf::from(name)
+}
+
+/// How much the file sink gathers per `write`: about 75 events at
+/// `Metadata`. Every file it opens (the first, and each after a rotation)
+/// gets the same buffer; the files opened after a rotation once got
+/// `BufWriter`'s default 8 KiB, eight times the system calls.
+const WRITE_SIZE: usize = 64 * 1024;
+
+fn buffered(file: File) -> BufWriter<File> {
+    BufWriter::with_capacity(WRITE_SIZE, file)
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -430,6 +440,12 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(ids(&path), ["7"]);
+        let out = file.out.as_ref().expect("a file after rotating");
+        assert_eq!(
+            out.capacity(),
+            WRITE_SIZE,
+            "the same buffer after a rotation"
+        );
         assert_eq!(ids(&numbered(&path, 1)), ["5", "6"]);
         assert_eq!(ids(&numbered(&path, 2)), ["3", "4"]);
         // "1" and "2" were in the third rotated file: gone.
