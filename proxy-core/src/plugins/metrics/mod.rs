@@ -223,6 +223,19 @@ impl Metrics {
     /// embedder's own metrics: one registry, one scrape.
     pub fn with_registry(mut registry: Registry) -> Self {
         let paddock = registry.sub_registry_with_prefix("paddock");
+        // Registered (so encoded) before `requests`: a stream is counted
+        // among the requests before it stops counting as open, so a scrape
+        // that reads it closed reads it counted too. The other way round,
+        // a scrape could read the request count just before and the gauge
+        // just after.
+        let stream_family = Family::<StreamLabels, Gauge>::default();
+        paddock.register(
+            "long_running_requests",
+            "Watches, exec, attach and port-forward sessions, followed logs and proxied streams open now",
+            stream_family.clone(),
+        );
+        let streams =
+            STREAM_KINDS.map(|kind| stream_family.get_or_create_owned(&StreamLabels { kind }));
         let requests = Family::<RequestLabels, Counter>::default();
         paddock.register(
             "requests",
@@ -237,14 +250,6 @@ impl Metrics {
             "Time from a request's arrival to the end of its response body, long-running requests excluded",
             durations.clone(),
         );
-        let stream_family = Family::<StreamLabels, Gauge>::default();
-        paddock.register(
-            "long_running_requests",
-            "Watches, exec, attach and port-forward sessions, followed logs and proxied streams open now",
-            stream_family.clone(),
-        );
-        let streams =
-            STREAM_KINDS.map(|kind| stream_family.get_or_create_owned(&StreamLabels { kind }));
         let authentication = Family::<AuthnLabels, Counter>::default();
         paddock.register(
             "authentication_attempts",
