@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # headless Chromium with its WebDriver for the browser sign-in tests, etcd
 # (the store suite and the replica tests start their own members), and
 # protoc with the well-known types (libprotobuf-dev: google/protobuf/*.proto),
-# which the etcd client's build script needs to compile etcd's API.
+# to check the etcd API's descriptor set that builds use instead of protoc.
 packages=(slapd ldap-utils samba samba-ad-dc samba-ad-provision iproute2 procps
   chromium chromium-driver etcd-server protobuf-compiler libprotobuf-dev)
 missing=()
@@ -67,6 +67,14 @@ echo "==> build"
 cargo build --workspace --all-targets
 # The cargo-fuzz crate is outside the workspace (own lock file and target/):
 # check it builds, which also builds proxy-core without default features.
+# The build above took etcd's API from the descriptor set committed in
+# proxy-core/etcd-proto (no protoc needed to build): check it is what the real
+# protoc makes of the etcd client's .proto files.
+echo "==> etcd descriptor set (proxy-core/etcd-proto)"
+etcd_client=$(cargo metadata --format-version 1 --locked |
+  grep -o '"manifest_path":"[^"]*/etcd-client-[0-9][^"]*/Cargo.toml"' | head -1 |
+  sed -e 's/^"manifest_path":"//' -e 's|/Cargo.toml"$||')
+proxy-core/etcd-proto/protoc --check "$etcd_client"
 echo "==> fuzz targets (proxy-core/fuzz)"
 (cd proxy-core/fuzz && cargo check)
 echo "==> tests"
