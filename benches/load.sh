@@ -28,7 +28,10 @@
 # Every round runs every target once (the order rotates each round), so
 # noise from other work on the machine hits all targets alike; the table
 # shows the median of the rounds per target, and the ratios are given both
-# from the medians and paired by round. Needs wrk and nginx (installed with
+# from the medians and paired by round. Each run also reads the proxy
+# process's CPU time (user and system, all its threads; nginx's workers),
+# and the table gives it per request: on a shared 2-core VM, whose rate
+# swings by a third between rounds, that moves far less than req/s. Needs wrk and nginx (installed with
 # apt when missing), python3, and a release build (done here).
 #
 #   bash benches/load.sh                        # DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3
@@ -83,7 +86,10 @@ PROXY_TOKEN=bench-proxy-token
 CALLER_TOKEN=bench-caller-token
 PATH_=/api/v1/namespaces/default/pods/bench
 
+# The process each target runs in, for its CPU time (instance name -> pid).
+declare -A instance_pid
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
+instance_pid[upstream]=$!
 upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --plain-http 2>"$tmp/fake-plain.log" & pids+=($!)
 upstream_plain=$(wait_log "$tmp/fake-plain.log" "listening on" | awk '{print $NF}')
@@ -134,7 +140,7 @@ start_paddock() {
   RUST_LOG=$log "$bin/paddock" serve --config "$tmp/$name.yaml" "${args[@]}" --listen 127.0.0.1:0 \
     --data-dir "$tmp/$name" --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated \
     >/dev/null 2>"$tmp/$name.log" &
-  pids+=($!)
+  pids+=($!); instance_pid[$name]=$!
   addr=$(wait_log "$tmp/$name.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
 }
 # The access log is target paddock::access at info; "quiet" keeps only startup lines.
@@ -176,7 +182,7 @@ done
 start_passthrough() {
   local name=$1 up=$2; shift 2
   "$bin/passthrough" --listen 127.0.0.1:0 --cert "$cert" --key "$key" \
-    --upstream "$up" --upstream-ca "$tmp/ca.crt" "$@" 2>"$tmp/$name.log" & pids+=($!)
+    --upstream "$up" --upstream-ca "$tmp/ca.crt" "$@" 2>"$tmp/$name.log" & pids+=($!); instance_pid[$name]=$!
   addr=$(wait_log "$tmp/$name.log" "listening on" | awk '{print $NF}')
 }
 start_passthrough passthrough "$upstream"; passthrough_addr=$addr
@@ -218,21 +224,37 @@ $(nginx_server "${nginx_port[nginx-plain+log]}" api_plain http "access_log $tmp/
 }
 CONF
 nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" 2>"$tmp/nginx/stderr.log" & pids+=($!)
+instance_pid[nginx]=$!
 for port in "${nginx_port[@]}"; do
   for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
 done
 
-# run NAME URL TOKEN -> "req/s p50_ms p99_ms"
+# cpu_ticks PID: user and system CPU of the process and its children
+# (nginx's workers), in clock ticks. Read around each wrk run: CPU time per
+# request moves far less with the host's noise than requests per second.
+cpu_ticks() {
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    # Fields after "pid (comm) ": utime and stime are the 12th and 13th.
+    total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+ticks_per_s=$(getconf CLK_TCK)
+# run NAME URL TOKEN -> "req/s p50_ms p99_ms cpu_us_per_request"
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v=v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) } else if (v ~ /s$/) { sub(/s$/,"",v); v=v*1000 } printf "%.3f", v }'; }
 run() {
-  local out
+  local out before after
+  before=$(cpu_ticks "${instance_pid[${instance[$1]}]}")
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Authorization: Bearer $3" "$2$PATH_")
   if echo "$out" | grep -q "Non-2xx"; then echo "$1: non-2xx responses:" >&2; echo "$out" >&2; exit 1; fi
-  local rps p50 p99
+  after=$(cpu_ticks "${instance_pid[${instance[$1]}]}")
+  local rps p50 p99 requests
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
   p99=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
-  echo "$rps $p50 $p99"
+  echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" 'BEGIN{printf "%.2f", t / hz / n * 1e6}')"
 }
 
 read -r -a targets <<< "${TARGETS:-passthrough nginx nginx+log paddock paddock+jwt paddock+log paddock+plugins passthrough-plain nginx-plain nginx-plain+log paddock-plain paddock-plain+log}"
@@ -244,6 +266,12 @@ declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr"
   [passthrough-h1]="https://$passthrough_h1_addr" [passthrough-ws]="https://$passthrough_ws_addr" \
   [passthrough-direct]="https://$passthrough_direct_addr")
 for n in "${!nginx_port[@]}"; do url[$n]="https://127.0.0.1:${nginx_port[$n]}"; done
+# The process a target's CPU time is read from.
+declare -A instance=([upstream]=upstream [paddock]=paddock [paddock-session]=paddock [paddock+jwt]=paddock \
+  [paddock+log]=paddock-log [paddock+plugins]=paddock-plugins [paddock-plain]=paddock-plain \
+  [paddock-plain+log]=paddock-plain-log)
+for t in passthrough passthrough-plain passthrough-h1 passthrough-direct passthrough-ws; do instance[$t]=$t; done
+for n in "${!nginx_port[@]}"; do instance[$n]=nginx; done
 declare -A token=([paddock]="$CALLER_TOKEN" [paddock-session]="$SESSION_TOKEN" [paddock+jwt]="$JWT_TOKEN" [paddock+log]="$CALLER_TOKEN" \
   [paddock+plugins]="$CALLER_TOKEN" [paddock-plain]="$CALLER_TOKEN" [paddock-plain+log]="$CALLER_TOKEN")
 for t in "${targets[@]}"; do
@@ -252,33 +280,33 @@ for t in "${targets[@]}"; do
 done
 # Warm every path (TLS sessions, pools) before measuring.
 for t in "${targets[@]}"; do wrk -t1 -c4 -d1s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}$PATH_" >/dev/null; done
-results="$tmp/results"  # lines: round target req/s p50 p99
+results="$tmp/results"  # lines: round target req/s p50 p99 cpu_us
 : > "$results"
 n=${#targets[@]}
 for round in $(seq 1 "$ROUNDS"); do
   for i in $(seq 0 $((n - 1))); do
     t=${targets[$(( (i + round - 1) % n ))]}
-    read -r r a b < <(run "$t" "${url[$t]}" "${token[$t]}")
-    echo "$round $t $r $a $b" | tee -a "$results" >&2
+    read -r r a b c < <(run "$t" "${url[$t]}" "${token[$t]}")
+    echo "$round $t $r $a $b $c" | tee -a "$results" >&2
   done
 done
-# median FIELD TARGET (field 3 req/s, 4 p50, 5 p99)
+# median FIELD TARGET (field 3 req/s, 4 p50, 5 p99, 6 CPU µs per request)
 median() { awk -v t="$2" -v f="$1" '$2==t {print $f}' "$results" | sort -g |
   awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-# paired A B: the median of each round's own A/B (a disturbed round then
-# weighs on both sides of its ratio).
-paired() { awk -v a="$1" -v b="$2" '$2==a {x[$1]=$3} $2==b {y[$1]=$3}
+# paired A B [FIELD]: the median of each round's own A/B (a disturbed round
+# then weighs on both sides of its ratio), of req/s or FIELD.
+paired() { awk -v a="$1" -v b="$2" -v f="${3:-3}" '$2==a {x[$1]=$f} $2==b {y[$1]=$f}
   END {n=0; for (r in x) if (r in y) v[++n]=x[r]/y[r];
        for (i=1;i<=n;i++) for (j=i+1;j<=n;j++) if (v[j]<v[i]) {t=v[i]; v[i]=v[j]; v[j]=t}
        printf "%.2f", (n%2) ? v[(n+1)/2] : (v[n/2]+v[n/2+1])/2}' "$results"; }
 
 echo
 echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median per target, GET $PATH_, $(nproc) cores, Paddock workers: ${WORKERS:-one per core}"
-printf "%-18s %12s %10s %10s\n" target "req/s" "p50 ms" "p99 ms"
+printf "%-18s %12s %10s %10s %12s\n" target "req/s" "p50 ms" "p99 ms" "CPU µs/req"
 declare -A rps
 for t in "${targets[@]}"; do
   rps[$t]=$(median 3 "$t")
-  printf "%-18s %12.0f %10.3f %10.3f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")"
+  printf "%-18s %12.0f %10.3f %10.3f %12.2f\n" "$t" "${rps[$t]}" "$(median 4 "$t")" "$(median 5 "$t")" "$(median 6 "$t")"
 done
 echo
 printf "%-42s %8s %8s %s\n" ratio median paired target
@@ -304,3 +332,18 @@ ratio paddock-session paddock ">= 0.95 (session token / static token)"
 ratio paddock+jwt paddock ">= 0.95 (OIDC ID token / static token)"
 ratio passthrough nginx ""
 ratio passthrough-plain nginx-plain ""
+# cpu A B: CPU per request of A's process over B's (lower is cheaper); both
+# sides run the same backend, so this is what A costs on top of B, or saves.
+cpu() {
+  [ -n "${rps[$1]:-}" ] && [ -n "${rps[$2]:-}" ] || return 0
+  printf "%-42s %8.2f %8s\n" "$1 / $2" "$(awk -v a="$(median 6 "$1")" -v b="$(median 6 "$2")" 'BEGIN{print a/b}')" "$(paired "$1" "$2" 6)"
+}
+echo "CPU per request of the proxy's process (its threads, nginx's workers)"
+cpu paddock nginx
+cpu paddock+log nginx+log
+cpu paddock-plain nginx-plain
+cpu paddock-plain+log nginx-plain+log
+cpu paddock passthrough
+cpu paddock-plain passthrough-plain
+cpu paddock+plugins paddock
+cpu paddock+log paddock
