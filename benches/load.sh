@@ -29,10 +29,12 @@
 # noise from other work on the machine hits all targets alike; the table
 # shows the median of the rounds per target, and the ratios are given both
 # from the medians and paired by round. Each run also reads the proxy
-# process's CPU time (user and system, all its threads; nginx's workers),
-# and the table gives it per request: on a shared 2-core VM, whose rate
-# swings by a third between rounds, that moves far less than req/s. Needs wrk and nginx (installed with
-# apt when missing), python3, and a release build (done here).
+# process's CPU time (user and system, all its threads; nginx's workers) and
+# the table gives it per request: what the proxy itself costs, where req/s
+# is set by the whole machine (wrk and the backend share its cores). It
+# moves with contention too (a slowed round costs more CPU per request).
+# Needs wrk and nginx (installed with apt when missing), python3, and a
+# release build (done here).
 #
 #   bash benches/load.sh                        # DURATION=10s CONNECTIONS=64 THREADS=2 ROUNDS=3
 #   ROUNDS=5 DURATION=15s bash benches/load.sh  # longer, steadier
@@ -230,8 +232,7 @@ for port in "${nginx_port[@]}"; do
 done
 
 # cpu_ticks PID: user and system CPU of the process and its children
-# (nginx's workers), in clock ticks. Read around each wrk run: CPU time per
-# request moves far less with the host's noise than requests per second.
+# (nginx's workers), in clock ticks; read before and after each wrk run.
 cpu_ticks() {
   local total=0 p
   for p in "$1" $(pgrep -P "$1" || true); do
@@ -332,8 +333,9 @@ ratio paddock-session paddock ">= 0.95 (session token / static token)"
 ratio paddock+jwt paddock ">= 0.95 (OIDC ID token / static token)"
 ratio passthrough nginx ""
 ratio passthrough-plain nginx-plain ""
-# cpu A B: CPU per request of A's process over B's (lower is cheaper); both
-# sides run the same backend, so this is what A costs on top of B, or saves.
+# cpu A B: CPU per request of A's process over B's (lower is cheaper). The
+# backend's own work is not in it; against nginx, which speaks HTTP/1.1 to
+# the backend, that work differs.
 cpu() {
   [ -n "${rps[$1]:-}" ] && [ -n "${rps[$2]:-}" ] || return 0
   printf "%-42s %8.2f %8s\n" "$1 / $2" "$(awk -v a="$(median 6 "$1")" -v b="$(median 6 "$2")" 'BEGIN{print a/b}')" "$(paired "$1" "$2" 6)"
