@@ -64,26 +64,6 @@ impl RequestContext {
         }
     }
 
-    /// A copy of what was learned so far, without the plugins' state: for
-    /// a record that outlives this phase and has no shared handle.
-    pub(crate) fn snapshot(&self) -> Self {
-        let mut copy = Self::new(
-            self.id.clone(),
-            self.method.clone(),
-            self.path.clone(),
-            self.client_addr,
-        );
-        copy.started = self.started;
-        copy.identity = self.identity.clone();
-        copy.impersonated = self.impersonated.clone();
-        copy.cluster = self.cluster.clone();
-        copy.attributes = self.attributes.clone();
-        copy.decision = self.decision.clone();
-        copy.login = self.login.clone();
-        copy.authn_attempt = self.authn_attempt.clone();
-        copy
-    }
-
     /// The plugins' own per-request state: what one phase leaves for a
     /// later one (see [`PluginState`]).
     pub fn state(&self) -> &PluginState {

@@ -1,16 +1,14 @@
 //! The access log: one line per request, never a credential, written off
 //! the request path.
 //!
-//! The worker only queues the request's context and a few numbers (see
-//! [`LogWriter`]); the log's own thread formats the line, in the same shape
-//! as Paddock's other log lines (`tracing-subscriber`'s text or JSON
-//! format), and writes batches of lines to standard error. When that
-//! thread falls behind, lines are dropped and counted
-//! ([`AccessLog::dropped`]), never a worker blocked.
+//! The worker formats the line, in the same shape as Paddock's other log
+//! lines (`tracing-subscriber`'s text or JSON format), into the log's
+//! buffer (see [`LogWriter`]); the log's own thread writes batches of lines
+//! to standard error. When that thread falls behind, lines are dropped and
+//! counted ([`AccessLog::dropped`]), never a worker blocked.
 
 use std::{
     io::{self, Write},
-    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -28,9 +26,6 @@ use crate::{
 /// Lines waiting to be written at most: about 8 MB; a disk or pipe that
 /// cannot take them costs lines, not memory.
 const QUEUE_CAPACITY: usize = 32 * 1024;
-/// Formatted lines are written when this much is buffered, or when the
-/// queue is empty.
-const WRITE_SIZE: usize = 64 * 1024;
 
 /// The line format, as `logging.format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,7 +45,8 @@ pub enum AccessLogFormat {
 /// `INFO` (the default `info` does; `warn` turns it off).
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    writer: LogWriter<Line>,
+    writer: LogWriter,
+    format: AccessLogFormat,
 }
 
 impl Default for AccessLog {
@@ -69,14 +65,9 @@ impl AccessLog {
     /// Lines in `format` to `out`. Panics when the writer thread cannot
     /// start (the system is out of threads).
     pub fn with_output(format: AccessLogFormat, out: impl Write + Send + 'static) -> Self {
-        let output = Lines {
-            format,
-            out,
-            buf: Vec::with_capacity(WRITE_SIZE + 1024),
-        };
-        let writer = LogWriter::start("paddock-access", QUEUE_CAPACITY, OnFull::Drop, output)
+        let writer = LogWriter::start("paddock-access", QUEUE_CAPACITY, OnFull::Drop, Lines(out))
             .expect("cannot start the access log's thread");
-        Self { writer }
+        Self { writer, format }
     }
 
     /// Lines dropped because the writer could not keep up, since the start.
@@ -104,21 +95,24 @@ impl Plugin for AccessLog {
         if !tracing::enabled!(target: "paddock::access", tracing::Level::INFO) {
             return;
         }
-        self.writer.send(Line {
-            context: record.context.clone(),
+        let line = Line {
+            context: record.context,
             at: SystemTime::now(),
             status: record.status,
             bytes: record.bytes,
             complete: record.complete,
             duration: record.duration,
+        };
+        self.writer.send_with(|buf| match self.format {
+            AccessLogFormat::Text => text(buf, &line),
+            AccessLogFormat::Json => json(buf, &line),
         });
     }
 }
 
-/// What the worker queues: the context (a reference count) and numbers.
-#[derive(Debug)]
-struct Line {
-    context: Arc<RequestContext>,
+/// What a line is made of.
+struct Line<'a> {
+    context: &'a RequestContext,
     at: SystemTime,
     status: StatusCode,
     bytes: u64,
@@ -126,31 +120,17 @@ struct Line {
     duration: Duration,
 }
 
-/// The writer thread's end: formats into one buffer, writes it in batches.
-struct Lines<W> {
-    format: AccessLogFormat,
-    out: W,
-    buf: Vec<u8>,
-}
+/// The writer thread's end: each batch of lines in one write.
+struct Lines<W>(W);
 
-impl<W: Write + Send + 'static> Output<Line> for Lines<W> {
-    fn write(&mut self, line: Line) {
-        match self.format {
-            AccessLogFormat::Text => text(&mut self.buf, &line),
-            AccessLogFormat::Json => json(&mut self.buf, &line),
-        }
-        if self.buf.len() >= WRITE_SIZE {
-            self.flush();
-        }
+impl<W: Write + Send + 'static> Output for Lines<W> {
+    fn write(&mut self, lines: &[u8]) {
+        // Nowhere to report a failure to write the log itself.
+        let _ = self.0.write_all(lines);
     }
 
     fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            // Nowhere to report a failure to write the log itself.
-            let _ = self.out.write_all(&self.buf);
-            let _ = self.out.flush();
-            self.buf.clear();
-        }
+        let _ = self.0.flush();
     }
 
     fn dropped(&mut self, new: u64, total: u64) {
@@ -187,7 +167,7 @@ impl<'a> Fields<'a> {
 
 /// `2026-12-01T16:23:17.123456Z  INFO paddock::access: request kind="access" ...`
 fn text(buf: &mut Vec<u8>, line: &Line) {
-    let context = &*line.context;
+    let context = line.context;
     let f = Fields::of(context);
     writer::push_timestamp(buf, line.at);
     buf.extend_from_slice(b"  INFO paddock::access: request kind=\"access\" request.id=");
@@ -220,7 +200,7 @@ fn text(buf: &mut Vec<u8>, line: &Line) {
 
 /// `{"timestamp":"...","level":"INFO","fields":{"message":"request",...},"target":"paddock::access"}`
 fn json(buf: &mut Vec<u8>, line: &Line) {
-    let context = &*line.context;
+    let context = line.context;
     let f = Fields::of(context);
     buf.extend_from_slice(b"{\"timestamp\":\"");
     writer::push_timestamp(buf, line.at);

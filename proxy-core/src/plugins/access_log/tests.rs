@@ -1,4 +1,4 @@
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use http::Method;
 
@@ -19,7 +19,8 @@ impl Write for Shared {
     }
 }
 
-fn line(path: &str, user: Option<&str>) -> Line {
+/// A finished request's context.
+fn context(path: &str, user: Option<&str>) -> RequestContext {
     let context = RequestContext::new(
         "0000abcd-000000000001".to_owned(),
         Method::GET,
@@ -36,8 +37,12 @@ fn line(path: &str, user: Option<&str>) -> Line {
             reason: "test".to_owned(),
         });
     }
+    context
+}
+
+fn line(context: &RequestContext) -> Line<'_> {
     Line {
-        context: Arc::new(context),
+        context,
         at: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_601_845_123_456),
         status: StatusCode::OK,
         bytes: 42,
@@ -49,9 +54,12 @@ fn line(path: &str, user: Option<&str>) -> Line {
 #[test]
 fn text_lines_have_tracing_s_shape() {
     let mut buf = Vec::new();
-    text(&mut buf, &line("/api/v1/pods", Some("alice")));
-    text(&mut buf, &line("/a b", Some("bob \"the\"\nadmin")));
-    text(&mut buf, &line("/healthz", None));
+    text(&mut buf, &line(&context("/api/v1/pods", Some("alice"))));
+    text(
+        &mut buf,
+        &line(&context("/a b", Some("bob \"the\"\nadmin"))),
+    );
+    text(&mut buf, &line(&context("/healthz", None)));
     let text = String::from_utf8(buf).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -77,7 +85,7 @@ fn json_lines_parse_and_carry_every_field() {
     let mut buf = Vec::new();
     json(
         &mut buf,
-        &line("/api/v1/namespaces/x/pods", Some("al\"ice")),
+        &line(&context("/api/v1/namespaces/x/pods", Some("al\"ice"))),
     );
     let text = String::from_utf8(buf).unwrap();
     assert!(text.ends_with('\n') && text.lines().count() == 1);
@@ -105,8 +113,9 @@ fn json_lines_parse_and_carry_every_field() {
 fn lines_reach_the_output_through_the_writer() {
     let out = Shared::default();
     let log = AccessLog::with_output(AccessLogFormat::Text, out.clone());
+    let context = context("/api", Some("alice"));
     for _ in 0..100 {
-        log.writer.send(line("/api", Some("alice")));
+        log.writer.send_with(|buf| text(buf, &line(&context)));
     }
     assert_eq!(log.dropped(), 0);
     drop(log);

@@ -3,12 +3,10 @@
 //! object per line, so tools that read kube-apiserver's audit log read
 //! Paddock's.
 //!
-//! What the request path queues is not the event's JSON shape but what it
-//! is made from: the request's context (a reference count), what the
-//! request phase noted, and a few numbers. The sink's thread writes its
-//! JSON straight from those (see `plugins::json`): building an event costs
-//! the worker no allocation, and writing it costs the sink's thread none
-//! but its line buffer (and a query, a source IP).
+//! An [`Event`] borrows what it is made from: the request's context, what
+//! the request phase noted, and a few numbers. The worker writes its JSON
+//! straight from those (see `plugins::json`) into the sink's buffer, at
+//! no allocation (but a query, an IPv6 source address).
 
 use std::{
     borrow::Cow,
@@ -50,12 +48,12 @@ pub(crate) struct Noted {
     pub(crate) query: Option<String>,
 }
 
-/// One audit event, as queued.
-#[derive(Debug, Clone)]
-pub(crate) struct Event {
+/// One audit event, to be written.
+#[derive(Debug)]
+pub(crate) struct Event<'a> {
     pub(crate) stage: Stage,
-    pub(crate) context: Arc<RequestContext>,
-    pub(crate) noted: Arc<Noted>,
+    pub(crate) context: &'a RequestContext,
+    pub(crate) noted: &'a Noted,
     /// `None` for `RequestReceived`.
     pub(crate) response: Option<ResponseFacts>,
     /// The objects recorded at `Request` and `RequestResponse`, on
@@ -225,10 +223,11 @@ impl From<SystemTime> for Received {
 /// How many identities' `user` objects an [`EventWriter`] keeps.
 const CACHED_USERS: usize = 16;
 
-/// Writes events' JSON on a sink's thread, keeping the `user` object of
-/// the last few identities seen: an authenticator hands out the same `Arc`
-/// for a credential while it caches it, an identity never changes, and its
-/// object was a quarter of the cost of an event.
+/// Writes events' JSON, keeping the `user` object of the last few
+/// identities seen: an authenticator hands out the same `Arc` for a
+/// credential while it caches it, an identity never changes, and its
+/// object was a quarter of the cost of an event. One per thread (see
+/// [`EventWriter::with`]).
 #[derive(Debug, Default)]
 pub(crate) struct EventWriter {
     /// By identity; the `Weak` keeps the allocation (not the identity)
@@ -239,8 +238,16 @@ pub(crate) struct EventWriter {
 }
 
 impl EventWriter {
+    /// Runs `f` with this thread's writer.
+    pub(crate) fn with<R>(f: impl FnOnce(&mut Self) -> R) -> R {
+        thread_local! {
+            static WRITER: std::cell::RefCell<EventWriter> = std::cell::RefCell::default();
+        }
+        WRITER.with_borrow_mut(f)
+    }
+
     /// Appends `event` as one JSON object (no newline).
-    pub(crate) fn write(&mut self, event: &Event, out: &mut Vec<u8>) {
+    pub(crate) fn write(&mut self, event: &Event<'_>, out: &mut Vec<u8>) {
         event.write_json(out, self);
     }
 
@@ -266,12 +273,12 @@ impl EventWriter {
     }
 }
 
-impl Event {
+impl Event<'_> {
     /// Appends the event as one JSON object (no newline); see
     /// [`EventWriter::write`].
     fn write_json(&self, out: &mut Vec<u8>, writer: &mut EventWriter) {
-        let context = &*self.context;
-        let noted = &*self.noted;
+        let context = self.context;
+        let noted = self.noted;
         let target = Target::of(context);
         let mut event = Object::open(out);
         event.literal(r#""kind":"Event","apiVersion":"audit.k8s.io/v1""#);

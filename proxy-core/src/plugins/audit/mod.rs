@@ -48,9 +48,10 @@
 //! secret is written either: no header values but `User-Agent`, no query
 //! on Paddock's own endpoints (the GitHub callback's code).
 //!
-//! Writing happens off the request path, each sink on its own thread
-//! behind a bounded queue: see [`AuditSink`] (a file rotated by size,
-//! [`FileSink`]; batches POSTed to a webhook, [`WebhookSink`]).
+//! The worker writes each event's JSON line into its sinks' bounded
+//! queues; the writing happens off the request path, each sink on its own
+//! thread: see [`AuditSink`] (a file rotated by size, [`FileSink`];
+//! batches POSTed to a webhook, [`WebhookSink`]).
 //!
 //! ```no_run
 //! use proxy_core::{
@@ -79,7 +80,7 @@ use std::{sync::Arc, time::SystemTime};
 
 use http::{request, response, StatusCode};
 
-use self::event::{End, Event, Noted, Received, ResponseFacts, Target};
+use self::event::{End, Event, EventWriter, Noted, Received, ResponseFacts, Target};
 use self::objects::{Copies, Side};
 pub use self::{
     objects::MAX_OBJECT_BYTES,
@@ -142,13 +143,22 @@ impl Audit {
         self.sinks.iter().map(AuditSink::queued).sum()
     }
 
-    fn send(&self, event: Event) {
-        if let Some((last, others)) = self.sinks.split_last() {
-            for sink in others {
-                sink.send(event.clone());
+    /// Writes `event` into every sink's queue, on this thread.
+    fn send(&self, event: &Event<'_>) {
+        let write = |writer: &mut EventWriter, buf: &mut Vec<u8>| {
+            writer.write(event, buf);
+            buf.push(b'\n');
+        };
+        EventWriter::with(|writer| match &self.sinks[..] {
+            [sink] => sink.send_with(|buf| write(writer, buf)),
+            sinks => {
+                let mut line = Vec::with_capacity(1024);
+                write(writer, &mut line);
+                for sink in sinks {
+                    sink.send_with(|buf| buf.extend_from_slice(&line));
+                }
             }
-            last.send(event);
-        }
+        });
     }
 }
 
@@ -191,14 +201,12 @@ impl Plugin for Audit {
             .as_ref()
             .filter(|n| n.decision.records(Stage::RequestReceived))
         {
-            let shared = request.extensions.get::<Arc<RequestContext>>().cloned();
-            let context = shared.unwrap_or_else(|| Arc::new(context.snapshot()));
             let at = SystemTime::now();
             noted.arrived(at, context.started.elapsed());
-            self.send(Event {
+            self.send(&Event {
                 stage: Stage::RequestReceived,
                 context,
-                noted: noted.clone(),
+                noted,
                 response: None,
                 objects: None,
                 at,
@@ -253,14 +261,12 @@ impl Plugin for Audit {
         let long_running = response.status == StatusCode::SWITCHING_PROTOCOLS
             || context.attributes().is_some_and(|a| a.is_long_running());
         if long_running && noted.decision.records(Stage::ResponseStarted) {
-            // Long-running requests only, a few per second at most: a copy
-            // of the context's facts is cheap enough here.
             let at = SystemTime::now();
             noted.arrived(at, context.started.elapsed());
-            self.send(Event {
+            self.send(&Event {
                 stage: Stage::ResponseStarted,
-                context: Arc::new(context.snapshot()),
-                noted,
+                context,
+                noted: &noted,
                 response: Some(ResponseFacts {
                     code: response.status.as_u16(),
                     failure: status.clone(),
@@ -292,10 +298,10 @@ impl Plugin for Audit {
         };
         let at = SystemTime::now();
         noted.arrived(at, record.duration);
-        self.send(Event {
+        self.send(&Event {
             stage: Stage::ResponseComplete,
-            context: record.context.clone(),
-            noted,
+            context: record.context,
+            noted: &noted,
             response: Some(ResponseFacts {
                 code: record.status.as_u16(),
                 failure: state.get::<Failure>().map(|Failure(status)| status),

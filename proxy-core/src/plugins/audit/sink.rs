@@ -1,8 +1,8 @@
 //! Where audit events go: a bounded queue drained by one background thread
-//! that serializes them and appends them to a file, rotating it by size
-//! (the logs' shared [`LogWriter`]), or POSTs them to a webhook.
+//! that appends them to a file, rotating it by size (the logs' shared
+//! [`LogWriter`]), or POSTs them to a webhook.
 //!
-//! The request path only ever puts an event on the queue. The file is
+//! The request path only ever puts an event's JSON line on the queue. The file is
 //! written by a plain OS thread, not a task on one of the server's event
 //! loops, so a slow disk never holds up a worker. When the queue is full,
 //! [`OnFull`] decides: `Drop` counts the event and goes on (kube-apiserver's
@@ -23,10 +23,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    event::{Event, EventWriter},
-    webhook::{WebhookError, WebhookSink},
-};
+use bytes::Bytes;
+
+use super::webhook::{WebhookError, WebhookSink};
 use crate::plugins::{
     metrics::QueueStats,
     queue::QueueCounters,
@@ -90,17 +89,17 @@ pub struct AuditSink {
 #[derive(Debug, Clone)]
 enum Queue {
     /// The file sink: the logs' writer.
-    File(LogWriter<Event>),
+    File(LogWriter),
     /// The webhook sink: batches need their own loop.
     Channel(Channel),
 }
 
-/// A queue of events drained by the webhook's thread.
+/// A queue of events (each one's JSON) drained by the webhook's thread.
 #[derive(Debug, Clone)]
 pub(super) struct Channel {
     // Dropped before `writer`, so that the last clone's drop disconnects
     // the queue before it waits for the thread.
-    sender: SyncSender<Event>,
+    sender: SyncSender<Bytes>,
     on_full: OnFull,
     /// Events lost: to a full queue, or a webhook batch that never got
     /// through.
@@ -191,7 +190,7 @@ impl AuditSink {
 
     /// A sink and the receiving end of its queue, without a writer.
     #[cfg(test)]
-    pub(super) fn channel(queue: QueueOptions) -> (Self, Receiver<Event>) {
+    pub(super) fn channel(queue: QueueOptions) -> (Self, Receiver<Bytes>) {
         let (channel, receiver) = Channel::new(queue);
         let sink = Self {
             queue: Queue::Channel(channel),
@@ -233,19 +232,28 @@ impl AuditSink {
         }
     }
 
-    /// Queues an event; never waits with [`OnFull::Drop`].
-    pub(crate) fn send(&self, event: Event) {
+    /// Queues one event, whose JSON line (ending with a newline) `format`
+    /// appends to the buffer it is given; never waits with
+    /// [`OnFull::Drop`].
+    pub(crate) fn send_with(&self, format: impl FnOnce(&mut Vec<u8>)) {
         match &self.queue {
             Queue::File(writer) => {
-                writer.send(event);
+                writer.send_with(format);
             }
-            Queue::Channel(channel) => channel.send(event),
+            Queue::Channel(channel) => {
+                let mut line = Vec::with_capacity(1024);
+                format(&mut line);
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                channel.send(line.into());
+            }
         }
     }
 }
 
 impl Channel {
-    fn new(queue: QueueOptions) -> (Self, Receiver<Event>) {
+    fn new(queue: QueueOptions) -> (Self, Receiver<Bytes>) {
         let (sender, receiver) = mpsc::sync_channel(queue.capacity.max(1));
         let channel = Self {
             sender,
@@ -256,7 +264,7 @@ impl Channel {
         (channel, receiver)
     }
 
-    fn send(&self, event: Event) {
+    fn send(&self, event: Bytes) {
         self.counters.offer(|| match self.on_full {
             // Full, or the thread is gone (it panicked): dropped either way.
             OnFull::Drop => self.sender.try_send(event).map_err(|_| ()),
@@ -271,9 +279,6 @@ struct RotatingFile {
     out: Option<BufWriter<File>>,
     size: u64,
     report: Report,
-    /// The line being serialised, reused.
-    line: Vec<u8>,
-    events: EventWriter,
 }
 
 impl RotatingFile {
@@ -285,25 +290,40 @@ impl RotatingFile {
             out: Some(buffered(file)),
             size,
             report: Report::default(),
-            line: Vec::with_capacity(1024),
-            events: EventWriter::default(),
         })
     }
 
-    fn write_event(&mut self, event: &Event, line: &mut Vec<u8>) {
-        line.clear();
-        self.events.write(event, line);
-        line.push(b'\n');
-        if let Err(error) = self.write_line(line) {
-            self.report(&error);
+    /// Writes whole lines, rotating first whenever the next line would
+    /// take the file past its size (a line larger than that gets a file of
+    /// its own).
+    fn write_lines(&mut self, mut lines: &[u8]) -> io::Result<()> {
+        while !lines.is_empty() {
+            let room = self.config.max_size_bytes.saturating_sub(self.size);
+            let fit = if lines.len() as u64 <= room {
+                lines.len()
+            } else {
+                // The lines that fit whole; at least one in an empty file.
+                let within = &lines[..room as usize];
+                match within.iter().rposition(|&b| b == b'\n') {
+                    Some(end) => end + 1,
+                    None if self.size > 0 => 0,
+                    None => lines
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(lines.len(), |end| end + 1),
+                }
+            };
+            if fit == 0 {
+                self.rotate()?;
+                continue;
+            }
+            self.append(&lines[..fit])?;
+            lines = &lines[fit..];
         }
+        Ok(())
     }
 
-    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        let len = line.len() as u64;
-        if self.size > 0 && self.size + len > self.config.max_size_bytes {
-            self.rotate()?;
-        }
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.out.is_none() {
             // A failed rotation left no file: try again.
             let file = open_append(&self.config.path)?;
@@ -311,8 +331,8 @@ impl RotatingFile {
             self.out = Some(buffered(file));
         }
         if let Some(out) = &mut self.out {
-            out.write_all(line)?;
-            self.size += len;
+            out.write_all(bytes)?;
+            self.size += bytes.len() as u64;
         }
         Ok(())
     }
@@ -355,11 +375,11 @@ impl RotatingFile {
     }
 }
 
-impl Output<Event> for RotatingFile {
-    fn write(&mut self, event: Event) {
-        let mut line = std::mem::take(&mut self.line);
-        self.write_event(&event, &mut line);
-        self.line = line;
+impl Output for RotatingFile {
+    fn write(&mut self, lines: &[u8]) {
+        if let Err(error) = self.write_lines(lines) {
+            self.report(&error);
+        }
     }
 
     fn flush(&mut self) {
@@ -402,7 +422,7 @@ fn open_append(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::audit::event::tests::sample;
+    use crate::plugins::audit::event::tests::{sample_line as line, send_sample as send};
 
     fn lines(path: &Path) -> Vec<serde_json::Value> {
         fs::read_to_string(path)
@@ -416,11 +436,7 @@ mod tests {
     fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
-        let one = {
-            let mut line = Vec::new();
-            EventWriter::default().write(&sample("1"), &mut line);
-            line.len() as u64 + 1
-        };
+        let one = line("1").len() as u64;
         let mut file = RotatingFile::open(FileSink {
             path: path.clone(),
             // Two events per file.
@@ -428,10 +444,10 @@ mod tests {
             max_files: 2,
         })
         .unwrap();
-        let mut line = Vec::new();
-        for id in ["1", "2", "3", "4", "5", "6", "7"] {
-            file.write_event(&sample(id), &mut line);
-        }
+        // Three lines in one batch, then four: batches are split at lines.
+        let batch = |ids: &[&str]| ids.iter().flat_map(|id| line(id)).collect::<Vec<u8>>();
+        Output::write(&mut file, &batch(&["1", "2", "3"]));
+        Output::write(&mut file, &batch(&["4", "5", "6", "7"]));
         file.flush();
         let ids = |p: &Path| {
             lines(p)
@@ -469,7 +485,7 @@ mod tests {
             max_files: 0,
         })
         .unwrap();
-        file.write_event(&sample("new"), &mut Vec::new());
+        Output::write(&mut file, &line("new"));
         file.flush();
         // Rotated with nothing kept: the old line is gone, the new one written.
         assert_eq!(lines(&path).len(), 1);
@@ -486,7 +502,7 @@ mod tests {
             on_full: OnFull::Drop,
         });
         for id in 0..5 {
-            sink.send(sample(&id.to_string()));
+            send(&sink, &id.to_string());
         }
         assert_eq!(sink.dropped(), 3);
         assert_eq!(sink.queued(), 2);
@@ -494,7 +510,7 @@ mod tests {
         // A clone shares the count.
         let clone = sink.clone();
         drop(receiver);
-        clone.send(sample("gone"));
+        send(&clone, "gone");
         assert_eq!(sink.dropped(), 4);
     }
 
@@ -514,7 +530,7 @@ mod tests {
         .unwrap();
         let clone = sink.clone();
         for id in 0..500 {
-            clone.send(sample(&id.to_string()));
+            send(&clone, &id.to_string());
         }
         drop(clone);
         drop(sink);

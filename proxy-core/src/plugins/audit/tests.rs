@@ -4,6 +4,11 @@ use tower::ServiceExt;
 
 use super::*;
 
+/// A queued event's JSON.
+fn parse(event: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(event).expect("an event is valid JSON")
+}
+
 /// Requests through the whole stack to an audit plugin whose queue nobody
 /// drains: the first event waits in the queue, every later one is dropped
 /// and counted, and the requests are served all the same.
@@ -29,9 +34,9 @@ async fn a_sink_that_cannot_keep_up_drops_and_counts() {
         response.into_body().collect().await.unwrap();
     }
     assert_eq!(audit.dropped(), 4);
-    let queued: Vec<Event> = receiver.try_iter().collect();
+    let queued: Vec<Bytes> = receiver.try_iter().collect();
     assert_eq!(queued.len(), 1);
-    let event = queued[0].to_value();
+    let event = parse(&queued[0]);
     assert_eq!(event["stage"], "ResponseComplete");
     assert_eq!(event["level"], "Metadata");
     assert_eq!(event["verb"], "get");
@@ -65,7 +70,7 @@ async fn refusals_before_authentication_and_the_none_level() {
         let response = proxy.service().oneshot(request).await.unwrap();
         response.into_body().collect().await.unwrap();
     }
-    let events: Vec<serde_json::Value> = receiver.try_iter().map(|e| e.to_value()).collect();
+    let events: Vec<serde_json::Value> = receiver.try_iter().map(|e| parse(&e)).collect();
     let uris: Vec<&str> = events
         .iter()
         .map(|e| e["requestURI"].as_str().unwrap())
@@ -101,7 +106,7 @@ async fn request_received_unless_omitted() {
             .unwrap();
         let response = proxy.service().oneshot(request).await.unwrap();
         response.into_body().collect().await.unwrap();
-        let events: Vec<serde_json::Value> = receiver.try_iter().map(|e| e.to_value()).collect();
+        let events: Vec<serde_json::Value> = receiver.try_iter().map(|e| parse(&e)).collect();
         let stages: Vec<&str> = events
             .iter()
             .map(|e| e["stage"].as_str().unwrap())

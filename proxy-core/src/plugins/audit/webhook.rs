@@ -20,10 +20,7 @@ use std::{
 use bytes::Bytes;
 use http::Uri;
 
-use super::{
-    event::{Event, EventWriter},
-    sink::Report,
-};
+use super::sink::Report;
 use crate::{net::OutboundProxy, plugins::queue::QueueCounters};
 
 /// Where and how a webhook sink delivers. Its `Debug` shows only the
@@ -116,9 +113,10 @@ impl WebhookSink {
 
 pub(super) use super::super::outbound::HttpClient;
 
-/// `events` as an `audit.k8s.io/v1` `EventList`.
-fn event_list(events: &[Event], writer: &mut EventWriter) -> Bytes {
-    let mut body = Vec::with_capacity(1024 * events.len());
+/// `events` (each one's JSON) as an `audit.k8s.io/v1` `EventList`.
+fn event_list(events: &[Bytes]) -> Bytes {
+    let length = events.iter().map(Bytes::len).sum::<usize>() + events.len() + 128;
+    let mut body = Vec::with_capacity(length);
     body.extend_from_slice(
         br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":["#,
     );
@@ -126,7 +124,7 @@ fn event_list(events: &[Event], writer: &mut EventWriter) -> Bytes {
         if i > 0 {
             body.push(b',');
         }
-        writer.write(event, &mut body);
+        body.extend_from_slice(event);
     }
     body.extend_from_slice(b"]}");
     Bytes::from(body)
@@ -135,7 +133,7 @@ fn event_list(events: &[Event], writer: &mut EventWriter) -> Bytes {
 /// The sender thread's loop: batch, POST, retry, drop; ends when every
 /// sender is gone and the queue is empty.
 pub(super) fn deliver_events(
-    receiver: Receiver<Event>,
+    receiver: Receiver<Bytes>,
     webhook: WebhookSink,
     client: HttpClient,
     counters: Arc<QueueCounters>,
@@ -143,7 +141,6 @@ pub(super) fn deliver_events(
 ) {
     let mut report = Report::default();
     let mut batch = Vec::with_capacity(webhook.batch_size.min(1024));
-    let mut writer = EventWriter::default();
     // Blocking receives on this thread are fine: its event loop has nothing
     // else to run while there is nothing to send.
     while let Ok(event) = receiver.recv() {
@@ -155,7 +152,7 @@ pub(super) fn deliver_events(
             }
         }
         counters.taken(batch.len() as u64);
-        let body = event_list(&batch, &mut writer);
+        let body = event_list(&batch);
         let delivered = runtime.block_on(deliver(&webhook, &client, body, &mut report));
         if !delivered {
             counters.lost(batch.len() as u64);
@@ -200,7 +197,7 @@ mod tests {
     use tokio::sync::{mpsc, oneshot};
 
     use super::*;
-    use crate::plugins::audit::{event::tests::sample, AuditSink, OnFull, QueueOptions};
+    use crate::plugins::audit::{event::tests::send_sample, AuditSink, OnFull, QueueOptions};
 
     /// A receiver on loopback: each POST's `EventList` goes to the channel,
     /// then `answer` decides the status (and may make it wait).
@@ -271,7 +268,7 @@ mod tests {
         webhook.batch_size = 2;
         let sink = AuditSink::webhook(webhook, QueueOptions::default()).unwrap();
         for id in 0..5 {
-            sink.send(sample(&id.to_string()));
+            send_sample(&sink, &id.to_string());
         }
         let counters = sink.counters();
         close(sink).await;
@@ -295,7 +292,7 @@ mod tests {
         let (url, mut lists) = receiver(|| async { StatusCode::INTERNAL_SERVER_ERROR }).await;
         let sink = AuditSink::webhook(webhook(&url), QueueOptions::default()).unwrap();
         let counters = sink.counters();
-        sink.send(sample("lost"));
+        send_sample(&sink, "lost");
         close(sink).await;
         let mut attempts = 0;
         while let Ok(list) = lists.try_recv() {
@@ -333,11 +330,11 @@ mod tests {
             },
         )
         .unwrap();
-        sink.send(sample("first"));
+        send_sample(&sink, "first");
         // The sender is now stuck on the first POST.
         assert_eq!(ids(&lists.recv().await.unwrap()), ["first"]);
         for id in 0..10 {
-            sink.send(sample(&id.to_string()));
+            send_sample(&sink, &id.to_string());
         }
         assert_eq!(sink.dropped(), 8);
         assert_eq!(sink.queued(), 2);

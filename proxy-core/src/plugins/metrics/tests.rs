@@ -501,17 +501,17 @@ fn upstream_errors_are_counted_past_an_allowing_decision_only() {
 fn a_log_writers_queue_is_read_at_each_scrape() {
     use crate::plugins::writer::{LogWriter, OnFull};
 
-    let writer = LogWriter::<u32>::unstarted(1, OnFull::Drop);
+    let writer = LogWriter::unstarted(1, OnFull::Drop);
     let metrics = Metrics::new();
     metrics.queue("access", writer.stats());
     let read = |metric: &str| value(&metrics.encode(), metric, r#"queue="access""#);
     assert_eq!(read("paddock_queue_depth"), Some(0.0));
-    for n in 0..3 {
-        writer.send(n);
+    for line in ["0\n", "1\n", "2\n"] {
+        writer.send(line.as_bytes());
     }
     assert_eq!(read("paddock_queue_depth"), Some(1.0));
     assert_eq!(read("paddock_queue_dropped_total"), Some(2.0));
-    assert_eq!(writer.drain(), [0]);
+    assert_eq!(writer.drain(), "0\n");
     assert_eq!(read("paddock_queue_depth"), Some(0.0));
     assert!(!metrics.encode().contains("paddock_log_dropped"));
 }

@@ -3,18 +3,24 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::{context::Decision, plugins::audit::Level};
 
+/// `value` for as long as the test runs (tests' events borrow their
+/// context as the plugin's do, from a request that outlives them).
+pub(crate) fn kept<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
 /// A small event with the given id: a `ResponseComplete` of a `GET
 /// /api/v1/pods` nobody was authenticated for.
-pub(crate) fn sample(id: &str) -> Event {
+pub(crate) fn sample(id: &str) -> Event<'static> {
     Event {
         stage: Stage::ResponseComplete,
-        context: Arc::new(RequestContext::new(
+        context: kept(RequestContext::new(
             id.to_owned(),
             Method::GET,
             "/api/v1/pods".to_owned(),
             None,
         )),
-        noted: Arc::new(Noted {
+        noted: kept(Noted {
             decision: RequestAuditConfig::at(Level::Metadata),
             received: SystemTime::UNIX_EPOCH.into(),
             user_agent: None,
@@ -26,10 +32,23 @@ pub(crate) fn sample(id: &str) -> Event {
     }
 }
 
+/// The JSON line (with its newline) of `sample(id)`.
+pub(crate) fn sample_line(id: &str) -> Vec<u8> {
+    let mut line = Vec::new();
+    EventWriter::default().write(&sample(id), &mut line);
+    line.push(b'\n');
+    line
+}
+
+/// Queues `sample(id)` in `sink`.
+pub(crate) fn send_sample(sink: &crate::plugins::audit::AuditSink, id: &str) {
+    sink.send_with(|buf| buf.extend_from_slice(&sample_line(id)));
+}
+
 #[test]
 fn serializes_like_kube_apiserver() {
     let mut event = sample("a-1");
-    event.noted = Arc::new(Noted {
+    event.noted = kept(Noted {
         decision: RequestAuditConfig::at(Level::Metadata),
         received: (SystemTime::UNIX_EPOCH + Duration::from_nanos(1_764_601_845_123_456_789)).into(),
         user_agent: Some(HeaderValue::from_static("kubectl/v1.32")),
@@ -122,14 +141,6 @@ fn cached_users_name_each_events_own_identities() {
             ..Identity::default()
         })
     };
-    let event_of = |caller: &Arc<Identity>, as_user: Option<&Arc<Identity>>| {
-        let event = sample("1");
-        event.context.set_identity(caller.clone());
-        if let Some(as_user) = as_user {
-            event.context.set_impersonated(as_user.clone());
-        }
-        event
-    };
     let names = |value: &serde_json::Value| {
         (
             value["user"]["username"].as_str().map(str::to_owned),
@@ -138,10 +149,22 @@ fn cached_users_name_each_events_own_identities() {
                 .map(str::to_owned),
         )
     };
+    // Each event's context (and so its identities' last references) is
+    // dropped once it is written.
     let mut writer = EventWriter::default();
-    let mut written = |event: &Event| {
+    let mut written = |caller: &Arc<Identity>, as_user: Option<&Arc<Identity>>| {
+        let context =
+            RequestContext::new("1".to_owned(), Method::GET, "/api/v1/pods".to_owned(), None);
+        context.set_identity(caller.clone());
+        if let Some(as_user) = as_user {
+            context.set_impersonated(as_user.clone());
+        }
+        let event = Event {
+            context: &context,
+            ..sample("1")
+        };
         let mut out = Vec::new();
-        writer.write(event, &mut out);
+        writer.write(&event, &mut out);
         serde_json::from_slice::<serde_json::Value>(&out).unwrap()
     };
     let people: Vec<_> = (0..CACHED_USERS * 2)
@@ -150,7 +173,7 @@ fn cached_users_name_each_events_own_identities() {
     for round in 0..3 {
         for (i, person) in people.iter().enumerate() {
             let other = &people[(i + round + 1) % people.len()];
-            let value = written(&event_of(person, Some(other)));
+            let value = written(person, Some(other));
             assert_eq!(
                 names(&value),
                 (Some(person.username.clone()), Some(other.username.clone()))
@@ -164,10 +187,10 @@ fn cached_users_name_each_events_own_identities() {
     // A fresh identity, perhaps where a dropped one lived.
     for i in 0..CACHED_USERS * 2 {
         let fresh = identity(&format!("fresh{i}"));
-        let value = written(&event_of(&fresh, None));
+        let value = written(&fresh, None);
         assert_eq!(names(&value), (Some(format!("fresh{i}")), None));
     }
-    let cached = written(&event_of(&people[0], None));
+    let cached = written(&people[0], None);
     let uncached = sample("1");
     uncached.context.set_identity(people[0].clone());
     assert_eq!(cached, uncached.to_value());
