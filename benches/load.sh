@@ -28,7 +28,10 @@
 # Every round runs every target once (the order rotates each round), so
 # noise from other work on the machine hits all targets alike; the table
 # shows the median of the rounds per target, and the ratios are given both
-# from the medians and paired by round. Each run also reads the proxy
+# from the medians and paired by round. The default order puts the targets
+# each ratio compares next to each other, or one apart: the host's speed
+# drifts over tens of seconds, so a pair measured back to back shares
+# more of it. Each run also reads the proxy
 # process's CPU time (user and system, all its threads; nginx's workers) and
 # the table gives it per request: what the proxy itself costs, where req/s
 # is set by the whole machine (wrk and the backend share its cores). It
@@ -258,7 +261,7 @@ run() {
   echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" 'BEGIN{printf "%.2f", t / hz / n * 1e6}')"
 }
 
-read -r -a targets <<< "${TARGETS:-passthrough nginx nginx+log paddock paddock+jwt paddock+log paddock+plugins passthrough-plain nginx-plain nginx-plain+log paddock-plain paddock-plain+log}"
+read -r -a targets <<< "${TARGETS:-passthrough nginx paddock paddock+plugins paddock+log nginx+log paddock+jwt passthrough-plain nginx-plain paddock-plain paddock-plain+log nginx-plain+log}"
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
   [passthrough-plain]="https://$passthrough_plain_addr" \
   [paddock]="https://$paddock_addr" [paddock-session]="https://$paddock_addr" [paddock+jwt]="https://$paddock_addr" \

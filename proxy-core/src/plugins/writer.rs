@@ -77,20 +77,12 @@ pub trait Output: Send + 'static {
 }
 
 /// The sending end: cheap to clone, shared by every worker.
+#[derive(Clone)]
 pub struct LogWriter {
     shared: Arc<Shared>,
     // Dropped after `shared`'s clone: the last clone of this closes the
     // queue and waits for the thread.
     _thread: Option<Arc<Closer>>,
-}
-
-impl Clone for LogWriter {
-    fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-            _thread: self._thread.clone(),
-        }
-    }
 }
 
 impl std::fmt::Debug for LogWriter {

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A/B of two Paddock instances measured at the same time: two binaries (a
+# change against its base) or two configurations (plugins on against off).
+#
+# Both instances serve the fake apiserver's HTTP/2 TLS backend and are
+# loaded at once, each by its own wrk (-t1 -c32), for DURATION per round;
+# each round reads both processes' CPU time (user and system, all threads)
+# from /proc and prints their CPU per request and B's over A's. Both sides
+# live through the same moments of the host, so the ratio holds still
+# where sequential runs do not: on this 2-core VM a target's CPU per
+# request moves by 15% between 10-second runs, while B/A with the same
+# binary on both sides stays within ±1.5% of 1.00.
+#
+#   A_BIN=/tmp/base/paddock bash benches/ab.sh      # that binary (A) against this tree's (B)
+#   A=off B=plugins bash benches/ab.sh              # plugins off (A) against on (B), same binary
+#   ROUNDS=9 DURATION=8s bash benches/ab.sh
+#
+# Configurations: off (access log off), log (the default info access log),
+# plugins (the access log, the audit log at Metadata to a file, metrics).
+# Needs wrk and a release build (done here unless A_BIN and B_BIN are given).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-6}
+DURATION=${DURATION:-8s}
+A=${A:-plugins}
+B=${B:-$A}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
+if [ -z "${A_BIN:-}" ] || [ -z "${B_BIN:-}" ] || [ -z "${FAKE_BIN:-}" ]; then
+  cargo build --release -q -p paddock -p paddock-tests --bin paddock --bin fake-apiserver
+fi
+A_BIN=${A_BIN:-target/release/paddock}
+B_BIN=${B_BIN:-target/release/paddock}
+FAKE_BIN=${FAKE_BIN:-target/release/fake-apiserver}
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+wait_log() {
+  for _ in $(seq 1 200); do
+    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+PROXY_TOKEN=bench-proxy-token
+CALLER_TOKEN=bench-caller-token
+PATH_=/api/v1/namespaces/default/pods/bench
+"$FAKE_BIN" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
+upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+echo "$PROXY_TOKEN" > "$tmp/proxy-token"
+echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
+
+declare -A pid addr
+# start SIDE BINARY CONFIGURATION
+start() {
+  local side=$1 bin=$2 log=info config=""
+  case $3 in
+    off) log="warn,paddock::serve=info" ;;
+    log) ;;
+    plugins) config="audit:
+  file: {path: $tmp/audit-$side.log}
+  onFull: drop
+metrics:
+  listen: 127.0.0.1:$(free_port)" ;;
+    *) echo "unknown configuration $3 (off, log, plugins)" >&2; exit 1 ;;
+  esac
+  printf '%s\n' "$config" > "$tmp/$side.yaml"
+  RUST_LOG=$log "$bin" serve --config "$tmp/$side.yaml" --upstream "$upstream" \
+    --upstream-token-file "$tmp/proxy-token" --upstream-ca "$tmp/ca.crt" --listen 127.0.0.1:0 \
+    --data-dir "$tmp/$side" --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated \
+    >/dev/null 2>"$tmp/$side.log" &
+  pids+=($!); pid[$side]=$!
+  addr[$side]=$(wait_log "$tmp/$side.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
+}
+start A "$A_BIN" "$A"
+start B "$B_BIN" "$B"
+
+# ticks PID: user and system CPU of every thread of the process, in clock ticks.
+ticks() {
+  local total=0 task
+  for task in /proc/"$1"/task/*; do
+    total=$((total + $(sed 's/.*) //' "$task/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+load() { wrk -t1 -c"$2" -d"$3" -H "Authorization: Bearer $CALLER_TOKEN" "https://${addr[$1]}$PATH_"; }
+for side in A B; do load "$side" 4 1s >/dev/null; done
+
+echo "A: $A_BIN ($A)"
+echo "B: $B_BIN ($B)"
+printf "%-6s %10s %12s %10s %12s %10s\n" round "A req" "A CPU µs/req" "B req" "B CPU µs/req" "B/A CPU"
+: > "$tmp/ratios"
+for round in $(seq 1 "$ROUNDS"); do
+  a0=$(ticks "${pid[A]}"); b0=$(ticks "${pid[B]}")
+  load A 32 "$DURATION" > "$tmp/wrk-A" & loading=$!
+  load B 32 "$DURATION" > "$tmp/wrk-B"
+  wait "$loading"
+  a1=$(ticks "${pid[A]}"); b1=$(ticks "${pid[B]}")
+  for side in A B; do
+    if grep -q "Non-2xx" "$tmp/wrk-$side"; then echo "$side: non-2xx responses" >&2; cat "$tmp/wrk-$side" >&2; exit 1; fi
+  done
+  ra=$(awk '/requests in/ {print $1}' "$tmp/wrk-A"); rb=$(awk '/requests in/ {print $1}' "$tmp/wrk-B")
+  awk -v r="$round" -v ra="$ra" -v rb="$rb" -v ta=$((a1 - a0)) -v tb=$((b1 - b0)) -v hz="$hz" 'BEGIN {
+    ca = ta / hz / ra * 1e6; cb = tb / hz / rb * 1e6
+    printf "%-6s %10d %12.2f %10d %12.2f %10.3f\n", r, ra, ca, rb, cb, cb / ca }'
+done | tee "$tmp/rounds"
+awk '{print $NF}' "$tmp/rounds" | sort -g |
+  awk '{v[NR]=$1} END {printf "B/A CPU per request, median of %d rounds: %.3f (min %.3f, max %.3f)\n", NR, (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2, v[1], v[NR]}'
