@@ -38,32 +38,21 @@ else
     --bin paddock --bin fake-apiserver --bin passthrough
   bin=target/release
 fi
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-wait_log() {
-  for _ in $(seq 1 600); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
-}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/common.sh
 
 PROXY_TOKEN=bench-proxy-token
 CALLER_TOKEN=bench-caller-token
 PATH_=/api/v1/namespaces/default/pods/bench
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
-upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+upstream=$(wait_log "$tmp/fake.log" "listening on" 60 | awk '{print $NF}')
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --plain-http 2>"$tmp/fake-plain.log" & pids+=($!)
-upstream_plain=$(wait_log "$tmp/fake-plain.log" "listening on" | awk '{print $NF}')
+upstream_plain=$(wait_log "$tmp/fake-plain.log" "listening on" 60 | awk '{print $NF}')
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 # A certificate for the passthrough: Paddock generates one.
 "$bin/paddock" serve --listen 127.0.0.1:0 --data-dir "$tmp/certs" --upstream "$upstream" \
   --upstream-ca "$tmp/ca.crt" --authorization deny-all >/dev/null 2>"$tmp/certs.log" & certs_pid=$!
-wait_log "$tmp/certs.log" "paddock listening" >/dev/null
+wait_log "$tmp/certs.log" "paddock listening" 60 >/dev/null
 kill "$certs_pid"; wait "$certs_pid" 2>/dev/null || true
 cert="$tmp/certs/tls/tls.crt"; key="$tmp/certs/tls/tls.key"
 
@@ -135,7 +124,7 @@ CONF
   pids+=($pid)
   local addr
   if [ -n "$ready" ]; then
-    addr=$(wait_log "$tmp/$name.log" "$ready" | grep -oE '127\.0\.0\.1:[0-9]+' | tail -1)
+    addr=$(wait_log "$tmp/$name.log" "$ready" 60 | grep -oE '127\.0\.0\.1:[0-9]+' | tail -1)
   else
     for _ in $(seq 1 600); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     addr=127.0.0.1:$port

@@ -72,20 +72,7 @@ else
     --bin paddock --bin fake-apiserver --bin passthrough
   bin=target/release
 fi
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# wait_log FILE PATTERN: prints the first matching line, fails with the log if the process died.
-wait_log() {
-  for _ in $(seq 1 200); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
-    sleep 0.05
-  done
-  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
-}
+source benches/common.sh
 
 PROXY_TOKEN=bench-proxy-token
 CALLER_TOKEN=bench-caller-token

@@ -24,21 +24,11 @@ ulimit -n 65536 2>/dev/null || true
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
   --bin paddock --bin fake-apiserver --bin watch_memory --bin idle_agents
 bin=${BIN_DIR:-target/release}
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-wait_log() {
-  for _ in $(seq 1 400); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
-    sleep 0.05
-  done
-  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
-}
+source benches/common.sh
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token proxy-token --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
-upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+upstream=$(wait_log "$tmp/fake.log" "listening on" 20 | awk '{print $NF}')
 echo proxy-token > "$tmp/proxy-token"
 echo 'bench-token,alice,1001,"developers"' > "$tmp/tokens.csv"
 RUST_LOG="warn,paddock::serve=info" "$bin/paddock" serve --listen 127.0.0.1:0 --data-dir "$tmp/paddock" \
@@ -46,7 +36,7 @@ RUST_LOG="warn,paddock::serve=info" "$bin/paddock" serve --listen 127.0.0.1:0 --
   --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated >"$tmp/paddock.out" 2>"$tmp/paddock.log" &
 paddock_pid=$!
 pids+=($paddock_pid)
-addr=$(wait_log "$tmp/paddock.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
+addr=$(wait_log "$tmp/paddock.log" "paddock listening" 20 | sed -E 's/.*addr=([0-9.:]+).*/\1/')
 url="https://$addr"
 ca="$tmp/paddock/tls/ca.crt"
 c() { curl -sS --cacert "$ca" "$@"; }

@@ -21,17 +21,7 @@ ulimit -n 65536 2>/dev/null || true
 cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
   --bin paddock --bin fake-apiserver --bin watch_memory
 bin=target/release
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-wait_log() {
-  for _ in $(seq 1 200); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return; fi
-    sleep 0.05
-  done
-  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
-}
+source benches/common.sh
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token proxy-token --cert-dir "$tmp" \
   ${MAX_STREAMS:+--max-streams "$MAX_STREAMS"} 2>"$tmp/fake.log" & pids+=($!)
 upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')

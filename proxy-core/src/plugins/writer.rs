@@ -153,7 +153,7 @@ impl Drop for Closer {
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.notify();
         for stripe in &*self.shared.stripes {
-            let _queue = lock(&stripe.queue);
+            let _queue = stripe.lock();
             stripe.room.notify_all();
         }
         if let Some(thread) = self.thread.take() {
@@ -163,9 +163,23 @@ impl Drop for Closer {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while holding these locks but a failed allocation,
-    // or a record's formatting (which leaves whole records before it).
+    // Nothing panics while holding these locks but a failed allocation.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Stripe {
+    /// The stripe's queue. A formatter that panicked left part of its
+    /// record behind (and the lock poisoned): that part is cut off here,
+    /// so the buffer holds whole records only.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|poisoned| {
+            let mut queue = poisoned.into_inner();
+            let whole = queue.bytes.iter().rposition(|&b| b == b'\n');
+            queue.bytes.truncate(whole.map_or(0, |end| end + 1));
+            self.queue.clear_poison();
+            queue
+        })
+    }
 }
 
 impl Shared {
@@ -182,7 +196,7 @@ impl Shared {
     }
 
     fn queued(&self) -> usize {
-        self.stripes.iter().map(|s| lock(&s.queue).records).sum()
+        self.stripes.iter().map(|s| s.lock().records).sum()
     }
 
     /// Wakes the writer. Never called holding a stripe's lock.
@@ -254,12 +268,12 @@ impl LogWriter {
         let shared = &*self.shared;
         let stripe = shared.stripe();
         let capacity = shared.stripe_capacity;
-        let mut queue = lock(&stripe.queue);
+        let mut queue = stripe.lock();
         if queue.records >= capacity && shared.on_full == OnFull::Block {
             queue.blocked += 1;
             drop(queue);
             shared.notify();
-            queue = lock(&stripe.queue);
+            queue = stripe.lock();
             // The writer empties the stripe and signals `room` under its
             // lock, so it cannot signal between this check and the wait.
             while queue.records >= capacity && !shared.closed.load(Ordering::SeqCst) {
@@ -315,7 +329,7 @@ impl LogWriter {
     pub(crate) fn drain(&self) -> String {
         let mut out = Vec::new();
         for stripe in &*self.shared.stripes {
-            let mut queue = lock(&stripe.queue);
+            let mut queue = stripe.lock();
             out.append(&mut queue.bytes);
             queue.records = 0;
             stripe.room.notify_all();
@@ -352,7 +366,7 @@ fn run(shared: &Shared, mut output: impl Output) {
         let last = shared.closed.load(Ordering::SeqCst);
         wrote = false;
         for stripe in &*shared.stripes {
-            let mut queue = lock(&stripe.queue);
+            let mut queue = stripe.lock();
             if queue.records == 0 {
                 continue;
             }
@@ -518,12 +532,11 @@ mod tests {
                 let stripe = writer.shared.stripe() as *const Stripe as usize;
                 let first = &writer.shared.stripes[0] as *const Stripe as usize;
                 let index = usize::from(stripe != first);
-                let results: Vec<bool> =
-                    if writer.shared.stripes[index].queue.lock().unwrap().records == 0 {
-                        (0..3).map(|n| writer.send(&line(n))).collect()
-                    } else {
-                        Vec::new()
-                    };
+                let results: Vec<bool> = if writer.shared.stripes[index].lock().records == 0 {
+                    (0..3).map(|n| writer.send(&line(n))).collect()
+                } else {
+                    Vec::new()
+                };
                 (index, results)
             })
             .join()
@@ -598,6 +611,24 @@ mod tests {
         let (written, _, reported) = out.0.lock().unwrap().clone();
         assert_eq!(written.len() as u64 + dropped, 100);
         assert_eq!(reported, dropped);
+    }
+
+    /// A formatter that panics leaves no part of its record behind: the
+    /// next record starts on a line of its own.
+    #[test]
+    fn a_panicking_formatter_leaves_whole_records() {
+        let writer = LogWriter::unstarted(10, OnFull::Drop);
+        assert!(writer.send(b"first\n"));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            writer.send_with(|buf| {
+                buf.extend_from_slice(b"half a re");
+                panic!("formatting failed");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(writer.send(b"second\n"));
+        assert_eq!(writer.queued(), 2);
+        assert_eq!(writer.drain(), "first\nsecond\n");
     }
 
     /// A record whose formatting was refused (full queue) never runs its
