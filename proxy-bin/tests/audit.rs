@@ -142,16 +142,24 @@ fn start_paddock(
     (paddock, log)
 }
 
-/// The events of the complete lines: the writer may be halfway through
-/// the last one (a line can span two writes), as a reader tailing the file
-/// sees it.
+/// The events of the complete lines, in time order: the writer may be
+/// halfway through the last one (a line can span two writes), as a reader
+/// tailing the file sees it.
 fn events(log: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
-    complete
+    let mut events: Vec<Value> = complete
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect()
+        .collect();
+    // Each worker's events are in order, but two workers' are interleaved
+    // only batch by batch: read them in time order, as a log pipeline
+    // does (the timestamps have a fixed width, so they sort as text).
+    events.sort_by(|a, b| {
+        let at = |e: &Value| e["stageTimestamp"].as_str().unwrap_or_default().to_owned();
+        at(a).cmp(&at(b))
+    });
+    events
 }
 
 /// Waits for the event `matches` picks (the writer thread is asynchronous);
