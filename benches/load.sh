@@ -137,17 +137,21 @@ start_paddock() {
 }
 # The access log is target paddock::access at info; "quiet" keeps only startup lines.
 quiet="warn,paddock::serve=info"
-# The first instance also verifies the provider's ID tokens (paddock+jwt).
-start_paddock paddock "$quiet" "$upstream" "authentication:
+# Every HTTP/2 instance also verifies the provider's ID tokens (paddock+jwt
+# uses the first), so the plugins and the access log are all that differs
+# between paddock, paddock+log and paddock+plugins.
+oidc="authentication:
   oidc:
   - name: bench
     issuerUrl: https://127.0.0.1:$idp_port
     clientId: paddock
     clientSecretFile: $tmp/idp-secret
-    caFile: $tmp/idp-ca.crt"; paddock_addr=$addr
+    caFile: $tmp/idp-ca.crt"
+start_paddock paddock "$quiet" "$upstream" "$oidc"; paddock_addr=$addr
 cert="$tmp/paddock/tls/tls.crt"; key="$tmp/paddock/tls/tls.key"
-start_paddock paddock-log info "$upstream"; paddock_log_addr=$addr
-start_paddock paddock-plugins info "$upstream" "audit:
+start_paddock paddock-log info "$upstream" "$oidc"; paddock_log_addr=$addr
+start_paddock paddock-plugins info "$upstream" "$oidc
+audit:
   file: {path: $tmp/audit.log}
   onFull: drop
 metrics:
