@@ -14,10 +14,15 @@
 #   A_BIN=/tmp/base/paddock bash benches/ab.sh      # that binary (A) against this tree's (B)
 #   A=off B=plugins bash benches/ab.sh              # plugins off (A) against on (B), same binary
 #   ROUNDS=9 DURATION=8s bash benches/ab.sh
+#   A=passthrough-direct B=off bash benches/ab.sh   # the pipeline's own cost
 #
 # Configurations: off (access log off), log (the default info access log),
-# plugins (the access log, the audit log at Metadata to a file, metrics).
-# Needs wrk and a release build (done here unless A_BIN and B_BIN are given).
+# plugins (the access log, the audit log at Metadata to a file, metrics);
+# passthrough and passthrough-direct run the bare hyper passthrough
+# (PASSTHROUGH_BIN; its pooled client, or one direct HTTP/2 connection per
+# worker as Paddock's) with the other side's certificate, so the other
+# side must be Paddock. Needs wrk and a release build (done here unless
+# A_BIN, B_BIN, FAKE_BIN and PASSTHROUGH_BIN are given).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-6}
@@ -25,12 +30,14 @@ DURATION=${DURATION:-8s}
 A=${A:-plugins}
 B=${B:-$A}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
-if [ -z "${A_BIN:-}" ] || [ -z "${B_BIN:-}" ] || [ -z "${FAKE_BIN:-}" ]; then
-  cargo build --release -q -p paddock -p paddock-tests --bin paddock --bin fake-apiserver
+if [ -z "${A_BIN:-}" ] || [ -z "${B_BIN:-}" ] || [ -z "${FAKE_BIN:-}" ] || [ -z "${PASSTHROUGH_BIN:-}" ]; then
+  cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
+    --bin paddock --bin fake-apiserver --bin passthrough
 fi
 A_BIN=${A_BIN:-target/release/paddock}
 B_BIN=${B_BIN:-target/release/paddock}
 FAKE_BIN=${FAKE_BIN:-target/release/fake-apiserver}
+PASSTHROUGH_BIN=${PASSTHROUGH_BIN:-target/release/passthrough}
 source benches/common.sh
 
 PROXY_TOKEN=bench-proxy-token
@@ -42,10 +49,20 @@ echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 
 declare -A pid addr
+cert=""
 # start SIDE BINARY CONFIGURATION
 start() {
   local side=$1 bin=$2 log=info config=""
   case $3 in
+    passthrough | passthrough-direct)
+      [ -n "$cert" ] || { echo "a passthrough side needs Paddock on the other side" >&2; exit 1; }
+      local flags=()
+      [ "$3" = passthrough-direct ] && flags+=(--direct-h2)
+      "$PASSTHROUGH_BIN" --listen 127.0.0.1:0 --cert "$cert" --key "$key" --upstream "$upstream" \
+        --upstream-ca "$tmp/ca.crt" "${flags[@]}" 2>"$tmp/$side.log" &
+      pids+=($!); pid[$side]=$!
+      addr[$side]=$(wait_log "$tmp/$side.log" "listening on" | awk '{print $NF}')
+      return ;;
     off) log="warn,paddock::serve=info" ;;
     log) ;;
     plugins) config="audit:
@@ -53,7 +70,7 @@ start() {
   onFull: drop
 metrics:
   listen: 127.0.0.1:$(free_port)" ;;
-    *) echo "unknown configuration $3 (off, log, plugins)" >&2; exit 1 ;;
+    *) echo "unknown configuration $3 (off, log, plugins, passthrough, passthrough-direct)" >&2; exit 1 ;;
   esac
   printf '%s\n' "$config" > "$tmp/$side.yaml"
   RUST_LOG=$log "$bin" serve --config "$tmp/$side.yaml" --upstream "$upstream" \
@@ -62,9 +79,13 @@ metrics:
     >/dev/null 2>"$tmp/$side.log" &
   pids+=($!); pid[$side]=$!
   addr[$side]=$(wait_log "$tmp/$side.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')
+  [ -n "$cert" ] || { cert="$tmp/$side/tls/tls.crt"; key="$tmp/$side/tls/tls.key"; }
 }
-start A "$A_BIN" "$A"
-start B "$B_BIN" "$B"
+# Paddock first: a passthrough uses the certificate it generated.
+case $A in
+  passthrough*) start B "$B_BIN" "$B"; start A "$A_BIN" "$A" ;;
+  *) start A "$A_BIN" "$A"; start B "$B_BIN" "$B" ;;
+esac
 
 # ticks PID: user and system CPU of every thread of the process, in clock ticks.
 ticks() {
@@ -75,11 +96,17 @@ ticks() {
   echo "$total"
 }
 hz=$(getconf CLK_TCK)
-load() { wrk -t1 -c"$2" -d"$3" -H "Authorization: Bearer $CALLER_TOKEN" "https://${addr[$1]}$PATH_"; }
+# A passthrough forwards the caller's token: it sends the backend's own.
+load() {
+  local token=$CALLER_TOKEN
+  case ${!1} in passthrough*) token=$PROXY_TOKEN ;; esac
+  wrk -t1 -c"$2" -d"$3" -H "Authorization: Bearer $token" "https://${addr[$1]}$PATH_"
+}
 for side in A B; do load "$side" 4 1s >/dev/null; done
 
-echo "A: $A_BIN ($A)"
-echo "B: $B_BIN ($B)"
+binary() { case $2 in passthrough*) echo "$PASSTHROUGH_BIN" ;; *) echo "$1" ;; esac; }
+echo "A: $(binary "$A_BIN" "$A") ($A)"
+echo "B: $(binary "$B_BIN" "$B") ($B)"
 printf "%-6s %10s %12s %10s %12s %10s\n" round "A req" "A CPU µs/req" "B req" "B CPU µs/req" "B/A CPU"
 : > "$tmp/ratios"
 for round in $(seq 1 "$ROUNDS"); do
