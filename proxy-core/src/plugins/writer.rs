@@ -19,7 +19,7 @@
 //! [`BATCH_INTERVAL`] so the next one gathers, and a producer wakes it only
 //! when it found it idle (the first record after a quiet spell) or when its
 //! stripe reaches half its capacity. Under load that is 20 batches a
-//! second, each written with one system call per stripe.
+//! second, each stripe's records handed to the output in one write.
 //!
 //! When the writer falls behind and a stripe is full, [`OnFull`] decides:
 //! `Drop` counts the record and returns at once (kube-apiserver's batch
@@ -44,7 +44,7 @@ use super::metrics::QueueStats;
 /// How long the writer lets records gather after writing a batch: a line
 /// reaches the file at most this late. Each wake-up of the writer costs
 /// the workers more than its system calls (it takes a core from one of
-/// them): at 10 ms, Paddock with its logs used 3% more CPU per request.
+/// them): at 10 ms, Paddock with its logs used 2–3% more CPU per request.
 pub const BATCH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often, at most, the writer reports drops (never once per record,
