@@ -108,7 +108,6 @@ binary() { case $2 in passthrough*) echo "$PASSTHROUGH_BIN" ;; *) echo "$1" ;; e
 echo "A: $(binary "$A_BIN" "$A") ($A)"
 echo "B: $(binary "$B_BIN" "$B") ($B)"
 printf "%-6s %10s %12s %10s %12s %10s\n" round "A req" "A CPU µs/req" "B req" "B CPU µs/req" "B/A CPU"
-: > "$tmp/ratios"
 for round in $(seq 1 "$ROUNDS"); do
   a0=$(ticks "${pid[A]}"); b0=$(ticks "${pid[B]}")
   load A 32 "$DURATION" > "$tmp/wrk-A" & loading=$!
