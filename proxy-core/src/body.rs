@@ -37,6 +37,8 @@ pub struct RequestBody {
     /// A plugin's copy of the data as it is read (the audit log's
     /// `requestObject`).
     copy: Option<BodyCopy>,
+    /// How long [`read`](Self::read) waits for the whole body.
+    read_timeout: Duration,
 }
 
 enum RequestKind {
@@ -52,7 +54,17 @@ impl RequestBody {
     }
 
     fn of(kind: RequestKind) -> Self {
-        Self { kind, copy: None }
+        Self {
+            kind,
+            copy: None,
+            read_timeout: crate::server::DEFAULT_BODY_READ_TIMEOUT,
+        }
+    }
+
+    /// The serving connection's body read timeout, for [`read`](Self::read).
+    pub(crate) fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
     }
 
     /// Copies the data into `copy` as it is read; a body that has already
@@ -91,14 +103,16 @@ impl RequestBody {
         }
     }
 
-    /// Reads the whole body, refusing more than `limit` bytes: how
-    /// Paddock's own endpoints read what they are sent.
     /// Reads the whole body, at most `limit` bytes, which must arrive
     /// within the serving connection's body read timeout
-    /// ([`ConnectionLimits::body_read_timeout`](crate::server::ConnectionLimits::body_read_timeout)):
-    /// a client trickling its body cannot hold a connection (and a request) open.
+    /// ([`ConnectionLimits::body_read_timeout`](crate::server::ConnectionLimits::body_read_timeout);
+    /// [`crate::server::DEFAULT_BODY_READ_TIMEOUT`] outside Paddock's
+    /// server, e.g. when an embedder serves [`crate::Proxy::service`]
+    /// itself): how Paddock's own endpoints read what they are sent, and a
+    /// client trickling its body cannot hold a connection (and a request)
+    /// open.
     pub(crate) async fn read(self, limit: usize) -> Result<Bytes, BoxError> {
-        let deadline = body_read_timeout();
+        let deadline = self.read_timeout;
         match tokio::time::timeout(deadline, Limited::new(self, limit).collect()).await {
             Ok(collected) => Ok(collected?.to_bytes()),
             Err(_) => Err(format!("it did not arrive within {deadline:?}").into()),
@@ -534,30 +548,6 @@ impl BodyCopy {
             _ => Copied::Incomplete,
         }
     }
-}
-
-tokio::task_local! {
-    /// The serving connection's [`ConnectionLimits::body_read_timeout`](crate::server::ConnectionLimits::body_read_timeout),
-    /// set by the server around each request.
-    static BODY_READ_TIMEOUT: Duration;
-}
-
-/// Runs `request` (a request's handling) with `timeout` as the time its
-/// body may take to arrive when Paddock reads it whole.
-pub(crate) fn with_body_read_timeout<F: Future>(
-    timeout: Duration,
-    request: F,
-) -> impl Future<Output = F::Output> {
-    BODY_READ_TIMEOUT.scope(timeout, request)
-}
-
-/// The body read timeout of the request being handled
-/// ([`crate::server::DEFAULT_BODY_READ_TIMEOUT`] outside Paddock's server,
-/// e.g. when an embedder serves [`crate::Proxy::service`] itself).
-fn body_read_timeout() -> Duration {
-    BODY_READ_TIMEOUT
-        .try_with(|timeout| *timeout)
-        .unwrap_or(crate::server::DEFAULT_BODY_READ_TIMEOUT)
 }
 
 #[cfg(test)]

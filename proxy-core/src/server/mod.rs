@@ -36,8 +36,8 @@ use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 use crate::{
-    authn::client_cert::ClientCertificate, context::ConnectionInfo, piecewise::PiecewiseWrites,
-    shutdown::Shutdown, stack::ProxyService,
+    authn::client_cert::ClientCertificate, body::RequestBody, context::ConnectionInfo,
+    piecewise::PiecewiseWrites, shutdown::Shutdown, stack::ProxyService,
 };
 use limits::{Activity, Counted, TrackedBody};
 
@@ -144,7 +144,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let builders = builders.clone();
-        let service = service.clone();
+        let service = service.with_body::<RequestBody>();
         let draining = draining.clone();
         let limits = limits.clone();
         let span = tracing::debug_span!("connection", client.addr = %remote_addr);
@@ -192,7 +192,10 @@ pub async fn serve(
                         // One stack per connection, called in place: cloning it per
                         // request costs an allocation and an Arc count per layer.
                         let service = RefCell::new(service);
-                        hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+                        hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                            let mut request = request.map(|body| {
+                                RequestBody::new(body).with_read_timeout(body_read_timeout)
+                            });
                             request.extensions_mut().insert(info.clone());
                             let busy = activity.busy();
                             let head = request.method() == http::Method::HEAD;
@@ -203,10 +206,10 @@ pub async fn serve(
                                 Poll::Ready(Ok(())) => Either::Left(service.call(request)),
                                 _ => Either::Right(service.clone().oneshot(request)),
                             };
-                            crate::body::with_body_read_timeout(body_read_timeout, async move {
+                            async move {
                                 let response = response.await?;
                                 Ok::<_, Infallible>(TrackedBody::response(response, head, busy))
-                            })
+                            }
                         })
                     };
                     // ALPN decides, as in Go's net/http: no sniffing, which would

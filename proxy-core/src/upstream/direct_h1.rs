@@ -15,6 +15,7 @@
 
 use std::{
     collections::VecDeque,
+    future::Future,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -25,7 +26,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower::ServiceExt;
 
-use crate::body::RequestBody;
+use crate::{body::RequestBody, future::BoxFuture};
 
 /// Connections a worker keeps to one cluster at most: one per request in
 /// flight. Past this, requests take the pooled client.
@@ -50,6 +51,21 @@ pub(super) enum DirectH1Error {
     /// The request was sent, or the connection failed under it.
     Request(hyper::Error),
 }
+
+/// What [`DirectH1::try_send`] did with a request.
+enum Tried<S> {
+    /// Handed to a ready connection: the answer to come.
+    Sent(S),
+    /// No connection was ready (or none was asked for): a new one may be
+    /// opened for it.
+    NoneReady(Request<RequestBody>),
+    /// No connection was ready and no more may be opened.
+    Busy(Request<RequestBody>),
+}
+
+/// A ready connection's answer, or the request back if it turned out closed.
+type SendResult =
+    Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<RequestBody>>>;
 
 /// One worker's HTTP/1.1 connections to one cluster.
 pub(super) struct DirectH1 {
@@ -107,10 +123,14 @@ impl DirectH1 {
     /// Sends `request` (absolute URI) on a ready connection, or a new one,
     /// and waits for the response head. A connection the server closed
     /// while idle is noticed before sending: the request goes on another.
-    pub(super) async fn send(
+    ///
+    /// Handed to a ready connection at once, before the future is polled:
+    /// the future then holds only the answer to come, and every request's
+    /// future is as small (the rare paths are boxed).
+    pub(super) fn send(
         &self,
         mut request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, DirectH1Error> {
+    ) -> impl Future<Output = Result<Response<Incoming>, DirectH1Error>> + Send + '_ {
         // Origin form on the wire, the server's authority as Host unless
         // the caller's is kept (as hyper-util's client does).
         let path = request
@@ -123,64 +143,102 @@ impl DirectH1 {
             .headers_mut()
             .entry(header::HOST)
             .or_insert_with(|| self.host.clone());
-        // A connection that turns out closed gives the request back; after
-        // two of those, a new connection.
-        for attempt in 0.. {
-            let sent = {
-                let now = Instant::now();
-                let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-                if now.duration_since(conns.pruned) > PRUNE_INTERVAL {
-                    conns.prune(now);
-                }
-                let ready = (attempt < 2)
-                    .then(|| conns.list.iter().position(|c| c.sender.is_ready()))
-                    .flatten();
-                match ready.and_then(|i| conns.list.remove(i)) {
-                    Some(mut conn) => {
-                        conn.used = now;
-                        let sent = conn.sender.try_send_request(request);
-                        conns.list.push_back(conn);
-                        Ok(sent)
-                    }
-                    None => {
-                        if conns.list.len() >= MAX_CONNECTIONS {
-                            conns.prune(now);
-                        }
-                        if conns.list.len() >= MAX_CONNECTIONS {
-                            return Err(DirectH1Error::Busy(Box::new(request)));
-                        }
-                        Err(request)
-                    }
-                }
+        let sent = self.try_send(request, true);
+        async move {
+            // The rare paths are boxed, and awaited outside the matches:
+            // an error alive across their await would hold a request.
+            let again: BoxFuture<'_, _> = match sent {
+                Tried::Sent(sent) => match sent.await {
+                    Ok(response) => return Ok(response),
+                    Err(mut error) => match error.take_message() {
+                        // Not sent: the connection closed under it.
+                        Some(unsent) => Box::pin(self.send_again(unsent)),
+                        None => return Err(DirectH1Error::Request(error.into_error())),
+                    },
+                },
+                Tried::NoneReady(request) => Box::pin(self.send_on_new(request)),
+                Tried::Busy(request) => return Err(DirectH1Error::Busy(Box::new(request))),
             };
-            let sent = match sent {
-                Ok(sent) => sent,
-                Err(request) => {
-                    // A new connection, opened outside the lock.
-                    let mut sender = Box::pin(self.connect()).await?;
-                    let response = sender.send_request(request);
-                    let conn = Conn {
-                        sender,
-                        used: Instant::now(),
-                    };
-                    self.conns
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .list
-                        .push_back(conn);
-                    return response.await.map_err(DirectH1Error::Request);
-                }
-            };
-            match sent.await {
+            again.await
+        }
+    }
+
+    /// Sends a request whose connection closed under it: on one more ready
+    /// connection, and if that one has closed too, on a new one.
+    async fn send_again(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, DirectH1Error> {
+        let request = match self.try_send(request, true) {
+            Tried::Sent(sent) => match sent.await {
                 Ok(response) => return Ok(response),
                 Err(mut error) => match error.take_message() {
-                    // Not sent: the connection closed under it. Try another.
-                    Some(unsent) => request = unsent,
+                    Some(unsent) => unsent,
                     None => return Err(DirectH1Error::Request(error.into_error())),
                 },
+            },
+            Tried::NoneReady(request) => request,
+            Tried::Busy(request) => return Err(DirectH1Error::Busy(Box::new(request))),
+        };
+        match self.try_send(request, false) {
+            Tried::NoneReady(request) => self.send_on_new(request).await,
+            Tried::Busy(request) => Err(DirectH1Error::Busy(Box::new(request))),
+            Tried::Sent(_) => unreachable!("no ready connection was asked for"),
+        }
+    }
+
+    /// Hands `request` to the least recently used ready connection (if
+    /// `any_ready`), without waiting; else says whether a new connection
+    /// may be opened for it.
+    fn try_send(
+        &self,
+        request: Request<RequestBody>,
+        any_ready: bool,
+    ) -> Tried<impl Future<Output = SendResult> + Send + use<>> {
+        let now = Instant::now();
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(conns.pruned) > PRUNE_INTERVAL {
+            conns.prune(now);
+        }
+        let ready = any_ready
+            .then(|| conns.list.iter().position(|c| c.sender.is_ready()))
+            .flatten();
+        match ready.and_then(|i| conns.list.remove(i)) {
+            Some(mut conn) => {
+                conn.used = now;
+                let sent = conn.sender.try_send_request(request);
+                conns.list.push_back(conn);
+                Tried::Sent(sent)
+            }
+            None => {
+                if conns.list.len() >= MAX_CONNECTIONS {
+                    conns.prune(now);
+                }
+                if conns.list.len() >= MAX_CONNECTIONS {
+                    return Tried::Busy(request);
+                }
+                Tried::NoneReady(request)
             }
         }
-        unreachable!("the loop returns")
+    }
+
+    /// Sends `request` on a new connection, opened outside the lock.
+    async fn send_on_new(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, DirectH1Error> {
+        let mut sender = self.connect().await?;
+        let response = sender.send_request(request);
+        let conn = Conn {
+            sender,
+            used: Instant::now(),
+        };
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .list
+            .push_back(conn);
+        response.await.map_err(DirectH1Error::Request)
     }
 
     async fn connect(&self) -> Result<http1::SendRequest<RequestBody>, DirectH1Error> {

@@ -10,10 +10,12 @@
 //! not offer HTTP/2 keep going through the pooled hyper-util clients.
 
 use std::{
+    future::Future,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -94,7 +96,26 @@ struct Conn {
     ended: Arc<AtomicBool>,
 }
 
+/// A connection picked for one request: its sender, the stream it holds,
+/// and its flag to set if it turns out to have ended.
+type Picked = (h2::client::SendRequest<Bytes>, InFlight, Arc<AtomicBool>);
+
+/// The open connection with the fewest streams in use.
+fn least_busy(conns: &[Conn]) -> Option<&Conn> {
+    conns
+        .iter()
+        .min_by_key(|conn| conn.in_flight.load(Ordering::Relaxed))
+}
+
 impl Conn {
+    fn picked(&self) -> Picked {
+        (
+            self.sender.clone(),
+            InFlight::new(&self.in_flight),
+            self.ended.clone(),
+        )
+    }
+
     fn has_room(&self) -> bool {
         let limit = self.sender.current_max_send_streams().max(1);
         self.in_flight.load(Ordering::Relaxed) < limit
@@ -161,7 +182,49 @@ impl DirectH2 {
     /// the [`InFlight`] must live as long as the response body. A
     /// connection that has ended is replaced once, before the request is
     /// sent; a request is never sent twice.
-    pub(super) async fn send(
+    ///
+    /// Nearly always an open connection has room: then the request is
+    /// handed to it at once, before the future is polled, and the future
+    /// holds only the answer to come (every request's future is as small).
+    /// Anything else (connecting, a connection that has ended) is boxed.
+    pub(super) fn send(
+        &self,
+        request: Request<()>,
+    ) -> impl Future<Output = Result<(Response<h2::RecvStream>, InFlight), DirectError>> + Send + '_
+    {
+        let sent = match self.pick_now() {
+            Some((mut sender, in_flight, ended)) => {
+                // A fresh handle has no request of its own waiting for a
+                // stream: asking whether it is ready never waits, it only
+                // says whether the connection has failed.
+                let mut cx = Context::from_waker(Waker::noop());
+                match sender.poll_ready(&mut cx) {
+                    Poll::Ready(Ok(())) => Ok(sender
+                        .send_request(request, true)
+                        .map(|(response, _)| (response, in_flight))),
+                    Poll::Ready(Err(_)) => {
+                        ended.store(true, Ordering::Relaxed);
+                        Err(request)
+                    }
+                    Poll::Pending => Err(request),
+                }
+            }
+            None => Err(request),
+        };
+        async move {
+            let (response, in_flight) = match sent {
+                Ok(Ok(sent)) => sent,
+                Ok(Err(error)) => return Err(DirectError::Request(error)),
+                Err(request) => return Box::pin(self.send_waiting(request)).await,
+            };
+            let response = response.await.map_err(DirectError::Request)?;
+            Ok((response, in_flight))
+        }
+    }
+
+    /// [`send`](Self::send) when no open connection could take the request
+    /// at once.
+    async fn send_waiting(
         &self,
         request: Request<()>,
     ) -> Result<(Response<h2::RecvStream>, InFlight), DirectError> {
@@ -195,9 +258,7 @@ impl DirectH2 {
 
     /// A connection with a free stream, the least busy first; a new one
     /// when none has room and fewer than [`MAX_CONNECTIONS`] are open.
-    async fn pick(
-        &self,
-    ) -> Result<(h2::client::SendRequest<Bytes>, InFlight, Arc<AtomicBool>), Unsendable> {
+    async fn pick(&self) -> Result<Picked, Unsendable> {
         let attempts_seen = self.attempts.load(Ordering::Relaxed);
         let mut pool = self.pool.lock().await;
         let (conns, last_error) = match &mut *pool {
@@ -205,10 +266,7 @@ impl DirectH2 {
             Pool::NotH2 => return Err(Unsendable::NotH2),
         };
         conns.retain(|conn| !conn.ended.load(Ordering::Relaxed));
-        let least_busy = conns
-            .iter()
-            .min_by_key(|conn| conn.in_flight.load(Ordering::Relaxed));
-        let conn = match least_busy {
+        let conn = match least_busy(conns) {
             Some(conn) if conn.has_room() || conns.len() >= MAX_CONNECTIONS => conn,
             _ => {
                 if let Some(message) = last_error
@@ -218,9 +276,7 @@ impl DirectH2 {
                     return Err(Unsendable::Connect(message.clone()));
                 }
                 self.attempts.fetch_add(1, Ordering::Relaxed);
-                // Boxed: a connection attempt (TCP, TLS, handshake) is a large
-                // future, and every request's future would be as large.
-                match Box::pin(self.connect()).await {
+                match self.connect().await {
                     Ok(conn) => {
                         *last_error = None;
                         conns.push(conn);
@@ -239,11 +295,20 @@ impl DirectH2 {
                 }
             }
         };
-        Ok((
-            conn.sender.clone(),
-            InFlight::new(&conn.in_flight),
-            conn.ended.clone(),
-        ))
+        Ok(conn.picked())
+    }
+
+    /// An open connection with room, if there is one and nobody holds the
+    /// lock (connecting, say), without waiting.
+    fn pick_now(&self) -> Option<Picked> {
+        let mut pool = self.pool.try_lock().ok()?;
+        let Pool::Conns { conns, .. } = &mut *pool else {
+            return None;
+        };
+        conns.retain(|conn| !conn.ended.load(Ordering::Relaxed));
+        least_busy(conns)
+            .filter(|conn| conn.has_room())
+            .map(Conn::picked)
     }
 
     async fn connect(&self) -> Result<Conn, Unsendable> {
