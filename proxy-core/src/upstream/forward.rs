@@ -14,19 +14,12 @@ use std::{
 use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
 
-use futures_util::{
-    future::{Either, Map},
-    FutureExt as _,
-};
 use hyper_util::rt::TokioIo;
 use policy::RequestAttributes;
-use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
-    time::{error::Elapsed, Timeout},
-};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::Service;
 
-use super::{direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
+use super::{deadline::Deadline, direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
@@ -168,24 +161,10 @@ fn streamed(response: Response<Incoming>) -> ProxyResponse {
     Response::from_parts(parts, ResponseBody::upstream(body))
 }
 
-/// What [`deadline`] waits on: `sent` with a timeout, or `sent` alone.
-type Deadline<F> = Either<Timeout<F>, Map<F, fn(<F as Future>::Output) -> Timed<F>>>;
-
-/// The output of a [`Deadline`].
-type Timed<F> = Result<<F as Future>::Output, Elapsed>;
-
 /// `sent` within the cluster's request timeout, or for as long as it takes
-/// for long-running requests; a timeout is [`Cluster::timed_out`].
-///
-/// A plain future, not an `async fn`: that would hold `sent` twice, once
-/// as its argument and once inside the timeout, and every request's future
-/// would be as much larger.
+/// for long-running requests (see [`super::deadline`]).
 fn deadline<F: Future>(cluster: &Cluster, long_running: bool, sent: F) -> Deadline<F> {
-    if long_running {
-        Either::Right(sent.map(Ok))
-    } else {
-        Either::Left(tokio::time::timeout(cluster.request_timeout, sent))
-    }
+    super::deadline::deadline((!long_running).then_some(cluster.request_timeout), sent)
 }
 
 /// Relays the 101 to the client and, once both sides have switched, copies

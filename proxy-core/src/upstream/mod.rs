@@ -4,6 +4,7 @@
 mod cluster;
 mod connector;
 mod credential;
+mod deadline;
 mod direct_h1;
 mod direct_h2;
 mod forward;
