@@ -37,7 +37,7 @@ use tracing::Instrument;
 
 use crate::{
     authn::client_cert::ClientCertificate, body::RequestBody, context::ConnectionInfo,
-    piecewise::PiecewiseWrites, shutdown::Shutdown, stack::ProxyService,
+    piecewise::PiecewiseWrites, shutdown::Shutdown, stack::ProxyService, worker::deadline,
 };
 use limits::{Activity, Counted, TrackedBody};
 
@@ -83,7 +83,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let mut http1 = http1::Builder::new();
     http1
-        .timer(TokioTimer::new())
+        .timer(WorkerTimer)
         .header_read_timeout(limits.header_read_timeout);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     http2
@@ -247,6 +247,24 @@ pub async fn serve(
     let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
     Ok(())
 }
+
+/// hyper's timer for HTTP/1.1 connections, whose only use is the header
+/// read timeout: one per request, kept in the worker's swept list (see
+/// [`crate::worker::deadline`]) rather than as a tokio timer each.
+#[derive(Debug, Clone, Copy)]
+struct WorkerTimer;
+
+impl hyper::rt::Timer for WorkerTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(deadline::sleep_until(deadline.into()))
+    }
+}
+
+impl hyper::rt::Sleep for deadline::Sleep {}
 
 /// A hyper server connection that can be asked to close gracefully.
 trait GracefulConnection: Future<Output = hyper::Result<()>> {

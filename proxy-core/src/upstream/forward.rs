@@ -19,7 +19,7 @@ use policy::RequestAttributes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower::Service;
 
-use super::{deadline::Deadline, direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
+use super::{direct_h1::DirectH1Error, direct_h2::DirectError, Cluster};
 use crate::{
     authn::BoxFuture,
     body::{BodyEnd, RequestBody, ResponseBody, TunnelEnd},
@@ -30,6 +30,7 @@ use crate::{
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
     tunnel::Sent,
+    worker::deadline::Deadline,
 };
 
 /// Time allowed for the response headers of an ordinary request.
@@ -162,9 +163,9 @@ fn streamed(response: Response<Incoming>) -> ProxyResponse {
 }
 
 /// `sent` within the cluster's request timeout, or for as long as it takes
-/// for long-running requests (see [`super::deadline`]).
+/// for long-running requests (see [`crate::worker::deadline`]).
 fn deadline<F: Future>(cluster: &Cluster, long_running: bool, sent: F) -> Deadline<F> {
-    super::deadline::deadline((!long_running).then_some(cluster.request_timeout), sent)
+    crate::worker::deadline::deadline((!long_running).then_some(cluster.request_timeout), sent)
 }
 
 /// Relays the 101 to the client and, once both sides have switched, copies

@@ -4,7 +4,6 @@
 mod cluster;
 mod connector;
 mod credential;
-mod deadline;
 mod direct_h1;
 mod direct_h2;
 mod forward;

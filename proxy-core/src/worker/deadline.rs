@@ -1,16 +1,16 @@
-//! The deadline of an ordinary request's answer: on a worker, a slot in
-//! the worker's list of deadlines, swept every [`TICK`], in place of a
-//! tokio timer per request.
+//! Deadlines on a worker: slots in the worker's list, swept every
+//! [`TICK`], in place of a tokio timer each. What keeps them: an ordinary
+//! request's wait for its answer ([`deadline`]) and a connection's wait
+//! for a request's head ([`sleep_until`], as hyper's header read timeout).
 //!
 //! A tokio timer cost about 900 instructions of the 65,000 Paddock spends
 //! per request (callgrind): registering in the runtime's timer wheel at
-//! the first poll, reading the clock, removing it again. A request's
-//! timeout is whole seconds and nearly every answer comes long before it,
-//! so a slot taken and given back is all most requests pay; the sweep runs
-//! only while some request waits, and a deadline is noticed up to one
-//! [`TICK`] late. Off the workers (an embedder's runtime, the agent, where
-//! a task may move between threads and the list is per thread) it is a
-//! tokio timer.
+//! the first poll, reading the clock, removing it again. These timeouts are
+//! whole seconds and nearly every wait ends long before, so a slot taken
+//! and given back is all most of them pay; the sweep runs only while
+//! something waits, and a deadline is noticed up to one [`TICK`] late. Off
+//! the workers (an embedder's runtime, the agent, where a task may move
+//! between threads and the list is per thread) it is a tokio timer.
 
 use std::{
     cell::RefCell,
@@ -23,7 +23,7 @@ use std::{
 use pin_project_lite::pin_project;
 use slab::Slab;
 // tokio's: the runtime's clock, which tests can pause.
-use tokio::time::Instant;
+pub(crate) use tokio::time::Instant;
 
 /// How often a worker's deadlines are checked while a request waits.
 const TICK: Duration = Duration::from_millis(100);
@@ -41,7 +41,7 @@ pin_project! {
     }
 }
 
-/// What tells a [`Deadline`] its time is up.
+/// What tells a [`Deadline`] or a [`Sleep`] its time is up.
 enum Timer {
     /// None: the future has all the time it takes.
     Unbounded,
@@ -54,15 +54,33 @@ enum Timer {
     Tokio(Pin<Box<tokio::time::Sleep>>),
 }
 
+impl Timer {
+    fn until(deadline: Instant) -> Self {
+        if crate::worker::current().is_some() {
+            Timer::Swept {
+                deadline,
+                slot: None,
+            }
+        } else {
+            Timer::Tokio(Box::pin(tokio::time::sleep_until(deadline)))
+        }
+    }
+
+    /// Whether the time is up; if not, `cx` is woken when it is.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        match self {
+            Timer::Unbounded => false,
+            Timer::Swept { deadline, slot } => Sweep::poll(*deadline, slot, cx.waker()),
+            Timer::Tokio(sleep) => sleep.as_mut().poll(cx).is_ready(),
+        }
+    }
+}
+
 /// `future` within `timeout`, or for as long as it takes.
 pub(crate) fn deadline<F: Future>(timeout: Option<Duration>, future: F) -> Deadline<F> {
     let timer = match timeout {
         None => Timer::Unbounded,
-        Some(timeout) if crate::worker::current().is_some() => Timer::Swept {
-            deadline: Instant::now() + timeout,
-            slot: None,
-        },
-        Some(timeout) => Timer::Tokio(Box::pin(tokio::time::sleep(timeout))),
+        Some(timeout) => Timer::until(Instant::now() + timeout),
     };
     Deadline { future, timer }
 }
@@ -75,13 +93,28 @@ impl<F: Future> Future for Deadline<F> {
         if let Poll::Ready(output) = this.future.poll(cx) {
             return Poll::Ready(Ok(output));
         }
-        let expired = match this.timer {
-            Timer::Unbounded => false,
-            Timer::Swept { deadline, slot } => Sweep::poll(*deadline, slot, cx.waker()),
-            Timer::Tokio(sleep) => sleep.as_mut().poll(cx).is_ready(),
-        };
-        if expired {
+        if this.timer.poll_expired(cx) {
             Poll::Ready(Err(TimedOut))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Completes at its deadline.
+pub(crate) struct Sleep(Timer);
+
+/// A future that completes at `deadline`.
+pub(crate) fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep(Timer::until(deadline))
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.poll_expired(cx) {
+            Poll::Ready(())
         } else {
             Poll::Pending
         }
