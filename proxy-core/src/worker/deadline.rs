@@ -23,7 +23,7 @@ use std::{
 use pin_project_lite::pin_project;
 use slab::Slab;
 // tokio's: the runtime's clock, which tests can pause.
-pub(crate) use tokio::time::Instant;
+use tokio::time::Instant;
 
 /// How often a worker's deadlines are checked while a request waits.
 const TICK: Duration = Duration::from_millis(100);
