@@ -14,6 +14,7 @@ use std::{
 use http::{header, Request, Response, StatusCode, Version};
 use hyper::body::{Body as _, Incoming};
 
+use futures_util::TryFutureExt as _;
 use hyper_util::rt::TokioIo;
 use policy::RequestAttributes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -30,7 +31,7 @@ use crate::{
     request::{ProxyResponse, ProxyResult, UpgradeRequest},
     shutdown::Shutdown,
     tunnel::Sent,
-    worker::deadline::Deadline,
+    worker::deadline::TimedOut,
 };
 
 /// Time allowed for the response headers of an ordinary request.
@@ -163,9 +164,16 @@ fn streamed(response: Response<Incoming>) -> ProxyResponse {
 }
 
 /// `sent` within the cluster's request timeout, or for as long as it takes
-/// for long-running requests (see [`crate::worker::deadline`]).
-fn deadline<F: Future>(cluster: &Cluster, long_running: bool, sent: F) -> Deadline<F> {
-    crate::worker::deadline::deadline((!long_running).then_some(cluster.request_timeout), sent)
+/// for long-running requests (see [`crate::worker::deadline`]); a timeout
+/// is [`Cluster::timed_out`]. A plain future, not an `async fn`, which
+/// would hold `sent` twice.
+fn deadline<'a, F: Future + 'a>(
+    cluster: &'a Cluster,
+    long_running: bool,
+    sent: F,
+) -> impl Future<Output = Result<F::Output, ProxyError>> + 'a {
+    let timeout = (!long_running).then_some(cluster.request_timeout);
+    crate::worker::deadline::deadline(timeout, sent).map_err(|TimedOut| cluster.timed_out())
 }
 
 /// Relays the 101 to the client and, once both sides have switched, copies
@@ -331,7 +339,7 @@ impl Cluster {
                 long_running,
                 direct.send(Request::from_parts(parts, ())),
             );
-            match sent.await.map_err(|_| self.timed_out())? {
+            match sent.await? {
                 Ok((response, in_flight)) => {
                     let (parts, body) = response.into_parts();
                     let body = ResponseBody::upstream_h2(body).holding(in_flight);
@@ -353,7 +361,7 @@ impl Cluster {
         }
         if let Some(direct_h1) = clients.direct_h1.as_ref().filter(|_| h1_only) {
             let sent = deadline(self, long_running, direct_h1.send(request));
-            match sent.await.map_err(|_| self.timed_out())? {
+            match sent.await? {
                 Ok(response) => return self.answer(response),
                 // Every connection busy: the pooled client below.
                 Err(DirectH1Error::Busy(unsent)) => request = *unsent,
@@ -369,7 +377,7 @@ impl Cluster {
         // Boxed: rare on a direct cluster, and every request's future
         // would be as large as this one.
         let sent = deadline(self, long_running, Box::pin(self.dispatch(false, request)));
-        let response = sent.await.map_err(|_| self.timed_out())??;
+        let response = sent.await??;
         self.answer(response)
     }
 
@@ -458,10 +466,7 @@ impl Cluster {
     ) -> Result<Response<Incoming>, ProxyError> {
         self.apply_credential(&mut request)?;
         let sent = deadline(self, false, self.dispatch(false, request));
-        let result = sent
-            .await
-            .map_err(|_| self.timed_out())
-            .and_then(|sent| sent);
+        let result = sent.await.and_then(|sent| sent);
         self.reachability().observe_result(&result);
         result
     }
