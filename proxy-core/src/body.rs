@@ -222,6 +222,7 @@ enum Kind {
     Full(Option<Bytes>),
     Upstream(Incoming),
     H2(h2::RecvStream),
+    H1(crate::upstream::H1Body),
 }
 
 impl ResponseBody {
@@ -239,6 +240,11 @@ impl ResponseBody {
     /// A body streamed from the upstream, frame by frame.
     pub fn upstream(body: Incoming) -> Self {
         Self::from_kind(Kind::Upstream(body))
+    }
+
+    /// A body read straight off a worker's own HTTP/1.1 connection.
+    pub(crate) fn upstream_h1(body: crate::upstream::H1Body) -> Self {
+        Self::from_kind(Kind::H1(body))
     }
 
     /// A body streamed from an HTTP/2 upstream stream; flow-control
@@ -373,6 +379,7 @@ impl Body for ResponseBody {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
             Kind::H2(body) => poll_h2(body, cx),
+            Kind::H1(body) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -395,6 +402,7 @@ impl Body for ResponseBody {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream(body) => body.is_end_stream(),
             Kind::H2(body) => body.is_end_stream(),
+            Kind::H1(body) => body.is_end_stream(),
         }
     }
 
@@ -404,6 +412,7 @@ impl Body for ResponseBody {
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(body) => body.size_hint(),
             Kind::H2(_) => SizeHint::default(),
+            Kind::H1(body) => body.size_hint(),
         }
     }
 }
@@ -440,7 +449,7 @@ impl fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
             Kind::Full(_) => "full",
-            Kind::Upstream(_) | Kind::H2(_) => "upstream",
+            Kind::Upstream(_) | Kind::H2(_) | Kind::H1(_) => "upstream",
         };
         f.debug_struct("ResponseBody").field("kind", &kind).finish()
     }

@@ -611,7 +611,8 @@ async fn http1_only_upstreams_are_served_over_http1() {
 /// A plain-HTTP server (HTTP/1.1 only) gets every worker's own keepalive
 /// connections: gets, a watch streaming beside them, a request with a
 /// body; when the server drops its connections the next requests open new
-/// ones instead of failing.
+/// ones instead of failing (a GET whose kept connection turns out closed is
+/// sent again on a new one).
 #[tokio::test]
 async fn plain_http1_upstreams_keep_and_replace_their_connections() {
     let fake = FakeApiServer::start(FakeApiConfig {
@@ -655,7 +656,6 @@ async fn plain_http1_upstreams_keep_and_replace_their_connections() {
     drop(watch);
 
     fake.drop_connections();
-    // Let the proxy's connection tasks see the close.
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..3 {
         let response = client.get(&url, Some(ALICE)).await;

@@ -72,11 +72,15 @@ impl hyper::rt::Read for Io {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Io::Direct(io) => match &mut **io {
-                MaybeHttpsStream::Https(tls) => read_records(tls.inner_mut(), cx, buf),
+                MaybeHttpsStream::Https(tls) => {
+                    let room = buf.remaining();
+                    read_records(tls.inner_mut(), cx, room, |data| buf.put_slice(data))
+                        .map_ok(|_| ())
+                }
                 MaybeHttpsStream::Http(tcp) => Pin::new(tcp).poll_read(cx, buf),
             },
             Io::Tunnel(io) => Pin::new(io).poll_read(cx, buf),
@@ -84,17 +88,19 @@ impl hyper::rt::Read for Io {
     }
 }
 
-/// Reads as many of the TLS records already received as fit in `buf`.
+/// Reads as many of the TLS records already received as fit in `room`
+/// bytes, handing each piece to `put`; `Ok(0)` at the end of the stream.
 /// A TLS stream's own read hands over at most one record (16 KiB), so a
 /// fast response would travel on as 16 KiB pieces: each its own body
 /// chunk, frame, write and wake-up of the next reader on the way.
-fn read_records<R: AsyncBufRead + Unpin>(
+pub(super) fn read_records<R: AsyncBufRead + Unpin>(
     tls: &mut R,
     cx: &mut Context<'_>,
-    mut buf: hyper::rt::ReadBufCursor<'_>,
-) -> Poll<std::io::Result<()>> {
+    room: usize,
+    mut put: impl FnMut(&[u8]),
+) -> Poll<std::io::Result<usize>> {
     let mut read = 0;
-    while buf.remaining() > 0 {
+    while read < room {
         let data = match Pin::new(&mut *tls).poll_fill_buf(cx) {
             Poll::Ready(Ok(data)) => data,
             // What was read is handed over first; the error (or the
@@ -106,12 +112,12 @@ fn read_records<R: AsyncBufRead + Unpin>(
         if data.is_empty() {
             break;
         }
-        let n = data.len().min(buf.remaining());
-        buf.put_slice(&data[..n]);
+        let n = data.len().min(room - read);
+        put(&data[..n]);
         Pin::new(&mut *tls).consume(n);
         read += n;
     }
-    Poll::Ready(Ok(()))
+    Poll::Ready(Ok(read))
 }
 
 impl hyper::rt::Write for Io {

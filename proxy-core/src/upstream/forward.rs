@@ -317,9 +317,9 @@ impl Cluster {
     /// credential set) the cheapest way this worker has, and returns the
     /// answer once its headers arrived, within the cluster's request
     /// timeout unless `long_running`: a request without a body over the
-    /// worker's own HTTP/2 connection; to a server without HTTP/2, over the
-    /// worker's own HTTP/1.1 connections; otherwise (a body, every direct
-    /// connection busy, a tunnel) as [`dispatch`](Self::dispatch) sends it.
+    /// worker's own HTTP/2 connection, or its own HTTP/1.1 connections to a
+    /// server without HTTP/2; otherwise (a body, a tunnel) as
+    /// [`dispatch`](Self::dispatch) sends it.
     /// How Paddock forwards a caller's request, and how the agent forwards
     /// one from its tunnel to its API server.
     pub(crate) async fn exchange(
@@ -359,20 +359,25 @@ impl Cluster {
                 }
             }
         }
-        if let Some(direct_h1) = clients.direct_h1.as_ref().filter(|_| h1_only) {
-            let sent = deadline(self, long_running, direct_h1.send(request));
-            match sent.await? {
-                Ok(response) => return self.answer(response),
-                // Every connection busy: the pooled client below.
-                Err(DirectH1Error::Busy(unsent)) => request = *unsent,
-                Err(DirectH1Error::Connect(message)) => return Err(self.unavailable(message)),
-                Err(DirectH1Error::Request(error)) => {
-                    return Err(ProxyError::UpstreamFailure {
-                        cluster: self.id().to_owned(),
-                        message: crate::error::error_chain(&error),
-                    })
-                }
-            }
+        if let Some(direct_h1) = clients
+            .direct_h1
+            .as_ref()
+            .filter(|_| h1_only && request.body().is_end_stream())
+        {
+            let (parts, _) = request.into_parts();
+            let sent = deadline(
+                self,
+                long_running,
+                direct_h1.send(Request::from_parts(parts, ())),
+            );
+            return match sent.await? {
+                Ok(response) => Ok(response.map(ResponseBody::upstream_h1)),
+                Err(DirectH1Error::Connect(message)) => Err(self.unavailable(message)),
+                Err(DirectH1Error::Request(message)) => Err(ProxyError::UpstreamFailure {
+                    cluster: self.id().to_owned(),
+                    message,
+                }),
+            };
         }
         // Boxed: rare on a direct cluster, and every request's future
         // would be as large as this one.
@@ -532,7 +537,11 @@ mod tests {
         let direct = clients.direct.as_ref().unwrap();
         let sent = direct.send(Request::get("/").body(()).unwrap());
         assert!(size_of_val(&sent) <= 512, "{}", size_of_val(&sent));
-        let sent = clients.direct_h1.as_ref().unwrap().send(request());
+        let sent = clients
+            .direct_h1
+            .as_ref()
+            .unwrap()
+            .send(Request::get("/").body(()).unwrap());
         assert!(size_of_val(&sent) <= 768, "{}", size_of_val(&sent));
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod tls;
 pub(crate) use cluster::Cluster;
 pub use cluster::{ClusterConfig, UpstreamError};
 pub use credential::UpstreamCredential;
+pub(crate) use direct_h1::H1Body;
 pub(crate) use direct_h2::InFlight;
 pub(crate) use forward::Forward;
 pub use forward::DEFAULT_REQUEST_TIMEOUT;
