@@ -325,8 +325,11 @@ fn parse_head(read: &mut BytesMut, head_only: bool) -> Result<Option<Head>, Stri
         } else {
             Framing::Close
         };
+        // Both lengths is how a request smuggling attempt looks: the
+        // connection is not trusted with another request (RFC 9112 §6.3).
         let keep_alive = version == Version::HTTP_11
             && framing != Framing::Close
+            && !(coding && length)
             && !(connection
                 && headers
                     .get_all(header::CONNECTION)
@@ -842,11 +845,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_until_close_or_a_close_asked_for_ends_the_connection() {
+    async fn a_body_until_close_a_close_asked_for_or_two_lengths_end_the_connection() {
         let script = scripted(&[
             &format!("HTTP/1.1 200 OK\r\n\r\nuntil the end{CLOSE}"),
             "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
             "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\ny",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nw\r\n0\r\n\r\n",
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz",
         ])
         .await;
@@ -855,8 +859,10 @@ mod tests {
         assert_eq!(body.unwrap(), "x");
         assert!(!headers.contains_key(header::CONNECTION));
         assert_eq!(script.get("/").await.2.unwrap(), "y");
+        // Chunked wins over a length, and the connection is not kept.
+        assert_eq!(script.get("/").await.2.unwrap(), "w");
         assert_eq!(script.get("/").await.2.unwrap(), "z");
-        assert_eq!(script.accepted(), 4, "none of the first three was kept");
+        assert_eq!(script.accepted(), 5, "none of the first four was kept");
     }
 
     #[tokio::test]
