@@ -2,7 +2,7 @@
 # A/B of two Paddock instances measured at the same time: two binaries (a
 # change against its base) or two configurations (plugins on against off).
 #
-# Both instances serve the fake apiserver's HTTP/2 TLS backend and are
+# Both instances serve the fake apiserver (HTTP/2 over TLS unless BACKEND) and are
 # loaded at once, each by its own wrk (-t1 -c32), for DURATION per round;
 # each round reads both processes' CPU time (user and system, all threads)
 # from /proc and prints their CPU per request and B's over A's. Both sides
@@ -15,6 +15,10 @@
 #   A=off B=plugins bash benches/ab.sh              # plugins off (A) against on (B), same binary
 #   ROUNDS=9 DURATION=8s bash benches/ab.sh
 #   A=passthrough-direct B=off bash benches/ab.sh   # the pipeline's own cost
+#   BACKEND=plain A_BIN=/tmp/base/paddock A=off bash benches/ab.sh
+#
+# BACKEND: h2 (the default: HTTP/2 over TLS, like kube-apiserver), h1 (TLS
+# whose ALPN offers only HTTP/1.1) or plain (HTTP/1.1 without TLS).
 #
 # Configurations: off (access log off), log (the default info access log),
 # plugins (the access log, the audit log at Metadata to a file, metrics);
@@ -29,6 +33,13 @@ ROUNDS=${ROUNDS:-6}
 DURATION=${DURATION:-8s}
 A=${A:-plugins}
 B=${B:-$A}
+BACKEND=${BACKEND:-h2}
+case $BACKEND in
+  h2) fake_flags=() ;;
+  h1) fake_flags=(--http1-only) ;;
+  plain) fake_flags=(--plain-http) ;;
+  *) echo "unknown BACKEND $BACKEND (h2, h1, plain)" >&2; exit 1 ;;
+esac
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 if [ -z "${A_BIN:-}" ] || [ -z "${B_BIN:-}" ] || [ -z "${FAKE_BIN:-}" ] || [ -z "${PASSTHROUGH_BIN:-}" ]; then
   cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
@@ -43,8 +54,11 @@ source benches/common.sh
 PROXY_TOKEN=bench-proxy-token
 CALLER_TOKEN=bench-caller-token
 PATH_=/api/v1/namespaces/default/pods/bench
-"$FAKE_BIN" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --cert-dir "$tmp" 2>"$tmp/fake.log" & pids+=($!)
+"$FAKE_BIN" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --cert-dir "$tmp" "${fake_flags[@]}" \
+  2>"$tmp/fake.log" & pids+=($!)
 upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
+trust=(--upstream-ca "$tmp/ca.crt")
+[ "$BACKEND" = plain ] && trust=(--dangerous-upstream-allow-plaintext)
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 
@@ -74,7 +88,7 @@ metrics:
   esac
   printf '%s\n' "$config" > "$tmp/$side.yaml"
   RUST_LOG=$log "$bin" serve --config "$tmp/$side.yaml" --upstream "$upstream" \
-    --upstream-token-file "$tmp/proxy-token" --upstream-ca "$tmp/ca.crt" --listen 127.0.0.1:0 \
+    --upstream-token-file "$tmp/proxy-token" "${trust[@]}" --listen 127.0.0.1:0 \
     --data-dir "$tmp/$side" --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated \
     >/dev/null 2>"$tmp/$side.log" &
   pids+=($!); pid[$side]=$!

@@ -20,7 +20,8 @@
 #
 # Targets: paddock, paddock+log, paddock+plugins, passthrough,
 # passthrough-direct (HTTP/2 TLS backend); paddock-plain, paddock-plain+log,
-# passthrough-plain (plain HTTP/1.1 backend); and, to compare, nginx,
+# passthrough-plain (plain HTTP/1.1 backend); paddock-h1, passthrough-h1
+# (a TLS backend whose ALPN offers only HTTP/1.1); and, to compare, nginx,
 # nginx+log, nginx-plain, nginx-plain+log (one worker process, no master,
 # configured as in load.sh). Needs valgrind and wrk (and nginx for those).
 set -euo pipefail
@@ -47,6 +48,8 @@ PATH_=/api/v1/namespaces/default/pods/bench
 upstream=$(wait_log "$tmp/fake.log" "listening on" 60 | awk '{print $NF}')
 "$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --plain-http 2>"$tmp/fake-plain.log" & pids+=($!)
 upstream_plain=$(wait_log "$tmp/fake-plain.log" "listening on" 60 | awk '{print $NF}')
+"$bin/fake-apiserver" --listen 127.0.0.1:0 --token "$PROXY_TOKEN" --http1-only --cert-dir "$tmp/h1" 2>"$tmp/fake-h1.log" & pids+=($!)
+upstream_h1=$(wait_log "$tmp/fake-h1.log" "listening on" 60 | awk '{print $NF}')
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
 echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
 # A certificate for the passthrough: Paddock generates one.
@@ -71,8 +74,8 @@ handshakes() {
 # measure NAME: starts the target under callgrind, prints "NAME requests
 # instructions instr/request instr/request-without-handshakes".
 measure() {
-  local name=$1 up=$upstream log="warn,paddock::serve=info" config="workers: 1" cmd
-  case $name in *-plain*) up=$upstream_plain ;; esac
+  local name=$1 up=$upstream ca=$tmp/ca.crt log="warn,paddock::serve=info" config="workers: 1" cmd
+  case $name in *-plain*) up=$upstream_plain ;; *-h1*) up=$upstream_h1 ca=$tmp/h1/ca.crt ;; esac
   case $name in *+log|*+plugins) log=info ;; esac
   case $name in *+plugins) config+=$'\n'"audit: {file: {path: $tmp/audit.log}, onFull: drop}"$'\n'"metrics: {listen: 127.0.0.1:$(free_port)}" ;; esac
   local token=$CALLER_TOKEN
@@ -80,7 +83,7 @@ measure() {
     paddock*)
       printf '%s\n' "$config" > "$tmp/$name.yaml"
       local args=(--upstream "$up" --upstream-token-file "$tmp/proxy-token")
-      case $up in https://*) args+=(--upstream-ca "$tmp/ca.crt") ;; *) args+=(--dangerous-upstream-allow-plaintext) ;; esac
+      case $up in https://*) args+=(--upstream-ca "$ca") ;; *) args+=(--dangerous-upstream-allow-plaintext) ;; esac
       cmd=("$bin/paddock" serve --config "$tmp/$name.yaml" "${args[@]}" --listen 127.0.0.1:0
         --tls-cert "$cert" --tls-key "$key" --data-dir "$tmp/$name" --token-auth-file "$tmp/tokens.csv"
         --authorization allow-authenticated)
@@ -116,7 +119,7 @@ CONF
       local flags=()
       [ "$name" = passthrough-direct ] && flags+=(--direct-h2)
       cmd=("$bin/passthrough" --workers 1 --listen 127.0.0.1:0 --cert "$cert" --key "$key"
-        --upstream "$up" --upstream-ca "$tmp/ca.crt" "${flags[@]}")
+        --upstream "$up" --upstream-ca "$ca" "${flags[@]}")
       ready="listening on" ;;
   esac
   RUST_LOG=$log valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name" "${cmd[@]}" >/dev/null 2>"$tmp/$name.log" &

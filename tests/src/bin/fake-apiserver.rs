@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `--max-streams N` sets the HTTP/2 streams allowed per connection
-//! (default 100, as kube-apiserver allows).
+//! (default 100, as kube-apiserver allows). `--plain-http` serves HTTP/1.1
+//! without TLS; `--http1-only` serves TLS whose ALPN offers only
+//! `http/1.1` (an API server behind a proxy that speaks no HTTP/2).
 
 use std::path::PathBuf;
 
@@ -37,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         config.max_streams = streams.parse()?;
     }
     config.plain_http = args.iter().any(|a| a == "--plain-http");
+    config.http1_only = args.iter().any(|a| a == "--http1-only");
     let server = FakeApiServer::start(config).await?;
     if let Some(dir) = arg(&args, "--cert-dir").map(PathBuf::from) {
         std::fs::create_dir_all(&dir)?;
