@@ -111,10 +111,18 @@ impl Idle {
         }
     }
 
+    /// Puts `conn` back, and closes the connections that have been idle
+    /// too long: they would otherwise stay open (closed by the server, a
+    /// socket and its descriptor held) until the next request.
     fn give_back(&self, conn: Box<Conn>) {
+        let now = Instant::now();
+        let stale = |since: &Instant| now.saturating_duration_since(*since) > IDLE_TIMEOUT;
         let mut idle = self.lock();
+        if idle.first().is_some_and(|(_, since)| stale(since)) {
+            idle.retain(|(_, since)| !stale(since));
+        }
         if idle.len() < MAX_IDLE {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, now));
         }
     }
 }
@@ -369,10 +377,16 @@ fn framing_length(headers: &HeaderMap) -> Result<Framing, String> {
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for item in value.as_bytes().split(|&b| b == b',') {
-            let parsed = std::str::from_utf8(item.trim_ascii())
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok());
+            // Digits only (no sign, no space inside); 19 of them cannot
+            // overflow.
+            let digits = item.trim_ascii();
+            let parsed =
+                (!digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit))
+                    .then(|| {
+                        digits
+                            .iter()
+                            .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'))
+                    });
             match (parsed, length) {
                 (None, _) => return Err("invalid Content-Length in the response".to_owned()),
                 (Some(n), Some(m)) if n != m => {
@@ -809,7 +823,8 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n",
             "HTTP/1.1 204 No Content\r\n\r\n",
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
-            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
         ])
         .await;
         let (status, headers, body) = script.get("/a?b=c").await;
@@ -828,6 +843,9 @@ mod tests {
         assert_eq!((status, body.unwrap()), (StatusCode::OK, Bytes::from("ok")));
         let response = script.send(Method::HEAD, "/head").await.unwrap();
         assert!(response.body().is_end_stream());
+        drop(response);
+        let (_, _, body) = script.get("/repeated").await;
+        assert_eq!(body.unwrap(), "ok", "a length repeated is one length");
         assert_eq!(script.accepted(), 1, "every request on one connection");
         let heads = script.heads.lock().unwrap().clone();
         assert!(
@@ -927,6 +945,14 @@ mod tests {
                 "invalid Content-Length",
             ),
             (
+                "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+                "invalid Content-Length",
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                "invalid Content-Length",
+            ),
+            (
                 "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
                 "conflicting Content-Length",
             ),
@@ -971,6 +997,31 @@ mod tests {
             let error = script.get("/").await.2.unwrap_err();
             assert!(error.contains(expected), "{answer:?}: {error}");
         }
+    }
+
+    /// Connections idle past the timeout are closed when another is given
+    /// back, and none is taken: a quiet cluster does not keep sockets the
+    /// server has long closed.
+    #[tokio::test]
+    async fn connections_idle_too_long_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let open = || async {
+            let tcp = TcpStream::connect(address).await.unwrap();
+            Conn::new(MaybeHttpsStream::Http(TokioIo::new(tcp)))
+        };
+        let long_ago = Instant::now()
+            .checked_sub(IDLE_TIMEOUT + Duration::from_secs(1))
+            .unwrap();
+        let (a, b, c, d) = (open().await, open().await, open().await, open().await);
+        let idle = Idle::default();
+        idle.lock().extend([(a, long_ago), (b, long_ago)]);
+        idle.give_back(c);
+        assert_eq!(idle.lock().len(), 1, "the two stale ones closed");
+        assert!(idle.take().is_some(), "the fresh one is taken");
+        idle.lock().push((d, long_ago));
+        assert!(idle.take().is_none());
+        assert!(idle.lock().is_empty());
     }
 
     #[test]
