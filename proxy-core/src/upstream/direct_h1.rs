@@ -7,7 +7,8 @@
 //! is handed to it through a channel, the response head comes back through
 //! another, and every piece of the body is passed from that task to the
 //! one reading it, each hand-off a wake-up. Measured with callgrind, the
-//! connection task alone cost about 15,000 instructions per small request.
+//! connection task cost about 12,000 instructions per small request and
+//! the request side 3,000; this client's whole exchange costs 7,000.
 //! Here a request takes an idle connection out of the worker's list,
 //! writes its head and reads the answer's head itself; the response body
 //! then owns the connection, reads its data straight off it, and puts it
