@@ -448,6 +448,14 @@ fn field(out: &mut Vec<u8>, name: &str, value: &HeaderValue) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The error of a round trip that failed: why, or that the connection
+/// ended with nothing received.
+fn request_failed(failed: Option<String>) -> DirectH1Error {
+    DirectH1Error::Request(
+        failed.unwrap_or_else(|| "connection closed before the response".to_owned()),
+    )
+}
+
 /// Whether a request may be sent again after its connection failed with
 /// nothing received: its method is idempotent (RFC 9110 §9.2.2), so the
 /// server having acted on the first is no harm.
@@ -485,23 +493,19 @@ impl DirectH1 {
         let idle = self.idle.take();
         async move {
             let head_only = request.method() == Method::HEAD;
-            let (mut conn, reused) = match idle {
-                Some(conn) => (conn, true),
-                None => (Box::pin(self.connect()).await?, false),
+            // Opening a connection is rare, and boxed: every request's
+            // future would be as large.
+            let Some(mut conn) = idle else {
+                return Box::pin(self.send_on_new(request, head_only)).await;
             };
             encode_head(&mut conn.write, &request, &self.host);
-            let failed = match conn.round_trip(head_only).await {
-                Ok(head) => return Ok(self.answer(conn, head)),
-                Err(failed) => failed,
-            };
-            match failed {
-                None if reused && retryable(request.method()) => {
+            match conn.round_trip(head_only).await {
+                Ok(head) => Ok(self.answer(conn, head)),
+                // The server had closed the kept connection.
+                Err(None) if retryable(request.method()) => {
                     Box::pin(self.send_on_new(request, head_only)).await
                 }
-                None => Err(DirectH1Error::Request(
-                    "connection closed before the response".to_owned(),
-                )),
-                Some(message) => Err(DirectH1Error::Request(message)),
+                Err(failed) => Err(request_failed(failed)),
             }
         }
     }
@@ -516,11 +520,7 @@ impl DirectH1 {
         encode_head(&mut conn.write, &request, &self.host);
         match conn.round_trip(head_only).await {
             Ok(head) => Ok(self.answer(conn, head)),
-            Err(failed) => {
-                Err(DirectH1Error::Request(failed.unwrap_or_else(|| {
-                    "connection closed before the response".to_owned()
-                })))
-            }
+            Err(failed) => Err(request_failed(failed)),
         }
     }
 
