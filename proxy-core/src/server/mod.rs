@@ -5,6 +5,7 @@
 mod limits;
 pub(crate) mod plain;
 pub mod tls;
+mod when_woken;
 pub mod workers;
 
 pub use limits::{
@@ -22,6 +23,7 @@ use std::{
 };
 
 use futures_util::future::Either;
+use when_woken::WhenWoken;
 
 use hyper::{
     body::Incoming,
@@ -309,14 +311,31 @@ async fn drive(
     limits: &ConnectionLimits,
     draining: &CancellationToken,
 ) -> hyper::Result<()> {
+    enum Close {
+        Drain,
+        Idle,
+    }
     tokio::pin!(connection);
-    tokio::select! {
+    // Polled only when one of them fired, not on each of the connection's
+    // wake-ups (see `when_woken`).
+    let close = WhenWoken::new(async {
+        tokio::select! {
+            biased;
+            () = draining.cancelled() => Close::Drain,
+            () = activity.idle(limits.idle_timeout) => Close::Idle,
+        }
+    });
+    let close = tokio::select! {
+        biased;
         ended = connection.as_mut() => return ended,
-        () = draining.cancelled() => {
+        close = close => close,
+    };
+    match close {
+        Close::Drain => {
             connection.as_mut().graceful_shutdown();
             return connection.await;
         }
-        () = activity.idle(limits.idle_timeout) => {
+        Close::Idle => {
             if !activity.served() {
                 // Never a request (an HTTP/2 client may not even have sent
                 // its preface, and hyper only says goodbye after it): drop.
