@@ -14,6 +14,7 @@
 #   BACKEND=h2 bash benches/perf.sh              # the HTTP/2-over-TLS backend
 #   WORKERS=4 bash benches/perf.sh               # Paddock's worker threads (nginx stays at auto)
 #   PIN=1 bash benches/perf.sh                   # the proxy alone on CPU 0, wrk and the backend on the rest
+#   PLUGINS=1 bash benches/perf.sh               # Paddock with its access log, audit log (Metadata) and metrics
 #   KEEP=/tmp/perf bash benches/perf.sh          # keep perf.data and the decoded samples
 #
 # Needs perf (apt-get install linux-perf), wrk, nginx, python3 and a
@@ -61,10 +62,19 @@ esac
   2>"$tmp/fake.log" & pids+=($!)
 upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
 
-config=""
+config="" log=warn,paddock::serve=info
 [ -n "$WORKERS" ] && config="workers: $WORKERS"
+if [ -n "${PLUGINS:-}" ]; then
+  log=info
+  config+="
+audit:
+  file: {path: $tmp/audit.log}
+  onFull: drop
+metrics:
+  listen: 127.0.0.1:$(free_port)"
+fi
 printf '%s\n' "$config" > "$tmp/paddock.yaml"
-RUST_LOG=warn,paddock::serve=info "${proxy_cpus[@]}" "$bin/paddock" serve --config "$tmp/paddock.yaml" \
+RUST_LOG=$log "${proxy_cpus[@]}" "$bin/paddock" serve --config "$tmp/paddock.yaml" \
   --upstream "$upstream" --upstream-token-file "$tmp/proxy-token" "${trust[@]}" --listen 127.0.0.1:0 \
   --data-dir "$tmp/paddock" --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated \
   >/dev/null 2>"$tmp/paddock.log" & pids+=($!)
@@ -113,7 +123,7 @@ declare -A url=([paddock]="https://$paddock_addr$PATH_" [nginx]="https://127.0.0
 declare -A comm=([paddock]=paddock-worker- [nginx]=nginx)
 declare -A token=([paddock]=$CALLER_TOKEN [nginx]=$PROXY_TOKEN)
 
-echo "perf: wrk -t2 -c64 -d$DURATION, GET $PATH_, $BACKEND backend, $(nproc) CPUs${PIN:+, proxy pinned to CPU 0}, Paddock workers: ${WORKERS:-one per CPU}"
+echo "perf: wrk -t2 -c64 -d$DURATION, GET $PATH_, $BACKEND backend, $(nproc) CPUs${PIN:+, proxy pinned to CPU 0}, Paddock workers: ${WORKERS:-one per CPU}${PLUGINS:+, Paddock with its plugins}"
 for t in "${targets[@]}"; do
   [ -n "${url[$t]:-}" ] || { echo "unknown target $t (paddock, nginx)" >&2; exit 1; }
   "${rest_cpus[@]}" wrk -t2 -c64 -d2s -H "Authorization: Bearer ${token[$t]}" "${url[$t]}" >/dev/null
