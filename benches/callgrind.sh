@@ -100,19 +100,11 @@ measure() {
       mkdir -p "$tmp/$name"
       cat > "$tmp/$name/nginx.conf" <<CONF
 master_process off;
-worker_processes 1;
-daemon off;
-pid $tmp/$name/nginx.pid;
-error_log $tmp/$name/error.log warn;
-events { worker_connections 4096; }
+$(nginx_main "$tmp/$name" 1)
 http {
 $(nginx_proxy_settings "$tmp/$name" "$cert" "$key" "$tmp/ca.crt")
 $(nginx_upstream api "${up#*://}")
-  server {
-    listen 127.0.0.1:$port ssl http2;
-    $access
-    location / { proxy_pass $scheme://api; }
-  }
+$(nginx_server "$port" api "$scheme" "$access")
 }
 CONF
       cmd=(nginx -c "$tmp/$name/nginx.conf" -p "$tmp/$name")

@@ -190,25 +190,9 @@ start_passthrough passthrough-ws "$upstream" --work-stealing; passthrough_ws_add
 # One nginx, four servers: each backend with its access log off and on.
 declare -A nginx_port=([nginx]=$(free_port) [nginx+log]=$(free_port) [nginx-plain]=$(free_port) [nginx-plain+log]=$(free_port))
 mkdir -p "$tmp/nginx"
-# nginx_server PORT UPSTREAM_BLOCK SCHEME ACCESS_LOG
-nginx_server() {
-  cat <<CONF
-  server {
-    listen 127.0.0.1:$1 ssl http2;  # nginx 1.22 (bookworm) syntax
-    $4
-    location / {
-      proxy_pass $3://$2;
-    }
-  }
-CONF
-}
 cat > "$tmp/nginx/nginx.conf" <<CONF
 # One worker per core, as Paddock's default (worker_processes auto).
-worker_processes auto;
-daemon off;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
+$(nginx_main "$tmp/nginx" auto)
 http {
 $(nginx_proxy_settings "$tmp/nginx" "$cert" "$key" "$tmp/ca.crt")
 $(nginx_upstream api "${upstream#https://}")

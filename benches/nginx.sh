@@ -1,5 +1,32 @@
-# nginx as the load benchmarks configure it (sourced by load.sh and
-# callgrind.sh): a plain reverse proxy, keepalive both ways, streaming.
+# nginx as the load benchmarks configure it (sourced by load.sh,
+# callgrind.sh and perf.sh): a plain reverse proxy, keepalive both ways,
+# streaming.
+
+# nginx_main DIR WORKERS: the main context: in the foreground, WORKERS
+# worker processes, its pid and error log in DIR.
+nginx_main() {
+  cat <<CONF
+worker_processes $2;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+CONF
+}
+
+# nginx_server PORT UPSTREAM SCHEME ACCESS_LOG: a TLS server on PORT
+# proxying everything to the upstream block UPSTREAM over SCHEME.
+nginx_server() {
+  cat <<CONF
+  server {
+    listen 127.0.0.1:$1 ssl http2;  # nginx 1.22 (bookworm) syntax
+    $4
+    location / {
+      proxy_pass $3://$2;
+    }
+  }
+CONF
+}
 
 # nginx_upstream NAME HOST:PORT: an upstream block with keepalive connections.
 nginx_upstream() {

@@ -84,19 +84,11 @@ paddock_addr=$(wait_log "$tmp/paddock.log" "paddock listening" | sed -E 's/.*add
 nginx_port=$(free_port)
 mkdir -p "$tmp/nginx"
 cat > "$tmp/nginx/nginx.conf" <<CONF
-worker_processes $nginx_workers;
-daemon off;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
+$(nginx_main "$tmp/nginx" "$nginx_workers")
 http {
 $(nginx_proxy_settings "$tmp/nginx" "$tmp/paddock/tls/tls.crt" "$tmp/paddock/tls/tls.key" "$tmp/ca.crt")
 $(nginx_upstream api "${upstream#*://}")
-  server {
-    listen 127.0.0.1:$nginx_port ssl http2;
-    access_log off;
-    location / { proxy_pass $scheme://api; }
-  }
+$(nginx_server "$nginx_port" api "$scheme" "access_log off;")
 }
 CONF
 "${proxy_cpus[@]}" nginx -c "$tmp/nginx/nginx.conf" -p "$tmp/nginx" 2>"$tmp/nginx/stderr.log" & pids+=($!)
