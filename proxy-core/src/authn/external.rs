@@ -11,6 +11,14 @@ use sha2::{Digest, Sha256};
 
 use super::{AuthnError, BoxFuture};
 
+/// Whether a bearer token may be one a provider signs. Providers' bearer
+/// tokens are JWTs, and a JWT's header is base64url JSON, which starts
+/// `eyJ` (`{"`): three bytes tell every opaque token (Paddock's own, static
+/// tokens) apart before anything is hashed or decoded.
+pub fn may_be_provider_bearer(token: &str) -> bool {
+    token.starts_with("eyJ")
+}
+
 /// What a person presents to log in to an external provider.
 #[derive(Debug, Clone, Copy)]
 pub enum LoginCredential<'a> {
@@ -226,8 +234,9 @@ pub trait ExternalProvider: Send + Sync + 'static {
     }
 
     /// Whether `token` (presented as `Authorization: Bearer`) is a token
-    /// this provider signs: a cheap, I/O-free look at its shape and issuer.
-    /// Default: no provider's bearer tokens are accepted.
+    /// this provider signs: an I/O-free look at its shape and issuer. Asked
+    /// only of tokens that [`may_be_provider_bearer`]. Default: no
+    /// provider's bearer tokens are accepted.
     fn recognizes_bearer(&self, token: &str) -> bool {
         let _ = token;
         false

@@ -635,3 +635,28 @@ fn pepper_file_is_created_0600_and_reloaded() {
     assert!(!format!("{:?}", Pepper::load_or_create(&path).unwrap())
         .contains(&std::fs::read_to_string(&path).unwrap()));
 }
+
+/// A token's identity is cached with `system:authenticated` in it, so the
+/// chain hands every request the same shared identity, not a copy made to
+/// add the group.
+#[tokio::test]
+async fn the_chain_shares_a_cached_token_identity() {
+    use crate::authn::{AuthenticatorChain, Credential, SYSTEM_AUTHENTICATED};
+    let f = fixture();
+    let t = f.issue(NewToken::new("u-alice", TokenKind::Api));
+    let tokens = StoreTokens::new(f.view.clone(), f.hasher.clone(), f.activity.clone());
+    let chain = AuthenticatorChain::new().with(tokens);
+    let bearer = [Credential::Bearer(t.token.clone())];
+    let first = chain.authenticate(&bearer).await.unwrap();
+    let second = chain.authenticate(&bearer).await.unwrap();
+    assert_eq!(first.user, "u-alice");
+    assert_eq!(
+        first
+            .groups
+            .iter()
+            .filter(|g| *g == SYSTEM_AUTHENTICATED)
+            .count(),
+        1
+    );
+    assert!(Arc::ptr_eq(&first, &second));
+}

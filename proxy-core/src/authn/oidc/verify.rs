@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{config::OidcConfig, keys::Keys, keys::ALGORITHMS};
-use crate::authn::external::{ExternalUser, Principal};
+use crate::authn::external::{may_be_provider_bearer, ExternalUser, Principal};
 
 /// Why a token was refused. Never shown to the caller (a refused token is
 /// a plain 401); logged at debug level.
@@ -39,7 +39,7 @@ pub enum TokenError {
 /// header that starts as JSON does. Opaque tokens (Paddock's own, static
 /// tokens) fail at the first byte or two.
 pub fn looks_like_jwt(token: &str) -> bool {
-    token.starts_with("eyJ")
+    may_be_provider_bearer(token)
         && token.len() < 16 * 1024
         && token.bytes().filter(|&b| b == b'.').count() == 2
 }

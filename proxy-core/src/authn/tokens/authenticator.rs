@@ -69,7 +69,10 @@ impl StoreTokens {
                 .user_attributes(token.user_id())
                 .map(|a| a.value.all_groups())
                 .unwrap_or_default();
-            Arc::new(token_identity(token, username, principal_ids, groups))
+            // Cached and shared: with `system:authenticated` now, or the
+            // chain would copy the identity on every request to add it.
+            let identity = token_identity(token, username, principal_ids, groups);
+            Arc::new(identity.with_authenticated_group())
         })
     }
 

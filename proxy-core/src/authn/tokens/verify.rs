@@ -19,6 +19,10 @@ const MAX_SECRET_LEN: usize = 256;
 
 /// Splits `<token-id>:<secret>`, rejecting anything malformed before any lookup.
 pub fn split_presented(presented: &str) -> Result<(&str, &str), TokenError> {
+    // Longer than any id and secret together (a JWT): not scanned at all.
+    if presented.len() > MAX_ID_LEN + 1 + MAX_SECRET_LEN {
+        return Err(TokenError::Malformed);
+    }
     // By bytes: every bearer token presented is split here first, and
     // `split_once(':')` and `contains(':')` each cost a `memchr` call.
     let colon = presented
@@ -248,5 +252,35 @@ impl TokenVerifier {
             return Err(TokenError::UserDisabled);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_tokens_split_at_the_colon_within_the_length_limits() {
+        let id = "t".repeat(MAX_ID_LEN);
+        let secret = "s".repeat(MAX_SECRET_LEN);
+        assert_eq!(
+            split_presented(&format!("{id}:{secret}")).unwrap(),
+            (id.as_str(), secret.as_str())
+        );
+        for malformed in [
+            format!("{id}t:{secret}"),
+            format!("{id}:{secret}s"),
+            format!("t:{secret}{secret}"),
+            "no-colon".to_owned(),
+            ":secret".to_owned(),
+            "id:".to_owned(),
+            "id:se:cret".to_owned(),
+            "id with space:secret".to_owned(),
+        ] {
+            assert!(
+                matches!(split_presented(&malformed), Err(TokenError::Malformed)),
+                "{malformed}"
+            );
+        }
     }
 }
