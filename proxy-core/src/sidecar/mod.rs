@@ -50,7 +50,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
 use crate::authn::tokens::{token_identity, TokenCache, TokenVerifier};
-use crate::authn::Identity;
+use crate::authn::{Identity, SYSTEM_AUTHENTICATED};
 use crate::net::OutboundProxy;
 use crate::store::Timestamp;
 use review::ReviewedUser;
@@ -324,7 +324,10 @@ impl Shared {
                         )
                     })
                     .unwrap_or_default();
-                Arc::new(token_identity(token, username, principal_ids, groups))
+                // With `system:authenticated`, as the center caches it: the
+                // request path's chain hands it on without copying it.
+                let identity = token_identity(token, username, principal_ids, groups);
+                Arc::new(identity.with_authenticated_group())
             });
         match verified {
             Ok((token, identity)) if token.permits_cluster(Some(replica.cluster())) => {
@@ -365,10 +368,13 @@ impl Shared {
                     "requesttokenid".to_owned(),
                     identity.token_id.into_iter().collect(),
                 );
+                // The API server adds `system:authenticated` itself.
+                let mut groups = identity.groups;
+                groups.retain(|g| g != SYSTEM_AUTHENTICATED);
                 Ok(ReviewedUser {
                     uid: identity.user.clone(),
                     username: identity.user,
-                    groups: identity.groups,
+                    groups,
                     extra,
                 })
             }
