@@ -19,9 +19,10 @@
 #                    the Prometheus metrics, all on
 #   paddock+jwt      the "paddock" instance with an OIDC ID token from a real
 #                    oidc-provider (tests/oidc) as the bearer token
+#   paddock-session  the "paddock" instance with a Paddock-issued session
+#                    token, what a kubeconfig from Paddock carries
 # Optional diagnostics (name them in TARGETS): upstream (the fake apiserver
-# directly), paddock-session (a session token instead of the token file),
-# passthrough-direct (the bare proxy with Paddock's direct h2 transport),
+# directly), passthrough-direct (the bare proxy with Paddock's direct h2 transport),
 # passthrough-h1 (HTTP/1.1 to the TLS backend), passthrough-ws (one
 # work-stealing runtime).
 #
@@ -236,7 +237,7 @@ run() {
   echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" 'BEGIN{printf "%.2f", t / hz / n * 1e6}')"
 }
 
-read -r -a targets <<< "${TARGETS:-passthrough nginx paddock paddock+plugins paddock+log nginx+log paddock+jwt passthrough-plain nginx-plain paddock-plain paddock-plain+log nginx-plain+log}"
+read -r -a targets <<< "${TARGETS:-passthrough nginx paddock paddock+plugins paddock+log nginx+log paddock+jwt paddock-session passthrough-plain nginx-plain paddock-plain paddock-plain+log nginx-plain+log}"
 declare -A url=([upstream]="$upstream" [passthrough]="https://$passthrough_addr" \
   [passthrough-plain]="https://$passthrough_plain_addr" \
   [paddock]="https://$paddock_addr" [paddock-session]="https://$paddock_addr" [paddock+jwt]="https://$paddock_addr" \
