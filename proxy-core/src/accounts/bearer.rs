@@ -235,7 +235,8 @@ mod tests {
 
     /// A verified token is served from the cache, before any provider is
     /// asked, as one shared identity that already has
-    /// `system:authenticated`; opaque tokens never reach the providers.
+    /// `system:authenticated`; opaque and oversized tokens never reach the
+    /// providers.
     #[tokio::test]
     async fn cached_tokens_skip_the_providers_and_share_one_identity() {
         let dir = tempfile::tempdir().unwrap();
@@ -251,6 +252,8 @@ mod tests {
         };
 
         assert!(authenticate("pdk_t-abc:secret").await.unwrap().is_none());
+        let huge = format!("eyJ{}", "a".repeat(16 * 1024));
+        assert!(authenticate(&huge).await.unwrap().is_none());
         assert_eq!(provider.recognized.load(Ordering::SeqCst), 0);
 
         let first = authenticate("eyJ.a.b").await.unwrap().unwrap();

@@ -14,10 +14,15 @@ use super::{AuthnError, BoxFuture};
 /// Whether a bearer token may be one a provider signs. Providers' bearer
 /// tokens are JWTs, and a JWT's header is base64url JSON, which starts
 /// `eyJ` (`{"`): three bytes tell every opaque token (Paddock's own, static
-/// tokens) apart before anything is hashed or decoded.
+/// tokens) apart before anything is hashed or decoded. Nor is anything
+/// longer than 16 KiB hashed: no ID token is that long, and the caller
+/// chooses the length.
 pub fn may_be_provider_bearer(token: &str) -> bool {
-    token.starts_with("eyJ")
+    token.starts_with("eyJ") && token.len() <= MAX_PROVIDER_BEARER
 }
+
+/// The longest bearer token a provider is asked about.
+const MAX_PROVIDER_BEARER: usize = 16 * 1024;
 
 /// What a person presents to log in to an external provider.
 #[derive(Debug, Clone, Copy)]
