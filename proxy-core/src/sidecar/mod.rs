@@ -324,10 +324,7 @@ impl Shared {
                         )
                     })
                     .unwrap_or_default();
-                // With `system:authenticated`, as the center caches it: the
-                // request path's chain hands it on without copying it.
-                let identity = token_identity(token, username, principal_ids, groups);
-                Arc::new(identity.with_authenticated_group())
+                Arc::new(token_identity(token, username, principal_ids, groups))
             });
         match verified {
             Ok((token, identity)) if token.permits_cluster(Some(replica.cluster())) => {

@@ -69,10 +69,7 @@ impl StoreTokens {
                 .user_attributes(token.user_id())
                 .map(|a| a.value.all_groups())
                 .unwrap_or_default();
-            // Cached and shared: with `system:authenticated` now, or the
-            // chain would copy the identity on every request to add it.
-            let identity = token_identity(token, username, principal_ids, groups);
-            Arc::new(identity.with_authenticated_group())
+            Arc::new(token_identity(token, username, principal_ids, groups))
         })
     }
 
@@ -108,7 +105,9 @@ impl StoreTokens {
 /// verified (the center's snapshot, a sidecar's replica): the user id as
 /// `Impersonate-User`, the user's `groups`, and Rancher's two extras
 /// (`principalid` when the user has principals, `username` always, empty for
-/// a user not found). Scoped to the token's cluster, if it has one.
+/// a user not found). Scoped to the token's cluster, if it has one. With
+/// `system:authenticated`: the identity is cached and shared, and the chain
+/// would otherwise copy it on every request to add the group.
 pub(crate) fn token_identity(
     token: &VerifiedToken,
     username: String,
@@ -131,6 +130,7 @@ pub(crate) fn token_identity(
         token_id: Some(token.token_id().to_owned()),
         password_change_required: false,
     }
+    .with_authenticated_group()
 }
 
 impl Authenticator for StoreTokens {
