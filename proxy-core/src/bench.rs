@@ -4,7 +4,9 @@
 //! without notice.
 
 pub use crate::{
-    impersonation::insert_headers, layers::sanitize::strip, layers::trace::in_request_scope,
+    impersonation::{insert_cached_headers, insert_headers},
+    layers::sanitize::strip,
+    layers::trace::in_request_scope,
 };
 
 /// A request context as the stack leaves it for `on_log`: resolved to

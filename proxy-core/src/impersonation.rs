@@ -67,7 +67,7 @@ thread_local! {
 /// [`insert_headers`], with the header values encoded once per identity
 /// per thread and cloned afterwards (a reference count each), instead of
 /// validated and copied on every request.
-pub(crate) fn insert_cached_headers(
+pub fn insert_cached_headers(
     headers: &mut HeaderMap,
     identity: &Arc<Identity>,
 ) -> Result<(), ProxyError> {
