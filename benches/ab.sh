@@ -21,7 +21,10 @@
 # whose ALPN offers only HTTP/1.1) or plain (HTTP/1.1 without TLS).
 #
 # Configurations: off (access log off), log (the default info access log),
-# plugins (the access log, the audit log at Metadata to a file, metrics);
+# plugins (the access log, the audit log at Metadata to a file, metrics),
+# policy (access log off, RBAC with benches/src/synthetic_policy.rs's
+# 10,000 bindings plus a project binding that lets the caller read pods,
+# where every other configuration allows any authenticated caller);
 # passthrough and passthrough-direct run the bare hyper passthrough
 # (PASSTHROUGH_BIN; its pooled client, or one direct HTTP/2 connection per
 # worker as Paddock's) with the other side's certificate, so the other
@@ -43,12 +46,13 @@ esac
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 if [ -z "${A_BIN:-}" ] || [ -z "${B_BIN:-}" ] || [ -z "${FAKE_BIN:-}" ] || [ -z "${PASSTHROUGH_BIN:-}" ]; then
   cargo build --release -q -p paddock -p paddock-tests -p paddock-benches \
-    --bin paddock --bin fake-apiserver --bin passthrough
+    --bin paddock --bin fake-apiserver --bin passthrough --bin synthetic_policy
 fi
 A_BIN=${A_BIN:-target/release/paddock}
 B_BIN=${B_BIN:-target/release/paddock}
 FAKE_BIN=${FAKE_BIN:-target/release/fake-apiserver}
 PASSTHROUGH_BIN=${PASSTHROUGH_BIN:-target/release/passthrough}
+POLICY_BIN=${POLICY_BIN:-target/release/synthetic_policy}
 source benches/common.sh
 
 PROXY_TOKEN=bench-proxy-token
@@ -60,13 +64,14 @@ upstream=$(wait_log "$tmp/fake.log" "listening on" | awk '{print $NF}')
 trust=(--upstream-ca "$tmp/ca.crt")
 [ "$BACKEND" = plain ] && trust=(--dangerous-upstream-allow-plaintext)
 echo "$PROXY_TOKEN" > "$tmp/proxy-token"
-echo "$CALLER_TOKEN,alice,1001,\"developers,ops\"" > "$tmp/tokens.csv"
+# A user and groups of the synthetic policy, so its RBAC looks at their grants.
+echo "$CALLER_TOKEN,local://u-7,1001,\"github_team://7,github_team://47\"" > "$tmp/tokens.csv"
 
 declare -A pid addr
 cert=""
 # start SIDE BINARY CONFIGURATION
 start() {
-  local side=$1 bin=$2 log=info config=""
+  local side=$1 bin=$2 log=info config="" authorization=(--authorization allow-authenticated)
   case $3 in
     passthrough | passthrough-direct)
       [ -n "$cert" ] || { echo "a passthrough side needs Paddock on the other side" >&2; exit 1; }
@@ -84,12 +89,31 @@ start() {
   onFull: drop
 metrics:
   listen: 127.0.0.1:$(free_port)" ;;
-    *) echo "unknown configuration $3 (off, log, plugins, passthrough, passthrough-direct)" >&2; exit 1 ;;
+    policy)
+      log="warn,paddock::serve=info" authorization=()
+      [ -x "$POLICY_BIN" ] || { echo "needs $POLICY_BIN (cargo build --release -p paddock-benches --bin synthetic_policy)" >&2; exit 1; }
+      mkdir -p "$tmp/policy"
+      [ -s "$tmp/policy/synthetic.yaml" ] || "$POLICY_BIN" > "$tmp/policy/synthetic.yaml"
+      cat > "$tmp/policy/bench.yaml" <<POLICY
+apiVersion: management.cattle.io/v3
+kind: Project
+metadata: {name: p-bench, namespace: default}
+spec: {clusterName: default, namespaces: [default]}
+---
+apiVersion: management.cattle.io/v3
+kind: ProjectRoleTemplateBinding
+metadata: {name: prtb-bench, namespace: p-bench}
+projectName: "default:p-bench"
+groupPrincipalName: "github_team://47"
+roleTemplateName: read-only
+POLICY
+      config="authorization: {mode: policy, policyDir: $tmp/policy}" ;;
+    *) echo "unknown configuration $3 (off, log, plugins, policy, passthrough, passthrough-direct)" >&2; exit 1 ;;
   esac
   printf '%s\n' "$config" > "$tmp/$side.yaml"
   RUST_LOG=$log "$bin" serve --config "$tmp/$side.yaml" --upstream "$upstream" \
     --upstream-token-file "$tmp/proxy-token" "${trust[@]}" --listen 127.0.0.1:0 \
-    --data-dir "$tmp/$side" --token-auth-file "$tmp/tokens.csv" --authorization allow-authenticated \
+    --data-dir "$tmp/$side" --token-auth-file "$tmp/tokens.csv" "${authorization[@]}" \
     >/dev/null 2>"$tmp/$side.log" &
   pids+=($!); pid[$side]=$!
   addr[$side]=$(wait_log "$tmp/$side.log" "paddock listening" | sed -E 's/.*addr=([0-9.:]+).*/\1/')

@@ -1,5 +1,7 @@
 //! Benchmark support.
 
+pub mod synthetic_policy;
+
 /// A process's resident set size in KiB, from `/proc/<pid>/status`.
 pub fn rss_kib(pid: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
