@@ -1,6 +1,7 @@
 //! Who asks ([`Subject`]), the answer ([`Decision`]), and the `metav1.Status` a
 //! forbidden request gets.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::attributes::RequestAttributes;
@@ -16,6 +17,14 @@ pub struct Subject {
 }
 
 impl Subject {
+    /// This subject, borrowed.
+    pub fn borrowed(&self) -> SubjectRef<'_> {
+        SubjectRef {
+            user: &self.user,
+            groups: &self.groups,
+        }
+    }
+
     /// A subject from a user and its groups.
     pub fn new(
         user: impl Into<String>,
@@ -28,28 +37,46 @@ impl Subject {
     }
 }
 
+/// A [`Subject`] borrowed from wherever the caller keeps its identity: what
+/// decisions take, so deciding a request copies none of its strings.
+/// `&Subject` converts into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubjectRef<'a> {
+    /// The user's principal id.
+    pub user: &'a str,
+    /// The group principal ids.
+    pub groups: &'a [String],
+}
+
+impl<'a> From<&'a Subject> for SubjectRef<'a> {
+    fn from(subject: &'a Subject) -> SubjectRef<'a> {
+        subject.borrowed()
+    }
+}
+
 /// A policy decision. The reason is for humans (logs, the 403 message, `policy
 /// explain`), never parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Whether the request is allowed.
     pub allowed: bool,
-    /// Which binding allowed it, or what was missing.
-    pub reason: String,
+    /// Which binding allowed it, or what was missing. Borrowed when it
+    /// is always the same, so such a decision allocates nothing.
+    pub reason: Cow<'static, str>,
 }
 
 impl Decision {
-    pub(crate) fn allow(reason: String) -> Decision {
+    pub(crate) fn allow(reason: impl Into<Cow<'static, str>>) -> Decision {
         Decision {
             allowed: true,
-            reason,
+            reason: reason.into(),
         }
     }
 
-    pub(crate) fn deny(reason: String) -> Decision {
+    pub(crate) fn deny(reason: impl Into<Cow<'static, str>>) -> Decision {
         Decision {
             allowed: false,
-            reason,
+            reason: reason.into(),
         }
     }
 }

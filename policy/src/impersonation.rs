@@ -5,7 +5,7 @@
 //! combinations are a 400, and the identity that results.
 
 use crate::attributes::RequestAttributes;
-use crate::decision::{Decision, Subject};
+use crate::decision::{Decision, Subject, SubjectRef};
 use crate::set::PolicySet;
 
 const SA_PREFIX: &str = "system:serviceaccount:";
@@ -182,15 +182,16 @@ impl PolicySet {
     /// check of [`ImpersonationRequest::checks`] must be allowed. A request that
     /// impersonates nothing is allowed ("not impersonating"); groups, extra or uid
     /// without a user are an error (the API server answers 400).
-    pub fn can_impersonate(
+    pub fn can_impersonate<'s>(
         &self,
-        subject: &Subject,
+        subject: impl Into<SubjectRef<'s>>,
         cluster_id: &str,
         request: &ImpersonationRequest,
     ) -> Result<Decision, ImpersonationError> {
+        let subject = subject.into();
         let checks = request.checks()?;
         if checks.is_empty() {
-            return Ok(Decision::allow("not impersonating".to_owned()));
+            return Ok(Decision::allow("not impersonating"));
         }
         let mut first_reason = None;
         for attrs in &checks {

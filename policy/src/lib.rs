@@ -30,7 +30,7 @@ pub use attributes::{parse_query, AttributesError, RequestAttributes};
 /// The string type of [`RequestAttributes`]' path-derived fields: short values are
 /// stored inline, so resolving a request does not allocate for them.
 pub use compact_str::CompactString;
-pub use decision::{forbidden_message, forbidden_status, Decision, Subject};
+pub use decision::{forbidden_message, forbidden_status, Decision, Subject, SubjectRef};
 pub use error::PolicyError;
 pub use impersonation::{
     decode_extra_key, split_service_account, ImpersonationError, ImpersonationRequest,

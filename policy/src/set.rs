@@ -30,7 +30,7 @@ use self::index::Grant;
 pub use self::slice::ClusterPolicy;
 use crate::attributes::RequestAttributes;
 use crate::builtin;
-use crate::decision::{describe_request, Decision, Subject};
+use crate::decision::{describe_request, Decision, SubjectRef};
 use crate::error::PolicyError;
 use crate::parse::{parse_documents, Parsed};
 
@@ -189,12 +189,13 @@ impl PolicySet {
     }
 
     /// Decides one request of `subject` to cluster `cluster_id`.
-    pub fn decide(
+    pub fn decide<'s>(
         &self,
-        subject: &Subject,
+        subject: impl Into<SubjectRef<'s>>,
         cluster_id: &str,
         attrs: &RequestAttributes,
     ) -> Decision {
+        let subject = subject.into();
         match self.find(subject, cluster_id, attrs) {
             Some(source) => {
                 let description = &self.compiled.sources[source as usize].description;
@@ -212,12 +213,13 @@ impl PolicySet {
     /// Decides a request that needs several checks, all of which must pass (see
     /// [`RequestAttributes::authorization_checks`]). The first denial is returned;
     /// when all pass the reasons are joined with `; `. No checks at all is a denial.
-    pub fn decide_all(
+    pub fn decide_all<'s>(
         &self,
-        subject: &Subject,
+        subject: impl Into<SubjectRef<'s>>,
         cluster_id: &str,
         checks: &[RequestAttributes],
     ) -> Decision {
+        let subject = subject.into();
         // The usual case: one check, whose reason needs no joining.
         if let [only] = checks {
             return self.decide(subject, cluster_id, only);
@@ -231,7 +233,7 @@ impl PolicySet {
             reasons.push(decision.reason);
         }
         if reasons.is_empty() {
-            return Decision::deny("nothing to authorize".to_owned());
+            return Decision::deny("nothing to authorize");
         }
         Decision::allow(reasons.join("; "))
     }
@@ -239,7 +241,12 @@ impl PolicySet {
     /// The source index of the first grant allowing the request. Users first, then
     /// groups in the subject's order; within one subject, cluster-wide grants before
     /// namespace grants, each list in binding order (kind, namespace, name).
-    fn find(&self, subject: &Subject, cluster: &str, attrs: &RequestAttributes) -> Option<u32> {
+    fn find(
+        &self,
+        subject: SubjectRef<'_>,
+        cluster: &str,
+        attrs: &RequestAttributes,
+    ) -> Option<u32> {
         let is_management = self.management_cluster.as_deref() == Some(cluster);
         let roles = &self.compiled.roles;
         let mut found = None;
@@ -252,12 +259,12 @@ impl PolicySet {
             }
             false
         };
-        if let Some(grants) = self.compiled.users.get(subject.user.as_str()) {
+        if let Some(grants) = self.compiled.users.get(subject.user) {
             if grants.applicable(cluster, is_management, attrs, &mut visit) {
                 return found;
             }
         }
-        for group in &subject.groups {
+        for group in subject.groups {
             if let Some(grants) = self.compiled.groups.get(group.as_str()) {
                 if grants.applicable(cluster, is_management, attrs, &mut visit) {
                     return found;
@@ -267,7 +274,7 @@ impl PolicySet {
         None
     }
 
-    fn denial(&self, subject: &Subject, cluster: &str, attrs: &RequestAttributes) -> String {
+    fn denial(&self, subject: SubjectRef<'_>, cluster: &str, attrs: &RequestAttributes) -> String {
         let mut reason = format!("no binding for user {}", subject.user);
         if subject.groups.is_empty() {
             reason.push_str(" (no groups)");
@@ -284,12 +291,13 @@ impl PolicySet {
     /// The rules of every grant that applies to `subject` in `cluster_id` for a
     /// request in `namespace` (`""` for cluster scope), with the binding behind each;
     /// for `policy explain` and tests. Not for the request path.
-    pub fn rules_for(
+    pub fn rules_for<'s>(
         &self,
-        subject: &Subject,
+        subject: impl Into<SubjectRef<'s>>,
         cluster_id: &str,
         namespace: &str,
     ) -> Vec<(String, Vec<crate::PolicyRule>)> {
+        let subject = subject.into();
         let is_management = self.management_cluster.as_deref() == Some(cluster_id);
         let probe = RequestAttributes::resource_request("", "", "").with_namespace(namespace);
         let mut out = Vec::new();
@@ -304,10 +312,10 @@ impl PolicySet {
             }
             false
         };
-        if let Some(grants) = self.compiled.users.get(subject.user.as_str()) {
+        if let Some(grants) = self.compiled.users.get(subject.user) {
             grants.applicable(cluster_id, is_management, &probe, &mut visit);
         }
-        for group in &subject.groups {
+        for group in subject.groups {
             if let Some(grants) = self.compiled.groups.get(group.as_str()) {
                 grants.applicable(cluster_id, is_management, &probe, &mut visit);
             }

@@ -59,7 +59,7 @@ pub trait Authorizer: Send + Sync + 'static {
             allowed: false,
             reason: "impersonation (kubectl --as, --as-group, --as-uid) is not allowed through \
                      Paddock without a policy that grants it"
-                .to_owned(),
+                .into(),
         }
     }
 }
@@ -74,7 +74,7 @@ impl Authorizer for DenyAll {
             allowed: false,
             reason: "no authorization policy is configured: Paddock denies every request \
                      (set `authorization` in the config)"
-                .to_owned(),
+                .into(),
         }
     }
 }
@@ -88,7 +88,7 @@ impl Authorizer for AllowAuthenticated {
     fn authorize(&self, _request: &AuthzRequest<'_>) -> Decision {
         Decision {
             allowed: true,
-            reason: "authorization is allow-authenticated".to_owned(),
+            reason: "authorization is allow-authenticated".into(),
         }
     }
 }

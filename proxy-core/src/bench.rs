@@ -36,7 +36,7 @@ pub fn decided_context_from(
     context.set_identity(identity);
     context.set_decision(policy::Decision {
         allowed,
-        reason: String::new(),
+        reason: "".into(),
     });
     context
 }

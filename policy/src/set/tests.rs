@@ -2,7 +2,7 @@
 //! compile error.
 
 use super::*;
-use crate::{ImpersonationError, ImpersonationRequest};
+use crate::{ImpersonationError, ImpersonationRequest, Subject};
 
 const RANCHER_FIXTURE: &str = r#"
 apiVersion: management.cattle.io/v3

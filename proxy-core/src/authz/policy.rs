@@ -6,7 +6,7 @@ use std::{
     sync::Arc,
 };
 
-use ::policy::{Decision, ImpersonationRequest, PolicySet, PolicySetBuilder, Subject};
+use ::policy::{Decision, ImpersonationRequest, PolicySet, PolicySetBuilder, SubjectRef};
 use arc_swap::ArcSwap;
 
 use super::{Authorizer, AuthzRequest};
@@ -294,10 +294,10 @@ impl PolicyAuthorizer {
     }
 }
 
-fn subject(request: &AuthzRequest<'_>) -> Subject {
-    Subject {
-        user: request.identity.user.clone(),
-        groups: request.identity.groups.clone(),
+fn subject<'a>(request: &AuthzRequest<'a>) -> SubjectRef<'a> {
+    SubjectRef {
+        user: &request.identity.user,
+        groups: &request.identity.groups,
     }
 }
 
@@ -306,7 +306,7 @@ fn subject(request: &AuthzRequest<'_>) -> Subject {
 /// [`PolicyAuthorizer`] does, for any other holder of a compiled set.
 pub fn decide(set: &PolicySet, request: &AuthzRequest<'_>) -> Decision {
     let checks = request.attributes.authorization_checks(request.upgrade);
-    set.decide_all(&subject(request), request.cluster, &checks)
+    set.decide_all(subject(request), request.cluster, &checks)
 }
 
 /// Decides whether `request`'s identity may act as `requested` with `set`.
@@ -315,10 +315,10 @@ pub fn decide_impersonation(
     request: &AuthzRequest<'_>,
     requested: &ImpersonationRequest,
 ) -> Decision {
-    set.can_impersonate(&subject(request), request.cluster, requested)
+    set.can_impersonate(subject(request), request.cluster, requested)
         .unwrap_or_else(|error| Decision {
             allowed: false,
-            reason: error.to_string(),
+            reason: error.to_string().into(),
         })
 }
 

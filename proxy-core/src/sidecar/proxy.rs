@@ -104,7 +104,8 @@ impl ReplicaPolicy {
                  `policy` (allow-authenticated and deny-all are not replicated), or it has not \
                  been received yet",
                 self.shared.cluster
-            ),
+            )
+            .into(),
         }
     }
 }

@@ -34,7 +34,7 @@ fn context(path: &str, user: Option<&str>) -> RequestContext {
         }));
         context.set_decision(Decision {
             allowed: true,
-            reason: "test".to_owned(),
+            reason: "test".into(),
         });
     }
     context

@@ -19,7 +19,7 @@ fn context(attributes: Option<RequestAttributes>, allowed: Option<bool>) -> Arc<
     if let Some(allowed) = allowed {
         context.set_decision(Decision {
             allowed,
-            reason: String::new(),
+            reason: "".into(),
         });
     }
     Arc::new(context)

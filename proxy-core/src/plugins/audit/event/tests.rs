@@ -68,7 +68,7 @@ fn serializes_like_kube_apiserver() {
     });
     event.context.set_decision(Decision {
         allowed: false,
-        reason: "no binding".to_owned(),
+        reason: "no binding".into(),
     });
     let json = event.to_value();
     assert_eq!(
