@@ -5,7 +5,9 @@
 //! (`staging/src/k8s.io/client-go/transport/round_trippers.go`; see
 //! `docs/facts.md` §2): one header line per group and per extra value (never
 //! comma-joined), `Impersonate-Uid` only when set, extra keys lower-cased then
-//! escaped like `headerKeyEscape`.
+//! escaped like `headerKeyEscape`. One difference: a trailing
+//! `system:authenticated` that the API server would append by itself is not
+//! sent (see `groups_to_send`).
 
 use std::{
     cell::RefCell,
@@ -16,7 +18,10 @@ use std::{
 use http::{HeaderMap, HeaderName, HeaderValue};
 use policy::ImpersonationRequest;
 
-use crate::{authn::Identity, error::ProxyError};
+use crate::{
+    authn::{Identity, SYSTEM_AUTHENTICATED},
+    error::ProxyError,
+};
 
 /// `Impersonate-User`.
 pub(crate) const USER: HeaderName = HeaderName::from_static("impersonate-user");
@@ -29,8 +34,9 @@ pub(crate) const EXTRA_PREFIX: &str = "impersonate-extra-";
 /// What every impersonation header's name starts with.
 const PREFIX: &str = "impersonate-";
 
-/// Replaces any impersonation headers in `headers` with ones presenting
-/// `identity`. Fails only if the identity holds bytes no header can carry.
+/// Replaces any impersonation headers in `headers` with ones under which
+/// the API server sees `identity`. Fails only if the identity holds bytes
+/// no header can carry.
 pub fn insert_headers(headers: &mut HeaderMap, identity: &Identity) -> Result<(), ProxyError> {
     let extra_values: usize = identity.extra.values().map(Vec::len).sum();
     headers.reserve(2 + identity.groups.len() + extra_values);
@@ -38,7 +44,7 @@ pub fn insert_headers(headers: &mut HeaderMap, identity: &Identity) -> Result<()
     if let Some(uid) = identity.uid.as_deref().filter(|uid| !uid.is_empty()) {
         headers.insert(UID, value(uid)?);
     }
-    for group in &identity.groups {
+    for group in groups_to_send(identity) {
         headers.append(GROUP, value(group)?);
     }
     for (key, values) in &identity.extra {
@@ -48,6 +54,30 @@ pub fn insert_headers(headers: &mut HeaderMap, identity: &Identity) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The groups sent for `identity`: all of them, less a trailing
+/// `system:authenticated` where the API server's defaulting gives back the
+/// same groups in the same order without it: another group is sent (so no
+/// service-account defaulting), the user is not `system:anonymous`, and
+/// neither `system:authenticated` nor `system:unauthenticated` is among the
+/// others. The API server authorizes every `Impersonate-Group` value it
+/// receives, and HTTP/2 indexes only a header's first value, so this one
+/// would cost an authorization check and a literal on every request.
+fn groups_to_send(identity: &Identity) -> &[String] {
+    match identity.groups.split_last() {
+        Some((last, others))
+            if last == SYSTEM_AUTHENTICATED
+                && !others.is_empty()
+                && identity.user != "system:anonymous"
+                && !others
+                    .iter()
+                    .any(|g| g == SYSTEM_AUTHENTICATED || g == "system:unauthenticated") =>
+        {
+            others
+        }
+        _ => &identity.groups,
+    }
 }
 
 /// The encoded headers of one identity: (name, value, replaces what is there).

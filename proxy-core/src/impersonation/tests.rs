@@ -31,7 +31,7 @@ fn escapes_extra_keys_like_client_go() {
 fn one_line_per_group_and_extra_value_uid_only_when_set() {
     let identity = Identity {
         user: "alice".into(),
-        groups: vec!["a,b".into(), "dev".into(), "system:authenticated".into()],
+        groups: vec!["a,b".into(), "dev".into(), "system:admins".into()],
         extra: [("Scopes".to_owned(), vec!["x".to_owned(), "y".to_owned()])].into(),
         ..Identity::default()
     };
@@ -42,7 +42,7 @@ fn one_line_per_group_and_extra_value_uid_only_when_set() {
     assert!(!headers.contains_key(UID));
     assert_eq!(
         headers.get_all(GROUP).iter().collect::<Vec<_>>(),
-        ["a,b", "dev", "system:authenticated"]
+        ["a,b", "dev", "system:admins"]
     );
     assert_eq!(
         headers
@@ -135,7 +135,10 @@ fn cached_headers_are_the_same_headers() {
         insert_headers(&mut expected, identity).unwrap();
         insert_cached_headers(&mut cached, identity).unwrap();
         assert_eq!(cached, expected, "{}", identity.user);
-        assert_eq!(cached.get_all(GROUP).iter().count(), identity.groups.len());
+        assert_eq!(
+            cached.get_all(GROUP).iter().count(),
+            groups_to_send(identity).len()
+        );
     }
     // A new identity for the same user (the credential's cache entry was
     // replaced): its own headers, not the old ones.
@@ -149,6 +152,64 @@ fn cached_headers_are_the_same_headers() {
     insert_cached_headers(&mut headers, &bob).unwrap();
     let groups: Vec<_> = headers.get_all(GROUP).iter().collect();
     assert_eq!(groups, ["admins"]);
+}
+
+/// A trailing `system:authenticated` is left to the API server where its
+/// defaulting puts it back in the same place, and sent everywhere else: read
+/// with the API server's rules, the headers give the user and groups that
+/// sending every group gives.
+#[test]
+fn the_api_server_sees_the_identity_s_groups_with_fewer_headers() {
+    let identity = |user: &str, groups: &[&str]| Identity {
+        user: user.to_owned(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        ..Identity::default()
+    };
+    let sa = "system:authenticated";
+    let cases = [
+        (identity("alice", &["dev", "ops", sa]), vec!["dev", "ops"]),
+        // Alone it is sent: no group at all would mean "default them".
+        (identity("alice", &[sa]), vec![sa]),
+        (identity("system:serviceaccount:ns:robot", &[sa]), vec![sa]),
+        (
+            identity(
+                "system:serviceaccount:ns:robot",
+                &["system:serviceaccounts", "system:serviceaccounts:ns", sa],
+            ),
+            vec!["system:serviceaccounts", "system:serviceaccounts:ns"],
+        ),
+        // The API server would add system:unauthenticated instead.
+        (identity("system:anonymous", &["dev", sa]), vec!["dev", sa]),
+        // It would add nothing.
+        (
+            identity("alice", &["system:unauthenticated", sa]),
+            vec!["system:unauthenticated", sa],
+        ),
+        (identity("alice", &[sa, "dev", sa]), vec![sa, "dev", sa]),
+        // Not last: appending it would reorder the groups.
+        (identity("alice", &[sa, "dev"]), vec![sa, "dev"]),
+    ];
+    for (identity, sent) in cases {
+        let mut headers = HeaderMap::new();
+        insert_headers(&mut headers, &identity).unwrap();
+        assert_eq!(
+            headers.get_all(GROUP).iter().collect::<Vec<_>>(),
+            sent,
+            "{identity:?}"
+        );
+        let mut every_group = HeaderMap::new();
+        every_group.insert(USER, value(&identity.user).unwrap());
+        for group in &identity.groups {
+            every_group.append(GROUP, value(group).unwrap());
+        }
+        let seen = |headers: &HeaderMap| {
+            let subject = requested(headers)
+                .and_then(|request| request.impersonated_subject())
+                .unwrap();
+            (subject.user, subject.groups)
+        };
+        assert_eq!(seen(&headers), seen(&every_group), "{identity:?}");
+    }
 }
 
 /// What the single pass reads is what lookups by name would: the first
