@@ -10,8 +10,11 @@
 #   nginx            nginx-light as a plain reverse proxy (no auth),
 #                    worker_processes auto, keepalive both ways, access log off
 #   nginx+log        the same with nginx's default access log (combined, to a file)
-#   paddock          the full Paddock pipeline (TLS, static-token auth, policy,
-#                    impersonation), access log off (RUST_LOG=warn)
+#   paddock          the full Paddock pipeline (TLS, static-token auth,
+#                    authorization, impersonation), access log off
+#                    (RUST_LOG=warn); it authorizes with allow-authenticated:
+#                    what RBAC over a large policy adds, ab.sh's "policy"
+#                    configuration measures
 #   paddock+log      the same with the default info-level access log (what
 #                    users run), to a file
 # and on the HTTP/2 backend:
