@@ -10,22 +10,18 @@ use rustls::pki_types::CertificateDer;
 
 use super::{Authenticator, AuthnError, Credential, Identity, ReadyOrBoxed};
 
-/// The identity-relevant parts of a verified client certificate, parsed
-/// once per connection.
+/// A verified client certificate as the identity it maps to, parsed once
+/// per connection: every request on the connection shares the identity's
+/// `Arc`, so what is cached per identity (the impersonation headers,
+/// audit's user) is not rebuilt per request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertificate {
-    /// Subject CommonName: the user name.
-    pub common_name: String,
-    /// Subject Organizations: the groups.
-    pub organizations: Vec<String>,
-    /// The identity they map to, built with the connection: every request
-    /// on it shares this `Arc`, so what is cached per identity (the
-    /// impersonation headers, audit's user) is not rebuilt per request.
     identity: Arc<Identity>,
 }
 
 impl ClientCertificate {
-    /// Parses the end-entity certificate. `None` when it has no CommonName,
+    /// Parses the end-entity certificate: the subject's CommonName is the
+    /// user, each Organization a group. `None` when it has no CommonName,
     /// which Kubernetes also refuses.
     pub fn from_der(der: &CertificateDer<'_>) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
@@ -34,25 +30,27 @@ impl ClientCertificate {
             .iter_common_name()
             .next()
             .and_then(|cn| cn.as_str().ok())
-            .filter(|cn| !cn.is_empty())?
-            .to_owned();
-        let organizations: Vec<String> = subject
-            .iter_organization()
-            .filter_map(|o| o.as_str().ok().map(str::to_owned))
-            .collect();
+            .filter(|cn| !cn.is_empty())?;
         let identity = Identity {
-            user: common_name.clone(),
-            username: common_name.clone(),
-            groups: organizations.clone(),
+            user: common_name.to_owned(),
+            username: common_name.to_owned(),
+            groups: subject
+                .iter_organization()
+                .filter_map(|o| o.as_str().ok().map(str::to_owned))
+                .collect(),
             provider: "client-cert".to_owned(),
             ..Identity::default()
         }
         .with_authenticated_group();
         Some(Self {
-            common_name,
-            organizations,
             identity: Arc::new(identity),
         })
+    }
+
+    /// The identity: the CommonName as user, the Organizations and
+    /// `system:authenticated` as groups.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
     }
 }
 
