@@ -47,6 +47,7 @@
 #   ROUNDS=5 DURATION=15s bash benches/load.sh  # longer, steadier
 #   TARGETS="passthrough paddock" bash benches/load.sh  # a subset (ratios of what is there)
 #   WORKERS=1 bash benches/load.sh              # Paddock's worker threads (default: one per core)
+#   NGINX_WORKERS=4 bash benches/load.sh        # nginx's worker_processes (default: auto, one per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/nginx.sh
@@ -55,6 +56,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-}
+NGINX_WORKERS=${NGINX_WORKERS:-auto}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
@@ -196,7 +198,7 @@ declare -A nginx_port=([nginx]=$(free_port) [nginx+log]=$(free_port) [nginx-plai
 mkdir -p "$tmp/nginx"
 cat > "$tmp/nginx/nginx.conf" <<CONF
 # One worker per core, as Paddock's default (worker_processes auto).
-$(nginx_main "$tmp/nginx" auto)
+$(nginx_main "$tmp/nginx" "$NGINX_WORKERS")
 http {
 $(nginx_proxy_settings "$tmp/nginx" "$cert" "$key" "$tmp/ca.crt")
 $(nginx_upstream api "${upstream#https://}")
@@ -284,7 +286,7 @@ paired() { awk -v a="$1" -v b="$2" -v f="${3:-3}" '$2==a {x[$1]=$f} $2==b {y[$1]
        printf "%.2f", (n%2) ? v[(n+1)/2] : (v[n/2]+v[n/2+1])/2}' "$results"; }
 
 echo
-echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median per target, GET $PATH_, $(nproc) cores, Paddock workers: ${WORKERS:-one per core}"
+echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved round(s), median per target, GET $PATH_, $(nproc) cores, Paddock workers: ${WORKERS:-one per core}, nginx workers: $NGINX_WORKERS"
 printf "%-18s %12s %10s %10s %12s\n" target "req/s" "p50 ms" "p99 ms" "CPU µs/req"
 declare -A rps
 for t in "${targets[@]}"; do
