@@ -95,33 +95,39 @@ impl ImpersonationRequest {
         Ok(checks)
     }
 
-    /// The identity the request proceeds as (legacy filter): a service account without
-    /// requested groups gets `system:serviceaccounts` and
-    /// `system:serviceaccounts:<ns>`; then `system:authenticated` is added unless it
-    /// or `system:unauthenticated` is present (`system:unauthenticated` instead for
-    /// `system:anonymous`). `None` when not impersonating.
+    /// The identity the request proceeds as (legacy filter, see
+    /// [`impersonated_groups`]). `None` when not impersonating.
     pub fn impersonated_subject(&self) -> Option<Subject> {
         let user = self.user()?;
-        let mut groups = self.groups.clone();
-        if groups.is_empty() {
-            if let Some((ns, _)) = split_service_account(user) {
-                groups.push("system:serviceaccounts".to_owned());
-                groups.push(format!("system:serviceaccounts:{ns}"));
-            }
-        }
-        let has = |g: &str| groups.iter().any(|x| x == g);
-        if user == "system:anonymous" {
-            if !has("system:unauthenticated") {
-                groups.push("system:unauthenticated".to_owned());
-            }
-        } else if !has("system:authenticated") && !has("system:unauthenticated") {
-            groups.push("system:authenticated".to_owned());
-        }
         Some(Subject {
             user: user.to_owned(),
-            groups,
+            groups: impersonated_groups(user, &self.groups),
         })
     }
+}
+
+/// The groups the API server gives `user` impersonated with `groups`
+/// (legacy filter): a service account without requested groups gets
+/// `system:serviceaccounts` and `system:serviceaccounts:<ns>`; then
+/// `system:authenticated` is added unless it or `system:unauthenticated` is
+/// present (`system:unauthenticated` instead for `system:anonymous`).
+pub fn impersonated_groups(user: &str, groups: &[String]) -> Vec<String> {
+    let mut groups = groups.to_vec();
+    if groups.is_empty() {
+        if let Some((ns, _)) = split_service_account(user) {
+            groups.push("system:serviceaccounts".to_owned());
+            groups.push(format!("system:serviceaccounts:{ns}"));
+        }
+    }
+    let has = |g: &str| groups.iter().any(|x| x == g);
+    if user == "system:anonymous" {
+        if !has("system:unauthenticated") {
+            groups.push("system:unauthenticated".to_owned());
+        }
+    } else if !has("system:authenticated") && !has("system:unauthenticated") {
+        groups.push("system:authenticated".to_owned());
+    }
+    groups
 }
 
 /// `serviceaccount.SplitUsername`: `system:serviceaccount:<ns>:<name>` with a DNS-1123

@@ -33,7 +33,8 @@ pub use compact_str::CompactString;
 pub use decision::{forbidden_message, forbidden_status, Decision, Subject, SubjectRef};
 pub use error::PolicyError;
 pub use impersonation::{
-    decode_extra_key, split_service_account, ImpersonationError, ImpersonationRequest,
+    decode_extra_key, impersonated_groups, split_service_account, ImpersonationError,
+    ImpersonationRequest,
 };
 pub use model::Location;
 pub use rule::PolicyRule;

@@ -57,22 +57,19 @@ pub fn insert_headers(headers: &mut HeaderMap, identity: &Identity) -> Result<()
 }
 
 /// The groups sent for `identity`: all of them, less a trailing
-/// `system:authenticated` where the API server's defaulting gives back the
-/// same groups in the same order without it: another group is sent (so no
-/// service-account defaulting), the user is not `system:anonymous`, and
-/// neither `system:authenticated` nor `system:unauthenticated` is among the
-/// others. The API server authorizes every `Impersonate-Group` value it
-/// receives, and HTTP/2 indexes only a header's first value, so this one
-/// would cost an authorization check and a literal on every request.
+/// `system:authenticated` when the API server's defaulting
+/// ([`policy::impersonated_groups`]) gives back the same groups in the same
+/// order without it. The API server authorizes every `Impersonate-Group`
+/// value it receives, and HTTP/2 indexes only a header's first value, so
+/// that one would cost an authorization check and a literal on every
+/// request. At least one group is always sent, so service-account
+/// defaulting never applies.
 fn groups_to_send(identity: &Identity) -> &[String] {
     match identity.groups.split_last() {
         Some((last, others))
             if last == SYSTEM_AUTHENTICATED
                 && !others.is_empty()
-                && identity.user != "system:anonymous"
-                && !others
-                    .iter()
-                    .any(|g| g == SYSTEM_AUTHENTICATED || g == "system:unauthenticated") =>
+                && policy::impersonated_groups(&identity.user, others) == identity.groups =>
         {
             others
         }
