@@ -245,6 +245,43 @@ async fn bootstrap_admin_changes_password_then_a_downloaded_kubeconfig_works_unt
     assert_eq!(me.status(), 401, "{}", me.text());
 }
 
+/// A browser sends the session cookie with every navigation. On a cluster
+/// path it must not authenticate: a page served through the API server's
+/// service or pod proxy would otherwise run on Paddock's origin as the
+/// signed-in user, and could call Paddock's API (mint a token) as them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cookie_authenticates_paddock_s_own_endpoints_only() {
+    let setup = Setup::start().await;
+    let session = setup.admin_session().await;
+    let with_cookie = |path: &str| {
+        http::Request::get(setup.url(path))
+            .header(http::header::COOKIE, format!("paddock_session={session}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let me = setup.client.fetch(with_cookie("/paddock/v1/me")).await;
+    assert_eq!(me.status(), 200, "{}", me.text());
+    assert_eq!(me.json()["username"], "admin", "{}", me.text());
+
+    let pods = "/api/v1/namespaces/default/pods";
+    let before = setup._fake.requests().len();
+    for path in [pods.to_owned(), format!("/k8s/clusters/default{pods}")] {
+        let refused = setup.client.fetch(with_cookie(&path)).await;
+        assert_eq!(refused.status(), 401, "{path}: {}", refused.text());
+        assert_eq!(refused.json()["kind"], "Status", "{path}");
+        // The same token as a bearer credential is accepted.
+        let bearer = setup.client.get(&setup.url(&path), Some(&session)).await;
+        assert_eq!(bearer.status(), 200, "{path}: {}", bearer.text());
+    }
+    let reached = setup._fake.requests();
+    assert_eq!(
+        reached.len(),
+        before + 2,
+        "only the bearer requests reach the API server"
+    );
+    assert!(reached.iter().all(|r| !r.headers.contains_key("cookie")));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_api_is_for_admins_and_disabling_a_user_ends_their_session() {
     let setup = Setup::start().await;

@@ -25,11 +25,15 @@ use crate::{
 /// Where the browser goes after login unless told otherwise.
 pub(crate) const LANDING: &str = "/paddock/";
 
-/// Checks a post-login redirect target: a path on this origin only. Refused:
-/// anything not starting with exactly one `/` (so no scheme, no `//host`),
-/// backslashes (browsers read them as `/`), control characters and spaces
-/// (browsers drop tabs and newlines, turning `/\t/evil` into `//evil`), and
-/// the same tricks percent-encoded.
+/// Checks a post-login redirect target: one of Paddock's own pages
+/// (`/paddock/…`) only. Not a cluster path: what the API server's service
+/// and pod proxies serve is anyone's content, and the browser would land on
+/// it straight after signing in. Refused: anything not starting with
+/// exactly one `/` (so no scheme, no `//host`), backslashes (browsers read
+/// them as `/`), control characters and spaces (browsers drop tabs and
+/// newlines, turning `/\t/evil` into `//evil`), `.` and `..` segments
+/// (browsers resolve `/paddock/../k8s` to `/k8s`), and the same tricks
+/// percent-encoded.
 pub(crate) fn safe_redirect(target: Option<&str>) -> Result<String, String> {
     let Some(target) = target.filter(|t| !t.is_empty()) else {
         return Ok(LANDING.to_owned());
@@ -43,11 +47,14 @@ pub(crate) fn safe_redirect(target: Option<&str>) -> Result<String, String> {
         .map_err(|_| format!("{target:?} is not a path on this site"))?;
     for candidate in [target, decoded.as_ref()] {
         let bytes = candidate.as_bytes();
+        let path = candidate.split(['?', '#']).next().unwrap_or_default();
         if bytes.first() != Some(&b'/')
             || matches!(bytes.get(1), Some(b'/' | b'\\'))
             || candidate
                 .chars()
                 .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
+            || !(path == "/paddock" || path.starts_with(LANDING))
+            || path.split('/').any(|segment| matches!(segment, "." | ".."))
         {
             return refuse();
         }
@@ -626,16 +633,24 @@ mod tests {
         assert_eq!(safe_redirect(Some("")).unwrap(), LANDING);
         for ok in [
             "/paddock/",
+            "/paddock",
             "/paddock/?x=1",
-            "/k8s/clusters/a",
-            "/a//b",
-            "/%41",
+            "/paddock/?next=/k8s/clusters/a",
+            "/paddock/a//b",
+            "/paddock/%41",
         ] {
             assert_eq!(safe_redirect(Some(ok)).unwrap(), ok);
         }
         for bad in [
             "//evil.example",
             "https://evil.example/",
+            // Not one of Paddock's pages: a cluster path serves anyone's content.
+            "/k8s/clusters/a/api/v1/namespaces/x/services/web:80/proxy/",
+            "/api/v1/namespaces/x/pods/p/proxy/",
+            "/paddockx",
+            "/paddock/../k8s/clusters/a",
+            "/paddock/%2e%2e/k8s/clusters/a",
+            "/paddock/./x",
             "/\\evil.example",
             "\\\\evil.example",
             "/%2Fevil.example",

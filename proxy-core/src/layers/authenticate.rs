@@ -76,6 +76,15 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let context = context::of(&request);
         let access = request.extensions().get::<Endpoint>().map(Endpoint::access);
+        if access.is_none() {
+            // The session cookie is a credential for Paddock's own endpoints
+            // only. A browser sends it on every navigation, so honouring it on
+            // cluster paths would let a page served through the API server's
+            // service or pod proxy run on Paddock's origin as the signed-in
+            // user (and call Paddock's API as them). kubectl never sends
+            // cookies; nothing of a caller's is forwarded either way.
+            request.headers_mut().remove(header::COOKIE);
+        }
         // A cluster request always needs a caller.
         let caller = access.map_or(Caller::Required, |access| access.caller);
         let credentials = match caller {
@@ -88,13 +97,9 @@ where
                 Credential::from_request(request.headers(), client_cert)
             }
         };
-        let headers = request.headers_mut();
-        headers.remove(header::AUTHORIZATION);
-        if access.is_none() {
-            // Paddock's own endpoints keep their cookies (the GitHub
-            // flow's state); nothing of theirs is forwarded.
-            headers.remove(header::COOKIE);
-        }
+        // Paddock's own endpoints keep their cookies (the GitHub flow's
+        // state); nothing of theirs is forwarded.
+        request.headers_mut().remove(header::AUTHORIZATION);
         // Nearly always known at once (a token table, a cache hit): then,
         // unless a plugin hooking the request phase may wait, the request
         // goes on in place, without a boxed future or a clone of the
