@@ -180,7 +180,8 @@ impl Keys {
 #[derive(Debug)]
 pub struct KeyCache {
     current: ArcSwap<Keys>,
-    refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last fetch was tried, and whether it failed.
+    refresh: tokio::sync::Mutex<Option<(Instant, bool)>>,
     min_interval: Duration,
 }
 
@@ -191,6 +192,9 @@ pub enum Refreshed {
     Fresh(Arc<Keys>),
     /// The last fetch was too recent: the keys as they were.
     RateLimited(Arc<Keys>),
+    /// The last fetch, too recent to try again, failed: the keys as they
+    /// were, which may lack a key the provider has rotated to since.
+    LastFailed(Arc<Keys>),
 }
 
 impl KeyCache {
@@ -222,11 +226,19 @@ impl KeyCache {
         if now.generation != seen {
             return Ok(Refreshed::Fresh(now));
         }
-        if last_attempt.is_some_and(|at| at.elapsed() < self.min_interval) {
-            return Ok(Refreshed::RateLimited(now));
+        match *last_attempt {
+            Some((at, failed)) if at.elapsed() < self.min_interval => {
+                return Ok(if failed {
+                    Refreshed::LastFailed(now)
+                } else {
+                    Refreshed::RateLimited(now)
+                });
+            }
+            _ => {}
         }
-        *last_attempt = Some(Instant::now());
+        *last_attempt = Some((Instant::now(), true));
         let keys = fetch().await?;
+        *last_attempt = Some((Instant::now(), false));
         let fresh = Arc::new(Keys {
             keys,
             generation: now.generation + 1,
@@ -328,5 +340,19 @@ mod tests {
         assert!(failed.is_err());
         assert!(cache.current().knows(Some("r1")));
         assert_eq!(cache.current().generation, 1);
+    }
+
+    #[tokio::test]
+    async fn within_the_interval_a_failed_fetch_is_reported_not_retried() {
+        let cache = KeyCache::new(Duration::from_secs(3600));
+        let failed = cache
+            .refresh(0, || async { Err("connection refused".to_owned()) })
+            .await;
+        assert!(failed.is_err());
+        let again = cache
+            .refresh(0, || async { parse_jwks(&jwks(&[RSA_JWK])) })
+            .await
+            .unwrap();
+        assert!(matches!(again, Refreshed::LastFailed(keys) if !keys.knows(Some("r1"))));
     }
 }

@@ -373,9 +373,11 @@ impl Inner {
                 {
                     keys
                 }
-                // Nothing cached to decide with: not the caller's fault.
-                Ok(_) | Err(_) if keys.fetched_at.is_none() => return Err(self.unavailable()),
-                Ok(_) | Err(_) => keys,
+                // Nothing cached to decide with, or the provider could not
+                // be asked (now, or at the last attempt, too recent to try
+                // again): the key may be one it rotated to. Not the
+                // caller's fault, so 503, not 401.
+                _ => return Err(self.unavailable()),
             };
         } else {
             self.refresh_if_old(&keys);

@@ -230,3 +230,47 @@ fn debug_output_redacts_secrets() {
     assert!(!debug.contains("secret\""), "{debug}");
     assert!(debug.contains("[redacted]"), "{debug}");
 }
+
+/// A token signed with a key id the cache lacks may carry a key the
+/// provider rotated to. While the provider cannot be asked, that is its
+/// outage, not a bad token: 503, on the first request and on those within
+/// the refresh interval after the failed fetch.
+#[tokio::test]
+async fn an_unknown_key_while_the_provider_is_down_is_unavailable_not_invalid() {
+    // A port nothing listens on: taken, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = format!("https://127.0.0.1:{port}");
+    let mut config = config();
+    config.issuer.clone_from(&issuer);
+    let interval = std::time::Duration::from_secs(1);
+    config.key_refresh_min_interval = interval;
+    let provider = OidcProvider::new(config).unwrap();
+    provider
+        .inner
+        .keys
+        .refresh(0, || async { Ok(keys().keys) })
+        .await
+        .unwrap();
+    let mut claims = claims();
+    claims["iss"] = json!(issuer);
+    let known = provider
+        .verify_token(&sign(Algorithm::RS256, "r1", &claims))
+        .await;
+    assert!(known.is_ok(), "{known:?}");
+    // Past the interval since the keys were fetched, so the next unknown
+    // key fetches again (and fails); the one after is within the interval.
+    tokio::time::sleep(interval + interval / 10).await;
+    for attempt in ["fetching", "within the interval"] {
+        let unknown = provider
+            .verify_token(&sign(Algorithm::RS256, "r9", &claims))
+            .await;
+        assert!(
+            matches!(unknown, Err(AuthnError::Unavailable { .. })),
+            "{attempt}: {unknown:?}"
+        );
+    }
+}
