@@ -2,7 +2,7 @@
 //!
 //! The core functions are synchronous and slow on purpose (tens of milliseconds):
 //! async callers use the `_async` wrappers, which run them on
-//! `tokio::task::spawn_blocking`.
+//! `tokio::task::spawn_blocking`, at most one per core at a time.
 
 use std::sync::Arc;
 
@@ -106,6 +106,13 @@ pub struct PasswordHasher {
     // The hash checked for unknown users, with the same parameters, so their
     // response time matches a known user's.
     dummy: String,
+    // Permits for the `_async` wrappers, one per core: each hash holds
+    // `m_kib` of memory, and anyone can start one (a login, even for an
+    // unknown user), so without a bound concurrent logins from many
+    // addresses could take hundreds of blocking threads and gigabytes.
+    running: Arc<tokio::sync::Semaphore>,
+    #[cfg(test)]
+    gauge: test_gauge::Gauge,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -134,10 +141,14 @@ impl PasswordHasher {
         let p = Params::new(params.m_kib, params.t, params.p, None)
             .map_err(|e| PasswordError::InvalidParams(e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, p);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let mut me = Self {
             argon,
             params,
             dummy: String::new(),
+            running: Arc::new(tokio::sync::Semaphore::new(cores)),
+            #[cfg(test)]
+            gauge: test_gauge::Gauge::default(),
         };
         let dummy_pw = SecretString::from(os_random_string(b"abcdefghijklmnopqrstuvwxyz", 32));
         me.dummy = me.hash(&dummy_pw)?;
@@ -189,27 +200,49 @@ impl PasswordHasher {
         Verification::Match { needs_rehash }
     }
 
-    /// [`PasswordHasher::verify`] on the blocking pool.
+    /// [`PasswordHasher::verify`] on the blocking pool, once a core is free.
     pub async fn verify_async(
         self: &Arc<Self>,
         phc: Option<String>,
         password: SecretString,
     ) -> Verification {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.verify(phc.as_deref(), &password))
+        self.on_blocking_pool(move |me| me.verify(phc.as_deref(), &password))
             .await
             .unwrap_or(Verification::Mismatch)
     }
 
-    /// [`PasswordHasher::hash`] on the blocking pool.
+    /// [`PasswordHasher::hash`] on the blocking pool, once a core is free.
     pub async fn hash_async(
         self: &Arc<Self>,
         password: SecretString,
     ) -> Result<String, PasswordError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || me.hash(&password))
+        self.on_blocking_pool(move |me| me.hash(&password))
             .await
-            .map_err(|e| PasswordError::Hash(e.to_string()))?
+            .map_err(PasswordError::Hash)?
+    }
+
+    /// Runs `work` on the blocking pool holding a permit, which goes with
+    /// it: a caller that gives up (a client that hangs up) does not free
+    /// its core while the hash still runs.
+    async fn on_blocking_pool<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Self) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let permit = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            #[cfg(test)]
+            let _running = me.gauge.enter();
+            work(&me)
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -259,5 +292,68 @@ impl PasswordPolicy {
             return Err(PasswordError::EqualsUsername);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test_gauge {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    /// How many hashes run at once, and the most that ever did.
+    #[derive(Debug, Default, Clone)]
+    pub(super) struct Gauge(Arc<(AtomicUsize, AtomicUsize)>);
+
+    impl Gauge {
+        pub(super) fn enter(&self) -> impl Drop {
+            let now = self.0 .0.fetch_add(1, Ordering::SeqCst) + 1;
+            self.0 .1.fetch_max(now, Ordering::SeqCst);
+            Leave(self.0.clone())
+        }
+
+        pub(super) fn peak(&self) -> usize {
+            self.0 .1.load(Ordering::SeqCst)
+        }
+    }
+
+    struct Leave(Arc<(AtomicUsize, AtomicUsize)>);
+
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            self.0 .0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logins start hashes of 19 MiB each, unauthenticated: however many
+    /// arrive at once, no more hash at a time than there are cores.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_hashes_run_at_once_than_there_are_cores() {
+        let hasher = Arc::new(PasswordHasher::new(PasswordParams::default()).unwrap());
+        let logins: Vec<_> = (0..16)
+            .map(|i| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    hasher
+                        .verify_async(None, SecretString::from(format!("guess {i}")))
+                        .await
+                })
+            })
+            .collect();
+        for login in logins {
+            assert_eq!(login.await.unwrap(), Verification::Mismatch);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let peak = hasher.gauge.peak();
+        assert!(
+            (1..=cores).contains(&peak),
+            "{peak} hashes at once on {cores} cores"
+        );
     }
 }
