@@ -27,7 +27,7 @@ pub mod verify;
 
 use std::{
     sync::{Arc, OnceLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwapOption;
@@ -127,6 +127,9 @@ struct Inner {
     config: OidcConfig,
     http: HttpClient,
     discovery: ArcSwapOption<Discovery>,
+    /// Held while the discovery document is fetched, so concurrent callers
+    /// share one fetch; keeps the last failure and when it ended.
+    discovering: tokio::sync::Mutex<Option<(Instant, String)>>,
     keys: KeyCache,
     sealer: Arc<Sealer>,
     flow: Flow,
@@ -157,6 +160,7 @@ impl OidcProvider {
             inner: Arc::new(Inner {
                 http,
                 discovery: ArcSwapOption::empty(),
+                discovering: tokio::sync::Mutex::new(None),
                 keys: KeyCache::new(config.key_refresh_min_interval),
                 flow: Flow::new(sealer.clone()),
                 sealer,
@@ -300,11 +304,34 @@ impl Inner {
         }
     }
 
-    /// The discovery document, fetched once and kept.
+    /// The discovery document, fetched once and kept. Until a fetch
+    /// succeeds, callers share the fetch in flight when they arrive, and
+    /// its failure: anonymous login requests while the provider is down
+    /// must not each hold a connection to it. A caller arriving after a
+    /// failure asks again at once, so a provider that comes back is used.
     async fn discovery(&self) -> Result<Arc<Discovery>, String> {
         if let Some(discovery) = self.discovery.load_full() {
             return Ok(discovery);
         }
+        let arrived = Instant::now();
+        let mut last_failure = self.discovering.lock().await;
+        if let Some(discovery) = self.discovery.load_full() {
+            return Ok(discovery);
+        }
+        if let Some((ended, error)) = &*last_failure {
+            if *ended >= arrived {
+                return Err(error.clone());
+            }
+        }
+        let fetched = self.fetch_discovery().await;
+        match &fetched {
+            Ok(discovery) => self.discovery.store(Some(discovery.clone())),
+            Err(error) => *last_failure = Some((Instant::now(), error.clone())),
+        }
+        fetched
+    }
+
+    async fn fetch_discovery(&self) -> Result<Arc<Discovery>, String> {
         let url = format!(
             "{}/.well-known/openid-configuration",
             self.config.issuer.trim_end_matches('/')
@@ -328,9 +355,7 @@ impl Inner {
                 return Err(format!("the discovery document names {url}, not https"));
             }
         }
-        let discovery = Arc::new(discovery);
-        self.discovery.store(Some(discovery.clone()));
-        Ok(discovery)
+        Ok(Arc::new(discovery))
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {

@@ -274,3 +274,41 @@ async fn an_unknown_key_while_the_provider_is_down_is_unavailable_not_invalid() 
         );
     }
 }
+
+/// While the provider is down, anonymous login requests (each needs the
+/// discovery document) share the connection attempt in flight when they
+/// arrive; a request after it fails asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_discovery_is_fetched_once_for_concurrent_callers() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // A provider that accepts connections and closes them after a while,
+    // long enough that every caller below arrives while one is open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("https://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                drop(socket);
+            });
+        }
+    });
+    let mut config = config();
+    config.issuer = issuer;
+    let provider = Arc::new(OidcProvider::new(config).unwrap());
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let provider = provider.clone();
+            tokio::spawn(async move { provider.inner.discovery().await.map(drop) })
+        })
+        .collect();
+    for caller in callers {
+        assert!(caller.await.unwrap().is_err());
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    assert!(provider.inner.discovery().await.is_err());
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
