@@ -138,6 +138,21 @@ impl AuthenticationConfig {
                     format!("{name:?} is taken: provider names must be unique"),
                 );
             }
+            // A bearer JWT goes to the provider its `iss` names: a second
+            // provider of the same issuer would never see one.
+            if let Some(first) = self.oidc[..index]
+                .iter()
+                .position(|o| o.issuer_url == section.issuer_url)
+            {
+                errors.push(
+                    format!("{at}.issuerUrl"),
+                    format!(
+                        "{:?} is already authentication.oidc[{first}]'s issuer; \
+                         list this client's id under that provider's audiences instead",
+                        section.issuer_url
+                    ),
+                );
+            }
             section.check(&at, errors);
         }
         (errors.len() == before).then(|| CheckedAuthentication {

@@ -187,6 +187,10 @@ fn oidc_settings_are_checked_with_their_key_paths() {
             "authentication.oidc[1].name".to_owned(),
         ),
         (
+            format!("{base}{}", entry.replace("name: corp", "name: cli")),
+            "authentication.oidc[1].issuerUrl".to_owned(),
+        ),
+        (
             base.replace("name: corp", "name: local"),
             format!("{at}.name"),
         ),
