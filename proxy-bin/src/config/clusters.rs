@@ -33,7 +33,8 @@ pub(crate) struct ClusterEntry {
     pub(crate) kubeconfig: Option<KubeconfigRef>,
     /// Seconds allowed for ordinary requests' response headers (default 60).
     pub(crate) request_timeout_seconds: Option<u64>,
-    /// Seconds allowed to connect (default 5).
+    /// Seconds allowed to connect: TCP, TLS and the HTTP/2 handshake
+    /// (default 5).
     pub(crate) connect_timeout_seconds: Option<u64>,
     /// Settings that weaken security; each says so in the log.
     #[serde(default)]

@@ -22,8 +22,10 @@ use crate::tunnel::{
     FEATURES_HEADER, FEATURE_REQUESTS, KUBERNETES_VERSION_HEADER, TOKEN_HEADER, VERSION_HEADER,
 };
 
-/// Time allowed for TCP, the proxy, TLS and the WebSocket handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time allowed for TCP, the proxy, TLS and the WebSocket handshake; and
+/// then, the tunnel open, for Paddock's HTTP/2 preface (see
+/// [`super::serve_tunnel`]).
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a connection attempt failed.
 #[derive(Debug, thiserror::Error)]

@@ -17,12 +17,20 @@ mod dial;
 mod forward;
 pub mod manifest;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use http::Uri;
 use hyper::{body::Incoming, Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use secrecy::SecretString;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::{
     net::{tls, OutboundProxy},
@@ -199,16 +207,17 @@ async fn attempt(
     tracing::info!(kubernetes.version = ?version, "tunnel to Paddock open");
     serve_tunnel(socket, upstream.clone())
         .await
-        .map_err(|e| dial::DialError::Failed(format!("tunnel: {e}")))
+        .map_err(|e| dial::DialError::Failed(format!("tunnel: {}", crate::error::error_chain(&e))))
 }
 
 /// Serves the HTTP/2 side of a tunnel over `socket` until it ends: every
 /// request Paddock sends goes to `upstream`, and every `CONNECT` stream it
 /// opens carries HTTP/1.1 to it. An error when the tunnel failed (its
-/// keepalive pings went unanswered, say).
+/// keepalive pings went unanswered, say, or Paddock's HTTP/2 preface did
+/// not come within [`dial::HANDSHAKE_TIMEOUT`]).
 pub(crate) async fn serve_tunnel<S>(socket: S, upstream: Arc<Cluster>) -> Result<(), hyper::Error>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Each stream is a task sized for the largest state of its future:
     // boxed, forwarding's state (kilobytes) is freed once the response
@@ -234,14 +243,125 @@ where
         .keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT)
         .serve_connection(
-            TokioIo::new(WsBytes::new(
+            TokioIo::new(Preface::new(WsBytes::new(
                 socket,
                 Role::Client,
                 Arc::new(LastHeard::now()),
-            )),
+            ))),
             service,
         )
         .await
+}
+
+/// The client preface of HTTP/2 (RFC 9113 §3.4): its length.
+const PREFACE_LEN: usize = 24;
+
+/// The tunnel's bytes, failing with a timeout unless Paddock's HTTP/2
+/// preface has come through them within [`dial::HANDSHAKE_TIMEOUT`].
+/// hyper's server waits for the preface without a timer, and its keepalive
+/// pings start only once it came: a Paddock replica gone silent between
+/// the WebSocket's 101 and the preface held the agent for ever instead of
+/// letting it reconnect.
+struct Preface<S> {
+    io: S,
+    /// Until the preface has been read: how many of its bytes are still
+    /// to come, and when waiting for them ends.
+    waiting: Option<(usize, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl<S> Preface<S> {
+    fn new(io: S) -> Self {
+        let deadline = tokio::time::sleep(dial::HANDSHAKE_TIMEOUT);
+        Self {
+            io,
+            waiting: Some((PREFACE_LEN, Box::pin(deadline))),
+        }
+    }
+
+    /// Whether the preface is still awaited and its time is up; if not,
+    /// `cx` is woken when it is. Asked whenever the stream waits.
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
+        self.waiting
+            .as_mut()
+            .is_some_and(|(_, deadline)| deadline.as_mut().poll(cx).is_ready())
+    }
+}
+
+fn no_preface() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "no HTTP/2 preface from Paddock within {:?}",
+            dial::HANDSHAKE_TIMEOUT
+        ),
+    )
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Preface<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Some((left, _)) = &mut this.waiting {
+            *left = left.saturating_sub(buf.filled().len() - before);
+            if *left == 0 {
+                this.waiting = None;
+            }
+        }
+        if read.is_pending() && this.timed_out(cx) {
+            return Poll::Ready(Err(no_preface()));
+        }
+        read
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Preface<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write(cx, data);
+        if written.is_pending() && this.timed_out(cx) {
+            return Poll::Ready(Err(no_preface()));
+        }
+        written
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.io).poll_flush(cx);
+        if flushed.is_pending() && this.timed_out(cx) {
+            return Poll::Ready(Err(no_preface()));
+        }
+        flushed
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if written.is_pending() && this.timed_out(cx) {
+            return Poll::Ready(Err(no_preface()));
+        }
+        written
+    }
 }
 
 /// Accepts a `CONNECT` stream and serves HTTP/1.1 on it.
@@ -282,4 +402,32 @@ async fn kubernetes_version(upstream: &Cluster) -> Option<String> {
     version["gitVersion"]
         .as_str()
         .map(|v| v.chars().take(64).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paddock switched to the tunnel and then never sent its HTTP/2
+    /// preface: the agent gives up on the tunnel after the handshake
+    /// timeout (to reconnect) instead of waiting for ever. On tokio's
+    /// paused clock, the wait takes no time.
+    #[tokio::test(start_paused = true)]
+    async fn a_paddock_silent_before_its_preface_is_left() {
+        let (agent_end, _paddock_end) = tokio::io::duplex(1 << 20);
+        let upstream = Cluster::new(
+            &ClusterConfig::new("api", "https://127.0.0.1:9"),
+            0,
+            Default::default(),
+        )
+        .unwrap();
+        let served = tokio::time::timeout(
+            4 * dial::HANDSHAKE_TIMEOUT,
+            serve_tunnel(agent_end, Arc::new(upstream)),
+        )
+        .await
+        .expect("the agent waited for ever for Paddock's HTTP/2 preface");
+        let error = crate::error::error_chain(&served.expect_err("the tunnel ended cleanly"));
+        assert!(error.contains("no HTTP/2 preface"), "{error}");
+    }
 }

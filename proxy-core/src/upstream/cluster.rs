@@ -1,15 +1,17 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use http::{uri::PathAndQuery, Uri};
-use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioTimer},
 };
 
 use super::{
-    connector::Connector, credential::AuthorizationHeader, direct_h1::DirectH1,
-    direct_h2::DirectH2, tls, UpstreamCredential,
+    connector::{Connector, Https},
+    credential::AuthorizationHeader,
+    direct_h1::DirectH1,
+    direct_h2::DirectH2,
+    tls, UpstreamCredential,
 };
 use crate::{body::RequestBody, error::ProxyError, events::Events};
 
@@ -62,7 +64,9 @@ pub struct ClusterConfig {
     pub credential: UpstreamCredential,
     /// Skip TLS verification. Dangerous: only for throwaway test clusters.
     pub dangerous_skip_tls_verify: bool,
-    /// Connect timeout.
+    /// Time allowed to set up a connection: TCP, TLS and the HTTP/2
+    /// handshake. A request that cannot connect within it is answered
+    /// `503` (watches, logs and exec too).
     pub connect_timeout: Duration,
     /// Time allowed for response headers of ordinary (not long-running) requests.
     pub request_timeout: Duration,
@@ -367,25 +371,24 @@ impl Cluster {
     }
 }
 
-fn connector(
-    config: &ClusterConfig,
-    tls: rustls::ClientConfig,
-    allow_h2: bool,
-) -> HttpsConnector<HttpConnector> {
+fn connector(config: &ClusterConfig, tls: rustls::ClientConfig, allow_h2: bool) -> Https {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
+    // Split between the addresses tried, so a dead one leaves time for the
+    // next; `Https` bounds the whole setup.
     http.set_connect_timeout(Some(config.connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(30)));
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
-    if allow_h2 {
+    let https = if allow_h2 {
         builder.enable_http2().wrap_connector(http)
     } else {
         builder.wrap_connector(http)
-    }
+    };
+    Https::new(https, config.connect_timeout)
 }
 
 fn client(connector: Connector) -> HttpClient {

@@ -1,11 +1,13 @@
 //! What the pooled clients connect with: TCP (+ TLS) to the API server, or
 //! a stream through the cluster's agent tunnel. Everything above the
-//! connection (pooling, HTTP/1.1, upgrades) is the same for both.
+//! connection (pooling, HTTP/1.1, upgrades) is the same for both. The
+//! direct connections of the workers open theirs with [`Https`] too.
 
 use std::{
     future::Future,
     pin::Pin,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use http::Uri;
@@ -18,20 +20,68 @@ use hyper_util::{
 use tokio::{io::AsyncBufRead, net::TcpStream};
 use tower::{Service, ServiceExt};
 
-use crate::{body::BoxError, tunnel::TunnelConnector};
+use crate::{body::BoxError, tunnel::TunnelConnector, worker::deadline::deadline};
+
+/// A connection to an API server: TCP, with TLS for `https://`.
+pub(super) type HttpsStream = MaybeHttpsStream<TokioIo<TcpStream>>;
+
+/// TCP and TLS to an API server, every connection set up within the
+/// cluster's connect timeout. The TCP connector's own timeout covers TCP
+/// alone: a server, or a load balancer in front of it, that accepted TCP
+/// and never completed TLS held the request forever, and with it every
+/// request of the worker waiting for its direct connection.
+#[derive(Clone, Debug)]
+pub(super) struct Https {
+    connector: HttpsConnector<HttpConnector>,
+    timeout: Duration,
+}
+
+impl Https {
+    pub(super) fn new(connector: HttpsConnector<HttpConnector>, timeout: Duration) -> Self {
+        Self { connector, timeout }
+    }
+
+    /// Connects to `server` and runs `handshake` on the connection (the
+    /// HTTP/2 one, where the caller makes it), the whole within the
+    /// connect timeout. An error says why, for
+    /// [`Cluster::unavailable`](super::Cluster::unavailable).
+    pub(super) async fn open<T, H, F>(&self, server: &Uri, handshake: H) -> Result<T, String>
+    where
+        H: FnOnce(HttpsStream) -> F,
+        F: Future<Output = Result<T, String>>,
+    {
+        let setup = async {
+            let io = self
+                .connector
+                .clone()
+                .oneshot(server.clone())
+                .await
+                .map_err(|e| crate::error::error_chain(&*e))?;
+            handshake(io).await
+        };
+        deadline(Some(self.timeout), setup)
+            .await
+            .unwrap_or_else(|_| Err(format!("connect timed out after {:?}", self.timeout)))
+    }
+
+    /// Connects to `server` (TCP and TLS) within the connect timeout.
+    pub(super) async fn connect(&self, server: &Uri) -> Result<HttpsStream, String> {
+        self.open(server, |io| async { Ok(io) }).await
+    }
+}
 
 /// A connector to one cluster.
 #[derive(Clone, Debug)]
 pub(super) enum Connector {
     /// TCP and TLS to the API server.
-    Direct(HttpsConnector<HttpConnector>),
+    Direct(Https),
     /// A stream through the agent's tunnel.
     Tunnel(TunnelConnector),
 }
 
 /// A connection made by a [`Connector`].
 pub(super) enum Io {
-    Direct(Box<MaybeHttpsStream<TokioIo<TcpStream>>>),
+    Direct(Box<HttpsStream>),
     Tunnel(Upgraded),
 }
 
@@ -47,10 +97,10 @@ impl Service<Uri> for Connector {
     fn call(&mut self, destination: Uri) -> Self::Future {
         match self.clone() {
             Connector::Direct(https) => Box::pin(async move {
-                https
-                    .oneshot(destination)
-                    .await
-                    .map(|io| Io::Direct(Box::new(io)))
+                match https.connect(&destination).await {
+                    Ok(io) => Ok(Io::Direct(Box::new(io))),
+                    Err(message) => Err(message.into()),
+                }
             }),
             Connector::Tunnel(tunnel) => {
                 Box::pin(async move { tunnel.oneshot(destination).await.map(Io::Tunnel) })

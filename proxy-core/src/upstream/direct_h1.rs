@@ -32,13 +32,14 @@ use http::{
     header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
 use http_body::{Body, Frame, SizeHint};
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::{client::legacy::connect::HttpConnector, rt::TokioIo};
+use hyper_rustls::MaybeHttpsStream;
+use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt},
     net::TcpStream,
 };
-use tower::ServiceExt;
+
+use super::connector::{Https, HttpsStream};
 
 /// Idle connections a worker keeps to one cluster at most; a connection
 /// given back past this is closed.
@@ -78,7 +79,7 @@ pub(super) enum DirectH1Error {
 
 /// One worker's HTTP/1.1 connections to one cluster.
 pub(super) struct DirectH1 {
-    connector: HttpsConnector<HttpConnector>,
+    connector: Https,
     server: Uri,
     host: HeaderValue,
     idle: Arc<Idle>,
@@ -146,7 +147,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(io: MaybeHttpsStream<TokioIo<TcpStream>>) -> Box<Self> {
+    fn new(io: HttpsStream) -> Box<Self> {
         let stream = match io {
             MaybeHttpsStream::Http(tcp) => Stream::Tcp(tcp.into_inner()),
             MaybeHttpsStream::Https(tls) => Stream::Tls(Box::new(tls.into_inner())),
@@ -468,7 +469,7 @@ fn retryable(method: &Method) -> bool {
 
 impl DirectH1 {
     /// `connector` must offer only HTTP/1.1.
-    pub(super) fn new(connector: HttpsConnector<HttpConnector>, server: Uri) -> Self {
+    pub(super) fn new(connector: Https, server: Uri) -> Self {
         let host = server
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -534,14 +535,10 @@ impl DirectH1 {
         head.response.map(|()| body)
     }
 
+    /// A new connection (TCP and TLS), within the connect timeout.
     async fn connect(&self) -> Result<Box<Conn>, DirectH1Error> {
-        let io = self
-            .connector
-            .clone()
-            .oneshot(self.server.clone())
-            .await
-            .map_err(|e| DirectH1Error::Connect(crate::error::error_chain(&*e)))?;
-        Ok(Conn::new(io))
+        let io = self.connector.connect(&self.server).await;
+        Ok(Conn::new(io.map_err(DirectH1Error::Connect)?))
     }
 }
 

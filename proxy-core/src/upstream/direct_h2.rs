@@ -21,13 +21,10 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::legacy::connect::{Connection, HttpConnector},
-    rt::TokioIo,
-};
+use hyper_util::{client::legacy::connect::Connection, rt::TokioIo};
 use tokio::sync::Mutex;
-use tower::ServiceExt;
+
+use super::connector::{Https, HttpsStream};
 
 /// Per-stream receive window: a watch or a large list streams at full
 /// speed without hyper's adaptive window, and a reader that pauses (a
@@ -153,20 +150,23 @@ impl Drop for InFlight {
 
 /// One worker's direct HTTP/2 connections to one cluster.
 pub(super) struct DirectH2 {
-    connector: HttpsConnector<HttpConnector>,
+    connector: Https,
     server: Uri,
     // A tokio mutex: connecting happens under it, so concurrent requests
-    // share a new connection instead of racing to open several.
+    // share a new connection instead of racing to open several. Held at
+    // most the connect timeout, which bounds connecting.
     pool: Mutex<Pool>,
-    /// Connection attempts made, so requests that waited for the lock
+    /// Connection attempts finished, so requests that waited for the lock
     /// while one failed share its answer instead of each trying again in
     /// turn (a blackholed server would otherwise cost a connect timeout per
-    /// queued request).
+    /// queued request). Counted once an attempt ends: counted as it began,
+    /// a request that came during the attempt took it for one before its
+    /// time and tried again.
     attempts: AtomicU64,
 }
 
 impl DirectH2 {
-    pub(super) fn new(connector: HttpsConnector<HttpConnector>, server: Uri) -> Self {
+    pub(super) fn new(connector: Https, server: Uri) -> Self {
         Self {
             connector,
             server,
@@ -275,8 +275,9 @@ impl DirectH2 {
                 {
                     return Err(Unsendable::Connect(message.clone()));
                 }
+                let connected = self.connect().await;
                 self.attempts.fetch_add(1, Ordering::Relaxed);
-                match self.connect().await {
+                match connected {
                     Ok(conn) => {
                         *last_error = None;
                         conns.push(conn);
@@ -311,26 +312,30 @@ impl DirectH2 {
             .map(Conn::picked)
     }
 
+    /// A new connection: TCP, TLS and the HTTP/2 handshake, within the
+    /// connect timeout.
     async fn connect(&self) -> Result<Conn, Unsendable> {
-        let io = self
-            .connector
-            .clone()
-            .oneshot(self.server.clone())
-            .await
-            .map_err(|e| Unsendable::Connect(crate::error::error_chain(&*e)))?;
-        if !io.connected().is_negotiated_h2() {
-            return Err(Unsendable::NotH2);
-        }
-        let (sender, mut connection) = h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_header_list_size(MAX_HEADER_LIST)
-            .initial_max_send_streams(INITIAL_MAX_STREAMS)
-            .max_frame_size(MAX_FRAME_SIZE)
-            .enable_push(false)
-            .handshake::<_, Bytes>(TokioIo::new(io))
-            .await
-            .map_err(|e| Unsendable::Connect(format!("HTTP/2 handshake: {e}")))?;
+        let handshake = |io: HttpsStream| async move {
+            // `None`: ALPN chose HTTP/1.1.
+            if !io.connected().is_negotiated_h2() {
+                return Ok(None);
+            }
+            h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_header_list_size(MAX_HEADER_LIST)
+                .initial_max_send_streams(INITIAL_MAX_STREAMS)
+                .max_frame_size(MAX_FRAME_SIZE)
+                .enable_push(false)
+                .handshake::<_, Bytes>(TokioIo::new(io))
+                .await
+                .map(Some)
+                .map_err(|e| format!("HTTP/2 handshake: {e}"))
+        };
+        let opened = self.connector.open(&self.server, handshake).await;
+        let (sender, mut connection) = opened
+            .map_err(Unsendable::Connect)?
+            .ok_or(Unsendable::NotH2)?;
         let ping_pong = connection.ping_pong();
         let ended = Arc::new(AtomicBool::new(false));
         let ended_on_exit = ended.clone();

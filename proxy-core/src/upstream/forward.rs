@@ -511,7 +511,116 @@ impl Cluster {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use crate::upstream::ClusterConfig;
+
+    /// A cluster at `https://` on a server that accepts TCP connections
+    /// and never writes a byte (a TLS handshake that never completes, as
+    /// behind a load balancer whose backends are gone), with a connect
+    /// timeout of a fifth of a second; and how many connections it took.
+    async fn silent_tls_cluster() -> (Cluster, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let mut config = ClusterConfig::new("silent", format!("https://{address}"));
+        config.connect_timeout = Duration::from_millis(200);
+        let cluster = Cluster::new(&config, 0, crate::events::Events::default()).unwrap();
+        (cluster, accepted)
+    }
+
+    /// `GET uri` addressed to `cluster`, with its credential.
+    fn get(cluster: &Cluster, uri: &str) -> Request<RequestBody> {
+        let mut request = Request::get(uri).body(RequestBody::empty()).unwrap();
+        cluster.apply_credential(&mut request).unwrap();
+        request
+    }
+
+    /// A request's answer when it could not connect: the cluster is
+    /// unavailable, 503.
+    fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, ProxyError>) {
+        let error = result.expect_err(what);
+        assert!(
+            matches!(error, ProxyError::UpstreamUnavailable { .. }),
+            "{what}: {error:?}"
+        );
+        assert_eq!(
+            error.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    /// Waits `sent` out, or fails the test if it hangs: without a bound on
+    /// TLS, a watch waited for ever. The guard is many times the connect
+    /// timeout, no measure of speed.
+    async fn unhung<F: Future>(sent: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(60), sent)
+            .await
+            .expect("a request to a server that never completes TLS hung")
+    }
+
+    /// A server that takes TCP connections and never completes TLS: a
+    /// watch (no request timeout) and an ordinary request waiting behind it
+    /// for the worker's HTTP/2 connection both get the unavailable error
+    /// within the connect timeout; so do requests with a body and upgrades
+    /// (the pooled clients) and the direct HTTP/1.1 connections.
+    #[tokio::test]
+    async fn a_server_that_never_completes_tls_is_unavailable() {
+        let (cluster, _) = silent_tls_cluster().await;
+        let watch = cluster.exchange(get(&cluster, "/api/v1/pods?watch=true"), true);
+        let ordinary = cluster.exchange(get(&cluster, "/api/v1/pods"), false);
+        let mut with_body = Request::post("/api/v1/namespaces")
+            .body(RequestBody::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"{}"),
+            )))
+            .unwrap();
+        cluster.apply_credential(&mut with_body).unwrap();
+        let with_body = cluster.exchange(with_body, false);
+        let exec = cluster.send_upgrade(
+            Request::get("/api/v1/namespaces/a/pods/b/exec")
+                .body(RequestBody::empty())
+                .unwrap(),
+            header::HeaderValue::from_static("SPDY/3.1"),
+        );
+        let (watch, ordinary, with_body, exec) =
+            unhung(async { tokio::join!(watch, ordinary, with_body, exec) }).await;
+        assert_unavailable("the watch", watch);
+        assert_unavailable("the ordinary request", ordinary);
+        assert_unavailable("the request with a body", with_body);
+        assert_unavailable("the upgrade", exec);
+
+        let direct_h1 = cluster.clients().direct_h1.as_ref().unwrap();
+        let sent = unhung(direct_h1.send(get(&cluster, "/api").map(|_| ()))).await;
+        assert!(
+            matches!(sent, Err(DirectH1Error::Connect(ref m)) if m.contains("timed out")),
+            "{sent:?}"
+        );
+    }
+
+    /// Requests that waited for the worker's HTTP/2 connection while it
+    /// failed to connect share that failure: a server that never completes
+    /// TLS costs them one connect timeout, not one each in turn.
+    #[tokio::test]
+    async fn requests_waiting_for_a_connection_share_its_failure() {
+        let (cluster, accepted) = silent_tls_cluster().await;
+        let watches = (0..8)
+            .map(|_| cluster.exchange(get(&cluster, "/api/v1/pods?watch=true"), true))
+            .collect::<Vec<_>>();
+        for result in unhung(futures_util::future::join_all(watches)).await {
+            assert_unavailable("a watch", result);
+        }
+        let accepted = accepted.load(Ordering::SeqCst);
+        assert!(accepted <= 1, "{accepted} connections opened");
+    }
 
     /// Every request's forwarding future is moved into a box, and moved
     /// again as the layers above wrap it: its size is copied per request.
