@@ -85,7 +85,8 @@ pub enum ProxyError {
         timeout_secs: u64,
     },
     /// The store could not take a write (etcd unreachable or without a
-    /// leader); reads go on from the last snapshot.
+    /// leader); reads go on from the last snapshot, except those that must
+    /// be current (the replica feed).
     #[error("the store is unavailable, try again later: {message}")]
     StoreUnavailable {
         /// What failed.

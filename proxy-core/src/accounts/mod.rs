@@ -51,7 +51,7 @@ use crate::{
 pub const PEPPER_FILE: &str = "token-pepper";
 
 /// How often the server looks for other processes' commits (the CLI's).
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Last-used times reach the store at most this often per token.
 const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
 /// How often expired tokens are deleted.

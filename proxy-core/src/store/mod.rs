@@ -312,7 +312,7 @@ pub struct Loaded {
 }
 
 /// Errors from a store backend. None of them carries a dependency's error type.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// A precondition failed: someone else changed `key` first. Re-read and retry.

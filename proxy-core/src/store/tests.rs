@@ -1,7 +1,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -136,6 +137,63 @@ fn open(path: &Path) -> EmbeddedStore {
 
 fn file_hash(path: &Path) -> Vec<u8> {
     Sha256::digest(std::fs::read(path).expect("read file")).to_vec()
+}
+
+/// An embedded store that fails when told to: what callers do with a
+/// backend that stops answering, or answers what they cannot read.
+#[derive(Debug)]
+pub(crate) struct Flaky {
+    inner: EmbeddedStore,
+    fail_commits: AtomicBool,
+    fail_reads: Mutex<Option<StoreError>>,
+}
+
+impl Flaky {
+    /// Opens (or creates) the store at `path`, failing nothing.
+    pub(crate) fn open(path: &Path) -> Self {
+        Self {
+            inner: open(path),
+            fail_commits: AtomicBool::new(false),
+            fail_reads: Mutex::new(None),
+        }
+    }
+
+    /// Whether commits fail (with `Unavailable`).
+    pub(crate) fn fail_commits(&self, fail: bool) {
+        self.fail_commits.store(fail, Ordering::SeqCst);
+    }
+
+    /// What loads and change-feed reads fail with (`None`: nothing).
+    pub(crate) fn fail_reads(&self, error: Option<StoreError>) {
+        *self.fail_reads.lock().unwrap() = error;
+    }
+
+    fn read_failure(&self) -> Result<(), StoreError> {
+        self.fail_reads.lock().unwrap().clone().map_or(Ok(()), Err)
+    }
+}
+
+impl Store for Flaky {
+    fn revision(&self) -> Result<Revision, StoreError> {
+        self.read_failure()?;
+        self.inner.revision()
+    }
+    fn load(&self) -> Result<Loaded, StoreError> {
+        self.read_failure()?;
+        self.inner.load()
+    }
+    fn changes_since(&self, since: Revision) -> Result<Changes, StoreError> {
+        self.read_failure()?;
+        self.inner.changes_since(since)
+    }
+    fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
+        if self.fail_commits.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                detail: "injected".into(),
+            });
+        }
+        self.inner.commit(ops)
+    }
 }
 
 #[test]
@@ -652,6 +710,56 @@ fn kill_9_of_a_cli_writer_while_the_server_has_the_store_open(backend: &Backend)
     drop(server);
     let again = Snapshot::from_loaded(backend.open().load().unwrap());
     assert_eq!(again.projects().count(), snap.projects().count());
+}
+
+/// A refresh that fails, however, leaves the snapshot behind: it is the
+/// problem (`/paddock/readyz` degraded) until one succeeds, a successful
+/// commit meanwhile notwithstanding. An undecodable key (a newer version's,
+/// during a rolling upgrade) fails every refresh, not just one.
+#[test]
+fn every_failed_refresh_is_a_problem_until_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let flaky = Arc::new(Flaky::open(&dir.path().join("s.redb")));
+    let view = StoreView::new(flaky.clone()).unwrap();
+    let decode = StoreError::Decode {
+        key: "v1/gadgets/g-1".into(),
+        detail: "unknown kind".into(),
+    };
+    for error in [
+        decode.clone(),
+        StoreError::Unavailable {
+            detail: "etcd: no leader".into(),
+        },
+        decode,
+    ] {
+        flaky.fail_reads(Some(error.clone()));
+        assert!(view.refresh().is_err());
+        assert_eq!(view.problem(), Some(error.to_string()));
+        view.commit(vec![Op::put(project("p-1", 1), Expect::Any)])
+            .unwrap();
+        assert_eq!(view.problem(), Some(error.to_string()), "after a commit");
+        flaky.fail_reads(None);
+        view.refresh().unwrap();
+        assert_eq!(view.problem(), None);
+    }
+}
+
+/// A view whose refreshes stop succeeding (hanging on an unreachable
+/// backend, say) is out of sync once its last success is older than asked.
+#[tokio::test(start_paused = true)]
+async fn a_view_not_refreshed_in_time_is_out_of_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let view = StoreView::new(Arc::new(open(&dir.path().join("s.redb")))).unwrap();
+    let max = Duration::from_secs(5);
+    assert_eq!(view.out_of_sync(max), None);
+    tokio::time::advance(Duration::from_secs(4)).await;
+    assert_eq!(view.out_of_sync(max), None);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let why = view.out_of_sync(max).expect("6 s without a refresh");
+    assert!(why.contains("6.0 s ago"), "{why}");
+    view.refresh().unwrap();
+    assert_eq!(view.out_of_sync(max), None);
+    assert_eq!(view.sync_age(), Duration::ZERO);
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
     Arc, Mutex, Weak,
 };
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -26,13 +26,18 @@ pub const BATCH_OPS: usize = 100;
 pub struct StoreView {
     store: Arc<dyn Store>,
     current: ArcSwap<Snapshot>,
-    // Serialises refreshes so the snapshot's revision never goes backwards. Never
-    // held across an `.await` (refresh is synchronous).
+    // Serialises refreshes so the snapshot's revision never goes backwards, and
+    // their outcomes are recorded in the order they ran. Never held across an
+    // `.await` (refresh is synchronous).
     refreshing: Mutex<()>,
-    // Why the backend failed the last time it was asked; `None` when it answered.
+    // Why the last refresh failed, or the backend refused the last commit as
+    // unreachable; `None` once a refresh succeeds.
     problem: Mutex<Option<String>>,
+    // Monotonic (a wall-clock step neither hides nor invents lag), and tokio's
+    // so that tests can pause it.
+    epoch: tokio::time::Instant,
     // When the snapshot was last known to hold every commit: milliseconds
-    // since the Unix epoch.
+    // since `epoch`.
     synced: AtomicU64,
 }
 
@@ -54,20 +59,25 @@ impl StoreView {
             current: ArcSwap::from_pointee(snap),
             refreshing: Mutex::new(()),
             problem: Mutex::new(None),
-            synced: AtomicU64::new(unix_millis()),
+            epoch: tokio::time::Instant::now(),
+            synced: AtomicU64::new(0),
         }))
     }
 
-    /// When the snapshot was last known to hold every commit: the last
-    /// time the change feed was read to its end (a refresh, or the load).
-    /// With several replicas on etcd, the time since is how far behind the
-    /// others' writes this one may be.
-    pub fn synced_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.synced.load(Ordering::Relaxed))
+    /// How long since the snapshot was last known to hold every commit:
+    /// since the start of the last refresh that read the change feed to its
+    /// end (or the load). With several replicas on etcd, this is how far
+    /// behind the others' writes this one may be.
+    pub fn sync_age(&self) -> Duration {
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.synced.load(Ordering::Relaxed)))
     }
 
-    /// Why the backend failed when last asked (a refresh or a commit), or
-    /// `None` when it answered. Meanwhile reads go on from the last snapshot;
+    /// Why the snapshot may be missing commits: the last refresh failed (the
+    /// backend is unreachable, or holds something this build cannot decode),
+    /// or the backend refused the last commit as unreachable; `None` once a
+    /// refresh succeeds. Meanwhile reads go on from the last snapshot;
     /// `/paddock/readyz` reports the store as degraded.
     pub fn problem(&self) -> Option<String> {
         self.problem
@@ -76,15 +86,34 @@ impl StoreView {
             .clone()
     }
 
-    fn record<T>(&self, result: &Result<T, StoreError>) {
-        let problem = match result {
-            Err(e @ StoreError::Unavailable { .. }) => Some(e.to_string()),
-            _ => None,
-        };
+    /// Why the snapshot cannot be taken to hold every commit: a
+    /// [`StoreView::problem`], or no successful refresh for longer than
+    /// `max_age` (one may be hanging on an unreachable backend). `None` when
+    /// it is in sync.
+    pub fn out_of_sync(&self, max_age: Duration) -> Option<String> {
+        if let Some(problem) = self.problem() {
+            return Some(problem);
+        }
+        let age = self.sync_age();
+        (age > max_age).then(|| {
+            format!(
+                "the store was last read {:.1} s ago (at most {} s allowed)",
+                age.as_secs_f64(),
+                max_age.as_secs()
+            )
+        })
+    }
+
+    fn set_problem(&self, problem: Option<String>) {
         *self
             .problem
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = problem;
+    }
+
+    /// Milliseconds since `epoch`.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The current snapshot.
@@ -108,7 +137,13 @@ impl StoreView {
     /// Blocking.
     pub fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
         let committed = self.store.commit(ops);
-        self.record(&committed);
+        // Only an unreachable backend is a problem here, and only a refresh
+        // clears one: a commit that goes through says nothing of the feed.
+        if let Err(e @ (StoreError::Unavailable { .. } | StoreError::Unreachable { .. })) =
+            &committed
+        {
+            self.set_problem(Some(e.to_string()));
+        }
         let rev = match committed {
             Ok(rev) => rev,
             Err(e @ StoreError::Conflict { .. }) => {
@@ -142,22 +177,23 @@ impl StoreView {
 
     /// Applies whatever the change feed reports after the snapshot's revision;
     /// reloads everything when the feed was compacted. Returns whether the
-    /// snapshot changed. Blocking.
+    /// snapshot changed. A failure of any kind leaves the snapshot behind,
+    /// so it is the [`StoreView::problem`] until a refresh succeeds. Blocking.
     pub fn refresh(&self) -> Result<bool, StoreError> {
-        let started = unix_millis();
-        let refreshed = self.refresh_inner();
-        self.record(&refreshed);
+        let _guard = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let started = self.now_ms();
+        let refreshed = self.refresh_locked();
+        self.set_problem(refreshed.as_ref().err().map(ToString::to_string));
         if refreshed.is_ok() {
             self.synced.fetch_max(started, Ordering::Relaxed);
         }
         refreshed
     }
 
-    fn refresh_inner(&self) -> Result<bool, StoreError> {
-        let _guard = self
-            .refreshing
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn refresh_locked(&self) -> Result<bool, StoreError> {
         let cur = self.current.load_full();
         let next = match self.store.changes_since(cur.revision())? {
             Changes::Events { revision, events } => {
@@ -203,11 +239,4 @@ impl StoreView {
             }
         })
     }
-}
-
-/// Now, in milliseconds since the Unix epoch.
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

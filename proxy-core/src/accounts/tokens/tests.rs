@@ -1,4 +1,3 @@
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,37 +6,9 @@ use secrecy::ExposeSecret;
 
 use super::*;
 use crate::authn::tokens::*;
-use crate::store::{Changes, EmbeddedOptions, EmbeddedStore, Loaded, Revision, Store, User};
+use crate::store::{tests::Flaky, EmbeddedOptions, EmbeddedStore, User};
 
 const T0: Timestamp = Timestamp(1_800_000_000);
-
-/// A store whose commits can be made to fail, to prove a failed flush never fails
-/// a request.
-#[derive(Debug)]
-struct Flaky {
-    inner: EmbeddedStore,
-    fail: AtomicBool,
-}
-
-impl Store for Flaky {
-    fn revision(&self) -> Result<Revision, StoreError> {
-        self.inner.revision()
-    }
-    fn load(&self) -> Result<Loaded, StoreError> {
-        self.inner.load()
-    }
-    fn changes_since(&self, since: Revision) -> Result<Changes, StoreError> {
-        self.inner.changes_since(since)
-    }
-    fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable {
-                detail: "injected".into(),
-            });
-        }
-        self.inner.commit(ops)
-    }
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -64,10 +35,7 @@ fn user(id: &str) -> User {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.redb");
-    let flaky = Arc::new(Flaky {
-        inner: EmbeddedStore::open(&path, EmbeddedOptions::default()).unwrap(),
-        fail: AtomicBool::new(false),
-    });
+    let flaky = Arc::new(Flaky::open(&path));
     let view = StoreView::new(flaky.clone()).unwrap();
     view.commit(vec![
         Op::put(Object::User(user("u-alice")), Expect::Absent),
@@ -544,7 +512,7 @@ fn a_failed_flush_never_fails_a_request_and_is_retried() {
     f.verifier
         .verify(text(&t), T0.plus(Duration::from_secs(1)))
         .unwrap();
-    f.flaky.fail.store(true, Ordering::SeqCst);
+    f.flaky.fail_commits(true);
     assert!(f
         .activity
         .flush(&f.view, T0.plus(Duration::from_secs(2)))
@@ -553,7 +521,7 @@ fn a_failed_flush_never_fails_a_request_and_is_retried() {
         .verifier
         .verify(text(&t), T0.plus(Duration::from_secs(3)))
         .is_ok());
-    f.flaky.fail.store(false, Ordering::SeqCst);
+    f.flaky.fail_commits(false);
     assert_eq!(
         f.activity
             .flush(&f.view, T0.plus(Duration::from_secs(4)))

@@ -232,7 +232,7 @@ impl Collector for ScrapedCollector {
                 None,
                 gauge.metric_type(),
             )?)?;
-            let age = view.synced_at().elapsed().unwrap_or_default();
+            let age = view.sync_age();
             let gauge = ConstGauge::new(age.as_secs_f64());
             gauge.encode(encoder.encode_descriptor(
                 "store_sync_age_seconds",
