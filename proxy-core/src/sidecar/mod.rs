@@ -167,6 +167,9 @@ pub(crate) struct Shared {
     max_staleness: Option<Duration>,
     persist: watch::Sender<Option<Arc<Replica>>>,
     disk: ReplicaDisk,
+    /// The revision of the replica on disk: the heartbeat vouches for the
+    /// file's freshness only while it holds the replica in memory.
+    saved: AtomicU64,
     metrics: Metrics,
     /// Verified tokens and their identities, as on the center's request
     /// path; a hit holds only while the replica's content is unchanged.
@@ -185,6 +188,7 @@ impl Sidecar {
         }
         let disk = ReplicaDisk::new(&options.data_dir)?;
         let (replica, current_at_ms) = disk.load(&options.cluster)?;
+        let saved = AtomicU64::new(replica.revision().0);
         let client = sync::client(options.server_ca_pem.as_deref(), options.proxy)
             .map_err(SidecarError::Tls)?;
         tracing::info!(cluster.id = %options.cluster, revision = %replica.revision(),
@@ -201,6 +205,7 @@ impl Sidecar {
                 max_staleness: options.max_staleness,
                 persist: watch::channel(None).0,
                 disk,
+                saved,
                 metrics: Metrics::new(),
                 tokens: TokenCache::new(CACHE_TTL, CACHE_CAPACITY),
                 refusing: AtomicBool::new(false),
@@ -215,8 +220,10 @@ impl Sidecar {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) {
+        // Subscribed before the feed runs, so its first answer is saved.
+        let changes = self.shared.persist.subscribe();
         let follow = tokio::spawn(sync::follow(self.shared.clone()));
-        let persist = tokio::spawn(persist(self.shared.clone()));
+        let persist = tokio::spawn(persist(self.shared.clone(), changes));
         server::serve(listener, self.shared.clone(), shutdown).await;
         follow.abort();
         // Let a write in flight finish: the file is replaced atomically
@@ -240,15 +247,13 @@ impl Sidecar {
     }
 }
 
-async fn persist(shared: Arc<Shared>) {
-    let mut changes = shared.persist.subscribe();
+async fn persist(shared: Arc<Shared>, mut changes: watch::Receiver<Option<Arc<Replica>>>) {
     while changes.changed().await.is_ok() {
         let Some(replica) = changes.borrow_and_update().clone() else {
             continue;
         };
-        let disk = shared.disk.clone();
-        let at = shared.lag.current_at_ms();
-        match tokio::task::spawn_blocking(move || disk.save(&replica, at)).await {
+        let saving = shared.clone();
+        match tokio::task::spawn_blocking(move || saving.save(&replica)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::error!(%error, "cannot save the replica"),
             Err(error) => tracing::error!(%error, "replica save task failed"),
@@ -257,6 +262,27 @@ async fn persist(shared: Arc<Shared>) {
 }
 
 impl Shared {
+    /// Writes `replica` to disk (blocking), noting its revision as saved.
+    fn save(&self, replica: &Replica) -> Result<(), DiskError> {
+        self.disk.save(replica, self.lag.current_at_ms())?;
+        self.saved.store(replica.revision().0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Records on disk that the saved replica is still current (blocking).
+    /// Only while the file holds the replica in memory: a heartbeat beside
+    /// an older file (a save that failed, or has not run yet) would make
+    /// that file look current after a restart, revocations it lacks and
+    /// all. Then the save is asked for again instead.
+    fn heartbeat(&self) -> Result<(), DiskError> {
+        let current = self.replica.load_full();
+        if self.saved.load(Ordering::Relaxed) != current.revision().0 {
+            self.persist.send_replace(Some(current));
+            return Ok(());
+        }
+        self.disk.save_heartbeat(self.lag.current_at_ms())
+    }
+
     /// Reads the token file again; a new, non-empty token replaces the
     /// one in use. An unreadable file keeps the current token.
     async fn reload_token(&self) {

@@ -124,10 +124,9 @@ pub(super) async fn follow(shared: Arc<Shared>) {
                 apply(&shared, feed);
                 if heartbeat_at.elapsed() >= HEARTBEAT_EVERY {
                     heartbeat_at = tokio::time::Instant::now();
-                    let disk = shared.disk.clone();
-                    let at = shared.lag.current_at_ms();
+                    let beating = shared.clone();
                     if let Ok(Err(error)) =
-                        tokio::task::spawn_blocking(move || disk.save_heartbeat(at)).await
+                        tokio::task::spawn_blocking(move || beating.heartbeat()).await
                     {
                         tracing::warn!(%error, "cannot record the replica's freshness");
                     }
@@ -180,7 +179,7 @@ fn apply(shared: &Shared, feed: ReplicaFeed) {
             Ok(next) => {
                 let next = Arc::new(next);
                 shared.replica.store(next.clone());
-                let _ = shared.persist.send(Some(next.clone()));
+                shared.persist.send_replace(Some(next.clone()));
                 let log = if reset {
                     tracing::Level::INFO
                 } else {

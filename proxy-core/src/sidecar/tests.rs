@@ -336,6 +336,57 @@ fn the_replica_survives_a_restart_and_a_damaged_file_is_refused_untouched() {
 
 /// The request path presents the caller exactly as the center would: the
 /// same identity from the replica as from the center's own token check.
+/// The heartbeat vouches for the file only while the file holds the
+/// replica in memory. After a change that was not saved (a full disk, a
+/// save cut short by shutdown), a restart must not take the older file,
+/// which lacks that change, for current as of the latest heartbeat.
+#[test]
+fn the_heartbeat_never_vouches_for_an_unsaved_replica() {
+    let center = Center::new();
+    center.issue(Some("prod"));
+    let dir = tempfile::tempdir().unwrap();
+    let running = sidecar(dir.path(), None);
+    center.sync(&running);
+    let saved_revision = running.replica().revision();
+    running.shared.lag.current(saved_revision.0);
+    running.shared.save(&running.replica()).unwrap();
+    running.shared.heartbeat().unwrap();
+    let vouched = sidecar(dir.path(), None).lag().current_at_ms();
+    assert_eq!(vouched, running.lag().current_at_ms());
+
+    // Alice is disabled: current in memory, never saved.
+    let mut alice = center
+        .view
+        .snapshot()
+        .user("u-alice")
+        .unwrap()
+        .value
+        .clone();
+    alice.enabled = false;
+    center
+        .view
+        .commit(vec![Op::put(Object::User(alice), Expect::Any)])
+        .unwrap();
+    center.sync(&running);
+    std::thread::sleep(Duration::from_millis(5));
+    running.shared.lag.current(running.replica().revision().0);
+    running.shared.heartbeat().unwrap();
+
+    let restarted = sidecar(dir.path(), None);
+    assert_eq!(restarted.replica().revision(), saved_revision);
+    assert_eq!(
+        restarted.lag().current_at_ms(),
+        vouched,
+        "a heartbeat vouched for a file without the latest change"
+    );
+    // The heartbeat asked for the save again.
+    let requested = running.shared.persist.borrow().clone();
+    assert_eq!(
+        requested.map(|r| r.revision()),
+        Some(running.replica().revision())
+    );
+}
+
 #[test]
 fn the_replica_gives_the_identity_the_center_gives() {
     let center = Center::new();
