@@ -82,3 +82,28 @@ fn records_upgrades_only_with_connection_upgrade() {
     let no_connection = headers(&[("upgrade", "websocket")]);
     assert!(upgrade_request(&no_connection).is_none());
 }
+
+/// Stripping runs before authentication, so anyone can send an HTTP/2
+/// request of thousands of headers: each name is looked at once (it was
+/// one scan per removed name, about 10^8 checks for 12,000 kept names and
+/// 12,000 removed ones).
+#[test]
+fn stripping_looks_at_each_name_once_however_many_there_are() {
+    let mut map = HeaderMap::new();
+    for i in 0..3000 {
+        let kept = HeaderName::from_bytes(format!("a{i}").as_bytes()).unwrap();
+        map.insert(kept, HeaderValue::from_static("v"));
+    }
+    for i in 0..3000 {
+        let stripped = HeaderName::from_bytes(format!("x-remote-{i}").as_bytes()).unwrap();
+        map.insert(stripped, HeaderValue::from_static("v"));
+    }
+    let asked = std::cell::Cell::new(0usize);
+    strip_matching(&mut map, |name| {
+        asked.set(asked.get() + 1);
+        is_stripped(name)
+    });
+    assert_eq!(map.len(), 3000);
+    assert!(map.keys().all(|name| name.as_str().starts_with('a')));
+    assert_eq!(asked.get(), 6000);
+}
