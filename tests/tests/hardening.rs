@@ -392,3 +392,35 @@ async fn head_on_paddock_responses_works_over_http2() {
         assert!(!get_body.is_empty(), "GET {path}: no body");
     }
 }
+
+/// Headers are read before anyone is authenticated: an HTTP/2 request with
+/// more than 256 KiB of them is refused without reaching the cluster, and
+/// Paddock serves on. (1 MiB was accepted: enough for 24,000 header
+/// fields, which overflowed a `HeaderMap` when the identity's were added.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_request_with_too_many_header_bytes_is_refused() {
+    let fake = fake_with_a_pod().await;
+    let proxy = ProxyUnderTest::start(builder(Some(&fake))).await;
+    let url = format!("{}{PODS}", proxy.url());
+    let get = |extra_headers: usize| {
+        let mut request = Request::get(&url).header("authorization", format!("Bearer {ALICE}"));
+        for i in 0..extra_headers {
+            request = request.header(format!("x-filler-{i}"), "v".repeat(64));
+        }
+        request.body(Full::<Bytes>::default()).unwrap()
+    };
+    let (mut sender, _connection) = http2_connection(&proxy).await;
+    // About 330 KiB by HPACK's count.
+    let refused = tokio::time::timeout(HANG, sender.send_request(get(3000)))
+        .await
+        .expect("no answer");
+    assert!(
+        !matches!(&refused, Ok(response) if response.status().is_success()),
+        "{:?}",
+        refused.map(|r| r.status())
+    );
+    assert!(fake.last_request(PODS).is_none(), "it reached the cluster");
+    let (mut sender, _connection) = http2_connection(&proxy).await;
+    let served = sender.send_request(get(100)).await.unwrap();
+    assert_eq!(served.status(), 200);
+}

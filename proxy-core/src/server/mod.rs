@@ -51,6 +51,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// longer than the idle timeout itself.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most header bytes an HTTP/2 request may carry (HPACK's count: each
+/// field's name and value plus 32). Generous for the largest bearer tokens
+/// and cookies, and Envoy-sized rather than Go's 1 MiB: the headers are
+/// read before anyone is authenticated, and 256 KiB holds at most about
+/// 8,000 fields, far below the 24,576 a `HeaderMap` can take (HTTP/1.1
+/// requests are held to hyper's 100 headers).
+const MAX_HEADER_LIST: u32 = 256 * 1024;
+
 /// How connections are served.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -93,7 +101,7 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(15))
         .max_concurrent_streams(1000)
-        .max_header_list_size(1 << 20)
+        .max_header_list_size(MAX_HEADER_LIST)
         .adaptive_window(true);
     let builders = Arc::new((http1, http2));
     let connections = Arc::new(Semaphore::new(max_connections));
