@@ -153,24 +153,27 @@ fn value(text: &str) -> Result<HeaderValue, ProxyError> {
     })
 }
 
-/// `Impersonate-Extra-<escaped key>` for `key`, lower-cased first so the key
-/// the API server decodes is the key Paddock authorized.
+/// `Impersonate-Extra-<escaped key>` for `key`: the key the API server
+/// decodes is the key Paddock authorized, upper-case letters included.
 pub(crate) fn extra_header_name(key: &str) -> Result<HeaderName, ProxyError> {
     let mut name = String::with_capacity(EXTRA_PREFIX.len() + key.len());
     name.push_str(EXTRA_PREFIX);
-    name.push_str(&header_key_escape(&key.to_ascii_lowercase()));
+    name.push_str(&header_key_escape(key));
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| ProxyError::Internal {
         message: format!("extra key {key:?} cannot be encoded as a header name"),
     })
 }
 
 /// client-go's `headerKeyEscape`: every byte that is not an RFC 7230 token
-/// byte, and `%` itself, becomes `%XX` with upper-case hex.
+/// byte, and `%` itself, becomes `%XX` with upper-case hex. Upper-case
+/// letters too, unlike client-go: header names travel lower-cased (HTTP/2
+/// requires it) and the API server lower-cases the name before unescaping,
+/// so an upper-case letter arrives as one only escaped.
 pub(crate) fn header_key_escape(key: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut escaped = String::with_capacity(key.len());
     for &byte in key.as_bytes() {
-        if byte != b'%' && is_token_byte(byte) {
+        if byte != b'%' && is_token_byte(byte) && !byte.is_ascii_uppercase() {
             escaped.push(byte as char);
         } else {
             escaped.push('%');

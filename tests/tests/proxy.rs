@@ -223,7 +223,8 @@ async fn presents_the_caller_with_one_header_line_per_value() {
         format!("Bearer {}", setup.fake.token()).as_str()
     );
 
-    // client-go's extra-key encoding: what the apiserver decodes is the (lower-cased) key.
+    // client-go's extra-key encoding, upper-case letters escaped as well:
+    // what the apiserver decodes is the key, case and all.
     client
         .fetch(request(
             &format!("{}{PODS}", setup.proxy.url()),
@@ -237,10 +238,10 @@ async fn presents_the_caller_with_one_header_line_per_value() {
         keys,
         [
             "@=:",
+            "Scopes",
             "almost%zzpercent%xxencoded",
             "example.com/ᛒᚥᛏᛖᚥᚢとロビン",
             "percent%20encoded",
-            "scopes",
             "test.example.com/thing.thing"
         ]
     );

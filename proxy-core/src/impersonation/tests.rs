@@ -15,15 +15,21 @@ fn escapes_extra_keys_like_client_go() {
         ("example.com/ᛒᚥᛏᛖᚥᚢとロビン", "example.com%2F%E1%9B%92%E1%9A%A5%E1%9B%8F%E1%9B%96%E1%9A%A5%E1%9A%A2%E3%81%A8%E3%83%AD%E3%83%93%E3%83%B3"),
         ("plain-key_1.x", "plain-key_1.x"),
         ("a b", "a%20b"),
+        // Beyond client-go, which loses the case on the way.
+        ("Abc", "%41bc"),
+        ("example.com/Team-ID", "example.com%2F%54eam-%49%44"),
     ];
     for (key, escaped) in cases {
         assert_eq!(header_key_escape(key), escaped, "{key}");
-        // What the API server decodes is what we encoded.
+        // What the API server decodes is what we encoded, case and all.
         assert_eq!(
-            policy::decode_extra_key(&header_key_escape(key)),
-            key.to_lowercase(),
+            policy::decode_extra_key(&escaped.to_lowercase()),
+            key,
             "{key}"
         );
+        let name = extra_header_name(key).unwrap();
+        let suffix = name.as_str().strip_prefix(EXTRA_PREFIX).unwrap();
+        assert_eq!(policy::decode_extra_key(suffix), key, "{key}");
     }
 }
 
@@ -46,7 +52,7 @@ fn one_line_per_group_and_extra_value_uid_only_when_set() {
     );
     assert_eq!(
         headers
-            .get_all("impersonate-extra-scopes")
+            .get_all("impersonate-extra-%53copes")
             .iter()
             .collect::<Vec<_>>(),
         ["x", "y"]
