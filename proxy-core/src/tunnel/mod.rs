@@ -48,7 +48,7 @@ mod connector;
 mod registry;
 mod status;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub(crate) mod ws;
 
 use std::time::Duration;

@@ -4,10 +4,14 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
+    io,
+    pin::Pin,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -15,10 +19,10 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::{body::Incoming, client::conn::http2::SendRequest, upgrade::Upgraded};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncWrite, ReadBuf},
     sync::watch,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::{
     ws::{LastHeard, Role, WsBytes},
@@ -57,6 +61,8 @@ pub(crate) struct Session {
     /// The token hash the agent authenticated with: a rotated or revoked
     /// token ends the session.
     token_hash: String,
+    /// Cancelled to end the session: fails its byte stream ([`Revocable`]),
+    /// so every stream on it ends at once.
     end: CancellationToken,
 }
 
@@ -246,10 +252,20 @@ impl Tunnels {
     }
 
     /// Ends the session of `cluster` unless it authenticated with
-    /// `keep_hash` (`None`: ends it whatever it is). Called when the
-    /// cluster is deleted or its token rotated or revoked.
+    /// `keep_hash` (`None`: ends it whatever it is), and with it every
+    /// stream open on it. Called when the cluster is deleted, no longer
+    /// an agent cluster, or its token rotated or revoked.
     pub fn disconnect_unless(&self, cluster: &str, keep_hash: Option<&str>) {
-        let slot = self.slot(cluster);
+        // Looked up, not created: most clusters never had a tunnel.
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(cluster)
+            .cloned();
+        let Some(slot) = slot else {
+            return;
+        };
         let current = slot.current.borrow().clone();
         if let Some(session) = current {
             if keep_hash != Some(session.token_hash.as_str()) {
@@ -280,7 +296,11 @@ impl Tunnels {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let heard = Arc::new(LastHeard::now());
-        let io = TokioIo::new(WsBytes::new(io, Role::Server, heard.clone()));
+        let end = CancellationToken::new();
+        let io = TokioIo::new(Revocable::new(
+            WsBytes::new(io, Role::Server, heard.clone()),
+            end.clone(),
+        ));
         let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(super::STREAM_WINDOW)
@@ -306,7 +326,7 @@ impl Tunnels {
             info,
             heard,
             token_hash,
-            end: CancellationToken::new(),
+            end,
         });
         let slot = self.slot(cluster);
         if let Some(old) = slot.current.send_replace(Some(session.clone())) {
@@ -345,5 +365,80 @@ impl Tunnels {
                 .observe(Observation::Unreachable("the agent's tunnel dropped"));
             self.dropped_here(cluster, &session);
         }
+    }
+}
+
+/// A session's byte stream, which fails once the session is ended. hyper
+/// runs the HTTP/2 connection as a task of its own, which outlives the
+/// dispatcher [`Tunnels::serve`] drops and keeps carrying the streams
+/// still open (watches, `logs -f`, exec, pooled HTTP/1.1 connections):
+/// only failing the bytes under it ends them, and that task then drops
+/// the connection, which closes the agent's end.
+struct Revocable<S> {
+    io: S,
+    /// Boxed once per session: polled, never moved.
+    ended: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Revocable<S> {
+    fn new(io: S, end: CancellationToken) -> Self {
+        Self {
+            io,
+            ended: Box::pin(end.cancelled_owned()),
+        }
+    }
+
+    /// An error once the session is ended; until then, the polling task
+    /// is woken when it is, so a pending read fails too.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.ended.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::ErrorKind::ConnectionAborted.into()),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Revocable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Revocable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check(cx)?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

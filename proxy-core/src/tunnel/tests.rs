@@ -91,17 +91,17 @@ fn pipe() -> ((Valve, Arc<AtomicBool>), (Valve, Arc<AtomicBool>)) {
 }
 
 /// A tunnel between a Paddock and an agent, both running.
-pub(super) struct Tunnel {
-    pub(super) tunnels: Arc<Tunnels>,
-    pub(super) paddock: tokio::task::JoinHandle<()>,
-    pub(super) agent: tokio::task::JoinHandle<Result<(), hyper::Error>>,
-    pub(super) silence_paddock: Arc<AtomicBool>,
-    pub(super) silence_agent: Arc<AtomicBool>,
+pub(crate) struct Tunnel {
+    pub(crate) tunnels: Arc<Tunnels>,
+    pub(crate) paddock: tokio::task::JoinHandle<()>,
+    pub(crate) agent: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    pub(crate) silence_paddock: Arc<AtomicBool>,
+    pub(crate) silence_agent: Arc<AtomicBool>,
 }
 
 /// A new tunnel of `cluster` in `tunnels`, connected; its agent forwards
 /// to an API server that is never asked.
-pub(super) async fn tunnel_in(tunnels: Arc<Tunnels>, cluster: &str) -> Tunnel {
+pub(crate) async fn tunnel_in(tunnels: Arc<Tunnels>, cluster: &str) -> Tunnel {
     tunnel_to(tunnels, cluster, "https://127.0.0.1:9", true).await
 }
 
@@ -194,6 +194,38 @@ async fn a_silent_agent_is_noticed_and_its_streams_fail() {
     // New requests are refused after the bounded wait.
     let refused = tunnels.slot("edge").open(Duration::from_secs(1)).await;
     assert!(refused.unwrap_err().contains("not connected"));
+}
+
+/// A revoked or rotated token ends the tunnel at once, streams already
+/// open on it included (hyper's HTTP/2 connection task would otherwise
+/// carry them on, kept alive by its pings), and the agent sees it close.
+/// Sooner than keepalive could notice anything: the clock is paused, so
+/// everything ready runs before it moves.
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_ends_the_streams_open_on_its_tunnel() {
+    let tunnel = tunnel("edge").await;
+    let tunnels = &tunnel.tunnels;
+    let stream = tunnels
+        .slot("edge")
+        .open(Duration::from_secs(1))
+        .await
+        .unwrap();
+    let mut stream = hyper_util::rt::TokioIo::new(stream);
+
+    tunnels.disconnect_unless("edge", Some("some-other-hash"));
+    let at_once = PING_INTERVAL / 2;
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(at_once, stream.read(&mut buf))
+        .await
+        .expect("a stream stayed open on the ended tunnel");
+    assert!(read.is_err(), "the stream ended cleanly: {read:?}");
+    let served = tokio::time::timeout(at_once, tunnel.agent)
+        .await
+        .expect("the agent's tunnel stayed open")
+        .unwrap();
+    assert!(served.is_err(), "the agent's tunnel ended cleanly");
+    tunnel.paddock.await.unwrap();
+    assert!(tunnels.status("edge").is_none());
 }
 
 /// Paddock goes silent: the agent notices within 30 s and returns (to

@@ -6,7 +6,8 @@
 //! a new routing table whenever a revision brings a change. A cluster whose
 //! connection details did not change keeps its clients and their pooled
 //! connections. An agent cluster whose registration token was rotated or
-//! revoked, or which was deleted, loses its tunnel.
+//! revoked, which was switched to `direct`, or which was deleted, loses
+//! its tunnel.
 
 use std::{
     collections::HashMap,
@@ -77,9 +78,13 @@ fn sync(
         if router.is_configured(&record.id) {
             continue;
         }
-        if matches!(record.connection, ClusterConnection::Agent) {
-            tunnels.disconnect_unless(&record.id, record.agent_token_hash.as_deref());
-        }
+        // Only an agent cluster's current token keeps a tunnel: one
+        // switched to `direct` loses it, whatever became of the token.
+        let keep = match record.connection {
+            ClusterConnection::Agent => record.agent_token_hash.as_deref(),
+            ClusterConnection::Direct { .. } => None,
+        };
+        tunnels.disconnect_unless(&record.id, keep);
         let reused = built.remove(&record.id).filter(|b| {
             b.connection == record.connection && b.direct_endpoint == record.direct_endpoint
         });
@@ -140,5 +145,66 @@ fn build(
             Cluster::new(&config, workers, events.clone())
         }
         _ => Ok(Cluster::tunnel(id, tunnels, workers)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ClusterStatus, EmbeddedStore, Expect, Object, Op, Timestamp};
+
+    fn record(connection: ClusterConnection) -> Op {
+        Op::put(
+            Object::Cluster(Box::new(crate::store::Cluster {
+                id: "edge".to_owned(),
+                display_name: "edge".to_owned(),
+                connection,
+                labels: Default::default(),
+                // The hash the test tunnel authenticated with.
+                agent_token_hash: Some("hash".to_owned()),
+                direct_endpoint: None,
+                status: ClusterStatus::default(),
+                created_at: Timestamp(0),
+            })),
+            Expect::Any,
+        )
+    }
+
+    /// An agent cluster switched to `direct` loses its tunnel, its token
+    /// unchanged: only an agent cluster's token opens one, so a later
+    /// revocation would no longer reach it.
+    #[tokio::test(start_paused = true)]
+    async fn a_cluster_switched_to_direct_loses_its_tunnel() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open_in_dir(dir.path(), Default::default()).unwrap();
+        let view = StoreView::new(Arc::new(store)).unwrap();
+        let tunnels = Arc::new(Tunnels::new(Duration::from_secs(1), Events::default()));
+        let tunnel = crate::tunnel::tests::tunnel_in(tunnels.clone(), "edge").await;
+        let router = Router::new();
+        let mut built = HashMap::new();
+        let mut sync_with = |connection| {
+            view.commit(vec![record(connection)]).unwrap();
+            sync(
+                &view.snapshot(),
+                &router,
+                &tunnels,
+                0,
+                &Events::default(),
+                &mut built,
+            );
+        };
+
+        sync_with(ClusterConnection::Agent);
+        assert!(tunnels.status("edge").is_some(), "its own token ended it");
+        sync_with(ClusterConnection::Direct {
+            server: "https://127.0.0.1:9".to_owned(),
+            ca_pem: None,
+            token_file: None,
+        });
+        assert!(
+            tunnels.status("edge").is_none(),
+            "the tunnel outlived the switch"
+        );
+        tunnel.paddock.await.unwrap();
     }
 }
