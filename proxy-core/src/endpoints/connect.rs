@@ -88,6 +88,7 @@ pub(super) async fn accept(
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let tunnels = endpoints.config().tunnels.clone();
+    let accounts = accounts.clone();
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -97,8 +98,22 @@ pub(super) async fn accept(
             }
         };
         // The tunnels' status writer records the connect and the drop.
+        // Checked again once the session is registered: a revocation
+        // while the upgrade completed had no session to end.
+        let still_valid = |hash: &str| {
+            accounts.view().with_snapshot(|snapshot| {
+                clusters::verify_agent_token(snapshot, accounts.token_hasher(), &presented)
+                    .is_some_and(|(id, current)| id == cluster && current == hash)
+            })
+        };
         tunnels
-            .serve(&cluster, token_hash, info, TokioIo::new(upgraded))
+            .serve(
+                &cluster,
+                token_hash,
+                info,
+                TokioIo::new(upgraded),
+                still_valid,
+            )
             .await;
     });
     let mut response = Response::new(ResponseBody::empty());

@@ -290,9 +290,17 @@ impl Tunnels {
     /// Runs the HTTP/2 client side of a new tunnel over `io` (the agent's
     /// connection, upgraded to a WebSocket) until it ends. The new session replaces any older one
     /// of the same cluster (an agent reconnecting before the old tunnel
-    /// was noticed dead).
-    pub(crate) async fn serve<S>(&self, cluster: &str, token_hash: String, info: SessionInfo, io: S)
-    where
+    /// was noticed dead). `still_valid` asks once the session is in place
+    /// whether its token still is: a revocation that came between the
+    /// token's check and now found no session to end, so it is ended here.
+    pub(crate) async fn serve<S>(
+        &self,
+        cluster: &str,
+        token_hash: String,
+        info: SessionInfo,
+        io: S,
+        still_valid: impl FnOnce(&str) -> bool,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let heard = Arc::new(LastHeard::now());
@@ -331,6 +339,10 @@ impl Tunnels {
         let slot = self.slot(cluster);
         if let Some(old) = slot.current.send_replace(Some(session.clone())) {
             old.end.cancel();
+        }
+        if !still_valid(&session.token_hash) {
+            tracing::info!(cluster.id = %cluster, "agent tunnel ended: its token is no longer valid");
+            session.end.cancel();
         }
         tracing::info!(cluster.id = %cluster, agent.version = ?session.info.agent_version, "agent connected");
         // The agent reads its API server's `/version` just before dialing:

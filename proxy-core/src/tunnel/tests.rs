@@ -126,7 +126,9 @@ async fn tunnel_to(
             connected_at: Timestamp::now(),
             last_heartbeat: Timestamp::now(),
         };
-        serving.serve(&id, "hash".into(), info, paddock_end).await;
+        serving
+            .serve(&id, "hash".into(), info, paddock_end, |_| true)
+            .await;
     });
     let upstream = Arc::new(
         Cluster::new(
@@ -225,6 +227,48 @@ async fn a_revoked_token_ends_the_streams_open_on_its_tunnel() {
         .unwrap();
     assert!(served.is_err(), "the agent's tunnel ended cleanly");
     tunnel.paddock.await.unwrap();
+    assert!(tunnels.status("edge").is_none());
+}
+
+/// A token revoked between its check and the session's registration
+/// (while the WebSocket upgrade completed) found no session to end: the
+/// session, once registered, asks again and ends itself.
+#[tokio::test(start_paused = true)]
+async fn a_token_revoked_while_the_tunnel_opened_ends_it() {
+    let tunnels = Arc::new(Tunnels::new(Duration::from_secs(1), Events::default()));
+    let ((paddock_end, _), (agent_end, _)) = pipe();
+    let serving = tunnels.clone();
+    let paddock = tokio::spawn(async move {
+        let info = SessionInfo {
+            agent_version: Some("test".into()),
+            kubernetes_version: None,
+            serves_requests: true,
+            connected_at: Timestamp::now(),
+            last_heartbeat: Timestamp::now(),
+        };
+        serving
+            .serve("edge", "hash".into(), info, paddock_end, |_| false)
+            .await;
+    });
+    let upstream = Arc::new(
+        Cluster::new(
+            &ClusterConfig::new("api", "https://127.0.0.1:9"),
+            0,
+            Default::default(),
+        )
+        .unwrap(),
+    );
+    let agent = tokio::spawn(async move { crate::agent::serve_tunnel(agent_end, upstream).await });
+    let at_once = PING_INTERVAL / 2;
+    tokio::time::timeout(at_once, paddock)
+        .await
+        .expect("the session of a revoked token stayed up")
+        .unwrap();
+    let served = tokio::time::timeout(at_once, agent)
+        .await
+        .expect("the agent's tunnel stayed open")
+        .unwrap();
+    assert!(served.is_err(), "the agent's tunnel ended cleanly");
     assert!(tunnels.status("edge").is_none());
 }
 
