@@ -103,6 +103,37 @@ impl Lag {
     }
 }
 
+/// The feed's long poll from `since`. While polls fail, each asks the
+/// center to close its connection after answering: a replica cut off from
+/// etcd answers 503, and behind a load balancer that picks a replica per
+/// connection, only a new connection may reach a healthy one.
+pub(super) fn feed_request(
+    shared: &Shared,
+    since: crate::store::Revision,
+    failing: bool,
+) -> Result<Request<Empty<Bytes>>, String> {
+    let cluster =
+        percent_encoding::utf8_percent_encode(&shared.cluster, percent_encoding::NON_ALPHANUMERIC);
+    let policy = shared.replica.load().policy_hash().to_owned();
+    let uri = format!(
+        "{}/paddock/v1/clusters/{cluster}/replica?since={since}&policy={policy}&timeoutSeconds={}",
+        shared.server.trim_end_matches('/'),
+        POLL_TIMEOUT.as_secs()
+    );
+    let mut request = Request::get(&uri)
+        .body(Empty::new())
+        .map_err(|e| format!("bad server URL: {e}"))?;
+    let headers = request.headers_mut();
+    headers.insert(TOKEN_HEADER, registration_token(&shared.token.load())?);
+    if failing {
+        headers.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(request)
+}
+
 /// Polls the feed until the process ends.
 pub(super) async fn follow(shared: Arc<Shared>) {
     let mut backoff = BACKOFF_MIN;
@@ -111,7 +142,8 @@ pub(super) async fn follow(shared: Arc<Shared>) {
     let mut lag_logged_at = tokio::time::Instant::now();
     loop {
         let since = shared.replica.load().revision();
-        match tokio::time::timeout(POLL_TIMEOUT + POLL_GRACE, poll(&shared, since)).await {
+        let polled = poll(&shared, since, failing);
+        match tokio::time::timeout(POLL_TIMEOUT + POLL_GRACE, polled).await {
             Ok(Ok(feed)) => {
                 backoff = BACKOFF_MIN;
                 if failing {
@@ -205,21 +237,12 @@ fn apply(shared: &Shared, feed: ReplicaFeed) {
     shared.lag.current(revision);
 }
 
-async fn poll(shared: &Shared, since: crate::store::Revision) -> Result<ReplicaFeed, String> {
-    let cluster =
-        percent_encoding::utf8_percent_encode(&shared.cluster, percent_encoding::NON_ALPHANUMERIC);
-    let policy = shared.replica.load().policy_hash().to_owned();
-    let uri = format!(
-        "{}/paddock/v1/clusters/{cluster}/replica?since={since}&policy={policy}&timeoutSeconds={}",
-        shared.server.trim_end_matches('/'),
-        POLL_TIMEOUT.as_secs()
-    );
-    let mut request = Request::get(&uri)
-        .body(Empty::new())
-        .map_err(|e| format!("bad server URL: {e}"))?;
-    request
-        .headers_mut()
-        .insert(TOKEN_HEADER, registration_token(&shared.token.load())?);
+async fn poll(
+    shared: &Shared,
+    since: crate::store::Revision,
+    failing: bool,
+) -> Result<ReplicaFeed, String> {
+    let request = feed_request(shared, since, failing)?;
     let response = shared
         .client
         .request(request)

@@ -506,3 +506,17 @@ fn verified_tokens_are_cached_until_the_replica_changes() {
     center.sync(&sidecar);
     assert!(identity().is_none(), "revoked");
 }
+
+/// A center cut off from etcd answers 503; behind a load balancer that
+/// picks a replica per connection, only a new connection may reach a
+/// healthy one. So while polls fail, each asks to close its connection.
+#[test]
+fn polls_after_a_failure_ask_for_a_new_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar = sidecar(dir.path(), None);
+    let since = sidecar.replica().revision();
+    let steady = super::sync::feed_request(&sidecar.shared, since, false).unwrap();
+    assert!(!steady.headers().contains_key(http::header::CONNECTION));
+    let retry = super::sync::feed_request(&sidecar.shared, since, true).unwrap();
+    assert_eq!(retry.headers()[http::header::CONNECTION], "close");
+}
