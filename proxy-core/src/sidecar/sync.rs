@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use secrecy::{ExposeSecret, SecretString};
@@ -17,8 +17,12 @@ use crate::tunnel::TOKEN_HEADER;
 
 /// How long the center may hold a poll open.
 pub(super) const POLL_TIMEOUT: Duration = Duration::from_secs(20);
-/// Extra time for the answer to arrive before the poll counts as lost.
+/// Extra time for the answer's head to arrive before the poll counts as lost.
 const POLL_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for the next piece of an answer's body. A reset of 100,000
+/// tokens is about 25 MB, longer than any whole-answer limit on a slow
+/// link, so the body is timed by its progress.
+const BODY_STALL: Duration = Duration::from_secs(30);
 /// How often a quiet, current replica records that it is current.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 /// How often a failing feed logs how far behind the replica is.
@@ -134,6 +138,34 @@ pub(super) fn feed_request(
     Ok(request)
 }
 
+/// Reads a feed answer's body (at most [`MAX_FEED`]) for as long as it
+/// keeps coming: no more than `stall` between two pieces.
+pub(super) async fn read_body<B>(body: B, stall: Duration) -> Result<Bytes, String>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut reading = std::pin::pin!(Limited::new(body, MAX_FEED));
+    let mut read = bytes::BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout(stall, reading.frame())
+            .await
+            .map_err(|_| format!("the feed answer stalled for {stall:?}"))?;
+        let Some(frame) = frame else {
+            return Ok(read.freeze());
+        };
+        let frame = frame.map_err(|e| format!("reading the feed: {e}"))?;
+        if let Ok(mut data) = frame.into_data() {
+            while data.has_remaining() {
+                let chunk = data.chunk();
+                read.extend_from_slice(chunk);
+                let n = chunk.len();
+                data.advance(n);
+            }
+        }
+    }
+}
+
 /// Polls the feed until the process ends.
 pub(super) async fn follow(shared: Arc<Shared>) {
     let mut backoff = BACKOFF_MIN;
@@ -142,9 +174,8 @@ pub(super) async fn follow(shared: Arc<Shared>) {
     let mut lag_logged_at = tokio::time::Instant::now();
     loop {
         let since = shared.replica.load().revision();
-        let polled = poll(&shared, since, failing);
-        match tokio::time::timeout(POLL_TIMEOUT + POLL_GRACE, polled).await {
-            Ok(Ok(feed)) => {
+        match poll(&shared, since, failing).await {
+            Ok(feed) => {
                 backoff = BACKOFF_MIN;
                 if failing {
                     tracing::info!(cluster.id = %shared.cluster, revision = %since,
@@ -164,7 +195,7 @@ pub(super) async fn follow(shared: Arc<Shared>) {
                     }
                 }
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 shared.lag.lost();
                 shared.reload_token().await;
                 if !failing {
@@ -180,11 +211,6 @@ pub(super) async fn follow(shared: Arc<Shared>) {
                 failing = true;
                 tokio::time::sleep(jitter(backoff)).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-            Err(_) => {
-                shared.lag.lost();
-                tracing::warn!(cluster.id = %shared.cluster, "replica feed poll timed out");
-                failing = true;
             }
         }
     }
@@ -243,17 +269,13 @@ async fn poll(
     failing: bool,
 ) -> Result<ReplicaFeed, String> {
     let request = feed_request(shared, since, failing)?;
-    let response = shared
-        .client
-        .request(request)
+    let head_within = POLL_TIMEOUT + POLL_GRACE;
+    let response = tokio::time::timeout(head_within, shared.client.request(request))
         .await
+        .map_err(|_| format!("no answer from {} within {head_within:?}", shared.server))?
         .map_err(|e| format!("cannot reach {}: {}", shared.server, error_chain(&e)))?;
     let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_FEED)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the feed: {e}"))?
-        .to_bytes();
+    let body = read_body(response.into_body(), BODY_STALL).await?;
     if status == StatusCode::UNAUTHORIZED {
         return Err(format!(
             "the center refused the registration token of cluster {} (401): it is wrong, \

@@ -520,3 +520,34 @@ fn polls_after_a_failure_ask_for_a_new_connection() {
     let retry = super::sync::feed_request(&sidecar.shared, since, true).unwrap();
     assert_eq!(retry.headers()[http::header::CONNECTION], "close");
 }
+
+/// A large reset over a slow link takes longer than any whole-answer
+/// limit: the body is read for as long as it keeps coming, and only a
+/// stall ends it (the poll then fails and is retried after a backoff).
+#[tokio::test(start_paused = true)]
+async fn a_feed_answer_is_read_while_it_keeps_coming() {
+    use http_body_util::StreamBody;
+    let stall = Duration::from_secs(30);
+    let trickled = |pause: Duration, pieces: usize| {
+        let (send, receive) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>(1);
+        tokio::spawn(async move {
+            for _ in 0..pieces {
+                tokio::time::sleep(pause).await;
+                let piece = http_body::Frame::data(bytes::Bytes::from_static(b"0123456789"));
+                if send.send(Ok(piece)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        StreamBody::new(futures_util::stream::unfold(receive, |mut r| async move {
+            r.recv().await.map(|item| (item, r))
+        }))
+    };
+    // Ten pieces 20 s apart: 200 s in all, never 30 s without progress.
+    let slow = super::sync::read_body(trickled(Duration::from_secs(20), 10), stall).await;
+    assert_eq!(slow.unwrap().len(), 100);
+    // Nothing for longer than the stall limit.
+    let stalled = super::sync::read_body(trickled(Duration::from_secs(31), 2), stall).await;
+    assert!(stalled.unwrap_err().contains("stalled"));
+}
