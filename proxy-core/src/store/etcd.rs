@@ -113,6 +113,11 @@ pub struct EtcdOptions {
     pub request_timeout: Duration,
     /// Bound on establishing a connection to a member.
     pub connect_timeout: Duration,
+    /// A reader further behind than this many revisions reloads everything
+    /// instead of replaying the changes. etcd hands a lagging watch about
+    /// 10,000 revisions a second, so a long replay could never finish
+    /// within the request timeout, and would hold every event in memory.
+    pub max_replay: u64,
 }
 
 impl EtcdOptions {
@@ -125,6 +130,7 @@ impl EtcdOptions {
             tls: None,
             request_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            max_replay: 20_000,
         }
     }
 
@@ -704,6 +710,10 @@ impl Store for EtcdStore {
         }
         if current < since {
             // The reader is ahead of the store (etcd restored from a backup).
+            return Ok(Changes::Compacted);
+        }
+        if current.0 - since.0 > self.options.max_replay {
+            // Too far behind to replay in time: a reload reads only what is.
             return Ok(Changes::Compacted);
         }
         let mut watch = self.client.watch_client();

@@ -298,7 +298,8 @@ pub enum Changes {
         /// The changed keys.
         events: Vec<Event>,
     },
-    /// The history needed was compacted; reload with [`Store::load`].
+    /// The history needed was compacted, or is too long to replay in
+    /// time; reload with [`Store::load`].
     Compacted,
 }
 

@@ -970,6 +970,44 @@ mod etcd_only {
         assert_eq!(snap.projects().count(), 5);
     }
 
+    /// A reader far behind reloads rather than replaying a backlog that
+    /// etcd could not hand over within the request timeout (it stayed
+    /// stuck, retrying the same replay, until a compaction passed it).
+    #[test]
+    fn a_reader_far_behind_reloads_instead_of_replaying() {
+        let cluster = etcd_server::EtcdCluster::start(1);
+        let mut options = EtcdOptions::new(cluster.endpoints());
+        options.max_replay = 3;
+        let server = StoreView::new(Arc::new(EtcdStore::connect(options).unwrap())).unwrap();
+        let cli = connect(&cluster, "/paddock/").unwrap();
+        let behind = server.snapshot().revision();
+        cli.commit(vec![Op::put(project("p-0", 1), Expect::Absent)])
+            .unwrap();
+        // One revision behind: replayed.
+        assert!(matches!(
+            server.store().changes_since(behind).unwrap(),
+            Changes::Events { .. }
+        ));
+        for i in 1..6 {
+            cli.commit(vec![Op::put(project(&format!("p-{i}"), 1), Expect::Absent)])
+                .unwrap();
+        }
+        cli.commit(vec![Op::delete(
+            Key::new(Kind::Project, "p-0"),
+            Expect::Exists,
+        )])
+        .unwrap();
+        assert_eq!(
+            server.store().changes_since(behind).unwrap(),
+            Changes::Compacted
+        );
+        assert!(server.refresh().unwrap());
+        let snap = server.snapshot();
+        assert_eq!(snap.revision(), cli.revision().unwrap());
+        assert!(snap.project("p-0").is_none());
+        assert_eq!(snap.projects().count(), 5);
+    }
+
     /// Two stores on `cluster` campaigning for the jobs, once one of them
     /// leads: the stores and their standings.
     fn two_replicas_once_one_leads(
