@@ -189,6 +189,77 @@ async fn an_http2_connection_with_no_open_stream_is_closed_when_idle() {
         .expect("the connection ended cleanly");
 }
 
+/// An HTTP/2 connection whose client never opens its receive window
+/// (SETTINGS_INITIAL_WINDOW_SIZE 0), driven by a task that ends with the
+/// connection, and the head of a response whose body cannot be sent.
+async fn stalled_http2_response(
+    proxy: &ProxyUnderTest,
+) -> (
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    http::Response<hyper::body::Incoming>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tls = connect(proxy, b"h2").await;
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    // A 404 Status: headers, then a body the window never lets through.
+    let response = tokio::time::timeout(
+        HANG,
+        sender.send_request(
+            Request::get(format!("{}/paddock/nope", proxy.url()))
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        ),
+    )
+    .await
+    .expect("no response head")
+    .unwrap();
+    assert_eq!(response.status(), 404);
+    (sender, response, connection)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_that_never_reads_its_response_is_closed_when_idle() {
+    let proxy = ProxyUnderTest::start(builder(None).connection_limits(limits(
+        HANG,
+        Duration::from_millis(300),
+        HANG,
+        None,
+    )))
+    .await;
+    // The client keeps everything, reads nothing, and answers pings.
+    let (_sender, _response, connection) = stalled_http2_response(&proxy).await;
+    let _ = tokio::time::timeout(HANG, connection)
+        .await
+        .expect("a connection whose client never read its response was kept open");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_that_never_reads_its_response_gives_its_place_back() {
+    let proxy = ProxyUnderTest::start(builder(None).connection_limits(limits(
+        HANG,
+        Duration::from_millis(300),
+        HANG,
+        Some(1),
+    )))
+    .await;
+    let (_sender, _response, _connection) = stalled_http2_response(&proxy).await;
+    // Waits for the only place, which the stalled client never gives up.
+    let client = TestClient::new(proxy.ca_pem(), Protocol::Http1, None);
+    let response = tokio::time::timeout(
+        HANG,
+        client.get(&format!("{}/paddock/healthz", proxy.url()), None),
+    )
+    .await
+    .expect("a client that never reads kept the only connection place");
+    assert_eq!(response.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_login_body_trickled_one_byte_at_a_time_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,10 +3,15 @@
 //! idle timeout, a deadline for the request bodies Paddock reads itself,
 //! and a cap on open connections.
 //!
-//! "Idle" means no request in flight. A watch, `kubectl logs -f` or an
-//! exec session is a request in flight for as long as its response streams
-//! (or its upgraded connection lives), however quiet it is, so none of
-//! these limits cuts it.
+//! "Idle" means nothing is waiting on an upstream and no response has made
+//! progress for the idle timeout. A request waits on its upstream until its
+//! response exists, and again whenever its body has nothing to send: a
+//! watch, `kubectl logs -f` or an exec session (an upgraded connection is
+//! no longer the server's) is never idle, however quiet it is, so none of
+//! these limits cuts it. A response body that is not asked for its next
+//! frame waits on the client instead, which is not reading (HTTP/2: it
+//! never opened its window; HTTP/1.1: it stopped reading the socket), and
+//! that does not keep a connection open.
 
 use std::{
     io,
@@ -54,8 +59,11 @@ pub struct ConnectionLimits {
     /// keep-alive connection that sends nothing). Default
     /// [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
-    /// A connection with no request in flight for this long is closed
-    /// (HTTP/2: GOAWAY). Default [`DEFAULT_IDLE_TIMEOUT`].
+    /// A connection is closed (HTTP/2: GOAWAY) when for this long none of
+    /// its requests waited on the cluster (for a response, or a watch's
+    /// next event) and none of its responses made progress: a client that
+    /// stops reading a response does not hold the connection. Default
+    /// [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: Duration,
     /// Time Paddock's own endpoints (`/paddock/`) give a request body to
     /// arrive whole; proxied bodies stream and are not limited. Default
@@ -93,13 +101,17 @@ impl ConnectionLimits {
     }
 }
 
-/// Whether a connection has requests in flight, and since when it has none.
+/// Whether a connection's requests wait on their upstreams, and when its
+/// responses last made progress.
 #[derive(Debug)]
 pub(super) struct Activity {
     start: Instant,
-    in_flight: AtomicUsize,
-    /// Milliseconds after `start` when the last request ended.
-    last_end_ms: AtomicU64,
+    /// Requests waiting on their upstream: for their response, or for
+    /// their body's next frame.
+    waiting: AtomicUsize,
+    /// Milliseconds after `start` of the last progress: a response, a body
+    /// frame, or a request's end.
+    last_progress_ms: AtomicU64,
     served: AtomicBool,
 }
 
@@ -107,17 +119,21 @@ impl Activity {
     pub(super) fn new() -> Arc<Self> {
         Arc::new(Self {
             start: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            last_end_ms: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            last_progress_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
         })
     }
 
-    /// Marks a request in flight until the returned guard is dropped.
+    /// Marks a new request as waiting on its upstream until the returned
+    /// guard says otherwise or is dropped.
     pub(super) fn busy(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         self.served.store(true, Ordering::Relaxed);
-        Busy(self.clone())
+        Busy {
+            activity: self.clone(),
+            waiting: true,
+        }
     }
 
     /// Whether the connection ever carried a request.
@@ -125,18 +141,19 @@ impl Activity {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Resolves once no request has been in flight for `timeout`.
+    /// Resolves once no request has waited on its upstream, and no
+    /// response made progress, for `timeout`.
     pub(super) async fn idle(&self, timeout: Duration) {
         let mut deadline = self.start + timeout;
         loop {
             tokio::time::sleep_until(deadline).await;
-            if self.in_flight.load(Ordering::Acquire) > 0 {
+            if self.waiting.load(Ordering::Acquire) > 0 {
                 deadline = Instant::now() + timeout;
                 continue;
             }
-            let last_end =
-                self.start + Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed));
-            deadline = last_end + timeout;
+            let last_progress =
+                self.start + Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
+            deadline = last_progress + timeout;
             if deadline <= Instant::now() {
                 return;
             }
@@ -144,26 +161,51 @@ impl Activity {
     }
 }
 
-/// A request in flight on its connection.
+/// A request on its connection, and whether it waits on its upstream.
 #[derive(Debug)]
-pub(super) struct Busy(Arc<Activity>);
+pub(super) struct Busy {
+    activity: Arc<Activity>,
+    waiting: bool,
+}
 
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_end_ms.fetch_max(ms, Ordering::Relaxed);
-        // Release: whoever sees the count drop sees the time above.
-        self.0.in_flight.fetch_sub(1, Ordering::Release);
+impl Busy {
+    /// The request waits on its upstream again: its body had nothing to send.
+    fn wait(&mut self) {
+        if !self.waiting {
+            self.waiting = true;
+            self.activity.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The request made progress (a response, a frame, its end), and now
+    /// waits on the client to ask for more.
+    fn progress(&mut self) {
+        let activity = &*self.activity;
+        let ms = u64::try_from(activity.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        activity.last_progress_ms.fetch_max(ms, Ordering::Relaxed);
+        if self.waiting {
+            self.waiting = false;
+            // Release: whoever sees the count drop sees the time above.
+            activity.waiting.fetch_sub(1, Ordering::Release);
+        }
     }
 }
 
-/// A response body that keeps its request in flight until it is dropped
-/// (sent whole, or abandoned); for a HEAD request, no content at all.
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.progress();
+    }
+}
+
+/// A response body that tells its connection's [`Activity`] whether it
+/// waits on its upstream (its last poll was pending) or on the client (it
+/// yielded a frame, or was never polled, and was not asked again); for a
+/// HEAD request, no content at all.
 #[derive(Debug)]
 pub(super) struct TrackedBody<B> {
     inner: B,
     head: bool,
-    _busy: Busy,
+    busy: Busy,
 }
 
 impl<B: Body> TrackedBody<B> {
@@ -177,8 +219,11 @@ impl<B: Body> TrackedBody<B> {
     pub(super) fn response(
         mut response: http::Response<B>,
         head: bool,
-        busy: Busy,
+        mut busy: Busy,
     ) -> http::Response<Self> {
+        // The upstream answered: the body waits for the client to ask for it
+        // (hyper's HTTP/2 server asks only once the client's window opens).
+        busy.progress();
         if head && !response.body().is_end_stream() {
             if let Some(length) = response.body().size_hint().exact() {
                 response
@@ -187,11 +232,7 @@ impl<B: Body> TrackedBody<B> {
                     .or_insert_with(|| length.into());
             }
         }
-        response.map(|inner| Self {
-            inner,
-            head,
-            _busy: busy,
-        })
+        response.map(|inner| Self { inner, head, busy })
     }
 }
 
@@ -207,7 +248,12 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
         if this.head {
             return Poll::Ready(None);
         }
-        Pin::new(&mut this.inner).poll_frame(cx)
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match polled {
+            Poll::Pending => this.busy.wait(),
+            Poll::Ready(_) => this.busy.progress(),
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -291,7 +337,7 @@ mod tests {
         let busy = activity.busy();
         let idle = activity.idle(timeout);
         tokio::pin!(idle);
-        // A request in flight far longer than the timeout: not idle.
+        // A request waiting for its response far longer than the timeout: not idle.
         assert!(
             tokio::time::timeout(Duration::from_secs(60), idle.as_mut())
                 .await
@@ -302,6 +348,63 @@ mod tests {
         let ended = tokio::time::Instant::now();
         idle.await;
         assert!(ended.elapsed() >= timeout, "idle before the timeout");
+    }
+
+    /// A body whose polls are pending, or yield a frame once `ready`.
+    struct Upstream {
+        ready: bool,
+    }
+
+    impl Body for Upstream {
+        type Data = &'static [u8];
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            if self.ready {
+                Poll::Ready(Some(Ok(Frame::data(&b"event"[..]))))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    fn poll(body: &mut TrackedBody<Upstream>) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        Pin::new(body).poll_frame(&mut cx).is_ready()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_waiting_on_its_upstream_is_not_idle_and_one_the_client_does_not_read_is() {
+        let activity = Activity::new();
+        let timeout = Duration::from_secs(10);
+        let idle = activity.idle(timeout);
+        tokio::pin!(idle);
+        let response = http::Response::new(Upstream { ready: false });
+        let mut body = TrackedBody::response(response, false, activity.busy()).into_body();
+        // Never polled since its headers went out: the client's window is shut.
+        let responded = tokio::time::Instant::now();
+        idle.as_mut().await;
+        assert!(responded.elapsed() >= timeout, "idle before the timeout");
+
+        let idle = activity.idle(timeout);
+        tokio::pin!(idle);
+        // A quiet watch: its last poll was pending, for far longer than the timeout.
+        assert!(!poll(&mut body));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), idle.as_mut())
+                .await
+                .is_err(),
+            "idle while waiting on the upstream"
+        );
+        // An event the client never asks for.
+        body.inner.ready = true;
+        assert!(poll(&mut body));
+        let sent = tokio::time::Instant::now();
+        idle.await;
+        assert!(sent.elapsed() >= timeout, "idle before the timeout");
     }
 
     #[test]

@@ -309,7 +309,8 @@ where
 }
 
 /// Serves `connection` until it ends; closes it gracefully when the server
-/// drains or when no request has been in flight for the idle timeout, and
+/// drains or when it has been idle (see [`Activity::idle`]) for the idle
+/// timeout, a client that stopped reading a response included, and
 /// drops it if an idle close does not finish within [`CLOSE_TIMEOUT`] or
 /// the idle timeout, whichever is shorter (at once if it never carried a
 /// request).
