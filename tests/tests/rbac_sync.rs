@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use paddock_tests::fake_apiserver::{FakeApiConfig, FakeApiServer};
 use proxy_core::{
     authz::policy::PolicySource,
-    plugins::rbac_sync::{RbacSync, MANAGED_BY_LABEL},
+    plugins::rbac_sync::{ClusterStatus, RbacSync, MANAGED_BY_LABEL},
     store::{
         BindingScope, EmbeddedOptions, EmbeddedStore, Expect, Object, Op, Project, RoleBinding,
         StoreView, SubjectKind, Timestamp, User,
@@ -338,4 +338,55 @@ async fn writes_the_api_server_refuses_keep_the_cluster_failing_until_they_pass(
     assert_eq!(status.objects_written, 5);
     // Nothing had been written before: no drift.
     assert_eq!(status.drift_repaired, 0);
+}
+
+/// A cluster whose listing stalls mid-body fails its pass once the
+/// cluster's request timeout has passed, and holds back no other cluster:
+/// the healthy one passes again and again meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_whose_listing_stalls_fails_and_holds_back_no_other() {
+    let s = setup().await;
+    let stalled = FakeApiServer::start(FakeApiConfig::default())
+        .await
+        .unwrap();
+    stalled.stall_rbac_lists(true);
+    let config = |id: &str, fake: &FakeApiServer| {
+        let mut cluster = ClusterConfig::new(id, fake.url());
+        cluster.ca_pem = Some(fake.ca_pem().as_bytes().to_vec());
+        cluster.credential = UpstreamCredential::BearerToken(fake.token().to_owned().into());
+        cluster.request_timeout = Duration::from_secs(3);
+        cluster
+    };
+    let source = PolicySource::default();
+    let sync = Arc::new(
+        RbacSync::new(
+            s.view.clone(),
+            Arc::new(move || Arc::new(source.load().unwrap())),
+        )
+        .cluster(&config("prod", &s.fake))
+        .unwrap()
+        .cluster(&config("stalled", &stalled))
+        .unwrap()
+        .interval(Duration::from_millis(100)),
+    );
+    let task = sync.spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = sync.status();
+        if status.get("stalled").is_some_and(ClusterStatus::failing) {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled cluster is not reported failing: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    task.abort();
+    let error = status["stalled"].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("did not end within 3s"), "{error}");
+    let prod = &status["prod"];
+    assert!(!prod.failing(), "{prod:?}");
+    // A pass every quarter second or so while the other waited 3 s.
+    assert!(prod.passes >= 3, "{prod:?}");
 }

@@ -66,7 +66,8 @@ pub(crate) struct AlertsConfig {
     /// Where alerts go.
     #[serde(default)]
     receivers: Vec<ReceiverConfig>,
-    /// Notifications waiting for delivery at most (default 1000).
+    /// Notifications waiting for delivery at most (default 1000), in the
+    /// shared queue and in each receiver's.
     queue_size: Option<usize>,
     /// Firing alerts sent per minute at most (default 30).
     max_per_minute: Option<u32>,

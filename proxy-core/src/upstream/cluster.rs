@@ -68,7 +68,9 @@ pub struct ClusterConfig {
     /// handshake. A request that cannot connect within it is answered
     /// `503` (watches, logs and exec too).
     pub connect_timeout: Duration,
-    /// Time allowed for response headers of ordinary (not long-running) requests.
+    /// Time allowed for response headers of ordinary (not long-running)
+    /// requests; for the RBAC sync's own calls, for the whole answer, its
+    /// body included.
     pub request_timeout: Duration,
     /// The cluster's own API server as users reach it directly, with a
     /// `paddock sidecar` authenticating Paddock's tokens there (the
@@ -320,6 +322,11 @@ impl Cluster {
     /// The cluster's id.
     pub(crate) fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Time allowed for an ordinary request's answer.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// The verdict on reaching it: where what anyone finds out goes.

@@ -150,6 +150,9 @@ pub(crate) struct State {
     /// RBAC objects may be read, not written (403, as kube-apiserver's
     /// authorizer answers a credential without the rights).
     rbac_read_only: std::sync::atomic::AtomicBool,
+    /// Lists of RBAC objects send their headers and the start of their
+    /// body, then nothing more.
+    rbac_lists_stall: std::sync::atomic::AtomicBool,
 }
 
 /// A running fake apiserver.
@@ -199,6 +202,7 @@ impl FakeApiServer {
             rbac: Mutex::default(),
             echo: portforward::echo_server().await?,
             rbac_read_only: std::sync::atomic::AtomicBool::new(false),
+            rbac_lists_stall: std::sync::atomic::AtomicBool::new(false),
             config,
         });
         let tls = (!state.config.plain_http).then(|| {
@@ -311,6 +315,16 @@ impl FakeApiServer {
         self.state
             .rbac_read_only
             .store(forbid, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// From now on, answers (`stall`) every list of RBAC objects with its
+    /// headers and the start of its body, then nothing more, the
+    /// connection held open, as an API server or a tunnel that stalls
+    /// mid-answer; or answers them whole again.
+    pub fn stall_rbac_lists(&self, stall: bool) {
+        self.state
+            .rbac_lists_stall
+            .store(stall, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Stores an RBAC object by hand (created or replaced, as someone else's

@@ -6,16 +6,19 @@
 //! delete, and list with an equality `labelSelector`, cluster-wide or per
 //! namespace. The fake enforces no RBAC with them; writes can be refused
 //! as a whole ([`super::FakeApiServer::forbid_rbac_writes`]), with the
-//! Status kube-apiserver's authorizer answers.
+//! Status kube-apiserver's authorizer answers, and lists can stall
+//! mid-body ([`super::FakeApiServer::stall_rbac_lists`]).
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 
-use super::{json_value, status, Body, State};
+use super::{json_value, status, streaming, Body, State};
 
 /// The API group a request addresses: `rbac.authorization.k8s.io/v1`, or
 /// the core group's `v1` (`""`).
@@ -268,14 +271,28 @@ fn list(
         })
         .map(|(_, o)| o.clone())
         .collect();
-    json_value(
-        StatusCode::OK,
-        &json!({
-            "kind": format!("{kind}List"), "apiVersion": group.api_version(),
-            "metadata": {"resourceVersion": state.next_resource_version().to_string()},
-            "items": items,
-        }),
-    )
+    let list = json!({
+        "kind": format!("{kind}List"), "apiVersion": group.api_version(),
+        "metadata": {"resourceVersion": state.next_resource_version().to_string()},
+        "items": items,
+    });
+    if matches!(group, Group::Rbac)
+        && state
+            .rbac_lists_stall
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let text = list.to_string();
+        let start = Bytes::from(text[..text.len() / 2].to_owned());
+        let stalled =
+            futures_util::stream::once(async { start }).chain(futures_util::stream::pending());
+        let mut response = Response::new(streaming(stalled, None));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return response;
+    }
+    json_value(StatusCode::OK, &list)
 }
 
 /// kube-apiserver's answer to a write its authorizer denied

@@ -1,13 +1,12 @@
 //! Receivers and what they are sent: the payload shapes, and the thread
-//! that POSTs them off the request path (bounded queue, retries with a
-//! doubling backoff, drops counted).
+//! that POSTs them off the request path (bounded queues, one per receiver
+//! besides the shared one, retries with a doubling backoff, drops counted).
 
 use std::{
     collections::BTreeMap,
     fmt,
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc::{Receiver as Queue, RecvTimeoutError},
         Arc, Mutex, PoisonError,
     },
     time::{Duration, Instant, SystemTime},
@@ -16,6 +15,7 @@ use std::{
 use bytes::Bytes;
 use http::Uri;
 use serde_json::{json, Value};
+use tokio::{sync::mpsc, task::JoinSet, time::MissedTickBehavior};
 
 use super::{
     engine::{Alert, Engine, Notification, Status},
@@ -134,8 +134,9 @@ impl AlertReceiver {
 /// What the delivery thread and the plugin count.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
-    /// Notifications waiting in the queue, and those lost: the queue was
-    /// full, or a receiver never took it.
+    /// Notifications waiting in the queues (the shared one and each
+    /// receiver's), and those lost: a queue was full, or a receiver never
+    /// took it.
     pub(super) queue: Arc<QueueCounters>,
     /// POSTs a receiver accepted.
     pub(super) delivered: AtomicU64,
@@ -243,70 +244,88 @@ fn fingerprint(labels: &BTreeMap<&str, String>) -> String {
     format!("{hash:016x}")
 }
 
-/// How often the thread does the time-driven work when nothing arrives.
+/// How often the thread does the time-driven work.
 const TICK: Duration = Duration::from_secs(1);
 
-/// The delivery thread: takes notifications from the queue, does the
-/// engine's time-driven work every [`TICK`], POSTs to every receiver.
-/// Ends when the plugin (the queue's sender) is gone.
-pub(super) fn run(
-    queue: Queue<Notification>,
+/// The delivery thread's work: takes notifications from the queue, does
+/// the engine's time-driven work every [`TICK`], and hands each
+/// notification to the queue of every receiver that takes it. Each
+/// receiver has a queue of `lane_size` and a task of its own that POSTs
+/// from it, so a slow or dead receiver (up to `retries + 1` timeouts and
+/// the backoff per notification) delays neither the others nor the ticks
+/// (resolutions, Alertmanager's resends); what its full queue refuses is
+/// dropped and counted. Ends, once the receivers' queues are drained, when
+/// the plugin (the queue's sender) is gone.
+pub(super) async fn run(
+    mut queue: mpsc::Receiver<Notification>,
     receivers: Vec<(AlertReceiver, HttpClient)>,
     engine: Arc<Mutex<Engine>>,
     counters: Arc<Counters>,
     external_url: String,
-    runtime: tokio::runtime::Runtime,
+    lane_size: usize,
 ) {
-    let resend_wanted = receivers
-        .iter()
-        .any(|(r, _)| r.format == Format::Alertmanager);
-    let mut last_tick = Instant::now();
+    let external_url: Arc<str> = external_url.into();
+    let mut senders = JoinSet::new();
+    let lanes: Vec<(Format, mpsc::Sender<Notification>)> = receivers
+        .into_iter()
+        .map(|(receiver, client)| {
+            let (lane, taken) = mpsc::channel(lane_size.max(1));
+            let format = receiver.format;
+            let (counters, external_url) = (counters.clone(), external_url.clone());
+            senders.spawn(send_all(taken, receiver, client, counters, external_url));
+            (format, lane)
+        })
+        .collect();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        let mut due = Vec::new();
-        match queue.recv_timeout(TICK) {
-            Ok(notification) => {
-                counters.queue.taken(1);
-                due.push(notification);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        if last_tick.elapsed() >= TICK {
-            last_tick = Instant::now();
-            let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
-            due.extend(engine.tick(Instant::now(), SystemTime::now()));
-        }
+        let due = tokio::select! {
+            notification = queue.recv() => match notification {
+                Some(notification) => {
+                    counters.queue.taken(1);
+                    vec![notification]
+                }
+                None => break,
+            },
+            _ = tick.tick() => engine
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .tick(Instant::now(), SystemTime::now()),
+        };
         for notification in due {
-            if notification.resend && !resend_wanted {
-                continue;
+            for (format, lane) in &lanes {
+                if notification.resend && *format != Format::Alertmanager {
+                    continue;
+                }
+                // Full: this receiver is behind; the others are not held up.
+                counters.queue.offer(|| lane.try_send(notification.clone()));
             }
-            runtime.block_on(deliver(&receivers, &notification, &counters, &external_url));
         }
     }
+    drop(lanes);
+    while senders.join_next().await.is_some() {}
 }
 
-/// Sends one notification to every receiver that takes it, at once.
-async fn deliver(
-    receivers: &[(AlertReceiver, HttpClient)],
-    notification: &Notification,
-    counters: &Counters,
-    external_url: &str,
+/// One receiver's task: POSTs what its queue holds, one at a time.
+async fn send_all(
+    mut lane: mpsc::Receiver<Notification>,
+    receiver: AlertReceiver,
+    client: HttpClient,
+    counters: Arc<Counters>,
+    external_url: Arc<str>,
 ) {
-    let sends = receivers
-        .iter()
-        .filter(|(receiver, _)| !notification.resend || receiver.format == Format::Alertmanager)
-        .map(|(receiver, client)| async move {
-            let body = Bytes::from(
-                serde_json::to_vec(&receiver.payload(&notification.alert, external_url))
-                    .unwrap_or_default(),
-            );
-            if post(receiver, client, body).await {
-                counters.delivered.fetch_add(1, Ordering::Relaxed);
-            } else {
-                counters.queue.lost(1);
-            }
-        });
-    futures_util::future::join_all(sends).await;
+    while let Some(notification) = lane.recv().await {
+        counters.queue.taken(1);
+        let body = Bytes::from(
+            serde_json::to_vec(&receiver.payload(&notification.alert, &external_url))
+                .unwrap_or_default(),
+        );
+        if post(&receiver, &client, body).await {
+            counters.delivered.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.queue.lost(1);
+        }
+    }
 }
 
 /// POSTs `body`, retrying with a doubling backoff; false when it never got

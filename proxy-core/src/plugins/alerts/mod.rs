@@ -20,9 +20,11 @@
 //!
 //! **Off the request path**: a request costs a map lookup when it carried
 //! a Paddock token, nothing otherwise; what fires goes into a bounded queue
-//! (full: dropped and counted) that one thread drains, POSTing to every
-//! receiver at once and retrying each with a doubling backoff before it
-//! drops and counts the notification.
+//! (full: dropped and counted) that one thread drains into a bounded queue
+//! per receiver; each receiver's POSTs run on their own, retried with a
+//! doubling backoff before the notification is dropped and counted, so a
+//! slow or dead receiver holds up neither the others nor the time-driven
+//! work (resolutions, Alertmanager's resends).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -51,11 +53,7 @@ mod tests;
 use std::{
     collections::HashMap,
     net::IpAddr,
-    sync::{
-        atomic::Ordering,
-        mpsc::{sync_channel, SyncSender},
-        Arc, Mutex, PoisonError, RwLock,
-    },
+    sync::{atomic::Ordering, Arc, Mutex, PoisonError, RwLock},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -103,8 +101,8 @@ pub struct Burst {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AlertsOptions {
-    /// Notifications waiting for delivery at most (default 1000); more are
-    /// dropped and counted.
+    /// Notifications waiting for delivery at most (default 1000), in the
+    /// shared queue and in each receiver's; more are dropped and counted.
     pub queue_size: usize,
     /// Firing alerts sent per minute at most (default 30).
     pub max_per_minute: u32,
@@ -161,7 +159,7 @@ pub struct Alerts {
 struct Inner {
     rules: AlertRules,
     engine: Arc<Mutex<Engine>>,
-    queue: SyncSender<Notification>,
+    queue: tokio::sync::mpsc::Sender<Notification>,
     counters: Arc<Counters>,
     /// The addresses each Paddock token was used from.
     addresses: RwLock<HashMap<String, Vec<IpAddr>>>,
@@ -196,14 +194,22 @@ impl Alerts {
             Instant::now(),
         )));
         let counters = Arc::new(Counters::default());
-        let (queue, taken) = sync_channel(options.queue_size.max(1));
+        let size = options.queue_size.max(1);
+        let (queue, taken) = tokio::sync::mpsc::channel(size);
         {
             let (engine, counters) = (engine.clone(), counters.clone());
             let external_url = options.external_url.clone();
             std::thread::Builder::new()
                 .name("paddock-alerts".to_owned())
                 .spawn(move || {
-                    deliver::run(taken, clients, engine, counters, external_url, runtime);
+                    runtime.block_on(deliver::run(
+                        taken,
+                        clients,
+                        engine,
+                        counters,
+                        external_url,
+                        size,
+                    ));
                 })?;
         }
         Ok(Self {
@@ -217,13 +223,14 @@ impl Alerts {
         })
     }
 
-    /// Notifications lost: the queue was full, or a receiver never took it
-    /// (counted once per receiver).
+    /// Notifications lost: the queue or a receiver's was full, or a
+    /// receiver never took it (counted once per receiver).
     pub fn dropped(&self) -> u64 {
         self.inner.counters.queue.dropped()
     }
 
-    /// Notifications waiting in the queue.
+    /// Notifications waiting for delivery: in the queue, or in a
+    /// receiver's (once per receiver it goes to).
     pub fn queued(&self) -> u64 {
         self.inner.counters.queue.queued()
     }

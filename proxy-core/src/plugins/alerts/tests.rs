@@ -216,6 +216,60 @@ async fn a_failing_receiver_is_retried_then_the_alert_dropped() {
     assert_eq!(alerts.delivered(), 0);
 }
 
+/// A receiver that accepts connections and never answers: each POST
+/// takes its whole timeout.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+/// Receivers are independent: one that never answers delays neither the
+/// healthy one nor the time-driven work (Alertmanager's resends).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_receiver_does_not_hold_back_a_healthy_one() {
+    let (url, mut posts) = receiver(0).await;
+    let rules = AlertRules {
+        cluster_unreachable: true,
+        ..AlertRules::default()
+    };
+    // Its retries of one notification would take four hours.
+    let mut dead = receiver_for(&black_hole().await, Format::Generic);
+    dead.timeout = Duration::from_secs(3600);
+    let options = AlertsOptions {
+        resend: Duration::from_millis(200),
+        ..AlertsOptions::default()
+    };
+    let alerts = Alerts::new(
+        rules,
+        vec![dead, receiver_for(&url, Format::Alertmanager)],
+        options,
+    )
+    .unwrap();
+    alerts.on_event(&down("prod"));
+    alerts.on_event(&down("staging"));
+    let mut clusters = Vec::new();
+    for _ in 0..2 {
+        let post = next(&mut posts).await;
+        clusters.push(post[0]["labels"]["cluster"].clone());
+    }
+    clusters.sort_by_key(Value::to_string);
+    assert_eq!(clusters, ["prod", "staging"]);
+    // The engine's ticks go on: the firing alerts are sent again.
+    let resent = next(&mut posts).await;
+    assert!(resent[0].get("endsAt").is_none(), "{resent}");
+    // The second notification still waits for the dead receiver.
+    eventually(|| alerts.queued() == 1).await;
+    assert_eq!(alerts.queued(), 1);
+    assert_eq!(alerts.dropped(), 0);
+}
+
 fn failed_login(user: &str, from: SocketAddr) -> RequestContext {
     let context = RequestContext::new(
         "1".into(),

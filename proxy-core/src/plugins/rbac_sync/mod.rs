@@ -9,7 +9,10 @@
 //! labelled objects equal to it ([`Report`]), so a missed change, a
 //! restart or an object edited or deleted by hand is repaired by the next
 //! pass. Passes run every `interval`, as soon as the store changes, and at
-//! once for a cluster that appears.
+//! once for a cluster that appears. Each cluster's passes run on their
+//! own, and each call, headers and body, ends within the cluster's request
+//! timeout: a cluster that stalls mid-answer fails its pass and holds back
+//! no other cluster's.
 //!
 //! Which clusters: given to a proxy
 //! ([`ProxyBuilder::rbac_sync`](crate::ProxyBuilder::rbac_sync)), every

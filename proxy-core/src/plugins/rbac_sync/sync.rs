@@ -7,8 +7,8 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
 use policy::PolicySet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use super::{
     apply, client,
@@ -28,6 +28,7 @@ pub type CurrentPolicy = Arc<dyn Fn() -> Arc<PolicySet> + Send + Sync>;
 const TICK: Duration = Duration::from_millis(250);
 /// Clusters synchronised at once; a slow or unreachable one (an agent that
 /// is not connected waits for it) does not hold the others back.
+/// Each of its calls ends within the cluster's request timeout.
 const CONCURRENCY: usize = 8;
 
 /// Why a cluster could not be synchronised at all.
@@ -299,36 +300,54 @@ impl RbacSync {
     }
 }
 
+/// When a cluster's last pass started, and from which store revision.
+struct Schedule {
+    revision: Revision,
+    started: tokio::time::Instant,
+}
+
+/// Each cluster's passes run on their own, as tasks: a cluster whose pass
+/// is slow or stalled (until its calls time out) holds back no other
+/// cluster's next pass, only takes one of the [`CONCURRENCY`] places.
 async fn run(sync: Weak<RbacSync>) {
-    let mut done_at: Option<Revision> = None;
-    let mut last_full = tokio::time::Instant::now();
-    let mut known: BTreeSet<String> = BTreeSet::new();
+    let mut schedules: HashMap<String, Schedule> = HashMap::new();
+    // Dropped with the loop (the sync gone, or the task aborted): the
+    // passes running are aborted with it.
+    let mut passes = JoinSet::new();
+    let mut running: HashMap<String, AbortHandle> = HashMap::new();
     loop {
+        while passes.try_join_next().is_some() {}
+        running.retain(|_, pass| !pass.is_finished());
         let Some(this) = sync.upgrade() else {
             return;
         };
         let targets = this.targets();
         this.forget_others(&targets);
+        schedules.retain(|id, _| targets.contains_key(id));
         let revision = this.view.snapshot().revision();
-        let full = done_at != Some(revision) || last_full.elapsed() >= this.interval;
-        let due: Vec<Arc<Cluster>> = targets
-            .values()
-            .filter(|c| full || !known.contains(c.id()))
-            .cloned()
-            .collect();
-        known = targets.keys().cloned().collect();
-        if full {
-            last_full = tokio::time::Instant::now();
-            done_at = Some(revision);
+        for (id, cluster) in &targets {
+            if running.len() >= CONCURRENCY {
+                break;
+            }
+            let due = schedules.get(id).is_none_or(|last| {
+                last.revision != revision || last.started.elapsed() >= this.interval
+            });
+            if !due || running.contains_key(id) {
+                continue;
+            }
+            schedules.insert(
+                id.clone(),
+                Schedule {
+                    revision,
+                    started: tokio::time::Instant::now(),
+                },
+            );
+            let (this, cluster) = (this.clone(), cluster.clone());
+            let pass = passes.spawn(async move {
+                let _ = this.pass(cluster).await;
+            });
+            running.insert(id.clone(), pass);
         }
-        futures_util::stream::iter(due)
-            .for_each_concurrent(CONCURRENCY, |cluster| {
-                let this = &this;
-                async move {
-                    let _ = this.pass(cluster).await;
-                }
-            })
-            .await;
         drop(this);
         tokio::time::sleep(TICK).await;
     }
