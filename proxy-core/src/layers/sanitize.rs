@@ -100,8 +100,11 @@ fn strip_matching(headers: &mut HeaderMap, stripped: impl Fn(&str) -> bool) {
             }
         }
     }
-    for name in first.into_iter().chain(more) {
+    if let Some(name) = first {
         headers.remove(name);
+        for name in more {
+            headers.remove(name);
+        }
     }
 }
 

@@ -193,7 +193,11 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.progress();
+        // Not waiting: the response's last step (its head, or the poll that
+        // ended its body) already recorded the time.
+        if self.waiting {
+            self.progress();
+        }
     }
 }
 
