@@ -102,6 +102,8 @@ fn strip_matching(headers: &mut HeaderMap, stripped: impl Fn(&str) -> bool) {
     }
     if let Some(name) = first {
         headers.remove(name);
+    }
+    if !more.is_empty() {
         for name in more {
             headers.remove(name);
         }
