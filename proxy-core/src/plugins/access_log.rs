@@ -70,7 +70,8 @@ impl AccessLog {
         Self { writer, format }
     }
 
-    /// Lines dropped because the writer could not keep up, since the start.
+    /// Lines dropped since the start: the writer could not keep up, or
+    /// writing failed.
     pub fn dropped(&self) -> u64 {
         self.writer.dropped()
     }
@@ -124,13 +125,18 @@ struct Line<'a> {
 struct Lines<W>(W);
 
 impl<W: Write + Send + 'static> Output for Lines<W> {
-    fn write(&mut self, lines: &[u8]) {
-        // Nowhere to report a failure to write the log itself.
-        let _ = self.0.write_all(lines);
+    fn write(&mut self, lines: &[u8]) -> u64 {
+        // Nowhere to report a failure to write the log itself but the
+        // drop count; how much of the batch got out is unknown.
+        match self.0.write_all(lines) {
+            Ok(()) => 0,
+            Err(_) => writer::count_lines(lines),
+        }
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self) -> u64 {
         let _ = self.0.flush();
+        0
     }
 
     fn dropped(&mut self, new: u64, total: u64) {

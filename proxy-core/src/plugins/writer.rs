@@ -26,6 +26,10 @@
 //! backend does the same, `plugin/pkg/audit/buffered/buffered.go`); `Block`
 //! waits for room, which holds up the request and its worker thread.
 //!
+//! Records the output could not write (a full or failing disk) are counted
+//! with the dropped ones: the drop count is every record that never got
+//! out.
+//!
 //! When the last [`LogWriter`] clone is dropped, the thread writes what is
 //! still queued and the drop waits for it: a clean exit loses nothing.
 
@@ -75,10 +79,12 @@ pub enum OnFull {
 /// Where a writer's records go, on its own thread.
 pub trait Output: Send + 'static {
     /// Writes (or buffers) `records`: one or more whole records, as their
-    /// producers formatted them, each ending with a newline.
-    fn write(&mut self, records: &[u8]);
-    /// Nothing is queued for now: push what is buffered to the OS.
-    fn flush(&mut self);
+    /// producers formatted them, each ending with a newline. Returns the
+    /// records lost: not written, now or from what was buffered before.
+    fn write(&mut self, records: &[u8]) -> u64;
+    /// Nothing is queued for now: push what is buffered to the OS. Returns
+    /// the records lost, as [`write`](Self::write).
+    fn flush(&mut self) -> u64;
     /// Records were dropped since the last call (`total` since the start);
     /// called at most every ten seconds, from the writer thread.
     fn dropped(&mut self, new: u64, total: u64) {
@@ -412,14 +418,16 @@ fn run(shared: &Shared, mut output: impl Output) {
                 stripe.room.notify_all();
             }
             drop(queue);
-            output.write(&batch);
+            let lost = output.write(&batch);
+            shared.dropped.fetch_add(lost, Ordering::Relaxed);
             let keep = kept_capacity(batch.len());
             batch.clear();
             batch.shrink_to(keep);
             wrote = true;
         }
         if wrote {
-            output.flush();
+            let lost = output.flush();
+            shared.dropped.fetch_add(lost, Ordering::Relaxed);
         }
         let total = shared.dropped.load(Ordering::Relaxed);
         if total != reported && last_report.is_none_or(|at| at.elapsed() >= REPORT_INTERVAL) {
@@ -435,6 +443,12 @@ fn run(shared: &Shared, mut output: impl Output) {
     if total != reported {
         output.dropped(total - reported, total);
     }
+}
+
+/// The lines in `bytes`: the records in a slice of whole records, each one
+/// line (the access log's and the audit file's).
+pub(crate) fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// The capacity a buffer keeps after a batch of `written` bytes: see
@@ -529,14 +543,16 @@ mod tests {
     struct Collect(Arc<StdMutex<(Vec<String>, usize, u64)>>);
 
     impl Output for Collect {
-        fn write(&mut self, records: &[u8]) {
+        fn write(&mut self, records: &[u8]) -> u64 {
             assert_eq!(records.last(), Some(&b'\n'), "whole records only");
             let text = std::str::from_utf8(records).unwrap();
             let mut collected = self.0.lock().unwrap();
             collected.0.extend(text.lines().map(str::to_owned));
+            0
         }
-        fn flush(&mut self) {
+        fn flush(&mut self) -> u64 {
             self.0.lock().unwrap().1 += 1;
+            0
         }
         fn dropped(&mut self, _new: u64, total: u64) {
             self.0.lock().unwrap().2 = total;

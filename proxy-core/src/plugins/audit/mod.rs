@@ -65,7 +65,7 @@
 //! let webhook = AuditSink::webhook(WebhookSink::new("https://audit.example.com/events")?, QueueOptions::default())?;
 //! let audit = Audit::new(policy, file).sink(webhook);
 //! let proxy = Proxy::builder().plugin(audit.clone()).build()?;
-//! // Later: events dropped because the disk could not keep up.
+//! // Later: events lost to a full queue, a failed write or delivery.
 //! let _dropped: u64 = audit.dropped();
 //! # Ok(()) }
 //! ```
@@ -126,8 +126,8 @@ impl Audit {
         self
     }
 
-    /// Events lost by the sinks: to a full queue, or a webhook batch that
-    /// never got through.
+    /// Events lost by the sinks: to a full queue, a failed write, or a
+    /// webhook batch that never got through.
     pub fn dropped(&self) -> u64 {
         self.sinks.iter().map(AuditSink::dropped).sum()
     }

@@ -9,12 +9,14 @@
 //! batch webhook does the same, `plugin/pkg/audit/buffered/buffered.go`);
 //! `Block` waits for room, which slows the request that wanted to log down
 //! to the disk's pace — and, with it, every request on the same worker
-//! thread. Drops are logged from the writer thread at most once every ten
-//! seconds, never once per event (kubernetes/kubernetes#61280).
+//! thread. Events the file could not take (a full or failing disk) are
+//! counted as dropped too. Drops are logged from the writer thread at most
+//! once every ten seconds, never once per event
+//! (kubernetes/kubernetes#61280).
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, BufWriter, Write},
+    io::{self, Write},
     path::{Path, PathBuf},
     sync::{
         mpsc::{self, Receiver, SyncSender},
@@ -25,18 +27,20 @@ use std::{
 
 use bytes::Bytes;
 
-use super::webhook::{WebhookError, WebhookSink};
+use super::webhook::{Closing, WebhookError, WebhookSink};
 use crate::plugins::{
     metrics::QueueStats,
     queue::QueueCounters,
-    writer::{LogWriter, Output},
+    writer::{count_lines, LogWriter, Output},
 };
 
 pub use crate::plugins::writer::OnFull;
 
 /// A file that is rotated by size: `path` is written; when the next event
 /// would take it past `max_size_bytes` it becomes `path.1`, `path.1`
-/// becomes `path.2`, and so on; files past `max_files` are deleted.
+/// becomes `path.2`, and so on; files past `max_files` are deleted. While
+/// it cannot be written, opened or rotated, events are dropped and
+/// counted; rotated files are never deleted by a rotation that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSink {
     /// The file events are appended to (created with mode 0600).
@@ -78,9 +82,10 @@ impl Default for QueueOptions {
 }
 
 /// The sending end of a sink: cheap to clone, shared by every worker.
-/// When the last clone is dropped (the proxy shut down), the writer writes
-/// what is still queued and the drop waits for it: no event is lost to a
-/// clean exit.
+/// When the last clone is dropped (the proxy shut down), the sink's thread
+/// writes what is still queued and the drop waits for it: a file sink
+/// loses no event to a clean exit; a webhook sink tries each batch once
+/// more, for a few seconds in all, and counts the rest as dropped.
 #[derive(Debug, Clone)]
 pub struct AuditSink {
     queue: Queue,
@@ -145,13 +150,18 @@ fn due(last: Option<Instant>, every: Duration) -> bool {
     last.is_none_or(|at| at.elapsed() >= every)
 }
 
-/// The writer thread, joined when the last sink clone goes.
+/// The webhook's thread, told to finish and joined when the last sink
+/// clone goes.
 #[derive(Debug)]
-struct Writer(Option<std::thread::JoinHandle<()>>);
+struct Writer {
+    thread: Option<std::thread::JoinHandle<()>>,
+    closing: Arc<Closing>,
+}
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        if let Some(thread) = self.0.take() {
+        self.closing.close();
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
@@ -177,12 +187,21 @@ impl AuditSink {
             .build()?;
         let (mut channel, receiver) = Channel::new(queue);
         let counters = channel.counters.clone();
+        let closing = Arc::new(Closing::default());
         let thread = std::thread::Builder::new()
             .name("paddock-audit-webhook".to_owned())
-            .spawn(move || {
-                super::webhook::deliver_events(receiver, webhook, client, counters, runtime);
+            .spawn({
+                let closing = closing.clone();
+                move || {
+                    super::webhook::deliver_events(
+                        receiver, webhook, client, counters, &closing, runtime,
+                    );
+                }
             })?;
-        channel.writer = Some(Arc::new(Writer(Some(thread))));
+        channel.writer = Some(Arc::new(Writer {
+            thread: Some(thread),
+            closing,
+        }));
         Ok(Self {
             queue: Queue::Channel(channel),
         })
@@ -207,7 +226,8 @@ impl AuditSink {
         }
     }
 
-    /// Events dropped because the queue was full, since the sink started.
+    /// Events lost since the sink started: to a full queue, a failed
+    /// write or a delivery that never got through.
     pub fn dropped(&self) -> u64 {
         match &self.queue {
             Queue::File(writer) => writer.dropped(),
@@ -273,31 +293,60 @@ impl Channel {
     }
 }
 
+/// How often, at most, a file that could not be opened or rotated is
+/// tried again; the lines meanwhile are dropped and counted. Each failed
+/// attempt touches nothing rotated, so retrying destroys nothing.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The suffix of the live file while it is being rotated.
+const STAGED: &str = "rotating";
+
 /// The file being written and its rotation.
 struct RotatingFile {
     config: FileSink,
-    out: Option<BufWriter<File>>,
+    /// The live file; `None` after opening or rotating failed, until
+    /// [`RETRY`] has passed.
+    file: Option<File>,
+    /// Whole lines not written yet: gathered up to [`WRITE_SIZE`], then
+    /// written in one piece.
+    pending: Vec<u8>,
+    /// The live file's size, `pending` included.
     size: u64,
+    /// A write failed partway through a line, so the file ends in part of
+    /// one: the next write starts with a newline.
+    torn: bool,
+    /// When opening or rotating last failed.
+    failed_at: Option<Instant>,
+    /// Lines lost since the writer thread last asked.
+    lost: u64,
     report: Report,
 }
 
 impl RotatingFile {
     fn open(config: FileSink) -> io::Result<Self> {
-        let file = open_append(&config.path)?;
-        let size = file.metadata()?.len();
-        Ok(Self {
+        let mut file = Self {
             config,
-            out: Some(buffered(file)),
-            size,
+            file: None,
+            pending: Vec::with_capacity(WRITE_SIZE),
+            size: 0,
+            torn: false,
+            failed_at: None,
+            lost: 0,
             report: Report::default(),
-        })
+        };
+        file.resume()?;
+        Ok(file)
     }
 
     /// Writes whole lines, rotating first whenever the next line would
     /// take the file past its size (a line larger than that gets a file of
-    /// its own).
-    fn write_lines(&mut self, mut lines: &[u8]) -> io::Result<()> {
+    /// its own). Lines that cannot be written are counted in `lost`.
+    fn write_lines(&mut self, mut lines: &[u8]) {
         while !lines.is_empty() {
+            if !self.ready() {
+                self.lost += count_lines(lines);
+                return;
+            }
             let room = self.config.max_size_bytes.saturating_sub(self.size);
             let fit = if lines.len() as u64 <= room {
                 lines.len()
@@ -314,58 +363,134 @@ impl RotatingFile {
                 }
             };
             if fit == 0 {
-                self.rotate()?;
+                if let Err(error) = self.rotate() {
+                    self.failed(&error);
+                }
                 continue;
             }
-            self.append(&lines[..fit])?;
+            self.buffer(&lines[..fit]);
             lines = &lines[fit..];
         }
+    }
+
+    /// Whether a file is open to write to; after a failure, tries again
+    /// once [`RETRY`] has passed.
+    fn ready(&mut self) -> bool {
+        if self.file.is_some() {
+            return true;
+        }
+        if !due(self.failed_at, RETRY) {
+            return false;
+        }
+        match self.resume() {
+            Ok(()) => true,
+            Err(error) => {
+                self.failed(&error);
+                false
+            }
+        }
+    }
+
+    /// Opens the live file, first finishing a rotation that a failure (or
+    /// a crash) left halfway. A live file still too large is rotated by
+    /// the next write.
+    fn resume(&mut self) -> io::Result<()> {
+        if suffixed(&self.config.path, STAGED).exists() {
+            self.rotate()
+        } else {
+            self.reopen()
+        }
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        let file = open_append(&self.config.path)?;
+        self.size = file.metadata()?.len();
+        if self.size == 0 {
+            // Nothing for a next line to be joined onto.
+            self.torn = false;
+        }
+        self.file = Some(file);
         Ok(())
     }
 
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.out.is_none() {
-            // A failed rotation left no file: try again.
-            let file = open_append(&self.config.path)?;
-            self.size = file.metadata()?.len();
-            self.out = Some(buffered(file));
-        }
-        if let Some(out) = &mut self.out {
-            out.write_all(bytes)?;
-            self.size += bytes.len() as u64;
-        }
-        Ok(())
+    fn failed(&mut self, error: &io::Error) {
+        self.file = None;
+        self.failed_at = Some(Instant::now());
+        self.report(error);
     }
 
-    /// `path.{n-1}` → `path.{n}`, …, `path` → `path.1`; the oldest goes.
+    /// `path` → `path.1`, `path.1` → `path.2`, …; past `max_files` the
+    /// oldest goes. The live file is moved aside (staged) first, and the
+    /// rotated ones are touched only once that worked: a live file that
+    /// is gone (deleted by hand) is simply created again, and a rotation
+    /// that fails midway loses nothing (the next attempt finishes it).
     fn rotate(&mut self) -> io::Result<()> {
-        if let Some(mut out) = self.out.take() {
-            out.flush()?;
-        }
+        self.write_pending();
+        self.file = None;
         let path = &self.config.path;
+        let staged = suffixed(path, STAGED);
+        // A file staged by a rotation that failed after staging it is
+        // retired first (staging the live file would overwrite it); the
+        // live file, still too large, is rotated right after.
+        if !staged.exists() {
+            match fs::rename(path, &staged) {
+                Err(error) if error.kind() == io::ErrorKind::NotFound => return self.reopen(),
+                result => result?,
+            }
+        }
         let max = self.config.max_files;
         if max == 0 {
-            fs::remove_file(path)?;
+            fs::remove_file(&staged)?;
         } else {
-            let _ = fs::remove_file(numbered(path, max));
-            for n in (1..max).rev() {
-                let from = numbered(path, n);
-                if from.exists() {
-                    fs::rename(&from, numbered(path, n + 1))?;
-                }
+            // Shifted up to the first free number; none free, the oldest
+            // is overwritten.
+            let free = (1..=max)
+                .find(|&n| !suffixed(path, n).exists())
+                .unwrap_or(max);
+            for n in (1..free).rev() {
+                fs::rename(suffixed(path, n), suffixed(path, n + 1))?;
             }
-            fs::rename(path, numbered(path, 1))?;
+            fs::rename(&staged, suffixed(path, 1))?;
         }
-        self.out = Some(buffered(open_append(path)?));
-        self.size = 0;
-        Ok(())
+        self.reopen()
     }
 
-    fn flush(&mut self) {
-        if let Some(out) = &mut self.out {
-            if let Err(error) = out.flush() {
-                self.report(&error);
-            }
+    /// Adds whole lines to the pending write; lines as large as the buffer
+    /// are written as they are, not copied.
+    fn buffer(&mut self, lines: &[u8]) {
+        self.size += lines.len() as u64;
+        if self.pending.len() + lines.len() > WRITE_SIZE {
+            self.write_pending();
+        }
+        if lines.len() >= WRITE_SIZE {
+            self.write_out(lines);
+        } else {
+            self.pending.extend_from_slice(lines);
+        }
+    }
+
+    fn write_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.write_out(&pending);
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// Writes whole lines to the file; what could not be written is
+    /// counted in `lost` and taken off `size`.
+    fn write_out(&mut self, lines: &[u8]) {
+        if lines.is_empty() {
+            return;
+        }
+        let result = match &mut self.file {
+            Some(file) => write_whole(file, &mut self.torn, lines),
+            None => Err((0, io::ErrorKind::NotFound.into())),
+        };
+        if let Err((written, error)) = result {
+            let rest = &lines[written..];
+            self.lost += count_lines(rest);
+            self.size = self.size.saturating_sub(rest.len() as u64);
+            self.report(&error);
         }
     }
 
@@ -375,41 +500,68 @@ impl RotatingFile {
     }
 }
 
-impl Output for RotatingFile {
-    fn write(&mut self, lines: &[u8]) {
-        if let Err(error) = self.write_lines(lines) {
-            self.report(&error);
+/// Writes `lines` (whole lines) to `out`. A write that fails partway
+/// through a line leaves part of it in the file; rather than cut it off
+/// again (which fails on the same broken disk, and races with anyone else
+/// appending), the next write starts with a newline: one corrupt line,
+/// never an event joined onto it. `torn` carries that across calls. An
+/// error comes with the bytes of `lines` written before it: the line they
+/// end in and every one after it are lost.
+fn write_whole(
+    out: &mut impl Write,
+    torn: &mut bool,
+    lines: &[u8],
+) -> Result<(), (usize, io::Error)> {
+    if *torn {
+        out.write_all(b"\n").map_err(|error| (0, error))?;
+        *torn = false;
+    }
+    let mut written = 0;
+    let error = loop {
+        if written == lines.len() {
+            return Ok(());
         }
+        match out.write(&lines[written..]) {
+            Ok(0) => break io::ErrorKind::WriteZero.into(),
+            Ok(n) => written += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => break error,
+        }
+    };
+    *torn = written > 0 && lines[written - 1] != b'\n';
+    Err((written, error))
+}
+
+impl Output for RotatingFile {
+    fn write(&mut self, lines: &[u8]) -> u64 {
+        self.write_lines(lines);
+        std::mem::take(&mut self.lost)
     }
 
-    fn flush(&mut self) {
-        RotatingFile::flush(self);
+    fn flush(&mut self) -> u64 {
+        self.write_pending();
+        std::mem::take(&mut self.lost)
     }
 
     fn dropped(&mut self, new: u64, total: u64) {
         tracing::warn!(
             dropped = new,
             total,
-            "audit events dropped: the sink cannot keep up"
+            "audit events dropped: the queue was full or the file could not be written"
         );
     }
 }
 
-fn numbered(path: &Path, n: usize) -> PathBuf {
+/// `path.{suffix}`: `audit.log.1`, `audit.log.rotating`.
+fn suffixed(path: &Path, suffix: impl std::fmt::Display) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".{n}"));
+    name.push(format!(".{suffix}"));
     PathBuf::from(name)
 }
 
 /// How much the file sink gathers per `write`: about 75 events at
-/// `Metadata`. Every file it opens (the first, and each after a rotation)
-/// gets the same buffer; the files opened after a rotation once got
-/// `BufWriter`'s default 8 KiB, eight times the system calls.
+/// `Metadata`. One buffer, kept across rotations.
 const WRITE_SIZE: usize = 64 * 1024;
-
-fn buffered(file: File) -> BufWriter<File> {
-    BufWriter::with_capacity(WRITE_SIZE, file)
-}
 
 fn open_append(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
@@ -449,29 +601,159 @@ mod tests {
         Output::write(&mut file, &batch(&["1", "2", "3"]));
         Output::write(&mut file, &batch(&["4", "5", "6", "7"]));
         file.flush();
-        let ids = |p: &Path| {
-            lines(p)
-                .iter()
-                .map(|e| e["auditID"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
-        };
         assert_eq!(ids(&path), ["7"]);
-        let out = file.out.as_ref().expect("a file after rotating");
-        assert_eq!(
-            out.capacity(),
-            WRITE_SIZE,
-            "the same buffer after a rotation"
-        );
-        assert_eq!(ids(&numbered(&path, 1)), ["5", "6"]);
-        assert_eq!(ids(&numbered(&path, 2)), ["3", "4"]);
+        assert_eq!(file.pending.capacity(), WRITE_SIZE, "one buffer throughout");
+        assert_eq!(ids(&suffixed(&path, 1)), ["5", "6"]);
+        assert_eq!(ids(&suffixed(&path, 2)), ["3", "4"]);
         // "1" and "2" were in the third rotated file: gone.
-        assert!(!numbered(&path, 3).exists());
+        assert!(!suffixed(&path, 3).exists());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    fn ids(path: &Path) -> Vec<String> {
+        lines(path)
+            .iter()
+            .map(|e| e["auditID"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Two events per file.
+    fn small(path: &Path, max_files: usize) -> RotatingFile {
+        RotatingFile::open(FileSink {
+            path: path.to_owned(),
+            max_size_bytes: line("1").len() as u64 * 2,
+            max_files,
+        })
+        .unwrap()
+    }
+
+    /// The live file deleted by hand: the next rotation finds it gone,
+    /// starts a new one and keeps the history. Rotating regardless once
+    /// deleted every rotated file, one per batch, and wrote nothing more.
+    #[test]
+    fn a_deleted_live_file_is_created_again_and_history_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut file = small(&path, 3);
+        for id in 1..=5 {
+            assert_eq!(Output::write(&mut file, &line(&id.to_string())), 0);
+            assert_eq!(file.flush(), 0);
+        }
+        fs::remove_file(&path).unwrap();
+        for id in 6..=9 {
+            assert_eq!(Output::write(&mut file, &line(&id.to_string())), 0);
+            assert_eq!(file.flush(), 0);
+        }
+        // "6" still fitted the deleted file, and went with it.
+        assert_eq!(ids(&path), ["9"]);
+        assert_eq!(ids(&suffixed(&path, 1)), ["7", "8"]);
+        assert_eq!(ids(&suffixed(&path, 2)), ["3", "4"]);
+        assert_eq!(ids(&suffixed(&path, 3)), ["1", "2"]);
+        assert!(!suffixed(&path, STAGED).exists());
+
+        // Without history: removing the missing file failed every time.
+        let path = dir.path().join("none.log");
+        let mut file = small(&path, 0);
+        Output::write(&mut file, &[line("1"), line("2")].concat());
+        file.flush();
+        fs::remove_file(&path).unwrap();
+        for id in ["3", "4"] {
+            assert_eq!(Output::write(&mut file, &line(id)), 0);
+        }
+        file.flush();
+        assert_eq!(ids(&path), ["3", "4"]);
+    }
+
+    /// A rotation that fails after the live file was staged (here `.1` is
+    /// a directory it cannot replace) loses the lines that do not fit,
+    /// counted, deletes nothing, and is not tried again before [`RETRY`];
+    /// then it is finished.
+    #[test]
+    fn a_failed_rotation_counts_lines_and_destroys_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let mut file = small(&path, 1);
+        let blocker = suffixed(&path, 1);
+        fs::create_dir(&blocker).unwrap();
+        fs::write(blocker.join("keep"), "").unwrap();
+        assert_eq!(
+            Output::write(&mut file, &[line("1"), line("2")].concat()),
+            0
+        );
+        assert_eq!(
+            Output::write(&mut file, &[line("3"), line("4")].concat()),
+            2
+        );
+        assert_eq!(ids(&suffixed(&path, STAGED)), ["1", "2"]);
+        fs::remove_dir_all(&blocker).unwrap();
+        assert_eq!(Output::write(&mut file, &line("5")), 1, "retried too soon");
+        file.failed_at = None;
+        assert_eq!(Output::write(&mut file, &line("6")), 0);
+        file.flush();
+        assert_eq!(ids(&path), ["6"]);
+        assert_eq!(ids(&suffixed(&path, 1)), ["1", "2"]);
+        assert!(!suffixed(&path, STAGED).exists());
+    }
+
+    /// A disk that takes nothing: every event is counted as dropped, the
+    /// count the metrics report. Write errors were only logged.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn events_the_disk_refuses_are_counted_as_dropped() {
+        let sink = AuditSink::file(FileSink::new("/dev/full"), QueueOptions::default()).unwrap();
+        let stats = sink.stats();
+        for id in 0..5 {
+            send(&sink, &id.to_string());
+        }
+        drop(sink);
+        assert_eq!(stats.dropped(), 5);
+    }
+
+    /// Accepts `accept` bytes, then fails every write.
+    struct Short {
+        accept: usize,
+        out: Vec<u8>,
+    }
+
+    impl Write for Short {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if self.accept == 0 {
+                return Err(io::Error::other("no space"));
+            }
+            let n = bytes.len().min(self.accept);
+            self.accept -= n;
+            self.out.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A write that fails in the middle of a line: the next one starts on
+    /// a line of its own instead of completing that one with another
+    /// event.
+    #[test]
+    fn a_torn_line_is_never_joined_onto() {
+        let mut out = Short {
+            accept: 12,
+            out: Vec::new(),
+        };
+        let mut torn = false;
+        let failed = write_whole(&mut out, &mut torn, b"{\"a\":1}\n{\"b\":2}\n").unwrap_err();
+        assert_eq!(failed.0, 12);
+        assert!(torn);
+        out.accept = 100;
+        write_whole(&mut out, &mut torn, b"{\"c\":3}\n").unwrap();
+        let written = String::from_utf8(out.out).unwrap();
+        assert_eq!(written, "{\"a\":1}\n{\"b\"\n{\"c\":3}\n");
+        assert!(!torn);
     }
 
     #[test]
@@ -490,7 +772,7 @@ mod tests {
         // Rotated with nothing kept: the old line is gone, the new one written.
         assert_eq!(lines(&path).len(), 1);
         assert_eq!(lines(&path)[0]["auditID"], "new");
-        assert!(!numbered(&path, 1).exists());
+        assert!(!suffixed(&path, 1).exists());
     }
 
     /// A queue nobody drains: with `Drop`, every event past its capacity is

@@ -10,18 +10,62 @@
 //! memory held is the queue plus one batch, however slow the receiver
 //! (the unbounded retries that let a throttled receiver exhaust an API
 //! server's memory, kubernetes/kubernetes#85489, cannot happen here).
+//!
+//! When the sink is dropped (shutdown), what is queued gets one attempt per
+//! batch, no retry, and [`DRAIN_TIME`] in all; what is not delivered by
+//! then is dropped, counted and logged once. Draining with full retries
+//! held shutdown for minutes behind a receiver that was down.
 
 use std::{
     fmt,
-    sync::{mpsc::Receiver, Arc},
-    time::Duration,
+    sync::{mpsc::Receiver, Arc, OnceLock},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use http::Uri;
 
+use tokio_util::sync::CancellationToken;
+
 use super::sink::Report;
 use crate::{net::OutboundProxy, plugins::queue::QueueCounters};
+
+/// How long, at most, the queue is still delivered once the sink is
+/// dropped: shutdown waits this long for a receiver that does not answer.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The sink's end, as its thread sees it: [`close`](Self::close)d when
+/// the last clone of the sink is dropped.
+#[derive(Debug, Default)]
+pub(super) struct Closing {
+    closed: CancellationToken,
+    deadline: OnceLock<Instant>,
+}
+
+impl Closing {
+    /// The sink is gone: no more retries, [`DRAIN_TIME`] from now.
+    pub(super) fn close(&self) {
+        let _ = self.deadline.set(Instant::now() + DRAIN_TIME);
+        self.closed.cancel();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves once the sink is closed.
+    async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Resolves once the drain time after closing is over.
+    async fn drained(&self) {
+        self.closed().await;
+        if let Some(&deadline) = self.deadline.get() {
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
 
 /// Where and how a webhook sink delivers. Its `Debug` shows only the
 /// receiver's scheme, host and port: a webhook URL often carries its secret
@@ -133,46 +177,71 @@ fn event_list(events: &[Bytes]) -> Bytes {
 /// The sender thread's loop: batch, POST, retry, drop; ends when every
 /// sender is gone and the queue is empty.
 pub(super) fn deliver_events(
-    receiver: Receiver<Bytes>,
+    queue: Receiver<Bytes>,
     webhook: WebhookSink,
     client: HttpClient,
     counters: Arc<QueueCounters>,
+    closing: &Closing,
     runtime: tokio::runtime::Runtime,
 ) {
     let mut report = Report::default();
+    // Lost once the sink was closed: logged once, at the end.
+    let mut abandoned = 0;
     let mut batch = Vec::with_capacity(webhook.batch_size.min(1024));
     // Blocking receives on this thread are fine: its event loop has nothing
     // else to run while there is nothing to send.
-    while let Ok(event) = receiver.recv() {
+    while let Ok(event) = queue.recv() {
         batch.push(event);
         while batch.len() < webhook.batch_size.max(1) {
-            match receiver.try_recv() {
+            match queue.try_recv() {
                 Ok(event) => batch.push(event),
                 Err(_) => break,
             }
         }
         counters.taken(batch.len() as u64);
         let body = event_list(&batch);
-        let delivered = runtime.block_on(deliver(&webhook, &client, body, &mut report));
+        let delivered = runtime.block_on(async {
+            tokio::select! {
+                biased;
+                () = closing.drained() => false,
+                delivered = deliver(&webhook, &client, body, &mut report, closing) => delivered,
+            }
+        });
         if !delivered {
             counters.lost(batch.len() as u64);
+            if closing.is_closed() {
+                abandoned += batch.len();
+            }
         }
         batch.clear();
         report.dropped(&counters);
     }
+    if abandoned > 0 {
+        tracing::warn!(
+            dropped = abandoned,
+            receiver = receiver(&webhook.url),
+            "audit events not delivered before shutdown"
+        );
+    }
 }
 
-/// POSTs one batch, retrying with backoff; false when it never got through.
+/// POSTs one batch, retrying with backoff until the sink is closed; false
+/// when it never got through.
 async fn deliver(
     webhook: &WebhookSink,
     client: &HttpClient,
     body: Bytes,
     report: &mut Report,
+    closing: &Closing,
 ) -> bool {
     let mut backoff = webhook.initial_backoff;
     for attempt in 0..=webhook.retries {
         if attempt > 0 {
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                biased;
+                () = closing.closed() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
             backoff = backoff.saturating_mul(2);
         }
         let sent =
@@ -286,20 +355,20 @@ mod tests {
     }
 
     /// A receiver that always fails: each batch is tried 1 + retries
-    /// times, then dropped and counted.
+    /// times, then dropped and counted (while the sink is open: closing it
+    /// ends the retries).
     #[tokio::test(flavor = "multi_thread")]
     async fn a_failing_receiver_costs_retries_then_drops() {
         let (url, mut lists) = receiver(|| async { StatusCode::INTERNAL_SERVER_ERROR }).await;
         let sink = AuditSink::webhook(webhook(&url), QueueOptions::default()).unwrap();
         let counters = sink.counters();
         send_sample(&sink, "lost");
-        close(sink).await;
-        let mut attempts = 0;
-        while let Ok(list) = lists.try_recv() {
-            assert_eq!(ids(&list), ["lost"]);
-            attempts += 1;
+        for _ in 0..3 {
+            let list = tokio::time::timeout(Duration::from_secs(60), lists.recv()).await;
+            assert_eq!(ids(&list.unwrap().unwrap()), ["lost"]);
         }
-        assert_eq!(attempts, 3);
+        close(sink).await;
+        assert!(lists.try_recv().is_err(), "no fourth attempt");
         assert_eq!(counters.dropped(), 1);
     }
 
@@ -343,6 +412,60 @@ mod tests {
         close(sink).await;
         assert_eq!(ids(&lists.recv().await.unwrap()), ["0", "1"]);
         assert_eq!(counters.dropped(), 8);
+    }
+
+    /// Drops `sink` on a thread of its own; fails when that does not
+    /// return within a generous bound (a hang, not a slow machine).
+    fn close_within_bound(sink: AuditSink) {
+        let (done, closed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(sink);
+            let _ = done.send(());
+        });
+        closed
+            .recv_timeout(Duration::from_secs(120))
+            .expect("dropping the sink hangs");
+    }
+
+    /// A receiver that is down at shutdown: the batch is not retried (an
+    /// hour's backoff here), it is dropped and counted. Draining with
+    /// retries held shutdown for the whole backoff.
+    #[test]
+    fn shutdown_does_not_wait_to_retry() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut webhook = WebhookSink::new(&format!("http://127.0.0.1:{port}/audit")).unwrap();
+        webhook.initial_backoff = Duration::from_secs(3600);
+        let sink = AuditSink::webhook(webhook, QueueOptions::default()).unwrap();
+        let counters = sink.counters();
+        send_sample(&sink, "lost");
+        close_within_bound(sink);
+        assert_eq!(counters.dropped(), 1);
+        assert_eq!(counters.queued(), 0);
+    }
+
+    /// A receiver that takes the POST and never answers: shutdown waits
+    /// [`DRAIN_TIME`], not the POST's timeout (ten minutes here), then
+    /// counts every queued event as dropped.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn shutdown_bounds_a_silent_receiver() {
+        let (url, mut lists) = receiver(std::future::pending).await;
+        let mut webhook = webhook(&url);
+        webhook.timeout = Duration::from_secs(600);
+        webhook.batch_size = 1;
+        let sink = AuditSink::webhook(webhook, QueueOptions::default()).unwrap();
+        let counters = sink.counters();
+        for id in 0..3 {
+            send_sample(&sink, &id.to_string());
+        }
+        // The first POST is on its way: the others wait in the queue.
+        assert_eq!(ids(&lists.recv().await.unwrap()), ["0"]);
+        tokio::task::spawn_blocking(move || close_within_bound(sink))
+            .await
+            .unwrap();
+        assert_eq!(counters.dropped(), 3);
     }
 
     #[test]
