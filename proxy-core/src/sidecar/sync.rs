@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes};
+use bytes::{BufMut, Bytes};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use secrecy::{ExposeSecret, SecretString};
@@ -155,13 +155,8 @@ where
             return Ok(read.freeze());
         };
         let frame = frame.map_err(|e| format!("reading the feed: {e}"))?;
-        if let Ok(mut data) = frame.into_data() {
-            while data.has_remaining() {
-                let chunk = data.chunk();
-                read.extend_from_slice(chunk);
-                let n = chunk.len();
-                data.advance(n);
-            }
+        if let Ok(data) = frame.into_data() {
+            read.put(data);
         }
     }
 }

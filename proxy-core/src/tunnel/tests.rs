@@ -115,6 +115,20 @@ async fn tunnel_to(
     api_server: &str,
     serves_requests: bool,
 ) -> Tunnel {
+    let tunnel = start(tunnels, cluster, api_server, serves_requests, true);
+    connected(&tunnel.tunnels, cluster).await;
+    tunnel
+}
+
+/// Paddock's and the agent's ends of a new tunnel of `cluster`, started:
+/// Paddock's session finds its token `still_valid` or not once in place.
+fn start(
+    tunnels: Arc<Tunnels>,
+    cluster: &str,
+    api_server: &str,
+    serves_requests: bool,
+    still_valid: bool,
+) -> Tunnel {
     let ((paddock_end, silence_paddock), (agent_end, silence_agent)) = pipe();
     let serving = tunnels.clone();
     let id = cluster.to_owned();
@@ -127,7 +141,7 @@ async fn tunnel_to(
             last_heartbeat: Timestamp::now(),
         };
         serving
-            .serve(&id, "hash".into(), info, paddock_end, |_| true)
+            .serve(&id, "hash".into(), info, paddock_end, |_| still_valid)
             .await;
     });
     let upstream = Arc::new(
@@ -139,7 +153,6 @@ async fn tunnel_to(
         .unwrap(),
     );
     let agent = tokio::spawn(async move { crate::agent::serve_tunnel(agent_end, upstream).await });
-    connected(&tunnels, cluster).await;
     Tunnel {
         tunnels,
         paddock,
@@ -236,29 +249,8 @@ async fn a_revoked_token_ends_the_streams_open_on_its_tunnel() {
 #[tokio::test(start_paused = true)]
 async fn a_token_revoked_while_the_tunnel_opened_ends_it() {
     let tunnels = Arc::new(Tunnels::new(Duration::from_secs(1), Events::default()));
-    let ((paddock_end, _), (agent_end, _)) = pipe();
-    let serving = tunnels.clone();
-    let paddock = tokio::spawn(async move {
-        let info = SessionInfo {
-            agent_version: Some("test".into()),
-            kubernetes_version: None,
-            serves_requests: true,
-            connected_at: Timestamp::now(),
-            last_heartbeat: Timestamp::now(),
-        };
-        serving
-            .serve("edge", "hash".into(), info, paddock_end, |_| false)
-            .await;
-    });
-    let upstream = Arc::new(
-        Cluster::new(
-            &ClusterConfig::new("api", "https://127.0.0.1:9"),
-            0,
-            Default::default(),
-        )
-        .unwrap(),
-    );
-    let agent = tokio::spawn(async move { crate::agent::serve_tunnel(agent_end, upstream).await });
+    let Tunnel { paddock, agent, .. } =
+        start(tunnels.clone(), "edge", "https://127.0.0.1:9", true, false);
     let at_once = PING_INTERVAL / 2;
     tokio::time::timeout(at_once, paddock)
         .await
